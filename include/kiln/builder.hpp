@@ -1,0 +1,41 @@
+// kiln builder, C++ API: compile an ONNX model into an engine.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kiln/types.hpp"
+
+namespace kiln {
+
+enum class Precision { kFp32, kTf32, kFp16, kBf16 };
+
+// The range of one input's dimensions for an engine with dynamic dimensions. Every dim of an
+// input's ONNX shape that is symbolic (dim_param) or unknown must be covered by a profile, or by
+// BuilderConfig::default_dynamic_range.
+struct InputProfile {
+  std::string name;
+  Shape min, opt, max;
+};
+
+struct BuilderConfig {
+  Precision precision = Precision::kFp32;
+  std::string target = "cpu";        // "cpu" or "cuda"
+  int device = 0;                    // cuda: the GPU whose architecture the engine targets
+  uint64_t workspace_limit = uint64_t{1} << 30;  // bytes of scratch memory kernels may use
+  std::vector<InputProfile> profiles;
+  // Range given to dynamic dims that no profile covers: min, opt, max.
+  int64_t default_dynamic_min = 1, default_dynamic_opt = 1, default_dynamic_max = 4096;
+  std::string metadata_json = "{}";  // recorded in the engine; must be a JSON object
+};
+
+// Imports, optimises and emits an engine. Throws kiln::Error: kNotFound/kIoError (paths),
+// kCorruptFile (unparsable ONNX), kUnsupported (listing every unsupported op of the model with
+// node name, op type, domain and opset), kInvalidArgument (shapes that do not fit, bad config).
+std::vector<uint8_t> build_engine_from_onnx_file(const std::string& onnx_path, const BuilderConfig& config);
+// `base_dir` is where external data files are looked up ("" for none).
+std::vector<uint8_t> build_engine_from_onnx_bytes(const void* data, size_t size, const std::string& base_dir,
+                                                  const BuilderConfig& config);
+
+}  // namespace kiln

@@ -1,0 +1,94 @@
+/* kiln runtime, C API.
+ *
+ * Every call returns a kiln_status; on failure kiln_last_error() gives a message that names the
+ * problem (file, binding, node, expected vs got). No C++ exception crosses this boundary. Handles
+ * are opaque; each *_create / *_load has a matching *_release. An engine may be shared by threads;
+ * a context is used by one thread at a time. */
+#ifndef KILN_KILN_H_
+#define KILN_KILN_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum kiln_status {
+  KILN_OK = 0,
+  KILN_ERROR_INVALID_ARGUMENT = 1,
+  KILN_ERROR_NOT_FOUND = 2,
+  KILN_ERROR_UNSUPPORTED = 3,
+  KILN_ERROR_CORRUPT_FILE = 4,
+  KILN_ERROR_INCOMPATIBLE = 5,
+  KILN_ERROR_DEVICE = 6,
+  KILN_ERROR_OUT_OF_MEMORY = 7,
+  KILN_ERROR_IO = 8,
+  KILN_ERROR_INTERNAL = 9
+} kiln_status;
+
+/* Element types; the values equal ONNX's TensorProto.DataType. */
+typedef enum kiln_dtype {
+  KILN_FLOAT32 = 1,
+  KILN_UINT8 = 2,
+  KILN_INT8 = 3,
+  KILN_INT16 = 5,
+  KILN_INT32 = 6,
+  KILN_INT64 = 7,
+  KILN_BOOL = 9,
+  KILN_FLOAT16 = 10,
+  KILN_FLOAT64 = 11,
+  KILN_BFLOAT16 = 16
+} kiln_dtype;
+
+/* A dense row-major tensor. For inputs, `data` is read; for outputs returned by the runtime it
+ * stays valid until the next execute on the same context or its release. */
+typedef struct kiln_tensor {
+  kiln_dtype dtype;
+  int32_t ndim;
+  const int64_t* shape;
+  void* data;
+} kiln_tensor;
+
+typedef struct kiln_engine kiln_engine;
+typedef struct kiln_context kiln_context;
+
+/* The message of the last failed call on this thread ("" if none). Valid until the next call. */
+const char* kiln_last_error(void);
+/* The runtime's version, e.g. "0.1.0", and the newest engine format it reads, e.g. "1.0". */
+const char* kiln_runtime_version(void);
+const char* kiln_engine_format_version(void);
+
+/* Loads and verifies an engine. On success *out owns a new handle. */
+kiln_status kiln_engine_load_file(const char* path, kiln_engine** out);
+kiln_status kiln_engine_load_bytes(const void* data, size_t size, kiln_engine** out);
+/* Releases the handle; contexts created from it keep the engine alive. NULL is ignored. */
+void kiln_engine_release(kiln_engine* engine);
+
+/* Bindings: is_input selects inputs (1) or outputs (0). The strings and shape stay valid while
+ * the engine lives. Dynamic dimensions are -1. */
+kiln_status kiln_engine_num_bindings(const kiln_engine* engine, int is_input, size_t* count);
+kiln_status kiln_engine_binding(const kiln_engine* engine, int is_input, size_t index,
+                                const char** name, kiln_dtype* dtype, int32_t* ndim,
+                                const int64_t** shape);
+/* "cpu" or "cuda"; the metadata JSON the builder recorded. Valid while the engine lives. */
+kiln_status kiln_engine_backend(const kiln_engine* engine, const char** backend);
+kiln_status kiln_engine_metadata(const kiln_engine* engine, const char** json);
+
+kiln_status kiln_context_create(const kiln_engine* engine, kiln_context** out);
+void kiln_context_release(kiln_context* context);
+
+/* Runs the engine. names[i] binds inputs[i]; every input must be bound once. `stream` is a CUDA
+ * stream for CUDA engines, NULL for CPU engines. */
+kiln_status kiln_context_execute(kiln_context* context, size_t num_inputs,
+                                 const char* const* names, const kiln_tensor* inputs,
+                                 void* stream);
+/* The output named `name` from the last execute; *out's pointers stay valid until the next
+ * execute or the context's release. */
+kiln_status kiln_context_output(const kiln_context* context, const char* name, kiln_tensor* out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KILN_KILN_H_ */

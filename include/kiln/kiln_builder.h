@@ -1,0 +1,27 @@
+/* kiln builder, C API (used by the Python package through ctypes). Same error conventions as
+ * kiln.h: a kiln_status, and kiln_last_error() for the message. */
+#ifndef KILN_KILN_BUILDER_H_
+#define KILN_KILN_BUILDER_H_
+
+#include "kiln/kiln.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Builds an engine from an ONNX file or bytes. `config_json` is NULL or a JSON object with any of:
+ *   "precision": "fp32"|"tf32"|"fp16"|"bf16", "target": "cpu"|"cuda", "device": int,
+ *   "workspace_limit": int, "metadata": {...},
+ *   "profiles": {"input_name": {"min": [..], "opt": [..], "max": [..]}, ...}.
+ * On success *engine points to *size bytes to be freed with kiln_free. */
+kiln_status kiln_build_onnx_file(const char* onnx_path, const char* config_json, void** engine,
+                                 size_t* size);
+kiln_status kiln_build_onnx_bytes(const void* onnx, size_t onnx_size, const char* base_dir,
+                                  const char* config_json, void** engine, size_t* size);
+void kiln_free(void* buffer);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KILN_KILN_BUILDER_H_ */

@@ -1,0 +1,125 @@
+// kiln runtime, C++ API: load an engine, create execution contexts, run them.
+//
+// Thread safety: an Engine is immutable and may be shared by any number of threads. An
+// ExecutionContext belongs to one thread at a time (it owns its activation arena); create one per
+// thread or stream. All calls report failure by throwing kiln::Error (see kiln/types.hpp), whose
+// message names the file, binding, tensor or node and the expected vs actual value.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kiln/types.hpp"
+
+namespace kiln {
+
+namespace detail {
+struct EngineState;
+struct ContextState;
+}  // namespace detail
+
+// Which device an engine should run on.
+struct DeviceSpec {
+  enum class Kind { kAuto, kCpu, kCuda };
+  Kind kind = Kind::kAuto;  // kAuto: the engine's own backend
+  int index = -1;           // kCuda: the GPU ordinal; -1 picks the most compatible one
+};
+
+// A borrowed, dense row-major tensor. On the CPU backend `data` is host memory.
+struct TensorRef {
+  DType dtype = DType::kFloat32;
+  Shape shape;
+  void* data = nullptr;
+};
+
+// A binding name with the tensor bound to it.
+struct NamedTensor {
+  std::string name;
+  TensorRef tensor;
+};
+
+// An owned, dense row-major host tensor, as returned by ExecutionContext::execute.
+struct Tensor {
+  DType dtype = DType::kFloat32;
+  Shape shape;
+  std::vector<uint8_t> bytes;
+
+  int64_t numel() const { return shape_numel(shape); }
+  template <typename T>
+  const T* data() const { return reinterpret_cast<const T*>(bytes.data()); }
+  template <typename T>
+  T* data() { return reinterpret_cast<T*>(bytes.data()); }
+  TensorRef ref() { return TensorRef{dtype, shape, bytes.data()}; }
+};
+
+struct BindingInfo {
+  std::string name;
+  DType dtype = DType::kFloat32;
+  Shape shape;                 // kDynamicDim for dynamic dimensions
+  Shape min_shape, max_shape;  // inputs: the allowed range of each dimension (inclusive)
+};
+
+class ExecutionContext;
+
+class Engine {
+ public:
+  // Reads and verifies an engine file. Throws kNotFound/kIoError (path), kCorruptFile (anything
+  // that fails verification), kIncompatible (newer major format, wrong GPU architecture),
+  // kDeviceError (a CUDA engine and no usable GPU), kUnsupported (an op this runtime lacks).
+  static Engine load_file(const std::string& path, DeviceSpec device = {});
+  // The same from bytes in memory (copied; the caller may free them after the call).
+  static Engine load_bytes(const void* data, size_t size, DeviceSpec device = {});
+
+  const std::vector<BindingInfo>& inputs() const;
+  const std::vector<BindingInfo>& outputs() const;
+  // "cpu" or "cuda".
+  const std::string& backend() const;
+  // The engine file's format version, "major.minor", and the producer that wrote it.
+  std::string format_version() const;
+  const std::string& producer() const;
+  const std::string& metadata_json() const;
+  size_t num_layers() const;
+
+  // A new context with its own arena. Cheap; may be called from any thread.
+  ExecutionContext create_context() const;
+
+ private:
+  explicit Engine(std::shared_ptr<const detail::EngineState> state) : state_(std::move(state)) {}
+  std::shared_ptr<const detail::EngineState> state_;
+  friend class ExecutionContext;
+};
+
+class ExecutionContext {
+ public:
+  ExecutionContext(ExecutionContext&&) noexcept;
+  ExecutionContext& operator=(ExecutionContext&&) noexcept;
+  ~ExecutionContext();
+
+  // Runs the engine on `inputs`, which must bind every input exactly once by name, each with the
+  // binding's dtype and a shape whose dims match (dynamic dims within their range). Returns the
+  // outputs in the engine's output order. Throws kInvalidArgument naming the binding and the
+  // expected vs actual dtype/shape, or the missing/unknown name.
+  std::vector<Tensor> execute(std::span<const NamedTensor> inputs);
+
+  // As above, writing into caller-provided outputs (every output bound once, exact shape and
+  // dtype). `stream` is the CUDA stream for CUDA engines and must be null for CPU engines.
+  void execute(std::span<const NamedTensor> inputs, std::span<const NamedTensor> outputs,
+               void* stream = nullptr);
+
+  const Engine& engine() const;
+
+ private:
+  explicit ExecutionContext(std::unique_ptr<detail::ContextState> state);
+  std::unique_ptr<detail::ContextState> state_;
+  friend class Engine;
+};
+
+// The runtime's version ("0.1.0") and the newest engine format it reads ("1.0").
+std::string runtime_version();
+std::string engine_format_version();
+
+}  // namespace kiln

@@ -1,0 +1,34 @@
+#include "backends/cpu/cpu_kernel.hpp"
+
+namespace kiln::cpu {
+
+void CpuKernelRegistry::add(std::string_view op, CpuKernel kernel) {
+  KILN_ASSERT(kernel.fn != nullptr, "CPU kernel for ", op, " is null");
+  auto [it, inserted] = kernels_.emplace(std::string(op), kernel);
+  KILN_ASSERT(inserted, "CPU kernel for ", op, " registered twice");
+}
+
+const CpuKernel* CpuKernelRegistry::find(std::string_view op) const {
+  auto it = kernels_.find(std::string(op));
+  return it == kernels_.end() ? nullptr : &it->second;
+}
+
+const CpuKernelRegistry& cpu_kernels() {
+  static const CpuKernelRegistry registry = [] {
+    CpuKernelRegistry r;
+    register_conv_kernels(r);
+    register_gemm_kernels(r);
+    register_normalization_kernels(r);
+    register_pooling_kernels(r);
+    register_softmax_kernels(r);
+    register_reduce_kernels(r);
+    register_resize_kernels(r);
+    register_elementwise_kernels(r);
+    register_shape_kernels(r);
+    register_data_movement_kernels(r);
+    return r;
+  }();
+  return registry;
+}
+
+}  // namespace kiln::cpu

@@ -1,0 +1,71 @@
+// The CPU backend's kernel interface. The CPU backend is the reference every other backend is
+// checked against, so kernels favour exactness; GEMM and convolution go through BLAS.
+#pragma once
+
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "base/attributes.hpp"
+#include "base/error.hpp"
+#include "base/host_tensor.hpp"
+
+namespace kiln::cpu {
+
+// Everything one kernel call sees. Inputs are dense row-major host tensors; an absent optional
+// input has data == nullptr. Outputs are already allocated by the executor with the shapes and
+// dtypes that the op's infer function gave, and must be completely written.
+struct KernelContext {
+  std::string_view node_name;
+  std::string_view op;
+  const AttributeMap& attrs;
+  std::span<const TensorView> inputs;
+  std::span<TensorView> outputs;
+
+  bool has_input(size_t i) const { return i < inputs.size() && inputs[i].data != nullptr; }
+
+  // Throws kiln::Error(code) "node '<name>' (<op>): <message>".
+  template <typename... Parts>
+  [[noreturn]] void fail(ErrorCode code, Parts&&... parts) const {
+    kiln::fail(code, "node '", node_name, "' (", op, "): ", std::forward<Parts>(parts)...);
+  }
+};
+
+using KernelFn = void (*)(KernelContext&);
+
+struct CpuKernel {
+  KernelFn fn = nullptr;
+  // When true, the executor converts every float16/bfloat16 input to float32 before the call and
+  // every float16/bfloat16 output back after it, so the kernel only ever sees float32 for floating
+  // tensors (integer and bool tensors pass through). When false the kernel handles every dtype
+  // itself (data movement ops copy bytes).
+  bool float_compute = true;
+};
+
+class CpuKernelRegistry {
+ public:
+  // Throws kInternal on a duplicate op.
+  void add(std::string_view op, CpuKernel kernel);
+  const CpuKernel* find(std::string_view op) const;
+
+ private:
+  std::unordered_map<std::string, CpuKernel> kernels_;
+};
+
+// Every built-in CPU kernel, built on first use (thread-safe).
+const CpuKernelRegistry& cpu_kernels();
+
+// One registration function per family, in src/backends/cpu/<family>_kernels.cpp.
+void register_conv_kernels(CpuKernelRegistry& registry);
+void register_gemm_kernels(CpuKernelRegistry& registry);
+void register_normalization_kernels(CpuKernelRegistry& registry);
+void register_pooling_kernels(CpuKernelRegistry& registry);
+void register_softmax_kernels(CpuKernelRegistry& registry);
+void register_reduce_kernels(CpuKernelRegistry& registry);
+void register_resize_kernels(CpuKernelRegistry& registry);
+void register_elementwise_kernels(CpuKernelRegistry& registry);
+void register_shape_kernels(CpuKernelRegistry& registry);
+void register_data_movement_kernels(CpuKernelRegistry& registry);
+
+}  // namespace kiln::cpu

@@ -1,0 +1,40 @@
+#include "base/host_tensor.hpp"
+
+#include "base/error.hpp"
+#include "base/half.hpp"
+
+namespace kiln {
+
+int64_t read_index(const TensorView& t, int64_t i) {
+  switch (t.dtype) {
+    case DType::kInt64: return t.as<const int64_t>()[i];
+    case DType::kInt32: return t.as<const int32_t>()[i];
+    default:
+      fail(ErrorCode::kInvalidArgument, "expected an int32 or int64 tensor, got ", dtype_name(t.dtype));
+  }
+}
+
+std::vector<int64_t> read_indices(const TensorView& t) {
+  const int64_t n = t.numel();
+  std::vector<int64_t> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) out[static_cast<size_t>(i)] = read_index(t, i);
+  return out;
+}
+
+double read_as_double(const TensorView& t, int64_t i) {
+  switch (t.dtype) {
+    case DType::kFloat32: return t.as<const float>()[i];
+    case DType::kFloat64: return t.as<const double>()[i];
+    case DType::kFloat16: return half_to_float(t.as<const uint16_t>()[i]);
+    case DType::kBFloat16: return bfloat16_to_float(t.as<const uint16_t>()[i]);
+    case DType::kInt64: return static_cast<double>(t.as<const int64_t>()[i]);
+    case DType::kInt32: return t.as<const int32_t>()[i];
+    case DType::kInt16: return t.as<const int16_t>()[i];
+    case DType::kInt8: return t.as<const int8_t>()[i];
+    case DType::kUInt8: return t.as<const uint8_t>()[i];
+    case DType::kBool: return t.as<const uint8_t>()[i] ? 1.0 : 0.0;
+  }
+  fail(ErrorCode::kInvalidArgument, "unknown dtype");
+}
+
+}  // namespace kiln

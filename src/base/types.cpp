@@ -1,0 +1,93 @@
+#include "kiln/types.hpp"
+
+#include "base/error.hpp"
+
+namespace kiln {
+
+size_t dtype_size(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32: return 4;
+    case DType::kUInt8: return 1;
+    case DType::kInt8: return 1;
+    case DType::kInt16: return 2;
+    case DType::kInt32: return 4;
+    case DType::kInt64: return 8;
+    case DType::kBool: return 1;
+    case DType::kFloat16: return 2;
+    case DType::kFloat64: return 8;
+    case DType::kBFloat16: return 2;
+  }
+  fail(ErrorCode::kInvalidArgument, "unknown dtype value ", static_cast<int>(dtype));
+}
+
+std::string_view dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32: return "float32";
+    case DType::kUInt8: return "uint8";
+    case DType::kInt8: return "int8";
+    case DType::kInt16: return "int16";
+    case DType::kInt32: return "int32";
+    case DType::kInt64: return "int64";
+    case DType::kBool: return "bool";
+    case DType::kFloat16: return "float16";
+    case DType::kFloat64: return "float64";
+    case DType::kBFloat16: return "bfloat16";
+  }
+  return "dtype(?)";
+}
+
+bool is_valid_dtype(int raw) {
+  switch (raw) {
+    case 1: case 2: case 3: case 5: case 6: case 7: case 9: case 10: case 11: case 16:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool is_floating(DType dtype) {
+  return dtype == DType::kFloat32 || dtype == DType::kFloat16 || dtype == DType::kBFloat16 ||
+         dtype == DType::kFloat64;
+}
+
+int64_t shape_numel(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0) fail(ErrorCode::kInvalidArgument, "shape ", shape_to_string(shape), " is not static");
+    n *= d;
+  }
+  return n;
+}
+
+std::string shape_to_string(const Shape& shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) out += ", ";
+    out += shape[i] < 0 ? std::string("?") : std::to_string(shape[i]);
+  }
+  return out + "]";
+}
+
+bool shape_is_static(const Shape& shape) {
+  for (int64_t d : shape)
+    if (d < 0) return false;
+  return true;
+}
+
+std::string_view error_code_name(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kOk: return "ok";
+    case ErrorCode::kInvalidArgument: return "invalid argument";
+    case ErrorCode::kNotFound: return "not found";
+    case ErrorCode::kUnsupported: return "unsupported";
+    case ErrorCode::kCorruptFile: return "corrupt file";
+    case ErrorCode::kIncompatible: return "incompatible";
+    case ErrorCode::kDeviceError: return "device error";
+    case ErrorCode::kOutOfMemory: return "out of memory";
+    case ErrorCode::kIoError: return "I/O error";
+    case ErrorCode::kInternal: return "internal error";
+  }
+  return "unknown error";
+}
+
+}  // namespace kiln

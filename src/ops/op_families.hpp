@@ -1,0 +1,20 @@
+// One registration function per op family; each lives in src/ops/<family>.cpp.
+#pragma once
+
+#include "ops/op_registry.hpp"
+
+namespace kiln::ops {
+
+void register_conv_ops(OpRegistry& registry);           // Conv
+void register_gemm_ops(OpRegistry& registry);           // Gemm, MatMul
+void register_normalization_ops(OpRegistry& registry);  // BatchNormalization, LayerNormalization
+void register_pooling_ops(OpRegistry& registry);        // MaxPool, AveragePool, GlobalAveragePool
+void register_softmax_ops(OpRegistry& registry);        // Softmax
+void register_reduce_ops(OpRegistry& registry);         // ReduceMean, ReduceSum, ReduceMax
+void register_resize_ops(OpRegistry& registry);         // Resize
+void register_elementwise_ops(OpRegistry& registry);    // unary, binary, activations, Clip, Where, compare, Cast
+void register_shape_ops(OpRegistry& registry);          // Reshape, Flatten, Squeeze, Unsqueeze, Shape, Identity,
+                                                        // Dropout, Expand, ConstantOfShape, Range
+void register_data_movement_ops(OpRegistry& registry);  // Transpose, Concat, Split, Slice, Gather, Pad
+
+}  // namespace kiln::ops

@@ -1,0 +1,104 @@
+#include "ops/op_registry.hpp"
+
+#include <algorithm>
+
+#include "ops/op_families.hpp"
+
+namespace kiln::ops {
+
+const ValueInfo& InferContext::input(size_t i) const {
+  static const ValueInfo kAbsent{DType::kFloat32, {}, nullptr, false};
+  return i < inputs_.size() ? inputs_[i] : kAbsent;
+}
+
+void OpRegistry::add(OpDef def) {
+  KILN_ASSERT(def.infer != nullptr, "op ", def.name, " has no infer function");
+  std::string name = def.name;
+  auto [it, inserted] = defs_.emplace(name, std::move(def));
+  KILN_ASSERT(inserted, "op ", name, " registered twice");
+}
+
+const OpDef* OpRegistry::find(std::string_view name) const {
+  auto it = defs_.find(std::string(name));
+  return it == defs_.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> OpRegistry::names() const {
+  std::vector<std::string> out;
+  out.reserve(defs_.size());
+  for (const auto& [name, def] : defs_) out.push_back(name);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+const OpRegistry& op_registry() {
+  static const OpRegistry registry = [] {
+    OpRegistry r;
+    register_conv_ops(r);
+    register_gemm_ops(r);
+    register_normalization_ops(r);
+    register_pooling_ops(r);
+    register_softmax_ops(r);
+    register_reduce_ops(r);
+    register_resize_ops(r);
+    register_elementwise_ops(r);
+    register_shape_ops(r);
+    register_data_movement_ops(r);
+    return r;
+  }();
+  return registry;
+}
+
+const OpDef* find_op(std::string_view name) { return op_registry().find(name); }
+
+void infer_node(const OpDef& def, std::string_view node_name, const AttributeMap& attrs,
+                std::span<const ValueInfo> inputs, std::vector<ValueInfo>& outputs) {
+  const auto n_in = static_cast<int>(inputs.size());
+  const auto n_out = static_cast<int>(outputs.size());
+  if (n_in < def.min_inputs || n_in > def.max_inputs) {
+    fail(ErrorCode::kInvalidArgument, "node '", node_name, "' (", def.name, "): expected ",
+         def.min_inputs, "..", def.max_inputs, " inputs, got ", n_in);
+  }
+  if (n_out < def.min_outputs || n_out > def.max_outputs) {
+    fail(ErrorCode::kInvalidArgument, "node '", node_name, "' (", def.name, "): expected ",
+         def.min_outputs, "..", def.max_outputs, " outputs, got ", n_out);
+  }
+  for (int i = 0; i < def.min_inputs; ++i) {
+    if (!inputs[static_cast<size_t>(i)].present) {
+      fail(ErrorCode::kInvalidArgument, "node '", node_name, "' (", def.name, "): required input ",
+           i, " is missing");
+    }
+  }
+  InferContext ctx(node_name, def.name, attrs, inputs, outputs);
+  def.infer(ctx);
+}
+
+Shape broadcast_shapes(const InferContext& ctx, const Shape& a, const Shape& b) {
+  const size_t rank = std::max(a.size(), b.size());
+  Shape out(rank);
+  for (size_t i = 0; i < rank; ++i) {
+    const int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
+    const int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
+    if (da == 1) {
+      out[i] = db;
+    } else if (db == 1) {
+      out[i] = da;
+    } else if (da == kDynamicDim) {
+      out[i] = db;  // db is static and != 1, so a must match it
+    } else if (db == kDynamicDim || da == db) {
+      out[i] = da;
+    } else {
+      ctx.fail("cannot broadcast shapes ", shape_to_string(a), " and ", shape_to_string(b));
+    }
+  }
+  return out;
+}
+
+int64_t normalize_axis(const InferContext& ctx, int64_t axis, int64_t rank) {
+  if (axis < -rank || axis >= rank) {
+    ctx.fail("axis ", axis, " is out of range for rank ", rank);
+  }
+  return axis < 0 ? axis + rank : axis;
+}
+
+}  // namespace kiln::ops
