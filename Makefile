@@ -1,0 +1,59 @@
+# kiln: `make demo` sets up, builds and runs the demo; `make test` sets up, builds and runs every test.
+# Both install what they need: Debian packages (apt, when missing) and PyPI packages into .venv.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BUILD_DIR ?= build
+JOBS ?= $(shell nproc)
+CMAKE_ARGS ?=
+DEBIAN_PACKAGES := libopenblas-dev libgtest-dev libgmock-dev g++ make
+
+export KILN_BUILD_DIR := $(abspath $(BUILD_DIR))
+
+.PHONY: all setup apt-deps venv configure build test test-cpp test-python demo format clean
+
+all: build
+
+setup: apt-deps venv
+
+# Installs the Debian packages only when one is missing (needs root or sudo then).
+apt-deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(VENV)/.installed: requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+configure: setup
+	$(VENV)/bin/cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_MAKE_PROGRAM=$(abspath $(VENV))/bin/ninja \
+	  -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
+
+build: configure
+	$(VENV)/bin/cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test-cpp: build
+	cd $(BUILD_DIR) && $(abspath $(VENV))/bin/ctest --output-on-failure -j $(JOBS)
+
+test-python: build
+	$(PY) -m pytest -q tests/python
+
+test: test-cpp test-python
+
+demo: build
+	$(PY) scripts/demo.py
+
+format:
+	clang-format -i $$(git ls-files '*.cpp' '*.hpp' '*.h' '*.cu')
+
+clean:
+	rm -rf $(BUILD_DIR) out

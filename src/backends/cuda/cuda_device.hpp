@@ -1,0 +1,22 @@
+// CUDA device discovery, used to check an engine's target against the GPUs of this machine.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace kiln::cuda {
+
+struct DeviceProperties {
+  int ordinal = 0;
+  std::string name;
+  int sm_arch = 0;             // compute capability * 10, e.g. 90
+  size_t total_memory = 0;     // bytes
+  int multiprocessors = 0;
+};
+
+// Number of usable CUDA devices; 0 when there is no driver or no device (never throws).
+int device_count();
+// Properties of GPU `ordinal`. Throws kiln::Error(kDeviceError) naming the ordinal and CUDA's message.
+DeviceProperties device_properties(int ordinal);
+
+}  // namespace kiln::cuda

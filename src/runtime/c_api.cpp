@@ -1,0 +1,179 @@
+// The runtime's C API: opaque handles over kiln::Engine / kiln::ExecutionContext.
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "base/error.hpp"
+#include "kiln/kiln.h"
+#include "kiln/runtime.hpp"
+#include "runtime/c_api_support.hpp"
+
+struct kiln_engine {
+  kiln::Engine engine;
+};
+
+struct kiln_context {
+  kiln::ExecutionContext context;
+  std::vector<kiln::Tensor> outputs;
+};
+
+namespace {
+
+using kiln::ErrorCode;
+using kiln::capi::guarded;
+
+template <typename T>
+void require_non_null(const T* pointer, const char* what) {
+  if (!pointer) kiln::fail(ErrorCode::kInvalidArgument, what, " must not be NULL");
+}
+
+kiln::DType dtype_from_c(kiln_dtype dtype) {
+  if (!kiln::is_valid_dtype(static_cast<int>(dtype))) {
+    kiln::fail(ErrorCode::kInvalidArgument, "unknown kiln_dtype value ", static_cast<int>(dtype));
+  }
+  return static_cast<kiln::DType>(dtype);
+}
+
+const std::vector<kiln::BindingInfo>& bindings_of(const kiln_engine* engine, int is_input) {
+  return is_input ? engine->engine.inputs() : engine->engine.outputs();
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* kiln_last_error(void) { return kiln::capi::last_error(); }
+
+const char* kiln_runtime_version(void) { return KILN_VERSION; }
+
+const char* kiln_engine_format_version(void) {
+  static const std::string version = kiln::engine_format_version();
+  return version.c_str();
+}
+
+kiln_status kiln_engine_load_file(const char* path, kiln_engine** out) {
+  return guarded([&] {
+    require_non_null(path, "path");
+    require_non_null(out, "out");
+    *out = nullptr;
+    *out = new kiln_engine{kiln::Engine::load_file(path)};
+  });
+}
+
+kiln_status kiln_engine_load_bytes(const void* data, size_t size, kiln_engine** out) {
+  return guarded([&] {
+    require_non_null(data, "data");
+    require_non_null(out, "out");
+    *out = nullptr;
+    *out = new kiln_engine{kiln::Engine::load_bytes(data, size)};
+  });
+}
+
+void kiln_engine_release(kiln_engine* engine) { delete engine; }
+
+kiln_status kiln_engine_num_bindings(const kiln_engine* engine, int is_input, size_t* count) {
+  return guarded([&] {
+    require_non_null(engine, "engine");
+    require_non_null(count, "count");
+    *count = bindings_of(engine, is_input).size();
+  });
+}
+
+kiln_status kiln_engine_binding(const kiln_engine* engine, int is_input, size_t index, const char** name,
+                                kiln_dtype* dtype, int32_t* ndim, const int64_t** shape) {
+  return guarded([&] {
+    require_non_null(engine, "engine");
+    const auto& bindings = bindings_of(engine, is_input);
+    if (index >= bindings.size()) {
+      kiln::fail(ErrorCode::kInvalidArgument, is_input ? "input" : "output", " binding index ", index,
+                 " is out of range (the engine has ", bindings.size(), ")");
+    }
+    const kiln::BindingInfo& b = bindings[index];
+    if (name) *name = b.name.c_str();
+    if (dtype) *dtype = static_cast<kiln_dtype>(b.dtype);
+    if (ndim) *ndim = static_cast<int32_t>(b.shape.size());
+    if (shape) *shape = b.shape.data();
+  });
+}
+
+kiln_status kiln_engine_backend(const kiln_engine* engine, const char** backend) {
+  return guarded([&] {
+    require_non_null(engine, "engine");
+    require_non_null(backend, "backend");
+    *backend = engine->engine.backend().c_str();
+  });
+}
+
+kiln_status kiln_engine_metadata(const kiln_engine* engine, const char** json) {
+  return guarded([&] {
+    require_non_null(engine, "engine");
+    require_non_null(json, "json");
+    *json = engine->engine.metadata_json().c_str();
+  });
+}
+
+kiln_status kiln_context_create(const kiln_engine* engine, kiln_context** out) {
+  return guarded([&] {
+    require_non_null(engine, "engine");
+    require_non_null(out, "out");
+    *out = nullptr;
+    *out = new kiln_context{engine->engine.create_context(), {}};
+  });
+}
+
+void kiln_context_release(kiln_context* context) { delete context; }
+
+kiln_status kiln_context_execute(kiln_context* context, size_t num_inputs, const char* const* names,
+                                 const kiln_tensor* inputs, void* stream) {
+  return guarded([&] {
+    require_non_null(context, "context");
+    if (num_inputs > 0) {
+      require_non_null(names, "names");
+      require_non_null(inputs, "inputs");
+    }
+    std::vector<kiln::NamedTensor> bound(num_inputs);
+    for (size_t i = 0; i < num_inputs; ++i) {
+      if (!names[i]) kiln::fail(ErrorCode::kInvalidArgument, "names[", i, "] is NULL");
+      const kiln_tensor& t = inputs[i];
+      if (t.ndim < 0 || t.ndim > 16) kiln::fail(ErrorCode::kInvalidArgument, "input '", names[i], "': ndim ", t.ndim);
+      if (t.ndim > 0 && !t.shape) kiln::fail(ErrorCode::kInvalidArgument, "input '", names[i], "': shape is NULL");
+      bound[i].name = names[i];
+      bound[i].tensor.dtype = dtype_from_c(t.dtype);
+      bound[i].tensor.shape.assign(t.shape, t.shape + t.ndim);
+      for (int64_t d : bound[i].tensor.shape) {
+        if (d < 0) kiln::fail(ErrorCode::kInvalidArgument, "input '", names[i], "': negative dimension ", d);
+      }
+      bound[i].tensor.data = t.data;
+    }
+    if (stream) {
+      kiln::fail(ErrorCode::kInvalidArgument, "a stream was given, but this engine runs on the ",
+                 context->context.engine().backend(), " backend (pass NULL)");
+    }
+    context->outputs.clear();
+    context->outputs = context->context.execute(bound);
+  });
+}
+
+kiln_status kiln_context_output(const kiln_context* context, const char* name, kiln_tensor* out) {
+  return guarded([&] {
+    require_non_null(context, "context");
+    require_non_null(name, "name");
+    require_non_null(out, "out");
+    const auto& bindings = context->context.engine().outputs();
+    for (size_t i = 0; i < bindings.size(); ++i) {
+      if (bindings[i].name != name) continue;
+      if (i >= context->outputs.size()) {
+        kiln::fail(ErrorCode::kInvalidArgument, "output '", name, "' is not available: execute the context first");
+      }
+      const kiln::Tensor& t = context->outputs[i];
+      out->dtype = static_cast<kiln_dtype>(t.dtype);
+      out->ndim = static_cast<int32_t>(t.shape.size());
+      out->shape = t.shape.data();
+      out->data = const_cast<uint8_t*>(t.bytes.data());
+      return;
+    }
+    kiln::fail(ErrorCode::kInvalidArgument, "unknown output '", name, "'");
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,232 @@
+// Engine loading: verification beyond the file format (ops, kernels, targets, plugins) and the
+// per-engine preparation every context shares.
+#include <algorithm>
+#include <deque>
+#include <fstream>
+
+#include "base/error.hpp"
+#include "format/engine_io.hpp"
+#include "runtime/engine_state.hpp"
+
+#if KILN_WITH_CUDA
+#include "backends/cuda/cuda_device.hpp"
+#endif
+
+namespace kiln {
+namespace detail {
+
+TensorView EngineState::weight_view(int32_t index) const {
+  const format::TensorDesc& desc = tensor(index);
+  return TensorView{desc.dtype, desc.shape, const_cast<uint8_t*>(model.weights.data() + desc.weight_offset)};
+}
+
+namespace {
+
+bool reads_only_shape(const std::string& op) { return op == "Shape" || op == "Size"; }
+
+BindingInfo describe_binding(const format::EngineModel& model, const format::Binding& binding) {
+  const format::TensorDesc& desc = model.tensors[binding.tensor];
+  BindingInfo info;
+  info.name = binding.name;
+  info.dtype = desc.dtype;
+  info.shape = desc.shape;
+  for (size_t d = 0; d < desc.shape.size(); ++d) {
+    if (d < binding.ranges.size()) {
+      info.min_shape.push_back(binding.ranges[d].min);
+      info.max_shape.push_back(binding.ranges[d].max);
+    } else {
+      info.min_shape.push_back(desc.shape[d]);
+      info.max_shape.push_back(desc.shape[d]);
+    }
+  }
+  return info;
+}
+
+void check_target(const EngineState& state, const DeviceSpec& device) {
+  const format::Target& target = state.model.target;
+  if (target.backend == "cpu") {
+    if (device.kind == DeviceSpec::Kind::kCuda) {
+      fail(ErrorCode::kIncompatible, state.source, ": engine was built for the cpu backend and cannot run on cuda:",
+           device.index, "; rebuild it with --target cuda");
+    }
+    return;
+  }
+  if (target.backend == "cuda") {
+    const std::string wanted = "sm_" + std::to_string(target.sm_arch) +
+                               (target.device_name.empty() ? "" : " (" + target.device_name + ")");
+#if KILN_WITH_CUDA
+    const int count = cuda::device_count();
+    if (count == 0) {
+      fail(ErrorCode::kDeviceError, state.source, ": engine targets cuda ", wanted,
+           " but no CUDA device is available on this machine");
+    }
+    const int ordinal = device.index >= 0 ? device.index : 0;
+    if (ordinal >= count) {
+      fail(ErrorCode::kDeviceError, state.source, ": cuda:", ordinal, " was asked for but this machine has ",
+           count, " CUDA device(s)");
+    }
+    const cuda::DeviceProperties props = cuda::device_properties(ordinal);
+    if (props.sm_arch != target.sm_arch) {
+      fail(ErrorCode::kIncompatible, state.source, ": engine was built for ", wanted, " but cuda:", ordinal,
+           " is sm_", props.sm_arch, " (", props.name, "); rebuild the engine on this GPU");
+    }
+    fail(ErrorCode::kUnsupported, state.source, ": engine targets cuda ", wanted,
+         " but this kiln runtime has no CUDA execution backend yet");
+#else
+    fail(ErrorCode::kDeviceError, state.source, ": engine targets cuda ", wanted,
+         " but this kiln runtime was built without CUDA");
+#endif
+  }
+  fail(ErrorCode::kIncompatible, state.source, ": engine targets unknown backend '", target.backend, "'");
+}
+
+// Finds which layers must run during shape propagation: those whose outputs' values some layer's
+// infer function needs, and transitively the layers those read from (except through Shape/Size,
+// which need only their input's shape).
+void mark_shape_value_layers(EngineState& state) {
+  const auto& model = state.model;
+  std::vector<bool> value_needed(model.tensors.size(), false);
+  std::deque<int32_t> pending;
+  for (size_t l = 0; l < model.layers.size(); ++l) {
+    for (int input_index : state.layers[l].def->value_inputs) {
+      const auto& inputs = model.layers[l].inputs;
+      if (static_cast<size_t>(input_index) >= inputs.size() || inputs[static_cast<size_t>(input_index)] < 0) continue;
+      pending.push_back(inputs[static_cast<size_t>(input_index)]);
+    }
+  }
+  while (!pending.empty()) {
+    const int32_t t = pending.front();
+    pending.pop_front();
+    if (value_needed[static_cast<size_t>(t)]) continue;
+    value_needed[static_cast<size_t>(t)] = true;
+    const int32_t producer = state.producer[static_cast<size_t>(t)];
+    if (producer < 0) {
+      if (model.tensors[static_cast<size_t>(t)].kind == format::TensorKind::kInput) {
+        state.shapes_depend_on_input_values = true;
+      }
+      continue;
+    }
+    PreparedLayer& layer = state.layers[static_cast<size_t>(producer)];
+    if (layer.computes_shape_values) continue;
+    layer.computes_shape_values = true;
+    const format::Layer& desc = model.layers[static_cast<size_t>(producer)];
+    if (reads_only_shape(desc.op)) continue;
+    for (int32_t in : desc.inputs)
+      if (in >= 0) pending.push_back(in);
+  }
+  // Weights read as values get a HostTensor the infer functions can see.
+  state.weight_values.assign(model.tensors.size(), nullptr);
+  for (size_t t = 0; t < model.tensors.size(); ++t) {
+    if (!value_needed[t] || model.tensors[t].kind != format::TensorKind::kWeight) continue;
+    const TensorView view = state.weight_view(static_cast<int32_t>(t));
+    auto host = std::make_shared<HostTensor>(view.dtype, view.shape);
+    std::copy_n(static_cast<const uint8_t*>(view.data), host->bytes.size(), host->bytes.data());
+    state.weight_values[t] = std::move(host);
+  }
+}
+
+void prepare(EngineState& state) {
+  const auto& model = state.model;
+  // Ops and kernels: an engine from a newer kiln may use ops this runtime lacks.
+  std::vector<std::string> missing;
+  state.layers.resize(model.layers.size());
+  for (size_t l = 0; l < model.layers.size(); ++l) {
+    const format::Layer& layer = model.layers[l];
+    PreparedLayer& prepared = state.layers[l];
+    prepared.def = ops::find_op(layer.op);
+    prepared.kernel = cpu::cpu_kernels().find(layer.op);
+    if (!prepared.def || !prepared.kernel) {
+      missing.push_back("layer '" + layer.name + "' (op '" + layer.op + "')");
+    }
+  }
+  if (!missing.empty()) {
+    std::string list;
+    for (const std::string& m : missing) list += "\n  " + m;
+    fail(ErrorCode::kUnsupported, state.source, ": this runtime (kiln ", KILN_VERSION,
+         ") has no cpu kernel for ", missing.size(), " layer(s):", list);
+  }
+  if (!model.plugins.empty()) {
+    const format::PluginRef& p = model.plugins.front();
+    fail(ErrorCode::kUnsupported, state.source, ": engine needs plugin ", p.plugin_namespace, "::", p.name,
+         " version ", p.version, ", which is not registered in this process");
+  }
+
+  state.producer.assign(model.tensors.size(), -1);
+  state.first_use.assign(model.tensors.size(), -1);
+  state.last_use.assign(model.tensors.size(), -1);
+  for (size_t l = 0; l < model.layers.size(); ++l) {
+    const auto index = static_cast<int32_t>(l);
+    for (int32_t out : model.layers[l].outputs) {
+      const auto t = static_cast<size_t>(out);
+      const auto kind = model.tensors[t].kind;
+      if (kind == format::TensorKind::kInput || kind == format::TensorKind::kWeight) {
+        fail(ErrorCode::kCorruptFile, state.source, ": layer '", model.layers[l].name, "' writes ",
+             kind == format::TensorKind::kInput ? "input" : "weight", " tensor '", model.tensors[t].name, "'");
+      }
+      if (state.producer[t] >= 0) {
+        fail(ErrorCode::kCorruptFile, state.source, ": tensor '", model.tensors[t].name, "' is written by two layers");
+      }
+      state.producer[t] = index;
+      state.first_use[t] = index;
+      state.last_use[t] = index;
+    }
+    for (int32_t in : model.layers[l].inputs) {
+      if (in < 0) continue;
+      const auto t = static_cast<size_t>(in);
+      const auto kind = model.tensors[t].kind;
+      if ((kind == format::TensorKind::kActivation || kind == format::TensorKind::kOutput) && state.producer[t] < 0) {
+        fail(ErrorCode::kCorruptFile, state.source, ": layer '", model.layers[l].name, "' reads tensor '",
+             model.tensors[t].name, "' before any layer writes it");
+      }
+      state.last_use[t] = std::max(state.last_use[t], index);
+    }
+  }
+  for (const format::Binding& out : model.outputs) {
+    if (state.producer[out.tensor] < 0) {
+      fail(ErrorCode::kCorruptFile, state.source, ": output '", out.name, "' is not written by any layer");
+    }
+  }
+  for (const format::Binding& b : model.inputs) state.inputs.push_back(describe_binding(model, b));
+  for (const format::Binding& b : model.outputs) state.outputs.push_back(describe_binding(model, b));
+  mark_shape_value_layers(state);
+}
+
+std::shared_ptr<const EngineState> load_state(format::EngineModel model, std::string source, const DeviceSpec& device) {
+  auto state = std::make_shared<EngineState>();
+  state->model = std::move(model);
+  state->source = std::move(source);
+  check_target(*state, device);
+  prepare(*state);
+  return state;
+}
+
+}  // namespace
+}  // namespace detail
+
+Engine Engine::load_file(const std::string& path, DeviceSpec device) {
+  return Engine(detail::load_state(format::read_engine_file(path), path, device));
+}
+
+Engine Engine::load_bytes(const void* data, size_t size, DeviceSpec device) {
+  if (!data && size) fail(ErrorCode::kInvalidArgument, "Engine::load_bytes: null data with size ", size);
+  const auto* begin = static_cast<const uint8_t*>(data);
+  auto bytes = std::make_shared<const std::vector<uint8_t>>(begin, begin + size);
+  return Engine(detail::load_state(format::read_engine(bytes, "<bytes>"), "<bytes>", device));
+}
+
+const std::vector<BindingInfo>& Engine::inputs() const { return state_->inputs; }
+const std::vector<BindingInfo>& Engine::outputs() const { return state_->outputs; }
+const std::string& Engine::backend() const { return state_->model.target.backend; }
+std::string Engine::format_version() const {
+  return std::to_string(state_->model.version.major) + "." + std::to_string(state_->model.version.minor);
+}
+const std::string& Engine::producer() const { return state_->model.producer; }
+const std::string& Engine::metadata_json() const { return state_->model.metadata_json; }
+size_t Engine::num_layers() const { return state_->model.layers.size(); }
+
+std::string runtime_version() { return KILN_VERSION; }
+std::string engine_format_version() {
+  return std::to_string(format::kFormatMajor) + "." + std::to_string(format::kFormatMinor);
+}
+
+}  // namespace kiln

@@ -1,0 +1,45 @@
+// Internal state behind kiln::Engine and kiln::ExecutionContext.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/cpu/cpu_kernel.hpp"
+#include "format/engine_model.hpp"
+#include "kiln/runtime.hpp"
+#include "ops/op_registry.hpp"
+
+namespace kiln::detail {
+
+struct PreparedLayer {
+  const ops::OpDef* def = nullptr;
+  const cpu::CpuKernel* kernel = nullptr;
+  // Runs while shapes are propagated, on the host, because a later layer needs the *values* of
+  // its outputs to know its own output shapes (a shape tensor computed at run time).
+  bool computes_shape_values = false;
+};
+
+// Immutable after load; shared by every context and thread.
+struct EngineState {
+  format::EngineModel model;
+  std::string source;                       // path or "<bytes>", for messages
+  std::vector<BindingInfo> inputs;
+  std::vector<BindingInfo> outputs;
+  std::vector<PreparedLayer> layers;
+  // Per tensor: a host copy of a weight whose value infer functions need (else null).
+  std::vector<std::shared_ptr<const HostTensor>> weight_values;
+  // Per tensor: index of the producing layer, -1 for inputs and weights.
+  std::vector<int32_t> producer;
+  // Per activation tensor: [first_use, last_use] layer indices, for re-planning the arena.
+  std::vector<int32_t> first_use;
+  std::vector<int32_t> last_use;
+  // True when any shape-value layer reads an input's data: then cached shapes are keyed by values too.
+  bool shapes_depend_on_input_values = false;
+
+  const format::TensorDesc& tensor(int32_t index) const { return model.tensors[static_cast<size_t>(index)]; }
+  // A view of weight tensor `index` inside the engine's weights blob.
+  TensorView weight_view(int32_t index) const;
+};
+
+}  // namespace kiln::detail

@@ -1,0 +1,327 @@
+// Runtime tests on hand-made engines: execution, shape/dtype/name validation, dynamic dims,
+// shape values computed at run time, caller-provided outputs, the C API and threads.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <functional>
+#include <thread>
+
+#include "format/engine_io.hpp"
+#include "kiln/kiln.h"
+#include "kiln/runtime.hpp"
+
+namespace kiln {
+namespace {
+
+using format::TensorKind;
+
+int32_t add_tensor(format::EngineModel& m, std::string name, DType dtype, Shape shape, TensorKind kind) {
+  format::TensorDesc t;
+  t.name = std::move(name);
+  t.dtype = dtype;
+  t.shape = std::move(shape);
+  t.kind = kind;
+  m.tensors.push_back(t);
+  return static_cast<int32_t>(m.tensors.size() - 1);
+}
+
+format::Binding binding(const format::EngineModel& m, int32_t tensor, std::vector<format::DimRange> ranges = {}) {
+  format::Binding b;
+  b.name = m.tensors[static_cast<size_t>(tensor)].name;
+  b.tensor = static_cast<uint32_t>(tensor);
+  if (ranges.empty() && m.tensors[static_cast<size_t>(tensor)].kind == TensorKind::kInput) {
+    for (int64_t d : m.tensors[static_cast<size_t>(tensor)].shape) ranges.push_back({d, d, d});
+  }
+  b.ranges = std::move(ranges);
+  return b;
+}
+
+format::Layer layer(std::string name, std::string op, std::vector<int32_t> in, std::vector<int32_t> out) {
+  format::Layer l;
+  l.name = std::move(name);
+  l.op = std::move(op);
+  l.inputs = std::move(in);
+  l.outputs = std::move(out);
+  return l;
+}
+
+// y = relu(x + bias), with x of shape [batch, 4] (batch dynamic in [1, 8] when `dynamic`).
+std::vector<uint8_t> make_add_relu_engine(bool dynamic) {
+  format::EngineModel m;
+  const int64_t batch = dynamic ? kDynamicDim : 2;
+  const int32_t x = add_tensor(m, "x", DType::kFloat32, {batch, 4}, TensorKind::kInput);
+  const int32_t bias = add_tensor(m, "bias", DType::kFloat32, {4}, TensorKind::kWeight);
+  const int32_t sum = add_tensor(m, "sum", DType::kFloat32, {batch, 4}, TensorKind::kActivation);
+  const int32_t y = add_tensor(m, "y", DType::kFloat32, {batch, 4}, TensorKind::kOutput);
+  const float bias_values[4] = {-1.0f, 0.0f, 1.0f, 2.0f};
+  static std::vector<uint8_t> blob(64);
+  std::memcpy(blob.data(), bias_values, sizeof bias_values);
+  m.tensors[static_cast<size_t>(bias)].weight_offset = 0;
+  m.tensors[static_cast<size_t>(bias)].weight_size = sizeof bias_values;
+  m.weights = std::span<const uint8_t>(blob.data(), blob.size());
+  m.inputs.push_back(binding(m, x, dynamic ? std::vector<format::DimRange>{{1, 2, 8}, {4, 4, 4}}
+                                           : std::vector<format::DimRange>{}));
+  m.outputs.push_back(binding(m, y));
+  m.layers.push_back(layer("add0", "Add", {x, bias}, {sum}));
+  m.layers.push_back(layer("relu0", "Relu", {sum}, {y}));
+  m.memory_plan.offsets.assign(m.tensors.size(), format::MemoryPlan::kNoOffset);
+  m.memory_plan.first_use.assign(m.tensors.size(), -1);
+  m.memory_plan.last_use.assign(m.tensors.size(), -1);
+  if (!dynamic) {
+    m.memory_plan.is_static = true;
+    m.memory_plan.offsets[static_cast<size_t>(sum)] = 0;
+    m.memory_plan.arena_size = 64;
+  }
+  m.memory_plan.first_use[static_cast<size_t>(sum)] = 0;
+  m.memory_plan.last_use[static_cast<size_t>(sum)] = 1;
+  return format::write_engine(m);
+}
+
+std::vector<float> expected_add_relu(const std::vector<float>& x) {
+  const float bias[4] = {-1.0f, 0.0f, 1.0f, 2.0f};
+  std::vector<float> y(x.size());
+  for (size_t i = 0; i < x.size(); ++i) y[i] = std::max(0.0f, x[i] + bias[i % 4]);
+  return y;
+}
+
+std::vector<float> iota_values(size_t n, float start) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = start + 0.5f * static_cast<float>(i);
+  return v;
+}
+
+std::string error_message(const std::function<void()>& body, ErrorCode* code = nullptr) {
+  try {
+    body();
+  } catch (const Error& e) {
+    if (code) *code = e.code();
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Runtime, ExecutesStaticEngine) {
+  const auto bytes = make_add_relu_engine(false);
+  Engine engine = Engine::load_bytes(bytes.data(), bytes.size());
+  ASSERT_EQ(engine.inputs().size(), 1u);
+  EXPECT_EQ(engine.inputs()[0].name, "x");
+  EXPECT_EQ(engine.backend(), "cpu");
+  ExecutionContext ctx = engine.create_context();
+  std::vector<float> x = iota_values(8, -2.0f);
+  NamedTensor in{"x", {DType::kFloat32, {2, 4}, x.data()}};
+  std::vector<Tensor> out = ctx.execute(std::span<const NamedTensor>(&in, 1));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].shape, (Shape{2, 4}));
+  const auto expected = expected_add_relu(x);
+  for (size_t i = 0; i < expected.size(); ++i) EXPECT_FLOAT_EQ(out[0].data<float>()[i], expected[i]);
+}
+
+TEST(Runtime, DynamicBatchReplansAndChecksRange) {
+  const auto bytes = make_add_relu_engine(true);
+  Engine engine = Engine::load_bytes(bytes.data(), bytes.size());
+  EXPECT_EQ(engine.inputs()[0].shape, (Shape{kDynamicDim, 4}));
+  ExecutionContext ctx = engine.create_context();
+  for (int64_t batch : {1, 8, 3, 3}) {
+    std::vector<float> x = iota_values(static_cast<size_t>(batch * 4), -3.0f);
+    NamedTensor in{"x", {DType::kFloat32, {batch, 4}, x.data()}};
+    auto out = ctx.execute(std::span<const NamedTensor>(&in, 1));
+    EXPECT_EQ(out[0].shape, (Shape{batch, 4}));
+    const auto expected = expected_add_relu(x);
+    for (size_t i = 0; i < expected.size(); ++i) EXPECT_FLOAT_EQ(out[0].data<float>()[i], expected[i]);
+  }
+  std::vector<float> big(9 * 4);
+  NamedTensor in{"x", {DType::kFloat32, {9, 4}, big.data()}};
+  ErrorCode code{};
+  const std::string message = error_message([&] { ctx.execute(std::span<const NamedTensor>(&in, 1)); }, &code);
+  EXPECT_EQ(code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(message.find("'x'"), std::string::npos) << message;
+  EXPECT_NE(message.find("[1, 8]"), std::string::npos) << message;
+}
+
+TEST(Runtime, RejectsBadInputsWithNamedErrors) {
+  const auto bytes = make_add_relu_engine(false);
+  Engine engine = Engine::load_bytes(bytes.data(), bytes.size());
+  ExecutionContext ctx = engine.create_context();
+  std::vector<float> x(8);
+  std::vector<int64_t> xi(8);
+  struct Case {
+    std::vector<NamedTensor> inputs;
+    std::vector<std::string> must_mention;
+  };
+  const std::vector<Case> cases = {
+      {{{"y", {DType::kFloat32, {2, 4}, x.data()}}}, {"unknown input 'y'", "'x'"}},
+      {{{"x", {DType::kFloat32, {2, 5}, x.data()}}}, {"'x'", "[2, 4]", "[2, 5]"}},
+      {{{"x", {DType::kFloat32, {8}, x.data()}}}, {"'x'", "rank 2"}},
+      {{{"x", {DType::kInt64, {2, 4}, xi.data()}}}, {"'x'", "float32", "int64"}},
+      {{}, {"missing input 'x'"}},
+      {{{"x", {DType::kFloat32, {2, 4}, x.data()}}, {"x", {DType::kFloat32, {2, 4}, x.data()}}}, {"'x'", "twice"}},
+      {{{"x", {DType::kFloat32, {2, 4}, nullptr}}}, {"'x'", "null"}},
+  };
+  for (const Case& c : cases) {
+    ErrorCode code{};
+    const std::string message = error_message([&] { ctx.execute(c.inputs); }, &code);
+    EXPECT_EQ(code, ErrorCode::kInvalidArgument) << message;
+    for (const std::string& needle : c.must_mention) EXPECT_NE(message.find(needle), std::string::npos) << message;
+  }
+  // The context still works after errors.
+  NamedTensor good{"x", {DType::kFloat32, {2, 4}, x.data()}};
+  EXPECT_NO_THROW(ctx.execute(std::span<const NamedTensor>(&good, 1)));
+}
+
+TEST(Runtime, WritesIntoCallerProvidedOutputs) {
+  const auto bytes = make_add_relu_engine(false);
+  Engine engine = Engine::load_bytes(bytes.data(), bytes.size());
+  ExecutionContext ctx = engine.create_context();
+  std::vector<float> x = iota_values(8, -1.0f);
+  std::vector<float> y(8, -99.0f);
+  std::vector<NamedTensor> in = {{"x", {DType::kFloat32, {2, 4}, x.data()}}};
+  std::vector<NamedTensor> out = {{"y", {DType::kFloat32, {2, 4}, y.data()}}};
+  ctx.execute(in, out);
+  EXPECT_EQ(y, expected_add_relu(x));
+  std::vector<NamedTensor> wrong = {{"y", {DType::kFloat32, {4, 2}, y.data()}}};
+  const std::string message = error_message([&] { ctx.execute(in, wrong); });
+  EXPECT_NE(message.find("output 'y'"), std::string::npos) << message;
+}
+
+TEST(Runtime, RejectsCorruptAndForeignEngines) {
+  auto bytes = make_add_relu_engine(false);
+  ErrorCode code{};
+  std::string message = error_message([&] { Engine::load_bytes(bytes.data(), bytes.size() / 2); }, &code);
+  EXPECT_EQ(code, ErrorCode::kCorruptFile) << message;
+  const std::string text = "definitely not an engine";
+  message = error_message([&] { Engine::load_bytes(text.data(), text.size()); }, &code);
+  EXPECT_EQ(code, ErrorCode::kCorruptFile) << message;
+  message = error_message([&] { Engine::load_file("/nonexistent/model.kiln"); }, &code);
+  EXPECT_NE(message.find("/nonexistent/model.kiln"), std::string::npos) << message;
+}
+
+TEST(Runtime, RejectsEnginesWithOpsItLacks) {
+  format::EngineModel m;
+  const int32_t x = add_tensor(m, "x", DType::kFloat32, {2}, TensorKind::kInput);
+  const int32_t y = add_tensor(m, "y", DType::kFloat32, {2}, TensorKind::kOutput);
+  m.inputs.push_back(binding(m, x));
+  m.outputs.push_back(binding(m, y));
+  m.layers.push_back(layer("mystery", "FutureOp", {x}, {y}));
+  const auto bytes = format::write_engine(m);
+  ErrorCode code{};
+  const std::string message = error_message([&] { Engine::load_bytes(bytes.data(), bytes.size()); }, &code);
+  EXPECT_EQ(code, ErrorCode::kUnsupported);
+  EXPECT_NE(message.find("mystery"), std::string::npos) << message;
+  EXPECT_NE(message.find("FutureOp"), std::string::npos) << message;
+}
+
+TEST(Runtime, ComputesShapeValuesAtRunTime) {
+  // y = Reshape(x, Concat(Shape(x)[0:1], [-1])): flattens a dynamic-batch input, the target shape
+  // being computed on the host from the input's shape at run time.
+  format::EngineModel m;
+  const int32_t x = add_tensor(m, "x", DType::kFloat32, {kDynamicDim, 2, 3}, TensorKind::kInput);
+  const int32_t shape = add_tensor(m, "shape", DType::kInt64, {3}, TensorKind::kActivation);
+  const int32_t tail = add_tensor(m, "tail", DType::kInt64, {1}, TensorKind::kWeight);
+  const int32_t starts = add_tensor(m, "starts", DType::kInt64, {1}, TensorKind::kWeight);
+  const int32_t ends = add_tensor(m, "ends", DType::kInt64, {1}, TensorKind::kWeight);
+  const int32_t batch = add_tensor(m, "batch", DType::kInt64, {1}, TensorKind::kActivation);
+  const int32_t target = add_tensor(m, "target", DType::kInt64, {2}, TensorKind::kActivation);
+  const int32_t y = add_tensor(m, "y", DType::kFloat32, {kDynamicDim, kDynamicDim}, TensorKind::kOutput);
+  static std::vector<uint8_t> blob(192);
+  const int64_t minus_one = -1, zero = 0, one = 1;
+  std::memcpy(blob.data(), &minus_one, 8);
+  std::memcpy(blob.data() + 64, &zero, 8);
+  std::memcpy(blob.data() + 128, &one, 8);
+  m.tensors[static_cast<size_t>(tail)].weight_offset = 0;
+  m.tensors[static_cast<size_t>(starts)].weight_offset = 64;
+  m.tensors[static_cast<size_t>(ends)].weight_offset = 128;
+  for (int32_t w : {tail, starts, ends}) m.tensors[static_cast<size_t>(w)].weight_size = 8;
+  m.weights = std::span<const uint8_t>(blob.data(), blob.size());
+  m.inputs.push_back(binding(m, x, {{1, 1, 16}, {2, 2, 2}, {3, 3, 3}}));
+  m.outputs.push_back(binding(m, y));
+  m.layers.push_back(layer("shape_of_x", "Shape", {x}, {shape}));
+  m.layers.push_back(layer("batch_dim", "Slice", {shape, starts, ends}, {batch}));
+  format::Layer concat = layer("target_shape", "Concat", {batch, tail}, {target});
+  concat.attrs.set("axis", Attribute::of_int(0));
+  m.layers.push_back(concat);
+  m.layers.push_back(layer("flatten", "Reshape", {x, target}, {y}));
+  m.memory_plan.offsets.assign(m.tensors.size(), format::MemoryPlan::kNoOffset);
+  m.memory_plan.first_use.assign(m.tensors.size(), -1);
+  m.memory_plan.last_use.assign(m.tensors.size(), -1);
+  const auto bytes = format::write_engine(m);
+  Engine engine = Engine::load_bytes(bytes.data(), bytes.size());
+  ExecutionContext ctx = engine.create_context();
+  for (int64_t n : {4, 1, 4}) {
+    std::vector<float> data = iota_values(static_cast<size_t>(n * 6), 0.0f);
+    NamedTensor in{"x", {DType::kFloat32, {n, 2, 3}, data.data()}};
+    auto out = ctx.execute(std::span<const NamedTensor>(&in, 1));
+    ASSERT_EQ(out[0].shape, (Shape{n, 6}));
+    for (size_t i = 0; i < data.size(); ++i) EXPECT_EQ(out[0].data<float>()[i], data[i]);
+  }
+}
+
+TEST(Runtime, ContextsRunConcurrentlyOnOneEngine) {
+  const auto bytes = make_add_relu_engine(true);
+  const Engine engine = Engine::load_bytes(bytes.data(), bytes.size());
+  std::vector<std::thread> threads;
+  std::vector<int> failures(4, 0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      ExecutionContext ctx = engine.create_context();
+      for (int iter = 0; iter < 200; ++iter) {
+        const int64_t batch = 1 + (iter + t) % 8;
+        std::vector<float> x = iota_values(static_cast<size_t>(batch * 4), static_cast<float>(t - iter % 5));
+        NamedTensor in{"x", {DType::kFloat32, {batch, 4}, x.data()}};
+        auto out = ctx.execute(std::span<const NamedTensor>(&in, 1));
+        const auto expected = expected_add_relu(x);
+        if (std::memcmp(out[0].data<float>(), expected.data(), expected.size() * 4) != 0) ++failures[static_cast<size_t>(t)];
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int f : failures) EXPECT_EQ(f, 0);
+}
+
+TEST(RuntimeCApi, RunsAnEngineAndReportsErrors) {
+  const auto bytes = make_add_relu_engine(false);
+  kiln_engine* engine = nullptr;
+  ASSERT_EQ(kiln_engine_load_bytes(bytes.data(), bytes.size(), &engine), KILN_OK) << kiln_last_error();
+  size_t n = 0;
+  ASSERT_EQ(kiln_engine_num_bindings(engine, 1, &n), KILN_OK);
+  EXPECT_EQ(n, 1u);
+  const char* name = nullptr;
+  kiln_dtype dtype{};
+  int32_t ndim = 0;
+  const int64_t* shape = nullptr;
+  ASSERT_EQ(kiln_engine_binding(engine, 1, 0, &name, &dtype, &ndim, &shape), KILN_OK);
+  EXPECT_STREQ(name, "x");
+  EXPECT_EQ(dtype, KILN_FLOAT32);
+  EXPECT_EQ(ndim, 2);
+  EXPECT_EQ(kiln_engine_binding(engine, 1, 5, &name, &dtype, &ndim, &shape), KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(kiln_last_error()).find("out of range"), std::string::npos);
+
+  kiln_context* ctx = nullptr;
+  ASSERT_EQ(kiln_context_create(engine, &ctx), KILN_OK);
+  kiln_engine_release(engine);  // the context keeps the engine alive
+  std::vector<float> x = iota_values(8, -2.0f);
+  const int64_t x_shape[2] = {2, 4};
+  kiln_tensor input{KILN_FLOAT32, 2, x_shape, x.data()};
+  const char* names[1] = {"x"};
+  ASSERT_EQ(kiln_context_execute(ctx, 1, names, &input, nullptr), KILN_OK) << kiln_last_error();
+  kiln_tensor output{};
+  ASSERT_EQ(kiln_context_output(ctx, "y", &output), KILN_OK);
+  ASSERT_EQ(output.ndim, 2);
+  const auto expected = expected_add_relu(x);
+  EXPECT_EQ(std::memcmp(output.data, expected.data(), 32), 0);
+
+  const int64_t bad_shape[2] = {3, 4};
+  kiln_tensor bad{KILN_FLOAT32, 2, bad_shape, x.data()};
+  EXPECT_EQ(kiln_context_execute(ctx, 1, names, &bad, nullptr), KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(kiln_last_error()).find("'x'"), std::string::npos);
+  EXPECT_EQ(kiln_context_output(ctx, "nope", &output), KILN_ERROR_INVALID_ARGUMENT);
+  kiln_context_release(ctx);
+
+  kiln_engine* corrupt = nullptr;
+  EXPECT_EQ(kiln_engine_load_bytes("garbage", 7, &corrupt), KILN_ERROR_CORRUPT_FILE);
+  EXPECT_EQ(corrupt, nullptr);
+  EXPECT_EQ(kiln_engine_load_file(nullptr, &corrupt), KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(kiln_last_error()).find("path"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kiln
