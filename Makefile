@@ -26,17 +26,19 @@ apt-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-$(VENV)/.installed: requirements-dev.txt
+$(VENV)/.installed: requirements-dev.txt requirements-cuda.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
+	if command -v nvcc >/dev/null 2>&1 && [ ! -f /usr/local/cuda/include/cudnn.h ]; then \
+	  $(PY) -m pip install -q -r requirements-cuda.txt; fi
 	touch $@
 
 venv: $(VENV)/.installed
 
 configure: setup
 	$(VENV)/bin/cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_MAKE_PROGRAM=$(abspath $(VENV))/bin/ninja \
-	  -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
+	  -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE=$(abspath $(PY)) $(CMAKE_ARGS)
 
 build: configure
 	$(VENV)/bin/cmake --build $(BUILD_DIR) -j $(JOBS)

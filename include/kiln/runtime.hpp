@@ -112,11 +112,23 @@ class ExecutionContext {
 
   const Engine& engine() const;
 
+  // CUDA engines: capture each set of input shapes into a CUDA graph and replay it (default on).
+  // No effect on CPU engines.
+  void set_cuda_graphs(bool enabled);
+  bool cuda_graphs() const;
+
  private:
   explicit ExecutionContext(std::unique_ptr<detail::ContextState> state);
   std::unique_ptr<detail::ContextState> state_;
   friend class Engine;
 };
+
+// Multi-device safe mode, process-wide and off by default. Off: each call checks that the current
+// CUDA device is the engine's and fails clearly when it is not. On: each call switches to the
+// engine's device (warning once per engine/device pair) and restores the caller's device after.
+// set_ returns the previous mode, so callers can restore it.
+bool set_multi_device_safe_mode(bool enabled);
+bool get_multi_device_safe_mode();
 
 // The runtime's version ("0.1.0") and the newest engine format it reads ("1.0").
 std::string runtime_version();

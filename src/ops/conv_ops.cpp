@@ -1,5 +1,78 @@
-// Placeholder until the conv family lands.
+// Conv (opset 11+ form): X [N, C, D1..Dn], W [M, C/group, k1..kn], optional B [M].
+#include <vector>
+
+#include "ops/nn_common.hpp"
+#include "ops/nn_window.hpp"
 #include "ops/op_families.hpp"
+
 namespace kiln::ops {
-void register_conv_ops(OpRegistry&) {}
+namespace {
+
+using nn::label_of;
+
+void require_same_dtype(const InferContext& ctx, size_t index, const char* what) {
+  if (ctx.input(index).dtype != ctx.input(0).dtype) {
+    ctx.fail("input ", index, " (", what, ") has dtype ", dtype_name(ctx.input(index).dtype),
+             " but X has ", dtype_name(ctx.input(0).dtype));
+  }
+}
+
+void infer_conv(InferContext& ctx) {
+  nn::require_float_input(ctx, 0, "X");
+  require_same_dtype(ctx, 1, "W");
+  nn::require_min_rank(ctx, 0, "X", 3);
+  const Shape& x = ctx.input(0).shape;
+  const Shape& w = ctx.input(1).shape;
+  const size_t spatial = x.size() - 2;
+  if (w.size() != x.size()) {
+    ctx.fail("W must have the rank of X (", x.size(), "), got ", shape_to_string(w));
+  }
+  const int64_t group = ctx.attrs().get_int_or("group", 1);
+  if (group < 1) ctx.fail("attribute 'group' must be >= 1, got ", group);
+
+  std::vector<int64_t> kernel(w.begin() + 2, w.end());
+  if (ctx.attrs().has("kernel_shape")) {
+    const std::vector<int64_t> attr =
+        nn::read_axis_attribute(label_of(ctx), ctx.attrs(), "kernel_shape", spatial, 1, 1);
+    for (size_t i = 0; i < spatial; ++i) {
+      if (kernel[i] != kDynamicDim && kernel[i] != attr[i]) {
+        ctx.fail("attribute 'kernel_shape' ", shape_to_string(attr),
+                 " does not match the weight shape ", shape_to_string(w));
+      }
+    }
+    kernel = attr;
+  }
+  const int64_t in_channels = x[1];
+  const int64_t w_channels = w[1];
+  const int64_t out_channels = w[0];
+  if (in_channels != kDynamicDim && w_channels != kDynamicDim &&
+      in_channels != w_channels * group) {
+    ctx.fail("X has ", in_channels, " channels but W expects ", w_channels, " x group ", group,
+             " = ", w_channels * group);
+  }
+  if (out_channels != kDynamicDim && out_channels % group != 0) {
+    ctx.fail("W has ", out_channels, " output channels, not divisible by group ", group);
+  }
+  if (ctx.has_input(2)) {
+    require_same_dtype(ctx, 2, "B");
+    const Shape& b = ctx.input(2).shape;
+    if (b.size() != 1 ||
+        (b[0] != kDynamicDim && out_channels != kDynamicDim && b[0] != out_channels)) {
+      ctx.fail("B must have shape [", out_channels, "], got ", shape_to_string(b));
+    }
+  }
+  const nn::WindowGeometry geometry = nn::resolve_window(
+      label_of(ctx), ctx.attrs(), std::vector<int64_t>(x.begin() + 2, x.end()), kernel, false);
+  Shape out{x[0], out_channels};
+  out.insert(out.end(), geometry.output.begin(), geometry.output.end());
+  ctx.output(0).dtype = ctx.input(0).dtype;
+  ctx.output(0).shape = std::move(out);
+}
+
+}  // namespace
+
+void register_conv_ops(OpRegistry& registry) {
+  registry.add(OpDef{"Conv", 2, 3, 1, 1, {}, &nn::infer_with_node_errors<infer_conv>});
+}
+
 }  // namespace kiln::ops

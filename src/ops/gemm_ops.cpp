@@ -1,5 +1,83 @@
-// Placeholder until the gemm family lands.
+// Gemm (Y = alpha * op(A) * op(B) + beta * C) and MatMul (numpy matmul semantics).
+#include <vector>
+
+#include "ops/nn_common.hpp"
 #include "ops/op_families.hpp"
+
 namespace kiln::ops {
-void register_gemm_ops(OpRegistry&) {}
+namespace {
+
+// Two dims that must be equal: returns the known one (or kDynamicDim), fails when they differ.
+int64_t merge_dims(const InferContext& ctx, int64_t a, int64_t b, const char* what) {
+  if (a != kDynamicDim && b != kDynamicDim && a != b) {
+    ctx.fail(what, " mismatch: ", a, " vs ", b);
+  }
+  return a != kDynamicDim ? a : b;
+}
+
+void require_same_dtype(const InferContext& ctx, size_t index) {
+  if (ctx.input(index).dtype != ctx.input(0).dtype) {
+    ctx.fail("input ", index, " has dtype ", dtype_name(ctx.input(index).dtype),
+             " but input 0 has ", dtype_name(ctx.input(0).dtype));
+  }
+}
+
+void infer_gemm(InferContext& ctx) {
+  nn::require_float_input(ctx, 0, "A");
+  require_same_dtype(ctx, 1);
+  const Shape& a = ctx.input(0).shape;
+  const Shape& b = ctx.input(1).shape;
+  if (a.size() != 2) ctx.fail("A must be a matrix, got shape ", shape_to_string(a));
+  if (b.size() != 2) ctx.fail("B must be a matrix, got shape ", shape_to_string(b));
+  const bool trans_a = ctx.attrs().get_int_or("transA", 0) != 0;
+  const bool trans_b = ctx.attrs().get_int_or("transB", 0) != 0;
+  const int64_t m = trans_a ? a[1] : a[0];
+  const int64_t k_a = trans_a ? a[0] : a[1];
+  const int64_t k_b = trans_b ? b[1] : b[0];
+  const int64_t n = trans_b ? b[0] : b[1];
+  merge_dims(ctx, k_a, k_b, "inner dimension (K) of A and B");
+  if (ctx.has_input(2)) {
+    require_same_dtype(ctx, 2);
+    const Shape& c = ctx.input(2).shape;
+    if (c.size() > 2) ctx.fail("C must have rank <= 2, got shape ", shape_to_string(c));
+    const Shape target{m, n};
+    for (size_t i = 0; i < c.size(); ++i) {
+      const int64_t want = target[2 - c.size() + i];
+      if (c[i] != 1 && c[i] != kDynamicDim && want != kDynamicDim && c[i] != want) {
+        ctx.fail("C of shape ", shape_to_string(c), " cannot broadcast to [", m, ", ", n, "]");
+      }
+    }
+  }
+  ctx.output(0).dtype = ctx.input(0).dtype;
+  ctx.output(0).shape = {m, n};
+}
+
+void infer_matmul(InferContext& ctx) {
+  nn::require_float_input(ctx, 0, "A");
+  require_same_dtype(ctx, 1);
+  const Shape& a = ctx.input(0).shape;
+  const Shape& b = ctx.input(1).shape;
+  if (a.empty() || b.empty()) {
+    ctx.fail("MatMul operands must have rank >= 1, got ", shape_to_string(a), " and ",
+             shape_to_string(b));
+  }
+  const int64_t k_a = a.back();
+  const int64_t k_b = b.size() == 1 ? b[0] : b[b.size() - 2];
+  merge_dims(ctx, k_a, k_b, "inner dimension (K) of A and B");
+  const Shape batch_a = a.size() > 2 ? Shape(a.begin(), a.end() - 2) : Shape{};
+  const Shape batch_b = b.size() > 2 ? Shape(b.begin(), b.end() - 2) : Shape{};
+  Shape out = broadcast_shapes(ctx, batch_a, batch_b);
+  if (a.size() >= 2) out.push_back(a[a.size() - 2]);
+  if (b.size() >= 2) out.push_back(b.back());
+  ctx.output(0).dtype = ctx.input(0).dtype;
+  ctx.output(0).shape = std::move(out);
+}
+
+}  // namespace
+
+void register_gemm_ops(OpRegistry& registry) {
+  registry.add(OpDef{"Gemm", 2, 3, 1, 1, {}, &nn::infer_with_node_errors<infer_gemm>});
+  registry.add(OpDef{"MatMul", 2, 2, 1, 1, {}, &nn::infer_with_node_errors<infer_matmul>});
+}
+
 }  // namespace kiln::ops

@@ -1,5 +1,69 @@
-// Placeholder until the pooling family lands.
+// MaxPool, AveragePool, GlobalAveragePool and GlobalMaxPool over 1-3 spatial axes.
+#include <vector>
+
+#include "ops/nn_common.hpp"
+#include "ops/nn_window.hpp"
 #include "ops/op_families.hpp"
+
 namespace kiln::ops {
-void register_pooling_ops(OpRegistry&) {}
+namespace {
+
+using nn::label_of;
+
+void infer_pool(InferContext& ctx) {
+  nn::require_float_input(ctx, 0, "X");
+  nn::require_min_rank(ctx, 0, "X", 3);
+  if (ctx.num_outputs() > 1) {
+    nn::fail_at(label_of(ctx), ErrorCode::kUnsupported,
+                "the Indices output of MaxPool is not supported");
+  }
+  const Shape& x = ctx.input(0).shape;
+  const size_t spatial = x.size() - 2;
+  if (!ctx.attrs().has("kernel_shape")) ctx.fail("missing required attribute 'kernel_shape'");
+  const std::vector<int64_t> kernel =
+      nn::read_axis_attribute(label_of(ctx), ctx.attrs(), "kernel_shape", spatial, 1, 1);
+  const int64_t ceil_mode = ctx.attrs().get_int_or("ceil_mode", 0);
+  if (ceil_mode != 0 && ceil_mode != 1) {
+    ctx.fail("attribute 'ceil_mode' must be 0 or 1, got ", ceil_mode);
+  }
+  if (ctx.op() == "MaxPool") {
+    const int64_t storage_order = ctx.attrs().get_int_or("storage_order", 0);
+    if (storage_order != 0 && storage_order != 1) {
+      ctx.fail("attribute 'storage_order' must be 0 or 1, got ", storage_order);
+    }
+  } else {
+    const int64_t include_pad = ctx.attrs().get_int_or("count_include_pad", 0);
+    if (include_pad != 0 && include_pad != 1) {
+      ctx.fail("attribute 'count_include_pad' must be 0 or 1, got ", include_pad);
+    }
+  }
+  const nn::WindowGeometry geometry =
+      nn::resolve_window(label_of(ctx), ctx.attrs(), std::vector<int64_t>(x.begin() + 2, x.end()),
+                         kernel, ceil_mode != 0);
+  Shape out{x[0], x[1]};
+  out.insert(out.end(), geometry.output.begin(), geometry.output.end());
+  ctx.output(0).dtype = ctx.input(0).dtype;
+  ctx.output(0).shape = std::move(out);
+}
+
+void infer_global_pool(InferContext& ctx) {
+  nn::require_float_input(ctx, 0, "X");
+  nn::require_min_rank(ctx, 0, "X", 3);
+  Shape out = ctx.input(0).shape;
+  for (size_t i = 2; i < out.size(); ++i) out[i] = 1;
+  ctx.output(0).dtype = ctx.input(0).dtype;
+  ctx.output(0).shape = std::move(out);
+}
+
+}  // namespace
+
+void register_pooling_ops(OpRegistry& registry) {
+  registry.add(OpDef{"MaxPool", 1, 1, 1, 2, {}, &nn::infer_with_node_errors<infer_pool>});
+  registry.add(OpDef{"AveragePool", 1, 1, 1, 1, {}, &nn::infer_with_node_errors<infer_pool>});
+  registry.add(
+      OpDef{"GlobalAveragePool", 1, 1, 1, 1, {}, &nn::infer_with_node_errors<infer_global_pool>});
+  registry.add(
+      OpDef{"GlobalMaxPool", 1, 1, 1, 1, {}, &nn::infer_with_node_errors<infer_global_pool>});
+}
+
 }  // namespace kiln::ops

@@ -1,5 +1,24 @@
-// Placeholder until the softmax family lands.
+// Softmax and LogSoftmax along one axis (opset 13 form).
+#include "ops/nn_common.hpp"
 #include "ops/op_families.hpp"
+
 namespace kiln::ops {
-void register_softmax_ops(OpRegistry&) {}
+namespace {
+
+void infer_softmax(InferContext& ctx) {
+  nn::require_float_input(ctx, 0, "input");
+  const Shape& x = ctx.input(0).shape;
+  if (x.empty()) ctx.fail("input must have rank >= 1, got a scalar");
+  normalize_axis(ctx, ctx.attrs().get_int_or("axis", -1), static_cast<int64_t>(x.size()));
+  ctx.output(0).dtype = ctx.input(0).dtype;
+  ctx.output(0).shape = x;
+}
+
+}  // namespace
+
+void register_softmax_ops(OpRegistry& registry) {
+  registry.add(OpDef{"Softmax", 1, 1, 1, 1, {}, &nn::infer_with_node_errors<infer_softmax>});
+  registry.add(OpDef{"LogSoftmax", 1, 1, 1, 1, {}, &nn::infer_with_node_errors<infer_softmax>});
+}
+
 }  // namespace kiln::ops

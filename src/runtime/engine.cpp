@@ -9,7 +9,7 @@
 #include "runtime/engine_state.hpp"
 
 #if KILN_WITH_CUDA
-#include "backends/cuda/cuda_device.hpp"
+#include "backends/cuda/cuda_executor.hpp"
 #endif
 
 namespace kiln {
@@ -52,30 +52,12 @@ void check_target(const EngineState& state, const DeviceSpec& device) {
     return;
   }
   if (target.backend == "cuda") {
-    const std::string wanted = "sm_" + std::to_string(target.sm_arch) +
-                               (target.device_name.empty() ? "" : " (" + target.device_name + ")");
-#if KILN_WITH_CUDA
-    const int count = cuda::device_count();
-    if (count == 0) {
-      fail(ErrorCode::kDeviceError, state.source, ": engine targets cuda ", wanted,
-           " but no CUDA device is available on this machine");
-    }
-    const int ordinal = device.index >= 0 ? device.index : 0;
-    if (ordinal >= count) {
-      fail(ErrorCode::kDeviceError, state.source, ": cuda:", ordinal, " was asked for but this machine has ",
-           count, " CUDA device(s)");
-    }
-    const cuda::DeviceProperties props = cuda::device_properties(ordinal);
-    if (props.sm_arch != target.sm_arch) {
-      fail(ErrorCode::kIncompatible, state.source, ": engine was built for ", wanted, " but cuda:", ordinal,
-           " is sm_", props.sm_arch, " (", props.name, "); rebuild the engine on this GPU");
-    }
-    fail(ErrorCode::kUnsupported, state.source, ": engine targets cuda ", wanted,
-         " but this kiln runtime has no CUDA execution backend yet");
-#else
-    fail(ErrorCode::kDeviceError, state.source, ": engine targets cuda ", wanted,
+#if !KILN_WITH_CUDA
+    fail(ErrorCode::kDeviceError, state.source, ": engine targets cuda sm_", target.sm_arch,
+         target.device_name.empty() ? "" : " (" + target.device_name + ")",
          " but this kiln runtime was built without CUDA");
 #endif
+    return;
   }
   fail(ErrorCode::kIncompatible, state.source, ": engine targets unknown backend '", target.backend, "'");
 }
@@ -135,15 +117,13 @@ void prepare(EngineState& state) {
     PreparedLayer& prepared = state.layers[l];
     prepared.def = ops::find_op(layer.op);
     prepared.kernel = cpu::cpu_kernels().find(layer.op);
-    if (!prepared.def || !prepared.kernel) {
-      missing.push_back("layer '" + layer.name + "' (op '" + layer.op + "')");
-    }
+    if (!prepared.def) missing.push_back("layer '" + layer.name + "' (op '" + layer.op + "')");
   }
   if (!missing.empty()) {
     std::string list;
     for (const std::string& m : missing) list += "\n  " + m;
     fail(ErrorCode::kUnsupported, state.source, ": this runtime (kiln ", KILN_VERSION,
-         ") has no cpu kernel for ", missing.size(), " layer(s):", list);
+         ") does not know the op of ", missing.size(), " layer(s):", list);
   }
   if (!model.plugins.empty()) {
     const format::PluginRef& p = model.plugins.front();
@@ -189,6 +169,24 @@ void prepare(EngineState& state) {
   for (const format::Binding& b : model.inputs) state.inputs.push_back(describe_binding(model, b));
   for (const format::Binding& b : model.outputs) state.outputs.push_back(describe_binding(model, b));
   mark_shape_value_layers(state);
+
+  for (const format::Binding& out : model.outputs) {
+    state.has_shape_value_outputs |= state.layers[static_cast<size_t>(state.producer[out.tensor])].computes_shape_values;
+  }
+  // The CPU runs every layer of a cpu engine, and the shape-value layers of any engine.
+  const bool on_cpu = model.target.backend == "cpu";
+  for (size_t l = 0; l < model.layers.size(); ++l) {
+    const PreparedLayer& prepared = state.layers[l];
+    if ((on_cpu || prepared.computes_shape_values) && !prepared.kernel) {
+      missing.push_back("layer '" + model.layers[l].name + "' (op '" + model.layers[l].op + "')");
+    }
+  }
+  if (!missing.empty()) {
+    std::string list;
+    for (const std::string& m : missing) list += "\n  " + m;
+    fail(ErrorCode::kUnsupported, state.source, ": this runtime (kiln ", KILN_VERSION, ") has no cpu kernel for ",
+         missing.size(), " layer(s):", list);
+  }
 }
 
 std::shared_ptr<const EngineState> load_state(format::EngineModel model, std::string source, const DeviceSpec& device) {
@@ -197,6 +195,15 @@ std::shared_ptr<const EngineState> load_state(format::EngineModel model, std::st
   state->source = std::move(source);
   check_target(*state, device);
   prepare(*state);
+#if KILN_WITH_CUDA
+  if (state->model.target.backend == "cuda") {
+    if (state->shapes_depend_on_input_values) {
+      fail(ErrorCode::kUnsupported, state->source,
+           ": the engine's shapes depend on input values, which the cuda backend does not support yet");
+    }
+    state->cuda = cuda::bind_engine_to_device(*state, device);
+  }
+#endif
   return state;
 }
 

@@ -10,6 +10,10 @@
 #include "kiln/runtime.hpp"
 #include "ops/op_registry.hpp"
 
+namespace kiln::cuda {
+struct DeviceEngine;  // src/backends/cuda/cuda_executor.hpp
+}
+
 namespace kiln::detail {
 
 struct PreparedLayer {
@@ -36,6 +40,11 @@ struct EngineState {
   std::vector<int32_t> last_use;
   // True when any shape-value layer reads an input's data: then cached shapes are keyed by values too.
   bool shapes_depend_on_input_values = false;
+  // True when some output is computed by a shape-value layer.
+  bool has_shape_value_outputs = false;
+
+  // CUDA engines: the GPU they are bound to, their weights there and their kernels.
+  std::shared_ptr<const cuda::DeviceEngine> cuda;
 
   const format::TensorDesc& tensor(int32_t index) const { return model.tensors[static_cast<size_t>(index)]; }
   // A view of weight tensor `index` inside the engine's weights blob.

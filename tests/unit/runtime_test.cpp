@@ -202,6 +202,9 @@ TEST(Runtime, RejectsEnginesWithOpsItLacks) {
   m.inputs.push_back(binding(m, x));
   m.outputs.push_back(binding(m, y));
   m.layers.push_back(layer("mystery", "FutureOp", {x}, {y}));
+  m.memory_plan.offsets.assign(m.tensors.size(), format::MemoryPlan::kNoOffset);
+  m.memory_plan.first_use.assign(m.tensors.size(), -1);
+  m.memory_plan.last_use.assign(m.tensors.size(), -1);
   const auto bytes = format::write_engine(m);
   ErrorCode code{};
   const std::string message = error_message([&] { Engine::load_bytes(bytes.data(), bytes.size()); }, &code);

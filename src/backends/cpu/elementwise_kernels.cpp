@@ -1,5 +1,660 @@
-// Placeholder until the elementwise family lands.
+// CPU kernels of the elementwise family. Math ops are float_compute (fp16/bf16 arrive as float32);
+// Where and Cast move every dtype themselves. Signed integer arithmetic wraps (two's complement)
+// instead of overflowing, and integer division by zero is reported, never executed.
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
 #include "backends/cpu/cpu_kernel.hpp"
+#include "backends/cpu/tensor_broadcast.hpp"
+#include "backends/cpu/tensor_dispatch.hpp"
+#include "base/half.hpp"
+
 namespace kiln::cpu {
-void register_elementwise_kernels(CpuKernelRegistry&) {}
+namespace {
+
+[[noreturn]] void fail_dtype(const KernelContext& ctx, DType dtype) {
+  ctx.fail(ErrorCode::kUnsupported, "no CPU kernel for dtype ", dtype_name(dtype));
+}
+
+// Bool tensors are computed as uint8 0/1 values.
+DType compute_dtype(DType dtype) {
+  return dtype == DType::kBool ? DType::kUInt8 : dtype;
+}
+
+// Unsigned type wide enough that arithmetic on it neither overflows nor promotes to int.
+template <typename T>
+using WrapType =
+    std::conditional_t<(sizeof(T) < sizeof(unsigned)), unsigned, std::make_unsigned_t<T>>;
+
+template <typename T>
+T wrapping_add(T a, T b) {
+  if constexpr (std::is_integral_v<T>) {
+    return static_cast<T>(static_cast<WrapType<T>>(a) + static_cast<WrapType<T>>(b));
+  } else {
+    return a + b;
+  }
+}
+template <typename T>
+T wrapping_sub(T a, T b) {
+  if constexpr (std::is_integral_v<T>) {
+    return static_cast<T>(static_cast<WrapType<T>>(a) - static_cast<WrapType<T>>(b));
+  } else {
+    return a - b;
+  }
+}
+template <typename T>
+T wrapping_mul(T a, T b) {
+  if constexpr (std::is_integral_v<T>) {
+    return static_cast<T>(static_cast<WrapType<T>>(a) * static_cast<WrapType<T>>(b));
+  } else {
+    return a * b;
+  }
+}
+template <typename T>
+T wrapping_neg(T a) {
+  if constexpr (std::is_integral_v<T>) {
+    return static_cast<T>(WrapType<T>{0} - static_cast<WrapType<T>>(a));
+  } else {
+    return -a;
+  }
+}
+
+// ---- unary ops ------------------------------------------------------------------------------
+
+struct NoAttrs {
+  explicit NoAttrs(const KernelContext&) {}
+};
+
+#define KILN_FLOAT_UNARY(Name, expr) \
+  struct Name : NoAttrs {            \
+    using NoAttrs::NoAttrs;          \
+    template <typename T>            \
+    T operator()(T x) const {        \
+      return expr;                   \
+    }                                \
+  };
+
+template <typename T>
+T softplus(T x) {
+  return x > T(0) ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
+}
+
+KILN_FLOAT_UNARY(SigmoidOp,
+                 x >= T(0) ? T(1) / (T(1) + std::exp(-x)) : std::exp(x) / (T(1) + std::exp(x)))
+KILN_FLOAT_UNARY(TanhOp, std::tanh(x))
+KILN_FLOAT_UNARY(ErfOp, std::erf(x))
+KILN_FLOAT_UNARY(HardSwishOp, x* std::fmax(T(0), std::fmin(T(1), x / T(6) + T(0.5))))
+KILN_FLOAT_UNARY(SqrtOp, std::sqrt(x))
+KILN_FLOAT_UNARY(ReciprocalOp, T(1) / x)
+KILN_FLOAT_UNARY(ExpOp, std::exp(x))
+KILN_FLOAT_UNARY(LogOp, std::log(x))
+KILN_FLOAT_UNARY(FloorOp, std::floor(x))
+KILN_FLOAT_UNARY(CeilOp, std::ceil(x))
+KILN_FLOAT_UNARY(RoundOp, std::nearbyint(x))  // the default rounding mode: half to even
+KILN_FLOAT_UNARY(SinOp, std::sin(x))
+KILN_FLOAT_UNARY(CosOp, std::cos(x))
+KILN_FLOAT_UNARY(TanOp, std::tan(x))
+KILN_FLOAT_UNARY(AsinOp, std::asin(x))
+KILN_FLOAT_UNARY(AcosOp, std::acos(x))
+KILN_FLOAT_UNARY(AtanOp, std::atan(x))
+KILN_FLOAT_UNARY(SinhOp, std::sinh(x))
+KILN_FLOAT_UNARY(CoshOp, std::cosh(x))
+KILN_FLOAT_UNARY(AsinhOp, std::asinh(x))
+KILN_FLOAT_UNARY(AcoshOp, std::acosh(x))
+KILN_FLOAT_UNARY(AtanhOp, std::atanh(x))
+KILN_FLOAT_UNARY(SoftplusOp, softplus(x))
+KILN_FLOAT_UNARY(SoftsignOp, x / (T(1) + std::fabs(x)))
+KILN_FLOAT_UNARY(MishOp, x* std::tanh(softplus(x)))
+#undef KILN_FLOAT_UNARY
+
+struct GeluOp {
+  bool tanh_approximation;
+  explicit GeluOp(const KernelContext& ctx)
+      : tanh_approximation(ctx.attrs.get_string_or("approximate", "none") == "tanh") {}
+  template <typename T>
+  T operator()(T x) const {
+    if (tanh_approximation) {
+      const T inner = T(0.7978845608028654) * (x + T(0.044715) * x * x * x);  // sqrt(2/pi)
+      return T(0.5) * x * (T(1) + std::tanh(inner));
+    }
+    return T(0.5) * x * (T(1) + std::erf(x * T(0.7071067811865476)));  // 1/sqrt(2)
+  }
+};
+
+struct HardSigmoidOp {
+  float alpha, beta;
+  explicit HardSigmoidOp(const KernelContext& ctx)
+      : alpha(ctx.attrs.get_float_or("alpha", 0.2f)), beta(ctx.attrs.get_float_or("beta", 0.5f)) {}
+  template <typename T>
+  T operator()(T x) const {
+    return std::fmax(T(0), std::fmin(T(1), T(alpha) * x + T(beta)));
+  }
+};
+
+struct LeakyReluOp {
+  float alpha;
+  explicit LeakyReluOp(const KernelContext& ctx) : alpha(ctx.attrs.get_float_or("alpha", 0.01f)) {}
+  template <typename T>
+  T operator()(T x) const {
+    return x < T(0) ? T(alpha) * x : x;
+  }
+};
+
+struct EluOp {
+  float alpha;
+  explicit EluOp(const KernelContext& ctx) : alpha(ctx.attrs.get_float_or("alpha", 1.0f)) {}
+  template <typename T>
+  T operator()(T x) const {
+    return x < T(0) ? T(alpha) * std::expm1(x) : x;
+  }
+};
+
+struct CeluOp {
+  float alpha;
+  explicit CeluOp(const KernelContext& ctx) : alpha(ctx.attrs.get_float_or("alpha", 1.0f)) {}
+  template <typename T>
+  T operator()(T x) const {
+    return x > T(0) ? x : T(alpha) * std::expm1(x / T(alpha));
+  }
+};
+
+struct SeluOp {
+  float alpha, gamma;
+  explicit SeluOp(const KernelContext& ctx)
+      : alpha(ctx.attrs.get_float_or("alpha", 1.67326319217681884765625f)),
+        gamma(ctx.attrs.get_float_or("gamma", 1.05070102214813232421875f)) {}
+  template <typename T>
+  T operator()(T x) const {
+    return x > T(0) ? T(gamma) * x : T(gamma) * (T(alpha) * std::exp(x) - T(alpha));
+  }
+};
+
+struct ThresholdedReluOp {
+  float alpha;
+  explicit ThresholdedReluOp(const KernelContext& ctx)
+      : alpha(ctx.attrs.get_float_or("alpha", 1.0f)) {}
+  template <typename T>
+  T operator()(T x) const {
+    return x > T(alpha) ? x : T(0);
+  }
+};
+
+struct ReluOp : NoAttrs {
+  using NoAttrs::NoAttrs;
+  template <typename T>
+  T operator()(T x) const {
+    return x < T(0) ? T(0) : x;  // keeps NaN
+  }
+};
+
+struct NegOp : NoAttrs {
+  using NoAttrs::NoAttrs;
+  template <typename T>
+  T operator()(T x) const {
+    return wrapping_neg(x);
+  }
+};
+
+struct AbsOp : NoAttrs {
+  using NoAttrs::NoAttrs;
+  template <typename T>
+  T operator()(T x) const {
+    if constexpr (std::is_floating_point_v<T>) {
+      return std::fabs(x);
+    } else {
+      return x < T(0) ? wrapping_neg(x) : x;
+    }
+  }
+};
+
+struct SignOp : NoAttrs {
+  using NoAttrs::NoAttrs;
+  template <typename T>
+  T operator()(T x) const {
+    if constexpr (std::is_floating_point_v<T>) {
+      if (std::isnan(x)) return x;
+    }
+    return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
+  }
+};
+
+struct IsNaNOp : NoAttrs {
+  using NoAttrs::NoAttrs;
+  template <typename T>
+  uint8_t operator()(T x) const {
+    return std::isnan(x) ? 1 : 0;
+  }
+};
+
+struct IsInfOp {
+  bool negative, positive;
+  explicit IsInfOp(const KernelContext& ctx)
+      : negative(ctx.attrs.get_int_or("detect_negative", 1) != 0),
+        positive(ctx.attrs.get_int_or("detect_positive", 1) != 0) {}
+  template <typename T>
+  uint8_t operator()(T x) const {
+    return std::isinf(x) && (x > T(0) ? positive : negative) ? 1 : 0;
+  }
+};
+
+struct NotOp : NoAttrs {
+  using NoAttrs::NoAttrs;
+  uint8_t operator()(uint8_t x) const { return x == 0 ? 1 : 0; }
+};
+
+template <typename Op, typename... Ts>
+void unary_kernel(KernelContext& ctx) {
+  const Op op(ctx);
+  const TensorView& x = ctx.inputs[0];
+  const TensorView& y = ctx.outputs[0];
+  const int64_t n = x.numel();
+  const bool ok = dispatch_among<Ts...>(compute_dtype(x.dtype), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using R = decltype(op(T{}));
+    const T* in = x.as<const T>();
+    R* out = y.as<R>();
+    for (int64_t i = 0; i < n; ++i) out[i] = op(in[i]);
+  });
+  if (!ok) fail_dtype(ctx, x.dtype);
+}
+
+// ---- binary ops -----------------------------------------------------------------------------
+
+struct BinaryOp : NoAttrs {
+  using NoAttrs::NoAttrs;
+  static constexpr bool kIntegerDivision = false;  // integer kernels check for a zero divisor
+};
+
+struct AddOp : BinaryOp {
+  using BinaryOp::BinaryOp;
+  template <typename T>
+  T operator()(T a, T b) const {
+    return wrapping_add(a, b);
+  }
+};
+struct SubOp : BinaryOp {
+  using BinaryOp::BinaryOp;
+  template <typename T>
+  T operator()(T a, T b) const {
+    return wrapping_sub(a, b);
+  }
+};
+struct MulOp : BinaryOp {
+  using BinaryOp::BinaryOp;
+  template <typename T>
+  T operator()(T a, T b) const {
+    return wrapping_mul(a, b);
+  }
+};
+struct DivOp : BinaryOp {
+  using BinaryOp::BinaryOp;
+  static constexpr bool kIntegerDivision = true;
+  template <typename T>
+  T operator()(T a, T b) const {
+    if constexpr (std::is_integral_v<T> && std::is_signed_v<T>) {
+      if (b == T(-1)) return wrapping_neg(a);  // INT_MIN / -1 overflows
+    }
+    return static_cast<T>(a / b);  // integers truncate toward zero
+  }
+};
+struct ModOp : BinaryOp {
+  bool fmod;
+  explicit ModOp(const KernelContext& ctx)
+      : BinaryOp(ctx), fmod(ctx.attrs.get_int_or("fmod", 0) != 0) {}
+  static constexpr bool kIntegerDivision = true;
+  template <typename T>
+  T operator()(T a, T b) const {
+    T r;
+    if constexpr (std::is_floating_point_v<T>) {
+      r = std::fmod(a, b);
+    } else if constexpr (std::is_signed_v<T>) {
+      if (b == T(-1)) return T(0);
+      r = static_cast<T>(a % b);
+    } else {
+      return static_cast<T>(a % b);
+    }
+    // fmod=0: the result takes the divisor's sign (Python/numpy mod).
+    if (!fmod && r != T(0) && ((r < T(0)) != (b < T(0)))) r = static_cast<T>(r + b);
+    return r;
+  }
+};
+struct MinOp : BinaryOp {
+  using BinaryOp::BinaryOp;
+  template <typename T>
+  T operator()(T a, T b) const {
+    if constexpr (std::is_floating_point_v<T>) {
+      if (std::isnan(a)) return a;
+    }
+    return a < b ? a : b;  // NaN in b propagates: NaN comparisons are false
+  }
+};
+struct MaxOp : BinaryOp {
+  using BinaryOp::BinaryOp;
+  template <typename T>
+  T operator()(T a, T b) const {
+    if constexpr (std::is_floating_point_v<T>) {
+      if (std::isnan(a)) return a;
+    }
+    return a > b ? a : b;
+  }
+};
+struct PReluOp : BinaryOp {
+  using BinaryOp::BinaryOp;
+  template <typename T>
+  T operator()(T x, T slope) const {
+    return x < T(0) ? slope * x : x;
+  }
+};
+
+#define KILN_COMPARE_OP(Name, expr)      \
+  struct Name : BinaryOp {               \
+    using BinaryOp::BinaryOp;            \
+    template <typename T>                \
+    uint8_t operator()(T a, T b) const { \
+      return (expr) ? 1 : 0;             \
+    }                                    \
+  };
+KILN_COMPARE_OP(EqualOp, a == b)
+KILN_COMPARE_OP(LessOp, a < b)
+KILN_COMPARE_OP(GreaterOp, a > b)
+KILN_COMPARE_OP(LessOrEqualOp, a <= b)
+KILN_COMPARE_OP(GreaterOrEqualOp, a >= b)
+KILN_COMPARE_OP(AndOp, a != 0 && b != 0)
+KILN_COMPARE_OP(OrOp, a != 0 || b != 0)
+KILN_COMPARE_OP(XorOp, (a != 0) != (b != 0))
+#undef KILN_COMPARE_OP
+
+template <typename T>
+void check_nonzero_divisor(const KernelContext& ctx, const TensorView& divisor) {
+  const T* d = divisor.as<const T>();
+  const int64_t n = divisor.numel();
+  for (int64_t i = 0; i < n; ++i) {
+    if (d[i] == T(0)) {
+      ctx.fail(ErrorCode::kInvalidArgument, "integer division by zero (divisor element ", i, ")");
+    }
+  }
+}
+
+template <typename Op, typename... Ts>
+void binary_kernel(KernelContext& ctx) {
+  const Op op(ctx);
+  const TensorView& a = ctx.inputs[0];
+  const TensorView& b = ctx.inputs[1];
+  const TensorView& out = ctx.outputs[0];
+  const bool ok = dispatch_among<Ts...>(compute_dtype(a.dtype), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using R = decltype(op(T{}, T{}));
+    if constexpr (Op::kIntegerDivision && std::is_integral_v<T>) {
+      if (out.numel() > 0) check_nonzero_divisor<T>(ctx, b);
+    }
+    broadcast_binary<T, T, R>(a, b, out, op);
+  });
+  if (!ok) fail_dtype(ctx, a.dtype);
+}
+
+// Integer power by squaring; wraps on overflow like the other integer ops.
+template <typename T>
+T integer_pow(T base, int64_t exponent) {
+  if (exponent < 0) {
+    if (base == T(1)) return T(1);
+    if (base == T(-1)) return (exponent % 2 == 0) ? T(1) : T(-1);
+    return T(0);
+  }
+  T result = 1;
+  while (exponent > 0) {
+    if (exponent & 1) result = wrapping_mul(result, base);
+    base = wrapping_mul(base, base);
+    exponent >>= 1;
+  }
+  return result;
+}
+
+template <typename T>
+T saturating_cast_from_double(double v);
+
+template <typename T, typename E>
+T pow_element(T x, E e) {
+  if constexpr (std::is_integral_v<T> && std::is_integral_v<E>) {
+    return integer_pow(x, static_cast<int64_t>(e));
+  } else if constexpr (std::is_integral_v<T>) {
+    return saturating_cast_from_double<T>(std::pow(static_cast<double>(x), static_cast<double>(e)));
+  } else if constexpr (std::is_same_v<T, float> && std::is_same_v<E, float>) {
+    return std::pow(x, e);
+  } else {
+    return static_cast<T>(std::pow(static_cast<double>(x), static_cast<double>(e)));
+  }
+}
+
+void pow_kernel(KernelContext& ctx) {
+  const TensorView& a = ctx.inputs[0];
+  const TensorView& b = ctx.inputs[1];
+  const TensorView& out = ctx.outputs[0];
+  bool ok = false;
+  dispatch_among<float, double, int32_t, int64_t>(a.dtype, [&](auto base_tag) {
+    using T = typename decltype(base_tag)::type;
+    ok = dispatch_among<float, double, int32_t, int64_t>(b.dtype, [&](auto exp_tag) {
+      using E = typename decltype(exp_tag)::type;
+      broadcast_binary<T, E, T>(a, b, out, pow_element<T, E>);
+    });
+  });
+  if (!ok)
+    ctx.fail(ErrorCode::kUnsupported, "no CPU kernel for Pow(", dtype_name(a.dtype), ", ",
+             dtype_name(b.dtype), ")");
+}
+
+// ---- variadic ops ---------------------------------------------------------------------------
+
+template <typename Op, bool kMean, typename... Ts>
+void variadic_kernel(KernelContext& ctx) {
+  const Op op(ctx);
+  const TensorView& out = ctx.outputs[0];
+  const bool ok = dispatch_among<Ts...>(out.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const TensorView& first = ctx.inputs[0];
+    copy_strided(first.data, out.data, sizeof(T), out.shape,
+                 broadcast_strides(first.shape, out.shape));
+    // Accumulating in place is safe: the accumulator and the output share every index.
+    for (size_t i = 1; i < ctx.inputs.size(); ++i) {
+      broadcast_binary<T, T, T>(out, ctx.inputs[i], out, op);
+    }
+    if constexpr (kMean) {
+      const T count = static_cast<T>(ctx.inputs.size());
+      T* o = out.as<T>();
+      for (int64_t i = 0; i < out.numel(); ++i) o[i] /= count;
+    }
+  });
+  if (!ok) fail_dtype(ctx, out.dtype);
+}
+
+// ---- Clip, Where --------------------------------------------------------------------------
+
+void clip_kernel(KernelContext& ctx) {
+  const TensorView& x = ctx.inputs[0];
+  const TensorView& out = ctx.outputs[0];
+  const bool ok = dispatch_among<KILN_NUMERIC_TYPES>(x.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    T lo = std::numeric_limits<T>::lowest();
+    T hi = std::numeric_limits<T>::max();
+    if constexpr (std::is_floating_point_v<T>) {
+      lo = -std::numeric_limits<T>::infinity();
+      hi = std::numeric_limits<T>::infinity();
+    }
+    if (ctx.has_input(1) && ctx.inputs[1].numel() > 0) lo = ctx.inputs[1].as<const T>()[0];
+    if (ctx.has_input(2) && ctx.inputs[2].numel() > 0) hi = ctx.inputs[2].as<const T>()[0];
+    const T* in = x.as<const T>();
+    T* o = out.as<T>();
+    const int64_t n = x.numel();
+    for (int64_t i = 0; i < n; ++i) {
+      T v = in[i] < lo ? lo : in[i];
+      o[i] = v > hi ? hi : v;  // min(max(x, lo), hi), so lo > hi gives hi as ONNX says
+    }
+  });
+  if (!ok) fail_dtype(ctx, x.dtype);
+}
+
+template <typename E>
+void where_typed(const KernelContext& ctx) {
+  broadcast_ternary<uint8_t, E, E, E>(ctx.inputs[0], ctx.inputs[1], ctx.inputs[2], ctx.outputs[0],
+                                      [](uint8_t c, E x, E y) { return c ? x : y; });
+}
+
+void where_kernel(KernelContext& ctx) {
+  switch (dtype_size(ctx.outputs[0].dtype)) {
+    case 1:
+      return where_typed<uint8_t>(ctx);
+    case 2:
+      return where_typed<uint16_t>(ctx);
+    case 4:
+      return where_typed<uint32_t>(ctx);
+    case 8:
+      return where_typed<uint64_t>(ctx);
+    default:
+      fail_dtype(ctx, ctx.outputs[0].dtype);
+  }
+}
+
+// ---- Cast ---------------------------------------------------------------------------------
+
+// Float -> integer: truncate toward zero, saturate out-of-range values, NaN -> 0 (ONNX leaves
+// these undefined; this avoids C++ undefined behaviour).
+template <typename T>
+T saturating_cast_from_double(double v) {
+  if (std::isnan(v)) return T(0);
+  const double t = std::trunc(v);
+  if (t <= static_cast<double>(std::numeric_limits<T>::lowest())) {
+    return std::numeric_limits<T>::lowest();
+  }
+  if (t >= static_cast<double>(std::numeric_limits<T>::max())) return std::numeric_limits<T>::max();
+  return static_cast<T>(t);
+}
+
+// The source element as a native arithmetic value.
+template <typename S>
+auto load_native(S v) {
+  if constexpr (std::is_same_v<S, Float16Bits>) {
+    return half_to_float(v.bits);
+  } else if constexpr (std::is_same_v<S, BFloat16Bits>) {
+    return bfloat16_to_float(v.bits);
+  } else if constexpr (std::is_same_v<S, BoolByte>) {
+    return static_cast<uint8_t>(v.value != 0 ? 1 : 0);
+  } else {
+    return v;
+  }
+}
+
+template <typename D, typename S>
+D convert_element(S src) {
+  const auto v = load_native(src);
+  using V = decltype(v);
+  if constexpr (std::is_same_v<D, Float16Bits>) {
+    return D{float_to_half(static_cast<float>(v))};
+  } else if constexpr (std::is_same_v<D, BFloat16Bits>) {
+    return D{float_to_bfloat16(static_cast<float>(v))};
+  } else if constexpr (std::is_same_v<D, BoolByte>) {
+    return D{static_cast<uint8_t>(v != V(0) ? 1 : 0)};
+  } else if constexpr (std::is_integral_v<D> && std::is_floating_point_v<V>) {
+    return saturating_cast_from_double<D>(static_cast<double>(v));
+  } else {
+    return static_cast<D>(v);  // integer narrowing wraps (two's complement, C++20)
+  }
+}
+
+void cast_view(const KernelContext& ctx, const TensorView& in, const TensorView& out) {
+  if (in.dtype == out.dtype) {
+    if (in.nbytes() > 0) std::memcpy(out.data, in.data, in.nbytes());
+    return;
+  }
+  const int64_t n = in.numel();
+  bool ok = false;
+  dispatch_among<KILN_ALL_TYPES>(in.dtype, [&](auto src_tag) {
+    using S = typename decltype(src_tag)::type;
+    ok = dispatch_among<KILN_ALL_TYPES>(out.dtype, [&](auto dst_tag) {
+      using D = typename decltype(dst_tag)::type;
+      const S* s = in.as<const S>();
+      D* d = out.as<D>();
+      for (int64_t i = 0; i < n; ++i) d[i] = convert_element<D>(s[i]);
+    });
+  });
+  if (!ok) {
+    ctx.fail(ErrorCode::kUnsupported, "no CPU cast from ", dtype_name(in.dtype), " to ",
+             dtype_name(out.dtype));
+  }
+}
+
+void cast_kernel(KernelContext& ctx) {
+  cast_view(ctx, ctx.inputs[0], ctx.outputs[0]);
+}
+
+}  // namespace
+
+void register_elementwise_kernels(CpuKernelRegistry& registry) {
+  registry.add("Sigmoid", {unary_kernel<SigmoidOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Tanh", {unary_kernel<TanhOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Erf", {unary_kernel<ErfOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Gelu", {unary_kernel<GeluOp, KILN_FLOAT_TYPES>, true});
+  registry.add("HardSigmoid", {unary_kernel<HardSigmoidOp, KILN_FLOAT_TYPES>, true});
+  registry.add("HardSwish", {unary_kernel<HardSwishOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Sqrt", {unary_kernel<SqrtOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Reciprocal", {unary_kernel<ReciprocalOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Exp", {unary_kernel<ExpOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Log", {unary_kernel<LogOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Floor", {unary_kernel<FloorOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Ceil", {unary_kernel<CeilOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Round", {unary_kernel<RoundOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Sin", {unary_kernel<SinOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Cos", {unary_kernel<CosOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Tan", {unary_kernel<TanOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Asin", {unary_kernel<AsinOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Acos", {unary_kernel<AcosOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Atan", {unary_kernel<AtanOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Sinh", {unary_kernel<SinhOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Cosh", {unary_kernel<CoshOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Asinh", {unary_kernel<AsinhOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Acosh", {unary_kernel<AcoshOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Atanh", {unary_kernel<AtanhOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Softplus", {unary_kernel<SoftplusOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Softsign", {unary_kernel<SoftsignOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Mish", {unary_kernel<MishOp, KILN_FLOAT_TYPES>, true});
+  registry.add("LeakyRelu", {unary_kernel<LeakyReluOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Elu", {unary_kernel<EluOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Celu", {unary_kernel<CeluOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Selu", {unary_kernel<SeluOp, KILN_FLOAT_TYPES>, true});
+  registry.add("ThresholdedRelu", {unary_kernel<ThresholdedReluOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Relu", {unary_kernel<ReluOp, KILN_FLOAT_TYPES, KILN_SIGNED_INT_TYPES>, true});
+  registry.add("Neg", {unary_kernel<NegOp, KILN_FLOAT_TYPES, KILN_SIGNED_INT_TYPES>, true});
+  registry.add("Abs", {unary_kernel<AbsOp, KILN_NUMERIC_TYPES>, true});
+  registry.add("Sign", {unary_kernel<SignOp, KILN_NUMERIC_TYPES>, true});
+  registry.add("IsNaN", {unary_kernel<IsNaNOp, KILN_FLOAT_TYPES>, true});
+  registry.add("IsInf", {unary_kernel<IsInfOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Not", {unary_kernel<NotOp, uint8_t>, true});
+
+  registry.add("Add", {binary_kernel<AddOp, KILN_NUMERIC_TYPES>, true});
+  registry.add("Sub", {binary_kernel<SubOp, KILN_NUMERIC_TYPES>, true});
+  registry.add("Mul", {binary_kernel<MulOp, KILN_NUMERIC_TYPES>, true});
+  registry.add("Div", {binary_kernel<DivOp, KILN_NUMERIC_TYPES>, true});
+  registry.add("Mod", {binary_kernel<ModOp, KILN_NUMERIC_TYPES>, true});
+  registry.add("PRelu", {binary_kernel<PReluOp, KILN_FLOAT_TYPES>, true});
+  registry.add("Pow", {pow_kernel, true});
+  registry.add("Equal", {binary_kernel<EqualOp, KILN_NUMERIC_TYPES>, true});
+  registry.add("Less", {binary_kernel<LessOp, KILN_NUMERIC_TYPES>, true});
+  registry.add("Greater", {binary_kernel<GreaterOp, KILN_NUMERIC_TYPES>, true});
+  registry.add("LessOrEqual", {binary_kernel<LessOrEqualOp, KILN_NUMERIC_TYPES>, true});
+  registry.add("GreaterOrEqual", {binary_kernel<GreaterOrEqualOp, KILN_NUMERIC_TYPES>, true});
+  registry.add("And", {binary_kernel<AndOp, uint8_t>, true});
+  registry.add("Or", {binary_kernel<OrOp, uint8_t>, true});
+  registry.add("Xor", {binary_kernel<XorOp, uint8_t>, true});
+
+  registry.add("Min", {variadic_kernel<MinOp, false, KILN_NUMERIC_TYPES>, true});
+  registry.add("Max", {variadic_kernel<MaxOp, false, KILN_NUMERIC_TYPES>, true});
+  registry.add("Sum", {variadic_kernel<AddOp, false, KILN_NUMERIC_TYPES>, true});
+  registry.add("Mean", {variadic_kernel<AddOp, true, KILN_FLOAT_TYPES>, true});
+
+  registry.add("Clip", {clip_kernel, true});
+  registry.add("Where", {where_kernel, false});
+  registry.add("Cast", {cast_kernel, false});
+  registry.add("CastLike", {cast_kernel, false});
+}
+
 }  // namespace kiln::cpu

@@ -1,5 +1,151 @@
-// Placeholder until the gemm family lands.
-#include "backends/cpu/cpu_kernel.hpp"
+// Gemm and MatMul on the CPU through cblas_sgemm.
+#include <algorithm>
+#include <vector>
+
+#include "backends/cpu/nn_blas.hpp"
+#include "backends/cpu/nn_kernel_common.hpp"
+
 namespace kiln::cpu {
-void register_gemm_kernels(CpuKernelRegistry&) {}
+namespace {
+
+void gemm_kernel(KernelContext& ctx) {
+  nn::require_float32_input(ctx, 0);
+  nn::require_float32_input(ctx, 1);
+  nn::require_float32_output(ctx, 0);
+  const TensorView& a = ctx.inputs[0];
+  const TensorView& b = ctx.inputs[1];
+  if (a.shape.size() != 2 || b.shape.size() != 2) {
+    ctx.fail(ErrorCode::kInvalidArgument, "A ", shape_to_string(a.shape), " and B ",
+             shape_to_string(b.shape), " must be matrices");
+  }
+  const bool trans_a = ctx.attrs.get_int_or("transA", 0) != 0;
+  const bool trans_b = ctx.attrs.get_int_or("transB", 0) != 0;
+  const float alpha = ctx.attrs.get_float_or("alpha", 1.0f);
+  const float beta = ctx.attrs.get_float_or("beta", 1.0f);
+  const int64_t m = trans_a ? a.shape[1] : a.shape[0];
+  const int64_t k = trans_a ? a.shape[0] : a.shape[1];
+  const int64_t n = trans_b ? b.shape[0] : b.shape[1];
+  if ((trans_b ? b.shape[1] : b.shape[0]) != k) {
+    ctx.fail(ErrorCode::kInvalidArgument, "inner dimensions of A ", shape_to_string(a.shape),
+             " and B ", shape_to_string(b.shape), " differ");
+  }
+  nn::require_output_shape(ctx, 0, Shape{m, n});
+  float* y = ctx.outputs[0].as<float>();
+
+  float blas_beta = 0.0f;
+  if (ctx.has_input(2) && beta != 0.0f) {
+    nn::require_float32_input(ctx, 2);
+    const TensorView& c = ctx.inputs[2];
+    // Unidirectional broadcast of C (rank 0..2) to [m, n]: a dim of 1 repeats.
+    const Shape padded = [&] {
+      Shape s(2 - std::min<size_t>(c.shape.size(), 2), 1);
+      s.insert(s.end(), c.shape.begin(), c.shape.end());
+      return s;
+    }();
+    if (padded.size() != 2 || (padded[0] != 1 && padded[0] != m) ||
+        (padded[1] != 1 && padded[1] != n)) {
+      ctx.fail(ErrorCode::kInvalidArgument, "C ", shape_to_string(c.shape),
+               " cannot broadcast to [", m, ", ", n, "]");
+    }
+    const float* c_data = c.as<const float>();
+    const int64_t row_step = padded[0] == 1 ? 0 : padded[1];
+    const int64_t col_step = padded[1] == 1 ? 0 : 1;
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) y[i * n + j] = c_data[i * row_step + j * col_step];
+    }
+    blas_beta = beta;
+  }
+  nn::sgemm_row_major(ctx, trans_a, trans_b, m, n, k, alpha, a.as<const float>(), a.shape[1],
+                      b.as<const float>(), b.shape[1], blas_beta, y, n);
+}
+
+// Batch offsets (in matrices) of an operand broadcast to `out_batch`.
+std::vector<int64_t> broadcast_batch_offsets(const Shape& operand_batch, const Shape& out_batch) {
+  const size_t rank = out_batch.size();
+  Shape padded(rank - operand_batch.size(), 1);
+  padded.insert(padded.end(), operand_batch.begin(), operand_batch.end());
+  std::vector<int64_t> strides(rank, 0);
+  int64_t stride = 1;
+  for (size_t i = rank; i-- > 0;) {
+    strides[i] = padded[i] == 1 ? 0 : stride;
+    stride *= padded[i];
+  }
+  const int64_t total = shape_numel(out_batch);
+  std::vector<int64_t> offsets(static_cast<size_t>(total));
+  std::vector<int64_t> index(rank, 0);
+  for (int64_t flat = 0; flat < total; ++flat) {
+    int64_t offset = 0;
+    for (size_t i = 0; i < rank; ++i) offset += index[i] * strides[i];
+    offsets[static_cast<size_t>(flat)] = offset;
+    for (size_t i = rank; i-- > 0;) {
+      if (++index[i] < out_batch[i]) break;
+      index[i] = 0;
+    }
+  }
+  return offsets;
+}
+
+void matmul_kernel(KernelContext& ctx) {
+  nn::require_float32_input(ctx, 0);
+  nn::require_float32_input(ctx, 1);
+  nn::require_float32_output(ctx, 0);
+  const TensorView& a = ctx.inputs[0];
+  const TensorView& b = ctx.inputs[1];
+  if (a.shape.empty() || b.shape.empty()) {
+    ctx.fail(ErrorCode::kInvalidArgument, "operands must have rank >= 1");
+  }
+  const int64_t m = a.shape.size() >= 2 ? a.shape[a.shape.size() - 2] : 1;
+  const int64_t k = a.shape.back();
+  const int64_t n = b.shape.size() >= 2 ? b.shape.back() : 1;
+  const int64_t k_b = b.shape.size() >= 2 ? b.shape[b.shape.size() - 2] : b.shape[0];
+  if (k != k_b) {
+    ctx.fail(ErrorCode::kInvalidArgument, "inner dimensions of A ", shape_to_string(a.shape),
+             " and B ", shape_to_string(b.shape), " differ");
+  }
+  const Shape batch_a = a.shape.size() > 2 ? Shape(a.shape.begin(), a.shape.end() - 2) : Shape{};
+  const Shape batch_b = b.shape.size() > 2 ? Shape(b.shape.begin(), b.shape.end() - 2) : Shape{};
+  Shape out_batch(std::max(batch_a.size(), batch_b.size()));
+  for (size_t i = 0; i < out_batch.size(); ++i) {
+    const size_t ra = out_batch.size() - batch_a.size();
+    const size_t rb = out_batch.size() - batch_b.size();
+    const int64_t da = i < ra ? 1 : batch_a[i - ra];
+    const int64_t db = i < rb ? 1 : batch_b[i - rb];
+    if (da != db && da != 1 && db != 1) {
+      ctx.fail(ErrorCode::kInvalidArgument, "batch dims of ", shape_to_string(a.shape), " and ",
+               shape_to_string(b.shape), " do not broadcast");
+    }
+    out_batch[i] = da == 1 ? db : da;
+  }
+  Shape expected = out_batch;
+  if (a.shape.size() >= 2) expected.push_back(m);
+  if (b.shape.size() >= 2) expected.push_back(n);
+  nn::require_output_shape(ctx, 0, expected);
+
+  const float* a_data = a.as<const float>();
+  const float* b_data = b.as<const float>();
+  float* y = ctx.outputs[0].as<float>();
+  const int64_t batches = shape_numel(out_batch);
+  const int64_t ldb = b.shape.size() >= 2 ? n : 1;
+  if (shape_numel(batch_b) == 1 && shape_numel(batch_a) == batches) {
+    // B is shared by every batch: one GEMM over the stacked rows of A.
+    nn::sgemm_row_major(ctx, false, false, batches * m, n, k, 1.0f, a_data, k, b_data, ldb, 0.0f, y,
+                        n);
+    return;
+  }
+  const std::vector<int64_t> offsets_a = broadcast_batch_offsets(batch_a, out_batch);
+  const std::vector<int64_t> offsets_b = broadcast_batch_offsets(batch_b, out_batch);
+  for (int64_t i = 0; i < batches; ++i) {
+    const auto idx = static_cast<size_t>(i);
+    nn::sgemm_row_major(ctx, false, false, m, n, k, 1.0f, a_data + offsets_a[idx] * m * k, k,
+                        b_data + offsets_b[idx] * k * n, ldb, 0.0f, y + i * m * n, n);
+  }
+}
+
+}  // namespace
+
+void register_gemm_kernels(CpuKernelRegistry& registry) {
+  nn::add_float_kernel<gemm_kernel>(registry, "Gemm");
+  nn::add_float_kernel<matmul_kernel>(registry, "MatMul");
+}
+
 }  // namespace kiln::cpu

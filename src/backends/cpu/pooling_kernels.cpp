@@ -1,5 +1,185 @@
-// Placeholder until the pooling family lands.
-#include "backends/cpu/cpu_kernel.hpp"
+// MaxPool, AveragePool, GlobalAveragePool and GlobalMaxPool on the CPU. Windows are normalised to
+// three spatial axes (see nn_window3d.hpp).
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "backends/cpu/nn_kernel_common.hpp"
+#include "backends/cpu/nn_window3d.hpp"
+
 namespace kiln::cpu {
-void register_pooling_kernels(CpuKernelRegistry&) {}
+namespace {
+
+using nn::Window3d;
+
+Window3d pool_window(const KernelContext& ctx) {
+  nn::require_float32_input(ctx, 0);
+  nn::require_float32_output(ctx, 0);
+  if (ctx.outputs.size() > 1) {
+    ctx.fail(ErrorCode::kUnsupported, "the Indices output of MaxPool is not supported");
+  }
+  const std::vector<int64_t>& kernel = ctx.attrs.get_ints("kernel_shape");
+  const bool ceil_mode = ctx.attrs.get_int_or("ceil_mode", 0) != 0;
+  return nn::resolve_window3d(ctx, kernel, ceil_mode, ctx.inputs[0].shape.at(1));
+}
+
+// The in-bounds taps of one axis for one output position: input positions first, first + step,
+// ... (count of them). Positions grow with the tap index, so the valid taps are contiguous.
+struct AxisTaps {
+  int64_t first = 0;
+  int64_t count = 0;
+};
+
+std::array<std::vector<AxisTaps>, 3> in_bounds_taps(const Window3d& w) {
+  std::array<std::vector<AxisTaps>, 3> taps;
+  for (size_t a = 0; a < 3; ++a) {
+    taps[a].resize(static_cast<size_t>(w.out[a]));
+    for (int64_t o = 0; o < w.out[a]; ++o) {
+      AxisTaps& t = taps[a][static_cast<size_t>(o)];
+      for (int64_t k = 0; k < w.kernel[a]; ++k) {
+        const int64_t pos = o * w.stride[a] - w.pad_begin[a] + k * w.dilation[a];
+        if (pos < 0 || pos >= w.in[a]) continue;
+        if (t.count == 0) t.first = pos;
+        ++t.count;
+      }
+    }
+  }
+  return taps;
+}
+
+// Calls visit(out_index, od, oh, ow, window_values) for every output position of one plane,
+// where window_values(fn) calls fn(value) for every in-bounds input value of the window.
+template <typename Visit>
+void for_each_window(const Window3d& w, const std::array<std::vector<AxisTaps>, 3>& taps,
+                     const float* x, Visit&& visit) {
+  int64_t out_index = 0;
+  for (int64_t od = 0; od < w.out[0]; ++od) {
+    const AxisTaps& td = taps[0][static_cast<size_t>(od)];
+    for (int64_t oh = 0; oh < w.out[1]; ++oh) {
+      const AxisTaps& th = taps[1][static_cast<size_t>(oh)];
+      for (int64_t ow = 0; ow < w.out[2]; ++ow, ++out_index) {
+        const AxisTaps& tw = taps[2][static_cast<size_t>(ow)];
+        auto window_values = [&](auto&& fn) {
+          for (int64_t a = 0; a < td.count; ++a) {
+            const int64_t id = td.first + a * w.dilation[0];
+            for (int64_t b = 0; b < th.count; ++b) {
+              const float* row =
+                  x + (id * w.in[1] + th.first + b * w.dilation[1]) * w.in[2] + tw.first;
+              for (int64_t c = 0; c < tw.count; ++c) fn(row[c * w.dilation[2]]);
+            }
+          }
+        };
+        visit(out_index, od, oh, ow, window_values);
+      }
+    }
+  }
+}
+
+void max_pool_kernel(KernelContext& ctx) {
+  const Window3d w = pool_window(ctx);
+  const auto taps = in_bounds_taps(w);
+  const int64_t planes = ctx.inputs[0].shape[0] * ctx.inputs[0].shape[1];
+  const float* in = ctx.inputs[0].as<const float>();
+  float* out = ctx.outputs[0].as<float>();
+  for (int64_t p = 0; p < planes; ++p) {
+    float* y = out + p * w.out_size();
+    for_each_window(w, taps, in + p * w.in_size(),
+                    [&](int64_t o, int64_t, int64_t, int64_t, auto&& window_values) {
+                      float best = -std::numeric_limits<float>::infinity();
+                      bool saw_nan = false;
+                      window_values([&](float v) {
+                        best = v > best ? v : best;
+                        saw_nan |= v != v;  // NaN propagates, as in numpy and PyTorch
+                      });
+                      if (saw_nan) best = std::numeric_limits<float>::quiet_NaN();
+                      y[o] = best;
+                    });
+  }
+}
+
+// Number of window points of one axis inside [lo, hi).
+int64_t points_within(const Window3d& w, size_t axis, int64_t o, int64_t lo, int64_t hi) {
+  int64_t count = 0;
+  for (int64_t k = 0; k < w.kernel[axis]; ++k) {
+    const int64_t i = o * w.stride[axis] - w.pad_begin[axis] + k * w.dilation[axis];
+    count += (i >= lo && i < hi) ? 1 : 0;
+  }
+  return count;
+}
+
+void average_pool_kernel(KernelContext& ctx) {
+  const Window3d w = pool_window(ctx);
+  const auto taps = in_bounds_taps(w);
+  const bool include_pad = ctx.attrs.get_int_or("count_include_pad", 0) != 0;
+  // Per axis and output position: how many window points count towards the divisor. With
+  // count_include_pad, points in the explicit padding count but points past it (ceil_mode) don't.
+  std::array<std::vector<int64_t>, 3> counts;
+  for (size_t a = 0; a < 3; ++a) {
+    counts[a].resize(static_cast<size_t>(w.out[a]));
+    for (int64_t o = 0; o < w.out[a]; ++o) {
+      counts[a][static_cast<size_t>(o)] =
+          include_pad ? points_within(w, a, o, -w.pad_begin[a], w.in[a] + w.pad_end[a])
+                      : taps[a][static_cast<size_t>(o)].count;
+    }
+  }
+  const int64_t planes = ctx.inputs[0].shape[0] * ctx.inputs[0].shape[1];
+  const float* in = ctx.inputs[0].as<const float>();
+  float* out = ctx.outputs[0].as<float>();
+  for (int64_t p = 0; p < planes; ++p) {
+    float* y = out + p * w.out_size();
+    for_each_window(w, taps, in + p * w.in_size(),
+                    [&](int64_t o, int64_t od, int64_t oh, int64_t ow, auto&& window_values) {
+                      double sum = 0.0;
+                      window_values([&](float v) { sum += v; });
+                      const int64_t divisor = counts[0][static_cast<size_t>(od)] *
+                                              counts[1][static_cast<size_t>(oh)] *
+                                              counts[2][static_cast<size_t>(ow)];
+                      y[o] = divisor > 0 ? static_cast<float>(sum / static_cast<double>(divisor))
+                                         : std::numeric_limits<float>::quiet_NaN();
+                    });
+  }
+}
+
+template <bool kMax>
+void global_pool_kernel(KernelContext& ctx) {
+  nn::require_float32_input(ctx, 0);
+  nn::require_float32_output(ctx, 0);
+  const Shape& x = ctx.inputs[0].shape;
+  if (x.size() < 3) {
+    ctx.fail(ErrorCode::kInvalidArgument, "X must have rank >= 3, got ", shape_to_string(x));
+  }
+  Shape expected = x;
+  for (size_t i = 2; i < expected.size(); ++i) expected[i] = 1;
+  nn::require_output_shape(ctx, 0, expected);
+  const int64_t planes = x[0] * x[1];
+  const int64_t size = shape_numel(Shape(x.begin() + 2, x.end()));
+  const float* in = ctx.inputs[0].as<const float>();
+  float* out = ctx.outputs[0].as<float>();
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* plane = in + p * size;
+    if constexpr (kMax) {
+      float best = -std::numeric_limits<float>::infinity();
+      for (int64_t i = 0; i < size; ++i) {
+        if (plane[i] > best || std::isnan(plane[i])) best = plane[i];
+      }
+      out[p] = best;
+    } else {
+      double sum = 0.0;
+      for (int64_t i = 0; i < size; ++i) sum += plane[i];
+      out[p] = static_cast<float>(sum / static_cast<double>(size));
+    }
+  }
+}
+
+}  // namespace
+
+void register_pooling_kernels(CpuKernelRegistry& registry) {
+  nn::add_float_kernel<max_pool_kernel>(registry, "MaxPool");
+  nn::add_float_kernel<average_pool_kernel>(registry, "AveragePool");
+  nn::add_float_kernel<global_pool_kernel<false>>(registry, "GlobalAveragePool");
+  nn::add_float_kernel<global_pool_kernel<true>>(registry, "GlobalMaxPool");
+}
+
 }  // namespace kiln::cpu

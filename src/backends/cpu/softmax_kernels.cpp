@@ -1,5 +1,78 @@
-// Placeholder until the softmax family lands.
-#include "backends/cpu/cpu_kernel.hpp"
+// Softmax and LogSoftmax on the CPU: subtract the maximum, sum the exponentials in double.
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "backends/cpu/nn_kernel_common.hpp"
+
 namespace kiln::cpu {
-void register_softmax_kernels(CpuKernelRegistry&) {}
+namespace {
+
+template <bool kLog>
+void softmax_kernel(KernelContext& ctx) {
+  nn::require_float32_input(ctx, 0);
+  nn::require_float32_output(ctx, 0);
+  const TensorView& x = ctx.inputs[0];
+  const auto rank = static_cast<int64_t>(x.shape.size());
+  int64_t axis = ctx.attrs.get_int_or("axis", -1);
+  if (rank == 0 || axis < -rank || axis >= rank) {
+    ctx.fail(ErrorCode::kInvalidArgument, "axis ", axis, " is out of range for input ",
+             shape_to_string(x.shape));
+  }
+  if (axis < 0) axis += rank;
+  nn::require_output_shape(ctx, 0, x.shape);
+  const int64_t extent = x.shape[static_cast<size_t>(axis)];
+  const int64_t inner = shape_numel(Shape(x.shape.begin() + axis + 1, x.shape.end()));
+  const int64_t outer = shape_numel(Shape(x.shape.begin(), x.shape.begin() + axis));
+  const float* in = x.as<const float>();
+  float* out = ctx.outputs[0].as<float>();
+  std::vector<double> sums(static_cast<size_t>(inner));
+  std::vector<float> maxima(static_cast<size_t>(inner));
+  std::vector<float> factors(static_cast<size_t>(inner));
+  for (int64_t o = 0; o < outer; ++o) {
+    const float* xo = in + o * extent * inner;
+    float* yo = out + o * extent * inner;
+    std::fill(maxima.begin(), maxima.end(), -std::numeric_limits<float>::infinity());
+    std::fill(sums.begin(), sums.end(), 0.0);
+    // Rows along the axis are strided by `inner`; walking i innermost keeps memory contiguous.
+    for (int64_t e = 0; e < extent; ++e) {
+      for (int64_t i = 0; i < inner; ++i) {
+        // A NaN never wins the comparison but still poisons the sum below.
+        float& m = maxima[static_cast<size_t>(i)];
+        m = xo[e * inner + i] > m ? xo[e * inner + i] : m;
+      }
+    }
+    for (int64_t e = 0; e < extent; ++e) {
+      for (int64_t i = 0; i < inner; ++i) {
+        // exp in float (the result is float anyway); the sum accumulates in double.
+        const float exp_value = std::exp(xo[e * inner + i] - maxima[static_cast<size_t>(i)]);
+        sums[static_cast<size_t>(i)] += exp_value;
+        if constexpr (!kLog) yo[e * inner + i] = exp_value;
+      }
+    }
+    // Softmax scales by 1/sum; LogSoftmax subtracts max + log(sum).
+    for (int64_t i = 0; i < inner; ++i) {
+      const auto j = static_cast<size_t>(i);
+      factors[j] = kLog ? static_cast<float>(maxima[j] + std::log(sums[j]))
+                        : static_cast<float>(1.0 / sums[j]);
+    }
+    for (int64_t e = 0; e < extent; ++e) {
+      for (int64_t i = 0; i < inner; ++i) {
+        if constexpr (kLog) {
+          yo[e * inner + i] = xo[e * inner + i] - factors[static_cast<size_t>(i)];
+        } else {
+          yo[e * inner + i] *= factors[static_cast<size_t>(i)];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void register_softmax_kernels(CpuKernelRegistry& registry) {
+  nn::add_float_kernel<softmax_kernel<false>>(registry, "Softmax");
+  nn::add_float_kernel<softmax_kernel<true>>(registry, "LogSoftmax");
+}
+
 }  // namespace kiln::cpu

@@ -1,0 +1,293 @@
+"""kiln: compile neural networks into engines and run them.
+
+This module needs only numpy and ``libkiln_runtime.so`` to run engines; building an engine
+(:func:`build_onnx`) loads ``libkiln.so`` on first use.
+
+bfloat16 has no numpy dtype: bfloat16 bindings take and return ``uint16`` arrays holding the raw
+bits (the same convention as the ``kiln`` CLI's .npy files).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from . import _capi
+from ._capi import (
+    CorruptFileError,
+    DeviceError,
+    IncompatibleError,
+    InternalError,
+    InvalidArgumentError,
+    IoError,
+    KilnError,
+    LibraryNotFoundError,
+    NotFoundError,
+    OutOfMemoryError,
+    UnsupportedError,
+)
+
+__all__ = [
+    "Binding",
+    "Engine",
+    "build_onnx",
+    "runtime_version",
+    "engine_format_version",
+    "KilnError",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "UnsupportedError",
+    "CorruptFileError",
+    "IncompatibleError",
+    "DeviceError",
+    "OutOfMemoryError",
+    "IoError",
+    "InternalError",
+    "LibraryNotFoundError",
+]
+
+# kiln_dtype <-> numpy. bfloat16 travels as its raw uint16 bits.
+_KILN_TO_NUMPY = {
+    1: np.dtype(np.float32),
+    2: np.dtype(np.uint8),
+    3: np.dtype(np.int8),
+    5: np.dtype(np.int16),
+    6: np.dtype(np.int32),
+    7: np.dtype(np.int64),
+    9: np.dtype(np.bool_),
+    10: np.dtype(np.float16),
+    11: np.dtype(np.float64),
+    16: np.dtype(np.uint16),
+}
+_NUMPY_TO_KILN = {dt: code for code, dt in _KILN_TO_NUMPY.items()}
+_KILN_DTYPE_NAMES = {
+    1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
+    10: "float16", 11: "float64", 16: "bfloat16",
+}
+_PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+
+
+def runtime_version() -> str:
+    """The runtime library's version, e.g. "0.1.0"."""
+    return _capi.runtime().kiln_runtime_version().decode()
+
+
+def engine_format_version() -> str:
+    """The newest engine file format the runtime reads, e.g. "1.0"."""
+    return _capi.runtime().kiln_engine_format_version().decode()
+
+
+def _profiles_json(profiles: Mapping[str, Any]) -> dict:
+    out = {}
+    for name, spec in profiles.items():
+        if isinstance(spec, Mapping):
+            missing = {"min", "max"} - set(spec)
+            if missing:
+                raise ValueError(f"profile for {name!r} lacks {sorted(missing)}")
+            lo, hi = spec["min"], spec["max"]
+            opt = spec.get("opt", lo)
+        else:
+            lo, opt, hi = spec
+        out[name] = {"min": [int(d) for d in lo], "opt": [int(d) for d in opt],
+                     "max": [int(d) for d in hi]}
+    return out
+
+
+def build_onnx(
+    model: "str | os.PathLike | bytes",
+    *,
+    precision: str = "fp32",
+    target: str = "cpu",
+    profiles: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    device: int | None = None,
+    workspace_limit: int | None = None,
+) -> bytes:
+    """Compiles an ONNX model into engine bytes.
+
+    ``model`` is a path, the serialized model bytes, or an object with ``SerializeToString``
+    (an ``onnx.ModelProto``). ``profiles`` maps a dynamic input's name to ``(min, opt, max)``
+    shapes or to ``{"min": .., "opt": .., "max": ..}`` (opt defaults to min).
+    """
+    if precision not in _PRECISIONS:
+        raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
+    config: dict[str, Any] = {"precision": precision, "target": target}
+    if profiles:
+        config["profiles"] = _profiles_json(profiles)
+    if metadata is not None:
+        config["metadata"] = dict(metadata)
+    if device is not None:
+        config["device"] = int(device)
+    if workspace_limit is not None:
+        config["workspace_limit"] = int(workspace_limit)
+    config_json = json.dumps(config).encode()
+
+    lib = _capi.builder()
+    out_ptr = ctypes.c_void_p()
+    out_size = ctypes.c_size_t()
+    if hasattr(model, "SerializeToString"):
+        model = model.SerializeToString()
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        data = bytes(model)
+        _capi.check(lib.kiln_build_onnx_bytes(data, len(data), b"", config_json,
+                                              ctypes.byref(out_ptr), ctypes.byref(out_size)))
+    else:
+        path = os.fspath(model)
+        _capi.check(lib.kiln_build_onnx_file(os.fsencode(path), config_json,
+                                             ctypes.byref(out_ptr), ctypes.byref(out_size)))
+    try:
+        return ctypes.string_at(out_ptr, out_size.value)
+    finally:
+        lib.kiln_free(out_ptr)
+
+
+@dataclass(frozen=True)
+class Binding:
+    """An engine input or output. Dynamic dimensions are -1 in ``shape``."""
+
+    name: str
+    dtype: np.dtype
+    dtype_name: str
+    shape: tuple[int, ...]
+
+    @property
+    def is_dynamic(self) -> bool:
+        return any(d < 0 for d in self.shape)
+
+
+class Engine:
+    """A loaded engine: from engine bytes, or from a path to an engine file.
+
+    ``run`` executes it on one execution context, created on first use and reused; an Engine
+    object is therefore for one thread at a time (make one Engine per thread).
+    """
+
+    def __init__(self, source: "bytes | bytearray | memoryview | str | os.PathLike"):
+        self._lib = _capi.runtime()
+        self._handle = ctypes.c_void_p()
+        self._context = ctypes.c_void_p()
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+            _capi.check(self._lib.kiln_engine_load_bytes(data, len(data),
+                                                         ctypes.byref(self._handle)))
+        else:
+            path = os.fspath(source)
+            _capi.check(self._lib.kiln_engine_load_file(os.fsencode(path),
+                                                        ctypes.byref(self._handle)))
+        self.inputs: list[Binding] = self._bindings(1)
+        self.outputs: list[Binding] = self._bindings(0)
+
+    def _bindings(self, is_input: int) -> list[Binding]:
+        count = ctypes.c_size_t()
+        _capi.check(self._lib.kiln_engine_num_bindings(self._handle, is_input,
+                                                       ctypes.byref(count)))
+        bindings = []
+        for i in range(count.value):
+            name = ctypes.c_char_p()
+            dtype = ctypes.c_int()
+            ndim = ctypes.c_int32()
+            shape = ctypes.POINTER(ctypes.c_int64)()
+            _capi.check(self._lib.kiln_engine_binding(
+                self._handle, is_input, i, ctypes.byref(name), ctypes.byref(dtype),
+                ctypes.byref(ndim), ctypes.byref(shape)))
+            dims = tuple(int(shape[d]) for d in range(ndim.value))
+            bindings.append(Binding(name.value.decode(), _KILN_TO_NUMPY.get(dtype.value),
+                                    _KILN_DTYPE_NAMES.get(dtype.value, f"dtype({dtype.value})"),
+                                    dims))
+        return bindings
+
+    @property
+    def backend(self) -> str:
+        out = ctypes.c_char_p()
+        _capi.check(self._lib.kiln_engine_backend(self._handle, ctypes.byref(out)))
+        return out.value.decode()
+
+    @property
+    def metadata(self) -> dict:
+        out = ctypes.c_char_p()
+        _capi.check(self._lib.kiln_engine_metadata(self._handle, ctypes.byref(out)))
+        return json.loads(out.value.decode() or "{}")
+
+    def _ensure_context(self) -> ctypes.c_void_p:
+        if not self._context:
+            _capi.check(self._lib.kiln_context_create(self._handle, ctypes.byref(self._context)))
+        return self._context
+
+    def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Runs the engine. ``feeds`` maps input names to arrays (converted with np.asarray but
+        never cast: a dtype or shape that does not match the binding is an error). Returns the
+        outputs by name, in the engine's output order, as arrays the caller owns."""
+        context = self._ensure_context()
+        names = []
+        arrays = []  # keeps the contiguous copies alive during the call
+        shapes = []
+        tensors = (_capi.KilnTensor * max(len(feeds), 1))()
+        for i, (name, value) in enumerate(feeds.items()):
+            array = np.asarray(value)
+            if not array.flags.c_contiguous:  # (np.ascontiguousarray would make 0-d arrays 1-d)
+                array = array.copy(order="C")
+            if array.dtype.byteorder == ">":
+                array = array.astype(array.dtype.newbyteorder("<"))
+            code = _NUMPY_TO_KILN.get(array.dtype)
+            if code is None:
+                raise InvalidArgumentError(
+                    f"input '{name}': numpy dtype {array.dtype} has no kiln equivalent "
+                    f"(kiln takes {', '.join(sorted(str(d) for d in _NUMPY_TO_KILN))})")
+            shape = (ctypes.c_int64 * max(array.ndim, 1))(*array.shape)
+            arrays.append(array)
+            shapes.append(shape)
+            names.append(str(name).encode())
+            tensors[i].dtype = code
+            tensors[i].ndim = array.ndim
+            tensors[i].shape = ctypes.cast(shape, ctypes.POINTER(ctypes.c_int64))
+            tensors[i].data = array.ctypes.data if array.size else None
+        c_names = (ctypes.c_char_p * max(len(names), 1))(*names)
+        _capi.check(self._lib.kiln_context_execute(context, len(names), c_names, tensors, None))
+
+        results = {}
+        for binding in self.outputs:
+            out = _capi.KilnTensor()
+            _capi.check(self._lib.kiln_context_output(context, binding.name.encode(),
+                                                      ctypes.byref(out)))
+            dtype = _KILN_TO_NUMPY.get(out.dtype)
+            if dtype is None:
+                raise InternalError(f"output '{binding.name}' has unknown dtype {out.dtype}")
+            shape = tuple(int(out.shape[d]) for d in range(out.ndim))
+            count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+            result = np.empty(shape, dtype=dtype)
+            if count > 0:
+                ctypes.memmove(result.ctypes.data, out.data, count * dtype.itemsize)
+            results[binding.name] = result
+        return results
+
+    def __call__(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        return self.run(feeds)
+
+    def close(self) -> None:
+        """Releases the context and the engine now (also done when the object is collected)."""
+        lib = getattr(self, "_lib", None)
+        if lib is None:
+            return
+        if getattr(self, "_context", None):
+            lib.kiln_context_release(self._context)
+            self._context = ctypes.c_void_p()
+        if getattr(self, "_handle", None):
+            lib.kiln_engine_release(self._handle)
+            self._handle = ctypes.c_void_p()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown may have torn ctypes down already
+            pass
+
+    def __repr__(self) -> str:
+        def fmt(b: Binding) -> str:
+            return f"{b.name}: {b.dtype_name}{list(b.shape)}"
+        return (f"kiln.Engine(inputs=[{', '.join(map(fmt, self.inputs))}], "
+                f"outputs=[{', '.join(map(fmt, self.outputs))}])")

@@ -1,0 +1,402 @@
+#include "backends/cuda/cuda_executor.hpp"
+
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "backends/cuda/cuda_check.hpp"
+#include "backends/cuda/cuda_kernel.hpp"
+#include "backends/cuda/device_buffer.hpp"
+#include "backends/cuda/library_handles.hpp"
+#include "runtime/context_state.hpp"
+#include "runtime/safe_mode.hpp"
+
+namespace kiln::cuda {
+
+struct DeviceEngine {
+  int ordinal = 0;
+  DeviceProperties props;
+  DeviceBuffer weights;
+  std::vector<const CudaKernel*> kernels;  // per layer; null for layers that run on the host
+};
+
+namespace {
+
+constexpr size_t kIoAlignment = 256;
+
+size_t align_up(size_t value, size_t alignment) { return (value + alignment - 1) / alignment * alignment; }
+
+int choose_device(const format::Target& target, const DeviceSpec& spec, const std::string& source) {
+  const int count = device_count();
+  const std::string wanted = "sm_" + std::to_string(target.sm_arch) +
+                             (target.device_name.empty() ? "" : " (" + target.device_name + ")");
+  if (count == 0) {
+    fail(ErrorCode::kDeviceError, source, ": engine targets cuda ", wanted,
+         " but no CUDA device is available on this machine");
+  }
+  if (spec.kind == DeviceSpec::Kind::kCpu) {
+    fail(ErrorCode::kIncompatible, source, ": engine was built for cuda ", wanted, " and cannot run on the cpu");
+  }
+  auto check = [&](int ordinal) {
+    const DeviceProperties props = device_properties(ordinal);
+    if (props.sm_arch != target.sm_arch) {
+      fail(ErrorCode::kIncompatible, source, ": engine was built for ", wanted, " but cuda:", ordinal, " is sm_",
+           props.sm_arch, " (", props.name, "); rebuild the engine for this GPU");
+    }
+    return ordinal;
+  };
+  if (spec.index >= 0) {
+    if (spec.index >= count) {
+      fail(ErrorCode::kDeviceError, source, ": cuda:", spec.index, " was asked for but this machine has ", count,
+           " CUDA device(s)");
+    }
+    return check(spec.index);
+  }
+  int current = 0;
+  KILN_CUDA_CHECK(cudaGetDevice(&current));
+  if (device_properties(current).sm_arch == target.sm_arch) return current;
+  for (int d = 0; d < count; ++d)
+    if (device_properties(d).sm_arch == target.sm_arch) return d;
+  return check(current);  // throws, naming the current device
+}
+
+}  // namespace
+
+std::shared_ptr<const DeviceEngine> bind_engine_to_device(const detail::EngineState& engine, const DeviceSpec& spec) {
+  const auto& model = engine.model;
+  auto bound = std::make_shared<DeviceEngine>();
+  bound->ordinal = choose_device(model.target, spec, engine.source);
+  bound->props = device_properties(bound->ordinal);
+
+  std::vector<std::string> missing;
+  bound->kernels.assign(model.layers.size(), nullptr);
+  for (size_t l = 0; l < model.layers.size(); ++l) {
+    if (engine.layers[l].computes_shape_values) continue;
+    bound->kernels[l] = cuda_kernels().find(model.layers[l].op);
+    if (!bound->kernels[l]) missing.push_back("layer '" + model.layers[l].name + "' (op '" + model.layers[l].op + "')");
+  }
+  if (!missing.empty()) {
+    std::string list;
+    for (const std::string& m : missing) list += "\n  " + m;
+    fail(ErrorCode::kUnsupported, engine.source, ": this runtime (kiln ", KILN_VERSION, ") has no cuda kernel for ",
+         missing.size(), " layer(s):", list);
+  }
+
+  DeviceGuard guard(bound->ordinal);
+  if (!model.weights.empty()) {
+    bound->weights = DeviceBuffer(model.weights.size());
+    KILN_CUDA_CHECK(cudaMemcpy(bound->weights.get(), model.weights.data(), model.weights.size(), cudaMemcpyHostToDevice));
+  }
+  return bound;
+}
+
+int engine_device(const detail::EngineState& engine) { return engine.cuda->ordinal; }
+
+// ---- per-context state ------------------------------------------------------------------------
+
+class DeviceContext {
+ public:
+  explicit DeviceContext(std::shared_ptr<const detail::EngineState> engine_state)
+      : engine(std::move(engine_state)), device(engine->cuda.get()) {
+    DeviceGuard guard(device->ordinal);
+    libs = std::make_unique<LibraryHandles>();
+    KILN_CUDA_CHECK(cudaStreamCreateWithFlags(&own_stream, cudaStreamNonBlocking));
+  }
+  ~DeviceContext() {
+    DeviceGuard guard(device->ordinal);
+    drop_graphs();
+    if (own_stream) cudaStreamDestroy(own_stream);
+  }
+
+  // One per set of input shapes: prepared kernel states, I/O slots and the captured graph.
+  struct ShapeEntry {
+    std::vector<std::unique_ptr<LayerState>> states;  // per layer
+    size_t workspace_bytes = 0;
+    std::vector<size_t> io_offsets;  // per tensor: slot of an input/output in the arena (graph mode)
+    size_t arena_bytes = 0;          // activations + I/O slots
+    int eager_runs = 0;
+    cudaGraphExec_t graph = nullptr;
+  };
+
+  void drop_graphs() {
+    for (auto& [key, entry] : entries) {
+      if (entry.graph) cudaGraphExecDestroy(entry.graph);
+      entry.graph = nullptr;
+    }
+  }
+
+  std::shared_ptr<const detail::EngineState> engine;
+  const DeviceEngine* device;
+  std::unique_ptr<LibraryHandles> libs;
+  cudaStream_t own_stream = nullptr;
+  bool graphs_enabled = true;
+  DeviceBuffer arena;
+  DeviceBuffer workspace;
+  std::map<std::vector<Shape>, ShapeEntry> entries;
+  const ShapeEntry* resident = nullptr;  // whose shape values are in the arena now
+  // Staging for execute_from_host.
+  std::vector<DeviceBuffer> host_inputs;
+  std::vector<DeviceBuffer> host_outputs;
+};
+
+std::shared_ptr<DeviceContext> create_device_context(std::shared_ptr<const detail::EngineState> engine) {
+  return std::make_shared<DeviceContext>(std::move(engine));
+}
+
+void set_cuda_graphs(detail::ContextState& context, bool enabled) {
+  if (!context.cuda) return;
+  context.cuda->graphs_enabled = enabled;
+}
+
+bool cuda_graphs_enabled(const detail::ContextState& context) { return context.cuda && context.cuda->graphs_enabled; }
+
+namespace {
+
+TensorView device_weight(const DeviceContext& dc, int32_t index) {
+  const format::TensorDesc& desc = dc.engine->tensor(index);
+  return TensorView{desc.dtype, desc.shape, static_cast<uint8_t*>(dc.device->weights.get()) + desc.weight_offset};
+}
+
+LaunchContext make_launch(DeviceContext& dc, size_t layer, std::vector<TensorView>& in_views,
+                          std::vector<TensorView>& out_views, const std::vector<TensorView>& data, cudaStream_t stream) {
+  const format::Layer& desc = dc.engine->model.layers[layer];
+  in_views.assign(desc.inputs.size(), TensorView{});
+  for (size_t i = 0; i < desc.inputs.size(); ++i)
+    if (desc.inputs[i] >= 0) in_views[i] = data[static_cast<size_t>(desc.inputs[i])];
+  out_views.assign(desc.outputs.size(), TensorView{});
+  for (size_t o = 0; o < desc.outputs.size(); ++o) out_views[o] = data[static_cast<size_t>(desc.outputs[o])];
+  return LaunchContext{desc.name, desc.op, desc.attrs, in_views, out_views, stream, dc.libs.get(), &dc.device->props};
+}
+
+// Device views of every tensor for this call. In graph mode inputs and outputs live in fixed arena
+// slots (the graph bakes their addresses); otherwise they are the caller's buffers.
+std::vector<TensorView> device_views(DeviceContext& dc, const detail::ContextState& cs,
+                                     const DeviceContext::ShapeEntry& entry, bool use_slots) {
+  const auto& model = dc.engine->model;
+  std::vector<TensorView> views(model.tensors.size());
+  auto* base = static_cast<uint8_t*>(dc.arena.get());
+  for (size_t t = 0; t < model.tensors.size(); ++t) {
+    const format::TensorDesc& desc = model.tensors[t];
+    const Shape& shape = cs.plan.shapes[t];
+    switch (desc.kind) {
+      case format::TensorKind::kWeight: views[t] = device_weight(dc, static_cast<int32_t>(t)); break;
+      case format::TensorKind::kActivation: views[t] = TensorView{desc.dtype, shape, base + cs.plan.offsets[t]}; break;
+      case format::TensorKind::kInput:
+      case format::TensorKind::kOutput:
+        views[t] = use_slots ? TensorView{desc.dtype, shape, base + entry.io_offsets[t]} : cs.data[t];
+        break;
+    }
+    if (views[t].data == nullptr) views[t].data = detail::placeholder_bytes();
+  }
+  return views;
+}
+
+DeviceContext::ShapeEntry& prepare_entry(DeviceContext& dc, detail::ContextState& cs) {
+  auto [it, inserted] = dc.entries.try_emplace(cs.plan.input_shapes);
+  DeviceContext::ShapeEntry& entry = it->second;
+  if (!inserted) return entry;
+  const auto& model = dc.engine->model;
+  // I/O slots after the activations.
+  size_t cursor = align_up(cs.plan.arena_size, kIoAlignment);
+  entry.io_offsets.assign(model.tensors.size(), 0);
+  for (size_t t = 0; t < model.tensors.size(); ++t) {
+    const auto kind = model.tensors[t].kind;
+    if (kind != format::TensorKind::kInput && kind != format::TensorKind::kOutput) continue;
+    entry.io_offsets[t] = cursor;
+    cursor = align_up(cursor + static_cast<size_t>(shape_numel(cs.plan.shapes[t])) * dtype_size(model.tensors[t].dtype),
+                      kIoAlignment);
+  }
+  entry.arena_bytes = std::max<size_t>(cursor, kIoAlignment);
+  if (dc.arena.reserve(entry.arena_bytes)) {
+    dc.drop_graphs();
+    dc.resident = nullptr;
+  }
+  // Kernels choose algorithms for these shapes (outside any capture).
+  const std::vector<TensorView> views = device_views(dc, cs, entry, true);
+  entry.states.resize(model.layers.size());
+  std::vector<TensorView> in_views, out_views;
+  for (size_t l = 0; l < model.layers.size(); ++l) {
+    const CudaKernel* kernel = dc.device->kernels[l];
+    if (!kernel || !kernel->prepare) continue;
+    LaunchContext ctx = make_launch(dc, l, in_views, out_views, views, dc.own_stream);
+    ctx.workspace_size = size_t{1} << 30;
+    size_t workspace = 0;
+    entry.states[l] = kernel->prepare(ctx, &workspace);
+    entry.workspace_bytes = std::max(entry.workspace_bytes, workspace);
+  }
+  if (dc.workspace.reserve(std::max<size_t>(entry.workspace_bytes, kIoAlignment))) {
+    dc.drop_graphs();
+  }
+  return entry;
+}
+
+void launch_layers(DeviceContext& dc, const DeviceContext::ShapeEntry& entry, const std::vector<TensorView>& views,
+                   cudaStream_t stream) {
+  const auto& model = dc.engine->model;
+  std::vector<TensorView> in_views, out_views;
+  for (size_t l = 0; l < model.layers.size(); ++l) {
+    const CudaKernel* kernel = dc.device->kernels[l];
+    if (!kernel) continue;
+    LaunchContext ctx = make_launch(dc, l, in_views, out_views, views, stream);
+    ctx.workspace = dc.workspace.get();
+    ctx.workspace_size = dc.workspace.size();
+    ctx.state = entry.states[l].get();
+    kernel->launch(ctx);
+  }
+}
+
+// Shape values computed on the host that device layers (or outputs) read. Activations stay in the
+// arena while the same shape entry is resident; outputs may move between calls.
+void upload_shape_values(const detail::ContextState& cs, const std::vector<TensorView>& views, cudaStream_t stream,
+                         bool outputs_only) {
+  const auto& tensors = cs.engine->model.tensors;
+  for (size_t t = 0; t < cs.plan.shape_values.size(); ++t) {
+    if (!cs.plan.has_shape_value[t]) continue;
+    if (outputs_only && tensors[t].kind != format::TensorKind::kOutput) continue;
+    const HostTensor& value = cs.plan.shape_values[t];
+    if (value.bytes.empty()) continue;
+    KILN_CUDA_CHECK(cudaMemcpyAsync(views[t].data, value.bytes.data(), value.bytes.size(), cudaMemcpyHostToDevice, stream));
+  }
+  KILN_CUDA_CHECK(cudaStreamSynchronize(stream));  // the host copies are temporaries of the plan
+}
+
+void check_current_device(const DeviceContext& dc) {
+  int current = -1;
+  KILN_CUDA_CHECK(cudaGetDevice(&current));
+  if (current != dc.device->ordinal) {
+    fail(ErrorCode::kDeviceError, "the current CUDA device is cuda:", current, " but the engine is bound to cuda:",
+         dc.device->ordinal, "; make cuda:", dc.device->ordinal,
+         " current before calling, or turn on multi-device safe mode");
+  }
+}
+
+void warn_device_switch_once(const DeviceContext& dc, int current) {
+  static std::mutex mutex;
+  static std::set<std::pair<const void*, int>> warned;
+  std::lock_guard lock(mutex);
+  if (warned.insert({dc.engine.get(), current}).second) {
+    std::fprintf(stderr,
+                 "kiln: warning: multi-device safe mode switched from cuda:%d to cuda:%d, where the engine lives\n",
+                 current, dc.device->ordinal);
+  }
+}
+
+void run(detail::ContextState& cs, std::span<const NamedTensor> inputs, std::span<const NamedTensor> outputs,
+         cudaStream_t stream) {
+  DeviceContext& dc = *cs.cuda;
+  cs.bind_inputs(inputs);
+  cs.update_plan(/*place_shape_values=*/true);
+  cs.check_outputs(outputs);
+  for (const NamedTensor& out : outputs) {
+    const auto t = static_cast<size_t>(cs.output_tensor(out.name));
+    cs.data[t] = TensorView{out.tensor.dtype, out.tensor.shape, out.tensor.data};
+  }
+  DeviceContext::ShapeEntry& entry = prepare_entry(dc, cs);
+  const bool use_graph = dc.graphs_enabled;
+  const std::vector<TensorView> views = device_views(dc, cs, entry, use_graph);
+  if (dc.resident != &entry) {
+    upload_shape_values(cs, views, stream, /*outputs_only=*/false);
+    dc.resident = &entry;
+  } else if (dc.engine->has_shape_value_outputs) {
+    upload_shape_values(cs, views, stream, /*outputs_only=*/true);
+  }
+  const auto& model = dc.engine->model;
+  if (!use_graph) {
+    launch_layers(dc, entry, views, stream);
+    return;
+  }
+  for (const format::Binding& in : model.inputs) {
+    const TensorView& src = cs.data[in.tensor];
+    if (src.nbytes()) {
+      KILN_CUDA_CHECK(cudaMemcpyAsync(views[in.tensor].data, src.data, src.nbytes(), cudaMemcpyDeviceToDevice, stream));
+    }
+  }
+  if (entry.graph) {
+    KILN_CUDA_CHECK(cudaGraphLaunch(entry.graph, stream));
+  } else if (entry.eager_runs == 0) {
+    // The first run is eager: libraries load their kernels lazily, which capture does not allow.
+    launch_layers(dc, entry, views, stream);
+    ++entry.eager_runs;
+  } else {
+    cudaGraph_t graph = nullptr;
+    KILN_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    try {
+      launch_layers(dc, entry, views, stream);
+    } catch (...) {
+      cudaStreamEndCapture(stream, &graph);
+      if (graph) cudaGraphDestroy(graph);
+      throw;
+    }
+    KILN_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+    const cudaError_t status = cudaGraphInstantiate(&entry.graph, graph, 0);
+    cudaGraphDestroy(graph);
+    KILN_CUDA_CHECK(status);
+    KILN_CUDA_CHECK(cudaGraphLaunch(entry.graph, stream));
+  }
+  for (const format::Binding& out : model.outputs) {
+    const TensorView& dst = cs.data[out.tensor];
+    if (dst.nbytes()) {
+      KILN_CUDA_CHECK(cudaMemcpyAsync(dst.data, views[out.tensor].data, dst.nbytes(), cudaMemcpyDeviceToDevice, stream));
+    }
+  }
+}
+
+}  // namespace
+
+void execute_on_device(detail::ContextState& cs, std::span<const NamedTensor> inputs,
+                       std::span<const NamedTensor> outputs, void* stream) {
+  DeviceContext& dc = *cs.cuda;
+  if (!detail::multi_device_safe_mode()) {
+    check_current_device(dc);
+    run(cs, inputs, outputs, static_cast<cudaStream_t>(stream));
+    return;
+  }
+  int current = -1;
+  KILN_CUDA_CHECK(cudaGetDevice(&current));
+  if (current != dc.device->ordinal) warn_device_switch_once(dc, current);
+  DeviceGuard guard(dc.device->ordinal);
+  run(cs, inputs, outputs, static_cast<cudaStream_t>(stream));
+}
+
+std::vector<Tensor> execute_from_host(detail::ContextState& cs, std::span<const NamedTensor> inputs) {
+  DeviceContext& dc = *cs.cuda;
+  DeviceGuard guard(dc.device->ordinal);
+  // Validate and size everything on the host before touching the device.
+  cs.bind_inputs(inputs);
+  cs.update_plan(/*place_shape_values=*/true);
+  const auto& model = dc.engine->model;
+  dc.host_inputs.resize(inputs.size());
+  std::vector<NamedTensor> device_inputs(inputs.begin(), inputs.end());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const size_t bytes = static_cast<size_t>(shape_numel(inputs[i].tensor.shape)) * dtype_size(inputs[i].tensor.dtype);
+    dc.host_inputs[i].reserve(std::max<size_t>(bytes, 1));
+    if (bytes) {
+      KILN_CUDA_CHECK(cudaMemcpyAsync(dc.host_inputs[i].get(), inputs[i].tensor.data, bytes, cudaMemcpyHostToDevice,
+                                      dc.own_stream));
+    }
+    device_inputs[i].tensor.data = dc.host_inputs[i].get();
+  }
+  std::vector<Tensor> results(model.outputs.size());
+  std::vector<NamedTensor> device_outputs(model.outputs.size());
+  dc.host_outputs.resize(model.outputs.size());
+  for (size_t o = 0; o < model.outputs.size(); ++o) {
+    Tensor& r = results[o];
+    r.dtype = dc.engine->outputs[o].dtype;
+    r.shape = cs.plan.shapes[model.outputs[o].tensor];
+    r.bytes.resize(static_cast<size_t>(shape_numel(r.shape)) * dtype_size(r.dtype));
+    dc.host_outputs[o].reserve(std::max<size_t>(r.bytes.size(), 1));
+    device_outputs[o] = NamedTensor{dc.engine->outputs[o].name, TensorRef{r.dtype, r.shape, dc.host_outputs[o].get()}};
+  }
+  run(cs, device_inputs, device_outputs, dc.own_stream);
+  for (size_t o = 0; o < results.size(); ++o) {
+    if (results[o].bytes.empty()) continue;
+    KILN_CUDA_CHECK(cudaMemcpyAsync(results[o].bytes.data(), dc.host_outputs[o].get(), results[o].bytes.size(),
+                                    cudaMemcpyDeviceToHost, dc.own_stream));
+  }
+  KILN_CUDA_CHECK(cudaStreamSynchronize(dc.own_stream));
+  return results;
+}
+
+}  // namespace kiln::cuda

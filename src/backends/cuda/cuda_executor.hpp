@@ -1,0 +1,40 @@
+// The CUDA executor: binds an engine to a GPU (weights uploaded once), and runs contexts on the
+// caller's stream, capturing each set of input shapes into a CUDA graph that later calls replay.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "kiln/runtime.hpp"
+
+namespace kiln::detail {
+struct EngineState;
+struct ContextState;
+}  // namespace kiln::detail
+
+namespace kiln::cuda {
+
+struct DeviceEngine;
+class DeviceContext;
+
+// Picks the GPU (device.index if given, else the current device if its architecture matches,
+// else the first GPU of the engine's architecture), checks it, uploads the weights and finds a
+// kernel for every layer. Throws kDeviceError (no GPU), kIncompatible (architecture mismatch,
+// naming both), kUnsupported (layers without a CUDA kernel, all listed).
+std::shared_ptr<const DeviceEngine> bind_engine_to_device(const detail::EngineState& engine, const DeviceSpec& device);
+
+std::shared_ptr<DeviceContext> create_device_context(std::shared_ptr<const detail::EngineState> engine);
+
+// Device pointers in and out, on `stream` (null: the legacy default stream).
+void execute_on_device(detail::ContextState& context, std::span<const NamedTensor> inputs,
+                       std::span<const NamedTensor> outputs, void* stream);
+// Host tensors in and out: copies in, runs on the context's own stream, copies out, synchronises.
+std::vector<Tensor> execute_from_host(detail::ContextState& context, std::span<const NamedTensor> inputs);
+
+// The GPU ordinal an engine is bound to.
+int engine_device(const detail::EngineState& engine);
+void set_cuda_graphs(detail::ContextState& context, bool enabled);
+bool cuda_graphs_enabled(const detail::ContextState& context);
+
+}  // namespace kiln::cuda

@@ -1,0 +1,34 @@
+#include "backends/cuda/cuda_kernel.hpp"
+
+namespace kiln::cuda {
+
+void CudaKernelRegistry::add(std::string_view op, CudaKernel kernel) {
+  KILN_ASSERT(kernel.launch != nullptr, "CUDA kernel for ", op, " has no launch");
+  auto [it, inserted] = kernels_.emplace(std::string(op), kernel);
+  KILN_ASSERT(inserted, "CUDA kernel for ", op, " registered twice");
+}
+
+const CudaKernel* CudaKernelRegistry::find(std::string_view op) const {
+  auto it = kernels_.find(std::string(op));
+  return it == kernels_.end() ? nullptr : &it->second;
+}
+
+const CudaKernelRegistry& cuda_kernels() {
+  static const CudaKernelRegistry registry = [] {
+    CudaKernelRegistry r;
+    register_elementwise_kernels(r);
+    register_gemm_kernels(r);
+    register_conv_kernels(r);
+    register_normalization_kernels(r);
+    register_pooling_kernels(r);
+    register_softmax_kernels(r);
+    register_reduce_kernels(r);
+    register_data_movement_kernels(r);
+    register_shape_kernels(r);
+    register_resize_kernels(r);
+    return r;
+  }();
+  return registry;
+}
+
+}  // namespace kiln::cuda

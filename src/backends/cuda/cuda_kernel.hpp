@@ -1,0 +1,84 @@
+// The CUDA backend's kernel interface. A kernel is prepared once per layer per set of shapes
+// (outside CUDA graph capture: choose algorithms, create descriptors, size workspace) and then
+// launched any number of times, possibly inside stream capture.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "backends/cuda/cuda_device.hpp"
+#include "base/attributes.hpp"
+#include "base/error.hpp"
+#include "base/host_tensor.hpp"
+
+namespace kiln::cuda {
+
+struct LibraryHandles;  // per execution context: cuBLASLt and cuDNN handles (library_handles.hpp)
+
+// What a kernel keeps between prepare and launch (algorithm choice, descriptors).
+class LayerState {
+ public:
+  virtual ~LayerState() = default;
+};
+
+// Everything one layer sees. Tensor data are device pointers on the engine's device (null for an
+// absent optional input). Shapes are the concrete shapes of this run.
+struct LaunchContext {
+  std::string_view node_name;
+  std::string_view op;
+  const AttributeMap& attrs;
+  std::span<const TensorView> inputs;
+  std::span<const TensorView> outputs;
+  cudaStream_t stream = nullptr;
+  LibraryHandles* libs = nullptr;
+  const DeviceProperties* device = nullptr;
+  void* workspace = nullptr;     // launch: at least the bytes prepare asked for; prepare: null
+  size_t workspace_size = 0;     // prepare: the most it may ask for
+  LayerState* state = nullptr;   // launch: what prepare returned
+
+  bool has_input(size_t i) const { return i < inputs.size() && inputs[i].data != nullptr; }
+
+  template <typename... Parts>
+  [[noreturn]] void fail(ErrorCode code, Parts&&... parts) const {
+    kiln::fail(code, "node '", node_name, "' (", op, ") on cuda: ", std::forward<Parts>(parts)...);
+  }
+};
+
+struct CudaKernel {
+  // Optional. May allocate, synchronise and query libraries; sets *workspace_bytes to what launch
+  // needs (at most ctx.workspace_size). Throws kUnsupported for shapes/dtypes/attributes it lacks.
+  std::unique_ptr<LayerState> (*prepare)(LaunchContext& ctx, size_t* workspace_bytes) = nullptr;
+  // Enqueues the work on ctx.stream. Must not synchronise or allocate: it may run under capture.
+  void (*launch)(LaunchContext& ctx) = nullptr;
+};
+
+class CudaKernelRegistry {
+ public:
+  void add(std::string_view op, CudaKernel kernel);  // kInternal on a duplicate
+  const CudaKernel* find(std::string_view op) const;
+
+ private:
+  std::unordered_map<std::string, CudaKernel> kernels_;
+};
+
+// Every built-in CUDA kernel, built on first use (thread-safe).
+const CudaKernelRegistry& cuda_kernels();
+
+// One registration function per family, in src/backends/cuda/<family>*.{cu,cpp}.
+void register_elementwise_kernels(CudaKernelRegistry& registry);
+void register_gemm_kernels(CudaKernelRegistry& registry);
+void register_conv_kernels(CudaKernelRegistry& registry);
+void register_normalization_kernels(CudaKernelRegistry& registry);
+void register_pooling_kernels(CudaKernelRegistry& registry);
+void register_softmax_kernels(CudaKernelRegistry& registry);
+void register_reduce_kernels(CudaKernelRegistry& registry);
+void register_data_movement_kernels(CudaKernelRegistry& registry);
+void register_shape_kernels(CudaKernelRegistry& registry);
+void register_resize_kernels(CudaKernelRegistry& registry);
+
+}  // namespace kiln::cuda

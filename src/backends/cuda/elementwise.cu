@@ -1,0 +1,423 @@
+// Elementwise op family on CUDA: unary activations and math, binary arithmetic/comparison/logic
+// with numpy broadcasting, Clip, Where and Cast. 16-bit floats compute in float32.
+#include <cmath>
+#include <string>
+#include <unordered_map>
+
+#include "backends/cuda/cuda_common.cuh"
+
+namespace kiln::cuda {
+namespace {
+
+// ---- unary ---------------------------------------------------------------------------------------
+
+enum class UnaryOp : int {
+  kRelu, kLeakyRelu, kSigmoid, kTanh, kGelu, kGeluTanh, kErf, kHardSigmoid, kHardSwish, kSqrt, kReciprocal,
+  kNeg, kExp, kLog, kAbs, kFloor, kCeil, kSoftplus, kIdentity, kSin, kCos, kElu, kSelu, kSign, kRound,
+};
+
+__device__ __forceinline__ float apply_unary(UnaryOp op, float x, float alpha, float beta) {
+  switch (op) {
+    case UnaryOp::kRelu: return x > 0.0f ? x : 0.0f;
+    case UnaryOp::kLeakyRelu: return x >= 0.0f ? x : alpha * x;
+    case UnaryOp::kSigmoid: return 1.0f / (1.0f + expf(-x));
+    case UnaryOp::kTanh: return tanhf(x);
+    case UnaryOp::kGelu: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    case UnaryOp::kGeluTanh: {
+      const float inner = 0.79788456080286536f * (x + 0.044715f * x * x * x);
+      return 0.5f * x * (1.0f + tanhf(inner));
+    }
+    case UnaryOp::kErf: return erff(x);
+    case UnaryOp::kHardSigmoid: return fminf(1.0f, fmaxf(0.0f, alpha * x + beta));
+    case UnaryOp::kHardSwish: return x * fminf(1.0f, fmaxf(0.0f, x * (1.0f / 6.0f) + 0.5f));
+    case UnaryOp::kSqrt: return sqrtf(x);
+    case UnaryOp::kReciprocal: return 1.0f / x;
+    case UnaryOp::kNeg: return -x;
+    case UnaryOp::kExp: return expf(x);
+    case UnaryOp::kLog: return logf(x);
+    case UnaryOp::kAbs: return fabsf(x);
+    case UnaryOp::kFloor: return floorf(x);
+    case UnaryOp::kCeil: return ceilf(x);
+    case UnaryOp::kSoftplus: return x > 20.0f ? x : log1pf(expf(x));
+    case UnaryOp::kIdentity: return x;
+    case UnaryOp::kSin: return sinf(x);
+    case UnaryOp::kCos: return cosf(x);
+    case UnaryOp::kElu: return x >= 0.0f ? x : alpha * (expf(x) - 1.0f);
+    case UnaryOp::kSelu: return beta * (x > 0.0f ? x : alpha * (expf(x) - 1.0f));
+    case UnaryOp::kSign: return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
+    case UnaryOp::kRound: return rintf(x);
+  }
+  return x;
+}
+
+template <typename T>
+__global__ void unary_kernel(const T* __restrict__ in, T* __restrict__ out, int64_t n, UnaryOp op, float alpha,
+                             float beta) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    out[i] = from_float<T>(apply_unary(op, to_float(in[i]), alpha, beta));
+  }
+}
+
+template <typename T>
+__global__ void integer_unary_kernel(const T* __restrict__ in, T* __restrict__ out, int64_t n, UnaryOp op) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    const T x = in[i];
+    switch (op) {
+      case UnaryOp::kNeg: out[i] = -x; break;
+      case UnaryOp::kAbs: out[i] = x < 0 ? -x : x; break;
+      case UnaryOp::kRelu: out[i] = x > 0 ? x : T{0}; break;
+      case UnaryOp::kSign: out[i] = static_cast<T>((x > 0) - (x < 0)); break;
+      default: out[i] = x; break;
+    }
+  }
+}
+
+struct UnarySpec {
+  UnaryOp op;
+  float alpha_default;
+  float beta_default;
+  bool integers;  // also defined on int32/int64
+};
+
+const std::unordered_map<std::string, UnarySpec>& unary_specs() {
+  static const std::unordered_map<std::string, UnarySpec> specs = {
+      {"Relu", {UnaryOp::kRelu, 0, 0, true}},         {"LeakyRelu", {UnaryOp::kLeakyRelu, 0.01f, 0, false}},
+      {"Sigmoid", {UnaryOp::kSigmoid, 0, 0, false}},  {"Tanh", {UnaryOp::kTanh, 0, 0, false}},
+      {"Gelu", {UnaryOp::kGelu, 0, 0, false}},        {"Erf", {UnaryOp::kErf, 0, 0, false}},
+      {"HardSigmoid", {UnaryOp::kHardSigmoid, 0.2f, 0.5f, false}},
+      {"HardSwish", {UnaryOp::kHardSwish, 0, 0, false}},
+      {"Sqrt", {UnaryOp::kSqrt, 0, 0, false}},        {"Reciprocal", {UnaryOp::kReciprocal, 0, 0, false}},
+      {"Neg", {UnaryOp::kNeg, 0, 0, true}},           {"Exp", {UnaryOp::kExp, 0, 0, false}},
+      {"Log", {UnaryOp::kLog, 0, 0, false}},          {"Abs", {UnaryOp::kAbs, 0, 0, true}},
+      {"Floor", {UnaryOp::kFloor, 0, 0, false}},      {"Ceil", {UnaryOp::kCeil, 0, 0, false}},
+      {"Softplus", {UnaryOp::kSoftplus, 0, 0, false}}, {"Identity", {UnaryOp::kIdentity, 0, 0, true}},
+      {"Dropout", {UnaryOp::kIdentity, 0, 0, true}},  {"Sin", {UnaryOp::kSin, 0, 0, false}},
+      {"Cos", {UnaryOp::kCos, 0, 0, false}},          {"Elu", {UnaryOp::kElu, 1.0f, 0, false}},
+      {"Selu", {UnaryOp::kSelu, 1.67326319217681884765625f, 1.05070102214813232421875f, false}},
+      {"Sign", {UnaryOp::kSign, 0, 0, true}},         {"Round", {UnaryOp::kRound, 0, 0, false}},
+  };
+  return specs;
+}
+
+void launch_unary(LaunchContext& ctx) {
+  const UnarySpec& spec = unary_specs().at(std::string(ctx.op));
+  const TensorView& in = ctx.inputs[0];
+  const TensorView& out = ctx.outputs[0];
+  const int64_t n = out.numel();
+  if (ctx.op == "Dropout" && ctx.outputs.size() > 1) {
+    ctx.fail(ErrorCode::kUnsupported, "the mask output of Dropout is not supported");
+  }
+  if (n == 0) return;
+  UnaryOp op = spec.op;
+  if (op == UnaryOp::kGelu && ctx.attrs.get_string_or("approximate", "none") == "tanh") op = UnaryOp::kGeluTanh;
+  const float alpha = ctx.attrs.get_float_or("alpha", spec.alpha_default);
+  const float beta = ctx.attrs.get_float_or(op == UnaryOp::kSelu ? "gamma" : "beta", spec.beta_default);
+  if (in.dtype == DType::kInt64 || in.dtype == DType::kInt32) {
+    if (!spec.integers) ctx.fail(ErrorCode::kUnsupported, "dtype ", dtype_name(in.dtype), " is not supported");
+    if (in.dtype == DType::kInt64) {
+      integer_unary_kernel<<<grid_for(n), kBlockSize, 0, ctx.stream>>>(in.as<const int64_t>(), out.as<int64_t>(), n, op);
+    } else {
+      integer_unary_kernel<<<grid_for(n), kBlockSize, 0, ctx.stream>>>(in.as<const int32_t>(), out.as<int32_t>(), n, op);
+    }
+  } else if (in.dtype == DType::kBool || in.dtype == DType::kUInt8 || in.dtype == DType::kInt8) {
+    if (op != UnaryOp::kIdentity) ctx.fail(ErrorCode::kUnsupported, "dtype ", dtype_name(in.dtype), " is not supported");
+    KILN_CUDA_CHECK(cudaMemcpyAsync(out.data, in.data, out.nbytes(), cudaMemcpyDeviceToDevice, ctx.stream));
+    return;
+  } else {
+    dispatch_float(ctx, in.dtype, [&]<typename T>() {
+      unary_kernel<T><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(in.as<const T>(), out.as<T>(), n, op, alpha, beta);
+    });
+  }
+  check_launch(ctx);
+}
+
+// ---- binary --------------------------------------------------------------------------------------
+
+enum class BinaryOp : int {
+  kAdd, kSub, kMul, kDiv, kPow, kMin, kMax, kMod, kEqual, kLess, kGreater, kLessOrEqual, kGreaterOrEqual, kAnd, kOr, kXor,
+};
+
+bool is_comparison(BinaryOp op) { return op >= BinaryOp::kEqual; }
+
+template <typename T>
+__device__ __forceinline__ T apply_integer(BinaryOp op, T a, T b) {
+  switch (op) {
+    case BinaryOp::kAdd: return a + b;
+    case BinaryOp::kSub: return a - b;
+    case BinaryOp::kMul: return a * b;
+    case BinaryOp::kDiv: return b == 0 ? T{0} : a / b;  // truncates like ONNX; 0 for x/0 (no trap on the GPU)
+    case BinaryOp::kMin: return a < b ? a : b;
+    case BinaryOp::kMax: return a > b ? a : b;
+    case BinaryOp::kMod: {
+      if (b == 0) return T{0};
+      T r = a % b;
+      return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;  // sign of the divisor (fmod=0)
+    }
+    case BinaryOp::kPow: {
+      T result = 1;
+      for (T e = 0; e < b; ++e) result *= a;
+      return result;
+    }
+    default: return a;
+  }
+}
+
+__device__ __forceinline__ float apply_float(BinaryOp op, float a, float b) {
+  switch (op) {
+    case BinaryOp::kAdd: return a + b;
+    case BinaryOp::kSub: return a - b;
+    case BinaryOp::kMul: return a * b;
+    case BinaryOp::kDiv: return a / b;
+    case BinaryOp::kPow: return powf(a, b);
+    case BinaryOp::kMin: return fminf(a, b);
+    case BinaryOp::kMax: return fmaxf(a, b);
+    case BinaryOp::kMod: return fmodf(a, b);
+    default: return a;
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ bool compare(BinaryOp op, T a, T b) {
+  switch (op) {
+    case BinaryOp::kEqual: return a == b;
+    case BinaryOp::kLess: return a < b;
+    case BinaryOp::kGreater: return a > b;
+    case BinaryOp::kLessOrEqual: return a <= b;
+    case BinaryOp::kGreaterOrEqual: return a >= b;
+    case BinaryOp::kAnd: return a && b;
+    case BinaryOp::kOr: return a || b;
+    case BinaryOp::kXor: return (a != T{0}) != (b != T{0});
+    default: return false;
+  }
+}
+
+template <typename T, typename U, bool kSameShape>
+__global__ void binary_kernel(const T* __restrict__ a, const T* __restrict__ b, U* __restrict__ out, int64_t n,
+                              StridedIndexer<2> indexer, BinaryOp op) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    int64_t offsets[2] = {i, i};
+    if constexpr (!kSameShape) indexer.offsets(i, offsets);
+    if constexpr (std::is_same_v<U, bool>) {
+      if constexpr (std::is_integral_v<T>) {
+        out[i] = compare<T>(op, a[offsets[0]], b[offsets[1]]);
+      } else {
+        out[i] = compare<float>(op, to_float(a[offsets[0]]), to_float(b[offsets[1]]));
+      }
+    } else if constexpr (std::is_integral_v<T>) {
+      out[i] = apply_integer<T>(op, a[offsets[0]], b[offsets[1]]);
+    } else {
+      out[i] = from_float<T>(apply_float(op, to_float(a[offsets[0]]), to_float(b[offsets[1]])));
+    }
+  }
+}
+
+template <typename T, typename E, bool kSameShape>
+__global__ void pow_kernel(const T* __restrict__ a, const E* __restrict__ b, T* __restrict__ out, int64_t n,
+                           StridedIndexer<2> indexer) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    int64_t offsets[2] = {i, i};
+    if constexpr (!kSameShape) indexer.offsets(i, offsets);
+    out[i] = from_float<T>(powf(to_float(a[offsets[0]]), static_cast<float>(to_float(b[offsets[1]]))));
+  }
+}
+
+const std::unordered_map<std::string, BinaryOp>& binary_ops() {
+  static const std::unordered_map<std::string, BinaryOp> ops = {
+      {"Add", BinaryOp::kAdd},   {"Sub", BinaryOp::kSub},         {"Mul", BinaryOp::kMul},
+      {"Div", BinaryOp::kDiv},   {"Pow", BinaryOp::kPow},         {"Min", BinaryOp::kMin},
+      {"Max", BinaryOp::kMax},   {"Sum", BinaryOp::kAdd},         {"Mod", BinaryOp::kMod},
+      {"Equal", BinaryOp::kEqual}, {"Less", BinaryOp::kLess},     {"Greater", BinaryOp::kGreater},
+      {"LessOrEqual", BinaryOp::kLessOrEqual}, {"GreaterOrEqual", BinaryOp::kGreaterOrEqual},
+      {"And", BinaryOp::kAnd},   {"Or", BinaryOp::kOr},           {"Xor", BinaryOp::kXor},
+  };
+  return ops;
+}
+
+template <typename T, typename U>
+void launch_binary_typed(LaunchContext& ctx, BinaryOp op) {
+  const TensorView& a = ctx.inputs[0];
+  const TensorView& b = ctx.inputs[1];
+  const TensorView& out = ctx.outputs[0];
+  const int64_t n = out.numel();
+  const Shape* shapes[2] = {&a.shape, &b.shape};
+  const bool same = a.shape == out.shape && b.shape == out.shape;
+  const StridedIndexer<2> indexer = same ? StridedIndexer<2>{} : make_broadcast_indexer<2>(ctx, out.shape, shapes);
+  if (same) {
+    binary_kernel<T, U, true><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(a.as<const T>(), b.as<const T>(), out.as<U>(), n, indexer, op);
+  } else {
+    binary_kernel<T, U, false><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(a.as<const T>(), b.as<const T>(), out.as<U>(), n, indexer, op);
+  }
+}
+
+void launch_binary(LaunchContext& ctx) {
+  if (ctx.inputs.size() != 2) {
+    ctx.fail(ErrorCode::kUnsupported, ctx.inputs.size(), " inputs; the cuda backend handles 2");
+  }
+  const BinaryOp op = binary_ops().at(std::string(ctx.op));
+  const TensorView& a = ctx.inputs[0];
+  const TensorView& b = ctx.inputs[1];
+  if (ctx.outputs[0].numel() == 0) return;
+  if (op == BinaryOp::kPow && a.dtype != b.dtype) {
+    const Shape* shapes[2] = {&a.shape, &b.shape};
+    const TensorView& out = ctx.outputs[0];
+    const int64_t n = out.numel();
+    const bool same = a.shape == out.shape && b.shape == out.shape;
+    const StridedIndexer<2> indexer = same ? StridedIndexer<2>{} : make_broadcast_indexer<2>(ctx, out.shape, shapes);
+    dispatch_float(ctx, a.dtype, [&]<typename T>() {
+      dispatch_numeric(ctx, b.dtype, [&]<typename E>() {
+        if (same) {
+          pow_kernel<T, E, true><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(a.as<const T>(), b.as<const E>(), out.as<T>(), n, indexer);
+        } else {
+          pow_kernel<T, E, false><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(a.as<const T>(), b.as<const E>(), out.as<T>(), n, indexer);
+        }
+      });
+    });
+    check_launch(ctx);
+    return;
+  }
+  if (op == BinaryOp::kAnd || op == BinaryOp::kOr || op == BinaryOp::kXor) {
+    launch_binary_typed<bool, bool>(ctx, op);
+  } else if (is_comparison(op)) {
+    if (a.dtype == DType::kBool) {
+      launch_binary_typed<bool, bool>(ctx, op);
+    } else {
+      dispatch_numeric(ctx, a.dtype, [&]<typename T>() { launch_binary_typed<T, bool>(ctx, op); });
+    }
+  } else {
+    dispatch_numeric(ctx, a.dtype, [&]<typename T>() { launch_binary_typed<T, T>(ctx, op); });
+  }
+  check_launch(ctx);
+}
+
+// ---- Clip, Where, Cast ---------------------------------------------------------------------------
+
+template <typename T>
+__global__ void clip_kernel(const T* __restrict__ in, T* __restrict__ out, int64_t n, const T* lo, const T* hi) {
+  const float low = lo ? to_float(*lo) : -INFINITY;
+  const float high = hi ? to_float(*hi) : INFINITY;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    out[i] = from_float<T>(fminf(fmaxf(to_float(in[i]), low), high));
+  }
+}
+
+template <typename T>
+__global__ void clip_integer_kernel(const T* __restrict__ in, T* __restrict__ out, int64_t n, const T* lo, const T* hi) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    T x = in[i];
+    if (lo && x < *lo) x = *lo;
+    if (hi && x > *hi) x = *hi;
+    out[i] = x;
+  }
+}
+
+void launch_clip(LaunchContext& ctx) {
+  const TensorView& in = ctx.inputs[0];
+  const TensorView& out = ctx.outputs[0];
+  const int64_t n = out.numel();
+  if (n == 0) return;
+  for (size_t i = 1; i < 3; ++i) {
+    if (ctx.has_input(i) && ctx.inputs[i].numel() != 1) ctx.fail(ErrorCode::kInvalidArgument, "min/max must be scalars");
+  }
+  dispatch_numeric(ctx, in.dtype, [&]<typename T>() {
+    const T* lo = ctx.has_input(1) ? ctx.inputs[1].as<const T>() : nullptr;
+    const T* hi = ctx.has_input(2) ? ctx.inputs[2].as<const T>() : nullptr;
+    if constexpr (std::is_integral_v<T>) {
+      clip_integer_kernel<T><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(in.as<const T>(), out.as<T>(), n, lo, hi);
+    } else {
+      clip_kernel<T><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(in.as<const T>(), out.as<T>(), n, lo, hi);
+    }
+  });
+  check_launch(ctx);
+}
+
+template <typename Word>
+__global__ void where_kernel(const bool* __restrict__ cond, const Word* __restrict__ x, const Word* __restrict__ y,
+                             Word* __restrict__ out, int64_t n, StridedIndexer<3> indexer) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    int64_t offsets[3];
+    indexer.offsets(i, offsets);
+    out[i] = cond[offsets[0]] ? x[offsets[1]] : y[offsets[2]];
+  }
+}
+
+void launch_where(LaunchContext& ctx) {
+  const TensorView& out = ctx.outputs[0];
+  const int64_t n = out.numel();
+  if (n == 0) return;
+  const Shape* shapes[3] = {&ctx.inputs[0].shape, &ctx.inputs[1].shape, &ctx.inputs[2].shape};
+  const StridedIndexer<3> indexer = make_broadcast_indexer<3>(ctx, out.shape, shapes);
+  const auto* cond = ctx.inputs[0].as<const bool>();
+  switch (dtype_size(out.dtype)) {
+    case 1: where_kernel<uint8_t><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(cond, ctx.inputs[1].as<const uint8_t>(), ctx.inputs[2].as<const uint8_t>(), out.as<uint8_t>(), n, indexer); break;
+    case 2: where_kernel<uint16_t><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(cond, ctx.inputs[1].as<const uint16_t>(), ctx.inputs[2].as<const uint16_t>(), out.as<uint16_t>(), n, indexer); break;
+    case 4: where_kernel<uint32_t><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(cond, ctx.inputs[1].as<const uint32_t>(), ctx.inputs[2].as<const uint32_t>(), out.as<uint32_t>(), n, indexer); break;
+    case 8: where_kernel<uint64_t><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(cond, ctx.inputs[1].as<const uint64_t>(), ctx.inputs[2].as<const uint64_t>(), out.as<uint64_t>(), n, indexer); break;
+    default: ctx.fail(ErrorCode::kUnsupported, "dtype ", dtype_name(out.dtype));
+  }
+  check_launch(ctx);
+}
+
+template <typename T>
+__device__ __forceinline__ double to_double(T v) {
+  if constexpr (std::is_same_v<T, __half> || std::is_same_v<T, __nv_bfloat16>) {
+    return static_cast<double>(to_float(v));
+  } else {
+    return static_cast<double>(v);
+  }
+}
+
+template <typename From, typename To>
+__global__ void cast_kernel(const From* __restrict__ in, To* __restrict__ out, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    if constexpr (std::is_same_v<To, bool>) {
+      out[i] = to_double(in[i]) != 0.0;
+    } else if constexpr (std::is_same_v<To, __half> || std::is_same_v<To, __nv_bfloat16>) {
+      out[i] = from_float<To>(static_cast<float>(to_double(in[i])));
+    } else if constexpr (std::is_integral_v<To> && std::is_integral_v<From>) {
+      out[i] = static_cast<To>(in[i]);
+    } else {
+      out[i] = static_cast<To>(to_double(in[i]));
+    }
+  }
+}
+
+template <typename F>
+void dispatch_castable(const LaunchContext& ctx, DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::kBool: f.template operator()<bool>(); return;
+    case DType::kUInt8: f.template operator()<uint8_t>(); return;
+    case DType::kInt8: f.template operator()<int8_t>(); return;
+    case DType::kFloat64: f.template operator()<double>(); return;
+    default: dispatch_numeric(ctx, dtype, std::forward<F>(f));
+  }
+}
+
+void launch_cast(LaunchContext& ctx) {
+  const TensorView& in = ctx.inputs[0];
+  const TensorView& out = ctx.outputs[0];
+  const int64_t n = out.numel();
+  if (n == 0) return;
+  if (in.dtype == out.dtype) {
+    KILN_CUDA_CHECK(cudaMemcpyAsync(out.data, in.data, out.nbytes(), cudaMemcpyDeviceToDevice, ctx.stream));
+    return;
+  }
+  dispatch_castable(ctx, in.dtype, [&]<typename From>() {
+    dispatch_castable(ctx, out.dtype, [&]<typename To>() {
+      cast_kernel<From, To><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(in.as<const From>(), out.as<To>(), n);
+    });
+  });
+  check_launch(ctx);
+}
+
+}  // namespace
+
+void register_elementwise_kernels(CudaKernelRegistry& registry) {
+  for (const auto& [name, spec] : unary_specs()) registry.add(name, CudaKernel{nullptr, launch_unary});
+  for (const auto& [name, op] : binary_ops()) registry.add(name, CudaKernel{nullptr, launch_binary});
+  registry.add("Clip", CudaKernel{nullptr, launch_clip});
+  registry.add("Where", CudaKernel{nullptr, launch_where});
+  registry.add("Cast", CudaKernel{nullptr, launch_cast});
+  registry.add("CastLike", CudaKernel{nullptr, launch_cast});
+}
+
+}  // namespace kiln::cuda

@@ -1,0 +1,91 @@
+#include "kiln/builder.hpp"
+
+#include <span>
+
+#include "base/error.hpp"
+#include "base/json.hpp"
+#include "builder/build_from_graph.hpp"
+#include "builder/builder_config.hpp"
+#include "builder/engine_emitter.hpp"
+#include "builder/input_profiles.hpp"
+#include "format/engine_io.hpp"
+#include "frontend/onnx/onnx_importer.hpp"
+#include "passes/batch_norm_folding.hpp"
+#include "passes/constant_folding.hpp"
+#include "passes/dead_code_elimination.hpp"
+#include "passes/identity_elimination.hpp"
+#include "passes/shape_inference.hpp"
+
+namespace kiln {
+namespace builder {
+namespace {
+
+// The user's metadata plus what the engine was built from, under "kiln_build" (a user key of that
+// name wins).
+std::string engine_metadata(json::Value metadata, const ir::Graph& graph,
+                            const BuilderConfig& config, const std::string& source) {
+  if (!metadata.find("kiln_build")) {
+    json::Value build{json::Object{}};
+    build.set("producer", json::Value(std::string("kiln ") + KILN_VERSION));
+    if (!source.empty()) build.set("source", json::Value(source));
+    if (!graph.name.empty()) build.set("graph", json::Value(graph.name));
+    if (graph.opset > 0) build.set("opset", json::Value(graph.opset));
+    build.set("target", json::Value(config.target));
+    build.set("precision", json::Value(precision_name(config.precision)));
+    metadata.set("kiln_build", std::move(build));
+  }
+  return json::serialize(metadata);
+}
+
+}  // namespace
+
+void optimize_graph(ir::Graph& graph) {
+  passes::infer_shapes(graph);
+  passes::fold_constants(graph);
+  passes::eliminate_identities(graph);
+  passes::fold_batch_norm(graph);
+  passes::eliminate_dead_code(graph);
+  passes::infer_shapes(graph);
+  graph.verify();
+}
+
+format::EngineModel build_engine_model(ir::Graph graph, const BuilderConfig& config,
+                                       const std::string& source) {
+  ResolvedConfig resolved = resolve_config(config);
+  EmitOptions options;
+  options.input_ranges = apply_input_profiles(graph, config);
+  optimize_graph(graph);
+  options.target = resolved.target;
+  options.precision = resolved.precision;
+  options.metadata_json = engine_metadata(std::move(resolved.metadata), graph, config, source);
+  return emit_engine_model(graph, options);
+}
+
+std::vector<uint8_t> build_engine_from_graph(ir::Graph graph, const BuilderConfig& config,
+                                             const std::string& source) {
+  return format::write_engine(build_engine_model(std::move(graph), config, source));
+}
+
+}  // namespace builder
+
+std::vector<uint8_t> build_engine_from_onnx_file(const std::string& onnx_path,
+                                                 const BuilderConfig& config) {
+  builder::resolve_config(config);  // report config errors before the (slower) import
+  return builder::build_engine_from_graph(onnx::import_model_file(onnx_path), config, onnx_path);
+}
+
+std::vector<uint8_t> build_engine_from_onnx_bytes(const void* data, size_t size,
+                                                  const std::string& base_dir,
+                                                  const BuilderConfig& config) {
+  if (data == nullptr && size != 0)
+    fail(ErrorCode::kInvalidArgument, "ONNX bytes are null but size is ", size);
+  builder::resolve_config(config);
+  onnx::ImportOptions options;
+  options.base_dir = base_dir;
+  options.source = "<bytes>";
+  const std::span<const uint8_t> bytes(static_cast<const uint8_t*>(data), size);
+  return builder::build_engine_from_graph(onnx::import_model_bytes(bytes, options), config,
+                                          options.source);
+}
+
+}  // namespace kiln

@@ -1,0 +1,77 @@
+#include "builder/builder_config.hpp"
+
+#include "base/error.hpp"
+
+namespace kiln::builder {
+namespace {
+
+format::Target resolve_cpu_target(const BuilderConfig& config) {
+  if (config.precision != Precision::kFp32) {
+    fail(ErrorCode::kUnsupported, "precision ", precision_name(config.precision),
+         " is not available for target 'cpu': the CPU backend computes in float32; ",
+         precision_name(config.precision), " needs target cuda");
+  }
+  format::Target target;
+  target.backend = "cpu";
+  return target;
+}
+
+// The CUDA backend will resolve the device's architecture (BuilderConfig::device) here.
+[[noreturn]] format::Target resolve_cuda_target(const BuilderConfig&) {
+  fail(ErrorCode::kUnsupported,
+       "target 'cuda' is not available yet: this kiln has no CUDA backend");
+}
+
+DType precision_dtype(Precision precision) {
+  switch (precision) {
+    case Precision::kFp32:
+    case Precision::kTf32:
+      return DType::kFloat32;
+    case Precision::kFp16:
+      return DType::kFloat16;
+    case Precision::kBf16:
+      return DType::kBFloat16;
+  }
+  fail(ErrorCode::kInvalidArgument, "unknown precision value ", static_cast<int>(precision));
+}
+
+}  // namespace
+
+std::string_view precision_name(Precision precision) {
+  switch (precision) {
+    case Precision::kFp32:
+      return "fp32";
+    case Precision::kTf32:
+      return "tf32";
+    case Precision::kFp16:
+      return "fp16";
+    case Precision::kBf16:
+      return "bf16";
+  }
+  return "unknown";
+}
+
+ResolvedConfig resolve_config(const BuilderConfig& config) {
+  ResolvedConfig resolved;
+  resolved.precision = precision_dtype(config.precision);
+  if (config.device < 0)
+    fail(ErrorCode::kInvalidArgument, "device must be >= 0, got ", config.device);
+  if (config.target == "cpu") {
+    resolved.target = resolve_cpu_target(config);
+  } else if (config.target == "cuda") {
+    resolved.target = resolve_cuda_target(config);
+  } else {
+    fail(ErrorCode::kInvalidArgument, "unknown target '", config.target,
+         "' (expected 'cpu' or 'cuda')");
+  }
+  json::ParseOptions options;
+  options.source = "metadata_json";
+  resolved.metadata = json::parse(config.metadata_json, options);
+  if (!resolved.metadata.is_object()) {
+    fail(ErrorCode::kInvalidArgument, "metadata_json must be a JSON object, got ",
+         json::type_name(resolved.metadata.type()));
+  }
+  return resolved;
+}
+
+}  // namespace kiln::builder

@@ -1,0 +1,305 @@
+#include "format/engine_validate.hpp"
+
+#include <bit>
+#include <limits>
+#include <set>
+#include <string_view>
+
+#include "base/error.hpp"
+#include "format/engine_schema.hpp"
+
+namespace kiln::format {
+
+namespace {
+
+bool is_valid_tensor_kind(TensorKind kind) {
+  switch (kind) {
+    case TensorKind::kInput:
+    case TensorKind::kOutput:
+    case TensorKind::kWeight:
+    case TensorKind::kActivation:
+      return true;
+  }
+  return false;
+}
+
+std::string_view tensor_kind_name(TensorKind kind) {
+  switch (kind) {
+    case TensorKind::kInput:
+      return "input";
+    case TensorKind::kOutput:
+      return "output";
+    case TensorKind::kWeight:
+      return "weight";
+    case TensorKind::kActivation:
+      return "activation";
+  }
+  return "unknown";
+}
+
+bool is_valid_attribute_kind(Attribute::Kind kind) {
+  const auto raw = static_cast<int>(kind);
+  return raw >= static_cast<int>(Attribute::Kind::kInt) &&
+         raw <= static_cast<int>(Attribute::Kind::kTensor);
+}
+
+// Byte size of a static shape, or false when it would not fit in 63 bits.
+bool checked_nbytes(const Shape& shape, DType dtype, uint64_t& nbytes) {
+  constexpr uint64_t kLimit = std::numeric_limits<int64_t>::max();
+  uint64_t n = dtype_size(dtype);
+  for (int64_t d : shape) {
+    const auto dim = static_cast<uint64_t>(d);
+    if (dim != 0 && n > kLimit / dim) return false;
+    n *= dim;
+  }
+  nbytes = n;
+  return true;
+}
+
+class Validator {
+ public:
+  Validator(const EngineModel& model, ErrorCode code, const std::string& context)
+      : m_(model), code_(code), context_(context) {}
+
+  void run() {
+    check_info();
+    for (size_t i = 0; i < m_.tensors.size(); ++i) check_tensor(i);
+    check_bindings();
+    for (size_t i = 0; i < m_.layers.size(); ++i) check_layer(i);
+    check_memory_plan();
+    for (size_t i = 0; i < m_.plugins.size(); ++i) check_plugin(i);
+  }
+
+ private:
+  template <typename... Parts>
+  [[noreturn]] void fail(Parts&&... parts) const {
+    kiln::fail(code_, context_, ": ", std::forward<Parts>(parts)...);
+  }
+
+  std::string tensor_label(size_t i) const {
+    return detail::concat("tensor ", i, " '", m_.tensors[i].name, "'");
+  }
+
+  void check_info() const {
+    if (!is_valid_dtype(static_cast<int>(m_.precision))) {
+      fail("precision: invalid dtype value ", static_cast<int>(m_.precision));
+    }
+    if (m_.target.backend.empty()) fail("target backend is empty");
+    if (m_.target.sm_arch < 0) fail("target sm_arch ", m_.target.sm_arch, " is negative");
+  }
+
+  void check_shape(const Shape& shape, bool allow_dynamic, std::string_view where) const {
+    if (shape.size() > schema::kMaxRank) {
+      fail(where, ": rank ", shape.size(), " exceeds the maximum of ", schema::kMaxRank);
+    }
+    for (size_t d = 0; d < shape.size(); ++d) {
+      const int64_t lowest = allow_dynamic ? kDynamicDim : 0;
+      if (shape[d] < lowest) {
+        fail(where, ": dimension ", d, " is ", shape[d], ", expected >= ", lowest);
+      }
+    }
+  }
+
+  void check_tensor(size_t i) const {
+    const TensorDesc& t = m_.tensors[i];
+    const std::string label = tensor_label(i);
+    if (!is_valid_dtype(static_cast<int>(t.dtype))) {
+      fail(label, ": invalid dtype value ", static_cast<int>(t.dtype));
+    }
+    if (!is_valid_tensor_kind(t.kind)) {
+      fail(label, ": invalid tensor kind ", static_cast<int>(t.kind));
+    }
+    check_shape(t.shape, /*allow_dynamic=*/true, label);
+    if (t.kind != TensorKind::kWeight) {
+      if (t.weight_offset != 0 || t.weight_size != 0) {
+        fail(label, ": a ", tensor_kind_name(t.kind), " tensor has a weight range (offset ",
+             t.weight_offset, ", size ", t.weight_size, ")");
+      }
+      return;
+    }
+    const uint64_t blob = m_.weights.size();
+    if (t.weight_offset % kWeightAlignment != 0) {
+      fail(label, ": weight offset ", t.weight_offset, " is not a multiple of ", kWeightAlignment);
+    }
+    if (t.weight_offset > blob || t.weight_size > blob - t.weight_offset) {
+      fail(label, ": weight range [", t.weight_offset, ", ", t.weight_offset, " + ", t.weight_size,
+           ") exceeds the ", blob, "-byte weights blob");
+    }
+    if (shape_is_static(t.shape)) {
+      uint64_t expected = 0;
+      if (!checked_nbytes(t.shape, t.dtype, expected) || expected != t.weight_size) {
+        fail(label, ": weight size ", t.weight_size, " bytes does not match ", dtype_name(t.dtype),
+             " ", shape_to_string(t.shape), " (",
+             checked_nbytes(t.shape, t.dtype, expected) ? std::to_string(expected) : "overflowing",
+             " bytes)");
+      }
+    }
+  }
+
+  void check_tensor_index(int64_t index, bool allow_absent, std::string_view where) const {
+    if ((allow_absent && index == -1) ||
+        (index >= 0 && static_cast<uint64_t>(index) < m_.tensors.size())) {
+      return;
+    }
+    fail(where, ": tensor index ", index, " is out of range (", m_.tensors.size(), " tensors",
+         allow_absent ? ", or -1 for absent" : "", ")");
+  }
+
+  void check_bindings() const {
+    std::set<std::string_view> names;
+    std::vector<int> input_bindings(m_.tensors.size(), 0);
+    std::vector<int> output_bindings(m_.tensors.size(), 0);
+    for (size_t b = 0; b < m_.inputs.size(); ++b) {
+      const Binding& binding = m_.inputs[b];
+      const std::string label = detail::concat("input binding ", b, " '", binding.name, "'");
+      if (binding.name.empty()) fail(label, ": empty name");
+      if (!names.insert(binding.name).second) fail(label, ": duplicate input name");
+      check_tensor_index(binding.tensor, false, label);
+      const TensorDesc& t = m_.tensors[binding.tensor];
+      if (t.kind != TensorKind::kInput) {
+        fail(label, ": bound to ", tensor_label(binding.tensor), " of kind ",
+             tensor_kind_name(t.kind), ", expected an input tensor");
+      }
+      ++input_bindings[binding.tensor];
+      if (binding.ranges.size() != t.shape.size()) {
+        fail(label, ": ", binding.ranges.size(), " dimension ranges for a rank-", t.shape.size(),
+             " tensor");
+      }
+      for (size_t d = 0; d < t.shape.size(); ++d) {
+        const DimRange& r = binding.ranges[d];
+        if (r.min < 0 || r.min > r.opt || r.opt > r.max) {
+          fail(label, ": dimension ", d, " range (min ", r.min, ", opt ", r.opt, ", max ", r.max,
+               ") is not 0 <= min <= opt <= max");
+        }
+        if (t.shape[d] != kDynamicDim && (r.min != t.shape[d] || r.max != t.shape[d])) {
+          fail(label, ": static dimension ", d, " is ", t.shape[d], " but its range is (", r.min,
+               ", ", r.opt, ", ", r.max, ")");
+        }
+      }
+    }
+    names.clear();
+    for (size_t b = 0; b < m_.outputs.size(); ++b) {
+      const Binding& binding = m_.outputs[b];
+      const std::string label = detail::concat("output binding ", b, " '", binding.name, "'");
+      if (binding.name.empty()) fail(label, ": empty name");
+      if (!names.insert(binding.name).second) fail(label, ": duplicate output name");
+      check_tensor_index(binding.tensor, false, label);
+      ++output_bindings[binding.tensor];
+      if (!binding.ranges.empty()) {
+        fail(label, ": output bindings carry no dimension ranges, got ", binding.ranges.size());
+      }
+    }
+    for (size_t i = 0; i < m_.tensors.size(); ++i) {
+      if (m_.tensors[i].kind == TensorKind::kInput && input_bindings[i] != 1) {
+        fail(tensor_label(i), ": an input tensor needs exactly one input binding, has ",
+             input_bindings[i]);
+      }
+      if (m_.tensors[i].kind == TensorKind::kOutput && output_bindings[i] == 0) {
+        fail(tensor_label(i), ": an output tensor has no output binding");
+      }
+    }
+  }
+
+  void check_attributes(const AttributeMap& attrs, std::string_view owner) const {
+    for (const auto& [name, attr] : attrs.items()) {
+      const std::string label = detail::concat(owner, ", attribute '", name, "'");
+      if (!is_valid_attribute_kind(attr.kind)) {
+        fail(label, ": invalid attribute kind ", static_cast<int>(attr.kind));
+      }
+      if (attr.kind != Attribute::Kind::kTensor) continue;
+      if (!attr.tensor) fail(label, ": tensor attribute without a tensor");
+      const HostTensor& t = *attr.tensor;
+      if (!is_valid_dtype(static_cast<int>(t.dtype))) {
+        fail(label, ": invalid dtype value ", static_cast<int>(t.dtype));
+      }
+      check_shape(t.shape, /*allow_dynamic=*/false, label);
+      uint64_t expected = 0;
+      if (!checked_nbytes(t.shape, t.dtype, expected) || expected != t.bytes.size()) {
+        fail(label, ": ", t.bytes.size(), " data bytes do not match ", dtype_name(t.dtype), " ",
+             shape_to_string(t.shape));
+      }
+    }
+  }
+
+  void check_layer(size_t i) const {
+    const Layer& layer = m_.layers[i];
+    const std::string label = detail::concat("layer ", i, " '", layer.name, "'");
+    if (layer.op.empty()) fail(label, ": empty op type");
+    for (size_t k = 0; k < layer.inputs.size(); ++k) {
+      check_tensor_index(layer.inputs[k], true, detail::concat(label, ", input ", k));
+    }
+    for (size_t k = 0; k < layer.outputs.size(); ++k) {
+      const int32_t index = layer.outputs[k];
+      check_tensor_index(index, false, detail::concat(label, ", output ", k));
+      const TensorKind kind = m_.tensors[index].kind;
+      if (kind != TensorKind::kActivation && kind != TensorKind::kOutput) {
+        fail(label, ", output ", k, ": writes ", tensor_label(index), " of kind ",
+             tensor_kind_name(kind), ", expected an activation or output tensor");
+      }
+    }
+    check_attributes(layer.attrs, label);
+  }
+
+  void check_memory_plan() const {
+    const MemoryPlan& plan = m_.memory_plan;
+    const size_t n = m_.tensors.size();
+    if (plan.offsets.size() != n || plan.first_use.size() != n || plan.last_use.size() != n) {
+      fail("memory plan: offsets/first_use/last_use have ", plan.offsets.size(), "/",
+           plan.first_use.size(), "/", plan.last_use.size(), " entries, expected one per tensor (",
+           n, ")");
+    }
+    if (plan.alignment == 0 || !std::has_single_bit(plan.alignment)) {
+      fail("memory plan: alignment ", plan.alignment, " is not a power of two");
+    }
+    const auto layer_count = static_cast<int64_t>(m_.layers.size());
+    for (size_t i = 0; i < n; ++i) {
+      const int32_t first = plan.first_use[i];
+      const int32_t last = plan.last_use[i];
+      if (first < -1 || first >= layer_count || last < -1 || last >= layer_count ||
+          (first >= 0 && last >= 0 && first > last)) {
+        fail("memory plan, ", tensor_label(i), ": use interval [", first, ", ", last,
+             "] is invalid for ", layer_count, " layers");
+      }
+      const TensorDesc& t = m_.tensors[i];
+      const uint64_t offset = plan.offsets[i];
+      if (t.kind != TensorKind::kActivation) {
+        if (offset != MemoryPlan::kNoOffset) {
+          fail("memory plan, ", tensor_label(i), ": a ", tensor_kind_name(t.kind),
+               " tensor has arena offset ", offset, ", expected none");
+        }
+        continue;
+      }
+      if (!plan.is_static) continue;
+      uint64_t nbytes = 0;
+      if (!shape_is_static(t.shape) || !checked_nbytes(t.shape, t.dtype, nbytes)) {
+        fail("memory plan, ", tensor_label(i), ": the plan is marked static but the shape ",
+             shape_to_string(t.shape), " is not");
+      }
+      if (offset % plan.alignment != 0 || offset > plan.arena_size ||
+          nbytes > plan.arena_size - offset) {
+        fail("memory plan, ", tensor_label(i), ": ", nbytes, " bytes at offset ", offset,
+             " do not fit the ", plan.arena_size, "-byte arena at alignment ", plan.alignment);
+      }
+    }
+  }
+
+  void check_plugin(size_t i) const {
+    const PluginRef& plugin = m_.plugins[i];
+    const std::string label =
+        detail::concat("plugin ", i, " '", plugin.plugin_namespace, "::", plugin.name, "'");
+    if (plugin.name.empty()) fail(label, ": empty name");
+    check_attributes(plugin.fields, label);
+  }
+
+  const EngineModel& m_;
+  ErrorCode code_;
+  const std::string& context_;
+};
+
+}  // namespace
+
+void validate_engine_model(const EngineModel& model, ErrorCode code, const std::string& context) {
+  Validator(model, code, context).run();
+}
+
+}  // namespace kiln::format

@@ -1,0 +1,485 @@
+// ONNX ModelProto -> ir::Graph. Steps: decode the bytes (onnx_proto), check the opset, inline
+// model-local functions (function_inliner), convert attributes and fold Constant nodes, report
+// every unsupported node at once, normalise old op forms (opset_normalizer), then build the
+// graph in topological order.
+#include "frontend/onnx/onnx_importer.hpp"
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <queue>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "base/error.hpp"
+#include "frontend/onnx/function_inliner.hpp"
+#include "frontend/onnx/onnx_proto.hpp"
+#include "frontend/onnx/opset_normalizer.hpp"
+#include "frontend/onnx/tensor_decoder.hpp"
+#include "ops/op_registry.hpp"
+
+namespace kiln::onnx {
+namespace {
+
+std::string_view attribute_type_name(int32_t type) {
+  switch (type) {
+    case proto::Attribute::kUndefined:
+      return "UNDEFINED";
+    case proto::Attribute::kFloat:
+      return "FLOAT";
+    case proto::Attribute::kInt:
+      return "INT";
+    case proto::Attribute::kString:
+      return "STRING";
+    case proto::Attribute::kTensor:
+      return "TENSOR";
+    case proto::Attribute::kGraph:
+      return "GRAPH";
+    case proto::Attribute::kFloats:
+      return "FLOATS";
+    case proto::Attribute::kInts:
+      return "INTS";
+    case proto::Attribute::kStrings:
+      return "STRINGS";
+    case proto::Attribute::kTensors:
+      return "TENSORS";
+    case proto::Attribute::kGraphs:
+      return "GRAPHS";
+    case proto::Attribute::kSparseTensor:
+      return "SPARSE_TENSOR";
+    case proto::Attribute::kSparseTensors:
+      return "SPARSE_TENSORS";
+    case proto::Attribute::kTypeProto:
+      return "TYPE_PROTO";
+    case proto::Attribute::kTypeProtos:
+      return "TYPE_PROTOS";
+    default:
+      return "unknown";
+  }
+}
+
+bool is_supported_attribute_type(int32_t type) {
+  switch (type) {
+    case proto::Attribute::kFloat:
+    case proto::Attribute::kInt:
+    case proto::Attribute::kString:
+    case proto::Attribute::kTensor:
+    case proto::Attribute::kFloats:
+    case proto::Attribute::kInts:
+    case proto::Attribute::kStrings:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// "(domain 'ai.onnx', opset 17)" as shown in unsupported-node reports.
+std::string describe_domain(const FlatNode& node) {
+  const std::string domain = node.domain.empty() ? "ai.onnx" : node.domain;
+  if (node.opset == 0) return detail::concat("(domain '", domain, "', opset not imported)");
+  return detail::concat("(domain '", domain, "', opset ", node.opset, ")");
+}
+
+std::string_view type_kind_name(proto::TypeProto::Kind kind) {
+  switch (kind) {
+    case proto::TypeProto::Kind::kNone:
+      return "no type";
+    case proto::TypeProto::Kind::kTensor:
+      return "tensor";
+    case proto::TypeProto::Kind::kSequence:
+      return "sequence";
+    case proto::TypeProto::Kind::kMap:
+      return "map";
+    case proto::TypeProto::Kind::kOptional:
+      return "optional";
+    case proto::TypeProto::Kind::kSparseTensor:
+      return "sparse tensor";
+    case proto::TypeProto::Kind::kOpaque:
+      return "opaque";
+  }
+  return "unknown";
+}
+
+Shape shape_from_proto(const proto::TensorShape& shape, std::vector<std::string>* dim_names) {
+  Shape out;
+  for (const proto::TensorShapeDimension& dim : shape.dims) {
+    const bool known = dim.kind == proto::TensorShapeDimension::Kind::kValue && dim.value >= 0;
+    out.push_back(known ? dim.value : kDynamicDim);
+    if (dim_names) {
+      dim_names->push_back(dim.kind == proto::TensorShapeDimension::Kind::kParam ? dim.param
+                                                                                 : std::string());
+    }
+  }
+  return out;
+}
+
+class Importer {
+ public:
+  Importer(const proto::Model& model, const ImportOptions& options)
+      : model_(model), graph_proto_(model.graph), options_(options) {}
+
+  ir::Graph run(int64_t opset) {
+    graph_.name = graph_proto_.name;
+    graph_.opset = opset;
+    if (graph_proto_.sparse_initializer_count > 0) {
+      fail(ErrorCode::kUnsupported, options_.source, ": ", graph_proto_.sparse_initializer_count,
+           " sparse initializers: sparse tensors are not supported by kiln");
+    }
+    for (const proto::ValueInfo& info : graph_proto_.value_infos) value_infos_[info.name] = &info;
+    for (const proto::ValueInfo& info : graph_proto_.outputs) value_infos_[info.name] = &info;
+
+    add_initializers();
+    add_graph_inputs();
+    std::vector<NormalizedNode> nodes = convert_nodes(flatten_model(model_, options_));
+    add_nodes_in_topological_order(nodes);
+    add_graph_outputs();
+    graph_.verify();
+    return std::move(graph_);
+  }
+
+ private:
+  template <typename... Parts>
+  [[noreturn]] void fail_corrupt(Parts&&... parts) const {
+    fail(ErrorCode::kCorruptFile, options_.source, ": ", std::forward<Parts>(parts)...);
+  }
+
+  void define(const std::string& name, ir::ValueId id, std::string_view what) {
+    if (name.empty()) fail_corrupt(what, " has an empty name");
+    if (!ids_.emplace(name, id).second) fail_corrupt("value '", name, "' is defined twice");
+  }
+
+  void add_initializers() {
+    for (const proto::Tensor& tensor : graph_proto_.initializers) {
+      auto host = decode_tensor(tensor, options_);
+      define(tensor.name, graph_.add_constant(tensor.name, std::move(host)), "an initializer");
+    }
+  }
+
+  void add_graph_inputs() {
+    for (const proto::ValueInfo& info : graph_proto_.inputs) {
+      // Inputs that name an initializer are its (overridable) default: kiln treats them as
+      // constants and does not bind them.
+      if (ids_.count(info.name)) continue;
+      const std::string label = detail::concat("graph input '", info.name, "'");
+      if (!info.has_type || info.type.kind != proto::TypeProto::Kind::kTensor) {
+        fail(info.has_type ? ErrorCode::kUnsupported : ErrorCode::kInvalidArgument, options_.source,
+             ": ", label, " has ", type_kind_name(info.type.kind),
+             info.has_type ? " type; kiln supports tensor inputs only" : "");
+      }
+      const std::optional<DType> dtype = dtype_from_onnx(info.type.elem_type);
+      if (!dtype) {
+        fail(ErrorCode::kUnsupported, options_.source, ": ", label, " has data type ",
+             onnx_data_type_name(info.type.elem_type), ", which kiln does not support");
+      }
+      if (!info.type.has_shape) {
+        fail(ErrorCode::kInvalidArgument, options_.source, ": ", label,
+             " has no shape (not even a rank); kiln needs the rank of every input");
+      }
+      ir::Value value;
+      value.name = info.name;
+      value.dtype = *dtype;
+      value.shape = shape_from_proto(info.type.shape, &value.dim_names);
+      const ir::ValueId id = graph_.add_value(std::move(value));
+      define(info.name, id, "a graph input");
+      graph_.inputs.push_back(id);
+    }
+  }
+
+  // Applies value_info (dtype, shape) to a node output when the model records it.
+  void apply_value_info(ir::Value& value) const {
+    auto it = value_infos_.find(value.name);
+    if (it == value_infos_.end()) return;
+    const proto::TypeProto& type = it->second->type;
+    if (!it->second->has_type || type.kind != proto::TypeProto::Kind::kTensor) return;
+    if (const std::optional<DType> dtype = dtype_from_onnx(type.elem_type)) value.dtype = *dtype;
+    if (type.has_shape) value.shape = shape_from_proto(type.shape, nullptr);
+  }
+
+  Attribute convert_attribute(const FlatAttribute& attr, const FlatNode& node) const {
+    const proto::Attribute& a = *attr.value;
+    switch (a.type) {
+      case proto::Attribute::kFloat:
+        return Attribute::of_float(a.f);
+      case proto::Attribute::kInt:
+        return Attribute::of_int(a.i);
+      case proto::Attribute::kString:
+        return Attribute::of_string(a.s);
+      case proto::Attribute::kFloats:
+        return Attribute::of_floats(a.floats);
+      case proto::Attribute::kInts:
+        return Attribute::of_ints(a.ints);
+      case proto::Attribute::kStrings:
+        return Attribute::of_strings(a.strings);
+      case proto::Attribute::kTensor:
+        if (!a.t) {
+          fail_corrupt("node '", node.name, "': attribute '", attr.name,
+                       "' has type TENSOR but no tensor");
+        }
+        return Attribute::of_tensor(decode_tensor(*a.t, options_));
+      default:
+        fail(ErrorCode::kInternal, "attribute type ", a.type, " reached conversion");
+    }
+  }
+
+  // Returns the reason a node cannot be imported, or "" when it can.
+  std::string unsupported_reason(const FlatNode& node) const {
+    const std::string where =
+        detail::concat("node '", node.name, "': op '", node.op_type, "' ", describe_domain(node));
+    if (!node.domain.empty() || ops::find_op(node.op_type) == nullptr) {
+      return where + " is not supported by kiln";
+    }
+    std::string reason;
+    for (const FlatAttribute& attr : node.attributes) {
+      if (is_supported_attribute_type(attr.value->type)) continue;
+      reason +=
+          detail::concat(reason.empty() ? where : "", reason.empty() ? ": " : ", ", "attribute '",
+                         attr.name, "' of type ", attribute_type_name(attr.value->type));
+    }
+    return reason.empty() ? reason : reason + " is not supported by kiln";
+  }
+
+  // Folds a Constant node into a constant value; returns a reason when kiln cannot.
+  std::string fold_constant(const FlatNode& node) {
+    const std::string where =
+        detail::concat("node '", node.name, "': op 'Constant' ", describe_domain(node));
+    if (node.attributes.size() != 1 || node.outputs.size() != 1) {
+      fail_corrupt("Constant node '", node.name, "' must have exactly one value attribute and ",
+                   "one output; it has ", node.attributes.size(), " and ", node.outputs.size());
+    }
+    const FlatAttribute& attr = node.attributes.front();
+    const proto::Attribute& a = *attr.value;
+    std::shared_ptr<HostTensor> tensor;
+    auto make = [&](DType dtype, Shape shape) {
+      tensor = std::make_shared<HostTensor>(dtype, std::move(shape));
+    };
+    if (attr.name == "value" && a.type == proto::Attribute::kTensor && a.t) {
+      std::shared_ptr<const HostTensor> decoded = decode_tensor(*a.t, options_);
+      define(node.outputs[0], graph_.add_constant(node.outputs[0], std::move(decoded)),
+             "a Constant output");
+      return "";
+    } else if (attr.name == "value_float" && a.type == proto::Attribute::kFloat) {
+      make(DType::kFloat32, {});
+      *tensor->data<float>() = a.f;
+    } else if (attr.name == "value_int" && a.type == proto::Attribute::kInt) {
+      make(DType::kInt64, {});
+      *tensor->data<int64_t>() = a.i;
+    } else if (attr.name == "value_floats" && a.type == proto::Attribute::kFloats) {
+      make(DType::kFloat32, {static_cast<int64_t>(a.floats.size())});
+      if (!a.floats.empty())
+        std::memcpy(tensor->bytes.data(), a.floats.data(), tensor->bytes.size());
+    } else if (attr.name == "value_ints" && a.type == proto::Attribute::kInts) {
+      make(DType::kInt64, {static_cast<int64_t>(a.ints.size())});
+      if (!a.ints.empty()) std::memcpy(tensor->bytes.data(), a.ints.data(), tensor->bytes.size());
+    } else if (attr.name == "sparse_value" || attr.name == "value_string" ||
+               attr.name == "value_strings") {
+      return detail::concat(where, ": attribute '", attr.name, "' is not supported by kiln");
+    } else {
+      fail_corrupt("Constant node '", node.name, "' has attribute '", attr.name, "' of type ",
+                   attribute_type_name(a.type), "; expected value, value_float(s) or value_int(s)");
+    }
+    define(node.outputs[0], graph_.add_constant(node.outputs[0], std::move(tensor)),
+           "a Constant output");
+    return "";
+  }
+
+  std::string add_normalization_constant(const std::string& suggested,
+                                         std::shared_ptr<HostTensor> tensor) {
+    std::string name = suggested;
+    for (size_t k = 1; ids_.count(name) || reserved_names_.count(name); ++k) {
+      name = detail::concat(suggested, "_", k);
+    }
+    define(name, graph_.add_constant(name, std::move(tensor)), "a normalisation constant");
+    return name;
+  }
+
+  std::vector<NormalizedNode> convert_nodes(const std::vector<FlatNode>& flat) {
+    // Node outputs are reserved up front so normalisation constants never take their names.
+    for (const FlatNode& node : flat)
+      reserved_names_.insert(node.outputs.begin(), node.outputs.end());
+
+    std::vector<std::string> unsupported;
+    std::vector<const FlatNode*> kept;
+    for (const FlatNode& node : flat) {
+      if (node.op_type == "Constant" && node.domain.empty()) {
+        std::string reason = fold_constant(node);
+        if (!reason.empty()) unsupported.push_back(std::move(reason));
+        continue;
+      }
+      std::string reason = unsupported_reason(node);
+      if (!reason.empty()) {
+        unsupported.push_back(std::move(reason));
+        continue;
+      }
+      kept.push_back(&node);
+    }
+    if (!unsupported.empty()) {
+      std::string message =
+          detail::concat(options_.source, ": ", unsupported.size(),
+                         unsupported.size() == 1 ? " unsupported node:" : " unsupported nodes:");
+      for (const std::string& line : unsupported) message += "\n  " + line;
+      throw Error(ErrorCode::kUnsupported, message);
+    }
+
+    const AddConstantFn add_constant = [this](const std::string& name,
+                                              std::shared_ptr<HostTensor> tensor) {
+      return add_normalization_constant(name, std::move(tensor));
+    };
+    std::vector<NormalizedNode> out;
+    out.reserve(kept.size());
+    for (const FlatNode* node : kept) {
+      NormalizedNode n;
+      n.name = node->name;
+      n.op_type = node->op_type;
+      n.domain = node->domain;
+      n.opset = node->opset;
+      n.inputs = node->inputs;
+      n.outputs = node->outputs;
+      for (const FlatAttribute& attr : node->attributes) {
+        n.attrs.set(attr.name, convert_attribute(attr, *node));
+      }
+      normalize_node(n, add_constant);
+      out.push_back(std::move(n));
+    }
+    return out;
+  }
+
+  void add_nodes_in_topological_order(const std::vector<NormalizedNode>& nodes) {
+    std::unordered_map<std::string, size_t> producer;
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      for (const std::string& out : nodes[i].outputs) {
+        if (out.empty()) continue;
+        if (ids_.count(out) || !producer.emplace(out, i).second) {
+          fail_corrupt("value '", out, "' is produced twice (again by node '", nodes[i].name, "')");
+        }
+      }
+    }
+    // Kahn's algorithm, always taking the earliest ready node so sorted models keep their order.
+    std::vector<std::vector<size_t>> consumers(nodes.size());
+    std::vector<size_t> pending(nodes.size(), 0);
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      for (const std::string& in : nodes[i].inputs) {
+        if (in.empty() || ids_.count(in)) continue;
+        auto it = producer.find(in);
+        if (it == producer.end()) {
+          fail_corrupt("node '", nodes[i].name, "' reads '", in,
+                       "', which no node, graph input or initializer produces");
+        }
+        consumers[it->second].push_back(i);
+        ++pending[i];
+      }
+    }
+    std::priority_queue<size_t, std::vector<size_t>, std::greater<>> ready;
+    for (size_t i = 0; i < nodes.size(); ++i)
+      if (pending[i] == 0) ready.push(i);
+    size_t emitted = 0;
+    while (!ready.empty()) {
+      const size_t i = ready.top();
+      ready.pop();
+      add_node(nodes[i]);
+      ++emitted;
+      for (size_t c : consumers[i])
+        if (--pending[c] == 0) ready.push(c);
+    }
+    if (emitted != nodes.size()) {
+      for (size_t i = 0; i < nodes.size(); ++i) {
+        if (pending[i] != 0) {
+          fail_corrupt("the graph has a cycle through node '", nodes[i].name, "'");
+        }
+      }
+    }
+  }
+
+  void add_node(const NormalizedNode& n) {
+    ir::Node node;
+    node.name = n.name;
+    node.op_type = n.op_type;
+    node.domain = n.domain;
+    node.attrs = n.attrs;
+    for (const std::string& in : n.inputs) {
+      node.inputs.push_back(in.empty() ? ir::kNoValue : ids_.at(in));
+    }
+    while (!node.inputs.empty() && node.inputs.back() == ir::kNoValue) node.inputs.pop_back();
+    size_t output_count = n.outputs.size();
+    while (output_count > 0 && n.outputs[output_count - 1].empty()) --output_count;
+    for (size_t k = 0; k < output_count; ++k) {
+      ir::Value value;
+      // An omitted optional output before a used one still needs a slot in the IR.
+      value.name = n.outputs[k].empty() ? unused_output_name(n.name, k) : n.outputs[k];
+      apply_value_info(value);
+      const ir::ValueId id = graph_.add_value(std::move(value));
+      ids_.emplace(graph_.value(id).name, id);
+      node.outputs.push_back(id);
+    }
+    graph_.add_node(std::move(node));
+  }
+
+  std::string unused_output_name(const std::string& node_name, size_t index) const {
+    std::string name = detail::concat(node_name, "_unused_output_", index);
+    for (size_t k = 1; ids_.count(name) || reserved_names_.count(name); ++k) {
+      name = detail::concat(node_name, "_unused_output_", index, "_", k);
+    }
+    return name;
+  }
+
+  void add_graph_outputs() {
+    for (const proto::ValueInfo& info : graph_proto_.outputs) {
+      auto it = ids_.find(info.name);
+      if (it == ids_.end()) {
+        fail_corrupt("graph output '", info.name,
+                     "' is not produced by any node, graph input or initializer");
+      }
+      graph_.outputs.push_back(it->second);
+    }
+  }
+
+  const proto::Model& model_;
+  const proto::Graph& graph_proto_;
+  const ImportOptions& options_;
+  ir::Graph graph_;
+  std::unordered_map<std::string, ir::ValueId> ids_;
+  std::unordered_set<std::string> reserved_names_;
+  std::unordered_map<std::string, const proto::ValueInfo*> value_infos_;
+};
+
+}  // namespace
+
+ir::Graph import_model_bytes(std::span<const uint8_t> bytes, const ImportOptions& options) {
+  const proto::Model model = proto::parse_model(bytes, options.source);
+  if (!model.has_graph) fail(ErrorCode::kCorruptFile, options.source, ": ModelProto has no graph");
+  std::optional<int64_t> opset;
+  for (const proto::OperatorSetId& id : model.opset_imports) {
+    if (canonical_domain(id.domain).empty()) opset = id.version;
+  }
+  if (!opset) {
+    fail(ErrorCode::kUnsupported, options.source,
+         ": the model imports no ai.onnx opset (kiln supports ", kMinOpset, "-",
+         kMaxDocumentedOpset, ")");
+  }
+  check_ai_onnx_opset(*opset, options, "");
+  return Importer(model, options).run(*opset);
+}
+
+ir::Graph import_model_file(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    fail(ErrorCode::kNotFound, "model file '", path, "' does not exist");
+  }
+  const uintmax_t size = std::filesystem::file_size(path, ec);
+  std::ifstream file(path, std::ios::binary);
+  if (ec || !file) fail(ErrorCode::kIoError, "cannot open model file '", path, "'");
+  std::vector<uint8_t> bytes(static_cast<size_t>(size));
+  file.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  if (static_cast<uintmax_t>(file.gcount()) != size) {
+    fail(ErrorCode::kIoError, "error reading model file '", path, "': got ", file.gcount(), " of ",
+         size, " bytes");
+  }
+  ImportOptions options;
+  options.source = path;
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  options.base_dir = parent.empty() ? std::string(".") : parent.string();
+  return import_model_bytes(bytes, options);
+}
+
+}  // namespace kiln::onnx

@@ -1,0 +1,51 @@
+// Opset policy and normalisation: which ai.onnx opsets kiln accepts, and the rewriting of older
+// op forms into the (opset 21) form src/ops/op_registry.hpp expects.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/attributes.hpp"
+#include "base/host_tensor.hpp"
+#include "frontend/onnx/onnx_importer.hpp"
+
+namespace kiln::onnx {
+
+// The ai.onnx opsets kiln documents. 22 and 23 are accepted as well: the ops kiln implements keep
+// their semantics there (those opsets only widen type lists and add new ops).
+inline constexpr int64_t kMinOpset = 13;
+inline constexpr int64_t kMaxDocumentedOpset = 21;
+inline constexpr int64_t kMaxAcceptedOpset = 23;
+
+// Throws kiln::Error(kUnsupported) "<source>: <where>opset N is not supported (kiln supports
+// 13-21)" when `version` is outside the accepted range. `where` prefixes the message ("" for
+// the model, "function 'f': " for a function).
+void check_ai_onnx_opset(int64_t version, const ImportOptions& options, const std::string& where);
+
+// A node on its way into the IR: inputs by name, attributes already converted.
+struct NormalizedNode {
+  std::string name;
+  std::string op_type;
+  std::string domain;
+  int64_t opset = 0;
+  std::vector<std::string> inputs;  // "" for an absent optional input
+  std::vector<std::string> outputs;
+  AttributeMap attrs;
+};
+
+// Adds a constant (an attribute moved to an input) and returns the value name to use for it.
+using AddConstantFn =
+    std::function<std::string(const std::string& suggested_name, std::shared_ptr<HostTensor>)>;
+
+// Rewrites `node` in place to the registry's form:
+//   ReduceMean/Max/Min/Prod/L1/L2/LogSum/LogSumExp/SumSquare `axes` attribute (opset < 18) and
+//   ReduceSum/Squeeze/Unsqueeze `axes` attribute (opset < 13) -> int64 input 1;
+//   Split `split` attribute -> int64 input 1; Clip `min`/`max` attributes -> float inputs 1, 2;
+//   attributes equal to their default and irrelevant to inference are dropped.
+// Throws kiln::Error(kInvalidArgument) naming the node when an attribute has the wrong kind.
+void normalize_node(NormalizedNode& node, const AddConstantFn& add_constant);
+
+}  // namespace kiln::onnx

@@ -1,0 +1,286 @@
+#include "frontend/onnx/tensor_decoder.hpp"
+
+#include <bit>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "base/error.hpp"
+
+namespace kiln::onnx {
+namespace {
+
+static_assert(std::endian::native == std::endian::little,
+              "raw_data is little-endian and copied as is");
+
+// Caps a tensor's byte size so that size arithmetic cannot overflow.
+constexpr uint64_t kMaxTensorBytes = uint64_t{1} << 48;
+
+std::string tensor_label(const proto::Tensor& tensor) {
+  if (!tensor.name.empty()) return detail::concat("tensor '", tensor.name, "'");
+  return detail::concat("tensor at ", tensor.path);
+}
+
+template <typename... Parts>
+[[noreturn]] void fail_tensor(ErrorCode code, const proto::Tensor& tensor,
+                              const ImportOptions& options, Parts&&... parts) {
+  fail(code, options.source, ": ", tensor_label(tensor), ": ", std::forward<Parts>(parts)...);
+}
+
+// Copies `values` into `out` converted element by element to T (bit patterns for 16-bit floats).
+template <typename T, typename Source>
+void store_values(const std::vector<Source>& values, HostTensor& out) {
+  T* dst = out.data<T>();
+  for (size_t i = 0; i < values.size(); ++i) dst[i] = static_cast<T>(values[i]);
+}
+
+template <typename Source>
+void check_count(const std::vector<Source>& values, int64_t numel, const char* field,
+                 const proto::Tensor& tensor, const ImportOptions& options) {
+  if (values.size() != static_cast<uint64_t>(numel)) {
+    fail_tensor(ErrorCode::kCorruptFile, tensor, options, "holds ", values.size(), " values in ",
+                field, ", expected ", numel, " for shape ", shape_to_string(tensor.dims));
+  }
+}
+
+void decode_typed_fields(const proto::Tensor& tensor, const ImportOptions& options,
+                         HostTensor& out) {
+  const int64_t numel = out.numel();
+  switch (out.dtype) {
+    case DType::kFloat32:
+      check_count(tensor.float_data, numel, "float_data", tensor, options);
+      store_values<float>(tensor.float_data, out);
+      return;
+    case DType::kFloat64:
+      check_count(tensor.double_data, numel, "double_data", tensor, options);
+      store_values<double>(tensor.double_data, out);
+      return;
+    case DType::kInt64:
+      check_count(tensor.int64_data, numel, "int64_data", tensor, options);
+      store_values<int64_t>(tensor.int64_data, out);
+      return;
+    default:
+      break;
+  }
+  // Every narrower type travels in int32_data; 16-bit floats as their bit patterns.
+  check_count(tensor.int32_data, numel, "int32_data", tensor, options);
+  switch (out.dtype) {
+    case DType::kInt32:
+      store_values<int32_t>(tensor.int32_data, out);
+      return;
+    case DType::kInt16:
+      store_values<int16_t>(tensor.int32_data, out);
+      return;
+    case DType::kInt8:
+      store_values<int8_t>(tensor.int32_data, out);
+      return;
+    case DType::kUInt8:
+      store_values<uint8_t>(tensor.int32_data, out);
+      return;
+    case DType::kFloat16:
+    case DType::kBFloat16:
+      store_values<uint16_t>(tensor.int32_data, out);
+      return;
+    case DType::kBool: {
+      uint8_t* dst = out.data<uint8_t>();
+      for (size_t i = 0; i < tensor.int32_data.size(); ++i) dst[i] = tensor.int32_data[i] != 0;
+      return;
+    }
+    default:
+      fail_tensor(ErrorCode::kInternal, tensor, options, "no typed-field decoder for ",
+                  dtype_name(out.dtype));
+  }
+}
+
+std::optional<uint64_t> parse_unsigned(const std::string& text) {
+  uint64_t value = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc() || ptr != end) return std::nullopt;
+  return value;
+}
+
+// Rejects locations that could read outside the model's directory.
+void check_external_location(const std::string& location, const proto::Tensor& tensor,
+                             const ImportOptions& options) {
+  if (location.empty()) {
+    fail_tensor(ErrorCode::kCorruptFile, tensor, options, "external data has no 'location'");
+  }
+  if (location.front() == '/' || location.front() == '\\' ||
+      std::filesystem::path(location).is_absolute() ||
+      (location.size() >= 2 && location[1] == ':')) {
+    fail_tensor(ErrorCode::kCorruptFile, tensor, options, "external data location '", location,
+                "' is an absolute path; it must be relative to the model's directory");
+  }
+  size_t start = 0;
+  while (start <= location.size()) {
+    size_t end = location.find_first_of("/\\", start);
+    if (end == std::string::npos) end = location.size();
+    if (location.compare(start, end - start, "..") == 0) {
+      fail_tensor(ErrorCode::kCorruptFile, tensor, options, "external data location '", location,
+                  "' escapes the model's directory ('..' is not allowed)");
+    }
+    start = end + 1;
+  }
+}
+
+struct ExternalSlice {
+  std::filesystem::path path;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+// Validates a tensor's external data reference against the file on disk, before anything of the
+// tensor's size is allocated.
+ExternalSlice locate_external_data(const proto::Tensor& tensor, const ImportOptions& options,
+                                   uint64_t expected_bytes) {
+  std::string location;
+  std::optional<uint64_t> offset = 0;
+  std::optional<uint64_t> length;
+  for (const proto::StringStringEntry& entry : tensor.external_data) {
+    if (entry.key == "location") {
+      location = entry.value;
+    } else if (entry.key == "offset" || entry.key == "length") {
+      const std::optional<uint64_t> value = parse_unsigned(entry.value);
+      if (!value) {
+        fail_tensor(ErrorCode::kCorruptFile, tensor, options, "external data ", entry.key, " '",
+                    entry.value, "' is not a non-negative integer");
+      }
+      (entry.key == "offset" ? offset : length) = value;
+    }
+  }
+  if (options.base_dir.empty()) {
+    fail(ErrorCode::kInvalidArgument, options.source, ": ", tensor_label(tensor),
+         ": uses external data ('", location,
+         "') but no base directory is known; import the model from its file or set "
+         "ImportOptions::base_dir");
+  }
+  check_external_location(location, tensor, options);
+  ExternalSlice slice;
+  slice.path = std::filesystem::path(options.base_dir) / location;
+  const std::string shown = slice.path.string();
+
+  std::error_code ec;
+  const auto status = std::filesystem::status(slice.path, ec);
+  if (!std::filesystem::exists(status)) {
+    fail_tensor(ErrorCode::kNotFound, tensor, options, "external data file '", shown,
+                "' does not exist");
+  }
+  if (!std::filesystem::is_regular_file(status)) {
+    fail_tensor(ErrorCode::kIoError, tensor, options, "external data path '", shown,
+                "' is not a regular file");
+  }
+  const uint64_t file_size = std::filesystem::file_size(slice.path, ec);
+  if (ec) {
+    fail_tensor(ErrorCode::kIoError, tensor, options, "cannot read the size of '", shown,
+                "': ", ec.message());
+  }
+  slice.offset = *offset;
+  slice.length = length.value_or(slice.offset <= file_size ? file_size - slice.offset : 0);
+  if (slice.length != expected_bytes) {
+    fail_tensor(ErrorCode::kCorruptFile, tensor, options, "external data length ", slice.length,
+                " does not match the ", expected_bytes, " bytes its shape ",
+                shape_to_string(tensor.dims), " needs");
+  }
+  if (slice.offset > file_size || slice.length > file_size - slice.offset) {
+    fail_tensor(ErrorCode::kCorruptFile, tensor, options, "external data file '", shown, "' has ",
+                file_size, " bytes, too short for offset ", slice.offset, " + length ",
+                slice.length);
+  }
+  return slice;
+}
+
+void read_external_slice(const ExternalSlice& slice, const proto::Tensor& tensor,
+                         const ImportOptions& options, HostTensor& out) {
+  std::ifstream file(slice.path, std::ios::binary);
+  if (!file) {
+    fail_tensor(ErrorCode::kIoError, tensor, options, "cannot open external data file '",
+                slice.path.string(), "'");
+  }
+  file.seekg(static_cast<std::streamoff>(slice.offset));
+  file.read(reinterpret_cast<char*>(out.bytes.data()), static_cast<std::streamsize>(slice.length));
+  if (static_cast<uint64_t>(file.gcount()) != slice.length) {
+    fail_tensor(ErrorCode::kCorruptFile, tensor, options, "short read from '", slice.path.string(),
+                "': got ", file.gcount(), " of ", slice.length, " bytes at offset ", slice.offset);
+  }
+}
+
+}  // namespace
+
+std::optional<DType> dtype_from_onnx(int32_t data_type) {
+  // kiln's DType values equal ONNX's TensorProto.DataType numbers.
+  if (!is_valid_dtype(data_type)) return std::nullopt;
+  return static_cast<DType>(data_type);
+}
+
+std::string onnx_data_type_name(int32_t data_type) {
+  static constexpr const char* kNames[] = {
+      "UNDEFINED",      "FLOAT",      "UINT8",          "INT8",       "UINT16",    "INT16",
+      "INT32",          "INT64",      "STRING",         "BOOL",       "FLOAT16",   "DOUBLE",
+      "UINT32",         "UINT64",     "COMPLEX64",      "COMPLEX128", "BFLOAT16",  "FLOAT8E4M3FN",
+      "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "UINT4",      "INT4",      "FLOAT4E2M1",
+      "FLOAT8E8M0",     "UINT2",      "INT2",           "FLOAT6E2M3", "FLOAT6E3M2"};
+  if (data_type >= 0 && static_cast<size_t>(data_type) < std::size(kNames)) {
+    return kNames[data_type];
+  }
+  return detail::concat("data_type ", data_type);
+}
+
+std::shared_ptr<const HostTensor> decode_tensor(const proto::Tensor& tensor,
+                                                const ImportOptions& options) {
+  const std::optional<DType> dtype = dtype_from_onnx(tensor.data_type);
+  if (!dtype) {
+    fail_tensor(ErrorCode::kUnsupported, tensor, options, "data type ",
+                onnx_data_type_name(tensor.data_type), " is not supported by kiln");
+  }
+  if (tensor.has_segment) {
+    fail_tensor(ErrorCode::kUnsupported, tensor, options, "segmented tensors are not supported");
+  }
+  const uint64_t element_size = dtype_size(*dtype);
+  uint64_t byte_count = element_size;
+  for (int64_t dim : tensor.dims) {
+    if (dim < 0) {
+      fail_tensor(ErrorCode::kCorruptFile, tensor, options, "negative dimension in shape ",
+                  shape_to_string(tensor.dims));
+    }
+    if (dim != 0 && byte_count > kMaxTensorBytes / static_cast<uint64_t>(dim)) {
+      fail_tensor(ErrorCode::kCorruptFile, tensor, options, "shape ", shape_to_string(tensor.dims),
+                  " is too large");
+    }
+    byte_count *= static_cast<uint64_t>(dim);
+  }
+
+  // Check the size of the data present before allocating, so hostile dims cannot force a huge
+  // allocation.
+  const bool external = tensor.data_location == proto::kDataLocationExternal;
+  if (!external && tensor.has_raw_data && tensor.raw_data.size() != byte_count) {
+    fail_tensor(ErrorCode::kCorruptFile, tensor, options, "raw_data has ", tensor.raw_data.size(),
+                " bytes, expected ", byte_count, " for shape ", shape_to_string(tensor.dims),
+                " of ", dtype_name(*dtype));
+  }
+  if (!external && !tensor.has_raw_data) {
+    const size_t typed_count = tensor.float_data.size() + tensor.int32_data.size() +
+                               tensor.int64_data.size() + tensor.double_data.size() +
+                               tensor.uint64_data.size();
+    if (typed_count != byte_count / element_size) {
+      fail_tensor(ErrorCode::kCorruptFile, tensor, options, "has ", typed_count,
+                  " typed values, expected ", byte_count / element_size, " for shape ",
+                  shape_to_string(tensor.dims));
+    }
+  }
+  std::optional<ExternalSlice> slice;
+  if (external) slice = locate_external_data(tensor, options, byte_count);
+
+  auto out = std::make_shared<HostTensor>(*dtype, Shape(tensor.dims));
+  if (slice) {
+    read_external_slice(*slice, tensor, options, *out);
+  } else if (tensor.has_raw_data) {
+    if (byte_count > 0) std::memcpy(out->bytes.data(), tensor.raw_data.data(), byte_count);
+  } else {
+    decode_typed_fields(tensor, options, *out);
+  }
+  return out;
+}
+
+}  // namespace kiln::onnx

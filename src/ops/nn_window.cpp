@@ -1,0 +1,104 @@
+#include "ops/nn_window.hpp"
+
+#include <algorithm>
+#include <string>
+
+namespace kiln::ops::nn {
+namespace {
+
+std::string list_to_string(const std::vector<int64_t>& values) {
+  std::string out = "[";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ", ";
+    out += std::to_string(values[i]);
+  }
+  return out + "]";
+}
+
+int64_t ceil_div(int64_t a, int64_t b) {
+  return a >= 0 ? (a + b - 1) / b : -((-a) / b);
+}
+
+}  // namespace
+
+std::vector<int64_t> read_axis_attribute(const NodeLabel& node, const AttributeMap& attrs,
+                                         const char* name, size_t expected_size, int64_t min,
+                                         int64_t fallback) {
+  if (!attrs.has(name)) return std::vector<int64_t>(expected_size, fallback);
+  std::vector<int64_t> values = attrs.get_ints(name);
+  if (values.size() != expected_size) {
+    fail_at(node, ErrorCode::kInvalidArgument, "attribute '", name, "' must have ", expected_size,
+            " entries, got ", values.size(), " ", list_to_string(values));
+  }
+  for (int64_t v : values) {
+    if (v < min) {
+      fail_at(node, ErrorCode::kInvalidArgument, "attribute '", name, "' entries must be >= ", min,
+              ", got ", list_to_string(values));
+    }
+  }
+  return values;
+}
+
+WindowGeometry resolve_window(const NodeLabel& node, const AttributeMap& attrs,
+                              std::span<const int64_t> input_spatial, std::vector<int64_t> kernel,
+                              bool ceil_mode) {
+  const size_t rank = input_spatial.size();
+  if (rank == 0) fail_at(node, ErrorCode::kInvalidArgument, "input has no spatial dimensions");
+  if (kernel.size() != rank) {
+    fail_at(node, ErrorCode::kInvalidArgument, "kernel has ", kernel.size(),
+            " spatial dims but the input has ", rank);
+  }
+  WindowGeometry g;
+  g.kernel = std::move(kernel);
+  g.strides = read_axis_attribute(node, attrs, "strides", rank, 1, 1);
+  g.dilations = read_axis_attribute(node, attrs, "dilations", rank, 1, 1);
+  const std::vector<int64_t> pads = read_axis_attribute(node, attrs, "pads", 2 * rank, 0, 0);
+  const std::string auto_pad = attrs.get_string_or("auto_pad", "NOTSET");
+  const bool same_upper = auto_pad == "SAME_UPPER";
+  const bool same_lower = auto_pad == "SAME_LOWER";
+  const bool valid = auto_pad == "VALID";
+  if (auto_pad != "NOTSET" && !same_upper && !same_lower && !valid) {
+    fail_at(node, ErrorCode::kInvalidArgument,
+            "attribute 'auto_pad' must be NOTSET, SAME_UPPER, SAME_LOWER or VALID, got '", auto_pad,
+            "'");
+  }
+  g.pad_begin.assign(rank, 0);
+  g.pad_end.assign(rank, 0);
+  g.output.assign(rank, kDynamicDim);
+  for (size_t i = 0; i < rank; ++i) {
+    if (g.kernel[i] != kDynamicDim && g.kernel[i] < 1) {
+      fail_at(node, ErrorCode::kInvalidArgument, "kernel extents must be >= 1, got ",
+              list_to_string(g.kernel));
+    }
+    const int64_t in = input_spatial[i];
+    if (in < 0 || g.kernel[i] < 0) continue;  // dynamic: output extent unknown until run time
+    const int64_t effective_kernel = (g.kernel[i] - 1) * g.dilations[i] + 1;
+    const int64_t stride = g.strides[i];
+    int64_t out = 0;
+    if (same_upper || same_lower) {
+      out = ceil_div(in, stride);
+      const int64_t total = std::max<int64_t>(0, (out - 1) * stride + effective_kernel - in);
+      const int64_t small_half = total / 2;
+      g.pad_begin[i] = same_upper ? small_half : total - small_half;
+      g.pad_end[i] = total - g.pad_begin[i];
+    } else {
+      if (!valid) {
+        g.pad_begin[i] = pads[i];
+        g.pad_end[i] = pads[i + rank];
+      }
+      const int64_t span = in + g.pad_begin[i] + g.pad_end[i] - effective_kernel;
+      if (span < 0) {
+        fail_at(node, ErrorCode::kInvalidArgument, "spatial axis ", i, " of extent ", in,
+                " (padded ", in + g.pad_begin[i] + g.pad_end[i],
+                ") is smaller than the dilated kernel extent ", effective_kernel);
+      }
+      out = (ceil_mode ? ceil_div(span, stride) : span / stride) + 1;
+      // The last window must start inside the input or the begin padding.
+      if (ceil_mode && (out - 1) * stride >= in + g.pad_begin[i]) --out;
+    }
+    g.output[i] = out;
+  }
+  return g;
+}
+
+}  // namespace kiln::ops::nn

@@ -1,0 +1,27 @@
+// Helpers shared by the graph passes. Each pass lives in its own file and rewrites an ir::Graph in
+// place; passes mark nodes `removed` and leave dropping them to Graph::compact() or DCE.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "ir/graph.hpp"
+
+namespace kiln::passes {
+
+bool is_graph_input(const ir::Graph& graph, ir::ValueId id);
+bool is_graph_output(const ir::Graph& graph, ir::ValueId id);
+
+// Indices of the live nodes that read `id` (a node reading it twice is listed once).
+std::vector<int32_t> consumers_of(const ir::Graph& graph, ir::ValueId id);
+
+// Makes every live node that reads `from` read `to` instead. Graph outputs are left alone.
+void replace_uses(ir::Graph& graph, ir::ValueId from, ir::ValueId to);
+
+// `base` when no value has that name, else `base` with the smallest numeric suffix that is free.
+std::string unique_value_name(const ir::Graph& graph, const std::string& base);
+
+// "node 'name' (Op)" for error messages.
+std::string describe_node(const ir::Node& node);
+
+}  // namespace kiln::passes

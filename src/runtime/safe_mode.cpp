@@ -1,0 +1,20 @@
+#include "runtime/safe_mode.hpp"
+
+#include <atomic>
+
+#include "kiln/runtime.hpp"
+
+namespace kiln {
+namespace {
+// Relaxed is enough: the mode is a setting, not a synchronisation point between threads.
+std::atomic<bool> g_safe_mode{false};
+}  // namespace
+
+namespace detail {
+bool multi_device_safe_mode() { return g_safe_mode.load(std::memory_order_relaxed); }
+}  // namespace detail
+
+bool set_multi_device_safe_mode(bool enabled) { return g_safe_mode.exchange(enabled, std::memory_order_relaxed); }
+bool get_multi_device_safe_mode() { return g_safe_mode.load(std::memory_order_relaxed); }
+
+}  // namespace kiln

@@ -1,0 +1,154 @@
+// Shape propagation (running shape-value layers on the host) and arena placement for one set of
+// input shapes. Backend-agnostic: the executors allocate and run.
+#include <algorithm>
+#include <cstring>
+
+#include "backends/cpu/cpu_node_runner.hpp"
+#include "base/error.hpp"
+#include "runtime/context_state.hpp"
+#include "runtime/memory_planner.hpp"
+
+namespace kiln::detail {
+namespace {
+
+constexpr uint64_t kArenaAlignment = 256;  // cuBLASLt/cuDNN and vector loads like 256-byte alignment
+alignas(256) uint8_t g_placeholder[256];
+
+void propagate_shapes(const EngineState& engine, std::span<const TensorView> input_data, ShapePlan& plan) {
+  const auto& model = engine.model;
+  plan.shapes.assign(model.tensors.size(), Shape{});
+  plan.shape_values.assign(model.tensors.size(), HostTensor{});
+  plan.has_shape_value.assign(model.tensors.size(), false);
+  for (size_t t = 0; t < model.tensors.size(); ++t)
+    if (model.tensors[t].kind == format::TensorKind::kWeight) plan.shapes[t] = model.tensors[t].shape;
+  for (size_t i = 0; i < model.inputs.size(); ++i) plan.shapes[model.inputs[i].tensor] = plan.input_shapes[i];
+
+  std::vector<ops::ValueInfo> in_info;
+  std::vector<ops::ValueInfo> out_info;
+  std::vector<HostTensor> value_copies;
+  for (size_t l = 0; l < model.layers.size(); ++l) {
+    const format::Layer& layer = model.layers[l];
+    const PreparedLayer& prepared = engine.layers[l];
+    in_info.assign(layer.inputs.size(), ops::ValueInfo{});
+    value_copies.clear();
+    value_copies.reserve(layer.inputs.size());
+    for (size_t i = 0; i < layer.inputs.size(); ++i) {
+      const int32_t t = layer.inputs[i];
+      if (t < 0) {
+        in_info[i].present = false;
+        continue;
+      }
+      const auto ti = static_cast<size_t>(t);
+      in_info[i].dtype = model.tensors[ti].dtype;
+      in_info[i].shape = plan.shapes[ti];
+      if (engine.weight_values[ti]) {
+        in_info[i].value = engine.weight_values[ti].get();
+      } else if (plan.has_shape_value[ti]) {
+        in_info[i].value = &plan.shape_values[ti];
+      } else if (model.tensors[ti].kind == format::TensorKind::kInput && engine.shapes_depend_on_input_values) {
+        const TensorView& view = input_data[ti];
+        HostTensor& copy = value_copies.emplace_back(view.dtype, view.shape);
+        std::memcpy(copy.bytes.data(), view.data, copy.bytes.size());
+        in_info[i].value = &copy;
+      }
+    }
+    out_info.assign(layer.outputs.size(), ops::ValueInfo{});
+    ops::infer_node(*prepared.def, layer.name, layer.attrs, in_info, out_info);
+    for (size_t o = 0; o < layer.outputs.size(); ++o) {
+      const auto t = static_cast<size_t>(layer.outputs[o]);
+      const format::TensorDesc& desc = model.tensors[t];
+      const Shape& got = out_info[o].shape;
+      if (out_info[o].dtype != desc.dtype || !shape_is_static(got) || got.size() != desc.shape.size()) {
+        fail(ErrorCode::kInternal, "layer '", layer.name, "' (", layer.op, "): computed ", dtype_name(out_info[o].dtype),
+             shape_to_string(got), " for tensor '", desc.name, "' but the engine declares ", dtype_name(desc.dtype),
+             shape_to_string(desc.shape));
+      }
+      for (size_t d = 0; d < got.size(); ++d) {
+        if (desc.shape[d] != kDynamicDim && desc.shape[d] != got[d]) {
+          fail(ErrorCode::kInvalidArgument, "layer '", layer.name, "' (", layer.op, "): tensor '", desc.name,
+               "' would have shape ", shape_to_string(got), " but the engine was built for ",
+               shape_to_string(desc.shape), "; check the input shapes");
+        }
+      }
+      plan.shapes[t] = got;
+    }
+    if (!prepared.computes_shape_values) continue;
+
+    // Run now on the host: later layers need these values to know their shapes.
+    std::vector<TensorView> in_views(layer.inputs.size());
+    for (size_t i = 0; i < layer.inputs.size(); ++i) {
+      const int32_t t = layer.inputs[i];
+      if (t < 0) continue;
+      const auto ti = static_cast<size_t>(t);
+      if (engine.weight_values[ti]) {
+        in_views[i] = view_of(*engine.weight_values[ti]);
+      } else if (plan.has_shape_value[ti]) {
+        in_views[i] = view_of(plan.shape_values[ti]);
+      } else if (model.tensors[ti].kind == format::TensorKind::kInput && engine.shapes_depend_on_input_values) {
+        in_views[i] = input_data[ti];
+      } else {
+        // Only Shape/Size layers read tensors that were not computed here; they use the shape alone.
+        in_views[i] = TensorView{model.tensors[ti].dtype, plan.shapes[ti], g_placeholder};
+      }
+    }
+    std::vector<TensorView> out_views(layer.outputs.size());
+    for (size_t o = 0; o < layer.outputs.size(); ++o) {
+      const auto t = static_cast<size_t>(layer.outputs[o]);
+      plan.shape_values[t] = HostTensor(model.tensors[t].dtype, plan.shapes[t]);
+      plan.has_shape_value[t] = true;
+      out_views[o] = view_of(plan.shape_values[t]);
+      if (out_views[o].data == nullptr) out_views[o].data = g_placeholder;
+    }
+    cpu::KernelContext ctx{layer.name, layer.op, layer.attrs, in_views, out_views};
+    cpu::invoke_cpu_kernel(*prepared.kernel, ctx);
+  }
+}
+
+void place_in_arena(const EngineState& engine, bool place_shape_values, ShapePlan& plan) {
+  const auto& model = engine.model;
+  const auto& recorded = model.memory_plan;
+  plan.offsets.assign(model.tensors.size(), format::MemoryPlan::kNoOffset);
+  std::vector<BufferRequest> requests;
+  std::vector<size_t> request_tensor;
+  bool matches_build_shapes = recorded.is_static && recorded.offsets.size() == model.tensors.size() &&
+                              recorded.alignment % kArenaAlignment == 0;
+  for (size_t t = 0; t < model.tensors.size(); ++t) {
+    const format::TensorDesc& desc = model.tensors[t];
+    if (desc.kind != format::TensorKind::kActivation) continue;
+    if (plan.has_shape_value[t] && !place_shape_values) continue;
+    matches_build_shapes = matches_build_shapes && plan.shapes[t] == desc.shape &&
+                           recorded.offsets[t] != format::MemoryPlan::kNoOffset;
+    const uint64_t size = static_cast<uint64_t>(shape_numel(plan.shapes[t])) * dtype_size(desc.dtype);
+    requests.push_back(BufferRequest{size, engine.first_use[t], std::max(engine.first_use[t], engine.last_use[t])});
+    request_tensor.push_back(t);
+  }
+  if (matches_build_shapes) {
+    // The builder's plan is valid for these shapes: use it as recorded in the engine.
+    for (size_t t : request_tensor) plan.offsets[t] = recorded.offsets[t];
+    plan.arena_size = recorded.arena_size;
+  } else {
+    ArenaPlan arena_plan = plan_arena(requests, kArenaAlignment);
+    for (size_t r = 0; r < requests.size(); ++r) plan.offsets[request_tensor[r]] = arena_plan.offsets[r];
+    plan.arena_size = arena_plan.total_size;
+  }
+}
+
+}  // namespace
+
+void* placeholder_bytes() { return g_placeholder; }
+
+bool ContextState::update_plan(bool place_shape_values) {
+  std::vector<Shape> input_shapes(engine->inputs.size());
+  for (size_t i = 0; i < engine->model.inputs.size(); ++i) {
+    input_shapes[i] = data[engine->model.inputs[i].tensor].shape;
+  }
+  if (have_plan && !engine->shapes_depend_on_input_values && input_shapes == plan.input_shapes) return false;
+  have_plan = false;
+  plan.input_shapes = std::move(input_shapes);
+  propagate_shapes(*engine, data, plan);
+  place_in_arena(*engine, place_shape_values, plan);
+  have_plan = true;
+  return true;
+}
+
+}  // namespace kiln::detail

@@ -1,0 +1,136 @@
+// kiln bench: latency percentiles and throughput of an engine.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <iomanip>
+#include <iostream>
+#include <numeric>
+#include <optional>
+#include <string_view>
+
+#include "tools/cli_args.hpp"
+#include "tools/cli_tensors.hpp"
+#include "tools/commands.hpp"
+#include "tools/json_writer.hpp"
+
+namespace kiln::tools {
+namespace {
+
+constexpr std::string_view kBenchHelp = R"(usage: kiln bench ENGINE.kiln [options]
+
+Run an engine repeatedly on one execution context and report the latency of each execute call
+(min, mean, p50, p90, p99, max) and the throughput.
+
+options:
+  --iterations N          timed runs (default 100, at least 1)
+  --warmup N              untimed runs first (default 10)
+  --input NAME=FILE.npy   the value of input NAME; inputs without one are random
+                          (dynamic dims take their opt value)
+  --seed N                seed of the random inputs (default 0)
+  --json                  print the results as one JSON object
+  -h, --help              show this help
+)";
+
+// Nearest-rank percentile of sorted samples.
+double percentile(const std::vector<double>& sorted, double p) {
+  const double rank = std::ceil(p / 100.0 * static_cast<double>(sorted.size()));
+  const size_t index = rank < 1.0 ? 0 : static_cast<size_t>(rank) - 1;
+  return sorted[std::min(index, sorted.size() - 1)];
+}
+
+}  // namespace
+
+int bench_command(std::span<const std::string> args) {
+  std::optional<std::string> engine_path;
+  std::vector<InputFile> input_files;
+  uint64_t iterations = 100;
+  uint64_t warmup = 10;
+  uint64_t seed = 0;
+  bool json = false;
+
+  ArgCursor cursor(args);
+  while (cursor.next()) {
+    const std::string& flag = cursor.flag();
+    if (cursor.is_positional()) {
+      if (engine_path) cursor.reject();
+      engine_path = flag;
+    } else if (flag == "-h" || flag == "--help") {
+      std::cout << kBenchHelp;
+      return 0;
+    } else if (flag == "--iterations") {
+      iterations = parse_unsigned(cursor.value(), "--iterations");
+      if (iterations == 0) throw UsageError("--iterations must be at least 1");
+    } else if (flag == "--warmup") {
+      warmup = parse_unsigned(cursor.value(), "--warmup");
+    } else if (flag == "--input") {
+      input_files.push_back(parse_input_option(cursor.value()));
+    } else if (flag == "--seed") {
+      seed = parse_unsigned(cursor.value(), "--seed");
+    } else if (flag == "--json") {
+      cursor.expect_no_value();
+      json = true;
+    } else {
+      cursor.reject();
+    }
+  }
+  if (!engine_path) throw UsageError("missing the engine file to benchmark");
+
+  LoadedEngine loaded = load_engine(*engine_path);
+  std::vector<OwnedInput> inputs = prepare_inputs(loaded, input_files, true, seed);
+  std::vector<NamedTensor> named = as_named_tensors(inputs);
+  ExecutionContext context = loaded.engine.create_context();
+
+  for (uint64_t i = 0; i < warmup; ++i) context.execute(named);
+  std::vector<double> latencies_ms;
+  latencies_ms.reserve(iterations);
+  const auto total_start = std::chrono::steady_clock::now();
+  for (uint64_t i = 0; i < iterations; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    context.execute(named);
+    latencies_ms.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+            .count());
+  }
+  const double total_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - total_start).count();
+
+  std::vector<double> sorted = latencies_ms;
+  std::sort(sorted.begin(), sorted.end());
+  const double mean = std::accumulate(sorted.begin(), sorted.end(), 0.0) / sorted.size();
+  const double throughput = total_s > 0 ? static_cast<double>(iterations) / total_s : 0.0;
+
+  if (json) {
+    JsonWriter out;
+    out.begin_object();
+    out.key("engine").value(*engine_path);
+    out.key("backend").value(loaded.engine.backend());
+    out.key("iterations").value(iterations);
+    out.key("warmup").value(warmup);
+    out.key("latency_ms").begin_object();
+    out.key("min").value(sorted.front());
+    out.key("mean").value(mean);
+    out.key("p50").value(percentile(sorted, 50));
+    out.key("p90").value(percentile(sorted, 90));
+    out.key("p99").value(percentile(sorted, 99));
+    out.key("max").value(sorted.back());
+    out.end_object();
+    out.key("throughput_per_s").value(throughput);
+    out.end_object();
+    std::cout << out.str() << '\n';
+    return 0;
+  }
+  std::cout << "engine: " << *engine_path << " (" << loaded.engine.backend() << ")\n";
+  for (const OwnedInput& input : inputs) {
+    std::cout << "input  " << input.name << ": " << dtype_name(input.tensor.dtype) << ' '
+              << shape_to_string(input.tensor.shape) << '\n';
+  }
+  std::cout << iterations << " iterations after " << warmup << " warm-up\n";
+  std::cout << std::fixed << std::setprecision(4);
+  std::cout << "latency (ms): min " << sorted.front() << "  mean " << mean << "  p50 "
+            << percentile(sorted, 50) << "  p90 " << percentile(sorted, 90) << "  p99 "
+            << percentile(sorted, 99) << "  max " << sorted.back() << '\n';
+  std::cout << std::setprecision(1) << "throughput: " << throughput << " inferences/s\n";
+  return 0;
+}
+
+}  // namespace kiln::tools

@@ -1,0 +1,182 @@
+// kiln build: ONNX model -> engine file.
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <string_view>
+
+#include "base/error.hpp"
+#include "kiln/builder.hpp"
+#include "tools/cli_args.hpp"
+#include "tools/commands.hpp"
+#include "tools/json_writer.hpp"
+
+namespace kiln::tools {
+namespace {
+
+constexpr std::string_view kBuildHelp = R"(usage: kiln build MODEL.onnx -o OUT.kiln [options]
+
+Compile an ONNX model into a kiln engine file.
+
+options:
+  -o, --output PATH        the engine file to write (required)
+  --fp32 | --tf32 | --fp16 | --bf16
+                           precision of the engine's math (default fp32)
+  --target cpu|cuda        the backend the engine runs on (default cpu)
+  --device N               cuda: the GPU whose architecture the engine targets (default 0)
+  --workspace BYTES        scratch memory kernels may use; K/M/G suffixes allowed (default 1G)
+  --profile NAME:min=DIMS,opt=DIMS,max=DIMS
+                           range of a dynamic input's shape, DIMS like 1x3x224x224; repeat per
+                           input. opt defaults to min. Inputs with dynamic dims and no profile
+                           get the builder's default range.
+  --metadata JSON          a JSON object recorded in the engine (see kiln inspect)
+  -h, --help               show this help
+)";
+
+Precision parse_precision_flag(const std::string& flag) {
+  if (flag == "--fp32") return Precision::kFp32;
+  if (flag == "--tf32") return Precision::kTf32;
+  if (flag == "--fp16") return Precision::kFp16;
+  return Precision::kBf16;
+}
+
+std::string_view precision_name(Precision precision) {
+  switch (precision) {
+    case Precision::kFp32:
+      return "fp32";
+    case Precision::kTf32:
+      return "tf32";
+    case Precision::kFp16:
+      return "fp16";
+    case Precision::kBf16:
+      return "bf16";
+  }
+  return "?";
+}
+
+// "name:min=1x3x8x8,opt=2x3x8x8,max=4x3x8x8". Input names may contain ':' (e.g. "onnx::Add_0"),
+// so the name ends at the last ':' that is followed by a range key.
+InputProfile parse_profile(const std::string& text) {
+  const std::string what = "--profile '" + text + "'";
+  size_t split = std::string::npos;
+  for (size_t pos = text.find(':'); pos != std::string::npos; pos = text.find(':', pos + 1)) {
+    const std::string_view rest = std::string_view(text).substr(pos + 1);
+    if (rest.starts_with("min=") || rest.starts_with("opt=") || rest.starts_with("max=")) {
+      split = pos;
+    }
+  }
+  if (split == std::string::npos || split == 0) {
+    throw UsageError(what + ": expected NAME:min=DIMS,opt=DIMS,max=DIMS");
+  }
+  InputProfile profile;
+  profile.name = text.substr(0, split);
+  std::optional<Shape> min, opt, max;
+  size_t start = split + 1;
+  while (start <= text.size()) {
+    const size_t end = text.find(',', start);
+    const std::string part = text.substr(start, end == std::string::npos ? end : end - start);
+    const size_t eq = part.find('=');
+    const std::string key = part.substr(0, eq);
+    if (eq == std::string::npos || (key != "min" && key != "opt" && key != "max")) {
+      throw UsageError(what + ": expected min=DIMS, opt=DIMS or max=DIMS, got '" + part + "'");
+    }
+    std::optional<Shape>& slot = key == "min" ? min : key == "opt" ? opt : max;
+    if (slot) throw UsageError(what + ": '" + key + "' given twice");
+    slot = parse_dims(part.substr(eq + 1), what + " " + key);
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  if (!min || !max) throw UsageError(what + ": both min= and max= are required");
+  if (!opt) opt = min;
+  if (min->size() != max->size() || opt->size() != min->size()) {
+    throw UsageError(what + ": min, opt and max must have the same rank");
+  }
+  for (size_t d = 0; d < min->size(); ++d) {
+    if ((*min)[d] > (*opt)[d] || (*opt)[d] > (*max)[d]) {
+      throw UsageError(what + ": dimension " + std::to_string(d) + " needs min <= opt <= max");
+    }
+  }
+  profile.min = *min;
+  profile.opt = *opt;
+  profile.max = *max;
+  return profile;
+}
+
+}  // namespace
+
+int build_command(std::span<const std::string> args) {
+  BuilderConfig config;
+  std::optional<std::string> model_path;
+  std::optional<std::string> output_path;
+  std::optional<std::string> precision_flag;
+
+  ArgCursor cursor(args);
+  while (cursor.next()) {
+    const std::string& flag = cursor.flag();
+    if (cursor.is_positional()) {
+      if (model_path) cursor.reject();
+      model_path = flag;
+    } else if (flag == "-h" || flag == "--help") {
+      std::cout << kBuildHelp;
+      return 0;
+    } else if (flag == "-o" || flag == "--output") {
+      output_path = cursor.value();
+    } else if (flag == "--fp32" || flag == "--tf32" || flag == "--fp16" || flag == "--bf16") {
+      cursor.expect_no_value();
+      if (precision_flag && *precision_flag != flag) {
+        throw UsageError("conflicting precision options " + *precision_flag + " and " + flag);
+      }
+      precision_flag = flag;
+      config.precision = parse_precision_flag(flag);
+    } else if (flag == "--target") {
+      config.target = cursor.value();
+      if (config.target != "cpu" && config.target != "cuda") {
+        throw UsageError("--target: expected cpu or cuda, got '" + config.target + "'");
+      }
+    } else if (flag == "--device") {
+      const uint64_t device = parse_unsigned(cursor.value(), "--device");
+      if (device > 1024) throw UsageError("--device: " + std::to_string(device) + " is too large");
+      config.device = static_cast<int>(device);
+    } else if (flag == "--workspace") {
+      config.workspace_limit = parse_unsigned(cursor.value(), "--workspace", true);
+    } else if (flag == "--profile") {
+      InputProfile profile = parse_profile(cursor.value());
+      for (const InputProfile& existing : config.profiles) {
+        if (existing.name == profile.name) {
+          throw UsageError("--profile given twice for input '" + profile.name + "'");
+        }
+      }
+      config.profiles.push_back(std::move(profile));
+    } else if (flag == "--metadata") {
+      config.metadata_json = cursor.value();
+      const size_t first = config.metadata_json.find_first_not_of(" \t\r\n");
+      if (!is_valid_json(config.metadata_json) || first == std::string::npos ||
+          config.metadata_json[first] != '{') {
+        throw UsageError("--metadata: expected a JSON object, got '" + config.metadata_json + "'");
+      }
+    } else {
+      cursor.reject();
+    }
+  }
+  if (!model_path) throw UsageError("missing the ONNX model to build");
+  if (!output_path) throw UsageError("missing -o OUT.kiln");
+
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<uint8_t> engine = build_engine_from_onnx_file(*model_path, config);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  std::ofstream out(*output_path, std::ios::binary | std::ios::trunc);
+  if (!out) fail(ErrorCode::kIoError, *output_path, ": cannot open for writing");
+  out.write(reinterpret_cast<const char*>(engine.data()),
+            static_cast<std::streamsize>(engine.size()));
+  out.close();
+  if (!out) fail(ErrorCode::kIoError, *output_path, ": write failed");
+
+  std::cout << "built " << *output_path << " from " << *model_path << ": " << engine.size()
+            << " bytes, target " << config.target << ", precision "
+            << precision_name(config.precision) << ", " << seconds << " s\n";
+  return 0;
+}
+
+}  // namespace kiln::tools

@@ -1,0 +1,101 @@
+"""Helpers shared by kiln's Python tests: single-node ONNX models, running them on ONNX Runtime
+and kiln, and comparing the results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper, numpy_helper
+
+import kiln
+
+CONST_PREFIX = "c_"  # inputs whose name starts with this become initializers
+
+
+@dataclass
+class OpCase:
+    """One model to check: `nodes` over graph inputs `feeds` (runtime) and `consts`
+    (initializers). Outputs are the names in `outputs`; their types come from ONNX shape
+    inference."""
+
+    id: str
+    nodes: list
+    feeds: dict
+    consts: dict = field(default_factory=dict)
+    outputs: list = field(default_factory=lambda: ["y"])
+    opset: int = 17
+    rtol: float = 1e-5
+    atol: float = 1e-6
+
+    def model(self) -> onnx.ModelProto:
+        graph_inputs = [
+            helper.make_tensor_value_info(
+                name, helper.np_dtype_to_tensor_dtype(value.dtype), list(value.shape))
+            for name, value in self.feeds.items()
+        ]
+        initializers = [numpy_helper.from_array(np.asarray(v), name) for name, v in self.consts.items()]
+        graph = helper.make_graph(self.nodes, self.id.replace("-", "_"), graph_inputs,
+                                  [onnx.ValueInfoProto(name=n) for n in self.outputs],
+                                  initializer=initializers)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)],
+                                  producer_name="kiln-tests")
+        # ONNX Runtime 1.32 reads IR version <= 11; newer onnx packages write 12+ by default.
+        model.ir_version = min(model.ir_version, 10)
+        model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+        onnx.checker.check_model(model, full_check=True)
+        return model
+
+
+def node_case(case_id: str, op: str, inputs, attrs=None, *, opset=17, num_outputs=1,
+              rtol=1e-5, atol=1e-6) -> OpCase:
+    """A single-node case. `inputs` is a list of (name, array) pairs, or None for an absent
+    optional input; names starting with "c_" become initializers."""
+    input_names = []
+    feeds, consts = {}, {}
+    for item in inputs:
+        if item is None:
+            input_names.append("")
+            continue
+        name, value = item
+        input_names.append(name)
+        (consts if name.startswith(CONST_PREFIX) else feeds)[name] = np.asarray(value)
+    outputs = ["y"] if num_outputs == 1 else [f"y{i}" for i in range(num_outputs)]
+    node = helper.make_node(op, input_names, outputs, name=f"{op.lower()}_node", **(attrs or {}))
+    return OpCase(case_id, [node], feeds, consts, outputs, opset, rtol, atol)
+
+
+def run_ort(model: onnx.ModelProto, feeds: dict) -> dict:
+    options = ort.SessionOptions()
+    # Reference semantics of each op, not ORT's fused rewrites.
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds)))
+
+
+def run_kiln(model: "onnx.ModelProto | bytes | str", feeds: dict, **build_options) -> dict:
+    engine = kiln.Engine(kiln.build_onnx(model, **build_options))
+    return engine.run(feeds)
+
+
+def assert_outputs_match(got: dict, want: dict, rtol: float, atol: float) -> None:
+    assert list(got) == list(want), f"output names: kiln {list(got)}, onnxruntime {list(want)}"
+    for name, ref in want.items():
+        out = got[name]
+        assert out.dtype == ref.dtype, f"{name}: dtype kiln {out.dtype}, onnxruntime {ref.dtype}"
+        assert out.shape == ref.shape, f"{name}: shape kiln {out.shape}, onnxruntime {ref.shape}"
+        if np.issubdtype(ref.dtype, np.floating):
+            np.testing.assert_allclose(out, ref, rtol=rtol, atol=atol, err_msg=name)
+        else:
+            np.testing.assert_array_equal(out, ref, err_msg=name)
+
+
+def relative_error(got: np.ndarray, want: np.ndarray) -> float:
+    """max |got - want| / max |want| (max |got - want| when want is all zeros)."""
+    scale = float(np.max(np.abs(want))) if want.size else 0.0
+    err = float(np.max(np.abs(got.astype(np.float64) - want))) if want.size else 0.0
+    return err / scale if scale > 0 else err
