@@ -24,7 +24,7 @@ struct LibraryHandles {
     const cublasStatus_t kiln_cublas_status_ = (expr);                                                 \
     if (kiln_cublas_status_ != CUBLAS_STATUS_SUCCESS) {                                                \
       ::kiln::cuda::fail_library("cuBLASLt", static_cast<int>(kiln_cublas_status_),                    \
-                                 cublasGetStatusString(kiln_cublas_status_), #expr, __FILE__, __LINE__); \
+                                 cublasLtGetStatusString(kiln_cublas_status_), #expr, __FILE__, __LINE__); \
     }                                                                                                  \
   } while (0)
 
