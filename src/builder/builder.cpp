@@ -12,8 +12,11 @@
 #include "frontend/onnx/onnx_importer.hpp"
 #include "passes/batch_norm_folding.hpp"
 #include "passes/constant_folding.hpp"
+#include "passes/conv_fusion.hpp"
 #include "passes/dead_code_elimination.hpp"
 #include "passes/identity_elimination.hpp"
+#include "passes/precision_lowering.hpp"
+#include "kiln/runtime.hpp"
 #include "passes/shape_inference.hpp"
 
 namespace kiln {
@@ -37,6 +40,20 @@ std::string engine_metadata(json::Value metadata, const ir::Graph& graph,
   return json::serialize(metadata);
 }
 
+// TF32 is opt-in: kernels read this attribute to allow it for float32 GEMMs and convolutions.
+void allow_tf32(ir::Graph& graph) {
+  for (ir::Node& node : graph.nodes) {
+    if (node.op_type == "Conv" || node.op_type == "MatMul" || node.op_type == "Gemm") {
+      node.attrs.set("kiln_allow_tf32", Attribute::of_int(1));
+    }
+  }
+}
+
+void lower_for_cuda(ir::Graph& graph, const BuilderConfig& config, const ResolvedConfig& resolved) {
+  if (resolved.precision != DType::kFloat32) passes::lower_precision(graph, resolved.precision);
+  if (config.precision == Precision::kTf32) allow_tf32(graph);
+}
+
 }  // namespace
 
 void optimize_graph(ir::Graph& graph) {
@@ -45,6 +62,7 @@ void optimize_graph(ir::Graph& graph) {
   passes::eliminate_identities(graph);
   passes::fold_batch_norm(graph);
   passes::eliminate_dead_code(graph);
+  passes::fuse_conv_epilogues(graph);
   passes::infer_shapes(graph);
   graph.verify();
 }
@@ -55,6 +73,7 @@ format::EngineModel build_engine_model(ir::Graph graph, const BuilderConfig& con
   EmitOptions options;
   options.input_ranges = apply_input_profiles(graph, config);
   optimize_graph(graph);
+  if (resolved.target.backend == "cuda") lower_for_cuda(graph, config, resolved);
   options.target = resolved.target;
   options.precision = resolved.precision;
   options.metadata_json = engine_metadata(std::move(resolved.metadata), graph, config, source);
@@ -63,7 +82,16 @@ format::EngineModel build_engine_model(ir::Graph graph, const BuilderConfig& con
 
 std::vector<uint8_t> build_engine_from_graph(ir::Graph graph, const BuilderConfig& config,
                                              const std::string& source) {
-  return format::write_engine(build_engine_model(std::move(graph), config, source));
+  std::vector<uint8_t> bytes = format::write_engine(build_engine_model(std::move(graph), config, source));
+  if (config.target == "cuda") {
+    // Load it on the target GPU: every layer must have a kernel there, and each kernel prepares
+    // (chooses its algorithm) for the build-time shapes, so problems surface now, not at deployment.
+    DeviceSpec device;
+    device.kind = DeviceSpec::Kind::kCuda;
+    device.index = config.device;
+    Engine::load_bytes(bytes.data(), bytes.size(), device);
+  }
+  return bytes;
 }
 
 }  // namespace builder

@@ -2,6 +2,10 @@
 
 #include "base/error.hpp"
 
+#if KILN_WITH_CUDA
+#include "backends/cuda/cuda_device.hpp"
+#endif
+
 namespace kiln::builder {
 namespace {
 
@@ -16,10 +20,27 @@ format::Target resolve_cpu_target(const BuilderConfig& config) {
   return target;
 }
 
-// The CUDA backend will resolve the device's architecture (BuilderConfig::device) here.
-[[noreturn]] format::Target resolve_cuda_target(const BuilderConfig&) {
-  fail(ErrorCode::kUnsupported,
-       "target 'cuda' is not available yet: this kiln has no CUDA backend");
+format::Target resolve_cuda_target(const BuilderConfig& config) {
+#if KILN_WITH_CUDA
+  const int count = cuda::device_count();
+  if (count == 0) {
+    fail(ErrorCode::kDeviceError, "target 'cuda' needs a GPU to build on (kernels are chosen by timing them on ",
+         "the target), and this machine has none");
+  }
+  if (config.device >= count) {
+    fail(ErrorCode::kInvalidArgument, "device ", config.device, " does not exist: this machine has ", count,
+         " CUDA device(s)");
+  }
+  const cuda::DeviceProperties props = cuda::device_properties(config.device);
+  format::Target target;
+  target.backend = "cuda";
+  target.sm_arch = props.sm_arch;
+  target.device_name = props.name;
+  return target;
+#else
+  (void)config;
+  fail(ErrorCode::kUnsupported, "target 'cuda' is not available: this kiln was built without CUDA");
+#endif
 }
 
 DType precision_dtype(Precision precision) {

@@ -1,4 +1,6 @@
-// Conv (opset 11+ form): X [N, C, D1..Dn], W [M, C/group, k1..kn], optional B [M].
+// Conv (opset 11+ form): X [N, C, D1..Dn], W [M, C/group, k1..kn], optional B [M]; kiln's fusion
+// adds an optional residual input 3 and attribute kiln_activation ("Relu").
+#include <string>
 #include <vector>
 
 #include "ops/nn_common.hpp"
@@ -65,6 +67,18 @@ void infer_conv(InferContext& ctx) {
       label_of(ctx), ctx.attrs(), std::vector<int64_t>(x.begin() + 2, x.end()), kernel, false);
   Shape out{x[0], out_channels};
   out.insert(out.end(), geometry.output.begin(), geometry.output.end());
+  // Fused by the builder (kiln extension): input 3 is a residual added before the activation.
+  if (ctx.has_input(3)) {
+    require_same_dtype(ctx, 3, "residual");
+    if (ctx.input(3).shape.size() != out.size()) {
+      ctx.fail("residual input must have the output's rank ", out.size(), ", got ",
+               shape_to_string(ctx.input(3).shape));
+    }
+  }
+  const std::string activation = ctx.attrs().get_string_or("kiln_activation", "");
+  if (!activation.empty() && activation != "Relu") {
+    ctx.fail("attribute 'kiln_activation' must be \"Relu\", got \"", activation, "\"");
+  }
   ctx.output(0).dtype = ctx.input(0).dtype;
   ctx.output(0).shape = std::move(out);
 }
@@ -72,7 +86,7 @@ void infer_conv(InferContext& ctx) {
 }  // namespace
 
 void register_conv_ops(OpRegistry& registry) {
-  registry.add(OpDef{"Conv", 2, 3, 1, 1, {}, &nn::infer_with_node_errors<infer_conv>});
+  registry.add(OpDef{"Conv", 2, 4, 1, 1, {}, &nn::infer_with_node_errors<infer_conv>});
 }
 
 }  // namespace kiln::ops

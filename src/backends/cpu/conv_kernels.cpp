@@ -1,6 +1,7 @@
 // Conv on the CPU: im2col + SGEMM per (image, group); depthwise convolutions (one input channel
 // per group) run a direct loop, and pointwise ones multiply the input in place.
 #include <algorithm>
+#include <string>
 #include <vector>
 
 #include "backends/cpu/nn_blas.hpp"
@@ -97,7 +98,7 @@ bool is_pointwise(const Window3d& w) {
   return true;
 }
 
-void conv_kernel(KernelContext& ctx) {
+void conv_compute(KernelContext& ctx) {
   nn::require_float32_input(ctx, 0);
   nn::require_float32_input(ctx, 1);
   nn::require_float32_output(ctx, 0);
@@ -178,6 +179,32 @@ void conv_kernel(KernelContext& ctx) {
       }
     }
   }
+}
+
+// The builder's fusion: y = activation(conv(x) + residual), residual being input 3.
+void apply_fused_epilogue(KernelContext& ctx) {
+  float* y = ctx.outputs[0].as<float>();
+  const int64_t n = ctx.outputs[0].numel();
+  if (ctx.has_input(3)) {
+    nn::require_float32_input(ctx, 3);
+    if (ctx.inputs[3].shape != ctx.outputs[0].shape) {
+      ctx.fail(ErrorCode::kInvalidArgument, "residual ", shape_to_string(ctx.inputs[3].shape),
+               " must have the output's shape ", shape_to_string(ctx.outputs[0].shape));
+    }
+    const float* residual = ctx.inputs[3].as<const float>();
+    for (int64_t i = 0; i < n; ++i) y[i] += residual[i];
+  }
+  const std::string activation = ctx.attrs.get_string_or("kiln_activation", "");
+  if (activation == "Relu") {
+    for (int64_t i = 0; i < n; ++i) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+  } else if (!activation.empty()) {
+    ctx.fail(ErrorCode::kUnsupported, "fused activation '", activation, "'");
+  }
+}
+
+void conv_kernel(KernelContext& ctx) {
+  conv_compute(ctx);
+  apply_fused_epilogue(ctx);
 }
 
 }  // namespace

@@ -159,15 +159,42 @@ TensorView device_weight(const DeviceContext& dc, int32_t index) {
   return TensorView{desc.dtype, desc.shape, static_cast<uint8_t*>(dc.device->weights.get()) + desc.weight_offset};
 }
 
-LaunchContext make_launch(DeviceContext& dc, size_t layer, std::vector<TensorView>& in_views,
-                          std::vector<TensorView>& out_views, const std::vector<TensorView>& data, cudaStream_t stream) {
+// Per-layer scratch for building launch contexts.
+struct LaunchViews {
+  std::vector<TensorView> inputs;
+  std::vector<TensorView> outputs;
+  std::vector<const HostTensor*> host_inputs;
+};
+
+// Host copies of tensors whose values are known on the host: weights that infer functions read,
+// and shape values of the current plan.
+std::vector<const HostTensor*> host_values(const detail::ContextState& cs) {
+  const auto& engine = *cs.engine;
+  std::vector<const HostTensor*> values(engine.model.tensors.size(), nullptr);
+  for (size_t t = 0; t < values.size(); ++t) {
+    if (engine.weight_values[t]) {
+      values[t] = engine.weight_values[t].get();
+    } else if (cs.plan.has_shape_value[t]) {
+      values[t] = &cs.plan.shape_values[t];
+    }
+  }
+  return values;
+}
+
+LaunchContext make_launch(DeviceContext& dc, size_t layer, LaunchViews& scratch, const std::vector<TensorView>& data,
+                          const std::vector<const HostTensor*>& host, cudaStream_t stream) {
   const format::Layer& desc = dc.engine->model.layers[layer];
-  in_views.assign(desc.inputs.size(), TensorView{});
-  for (size_t i = 0; i < desc.inputs.size(); ++i)
-    if (desc.inputs[i] >= 0) in_views[i] = data[static_cast<size_t>(desc.inputs[i])];
-  out_views.assign(desc.outputs.size(), TensorView{});
-  for (size_t o = 0; o < desc.outputs.size(); ++o) out_views[o] = data[static_cast<size_t>(desc.outputs[o])];
-  return LaunchContext{desc.name, desc.op, desc.attrs, in_views, out_views, stream, dc.libs.get(), &dc.device->props};
+  scratch.inputs.assign(desc.inputs.size(), TensorView{});
+  scratch.host_inputs.assign(desc.inputs.size(), nullptr);
+  for (size_t i = 0; i < desc.inputs.size(); ++i) {
+    if (desc.inputs[i] < 0) continue;
+    scratch.inputs[i] = data[static_cast<size_t>(desc.inputs[i])];
+    scratch.host_inputs[i] = host[static_cast<size_t>(desc.inputs[i])];
+  }
+  scratch.outputs.assign(desc.outputs.size(), TensorView{});
+  for (size_t o = 0; o < desc.outputs.size(); ++o) scratch.outputs[o] = data[static_cast<size_t>(desc.outputs[o])];
+  return LaunchContext{desc.name,        desc.op, desc.attrs, scratch.inputs, scratch.outputs, scratch.host_inputs,
+                       stream,           dc.libs.get(), &dc.device->props};
 }
 
 // Device views of every tensor for this call. In graph mode inputs and outputs live in fixed arena
@@ -215,12 +242,13 @@ DeviceContext::ShapeEntry& prepare_entry(DeviceContext& dc, detail::ContextState
   }
   // Kernels choose algorithms for these shapes (outside any capture).
   const std::vector<TensorView> views = device_views(dc, cs, entry, true);
+  const std::vector<const HostTensor*> host = host_values(cs);
   entry.states.resize(model.layers.size());
-  std::vector<TensorView> in_views, out_views;
+  LaunchViews scratch;
   for (size_t l = 0; l < model.layers.size(); ++l) {
     const CudaKernel* kernel = dc.device->kernels[l];
     if (!kernel || !kernel->prepare) continue;
-    LaunchContext ctx = make_launch(dc, l, in_views, out_views, views, dc.own_stream);
+    LaunchContext ctx = make_launch(dc, l, scratch, views, host, dc.own_stream);
     ctx.workspace_size = size_t{1} << 30;
     size_t workspace = 0;
     entry.states[l] = kernel->prepare(ctx, &workspace);
@@ -232,14 +260,15 @@ DeviceContext::ShapeEntry& prepare_entry(DeviceContext& dc, detail::ContextState
   return entry;
 }
 
-void launch_layers(DeviceContext& dc, const DeviceContext::ShapeEntry& entry, const std::vector<TensorView>& views,
-                   cudaStream_t stream) {
+void launch_layers(DeviceContext& dc, const detail::ContextState& cs, const DeviceContext::ShapeEntry& entry,
+                   const std::vector<TensorView>& views, cudaStream_t stream) {
   const auto& model = dc.engine->model;
-  std::vector<TensorView> in_views, out_views;
+  const std::vector<const HostTensor*> host = host_values(cs);
+  LaunchViews scratch;
   for (size_t l = 0; l < model.layers.size(); ++l) {
     const CudaKernel* kernel = dc.device->kernels[l];
     if (!kernel) continue;
-    LaunchContext ctx = make_launch(dc, l, in_views, out_views, views, stream);
+    LaunchContext ctx = make_launch(dc, l, scratch, views, host, stream);
     ctx.workspace = dc.workspace.get();
     ctx.workspace_size = dc.workspace.size();
     ctx.state = entry.states[l].get();
@@ -304,7 +333,7 @@ void run(detail::ContextState& cs, std::span<const NamedTensor> inputs, std::spa
   }
   const auto& model = dc.engine->model;
   if (!use_graph) {
-    launch_layers(dc, entry, views, stream);
+    launch_layers(dc, cs, entry, views, stream);
     return;
   }
   for (const format::Binding& in : model.inputs) {
@@ -317,13 +346,13 @@ void run(detail::ContextState& cs, std::span<const NamedTensor> inputs, std::spa
     KILN_CUDA_CHECK(cudaGraphLaunch(entry.graph, stream));
   } else if (entry.eager_runs == 0) {
     // The first run is eager: libraries load their kernels lazily, which capture does not allow.
-    launch_layers(dc, entry, views, stream);
+    launch_layers(dc, cs, entry, views, stream);
     ++entry.eager_runs;
   } else {
     cudaGraph_t graph = nullptr;
     KILN_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
     try {
-      launch_layers(dc, entry, views, stream);
+      launch_layers(dc, cs, entry, views, stream);
     } catch (...) {
       cudaStreamEndCapture(stream, &graph);
       if (graph) cudaGraphDestroy(graph);

@@ -34,6 +34,9 @@ struct LaunchContext {
   const AttributeMap& attrs;
   std::span<const TensorView> inputs;
   std::span<const TensorView> outputs;
+  // Per input: its value in host memory when known there (always for the op's value_inputs, e.g.
+  // Slice's starts/ends or Reshape's shape: constants and shape tensors), else null.
+  std::span<const HostTensor* const> host_inputs;
   cudaStream_t stream = nullptr;
   LibraryHandles* libs = nullptr;
   const DeviceProperties* device = nullptr;

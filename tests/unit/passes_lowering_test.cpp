@@ -1,0 +1,164 @@
+// Conv epilogue fusion and precision lowering: the rewritten graph computes what the original did
+// (evaluated node by node on the CPU reference kernels).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <random>
+
+#include "backends/cpu/cpu_node_runner.hpp"
+#include "base/half.hpp"
+#include "graph_test_builder.hpp"
+#include "passes/conv_fusion.hpp"
+#include "passes/precision_lowering.hpp"
+#include "passes/shape_inference.hpp"
+
+namespace kiln::passes {
+namespace {
+
+using testing::attrs_of;
+using testing::GraphBuilder;
+using testing::random_tensor_f32;
+
+// Runs the graph on the CPU reference kernels; returns the graph outputs.
+std::vector<HostTensor> evaluate(const ir::Graph& graph, const std::map<std::string, HostTensor>& inputs) {
+  std::map<ir::ValueId, HostTensor> values;
+  for (ir::ValueId in : graph.inputs) values[in] = inputs.at(graph.value(in).name);
+  for (size_t v = 0; v < graph.values.size(); ++v) {
+    if (graph.values[v].constant) values[static_cast<ir::ValueId>(v)] = *graph.values[v].constant;
+  }
+  for (const ir::Node& node : graph.nodes) {
+    if (node.removed) continue;
+    std::vector<const HostTensor*> args;
+    for (ir::ValueId in : node.inputs) args.push_back(in < 0 ? nullptr : &values.at(in));
+    std::vector<HostTensor> outs = cpu::run_node_on_cpu(node.name, node.op_type, node.attrs, args, node.outputs.size());
+    for (size_t o = 0; o < outs.size(); ++o) values[node.outputs[o]] = std::move(outs[o]);
+  }
+  std::vector<HostTensor> result;
+  for (ir::ValueId out : graph.outputs) result.push_back(values.at(out));
+  return result;
+}
+
+float element(const HostTensor& t, int64_t i) {
+  switch (t.dtype) {
+    case DType::kFloat32: return t.data<float>()[i];
+    case DType::kFloat16: return half_to_float(t.data<uint16_t>()[i]);
+    default: return bfloat16_to_float(t.data<uint16_t>()[i]);
+  }
+}
+
+void expect_close(const HostTensor& got, const HostTensor& want, float tolerance) {
+  ASSERT_EQ(got.shape, want.shape);
+  float scale = 0.0f, worst = 0.0f;
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    scale = std::max(scale, std::fabs(element(want, i)));
+    worst = std::max(worst, std::fabs(element(got, i) - element(want, i)));
+  }
+  EXPECT_LE(worst, tolerance * std::max(scale, 1.0f)) << "max abs error " << worst << ", max |ref| " << scale;
+}
+
+// x -> Conv -> Relu -> Conv -> Add(relu1) -> Relu -> y, plus a second output reading relu1.
+GraphBuilder residual_block(bool second_output) {
+  std::mt19937 rng(5);
+  GraphBuilder b;
+  const ir::ValueId x = b.input("x", {2, 4, 6, 6});
+  const AttributeMap pads = attrs_of({{"pads", Attribute::of_ints({1, 1, 1, 1})}});
+  const ir::ValueId c1 = b.node("Conv", "conv1",
+                                {x, b.constant("w1", random_tensor_f32({4, 4, 3, 3}, rng)),
+                                 b.constant("b1", random_tensor_f32({4}, rng))},
+                                pads);
+  const ir::ValueId r1 = b.node("Relu", "relu1", {c1});
+  const ir::ValueId c2 = b.node("Conv", "conv2", {r1, b.constant("w2", random_tensor_f32({4, 4, 3, 3}, rng))}, pads);
+  const ir::ValueId sum = b.node("Add", "add", {r1, c2});
+  b.output(b.node("Relu", "relu2", {sum}));
+  if (second_output) b.output(c2);
+  infer_shapes(b.graph);
+  return b;
+}
+
+std::map<std::string, HostTensor> random_inputs(const ir::Graph& graph, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::map<std::string, HostTensor> inputs;
+  for (ir::ValueId in : graph.inputs) inputs[graph.value(in).name] = random_tensor_f32(graph.value(in).shape, rng);
+  return inputs;
+}
+
+TEST(PassesConvFusion, FusesResidualAddAndReluAndMatchesUnfused) {
+  GraphBuilder b = residual_block(false);
+  const auto inputs = random_inputs(b.graph, 1);
+  const std::vector<HostTensor> before = evaluate(b.graph, inputs);
+  EXPECT_EQ(fuse_conv_epilogues(b.graph), 3);  // relu1 into conv1; add and relu2 into conv2
+  b.graph.verify();
+  int live = 0;
+  for (const ir::Node& node : b.graph.nodes) live += !node.removed;
+  EXPECT_EQ(live, 2);
+  const ir::Node& last = b.graph.nodes.back();
+  EXPECT_EQ(last.op_type, "Conv");
+  EXPECT_EQ(last.attrs.get_string("kiln_activation"), "Relu");
+  ASSERT_EQ(last.inputs.size(), 4u);
+  EXPECT_EQ(last.inputs[2], ir::kNoValue);
+  expect_close(evaluate(b.graph, inputs)[0], before[0], 1e-6f);
+}
+
+TEST(PassesConvFusion, KeepsAddWhoseConvOutputHasAnotherReader) {
+  GraphBuilder b = residual_block(true);
+  const auto inputs = random_inputs(b.graph, 2);
+  const std::vector<HostTensor> before = evaluate(b.graph, inputs);
+  EXPECT_EQ(fuse_conv_epilogues(b.graph), 1);  // only relu1 into conv1: conv2's output is an output
+  const std::vector<HostTensor> after = evaluate(b.graph, inputs);
+  expect_close(after[0], before[0], 1e-6f);
+  expect_close(after[1], before[1], 1e-6f);
+}
+
+TEST(PassesPrecisionLowering, Float16GraphKeepsFloat32EdgesAndMatches) {
+  for (DType precision : {DType::kFloat16, DType::kBFloat16}) {
+    GraphBuilder b = residual_block(true);
+    const auto inputs = random_inputs(b.graph, 3);
+    const std::vector<HostTensor> before = evaluate(b.graph, inputs);
+    lower_precision(b.graph, precision);
+    // Edges stay float32, the compute in between is lowered.
+    EXPECT_EQ(b.graph.value(b.graph.inputs[0]).dtype, DType::kFloat32);
+    for (ir::ValueId out : b.graph.outputs) EXPECT_EQ(b.graph.value(out).dtype, DType::kFloat32);
+    EXPECT_EQ(b.graph.value(b.graph.outputs[0]).name, "relu2");
+    int casts = 0;
+    for (const ir::Node& node : b.graph.nodes) {
+      if (node.op_type == "Cast") {
+        ++casts;
+        continue;
+      }
+      for (ir::ValueId in : node.inputs) {
+        if (in >= 0) {
+          EXPECT_EQ(b.graph.value(in).dtype, precision) << node.name;
+        }
+      }
+    }
+    EXPECT_EQ(casts, 3);  // one in, two out
+    const std::vector<HostTensor> after = evaluate(b.graph, inputs);
+    const float tolerance = precision == DType::kFloat16 ? 5e-3f : 4e-2f;
+    expect_close(after[0], before[0], tolerance);
+    expect_close(after[1], before[1], tolerance);
+  }
+}
+
+TEST(PassesPrecisionLowering, ValueInputsStayFloat32) {
+  GraphBuilder b;
+  const ir::ValueId x = b.input("x", {1, 2, 3, 3});
+  HostTensor scales(DType::kFloat32, {4});
+  const float s[4] = {1.0f, 1.0f, 2.0f, 2.0f};
+  std::memcpy(scales.bytes.data(), s, sizeof s);
+  const ir::ValueId resized = b.node("Resize", "up", {x, ir::kNoValue, b.constant("scales", scales)},
+                                     attrs_of({{"mode", Attribute::of_string("nearest")}}));
+  b.output(b.node("Relu", "relu", {resized}));
+  infer_shapes(b.graph);
+  lower_precision(b.graph, DType::kFloat16);
+  for (const ir::Node& node : b.graph.nodes) {
+    if (node.op_type != "Resize") continue;
+    EXPECT_EQ(b.graph.value(node.inputs[0]).dtype, DType::kFloat16);
+    EXPECT_EQ(b.graph.value(node.inputs[2]).dtype, DType::kFloat32);
+  }
+  const auto inputs = random_inputs(b.graph, 4);
+  EXPECT_EQ(evaluate(b.graph, inputs)[0].shape, (Shape{1, 2, 6, 6}));
+}
+
+}  // namespace
+}  // namespace kiln::passes
