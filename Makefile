@@ -11,7 +11,7 @@ DEBIAN_PACKAGES := libopenblas-dev libgtest-dev libgmock-dev g++ make
 
 export KILN_BUILD_DIR := $(abspath $(BUILD_DIR))
 
-.PHONY: all setup apt-deps venv configure build test test-cpp test-python demo format clean
+.PHONY: all setup apt-deps venv configure build test test-cpp test-python demo gpu-check format clean
 
 all: build
 
@@ -53,6 +53,10 @@ test: test-cpp test-python
 
 demo: build
 	$(PY) scripts/demo.py
+
+# On a machine with an NVIDIA GPU and torch: builds, runs the GPU tests and the benchmarks.
+gpu-check:
+	scripts/gpu-check.sh
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp' '*.h' '*.cu')

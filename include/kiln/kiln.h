@@ -83,6 +83,24 @@ void kiln_context_release(kiln_context* context);
 kiln_status kiln_context_execute(kiln_context* context, size_t num_inputs,
                                  const char* const* names, const kiln_tensor* inputs,
                                  void* stream);
+/* Runs the engine on caller-provided buffers in the engine's memory: device pointers on the
+ * engine's GPU for CUDA engines (`stream` is the cudaStream_t to enqueue on, NULL for the legacy
+ * default stream), host pointers for CPU engines (`stream` must be NULL). Every input and every
+ * output is bound once by name; output shapes must be the ones the engine computes for these
+ * inputs. For CUDA engines the call returns once the work is enqueued: it does not synchronise. */
+kiln_status kiln_context_execute_bound(kiln_context* context, size_t num_inputs,
+                                       const char* const* input_names, const kiln_tensor* inputs,
+                                       size_t num_outputs, const char* const* output_names,
+                                       const kiln_tensor* outputs, void* stream);
+/* CUDA engines: capture each set of input shapes into a CUDA graph and replay it (1, default)
+ * or launch every kernel on each call (0). No effect on CPU engines. */
+kiln_status kiln_context_set_cuda_graphs(kiln_context* context, int enabled);
+
+/* Multi-device safe mode (process-wide, off by default): see kiln::set_multi_device_safe_mode.
+ * Returns the previous mode. */
+int kiln_set_multi_device_safe_mode(int enabled);
+int kiln_get_multi_device_safe_mode(void);
+
 /* The output named `name` from the last execute; *out's pointers stay valid until the next
  * execute or the context's release. */
 kiln_status kiln_context_output(const kiln_context* context, const char* name, kiln_tensor* out);

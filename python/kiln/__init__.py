@@ -268,6 +268,41 @@ class Engine:
     def __call__(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
         return self.run(feeds)
 
+    def run_bound(self, inputs: Mapping[str, tuple], outputs: Mapping[str, tuple],
+                  stream: int | None = None) -> None:
+        """Runs the engine on caller-owned buffers in the engine's memory (device pointers for a
+        CUDA engine). Each value is ``(address, shape, numpy dtype)``. ``stream`` is a CUDA stream
+        handle (an int) or None. For CUDA engines this enqueues the work and returns without
+        synchronising."""
+        context = self._ensure_context()
+
+        def pack(items: Mapping[str, tuple]):
+            names = (ctypes.c_char_p * max(len(items), 1))(*[str(n).encode() for n in items])
+            tensors = (_capi.KilnTensor * max(len(items), 1))()
+            shapes = []
+            for i, (address, shape, dtype) in enumerate(items.values()):
+                code = _NUMPY_TO_KILN.get(np.dtype(dtype))
+                if code is None:
+                    raise InvalidArgumentError(f"numpy dtype {dtype} has no kiln equivalent")
+                dims = (ctypes.c_int64 * max(len(shape), 1))(*shape)
+                shapes.append(dims)
+                tensors[i].dtype = code
+                tensors[i].ndim = len(shape)
+                tensors[i].shape = ctypes.cast(dims, ctypes.POINTER(ctypes.c_int64))
+                tensors[i].data = address or None
+            return names, tensors, shapes
+
+        in_names, in_tensors, in_shapes = pack(inputs)
+        out_names, out_tensors, out_shapes = pack(outputs)
+        _capi.check(self._lib.kiln_context_execute_bound(
+            context, len(inputs), in_names, in_tensors, len(outputs), out_names, out_tensors,
+            ctypes.c_void_p(stream) if stream else None))
+        del in_shapes, out_shapes  # kept alive until the call returned
+
+    def set_cuda_graphs(self, enabled: bool) -> None:
+        """CUDA engines: replay a captured CUDA graph per input-shape set (default) or not."""
+        _capi.check(self._lib.kiln_context_set_cuda_graphs(self._ensure_context(), int(enabled)))
+
     def close(self) -> None:
         """Releases the context and the engine now (also done when the object is collected)."""
         lib = getattr(self, "_lib", None)

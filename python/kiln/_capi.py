@@ -185,6 +185,12 @@ def runtime() -> ctypes.CDLL:
             _declare(lib, "kiln_context_release", None, [_p])
             _declare(lib, "kiln_context_execute", _c_status,
                      [_p, ctypes.c_size_t, ctypes.POINTER(cp), ctypes.POINTER(KilnTensor), _p])
+            _declare(lib, "kiln_context_execute_bound", _c_status,
+                     [_p, ctypes.c_size_t, ctypes.POINTER(cp), ctypes.POINTER(KilnTensor),
+                      ctypes.c_size_t, ctypes.POINTER(cp), ctypes.POINTER(KilnTensor), _p])
+            _declare(lib, "kiln_context_set_cuda_graphs", _c_status, [_p, ctypes.c_int])
+            _declare(lib, "kiln_set_multi_device_safe_mode", ctypes.c_int, [ctypes.c_int])
+            _declare(lib, "kiln_get_multi_device_safe_mode", ctypes.c_int, [])
             _declare(lib, "kiln_context_output", _c_status,
                      [_p, cp, ctypes.POINTER(KilnTensor)])
             _runtime = lib

@@ -34,6 +34,30 @@ kiln::DType dtype_from_c(kiln_dtype dtype) {
   return static_cast<kiln::DType>(dtype);
 }
 
+// Converts C tensors to NamedTensors, validating what C cannot (NULLs, ranks, negative dims).
+std::vector<kiln::NamedTensor> named_tensors(size_t count, const char* const* names, const kiln_tensor* tensors,
+                                             const char* role) {
+  if (count > 0) {
+    require_non_null(names, "names");
+    require_non_null(tensors, "tensors");
+  }
+  std::vector<kiln::NamedTensor> bound(count);
+  for (size_t i = 0; i < count; ++i) {
+    if (!names[i]) kiln::fail(ErrorCode::kInvalidArgument, role, " name ", i, " is NULL");
+    const kiln_tensor& t = tensors[i];
+    if (t.ndim < 0 || t.ndim > 16) kiln::fail(ErrorCode::kInvalidArgument, role, " '", names[i], "': ndim ", t.ndim);
+    if (t.ndim > 0 && !t.shape) kiln::fail(ErrorCode::kInvalidArgument, role, " '", names[i], "': shape is NULL");
+    bound[i].name = names[i];
+    bound[i].tensor.dtype = dtype_from_c(t.dtype);
+    bound[i].tensor.shape.assign(t.shape, t.shape + t.ndim);
+    for (int64_t d : bound[i].tensor.shape) {
+      if (d < 0) kiln::fail(ErrorCode::kInvalidArgument, role, " '", names[i], "': negative dimension ", d);
+    }
+    bound[i].tensor.data = t.data;
+  }
+  return bound;
+}
+
 const std::vector<kiln::BindingInfo>& bindings_of(const kiln_engine* engine, int is_input) {
   return is_input ? engine->engine.inputs() : engine->engine.outputs();
 }
@@ -127,24 +151,7 @@ kiln_status kiln_context_execute(kiln_context* context, size_t num_inputs, const
                                  const kiln_tensor* inputs, void* stream) {
   return guarded([&] {
     require_non_null(context, "context");
-    if (num_inputs > 0) {
-      require_non_null(names, "names");
-      require_non_null(inputs, "inputs");
-    }
-    std::vector<kiln::NamedTensor> bound(num_inputs);
-    for (size_t i = 0; i < num_inputs; ++i) {
-      if (!names[i]) kiln::fail(ErrorCode::kInvalidArgument, "names[", i, "] is NULL");
-      const kiln_tensor& t = inputs[i];
-      if (t.ndim < 0 || t.ndim > 16) kiln::fail(ErrorCode::kInvalidArgument, "input '", names[i], "': ndim ", t.ndim);
-      if (t.ndim > 0 && !t.shape) kiln::fail(ErrorCode::kInvalidArgument, "input '", names[i], "': shape is NULL");
-      bound[i].name = names[i];
-      bound[i].tensor.dtype = dtype_from_c(t.dtype);
-      bound[i].tensor.shape.assign(t.shape, t.shape + t.ndim);
-      for (int64_t d : bound[i].tensor.shape) {
-        if (d < 0) kiln::fail(ErrorCode::kInvalidArgument, "input '", names[i], "': negative dimension ", d);
-      }
-      bound[i].tensor.data = t.data;
-    }
+    std::vector<kiln::NamedTensor> bound = named_tensors(num_inputs, names, inputs, "input");
     if (stream) {
       kiln::fail(ErrorCode::kInvalidArgument, "a stream was given, but this engine runs on the ",
                  context->context.engine().backend(), " backend (pass NULL)");
@@ -153,6 +160,28 @@ kiln_status kiln_context_execute(kiln_context* context, size_t num_inputs, const
     context->outputs = context->context.execute(bound);
   });
 }
+
+kiln_status kiln_context_execute_bound(kiln_context* context, size_t num_inputs, const char* const* input_names,
+                                       const kiln_tensor* inputs, size_t num_outputs,
+                                       const char* const* output_names, const kiln_tensor* outputs,
+                                       void* stream) {
+  return guarded([&] {
+    require_non_null(context, "context");
+    const std::vector<kiln::NamedTensor> in = named_tensors(num_inputs, input_names, inputs, "input");
+    const std::vector<kiln::NamedTensor> out = named_tensors(num_outputs, output_names, outputs, "output");
+    context->context.execute(in, out, stream);
+  });
+}
+
+kiln_status kiln_context_set_cuda_graphs(kiln_context* context, int enabled) {
+  return guarded([&] {
+    require_non_null(context, "context");
+    context->context.set_cuda_graphs(enabled != 0);
+  });
+}
+
+int kiln_set_multi_device_safe_mode(int enabled) { return kiln::set_multi_device_safe_mode(enabled != 0) ? 1 : 0; }
+int kiln_get_multi_device_safe_mode(void) { return kiln::get_multi_device_safe_mode() ? 1 : 0; }
 
 kiln_status kiln_context_output(const kiln_context* context, const char* name, kiln_tensor* out) {
   return guarded([&] {

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Builds kiln on a GPU machine and runs the GPU tests and benchmarks in one go, writing logs and a
+# summary to $OUT (default out/gpu-check). Stages (default: all): build ctest conformance runtime
+# models bench. Example: scripts/gpu-check.sh build conformance
+# Environment: PYTHON (default python3: the one with torch), JOBS, KILN_GPU_CACHE (ONNX exports),
+# PYTEST_ARGS (extra pytest arguments).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+OUT=${OUT:-$REPO/out/gpu-check}
+PYTHON=${PYTHON:-python3}
+JOBS=${JOBS:-$(nproc)}
+BUILD=$REPO/build-gpu
+STAGES=${*:-build ctest conformance runtime models bench}
+mkdir -p "$OUT"
+summary=$OUT/summary.txt
+: > "$summary"
+status=0
+
+note() { echo "$*" | tee -a "$summary"; }
+run_stage() {  # name, command...
+  local name=$1; shift
+  local start=$SECONDS
+  if "$@" > "$OUT/$name.log" 2>&1; then
+    note "PASS $name ($((SECONDS - start)) s)"
+  else
+    note "FAIL $name ($((SECONDS - start)) s): see $name.log"; status=1
+  fi
+  tail -n 3 "$OUT/$name.log" | sed 's/^/    /' | tee -a "$summary"
+}
+
+# pytest is carried as wheels in .deps/wheels when the machine lacks it.
+if ! "$PYTHON" -c "import pytest" 2>/dev/null && [ -d .deps/wheels ]; then
+  "$PYTHON" -m pip install -q --no-index --find-links .deps/wheels --target .deps/pylib pytest >/dev/null 2>&1
+  export PYTHONPATH=$REPO/.deps/pylib${PYTHONPATH:+:$PYTHONPATH}
+fi
+export KILN_BUILD_DIR=$BUILD KILN_LIB_DIR=$BUILD/lib PYTHONUNBUFFERED=1
+
+note "kiln gpu-check on $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)"
+note "python $("$PYTHON" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__)')"
+
+for stage in $STAGES; do
+  case $stage in
+    build)
+      run_stage build bash -c "cmake -S . -B '$BUILD' -G Ninja -DCMAKE_BUILD_TYPE=Release \
+        -DPython3_EXECUTABLE=\$(command -v $PYTHON) -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build '$BUILD' -j $JOBS" ;;
+    ctest) run_stage ctest bash -c "cd '$BUILD' && ctest -j 8 --output-on-failure" ;;
+    conformance) run_stage conformance "$PYTHON" -m pytest -q --tb=line -rf --no-header -p no:cacheprovider tests/gpu/test_cuda_conformance.py ${PYTEST_ARGS:-} ;;
+    runtime) run_stage runtime "$PYTHON" -m pytest -q --no-header -p no:cacheprovider tests/gpu/test_cuda_runtime.py ${PYTEST_ARGS:-} ;;
+    models) run_stage models "$PYTHON" -m pytest -q -s --no-header -p no:cacheprovider tests/gpu/test_cuda_models.py ${PYTEST_ARGS:-} ;;
+    bench) run_stage bench "$PYTHON" benchmarks/bench_models.py --out "$OUT/benchmarks.json" ${BENCH_ARGS:-} ;;
+    *) note "unknown stage '$stage'"; status=2 ;;
+  esac
+done
+exit $status

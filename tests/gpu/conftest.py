@@ -1,0 +1,22 @@
+"""GPU test suite: run by scripts/gpu-check.sh on a machine with an NVIDIA GPU (not by `make test`).
+It fails, rather than skips, when there is no GPU: a GPU run that tested nothing must not pass."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "python"))
+sys.path.insert(0, str(REPO / "tests" / "python"))
+os.environ.setdefault("KILN_LIB_DIR", str(Path(os.environ.get("KILN_BUILD_DIR", REPO / "build")) / "lib"))
+
+
+def pytest_sessionstart(session):
+    import torch
+
+    if not torch.cuda.is_available():
+        raise pytest.UsageError("tests/gpu needs a CUDA GPU; run it on the GPU machine (scripts/gpu-check.sh)")

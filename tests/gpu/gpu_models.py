@@ -1,0 +1,64 @@
+"""Real architectures for the GPU tests and benchmarks (random weights, nothing downloaded), and
+their ONNX export, cached per run in KILN_GPU_CACHE."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+CACHE = Path(os.environ.get("KILN_GPU_CACHE", "/tmp/kiln-gpu-cache"))
+SEQ = 128
+
+
+def make_model(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    if name == "resnet50":
+        import torchvision
+        model = torchvision.models.resnet50(weights=None)
+    elif name == "mobilenet_v3":
+        import torchvision
+        model = torchvision.models.mobilenet_v3_large(weights=None)
+    elif name == "vit_b_16":
+        import torchvision
+        model = torchvision.models.vit_b_16(weights=None)
+    elif name == "bert_base":
+        from transformers import BertConfig, BertModel
+
+        class Bert(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.bert = BertModel(BertConfig(), add_pooling_layer=False)
+
+            def forward(self, input_ids, attention_mask):
+                return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+        model = Bert()
+    else:
+        raise ValueError(name)
+    return model.eval()
+
+
+def make_inputs(name: str, batch: int, device="cpu") -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    if name == "bert_base":
+        ids = torch.randint(0, 30522, (batch, SEQ), generator=g)
+        mask = torch.ones(batch, SEQ, dtype=torch.int64)
+        mask[:, SEQ - 16:] = 0  # some padding, so the mask matters
+        return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+    size = 224
+    return {"x": torch.randn(batch, 3, size, size, generator=g).to(device)}
+
+
+def onnx_path(name: str, batch: int) -> Path:
+    """Exports (once per cache) the float32 model with a static batch."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"{name}_b{batch}.onnx"
+    if not path.exists():
+        model = make_model(name)
+        inputs = make_inputs(name, batch)
+        with torch.no_grad():
+            torch.onnx.export(model, tuple(inputs.values()), str(path), input_names=list(inputs),
+                              output_names=["y"], dynamo=True, external_data=False)
+    return path

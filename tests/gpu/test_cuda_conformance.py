@@ -1,0 +1,113 @@
+"""Backend conformance: every op case, built for the CUDA backend, matches the CPU backend (the
+reference) on the same inputs. Cases come from the ONNX Runtime op suite (tests/python) and from the
+CUDA families' case lists (tests/python/cuda_cases_*.py).
+
+Tolerances: float32 on both backends: rtol 1e-4, atol 1e-5 (summation order differs in GEMM,
+convolution and reductions; no TF32). float16 engines (precision="fp16", float32 at the edges) and
+float16 tensors: max |cuda - cpu| <= 2e-2 * max(1, max |cpu|)."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import numpy as np
+import pytest
+
+import kiln
+from kiln_testing import OpCase, node_case
+from test_ops_vs_ort import CASES as ORT_CASES
+
+FLOAT_TYPES = (np.float32, np.float16)
+
+
+def _array(dtype: str, shape, rng) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.floating):
+        return rng.uniform(-2.0, 2.0, size=shape).astype(dtype)
+    if dtype == np.bool_:
+        return rng.integers(0, 2, size=shape).astype(np.bool_)
+    return rng.integers(-5, 6, size=shape).astype(dtype)
+
+
+def _from_tuple(entry) -> OpCase:
+    case_id, op, inputs, attrs, opset, *rest = entry
+    num_outputs = rest[0] if rest else 1
+    rng = np.random.default_rng(abs(hash(case_id)) % (2**32))
+    named = []
+    for item in inputs:
+        if item is None:
+            named.append(None)
+        elif len(item) == 4 and item[3] == "const":
+            name, dtype, values, _ = item
+            named.append(("c_" + name, np.array(values, dtype=np.dtype(dtype))))
+        else:
+            name, dtype, shape = item
+            named.append((name, _array(dtype, shape, rng)))
+    return node_case(case_id, op, named, attrs, opset=opset, num_outputs=num_outputs)
+
+
+def _load_family_cases() -> list[OpCase]:
+    cases = []
+    import test_ops_vs_ort  # noqa: F401  ensures tests/python is importable
+    for module in sorted(m.name for m in pkgutil.iter_modules([str(_tests_python())]) if m.name.startswith("cuda_cases_")):
+        cases += [_from_tuple(entry) for entry in importlib.import_module(module).CASES]
+    return cases
+
+
+def _tests_python():
+    from pathlib import Path
+    return Path(__file__).resolve().parents[1] / "python"
+
+
+CASES = list(ORT_CASES) + _load_family_cases()
+
+
+def _compare(got: dict, want: dict, fp16: bool, case: OpCase) -> None:
+    assert list(got) == list(want)
+    for name, ref in want.items():
+        out = got[name]
+        assert out.shape == ref.shape, f"{name}: shape cuda {out.shape}, cpu {ref.shape}"
+        assert out.dtype == ref.dtype, f"{name}: dtype cuda {out.dtype}, cpu {ref.dtype}"
+        if not np.issubdtype(ref.dtype, np.floating):
+            np.testing.assert_array_equal(out, ref, err_msg=name)
+            continue
+        if fp16 or ref.dtype == np.float16:
+            scale = max(1.0, float(np.max(np.abs(ref.astype(np.float64))))) if ref.size else 1.0
+            err = float(np.max(np.abs(out.astype(np.float64) - ref))) if ref.size else 0.0
+            assert err <= 2e-2 * scale, f"{name}: max abs error {err} vs scale {scale}"
+        else:
+            np.testing.assert_allclose(out, ref, rtol=max(case.rtol, 1e-4), atol=max(case.atol, 1e-5),
+                                       err_msg=name)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_cuda_matches_cpu(case: OpCase):
+    model = case.model().SerializeToString()
+    feeds = case.feeds
+    cpu = kiln.Engine(kiln.build_onnx(model, target="cpu")).run(feeds)
+    cuda_engine = kiln.Engine(kiln.build_onnx(model, target="cuda"))
+    assert cuda_engine.backend == "cuda"
+    _compare(cuda_engine.run(feeds), cpu, False, case)
+
+
+# float16 compute is checked on ops whose result moves smoothly with rounding of their inputs
+# (not Floor/Round/comparisons/Mod, where one ulp flips the answer).
+FP16_OPS = {
+    "Conv", "Gemm", "MatMul", "BatchNormalization", "LayerNormalization", "Softmax", "LogSoftmax",
+    "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu", "Erf", "HardSigmoid", "HardSwish", "Add", "Sub",
+    "Mul", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceSum",
+    "ReduceMax", "Transpose", "Concat", "Split", "Slice", "Reshape", "Flatten", "Squeeze", "Unsqueeze",
+    "Expand", "Gather", "Pad", "Resize", "Identity", "Where", "Clip",
+}
+FP16_CASES = [c for c in CASES
+              if {n.op_type for n in c.nodes} <= FP16_OPS
+              and any(v.dtype == np.float32 for v in c.feeds.values())]
+
+
+@pytest.mark.parametrize("case", FP16_CASES, ids=[c.id for c in FP16_CASES])
+def test_cuda_fp16_engine_matches_cpu(case: OpCase):
+    model = case.model().SerializeToString()
+    cpu = kiln.Engine(kiln.build_onnx(model, target="cpu")).run(case.feeds)
+    cuda = kiln.Engine(kiln.build_onnx(model, target="cuda", precision="fp16")).run(case.feeds)
+    _compare(cuda, cpu, True, case)

@@ -1,0 +1,99 @@
+"""CUDA execution behaviour: graph replay, dynamic batch (one graph per shape), device buffers on
+the caller's stream, and run-time shape values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+import kiln
+
+
+def conv_net(batch) -> bytes:
+    """x[b,3,16,16] -> Conv -> Relu -> Conv -> Add -> Relu -> Flatten -> Gemm -> y[b,10]."""
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3, "w1")
+    b1 = numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "b1")
+    w2 = numpy_helper.from_array(rng.standard_normal((8, 8, 3, 3)).astype(np.float32) * 0.2, "w2")
+    wf = numpy_helper.from_array(rng.standard_normal((10, 8 * 16 * 16)).astype(np.float32) * 0.02, "wf")
+    bf = numpy_helper.from_array(rng.standard_normal(10).astype(np.float32), "bf")
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c2", "r1"], ["s"]),
+        helper.make_node("Relu", ["s"], ["r2"]),
+        helper.make_node("Flatten", ["r2"], ["f"]),
+        helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1),
+    ]
+    graph = helper.make_graph(nodes, "conv_net",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 10])],
+                              initializer=[w1, b1, w2, wf, bf])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 10
+    return model.SerializeToString()
+
+
+def inputs(batch, seed):
+    return np.random.default_rng(seed).standard_normal((batch, 3, 16, 16)).astype(np.float32)
+
+
+def test_graph_replay_matches_cpu_on_every_call():
+    model = conv_net(2)
+    cpu = kiln.Engine(kiln.build_onnx(model, target="cpu"))
+    for graphs in (True, False):
+        cuda = kiln.Engine(kiln.build_onnx(model, target="cuda"))
+        cuda.set_cuda_graphs(graphs)
+        for seed in range(5):  # eager, capture, replays: each with new data
+            x = inputs(2, seed)
+            np.testing.assert_allclose(cuda.run({"x": x})["y"], cpu.run({"x": x})["y"], rtol=1e-4, atol=1e-4)
+
+
+def test_dynamic_batch_runs_every_batch_in_range_and_rejects_others():
+    model = conv_net("batch")
+    profiles = {"x": {"min": [1, 3, 16, 16], "opt": [4, 3, 16, 16], "max": [8, 3, 16, 16]}}
+    cpu = kiln.Engine(kiln.build_onnx(model, target="cpu", profiles=profiles))
+    cuda = kiln.Engine(kiln.build_onnx(model, target="cuda", profiles=profiles))
+    for batch in (1, 4, 8, 3, 4, 1):
+        x = inputs(batch, batch)
+        np.testing.assert_allclose(cuda.run({"x": x})["y"], cpu.run({"x": x})["y"], rtol=1e-4, atol=1e-4)
+    with pytest.raises(kiln.InvalidArgumentError, match=r"outside the range \[1, 8\]"):
+        cuda.run({"x": inputs(9, 0)})
+
+
+def test_device_buffers_on_the_callers_stream():
+    model = conv_net(4)
+    cpu = kiln.Engine(kiln.build_onnx(model, target="cpu"))
+    cuda = kiln.Engine(kiln.build_onnx(model, target="cuda"))
+    stream = torch.cuda.Stream()
+    x_host = inputs(4, 7)
+    with torch.cuda.stream(stream):
+        x = torch.from_numpy(x_host).cuda()
+        y = torch.empty(4, 10, device="cuda")
+        for _ in range(3):
+            cuda.run_bound({"x": (x.data_ptr(), (4, 3, 16, 16), np.float32)},
+                           {"y": (y.data_ptr(), (4, 10), np.float32)}, stream=stream.cuda_stream)
+    stream.synchronize()
+    np.testing.assert_allclose(y.cpu().numpy(), cpu.run({"x": x_host})["y"], rtol=1e-4, atol=1e-4)
+
+
+def test_wrong_output_shape_is_a_clear_error():
+    cuda = kiln.Engine(kiln.build_onnx(conv_net(4), target="cuda"))
+    x = torch.zeros(4, 3, 16, 16, device="cuda")
+    y = torch.empty(4, 11, device="cuda")
+    with pytest.raises(kiln.InvalidArgumentError, match=r"output 'y'"):
+        cuda.run_bound({"x": (x.data_ptr(), (4, 3, 16, 16), np.float32)},
+                       {"y": (y.data_ptr(), (4, 11), np.float32)})
+
+
+def test_fp16_engine_keeps_float32_bindings():
+    model = conv_net(2)
+    engine = kiln.Engine(kiln.build_onnx(model, target="cuda", precision="fp16"))
+    assert engine.inputs[0].dtype == np.float32 and engine.outputs[0].dtype == np.float32
+    x = inputs(2, 3)
+    want = kiln.Engine(kiln.build_onnx(model, target="cpu")).run({"x": x})["y"]
+    got = engine.run({"x": x})["y"]
+    assert np.max(np.abs(got - want)) <= 3e-2 * max(1.0, np.max(np.abs(want)))
