@@ -73,8 +73,15 @@ def _compare(got: dict, want: dict, fp16: bool, case: OpCase) -> None:
             np.testing.assert_array_equal(out, ref, err_msg=name)
             continue
         if fp16 or ref.dtype == np.float16:
-            scale = max(1.0, float(np.max(np.abs(ref.astype(np.float64))))) if ref.size else 1.0
-            err = float(np.max(np.abs(out.astype(np.float64) - ref))) if ref.size else 0.0
+            ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
+            np.testing.assert_array_equal(np.isnan(out64), np.isnan(ref64), err_msg=f"{name}: NaN positions")
+            finite = np.isfinite(ref64)
+            np.testing.assert_array_equal(out64[~finite & ~np.isnan(ref64)], ref64[~finite & ~np.isnan(ref64)],
+                                          err_msg=f"{name}: infinities")
+            if not finite.any():
+                continue
+            scale = max(1.0, float(np.max(np.abs(ref64[finite]))))
+            err = float(np.max(np.abs(out64[finite] - ref64[finite])))
             assert err <= 2e-2 * scale, f"{name}: max abs error {err} vs scale {scale}"
         else:
             np.testing.assert_allclose(out, ref, rtol=max(case.rtol, 1e-4), atol=max(case.atol, 1e-5),
