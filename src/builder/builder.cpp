@@ -13,6 +13,7 @@
 #include "passes/batch_norm_folding.hpp"
 #include "passes/constant_folding.hpp"
 #include "passes/conv_fusion.hpp"
+#include "passes/conv_padding.hpp"
 #include "passes/dead_code_elimination.hpp"
 #include "passes/identity_elimination.hpp"
 #include "passes/precision_lowering.hpp"
@@ -50,6 +51,7 @@ void allow_tf32(ir::Graph& graph) {
 }
 
 void lower_for_cuda(ir::Graph& graph, const BuilderConfig& config, const ResolvedConfig& resolved) {
+  if (passes::make_conv_padding_symmetric(graph) > 0) passes::infer_shapes(graph);
   if (resolved.precision != DType::kFloat32) passes::lower_precision(graph, resolved.precision);
   if (config.precision == Precision::kTf32) allow_tf32(graph);
 }

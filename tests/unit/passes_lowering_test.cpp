@@ -10,6 +10,7 @@
 #include "base/half.hpp"
 #include "graph_test_builder.hpp"
 #include "passes/conv_fusion.hpp"
+#include "passes/conv_padding.hpp"
 #include "passes/precision_lowering.hpp"
 #include "passes/shape_inference.hpp"
 
@@ -158,6 +159,37 @@ TEST(PassesPrecisionLowering, ValueInputsStayFloat32) {
   }
   const auto inputs = random_inputs(b.graph, 4);
   EXPECT_EQ(evaluate(b.graph, inputs)[0].shape, (Shape{1, 2, 6, 6}));
+}
+
+TEST(PassesConvPadding, AsymmetricPadsBecomeAPadNodeAndMatch) {
+  struct Case {
+    AttributeMap attrs;
+    int inserted;
+  };
+  const std::vector<Case> cases = {
+      {attrs_of({{"pads", Attribute::of_ints({0, 2, 1, 1})}}), 1},
+      {attrs_of({{"auto_pad", Attribute::of_string("SAME_LOWER")}, {"strides", Attribute::of_ints({2, 2})}}), 1},
+      {attrs_of({{"pads", Attribute::of_ints({1, 1, 1, 1})}}), 0},
+  };
+  for (const Case& c : cases) {
+    std::mt19937 rng(9);
+    GraphBuilder b;
+    const ir::ValueId x = b.input("x", {1, 2, 7, 8});
+    b.output(b.node("Conv", "conv", {x, b.constant("w", random_tensor_f32({3, 2, 2, 3}, rng))}, c.attrs));
+    infer_shapes(b.graph);
+    const auto inputs = random_inputs(b.graph, 6);
+    const std::vector<HostTensor> before = evaluate(b.graph, inputs);
+    EXPECT_EQ(make_conv_padding_symmetric(b.graph), c.inserted);
+    infer_shapes(b.graph);
+    for (const ir::Node& node : b.graph.nodes) {
+      if (node.op_type != "Conv") continue;
+      EXPECT_FALSE(node.attrs.has("auto_pad") && c.inserted);
+      const auto pads = node.attrs.get_ints_or("pads", {0, 0, 0, 0});
+      EXPECT_EQ(pads[0], pads[2]);
+      EXPECT_EQ(pads[1], pads[3]);
+    }
+    expect_close(evaluate(b.graph, inputs)[0], before[0], 1e-6f);
+  }
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "backends/cuda/cuda_check.hpp"
 #include "backends/cuda/cuda_kernel.hpp"
 #include "backends/cuda/library_handles.hpp"
+#include "backends/cuda/strided_copy.cuh"
 
 namespace kiln::cuda {
 namespace {
@@ -35,6 +36,7 @@ struct GemmPlan {
   float alpha = 1.0f, beta = 0.0f;
   bool bias = false;                  // C is a length-N vector added to every row
   bool c_matrix = false;              // C is a full [M, N] matrix (batch 1)
+  bool c_expand = false;              // C broadcasts otherwise: expanded into D first, D += ...
 };
 
 class GemmState : public LayerState {
@@ -145,9 +147,11 @@ GemmPlan plan_gemm(const LaunchContext& ctx) {
       plan.bias = true;
     } else if (c.size() == 2 && c[0] == plan.m && c[1] == plan.n) {
       plan.c_matrix = true;
+    } else if (c.size() <= 2) {
+      plan.c_expand = true;
     } else {
-      ctx.fail(ErrorCode::kUnsupported, "C of shape ", shape_to_string(c), " (", c_numel,
-               " elements) with beta ", plan.beta, "; supported: [N] or [1, N] with beta 1, or [M, N]");
+      ctx.fail(ErrorCode::kInvalidArgument, "C of shape ", shape_to_string(c), " (", c_numel,
+               " elements) does not broadcast to [M, N]");
     }
   }
   return plan;
@@ -217,7 +221,15 @@ void launch_gemm(LaunchContext& ctx) {
     const void* bias = ctx.inputs[2].data;
     KILN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(state.operation, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
   }
-  const float beta = plan.c_matrix ? plan.beta : 0.0f;
+  if (plan.c_expand) {
+    // D starts as C broadcast to [M, N]; cuBLASLt then computes D = alpha * A * B + beta * D.
+    const Shape& c = ctx.inputs[2].shape;
+    const int64_t c_rows = c.size() == 2 ? c[0] : 1;
+    const int64_t c_cols = c.empty() ? 1 : c.back();
+    const std::vector<int64_t> strides = {c_rows == 1 ? 0 : c_cols, c_cols == 1 ? 0 : 1};
+    launch_strided_copy(ctx, ctx.inputs[2].data, ctx.outputs[0].data, element, Shape{plan.m, plan.n}, strides);
+  }
+  const float beta = plan.c_matrix || plan.c_expand ? plan.beta : 0.0f;
   for (int64_t o = 0; o < plan.outer; ++o) {
     const auto* a = ctx.inputs[0].as<const uint8_t>() + o * plan.outer_stride_a * element;
     const auto* b = ctx.inputs[1].as<const uint8_t>() + o * plan.outer_stride_b * element;
