@@ -16,18 +16,20 @@ int make_conv_padding_symmetric(ir::Graph& graph) {
       rewritten.push_back(std::move(node));
       continue;
     }
-    const ir::Value& x = graph.value(node.inputs[0]);
-    const ir::Value& w = graph.value(node.inputs[1]);
-    const Shape spatial(x.shape.begin() + 2, x.shape.end());
+    // Copies: adding values below may reallocate graph.values.
+    const DType x_dtype = graph.value(node.inputs[0]).dtype;
+    const Shape x_shape = graph.value(node.inputs[0]).shape;
+    const Shape w_shape = graph.value(node.inputs[1]).shape;
+    const Shape spatial(x_shape.begin() + 2, x_shape.end());
     const std::string auto_pad = node.attrs.get_string_or("auto_pad", "NOTSET");
-    if (x.shape.size() < 3 || w.shape.size() != x.shape.size() ||
+    if (x_shape.size() < 3 || w_shape.size() != x_shape.size() ||
         (auto_pad != "NOTSET" && auto_pad != "VALID" && !shape_is_static(spatial))) {
       rewritten.push_back(std::move(node));
       continue;
     }
     const ops::nn::NodeLabel label{node.name, node.op_type};
     const ops::nn::WindowGeometry window =
-        ops::nn::resolve_window(label, node.attrs, spatial, Shape(w.shape.begin() + 2, w.shape.end()), false);
+        ops::nn::resolve_window(label, node.attrs, spatial, Shape(w_shape.begin() + 2, w_shape.end()), false);
     const size_t rank = spatial.size();
     bool symmetric = true;
     for (size_t d = 0; d < rank; ++d) symmetric &= window.pad_begin[d] == window.pad_end[d];
@@ -49,8 +51,8 @@ int make_conv_padding_symmetric(ir::Graph& graph) {
     const ir::ValueId pads_value = graph.add_constant(unique_value_name(graph, node.name + "/pads"), pads);
     ir::Value padded;
     padded.name = unique_value_name(graph, node.name + "/padded_input");
-    padded.dtype = x.dtype;
-    padded.shape = x.shape;
+    padded.dtype = x_dtype;
+    padded.shape = x_shape;
     for (size_t d = 0; d < rank; ++d) {
       if (padded.shape[2 + d] != kDynamicDim) padded.shape[2 + d] += extra[2 + d] + extra[rank + 4 + d];
     }
