@@ -42,7 +42,10 @@ note "python $("$PYTHON" -c 'import sys, torch; print(sys.version.split()[0], "t
 for stage in $STAGES; do
   case $stage in
     build)
-      run_stage build bash -c "cmake -S . -B '$BUILD' -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      # The distribution's g++ links libstdc++ as a shared library, as the deployment targets do.
+      compilers=""
+      [ -x /usr/bin/g++ ] && compilers="-DCMAKE_CXX_COMPILER=/usr/bin/g++ -DCMAKE_CUDA_HOST_COMPILER=/usr/bin/g++"
+      run_stage build bash -c "cmake -S . -B '$BUILD' -G Ninja -DCMAKE_BUILD_TYPE=Release $compilers \
         -DPython3_EXECUTABLE=\$(command -v $PYTHON) -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build '$BUILD' -j $JOBS" ;;
     ctest) run_stage ctest bash -c "cd '$BUILD' && ctest -j 8 --output-on-failure" ;;
     conformance) run_stage conformance "$PYTHON" -m pytest -q --tb=line -rf --no-header -p no:cacheprovider tests/gpu/test_cuda_conformance.py ${PYTEST_ARGS:-} ;;
