@@ -23,6 +23,9 @@ def make_model(name: str) -> torch.nn.Module:
     elif name == "vit_b_16":
         import torchvision
         model = torchvision.models.vit_b_16(weights=None)
+        # torchvision initialises the classification head to zeros: compare the class-token
+        # features instead, which every layer before the head decides.
+        model.heads = torch.nn.Identity()
     elif name == "bert_base":
         from transformers import BertConfig, BertModel
 

@@ -11,8 +11,9 @@ from onnx import TensorProto, helper, numpy_helper
 import kiln
 
 
-def conv_net(batch) -> bytes:
-    """x[b,3,16,16] -> Conv -> Relu -> Conv -> Add -> Relu -> Flatten -> Gemm -> y[b,10]."""
+def conv_net(batch, final_relu=True) -> bytes:
+    """x[b,3,16,16] -> Conv -> Relu -> Conv -> Add -> Relu -> Flatten -> Gemm -> y[b,10] (without the
+    second Relu when final_relu is False: a residual fused without an activation)."""
     rng = np.random.default_rng(0)
     w1 = numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3, "w1")
     b1 = numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "b1")
@@ -24,7 +25,7 @@ def conv_net(batch) -> bytes:
         helper.make_node("Relu", ["c1"], ["r1"]),
         helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
         helper.make_node("Add", ["c2", "r1"], ["s"]),
-        helper.make_node("Relu", ["s"], ["r2"]),
+        helper.make_node("Relu" if final_relu else "Identity", ["s"], ["r2"]),
         helper.make_node("Flatten", ["r2"], ["f"]),
         helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1),
     ]
@@ -89,11 +90,14 @@ def test_wrong_output_shape_is_a_clear_error():
                        {"y": (y.data_ptr(), (4, 11), np.float32)})
 
 
-def test_fp16_engine_keeps_float32_bindings():
-    model = conv_net(2)
-    engine = kiln.Engine(kiln.build_onnx(model, target="cuda", precision="fp16"))
+@pytest.mark.parametrize("final_relu", [True, False])
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_fused_residual_conv_matches_cpu(precision, final_relu):
+    model = conv_net(2, final_relu)
+    engine = kiln.Engine(kiln.build_onnx(model, target="cuda", precision=precision))
     assert engine.inputs[0].dtype == np.float32 and engine.outputs[0].dtype == np.float32
     x = inputs(2, 3)
     want = kiln.Engine(kiln.build_onnx(model, target="cpu")).run({"x": x})["y"]
     got = engine.run({"x": x})["y"]
-    assert np.max(np.abs(got - want)) <= 3e-2 * max(1.0, np.max(np.abs(want)))
+    tolerance = 3e-2 if precision == "fp16" else 1e-4
+    assert np.max(np.abs(got - want)) <= tolerance * max(1.0, np.max(np.abs(want)))

@@ -40,7 +40,7 @@ class ConvState : public LayerState {
   cudnnTensorDescriptor_t x = nullptr, y = nullptr, bias = nullptr;
   cudnnFilterDescriptor_t filter = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
-  cudnnActivationDescriptor_t activation = nullptr;  // set when fused (activation or residual)
+  cudnnActivationDescriptor_t activation = nullptr;  // set when an activation is fused
   cudnnConvolutionFwdAlgo_t algo{};
   size_t workspace = 0;
   DeviceBuffer zero_bias;  // fused path without a bias input
@@ -127,7 +127,9 @@ std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_b
   KILN_CUDNN_CHECK(cudnnSetConvolutionMathType(state->conv, math));
 
   const bool has_bias = ctx.has_input(2);
-  const bool fused = ctx.attrs.get_string_or("kiln_activation", "") != "" || ctx.has_input(3);
+  // cuDNN's fused conv+bias+residual+activation call runs with ReLU; a residual without an
+  // activation is blended by the plain convolution instead (y = residual, then y = conv + 1 * y).
+  const bool fused = ctx.attrs.get_string_or("kiln_activation", "") != "";
   if (has_bias || fused) {
     std::vector<int> bias_dims(dims_of(y.shape).size(), 1);
     bias_dims[1] = static_cast<int>(y.shape[1]);
@@ -160,11 +162,6 @@ std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_b
   bool chosen = false;
   for (int i = 0; i < returned && !chosen; ++i) {
     if (results[i].status != CUDNN_STATUS_SUCCESS || results[i].memory > limit) continue;
-    // The fused call with an identity activation only runs IMPLICIT_PRECOMP_GEMM.
-    if (fused && ctx.attrs.get_string_or("kiln_activation", "") == "" &&
-        results[i].algo != CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM) {
-      continue;
-    }
     state->algo = results[i].algo;
     state->workspace = results[i].memory;
     chosen = true;
@@ -189,9 +186,14 @@ void launch_conv(LaunchContext& ctx) {
         bias, state.activation, state.y, y));
     return;
   }
+  const bool residual = ctx.has_input(3);
+  if (residual) {
+    KILN_CUDA_CHECK(cudaMemcpyAsync(ctx.outputs[0].data, ctx.inputs[3].data, ctx.outputs[0].nbytes(),
+                                    cudaMemcpyDeviceToDevice, ctx.stream));
+  }
   KILN_CUDNN_CHECK(cudnnConvolutionForward(ctx.libs->cudnn, &one, state.x, ctx.inputs[0].data, state.filter,
                                            ctx.inputs[1].data, state.conv, state.algo, ctx.workspace, state.workspace,
-                                           &zero, state.y, ctx.outputs[0].data));
+                                           residual ? &one : &zero, state.y, ctx.outputs[0].data));
   if (ctx.has_input(2)) {
     KILN_CUDNN_CHECK(cudnnAddTensor(ctx.libs->cudnn, &one, state.bias, ctx.inputs[2].data, &one, state.y,
                                     ctx.outputs[0].data));
