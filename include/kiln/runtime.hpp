@@ -64,6 +64,8 @@ struct BindingInfo {
 };
 
 class ExecutionContext;
+class EngineBuffer;
+void synchronize(const class Engine& engine, void* stream);
 
 class Engine {
  public:
@@ -91,6 +93,8 @@ class Engine {
   explicit Engine(std::shared_ptr<const detail::EngineState> state) : state_(std::move(state)) {}
   std::shared_ptr<const detail::EngineState> state_;
   friend class ExecutionContext;
+  friend class EngineBuffer;
+  friend void synchronize(const Engine& engine, void* stream);
 };
 
 class ExecutionContext {
@@ -122,6 +126,36 @@ class ExecutionContext {
   std::unique_ptr<detail::ContextState> state_;
   friend class Engine;
 };
+
+// Memory in an engine's address space: device memory on the engine's GPU for CUDA engines, host
+// memory for CPU engines. For callers without an allocator of their own (the CLI, plain C++ apps)
+// that want to run ExecutionContext::execute on bound buffers.
+class EngineBuffer {
+ public:
+  // Allocates `bytes` (at least 1). Throws kOutOfMemory or kDeviceError.
+  EngineBuffer(const Engine& engine, size_t bytes);
+  ~EngineBuffer();
+  EngineBuffer(EngineBuffer&& other) noexcept;
+  EngineBuffer& operator=(EngineBuffer&& other) noexcept;
+  EngineBuffer(const EngineBuffer&) = delete;
+  EngineBuffer& operator=(const EngineBuffer&) = delete;
+
+  void* data() const { return data_; }
+  size_t size() const { return size_; }
+  // Synchronous copies of the first `bytes` bytes (kInvalidArgument past size()); they wait for
+  // work enqueued earlier on the default stream.
+  void copy_from_host(const void* source, size_t bytes);
+  void copy_to_host(void* destination, size_t bytes) const;
+
+ private:
+  void release() noexcept;
+  void* data_ = nullptr;
+  size_t size_ = 0;
+  int device_ = -1;  // -1: host memory
+};
+
+// Waits until the work enqueued for `engine` on `stream` has finished (no-op for CPU engines).
+void synchronize(const Engine& engine, void* stream = nullptr);
 
 // Multi-device safe mode, process-wide and off by default. Off: each call checks that the current
 // CUDA device is the engine's and fails clearly when it is not. On: each call switches to the

@@ -19,7 +19,8 @@ namespace {
 constexpr std::string_view kBenchHelp = R"(usage: kiln bench ENGINE.kiln [options]
 
 Run an engine repeatedly on one execution context and report the latency of each execute call
-(min, mean, p50, p90, p99, max) and the throughput.
+(min, mean, p50, p90, p99, max) and the throughput. By default inputs and outputs stay in the
+engine's memory (GPU memory for CUDA engines) and a call is timed until its work has finished.
 
 options:
   --iterations N          timed runs (default 100, at least 1)
@@ -27,6 +28,9 @@ options:
   --input NAME=FILE.npy   the value of input NAME; inputs without one are random
                           (dynamic dims take their opt value)
   --seed N                seed of the random inputs (default 0)
+  --host-io               time host-to-host calls instead (input and output copies included)
+  --no-cuda-graph         CUDA engines: launch every kernel on each call instead of replaying a
+                          captured CUDA graph
   --json                  print the results as one JSON object
   -h, --help              show this help
 )";
@@ -47,6 +51,8 @@ int bench_command(std::span<const std::string> args) {
   uint64_t warmup = 10;
   uint64_t seed = 0;
   bool json = false;
+  bool host_io = false;
+  bool cuda_graphs = true;
 
   ArgCursor cursor(args);
   while (cursor.next()) {
@@ -66,6 +72,12 @@ int bench_command(std::span<const std::string> args) {
       input_files.push_back(parse_input_option(cursor.value()));
     } else if (flag == "--seed") {
       seed = parse_unsigned(cursor.value(), "--seed");
+    } else if (flag == "--host-io") {
+      cursor.expect_no_value();
+      host_io = true;
+    } else if (flag == "--no-cuda-graph") {
+      cursor.expect_no_value();
+      cuda_graphs = false;
     } else if (flag == "--json") {
       cursor.expect_no_value();
       json = true;
@@ -79,14 +91,40 @@ int bench_command(std::span<const std::string> args) {
   std::vector<OwnedInput> inputs = prepare_inputs(loaded, input_files, true, seed);
   std::vector<NamedTensor> named = as_named_tensors(inputs);
   ExecutionContext context = loaded.engine.create_context();
+  context.set_cuda_graphs(cuda_graphs);
 
-  for (uint64_t i = 0; i < warmup; ++i) context.execute(named);
+  // Bound mode: inputs copied into the engine's memory once; outputs sized by one host run.
+  std::vector<EngineBuffer> buffers;
+  std::vector<NamedTensor> bound_inputs, bound_outputs;
+  if (!host_io) {
+    const std::vector<Tensor> shaped = context.execute(named);
+    for (const NamedTensor& in : named) {
+      const size_t bytes = static_cast<size_t>(shape_numel(in.tensor.shape)) * dtype_size(in.tensor.dtype);
+      EngineBuffer& buffer = buffers.emplace_back(loaded.engine, bytes);
+      buffer.copy_from_host(in.tensor.data, bytes);
+      bound_inputs.push_back({in.name, {in.tensor.dtype, in.tensor.shape, buffer.data()}});
+    }
+    for (size_t o = 0; o < shaped.size(); ++o) {
+      EngineBuffer& buffer = buffers.emplace_back(loaded.engine, shaped[o].bytes.size());
+      bound_outputs.push_back({loaded.engine.outputs()[o].name, {shaped[o].dtype, shaped[o].shape, buffer.data()}});
+    }
+  }
+  auto call = [&] {
+    if (host_io) {
+      context.execute(named);
+    } else {
+      context.execute(bound_inputs, bound_outputs, nullptr);
+      synchronize(loaded.engine, nullptr);
+    }
+  };
+
+  for (uint64_t i = 0; i < warmup; ++i) call();
   std::vector<double> latencies_ms;
   latencies_ms.reserve(iterations);
   const auto total_start = std::chrono::steady_clock::now();
   for (uint64_t i = 0; i < iterations; ++i) {
     const auto start = std::chrono::steady_clock::now();
-    context.execute(named);
+    call();
     latencies_ms.push_back(
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
             .count());

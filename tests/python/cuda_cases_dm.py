@@ -339,3 +339,25 @@ resize("rs_nearest_large_x2", [2, 32, 40, 40], {"mode": "nearest"}, [1, 1, 2, 2]
 resize("rs_linear_f16", [1, 3, 6, 7], {"mode": "linear"}, [1, 1, 1.5, 2], dtype=F16)
 resize("rs_nearest_f16", [1, 3, 6, 7], {"mode": "nearest"}, sizes=[1, 3, 11, 4], dtype=F16)
 resize("rs_linear_opset18_scales", [1, 2, 3, 4], {"mode": "linear"}, [1, 1, 3, 3], opset=18)
+
+# ---- GatherND ------------------------------------------------------------------------------------
+# Runtime indices address axes of size >= 6 (random values in [-5, 5] are in range; negatives wrap).
+add("dm_gather_nd_rows_runtime", "GatherND", [("x", F32, [8, 13]), ("idx", I64, [5, 1])])
+add("dm_gather_nd_scalars_const", "GatherND",
+    [("x", F32, [5, 4]), const("idx", I64, [[0, 1], [4, -4], [-5, 3]])])
+add("dm_gather_nd_2d_tuples_runtime", "GatherND", [("x", F32, [6, 7, 9]), ("idx", I64, [2, 3, 2])])
+add("dm_gather_nd_full_tuple_runtime", "GatherND", [("x", F32, [6, 6, 7]), ("idx", I64, [4, 3])])
+add("dm_gather_nd_bert_batch1", "GatherND", [("x", F32, [2, 128, 768]), ("idx", I64, [2, 20, 1])],
+    {"batch_dims": 1})
+add("dm_gather_nd_batch1_full_tuple", "GatherND",
+    [("x", F32, [3, 4, 5]), const("idx", I64, [[1, 4], [0, 0], [3, -1]])], {"batch_dims": 1})
+add("dm_gather_nd_batch2", "GatherND", [("x", F32, [2, 3, 7, 13]), ("idx", I64, [2, 3, 4, 1])],
+    {"batch_dims": 2})
+add("dm_gather_nd_large_slices", "GatherND", [("x", F32, [6, 1000]), ("idx", I64, [1001, 1])])
+add("dm_gather_nd_odd_slice_f16", "GatherND", [("x", F16, [7, 3, 7]), ("idx", I64, [4, 1])])
+add("dm_gather_nd_f16_scalars", "GatherND", [("x", F16, [6, 7]), ("idx", I64, [13, 2])])
+add("dm_gather_nd_int64_data", "GatherND", [("x", I64, [6, 7, 2]), ("idx", I64, [3, 2])])
+add("dm_gather_nd_int32_data_batch1", "GatherND", [("x", I32, [3, 6, 5]), ("idx", I64, [3, 1])],
+    {"batch_dims": 1})
+add("dm_gather_nd_opset13", "GatherND", [("x", F32, [6, 4]), const("idx", I64, [[2], [5]])],
+    opset=13)

@@ -171,6 +171,12 @@ def test_bench(kiln_cli, static_engine):
     assert doc["iterations"] == 10 and doc["throughput_per_s"] > 0
 
 
+@pytest.mark.parametrize("flags", [["--host-io"], ["--no-cuda-graph"], ["--host-io", "--no-cuda-graph"]])
+def test_bench_modes(kiln_cli, static_engine, flags):
+    doc = json.loads(kiln(kiln_cli, "bench", static_engine, "--iterations", 5, "--json", *flags).stdout)
+    assert doc["iterations"] == 5 and doc["latency_ms"]["min"] > 0
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_help_per_command(kiln_cli, command):
     for flag in ("--help", "-h"):

@@ -487,6 +487,28 @@ add(OpCase("ConstantOfShape-of-Shape",
             helper.make_node("Add", ["x", "ones"], ["y"], name="add")],
            {"x": rand(2, 5)}))
 
+# ---- GatherND (BERT's torch export uses it with batch_dims) ----------------------------------
+for name, data, indices, batch_dims in [
+    ("rows", rand(5, 4), i64(3, 0, -1).reshape(3, 1), 0),
+    ("scalars", rand(5, 4), i64(0, 1, 4, -4, -5, 3).reshape(3, 2), 0),
+    ("2d-tuples-3d-data", rand(4, 3, 6), i64(1, 2, 3, 0, -2, -1, 0, 0).reshape(2, 2, 2), 0),
+    ("single-tuple", rand(6, 7, 2), i64(5, -7), 0),
+    ("batch1", rand(2, 9, 8), i64(8, 0, -1, 3, 4, 4).reshape(2, 3, 1), 1),
+    ("batch1-full-tuple", rand(3, 4, 5), i64(1, 4, 0, 0, 3, -1).reshape(3, 2), 1),
+    ("batch2", rand(2, 3, 4, 5), i64(0, 3, 2, 1, -1, 2).reshape(2, 3, 1), 2),
+    ("int64-data", randint(4, 3, 2), i64(3, 2, 0, -3).reshape(2, 2), 0),
+]:
+    attrs = {"batch_dims": batch_dims} if batch_dims else {}
+    add(node_case(f"GatherND-{name}-const-indices", "GatherND", [("x", data), ("c_idx", indices)],
+                  attrs))
+    add(node_case(f"GatherND-{name}-runtime-indices", "GatherND", [("x", data), ("idx", indices)],
+                  attrs))
+add(node_case("GatherND-opset13", "GatherND", [("x", rand(3, 4)), ("c_idx", i64(2, 1).reshape(2, 1))],
+              opset=13))
+add(node_case("GatherND-batch1-opset13", "GatherND",
+              [("x", rand(2, 4, 3)), ("idx", i64(3, 0, 1, 1).reshape(2, 2, 1))], {"batch_dims": 1},
+              opset=13))
+
 _ids = [c.id for c in CASES]
 assert len(_ids) == len(set(_ids)), [i for i in _ids if _ids.count(i) > 1]
 

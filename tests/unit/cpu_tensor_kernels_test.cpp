@@ -1245,5 +1245,172 @@ TEST(CpuTensorInfer, EveryRegisteredTensorOpHasACpuKernel) {
   }
 }
 
+// ---- GatherND ------------------------------------------------------------------------------
+
+namespace gather_nd_test {
+
+// Naive GatherND by coordinates: every output element maps back to one data element.
+std::vector<double> reference(const HostTensor& data, const HostTensor& indices,
+                              int64_t batch_dims) {
+  const Shape& ds = data.shape;
+  const Shape& is = indices.shape;
+  const auto b = static_cast<size_t>(batch_dims);
+  const auto k = static_cast<size_t>(is.back());
+  Shape out_shape(is.begin(), is.end() - 1);
+  out_shape.insert(out_shape.end(), ds.begin() + static_cast<std::ptrdiff_t>(b + k), ds.end());
+  int64_t total = 1;
+  for (int64_t d : out_shape) total *= d;
+  std::vector<double> out;
+  for (int64_t o = 0; o < total; ++o) {
+    std::vector<int64_t> coord(out_shape.size());
+    int64_t rest = o;
+    for (size_t d = out_shape.size(); d-- > 0;) {
+      coord[d] = rest % out_shape[d];
+      rest /= out_shape[d];
+    }
+    // Index tuple location: coord[0 .. is.size()-1) in indices, last coord = component.
+    std::vector<int64_t> data_coord(coord.begin(), coord.begin() + static_cast<std::ptrdiff_t>(b));
+    for (size_t j = 0; j < k; ++j) {
+      int64_t flat = 0;
+      for (size_t d = 0; d + 1 < is.size(); ++d) flat = flat * is[d] + coord[d];
+      int64_t v = indices.data<int64_t>()[flat * static_cast<int64_t>(k) + static_cast<int64_t>(j)];
+      if (v < 0) v += ds[b + j];
+      data_coord.push_back(v);
+    }
+    for (size_t d = is.size() - 1; d < coord.size(); ++d) data_coord.push_back(coord[d]);
+    int64_t flat = 0;
+    for (size_t d = 0; d < ds.size(); ++d) flat = flat * ds[d] + data_coord[d];
+    out.push_back(at(data, flat));
+  }
+  return out;
+}
+
+HostTensor random_indices(Shape shape, const Shape& data_shape, size_t first_axis,
+                          std::mt19937& rng) {
+  HostTensor t(DType::kInt64, std::move(shape));
+  const auto k = static_cast<int64_t>(t.shape.back());
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    const int64_t dim = data_shape[first_axis + static_cast<size_t>(i % k)];
+    std::uniform_int_distribution<int64_t> dist(-dim, dim - 1);  // negatives wrap
+    t.data<int64_t>()[i] = dist(rng);
+  }
+  return t;
+}
+
+}  // namespace gather_nd_test
+
+TEST(CpuTensorGatherND, MatchesNaiveReference) {
+  std::mt19937 rng(1234);
+  struct Case {
+    Shape data;
+    Shape indices;
+    int64_t batch_dims;
+    DType dtype;
+  };
+  const std::vector<Case> cases = {
+      {{5, 4}, {3, 2}, 0, DType::kFloat32},          // full tuples -> scalars
+      {{5, 4}, {3, 1}, 0, DType::kFloat32},          // rows
+      {{4, 3, 5}, {2, 2, 2}, 0, DType::kInt64},      // 2-tuples, slices of 5
+      {{6, 7}, {1}, 0, DType::kFloat16},             // single tuple, no outer indices dims
+      {{2, 5, 3}, {2, 4, 1}, 1, DType::kFloat32},    // batch_dims 1 (BERT-like)
+      {{2, 3, 4, 5}, {2, 3, 2, 1}, 2, DType::kInt32},  // batch_dims 2
+      {{3, 4, 6}, {3, 2}, 1, DType::kUInt8},         // batch_dims 1, full tuple
+  };
+  for (const Case& c : cases) {
+    const HostTensor data = random_tensor(c.dtype, c.data, rng, 0, 100);
+    const HostTensor indices = gather_nd_test::random_indices(
+        c.indices, c.data, static_cast<size_t>(c.batch_dims), rng);
+    const HostTensor got =
+        run1("GatherND", attrs_of({{"batch_dims", Attribute::of_int(c.batch_dims)}}),
+             {&data, &indices});
+    const std::string what = "GatherND data " + shape_to_string(c.data) + " indices " +
+                             shape_to_string(c.indices) + " batch_dims " +
+                             std::to_string(c.batch_dims);
+    EXPECT_EQ(got.dtype, c.dtype) << what;
+    expect_values(got, gather_nd_test::reference(data, indices, c.batch_dims), what);
+  }
+}
+
+TEST(CpuTensorGatherND, KnownValuesAndShapes) {
+  // ONNX's documented examples (batch_dims 0 and 1).
+  const HostTensor data = f32({2, 2, 2}, {0, 1, 2, 3, 4, 5, 6, 7});
+  const HostTensor idx = i64({2, 1, 1}, {1, 0});
+  HostTensor out = run1("GatherND", {}, {&data, &idx});
+  EXPECT_EQ(out.shape, (Shape{2, 1, 2, 2}));
+  expect_values(out, {4, 5, 6, 7, 0, 1, 2, 3}, "GatherND example 5");
+  const HostTensor idx_b = i64({2, 1}, {1, 0});
+  out = run1("GatherND", attrs_of({{"batch_dims", Attribute::of_int(1)}}), {&data, &idx_b});
+  EXPECT_EQ(out.shape, (Shape{2, 2}));
+  expect_values(out, {2, 3, 4, 5}, "GatherND batch_dims 1");
+  const HostTensor idx_neg = i64({2, 3}, {-1, -2, 0, 0, -1, -1});
+  out = run1("GatherND", {}, {&data, &idx_neg});
+  EXPECT_EQ(out.shape, (Shape{2}));
+  expect_values(out, {4, 3}, "GatherND negative");
+  const HostTensor empty = i64({0, 2}, {});
+  out = run1("GatherND", {}, {&data, &empty});
+  EXPECT_EQ(out.shape, (Shape{0, 2}));
+}
+
+TEST(CpuTensorGatherND, OutOfRangeIndexNamesNodeAndIndex) {
+  const HostTensor data = f32({3, 4}, std::vector<double>(12, 1.0));
+  const HostTensor bad = i64({2, 2}, {0, 1, 2, 4});
+  Error e = error_of([&] { run_named("gnd_node", "GatherND", {}, {&data, &bad}); });
+  EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+  std::string message = e.what();
+  EXPECT_NE(message.find("gnd_node"), std::string::npos) << message;
+  EXPECT_NE(message.find("index 4"), std::string::npos) << message;
+  const HostTensor too_negative = i64({1, 1}, {-4});
+  e = error_of([&] { run_named("gnd_neg", "GatherND", {}, {&data, &too_negative}); });
+  EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+  message = e.what();
+  EXPECT_NE(message.find("index -4"), std::string::npos) << message;
+}
+
+TEST(CpuTensorGatherND, InferValidatesAndKeepsDynamicDims) {
+  auto out = infer("GatherND", attrs_of({{"batch_dims", Attribute::of_int(1)}}),
+                   {info(DType::kFloat32, {kDyn, 128, 768}), info(DType::kInt64, {4, kDyn, 1})});
+  EXPECT_EQ(out[0].shape, (Shape{4, kDyn, 768}));
+  EXPECT_EQ(out[0].dtype, DType::kFloat32);
+  out = infer("GatherND", {}, {info(DType::kInt64, {5, kDyn, 3}), info(DType::kInt64, {7, 2})});
+  EXPECT_EQ(out[0].shape, (Shape{7, 3}));
+  const auto code_of = [](const std::function<void()>& fn) { return error_of(fn).code(); };
+  // Tuple longer than the data rank.
+  EXPECT_EQ(code_of([] {
+              infer("GatherND", {}, {info(DType::kFloat32, {2, 3}), info(DType::kInt64, {1, 3})});
+            }),
+            ErrorCode::kInvalidArgument);
+  // Tuple longer than rank - batch_dims.
+  EXPECT_EQ(code_of([] {
+              infer("GatherND", attrs_of({{"batch_dims", Attribute::of_int(1)}}),
+                    {info(DType::kFloat32, {2, 3}), info(DType::kInt64, {2, 2})});
+            }),
+            ErrorCode::kInvalidArgument);
+  // Batch dims differ.
+  const Error e = error_of([] {
+    infer("GatherND", attrs_of({{"batch_dims", Attribute::of_int(1)}}),
+          {info(DType::kFloat32, {2, 3}), info(DType::kInt64, {3, 1})});
+  });
+  EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(std::string(e.what()).find("batch dimension 0"), std::string::npos) << e.what();
+  // batch_dims out of range, scalar indices, float indices, unknown tuple length.
+  EXPECT_EQ(code_of([] {
+              infer("GatherND", attrs_of({{"batch_dims", Attribute::of_int(2)}}),
+                    {info(DType::kFloat32, {2, 3}), info(DType::kInt64, {2, 1})});
+            }),
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(code_of([] {
+              infer("GatherND", {}, {info(DType::kFloat32, {2, 3}), info(DType::kInt64, {})});
+            }),
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(code_of([] {
+              infer("GatherND", {}, {info(DType::kFloat32, {2, 3}), info(DType::kFloat32, {1, 1})});
+            }),
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(code_of([] {
+              infer("GatherND", {}, {info(DType::kFloat32, {2, 3}), info(DType::kInt64, {1, kDyn})});
+            }),
+            ErrorCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace kiln

@@ -280,6 +280,28 @@ TEST(Runtime, ContextsRunConcurrentlyOnOneEngine) {
   for (int f : failures) EXPECT_EQ(f, 0);
 }
 
+TEST(Runtime, EngineBuffersHoldBoundInputsAndOutputs) {
+  const auto bytes = make_add_relu_engine(false);
+  Engine engine = Engine::load_bytes(bytes.data(), bytes.size());
+  ExecutionContext ctx = engine.create_context();
+  const std::vector<float> x = iota_values(8, -2.0f);
+  EngineBuffer in(engine, 32), out(engine, 32);
+  in.copy_from_host(x.data(), 32);
+  std::vector<NamedTensor> inputs = {{"x", {DType::kFloat32, {2, 4}, in.data()}}};
+  std::vector<NamedTensor> outputs = {{"y", {DType::kFloat32, {2, 4}, out.data()}}};
+  ctx.execute(inputs, outputs);
+  synchronize(engine);
+  std::vector<float> y(8);
+  out.copy_to_host(y.data(), 32);
+  EXPECT_EQ(y, expected_add_relu(x));
+  ErrorCode code{};
+  error_message([&] { out.copy_to_host(y.data(), 64); }, &code);
+  EXPECT_EQ(code, ErrorCode::kInvalidArgument);
+  EngineBuffer moved = std::move(out);
+  EXPECT_EQ(moved.size(), 32u);
+  EXPECT_EQ(out.data(), nullptr);
+}
+
 TEST(RuntimeCApi, RunsAnEngineAndReportsErrors) {
   const auto bytes = make_add_relu_engine(false);
   kiln_engine* engine = nullptr;

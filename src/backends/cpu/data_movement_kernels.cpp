@@ -1,5 +1,6 @@
 // CPU kernels of the data movement family. They copy elements as bytes and so work for every
 // dtype (float_compute = false). Affine rearrangements (Transpose, Slice) go through copy_strided.
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -337,6 +338,73 @@ void pad_kernel(KernelContext& ctx) {
   }
 }
 
+// ---- GatherND ------------------------------------------------------------------------------
+
+// out[b..., t..., s...] = data[b..., indices[b..., t..., :], s...]: each index tuple of length k
+// selects a contiguous slice of data.shape[batch_dims + k:] within its batch.
+void gather_nd_kernel(KernelContext& ctx) {
+  const TensorView& data = ctx.inputs[0];
+  const TensorView& indices = ctx.inputs[1];
+  const TensorView& out = ctx.outputs[0];
+  const auto batch_dims = static_cast<size_t>(ctx.attrs.get_int_or("batch_dims", 0));
+  const size_t data_rank = data.shape.size();
+  const size_t indices_rank = indices.shape.size();
+  if (indices_rank < 1 || batch_dims >= std::min(data_rank, indices_rank)) {
+    ctx.fail(ErrorCode::kInvalidArgument, "batch_dims ", batch_dims,
+             " is out of range for data rank ", data_rank, " and indices rank ", indices_rank);
+  }
+  const int64_t tuple_length = indices.shape.back();
+  if (tuple_length < 1 || static_cast<size_t>(tuple_length) > data_rank - batch_dims) {
+    ctx.fail(ErrorCode::kInvalidArgument, "the last dimension of indices is ", tuple_length,
+             "; expected 1..", data_rank - batch_dims);
+  }
+  const auto k = static_cast<size_t>(tuple_length);
+  Shape expected(data.shape.begin(), data.shape.begin() + static_cast<std::ptrdiff_t>(batch_dims));
+  for (size_t i = 0; i < batch_dims; ++i) {
+    if (indices.shape[i] != data.shape[i]) {
+      ctx.fail(ErrorCode::kInvalidArgument, "batch dimension ", i, " differs: data ",
+               shape_to_string(data.shape), ", indices ", shape_to_string(indices.shape));
+    }
+  }
+  expected.insert(expected.end(), indices.shape.begin() + static_cast<std::ptrdiff_t>(batch_dims),
+                  indices.shape.end() - 1);
+  expected.insert(expected.end(),
+                  data.shape.begin() + static_cast<std::ptrdiff_t>(batch_dims + k),
+                  data.shape.end());
+  check_output_shape(ctx, expected, out.shape);
+  const int64_t batches = product(data.shape, 0, batch_dims);
+  const int64_t tuples_per_batch = product(indices.shape, batch_dims, indices_rank - 1);
+  const int64_t batch_stride = product(data.shape, batch_dims, data_rank);
+  const size_t esize = dtype_size(data.dtype);
+  const auto slice_bytes =
+      static_cast<size_t>(product(data.shape, batch_dims + k, data_rank)) * esize;
+  const std::vector<int64_t> strides = dense_strides(data.shape);
+  const std::vector<int64_t> idx = read_indices(indices);
+  const auto* src = data.as<const uint8_t>();
+  auto* dst = out.as<uint8_t>();
+  for (int64_t b = 0; b < batches; ++b) {
+    for (int64_t t = 0; t < tuples_per_batch; ++t) {
+      const int64_t tuple = b * tuples_per_batch + t;
+      int64_t offset = b * batch_stride;
+      for (size_t j = 0; j < k; ++j) {
+        const size_t axis = batch_dims + j;
+        const int64_t dim = data.shape[axis];
+        int64_t index = idx[static_cast<size_t>(tuple) * k + j];
+        if (index < -dim || index >= dim) {
+          ctx.fail(ErrorCode::kInvalidArgument, "index ", index, " (position ", j, " of tuple ",
+                   tuple, " of the indices) is out of range for axis ", axis, " of size ", dim);
+        }
+        if (index < 0) index += dim;
+        offset += index * strides[axis];
+      }
+      if (slice_bytes > 0) {
+        std::memcpy(dst + static_cast<size_t>(tuple) * slice_bytes,
+                    src + static_cast<size_t>(offset) * esize, slice_bytes);
+      }
+    }
+  }
+}
+
 // ---- ScatterND ----------------------------------------------------------------------------
 
 template <typename T>
@@ -435,6 +503,7 @@ void register_data_movement_kernels(CpuKernelRegistry& registry) {
   registry.add("Slice", {slice_kernel, false});
   registry.add("Gather", {gather_kernel, false});
   registry.add("GatherElements", {gather_elements_kernel, false});
+  registry.add("GatherND", {gather_nd_kernel, false});
   registry.add("Pad", {pad_kernel, false});
   registry.add("ScatterND", {scatter_nd_kernel, false});
   registry.add("Trilu", {trilu_kernel, false});

@@ -1,9 +1,10 @@
-// Data movement op family on CUDA: Transpose, Concat, Split, Slice, Gather, GatherElements, Pad,
-// Tile, Expand, Trilu and ScatterND. Elements are moved as raw 1/2/4/8-byte words (wider when
-// sizes and alignment allow), so every dtype is handled. Semantics follow the CPU kernels
-// (src/backends/cpu/{data_movement,shape}_kernels.cpp). A kernel cannot throw: an index read from
-// device memory that is out of range makes Gather/GatherElements write zero for that element and
-// makes ScatterND skip that update (the CPU backend raises an error instead).
+// Data movement op family on CUDA: Transpose, Concat, Split, Slice, Gather, GatherElements,
+// GatherND, Pad, Tile, Expand, Trilu and ScatterND. Elements are moved as raw 1/2/4/8-byte words
+// (wider when sizes and alignment allow), so every dtype is handled. Semantics follow the CPU
+// kernels (src/backends/cpu/{data_movement,shape}_kernels.cpp). A kernel cannot throw: an index
+// read from device memory that is out of range makes Gather/GatherElements write zero for that
+// element, GatherND write zeros for that whole slice, and ScatterND skip that update (the CPU
+// backend raises an error instead).
 #include <algorithm>
 #include <cstring>
 #include <optional>
@@ -407,6 +408,106 @@ void launch_gather_elements(LaunchContext& ctx) {
   check_launch(ctx);
 }
 
+// ---- GatherND ----
+// Output = tuples (batch dims, then indices.shape[batch_dims:-1]) of slices (data.shape[batch_dims
+// + k:]); a tuple's k indices pick one slice of its batch. One thread per output word; the
+// threads of one slice read the same k indices (served by the cache). Data offsets are counted in
+// slices since every stride of the indexed dims is a multiple of the slice size.
+
+struct GatherNDParams {
+  int k = 0;                         // index tuple length
+  int64_t dims[kMaxRank];            // data dims batch_dims .. batch_dims + k - 1
+  int64_t slice_strides[kMaxRank];   // their strides, in slices
+  int64_t batch_stride = 0;          // slices per batch of data
+};
+
+template <typename Word, typename IndexT, typename Index>
+__global__ void gather_nd_kernel(const Word* __restrict__ data, const IndexT* __restrict__ indices,
+                                 Word* __restrict__ out, Index n, dm::Divider<Index> slice_words,
+                                 dm::Divider<Index> tuples_per_batch, GatherNDParams p) {
+  KILN_DM_GRID_STRIDE(i, Index, n) {
+    const Index tuple = slice_words.div(i);
+    const Index c = i - tuple * static_cast<Index>(slice_words.divisor);
+    const Index batch = tuples_per_batch.div(tuple);
+    const IndexT* tuple_indices = indices + static_cast<int64_t>(tuple) * p.k;
+    int64_t slice = static_cast<int64_t>(batch) * p.batch_stride;
+    bool in_range = true;
+    for (int j = 0; j < p.k; ++j) {
+      int64_t index = static_cast<int64_t>(tuple_indices[j]);
+      if (index < 0) index += p.dims[j];
+      in_range = in_range && index >= 0 && index < p.dims[j];
+      slice += index * p.slice_strides[j];
+    }
+    out[i] = in_range ? data[slice * static_cast<int64_t>(slice_words.divisor) +
+                             static_cast<int64_t>(c)]
+                      : Word{};
+  }
+}
+
+void launch_gather_nd(LaunchContext& ctx) {
+  const TensorView& data = ctx.inputs[0];
+  const TensorView& indices = ctx.inputs[1];
+  const TensorView& out = ctx.outputs[0];
+  const auto batch_dims = static_cast<size_t>(ctx.attrs.get_int_or("batch_dims", 0));
+  const size_t data_rank = data.shape.size();
+  const size_t indices_rank = indices.shape.size();
+  if (indices_rank < 1 || batch_dims >= std::min(data_rank, indices_rank)) {
+    ctx.fail(ErrorCode::kInvalidArgument, "batch_dims ", batch_dims,
+             " is out of range for data rank ", data_rank, " and indices rank ", indices_rank);
+  }
+  const int64_t tuple_length = indices.shape.back();
+  if (tuple_length < 1 || static_cast<size_t>(tuple_length) > data_rank - batch_dims) {
+    ctx.fail(ErrorCode::kInvalidArgument, "the last dimension of indices is ", tuple_length,
+             "; expected 1..", data_rank - batch_dims);
+  }
+  if (tuple_length > kMaxRank) {
+    ctx.fail(ErrorCode::kUnsupported, "index tuples of length ", tuple_length, " > ", kMaxRank);
+  }
+  const auto k = static_cast<size_t>(tuple_length);
+  Shape expected(data.shape.begin(), data.shape.begin() + static_cast<std::ptrdiff_t>(batch_dims));
+  for (size_t i = 0; i < batch_dims; ++i) {
+    if (indices.shape[i] != data.shape[i]) {
+      ctx.fail(ErrorCode::kInvalidArgument, "batch dimension ", i, " differs: data ",
+               shape_to_string(data.shape), ", indices ", shape_to_string(indices.shape));
+    }
+  }
+  expected.insert(expected.end(), indices.shape.begin() + static_cast<std::ptrdiff_t>(batch_dims),
+                  indices.shape.end() - 1);
+  expected.insert(expected.end(),
+                  data.shape.begin() + static_cast<std::ptrdiff_t>(batch_dims + k),
+                  data.shape.end());
+  dm::require_output_shape(ctx, 0, expected);
+  const int64_t n_elements = out.numel();
+  if (n_elements == 0) return;
+  const size_t esize = dtype_size(data.dtype);
+  const int64_t slice_elements = dims_product(data.shape, batch_dims + k, data_rank);
+  const int64_t tuples_per_batch = dims_product(indices.shape, batch_dims, indices_rank - 1);
+  GatherNDParams p{};
+  p.k = static_cast<int>(k);
+  for (size_t j = 0; j < k; ++j) {
+    p.dims[j] = data.shape[batch_dims + j];
+    p.slice_strides[j] = dims_product(data.shape, batch_dims + j + 1, data_rank) / slice_elements;
+  }
+  p.batch_stride = dims_product(data.shape, batch_dims, data_rank) / slice_elements;
+  const size_t word =
+      dm::common_word_size({static_cast<uint64_t>(slice_elements) * esize,
+                            dm::address_of(data.data) | dm::address_of(out.data)});
+  const int64_t slice_words =
+      slice_elements * static_cast<int64_t>(esize) / static_cast<int64_t>(word);
+  const int64_t n = n_elements * static_cast<int64_t>(esize) / static_cast<int64_t>(word);
+  dispatch_index_dtype(ctx, indices.dtype, [&]<typename IndexT>() {
+    dm::dispatch_word(ctx, word, [&]<typename Word>() {
+      dm::dispatch_index(n, [&]<typename Index>() {
+        gather_nd_kernel<Word, IndexT, Index><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(
+            data.as<const Word>(), indices.as<const IndexT>(), out.as<Word>(),
+            static_cast<Index>(n), dm::Divider<Index>::make(slice_words),
+            dm::Divider<Index>::make(tuples_per_batch), p);
+      });
+    });
+  });
+  check_launch(ctx);
+}
+
 // ---- Pad ----
 
 enum class PadMode : int { kConstant, kEdge, kWrap, kReflect };
@@ -765,6 +866,7 @@ void register_data_movement_kernels(CudaKernelRegistry& registry) {
   registry.add("Slice", CudaKernel{nullptr, launch_slice});
   registry.add("Gather", CudaKernel{nullptr, launch_gather});
   registry.add("GatherElements", CudaKernel{nullptr, launch_gather_elements});
+  registry.add("GatherND", CudaKernel{nullptr, launch_gather_nd});
   registry.add("Pad", CudaKernel{nullptr, launch_pad});
   registry.add("Tile", CudaKernel{nullptr, launch_tile});
   registry.add("Expand", CudaKernel{nullptr, launch_expand});
