@@ -67,5 +67,6 @@ void register_resize_kernels(CpuKernelRegistry& registry);
 void register_elementwise_kernels(CpuKernelRegistry& registry);
 void register_shape_kernels(CpuKernelRegistry& registry);
 void register_data_movement_kernels(CpuKernelRegistry& registry);
+void register_fused_kernels(CpuKernelRegistry& registry);
 
 }  // namespace kiln::cpu

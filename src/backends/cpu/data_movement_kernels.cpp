@@ -368,8 +368,7 @@ void gather_nd_kernel(KernelContext& ctx) {
   }
   expected.insert(expected.end(), indices.shape.begin() + static_cast<std::ptrdiff_t>(batch_dims),
                   indices.shape.end() - 1);
-  expected.insert(expected.end(),
-                  data.shape.begin() + static_cast<std::ptrdiff_t>(batch_dims + k),
+  expected.insert(expected.end(), data.shape.begin() + static_cast<std::ptrdiff_t>(batch_dims + k),
                   data.shape.end());
   check_output_shape(ctx, expected, out.shape);
   const int64_t batches = product(data.shape, 0, batch_dims);

@@ -415,10 +415,10 @@ void launch_gather_elements(LaunchContext& ctx) {
 // slices since every stride of the indexed dims is a multiple of the slice size.
 
 struct GatherNDParams {
-  int k = 0;                         // index tuple length
-  int64_t dims[kMaxRank];            // data dims batch_dims .. batch_dims + k - 1
-  int64_t slice_strides[kMaxRank];   // their strides, in slices
-  int64_t batch_stride = 0;          // slices per batch of data
+  int k = 0;                        // index tuple length
+  int64_t dims[kMaxRank];           // data dims batch_dims .. batch_dims + k - 1
+  int64_t slice_strides[kMaxRank];  // their strides, in slices
+  int64_t batch_stride = 0;         // slices per batch of data
 };
 
 template <typename Word, typename IndexT, typename Index>
@@ -438,9 +438,9 @@ __global__ void gather_nd_kernel(const Word* __restrict__ data, const IndexT* __
       in_range = in_range && index >= 0 && index < p.dims[j];
       slice += index * p.slice_strides[j];
     }
-    out[i] = in_range ? data[slice * static_cast<int64_t>(slice_words.divisor) +
-                             static_cast<int64_t>(c)]
-                      : Word{};
+    out[i] = in_range
+                 ? data[slice * static_cast<int64_t>(slice_words.divisor) + static_cast<int64_t>(c)]
+                 : Word{};
   }
 }
 
@@ -473,8 +473,7 @@ void launch_gather_nd(LaunchContext& ctx) {
   }
   expected.insert(expected.end(), indices.shape.begin() + static_cast<std::ptrdiff_t>(batch_dims),
                   indices.shape.end() - 1);
-  expected.insert(expected.end(),
-                  data.shape.begin() + static_cast<std::ptrdiff_t>(batch_dims + k),
+  expected.insert(expected.end(), data.shape.begin() + static_cast<std::ptrdiff_t>(batch_dims + k),
                   data.shape.end());
   dm::require_output_shape(ctx, 0, expected);
   const int64_t n_elements = out.numel();
@@ -489,9 +488,8 @@ void launch_gather_nd(LaunchContext& ctx) {
     p.slice_strides[j] = dims_product(data.shape, batch_dims + j + 1, data_rank) / slice_elements;
   }
   p.batch_stride = dims_product(data.shape, batch_dims, data_rank) / slice_elements;
-  const size_t word =
-      dm::common_word_size({static_cast<uint64_t>(slice_elements) * esize,
-                            dm::address_of(data.data) | dm::address_of(out.data)});
+  const size_t word = dm::common_word_size({static_cast<uint64_t>(slice_elements) * esize,
+                                            dm::address_of(data.data) | dm::address_of(out.data)});
   const int64_t slice_words =
       slice_elements * static_cast<int64_t>(esize) / static_cast<int64_t>(word);
   const int64_t n = n_elements * static_cast<int64_t>(esize) / static_cast<int64_t>(word);
