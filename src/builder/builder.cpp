@@ -14,6 +14,7 @@
 #include "passes/constant_folding.hpp"
 #include "passes/conv_fusion.hpp"
 #include "passes/conv_padding.hpp"
+#include "passes/matmul_fusion.hpp"
 #include "passes/dead_code_elimination.hpp"
 #include "passes/identity_elimination.hpp"
 #include "passes/precision_lowering.hpp"
@@ -65,6 +66,7 @@ void optimize_graph(ir::Graph& graph) {
   passes::fold_batch_norm(graph);
   passes::eliminate_dead_code(graph);
   passes::fuse_conv_epilogues(graph);
+  passes::fuse_matmul_epilogues(graph);
   passes::infer_shapes(graph);
   graph.verify();
 }

@@ -1,4 +1,5 @@
 // Gemm (Y = alpha * op(A) * op(B) + beta * C) and MatMul (numpy matmul semantics).
+#include <string>
 #include <vector>
 
 #include "ops/nn_common.hpp"
@@ -22,7 +23,16 @@ void require_same_dtype(const InferContext& ctx, size_t index) {
   }
 }
 
+// kiln's fusion of a following activation (attribute kiln_activation).
+void check_fused_activation(const InferContext& ctx) {
+  const std::string activation = ctx.attrs().get_string_or("kiln_activation", "");
+  if (!activation.empty() && activation != "Relu") {
+    ctx.fail("attribute 'kiln_activation' must be \"Relu\", got \"", activation, "\"");
+  }
+}
+
 void infer_gemm(InferContext& ctx) {
+  check_fused_activation(ctx);
   nn::require_float_input(ctx, 0, "A");
   require_same_dtype(ctx, 1);
   const Shape& a = ctx.input(0).shape;
@@ -69,6 +79,15 @@ void infer_matmul(InferContext& ctx) {
   Shape out = broadcast_shapes(ctx, batch_a, batch_b);
   if (a.size() >= 2) out.push_back(a[a.size() - 2]);
   if (b.size() >= 2) out.push_back(b.back());
+  // kiln's fusion: input 2 is a bias of length N added to every row.
+  if (ctx.has_input(2)) {
+    require_same_dtype(ctx, 2);
+    const Shape& bias = ctx.input(2).shape;
+    if (b.size() < 2 || bias.size() != 1 || (bias[0] != kDynamicDim && b.back() != kDynamicDim && bias[0] != b.back())) {
+      ctx.fail("bias must have shape [", b.back(), "] and B rank >= 2, got bias ", shape_to_string(bias));
+    }
+  }
+  check_fused_activation(ctx);
   ctx.output(0).dtype = ctx.input(0).dtype;
   ctx.output(0).shape = std::move(out);
 }
@@ -77,7 +96,7 @@ void infer_matmul(InferContext& ctx) {
 
 void register_gemm_ops(OpRegistry& registry) {
   registry.add(OpDef{"Gemm", 2, 3, 1, 1, {}, &nn::infer_with_node_errors<infer_gemm>});
-  registry.add(OpDef{"MatMul", 2, 2, 1, 1, {}, &nn::infer_with_node_errors<infer_matmul>});
+  registry.add(OpDef{"MatMul", 2, 3, 1, 1, {}, &nn::infer_with_node_errors<infer_matmul>});
 }
 
 }  // namespace kiln::ops

@@ -11,6 +11,7 @@
 #include "graph_test_builder.hpp"
 #include "passes/conv_fusion.hpp"
 #include "passes/conv_padding.hpp"
+#include "passes/matmul_fusion.hpp"
 #include "passes/precision_lowering.hpp"
 #include "passes/shape_inference.hpp"
 
@@ -159,6 +160,42 @@ TEST(PassesPrecisionLowering, ValueInputsStayFloat32) {
   }
   const auto inputs = random_inputs(b.graph, 4);
   EXPECT_EQ(evaluate(b.graph, inputs)[0].shape, (Shape{1, 2, 6, 6}));
+}
+
+TEST(PassesMatMulFusion, BiasAddAndReluMoveIntoTheMatMulAndGemm) {
+  std::mt19937 rng(12);
+  GraphBuilder b;
+  const ir::ValueId x = b.input("x", {2, 3, 4});
+  const ir::ValueId product = b.node("MatMul", "proj", {x, b.constant("w", random_tensor_f32({4, 5}, rng))});
+  const ir::ValueId biased = b.node("Add", "bias", {b.constant("b", random_tensor_f32({1, 1, 5}, rng)), product});
+  const ir::ValueId relu = b.node("Relu", "relu", {biased});
+  const ir::ValueId flat = b.node("Reshape", "flat", {relu, b.constant("shape", testing::make_tensor_i64({2}, {6, 5}))});
+  const ir::ValueId gemm = b.node("Gemm", "fc", {flat, b.constant("w2", random_tensor_f32({5, 3}, rng)),
+                                                 b.constant("c2", random_tensor_f32({3}, rng))});
+  b.output(b.node("Relu", "relu2", {gemm}));
+  infer_shapes(b.graph);
+  const auto inputs = random_inputs(b.graph, 8);
+  const std::vector<HostTensor> before = evaluate(b.graph, inputs);
+  EXPECT_EQ(fuse_matmul_epilogues(b.graph), 3);
+  infer_shapes(b.graph);
+  b.graph.verify();
+  std::vector<std::string> ops;
+  for (const ir::Node& node : b.graph.nodes) ops.push_back(node.op_type);
+  EXPECT_EQ(ops, (std::vector<std::string>{"MatMul", "Reshape", "Gemm"}));
+  EXPECT_EQ(b.graph.nodes[0].inputs.size(), 3u);
+  EXPECT_EQ(b.graph.value(b.graph.nodes[0].inputs[2]).shape, (Shape{5}));
+  EXPECT_EQ(b.graph.nodes[2].attrs.get_string("kiln_activation"), "Relu");
+  expect_close(evaluate(b.graph, inputs)[0], before[0], 1e-6f);
+}
+
+TEST(PassesMatMulFusion, LeavesAddsThatBroadcastTheProduct) {
+  std::mt19937 rng(13);
+  GraphBuilder b;
+  const ir::ValueId x = b.input("x", {3, 4});
+  const ir::ValueId product = b.node("MatMul", "proj", {x, b.constant("w", random_tensor_f32({4, 5}, rng))});
+  b.output(b.node("Add", "bias", {product, b.constant("b", random_tensor_f32({2, 3, 5}, rng))}));
+  infer_shapes(b.graph);
+  EXPECT_EQ(fuse_matmul_epilogues(b.graph), 0);
 }
 
 TEST(PassesConvPadding, AsymmetricPadsBecomeAPadNodeAndMatch) {

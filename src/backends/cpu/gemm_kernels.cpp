@@ -1,5 +1,6 @@
 // Gemm and MatMul on the CPU through cblas_sgemm.
 #include <algorithm>
+#include <string>
 #include <vector>
 
 #include "backends/cpu/nn_blas.hpp"
@@ -8,7 +9,7 @@
 namespace kiln::cpu {
 namespace {
 
-void gemm_kernel(KernelContext& ctx) {
+void gemm_compute(KernelContext& ctx) {
   nn::require_float32_input(ctx, 0);
   nn::require_float32_input(ctx, 1);
   nn::require_float32_output(ctx, 0);
@@ -85,7 +86,7 @@ std::vector<int64_t> broadcast_batch_offsets(const Shape& operand_batch, const S
   return offsets;
 }
 
-void matmul_kernel(KernelContext& ctx) {
+void matmul_compute(KernelContext& ctx) {
   nn::require_float32_input(ctx, 0);
   nn::require_float32_input(ctx, 1);
   nn::require_float32_output(ctx, 0);
@@ -139,6 +140,39 @@ void matmul_kernel(KernelContext& ctx) {
     nn::sgemm_row_major(ctx, false, false, m, n, k, 1.0f, a_data + offsets_a[idx] * m * k, k,
                         b_data + offsets_b[idx] * k * n, ldb, 0.0f, y + i * m * n, n);
   }
+}
+
+// kiln's fusions: MatMul's optional bias (input 2, length N, added to every row), then the
+// activation named by kiln_activation.
+void apply_epilogue(KernelContext& ctx, bool has_bias) {
+  float* y = ctx.outputs[0].as<float>();
+  const int64_t total = ctx.outputs[0].numel();
+  if (has_bias && ctx.has_input(2)) {
+    nn::require_float32_input(ctx, 2);
+    const int64_t n = ctx.inputs[2].numel();
+    const float* bias = ctx.inputs[2].as<const float>();
+    if (n == 0 || ctx.outputs[0].shape.empty() || ctx.outputs[0].shape.back() != n) {
+      ctx.fail(ErrorCode::kInvalidArgument, "bias of ", n, " elements does not match output ",
+               shape_to_string(ctx.outputs[0].shape));
+    }
+    for (int64_t i = 0; i < total; ++i) y[i] += bias[i % n];
+  }
+  const std::string activation = ctx.attrs.get_string_or("kiln_activation", "");
+  if (activation == "Relu") {
+    for (int64_t i = 0; i < total; ++i) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+  } else if (!activation.empty()) {
+    ctx.fail(ErrorCode::kUnsupported, "fused activation '", activation, "'");
+  }
+}
+
+void gemm_kernel(KernelContext& ctx) {
+  gemm_compute(ctx);
+  apply_epilogue(ctx, false);  // Gemm's C is its own bias
+}
+
+void matmul_kernel(KernelContext& ctx) {
+  matmul_compute(ctx);
+  apply_epilogue(ctx, true);
 }
 
 }  // namespace

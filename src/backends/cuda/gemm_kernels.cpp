@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <string>
 
 #include "backends/cuda/cuda_check.hpp"
 #include "backends/cuda/cuda_kernel.hpp"
@@ -128,6 +129,13 @@ GemmPlan plan_matmul(const LaunchContext& ctx) {
   return plan;
 }
 
+// kiln's MatMul bias (input 2, length N) goes to the epilogue.
+GemmPlan plan_matmul_with_bias(const LaunchContext& ctx) {
+  GemmPlan plan = plan_matmul(ctx);
+  plan.bias = ctx.has_input(2);
+  return plan;
+}
+
 GemmPlan plan_gemm(const LaunchContext& ctx) {
   const Shape& a = ctx.inputs[0].shape;
   const Shape& b = ctx.inputs[1].shape;
@@ -160,7 +168,7 @@ GemmPlan plan_gemm(const LaunchContext& ctx) {
 std::unique_ptr<LayerState> prepare_gemm(LaunchContext& ctx, size_t* workspace_bytes) {
   auto state = std::make_unique<GemmState>();
   GemmPlan& plan = state->plan;
-  plan = ctx.op == "Gemm" ? plan_gemm(ctx) : plan_matmul(ctx);
+  plan = ctx.op == "Gemm" ? plan_gemm(ctx) : plan_matmul_with_bias(ctx);
   const DType dtype = ctx.outputs[0].dtype;
   if (ctx.inputs[0].dtype != dtype || ctx.inputs[1].dtype != dtype) {
     ctx.fail(ErrorCode::kUnsupported, "mixed dtypes ", dtype_name(ctx.inputs[0].dtype), " x ",
@@ -176,9 +184,15 @@ std::unique_ptr<LayerState> prepare_gemm(LaunchContext& ctx, size_t* workspace_b
   const cublasOperation_t op_second = plan.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   KILN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(state->operation, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first));
   KILN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(state->operation, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second));
-  if (plan.bias) {
-    const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+  const std::string activation = ctx.attrs.get_string_or("kiln_activation", "");
+  if (!activation.empty() && activation != "Relu") ctx.fail(ErrorCode::kUnsupported, "fused activation ", activation);
+  const bool relu = activation == "Relu";
+  if (relu || plan.bias) {
+    const cublasLtEpilogue_t epilogue = plan.bias ? (relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS)
+                                                  : CUBLASLT_EPILOGUE_RELU;
     KILN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(state->operation, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue));
+  }
+  if (plan.bias) {
     const cudaDataType_t bias_type = type;
     KILN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(state->operation, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
                                                      sizeof bias_type));
