@@ -1308,21 +1308,20 @@ TEST(CpuTensorGatherND, MatchesNaiveReference) {
     DType dtype;
   };
   const std::vector<Case> cases = {
-      {{5, 4}, {3, 2}, 0, DType::kFloat32},          // full tuples -> scalars
-      {{5, 4}, {3, 1}, 0, DType::kFloat32},          // rows
-      {{4, 3, 5}, {2, 2, 2}, 0, DType::kInt64},      // 2-tuples, slices of 5
-      {{6, 7}, {1}, 0, DType::kFloat16},             // single tuple, no outer indices dims
-      {{2, 5, 3}, {2, 4, 1}, 1, DType::kFloat32},    // batch_dims 1 (BERT-like)
+      {{5, 4}, {3, 2}, 0, DType::kFloat32},            // full tuples -> scalars
+      {{5, 4}, {3, 1}, 0, DType::kFloat32},            // rows
+      {{4, 3, 5}, {2, 2, 2}, 0, DType::kInt64},        // 2-tuples, slices of 5
+      {{6, 7}, {1}, 0, DType::kFloat16},               // single tuple, no outer indices dims
+      {{2, 5, 3}, {2, 4, 1}, 1, DType::kFloat32},      // batch_dims 1 (BERT-like)
       {{2, 3, 4, 5}, {2, 3, 2, 1}, 2, DType::kInt32},  // batch_dims 2
-      {{3, 4, 6}, {3, 2}, 1, DType::kUInt8},         // batch_dims 1, full tuple
+      {{3, 4, 6}, {3, 2}, 1, DType::kUInt8},           // batch_dims 1, full tuple
   };
   for (const Case& c : cases) {
     const HostTensor data = random_tensor(c.dtype, c.data, rng, 0, 100);
-    const HostTensor indices = gather_nd_test::random_indices(
-        c.indices, c.data, static_cast<size_t>(c.batch_dims), rng);
-    const HostTensor got =
-        run1("GatherND", attrs_of({{"batch_dims", Attribute::of_int(c.batch_dims)}}),
-             {&data, &indices});
+    const HostTensor indices =
+        gather_nd_test::random_indices(c.indices, c.data, static_cast<size_t>(c.batch_dims), rng);
+    const HostTensor got = run1(
+        "GatherND", attrs_of({{"batch_dims", Attribute::of_int(c.batch_dims)}}), {&data, &indices});
     const std::string what = "GatherND data " + shape_to_string(c.data) + " indices " +
                              shape_to_string(c.indices) + " batch_dims " +
                              std::to_string(c.batch_dims);
@@ -1406,10 +1405,11 @@ TEST(CpuTensorGatherND, InferValidatesAndKeepsDynamicDims) {
               infer("GatherND", {}, {info(DType::kFloat32, {2, 3}), info(DType::kFloat32, {1, 1})});
             }),
             ErrorCode::kInvalidArgument);
-  EXPECT_EQ(code_of([] {
-              infer("GatherND", {}, {info(DType::kFloat32, {2, 3}), info(DType::kInt64, {1, kDyn})});
-            }),
-            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(
+      code_of([] {
+        infer("GatherND", {}, {info(DType::kFloat32, {2, 3}), info(DType::kInt64, {1, kDyn})});
+      }),
+      ErrorCode::kInvalidArgument);
 }
 
 }  // namespace
