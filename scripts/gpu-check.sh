@@ -49,7 +49,7 @@ for stage in $STAGES; do
         -DPython3_EXECUTABLE=\$(command -v $PYTHON) -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build '$BUILD' -j $JOBS" ;;
     ctest) run_stage ctest bash -c "cd '$BUILD' && ctest -j 8 --output-on-failure" ;;
     conformance) run_stage conformance "$PYTHON" -m pytest -q --tb=line -rf --no-header -p no:cacheprovider tests/gpu/test_cuda_conformance.py ${PYTEST_ARGS:-} ;;
-    runtime) run_stage runtime "$PYTHON" -m pytest -q --no-header -p no:cacheprovider tests/gpu/test_cuda_runtime.py ${PYTEST_ARGS:-} ;;
+    runtime) run_stage runtime "$PYTHON" -m pytest -q --no-header -p no:cacheprovider tests/gpu/test_cuda_runtime.py tests/gpu/test_cuda_fusion.py ${PYTEST_ARGS:-} ;;
     models) run_stage models "$PYTHON" -m pytest -q -s --no-header -p no:cacheprovider tests/gpu/test_cuda_models.py ${PYTEST_ARGS:-} ;;
     bench) run_stage bench "$PYTHON" benchmarks/bench_models.py --out "$OUT/benchmarks.json" ${BENCH_ARGS:-} ;;
     *) note "unknown stage '$stage'"; status=2 ;;

@@ -16,6 +16,7 @@
 #include "passes/conv_padding.hpp"
 #include "passes/matmul_fusion.hpp"
 #include "passes/dead_code_elimination.hpp"
+#include "passes/elementwise_fusion.hpp"
 #include "passes/identity_elimination.hpp"
 #include "passes/precision_lowering.hpp"
 #include "kiln/runtime.hpp"
@@ -55,6 +56,8 @@ void lower_for_cuda(ir::Graph& graph, const BuilderConfig& config, const Resolve
   if (passes::make_conv_padding_symmetric(graph) > 0) passes::infer_shapes(graph);
   if (resolved.precision != DType::kFloat32) passes::lower_precision(graph, resolved.precision);
   if (config.precision == Precision::kTf32) allow_tf32(graph);
+  // After lowering, so that chains carry one dtype; the CPU (the reference) keeps the plain ops.
+  if (passes::fuse_elementwise_chains(graph) > 0) passes::infer_shapes(graph);
 }
 
 }  // namespace

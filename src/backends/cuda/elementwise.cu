@@ -131,6 +131,54 @@ void launch_unary(LaunchContext& ctx) {
   check_launch(ctx);
 }
 
+// ---- predicates and Not: bool outputs ----------------------------------------------------------
+
+enum class Predicate : int { kIsNaN, kIsInfPositive, kIsInfNegative, kIsInfBoth, kNot };
+
+template <typename T>
+__global__ void predicate_kernel(const T* __restrict__ in, bool* __restrict__ out, int64_t n, Predicate p) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    if constexpr (std::is_same_v<T, bool>) {
+      out[i] = !in[i];
+    } else {
+      const float x = to_float(in[i]);
+      switch (p) {
+        case Predicate::kIsNaN: out[i] = isnan(x); break;
+        case Predicate::kIsInfPositive: out[i] = isinf(x) && x > 0.0f; break;
+        case Predicate::kIsInfNegative: out[i] = isinf(x) && x < 0.0f; break;
+        default: out[i] = isinf(x); break;
+      }
+    }
+  }
+}
+
+void launch_predicate(LaunchContext& ctx) {
+  const TensorView& in = ctx.inputs[0];
+  const TensorView& out = ctx.outputs[0];
+  const int64_t n = out.numel();
+  if (n == 0) return;
+  if (ctx.op == "Not") {
+    if (in.dtype != DType::kBool) ctx.fail(ErrorCode::kUnsupported, "dtype ", dtype_name(in.dtype));
+    predicate_kernel<bool><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(in.as<const bool>(), out.as<bool>(), n, Predicate::kNot);
+    check_launch(ctx);
+    return;
+  }
+  Predicate p = Predicate::kIsNaN;
+  if (ctx.op == "IsInf") {
+    const bool positive = ctx.attrs.get_int_or("detect_positive", 1) != 0;
+    const bool negative = ctx.attrs.get_int_or("detect_negative", 1) != 0;
+    if (!positive && !negative) {
+      KILN_CUDA_CHECK(cudaMemsetAsync(out.data, 0, out.nbytes(), ctx.stream));
+      return;
+    }
+    p = positive && negative ? Predicate::kIsInfBoth : (positive ? Predicate::kIsInfPositive : Predicate::kIsInfNegative);
+  }
+  dispatch_float(ctx, in.dtype, [&]<typename T>() {
+    predicate_kernel<T><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(in.as<const T>(), out.as<bool>(), n, p);
+  });
+  check_launch(ctx);
+}
+
 // ---- binary --------------------------------------------------------------------------------------
 
 enum class BinaryOp : int {
@@ -415,6 +463,9 @@ void register_elementwise_kernels(CudaKernelRegistry& registry) {
   for (const auto& [name, spec] : unary_specs()) registry.add(name, CudaKernel{nullptr, launch_unary});
   for (const auto& [name, op] : binary_ops()) registry.add(name, CudaKernel{nullptr, launch_binary});
   registry.add("Clip", CudaKernel{nullptr, launch_clip});
+  registry.add("IsNaN", CudaKernel{nullptr, launch_predicate});
+  registry.add("IsInf", CudaKernel{nullptr, launch_predicate});
+  registry.add("Not", CudaKernel{nullptr, launch_predicate});
   registry.add("Where", CudaKernel{nullptr, launch_where});
   registry.add("Cast", CudaKernel{nullptr, launch_cast});
   registry.add("CastLike", CudaKernel{nullptr, launch_cast});

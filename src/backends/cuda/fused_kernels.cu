@@ -1,0 +1,201 @@
+// FusedElementwise on CUDA: one launch per fused chain. Each thread loads its element of every
+// input (broadcast), runs the register program (ops/fused_program.hpp) in float32 and stores the
+// result. The program and broadcast strides are decoded once in prepare and passed by value as a
+// __grid_constant__ parameter, so instructions are read straight from the constant bank.
+#include <memory>
+#include <string>
+
+#include "backends/cuda/cuda_common.cuh"
+#include "ops/fused_program.hpp"
+
+namespace kiln::cuda {
+namespace {
+
+using ops::FusedInstruction;
+using ops::FusedOpcode;
+constexpr int kMaxInputs = ops::kFusedMaxInputs;
+
+struct FusedParams {
+  ops::FusedProgram program;
+  StridedIndexer<kMaxInputs> indexer;  // used unless every input is dense or a scalar
+  const void* inputs[kMaxInputs];
+  void* output;
+  int64_t n;
+  int num_inputs;
+  unsigned scalar_mask;  // dense path: bit k set when input k has one element
+};
+
+__device__ __forceinline__ float apply(const FusedInstruction& inst, float x, float y) {
+  switch (inst.opcode) {
+    case FusedOpcode::kLoadConstant:
+      return inst.p0;
+    case FusedOpcode::kRelu:
+      return x < 0.0f ? 0.0f : x;  // keeps NaN like the CPU reference
+    case FusedOpcode::kSigmoid:
+      return 1.0f / (1.0f + expf(-x));
+    case FusedOpcode::kTanh:
+      return tanhf(x);
+    case FusedOpcode::kErf:
+      return erff(x);
+    case FusedOpcode::kExp:
+      return expf(x);
+    case FusedOpcode::kLog:
+      return logf(x);
+    case FusedOpcode::kSqrt:
+      return sqrtf(x);
+    case FusedOpcode::kReciprocal:
+      return 1.0f / x;
+    case FusedOpcode::kNeg:
+      return -x;
+    case FusedOpcode::kAbs:
+      return fabsf(x);
+    case FusedOpcode::kGelu:
+      return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    case FusedOpcode::kGeluTanh: {
+      const float inner = 0.79788456080286536f * (x + 0.044715f * x * x * x);
+      return 0.5f * x * (1.0f + tanhf(inner));
+    }
+    case FusedOpcode::kHardSigmoid:
+      return fmaxf(0.0f, fminf(1.0f, inst.p0 * x + inst.p1));
+    case FusedOpcode::kHardSwish:
+      return x * fmaxf(0.0f, fminf(1.0f, x / 6.0f + 0.5f));
+    case FusedOpcode::kLeakyRelu:
+      return x < 0.0f ? inst.p0 * x : x;
+    case FusedOpcode::kAdd:
+      return x + y;
+    case FusedOpcode::kSub:
+      return x - y;
+    case FusedOpcode::kMul:
+      return x * y;
+    case FusedOpcode::kDiv:
+      return x / y;
+    case FusedOpcode::kPow:
+      return powf(x, y);
+    // NaN in either operand propagates, as in the CPU reference (fminf/fmaxf would drop it).
+    case FusedOpcode::kMin:
+      return isnan(x) ? x : (x < y ? x : y);
+    case FusedOpcode::kMax:
+      return isnan(x) ? x : (x > y ? x : y);
+  }
+  return x;
+}
+
+// kRegs >= kMaxInputs so the input loads index the register file with compile-time indices; only
+// the program's operands index it dynamically (the file is kept small by the pass's allocation).
+template <typename T, int kRegs, bool kDense>
+__global__ void fused_elementwise_kernel(const __grid_constant__ FusedParams p) {
+  T* out = static_cast<T*>(p.output);
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < p.n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    float regs[kRegs];
+    int64_t offsets[kMaxInputs];
+    if constexpr (kDense) {
+#pragma unroll
+      for (int k = 0; k < kMaxInputs; ++k) offsets[k] = (p.scalar_mask >> k) & 1u ? 0 : i;
+    } else {
+      p.indexer.offsets(i, offsets);
+    }
+#pragma unroll
+    for (int k = 0; k < kMaxInputs; ++k) {
+      if (k < p.num_inputs) regs[k] = to_float(static_cast<const T*>(p.inputs[k])[offsets[k]]);
+    }
+    for (int pc = 0; pc < p.program.num_instructions; ++pc) {
+      const FusedInstruction inst = p.program.code[pc];
+      regs[inst.dst] = apply(inst, regs[inst.a], regs[inst.b]);
+    }
+    out[i] = from_float<T>(regs[p.program.output_register]);
+  }
+}
+
+struct FusedState : LayerState {
+  FusedParams params{};
+  bool dense = false;
+};
+
+std::unique_ptr<LayerState> prepare_fused(LaunchContext& ctx, size_t* workspace_bytes) {
+  *workspace_bytes = 0;
+  const TensorView& out = ctx.outputs[0];
+  const int num_inputs = static_cast<int>(ctx.inputs.size());
+  const Attribute* constants_attr = ctx.attrs.find("constants");
+  const std::vector<float> no_constants;
+  const std::string context =
+      "node '" + std::string(ctx.node_name) + "' (" + std::string(ctx.op) + ") on cuda";
+  auto state = std::make_unique<FusedState>();
+  FusedParams& params = state->params;
+  params.program = ops::parse_fused_program(
+      context, ctx.attrs.get_ints("program"),
+      constants_attr ? ctx.attrs.get_floats("constants") : no_constants, num_inputs);
+  if (params.program.num_registers > ops::kFusedMaxRegisters) {
+    ctx.fail(ErrorCode::kUnsupported, "program uses ", params.program.num_registers, " registers");
+  }
+  if (out.dtype != DType::kFloat32 && out.dtype != DType::kFloat16 &&
+      out.dtype != DType::kBFloat16) {
+    ctx.fail(ErrorCode::kUnsupported, "dtype ", dtype_name(out.dtype), " is not supported");
+  }
+  params.num_inputs = num_inputs;
+  params.n = out.numel();
+  state->dense = true;
+  static const Shape kScalar;
+  const Shape* shapes[kMaxInputs];
+  for (int k = 0; k < kMaxInputs; ++k) {
+    shapes[k] = &kScalar;
+    if (k >= num_inputs) continue;
+    const TensorView& in = ctx.inputs[static_cast<size_t>(k)];
+    if (in.dtype != out.dtype) {
+      ctx.fail(ErrorCode::kUnsupported, "input ", k, " has dtype ", dtype_name(in.dtype),
+               ", expected ", dtype_name(out.dtype));
+    }
+    shapes[k] = &in.shape;
+    if (in.numel() == 1) {
+      params.scalar_mask |= 1u << k;
+    } else if (in.numel() != out.numel()) {
+      state->dense = false;  // a broadcast operand: same numel as the output means the same layout
+    }
+  }
+  if (!state->dense) params.indexer = make_broadcast_indexer<kMaxInputs>(ctx, out.shape, shapes);
+  return state;
+}
+
+template <typename T, bool kDense>
+void launch_with_registers(const LaunchContext& ctx, const FusedParams& params) {
+  const unsigned grid = grid_for(params.n);
+  if (params.program.num_registers <= 8) {
+    fused_elementwise_kernel<T, 8, kDense><<<grid, kBlockSize, 0, ctx.stream>>>(params);
+  } else if (params.program.num_registers <= 16) {
+    fused_elementwise_kernel<T, 16, kDense><<<grid, kBlockSize, 0, ctx.stream>>>(params);
+  } else {
+    fused_elementwise_kernel<T, ops::kFusedMaxRegisters, kDense>
+        <<<grid, kBlockSize, 0, ctx.stream>>>(params);
+  }
+}
+
+void launch_fused(LaunchContext& ctx) {
+  const auto* state = dynamic_cast<const FusedState*>(ctx.state);
+  if (state == nullptr) ctx.fail(ErrorCode::kInternal, "launched without a prepared state");
+  FusedParams params = state->params;
+  params.n = ctx.outputs[0].numel();
+  if (params.n == 0) return;
+  if (ctx.inputs.size() != static_cast<size_t>(params.num_inputs)) {
+    ctx.fail(ErrorCode::kInternal, "prepared for ", params.num_inputs, " inputs, launched with ",
+             ctx.inputs.size());
+  }
+  for (int k = 0; k < params.num_inputs; ++k)
+    params.inputs[k] = ctx.inputs[static_cast<size_t>(k)].data;
+  params.output = ctx.outputs[0].data;
+  dispatch_float(ctx, ctx.outputs[0].dtype, [&]<typename T>() {
+    if (state->dense) {
+      launch_with_registers<T, true>(ctx, params);
+    } else {
+      launch_with_registers<T, false>(ctx, params);
+    }
+  });
+  check_launch(ctx);
+}
+
+}  // namespace
+
+void register_fused_kernels(CudaKernelRegistry& registry) {
+  registry.add("FusedElementwise", CudaKernel{prepare_fused, launch_fused});
+}
+
+}  // namespace kiln::cuda
