@@ -162,6 +162,12 @@ std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_b
   bool chosen = false;
   for (int i = 0; i < returned && !chosen; ++i) {
     if (results[i].status != CUDNN_STATUS_SUCCESS || results[i].memory > limit) continue;
+    // Exact float32 takes no algorithm that converts to TF32 or fp16 internally.
+    if (math == CUDNN_FMA_MATH && results[i].mathType != CUDNN_FMA_MATH && results[i].mathType != CUDNN_DEFAULT_MATH) {
+      continue;
+    }
+    // Each algorithm runs with the math type it was timed with.
+    KILN_CUDNN_CHECK(cudnnSetConvolutionMathType(state->conv, results[i].mathType));
     state->algo = results[i].algo;
     state->workspace = results[i].memory;
     chosen = true;
