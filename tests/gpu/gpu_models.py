@@ -3,12 +3,15 @@ their ONNX export, cached per run in KILN_GPU_CACHE."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 import torch
 
-CACHE = Path(os.environ.get("KILN_GPU_CACHE", "/tmp/kiln-gpu-cache"))
+# Exports are keyed by this file's contents: a change to a model invalidates its cached ONNX.
+_SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+CACHE = Path(os.environ.get("KILN_GPU_CACHE", "/tmp/kiln-gpu-cache")) / _SOURCE_HASH
 SEQ = 128
 
 
