@@ -3,7 +3,7 @@ same GPU in float32 with TF32 off.
 
 Tolerances (max |kiln - torch| / max |torch| over the output): float32 engines 1e-3 (cuDNN and
 cuBLASLt sum in other orders than PyTorch's kernels); float16 engines 3e-2 (fp16 storage, fp32
-accumulation)."""
+accumulation), or twice PyTorch's own fp16 error against its fp32 result where that is larger."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ import kiln
 from gpu_models import make_inputs, make_model, onnx_path
 
 TOLERANCE = {"fp32": 1e-3, "fp16": 3e-2}
+# An fp16 engine may also err by up to twice what PyTorch's own fp16 model errs by (deep CNNs with
+# wide activations lose more than 3e-2 in fp16 whoever runs them).
+FP16_VS_TORCH_FP16 = 2.0
 MODELS = ["resnet50", "mobilenet_v3", "bert_base", "vit_b_16"]
 
 
@@ -24,11 +27,18 @@ def exact_torch():
     torch.backends.cudnn.allow_tf32 = False
 
 
-def reference(name: str, batch: int) -> np.ndarray:
+def reference(name: str, batch: int, half: bool = False) -> np.ndarray:
     model = make_model(name).cuda()
     inputs = make_inputs(name, batch, "cuda")
+    if half:
+        model = model.half()
+        inputs = {k: (v.half() if v.is_floating_point() else v) for k, v in inputs.items()}
     with torch.no_grad():
         return model(*inputs.values()).float().cpu().numpy()
+
+
+def relative_error(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.max(np.abs(got.astype(np.float64) - want))) / float(np.max(np.abs(want)))
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
@@ -40,6 +50,11 @@ def test_model_matches_pytorch(name: str, batch: int, precision: str):
     got = engine.run(feeds)["y"]
     want = reference(name, batch)
     assert got.shape == want.shape
-    err = float(np.max(np.abs(got.astype(np.float64) - want))) / float(np.max(np.abs(want)))
-    print(f"{name} batch {batch} {precision}: relative error {err:.2e}")
-    assert err <= TOLERANCE[precision]
+    err = relative_error(got, want)
+    tolerance = TOLERANCE[precision]
+    if precision == "fp16":
+        torch_fp16_err = relative_error(reference(name, batch, half=True), want)
+        tolerance = max(tolerance, FP16_VS_TORCH_FP16 * torch_fp16_err)
+        print(f"{name} batch {batch}: PyTorch's own fp16 relative error {torch_fp16_err:.2e}")
+    print(f"{name} batch {batch} {precision}: relative error {err:.2e} (tolerance {tolerance:.1e})")
+    assert err <= tolerance

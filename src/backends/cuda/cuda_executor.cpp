@@ -349,16 +349,18 @@ void run(detail::ContextState& cs, std::span<const NamedTensor> inputs, std::spa
     launch_layers(dc, cs, entry, views, stream);
     ++entry.eager_runs;
   } else {
+    // Captured on the context's own stream (the caller's may be the legacy default stream, which
+    // cannot capture); the graph then runs on the caller's stream like any other work.
     cudaGraph_t graph = nullptr;
-    KILN_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    KILN_CUDA_CHECK(cudaStreamBeginCapture(dc.own_stream, cudaStreamCaptureModeThreadLocal));
     try {
-      launch_layers(dc, cs, entry, views, stream);
+      launch_layers(dc, cs, entry, views, dc.own_stream);
     } catch (...) {
-      cudaStreamEndCapture(stream, &graph);
+      cudaStreamEndCapture(dc.own_stream, &graph);
       if (graph) cudaGraphDestroy(graph);
       throw;
     }
-    KILN_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+    KILN_CUDA_CHECK(cudaStreamEndCapture(dc.own_stream, &graph));
     const cudaError_t status = cudaGraphInstantiate(&entry.graph, graph, 0);
     cudaGraphDestroy(graph);
     KILN_CUDA_CHECK(status);
