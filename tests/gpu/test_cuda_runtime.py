@@ -101,3 +101,17 @@ def test_fused_residual_conv_matches_cpu(precision, final_relu):
     got = engine.run({"x": x})["y"]
     tolerance = 3e-2 if precision == "fp16" else 1e-4
     assert np.max(np.abs(got - want)) <= tolerance * max(1.0, np.max(np.abs(want)))
+
+
+def test_graphs_replay_on_the_legacy_default_stream():
+    model = conv_net(4)
+    cpu = kiln.Engine(kiln.build_onnx(model, target="cpu"))
+    cuda = kiln.Engine(kiln.build_onnx(model, target="cuda"))
+    y = torch.empty(4, 10, device="cuda")
+    for seed in range(4):  # eager, capture, replay, replay
+        x_host = inputs(4, seed)
+        x = torch.from_numpy(x_host).cuda()
+        cuda.run_bound({"x": (x.data_ptr(), (4, 3, 16, 16), np.float32)},
+                       {"y": (y.data_ptr(), (4, 10), np.float32)}, stream=None)
+        torch.cuda.synchronize()
+        np.testing.assert_allclose(y.cpu().numpy(), cpu.run({"x": x_host})["y"], rtol=1e-4, atol=1e-4)
