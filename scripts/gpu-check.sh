@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds kiln on a GPU machine and runs the GPU tests and benchmarks in one go, writing logs and a
-# summary to $OUT (default out/gpu-check). Stages (default: all): build ctest conformance runtime
-# models bench. Example: scripts/gpu-check.sh build conformance
+# summary to $OUT (default out/gpu-check). Stages (default: all but profile): build ctest conformance
+# runtime models bench, and profile (per-layer times of the benchmark models).
+# Example: scripts/gpu-check.sh build conformance
 # Environment: PYTHON (default python3: the one with torch), JOBS, KILN_GPU_CACHE (ONNX exports),
 # PYTEST_ARGS (extra pytest arguments).
 set -uo pipefail
@@ -52,6 +53,7 @@ for stage in $STAGES; do
     runtime) run_stage runtime "$PYTHON" -m pytest -q --no-header -p no:cacheprovider tests/gpu/test_cuda_runtime.py tests/gpu/test_cuda_fusion.py ${PYTEST_ARGS:-} ;;
     models) run_stage models "$PYTHON" -m pytest -q -s --no-header -p no:cacheprovider tests/gpu/test_cuda_models.py ${PYTEST_ARGS:-} ;;
     bench) run_stage bench "$PYTHON" benchmarks/bench_models.py --out "$OUT/benchmarks.json" ${BENCH_ARGS:-} ;;
+    profile) run_stage profile "$PYTHON" benchmarks/profile_models.py ${PROFILE_ARGS:-} ;;
     *) note "unknown stage '$stage'"; status=2 ;;
   esac
 done

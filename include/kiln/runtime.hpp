@@ -56,6 +56,13 @@ struct Tensor {
   TensorRef ref() { return TensorRef{dtype, shape, bytes.data()}; }
 };
 
+// Time one layer took (median over the profiled runs).
+struct LayerTiming {
+  std::string name;
+  std::string op;
+  double milliseconds = 0.0;
+};
+
 struct BindingInfo {
   std::string name;
   DType dtype = DType::kFloat32;
@@ -115,6 +122,13 @@ class ExecutionContext {
                void* stream = nullptr);
 
   const Engine& engine() const;
+
+  // Runs the engine `iterations` times on bound buffers (as execute(inputs, outputs) with the
+  // default stream), launching layer by layer without a CUDA graph, and returns each layer's
+  // median time in launch order: GPU time between events for CUDA engines, host time for CPU
+  // engines. Layers that run on the host during shape propagation are not listed.
+  std::vector<LayerTiming> profile(std::span<const NamedTensor> inputs, std::span<const NamedTensor> outputs,
+                                   int iterations = 20);
 
   // CUDA engines: capture each set of input shapes into a CUDA graph and replay it (default on).
   // No effect on CPU engines.

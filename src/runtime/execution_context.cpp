@@ -1,6 +1,7 @@
 // ExecutionContext: validates bindings, keeps the shape plan current and hands the launch list to
 // the engine's backend (the CPU executor is here; CUDA's is src/backends/cuda/cuda_executor.cpp).
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 
@@ -72,7 +73,8 @@ void ensure_host_arena(ContextState& s) {
   s.host_arena_capacity = rounded;
 }
 
-void run_on_cpu(ContextState& s) {
+// `timings`, when given, receives each layer's host time in milliseconds (-1 for skipped layers).
+void run_on_cpu(ContextState& s, std::vector<double>* timings = nullptr) {
   const auto& model = s.engine->model;
   ensure_host_arena(s);
   for (size_t t = 0; t < model.tensors.size(); ++t) {
@@ -103,7 +105,22 @@ void run_on_cpu(ContextState& s) {
     out_views.assign(layer.outputs.size(), TensorView{});
     for (size_t o = 0; o < layer.outputs.size(); ++o) out_views[o] = s.data[static_cast<size_t>(layer.outputs[o])];
     cpu::KernelContext ctx{layer.name, layer.op, layer.attrs, in_views, out_views};
+    const auto start = std::chrono::steady_clock::now();
     cpu::invoke_cpu_kernel(*s.engine->layers[l].kernel, ctx);
+    if (timings) {
+      (*timings)[l] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    }
+  }
+}
+
+// Validates a call on caller-provided buffers and binds them.
+void bind_bound_call(ContextState& s, std::span<const NamedTensor> inputs, std::span<const NamedTensor> outputs) {
+  s.bind_inputs(inputs);
+  s.update_plan(/*place_shape_values=*/false);
+  s.check_outputs(outputs);
+  for (const NamedTensor& out : outputs) {
+    const auto t = static_cast<size_t>(s.output_tensor(out.name));
+    s.data[t] = TensorView{out.tensor.dtype, out.tensor.shape, out.tensor.data};
   }
 }
 
@@ -181,6 +198,31 @@ ExecutionContext::~ExecutionContext() = default;
 
 const Engine& ExecutionContext::engine() const { return state_->engine_handle; }
 
+std::vector<LayerTiming> ExecutionContext::profile(std::span<const NamedTensor> inputs,
+                                                   std::span<const NamedTensor> outputs, int iterations) {
+  detail::ContextState& s = *state_;
+#if KILN_WITH_CUDA
+  if (s.cuda) return cuda::profile_on_device(s, inputs, outputs, iterations);
+#endif
+  const auto& layers = s.engine->model.layers;
+  std::vector<std::vector<double>> samples(layers.size());
+  std::vector<double> timings(layers.size(), -1.0);
+  detail::bind_bound_call(s, inputs, outputs);
+  for (int i = 0; i < std::max(iterations, 1); ++i) {
+    std::fill(timings.begin(), timings.end(), -1.0);
+    detail::run_on_cpu(s, &timings);
+    for (size_t l = 0; l < layers.size(); ++l)
+      if (timings[l] >= 0.0) samples[l].push_back(timings[l]);
+  }
+  std::vector<LayerTiming> result;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    if (samples[l].empty()) continue;
+    std::sort(samples[l].begin(), samples[l].end());
+    result.push_back({layers[l].name, layers[l].op, samples[l][samples[l].size() / 2]});
+  }
+  return result;
+}
+
 void ExecutionContext::set_cuda_graphs(bool enabled) {
 #if KILN_WITH_CUDA
   cuda::set_cuda_graphs(*state_, enabled);
@@ -233,13 +275,7 @@ void ExecutionContext::execute(std::span<const NamedTensor> inputs, std::span<co
   if (stream != nullptr) {
     fail(ErrorCode::kInvalidArgument, "a stream was given, but this engine runs on the cpu backend (pass null)");
   }
-  s.bind_inputs(inputs);
-  s.update_plan(/*place_shape_values=*/false);
-  s.check_outputs(outputs);
-  for (const NamedTensor& out : outputs) {
-    const auto t = static_cast<size_t>(s.output_tensor(out.name));
-    s.data[t] = TensorView{out.tensor.dtype, out.tensor.shape, out.tensor.data};
-  }
+  detail::bind_bound_call(s, inputs, outputs);
   detail::run_on_cpu(s);
 }
 

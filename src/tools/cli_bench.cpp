@@ -4,6 +4,7 @@
 #include <cmath>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <numeric>
 #include <optional>
 #include <string_view>
@@ -31,6 +32,8 @@ options:
   --host-io               time host-to-host calls instead (input and output copies included)
   --no-cuda-graph         CUDA engines: launch every kernel on each call instead of replaying a
                           captured CUDA graph
+  --profile N             also time every layer (median of the runs, no CUDA graph) and print
+                          the N slowest
   --json                  print the results as one JSON object
   -h, --help              show this help
 )";
@@ -40,6 +43,31 @@ double percentile(const std::vector<double>& sorted, double p) {
   const double rank = std::ceil(p / 100.0 * static_cast<double>(sorted.size()));
   const size_t index = rank < 1.0 ? 0 : static_cast<size_t>(rank) - 1;
   return sorted[std::min(index, sorted.size() - 1)];
+}
+
+// The `top` slowest layers, with their share of the summed layer time and the total per op type.
+void print_profile(std::vector<LayerTiming> timings, uint64_t top) {
+  double total = 0.0;
+  std::map<std::string, std::pair<double, int>> by_op;
+  for (const LayerTiming& t : timings) {
+    total += t.milliseconds;
+    by_op[t.op].first += t.milliseconds;
+    ++by_op[t.op].second;
+  }
+  std::sort(timings.begin(), timings.end(),
+            [](const LayerTiming& a, const LayerTiming& b) { return a.milliseconds > b.milliseconds; });
+  std::cout << std::setprecision(4) << "layer profile (no CUDA graph): " << timings.size() << " layers, " << total
+            << " ms summed\n";
+  std::vector<std::pair<std::string, std::pair<double, int>>> ops(by_op.begin(), by_op.end());
+  std::sort(ops.begin(), ops.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+  for (const auto& [op, stat] : ops) {
+    std::cout << "  op " << std::left << std::setw(20) << op << std::right << std::setw(10) << stat.first << " ms  "
+              << std::setw(5) << stat.second << " layers\n";
+  }
+  for (size_t i = 0; i < timings.size() && i < top; ++i) {
+    std::cout << "  " << std::setw(10) << timings[i].milliseconds << " ms  " << timings[i].op << " '"
+              << timings[i].name << "'\n";
+  }
 }
 
 }  // namespace
@@ -53,6 +81,7 @@ int bench_command(std::span<const std::string> args) {
   bool json = false;
   bool host_io = false;
   bool cuda_graphs = true;
+  uint64_t profile_top = 0;
 
   ArgCursor cursor(args);
   while (cursor.next()) {
@@ -75,6 +104,8 @@ int bench_command(std::span<const std::string> args) {
     } else if (flag == "--host-io") {
       cursor.expect_no_value();
       host_io = true;
+    } else if (flag == "--profile") {
+      profile_top = parse_unsigned(cursor.value(), "--profile");
     } else if (flag == "--no-cuda-graph") {
       cursor.expect_no_value();
       cuda_graphs = false;
@@ -86,6 +117,7 @@ int bench_command(std::span<const std::string> args) {
     }
   }
   if (!engine_path) throw UsageError("missing the engine file to benchmark");
+  if (profile_top && host_io) throw UsageError("--profile times bound calls; it cannot be used with --host-io");
 
   LoadedEngine loaded = load_engine(*engine_path);
   std::vector<OwnedInput> inputs = prepare_inputs(loaded, input_files, true, seed);
@@ -168,6 +200,7 @@ int bench_command(std::span<const std::string> args) {
             << percentile(sorted, 50) << "  p90 " << percentile(sorted, 90) << "  p99 "
             << percentile(sorted, 99) << "  max " << sorted.back() << '\n';
   std::cout << std::setprecision(1) << "throughput: " << throughput << " inferences/s\n";
+  if (profile_top) print_profile(context.profile(bound_inputs, bound_outputs), profile_top);
   return 0;
 }
 

@@ -171,6 +171,11 @@ def test_bench(kiln_cli, static_engine):
     assert doc["iterations"] == 10 and doc["throughput_per_s"] > 0
 
 
+def test_bench_profile_lists_layers(kiln_cli, static_engine):
+    out = kiln(kiln_cli, "bench", static_engine, "--iterations", 3, "--profile", 2).stdout
+    assert "layer profile" in out and "op Conv" in out, out
+
+
 @pytest.mark.parametrize("flags", [["--host-io"], ["--no-cuda-graph"], ["--host-io", "--no-cuda-graph"]])
 def test_bench_modes(kiln_cli, static_engine, flags):
     doc = json.loads(kiln(kiln_cli, "bench", static_engine, "--iterations", 5, "--json", *flags).stdout)

@@ -1,5 +1,6 @@
 #include "backends/cuda/cuda_executor.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -260,8 +261,10 @@ DeviceContext::ShapeEntry& prepare_entry(DeviceContext& dc, detail::ContextState
   return entry;
 }
 
+// `events`, when given, holds two events per layer recorded around its launch (profiling).
 void launch_layers(DeviceContext& dc, const detail::ContextState& cs, const DeviceContext::ShapeEntry& entry,
-                   const std::vector<TensorView>& views, cudaStream_t stream) {
+                   const std::vector<TensorView>& views, cudaStream_t stream,
+                   const std::vector<cudaEvent_t>* events = nullptr) {
   const auto& model = dc.engine->model;
   const std::vector<const HostTensor*> host = host_values(cs);
   LaunchViews scratch;
@@ -272,7 +275,9 @@ void launch_layers(DeviceContext& dc, const detail::ContextState& cs, const Devi
     ctx.workspace = dc.workspace.get();
     ctx.workspace_size = dc.workspace.size();
     ctx.state = entry.states[l].get();
+    if (events) KILN_CUDA_CHECK(cudaEventRecord((*events)[2 * l], stream));
     kernel->launch(ctx);
+    if (events) KILN_CUDA_CHECK(cudaEventRecord((*events)[2 * l + 1], stream));
   }
 }
 
@@ -312,8 +317,10 @@ void warn_device_switch_once(const DeviceContext& dc, int current) {
   }
 }
 
-void run(detail::ContextState& cs, std::span<const NamedTensor> inputs, std::span<const NamedTensor> outputs,
-         cudaStream_t stream) {
+// Binds and validates a call, brings the shape entry up to date and returns the device views.
+std::vector<TensorView> prepare_call(detail::ContextState& cs, std::span<const NamedTensor> inputs,
+                                     std::span<const NamedTensor> outputs, cudaStream_t stream, bool use_graph,
+                                     DeviceContext::ShapeEntry** entry_out) {
   DeviceContext& dc = *cs.cuda;
   cs.bind_inputs(inputs);
   cs.update_plan(/*place_shape_values=*/true);
@@ -323,14 +330,24 @@ void run(detail::ContextState& cs, std::span<const NamedTensor> inputs, std::spa
     cs.data[t] = TensorView{out.tensor.dtype, out.tensor.shape, out.tensor.data};
   }
   DeviceContext::ShapeEntry& entry = prepare_entry(dc, cs);
-  const bool use_graph = dc.graphs_enabled;
-  const std::vector<TensorView> views = device_views(dc, cs, entry, use_graph);
+  std::vector<TensorView> views = device_views(dc, cs, entry, use_graph);
   if (dc.resident != &entry) {
     upload_shape_values(cs, views, stream, /*outputs_only=*/false);
     dc.resident = &entry;
   } else if (dc.engine->has_shape_value_outputs) {
     upload_shape_values(cs, views, stream, /*outputs_only=*/true);
   }
+  *entry_out = &entry;
+  return views;
+}
+
+void run(detail::ContextState& cs, std::span<const NamedTensor> inputs, std::span<const NamedTensor> outputs,
+         cudaStream_t stream) {
+  DeviceContext& dc = *cs.cuda;
+  const bool use_graph = dc.graphs_enabled;
+  DeviceContext::ShapeEntry* entry_pointer = nullptr;
+  const std::vector<TensorView> views = prepare_call(cs, inputs, outputs, stream, use_graph, &entry_pointer);
+  DeviceContext::ShapeEntry& entry = *entry_pointer;
   const auto& model = dc.engine->model;
   if (!use_graph) {
     launch_layers(dc, cs, entry, views, stream);
@@ -389,6 +406,42 @@ void execute_on_device(detail::ContextState& cs, std::span<const NamedTensor> in
   if (current != dc.device->ordinal) warn_device_switch_once(dc, current);
   DeviceGuard guard(dc.device->ordinal);
   run(cs, inputs, outputs, static_cast<cudaStream_t>(stream));
+}
+
+std::vector<LayerTiming> profile_on_device(detail::ContextState& cs, std::span<const NamedTensor> inputs,
+                                           std::span<const NamedTensor> outputs, int iterations) {
+  DeviceContext& dc = *cs.cuda;
+  DeviceGuard guard(dc.device->ordinal);
+  DeviceContext::ShapeEntry* entry = nullptr;
+  const std::vector<TensorView> views = prepare_call(cs, inputs, outputs, nullptr, /*use_graph=*/false, &entry);
+  const auto& layers = dc.engine->model.layers;
+  std::vector<cudaEvent_t> events(2 * layers.size(), nullptr);
+  for (cudaEvent_t& event : events) KILN_CUDA_CHECK(cudaEventCreate(&event));
+  std::vector<std::vector<float>> samples(layers.size());
+  try {
+    launch_layers(dc, cs, *entry, views, nullptr);  // warm-up
+    for (int i = 0; i < std::max(iterations, 1); ++i) {
+      launch_layers(dc, cs, *entry, views, nullptr, &events);
+      KILN_CUDA_CHECK(cudaStreamSynchronize(nullptr));
+      for (size_t l = 0; l < layers.size(); ++l) {
+        if (!dc.device->kernels[l]) continue;
+        float ms = 0.0f;
+        KILN_CUDA_CHECK(cudaEventElapsedTime(&ms, events[2 * l], events[2 * l + 1]));
+        samples[l].push_back(ms);
+      }
+    }
+  } catch (...) {
+    for (cudaEvent_t event : events) cudaEventDestroy(event);
+    throw;
+  }
+  for (cudaEvent_t event : events) cudaEventDestroy(event);
+  std::vector<LayerTiming> timings;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    if (samples[l].empty()) continue;
+    std::sort(samples[l].begin(), samples[l].end());
+    timings.push_back({layers[l].name, layers[l].op, samples[l][samples[l].size() / 2]});
+  }
+  return timings;
 }
 
 std::vector<Tensor> execute_from_host(detail::ContextState& cs, std::span<const NamedTensor> inputs) {

@@ -32,6 +32,10 @@ void execute_on_device(detail::ContextState& context, std::span<const NamedTenso
 // Host tensors in and out: copies in, runs on the context's own stream, copies out, synchronises.
 std::vector<Tensor> execute_from_host(detail::ContextState& context, std::span<const NamedTensor> inputs);
 
+// Per-layer GPU times (see ExecutionContext::profile), on the default stream.
+std::vector<LayerTiming> profile_on_device(detail::ContextState& context, std::span<const NamedTensor> inputs,
+                                           std::span<const NamedTensor> outputs, int iterations);
+
 // The GPU ordinal an engine is bound to.
 int engine_device(const detail::EngineState& engine);
 void set_cuda_graphs(detail::ContextState& context, bool enabled);
