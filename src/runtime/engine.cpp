@@ -107,6 +107,40 @@ void mark_shape_value_layers(EngineState& state) {
   }
 }
 
+bool is_view_op(const std::string& op) {
+  return op == "Reshape" || op == "Flatten" || op == "Squeeze" || op == "Unsqueeze" || op == "Identity";
+}
+
+// Reshape-like layers between two activations computed on the device become views: the output
+// shares its input's storage, whose live range grows to cover every tensor sharing it.
+void mark_view_layers(EngineState& state) {
+  const auto& model = state.model;
+  state.storage_of.resize(model.tensors.size());
+  for (size_t t = 0; t < model.tensors.size(); ++t) state.storage_of[t] = static_cast<int32_t>(t);
+  for (size_t l = 0; l < model.layers.size(); ++l) {
+    const format::Layer& layer = model.layers[l];
+    PreparedLayer& prepared = state.layers[l];
+    if (!is_view_op(layer.op) || prepared.computes_shape_values || layer.outputs.size() != 1 || layer.inputs.empty() ||
+        layer.inputs[0] < 0) {
+      continue;
+    }
+    const auto in = static_cast<size_t>(layer.inputs[0]);
+    const auto out = static_cast<size_t>(layer.outputs[0]);
+    const int32_t in_producer = state.producer[in];
+    if (model.tensors[in].kind != format::TensorKind::kActivation ||
+        model.tensors[out].kind != format::TensorKind::kActivation || model.tensors[in].dtype != model.tensors[out].dtype ||
+        in_producer < 0 || state.layers[static_cast<size_t>(in_producer)].computes_shape_values) {
+      continue;
+    }
+    prepared.is_view = true;
+    state.has_views = true;
+    const auto root = static_cast<size_t>(state.storage_of[in]);
+    state.storage_of[out] = static_cast<int32_t>(root);
+    state.first_use[root] = std::min(state.first_use[root], state.first_use[out]);
+    state.last_use[root] = std::max(state.last_use[root], state.last_use[out]);
+  }
+}
+
 void prepare(EngineState& state) {
   const auto& model = state.model;
   // Ops and kernels: an engine from a newer kiln may use ops this runtime lacks.
@@ -173,6 +207,7 @@ void prepare(EngineState& state) {
   for (const format::Binding& out : model.outputs) {
     state.has_shape_value_outputs |= state.layers[static_cast<size_t>(state.producer[out.tensor])].computes_shape_values;
   }
+  mark_view_layers(state);
   // The CPU runs every layer of a cpu engine, and the shape-value layers of any engine.
   const bool on_cpu = model.target.backend == "cpu";
   for (size_t l = 0; l < model.layers.size(); ++l) {

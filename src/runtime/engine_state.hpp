@@ -22,6 +22,9 @@ struct PreparedLayer {
   // Runs while shapes are propagated, on the host, because a later layer needs the *values* of
   // its outputs to know its own output shapes (a shape tensor computed at run time).
   bool computes_shape_values = false;
+  // A Reshape-like layer whose output is its input's bytes under another shape: the output shares
+  // the input's arena memory and the layer launches nothing.
+  bool is_view = false;
 };
 
 // Immutable after load; shared by every context and thread.
@@ -35,7 +38,11 @@ struct EngineState {
   std::vector<std::shared_ptr<const HostTensor>> weight_values;
   // Per tensor: index of the producing layer, -1 for inputs and weights.
   std::vector<int32_t> producer;
-  // Per activation tensor: [first_use, last_use] layer indices, for re-planning the arena.
+  // Per tensor: the activation whose memory it shares (itself unless a view layer wrote it).
+  std::vector<int32_t> storage_of;
+  bool has_views = false;
+  // Per activation tensor: [first_use, last_use] layer indices, for re-planning the arena; for the
+  // tensor that owns shared storage, the span of every tensor sharing it.
   std::vector<int32_t> first_use;
   std::vector<int32_t> last_use;
   // True when any shape-value layer reads an input's data: then cached shapes are keyed by values too.

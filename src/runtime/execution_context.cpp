@@ -97,7 +97,7 @@ void run_on_cpu(ContextState& s, std::vector<double>* timings = nullptr) {
   std::vector<TensorView> in_views;
   std::vector<TensorView> out_views;
   for (size_t l = 0; l < model.layers.size(); ++l) {
-    if (s.engine->layers[l].computes_shape_values) continue;
+    if (s.engine->layers[l].computes_shape_values || s.engine->layers[l].is_view) continue;
     const format::Layer& layer = model.layers[l];
     in_views.assign(layer.inputs.size(), TensorView{});
     for (size_t i = 0; i < layer.inputs.size(); ++i)

@@ -110,12 +110,15 @@ void place_in_arena(const EngineState& engine, bool place_shape_values, ShapePla
   plan.offsets.assign(model.tensors.size(), format::MemoryPlan::kNoOffset);
   std::vector<BufferRequest> requests;
   std::vector<size_t> request_tensor;
+  // The builder's plan gives every tensor its own bytes; views share theirs, so it is only used
+  // when the engine has none.
   bool matches_build_shapes = recorded.is_static && recorded.offsets.size() == model.tensors.size() &&
-                              recorded.alignment % kArenaAlignment == 0;
+                              recorded.alignment % kArenaAlignment == 0 && !engine.has_views;
   for (size_t t = 0; t < model.tensors.size(); ++t) {
     const format::TensorDesc& desc = model.tensors[t];
     if (desc.kind != format::TensorKind::kActivation) continue;
     if (plan.has_shape_value[t] && !place_shape_values) continue;
+    if (engine.storage_of[t] != static_cast<int32_t>(t)) continue;  // a view: placed with its storage
     matches_build_shapes = matches_build_shapes && plan.shapes[t] == desc.shape &&
                            recorded.offsets[t] != format::MemoryPlan::kNoOffset;
     const uint64_t size = static_cast<uint64_t>(shape_numel(plan.shapes[t])) * dtype_size(desc.dtype);
@@ -130,6 +133,10 @@ void place_in_arena(const EngineState& engine, bool place_shape_values, ShapePla
     ArenaPlan arena_plan = plan_arena(requests, kArenaAlignment);
     for (size_t r = 0; r < requests.size(); ++r) plan.offsets[request_tensor[r]] = arena_plan.offsets[r];
     plan.arena_size = arena_plan.total_size;
+  }
+  for (size_t t = 0; t < model.tensors.size(); ++t) {
+    const auto root = static_cast<size_t>(engine.storage_of[t]);
+    if (root != t) plan.offsets[t] = plan.offsets[root];
   }
 }
 

@@ -302,6 +302,41 @@ TEST(Runtime, EngineBuffersHoldBoundInputsAndOutputs) {
   EXPECT_EQ(out.data(), nullptr);
 }
 
+TEST(Runtime, ReshapeBetweenActivationsIsAViewAndIsNotLaunched) {
+  // y = Relu(Reshape(Neg(x), [3, 2])): the Reshape shares Neg's output and launches nothing.
+  format::EngineModel m;
+  const int32_t x = add_tensor(m, "x", DType::kFloat32, {2, 3}, TensorKind::kInput);
+  const int32_t negated = add_tensor(m, "negated", DType::kFloat32, {2, 3}, TensorKind::kActivation);
+  const int32_t shape = add_tensor(m, "shape", DType::kInt64, {2}, TensorKind::kWeight);
+  const int32_t reshaped = add_tensor(m, "reshaped", DType::kFloat32, {3, 2}, TensorKind::kActivation);
+  const int32_t y = add_tensor(m, "y", DType::kFloat32, {3, 2}, TensorKind::kOutput);
+  static std::vector<uint8_t> blob(64);
+  const int64_t dims[2] = {3, 2};
+  std::memcpy(blob.data(), dims, sizeof dims);
+  m.tensors[static_cast<size_t>(shape)].weight_size = sizeof dims;
+  m.weights = std::span<const uint8_t>(blob.data(), blob.size());
+  m.inputs.push_back(binding(m, x));
+  m.outputs.push_back(binding(m, y));
+  m.layers.push_back(layer("neg", "Neg", {x}, {negated}));
+  m.layers.push_back(layer("view", "Reshape", {negated, shape}, {reshaped}));
+  m.layers.push_back(layer("relu", "Relu", {reshaped}, {y}));
+  m.memory_plan.offsets.assign(m.tensors.size(), format::MemoryPlan::kNoOffset);
+  m.memory_plan.first_use.assign(m.tensors.size(), -1);
+  m.memory_plan.last_use.assign(m.tensors.size(), -1);
+  const auto bytes = format::write_engine(m);
+  Engine engine = Engine::load_bytes(bytes.data(), bytes.size());
+  ExecutionContext ctx = engine.create_context();
+  const std::vector<float> xs = {1.0f, -2.0f, 3.0f, -4.0f, 5.0f, -6.0f};
+  std::vector<float> ys(6);
+  std::vector<NamedTensor> in = {{"x", {DType::kFloat32, {2, 3}, const_cast<float*>(xs.data())}}};
+  std::vector<NamedTensor> out = {{"y", {DType::kFloat32, {3, 2}, ys.data()}}};
+  ctx.execute(in, out);
+  EXPECT_EQ(ys, (std::vector<float>{0.0f, 2.0f, 0.0f, 4.0f, 0.0f, 6.0f}));
+  std::vector<std::string> timed;
+  for (const LayerTiming& t : ctx.profile(in, out, 2)) timed.push_back(t.name);
+  EXPECT_EQ(timed, (std::vector<std::string>{"neg", "relu"}));
+}
+
 TEST(RuntimeCApi, RunsAnEngineAndReportsErrors) {
   const auto bytes = make_add_relu_engine(false);
   kiln_engine* engine = nullptr;

@@ -74,7 +74,7 @@ std::shared_ptr<const DeviceEngine> bind_engine_to_device(const detail::EngineSt
   std::vector<std::string> missing;
   bound->kernels.assign(model.layers.size(), nullptr);
   for (size_t l = 0; l < model.layers.size(); ++l) {
-    if (engine.layers[l].computes_shape_values) continue;
+    if (engine.layers[l].computes_shape_values || engine.layers[l].is_view) continue;
     bound->kernels[l] = cuda_kernels().find(model.layers[l].op);
     if (!bound->kernels[l]) missing.push_back("layer '" + model.layers[l].name + "' (op '" + model.layers[l].op + "')");
   }
