@@ -91,8 +91,8 @@ std::vector<uint8_t> build_engine_from_graph(ir::Graph graph, const BuilderConfi
                                              const std::string& source) {
   std::vector<uint8_t> bytes = format::write_engine(build_engine_model(std::move(graph), config, source));
   if (config.target == "cuda") {
-    // Load it on the target GPU: every layer must have a kernel there, and each kernel prepares
-    // (chooses its algorithm) for the build-time shapes, so problems surface now, not at deployment.
+    // Load it on the target GPU: every layer must have a kernel there, so a missing one surfaces
+    // at build time rather than at deployment.
     DeviceSpec device;
     device.kind = DeviceSpec::Kind::kCuda;
     device.index = config.device;

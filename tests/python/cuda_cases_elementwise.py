@@ -7,4 +7,12 @@ CASES = [
     ("isinf_positive_only", "IsInf", [("x", "float32", [5, 7])], {"detect_negative": 0}, 18),
     ("isinf_none", "IsInf", [("x", "float32", [4])], {"detect_negative": 0, "detect_positive": 0}, 18),
     ("not_bool", "Not", [("x", "bool", [2, 3, 9])], {}, 18),
+] + [
+    (f"unary_{op.lower()}", op, [("x", "float32", [3, 41])], {}, 18)
+    for op in ("Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Softsign", "Mish",
+               "Celu", "ThresholdedRelu", "Softplus")
+] + [
+    ("celu_alpha", "Celu", [("x", "float32", [64])], {"alpha": 0.5}, 18),
+    ("thresholded_relu_alpha", "ThresholdedRelu", [("x", "float32", [64])], {"alpha": 0.3}, 18),
+    ("mish_f16", "Mish", [("x", "float16", [2, 300])], {}, 18),
 ]

@@ -14,7 +14,11 @@ namespace {
 enum class UnaryOp : int {
   kRelu, kLeakyRelu, kSigmoid, kTanh, kGelu, kGeluTanh, kErf, kHardSigmoid, kHardSwish, kSqrt, kReciprocal,
   kNeg, kExp, kLog, kAbs, kFloor, kCeil, kSoftplus, kIdentity, kSin, kCos, kElu, kSelu, kSign, kRound,
+  kTan, kAsin, kAcos, kAtan, kSinh, kCosh, kAsinh, kAcosh, kAtanh, kSoftsign, kMish, kCelu, kThresholdedRelu,
 };
+
+// Softplus as the CPU reference computes it (stable for large |x|).
+__device__ __forceinline__ float softplus(float x) { return x > 0.0f ? x + log1pf(expf(-x)) : log1pf(expf(x)); }
 
 __device__ __forceinline__ float apply_unary(UnaryOp op, float x, float alpha, float beta) {
   switch (op) {
@@ -38,7 +42,7 @@ __device__ __forceinline__ float apply_unary(UnaryOp op, float x, float alpha, f
     case UnaryOp::kAbs: return fabsf(x);
     case UnaryOp::kFloor: return floorf(x);
     case UnaryOp::kCeil: return ceilf(x);
-    case UnaryOp::kSoftplus: return x > 20.0f ? x : log1pf(expf(x));
+    case UnaryOp::kSoftplus: return softplus(x);
     case UnaryOp::kIdentity: return x;
     case UnaryOp::kSin: return sinf(x);
     case UnaryOp::kCos: return cosf(x);
@@ -46,6 +50,19 @@ __device__ __forceinline__ float apply_unary(UnaryOp op, float x, float alpha, f
     case UnaryOp::kSelu: return beta * (x > 0.0f ? x : alpha * (expf(x) - 1.0f));
     case UnaryOp::kSign: return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
     case UnaryOp::kRound: return rintf(x);
+    case UnaryOp::kTan: return tanf(x);
+    case UnaryOp::kAsin: return asinf(x);
+    case UnaryOp::kAcos: return acosf(x);
+    case UnaryOp::kAtan: return atanf(x);
+    case UnaryOp::kSinh: return sinhf(x);
+    case UnaryOp::kCosh: return coshf(x);
+    case UnaryOp::kAsinh: return asinhf(x);
+    case UnaryOp::kAcosh: return acoshf(x);
+    case UnaryOp::kAtanh: return atanhf(x);
+    case UnaryOp::kSoftsign: return x / (1.0f + fabsf(x));
+    case UnaryOp::kMish: return x * tanhf(softplus(x));
+    case UnaryOp::kCelu: return x > 0.0f ? x : alpha * expm1f(x / alpha);
+    case UnaryOp::kThresholdedRelu: return x > alpha ? x : 0.0f;
   }
   return x;
 }
@@ -95,6 +112,13 @@ const std::unordered_map<std::string, UnarySpec>& unary_specs() {
       {"Cos", {UnaryOp::kCos, 0, 0, false}},          {"Elu", {UnaryOp::kElu, 1.0f, 0, false}},
       {"Selu", {UnaryOp::kSelu, 1.67326319217681884765625f, 1.05070102214813232421875f, false}},
       {"Sign", {UnaryOp::kSign, 0, 0, true}},         {"Round", {UnaryOp::kRound, 0, 0, false}},
+      {"Tan", {UnaryOp::kTan, 0, 0, false}},          {"Asin", {UnaryOp::kAsin, 0, 0, false}},
+      {"Acos", {UnaryOp::kAcos, 0, 0, false}},        {"Atan", {UnaryOp::kAtan, 0, 0, false}},
+      {"Sinh", {UnaryOp::kSinh, 0, 0, false}},        {"Cosh", {UnaryOp::kCosh, 0, 0, false}},
+      {"Asinh", {UnaryOp::kAsinh, 0, 0, false}},      {"Acosh", {UnaryOp::kAcosh, 0, 0, false}},
+      {"Atanh", {UnaryOp::kAtanh, 0, 0, false}},      {"Softsign", {UnaryOp::kSoftsign, 0, 0, false}},
+      {"Mish", {UnaryOp::kMish, 0, 0, false}},        {"Celu", {UnaryOp::kCelu, 1.0f, 0, false}},
+      {"ThresholdedRelu", {UnaryOp::kThresholdedRelu, 1.0f, 0, false}},
   };
   return specs;
 }
