@@ -3,13 +3,15 @@ reference) on the same inputs. Cases come from the ONNX Runtime op suite (tests/
 CUDA families' case lists (tests/python/cuda_cases_*.py).
 
 Tolerances: float32 on both backends: rtol 1e-4, atol 1e-5 (summation order differs in GEMM,
-convolution and reductions; no TF32). float16 engines (precision="fp16", float32 at the edges) and
+convolution and reductions; no TF32); atol 1e-3 for the Reduce* family cases, whose sums over
+thousands of elements the GPU accumulates in float32 and the CPU reference in double. float16 engines (precision="fp16", float32 at the edges) and
 float16 tensors: max |cuda - cpu| <= 2e-2 * max(1, max |cpu|)."""
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+import zlib
 
 import numpy as np
 import pytest
@@ -33,7 +35,7 @@ def _array(dtype: str, shape, rng) -> np.ndarray:
 def _from_tuple(entry) -> OpCase:
     case_id, op, inputs, attrs, opset, *rest = entry
     num_outputs = rest[0] if rest else 1
-    rng = np.random.default_rng(abs(hash(case_id)) % (2**32))
+    rng = np.random.default_rng(zlib.crc32(case_id.encode()))  # stable across processes
     named = []
     for item in inputs:
         if item is None:
@@ -44,7 +46,9 @@ def _from_tuple(entry) -> OpCase:
         else:
             name, dtype, shape = item
             named.append((name, _array(dtype, shape, rng)))
-    return node_case(case_id, op, named, attrs, opset=opset, num_outputs=num_outputs)
+    # Reductions over thousands of elements: the GPU sums in float32, the CPU reference in double.
+    atol = 1e-3 if op.startswith("Reduce") else 1e-6
+    return node_case(case_id, op, named, attrs, opset=opset, num_outputs=num_outputs, atol=atol)
 
 
 def _load_family_cases() -> list[OpCase]:
