@@ -1,5 +1,7 @@
 #include "base/host_tensor.hpp"
 
+#include <cstring>
+
 #include "base/error.hpp"
 #include "base/half.hpp"
 
@@ -35,6 +37,24 @@ double read_as_double(const TensorView& t, int64_t i) {
     case DType::kBool: return t.as<const uint8_t>()[i] ? 1.0 : 0.0;
   }
   fail(ErrorCode::kInvalidArgument, "unknown dtype");
+}
+
+std::vector<uint8_t> scalar_bytes(DType dtype, double value) {
+  std::vector<uint8_t> bytes(dtype_size(dtype), 0);
+  auto put = [&](auto v) { std::memcpy(bytes.data(), &v, sizeof(v)); };
+  switch (dtype) {
+    case DType::kFloat32: put(static_cast<float>(value)); break;
+    case DType::kFloat64: put(value); break;
+    case DType::kFloat16: put(float_to_half(static_cast<float>(value))); break;
+    case DType::kBFloat16: put(float_to_bfloat16(static_cast<float>(value))); break;
+    case DType::kInt8: put(static_cast<int8_t>(value)); break;
+    case DType::kUInt8: put(static_cast<uint8_t>(value)); break;
+    case DType::kBool: put(static_cast<uint8_t>(value != 0.0)); break;
+    case DType::kInt16: put(static_cast<int16_t>(value)); break;
+    case DType::kInt32: put(static_cast<int32_t>(value)); break;
+    case DType::kInt64: put(static_cast<int64_t>(value)); break;
+  }
+  return bytes;
 }
 
 }  // namespace kiln

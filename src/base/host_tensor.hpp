@@ -54,5 +54,8 @@ int64_t read_index(const TensorView& t, int64_t i);
 std::vector<int64_t> read_indices(const TensorView& t);
 // Element i of any numeric tensor as double (for constant folding and tests).
 double read_as_double(const TensorView& t, int64_t i);
+// The little-endian bytes of `value` as one element of `dtype` (rounded or truncated the way a
+// static_cast would; bool is value != 0).
+std::vector<uint8_t> scalar_bytes(DType dtype, double value);
 
 }  // namespace kiln

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "base/json.hpp"
+
 namespace kiln::tools {
 
 void JsonWriter::before_value() {
@@ -100,37 +102,7 @@ JsonWriter& JsonWriter::raw(std::string_view json) {
 }
 
 std::string json_quote(std::string_view text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (u < 0x20) {
-          char buffer[8];
-          std::snprintf(buffer, sizeof(buffer), "\\u%04x", u);
-          out += buffer;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-  return out;
+  return json::serialize(json::Value(std::string(text)));
 }
 
 namespace {

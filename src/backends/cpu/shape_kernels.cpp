@@ -98,51 +98,13 @@ void range_kernel(KernelContext& ctx) {
   if (!ok) ctx.fail(ErrorCode::kUnsupported, "no CPU kernel for dtype ", dtype_name(out.dtype));
 }
 
-// The bytes of the value 1 in `dtype`.
-std::vector<uint8_t> one_bytes(DType dtype) {
-  std::vector<uint8_t> bytes(dtype_size(dtype), 0);
-  auto put = [&](auto v) { std::memcpy(bytes.data(), &v, sizeof(v)); };
-  switch (dtype) {
-    case DType::kFloat32:
-      put(1.0f);
-      break;
-    case DType::kFloat64:
-      put(1.0);
-      break;
-    case DType::kFloat16:
-      put(float_to_half(1.0f));
-      break;
-    case DType::kBFloat16:
-      put(float_to_bfloat16(1.0f));
-      break;
-    case DType::kInt8:
-      put(int8_t{1});
-      break;
-    case DType::kUInt8:
-      put(uint8_t{1});
-      break;
-    case DType::kBool:
-      put(uint8_t{1});
-      break;
-    case DType::kInt16:
-      put(int16_t{1});
-      break;
-    case DType::kInt32:
-      put(int32_t{1});
-      break;
-    case DType::kInt64:
-      put(int64_t{1});
-      break;
-  }
-  return bytes;
-}
 
 void eye_like_kernel(KernelContext& ctx) {
   const TensorView& out = ctx.outputs[0];
   if (out.nbytes() > 0) std::memset(out.data, 0, out.nbytes());
   const int64_t rows = out.shape[0], cols = out.shape[1];
   const int64_t k = ctx.attrs.get_int_or("k", 0);
-  const std::vector<uint8_t> one = one_bytes(out.dtype);
+  const std::vector<uint8_t> one = scalar_bytes(out.dtype, 1.0);
   auto* dst = out.as<uint8_t>();
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t c = r + k;

@@ -190,44 +190,6 @@ void launch_range(LaunchContext& ctx) {
 
 // ---- EyeLike ----
 
-// The bytes of the value 1 in `dtype` (little-endian, at most 8 bytes).
-std::vector<uint8_t> one_bytes(DType dtype) {
-  std::vector<uint8_t> bytes(dtype_size(dtype), 0);
-  auto put = [&](auto v) { std::memcpy(bytes.data(), &v, sizeof(v)); };
-  switch (dtype) {
-    case DType::kFloat32:
-      put(1.0f);
-      break;
-    case DType::kFloat64:
-      put(1.0);
-      break;
-    case DType::kFloat16:
-      put(float_to_half(1.0f));
-      break;
-    case DType::kBFloat16:
-      put(float_to_bfloat16(1.0f));
-      break;
-    case DType::kInt8:
-      put(int8_t{1});
-      break;
-    case DType::kUInt8:
-      put(uint8_t{1});
-      break;
-    case DType::kBool:
-      put(uint8_t{1});
-      break;
-    case DType::kInt16:
-      put(int16_t{1});
-      break;
-    case DType::kInt32:
-      put(int32_t{1});
-      break;
-    case DType::kInt64:
-      put(int64_t{1});
-      break;
-  }
-  return bytes;
-}
 
 template <typename Word>
 __global__ void eye_kernel(Word* __restrict__ out, int64_t n, int64_t cols, int64_t k, Word one) {
@@ -246,7 +208,7 @@ void launch_eye_like(LaunchContext& ctx) {
   const int64_t n = out.numel();
   if (n == 0) return;
   const int64_t k = ctx.attrs.get_int_or("k", 0);
-  const std::vector<uint8_t> one = one_bytes(out.dtype);
+  const std::vector<uint8_t> one = scalar_bytes(out.dtype, 1.0);
   dm::dispatch_word(ctx, one.size(), [&]<typename Word>() {
     Word value;
     std::memcpy(&value, one.data(), sizeof(Word));
