@@ -15,4 +15,7 @@ CASES = [
     ("celu_alpha", "Celu", [("x", "float32", [64])], {"alpha": 0.5}, 18),
     ("thresholded_relu_alpha", "ThresholdedRelu", [("x", "float32", [64])], {"alpha": 0.3}, 18),
     ("mish_f16", "Mish", [("x", "float16", [2, 300])], {}, 18),
+    ("mean_two_broadcast", "Mean", [("a", "float32", [3, 1, 5]), ("b", "float32", [4, 1])], {}, 18),
+    ("prelu_channel_slope", "PRelu", [("x", "float32", [2, 3, 4, 5]), ("slope", "float32", [3, 1, 1])], {}, 18),
+    ("prelu_f16", "PRelu", [("x", "float16", [7, 9]), ("slope", "float16", [9])], {}, 18),
 ]

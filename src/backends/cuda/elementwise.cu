@@ -206,7 +206,7 @@ void launch_predicate(LaunchContext& ctx) {
 // ---- binary --------------------------------------------------------------------------------------
 
 enum class BinaryOp : int {
-  kAdd, kSub, kMul, kDiv, kPow, kMin, kMax, kMod, kEqual, kLess, kGreater, kLessOrEqual, kGreaterOrEqual, kAnd, kOr, kXor,
+  kAdd, kSub, kMul, kDiv, kPow, kMin, kMax, kMod, kMean, kPRelu, kEqual, kLess, kGreater, kLessOrEqual, kGreaterOrEqual, kAnd, kOr, kXor,
 };
 
 bool is_comparison(BinaryOp op) { return op >= BinaryOp::kEqual; }
@@ -244,6 +244,8 @@ __device__ __forceinline__ float apply_float(BinaryOp op, float a, float b) {
     case BinaryOp::kMin: return fminf(a, b);
     case BinaryOp::kMax: return fmaxf(a, b);
     case BinaryOp::kMod: return fmodf(a, b);
+    case BinaryOp::kMean: return (a + b) * 0.5f;
+    case BinaryOp::kPRelu: return a < 0.0f ? a * b : a;
     default: return a;
   }
 }
@@ -301,6 +303,7 @@ const std::unordered_map<std::string, BinaryOp>& binary_ops() {
       {"Equal", BinaryOp::kEqual}, {"Less", BinaryOp::kLess},     {"Greater", BinaryOp::kGreater},
       {"LessOrEqual", BinaryOp::kLessOrEqual}, {"GreaterOrEqual", BinaryOp::kGreaterOrEqual},
       {"And", BinaryOp::kAnd},   {"Or", BinaryOp::kOr},           {"Xor", BinaryOp::kXor},
+      {"Mean", BinaryOp::kMean}, {"PRelu", BinaryOp::kPRelu},
   };
   return ops;
 }
@@ -355,6 +358,8 @@ void launch_binary(LaunchContext& ctx) {
     } else {
       dispatch_numeric(ctx, a.dtype, [&]<typename T>() { launch_binary_typed<T, bool>(ctx, op); });
     }
+  } else if (op == BinaryOp::kMean || op == BinaryOp::kPRelu) {
+    dispatch_float(ctx, a.dtype, [&]<typename T>() { launch_binary_typed<T, T>(ctx, op); });
   } else {
     dispatch_numeric(ctx, a.dtype, [&]<typename T>() { launch_binary_typed<T, T>(ctx, op); });
   }
