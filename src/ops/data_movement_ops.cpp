@@ -171,39 +171,10 @@ void infer_gather_nd(InferContext& ctx) {
   const ValueInfo& data = ctx.input(0);
   const ValueInfo& indices = ctx.input(1);
   require_dtype(ctx, "indices", indices.dtype, {DType::kInt32, DType::kInt64});
-  const auto data_rank = static_cast<int64_t>(data.shape.size());
-  const auto indices_rank = static_cast<int64_t>(indices.shape.size());
-  if (data_rank < 1) ctx.fail("data must have rank >= 1");
-  if (indices_rank < 1) ctx.fail("indices must have rank >= 1");
-  const int64_t batch_dims = int_attr(ctx, "batch_dims", 0);
-  if (batch_dims < 0 || batch_dims >= std::min(data_rank, indices_rank)) {
-    ctx.fail("attribute 'batch_dims' is ", batch_dims, "; expected 0..",
-             std::min(data_rank, indices_rank) - 1, " for data rank ", data_rank,
-             " and indices rank ", indices_rank);
-  }
-  const int64_t tuple_length = indices.shape.back();
-  if (tuple_length == kDynamicDim) {
-    ctx.fail("the last dimension of indices must be known (it decides the output rank)");
-  }
-  if (tuple_length < 1 || tuple_length > data_rank - batch_dims) {
-    ctx.fail("the last dimension of indices is ", tuple_length, "; expected 1..",
-             data_rank - batch_dims, " (data rank ", data_rank, " - batch_dims ", batch_dims, ")");
-  }
-  const auto batch = static_cast<size_t>(batch_dims);
-  Shape out;
-  for (size_t i = 0; i < batch; ++i) {
-    const int64_t d = data.shape[i], n = indices.shape[i];
-    if (d != kDynamicDim && n != kDynamicDim && d != n) {
-      ctx.fail("batch dimension ", i, " differs: data has ", d, " (shape ",
-               shape_to_string(data.shape), "), indices has ", n, " (shape ",
-               shape_to_string(indices.shape), ")");
-    }
-    out.push_back(d != kDynamicDim ? d : n);
-  }
-  out.insert(out.end(), indices.shape.begin() + batch_dims, indices.shape.end() - 1);
-  out.insert(out.end(), data.shape.begin() + batch_dims + tuple_length, data.shape.end());
+  GatherNdGeometry geometry =
+      resolve_gather_nd(node_ref(ctx), data.shape, indices.shape, int_attr(ctx, "batch_dims", 0));
   ctx.output(0).dtype = data.dtype;
-  ctx.output(0).shape = out;
+  ctx.output(0).shape = std::move(geometry.output);
 }
 
 void infer_pad(InferContext& ctx) {

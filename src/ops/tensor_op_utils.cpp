@@ -72,6 +72,39 @@ void require_dtype(const InferContext& ctx, std::string_view what, DType dtype,
   ctx.fail(what, " has dtype ", dtype_name(dtype), "; expected one of: ", names);
 }
 
+GatherNdGeometry resolve_gather_nd(const NodeRef& node, const Shape& data, const Shape& indices, int64_t batch_dims) {
+  const auto data_rank = static_cast<int64_t>(data.size());
+  const auto indices_rank = static_cast<int64_t>(indices.size());
+  if (data_rank < 1) node.fail(ErrorCode::kInvalidArgument, "data must have rank >= 1");
+  if (indices_rank < 1) node.fail(ErrorCode::kInvalidArgument, "indices must have rank >= 1");
+  if (batch_dims < 0 || batch_dims >= std::min(data_rank, indices_rank)) {
+    node.fail(ErrorCode::kInvalidArgument, "attribute 'batch_dims' is ", batch_dims, "; expected 0..",
+              std::min(data_rank, indices_rank) - 1, " for data rank ", data_rank, " and indices rank ", indices_rank);
+  }
+  const int64_t tuple_length = indices.back();
+  if (tuple_length == kDynamicDim) {
+    node.fail(ErrorCode::kInvalidArgument, "the last dimension of indices must be known (it decides the output rank)");
+  }
+  if (tuple_length < 1 || tuple_length > data_rank - batch_dims) {
+    node.fail(ErrorCode::kInvalidArgument, "the last dimension of indices is ", tuple_length, "; expected 1..",
+              data_rank - batch_dims, " (data rank ", data_rank, " - batch_dims ", batch_dims, ")");
+  }
+  GatherNdGeometry g;
+  g.batch_dims = static_cast<size_t>(batch_dims);
+  g.tuple_length = static_cast<size_t>(tuple_length);
+  for (size_t i = 0; i < g.batch_dims; ++i) {
+    const int64_t d = data[i], n = indices[i];
+    if (d != kDynamicDim && n != kDynamicDim && d != n) {
+      node.fail(ErrorCode::kInvalidArgument, "batch dimension ", i, " differs: data has ", d, " (shape ",
+                shape_to_string(data), "), indices has ", n, " (shape ", shape_to_string(indices), ")");
+    }
+    g.output.push_back(d != kDynamicDim ? d : n);
+  }
+  g.output.insert(g.output.end(), indices.begin() + batch_dims, indices.end() - 1);
+  g.output.insert(g.output.end(), data.begin() + batch_dims + tuple_length, data.end());
+  return g;
+}
+
 Shape reshape_output_shape(const NodeRef& node, const Shape& in, const std::vector<int64_t>& target,
                            bool allowzero) {
   Shape out(target.size());

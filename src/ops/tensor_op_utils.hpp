@@ -48,6 +48,17 @@ std::optional<std::vector<int64_t>> known_indices(const InferContext& ctx, size_
 void require_dtype(const InferContext& ctx, std::string_view what, DType dtype,
                    std::initializer_list<DType> allowed);
 
+// GatherND's geometry, shared by its infer function and kernels: batch_dims and the index tuple
+// length k validated against the ranks, and the output shape (kDynamicDim where an input dim is).
+struct GatherNdGeometry {
+  size_t batch_dims = 0;
+  size_t tuple_length = 0;
+  Shape output;
+};
+// Fails (kInvalidArgument, naming the node) for ranks < 1, batch_dims out of range, an unknown or
+// out-of-range tuple length, or known batch dims that differ.
+GatherNdGeometry resolve_gather_nd(const NodeRef& node, const Shape& data, const Shape& indices, int64_t batch_dims);
+
 // Output dims of Reshape. `in` may have dynamic dims; unknown output dims are kDynamicDim.
 Shape reshape_output_shape(const NodeRef& node, const Shape& in, const std::vector<int64_t>& target,
                            bool allowzero);

@@ -346,31 +346,13 @@ void gather_nd_kernel(KernelContext& ctx) {
   const TensorView& data = ctx.inputs[0];
   const TensorView& indices = ctx.inputs[1];
   const TensorView& out = ctx.outputs[0];
-  const auto batch_dims = static_cast<size_t>(ctx.attrs.get_int_or("batch_dims", 0));
+  const ops::GatherNdGeometry geometry = ops::resolve_gather_nd(
+      ops::NodeRef{ctx.node_name, ctx.op}, data.shape, indices.shape, ctx.attrs.get_int_or("batch_dims", 0));
+  const size_t batch_dims = geometry.batch_dims;
+  const size_t k = geometry.tuple_length;
   const size_t data_rank = data.shape.size();
   const size_t indices_rank = indices.shape.size();
-  if (indices_rank < 1 || batch_dims >= std::min(data_rank, indices_rank)) {
-    ctx.fail(ErrorCode::kInvalidArgument, "batch_dims ", batch_dims,
-             " is out of range for data rank ", data_rank, " and indices rank ", indices_rank);
-  }
-  const int64_t tuple_length = indices.shape.back();
-  if (tuple_length < 1 || static_cast<size_t>(tuple_length) > data_rank - batch_dims) {
-    ctx.fail(ErrorCode::kInvalidArgument, "the last dimension of indices is ", tuple_length,
-             "; expected 1..", data_rank - batch_dims);
-  }
-  const auto k = static_cast<size_t>(tuple_length);
-  Shape expected(data.shape.begin(), data.shape.begin() + static_cast<std::ptrdiff_t>(batch_dims));
-  for (size_t i = 0; i < batch_dims; ++i) {
-    if (indices.shape[i] != data.shape[i]) {
-      ctx.fail(ErrorCode::kInvalidArgument, "batch dimension ", i, " differs: data ",
-               shape_to_string(data.shape), ", indices ", shape_to_string(indices.shape));
-    }
-  }
-  expected.insert(expected.end(), indices.shape.begin() + static_cast<std::ptrdiff_t>(batch_dims),
-                  indices.shape.end() - 1);
-  expected.insert(expected.end(), data.shape.begin() + static_cast<std::ptrdiff_t>(batch_dims + k),
-                  data.shape.end());
-  check_output_shape(ctx, expected, out.shape);
+  check_output_shape(ctx, geometry.output, out.shape);
   const int64_t batches = product(data.shape, 0, batch_dims);
   const int64_t tuples_per_batch = product(indices.shape, batch_dims, indices_rank - 1);
   const int64_t batch_stride = product(data.shape, batch_dims, data_rank);
