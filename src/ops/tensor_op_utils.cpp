@@ -72,6 +72,30 @@ void require_dtype(const InferContext& ctx, std::string_view what, DType dtype,
   ctx.fail(what, " has dtype ", dtype_name(dtype), "; expected one of: ", names);
 }
 
+SliceGeometry resolve_slice(const NodeRef& node, const Shape& in, const std::vector<int64_t>& starts,
+                            const std::vector<int64_t>& ends, const std::vector<int64_t>& axes_given,
+                            const std::vector<int64_t>& steps) {
+  if (ends.size() != starts.size() || steps.size() != starts.size()) {
+    node.fail(ErrorCode::kInvalidArgument, "starts, ends and steps must have the same length");
+  }
+  const std::vector<int64_t> axes =
+      resolve_axes(node, axes_given, starts.size(), static_cast<int64_t>(in.size()), "starts");
+  SliceGeometry g;
+  g.output = in;
+  g.strides.assign(in.size(), 1);
+  for (size_t d = in.size(); d-- > 1;) g.strides[d - 1] = g.strides[d] * in[d];
+  const std::vector<int64_t> dense = g.strides;
+  for (size_t i = 0; i < axes.size(); ++i) {
+    const auto axis = static_cast<size_t>(axes[i]);
+    if (steps[i] == 0) node.fail(ErrorCode::kInvalidArgument, "steps must not contain 0");
+    const SliceDim dim = resolve_slice_dim(in[axis], starts[i], ends[i], steps[i]);
+    g.output[axis] = dim.count;
+    g.offset += dim.start * dense[axis];
+    g.strides[axis] = dim.count > 1 ? dim.step * dense[axis] : 0;
+  }
+  return g;
+}
+
 GatherNdGeometry resolve_gather_nd(const NodeRef& node, const Shape& data, const Shape& indices, int64_t batch_dims) {
   const auto data_rank = static_cast<int64_t>(data.size());
   const auto indices_rank = static_cast<int64_t>(indices.size());

@@ -48,6 +48,19 @@ std::optional<std::vector<int64_t>> known_indices(const InferContext& ctx, size_
 void require_dtype(const InferContext& ctx, std::string_view what, DType dtype,
                    std::initializer_list<DType> allowed);
 
+// Slice as a strided copy of a dense input: the output shape, and for each input dim the element
+// stride to step by (0 where the output has one element) plus the element offset of the first.
+struct SliceGeometry {
+  Shape output;
+  std::vector<int64_t> strides;
+  int64_t offset = 0;
+};
+// `axes` may be empty (0..n-1). Fails (kInvalidArgument, naming the node) for lists of different
+// lengths, a zero step, or bad axes.
+SliceGeometry resolve_slice(const NodeRef& node, const Shape& in, const std::vector<int64_t>& starts,
+                            const std::vector<int64_t>& ends, const std::vector<int64_t>& axes,
+                            const std::vector<int64_t>& steps);
+
 // GatherND's geometry, shared by its infer function and kernels: batch_dims and the index tuple
 // length k validated against the ranks, and the output shape (kDynamicDim where an input dim is).
 struct GatherNdGeometry {

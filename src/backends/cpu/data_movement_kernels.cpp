@@ -113,32 +113,16 @@ void split_kernel(KernelContext& ctx) {
 void slice_kernel(KernelContext& ctx) {
   const TensorView& in = ctx.inputs[0];
   const TensorView& out = ctx.outputs[0];
-  const auto rank = static_cast<int64_t>(in.shape.size());
   const std::vector<int64_t> starts = read_indices(ctx.inputs[1]);
   const std::vector<int64_t> ends = read_indices(ctx.inputs[2]);
   const std::vector<int64_t> axes_given =
       present(ctx, 3) ? read_indices(ctx.inputs[3]) : std::vector<int64_t>{};
   const std::vector<int64_t> steps =
       present(ctx, 4) ? read_indices(ctx.inputs[4]) : std::vector<int64_t>(starts.size(), 1);
-  if (ends.size() != starts.size() || steps.size() != starts.size()) {
-    ctx.fail(ErrorCode::kInvalidArgument, "starts, ends and steps must have the same length");
-  }
-  const std::vector<int64_t> axes =
-      ops::resolve_axes(node_of(ctx), axes_given, starts.size(), rank, "starts");
-  const std::vector<int64_t> in_strides = dense_strides(in.shape);
-  std::vector<int64_t> strides = in_strides;
-  Shape expected = in.shape;
-  int64_t offset = 0;
-  for (size_t i = 0; i < axes.size(); ++i) {
-    const auto axis = static_cast<size_t>(axes[i]);
-    if (steps[i] == 0) ctx.fail(ErrorCode::kInvalidArgument, "steps must not contain 0");
-    const ops::SliceDim dim = ops::resolve_slice_dim(in.shape[axis], starts[i], ends[i], steps[i]);
-    expected[axis] = dim.count;
-    offset += dim.start * in_strides[axis];
-    strides[axis] = dim.count > 1 ? dim.step * in_strides[axis] : 0;
-  }
-  check_output_shape(ctx, expected, out.shape);
-  copy_strided(in.data, out.data, dtype_size(in.dtype), out.shape, strides, offset);
+  const ops::SliceGeometry g =
+      ops::resolve_slice(ops::NodeRef{ctx.node_name, ctx.op}, in.shape, starts, ends, axes_given, steps);
+  check_output_shape(ctx, g.output, out.shape);
+  copy_strided(in.data, out.data, dtype_size(in.dtype), out.shape, g.strides, g.offset);
 }
 
 // Validated, non-negative indices; errors name the offending position and value.

@@ -195,32 +195,16 @@ void launch_split(LaunchContext& ctx) {
 void launch_slice(LaunchContext& ctx) {
   const TensorView& in = ctx.inputs[0];
   const TensorView& out = ctx.outputs[0];
-  const auto rank = static_cast<int64_t>(in.shape.size());
   const std::vector<int64_t> starts = dm::host_indices(ctx, 1, "starts");
   const std::vector<int64_t> ends = dm::host_indices(ctx, 2, "ends");
   const std::vector<int64_t> axes_given =
       ctx.has_input(3) ? dm::host_indices(ctx, 3, "axes") : std::vector<int64_t>{};
   const std::vector<int64_t> steps =
       ctx.has_input(4) ? dm::host_indices(ctx, 4, "steps") : std::vector<int64_t>(starts.size(), 1);
-  if (ends.size() != starts.size() || steps.size() != starts.size()) {
-    ctx.fail(ErrorCode::kInvalidArgument, "starts, ends and steps must have the same length");
-  }
-  const std::vector<int64_t> axes =
-      ops::resolve_axes(node_of(ctx), axes_given, starts.size(), rank, "starts");
-  const std::vector<int64_t> in_strides = dm::dense_strides(in.shape);
-  std::vector<int64_t> strides = in_strides;
-  Shape expected = in.shape;
-  int64_t offset = 0;
-  for (size_t i = 0; i < axes.size(); ++i) {
-    const auto axis = static_cast<size_t>(axes[i]);
-    if (steps[i] == 0) ctx.fail(ErrorCode::kInvalidArgument, "steps must not contain 0");
-    const ops::SliceDim dim = ops::resolve_slice_dim(in.shape[axis], starts[i], ends[i], steps[i]);
-    expected[axis] = dim.count;
-    offset += dim.start * in_strides[axis];
-    strides[axis] = dim.count > 1 ? dim.step * in_strides[axis] : 0;
-  }
-  dm::require_output_shape(ctx, 0, expected);
-  launch_strided_copy(ctx, in.data, out.data, dtype_size(in.dtype), out.shape, strides, offset);
+  const ops::SliceGeometry g =
+      ops::resolve_slice(ops::NodeRef{ctx.node_name, ctx.op}, in.shape, starts, ends, axes_given, steps);
+  dm::require_output_shape(ctx, 0, g.output);
+  launch_strided_copy(ctx, in.data, out.data, dtype_size(in.dtype), out.shape, g.strides, g.offset);
 }
 
 // ---- Expand and Tile ----
