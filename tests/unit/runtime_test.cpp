@@ -337,6 +337,15 @@ TEST(Runtime, ReshapeBetweenActivationsIsAViewAndIsNotLaunched) {
   EXPECT_EQ(timed, (std::vector<std::string>{"neg", "relu"}));
 }
 
+TEST(RuntimeCApi, MultiDeviceSafeModeIsOffByDefaultAndReturnsThePreviousMode) {
+  EXPECT_EQ(kiln_get_multi_device_safe_mode(), 0);
+  EXPECT_EQ(kiln_set_multi_device_safe_mode(1), 0);
+  EXPECT_EQ(kiln_get_multi_device_safe_mode(), 1);
+  EXPECT_TRUE(get_multi_device_safe_mode());
+  EXPECT_EQ(kiln_set_multi_device_safe_mode(0), 1);
+  EXPECT_FALSE(get_multi_device_safe_mode());
+}
+
 TEST(RuntimeCApi, RunsAnEngineAndReportsErrors) {
   const auto bytes = make_add_relu_engine(false);
   kiln_engine* engine = nullptr;

@@ -317,10 +317,9 @@ void warn_device_switch_once(const DeviceContext& dc, int current) {
   }
 }
 
-// Binds and validates a call, brings the shape entry up to date and returns the device views.
-std::vector<TensorView> prepare_call(detail::ContextState& cs, std::span<const NamedTensor> inputs,
-                                     std::span<const NamedTensor> outputs, cudaStream_t stream, bool use_graph,
-                                     DeviceContext::ShapeEntry** entry_out) {
+// Binds and validates a call and brings the shape entry up to date (shape values in the arena).
+DeviceContext::ShapeEntry& prepare_call(detail::ContextState& cs, std::span<const NamedTensor> inputs,
+                                        std::span<const NamedTensor> outputs, cudaStream_t stream, bool use_graph) {
   DeviceContext& dc = *cs.cuda;
   cs.bind_inputs(inputs);
   cs.update_plan(/*place_shape_values=*/true);
@@ -330,44 +329,43 @@ std::vector<TensorView> prepare_call(detail::ContextState& cs, std::span<const N
     cs.data[t] = TensorView{out.tensor.dtype, out.tensor.shape, out.tensor.data};
   }
   DeviceContext::ShapeEntry& entry = prepare_entry(dc, cs);
-  std::vector<TensorView> views = device_views(dc, cs, entry, use_graph);
-  if (dc.resident != &entry) {
-    upload_shape_values(cs, views, stream, /*outputs_only=*/false);
+  const bool upload_all = dc.resident != &entry;
+  if (upload_all || dc.engine->has_shape_value_outputs) {
+    upload_shape_values(cs, device_views(dc, cs, entry, use_graph), stream, /*outputs_only=*/!upload_all);
     dc.resident = &entry;
-  } else if (dc.engine->has_shape_value_outputs) {
-    upload_shape_values(cs, views, stream, /*outputs_only=*/true);
   }
-  *entry_out = &entry;
-  return views;
+  return entry;
 }
 
 void run(detail::ContextState& cs, std::span<const NamedTensor> inputs, std::span<const NamedTensor> outputs,
          cudaStream_t stream) {
   DeviceContext& dc = *cs.cuda;
   const bool use_graph = dc.graphs_enabled;
-  DeviceContext::ShapeEntry* entry_pointer = nullptr;
-  const std::vector<TensorView> views = prepare_call(cs, inputs, outputs, stream, use_graph, &entry_pointer);
-  DeviceContext::ShapeEntry& entry = *entry_pointer;
+  DeviceContext::ShapeEntry& entry = prepare_call(cs, inputs, outputs, stream, use_graph);
   const auto& model = dc.engine->model;
   if (!use_graph) {
-    launch_layers(dc, cs, entry, views, stream);
+    launch_layers(dc, cs, entry, device_views(dc, cs, entry, false), stream);
     return;
   }
+  // Replays touch only the I/O slots; views of every tensor are built only to launch layers.
+  auto* slots = static_cast<uint8_t*>(dc.arena.get());
   for (const format::Binding& in : model.inputs) {
     const TensorView& src = cs.data[in.tensor];
     if (src.nbytes()) {
-      KILN_CUDA_CHECK(cudaMemcpyAsync(views[in.tensor].data, src.data, src.nbytes(), cudaMemcpyDeviceToDevice, stream));
+      KILN_CUDA_CHECK(cudaMemcpyAsync(slots + entry.io_offsets[in.tensor], src.data, src.nbytes(),
+                                      cudaMemcpyDeviceToDevice, stream));
     }
   }
   if (entry.graph) {
     KILN_CUDA_CHECK(cudaGraphLaunch(entry.graph, stream));
   } else if (entry.eager_runs == 0) {
     // The first run is eager: libraries load their kernels lazily, which capture does not allow.
-    launch_layers(dc, cs, entry, views, stream);
+    launch_layers(dc, cs, entry, device_views(dc, cs, entry, true), stream);
     ++entry.eager_runs;
   } else {
     // Captured on the context's own stream (the caller's may be the legacy default stream, which
     // cannot capture); the graph then runs on the caller's stream like any other work.
+    const std::vector<TensorView> views = device_views(dc, cs, entry, true);
     cudaGraph_t graph = nullptr;
     KILN_CUDA_CHECK(cudaStreamBeginCapture(dc.own_stream, cudaStreamCaptureModeThreadLocal));
     try {
@@ -386,7 +384,8 @@ void run(detail::ContextState& cs, std::span<const NamedTensor> inputs, std::spa
   for (const format::Binding& out : model.outputs) {
     const TensorView& dst = cs.data[out.tensor];
     if (dst.nbytes()) {
-      KILN_CUDA_CHECK(cudaMemcpyAsync(dst.data, views[out.tensor].data, dst.nbytes(), cudaMemcpyDeviceToDevice, stream));
+      KILN_CUDA_CHECK(cudaMemcpyAsync(dst.data, slots + entry.io_offsets[out.tensor], dst.nbytes(),
+                                      cudaMemcpyDeviceToDevice, stream));
     }
   }
 }
@@ -412,8 +411,8 @@ std::vector<LayerTiming> profile_on_device(detail::ContextState& cs, std::span<c
                                            std::span<const NamedTensor> outputs, int iterations) {
   DeviceContext& dc = *cs.cuda;
   DeviceGuard guard(dc.device->ordinal);
-  DeviceContext::ShapeEntry* entry = nullptr;
-  const std::vector<TensorView> views = prepare_call(cs, inputs, outputs, nullptr, /*use_graph=*/false, &entry);
+  DeviceContext::ShapeEntry* entry = &prepare_call(cs, inputs, outputs, nullptr, /*use_graph=*/false);
+  const std::vector<TensorView> views = device_views(dc, cs, *entry, false);
   const auto& layers = dc.engine->model.layers;
   std::vector<cudaEvent_t> events(2 * layers.size(), nullptr);
   for (cudaEvent_t& event : events) KILN_CUDA_CHECK(cudaEventCreate(&event));
