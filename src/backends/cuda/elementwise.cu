@@ -67,11 +67,15 @@ __device__ __forceinline__ float apply_unary(UnaryOp op, float x, float alpha, f
   return x;
 }
 
-template <typename T>
-__global__ void unary_kernel(const T* __restrict__ in, T* __restrict__ out, int64_t n, UnaryOp op, float alpha,
+template <typename T, typename Index, int W>
+__global__ void unary_kernel(const T* __restrict__ in, T* __restrict__ out, Index packs, UnaryOp op, float alpha,
                              float beta) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
-    out[i] = from_float<T>(apply_unary(op, to_float(in[i]), alpha, beta));
+  for (Index p = first_index<Index>(); p < packs; p += grid_stride<Index>()) {
+    T values[W];
+    load_pack<T, W>(in, p * W, true, values);
+#pragma unroll
+    for (int w = 0; w < W; ++w) values[w] = from_float<T>(apply_unary(op, to_float(values[w]), alpha, beta));
+    store_pack<T, W>(out, p * W, values);
   }
 }
 
@@ -149,7 +153,14 @@ void launch_unary(LaunchContext& ctx) {
     return;
   } else {
     dispatch_float(ctx, in.dtype, [&]<typename T>() {
-      unary_kernel<T><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(in.as<const T>(), out.as<T>(), n, op, alpha, beta);
+      constexpr int kWidth = pack_width<T>();
+      const void* const pointers[1] = {in.data};
+      const bool packable = can_pack(dense_indexer<1>(n), kWidth, sizeof(T), pointers, out.data);
+      dispatch_index_and_width<kWidth>(n, packable, [&]<typename Index, int W>() {
+        const auto packs = static_cast<Index>(n / W);
+        unary_kernel<T, Index, W><<<grid_for(packs), kBlockSize, 0, ctx.stream>>>(in.as<const T>(), out.as<T>(), packs,
+                                                                                   op, alpha, beta);
+      });
     });
   }
   check_launch(ctx);
@@ -265,23 +276,36 @@ __device__ __forceinline__ bool compare(BinaryOp op, T a, T b) {
   }
 }
 
-template <typename T, typename U, bool kSameShape>
-__global__ void binary_kernel(const T* __restrict__ a, const T* __restrict__ b, U* __restrict__ out, int64_t n,
-                              StridedIndexer<2> indexer, BinaryOp op) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
-    int64_t offsets[2] = {i, i};
-    if constexpr (!kSameShape) indexer.offsets(i, offsets);
-    if constexpr (std::is_same_v<U, bool>) {
-      if constexpr (std::is_integral_v<T>) {
-        out[i] = compare<T>(op, a[offsets[0]], b[offsets[1]]);
-      } else {
-        out[i] = compare<float>(op, to_float(a[offsets[0]]), to_float(b[offsets[1]]));
-      }
-    } else if constexpr (std::is_integral_v<T>) {
-      out[i] = apply_integer<T>(op, a[offsets[0]], b[offsets[1]]);
+template <typename T, typename U>
+__device__ __forceinline__ U apply_binary(BinaryOp op, T a, T b) {
+  if constexpr (std::is_same_v<U, bool>) {
+    if constexpr (std::is_integral_v<T>) {
+      return compare<T>(op, a, b);
     } else {
-      out[i] = from_float<T>(apply_float(op, to_float(a[offsets[0]]), to_float(b[offsets[1]])));
+      return compare<float>(op, to_float(a), to_float(b));
     }
+  } else if constexpr (std::is_integral_v<T>) {
+    return apply_integer<T>(op, a, b);
+  } else {
+    return from_float<T>(apply_float(op, to_float(a), to_float(b)));
+  }
+}
+
+// One thread per pack of W outputs; kDense: every operand has the output's shape.
+template <typename T, typename U, typename Index, int W, bool kDense>
+__global__ void binary_kernel(const T* __restrict__ a, const T* __restrict__ b, U* __restrict__ out, Index packs,
+                              StridedIndexer<2> indexer, unsigned packed, BinaryOp op) {
+  for (Index p = first_index<Index>(); p < packs; p += grid_stride<Index>()) {
+    const Index first = p * W;
+    Index offsets[2] = {first, first};
+    if constexpr (!kDense) indexer.offsets(first, offsets);
+    T va[W], vb[W];
+    load_pack<T, W>(a, offsets[0], kDense || (packed & 1u), va);
+    load_pack<T, W>(b, offsets[1], kDense || (packed & 2u), vb);
+    U result[W];
+#pragma unroll
+    for (int w = 0; w < W; ++w) result[w] = apply_binary<T, U>(op, va[w], vb[w]);
+    store_pack<U, W>(out, first, result);
   }
 }
 
@@ -315,13 +339,23 @@ void launch_binary_typed(LaunchContext& ctx, BinaryOp op) {
   const TensorView& out = ctx.outputs[0];
   const int64_t n = out.numel();
   const Shape* shapes[2] = {&a.shape, &b.shape};
-  const bool same = a.shape == out.shape && b.shape == out.shape;
-  const StridedIndexer<2> indexer = same ? StridedIndexer<2>{} : make_broadcast_indexer<2>(ctx, out.shape, shapes);
-  if (same) {
-    binary_kernel<T, U, true><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(a.as<const T>(), b.as<const T>(), out.as<U>(), n, indexer, op);
-  } else {
-    binary_kernel<T, U, false><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(a.as<const T>(), b.as<const T>(), out.as<U>(), n, indexer, op);
-  }
+  const bool dense = a.shape == out.shape && b.shape == out.shape;
+  const StridedIndexer<2> indexer = dense ? dense_indexer<2>(n) : make_broadcast_indexer<2>(ctx, out.shape, shapes);
+  // 16-byte packs for the floating types (integer and comparison ops stay one element a thread).
+  constexpr int kWidth = std::is_same_v<T, U> && !std::is_integral_v<T> ? pack_width<T>() : 1;
+  const void* const pointers[2] = {a.data, b.data};
+  const bool packable = can_pack(indexer, kWidth, sizeof(T), pointers, out.data);
+  const unsigned packed = packed_operands(indexer);
+  dispatch_index_and_width<kWidth>(n, packable, [&]<typename Index, int W>() {
+    const auto packs = static_cast<Index>(n / W);
+    if (dense) {
+      binary_kernel<T, U, Index, W, true><<<grid_for(packs), kBlockSize, 0, ctx.stream>>>(
+          a.as<const T>(), b.as<const T>(), out.as<U>(), packs, indexer, packed, op);
+    } else {
+      binary_kernel<T, U, Index, W, false><<<grid_for(packs), kBlockSize, 0, ctx.stream>>>(
+          a.as<const T>(), b.as<const T>(), out.as<U>(), packs, indexer, packed, op);
+    }
+  });
 }
 
 void launch_binary(LaunchContext& ctx) {
@@ -407,13 +441,26 @@ void launch_clip(LaunchContext& ctx) {
   check_launch(ctx);
 }
 
-template <typename Word>
+template <typename Word, typename Index>
 __global__ void where_kernel(const bool* __restrict__ cond, const Word* __restrict__ x, const Word* __restrict__ y,
-                             Word* __restrict__ out, int64_t n, StridedIndexer<3> indexer) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
-    int64_t offsets[3];
+                             Word* __restrict__ out, Index n, StridedIndexer<3> indexer) {
+  for (Index i = first_index<Index>(); i < n; i += grid_stride<Index>()) {
+    Index offsets[3];
     indexer.offsets(i, offsets);
     out[i] = cond[offsets[0]] ? x[offsets[1]] : y[offsets[2]];
+  }
+}
+
+template <typename Word>
+void launch_where_words(const LaunchContext& ctx, int64_t n, const StridedIndexer<3>& indexer) {
+  const auto* cond = ctx.inputs[0].as<const bool>();
+  const auto* x = ctx.inputs[1].as<const Word>();
+  const auto* y = ctx.inputs[2].as<const Word>();
+  auto* out = ctx.outputs[0].as<Word>();
+  if (fits_32_bits(n)) {
+    where_kernel<Word, uint32_t><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(cond, x, y, out, static_cast<uint32_t>(n), indexer);
+  } else {
+    where_kernel<Word, int64_t><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(cond, x, y, out, n, indexer);
   }
 }
 
@@ -423,12 +470,11 @@ void launch_where(LaunchContext& ctx) {
   if (n == 0) return;
   const Shape* shapes[3] = {&ctx.inputs[0].shape, &ctx.inputs[1].shape, &ctx.inputs[2].shape};
   const StridedIndexer<3> indexer = make_broadcast_indexer<3>(ctx, out.shape, shapes);
-  const auto* cond = ctx.inputs[0].as<const bool>();
   switch (dtype_size(out.dtype)) {
-    case 1: where_kernel<uint8_t><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(cond, ctx.inputs[1].as<const uint8_t>(), ctx.inputs[2].as<const uint8_t>(), out.as<uint8_t>(), n, indexer); break;
-    case 2: where_kernel<uint16_t><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(cond, ctx.inputs[1].as<const uint16_t>(), ctx.inputs[2].as<const uint16_t>(), out.as<uint16_t>(), n, indexer); break;
-    case 4: where_kernel<uint32_t><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(cond, ctx.inputs[1].as<const uint32_t>(), ctx.inputs[2].as<const uint32_t>(), out.as<uint32_t>(), n, indexer); break;
-    case 8: where_kernel<uint64_t><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(cond, ctx.inputs[1].as<const uint64_t>(), ctx.inputs[2].as<const uint64_t>(), out.as<uint64_t>(), n, indexer); break;
+    case 1: launch_where_words<uint8_t>(ctx, n, indexer); break;
+    case 2: launch_where_words<uint16_t>(ctx, n, indexer); break;
+    case 4: launch_where_words<uint32_t>(ctx, n, indexer); break;
+    case 8: launch_where_words<uint64_t>(ctx, n, indexer); break;
     default: ctx.fail(ErrorCode::kUnsupported, "dtype ", dtype_name(out.dtype));
   }
   check_launch(ctx);

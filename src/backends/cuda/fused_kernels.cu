@@ -23,6 +23,7 @@ struct FusedParams {
   int64_t n;
   int num_inputs;
   unsigned scalar_mask;  // dense path: bit k set when input k has one element
+  unsigned packed_mask;  // bit k set when input k is read W elements at a time (else repeated)
 };
 
 __device__ __forceinline__ float apply(const FusedInstruction& inst, float x, float y) {
@@ -82,33 +83,47 @@ __device__ __forceinline__ float apply(const FusedInstruction& inst, float x, fl
 
 // kRegs >= kMaxInputs so the input loads index the register file with compile-time indices; only
 // the program's operands index it dynamically (the file is kept small by the pass's allocation).
-template <typename T, int kRegs, bool kDense>
-__global__ void fused_elementwise_kernel(const __grid_constant__ FusedParams p) {
+// Each thread computes a pack of W consecutive outputs (16-byte accesses where can_pack allows).
+template <typename T, int kRegs, bool kDense, typename Index, int W>
+__global__ void fused_elementwise_kernel(const __grid_constant__ FusedParams p, Index packs) {
   T* out = static_cast<T*>(p.output);
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < p.n;
-       i += int64_t{gridDim.x} * blockDim.x) {
-    float regs[kRegs];
-    int64_t offsets[kMaxInputs];
+  for (Index q = first_index<Index>(); q < packs; q += grid_stride<Index>()) {
+    const Index first = q * W;
+    Index offsets[kMaxInputs];
     if constexpr (kDense) {
 #pragma unroll
-      for (int k = 0; k < kMaxInputs; ++k) offsets[k] = (p.scalar_mask >> k) & 1u ? 0 : i;
+      for (int k = 0; k < kMaxInputs; ++k) offsets[k] = (p.scalar_mask >> k) & 1u ? 0 : first;
     } else {
-      p.indexer.offsets(i, offsets);
+      p.indexer.offsets(first, offsets);
     }
+    T loaded[kMaxInputs][W];
 #pragma unroll
     for (int k = 0; k < kMaxInputs; ++k) {
-      if (k < p.num_inputs) regs[k] = to_float(static_cast<const T*>(p.inputs[k])[offsets[k]]);
+      if (k < p.num_inputs) {
+        load_pack<T, W>(static_cast<const T*>(p.inputs[k]), offsets[k], (p.packed_mask >> k) & 1u, loaded[k]);
+      }
     }
-    for (int pc = 0; pc < p.program.num_instructions; ++pc) {
-      const FusedInstruction inst = p.program.code[pc];
-      regs[inst.dst] = apply(inst, regs[inst.a], regs[inst.b]);
+    T results[W];
+#pragma unroll
+    for (int w = 0; w < W; ++w) {
+      float regs[kRegs];
+#pragma unroll
+      for (int k = 0; k < kMaxInputs; ++k) {
+        if (k < p.num_inputs) regs[k] = to_float(loaded[k][w]);
+      }
+      for (int pc = 0; pc < p.program.num_instructions; ++pc) {
+        const FusedInstruction inst = p.program.code[pc];
+        regs[inst.dst] = apply(inst, regs[inst.a], regs[inst.b]);
+      }
+      results[w] = from_float<T>(regs[p.program.output_register]);
     }
-    out[i] = from_float<T>(regs[p.program.output_register]);
+    store_pack<T, W>(out, first, results);
   }
 }
 
 struct FusedState : LayerState {
   FusedParams params{};
+  StridedIndexer<kMaxInputs> walk{};  // dense or broadcast walk, to decide packing per launch
   bool dense = false;
 };
 
@@ -152,20 +167,30 @@ std::unique_ptr<LayerState> prepare_fused(LaunchContext& ctx, size_t* workspace_
       state->dense = false;  // a broadcast operand: same numel as the output means the same layout
     }
   }
-  if (!state->dense) params.indexer = make_broadcast_indexer<kMaxInputs>(ctx, out.shape, shapes);
+  if (state->dense) {
+    state->walk = dense_indexer<kMaxInputs>(params.n);
+    for (int k = 0; k < kMaxInputs; ++k) {
+      if (k >= num_inputs || ((params.scalar_mask >> k) & 1u)) state->walk.strides[k][0] = 0;
+    }
+  } else {
+    params.indexer = make_broadcast_indexer<kMaxInputs>(ctx, out.shape, shapes);
+    state->walk = params.indexer;
+  }
+  params.packed_mask = packed_operands(state->walk);
   return state;
 }
 
-template <typename T, bool kDense>
+template <typename T, bool kDense, typename Index, int W>
 void launch_with_registers(const LaunchContext& ctx, const FusedParams& params) {
-  const unsigned grid = grid_for(params.n);
+  const auto packs = static_cast<Index>(params.n / W);
+  const unsigned grid = grid_for(packs);
   if (params.program.num_registers <= 8) {
-    fused_elementwise_kernel<T, 8, kDense><<<grid, kBlockSize, 0, ctx.stream>>>(params);
+    fused_elementwise_kernel<T, 8, kDense, Index, W><<<grid, kBlockSize, 0, ctx.stream>>>(params, packs);
   } else if (params.program.num_registers <= 16) {
-    fused_elementwise_kernel<T, 16, kDense><<<grid, kBlockSize, 0, ctx.stream>>>(params);
+    fused_elementwise_kernel<T, 16, kDense, Index, W><<<grid, kBlockSize, 0, ctx.stream>>>(params, packs);
   } else {
-    fused_elementwise_kernel<T, ops::kFusedMaxRegisters, kDense>
-        <<<grid, kBlockSize, 0, ctx.stream>>>(params);
+    fused_elementwise_kernel<T, ops::kFusedMaxRegisters, kDense, Index, W>
+        <<<grid, kBlockSize, 0, ctx.stream>>>(params, packs);
   }
 }
 
@@ -183,11 +208,18 @@ void launch_fused(LaunchContext& ctx) {
     params.inputs[k] = ctx.inputs[static_cast<size_t>(k)].data;
   params.output = ctx.outputs[0].data;
   dispatch_float(ctx, ctx.outputs[0].dtype, [&]<typename T>() {
-    if (state->dense) {
-      launch_with_registers<T, true>(ctx, params);
-    } else {
-      launch_with_registers<T, false>(ctx, params);
-    }
+    // Packs of 16 bytes for 16-bit types only: float32 programs are register-heavy already.
+    constexpr int kWidth = sizeof(T) == 2 ? pack_width<T>() : 1;
+    const void* pointers[kMaxInputs] = {};
+    for (int k = 0; k < params.num_inputs; ++k) pointers[k] = params.inputs[k];
+    const bool packable = can_pack(state->walk, kWidth, sizeof(T), pointers, params.output);
+    dispatch_index_and_width<kWidth>(params.n, packable, [&]<typename Index, int W>() {
+      if (state->dense) {
+        launch_with_registers<T, true, Index, W>(ctx, params);
+      } else {
+        launch_with_registers<T, false, Index, W>(ctx, params);
+      }
+    });
   });
   check_launch(ctx);
 }
