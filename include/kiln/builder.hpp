@@ -28,6 +28,9 @@ struct BuilderConfig {
   // Range given to dynamic dims that no profile covers: min, opt, max.
   int64_t default_dynamic_min = 1, default_dynamic_opt = 1, default_dynamic_max = 4096;
   std::string metadata_json = "{}";  // recorded in the engine; must be a JSON object
+  // cuda: a timing-cache file ("" for none). Tactics found in it are reused instead of timed; the
+  // tactics timed during the build are added to it (the file is created when missing).
+  std::string timing_cache;
 };
 
 // Imports, optimises and emits an engine. Throws kiln::Error: kNotFound/kIoError (paths),

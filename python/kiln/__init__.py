@@ -107,12 +107,14 @@ def build_onnx(
     metadata: Mapping[str, Any] | None = None,
     device: int | None = None,
     workspace_limit: int | None = None,
+    timing_cache: "str | os.PathLike | None" = None,
 ) -> bytes:
     """Compiles an ONNX model into engine bytes.
 
     ``model`` is a path, the serialized model bytes, or an object with ``SerializeToString``
     (an ``onnx.ModelProto``). ``profiles`` maps a dynamic input's name to ``(min, opt, max)``
-    shapes or to ``{"min": .., "opt": .., "max": ..}`` (opt defaults to min).
+    shapes or to ``{"min": .., "opt": .., "max": ..}`` (opt defaults to min). ``timing_cache`` (cuda)
+    is a file of GEMM/convolution tactics reused by later builds and extended by this one.
     """
     if precision not in _PRECISIONS:
         raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
@@ -125,6 +127,8 @@ def build_onnx(
         config["device"] = int(device)
     if workspace_limit is not None:
         config["workspace_limit"] = int(workspace_limit)
+    if timing_cache is not None:
+        config["timing_cache"] = os.fspath(timing_cache)
     config_json = json.dumps(config).encode()
 
     lib = _capi.builder()

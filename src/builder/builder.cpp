@@ -1,5 +1,6 @@
 #include "kiln/builder.hpp"
 
+#include <cstdlib>
 #include <span>
 
 #include "base/error.hpp"
@@ -10,6 +11,7 @@
 #include "builder/input_profiles.hpp"
 #include "format/engine_io.hpp"
 #include "frontend/onnx/onnx_importer.hpp"
+#include "passes/attention_fusion.hpp"
 #include "passes/batch_norm_folding.hpp"
 #include "passes/constant_folding.hpp"
 #include "passes/conv_fusion.hpp"
@@ -18,9 +20,12 @@
 #include "passes/dead_code_elimination.hpp"
 #include "passes/elementwise_fusion.hpp"
 #include "passes/identity_elimination.hpp"
+#include "passes/layout_nhwc.hpp"
 #include "passes/precision_lowering.hpp"
+#include "passes/residual_norm_fusion.hpp"
 #include "kiln/runtime.hpp"
 #include "passes/shape_inference.hpp"
+#include "runtime/tactic_cache.hpp"
 
 namespace kiln {
 namespace builder {
@@ -52,12 +57,44 @@ void allow_tf32(ir::Graph& graph) {
   }
 }
 
+// KILN_CONV_LAYOUT=nchw|nhwc overrides the layout of fp16/bf16 convolution regions (for
+// measuring one against the other).
+bool nhwc_convolutions() {
+  const char* layout = std::getenv("KILN_CONV_LAYOUT");
+  if (layout == nullptr || *layout == '\0') return true;
+  const std::string value(layout);
+  if (value == "nhwc") return true;
+  if (value == "nchw") return false;
+  fail(ErrorCode::kInvalidArgument, "KILN_CONV_LAYOUT must be 'nchw' or 'nhwc', got '", value, "'");
+}
+
 void lower_for_cuda(ir::Graph& graph, const BuilderConfig& config, const ResolvedConfig& resolved) {
   if (passes::make_conv_padding_symmetric(graph) > 0) passes::infer_shapes(graph);
   if (resolved.precision != DType::kFloat32) passes::lower_precision(graph, resolved.precision);
+  // fp16/bf16 convolutions run on tensor cores in NHWC: keep their activations NHWC.
+  if (resolved.precision != DType::kFloat32 && nhwc_convolutions()) passes::convert_conv_regions_to_nhwc(graph);
   if (config.precision == Precision::kTf32) allow_tf32(graph);
-  // After lowering, so that chains carry one dtype; the CPU (the reference) keeps the plain ops.
+  // After lowering, so that fused ops carry one dtype; the CPU (the reference) keeps the plain ops.
+  if (passes::fuse_attention(graph, /*tensor_core_shapes_only=*/true) > 0) passes::eliminate_dead_code(graph);
+  passes::fuse_residual_into_layer_norm(graph);
   if (passes::fuse_elementwise_chains(graph) > 0) passes::infer_shapes(graph);
+}
+
+// One call with zero-filled inputs at each input's opt shape.
+void run_once_at_opt_shapes(const Engine& engine, const format::EngineModel& model) {
+  std::vector<std::vector<uint8_t>> storage;
+  std::vector<NamedTensor> inputs;
+  for (const format::Binding& binding : model.inputs) {
+    const format::TensorDesc& desc = model.tensors.at(binding.tensor);
+    Shape shape = desc.shape;
+    for (size_t d = 0; d < shape.size(); ++d) {
+      if (shape[d] == kDynamicDim) shape[d] = d < binding.ranges.size() ? binding.ranges[d].opt : 1;
+    }
+    storage.emplace_back(static_cast<size_t>(shape_numel(shape)) * dtype_size(desc.dtype), uint8_t{0});
+    inputs.push_back(NamedTensor{binding.name, TensorRef{desc.dtype, shape, storage.back().data()}});
+  }
+  ExecutionContext context = engine.create_context();
+  context.execute(inputs);
 }
 
 }  // namespace
@@ -89,16 +126,31 @@ format::EngineModel build_engine_model(ir::Graph graph, const BuilderConfig& con
 
 std::vector<uint8_t> build_engine_from_graph(ir::Graph graph, const BuilderConfig& config,
                                              const std::string& source) {
-  std::vector<uint8_t> bytes = format::write_engine(build_engine_model(std::move(graph), config, source));
-  if (config.target == "cuda") {
-    // Load it on the target GPU: every layer must have a kernel there, so a missing one surfaces
-    // at build time rather than at deployment.
+  format::EngineModel model = build_engine_model(std::move(graph), config, source);
+  if (config.target != "cuda") return format::write_engine(model);
+  // Run it once on the target GPU at the inputs' opt shapes: every layer must have a kernel there
+  // (a missing one surfaces at build time rather than at deployment), and the GEMM/convolution
+  // layers time their candidate algorithms; each winner is recorded in its layer.
+  TacticCache tactics;
+  if (!config.timing_cache.empty()) tactics.load(config.timing_cache);
+  {
+    const std::vector<uint8_t> untuned = format::write_engine(model);
     DeviceSpec device;
     device.kind = DeviceSpec::Kind::kCuda;
     device.index = config.device;
-    Engine::load_bytes(bytes.data(), bytes.size(), device);
+    ScopedTacticCache active(&tactics);
+    const Engine engine = Engine::load_bytes(untuned.data(), untuned.size(), device);
+    run_once_at_opt_shapes(engine, model);
   }
-  return bytes;
+  const auto choices = tactics.layer_choices();
+  for (format::Layer& layer : model.layers) {
+    const auto it = choices.find(layer.name);
+    if (it == choices.end()) continue;
+    layer.attrs.set("kiln_tactic_key", Attribute::of_string(it->second.first));
+    layer.attrs.set("kiln_tactic", Attribute::of_string(it->second.second));
+  }
+  if (!config.timing_cache.empty()) tactics.save(config.timing_cache);
+  return format::write_engine(model);
 }
 
 }  // namespace builder

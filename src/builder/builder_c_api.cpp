@@ -75,6 +75,8 @@ BuilderConfig parse_config(const char* config_json) {
       const int64_t limit = value.as_int64(what);
       if (limit < 0) fail(ErrorCode::kInvalidArgument, what, ": must be >= 0, got ", limit);
       config.workspace_limit = static_cast<uint64_t>(limit);
+    } else if (key == "timing_cache") {
+      config.timing_cache = value.as_string(what);
     } else if (key == "metadata") {
       value.as_object(what);
       config.metadata_json = json::serialize(value);
@@ -83,7 +85,7 @@ BuilderConfig parse_config(const char* config_json) {
         config.profiles.push_back(parse_profile(input, profile));
     } else {
       fail(ErrorCode::kInvalidArgument, "config_json: unknown key '", key,
-           "' (expected precision, target, device, workspace_limit, metadata, profiles)");
+           "' (expected precision, target, device, workspace_limit, timing_cache, metadata, profiles)");
     }
   }
   return config;

@@ -1,9 +1,12 @@
 // Conv (opset 11+ form): X [N, C, D1..Dn], W [M, C/group, k1..kn], optional B [M]; kiln's fusion
-// adds an optional residual input 3 and attribute kiln_activation ("Relu").
+// adds an optional residual input 3 and attribute kiln_activation ("Relu"). With kiln_layout =
+// "NHWC" (2-D only, see nn_layout.hpp) X, Y and the residual are [N, H, W, C] and W is
+// [M, kH, kW, C/group].
 #include <string>
 #include <vector>
 
 #include "ops/nn_common.hpp"
+#include "ops/nn_layout.hpp"
 #include "ops/nn_window.hpp"
 #include "ops/op_families.hpp"
 
@@ -23,8 +26,14 @@ void infer_conv(InferContext& ctx) {
   nn::require_float_input(ctx, 0, "X");
   require_same_dtype(ctx, 1, "W");
   nn::require_min_rank(ctx, 0, "X", 3);
-  const Shape& x = ctx.input(0).shape;
-  const Shape& w = ctx.input(1).shape;
+  const bool nhwc = nn::is_nhwc_layout(ctx.attrs());
+  if (nhwc && (ctx.input(0).shape.size() != 4 || ctx.input(1).shape.size() != 4)) {
+    ctx.fail("kiln_layout \"NHWC\" needs 4-D X and W (2-D convolution), got X ",
+             shape_to_string(ctx.input(0).shape), " and W ", shape_to_string(ctx.input(1).shape));
+  }
+  // The checks below run on the NCHW view of the shapes.
+  const Shape x = nhwc ? nn::nhwc_to_nchw(ctx.input(0).shape) : ctx.input(0).shape;
+  const Shape w = nhwc ? nn::nhwc_to_nchw(ctx.input(1).shape) : ctx.input(1).shape;
   const size_t spatial = x.size() - 2;
   if (w.size() != x.size()) {
     ctx.fail("W must have the rank of X (", x.size(), "), got ", shape_to_string(w));
@@ -80,7 +89,7 @@ void infer_conv(InferContext& ctx) {
     ctx.fail("attribute 'kiln_activation' must be \"Relu\", got \"", activation, "\"");
   }
   ctx.output(0).dtype = ctx.input(0).dtype;
-  ctx.output(0).shape = std::move(out);
+  ctx.output(0).shape = nhwc ? nn::nchw_to_nhwc(out) : std::move(out);
 }
 
 }  // namespace

@@ -69,6 +69,13 @@ void infer_layer_norm(InferContext& ctx) {
                " does not broadcast to the normalized shape ", shape_to_string(normalized));
     }
   }
+  // kiln extension (the builder's residual fusion): input 3 is added to X before normalizing.
+  if (ctx.has_input(3)) {
+    if (ctx.input(3).dtype != ctx.input(0).dtype || ctx.input(3).shape != x) {
+      ctx.fail("input 3 (residual) is ", dtype_name(ctx.input(3).dtype), " ", shape_to_string(ctx.input(3).shape),
+               ", expected X's ", dtype_name(ctx.input(0).dtype), " ", shape_to_string(x));
+    }
+  }
   ctx.output(0).dtype = ctx.input(0).dtype;
   ctx.output(0).shape = x;
   Shape stats = x;
@@ -85,7 +92,7 @@ void register_normalization_ops(OpRegistry& registry) {
   registry.add(
       OpDef{"BatchNormalization", 5, 5, 1, 3, {}, &nn::infer_with_node_errors<infer_batch_norm>});
   registry.add(
-      OpDef{"LayerNormalization", 2, 3, 1, 3, {}, &nn::infer_with_node_errors<infer_layer_norm>});
+      OpDef{"LayerNormalization", 2, 4, 1, 3, {}, &nn::infer_with_node_errors<infer_layer_norm>});
 }
 
 }  // namespace kiln::ops

@@ -16,6 +16,7 @@ void register_elementwise_ops(OpRegistry& registry);    // unary, binary, activa
 void register_shape_ops(OpRegistry& registry);          // Reshape, Flatten, Squeeze, Unsqueeze, Shape, Identity,
                                                         // Dropout, Expand, ConstantOfShape, Range
 void register_data_movement_ops(OpRegistry& registry);  // Transpose, Concat, Split, Slice, Gather, Pad
+void register_attention_ops(OpRegistry& registry);      // FusedAttention (kiln extension)
 void register_fused_ops(OpRegistry& registry);          // kiln's fused ops (FusedElementwise)
 
 }  // namespace kiln::ops

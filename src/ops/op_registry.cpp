@@ -44,6 +44,7 @@ const OpRegistry& op_registry() {
     register_elementwise_ops(r);
     register_shape_ops(r);
     register_data_movement_ops(r);
+    register_attention_ops(r);
     register_fused_ops(r);
     return r;
   }();

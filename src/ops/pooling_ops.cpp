@@ -1,7 +1,9 @@
-// MaxPool, AveragePool, GlobalAveragePool and GlobalMaxPool over 1-3 spatial axes.
+// MaxPool, AveragePool, GlobalAveragePool and GlobalMaxPool over 1-3 spatial axes. With
+// kiln_layout = "NHWC" (2-D only, see nn_layout.hpp) X and Y are [N, H, W, C].
 #include <vector>
 
 #include "ops/nn_common.hpp"
+#include "ops/nn_layout.hpp"
 #include "ops/nn_window.hpp"
 #include "ops/op_families.hpp"
 
@@ -10,6 +12,16 @@ namespace {
 
 using nn::label_of;
 
+// X's shape in NCHW order; fails when kiln_layout = "NHWC" is set on a tensor that is not 4-D.
+Shape nchw_input_shape(const InferContext& ctx, bool nhwc) {
+  const Shape& x = ctx.input(0).shape;
+  if (!nhwc) return x;
+  if (x.size() != 4) {
+    ctx.fail("kiln_layout \"NHWC\" needs a 4-D X (2-D pooling), got ", shape_to_string(x));
+  }
+  return nn::nhwc_to_nchw(x);
+}
+
 void infer_pool(InferContext& ctx) {
   nn::require_float_input(ctx, 0, "X");
   nn::require_min_rank(ctx, 0, "X", 3);
@@ -17,7 +29,8 @@ void infer_pool(InferContext& ctx) {
     nn::fail_at(label_of(ctx), ErrorCode::kUnsupported,
                 "the Indices output of MaxPool is not supported");
   }
-  const Shape& x = ctx.input(0).shape;
+  const bool nhwc = nn::is_nhwc_layout(ctx.attrs());
+  const Shape x = nchw_input_shape(ctx, nhwc);
   const size_t spatial = x.size() - 2;
   if (!ctx.attrs().has("kernel_shape")) ctx.fail("missing required attribute 'kernel_shape'");
   const std::vector<int64_t> kernel =
@@ -43,16 +56,17 @@ void infer_pool(InferContext& ctx) {
   Shape out{x[0], x[1]};
   out.insert(out.end(), geometry.output.begin(), geometry.output.end());
   ctx.output(0).dtype = ctx.input(0).dtype;
-  ctx.output(0).shape = std::move(out);
+  ctx.output(0).shape = nhwc ? nn::nchw_to_nhwc(out) : std::move(out);
 }
 
 void infer_global_pool(InferContext& ctx) {
   nn::require_float_input(ctx, 0, "X");
   nn::require_min_rank(ctx, 0, "X", 3);
-  Shape out = ctx.input(0).shape;
+  const bool nhwc = nn::is_nhwc_layout(ctx.attrs());
+  Shape out = nchw_input_shape(ctx, nhwc);
   for (size_t i = 2; i < out.size(); ++i) out[i] = 1;
   ctx.output(0).dtype = ctx.input(0).dtype;
-  ctx.output(0).shape = std::move(out);
+  ctx.output(0).shape = nhwc ? nn::nchw_to_nhwc(out) : std::move(out);
 }
 
 }  // namespace

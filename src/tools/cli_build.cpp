@@ -25,6 +25,8 @@ options:
   --target cpu|cuda        the backend the engine runs on (default cpu)
   --device N               cuda: the GPU whose architecture the engine targets (default 0)
   --workspace BYTES        scratch memory kernels may use; K/M/G suffixes allowed (default 1G)
+  --timing-cache FILE      cuda: reuse the GEMM/convolution tactics timed by earlier builds from
+                           FILE and add this build's to it (created when missing)
   --profile NAME:min=DIMS,opt=DIMS,max=DIMS
                            range of a dynamic input's shape, DIMS like 1x3x224x224; repeat per
                            input. opt defaults to min. Inputs with dynamic dims and no profile
@@ -137,6 +139,8 @@ int build_command(std::span<const std::string> args) {
       const uint64_t device = parse_unsigned(cursor.value(), "--device");
       if (device > 1024) throw UsageError("--device: " + std::to_string(device) + " is too large");
       config.device = static_cast<int>(device);
+    } else if (flag == "--timing-cache") {
+      config.timing_cache = cursor.value();
     } else if (flag == "--workspace") {
       config.workspace_limit = parse_unsigned(cursor.value(), "--workspace", true);
     } else if (flag == "--profile") {

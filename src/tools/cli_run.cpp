@@ -29,6 +29,8 @@ options:
                           the name other than [A-Za-z0-9._-] become '_')
   --save-inputs           with --output-dir, also write the inputs used to DIR/<name>.npy
                           under an "input." prefix
+  --no-cuda-graph         CUDA engines: launch the layers one by one instead of capturing them
+                          into a CUDA graph (for debugging a kernel; same results)
   -h, --help              show this help
 
 bfloat16 tensors are stored in .npy files as raw bits with dtype '<u2'.
@@ -41,6 +43,7 @@ int run_command(std::span<const std::string> args) {
   std::vector<InputFile> input_files;
   bool random_missing = false;
   bool save_inputs = false;
+  bool cuda_graphs = true;
   uint64_t seed = 0;
   std::optional<std::string> output_dir;
 
@@ -61,6 +64,9 @@ int run_command(std::span<const std::string> args) {
     } else if (flag == "--save-inputs") {
       cursor.expect_no_value();
       save_inputs = true;
+    } else if (flag == "--no-cuda-graph") {
+      cursor.expect_no_value();
+      cuda_graphs = false;
     } else if (flag == "--seed") {
       seed = parse_unsigned(cursor.value(), "--seed");
     } else if (flag == "--output-dir") {
@@ -77,6 +83,7 @@ int run_command(std::span<const std::string> args) {
   std::vector<NamedTensor> named = as_named_tensors(inputs);
 
   ExecutionContext context = loaded.engine.create_context();
+  context.set_cuda_graphs(cuda_graphs);
   const auto start = std::chrono::steady_clock::now();
   std::vector<Tensor> outputs = context.execute(named);
   const double ms =

@@ -120,7 +120,22 @@ def _branching_model(dtype):
     return m, [m.op("Relu", t), m.op("Tanh", t), t]
 
 
+def _residual_layer_norm_model(dtype):
+    # Add + LayerNormalization: the Add folds into the normalization (input 3) for cuda; the
+    # broadcasting Add next to it must not.
+    m = _Model(dtype)
+    x = m.input("x", [3, 17, 768])
+    r = m.input("r", [3, 17, 768])
+    b = m.input("b", [768])
+    scale = m.const_array(m.rng.uniform(0.5, 1.5, size=[768]))
+    bias = m.const_array(m.rng.uniform(-1, 1, size=[768]))
+    folded = m.op("LayerNormalization", m.op("Add", x, r), scale, bias, axis=-1, epsilon=1e-5)
+    broadcast = m.op("LayerNormalization", m.op("Add", x, b), scale, axis=-1, epsilon=1e-5)
+    return m, [folded, broadcast]
+
+
 MODELS = {
+    "residual_layer_norm": _residual_layer_norm_model,
     "gelu": _gelu_model,
     "bias_gelu_residual": _bias_residual_model,
     "scale_mask_softmax": _attention_mask_model,
@@ -165,7 +180,7 @@ def test_fused_float16_tensors_match_cpu(name):
     _compare(cuda, cpu, loose=True)
 
 
-@pytest.mark.parametrize("name", ["gelu", "bias_gelu_residual", "scale_mask_softmax"])
+@pytest.mark.parametrize("name", ["gelu", "bias_gelu_residual", "scale_mask_softmax", "residual_layer_norm"])
 def test_fused_fp16_engine_matches_cpu(name):
     m, outputs = MODELS[name](np.float32)
     model = m.model(outputs)

@@ -120,6 +120,16 @@ def test_run_random_uses_opt_dims_and_saves_inputs(kiln_cli, dynamic_engine, wor
     assert not np.array_equal(np.load(other / "input.x.npy"), x)
 
 
+def test_run_no_cuda_graph_is_accepted_and_changes_no_result(kiln_cli, dynamic_engine, workdir):
+    # A CPU engine has no graph to skip: the flag is accepted and the outputs are identical.
+    runs = {}
+    for name, flags in {"graph": [], "eager": ["--no-cuda-graph"]}.items():
+        out_dir = workdir / f"no_graph_{name}"
+        kiln(kiln_cli, "run", dynamic_engine, "--random", "--seed", 4, "--output-dir", out_dir, *flags)
+        runs[name] = np.load(out_dir / "y.npy")
+    np.testing.assert_array_equal(runs["eager"], runs["graph"])
+
+
 def test_run_dynamic_engine_at_another_batch(kiln_cli, dynamic_engine, workdir):
     x = np.random.default_rng(3).standard_normal((5, 3, 8, 8)).astype(np.float32)
     np.save(workdir / "x5.npy", x)

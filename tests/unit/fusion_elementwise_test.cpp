@@ -8,6 +8,7 @@
 
 #include "backends/cpu/cpu_node_runner.hpp"
 #include "base/half.hpp"
+#include "graph_evaluation.hpp"
 #include "graph_test_builder.hpp"
 #include "ops/fused_program.hpp"
 #include "passes/elementwise_fusion.hpp"
@@ -18,6 +19,10 @@ namespace {
 
 using ops::FusedOpcode;
 using testing::attrs_of;
+using testing::evaluate;
+using testing::expect_close;
+using testing::random_inputs;
+using testing::to_half;
 using testing::GraphBuilder;
 using testing::make_tensor_f32;
 using testing::random_tensor_f32;
@@ -26,67 +31,8 @@ int64_t op(FusedOpcode opcode) {
   return static_cast<int64_t>(opcode);
 }
 
-std::vector<HostTensor> evaluate(const ir::Graph& graph,
-                                 const std::map<std::string, HostTensor>& inputs) {
-  std::map<ir::ValueId, HostTensor> values;
-  for (ir::ValueId in : graph.inputs) values[in] = inputs.at(graph.value(in).name);
-  for (size_t v = 0; v < graph.values.size(); ++v) {
-    if (graph.values[v].constant) values[static_cast<ir::ValueId>(v)] = *graph.values[v].constant;
-  }
-  for (const ir::Node& node : graph.nodes) {
-    if (node.removed) continue;
-    std::vector<const HostTensor*> args;
-    for (ir::ValueId in : node.inputs) args.push_back(in < 0 ? nullptr : &values.at(in));
-    std::vector<HostTensor> outs =
-        cpu::run_node_on_cpu(node.name, node.op_type, node.attrs, args, node.outputs.size());
-    for (size_t o = 0; o < outs.size(); ++o) values[node.outputs[o]] = std::move(outs[o]);
-  }
-  std::vector<HostTensor> result;
-  for (ir::ValueId out : graph.outputs) result.push_back(values.at(out));
-  return result;
-}
-
-float element(const HostTensor& t, int64_t i) {
-  switch (t.dtype) {
-    case DType::kFloat32:
-      return t.data<float>()[i];
-    case DType::kFloat16:
-      return half_to_float(t.data<uint16_t>()[i]);
-    default:
-      return bfloat16_to_float(t.data<uint16_t>()[i]);
-  }
-}
-
-// Every element within `relative` of the reference, relative to max(|ref element|, 1).
-void expect_close(const HostTensor& got, const HostTensor& want, float relative) {
-  ASSERT_EQ(got.dtype, want.dtype);
-  ASSERT_EQ(got.shape, want.shape);
-  for (int64_t i = 0; i < want.numel(); ++i) {
-    const float w = element(want, i), g = element(got, i);
-    ASSERT_LE(std::fabs(g - w), relative * std::max(std::fabs(w), 1.0f))
-        << "element " << i << ": " << g << " vs " << w;
-  }
-}
-
 HostTensor scalar_f32(float v, Shape shape = {}) {
   return make_tensor_f32(std::move(shape), {v});
-}
-
-HostTensor to_half(const HostTensor& t) {
-  HostTensor h(DType::kFloat16, t.shape);
-  for (int64_t i = 0; i < t.numel(); ++i) h.data<uint16_t>()[i] = float_to_half(t.data<float>()[i]);
-  return h;
-}
-
-std::map<std::string, HostTensor> random_inputs(const ir::Graph& graph, uint32_t seed,
-                                                float low = -3.0f, float high = 3.0f) {
-  std::mt19937 rng(seed);
-  std::map<std::string, HostTensor> inputs;
-  for (ir::ValueId in : graph.inputs) {
-    HostTensor t = random_tensor_f32(graph.value(in).shape, rng, low, high);
-    inputs[graph.value(in).name] = graph.value(in).dtype == DType::kFloat16 ? to_half(t) : t;
-  }
-  return inputs;
 }
 
 std::vector<const ir::Node*> live_nodes(const ir::Graph& graph) {

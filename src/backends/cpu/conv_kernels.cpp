@@ -1,12 +1,16 @@
 // Conv on the CPU: im2col + SGEMM per (image, group); depthwise convolutions (one input channel
-// per group) run a direct loop, and pointwise ones multiply the input in place.
+// per group) run a direct loop, and pointwise ones multiply the input in place. kiln_layout =
+// "NHWC" is honoured by permuting to NCHW around the same code: this is the reference, not the
+// fast path.
 #include <algorithm>
 #include <string>
 #include <vector>
 
 #include "backends/cpu/nn_blas.hpp"
 #include "backends/cpu/nn_kernel_common.hpp"
+#include "backends/cpu/nn_layout.hpp"
 #include "backends/cpu/nn_window3d.hpp"
+#include "ops/nn_layout.hpp"
 
 namespace kiln::cpu {
 namespace {
@@ -202,9 +206,17 @@ void apply_fused_epilogue(KernelContext& ctx) {
   }
 }
 
-void conv_kernel(KernelContext& ctx) {
+void conv_nchw(KernelContext& ctx) {
   conv_compute(ctx);
   apply_fused_epilogue(ctx);
+}
+
+void conv_kernel(KernelContext& ctx) {
+  if (ops::nn::is_nhwc_layout(ctx.attrs)) {
+    nn::run_nhwc_as_nchw(ctx, {1, 3}, conv_nchw);  // X, W (KRSC -> KCRS), residual
+  } else {
+    conv_nchw(ctx);
+  }
 }
 
 }  // namespace

@@ -26,6 +26,7 @@ const CpuKernelRegistry& cpu_kernels() {
     register_elementwise_kernels(r);
     register_shape_kernels(r);
     register_data_movement_kernels(r);
+    register_attention_kernels(r);
     register_fused_kernels(r);
     return r;
   }();

@@ -67,6 +67,7 @@ void register_resize_kernels(CpuKernelRegistry& registry);
 void register_elementwise_kernels(CpuKernelRegistry& registry);
 void register_shape_kernels(CpuKernelRegistry& registry);
 void register_data_movement_kernels(CpuKernelRegistry& registry);
+void register_attention_kernels(CpuKernelRegistry& registry);
 void register_fused_kernels(CpuKernelRegistry& registry);
 
 }  // namespace kiln::cpu

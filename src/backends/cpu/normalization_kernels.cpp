@@ -120,6 +120,19 @@ void layer_norm_kernel(KernelContext& ctx) {
   const int64_t inner = shape_numel(normalized);
   const int64_t outer = shape_numel(Shape(x.shape.begin(), x.shape.begin() + axis));
   const float* in = x.as<const float>();
+  // The builder's residual fusion: normalize X + input 3.
+  std::vector<float> summed;
+  if (ctx.has_input(3)) {
+    nn::require_float32_input(ctx, 3);
+    if (ctx.inputs[3].shape != x.shape) {
+      ctx.fail(ErrorCode::kInvalidArgument, "residual ", shape_to_string(ctx.inputs[3].shape), " does not match X ",
+               shape_to_string(x.shape));
+    }
+    const float* residual = ctx.inputs[3].as<const float>();
+    summed.resize(static_cast<size_t>(x.numel()));
+    for (size_t i = 0; i < summed.size(); ++i) summed[i] = in[i] + residual[i];
+    in = summed.data();
+  }
   float* out = ctx.outputs[0].as<float>();
   float* mean_out =
       ctx.outputs.size() > 1 && ctx.outputs[1].data ? ctx.outputs[1].as<float>() : nullptr;

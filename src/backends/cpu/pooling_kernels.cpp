@@ -1,5 +1,6 @@
 // MaxPool, AveragePool, GlobalAveragePool and GlobalMaxPool on the CPU. Windows are normalised to
-// three spatial axes (see nn_window3d.hpp).
+// three spatial axes (see nn_window3d.hpp). kiln_layout = "NHWC" permutes to NCHW around the same
+// code (nn_layout.hpp).
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -7,7 +8,9 @@
 #include <vector>
 
 #include "backends/cpu/nn_kernel_common.hpp"
+#include "backends/cpu/nn_layout.hpp"
 #include "backends/cpu/nn_window3d.hpp"
+#include "ops/nn_layout.hpp"
 
 namespace kiln::cpu {
 namespace {
@@ -173,13 +176,23 @@ void global_pool_kernel(KernelContext& ctx) {
   }
 }
 
+// Dispatches on kiln_layout.
+template <KernelFn NchwKernel>
+void layout_aware(KernelContext& ctx) {
+  if (ops::nn::is_nhwc_layout(ctx.attrs)) {
+    nn::run_nhwc_as_nchw(ctx, {}, NchwKernel);
+  } else {
+    NchwKernel(ctx);
+  }
+}
+
 }  // namespace
 
 void register_pooling_kernels(CpuKernelRegistry& registry) {
-  nn::add_float_kernel<max_pool_kernel>(registry, "MaxPool");
-  nn::add_float_kernel<average_pool_kernel>(registry, "AveragePool");
-  nn::add_float_kernel<global_pool_kernel<false>>(registry, "GlobalAveragePool");
-  nn::add_float_kernel<global_pool_kernel<true>>(registry, "GlobalMaxPool");
+  nn::add_float_kernel<layout_aware<max_pool_kernel>>(registry, "MaxPool");
+  nn::add_float_kernel<layout_aware<average_pool_kernel>>(registry, "AveragePool");
+  nn::add_float_kernel<layout_aware<global_pool_kernel<false>>>(registry, "GlobalAveragePool");
+  nn::add_float_kernel<layout_aware<global_pool_kernel<true>>>(registry, "GlobalMaxPool");
 }
 
 }  // namespace kiln::cpu

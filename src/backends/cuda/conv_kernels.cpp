@@ -1,5 +1,8 @@
 // Conv on CUDA through cuDNN, with bias, and with the builder's fused activation and residual add
-// (attribute kiln_activation = "Relu", optional input 3 added before the activation).
+// (attribute kiln_activation = "Relu", optional input 3 added before the activation). With
+// kiln_layout = "NHWC" (set by the builder on fp16/bf16 regions) X, Y and the residual are
+// [N, H, W, C] and W is [M, kH, kW, C/group]: cuDNN's tensor-core kernels then read and write the
+// tensors directly, with no NCHW <-> NHWC transposes of their own.
 //
 // This uses cuDNN's convolution API, which cuDNN 9 marks deprecated in favour of its graph API but
 // still ships; deprecation warnings are silenced for this file only.
@@ -8,12 +11,20 @@
 #include <cudnn.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <limits>
+#include <cstdlib>
+#include <optional>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "backends/cuda/cuda_check.hpp"
 #include "backends/cuda/cuda_kernel.hpp"
 #include "backends/cuda/device_buffer.hpp"
 #include "backends/cuda/library_handles.hpp"
+#include "backends/cuda/tactics.hpp"
+#include "ops/nn_layout.hpp"
 
 namespace kiln::cuda {
 namespace {
@@ -67,10 +78,51 @@ cudnnTensorDescriptor_t tensor_desc(cudnnDataType_t type, const std::vector<int>
   return desc;
 }
 
+// A 4-D tensor stored NHWC, `nchw` giving its dims in N, C, H, W order.
+cudnnTensorDescriptor_t nhwc_tensor_desc(cudnnDataType_t type, const Shape& nchw) {
+  cudnnTensorDescriptor_t desc = nullptr;
+  KILN_CUDNN_CHECK(cudnnCreateTensorDescriptor(&desc));
+  KILN_CUDNN_CHECK(cudnnSetTensor4dDescriptor(desc, CUDNN_TENSOR_NHWC, type, static_cast<int>(nchw[0]),
+                                              static_cast<int>(nchw[1]), static_cast<int>(nchw[2]),
+                                              static_cast<int>(nchw[3])));
+  return desc;
+}
+
+// The whole layer: the fused conv + bias + residual + activation call, or the plain convolution
+// (blending a residual, then adding the bias). `bias` is ignored without a bias descriptor.
+bool run_convolution(cudnnHandle_t handle, cudaStream_t stream, const ConvState& state, const void* x, const void* w,
+                     const void* bias, const void* residual, void* y, size_t y_bytes, void* workspace) {
+  const float one = 1.0f, zero = 0.0f;
+  if (cudnnSetStream(handle, stream) != CUDNN_STATUS_SUCCESS) return false;
+  if (state.activation) {
+    return cudnnConvolutionBiasActivationForward(handle, &one, state.x, x, state.filter, w, state.conv, state.algo,
+                                                 workspace, state.workspace, residual ? &one : &zero, state.y,
+                                                 residual ? residual : y, state.bias, bias, state.activation, state.y,
+                                                 y) == CUDNN_STATUS_SUCCESS;
+  }
+  if (residual && cudaMemcpyAsync(y, residual, y_bytes, cudaMemcpyDeviceToDevice, stream) != cudaSuccess) return false;
+  if (cudnnConvolutionForward(handle, &one, state.x, x, state.filter, w, state.conv, state.algo, workspace,
+                              state.workspace, residual ? &one : &zero, state.y, y) != CUDNN_STATUS_SUCCESS) {
+    return false;
+  }
+  return state.bias == nullptr || bias == nullptr ||
+         cudnnAddTensor(handle, &one, state.bias, bias, &one, state.y, y) == CUDNN_STATUS_SUCCESS;
+}
+
 std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_bytes) {
-  const TensorView& x = ctx.inputs[0];
-  const TensorView& w = ctx.inputs[1];
-  const TensorView& y = ctx.outputs[0];
+  const bool nhwc = ops::nn::is_nhwc_layout(ctx.attrs);
+  if (nhwc && (ctx.inputs[0].shape.size() != 4 || ctx.inputs[1].shape.size() != 4 ||
+               ctx.outputs[0].shape.size() != 4)) {
+    ctx.fail(ErrorCode::kInvalidArgument, "kiln_layout \"NHWC\" needs 4-D X, W and Y, got X ",
+             shape_to_string(ctx.inputs[0].shape), " and W ", shape_to_string(ctx.inputs[1].shape));
+  }
+  // Dims in NCHW (and KCRS) order whatever the layout; the data stay where they are.
+  const TensorView x{ctx.inputs[0].dtype, nhwc ? ops::nn::nhwc_to_nchw(ctx.inputs[0].shape) : ctx.inputs[0].shape,
+                     ctx.inputs[0].data};
+  const TensorView w{ctx.inputs[1].dtype, nhwc ? ops::nn::nhwc_to_nchw(ctx.inputs[1].shape) : ctx.inputs[1].shape,
+                     ctx.inputs[1].data};
+  const TensorView y{ctx.outputs[0].dtype,
+                     nhwc ? ops::nn::nhwc_to_nchw(ctx.outputs[0].shape) : ctx.outputs[0].shape, ctx.outputs[0].data};
   const size_t spatial = x.shape.size() - 2;
   if (spatial < 1 || spatial > 3) ctx.fail(ErrorCode::kUnsupported, spatial, "-D convolution");
   std::vector<int64_t> pads = ctx.attrs.get_ints_or("pads", std::vector<int64_t>(2 * spatial, 0));
@@ -98,12 +150,20 @@ std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_b
   const DType dtype = y.dtype;
   const cudnnDataType_t type = cudnn_type(ctx, dtype);
   auto state = std::make_unique<ConvState>();
-  state->x = tensor_desc(type, dims_of(x.shape));
-  state->y = tensor_desc(type, dims_of(y.shape));
-  const std::vector<int> filter_dims = dims_of(w.shape);
   KILN_CUDNN_CHECK(cudnnCreateFilterDescriptor(&state->filter));
-  KILN_CUDNN_CHECK(cudnnSetFilterNdDescriptor(state->filter, type, CUDNN_TENSOR_NCHW,
-                                              static_cast<int>(filter_dims.size()), filter_dims.data()));
+  if (nhwc) {
+    state->x = nhwc_tensor_desc(type, x.shape);
+    state->y = nhwc_tensor_desc(type, y.shape);
+    KILN_CUDNN_CHECK(cudnnSetFilter4dDescriptor(state->filter, type, CUDNN_TENSOR_NHWC, static_cast<int>(w.shape[0]),
+                                                static_cast<int>(w.shape[1]), static_cast<int>(w.shape[2]),
+                                                static_cast<int>(w.shape[3])));
+  } else {
+    state->x = tensor_desc(type, dims_of(x.shape));
+    state->y = tensor_desc(type, dims_of(y.shape));
+    const std::vector<int> filter_dims = dims_of(w.shape);
+    KILN_CUDNN_CHECK(cudnnSetFilterNdDescriptor(state->filter, type, CUDNN_TENSOR_NCHW,
+                                                static_cast<int>(filter_dims.size()), filter_dims.data()));
+  }
   std::vector<int> conv_pads, conv_strides, conv_dilations;
   if (spatial == 1) {
     conv_pads.push_back(0);
@@ -131,6 +191,7 @@ std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_b
   // activation is blended by the plain convolution instead (y = residual, then y = conv + 1 * y).
   const bool fused = ctx.attrs.get_string_or("kiln_activation", "") != "";
   if (has_bias || fused) {
+    // [1, C, 1, 1]: the same bytes in either layout.
     std::vector<int> bias_dims(dims_of(y.shape).size(), 1);
     bias_dims[1] = static_cast<int>(y.shape[1]);
     state->bias = tensor_desc(type, bias_dims);
@@ -148,62 +209,100 @@ std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_b
     }
   }
 
-  // Time cuDNN's algorithms on these shapes and keep the fastest that fits the workspace.
   KILN_CUDNN_CHECK(cudnnSetStream(ctx.libs->cudnn, ctx.stream));
   const size_t limit = std::min<size_t>(ctx.workspace_size, size_t{256} << 20);
+  std::ostringstream key_text;
+  key_text << "conv " << dtype_name(dtype) << " nhwc" << nhwc << " x" << shape_to_string(x.shape) << " w"
+           << shape_to_string(w.shape) << " p" << shape_to_string(pads) << " s" << shape_to_string(strides) << " d"
+           << shape_to_string(dilations) << " g" << group << " math" << static_cast<int>(math) << " fused" << fused
+           << " res" << ctx.has_input(3) << " bias" << has_bias << " " << device_tag(ctx);
+  const std::string key = key_text.str();
+  // A tactic recorded by the builder (or in its timing cache) for exactly this problem.
+  if (const std::optional<std::string> known = known_tactic(ctx, key)) {
+    int algo = -1, math_type = -1;
+    size_t bytes = 0;
+    if (std::sscanf(known->c_str(), "cudnn:algo=%d,math=%d", &algo, &math_type) == 2 && algo >= 0 && math_type >= 0 &&
+        cudnnSetConvolutionMathType(state->conv, static_cast<cudnnMathType_t>(math_type)) == CUDNN_STATUS_SUCCESS &&
+        cudnnGetConvolutionForwardWorkspaceSize(ctx.libs->cudnn, state->x, state->filter, state->conv, state->y,
+                                                static_cast<cudnnConvolutionFwdAlgo_t>(algo),
+                                                &bytes) == CUDNN_STATUS_SUCCESS &&
+        bytes <= limit) {
+      state->algo = static_cast<cudnnConvolutionFwdAlgo_t>(algo);
+      state->workspace = bytes;
+      *workspace_bytes = bytes;
+      report_tactic(ctx, key, *known);
+      return state;
+    }
+    KILN_CUDNN_CHECK(cudnnSetConvolutionMathType(state->conv, math));
+  }
+  // cuDNN's candidates (its heuristic), each timed here running exactly what launch will run (the
+  // fused call included) over several iterations; cuDNN's own Find timed single calls and picked
+  // differently from run to run.
+  constexpr int kRequested = 10;
+  cudnnConvolutionFwdAlgoPerf_t candidates[kRequested];
+  int returned = 0;
+  KILN_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(ctx.libs->cudnn, state->x, state->filter, state->conv,
+                                                          state->y, kRequested, &returned, candidates));
   DeviceBuffer scratch(limit);
   DeviceBuffer output_scratch(y.nbytes());  // don't clobber live tensors while timing
-  constexpr int kRequested = 8;
-  cudnnConvolutionFwdAlgoPerf_t results[kRequested];
-  int returned = 0;
-  KILN_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(ctx.libs->cudnn, state->x, x.data, state->filter, w.data,
-                                                          state->conv, state->y, output_scratch.get(), kRequested,
-                                                          &returned, results, scratch.get(), limit));
-  bool chosen = false;
-  for (int i = 0; i < returned && !chosen; ++i) {
-    if (results[i].status != CUDNN_STATUS_SUCCESS || results[i].memory > limit) continue;
+  const void* bias = has_bias ? ctx.inputs[2].data : state->zero_bias.get();
+  const void* residual = ctx.has_input(3) ? ctx.inputs[3].data : nullptr;
+  const bool log = [] {
+    const char* value = std::getenv("KILN_LOG_TACTICS");
+    return value != nullptr && std::string(value) == "1";
+  }();
+  struct {
+    cudnnConvolutionFwdAlgo_t algo{};
+    cudnnMathType_t math{};
+    size_t memory = 0;
+  } best;
+  float best_ms = std::numeric_limits<float>::infinity();
+  for (int i = 0; i < returned; ++i) {
+    const cudnnConvolutionFwdAlgoPerf_t& c = candidates[i];
+    if (c.status != CUDNN_STATUS_SUCCESS || c.memory > limit) continue;
     // Exact float32 takes no algorithm that converts to TF32 or fp16 internally.
-    if (math == CUDNN_FMA_MATH && results[i].mathType != CUDNN_FMA_MATH && results[i].mathType != CUDNN_DEFAULT_MATH) {
-      continue;
+    if (math == CUDNN_FMA_MATH && c.mathType != CUDNN_FMA_MATH && c.mathType != CUDNN_DEFAULT_MATH) continue;
+    if (cudnnSetConvolutionMathType(state->conv, c.mathType) != CUDNN_STATUS_SUCCESS) continue;
+    ConvState& candidate = *state;
+    candidate.algo = c.algo;
+    candidate.workspace = c.memory;
+    const float ms = time_on_stream(ctx.stream, 10, [&] {
+      return run_convolution(ctx.libs->cudnn, ctx.stream, candidate, x.data, w.data, bias, residual,
+                             output_scratch.get(), y.nbytes(), scratch.get());
+    });
+    if (log) {
+      std::fprintf(stderr, "kiln conv timing: layer '%s' algo %d math %d %.4f ms %zu bytes\n",
+                   std::string(ctx.node_name).c_str(), static_cast<int>(c.algo), static_cast<int>(c.mathType), ms,
+                   c.memory);
     }
-    // Each algorithm runs with the math type it was timed with.
-    KILN_CUDNN_CHECK(cudnnSetConvolutionMathType(state->conv, results[i].mathType));
-    state->algo = results[i].algo;
-    state->workspace = results[i].memory;
-    chosen = true;
+    if (ms < best_ms) {
+      best_ms = ms;
+      best.algo = c.algo;
+      best.math = c.mathType;
+      best.memory = c.memory;
+    }
   }
-  if (!chosen) ctx.fail(ErrorCode::kUnsupported, "cuDNN found no algorithm for these shapes");
-  KILN_CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
-  *workspace_bytes = state->workspace;
+  if (!(best_ms < std::numeric_limits<float>::infinity())) {
+    ctx.fail(ErrorCode::kUnsupported, "cuDNN has no algorithm that runs these shapes");
+  }
+  KILN_CUDNN_CHECK(cudnnSetConvolutionMathType(state->conv, best.math));
+  state->algo = best.algo;
+  state->workspace = best.memory;
+  *workspace_bytes = best.memory;
+  report_tactic(ctx, key,
+                "cudnn:algo=" + std::to_string(static_cast<int>(best.algo)) +
+                    ",math=" + std::to_string(static_cast<int>(best.math)));
   return state;
 }
 
 void launch_conv(LaunchContext& ctx) {
-  auto& state = static_cast<ConvState&>(*ctx.state);
-  KILN_CUDNN_CHECK(cudnnSetStream(ctx.libs->cudnn, ctx.stream));
-  const float one = 1.0f, zero = 0.0f;
-  if (state.activation) {
-    const void* bias = ctx.has_input(2) ? ctx.inputs[2].data : state.zero_bias.get();
-    const bool residual = ctx.has_input(3);
-    void* y = ctx.outputs[0].data;
-    KILN_CUDNN_CHECK(cudnnConvolutionBiasActivationForward(
-        ctx.libs->cudnn, &one, state.x, ctx.inputs[0].data, state.filter, ctx.inputs[1].data, state.conv, state.algo,
-        ctx.workspace, state.workspace, residual ? &one : &zero, state.y, residual ? ctx.inputs[3].data : y, state.bias,
-        bias, state.activation, state.y, y));
-    return;
-  }
-  const bool residual = ctx.has_input(3);
-  if (residual) {
-    KILN_CUDA_CHECK(cudaMemcpyAsync(ctx.outputs[0].data, ctx.inputs[3].data, ctx.outputs[0].nbytes(),
-                                    cudaMemcpyDeviceToDevice, ctx.stream));
-  }
-  KILN_CUDNN_CHECK(cudnnConvolutionForward(ctx.libs->cudnn, &one, state.x, ctx.inputs[0].data, state.filter,
-                                           ctx.inputs[1].data, state.conv, state.algo, ctx.workspace, state.workspace,
-                                           residual ? &one : &zero, state.y, ctx.outputs[0].data));
-  if (ctx.has_input(2)) {
-    KILN_CUDNN_CHECK(cudnnAddTensor(ctx.libs->cudnn, &one, state.bias, ctx.inputs[2].data, &one, state.y,
-                                    ctx.outputs[0].data));
-  }
+  const auto& state = static_cast<const ConvState&>(*ctx.state);
+  const void* bias = ctx.has_input(2) ? ctx.inputs[2].data : state.zero_bias.get();
+  const void* residual = ctx.has_input(3) ? ctx.inputs[3].data : nullptr;
+  KILN_CUDNN_CHECK(run_convolution(ctx.libs->cudnn, ctx.stream, state, ctx.inputs[0].data, ctx.inputs[1].data, bias,
+                                   residual, ctx.outputs[0].data, ctx.outputs[0].nbytes(), ctx.workspace)
+                       ? CUDNN_STATUS_SUCCESS
+                       : CUDNN_STATUS_EXECUTION_FAILED);
 }
 
 }  // namespace

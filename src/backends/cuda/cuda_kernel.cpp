@@ -26,6 +26,7 @@ const CudaKernelRegistry& cuda_kernels() {
     register_data_movement_kernels(r);
     register_shape_kernels(r);
     register_resize_kernels(r);
+    register_attention_kernels(r);
     register_fused_kernels(r);
     return r;
   }();

@@ -83,6 +83,7 @@ void register_reduce_kernels(CudaKernelRegistry& registry);
 void register_data_movement_kernels(CudaKernelRegistry& registry);
 void register_shape_kernels(CudaKernelRegistry& registry);
 void register_resize_kernels(CudaKernelRegistry& registry);
+void register_attention_kernels(CudaKernelRegistry& registry);
 void register_fused_kernels(CudaKernelRegistry& registry);
 
 }  // namespace kiln::cuda

@@ -4,12 +4,17 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
+#include <limits>
+#include <sstream>
 #include <string>
 
 #include "backends/cuda/cuda_check.hpp"
 #include "backends/cuda/cuda_kernel.hpp"
+#include "backends/cuda/device_buffer.hpp"
 #include "backends/cuda/library_handles.hpp"
 #include "backends/cuda/strided_copy.cuh"
+#include "backends/cuda/tactics.hpp"
 
 namespace kiln::cuda {
 namespace {
@@ -165,6 +170,77 @@ GemmPlan plan_gemm(const LaunchContext& ctx) {
   return plan;
 }
 
+// The problem a GEMM layer solves, as a timing-cache key.
+std::string gemm_key(const LaunchContext& ctx, const GemmPlan& plan, DType dtype, cublasComputeType_t compute,
+                     bool relu) {
+  std::ostringstream key;
+  key << "gemm " << dtype_name(dtype) << " m" << plan.m << " n" << plan.n << " k" << plan.k << " t" << plan.trans_a
+      << plan.trans_b << " b" << plan.batch << " sa" << plan.stride_a << " sb" << plan.stride_b << " bias" << plan.bias
+      << " relu" << relu << " c" << (plan.c_matrix || plan.c_expand) << " compute" << static_cast<int>(compute) << " "
+      << device_tag(ctx);
+  return key.str();
+}
+
+// cublasLtMatmulAlgo_t is plain data: it round-trips through hex text.
+std::string encode_algo(const cublasLtMatmulAlgo_t& algo) {
+  std::string text = "lt:";
+  char digits[17];
+  for (uint64_t word : algo.data) {
+    std::snprintf(digits, sizeof digits, "%016llx", static_cast<unsigned long long>(word));
+    text += digits;
+  }
+  return text;
+}
+
+bool decode_algo(const std::string& text, cublasLtMatmulAlgo_t& algo) {
+  constexpr size_t kWords = sizeof(algo.data) / sizeof(algo.data[0]);
+  if (text.size() != 3 + 16 * kWords || text.compare(0, 3, "lt:") != 0) return false;
+  for (size_t w = 0; w < kWords; ++w) {
+    uint64_t word = 0;
+    for (size_t i = 0; i < 16; ++i) {
+      const char c = text[3 + 16 * w + i];
+      const int digit = c >= '0' && c <= '9' ? c - '0' : (c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1);
+      if (digit < 0) return false;
+      word = word << 4 | static_cast<uint64_t>(digit);
+    }
+    algo.data[w] = word;
+  }
+  return true;
+}
+
+// Times each candidate on the layer's own operands (outputs go to a scratch buffer) and returns the
+// index of the fastest.
+int fastest_candidate(const LaunchContext& ctx, const GemmState& state, const cublasLtMatmulHeuristicResult_t* results,
+                      int count) {
+  const GemmPlan& plan = state.plan;
+  size_t scratch_bytes = 0;
+  for (int i = 0; i < count; ++i) scratch_bytes = std::max(scratch_bytes, results[i].workspaceSize);
+  DeviceBuffer workspace(std::max<size_t>(scratch_bytes, 256));
+  DeviceBuffer output(std::max<size_t>(ctx.outputs[0].nbytes(), 256));
+  if (plan.bias) {
+    const void* bias = ctx.inputs[2].data;
+    KILN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(state.operation, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+  }
+  const float beta = plan.c_matrix ? plan.beta : 0.0f;
+  const void* c = plan.c_matrix ? ctx.inputs[2].data : output.get();
+  int best = 0;
+  float best_ms = std::numeric_limits<float>::infinity();
+  for (int i = 0; i < count; ++i) {
+    if (results[i].state != CUBLAS_STATUS_SUCCESS) continue;
+    const float ms = time_on_stream(ctx.stream, 5, [&] {
+      return cublasLtMatmul(ctx.libs->cublaslt, state.operation, &plan.alpha, ctx.inputs[1].data, state.layouts[0],
+                            ctx.inputs[0].data, state.layouts[1], &beta, c, state.layouts[2], output.get(),
+                            state.layouts[3], &results[i].algo, workspace.get(), results[i].workspaceSize,
+                            ctx.stream) == CUBLAS_STATUS_SUCCESS;
+    });
+    if (ms < best_ms) {
+      best_ms = ms;
+      best = i;
+    }
+  }
+  return best;
+}
+
 std::unique_ptr<LayerState> prepare_gemm(LaunchContext& ctx, size_t* workspace_bytes) {
   auto state = std::make_unique<GemmState>();
   GemmPlan& plan = state->plan;
@@ -205,25 +281,45 @@ std::unique_ptr<LayerState> prepare_gemm(LaunchContext& ctx, size_t* workspace_b
   state->layouts[2] = make_layout(type, plan.n, plan.m, plan.n, plan.batch, plan.stride_d);
   state->layouts[3] = make_layout(type, plan.n, plan.m, plan.n, plan.batch, plan.stride_d);
 
+  const std::string key = gemm_key(ctx, plan, dtype, compute, relu);
+  if (const std::optional<std::string> known = known_tactic(ctx, key)) {
+    cublasLtMatmulAlgo_t algo{};
+    cublasLtMatmulHeuristicResult_t check{};
+    if (decode_algo(*known, algo) &&
+        cublasLtMatmulAlgoCheck(ctx.libs->cublaslt, state->operation, state->layouts[0], state->layouts[1],
+                                state->layouts[2], state->layouts[3], &algo, &check) == CUBLAS_STATUS_SUCCESS &&
+        check.workspaceSize <= std::min(kGemmWorkspace, ctx.workspace_size)) {
+      state->algo = algo;
+      state->workspace = check.workspaceSize;
+      *workspace_bytes = check.workspaceSize;
+      report_tactic(ctx, key, *known);
+      return state;
+    }
+  }
   cublasLtMatmulPreference_t preference = nullptr;
   KILN_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference));
   const size_t limit = std::min(kGemmWorkspace, ctx.workspace_size);
   KILN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &limit,
                                                          sizeof limit));
-  cublasLtMatmulHeuristicResult_t result{};
+  // A tuning run (the builder) times the heuristic's top candidates; otherwise its first is taken.
+  constexpr int kCandidates = 8;
+  cublasLtMatmulHeuristicResult_t results[kCandidates]{};
   int found = 0;
-  const cublasStatus_t status =
-      cublasLtMatmulAlgoGetHeuristic(ctx.libs->cublaslt, state->operation, state->layouts[0], state->layouts[1],
-                                     state->layouts[2], state->layouts[3], preference, 1, &result, &found);
+  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
+      ctx.libs->cublaslt, state->operation, state->layouts[0], state->layouts[1], state->layouts[2], state->layouts[3],
+      preference, tuning_active() ? kCandidates : 1, results, &found);
   cublasLtMatmulPreferenceDestroy(preference);
   KILN_CUBLAS_CHECK(status);
   if (found == 0) {
     ctx.fail(ErrorCode::kUnsupported, "cuBLASLt has no algorithm for M=", plan.m, " N=", plan.n, " K=", plan.k,
              " batch=", plan.batch, " ", dtype_name(dtype));
   }
-  state->algo = result.algo;
-  state->workspace = result.workspaceSize;
-  *workspace_bytes = result.workspaceSize;
+  int best = 0;
+  if (found > 1) best = fastest_candidate(ctx, *state, results, found);
+  state->algo = results[best].algo;
+  state->workspace = results[best].workspaceSize;
+  *workspace_bytes = results[best].workspaceSize;
+  report_tactic(ctx, key, encode_algo(state->algo));
   return state;
 }
 

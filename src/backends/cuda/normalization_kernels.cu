@@ -207,6 +207,7 @@ void launch_batch_norm(LaunchContext& ctx) {
 // ---- LayerNormalization -------------------------------------------------------------------------
 
 struct LayerNormParams {
+  const void* residual = nullptr;  // optional, X's shape: normalize X + residual (builder fusion)
   int64_t rows = 0;
   int64_t length = 0;  // elements per normalized row
   float epsilon = 0;
@@ -237,6 +238,7 @@ __global__ void layer_norm_cached_kernel(const T* __restrict__ in, T* __restrict
   const float inv_length = 1.0f / static_cast<float>(p.length);
   for (int64_t row = group.index; row < p.rows; row += group.count) {
     const T* x = in + row * p.length;
+    const T* r = p.residual ? static_cast<const T*>(p.residual) + row * p.length : nullptr;
     T* y = out + row * p.length;
     float values[kElems];
     float sum = 0.0f;
@@ -246,10 +248,14 @@ __global__ void layer_norm_cached_kernel(const T* __restrict__ in, T* __restrict
       if (i < p.length) {
         const Pack<T, kVec> pack = load_pack<T, kVec>(x + i);
 #pragma unroll
-        for (int j = 0; j < kVec; ++j) {
-          values[c * kVec + j] = to_float(pack.v[j]);
-          sum += values[c * kVec + j];
+        for (int j = 0; j < kVec; ++j) values[c * kVec + j] = to_float(pack.v[j]);
+        if (r != nullptr) {
+          const Pack<T, kVec> residual = load_pack<T, kVec>(r + i);
+#pragma unroll
+          for (int j = 0; j < kVec; ++j) values[c * kVec + j] += to_float(residual.v[j]);
         }
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) sum += values[c * kVec + j];
       }
     }
     const float mean = group_all_reduce<kBlock>(sum, SumOp{}, scratch) * inv_length;
@@ -296,19 +302,21 @@ __global__ void layer_norm_long_kernel(const T* __restrict__ in, T* __restrict__
   const float inv_length = 1.0f / static_cast<float>(p.length);
   for (int64_t row = blockIdx.x; row < p.rows; row += gridDim.x) {
     const T* x = in + row * p.length;
+    const T* r = p.residual ? static_cast<const T*>(p.residual) + row * p.length : nullptr;
+    const auto value = [&](int64_t i) { return r ? to_float(x[i]) + to_float(r[i]) : to_float(x[i]); };
     T* y = out + row * p.length;
     float sum = 0.0f;
-    for (int64_t i = threadIdx.x; i < p.length; i += blockDim.x) sum += to_float(x[i]);
+    for (int64_t i = threadIdx.x; i < p.length; i += blockDim.x) sum += value(i);
     const float mean = block_all_reduce(sum, SumOp{}, scratch) * inv_length;
     float squares = 0.0f;
     for (int64_t i = threadIdx.x; i < p.length; i += blockDim.x) {
-      const float d = to_float(x[i]) - mean;
+      const float d = value(i) - mean;
       squares += d * d;
     }
     const float variance = block_all_reduce(squares, SumOp{}, scratch) * inv_length;
     const float inv_std = 1.0f / sqrtf(variance + p.epsilon);
     for (int64_t i = threadIdx.x; i < p.length; i += blockDim.x) {
-      const float normalized = (to_float(x[i]) - mean) * inv_std * to_float(scale[i]);
+      const float normalized = (value(i) - mean) * inv_std * to_float(scale[i]);
       y[i] = from_float<T>(bias ? normalized + to_float(bias[i]) : normalized);
     }
     if (threadIdx.x == 0) store_stats(p, row, mean, inv_std);
@@ -441,6 +449,7 @@ void launch_layer_norm_typed(const LaunchContext& ctx, const T* in, T* out, cons
   constexpr int kVec = kVecWidth<T>;
   const size_t param_bytes = sizeof(P) * kVec;
   const bool vectorized = p.length % kVec == 0 && is_aligned16(in) && is_aligned16(out) &&
+                          (p.residual == nullptr || is_aligned16(p.residual)) &&
                           is_aligned_to(scale, param_bytes) &&
                           (bias == nullptr || is_aligned_to(bias, param_bytes));
   if (vectorized) {
@@ -477,6 +486,13 @@ void launch_layer_norm(LaunchContext& ctx) {
   p.rows = s.rows;
   p.length = s.length;
   p.epsilon = ctx.attrs.get_float_or("epsilon", 1e-5f);
+  if (ctx.has_input(3)) {
+    if (ctx.inputs[3].shape != x.shape || ctx.inputs[3].dtype != x.dtype) {
+      ctx.fail(ErrorCode::kInvalidArgument, "residual ", dtype_name(ctx.inputs[3].dtype), " ",
+               shape_to_string(ctx.inputs[3].shape), " does not match X");
+    }
+    p.residual = ctx.inputs[3].data;
+  }
   if (ctx.outputs.size() > 1 && ctx.outputs[1].data) p.mean_out = ctx.outputs[1].data;
   if (ctx.outputs.size() > 2 && ctx.outputs[2].data) p.inv_std_out = ctx.outputs[2].data;
   if (p.mean_out || p.inv_std_out) {

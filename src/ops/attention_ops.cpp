@@ -1,0 +1,150 @@
+// FusedAttention's geometry and infer function (see ops/attention.hpp for its contract).
+#include <string>
+
+#include "base/error.hpp"
+#include "ops/attention.hpp"
+#include "ops/op_families.hpp"
+
+namespace kiln::ops {
+namespace {
+
+enum class Layout { kBHSD, kBSHD };
+
+Layout layout_attribute(std::string_view label, const AttributeMap& attrs, const char* name) {
+  const std::string value = attrs.get_string_or(name, "BHSD");
+  if (value == "BHSD") return Layout::kBHSD;
+  if (value == "BSHD") return Layout::kBSHD;
+  fail(ErrorCode::kInvalidArgument, label, ": attribute '", name, "' must be \"BHSD\" or \"BSHD\", got \"", value,
+       "\"");
+}
+
+// Logical (batch, head, sequence, feature) dims of a rank-4 tensor in `layout`.
+void logical_dims(std::string_view label, const char* tensor, const Shape& shape, Layout layout, int64_t (&dims)[4]) {
+  if (shape.size() != 4) {
+    fail(ErrorCode::kInvalidArgument, label, ": ", tensor, " must have rank 4, got ", shape_to_string(shape));
+  }
+  for (int64_t dim : shape) {
+    if (dim == kDynamicDim) fail(ErrorCode::kInvalidArgument, label, ": ", tensor, " needs a static shape, got ", shape_to_string(shape));
+  }
+  if (layout == Layout::kBHSD) {
+    for (int i = 0; i < 4; ++i) dims[i] = shape[static_cast<size_t>(i)];
+  } else {
+    dims[0] = shape[0];
+    dims[1] = shape[2];
+    dims[2] = shape[1];
+    dims[3] = shape[3];
+  }
+}
+
+// Strides along (batch, head, sequence, feature) of a dense tensor with those logical dims.
+void strides_of(const int64_t (&dims)[4], Layout layout, int64_t (&strides)[4]) {
+  if (layout == Layout::kBHSD) {
+    strides[3] = 1;
+    strides[2] = dims[3];
+    strides[1] = dims[2] * dims[3];
+    strides[0] = dims[1] * dims[2] * dims[3];
+  } else {  // memory order B, S, H, D
+    strides[3] = 1;
+    strides[1] = dims[3];
+    strides[2] = dims[1] * dims[3];
+    strides[0] = dims[2] * dims[1] * dims[3];
+  }
+}
+
+void infer_attention(InferContext& ctx) {
+  const std::string label = "node '" + std::string(ctx.node_name()) + "' (FusedAttention)";
+  const DType dtype = ctx.input(0).dtype;
+  if (dtype != DType::kFloat32 && dtype != DType::kFloat16 && dtype != DType::kBFloat16) {
+    ctx.fail("Q has dtype ", dtype_name(dtype), ", expected float32, float16 or bfloat16");
+  }
+  for (size_t i = 1; i < 4; ++i) {
+    if (ctx.has_input(i) && ctx.input(i).dtype != dtype) {
+      ctx.fail("input ", i, " has dtype ", dtype_name(ctx.input(i).dtype), " but Q has ", dtype_name(dtype));
+    }
+  }
+  const AttentionGeometry geometry =
+      resolve_attention(label, ctx.attrs(), ctx.input(0).shape, ctx.input(1).shape, ctx.input(2).shape,
+                        ctx.has_input(3) ? &ctx.input(3).shape : nullptr);
+  ctx.output(0).dtype = dtype;
+  ctx.output(0).shape = geometry.out_shape;
+}
+
+}  // namespace
+
+AttentionGeometry resolve_attention(std::string_view label, const AttributeMap& attrs, const Shape& q, const Shape& k,
+                                    const Shape& v, const Shape* mask) {
+  AttentionGeometry g;
+  const Layout q_layout = layout_attribute(label, attrs, "q_layout");
+  const Layout k_layout = layout_attribute(label, attrs, "k_layout");
+  const Layout v_layout = layout_attribute(label, attrs, "v_layout");
+  const Layout out_layout = layout_attribute(label, attrs, "out_layout");
+  const bool k_transposed = attrs.get_int_or("k_transposed", 0) != 0;
+  if (k_transposed && k_layout != Layout::kBHSD) {
+    fail(ErrorCode::kInvalidArgument, label, ": k_transposed needs k_layout \"BHSD\"");
+  }
+  if (!attrs.has("scale")) fail(ErrorCode::kInvalidArgument, label, ": attribute 'scale' is required");
+  g.scale = attrs.get_float("scale");
+  g.nan_to_zero = attrs.get_int_or("nan_to_zero", 0) != 0;
+
+  int64_t qd[4], kd[4], vd[4];
+  logical_dims(label, "Q", q, q_layout, qd);
+  logical_dims(label, "K", k, k_layout, kd);
+  logical_dims(label, "V", v, v_layout, vd);
+  strides_of(qd, q_layout, g.q_strides);
+  strides_of(vd, v_layout, g.v_strides);
+  if (k_transposed) {  // memory [B, H, D, Sk]: logical (sequence, feature) = (dim 3, dim 2)
+    std::swap(kd[2], kd[3]);
+    g.k_strides[3] = kd[2];
+    g.k_strides[2] = 1;
+    g.k_strides[1] = kd[2] * kd[3];
+    g.k_strides[0] = kd[1] * kd[2] * kd[3];
+  } else {
+    strides_of(kd, k_layout, g.k_strides);
+  }
+  g.batch = qd[0];
+  g.heads = qd[1];
+  g.query_length = qd[2];
+  g.head_dim = qd[3];
+  g.key_length = kd[2];
+  g.value_dim = vd[3];
+  const auto mismatch = [&](const char* what, const Shape& shape) {
+    fail(ErrorCode::kInvalidArgument, label, ": ", what, " ", shape_to_string(shape), " does not match Q ",
+         shape_to_string(q));
+  };
+  if (kd[0] != g.batch || kd[1] != g.heads || kd[3] != g.head_dim) mismatch("K", k);
+  if (vd[0] != g.batch || vd[1] != g.heads || vd[2] != g.key_length) mismatch("V", v);
+
+  const int64_t out_dims[4] = {g.batch, g.heads, g.query_length, g.value_dim};
+  strides_of(out_dims, out_layout, g.out_strides);
+  g.out_shape = out_layout == Layout::kBHSD ? Shape{g.batch, g.heads, g.query_length, g.value_dim}
+                                            : Shape{g.batch, g.query_length, g.heads, g.value_dim};
+  if (mask != nullptr) {
+    g.has_mask = true;
+    const int64_t full[4] = {g.batch, g.heads, g.query_length, g.key_length};
+    if (mask->size() > 4) {
+      fail(ErrorCode::kInvalidArgument, label, ": mask ", shape_to_string(*mask), " has rank > 4");
+    }
+    const size_t offset = 4 - mask->size();
+    int64_t stride = 1;
+    for (size_t i = 4; i-- > 0;) {
+      if (i < offset) {
+        g.mask_strides[i] = 0;
+        continue;
+      }
+      const int64_t dim = (*mask)[i - offset];
+      if (dim != 1 && dim != full[i]) {
+        fail(ErrorCode::kInvalidArgument, label, ": mask ", shape_to_string(*mask),
+             " does not broadcast to [", full[0], ", ", full[1], ", ", full[2], ", ", full[3], "]");
+      }
+      g.mask_strides[i] = dim == 1 ? 0 : stride;
+      stride *= dim;
+    }
+  }
+  return g;
+}
+
+void register_attention_ops(OpRegistry& registry) {
+  registry.add(OpDef{"FusedAttention", 3, 4, 1, 1, {}, &infer_attention});
+}
+
+}  // namespace kiln::ops

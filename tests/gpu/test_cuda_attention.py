@@ -1,0 +1,143 @@
+"""Attention fusion on CUDA: the chain torch.onnx exports for scaled dot-product attention
+(projections transposed to heads, Q and Kᵀ scaled, Kᵀ as Reshape/Transpose/Reshape, additive mask,
+Softmax, the IsNaN/Where guard, P·V, transpose back) becomes one FusedAttention layer in fp16/bf16
+CUDA engines, run by the tensor-core kernel. Its output must match the CPU engine (float32, the
+unfused reference): max |cuda - cpu| <= 2e-2 * max(1, max |cpu|) for fp16 and 6e-2 for bf16,
+rows whose keys are all masked included (they come out as zeros, as the guard makes them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import kiln
+
+REPO = Path(__file__).resolve().parents[2]
+KILN_CLI = Path(os.environ.get("KILN_BUILD_DIR", REPO / "build")) / "bin" / "kiln"
+OPSET = 20
+
+
+def _attention_model(batch, seq_q, seq_k, heads, dim, value_dim, mask_shape, spelled_key="reshape"):
+    """ONNX model with inputs q [B,Sq,H*D], k [B,Sk,H*D], v [B,Sk,H*Dv] and an additive mask."""
+    inits, nodes = [], []
+
+    def const(name, array):
+        inits.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def node(op, inputs, out, **attrs):
+        nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
+        return out
+
+    root = float(dim) ** -0.25
+    q = node("Reshape", ["q", const("q_shape", np.array([batch, seq_q, heads, dim], np.int64))], "q4")
+    k = node("Reshape", ["k", const("k_shape", np.array([batch, seq_k, heads, dim], np.int64))], "k4")
+    v = node("Reshape", ["v", const("v_shape", np.array([batch, seq_k, heads, value_dim], np.int64))], "v4")
+    qt = node("Transpose", [q], "qt", perm=[0, 2, 1, 3])
+    kt = node("Transpose", [k], "kt", perm=[0, 2, 1, 3])
+    vt = node("Transpose", [v], "vt", perm=[0, 2, 1, 3])
+    if spelled_key == "reshape":
+        flat = node("Reshape", [kt, const("flat", np.array([batch * heads, seq_k, dim], np.int64))], "kflat")
+        swapped = node("Transpose", [flat], "kswap", perm=[0, 2, 1])
+        key_t = node("Reshape", [swapped, const("back", np.array([batch, heads, dim, seq_k], np.int64))], "key_t")
+    else:
+        key_t = node("Transpose", [kt], "key_t", perm=[0, 1, 3, 2])
+    scale = const("scale", np.array(root, np.float32))
+    qs = node("Mul", [qt, scale], "qs")
+    ks = node("Mul", [key_t, scale], "ks")
+    scores = node("MatMul", [qs, ks], "scores")
+    masked = node("Add", [scores, "mask"], "masked") if mask_shape is not None else scores
+    probs = node("Softmax", [masked], "probs", axis=-1)
+    nan = node("IsNaN", [probs], "nan")
+    guarded = node("Where", [nan, const("zero", np.array(0.0, np.float32)), probs], "guarded")
+    context = node("MatMul", [guarded, vt], "context")
+    out = node("Transpose", [context], "context_t", perm=[0, 2, 1, 3])
+    y = node("Reshape", [out, const("y_shape", np.array([batch, seq_q, heads * value_dim], np.int64))], "y")
+    inputs = [
+        helper.make_tensor_value_info("q", TensorProto.FLOAT, [batch, seq_q, heads * dim]),
+        helper.make_tensor_value_info("k", TensorProto.FLOAT, [batch, seq_k, heads * dim]),
+        helper.make_tensor_value_info("v", TensorProto.FLOAT, [batch, seq_k, heads * value_dim]),
+    ]
+    if mask_shape is not None:
+        inputs.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, list(mask_shape)))
+    outputs = [helper.make_tensor_value_info(y, TensorProto.FLOAT, None)]
+    graph = helper.make_graph(nodes, "attention", inputs, outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]).SerializeToString()
+
+
+def _feeds(batch, seq_q, seq_k, heads, dim, value_dim, mask_shape, seed=3):
+    rng = np.random.default_rng(seed)
+    feeds = {
+        "q": rng.standard_normal((batch, seq_q, heads * dim)).astype(np.float32),
+        "k": rng.standard_normal((batch, seq_k, heads * dim)).astype(np.float32),
+        "v": rng.standard_normal((batch, seq_k, heads * value_dim)).astype(np.float32),
+    }
+    if mask_shape is not None:
+        # Padding-style mask: the last quarter of the keys masked, and every key of the last batch
+        # when the mask has a batch dim.
+        mask = np.zeros(mask_shape, np.float32)
+        keys = mask_shape[-1]
+        mask[..., keys - keys // 4:] = -np.inf
+        if mask_shape[0] == batch > 1:
+            mask[-1] = -np.inf
+        feeds["mask"] = mask
+    return feeds
+
+
+CASES = {
+    # name: (batch, seq_q, seq_k, heads, dim, value_dim, mask_shape, spelled_key)
+    "bert_like": (4, 128, 128, 12, 64, 64, (4, 1, 1, 128), "reshape"),
+    "odd_lengths": (2, 77, 77, 4, 64, 64, (2, 1, 77, 77), "reshape"),
+    "cross_attention": (2, 50, 130, 2, 32, 32, (1, 1, 1, 130), "transpose"),
+    "head_dim_128": (2, 64, 96, 2, 128, 128, None, "transpose"),
+    "head_dim_80": (1, 33, 65, 3, 80, 48, (1, 3, 33, 65), "reshape"),
+}
+
+
+def _layers(engine_bytes: bytes, tmp_path: Path) -> list[dict]:
+    path = tmp_path / "engine.kiln"
+    path.write_bytes(engine_bytes)
+    assert KILN_CLI.is_file(), f"{KILN_CLI} not built (set KILN_BUILD_DIR)"
+    out = subprocess.run([str(KILN_CLI), "inspect", "--json", str(path)], check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)["layers"]
+
+
+@pytest.mark.parametrize("precision,tolerance", [("fp16", 2e-2), ("bf16", 6e-2)])
+@pytest.mark.parametrize("name", list(CASES))
+def test_fused_attention_matches_cpu(name, precision, tolerance, tmp_path):
+    batch, seq_q, seq_k, heads, dim, value_dim, mask_shape, spelled = CASES[name]
+    model = _attention_model(batch, seq_q, seq_k, heads, dim, value_dim, mask_shape, spelled)
+    feeds = _feeds(batch, seq_q, seq_k, heads, dim, value_dim, mask_shape)
+    want = kiln.Engine(kiln.build_onnx(model, target="cpu")).run(feeds)["y"].astype(np.float64)
+    engine_bytes = kiln.build_onnx(model, target="cuda", precision=precision)
+    ops = [layer["op"] for layer in _layers(engine_bytes, tmp_path)]
+    assert ops.count("FusedAttention") == 1, ops
+    for gone in ("Softmax", "IsNaN", "Where"):
+        assert gone not in ops, ops
+    got = kiln.Engine(engine_bytes).run(feeds)["y"].astype(np.float64)
+    assert got.shape == want.shape
+    assert np.isfinite(got).all()
+    scale = max(1.0, float(np.abs(want).max()))
+    err = float(np.abs(got - want).max())
+    assert err <= tolerance * scale, f"{name} {precision}: max abs error {err} (scale {scale})"
+    if mask_shape is not None and mask_shape[0] == batch > 1:
+        assert np.all(got[-1] == 0.0), "rows with every key masked must come out as zeros"
+
+
+def test_float32_engine_keeps_unfused_attention(tmp_path):
+    # The tensor-core kernel is float16/bfloat16 only: float32 engines keep cuBLAS MatMuls.
+    batch, seq_q, seq_k, heads, dim, value_dim, mask_shape, spelled = CASES["odd_lengths"]
+    model = _attention_model(batch, seq_q, seq_k, heads, dim, value_dim, mask_shape, spelled)
+    feeds = _feeds(batch, seq_q, seq_k, heads, dim, value_dim, mask_shape)
+    engine_bytes = kiln.build_onnx(model, target="cuda")
+    assert "FusedAttention" not in [layer["op"] for layer in _layers(engine_bytes, tmp_path)]
+    want = kiln.Engine(kiln.build_onnx(model, target="cpu")).run(feeds)["y"]
+    got = kiln.Engine(engine_bytes).run(feeds)["y"]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
