@@ -96,6 +96,9 @@ class Engine {
   // A new context with its own arena. Cheap; may be called from any thread.
   ExecutionContext create_context() const;
 
+  // The GPU ordinal a CUDA engine is bound to; -1 for CPU engines.
+  int device_index() const;
+
  private:
   explicit Engine(std::shared_ptr<const detail::EngineState> state) : state_(std::move(state)) {}
   std::shared_ptr<const detail::EngineState> state_;
@@ -122,6 +125,12 @@ class ExecutionContext {
                void* stream = nullptr);
 
   const Engine& engine() const;
+
+  // The outputs' shapes (in the engine's output order) that execute() would produce for `inputs`,
+  // validated as execute() validates them. Reads input data only for CPU engines whose shapes
+  // depend on input values (then `inputs` must be host tensors); otherwise only shapes matter.
+  // Updates this context's shape plan, so a following execute() on the same shapes is cheaper.
+  std::vector<Shape> output_shapes(std::span<const NamedTensor> inputs);
 
   // Runs the engine `iterations` times on bound buffers (as execute(inputs, outputs) with the
   // default stream), launching layer by layer without a CUDA graph, and returns each layer's

@@ -239,6 +239,24 @@ bool ExecutionContext::cuda_graphs() const {
 #endif
 }
 
+std::vector<Shape> ExecutionContext::output_shapes(std::span<const NamedTensor> inputs) {
+  detail::ContextState& s = *state_;
+  s.bind_inputs(inputs);
+  // The same plan flavour the engine's executor asks for, so that execute() can reuse it.
+  s.update_plan(/*place_shape_values=*/s.cuda != nullptr);
+  std::vector<Shape> shapes;
+  shapes.reserve(s.engine->model.outputs.size());
+  for (const format::Binding& out : s.engine->model.outputs) shapes.push_back(s.plan.shapes[out.tensor]);
+  return shapes;
+}
+
+int Engine::device_index() const {
+#if KILN_WITH_CUDA
+  if (state_->cuda) return cuda::engine_device(*state_);
+#endif
+  return -1;
+}
+
 ExecutionContext Engine::create_context() const {
   return ExecutionContext(std::make_unique<detail::ContextState>(*this, state_));
 }
