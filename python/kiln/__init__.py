@@ -49,7 +49,7 @@ __all__ = [
     "IoError",
     "InternalError",
     "LibraryNotFoundError",
-]
+]  # plus the lazy PyTorch attributes in _LAZY (left out so `import *` stays torch-free)
 
 # kiln_dtype <-> numpy. bfloat16 travels as its raw uint16 bits.
 _KILN_TO_NUMPY = {
@@ -70,6 +70,42 @@ _KILN_DTYPE_NAMES = {
     10: "float16", 11: "float64", 16: "bfloat16",
 }
 _PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+
+# PyTorch integration, imported on first use so that `import kiln` needs neither torch nor onnx.
+_LAZY = {
+    "compile": ("_compile", "compile"),
+    "CompileReport": ("_compile", "CompileReport"),
+    "FullCompilationError": ("_compile", "FullCompilationError"),
+    "save": ("save_load", "save"),
+    "load": ("save_load", "load"),
+}
+
+
+def __getattr__(name: str):
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'kiln' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{target[0]}", __name__), target[1])
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
+def _register_dynamo_backend_if_loaded() -> None:
+    """torch.compile(backend="kiln") without the package's entry point: register now if Dynamo
+    is already imported (cheap then); otherwise importing kiln.torch_backend registers it."""
+    import sys
+
+    if "torch._dynamo" in sys.modules:
+        try:
+            from . import torch_backend  # noqa: F401  (registers on import)
+        except Exception:  # a broken torch install must not break `import kiln`
+            pass
 
 
 def runtime_version() -> str:
@@ -330,3 +366,6 @@ class Engine:
             return f"{b.name}: {b.dtype_name}{list(b.shape)}"
         return (f"kiln.Engine(inputs=[{', '.join(map(fmt, self.inputs))}], "
                 f"outputs=[{', '.join(map(fmt, self.outputs))}])")
+
+
+_register_dynamo_backend_if_loaded()  # last: the module is complete by now

@@ -1,0 +1,469 @@
+"""``kiln.compile``: a PyTorch module -> a module whose supported parts run as kiln engines.
+
+Path: ``torch.export`` -> core aten (``run_decompositions``) -> the graph is partitioned into
+runs of nodes kiln supports (:mod:`kiln._partition`) -> each partition -> ONNX -> kiln engine
+(:mod:`kiln._partition_lowering`) -> the partition is replaced by one
+``torch.ops.kiln.execute_engine([...], engine)`` call, the engine a ``torch.classes.kiln.Engine``
+attribute of the returned module. Everything else stays an aten call, run by PyTorch.
+
+The result is a ``torch.fx.GraphModule`` taking the same inputs as the original module; its
+``kiln_report`` attribute (a :class:`CompileReport`) lists the engines and every node that fell
+back to PyTorch, with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+import torch.fx
+
+from ._capi import InvalidArgumentError, UnsupportedError
+from ._partition import (SupportOracle, Decision, compute_node_count, extract_subgraph,
+                         is_constant_expr, is_sym_node, op_name, propose_partitions)
+from ._partition_lowering import (BatchRange, UnsupportedShapeError, build_engine, probe_node,
+                                  to_onnx)
+
+__all__ = ["compile", "compile_graph_module", "CompileReport", "EngineInfo", "FallbackInfo",
+           "FullCompilationError"]
+
+_log = logging.getLogger("kiln.compile")
+_PRECISIONS = ("fp32", "fp16", "bf16", "tf32")
+ENGINE_ATTR_PREFIX = "_kiln_engine_"
+
+
+class FullCompilationError(UnsupportedError):
+    """``require_full_compilation=True`` and some nodes cannot run in a kiln engine.
+    ``fallbacks`` lists them (:class:`FallbackInfo`)."""
+
+    def __init__(self, fallbacks: list["FallbackInfo"]):
+        self.fallbacks = list(fallbacks)
+        lines = [f"  node '{f.node}': {f.op}: {f.reason}" for f in self.fallbacks]
+        super().__init__(f"kiln.compile(require_full_compilation=True): {len(lines)} node(s) "
+                         "cannot run in a kiln engine:\n" + "\n".join(lines))
+
+
+@dataclass
+class EngineInfo:
+    name: str  # the module attribute holding the engine
+    node_count: int  # graph nodes the engine replaces
+    compute_node_count: int  # of which not mere views/getitems
+    ops: dict[str, int]
+    inputs: list[str]  # "in_0: float32[-1, 3, 8, 8]"
+    outputs: list[str]
+    size_bytes: int
+
+
+@dataclass
+class FallbackInfo:
+    node: str
+    op: str
+    reason: str
+
+
+@dataclass
+class CompileReport:
+    precision: str
+    target: str
+    dynamic_batch: tuple[int, int, int] | None
+    engines: list[EngineInfo] = field(default_factory=list)
+    fallbacks: list[FallbackInfo] = field(default_factory=list)
+
+    @property
+    def fully_compiled(self) -> bool:
+        return not self.fallbacks and bool(self.engines)
+
+    def __str__(self) -> str:
+        lines = [f"kiln.compile: {len(self.engines)} engine(s) ({self.target}, {self.precision}"
+                 + (f", dynamic batch {self.dynamic_batch}" if self.dynamic_batch else "")
+                 + f"), {len(self.fallbacks)} node(s) left to PyTorch"]
+        for e in self.engines:
+            ops = ", ".join(f"{op} x{n}" if n > 1 else op for op, n in sorted(e.ops.items()))
+            lines.append(f"  engine {e.name}: {e.node_count} nodes ({e.compute_node_count} "
+                         f"compute), {e.size_bytes} bytes; inputs [{'; '.join(e.inputs)}] "
+                         f"outputs [{'; '.join(e.outputs)}]")
+            lines.append(f"    ops: {ops}")
+        for f in self.fallbacks:
+            lines.append(f"  fallback {f.node}: {f.op}: {f.reason}")
+        return "\n".join(lines)
+
+
+def _runtime():
+    from . import runtime
+
+    runtime.load_library()
+    return runtime
+
+
+def _target_of(device: torch.device) -> tuple[str, int | None]:
+    if device.type == "cpu":
+        return "cpu", None
+    if device.type == "cuda":
+        return "cuda", device.index if device.index is not None else torch.cuda.current_device()
+    raise ValueError(f"kiln engines run on cpu or cuda devices, not {device}")
+
+
+def _batch_dims(gm: torch.fx.GraphModule):
+    """The sympy symbol of dim 0 of the user inputs, when dynamic."""
+    for node in gm.graph.nodes:
+        if node.op != "placeholder":
+            continue
+        val = node.meta.get("val")
+        if isinstance(val, torch.Tensor) and val.dim() > 0 and isinstance(val.shape[0],
+                                                                          torch.SymInt):
+            expr = val.shape[0].node.expr
+            if len(expr.free_symbols) == 1:
+                return next(iter(expr.free_symbols))
+    return None
+
+
+def _describe(name: str, val) -> str:
+    if not isinstance(val, torch.Tensor):
+        return f"{name}: {type(val).__name__}"
+    dims = [d if isinstance(d, int) else -1 for d in val.shape]
+    return f"{name}: {str(val.dtype).replace('torch.', '')}{dims}"
+
+
+def _first_batch_input(inputs, batch: BatchRange | None):
+    if batch is None:
+        return None
+    for node in inputs:
+        val = node.meta.get("val")
+        if (isinstance(val, torch.Tensor) and val.dim() > 0 and isinstance(val.shape[0],
+                                                                           torch.SymInt)
+                and val.shape[0].node.expr == batch.symbol):
+            return node
+    return None
+
+
+@dataclass
+class _Built:
+    nodes: list[torch.fx.Node]
+    sub: Any
+    engine_bytes: bytes
+    input_names: list[str]
+    output_names: list[str]
+
+
+def compile_graph_module(gm: torch.fx.GraphModule, *, precision: str = "fp32",
+                         device: torch.device | str = "cpu",
+                         dynamic_batch: tuple[int, int, int] | None = None,
+                         require_full_compilation: bool = False, min_block_size: int = 1,
+                         probe_unknown_ops: bool = True) -> torch.fx.GraphModule:
+    """Rewrites ``gm`` (an unlifted core-aten graph with ``meta["val"]`` on its nodes, as from
+    ``torch.export(...).run_decompositions().module()``) in place: supported partitions become
+    kiln engines. Returns ``gm`` with ``kiln_report`` set."""
+    if precision not in _PRECISIONS:
+        raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
+    device = torch.device(device)
+    target, device_index = _target_of(device)
+    if target == "cpu" and precision in ("fp16", "bf16", "tf32"):
+        raise ValueError(
+            f"precision={precision!r} needs CUDA engines: kiln's cpu target builds float32 "
+            "engines only (a float16/bfloat16 module still compiles for the cpu with "
+            "precision='fp32': its engines then take and return its 16-bit tensors)")
+    batch = None
+    if dynamic_batch is not None:
+        symbol = _batch_dims(gm)
+        if symbol is None:
+            raise ValueError("dynamic_batch was given but dim 0 of the inputs is not dynamic")
+        lo, opt, hi = dynamic_batch
+        batch = BatchRange(symbol, lo, opt, hi)
+
+    def probe(node: torch.fx.Node) -> str | None:
+        return probe_node(gm, node, target, device_index)
+
+    oracle = SupportOracle(probe=probe if probe_unknown_ops else None)
+    built_cache: dict[frozenset, _Built] = {}
+    while True:
+        partitions = propose_partitions(gm, oracle, min_block_size)
+        if require_full_compilation:
+            _raise_if_fallbacks(gm, oracle, partitions)
+        built: list[_Built] = []
+        retry = False
+        for nodes in partitions:
+            key = frozenset(nodes)
+            if key in built_cache:
+                built.append(built_cache[key])
+                continue
+            result = _build_partition(gm, nodes, batch, precision, target, device_index)
+            if isinstance(result, _Built):
+                built_cache[key] = result
+                built.append(result)
+                continue
+            # The partition did not build: find its nodes kiln rejects on their own, or give up
+            # on the partition as a whole.
+            _log.info("partition of %d nodes failed to build (%s); probing its ops",
+                      len(nodes), result)
+            culprits = []
+            for node in nodes:
+                if node.target is operator.getitem:
+                    continue
+                reason = probe(node)
+                if reason is not None:
+                    oracle.decisions[node] = Decision(False, reason)
+                    culprits.append(FallbackInfo(node.name, op_name(node), reason))
+            if not culprits:
+                reason = f"its partition failed to build: {_short(str(result))}"
+                for node in nodes:
+                    oracle.decisions[node] = Decision(False, reason)
+                culprits = [FallbackInfo(n.name, op_name(n), reason) for n in nodes
+                            if n.target is not operator.getitem]
+            if require_full_compilation:
+                raise FullCompilationError(culprits) from result
+            retry = True
+            break
+        if not retry:
+            break
+
+    report = CompileReport(precision=precision, target=target, dynamic_batch=(
+        tuple(dynamic_batch) if dynamic_batch is not None else None))
+
+    # Everything outside the engines runs in PyTorch; say why (decided before the graph is
+    # rewritten: the rewrite copies the nodes).
+    in_engines = {n for item in built for n in item.nodes}
+    fallbacks = {}
+    for node in gm.graph.nodes:
+        if (node.op != "call_function" or node in in_engines or is_sym_node(node)
+                or node.target is operator.getitem):
+            continue
+        decision = oracle.decide(node)
+        if decision.supported:
+            reason = ("a computation on parameters only, left to PyTorch"
+                      if is_constant_expr(node) else
+                      f"in a run of supported nodes smaller than min_block_size={min_block_size}")
+        else:
+            reason = decision.reason
+        fallbacks[node.name] = FallbackInfo(node.name, op_name(node), reason)
+
+    runtime = _runtime() if built else None
+    replaced: dict[torch.fx.Node, torch.fx.Node] = {}
+    for index, item in enumerate(built):
+        name = f"{ENGINE_ATTR_PREFIX}{index}"
+        engine = runtime.engine_from_bytes(item.engine_bytes, device)
+        setattr(gm, name, engine)
+        _replace_partition(gm, item, name, engine, replaced)
+        report.engines.append(EngineInfo(
+            name=name, node_count=len(item.nodes),
+            compute_node_count=compute_node_count(item.nodes),
+            ops=dict(Counter(op_name(n) for n in item.nodes
+                             if n.target is not operator.getitem)),
+            inputs=[_describe(f"in_{i}", n.meta.get("val")) for i, n in
+                    enumerate(item.sub.inputs)],
+            outputs=[_describe(f"out_{i}", n.meta.get("val")) for i, n in
+                     enumerate(item.sub.outputs)],
+            size_bytes=len(item.engine_bytes)))
+    _cleanup(gm)
+    # (Constant computations copied into engines are gone now.)
+    report.fallbacks = [fallbacks[n.name] for n in gm.graph.nodes if n.name in fallbacks]
+    gm.kiln_report = report
+    return gm
+
+
+def _short(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " / ".join(lines[:3])
+
+
+def _raise_if_fallbacks(gm, oracle, partitions) -> None:
+    members = {n for nodes in partitions for n in nodes}
+    fallbacks = []
+    for node in gm.graph.nodes:
+        if (node.op != "call_function" or node in members or is_sym_node(node)
+                or node.target is operator.getitem):
+            continue
+        decision = oracle.decide(node)
+        fallbacks.append(FallbackInfo(node.name, op_name(node), decision.reason or (
+            "in a run of supported nodes smaller than min_block_size")))
+    if fallbacks:
+        raise FullCompilationError(fallbacks)
+
+
+def _build_partition(gm, nodes, batch, precision, target, device_index):
+    """A :class:`_Built`, or the exception that stopped it."""
+    sub = extract_subgraph(gm, nodes)
+    first = _first_batch_input(sub.inputs, batch)
+    if first is not None and sub.inputs[0] is not first:
+        sub = extract_subgraph(gm, nodes, first_input=first)
+    if not sub.inputs:
+        return UnsupportedError("the partition has no tensor inputs (a constant computation)")
+    try:
+        lowered = to_onnx(sub, batch)
+    except UnsupportedShapeError as error:
+        return UnsupportedError(str(error))
+    except Exception as error:  # the ONNX exporter's own failures
+        return UnsupportedError(f"ONNX export failed: {type(error).__name__}: {error}")
+    try:
+        engine_bytes = build_engine(lowered, precision=precision, target=target,
+                                    device=device_index)
+    except (UnsupportedError, InvalidArgumentError) as error:
+        return error  # about the partition's contents: diagnose and fall back
+    _log.info("built a %s engine of %d nodes (%d bytes)", target, len(nodes), len(engine_bytes))
+    return _Built(nodes, sub, engine_bytes, lowered.input_names, lowered.output_names)
+
+
+def _replace_partition(gm: torch.fx.GraphModule, item: _Built, attr: str, engine,
+                       replaced: dict) -> None:
+    """``replaced`` maps the output nodes of partitions already replaced to the getitem nodes
+    that stand for them now (a later partition may read them)."""
+    graph = gm.graph
+    members = set(item.nodes)
+    by_input_name = {name: replaced.get(node, node)
+                     for name, node in zip(item.input_names, item.sub.inputs)}
+    by_output_name = dict(zip(item.output_names, item.sub.outputs))
+    engine_inputs = [by_input_name[name] for name in engine.input_names()]
+    engine_outputs = [by_output_name[name] for name in engine.output_names()]
+    last = item.nodes[-1]
+    with graph.inserting_after(last), warnings.catch_warnings():
+        # fx warns that a get_attr target is no parameter/buffer/module: it is a ScriptObject.
+        warnings.simplefilter("ignore", UserWarning)
+        engine_node = graph.get_attr(attr)
+    with graph.inserting_after(engine_node):
+        call = graph.call_function(torch.ops.kiln.execute_engine.default,
+                                   (list(engine_inputs), engine_node))
+    call.meta["val"] = [n.meta.get("val") for n in engine_outputs]
+    anchor = call
+    for i, original in enumerate(engine_outputs):
+        with graph.inserting_after(anchor):
+            result = graph.call_function(operator.getitem, (call, i))
+        result.meta = dict(original.meta)
+        original.replace_all_uses_with(result,
+                                       delete_user_cb=lambda user: user not in members)
+        replaced[original] = result
+        anchor = result
+    for node in reversed(item.nodes):
+        graph.erase_node(node)
+
+
+def _cleanup(gm: torch.fx.GraphModule) -> None:
+    from torch.fx.passes.tools_common import legalize_graph
+
+    graph = gm.graph
+    changed = True
+    while changed:  # symbolic sizes and parameters only the engines read are now unused
+        changed = False
+        for node in reversed(list(graph.nodes)):
+            if not node.users and (is_sym_node(node) or node.op == "get_attr"
+                                   or (node.op == "call_function" and not node.is_impure())):
+                graph.erase_node(node)
+                changed = True
+    legalize_graph(gm)  # (sets gm.graph to a new, topologically sorted graph)
+    _drop_unused_attributes(gm)
+    gm.graph.lint()
+    gm.recompile()
+
+
+def _drop_unused_attributes(gm: torch.fx.GraphModule) -> None:
+    """Parameters now baked into engines need not be kept (nor saved) twice."""
+    used = {node.target for node in gm.graph.nodes if node.op == "get_attr"}
+    for name, _ in list(gm.named_parameters()) + list(gm.named_buffers()):
+        if name in used:
+            continue
+        owner_name, _, leaf = name.rpartition(".")
+        owner = gm.get_submodule(owner_name) if owner_name else gm
+        if leaf in owner._parameters:
+            del owner._parameters[leaf]
+        elif leaf in owner._buffers:
+            del owner._buffers[leaf]
+
+
+def _as_tuple(inputs) -> tuple:
+    if isinstance(inputs, torch.Tensor):
+        return (inputs,)
+    return tuple(inputs)
+
+
+def _check_dynamic_batch(dynamic_batch, inputs) -> tuple[int, int, int] | None:
+    if dynamic_batch is None:
+        return None
+    if isinstance(dynamic_batch, int) or len(dynamic_batch) != 3:
+        raise ValueError(f"dynamic_batch must be (min, opt, max), got {dynamic_batch!r}")
+    lo, opt, hi = (int(v) for v in dynamic_batch)
+    if not 1 <= lo <= opt <= hi:
+        raise ValueError(f"dynamic_batch must satisfy 1 <= min <= opt <= max, got {dynamic_batch}")
+    for i, x in enumerate(inputs):
+        if isinstance(x, torch.Tensor):
+            if x.dim() == 0:
+                raise ValueError(f"dynamic_batch: input {i} is a scalar tensor (no batch dim)")
+            if not lo <= x.shape[0] <= hi:
+                raise ValueError(f"dynamic_batch {dynamic_batch}: input {i} has batch "
+                                 f"{x.shape[0]}, outside [{lo}, {hi}]")
+            if x.shape[0] < 2:
+                raise ValueError(
+                    f"dynamic_batch: trace with a batch of at least 2 (input {i} has "
+                    f"{x.shape[0]}); torch.export specialises a size of 1")
+    return lo, opt, hi
+
+
+def export_module(module: torch.nn.Module, inputs: tuple,
+                  dynamic_batch: tuple[int, int, int] | None) -> torch.fx.GraphModule:
+    """torch.export + core-aten decompositions, unlifted (parameters as get_attr)."""
+    dynamic_shapes = None
+    if dynamic_batch is not None:
+        batch = torch.export.Dim("batch", min=dynamic_batch[0], max=dynamic_batch[2])
+        dynamic_shapes = tuple({0: batch} if isinstance(x, torch.Tensor) else None
+                               for x in inputs)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    # The math form of scaled_dot_product_attention decomposes into matmuls and a softmax that
+    # kiln builds; CUDA's fused kernels (_scaled_dot_product_efficient_attention, ...) have no
+    # ONNX form.
+    with torch.no_grad(), sdpa_kernel([SDPBackend.MATH]):
+        program = torch.export.export(module, inputs, dynamic_shapes=dynamic_shapes)
+        program = program.run_decompositions()
+    return program.module()
+
+
+def compile(module: torch.nn.Module, inputs: "torch.Tensor | Sequence[torch.Tensor]", *,
+            precision: str = "fp32", device: "torch.device | str | None" = None,
+            dynamic_batch: "tuple[int, int, int] | None" = None,
+            require_full_compilation: bool = False, min_block_size: int = 1,
+            probe_unknown_ops: bool = True, report: bool = False) -> torch.fx.GraphModule:
+    """Compiles ``module`` for the example ``inputs`` (a tensor or a sequence of tensors).
+
+    - ``precision``: the engines' compute precision; "fp16"/"bf16"/"tf32" need CUDA engines. The
+      engines keep the module's dtypes at their inputs and outputs, so the result is a drop-in
+      replacement.
+    - ``device``: "cpu" or "cuda[:N]"; default: the inputs' device. Module and inputs are moved
+      there.
+    - ``dynamic_batch``: ``(min, opt, max)`` for dim 0 of every input; default: static shapes.
+      Trace with a batch of at least 2.
+    - ``require_full_compilation``: raise :class:`FullCompilationError` listing every node that
+      would run in PyTorch.
+    - ``min_block_size``: runs of fewer supported compute nodes stay in PyTorch.
+    - ``probe_unknown_ops``: aten ops outside kiln's table are tried alone (exported to ONNX and
+      built); without it they fall back.
+    - ``report``: print the report (it is also logged at INFO on "kiln.compile" and kept as
+      ``result.kiln_report``).
+
+    The module is put in eval mode (kiln engines are for inference).
+    """
+    inputs = _as_tuple(inputs)
+    if device is None:
+        tensors = [x for x in inputs if isinstance(x, torch.Tensor)]
+        device = tensors[0].device if tensors else torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    dynamic_batch = _check_dynamic_batch(dynamic_batch, inputs)
+    module = module.eval().to(device)
+    inputs = tuple(x.to(device) if isinstance(x, torch.Tensor) else x for x in inputs)
+    gm = export_module(module, inputs, dynamic_batch)
+    gm = compile_graph_module(gm, precision=precision, device=device,
+                              dynamic_batch=dynamic_batch,
+                              require_full_compilation=require_full_compilation,
+                              min_block_size=min_block_size,
+                              probe_unknown_ops=probe_unknown_ops)
+    gm.kiln_example_inputs = [
+        (tuple(x.shape), x.dtype) if isinstance(x, torch.Tensor) else x for x in inputs]
+    gm.kiln_dynamic_batch = dynamic_batch
+    gm.kiln_device = device
+    _log.info("%s", gm.kiln_report)
+    if report:
+        print(gm.kiln_report)
+    return gm

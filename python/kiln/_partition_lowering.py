@@ -1,0 +1,183 @@
+"""A partition (see :mod:`kiln._partition`) -> ONNX bytes -> kiln engine bytes.
+
+The partition's GraphModule is exported with ``torch.onnx.export(dynamo=True)``; its
+parameters become initializers. Example inputs are made from the nodes' fake values: the
+exporter only traces, and kiln's supported ops never depend on input values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+import io
+import logging
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.fx
+
+from ._partition import Subgraph, extract_subgraph
+
+ONNX_OPSET = 20
+_log = logging.getLogger("kiln.compile")
+
+
+@dataclass(frozen=True)
+class BatchRange:
+    """The dynamic batch: ``symbol`` (a sympy symbol of the exported graph) in [min, max]."""
+
+    symbol: object
+    min: int
+    opt: int
+    max: int
+
+    def example(self) -> int:
+        # torch.export specialises sizes 0 and 1, so trace with at least 2 where allowed.
+        if self.opt >= 2:
+            return self.opt
+        return min(max(2, self.min), self.max)
+
+
+def _concrete(dim, batch: BatchRange | None, value: int | None) -> int:
+    if isinstance(dim, int):
+        return dim
+    expr = dim.node.expr
+    if batch is None:  # a probe: any size the graph was traced with will do
+        hint = dim.node.hint
+        if hint is None:
+            raise UnsupportedShapeError(f"size {expr} is data-dependent")
+        return int(hint)
+    if expr.free_symbols - {batch.symbol}:
+        raise UnsupportedShapeError(f"size {expr} depends on sizes other than the batch")
+    return int(expr.subs(batch.symbol, value))
+
+
+class UnsupportedShapeError(Exception):
+    """A partition input whose shape kiln cannot describe with a batch profile."""
+
+
+def input_shapes(val: torch.Tensor, batch: BatchRange | None):
+    """(example, min, opt, max) shapes of one partition input; min..max are None when static."""
+    dims = list(val.shape)
+    example = [_concrete(d, batch, batch.example() if batch else None) for d in dims]
+    if batch is None or all(isinstance(d, int) for d in dims):
+        return example, None
+    profile = tuple([_concrete(d, batch, v) for d in dims] for v in (batch.min, batch.opt,
+                                                                        batch.max))
+    return example, profile
+
+
+def _example_tensor(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    # On the graph's device: the partition's constants and device arguments are there.
+    if dtype.is_floating_point:
+        return torch.randn(shape, dtype=torch.float32, device=device).to(dtype)
+    return torch.zeros(shape, dtype=dtype, device=device)
+
+
+@dataclass
+class LoweredPartition:
+    onnx_bytes: bytes
+    input_names: list[str]
+    output_names: list[str]
+    profiles: dict[str, tuple]
+
+
+def to_onnx(sub: Subgraph, batch: BatchRange | None) -> LoweredPartition:
+    """Exports the partition to ONNX. Inputs are named ``in_<i>``, outputs ``out_<i>``."""
+    args = []
+    dynamic_shapes = []
+    profiles = {}
+    input_names = [f"in_{i}" for i in range(len(sub.inputs))]
+    for name, node in zip(input_names, sub.inputs):
+        val = node.meta["val"]
+        example, profile = input_shapes(val, batch)
+        args.append(_example_tensor(example, val.dtype, val.device))
+        if profile is None:
+            dynamic_shapes.append(None)
+        else:
+            profiles[name] = profile
+            dynamic_shapes.append({i: torch.export.Dim.DYNAMIC
+                                   for i, d in enumerate(val.shape) if not isinstance(d, int)})
+    output_names = [f"out_{i}" for i in range(len(sub.outputs))]
+    # The exporter is chatty (progress lines on stdout, deprecation warnings); keep it quiet
+    # unless kiln.compile's logger is at DEBUG.
+    quiet = not _log.isEnabledFor(logging.DEBUG)
+    sink = io.StringIO()
+    with contextlib.ExitStack() as stack:
+        if quiet:
+            stack.enter_context(contextlib.redirect_stdout(sink))
+            stack.enter_context(warnings.catch_warnings())
+            warnings.simplefilter("ignore")
+            for name in ("onnx_ir", "onnxscript", "torch.onnx"):
+                logger = logging.getLogger(name)
+                stack.callback(logger.setLevel, logger.level)
+                logger.setLevel(logging.ERROR)
+        program = torch.onnx.export(
+            sub.module, tuple(args), dynamo=True, opset_version=ONNX_OPSET,
+            input_names=input_names, output_names=output_names,
+            dynamic_shapes=tuple(dynamic_shapes) if profiles else None,
+            optimize=True, verbose=False, external_data=False)
+    model = program.model_proto
+    return LoweredPartition(model.SerializeToString(), input_names, output_names, profiles)
+
+
+def build_engine(lowered: LoweredPartition, *, precision: str, target: str,
+                 device: int | None) -> bytes:
+    from . import build_onnx
+
+    return build_onnx(lowered.onnx_bytes, precision=precision, target=target,
+                      profiles=lowered.profiles or None, device=device)
+
+
+_PROBE_CACHE: dict[tuple, str | None] = {}
+
+
+def _probe_key(node: torch.fx.Node) -> tuple:
+    def describe(arg):
+        if isinstance(arg, torch.fx.Node):
+            val = arg.meta.get("val")
+            if isinstance(val, torch.Tensor):
+                return ("tensor", val.dtype, val.dim())
+            return ("node", type(val).__name__)
+        if isinstance(arg, (list, tuple)):
+            return tuple(describe(a) for a in arg)
+        return repr(arg)
+
+    return (str(node.target), describe(node.args),
+            tuple(sorted((k, describe(v)) for k, v in node.kwargs.items())))
+
+
+def probe_node(gm: torch.fx.GraphModule, node: torch.fx.Node, target: str = "cpu",
+               device: int | None = None) -> str | None:
+    """Exports ``node`` alone to ONNX and builds it for ``target`` (fp32). Returns None when kiln
+    builds it, else the reason (the exporter's or kiln's error, first lines). Symbolic sizes are
+    probed as static ones: the op's support does not depend on them."""
+    from . import InvalidArgumentError, UnsupportedError
+
+    key = (target, device) + _probe_key(node)
+    if key in _PROBE_CACHE:
+        return _PROBE_CACHE[key]
+    members = [node] + [u for u in node.users if u.target is operator.getitem]
+    reason = None
+    try:
+        sub = extract_subgraph(gm, members)
+        if not sub.inputs:
+            reason = "has no tensor inputs (left to PyTorch)"
+        else:
+            build_engine(to_onnx(sub, None), precision="fp32", target=target, device=device)
+    except (UnsupportedError, InvalidArgumentError) as error:
+        # Only what kiln says about the model; a missing library or an internal error is not
+        # a property of the op and propagates.
+        reason = "kiln: " + _first_lines(str(error))
+    except UnsupportedShapeError as error:
+        reason = str(error)
+    except Exception as error:  # the exporter failing on one op is a fallback, not a failure
+        reason = f"ONNX export failed: {type(error).__name__}: {_first_lines(str(error))}"
+    _PROBE_CACHE[key] = reason
+    return reason
+
+
+def _first_lines(text: str, count: int = 3) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " / ".join(lines[:count])

@@ -1,0 +1,449 @@
+"""kiln.compile / kiln.save / kiln.load / torch.compile(backend="kiln") on CPU engines.
+
+Small models only (the whole file runs in about a minute on two cores): each model is compiled
+once per module (fixtures) and checked against eager PyTorch. float32 engines compute in exact
+float32, so the tolerance is tight (atol 2e-5, rtol 1e-5: differences come from summation order
+only).
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+import kiln
+import kiln.runtime
+
+ATOL, RTOL = 2e-5, 1e-5
+
+
+def _eager(model: nn.Module, *inputs):
+    with torch.no_grad():
+        return model(*inputs)
+
+
+def _assert_close(actual, expected, atol=ATOL, rtol=RTOL):
+    if isinstance(expected, (tuple, list)):
+        assert isinstance(actual, (tuple, list)) and len(actual) == len(expected)
+        for a, e in zip(actual, expected):
+            _assert_close(a, e, atol, rtol)
+        return
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype
+    torch.testing.assert_close(actual, expected, atol=atol, rtol=rtol)
+
+
+class Mlp(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.Tanh(),
+                                 nn.Linear(32, 4))
+
+    def forward(self, x):
+        return torch.softmax(self.net(x), dim=-1)
+
+
+class SmallCnn(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1))
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        return self.head(torch.flatten(self.features(x), 1))
+
+
+class Block(nn.Module):
+    """Transformer encoder block: multi-head attention, LayerNorm, GELU feed-forward."""
+
+    def __init__(self, dim=32, heads=4):
+        super().__init__()
+        self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm1 = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        self.norm2 = nn.LayerNorm(dim)
+
+    def forward(self, x):
+        attended, _ = self.attention(x, x, x, need_weights=False)
+        x = self.norm1(x + attended)
+        return self.norm2(x + self.ff(x))
+
+
+class WithCumsum(nn.Module):
+    """cumsum becomes ONNX CumSum, which kiln does not implement (docs/ops.md, "Not
+    supported"): the graph is cut into an engine before and one after it. The second engine
+    also reads an output of the first directly (the skip branch), and one of the two outputs
+    reads the batch size (a reshape), so the second engine needs the dynamic batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.skip = nn.Conv2d(8, 4, 1)
+        self.conv2 = nn.Conv2d(8, 4, 3, padding=1)
+        self.head = nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x):
+        y = torch.relu(self.conv1(x))
+        skip = self.skip(y)
+        y = torch.cumsum(y, dim=1)
+        y = torch.sigmoid(self.conv2(y) + skip)
+        return self.head(y.reshape(y.shape[0], -1)), y.mean(dim=(2, 3))
+
+
+def _model(cls, seed=0):
+    torch.manual_seed(seed)
+    model = cls().eval()
+    for module in model.modules():  # non-trivial BatchNorm statistics
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    model = _model(Mlp)
+    return model, kiln.compile(model, torch.randn(3, 16))
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    model = _model(SmallCnn)
+    return model, kiln.compile(model, torch.randn(2, 3, 16, 16), dynamic_batch=(1, 4, 8))
+
+
+@pytest.fixture(scope="module")
+def block():
+    model = _model(Block)
+    return model, kiln.compile(model, torch.randn(2, 6, 32), dynamic_batch=(1, 2, 6))
+
+
+@pytest.fixture(scope="module")
+def partitioned():
+    model = _model(WithCumsum)
+    return model, kiln.compile(model, torch.randn(2, 3, 8, 8), dynamic_batch=(1, 2, 8))
+
+
+# ---- compile -> run matches eager ---------------------------------------------------------------
+
+
+def test_mlp_static_matches_eager(mlp):
+    model, compiled = mlp
+    x = torch.randn(3, 16)
+    _assert_close(compiled(x), _eager(model, x))
+    report = compiled.kiln_report
+    assert len(report.engines) == 1 and report.fallbacks == [] and report.fully_compiled
+    assert report.engines[0].ops["aten.addmm.default"] == 3
+    # The graph calls the engine and nothing else.
+    targets = [n.target for n in compiled.graph.nodes if n.op == "call_function"]
+    assert torch.ops.kiln.execute_engine.default in targets
+    assert not any(str(t).startswith("aten.") for t in targets)
+
+
+def test_cnn_dynamic_batch_matches_eager(cnn):
+    model, compiled = cnn
+    assert compiled.kiln_report.fully_compiled, compiled.kiln_report
+    assert compiled.kiln_report.engines[0].inputs == ["in_0: float32[-1, 3, 16, 16]"]
+    for batch in (2, 5, 1, 8):
+        x = torch.randn(batch, 3, 16, 16)
+        _assert_close(compiled(x), _eager(model, x))
+
+
+def test_transformer_block_dynamic_batch_matches_eager(block):
+    model, compiled = block
+    assert compiled.kiln_report.fully_compiled, compiled.kiln_report
+    ops = compiled.kiln_report.engines[0].ops
+    for op in ("aten._softmax.default", "aten.native_layer_norm.default", "aten.gelu.default",
+               "aten.bmm.default"):
+        assert op in ops, ops
+    for batch in (2, 5):
+        x = torch.randn(batch, 6, 32)
+        _assert_close(compiled(x), _eager(model, x))
+
+
+def test_unsupported_op_is_partitioned_around(partitioned):
+    model, compiled = partitioned
+    report = compiled.kiln_report
+    assert len(report.engines) >= 2, report
+    assert [(f.node, f.op) for f in report.fallbacks] == [("cumsum", "aten.cumsum.default")]
+    assert "CumSum" in report.fallbacks[0].reason and "not supported" in \
+        report.fallbacks[0].reason
+    assert "fallback cumsum: aten.cumsum.default" in str(report)
+    # cumsum itself stays an aten call between two engine calls.
+    calls = [n.target for n in compiled.graph.nodes if n.op == "call_function"
+             and n.target is not operator.getitem]
+    position = calls.index(torch.ops.aten.cumsum.default)
+    assert torch.ops.kiln.execute_engine.default in calls[:position]
+    assert torch.ops.kiln.execute_engine.default in calls[position + 1:]
+    # The second engine reads the cumsum and, for the skip branch, the first engine's output.
+    first, second = [n for n in compiled.graph.nodes
+                     if n.target is torch.ops.kiln.execute_engine.default]
+    sources = {arg.args[0] if arg.target is operator.getitem else arg for arg in second.args[0]}
+    assert first in sources and len(report.engines[1].inputs) == 2
+    for batch in (2, 7):
+        x = torch.randn(batch, 3, 8, 8)
+        _assert_close(compiled(x), _eager(model, x))
+
+
+def test_require_full_compilation_names_unsupported_nodes():
+    model = _model(WithCumsum)
+    with pytest.raises(kiln.FullCompilationError) as error:
+        kiln.compile(model, torch.randn(2, 3, 8, 8), require_full_compilation=True)
+    assert isinstance(error.value, kiln.UnsupportedError)
+    message = str(error.value)
+    assert "node 'cumsum': aten.cumsum.default" in message and "CumSum" in message
+    assert [f.node for f in error.value.fallbacks] == ["cumsum"]
+
+
+def test_min_block_size_leaves_small_runs_to_pytorch():
+    model = _model(WithCumsum)
+    compiled = kiln.compile(model, torch.randn(2, 3, 8, 8), min_block_size=100)
+    report = compiled.kiln_report
+    assert report.engines == []
+    assert any("min_block_size=100" in f.reason for f in report.fallbacks), report
+    x = torch.randn(2, 3, 8, 8)
+    _assert_close(compiled(x), _eager(model, x))
+
+
+# ---- 16-bit --------------------------------------------------------------------------------------
+
+
+def test_fp16_module_on_cpu_engines():
+    """kiln's cpu target builds float32 engines; a float16 module's engines take and return
+    float16 (the CPU kernels compute in float32 and round), so compare with eager float16 at
+    float16 resolution: atol 2e-3, rtol 1e-2 (eager rounds intermediates to fp16 too)."""
+    reference = _model(SmallCnn)
+    model = _model(SmallCnn).half()
+    x = torch.randn(2, 3, 16, 16)
+    compiled = kiln.compile(model, x.half())
+    assert compiled.kiln_report.engines[0].inputs == ["in_0: float16[2, 3, 16, 16]"]
+    out = compiled(x.half())
+    assert out.dtype == torch.float16
+    torch.testing.assert_close(out, _eager(model, x.half()), atol=2e-3, rtol=1e-2)
+    torch.testing.assert_close(out.float(), _eager(reference, x), atol=5e-3, rtol=1e-2)
+
+
+def test_fp16_precision_needs_cuda():
+    with pytest.raises(ValueError, match="needs CUDA engines"):
+        kiln.compile(_model(Mlp), torch.randn(3, 16), precision="fp16")
+
+
+# ---- errors at call time -------------------------------------------------------------------------
+
+
+def test_wrong_input_dtype_is_a_clear_error(cnn):
+    _, compiled = cnn
+    with pytest.raises(RuntimeError, match=r"expected dtype float32, got Double"):
+        compiled(torch.randn(2, 3, 16, 16, dtype=torch.float64))
+
+
+def test_wrong_input_shape_is_a_clear_error(cnn):
+    _, compiled = cnn
+    with pytest.raises(Exception, match=r"size\(\)\[2\] == 16"):
+        compiled(torch.randn(2, 3, 15, 16))
+    # The engine op checks too (a module that bypasses the guards).
+    with pytest.raises(RuntimeError, match=r"expected shape \[-1 \(1\.\.8\), 3, 16, 16\]"):
+        torch.ops.kiln.execute_engine([torch.randn(2, 3, 15, 16)], compiled._kiln_engine_0)
+
+
+def test_batch_outside_dynamic_range_is_a_clear_error(cnn):
+    _, compiled = cnn
+    with pytest.raises(Exception, match=r"size\(\)\[0\] <= 8"):
+        compiled(torch.randn(9, 3, 16, 16))
+    with pytest.raises(RuntimeError, match=r"1\.\.8"):
+        torch.ops.kiln.execute_engine([torch.randn(9, 3, 16, 16)], compiled._kiln_engine_0)
+
+
+def test_bad_dynamic_batch_arguments():
+    model = _model(Mlp)
+    with pytest.raises(ValueError, match="at least 2"):
+        kiln.compile(model, torch.randn(1, 16), dynamic_batch=(1, 2, 4))
+    with pytest.raises(ValueError, match="outside"):
+        kiln.compile(model, torch.randn(6, 16), dynamic_batch=(1, 2, 4))
+    with pytest.raises(ValueError, match="min <= opt <= max"):
+        kiln.compile(model, torch.randn(2, 16), dynamic_batch=(4, 2, 8))
+
+
+# ---- save / load ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def saved(partitioned, tmp_path_factory):
+    """The partitioned model (engines + a PyTorch fallback, dynamic batch) in both formats."""
+    _, compiled = partitioned
+    folder = tmp_path_factory.mktemp("saved")
+    paths = {fmt: folder / f"model.{fmt}" for fmt in ("exported_program", "torchscript")}
+    for fmt, path in paths.items():
+        kiln.save(compiled, path, format=fmt)
+    return paths
+
+
+@pytest.mark.parametrize("fmt", ["exported_program", "torchscript"])
+def test_save_load_round_trip(partitioned, saved, fmt):
+    model, _ = partitioned
+    loaded = kiln.load(saved[fmt])
+    if fmt == "torchscript":
+        assert isinstance(loaded, torch.jit.ScriptModule)
+    for batch in (2, 5):
+        x = torch.randn(batch, 3, 8, 8)
+        _assert_close(tuple(loaded(x)), _eager(model, x))
+
+
+class BatchDependentFallback(nn.Module):
+    """A reshape by a size computed from the batch stays in PyTorch between two cumsums."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = torch.cumsum(self.conv(x), dim=1)
+        return torch.cumsum(y.reshape(y.shape[0] * 2, -1), dim=1)
+
+
+def test_torchscript_keeps_batch_dependent_sizes_of_fallbacks(tmp_path):
+    model = _model(BatchDependentFallback)
+    compiled = kiln.compile(model, torch.randn(2, 3, 8, 8), dynamic_batch=(1, 2, 8))
+    assert "aten.view.default" in {f.op for f in compiled.kiln_report.fallbacks}
+    path = tmp_path / "model.ts"
+    kiln.save(compiled, path, format="torchscript")
+    loaded = kiln.load(path)
+    for batch in (2, 5):  # a traced program would have fixed the reshape to batch 2
+        x = torch.randn(batch, 3, 8, 8)
+        _assert_close(loaded(x), _eager(model, x), atol=1e-4)
+
+
+def test_save_rejects_unknown_format(mlp, tmp_path):
+    with pytest.raises(ValueError, match="format must be one of"):
+        kiln.save(mlp[1], tmp_path / "m", format="onnx")
+
+
+def test_load_rejects_other_files(tmp_path):
+    path = tmp_path / "not_a_model.bin"
+    path.write_bytes(b"hello")
+    with pytest.raises(ValueError, match="neither a TorchScript nor an ExportedProgram"):
+        kiln.load(path)
+
+
+def test_load_in_fresh_process_with_runtime_libraries_only(partitioned, saved, tmp_path,
+                                                           repo_dir):
+    """A new interpreter whose library folder holds only libkiln_torch.so and
+    libkiln_runtime.so loads both files, runs them and never imports the compiler side."""
+    model, _ = partitioned
+    lib_dir = Path(os.environ["KILN_LIB_DIR"])
+    runtime_only = tmp_path / "lib"
+    runtime_only.mkdir()
+    for name in ("libkiln_torch.so", "libkiln_runtime.so"):
+        shutil.copy2(lib_dir / name, runtime_only / name)
+    x = torch.randn(3, 3, 8, 8)
+    torch.save({"x": x, "expected": _eager(model, x)}, tmp_path / "io.pt")
+    script = textwrap.dedent(f"""
+        import sys, torch
+        import kiln
+        data = torch.load({str(tmp_path / "io.pt")!r})
+        for path in ({str(saved["exported_program"])!r}, {str(saved["torchscript"])!r}):
+            out = kiln.load(path)(data["x"])
+            for a, e in zip(out, data["expected"]):
+                torch.testing.assert_close(a, e, atol={ATOL}, rtol={RTOL})
+        compiler = [m for m in ("onnx", "onnxscript", "kiln._compile", "kiln._partition")
+                    if m in sys.modules]
+        assert not compiler, compiler
+        maps = open("/proc/self/maps").read()
+        assert "libkiln.so" not in maps, "the builder library was loaded"
+        print("fresh process OK")
+    """)
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("KILN_BUILD_DIR", "LD_PRELOAD")}
+    env["KILN_LIB_DIR"] = str(runtime_only)
+    env["PYTHONPATH"] = str(repo_dir / "python")
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "fresh process OK" in result.stdout
+
+
+def test_import_kiln_stays_light(repo_dir):
+    script = ("import sys, kiln, kiln.runtime\n"
+              "heavy = [m for m in ('onnx', 'onnxscript', 'kiln._compile') if m in sys.modules]\n"
+              "assert not heavy, heavy\n"
+              "assert 'torch' not in sys.modules or 'kiln.runtime' in sys.modules\n"
+              "assert callable(kiln.compile) and 'kiln._compile' in sys.modules\n")
+    env = dict(os.environ, PYTHONPATH=str(repo_dir / "python"))
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    light = subprocess.run([sys.executable, "-c",
+                            "import sys, kiln; assert 'torch' not in sys.modules"],
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert light.returncode == 0, light.stderr
+
+
+# ---- torch.compile(backend="kiln") ---------------------------------------------------------------
+
+
+def test_torch_compile_backend_matches_eager():
+    import kiln.torch_backend
+
+    torch._dynamo.reset()
+    model = _model(WithCumsum)
+    compiled = torch.compile(model, backend="kiln")
+    for batch in (2, 3):  # the second size makes Dynamo recompile shape-generically
+        x = torch.randn(batch, 3, 8, 8)
+        _assert_close(tuple(compiled(x)), _eager(model, x))
+        report = kiln.torch_backend.kiln_backend.last_report
+        assert len(report.engines) >= 2, report
+        assert [f.op for f in report.fallbacks] == ["aten.cumsum.default"]
+        # Parameters are engine constants, not engine inputs.
+        assert report.engines[0].inputs == [f"in_0: float32[{batch}, 3, 8, 8]"]
+    torch._dynamo.reset()
+
+
+def test_torch_compile_backend_entry_point_name(repo_dir):
+    from kiln.torch_backend import kiln_backend
+    from torch._dynamo.backends.registry import lookup_backend
+
+    assert lookup_backend("kiln") is kiln_backend
+    # Installed packages declare `torch_dynamo_backends: kiln = kiln.torch_backend:kiln_backend`;
+    # Dynamo imports the module through it and then registers the name itself.
+    script = textwrap.dedent("""
+        import torch._dynamo
+        from torch._dynamo.backends import registry
+
+        class EntryPoint:
+            name = "kiln"
+            def load(self):
+                from kiln.torch_backend import kiln_backend
+                return kiln_backend
+
+        registry._lazy_import()
+        registry._BACKENDS["kiln"] = EntryPoint()
+        import kiln.torch_backend
+        assert registry.lookup_backend("kiln") is kiln.torch_backend.kiln_backend
+        print("entry point OK")
+    """)
+    env = dict(os.environ, PYTHONPATH=str(repo_dir / "python"))
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0 and "entry point OK" in result.stdout, result.stderr
+
+
+def test_torch_compile_backend_options_reach_kiln():
+    import kiln.torch_backend  # noqa: F401  (registers "kiln")
+
+    torch._dynamo.reset()
+    model = _model(WithCumsum)
+    compiled = torch.compile(model, backend="kiln", options={"require_full_compilation": True})
+    with pytest.raises(Exception, match=r"node 'cumsum': aten\.cumsum\.default"):
+        compiled(torch.randn(2, 3, 8, 8))
+    torch._dynamo.reset()
