@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds kiln on a GPU machine and runs the GPU tests and benchmarks in one go, writing logs and a
 # summary to $OUT (default out/gpu-check). Stages (default: all but profile): build ctest conformance
-# runtime models bench, and profile (per-layer times of the benchmark models).
+# runtime torch models bench overhead, and profile (per-layer times of the benchmark models).
 # Example: scripts/gpu-check.sh build conformance
 # Environment: PYTHON (default python3: the one with torch), JOBS, KILN_GPU_CACHE (ONNX exports),
 # PYTEST_ARGS (extra pytest arguments), CMAKE_ARGS (extra configure arguments).
@@ -12,7 +12,7 @@ OUT=${OUT:-$REPO/out/gpu-check}
 PYTHON=${PYTHON:-python3}
 JOBS=${JOBS:-$(nproc)}
 BUILD=$REPO/build-gpu
-STAGES=${*:-build ctest conformance runtime models bench}
+STAGES=${*:-build ctest conformance runtime torch models bench overhead}
 mkdir -p "$OUT"
 summary=$OUT/summary.txt
 : > "$summary"
@@ -51,8 +51,12 @@ for stage in $STAGES; do
     ctest) run_stage ctest bash -c "cd '$BUILD' && ctest -j 8 --output-on-failure" ;;
     conformance) run_stage conformance "$PYTHON" -m pytest -q --tb=line -rf --no-header -p no:cacheprovider tests/gpu/test_cuda_conformance.py ${PYTEST_ARGS:-} ;;
     runtime) run_stage runtime "$PYTHON" -m pytest -q --no-header -p no:cacheprovider tests/gpu/test_cuda_runtime.py tests/gpu/test_cuda_fusion.py tests/gpu/test_cuda_attention.py tests/gpu/test_cuda_layout.py ${PYTEST_ARGS:-} ;;
+    torch) run_stage torch "$PYTHON" -m pytest -q --no-header -p no:cacheprovider tests/python/test_torch_runtime.py \
+        tests/python/test_deploy_fresh_process.py tests/python/test_deploy_examples.py tests/python/test_torch_compile.py \
+        tests/gpu/test_torch_compile_gpu.py ${PYTEST_ARGS:-} ;;
     models) run_stage models "$PYTHON" -m pytest -q -s --no-header -p no:cacheprovider tests/gpu/test_cuda_models.py ${PYTEST_ARGS:-} ;;
     bench) run_stage bench "$PYTHON" benchmarks/bench_models.py --out "$OUT/benchmarks.json" ${BENCH_ARGS:-} ;;
+    overhead) run_stage overhead "$PYTHON" benchmarks/bench_overhead.py ;;
     profile) run_stage profile "$PYTHON" benchmarks/profile_models.py ${PROFILE_ARGS:-} ;;
     *) note "unknown stage '$stage'"; status=2 ;;
   esac

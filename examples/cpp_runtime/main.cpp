@@ -6,10 +6,15 @@
 // torch.save([x, ...], "inputs.pt"); OUTPUTS.pt receives the outputs (a tensor, or a list/tuple
 // of tensors) for torch.load. The program never names kiln: linking libkiln_torch.so (see
 // CMakeLists.txt) is what lets torch::jit::load resolve torch.classes.kiln.Engine.
+// With KILN_EXAMPLE_REPEAT=N it also times N more forward calls and prints the median host time
+// per call (benchmarks/bench_overhead.py uses it).
 #include <torch/script.h>
 
 #include <ATen/core/dispatch/Dispatcher.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -76,6 +81,18 @@ int main(int argc, char** argv) {
     }
     for (size_t o = 0; o < outputs.size(); ++o)
       print_tensor("output " + std::to_string(o), outputs[o]);
+
+    if (const char* repeat = std::getenv("KILN_EXAMPLE_REPEAT")) {
+      const int count = std::max(1, std::atoi(repeat));
+      std::vector<double> micros;
+      for (int i = 0; i < count; ++i) {
+        const auto start = std::chrono::steady_clock::now();
+        module.forward(inputs);
+        micros.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count());
+      }
+      std::sort(micros.begin(), micros.end());
+      std::cout << "per call: " << micros[micros.size() / 2] << " us (median of " << count << ")\n";
+    }
 
     if (argc == 4) {
       // A tuple of CPU tensors: what torch.load(..., weights_only=True) accepts.

@@ -151,24 +151,29 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int query = row0 + warp_row + my_row;
   float row_max = -INFINITY, row_sum = 0.0f;
 
+  __syncthreads();  // the Q tile is loaded
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> q_fragments[kDim / 16];
+#pragma unroll
+  for (int kk = 0; kk < kDim / 16; ++kk) {
+    wmma::load_matrix_sync(q_fragments[kk], sQ + warp_row * Layout::kHalfStride + kk * 16, Layout::kHalfStride);
+  }
+
   for (int key0 = 0; key0 < p.key_length; key0 += kBlockKeys) {
     __syncthreads();  // the previous tile's K and V are no longer read
     load_tile<T, kDim>(sK, k + key0 * p.k_strides[2], p.k_strides[2], kBlockKeys, p.key_length - key0, p.head_dim);
     load_tile<T, kDim>(sV, v + key0 * p.v_strides[2], p.v_strides[2], kBlockKeys, p.key_length - key0, p.value_dim);
     __syncthreads();
 
-    // Scores: this warp's 16 rows of Q times the tile's 64 keys.
+    // Scores: this warp's 16 rows of Q (fragments kept in registers) times the tile's 64 keys.
 #pragma unroll
     for (int n = 0; n < kBlockKeys / 16; ++n) {
       wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
       wmma::fill_fragment(acc, 0.0f);
 #pragma unroll
       for (int kk = 0; kk < kDim / 16; ++kk) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
         wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> bt;
-        wmma::load_matrix_sync(a, sQ + warp_row * Layout::kHalfStride + kk * 16, Layout::kHalfStride);
         wmma::load_matrix_sync(bt, sK + n * 16 * Layout::kHalfStride + kk * 16, Layout::kHalfStride);
-        wmma::mma_sync(acc, a, bt, acc);
+        wmma::mma_sync(acc, q_fragments[kk], bt, acc);
       }
       wmma::store_matrix_sync(warp_scores + n * 16, acc, Layout::kScoreStride, wmma::mem_row_major);
     }
@@ -222,22 +227,28 @@ __global__ void __launch_bounds__(kWarps * 32)
       tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, 1);
       row_max = new_max;
       row_sum = row_sum * rescale + tile_sum;
-      float* out_row = warp_out + my_row * Layout::kOutStride + half * (kDim / 2);
+      if (rescale != 1.0f) {  // the running max moved: shrink what was accumulated so far
+        float* out_row = warp_out + my_row * Layout::kOutStride + half * (kDim / 2);
 #pragma unroll
-      for (int c = 0; c < kDim / 2; ++c) out_row[c] *= rescale;
+        for (int c = 0; c < kDim / 2; ++c) out_row[c] *= rescale;
+      }
     }
     __syncwarp();
+    // P · V, with this warp's P fragments loaded once per tile.
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> p_fragments[kBlockKeys / 16];
+#pragma unroll
+    for (int kk = 0; kk < kBlockKeys / 16; ++kk) {
+      wmma::load_matrix_sync(p_fragments[kk], warp_probs + kk * 16, Layout::kProbStride);
+    }
 #pragma unroll
     for (int n = 0; n < kDim / 16; ++n) {
       wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
       wmma::load_matrix_sync(acc, warp_out + n * 16, Layout::kOutStride, wmma::mem_row_major);
 #pragma unroll
       for (int kk = 0; kk < kBlockKeys / 16; ++kk) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
         wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> bv;
-        wmma::load_matrix_sync(a, warp_probs + kk * 16, Layout::kProbStride);
         wmma::load_matrix_sync(bv, sV + kk * 16 * Layout::kHalfStride + n * 16, Layout::kHalfStride);
-        wmma::mma_sync(acc, a, bv, acc);
+        wmma::mma_sync(acc, p_fragments[kk], bv, acc);
       }
       wmma::store_matrix_sync(warp_out + n * 16, acc, Layout::kOutStride, wmma::mem_row_major);
     }
