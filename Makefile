@@ -26,12 +26,14 @@ apt-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-$(VENV)/.installed: requirements-dev.txt requirements-cuda.txt
+$(VENV)/.installed: requirements-dev.txt requirements-cuda.txt pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
 	if command -v nvcc >/dev/null 2>&1 && [ ! -f /usr/local/cuda/include/cudnn.h ]; then \
 	  $(PY) -m pip install -q -r requirements-cuda.txt; fi
+	# The kiln package itself, editable: python/kiln in place, libraries found in build/lib.
+	KILN_SKIP_NATIVE=1 $(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 venv: $(VENV)/.installed
