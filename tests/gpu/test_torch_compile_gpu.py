@@ -238,3 +238,35 @@ def test_compiled_graph_is_engine_calls_only(resnet_fp16):
     targets = {n.target for n in compiled.graph.nodes
                if n.op == "call_function" and n.target is not operator.getitem}
     assert targets == {torch.ops.kiln.execute_engine.default}, targets
+
+
+# ---- the P2 model suite through kiln.compile -------------------------------------------------
+
+def _p2_model_relative_error(name: str, batch: int, precision: str) -> tuple[float, float, int]:
+    """kiln.compile's output against float32 eager on gpu_models' model and inputs: returns kiln's
+    relative error, PyTorch's own error in `precision` (the model cast to it), and the number of
+    nodes that fell back to PyTorch."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import gpu_models
+
+    model = gpu_models.make_model(name).to(DEVICE)
+    inputs = tuple(gpu_models.make_inputs(name, batch, DEVICE).values())
+    with torch.no_grad():
+        reference = model(*inputs).float()
+        low = torch.float16 if precision == "fp16" else torch.bfloat16
+        own = model.to(low)(*[x.to(low) if x.is_floating_point() else x for x in inputs]).float()
+        model.float()
+    compiled = kiln.compile(model, list(inputs), precision=precision)
+    with torch.no_grad():
+        got = compiled(*inputs).float()
+    scale = reference.abs().max().clamp_min(1e-6)
+    return (float((got - reference).abs().max() / scale), float((own - reference).abs().max() / scale),
+            len(compiled.kiln_report.fallbacks))
+
+
+@pytest.mark.parametrize("name", ["resnet50", "mobilenet_v3", "bert_base", "vit_b_16"])
+def test_p2_models_compile_and_match_eager(name):
+    # The tolerance of tests/gpu/test_cuda_models.py: twice PyTorch's own error in fp16, at least 3e-2.
+    err, own, fallbacks = _p2_model_relative_error(name, 2, "fp16")
+    assert err <= max(3e-2, 2 * own), f"{name}: relative error {err:.3e}, PyTorch's own fp16 error {own:.3e}"
+    assert fallbacks == 0, f"{name}: {fallbacks} nodes fell back to PyTorch"
