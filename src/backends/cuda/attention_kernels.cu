@@ -325,11 +325,11 @@ struct AttentionState : LayerState {
 
 bool aligned16(const void* pointer) { return reinterpret_cast<uintptr_t>(pointer) % 16 == 0; }
 
+// The tensor-core kernel needs more than the default 48 KB of dynamic shared memory.
 template <typename T, int kDim>
-void set_shared_limit(const LaunchContext& ctx) {
+void set_shared_limit() {
   KILN_CUDA_CHECK(cudaFuncSetAttribute(flash_attention_kernel<T, kDim>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(TileLayout<kDim>::kBytes)));
-  (void)ctx;
 }
 
 std::unique_ptr<LayerState> prepare_attention(LaunchContext& ctx, size_t* workspace_bytes) {
@@ -351,9 +351,9 @@ std::unique_ptr<LayerState> prepare_attention(LaunchContext& ctx, size_t* worksp
     dispatch_float(ctx, dtype, [&]<typename T>() {
       if constexpr (!std::is_same_v<T, float>) {
         if (state->tile_dim == 64) {
-          set_shared_limit<T, 64>(ctx);
+          set_shared_limit<T, 64>();
         } else {
-          set_shared_limit<T, 128>(ctx);
+          set_shared_limit<T, 128>();
         }
       }
     });
