@@ -8,6 +8,7 @@
 
 #include "backends/cpu/cpu_node_runner.hpp"
 #include "base/half.hpp"
+#include "graph_evaluation.hpp"
 #include "graph_test_builder.hpp"
 #include "passes/conv_fusion.hpp"
 #include "passes/conv_padding.hpp"
@@ -19,35 +20,11 @@ namespace kiln::passes {
 namespace {
 
 using testing::attrs_of;
+using testing::element;
+using testing::evaluate;
 using testing::GraphBuilder;
 using testing::random_tensor_f32;
 
-// Runs the graph on the CPU reference kernels; returns the graph outputs.
-std::vector<HostTensor> evaluate(const ir::Graph& graph, const std::map<std::string, HostTensor>& inputs) {
-  std::map<ir::ValueId, HostTensor> values;
-  for (ir::ValueId in : graph.inputs) values[in] = inputs.at(graph.value(in).name);
-  for (size_t v = 0; v < graph.values.size(); ++v) {
-    if (graph.values[v].constant) values[static_cast<ir::ValueId>(v)] = *graph.values[v].constant;
-  }
-  for (const ir::Node& node : graph.nodes) {
-    if (node.removed) continue;
-    std::vector<const HostTensor*> args;
-    for (ir::ValueId in : node.inputs) args.push_back(in < 0 ? nullptr : &values.at(in));
-    std::vector<HostTensor> outs = cpu::run_node_on_cpu(node.name, node.op_type, node.attrs, args, node.outputs.size());
-    for (size_t o = 0; o < outs.size(); ++o) values[node.outputs[o]] = std::move(outs[o]);
-  }
-  std::vector<HostTensor> result;
-  for (ir::ValueId out : graph.outputs) result.push_back(values.at(out));
-  return result;
-}
-
-float element(const HostTensor& t, int64_t i) {
-  switch (t.dtype) {
-    case DType::kFloat32: return t.data<float>()[i];
-    case DType::kFloat16: return half_to_float(t.data<uint16_t>()[i]);
-    default: return bfloat16_to_float(t.data<uint16_t>()[i]);
-  }
-}
 
 void expect_close(const HostTensor& got, const HostTensor& want, float tolerance) {
   ASSERT_EQ(got.shape, want.shape);
