@@ -46,17 +46,29 @@ _CHILD_PRELUDE = textwrap.dedent("""
 """)
 
 
+# Children run as `python -S` with only torch's site-packages directory on PYTHONPATH: the venv
+# running the tests has the kiln package installed (editable, by make), a deployment does not, and
+# -S keeps site-packages' .pth files (which is how the editable install hooks in) from running.
+_TORCH_SITE = str(Path(torch.__file__).resolve().parent.parent)
+
+
 def _clean_env(**extra: str) -> dict[str, str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"),
            "LANG": "C.UTF-8"}
+    paths = [extra.pop("PYTHONPATH")] if "PYTHONPATH" in extra else []
+    env["PYTHONPATH"] = os.pathsep.join(paths + [_TORCH_SITE])
     env.update(extra)
     return env
+
+
+def _python() -> list[str]:
+    return [sys.executable, "-S"]
 
 
 def _run_child(workdir: Path, chunks: list[str], env: dict[str, str], args: list[str] | None = None):
     script = workdir / "child.py"
     script.write_text("\n".join([_CHILD_PRELUDE] + [textwrap.dedent(c) for c in chunks]))
-    return subprocess.run([sys.executable, str(script), *(args or [])], cwd=workdir, env=env,
+    return subprocess.run([*_python(), str(script), *(args or [])], cwd=workdir, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -169,7 +181,7 @@ def test_deploy_script(deployment, tmp_path):
         for suffix in (".ts", ".pt2"):
             out = tmp_path / f"{name}{suffix}.out.pt"
             result = subprocess.run(
-                [sys.executable, str(REPO / "examples" / "deploy.py"), f"models/{name}{suffix}",
+                [*_python(), str(REPO / "examples" / "deploy.py"), f"models/{name}{suffix}",
                  f"models/{name}_inputs.pt", str(out), "--lib", str(lib)],
                 cwd=deployment, env=_clean_env(), capture_output=True, text=True, timeout=300)
             assert result.returncode == 0, result.stderr
