@@ -13,9 +13,18 @@
 //   op(src_a, src_b)
 #pragma once
 
+#include <math.h>
+
 #include <cstdint>
 #include <string_view>
 #include <vector>
+
+// Functions both the host compiler and nvcc (host and device) compile.
+#if defined(__CUDACC__)
+#define KILN_HOST_DEVICE __host__ __device__
+#else
+#define KILN_HOST_DEVICE
+#endif
 
 namespace kiln::ops {
 
@@ -71,6 +80,61 @@ struct FusedProgram {
   int output_register = 0;  // dst of the last instruction
   FusedInstruction code[kFusedMaxInstructions];
 };
+
+// One instruction on its operand values, in float32: the formulas of the CPU reference's unfused
+// elementwise kernels, evaluated alike by the CPU and the CUDA FusedElementwise kernels.
+KILN_HOST_DEVICE inline float evaluate_fused(const FusedInstruction& inst, float x, float y) {
+  switch (inst.opcode) {
+    case FusedOpcode::kLoadConstant:
+      return inst.p0;
+    case FusedOpcode::kRelu:
+      return x < 0.0f ? 0.0f : x;  // keeps NaN
+    case FusedOpcode::kSigmoid:  // no overflow of exp for large |x|
+      return x >= 0.0f ? 1.0f / (1.0f + expf(-x)) : expf(x) / (1.0f + expf(x));
+    case FusedOpcode::kTanh:
+      return tanhf(x);
+    case FusedOpcode::kErf:
+      return erff(x);
+    case FusedOpcode::kExp:
+      return expf(x);
+    case FusedOpcode::kLog:
+      return logf(x);
+    case FusedOpcode::kSqrt:
+      return sqrtf(x);
+    case FusedOpcode::kReciprocal:
+      return 1.0f / x;
+    case FusedOpcode::kNeg:
+      return -x;
+    case FusedOpcode::kAbs:
+      return fabsf(x);
+    case FusedOpcode::kGelu:
+      return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+    case FusedOpcode::kGeluTanh:
+      return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+    case FusedOpcode::kHardSigmoid:
+      return fmaxf(0.0f, fminf(1.0f, inst.p0 * x + inst.p1));
+    case FusedOpcode::kHardSwish:
+      return x * fmaxf(0.0f, fminf(1.0f, x / 6.0f + 0.5f));
+    case FusedOpcode::kLeakyRelu:
+      return x < 0.0f ? inst.p0 * x : x;
+    case FusedOpcode::kAdd:
+      return x + y;
+    case FusedOpcode::kSub:
+      return x - y;
+    case FusedOpcode::kMul:
+      return x * y;
+    case FusedOpcode::kDiv:
+      return x / y;
+    case FusedOpcode::kPow:
+      return powf(x, y);
+    // NaN in either operand propagates, as in the unfused kernels (fminf/fmaxf would drop it).
+    case FusedOpcode::kMin:
+      return x != x ? x : (x < y ? x : y);
+    case FusedOpcode::kMax:
+      return x != x ? x : (x > y ? x : y);
+  }
+  return x;
+}
 
 bool is_binary_fused_opcode(FusedOpcode opcode);
 // "Add", "Relu", ... for messages; "?" for an unknown value.

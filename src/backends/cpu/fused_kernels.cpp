@@ -1,9 +1,8 @@
 // CPU kernel of FusedElementwise. The program runs over blocks of up to kBlock elements of one
 // output row at a time (one instruction over the whole block, then the next), which keeps the
-// interpretation overhead per element small. Formulas match elementwise_kernels.cpp so the fused
-// result equals the unfused sequence of float32 kernels.
+// interpretation overhead per element small. The formulas (ops::evaluate_fused) match
+// elementwise_kernels.cpp so the fused result equals the unfused sequence of float32 kernels.
 #include <algorithm>
-#include <cmath>
 #include <vector>
 
 #include "backends/cpu/cpu_kernel.hpp"
@@ -16,64 +15,6 @@ namespace {
 constexpr int64_t kBlock = 256;
 using ops::FusedInstruction;
 using ops::FusedOpcode;
-
-float sigmoid(float x) {
-  return x >= 0.0f ? 1.0f / (1.0f + std::exp(-x)) : std::exp(x) / (1.0f + std::exp(x));
-}
-
-float apply(const FusedInstruction& inst, float x, float y) {
-  switch (inst.opcode) {
-    case FusedOpcode::kLoadConstant:
-      return inst.p0;
-    case FusedOpcode::kRelu:
-      return x < 0.0f ? 0.0f : x;  // keeps NaN
-    case FusedOpcode::kSigmoid:
-      return sigmoid(x);
-    case FusedOpcode::kTanh:
-      return std::tanh(x);
-    case FusedOpcode::kErf:
-      return std::erf(x);
-    case FusedOpcode::kExp:
-      return std::exp(x);
-    case FusedOpcode::kLog:
-      return std::log(x);
-    case FusedOpcode::kSqrt:
-      return std::sqrt(x);
-    case FusedOpcode::kReciprocal:
-      return 1.0f / x;
-    case FusedOpcode::kNeg:
-      return -x;
-    case FusedOpcode::kAbs:
-      return std::fabs(x);
-    case FusedOpcode::kGelu:
-      return 0.5f * x * (1.0f + std::erf(x * 0.7071067811865476f));
-    case FusedOpcode::kGeluTanh: {
-      const float inner = 0.7978845608028654f * (x + 0.044715f * x * x * x);
-      return 0.5f * x * (1.0f + std::tanh(inner));
-    }
-    case FusedOpcode::kHardSigmoid:
-      return std::fmax(0.0f, std::fmin(1.0f, inst.p0 * x + inst.p1));
-    case FusedOpcode::kHardSwish:
-      return x * std::fmax(0.0f, std::fmin(1.0f, x / 6.0f + 0.5f));
-    case FusedOpcode::kLeakyRelu:
-      return x < 0.0f ? inst.p0 * x : x;
-    case FusedOpcode::kAdd:
-      return x + y;
-    case FusedOpcode::kSub:
-      return x - y;
-    case FusedOpcode::kMul:
-      return x * y;
-    case FusedOpcode::kDiv:
-      return x / y;
-    case FusedOpcode::kPow:
-      return std::pow(x, y);
-    case FusedOpcode::kMin:
-      return std::isnan(x) ? x : (x < y ? x : y);
-    case FusedOpcode::kMax:
-      return std::isnan(x) ? x : (x > y ? x : y);
-  }
-  return x;
-}
 
 // Runs `inst` over `count` elements of the register file (registers are kBlock floats apart).
 void run_instruction(const FusedInstruction& inst, float* regs, int64_t count) {
@@ -92,7 +33,7 @@ void run_instruction(const FusedInstruction& inst, float* regs, int64_t count) {
       std::fill(dst, dst + count, inst.p0);
       return;
     default:
-      for (int64_t i = 0; i < count; ++i) dst[i] = apply(inst, x[i], y[i]);
+      for (int64_t i = 0; i < count; ++i) dst[i] = ops::evaluate_fused(inst, x[i], y[i]);
       return;
   }
 }

@@ -230,6 +230,19 @@ void dispatch_numeric(const LaunchContext& ctx, DType dtype, F&& f) {
   }
 }
 
+// The same over the dtypes with exact arithmetic kernels: float32, float64, int32, int64 (ops that
+// accumulate, such as Range and ScatterND's reductions). `what` names the use in the error.
+template <typename F>
+void dispatch_arithmetic(const LaunchContext& ctx, DType dtype, const char* what, F&& f) {
+  switch (dtype) {
+    case DType::kFloat32: f.template operator()<float>(); return;
+    case DType::kFloat64: f.template operator()<double>(); return;
+    case DType::kInt32: f.template operator()<int32_t>(); return;
+    case DType::kInt64: f.template operator()<int64_t>(); return;
+    default: ctx.fail(ErrorCode::kUnsupported, what, " is not supported for ", dtype_name(dtype));
+  }
+}
+
 inline void check_launch(const LaunchContext& ctx) {
   const cudaError_t status = cudaGetLastError();
   if (status != cudaSuccess) ctx.fail(ErrorCode::kDeviceError, "kernel launch failed: ", cudaGetErrorString(status));

@@ -800,23 +800,8 @@ void launch_scatter_nd(LaunchContext& ctx) {
   if (reduction == Reduction::kNone) {
     dm::dispatch_word(ctx, dtype_size(data.dtype), run);
   } else {
-    switch (data.dtype) {
-      case DType::kFloat32:
-        run.template operator()<float>();
-        break;
-      case DType::kFloat64:
-        run.template operator()<double>();
-        break;
-      case DType::kInt32:
-        run.template operator()<int32_t>();
-        break;
-      case DType::kInt64:
-        run.template operator()<int64_t>();
-        break;
-      default:
-        ctx.fail(ErrorCode::kUnsupported, "reduction '", reduction_name, "' is not supported for ",
-                 dtype_name(data.dtype));
-    }
+    const std::string what = "reduction '" + reduction_name + "'";
+    dispatch_arithmetic(ctx, data.dtype, what.c_str(), run);
   }
   check_launch(ctx);
 }

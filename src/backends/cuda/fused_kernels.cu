@@ -12,7 +12,6 @@ namespace kiln::cuda {
 namespace {
 
 using ops::FusedInstruction;
-using ops::FusedOpcode;
 constexpr int kMaxInputs = ops::kFusedMaxInputs;
 
 struct FusedParams {
@@ -25,61 +24,6 @@ struct FusedParams {
   unsigned scalar_mask;  // dense path: bit k set when input k has one element
   unsigned packed_mask;  // bit k set when input k is read W elements at a time (else repeated)
 };
-
-__device__ __forceinline__ float apply(const FusedInstruction& inst, float x, float y) {
-  switch (inst.opcode) {
-    case FusedOpcode::kLoadConstant:
-      return inst.p0;
-    case FusedOpcode::kRelu:
-      return x < 0.0f ? 0.0f : x;  // keeps NaN like the CPU reference
-    case FusedOpcode::kSigmoid:
-      return 1.0f / (1.0f + expf(-x));
-    case FusedOpcode::kTanh:
-      return tanhf(x);
-    case FusedOpcode::kErf:
-      return erff(x);
-    case FusedOpcode::kExp:
-      return expf(x);
-    case FusedOpcode::kLog:
-      return logf(x);
-    case FusedOpcode::kSqrt:
-      return sqrtf(x);
-    case FusedOpcode::kReciprocal:
-      return 1.0f / x;
-    case FusedOpcode::kNeg:
-      return -x;
-    case FusedOpcode::kAbs:
-      return fabsf(x);
-    case FusedOpcode::kGelu:
-      return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-    case FusedOpcode::kGeluTanh: {
-      const float inner = 0.79788456080286536f * (x + 0.044715f * x * x * x);
-      return 0.5f * x * (1.0f + tanhf(inner));
-    }
-    case FusedOpcode::kHardSigmoid:
-      return fmaxf(0.0f, fminf(1.0f, inst.p0 * x + inst.p1));
-    case FusedOpcode::kHardSwish:
-      return x * fmaxf(0.0f, fminf(1.0f, x / 6.0f + 0.5f));
-    case FusedOpcode::kLeakyRelu:
-      return x < 0.0f ? inst.p0 * x : x;
-    case FusedOpcode::kAdd:
-      return x + y;
-    case FusedOpcode::kSub:
-      return x - y;
-    case FusedOpcode::kMul:
-      return x * y;
-    case FusedOpcode::kDiv:
-      return x / y;
-    case FusedOpcode::kPow:
-      return powf(x, y);
-    // NaN in either operand propagates, as in the CPU reference (fminf/fmaxf would drop it).
-    case FusedOpcode::kMin:
-      return isnan(x) ? x : (x < y ? x : y);
-    case FusedOpcode::kMax:
-      return isnan(x) ? x : (x > y ? x : y);
-  }
-  return x;
-}
 
 // kRegs >= kMaxInputs so the input loads index the register file with compile-time indices; only
 // the program's operands index it dynamically (the file is kept small by the pass's allocation).
@@ -113,7 +57,7 @@ __global__ void fused_elementwise_kernel(const __grid_constant__ FusedParams p, 
       }
       for (int pc = 0; pc < p.program.num_instructions; ++pc) {
         const FusedInstruction inst = p.program.code[pc];
-        regs[inst.dst] = apply(inst, regs[inst.a], regs[inst.b]);
+        regs[inst.dst] = ops::evaluate_fused(inst, regs[inst.a], regs[inst.b]);
       }
       results[w] = from_float<T>(regs[p.program.output_register]);
     }

@@ -170,22 +170,7 @@ void launch_range(LaunchContext& ctx) {
     range_kernel<T><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(out.as<T>(), n, start, delta);
     check_launch(ctx);
   };
-  switch (out.dtype) {
-    case DType::kFloat32:
-      run.template operator()<float>();
-      break;
-    case DType::kFloat64:
-      run.template operator()<double>();
-      break;
-    case DType::kInt32:
-      run.template operator()<int32_t>();
-      break;
-    case DType::kInt64:
-      run.template operator()<int64_t>();
-      break;
-    default:
-      ctx.fail(ErrorCode::kUnsupported, "dtype ", dtype_name(out.dtype), " is not supported");
-  }
+  dispatch_arithmetic(ctx, out.dtype, "Range", run);
 }
 
 // ---- EyeLike ----
