@@ -37,4 +37,9 @@ struct AttentionGeometry {
 AttentionGeometry resolve_attention(std::string_view label, const AttributeMap& attrs, const Shape& q,
                                     const Shape& k, const Shape& v, const Shape* mask);
 
+// Whether CUDA's tensor-core kernel runs `geometry` in `dtype`: float16 or bfloat16, head dims
+// multiples of 16 up to 128, each tensor's feature dim contiguous (K not given transposed) and its
+// other strides multiples of 8 elements (16-byte rows). The builder fuses only such attention.
+bool attention_fits_tensor_cores(DType dtype, const AttentionGeometry& geometry);
+
 }  // namespace kiln::ops

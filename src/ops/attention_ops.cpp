@@ -143,6 +143,15 @@ AttentionGeometry resolve_attention(std::string_view label, const AttributeMap& 
   return g;
 }
 
+bool attention_fits_tensor_cores(DType dtype, const AttentionGeometry& g) {
+  if (dtype != DType::kFloat16 && dtype != DType::kBFloat16) return false;
+  if (g.head_dim % 16 != 0 || g.value_dim % 16 != 0 || g.head_dim > 128 || g.value_dim > 128) return false;
+  for (const int64_t* strides : {g.q_strides, g.k_strides, g.v_strides}) {
+    if (strides[3] != 1 || strides[2] % 8 != 0 || strides[1] % 8 != 0 || strides[0] % 8 != 0) return false;
+  }
+  return true;
+}
+
 void register_attention_ops(OpRegistry& registry) {
   registry.add(OpDef{"FusedAttention", 3, 4, 1, 1, {}, &infer_attention});
 }

@@ -5,6 +5,7 @@
 #include <optional>
 #include <vector>
 
+#include "ops/attention.hpp"
 #include "passes/pass.hpp"
 
 namespace kiln::passes {
@@ -234,14 +235,6 @@ std::optional<Match> match_at_softmax(const ir::Graph& graph, int32_t softmax_in
   return m;
 }
 
-bool tensor_core_shapes(const ir::Graph& graph, const Match& m) {
-  const DType dtype = graph.value(m.q).dtype;
-  if (dtype != DType::kFloat16 && dtype != DType::kBFloat16) return false;
-  const int64_t head_dim = graph.value(m.q).shape[3];
-  const int64_t value_dim = graph.value(m.v).shape[3];
-  return head_dim % 16 == 0 && value_dim % 16 == 0 && head_dim <= 128 && value_dim <= 128;
-}
-
 }  // namespace
 
 int fuse_attention(ir::Graph& graph, bool tensor_core_shapes_only) {
@@ -249,7 +242,7 @@ int fuse_attention(ir::Graph& graph, bool tensor_core_shapes_only) {
   for (size_t index = 0; index < graph.nodes.size(); ++index) {
     if (graph.nodes[index].removed || graph.nodes[index].op_type != "Softmax") continue;
     const std::optional<Match> m = match_at_softmax(graph, static_cast<int32_t>(index));
-    if (!m || (tensor_core_shapes_only && !tensor_core_shapes(graph, *m))) continue;
+    if (!m) continue;
     ir::Node node;
     const ir::Node& last = graph.nodes[static_cast<size_t>(m->last_node)];
     node.name = last.name;
@@ -264,6 +257,13 @@ int fuse_attention(ir::Graph& graph, bool tensor_core_shapes_only) {
     node.attrs.set("out_layout", Attribute::of_string(m->out_bshd ? "BSHD" : "BHSD"));
     node.attrs.set("k_transposed", Attribute::of_int(m->k_transposed ? 1 : 0));
     node.attrs.set("nan_to_zero", Attribute::of_int(m->nan_to_zero ? 1 : 0));
+    if (tensor_core_shapes_only) {
+      const Shape* mask = m->mask == kNoValue ? nullptr : &graph.value(m->mask).shape;
+      const ops::AttentionGeometry geometry =
+          ops::resolve_attention(describe_node(node), node.attrs, graph.value(m->q).shape, graph.value(m->k).shape,
+                                 graph.value(m->v).shape, mask);
+      if (!ops::attention_fits_tensor_cores(graph.value(m->q).dtype, geometry)) continue;
+    }
     for (int32_t removed : m->chain) graph.nodes[static_cast<size_t>(removed)].removed = true;
     graph.nodes[static_cast<size_t>(m->last_node)] = std::move(node);
     ++fused;

@@ -12,8 +12,8 @@
 
 namespace kiln::passes {
 
-// With `tensor_core_shapes_only`, only chains the CUDA tensor-core kernel runs are fused (float16
-// or bfloat16, head dims multiples of 16 up to 128); the rest keep their (cuBLAS) MatMuls.
+// With `tensor_core_shapes_only`, only chains the CUDA tensor-core kernel runs are fused
+// (ops::attention_fits_tensor_cores); the rest keep their (cuBLAS) MatMuls.
 // Returns the number of FusedAttention nodes created.
 int fuse_attention(ir::Graph& graph, bool tensor_core_shapes_only = false);
 

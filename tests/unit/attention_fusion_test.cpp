@@ -190,6 +190,38 @@ TEST(AttentionFusionPass, LeavesChainsWithOutsideReadersAlone) {
   }
 }
 
+// A plain fp16 chain with head dim `dim`, K given either as a transpose of K or already transposed.
+GraphBuilder half_attention(int64_t dim, bool key_given_transposed) {
+  GraphBuilder b;
+  const ir::ValueId q = b.input("q", {kBatch, kHeads, kSeq, dim}, DType::kFloat16);
+  const ir::ValueId v = b.input("v", {kBatch, kHeads, kSeq, dim}, DType::kFloat16);
+  ir::ValueId key_t;
+  if (key_given_transposed) {
+    key_t = b.input("key_t", {kBatch, kHeads, dim, kSeq}, DType::kFloat16);
+  } else {
+    const ir::ValueId k = b.input("k", {kBatch, kHeads, kSeq, dim}, DType::kFloat16);
+    key_t = b.node("Transpose", "k_t", {k}, perm({0, 1, 3, 2}));
+  }
+  const ir::ValueId probs = b.node("Softmax", "softmax", {b.node("MatMul", "scores", {q, key_t})});
+  b.output(b.node("MatMul", "context", {probs, v}));
+  infer_shapes(b.graph);
+  return b;
+}
+
+TEST(AttentionFusionPass, TensorCoreOnlyFusesWhatTheCudaKernelRuns) {
+  GraphBuilder fits = half_attention(16, false);
+  EXPECT_EQ(fuse_attention(fits.graph, /*tensor_core_shapes_only=*/true), 1);
+  GraphBuilder odd_dim = half_attention(8, false);
+  EXPECT_EQ(fuse_attention(odd_dim.graph, true), 0);
+  GraphBuilder transposed_key = half_attention(16, true);
+  EXPECT_EQ(fuse_attention(transposed_key.graph, true), 0);
+  GraphBuilder float32 = exported_attention(DType::kFloat32);
+  EXPECT_EQ(fuse_attention(float32.graph, true), 0);
+  // Without the restriction (the CPU reference) each of them fuses.
+  EXPECT_EQ(fuse_attention(odd_dim.graph, false), 1);
+  EXPECT_EQ(fuse_attention(transposed_key.graph, false), 1);
+}
+
 TEST(AttentionGeometry, RejectsMismatchedShapesAndLayouts) {
   const AttributeMap scale = attrs_of({{"scale", Attribute::of_float(0.5f)}});
   const Shape q{2, 3, 5, 4};

@@ -59,5 +59,21 @@ TEST(ResidualNormFusion, BroadcastingOrSharedSumsStay) {
   EXPECT_EQ(fuse_residual_into_layer_norm(shared.b.graph), 0);
 }
 
+TEST(ResidualNormFusion, MismatchedResidualIsAnErrorNamingIt) {
+  std::mt19937 rng(2);
+  const HostTensor x = random_tensor_f32({2, 8}, rng);
+  const HostTensor scale = random_tensor_f32({8}, rng);
+  const HostTensor residual = random_tensor_f32({1, 8}, rng);
+  const std::vector<const HostTensor*> inputs{&x, &scale, nullptr, &residual};
+  try {
+    cpu::run_node_on_cpu("norm", "LayerNormalization", AttributeMap{}, inputs, 1);
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("input 3 (residual)"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("node 'norm'"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace kiln::passes

@@ -4,9 +4,8 @@
 // kernel on tensor cores (WMMA): a block of 4 warps owns 64 query rows of one (batch, head) and
 // streams 64-key tiles of K and V through shared memory; each warp computes its 16x64 score tile,
 // updates a running max and sum per row (online softmax, float32) and accumulates P·V into a
-// float32 tile that is rescaled as the max moves. Scores never reach global memory. Anything else
-// runs a simple one-block-per-row kernel (float32 math), which is correct but not fast; the
-// builder only fuses attention where the fast kernel applies.
+// float32 tile that is rescaled as the max moves. Scores never reach global memory. The builder
+// fuses attention only where this kernel applies (ops::attention_fits_tensor_cores).
 #include <mma.h>
 
 #include <cmath>
@@ -52,16 +51,6 @@ AttentionParams make_params(const LaunchContext& ctx, const ops::AttentionGeomet
   p.scale = g.scale;
   p.nan_to_zero = g.nan_to_zero;
   return p;
-}
-
-__device__ __forceinline__ float warp_max(float value) {
-  for (int offset = 16; offset > 0; offset >>= 1) value = fmaxf(value, __shfl_xor_sync(0xffffffffu, value, offset));
-  return value;
-}
-
-__device__ __forceinline__ float warp_sum(float value) {
-  for (int offset = 16; offset > 0; offset >>= 1) value += __shfl_xor_sync(0xffffffffu, value, offset);
-  return value;
 }
 
 // The final value of one output element from its accumulated sum and the row's softmax sum.
@@ -266,61 +255,11 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-// ---- generic kernel: one block per query row ----------------------------------------------------
-
-template <typename T>
-__global__ void attention_row_kernel(const __grid_constant__ AttentionParams p) {
-  extern __shared__ float scores[];  // key_length floats, then 32 for reductions
-  float* reduce = scores + p.key_length;
-  const int row = blockIdx.x;
-  const int h = blockIdx.y;
-  const int b = blockIdx.z;
-  const T* q = static_cast<const T*>(p.q) + b * p.q_strides[0] + h * p.q_strides[1] + row * p.q_strides[2];
-  const T* k = static_cast<const T*>(p.k) + b * p.k_strides[0] + h * p.k_strides[1];
-  const T* v = static_cast<const T*>(p.v) + b * p.v_strides[0] + h * p.v_strides[1];
-  const T* mask = p.mask ? static_cast<const T*>(p.mask) + b * p.mask_strides[0] + h * p.mask_strides[1] +
-                               row * p.mask_strides[2]
-                         : nullptr;
-  for (int j = threadIdx.x; j < p.key_length; j += blockDim.x) {
-    float dot = 0.0f;
-    for (int d = 0; d < p.head_dim; ++d) dot += to_float(q[d * p.q_strides[3]]) * to_float(k[j * p.k_strides[2] + d * p.k_strides[3]]);
-    float value = dot * p.scale;
-    if (mask != nullptr) value += to_float(mask[j * p.mask_strides[3]]);
-    scores[j] = value;
-  }
-  __syncthreads();
-  // Row max and sum by one warp (rows are short next to the work above).
-  if (threadIdx.x < 32) {
-    float m = -INFINITY;
-    for (int j = threadIdx.x; j < p.key_length; j += 32) m = fmaxf(m, scores[j]);
-    m = warp_max(m);
-    float sum = 0.0f;
-    for (int j = threadIdx.x; j < p.key_length; j += 32) sum += __expf(scores[j] - m);
-    sum = warp_sum(sum);
-    if (threadIdx.x == 0) {
-      reduce[0] = m;
-      reduce[1] = sum;
-    }
-  }
-  __syncthreads();
-  const float m = reduce[0], sum = reduce[1];
-  T* out = static_cast<T*>(p.out) + b * p.out_strides[0] + h * p.out_strides[1] + row * p.out_strides[2];
-  for (int c = threadIdx.x; c < p.value_dim; c += blockDim.x) {
-    float acc = 0.0f;
-    for (int j = 0; j < p.key_length; ++j) {
-      float probability = __expf(scores[j] - m) / sum;
-      if (p.nan_to_zero && isnan(probability)) probability = 0.0f;
-      acc += probability * to_float(v[j * p.v_strides[2] + c * p.v_strides[3]]);
-    }
-    out[c * p.out_strides[3]] = from_float<T>(acc);
-  }
-}
-
 // ---- launch -------------------------------------------------------------------------------------
 
 struct AttentionState : LayerState {
   ops::AttentionGeometry geometry;
-  int tile_dim = 0;  // 64 or 128 for the tensor-core kernel, 0 for the generic one
+  int tile_dim = 0;  // 64 or 128: the head dims padded to the kernel's tile
 };
 
 bool aligned16(const void* pointer) { return reinterpret_cast<uintptr_t>(pointer) % 16 == 0; }
@@ -332,6 +271,20 @@ void set_shared_limit() {
                                        static_cast<int>(TileLayout<kDim>::kBytes)));
 }
 
+// Calls f.template operator()<T, kDim>() for the 16-bit dtype and tile of a prepared layer.
+template <typename F>
+void dispatch_tile(const LaunchContext& ctx, int tile_dim, F&& f) {
+  dispatch_float(ctx, ctx.outputs[0].dtype, [&]<typename T>() {
+    if constexpr (std::is_same_v<T, float>) {
+      ctx.fail(ErrorCode::kInternal, "float32 reached the tensor-core attention kernel");
+    } else if (tile_dim == 64) {
+      f.template operator()<T, 64>();
+    } else {
+      f.template operator()<T, 128>();
+    }
+  });
+}
+
 std::unique_ptr<LayerState> prepare_attention(LaunchContext& ctx, size_t* workspace_bytes) {
   *workspace_bytes = 0;
   auto state = std::make_unique<AttentionState>();
@@ -339,31 +292,13 @@ std::unique_ptr<LayerState> prepare_attention(LaunchContext& ctx, size_t* worksp
   const ops::AttentionGeometry& g = state->geometry =
       ops::resolve_attention(label, ctx.attrs, ctx.inputs[0].shape, ctx.inputs[1].shape, ctx.inputs[2].shape,
                              ctx.has_input(3) ? &ctx.inputs[3].shape : nullptr);
-  const DType dtype = ctx.outputs[0].dtype;
-  const int64_t widest = std::max(g.head_dim, g.value_dim);
-  const bool unit_features = g.q_strides[3] == 1 && g.k_strides[3] == 1 && g.v_strides[3] == 1;
-  const bool aligned_rows = g.q_strides[2] % 8 == 0 && g.k_strides[2] % 8 == 0 && g.v_strides[2] % 8 == 0 &&
-                            g.q_strides[1] % 8 == 0 && g.k_strides[1] % 8 == 0 && g.v_strides[1] % 8 == 0 &&
-                            g.q_strides[0] % 8 == 0 && g.k_strides[0] % 8 == 0 && g.v_strides[0] % 8 == 0;
-  if ((dtype == DType::kFloat16 || dtype == DType::kBFloat16) && g.head_dim % 16 == 0 && g.value_dim % 16 == 0 &&
-      widest <= 128 && unit_features && aligned_rows) {
-    state->tile_dim = widest <= 64 ? 64 : 128;
-    dispatch_float(ctx, dtype, [&]<typename T>() {
-      if constexpr (!std::is_same_v<T, float>) {
-        if (state->tile_dim == 64) {
-          set_shared_limit<T, 64>();
-        } else {
-          set_shared_limit<T, 128>();
-        }
-      }
-    });
-  } else {
-    const size_t shared = (static_cast<size_t>(g.key_length) + 32) * sizeof(float);
-    if (shared > static_cast<size_t>(48) * 1024) {
-      ctx.fail(ErrorCode::kUnsupported, "key length ", g.key_length, " needs the tensor-core kernel (float16/bfloat16, ",
-               "head dims multiples of 16 up to 128)");
-    }
+  if (!ops::attention_fits_tensor_cores(ctx.outputs[0].dtype, g)) {
+    ctx.fail(ErrorCode::kUnsupported, "the CUDA kernel needs float16/bfloat16, head dims multiples of 16 up to 128 ",
+             "and K not transposed; got ", dtype_name(ctx.outputs[0].dtype), ", head dim ", g.head_dim,
+             ", value dim ", g.value_dim, ctx.attrs.get_int_or("k_transposed", 0) ? ", K transposed" : "");
   }
+  state->tile_dim = std::max(g.head_dim, g.value_dim) <= 64 ? 64 : 128;
+  dispatch_tile(ctx, state->tile_dim, [&]<typename T, int kDim>() { set_shared_limit<T, kDim>(); });
   return state;
 }
 
@@ -373,24 +308,15 @@ void launch_attention(LaunchContext& ctx) {
   const ops::AttentionGeometry& g = state->geometry;
   if (ctx.outputs[0].numel() == 0) return;
   const AttentionParams params = make_params(ctx, g);
-  const bool aligned = aligned16(params.q) && aligned16(params.k) && aligned16(params.v);
-  dispatch_float(ctx, ctx.outputs[0].dtype, [&]<typename T>() {
-    if constexpr (!std::is_same_v<T, float>) {
-      if (state->tile_dim != 0 && aligned) {
-        const dim3 grid(static_cast<unsigned>((g.query_length + kBlockRows - 1) / kBlockRows),
-                        static_cast<unsigned>(g.heads), static_cast<unsigned>(g.batch));
-        if (state->tile_dim == 64) {
-          flash_attention_kernel<T, 64><<<grid, kWarps * 32, TileLayout<64>::kBytes, ctx.stream>>>(params);
-        } else {
-          flash_attention_kernel<T, 128><<<grid, kWarps * 32, TileLayout<128>::kBytes, ctx.stream>>>(params);
-        }
-        return;
-      }
-    }
-    const dim3 grid(static_cast<unsigned>(g.query_length), static_cast<unsigned>(g.heads),
-                    static_cast<unsigned>(g.batch));
-    const size_t shared = (static_cast<size_t>(g.key_length) + 32) * sizeof(float);
-    attention_row_kernel<T><<<grid, 128, shared, ctx.stream>>>(params);
+  // Activations sit at 256-byte and weights at 64-byte offsets, so this only fails for foreign
+  // buffers.
+  if (!aligned16(params.q) || !aligned16(params.k) || !aligned16(params.v)) {
+    ctx.fail(ErrorCode::kInvalidArgument, "Q, K and V must be 16-byte aligned");
+  }
+  const dim3 grid(static_cast<unsigned>((g.query_length + kBlockRows - 1) / kBlockRows), static_cast<unsigned>(g.heads),
+                  static_cast<unsigned>(g.batch));
+  dispatch_tile(ctx, state->tile_dim, [&]<typename T, int kDim>() {
+    flash_attention_kernel<T, kDim><<<grid, kWarps * 32, TileLayout<kDim>::kBytes, ctx.stream>>>(params);
   });
   check_launch(ctx);
 }

@@ -13,7 +13,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <limits>
-#include <cstdlib>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -247,15 +246,7 @@ std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_b
   DeviceBuffer output_scratch(y.nbytes());  // don't clobber live tensors while timing
   const void* bias = has_bias ? ctx.inputs[2].data : state->zero_bias.get();
   const void* residual = ctx.has_input(3) ? ctx.inputs[3].data : nullptr;
-  const bool log = [] {
-    const char* value = std::getenv("KILN_LOG_TACTICS");
-    return value != nullptr && std::string(value) == "1";
-  }();
-  struct {
-    cudnnConvolutionFwdAlgo_t algo{};
-    cudnnMathType_t math{};
-    size_t memory = 0;
-  } best;
+  int best = -1;
   float best_ms = std::numeric_limits<float>::infinity();
   for (int i = 0; i < returned; ++i) {
     const cudnnConvolutionFwdAlgoPerf_t& c = candidates[i];
@@ -263,35 +254,31 @@ std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_b
     // Exact float32 takes no algorithm that converts to TF32 or fp16 internally.
     if (math == CUDNN_FMA_MATH && c.mathType != CUDNN_FMA_MATH && c.mathType != CUDNN_DEFAULT_MATH) continue;
     if (cudnnSetConvolutionMathType(state->conv, c.mathType) != CUDNN_STATUS_SUCCESS) continue;
-    ConvState& candidate = *state;
-    candidate.algo = c.algo;
-    candidate.workspace = c.memory;
+    state->algo = c.algo;
+    state->workspace = c.memory;
     const float ms = time_on_stream(ctx.stream, 10, [&] {
-      return run_convolution(ctx.libs->cudnn, ctx.stream, candidate, x.data, w.data, bias, residual,
+      return run_convolution(ctx.libs->cudnn, ctx.stream, *state, x.data, w.data, bias, residual,
                              output_scratch.get(), y.nbytes(), scratch.get());
     });
-    if (log) {
+    if (tactic_logging()) {
       std::fprintf(stderr, "kiln conv timing: layer '%s' algo %d math %d %.4f ms %zu bytes\n",
                    std::string(ctx.node_name).c_str(), static_cast<int>(c.algo), static_cast<int>(c.mathType), ms,
                    c.memory);
     }
     if (ms < best_ms) {
       best_ms = ms;
-      best.algo = c.algo;
-      best.math = c.mathType;
-      best.memory = c.memory;
+      best = i;
     }
   }
-  if (!(best_ms < std::numeric_limits<float>::infinity())) {
-    ctx.fail(ErrorCode::kUnsupported, "cuDNN has no algorithm that runs these shapes");
-  }
-  KILN_CUDNN_CHECK(cudnnSetConvolutionMathType(state->conv, best.math));
-  state->algo = best.algo;
-  state->workspace = best.memory;
-  *workspace_bytes = best.memory;
+  if (best < 0) ctx.fail(ErrorCode::kUnsupported, "cuDNN has no algorithm that runs these shapes");
+  const cudnnConvolutionFwdAlgoPerf_t& chosen = candidates[best];
+  KILN_CUDNN_CHECK(cudnnSetConvolutionMathType(state->conv, chosen.mathType));
+  state->algo = chosen.algo;
+  state->workspace = chosen.memory;
+  *workspace_bytes = chosen.memory;
   report_tactic(ctx, key,
-                "cudnn:algo=" + std::to_string(static_cast<int>(best.algo)) +
-                    ",math=" + std::to_string(static_cast<int>(best.math)));
+                "cudnn:algo=" + std::to_string(static_cast<int>(chosen.algo)) +
+                    ",math=" + std::to_string(static_cast<int>(chosen.mathType)));
   return state;
 }
 

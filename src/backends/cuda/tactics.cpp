@@ -37,13 +37,16 @@ std::optional<std::string> known_tactic(const LaunchContext& ctx, const std::str
 
 bool tuning_active() { return active_tactic_cache() != nullptr; }
 
-void report_tactic(const LaunchContext& ctx, const std::string& key, const std::string& tactic) {
-  // KILN_LOG_TACTICS=1 prints every choice (to compare a build's choices with a run's).
+bool tactic_logging() {
   static const bool log = [] {
     const char* value = std::getenv("KILN_LOG_TACTICS");
     return value != nullptr && std::string(value) == "1";
   }();
-  if (log) std::fprintf(stderr, "kiln tactic: layer '%s' [%s] -> %s\n", std::string(ctx.node_name).c_str(), key.c_str(), tactic.c_str());
+  return log;
+}
+
+void report_tactic(const LaunchContext& ctx, const std::string& key, const std::string& tactic) {
+  if (tactic_logging()) std::fprintf(stderr, "kiln tactic: layer '%s' [%s] -> %s\n", std::string(ctx.node_name).c_str(), key.c_str(), tactic.c_str());
   if (TacticCache* cache = active_tactic_cache()) cache->record(std::string(ctx.node_name), key, tactic);
 }
 

@@ -22,6 +22,9 @@ std::optional<std::string> known_tactic(const LaunchContext& ctx, const std::str
 // Whether a builder's tuning run is active on this thread (kernels then time their candidates).
 bool tuning_active();
 
+// KILN_LOG_TACTICS=1: kernels print their candidates' timings and every choice to stderr.
+bool tactic_logging();
+
 // Tells the active timing cache, if any, which tactic layer `ctx.node_name` chose for `key`.
 void report_tactic(const LaunchContext& ctx, const std::string& key, const std::string& tactic);
 
