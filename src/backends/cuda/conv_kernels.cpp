@@ -89,23 +89,25 @@ cudnnTensorDescriptor_t nhwc_tensor_desc(cudnnDataType_t type, const Shape& nchw
 
 // The whole layer: the fused conv + bias + residual + activation call, or the plain convolution
 // (blending a residual, then adding the bias). `bias` is ignored without a bias descriptor.
-bool run_convolution(cudnnHandle_t handle, cudaStream_t stream, const ConvState& state, const void* x, const void* w,
-                     const void* bias, const void* residual, void* y, size_t y_bytes, void* workspace) {
+cudnnStatus_t run_convolution(cudnnHandle_t handle, cudaStream_t stream, const ConvState& state, const void* x,
+                              const void* w, const void* bias, const void* residual, void* y, size_t y_bytes,
+                              void* workspace) {
   const float one = 1.0f, zero = 0.0f;
-  if (cudnnSetStream(handle, stream) != CUDNN_STATUS_SUCCESS) return false;
+  cudnnStatus_t status = cudnnSetStream(handle, stream);
+  if (status != CUDNN_STATUS_SUCCESS) return status;
   if (state.activation) {
     return cudnnConvolutionBiasActivationForward(handle, &one, state.x, x, state.filter, w, state.conv, state.algo,
                                                  workspace, state.workspace, residual ? &one : &zero, state.y,
                                                  residual ? residual : y, state.bias, bias, state.activation, state.y,
-                                                 y) == CUDNN_STATUS_SUCCESS;
+                                                 y);
   }
-  if (residual && cudaMemcpyAsync(y, residual, y_bytes, cudaMemcpyDeviceToDevice, stream) != cudaSuccess) return false;
-  if (cudnnConvolutionForward(handle, &one, state.x, x, state.filter, w, state.conv, state.algo, workspace,
-                              state.workspace, residual ? &one : &zero, state.y, y) != CUDNN_STATUS_SUCCESS) {
-    return false;
+  if (residual && cudaMemcpyAsync(y, residual, y_bytes, cudaMemcpyDeviceToDevice, stream) != cudaSuccess) {
+    return CUDNN_STATUS_EXECUTION_FAILED;
   }
-  return state.bias == nullptr || bias == nullptr ||
-         cudnnAddTensor(handle, &one, state.bias, bias, &one, state.y, y) == CUDNN_STATUS_SUCCESS;
+  status = cudnnConvolutionForward(handle, &one, state.x, x, state.filter, w, state.conv, state.algo, workspace,
+                                   state.workspace, residual ? &one : &zero, state.y, y);
+  if (status != CUDNN_STATUS_SUCCESS || state.bias == nullptr || bias == nullptr) return status;
+  return cudnnAddTensor(handle, &one, state.bias, bias, &one, state.y, y);
 }
 
 std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_bytes) {
@@ -258,7 +260,7 @@ std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_b
     state->workspace = c.memory;
     const float ms = time_on_stream(ctx.stream, 10, [&] {
       return run_convolution(ctx.libs->cudnn, ctx.stream, *state, x.data, w.data, bias, residual,
-                             output_scratch.get(), y.nbytes(), scratch.get());
+                             output_scratch.get(), y.nbytes(), scratch.get()) == CUDNN_STATUS_SUCCESS;
     });
     if (tactic_logging()) {
       std::fprintf(stderr, "kiln conv timing: layer '%s' algo %d math %d %.4f ms %zu bytes\n",
@@ -287,9 +289,7 @@ void launch_conv(LaunchContext& ctx) {
   const void* bias = ctx.has_input(2) ? ctx.inputs[2].data : state.zero_bias.get();
   const void* residual = ctx.has_input(3) ? ctx.inputs[3].data : nullptr;
   KILN_CUDNN_CHECK(run_convolution(ctx.libs->cudnn, ctx.stream, state, ctx.inputs[0].data, ctx.inputs[1].data, bias,
-                                   residual, ctx.outputs[0].data, ctx.outputs[0].nbytes(), ctx.workspace)
-                       ? CUDNN_STATUS_SUCCESS
-                       : CUDNN_STATUS_EXECUTION_FAILED);
+                                   residual, ctx.outputs[0].data, ctx.outputs[0].nbytes(), ctx.workspace));
 }
 
 }  // namespace
