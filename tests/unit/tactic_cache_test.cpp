@@ -82,5 +82,18 @@ TEST(TacticCache, RejectsFilesThatAreNotTimingCaches) {
   std::filesystem::remove(path);
 }
 
+TEST(TacticCache, UnwritablePathIsAnIoErrorNamingIt) {
+  TacticCache cache;
+  cache.record("l", "gemm k", "lt:00");
+  const std::string directory = std::filesystem::temp_directory_path().string();  // a directory, not a file
+  try {
+    cache.save(directory);
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kIoError);
+    EXPECT_NE(std::string(e.what()).find(directory), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace kiln
