@@ -175,6 +175,8 @@ def compile_graph_module(gm: torch.fx.GraphModule, *, precision: str = "fp32",
         lo, opt, hi = dynamic_batch
         batch = BatchRange(symbol, lo, opt, hi)
 
+    _drop_metadata_assertions(gm)
+
     def probe(node: torch.fx.Node) -> str | None:
         return probe_node(gm, node, target, device_index)
 
@@ -338,6 +340,16 @@ def _replace_partition(gm: torch.fx.GraphModule, item: _Built, attr: str, engine
         anchor = result
     for node in reversed(item.nodes):
         graph.erase_node(node)
+
+
+def _drop_metadata_assertions(gm: torch.fx.GraphModule) -> None:
+    """Erases ``aten._assert_tensor_metadata`` nodes (what ``Tensor.to`` leaves in an exported
+    graph). They check a dtype, device and layout the traced graph already fixes, produce nothing
+    and, left in place, would keep the constant computations they read (BERT's mask arithmetic)
+    in PyTorch beside the engines."""
+    for node in list(gm.graph.nodes):
+        if node.op == "call_function" and node.target is torch.ops.aten._assert_tensor_metadata.default:
+            gm.graph.erase_node(node)
 
 
 def _cleanup(gm: torch.fx.GraphModule) -> None:

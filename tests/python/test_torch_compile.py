@@ -465,3 +465,28 @@ def test_p1_models_compile_fully_and_match_eager(name):
     for seed in (1, 2):  # the second call runs the same engines on other values
         x = test_models.example_input(shape, seed=seed)
         _assert_close(compiled(x), _eager(model, x))
+
+
+class _MaskFromPositions(nn.Module):
+    """What transformers' BERT does to build its attention mask: arange-based arithmetic with no
+    tensor inputs, and `.to(dtype)` calls that leave `_assert_tensor_metadata` nodes in the
+    exported graph."""
+
+    def forward(self, x, mask):
+        positions = torch.arange(x.shape[1]).unsqueeze(0)
+        allowed = (positions >= 0) & mask.to(torch.bool)
+        bias = (~allowed).to(x.dtype) * -1e4
+        return torch.softmax(x + bias.unsqueeze(-1), dim=1)
+
+
+def test_mask_arithmetic_and_dtype_assertions_compile_fully():
+    model = _model(_MaskFromPositions)
+    x = torch.randn(2, 8, 4)
+    mask = torch.ones(2, 8, dtype=torch.int64)
+    mask[:, 6:] = 0
+    exported = torch.export.export(model, (x, mask)).run_decompositions()
+    assert any(n.target is torch.ops.aten._assert_tensor_metadata.default
+               for n in exported.graph.nodes), "the case this test covers is gone from export"
+    compiled = kiln.compile(model, [x, mask], require_full_compilation=True)
+    assert compiled.kiln_report.fallbacks == []
+    _assert_close(compiled(x, mask), _eager(model, x, mask))
