@@ -1,12 +1,16 @@
 // FusedAttention on CUDA (contract in ops/attention.hpp).
 //
 // float16/bfloat16 with head dims that are multiples of 16 (<= 128) run a flash-attention style
-// kernel on tensor cores (WMMA): a block of 4 warps owns 64 query rows of one (batch, head) and
+// kernel on tensor cores (mma.sync): a block of 4 warps owns 64 query rows of one (batch, head) and
 // streams 64-key tiles of K and V through shared memory; each warp computes its 16x64 score tile,
 // updates a running max and sum per row (online softmax, float32) and accumulates P·V into a
 // float32 tile that is rescaled as the max moves. Scores never reach global memory. The builder
 // fuses attention only where this kernel applies (ops::attention_fits_tensor_cores).
-#include <mma.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstring>
+#include <type_traits>
 
 #include <cmath>
 
@@ -60,197 +64,287 @@ __device__ __forceinline__ float finish(float accumulated, float row_sum, bool n
 }
 
 // ---- tensor-core kernel -----------------------------------------------------------------------
+//
+// Each warp owns 16 query rows. Its Q fragments, score tile and output accumulator live in
+// registers in the layouts of PTX's mma.m16n8k16 (a thread holds rows group and group + 8 of every
+// fragment, two adjacent columns each), so the softmax works on the score accumulators directly
+// and they become the A operand of P·V without leaving registers. Shared memory holds only the Q
+// tile (read once) and the K and V tiles, double-buffered: cp.async fetches tile i + 1 while
+// tile i is multiplied.
 
 constexpr int kWarps = 4;
 constexpr int kRowsPerWarp = 16;
 constexpr int kBlockRows = kWarps * kRowsPerWarp;  // query rows per block
 constexpr int kBlockKeys = 64;                     // keys per tile
-constexpr int kHalfPad = 8;                        // shared-memory row padding (bank conflicts)
-constexpr int kFloatPad = 4;
+// Shared rows are padded by 8 elements (16 bytes): the 8 rows one ldmatrix phase reads then fall
+// in different bank groups.
+constexpr int kRowPad = 8;
+constexpr float kLog2e = 1.4426950408889634f;
 
 template <int kDim>
 struct TileLayout {
-  static constexpr int kHalfStride = kDim + kHalfPad;          // sQ, sK, sV rows
-  static constexpr int kScoreStride = kBlockKeys + kFloatPad;  // sS rows (float)
-  static constexpr int kProbStride = kBlockKeys + kHalfPad;    // sP rows
-  static constexpr int kOutStride = kDim + kFloatPad;          // sO rows (float)
-  static constexpr size_t kQ = size_t{kBlockRows} * kHalfStride * 2;
-  static constexpr size_t kK = size_t{kBlockKeys} * kHalfStride * 2;
-  static constexpr size_t kV = kK;
-  static constexpr size_t kS = size_t{kBlockRows} * kScoreStride * 4;
-  static constexpr size_t kP = size_t{kBlockRows} * kProbStride * 2;
-  static constexpr size_t kO = size_t{kBlockRows} * kOutStride * 4;
-  static constexpr size_t kBytes = kQ + kK + kV + kS + kP + kO;
+  static constexpr int kStride = kDim + kRowPad;                      // elements per shared row
+  static constexpr size_t kQ = size_t{kBlockRows} * kStride * 2;      // the Q tile
+  static constexpr size_t kKeys = size_t{kBlockKeys} * kStride * 2;  // one K or V tile
+  static constexpr size_t kBytes = kQ + 4 * kKeys;                    // Q, two (K, V) buffers
 };
 
-// Copies `rows` rows of `width` valid elements (row stride `row_stride`, 16-byte aligned) into a
-// [rows][kDim] shared tile, zero-filling columns >= width and rows past `valid_rows`.
+__device__ __forceinline__ uint32_t shared_address(const void* pointer) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(pointer));
+}
+
+// 16 bytes from global to shared memory without a trip through registers; zeros when !valid.
+__device__ __forceinline__ void copy_async_16(void* destination, const void* source, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(destination)), "l"(source),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void commit_copies() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int kPending>
+__device__ __forceinline__ void wait_copies() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+}
+
+// Four 8x8 matrices of 16-bit values; lanes 8i..8i+7 give the row addresses of matrix i.
+__device__ __forceinline__ void load_matrices(uint32_t (&r)[4], const void* row_address) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(shared_address(row_address)));
+}
+__device__ __forceinline__ void load_matrices_transposed(uint32_t (&r)[4], const void* row_address) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(shared_address(row_address)));
+}
+
+// d += a · b for a 16x16 A fragment and a 16x8 B fragment, float32 accumulation.
+template <typename T>
+__device__ __forceinline__ void mma_16x8x16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  if constexpr (std::is_same_v<T, __half>) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+// Two floats rounded to T and packed (the lower column in the low half); `rounded` gets them back
+// as floats, so sums can use exactly what the tensor cores see.
+template <typename T>
+__device__ __forceinline__ uint32_t pack_pair(float low, float high, float* rounded = nullptr) {
+  uint32_t bits;
+  if constexpr (std::is_same_v<T, __half>) {
+    const __half2 pair = __floats2half2_rn(low, high);
+    if (rounded) *rounded = __low2float(pair) + __high2float(pair);
+    memcpy(&bits, &pair, 4);
+  } else {
+    const __nv_bfloat162 pair = __floats2bfloat162_rn(low, high);
+    if (rounded) *rounded = __low2float(pair) + __high2float(pair);
+    memcpy(&bits, &pair, 4);
+  }
+  return bits;
+}
+
+// Queues the copy of `rows` rows of `width` valid elements (row stride `row_stride`, 16-byte
+// aligned) into a [rows][kDim] shared tile, zero-filling columns >= width and rows >= valid_rows.
 template <typename T, int kDim>
-__device__ __forceinline__ void load_tile(T* __restrict__ tile, const T* __restrict__ source, int64_t row_stride,
-                                          int rows, int valid_rows, int width) {
+__device__ __forceinline__ void load_tile_async(T* __restrict__ tile, const T* __restrict__ source, int64_t row_stride,
+                                                int rows, int valid_rows, int width) {
   constexpr int kChunk = 8;  // 16 bytes of 16-bit values
   constexpr int kChunksPerRow = kDim / kChunk;
-  constexpr int kStride = kDim + kHalfPad;
   for (int c = threadIdx.x; c < rows * kChunksPerRow; c += blockDim.x) {
     const int row = c / kChunksPerRow;
     const int col = (c % kChunksPerRow) * kChunk;
-    Pack<T, kChunk> pack;
-    if (row < valid_rows && col < width) {
-      pack = *reinterpret_cast<const Pack<T, kChunk>*>(source + row * row_stride + col);
-    } else {
-#pragma unroll
-      for (int i = 0; i < kChunk; ++i) pack.v[i] = from_float<T>(0.0f);
-    }
-    *reinterpret_cast<Pack<T, kChunk>*>(tile + row * kStride + col) = pack;
+    const bool valid = row < valid_rows && col < width;
+    copy_async_16(tile + row * (kDim + kRowPad) + col, valid ? source + row * row_stride + col : source, valid);
   }
 }
 
 template <typename T, int kDim>
 __global__ void __launch_bounds__(kWarps * 32)
     flash_attention_kernel(const __grid_constant__ AttentionParams p) {
-  using namespace nvcuda;
   using Layout = TileLayout<kDim>;
+  constexpr int kStride = Layout::kStride;
+  constexpr int kKeyTiles = kBlockKeys / 8;  // 8-key column tiles of the score fragment
   extern __shared__ __align__(16) unsigned char shared[];
   T* sQ = reinterpret_cast<T*>(shared);
-  T* sK = reinterpret_cast<T*>(shared + Layout::kQ);
-  T* sV = reinterpret_cast<T*>(shared + Layout::kQ + Layout::kK);
-  float* sS = reinterpret_cast<float*>(shared + Layout::kQ + Layout::kK + Layout::kV);
-  T* sP = reinterpret_cast<T*>(shared + Layout::kQ + Layout::kK + Layout::kV + Layout::kS);
-  float* sO = reinterpret_cast<float*>(shared + Layout::kQ + Layout::kK + Layout::kV + Layout::kS + Layout::kP);
+  auto key_buffer = [&](int tile) { return reinterpret_cast<T*>(shared + Layout::kQ + (tile % 2) * 2 * Layout::kKeys); };
+  auto value_buffer = [&](int tile) {
+    return reinterpret_cast<T*>(shared + Layout::kQ + ((tile % 2) * 2 + 1) * Layout::kKeys);
+  };
 
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
+  const int group = lane / 4;  // this thread's fragment rows: group and group + 8
+  const int pair = lane % 4;   // and its column pair: 2 * pair, 2 * pair + 1 of each 8
   const int b = blockIdx.z;
   const int h = blockIdx.y;
   const int row0 = blockIdx.x * kBlockRows;
+  const int warp_row = warp * kRowsPerWarp;
   const T* q = static_cast<const T*>(p.q) + b * p.q_strides[0] + h * p.q_strides[1];
   const T* k = static_cast<const T*>(p.k) + b * p.k_strides[0] + h * p.k_strides[1];
   const T* v = static_cast<const T*>(p.v) + b * p.v_strides[0] + h * p.v_strides[1];
   const T* mask = p.mask ? static_cast<const T*>(p.mask) + b * p.mask_strides[0] + h * p.mask_strides[1] : nullptr;
+  const int tiles = (p.key_length + kBlockKeys - 1) / kBlockKeys;
+  const int queries[2] = {row0 + warp_row + group, row0 + warp_row + group + 8};
 
-  load_tile<T, kDim>(sQ, q + row0 * p.q_strides[2], p.q_strides[2], kBlockRows, p.query_length - row0, p.head_dim);
-  for (int i = threadIdx.x; i < kBlockRows * Layout::kOutStride; i += blockDim.x) sO[i] = 0.0f;
+  auto fetch_keys = [&](int tile) {
+    const int key0 = tile * kBlockKeys;
+    load_tile_async<T, kDim>(key_buffer(tile), k + key0 * p.k_strides[2], p.k_strides[2], kBlockKeys,
+                             p.key_length - key0, p.head_dim);
+    load_tile_async<T, kDim>(value_buffer(tile), v + key0 * p.v_strides[2], p.v_strides[2], kBlockKeys,
+                             p.key_length - key0, p.value_dim);
+  };
+  load_tile_async<T, kDim>(sQ, q + row0 * p.q_strides[2], p.q_strides[2], kBlockRows, p.query_length - row0,
+                           p.head_dim);
+  fetch_keys(0);
+  commit_copies();
 
-  const int warp_row = warp * kRowsPerWarp;
-  float* warp_scores = sS + warp_row * Layout::kScoreStride;
-  T* warp_probs = sP + warp_row * Layout::kProbStride;
-  float* warp_out = sO + warp_row * Layout::kOutStride;
-  const int my_row = lane >> 1;  // this lane's row within the warp's 16, and which half of it
-  const int half = lane & 1;
-  const int query = row0 + warp_row + my_row;
-  float row_max = -INFINITY, row_sum = 0.0f;
-
-  __syncthreads();  // the Q tile is loaded
-  wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> q_fragments[kDim / 16];
+  uint32_t q_fragments[kDim / 16][4];
+  float out[kDim / 8][4];
 #pragma unroll
-  for (int kk = 0; kk < kDim / 16; ++kk) {
-    wmma::load_matrix_sync(q_fragments[kk], sQ + warp_row * Layout::kHalfStride + kk * 16, Layout::kHalfStride);
-  }
+  for (int j = 0; j < kDim / 8; ++j) out[j][0] = out[j][1] = out[j][2] = out[j][3] = 0.0f;
+  // Running max (log2 domain) and sum of the two rows.
+  float row_max[2] = {-INFINITY, -INFINITY};
+  float row_sum[2] = {0.0f, 0.0f};
+  const float scale = p.scale * kLog2e;
 
-  for (int key0 = 0; key0 < p.key_length; key0 += kBlockKeys) {
-    __syncthreads();  // the previous tile's K and V are no longer read
-    load_tile<T, kDim>(sK, k + key0 * p.k_strides[2], p.k_strides[2], kBlockKeys, p.key_length - key0, p.head_dim);
-    load_tile<T, kDim>(sV, v + key0 * p.v_strides[2], p.v_strides[2], kBlockKeys, p.key_length - key0, p.value_dim);
+  for (int tile = 0; tile < tiles; ++tile) {
+    if (tile + 1 < tiles) {  // the buffer it fills was last read before the previous barrier
+      fetch_keys(tile + 1);
+      commit_copies();
+      wait_copies<1>();
+    } else {
+      wait_copies<0>();
+    }
     __syncthreads();
-
-    // Scores: this warp's 16 rows of Q (fragments kept in registers) times the tile's 64 keys.
-#pragma unroll
-    for (int n = 0; n < kBlockKeys / 16; ++n) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-      wmma::fill_fragment(acc, 0.0f);
+    if (tile == 0) {
 #pragma unroll
       for (int kk = 0; kk < kDim / 16; ++kk) {
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> bt;
-        wmma::load_matrix_sync(bt, sK + n * 16 * Layout::kHalfStride + kk * 16, Layout::kHalfStride);
-        wmma::mma_sync(acc, q_fragments[kk], bt, acc);
+        load_matrices(q_fragments[kk], sQ + (warp_row + lane % 16) * kStride + kk * 16 + (lane / 16) * 8);
       }
-      wmma::store_matrix_sync(warp_scores + n * 16, acc, Layout::kScoreStride, wmma::mem_row_major);
     }
-    __syncwarp();
+    const T* keys = key_buffer(tile);
+    const T* values = value_buffer(tile);
 
-    // Online softmax over the tile: a pair of lanes owns each of the warp's 16 rows, 32 keys per
-    // lane, so the row statistics need one shuffle and the mask loads are independent.
-    {
-      const int key_base = key0 + half * 32;
-      const float* scores_row = warp_scores + my_row * Layout::kScoreStride + half * 32;
-      float s[32];
+    // Scores of this warp's 16 rows against the tile's 64 keys.
+    float s[kKeyTiles][4];
 #pragma unroll
-      for (int j = 0; j < 32; j += 4) {
-        const float4 v = *reinterpret_cast<const float4*>(scores_row + j);
-        s[j] = v.x * p.scale;
-        s[j + 1] = v.y * p.scale;
-        s[j + 2] = v.z * p.scale;
-        s[j + 3] = v.w * p.scale;
-      }
-      if (mask != nullptr && query < p.query_length) {
-        const T* mask_row = mask + query * p.mask_strides[2];
+    for (int n = 0; n < kKeyTiles; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
 #pragma unroll
-        for (int j = 0; j < 32; ++j) {
-          if (key_base + j < p.key_length) s[j] += to_float(mask_row[(key_base + j) * p.mask_strides[3]]);
-        }
-      }
-      float tile_max = -INFINITY;
+    for (int kk = 0; kk < kDim / 16; ++kk) {
+      if (kk * 16 >= p.head_dim) break;  // zero padding of a smaller head dim adds nothing
 #pragma unroll
-      for (int j = 0; j < 32; ++j) {
-        if (key_base + j >= p.key_length) s[j] = -INFINITY;
-        tile_max = fmaxf(tile_max, s[j]);
-      }
-      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
-      const float new_max = fmaxf(row_max, tile_max);
-      // Every key so far masked: nothing accumulated, probabilities 0 (the sum stays 0).
-      const bool empty = new_max == -INFINITY;
-      const float rescale = empty ? 1.0f : __expf(row_max - new_max);
-      float tile_sum = 0.0f;
-      T* probs_row = warp_probs + my_row * Layout::kProbStride + half * 32;
-#pragma unroll
-      for (int j = 0; j < 32; j += 8) {
-        Pack<T, 8> pack;
-#pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          // Rounded to the storage type before summing, so the sum matches the P that meets V.
-          pack.v[i] = from_float<T>(empty ? 0.0f : __expf(s[j + i] - new_max));
-          tile_sum += to_float(pack.v[i]);
-        }
-        *reinterpret_cast<Pack<T, 8>*>(probs_row + j) = pack;
-      }
-      tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, 1);
-      row_max = new_max;
-      row_sum = row_sum * rescale + tile_sum;
-      if (rescale != 1.0f) {  // the running max moved: shrink what was accumulated so far
-        float* out_row = warp_out + my_row * Layout::kOutStride + half * (kDim / 2);
-#pragma unroll
-        for (int c = 0; c < kDim / 2; ++c) out_row[c] *= rescale;
+      for (int n = 0; n < kKeyTiles; n += 2) {
+        uint32_t bk[4];  // B fragments (both k halves) of key tiles n and n + 1
+        load_matrices(bk, keys + (n * 8 + (lane / 16) * 8 + lane % 8) * kStride + kk * 16 + ((lane / 8) % 2) * 8);
+        mma_16x8x16<T>(s[n], q_fragments[kk], bk[0], bk[1]);
+        mma_16x8x16<T>(s[n + 1], q_fragments[kk], bk[2], bk[3]);
       }
     }
-    __syncwarp();
-    // P · V, with this warp's P fragments loaded once per tile.
-    wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> p_fragments[kBlockKeys / 16];
+
+    // Online softmax (log2 domain) on the fragments; a row's 4 threads are lanes 4g..4g+3.
+    const int key0 = tile * kBlockKeys;
+    float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int n = 0; n < kKeyTiles; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = e / 2;
+        const int key = key0 + n * 8 + pair * 2 + e % 2;
+        float x = s[n][e] * scale;
+        if (mask != nullptr && key < p.key_length && queries[r] < p.query_length) {
+          x += to_float(mask[queries[r] * p.mask_strides[2] + key * p.mask_strides[3]]) * kLog2e;
+        }
+        s[n][e] = key < p.key_length ? x : -INFINITY;
+        tile_max[r] = fmaxf(tile_max[r], s[n][e]);
+      }
+    }
+    float rescale[2];
+    bool empty[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+      const float new_max = fmaxf(row_max[r], tile_max[r]);
+      // Every key so far masked: nothing accumulated, probabilities 0 (the sum stays 0).
+      empty[r] = new_max == -INFINITY;
+      rescale[r] = empty[r] ? 1.0f : exp2f(row_max[r] - new_max);
+      row_max[r] = new_max;
+    }
+    // P, rounded to T, packed straight into A fragments: score tiles 2kk and 2kk + 1 make the
+    // 16 keys of step kk.
+    uint32_t p_fragments[kBlockKeys / 16][4];
+    float tile_sum[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int n = 0; n < kKeyTiles; ++n) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const float low = empty[r] ? 0.0f : exp2f(s[n][2 * r] - row_max[r]);
+        const float high = empty[r] ? 0.0f : exp2f(s[n][2 * r + 1] - row_max[r]);
+        float rounded;
+        p_fragments[n / 2][(n % 2) * 2 + r] = pack_pair<T>(low, high, &rounded);
+        tile_sum[r] += rounded;
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_sum[r] += __shfl_xor_sync(0xffffffffu, tile_sum[r], 1);
+      tile_sum[r] += __shfl_xor_sync(0xffffffffu, tile_sum[r], 2);
+      row_sum[r] = row_sum[r] * rescale[r] + tile_sum[r];
+    }
+#pragma unroll
+    for (int j = 0; j < kDim / 8; ++j) {
+      out[j][0] *= rescale[0];
+      out[j][1] *= rescale[0];
+      out[j][2] *= rescale[1];
+      out[j][3] *= rescale[1];
+    }
+
+    // out += P · V; V's B fragments come transposed out of its row-major tile.
 #pragma unroll
     for (int kk = 0; kk < kBlockKeys / 16; ++kk) {
-      wmma::load_matrix_sync(p_fragments[kk], warp_probs + kk * 16, Layout::kProbStride);
-    }
 #pragma unroll
-    for (int n = 0; n < kDim / 16; ++n) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-      wmma::load_matrix_sync(acc, warp_out + n * 16, Layout::kOutStride, wmma::mem_row_major);
-#pragma unroll
-      for (int kk = 0; kk < kBlockKeys / 16; ++kk) {
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> bv;
-        wmma::load_matrix_sync(bv, sV + kk * 16 * Layout::kHalfStride + n * 16, Layout::kHalfStride);
-        wmma::mma_sync(acc, p_fragments[kk], bv, acc);
+      for (int j = 0; j < kDim / 8; j += 2) {
+        if (j * 8 >= p.value_dim) break;
+        uint32_t bv[4];  // B fragments (both k halves) of value columns 8j.. and 8(j + 1)..
+        load_matrices_transposed(bv, values + (kk * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride + j * 8 +
+                                         (lane / 16) * 8);
+        mma_16x8x16<T>(out[j], p_fragments[kk], bv[0], bv[1]);
+        mma_16x8x16<T>(out[j + 1], p_fragments[kk], bv[2], bv[3]);
       }
-      wmma::store_matrix_sync(warp_out + n * 16, acc, Layout::kOutStride, wmma::mem_row_major);
     }
-    __syncwarp();
+    __syncthreads();  // every warp is done with this tile's buffers before they are refilled
   }
 
-  // Normalise and write this warp's rows (each lane its half of its row).
-  if (query < p.query_length) {
-    T* out = static_cast<T*>(p.out) + b * p.out_strides[0] + h * p.out_strides[1] + query * p.out_strides[2];
-    const float* out_row = warp_out + my_row * Layout::kOutStride;
-    const int half_width = p.value_dim / 2;
-    for (int c = half * half_width; c < (half + 1) * half_width; ++c) {
-      out[c * p.out_strides[3]] = from_float<T>(finish(out_row[c], row_sum, p.nan_to_zero));
+  // Normalise, stage this warp's rows in its own rows of the Q tile (its Q is in registers now)
+  // and store them as 16-byte chunks.
+  T* stage = sQ + warp_row * kStride;
+#pragma unroll
+  for (int j = 0; j < kDim / 8; ++j) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const uint32_t bits = pack_pair<T>(finish(out[j][2 * r], row_sum[r], p.nan_to_zero),
+                                         finish(out[j][2 * r + 1], row_sum[r], p.nan_to_zero));
+      *reinterpret_cast<uint32_t*>(stage + (group + 8 * r) * kStride + j * 8 + pair * 2) = bits;
+    }
+  }
+  __syncwarp();
+  T* out_base = static_cast<T*>(p.out) + b * p.out_strides[0] + h * p.out_strides[1];
+  constexpr int kChunksPerRow = kDim / 8;
+  for (int c = lane; c < kRowsPerWarp * kChunksPerRow; c += 32) {
+    const int row = c / kChunksPerRow;
+    const int col = (c % kChunksPerRow) * 8;
+    const int query = row0 + warp_row + row;
+    if (query < p.query_length && col < p.value_dim) {
+      *reinterpret_cast<Pack<T, 8>*>(out_base + query * p.out_strides[2] + col) =
+          *reinterpret_cast<const Pack<T, 8>*>(stage + row * kStride + col);
     }
   }
 }
@@ -310,8 +404,8 @@ void launch_attention(LaunchContext& ctx) {
   const AttentionParams params = make_params(ctx, g);
   // Activations sit at 256-byte and weights at 64-byte offsets, so this only fails for foreign
   // buffers.
-  if (!aligned16(params.q) || !aligned16(params.k) || !aligned16(params.v)) {
-    ctx.fail(ErrorCode::kInvalidArgument, "Q, K and V must be 16-byte aligned");
+  if (!aligned16(params.q) || !aligned16(params.k) || !aligned16(params.v) || !aligned16(params.out)) {
+    ctx.fail(ErrorCode::kInvalidArgument, "Q, K, V and the output must be 16-byte aligned");
   }
   const dim3 grid(static_cast<unsigned>((g.query_length + kBlockRows - 1) / kBlockRows), static_cast<unsigned>(g.heads),
                   static_cast<unsigned>(g.batch));
