@@ -22,6 +22,7 @@
 #include "passes/identity_elimination.hpp"
 #include "passes/layout_nhwc.hpp"
 #include "passes/precision_lowering.hpp"
+#include "passes/qkv_packing.hpp"
 #include "passes/residual_norm_fusion.hpp"
 #include "kiln/runtime.hpp"
 #include "passes/shape_inference.hpp"
@@ -76,6 +77,9 @@ void lower_for_cuda(ir::Graph& graph, const BuilderConfig& config, const Resolve
   if (config.precision == Precision::kTf32) allow_tf32(graph);
   // After lowering, so that fused ops carry one dtype; the CPU (the reference) keeps the plain ops.
   if (passes::fuse_attention(graph, /*tensor_core_shapes_only=*/true) > 0) passes::eliminate_dead_code(graph);
+  // Then one GEMM for each self-attention's Q, K and V projections (their biases, fused into the
+  // MatMuls by optimize_graph, become one bias in the merged GEMM's epilogue).
+  if (passes::pack_qkv_projections(graph) > 0) passes::eliminate_dead_code(graph);
   passes::fuse_residual_into_layer_norm(graph);
   if (passes::fuse_elementwise_chains(graph) > 0) passes::infer_shapes(graph);
 }

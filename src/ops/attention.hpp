@@ -1,12 +1,19 @@
 // FusedAttention (kiln extension, made by the builder's attention fusion for CUDA engines):
 //   out = P · V,  P = softmax_lastaxis(scale · Q · Kᵀ + mask),  with P's NaNs replaced by 0 when
 //   nan_to_zero is set (what an exported `Where(IsNaN(P), 0, P)` guard computes).
-// Inputs: Q, K, V, optional additive mask (input 3, broadcastable to [B, H, Sq, Sk], Q's dtype).
-// Every tensor is rank 4; attributes say how each is laid out so the fusion can absorb the
-// Transposes around attention:
-//   q_layout, k_layout, v_layout, out_layout: "BHSD" (default) or "BSHD";
-//   k_transposed (int, default 0): K is given as [B, H, D, Sk] (k_layout must then be "BHSD");
-//   scale (float, required), nan_to_zero (int, default 0).
+// Two forms, chosen by the attribute qkv_packed (int, default 0):
+//  - separate (qkv_packed 0): inputs Q, K, V, optional additive mask (input 3, broadcastable to
+//    [B, H, Sq, Sk], Q's dtype). Q, K and V are rank 4; attributes say how each is laid out so the
+//    fusion can absorb the Transposes around attention:
+//      q_layout, k_layout, v_layout: "BHSD" (default) or "BSHD";
+//      k_transposed (int, default 0): K is given as [B, H, D, Sk] (k_layout must then be "BHSD").
+//  - packed (qkv_packed 1, self-attention fed by one QKV projection GEMM): input 0 is QKV of shape
+//    [B, S, 3, H, D] (batch, sequence, which of q/k/v, head, feature; Q, K and V share S and D),
+//    inputs 1 and 2 are absent (ir::kNoValue, -1 in engines) and input 3 is the optional mask, so
+//    the node has 1 input, or 4 with a mask. q_layout, k_layout, v_layout must be left out and
+//    k_transposed must be 0: the layout is fixed.
+// Both forms: out_layout "BHSD" (default) or "BSHD", scale (float, required), nan_to_zero (int,
+// default 0). The op's arity is 1..4; the infer function checks which inputs the form needs.
 // The geometry below is shared by the infer function and every backend's kernel.
 #pragma once
 
@@ -14,12 +21,17 @@
 #include <string_view>
 
 #include "base/attributes.hpp"
+#include "base/error.hpp"
 #include "kiln/types.hpp"
 
 namespace kiln::ops {
 
 struct AttentionGeometry {
   int64_t batch = 0, heads = 0, query_length = 0, key_length = 0, head_dim = 0, value_dim = 0;
+  // Packed form: Q, K and V are all read from input 0, starting at element offsets q_offset,
+  // k_offset and v_offset (0, H*D and 2*H*D). Separate form: from inputs 0, 1, 2, offsets 0.
+  bool qkv_packed = false;
+  int64_t q_offset = 0, k_offset = 0, v_offset = 0;
   // Element strides along (batch, head, sequence, feature) of each tensor; K's "sequence" is the
   // key index and its "feature" the head dim whatever its layout. Mask strides are along
   // (batch, head, query, key), 0 where the mask broadcasts.
@@ -31,15 +43,34 @@ struct AttentionGeometry {
   Shape out_shape;
 };
 
-// Validates shapes and attributes and derives the geometry. `mask` is null without a mask.
+// Validates shapes and attributes and derives the geometry. `k`, `v` and `mask` are null where
+// the node leaves that input out (K and V: the packed form, where `q` is the QKV tensor).
 // Throws kiln::Error(kInvalidArgument) "<label>: <problem>" naming the tensor and the expected vs
 // actual shape or attribute.
-AttentionGeometry resolve_attention(std::string_view label, const AttributeMap& attrs, const Shape& q,
-                                    const Shape& k, const Shape& v, const Shape* mask);
+AttentionGeometry resolve_attention(std::string_view label, const AttributeMap& attrs,
+                                    const Shape& q, const Shape* k, const Shape* v,
+                                    const Shape* mask);
+// The separate form's shorthand: K and V present.
+AttentionGeometry resolve_attention(std::string_view label, const AttributeMap& attrs,
+                                    const Shape& q, const Shape& k, const Shape& v,
+                                    const Shape* mask);
+
+// resolve_attention on a kernel's context (cpu::KernelContext or cuda::LaunchContext: `attrs` and
+// `inputs` views); inputs past the end or not present() are passed as absent.
+template <typename KernelContext>
+AttentionGeometry resolve_attention_inputs(std::string_view label, const KernelContext& ctx) {
+  const auto shape = [&](size_t i) -> const Shape* {
+    return i < ctx.inputs.size() && ctx.inputs[i].present() ? &ctx.inputs[i].shape : nullptr;
+  };
+  const Shape* q = shape(0);
+  if (q == nullptr) fail(ErrorCode::kInvalidArgument, label, ": input 0 (Q or QKV) is missing");
+  return resolve_attention(label, ctx.attrs, *q, shape(1), shape(2), shape(3));
+}
 
 // Whether CUDA's tensor-core kernel runs `geometry` in `dtype`: float16 or bfloat16, head dims
 // multiples of 16 up to 128, each tensor's feature dim contiguous (K not given transposed) and its
-// other strides multiples of 8 elements (16-byte rows). The builder fuses only such attention.
+// other strides and its offset multiples of 8 elements (16-byte rows). The builder fuses only
+// such attention.
 bool attention_fits_tensor_cores(DType dtype, const AttentionGeometry& geometry);
 
 }  // namespace kiln::ops

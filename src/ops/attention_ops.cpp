@@ -1,4 +1,5 @@
 // FusedAttention's geometry and infer function (see ops/attention.hpp for its contract).
+#include <algorithm>
 #include <string>
 
 #include "base/error.hpp"
@@ -14,17 +15,21 @@ Layout layout_attribute(std::string_view label, const AttributeMap& attrs, const
   const std::string value = attrs.get_string_or(name, "BHSD");
   if (value == "BHSD") return Layout::kBHSD;
   if (value == "BSHD") return Layout::kBSHD;
-  fail(ErrorCode::kInvalidArgument, label, ": attribute '", name, "' must be \"BHSD\" or \"BSHD\", got \"", value,
-       "\"");
+  fail(ErrorCode::kInvalidArgument, label, ": attribute '", name,
+       "' must be \"BHSD\" or \"BSHD\", got \"", value, "\"");
 }
 
 // Logical (batch, head, sequence, feature) dims of a rank-4 tensor in `layout`.
-void logical_dims(std::string_view label, const char* tensor, const Shape& shape, Layout layout, int64_t (&dims)[4]) {
+void logical_dims(std::string_view label, const char* tensor, const Shape& shape, Layout layout,
+                  int64_t (&dims)[4]) {
   if (shape.size() != 4) {
-    fail(ErrorCode::kInvalidArgument, label, ": ", tensor, " must have rank 4, got ", shape_to_string(shape));
+    fail(ErrorCode::kInvalidArgument, label, ": ", tensor, " must have rank 4, got ",
+         shape_to_string(shape));
   }
   for (int64_t dim : shape) {
-    if (dim == kDynamicDim) fail(ErrorCode::kInvalidArgument, label, ": ", tensor, " needs a static shape, got ", shape_to_string(shape));
+    if (dim == kDynamicDim)
+      fail(ErrorCode::kInvalidArgument, label, ": ", tensor, " needs a static shape, got ",
+           shape_to_string(shape));
   }
   if (layout == Layout::kBHSD) {
     for (int i = 0; i < 4; ++i) dims[i] = shape[static_cast<size_t>(i)];
@@ -54,38 +59,65 @@ void strides_of(const int64_t (&dims)[4], Layout layout, int64_t (&strides)[4]) 
 void infer_attention(InferContext& ctx) {
   const std::string label = "node '" + std::string(ctx.node_name()) + "' (FusedAttention)";
   const DType dtype = ctx.input(0).dtype;
+  const bool packed = ctx.attrs().get_int_or("qkv_packed", 0) != 0;
+  const char* first = packed ? "QKV" : "Q";
   if (dtype != DType::kFloat32 && dtype != DType::kFloat16 && dtype != DType::kBFloat16) {
-    ctx.fail("Q has dtype ", dtype_name(dtype), ", expected float32, float16 or bfloat16");
+    ctx.fail(first, " has dtype ", dtype_name(dtype), ", expected float32, float16 or bfloat16");
   }
   for (size_t i = 1; i < 4; ++i) {
     if (ctx.has_input(i) && ctx.input(i).dtype != dtype) {
-      ctx.fail("input ", i, " has dtype ", dtype_name(ctx.input(i).dtype), " but Q has ", dtype_name(dtype));
+      ctx.fail("input ", i, " has dtype ", dtype_name(ctx.input(i).dtype), " but ", first, " has ",
+               dtype_name(dtype));
     }
   }
+  const auto shape = [&](size_t i) { return ctx.has_input(i) ? &ctx.input(i).shape : nullptr; };
   const AttentionGeometry geometry =
-      resolve_attention(label, ctx.attrs(), ctx.input(0).shape, ctx.input(1).shape, ctx.input(2).shape,
-                        ctx.has_input(3) ? &ctx.input(3).shape : nullptr);
+      resolve_attention(label, ctx.attrs(), ctx.input(0).shape, shape(1), shape(2), shape(3));
   ctx.output(0).dtype = dtype;
   ctx.output(0).shape = geometry.out_shape;
 }
 
-}  // namespace
+// The packed form: QKV [B, S, 3, H, D]; Q, K and V are its slices along dim 2.
+void resolve_packed(std::string_view label, const AttributeMap& attrs, const Shape& qkv,
+                    AttentionGeometry& g) {
+  for (const char* name : {"q_layout", "k_layout", "v_layout"}) {
+    if (attrs.has(name)) {
+      fail(ErrorCode::kInvalidArgument, label, ": attribute '", name,
+           "' does not apply with qkv_packed = 1 (QKV's layout is fixed as [B, S, 3, H, D])");
+    }
+  }
+  if (attrs.get_int_or("k_transposed", 0) != 0) {
+    fail(ErrorCode::kInvalidArgument, label, ": k_transposed must be 0 with qkv_packed = 1");
+  }
+  const bool static_shape =
+      std::none_of(qkv.begin(), qkv.end(), [](int64_t d) { return d == kDynamicDim; });
+  if (qkv.size() != 5 || !static_shape || qkv[2] != 3) {
+    fail(ErrorCode::kInvalidArgument, label,
+         ": QKV (input 0) must have a static shape [B, S, 3, H, D] with ", "qkv_packed = 1, got ",
+         shape_to_string(qkv));
+  }
+  g.qkv_packed = true;
+  g.batch = qkv[0];
+  g.query_length = g.key_length = qkv[1];
+  g.heads = qkv[3];
+  g.head_dim = g.value_dim = qkv[4];
+  const int64_t row = 3 * g.heads * g.head_dim;  // one sequence position: q, k and v of every head
+  const int64_t strides[4] = {g.query_length * row, g.head_dim, row, 1};
+  for (int i = 0; i < 4; ++i) g.q_strides[i] = g.k_strides[i] = g.v_strides[i] = strides[i];
+  g.q_offset = 0;
+  g.k_offset = g.heads * g.head_dim;
+  g.v_offset = 2 * g.heads * g.head_dim;
+}
 
-AttentionGeometry resolve_attention(std::string_view label, const AttributeMap& attrs, const Shape& q, const Shape& k,
-                                    const Shape& v, const Shape* mask) {
-  AttentionGeometry g;
+void resolve_separate(std::string_view label, const AttributeMap& attrs, const Shape& q,
+                      const Shape& k, const Shape& v, AttentionGeometry& g) {
   const Layout q_layout = layout_attribute(label, attrs, "q_layout");
   const Layout k_layout = layout_attribute(label, attrs, "k_layout");
   const Layout v_layout = layout_attribute(label, attrs, "v_layout");
-  const Layout out_layout = layout_attribute(label, attrs, "out_layout");
   const bool k_transposed = attrs.get_int_or("k_transposed", 0) != 0;
   if (k_transposed && k_layout != Layout::kBHSD) {
     fail(ErrorCode::kInvalidArgument, label, ": k_transposed needs k_layout \"BHSD\"");
   }
-  if (!attrs.has("scale")) fail(ErrorCode::kInvalidArgument, label, ": attribute 'scale' is required");
-  g.scale = attrs.get_float("scale");
-  g.nan_to_zero = attrs.get_int_or("nan_to_zero", 0) != 0;
-
   int64_t qd[4], kd[4], vd[4];
   logical_dims(label, "Q", q, q_layout, qd);
   logical_dims(label, "K", k, k_layout, kd);
@@ -108,11 +140,47 @@ AttentionGeometry resolve_attention(std::string_view label, const AttributeMap& 
   g.key_length = kd[2];
   g.value_dim = vd[3];
   const auto mismatch = [&](const char* what, const Shape& shape) {
-    fail(ErrorCode::kInvalidArgument, label, ": ", what, " ", shape_to_string(shape), " does not match Q ",
-         shape_to_string(q));
+    fail(ErrorCode::kInvalidArgument, label, ": ", what, " ", shape_to_string(shape),
+         " does not match Q ", shape_to_string(q));
   };
   if (kd[0] != g.batch || kd[1] != g.heads || kd[3] != g.head_dim) mismatch("K", k);
   if (vd[0] != g.batch || vd[1] != g.heads || vd[2] != g.key_length) mismatch("V", v);
+}
+
+}  // namespace
+
+AttentionGeometry resolve_attention(std::string_view label, const AttributeMap& attrs,
+                                    const Shape& q, const Shape& k, const Shape& v,
+                                    const Shape* mask) {
+  return resolve_attention(label, attrs, q, &k, &v, mask);
+}
+
+AttentionGeometry resolve_attention(std::string_view label, const AttributeMap& attrs,
+                                    const Shape& q, const Shape* k, const Shape* v,
+                                    const Shape* mask) {
+  AttentionGeometry g;
+  if (!attrs.has("scale"))
+    fail(ErrorCode::kInvalidArgument, label, ": attribute 'scale' is required");
+  g.scale = attrs.get_float("scale");
+  g.nan_to_zero = attrs.get_int_or("nan_to_zero", 0) != 0;
+  const Layout out_layout = layout_attribute(label, attrs, "out_layout");
+  if (attrs.get_int_or("qkv_packed", 0) != 0) {
+    if (k != nullptr || v != nullptr) {
+      fail(ErrorCode::kInvalidArgument, label,
+           ": with qkv_packed = 1 inputs 1 and 2 (K, V) must be absent, ",
+           "Q, K and V are read from input 0; got ",
+           k != nullptr ? "K " + shape_to_string(*k) : std::string(),
+           k != nullptr && v != nullptr ? " and " : "",
+           v != nullptr ? "V " + shape_to_string(*v) : std::string());
+    }
+    resolve_packed(label, attrs, q, g);
+  } else {
+    if (k == nullptr || v == nullptr) {
+      fail(ErrorCode::kInvalidArgument, label, ": input ", k == nullptr ? "1 (K)" : "2 (V)",
+           " is missing (only the qkv_packed = 1 form leaves K and V out)");
+    }
+    resolve_separate(label, attrs, q, *k, *v, g);
+  }
 
   const int64_t out_dims[4] = {g.batch, g.heads, g.query_length, g.value_dim};
   strides_of(out_dims, out_layout, g.out_strides);
@@ -145,15 +213,19 @@ AttentionGeometry resolve_attention(std::string_view label, const AttributeMap& 
 
 bool attention_fits_tensor_cores(DType dtype, const AttentionGeometry& g) {
   if (dtype != DType::kFloat16 && dtype != DType::kBFloat16) return false;
-  if (g.head_dim % 16 != 0 || g.value_dim % 16 != 0 || g.head_dim > 128 || g.value_dim > 128) return false;
+  if (g.head_dim % 16 != 0 || g.value_dim % 16 != 0 || g.head_dim > 128 || g.value_dim > 128)
+    return false;
   for (const int64_t* strides : {g.q_strides, g.k_strides, g.v_strides}) {
-    if (strides[3] != 1 || strides[2] % 8 != 0 || strides[1] % 8 != 0 || strides[0] % 8 != 0) return false;
+    if (strides[3] != 1 || strides[2] % 8 != 0 || strides[1] % 8 != 0 || strides[0] % 8 != 0)
+      return false;
   }
-  return true;
+  return g.q_offset % 8 == 0 && g.k_offset % 8 == 0 && g.v_offset % 8 == 0;
 }
 
 void register_attention_ops(OpRegistry& registry) {
-  registry.add(OpDef{"FusedAttention", 3, 4, 1, 1, {}, &infer_attention});
+  // Inputs 1 and 2 are optional in the registry because the packed form leaves them out; the
+  // infer function checks that each form has the inputs it needs.
+  registry.add(OpDef{"FusedAttention", 1, 4, 1, 1, {}, &infer_attention});
 }
 
 }  // namespace kiln::ops

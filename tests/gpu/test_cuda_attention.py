@@ -141,3 +141,91 @@ def test_float32_engine_keeps_unfused_attention(tmp_path):
     want = kiln.Engine(kiln.build_onnx(model, target="cpu")).run(feeds)["y"]
     got = kiln.Engine(engine_bytes).run(feeds)["y"]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def _bert_layers_model(batch, seq, heads, dim, layers, seed=5):
+    """BERT-like self-attention stack on x [B,S,E] (E = H*D): per layer three MatMul+Add
+    projections of the same hidden state, each reshaped to heads and transposed, the exported
+    attention chain, and an output projection (MatMul+Add) feeding the next layer."""
+    rng = np.random.default_rng(seed)
+    width = heads * dim
+    inits, nodes = [], []
+
+    def const(name, array):
+        inits.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def node(op, inputs, out, **attrs):
+        nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
+        return out
+
+    def linear(prefix, x):
+        w = const(f"{prefix}_w", (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32))
+        b = const(f"{prefix}_b", (0.1 * rng.standard_normal(width)).astype(np.float32))
+        return node("Add", [node("MatMul", [x, w], f"{prefix}_mm"), b], f"{prefix}_out")
+
+    heads_shape = const("heads_shape", np.array([batch, seq, heads, dim], np.int64))
+    flat_shape = const("flat_shape", np.array([batch * heads, seq, dim], np.int64))
+    back_shape = const("back_shape", np.array([batch, heads, dim, seq], np.int64))
+    out_shape = const("out_shape", np.array([batch, seq, width], np.int64))
+    scale = const("scale", np.array(float(dim) ** -0.25, np.float32))
+    zero = const("zero", np.array(0.0, np.float32))
+    x = "x"
+    for layer in range(layers):
+        p = f"l{layer}"
+        q, k, v = (node("Transpose", [node("Reshape", [linear(f"{p}_{t}", x), heads_shape], f"{p}_{t}4")],
+                        f"{p}_{t}t", perm=[0, 2, 1, 3]) for t in "qkv")
+        flat = node("Reshape", [k, flat_shape], f"{p}_kflat")
+        key_t = node("Reshape", [node("Transpose", [flat], f"{p}_kswap", perm=[0, 2, 1]), back_shape], f"{p}_key_t")
+        scores = node("MatMul", [node("Mul", [q, scale], f"{p}_qs"), node("Mul", [key_t, scale], f"{p}_ks")],
+                      f"{p}_scores")
+        probs = node("Softmax", [node("Add", [scores, "mask"], f"{p}_masked")], f"{p}_probs", axis=-1)
+        guarded = node("Where", [node("IsNaN", [probs], f"{p}_nan"), zero, probs], f"{p}_guarded")
+        context = node("Transpose", [node("MatMul", [guarded, v], f"{p}_context")], f"{p}_context_t",
+                       perm=[0, 2, 1, 3])
+        x = linear(f"{p}_o", node("Reshape", [context, out_shape], f"{p}_merged"))
+    y = node("Identity", [x], "y")
+    inputs = [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, seq, width]),
+        helper.make_tensor_value_info("mask", TensorProto.FLOAT, [batch, 1, 1, seq]),
+    ]
+    outputs = [helper.make_tensor_value_info(y, TensorProto.FLOAT, None)]
+    graph = helper.make_graph(nodes, "bert_layers", inputs, outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]).SerializeToString()
+
+
+@pytest.mark.parametrize("precision,tolerance", [("fp16", 2e-2), ("bf16", 6e-2)])
+def test_qkv_projections_packed_into_one_gemm(precision, tolerance, tmp_path):
+    # QkvPacking: each layer's Q, K and V projections become one MatMul [E, 3E] with its bias in
+    # the GEMM epilogue, and FusedAttention reads its [B, S, 3, H, D] output in place.
+    batch, seq, heads, dim, layers = 2, 128, 12, 64, 2
+    width = heads * dim
+    model = _bert_layers_model(batch, seq, heads, dim, layers)
+    rng = np.random.default_rng(7)
+    mask = np.zeros((batch, 1, 1, seq), np.float32)
+    mask[0, ..., seq - seq // 4:] = -np.inf  # padding of batch 0's last quarter
+    feeds = {"x": rng.standard_normal((batch, seq, width)).astype(np.float32), "mask": mask}
+    want = kiln.Engine(kiln.build_onnx(model, target="cpu")).run(feeds)["y"].astype(np.float64)
+    engine_bytes = kiln.build_onnx(model, target="cuda", precision=precision)
+    layer_list = _layers(engine_bytes, tmp_path)
+    ops = [layer["op"] for layer in layer_list]
+    assert ops.count("FusedAttention") == layers, ops
+    assert ops.count("MatMul") == 2 * layers, ops  # QKV and the output projection per layer
+    for gone in ("Add", "Softmax", "Where"):
+        assert gone not in ops, ops  # biases live in the GEMM epilogues
+    qkv_gemms = [layer for layer in layer_list
+                 if layer["op"] == "MatMul" and layer["inputs"][1]["shape"] == [width, 3 * width]]
+    assert len(qkv_gemms) == layers, [layer["inputs"] for layer in layer_list if layer["op"] == "MatMul"]
+    for gemm in qkv_gemms:
+        assert len(gemm["inputs"]) == 3 and gemm["inputs"][2]["shape"] == [3 * width], gemm["inputs"]
+    for attention in (layer for layer in layer_list if layer["op"] == "FusedAttention"):
+        assert attention["attributes"].get("qkv_packed") == 1, attention["attributes"]
+        assert attention["inputs"][0]["shape"] == [batch, seq, 3, heads, dim], attention["inputs"]
+        assert attention["inputs"][1] is None and attention["inputs"][2] is None, attention["inputs"]
+        assert attention["inputs"][3]["shape"] == [batch, 1, 1, seq], attention["inputs"]
+    got = kiln.Engine(engine_bytes).run(feeds)["y"].astype(np.float64)
+    assert got.shape == want.shape == (batch, seq, width)
+    assert np.isfinite(got).all()
+    scale = max(1.0, float(np.abs(want).max()))
+    err = float(np.abs(got - want).max())
+    assert err <= tolerance * scale, f"{precision}: max abs error {err} (scale {scale})"

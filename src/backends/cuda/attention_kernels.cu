@@ -34,9 +34,14 @@ struct AttentionParams {
 
 AttentionParams make_params(const LaunchContext& ctx, const ops::AttentionGeometry& g) {
   AttentionParams p{};
-  p.q = ctx.inputs[0].data;
-  p.k = ctx.inputs[1].data;
-  p.v = ctx.inputs[2].data;
+  // The packed form reads Q, K and V from input 0, each at its own element offset.
+  const auto start = [&](size_t input, int64_t offset) -> const void* {
+    const TensorView& view = ctx.inputs[input];
+    return static_cast<const char*>(view.data) + offset * static_cast<int64_t>(dtype_size(view.dtype));
+  };
+  p.q = start(0, g.q_offset);
+  p.k = start(g.qkv_packed ? 0 : 1, g.k_offset);
+  p.v = start(g.qkv_packed ? 0 : 2, g.v_offset);
   p.mask = ctx.has_input(3) ? ctx.inputs[3].data : nullptr;
   p.out = ctx.outputs[0].data;
   for (int i = 0; i < 4; ++i) {
@@ -384,8 +389,7 @@ std::unique_ptr<LayerState> prepare_attention(LaunchContext& ctx, size_t* worksp
   auto state = std::make_unique<AttentionState>();
   const std::string label = "node '" + std::string(ctx.node_name) + "' (FusedAttention) on cuda";
   const ops::AttentionGeometry& g = state->geometry =
-      ops::resolve_attention(label, ctx.attrs, ctx.inputs[0].shape, ctx.inputs[1].shape, ctx.inputs[2].shape,
-                             ctx.has_input(3) ? &ctx.inputs[3].shape : nullptr);
+      ops::resolve_attention_inputs(label, ctx);
   if (!ops::attention_fits_tensor_cores(ctx.outputs[0].dtype, g)) {
     ctx.fail(ErrorCode::kUnsupported, "the CUDA kernel needs float16/bfloat16, head dims multiples of 16 up to 128 ",
              "and K not transposed; got ", dtype_name(ctx.outputs[0].dtype), ", head dim ", g.head_dim,
