@@ -41,6 +41,12 @@ bool read_once(const ir::Graph& graph, ValueId id) {
   return !is_graph_output(graph, id) && graph.use_count(id) == 1;
 }
 
+// Entry i of a constant int32/int64 shape tensor. (Read in place: copying the tensor's shape into
+// a TensorView here trips GCC 13's -Warray-bounds at -O3.)
+int64_t shape_entry(const HostTensor& shape, size_t i) {
+  return shape.dtype == DType::kInt64 ? shape.data<int64_t>()[i] : shape.data<int32_t>()[i];
+}
+
 // Whether the Reshape from `product` [B, S, N] to `heads` [B, S, H, D] keeps dims 0 and 1: both
 // static and equal, or copied by a 0 in its constant shape (allowzero off).
 bool keeps_leading_dims(const ir::Graph& graph, const ir::Node& reshape, const Shape& product,
@@ -52,7 +58,7 @@ bool keeps_leading_dims(const ir::Graph& graph, const ir::Node& reshape, const S
     if (allowzero || !graph.is_constant(target)) return false;
     const HostTensor& shape = *graph.value(target).constant;
     if ((shape.dtype != DType::kInt64 && shape.dtype != DType::kInt32) || shape.shape.size() != 1 ||
-        shape.shape[0] != 4 || read_index(view_of(shape), static_cast<int64_t>(i)) != 0) {
+        shape.shape[0] != 4 || shape_entry(shape, i) != 0) {
       return false;
     }
   }
