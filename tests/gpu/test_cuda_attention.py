@@ -7,19 +7,14 @@ rows whose keys are all masked included (they come out as zeros, as the guard ma
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import kiln
+from engine_layers import engine_layers
 
-REPO = Path(__file__).resolve().parents[2]
-KILN_CLI = Path(os.environ.get("KILN_BUILD_DIR", REPO / "build")) / "bin" / "kiln"
 OPSET = 20
 
 
@@ -100,14 +95,6 @@ CASES = {
 }
 
 
-def _layers(engine_bytes: bytes, tmp_path: Path) -> list[dict]:
-    path = tmp_path / "engine.kiln"
-    path.write_bytes(engine_bytes)
-    assert KILN_CLI.is_file(), f"{KILN_CLI} not built (set KILN_BUILD_DIR)"
-    out = subprocess.run([str(KILN_CLI), "inspect", "--json", str(path)], check=True,
-                         capture_output=True, text=True).stdout
-    return json.loads(out)["layers"]
-
 
 @pytest.mark.parametrize("precision,tolerance", [("fp16", 2e-2), ("bf16", 6e-2)])
 @pytest.mark.parametrize("name", list(CASES))
@@ -117,7 +104,7 @@ def test_fused_attention_matches_cpu(name, precision, tolerance, tmp_path):
     feeds = _feeds(batch, seq_q, seq_k, heads, dim, value_dim, mask_shape)
     want = kiln.Engine(kiln.build_onnx(model, target="cpu")).run(feeds)["y"].astype(np.float64)
     engine_bytes = kiln.build_onnx(model, target="cuda", precision=precision)
-    ops = [layer["op"] for layer in _layers(engine_bytes, tmp_path)]
+    ops = [layer["op"] for layer in engine_layers(engine_bytes, tmp_path)]
     assert ops.count("FusedAttention") == 1, ops
     for gone in ("Softmax", "IsNaN", "Where"):
         assert gone not in ops, ops
@@ -137,7 +124,7 @@ def test_float32_engine_keeps_unfused_attention(tmp_path):
     model = _attention_model(batch, seq_q, seq_k, heads, dim, value_dim, mask_shape, spelled)
     feeds = _feeds(batch, seq_q, seq_k, heads, dim, value_dim, mask_shape)
     engine_bytes = kiln.build_onnx(model, target="cuda")
-    assert "FusedAttention" not in [layer["op"] for layer in _layers(engine_bytes, tmp_path)]
+    assert "FusedAttention" not in [layer["op"] for layer in engine_layers(engine_bytes, tmp_path)]
     want = kiln.Engine(kiln.build_onnx(model, target="cpu")).run(feeds)["y"]
     got = kiln.Engine(engine_bytes).run(feeds)["y"]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
@@ -207,7 +194,7 @@ def test_qkv_projections_packed_into_one_gemm(precision, tolerance, tmp_path):
     feeds = {"x": rng.standard_normal((batch, seq, width)).astype(np.float32), "mask": mask}
     want = kiln.Engine(kiln.build_onnx(model, target="cpu")).run(feeds)["y"].astype(np.float64)
     engine_bytes = kiln.build_onnx(model, target="cuda", precision=precision)
-    layer_list = _layers(engine_bytes, tmp_path)
+    layer_list = engine_layers(engine_bytes, tmp_path)
     ops = [layer["op"] for layer in layer_list]
     assert ops.count("FusedAttention") == layers, ops
     assert ops.count("MatMul") == 2 * layers, ops  # QKV and the output projection per layer

@@ -9,9 +9,8 @@ precision="fp16" engines max |cuda - cpu| <= 2e-2 * max(1, max |cpu|)."""
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 import kiln
 

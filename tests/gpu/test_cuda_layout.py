@@ -9,21 +9,16 @@ fan-in so activations stay near unit scale through the network."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import kiln
+from engine_layers import engine_layers
 
 OPSET = 18
 TOLERANCE = {"fp16": 2e-2, "bf16": 6e-2}
-REPO = Path(__file__).resolve().parents[2]
-KILN_CLI = Path(os.environ.get("KILN_BUILD_DIR", REPO / "build")) / "bin" / "kiln"
 
 
 class _Net:
@@ -143,14 +138,6 @@ MODELS = {
 }
 
 
-def _layers(engine_bytes: bytes, tmp_path: Path) -> list[dict]:
-    path = tmp_path / "engine.kiln"
-    path.write_bytes(engine_bytes)
-    assert KILN_CLI.is_file(), f"{KILN_CLI} not built (set KILN_BUILD_DIR)"
-    out = subprocess.run([str(KILN_CLI), "inspect", "--json", str(path)], check=True,
-                         capture_output=True, text=True).stdout
-    return json.loads(out)["layers"]
-
 
 def _compare(got: dict, want: dict, precision: str) -> None:
     assert list(got) == list(want)
@@ -182,7 +169,7 @@ def test_nhwc_region_matches_cpu(name, precision, tmp_path):
     cpu_engine = kiln.Engine(kiln.build_onnx(model, target="cpu"))
     _compare(engine.run(feeds), cpu_engine.run(feeds), precision)
 
-    layers = _layers(engine_bytes, tmp_path)
+    layers = engine_layers(engine_bytes, tmp_path)
     conv_layers = [layer for layer in layers if layer["op"] == "Conv"]
     assert len(conv_layers) == convs
     for layer in conv_layers:
@@ -196,10 +183,25 @@ def test_nhwc_region_matches_cpu(name, precision, tmp_path):
 def test_float32_engine_stays_nchw(tmp_path):
     net, outputs, convs, _ = _residual()
     engine_bytes = kiln.build_onnx(net.model(outputs), target="cuda")
-    layers = _layers(engine_bytes, tmp_path)
+    layers = engine_layers(engine_bytes, tmp_path)
     assert sum(layer["op"] == "Conv" for layer in layers) == convs
     assert not any("kiln_layout" in layer["attributes"] for layer in layers)
     assert not any(layer["op"] == "Transpose" for layer in layers)
+
+
+def test_conv_layout_override(tmp_path, monkeypatch):
+    # KILN_CONV_LAYOUT=nchw keeps fp16 convolutions NCHW (for comparing the two); any other value
+    # is an error that names the variable and the value.
+    net, outputs, convs, _ = _residual()
+    model = net.model(outputs)
+    monkeypatch.setenv("KILN_CONV_LAYOUT", "nchw")
+    layers = engine_layers(kiln.build_onnx(model, target="cuda", precision="fp16"), tmp_path)
+    assert sum(layer["op"] == "Conv" for layer in layers) == convs
+    assert not any("kiln_layout" in layer["attributes"] for layer in layers)
+    monkeypatch.setenv("KILN_CONV_LAYOUT", "NHCW")
+    with pytest.raises(kiln.InvalidArgumentError,
+                       match="KILN_CONV_LAYOUT must be 'nchw' or 'nhwc', got 'NHCW'"):
+        kiln.build_onnx(model, target="cuda", precision="fp16")
 
 
 def test_single_conv_stays_nchw(tmp_path):
@@ -210,7 +212,7 @@ def test_single_conv_stays_nchw(tmp_path):
     tokens = n.op("Reshape", patches, n.const([2, 16, 16], np.int64))
     model = n.model([tokens])
     engine_bytes = kiln.build_onnx(model, target="cuda", precision="fp16")
-    layers = _layers(engine_bytes, tmp_path)
+    layers = engine_layers(engine_bytes, tmp_path)
     assert not any("kiln_layout" in layer["attributes"] for layer in layers)
     assert not any(layer["op"] == "Transpose" for layer in layers)
     cpu = kiln.Engine(kiln.build_onnx(model, target="cpu")).run(n.feeds)
@@ -309,7 +311,7 @@ def test_real_backbones_are_one_region(name, convs, pools, tmp_path):
     # NHWC region, entered once after the input's cast and left once before the classifier.
     from gpu_models import onnx_path
 
-    layers = _layers(kiln.build_onnx(str(onnx_path(name, 1)), target="cuda", precision="fp16"),
+    layers = engine_layers(kiln.build_onnx(str(onnx_path(name, 1)), target="cuda", precision="fp16"),
                      tmp_path)
     conv_layers = [layer for layer in layers if layer["op"] == "Conv"]
     assert len(conv_layers) == convs
