@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds kiln on a GPU machine and runs the GPU tests and benchmarks in one go, writing logs and a
-# summary to $OUT (default out/gpu-check). Stages (default: all but profile): build ctest conformance
-# runtime torch models bench overhead, and profile (per-layer times of the benchmark models).
+# summary to $OUT (default out/gpu-check). Stages (default: all but profile and multigpu): build ctest
+# conformance runtime torch models bench overhead, profile (per-layer times of the benchmark models)
+# and multigpu (two GPUs: device errors, safe mode, a thread per GPU; skips with fewer GPUs).
 # Example: scripts/gpu-check.sh build conformance
 # Environment: PYTHON (default python3: the one with torch), JOBS, KILN_GPU_CACHE (ONNX exports),
 # PYTEST_ARGS (extra pytest arguments), CMAKE_ARGS (extra configure arguments).
@@ -54,6 +55,7 @@ for stage in $STAGES; do
     torch) run_stage torch "$PYTHON" -m pytest -q --no-header -p no:cacheprovider tests/python/test_torch_runtime.py \
         tests/python/test_deploy_fresh_process.py tests/python/test_deploy_examples.py tests/python/test_torch_compile.py \
         tests/gpu/test_torch_compile_gpu.py ${PYTEST_ARGS:-} ;;
+    multigpu) run_stage multigpu "$PYTHON" -m pytest -q -rs --no-header -p no:cacheprovider tests/gpu/test_cuda_multi_gpu.py ${PYTEST_ARGS:-} ;;
     models) run_stage models "$PYTHON" -m pytest -q -s --no-header -p no:cacheprovider tests/gpu/test_cuda_models.py ${PYTEST_ARGS:-} ;;
     bench) run_stage bench "$PYTHON" benchmarks/bench_models.py --out "$OUT/benchmarks.json" ${BENCH_ARGS:-} ;;
     overhead) run_stage overhead "$PYTHON" benchmarks/bench_overhead.py ;;

@@ -180,10 +180,15 @@ class EngineBuffer {
 // Waits until the work enqueued for `engine` on `stream` has finished (no-op for CPU engines).
 void synchronize(const Engine& engine, void* stream = nullptr);
 
-// Multi-device safe mode, process-wide and off by default. Off: each call checks that the current
-// CUDA device is the engine's and fails clearly when it is not. On: each call switches to the
-// engine's device (warning once per engine/device pair) and restores the caller's device after.
-// set_ returns the previous mode, so callers can restore it.
+// Multi-device safe mode, process-wide and off by default. Off: a call with device buffers checks
+// that the current CUDA device is the engine's and fails clearly (kDeviceError, naming both) when
+// it is not. On: such a call switches to the engine's device (warning once per engine/device pair)
+// and restores the caller's device after. Either way: calls with host tensors (Engine::run and
+// the host-tensor execute) stage through the engine's own GPU memory, so they always run on its
+// device and leave the caller's current device as it was; a device buffer of another GPU is an
+// error naming the tensor and both devices (raw device memory is never moved; the torch
+// integration moves torch tensors in safe mode). set_ returns the previous mode, so callers can
+// restore it.
 bool set_multi_device_safe_mode(bool enabled);
 bool get_multi_device_safe_mode();
 

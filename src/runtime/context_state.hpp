@@ -5,6 +5,7 @@
 #include <span>
 #include <vector>
 
+#include "runtime/buffer_devices.hpp"
 #include "runtime/engine_state.hpp"
 
 namespace kiln::cuda {
@@ -40,6 +41,7 @@ struct ContextState {
   std::unique_ptr<uint8_t, FreeDeleter> host_arena;
 
   std::shared_ptr<cuda::DeviceContext> cuda;  // set for CUDA engines
+  CheckedBuffers buffers_on_device;           // CUDA engines: bound buffers known to be on its GPU
 
   ContextState(const Engine& handle, std::shared_ptr<const EngineState> state);
 

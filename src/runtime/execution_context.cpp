@@ -202,7 +202,10 @@ std::vector<LayerTiming> ExecutionContext::profile(std::span<const NamedTensor> 
                                                    std::span<const NamedTensor> outputs, int iterations) {
   detail::ContextState& s = *state_;
 #if KILN_WITH_CUDA
-  if (s.cuda) return cuda::profile_on_device(s, inputs, outputs, iterations);
+  if (s.cuda) {
+    detail::check_buffer_devices(s.buffers_on_device, cuda::engine_device(*s.engine), inputs, outputs);
+    return cuda::profile_on_device(s, inputs, outputs, iterations);
+  }
 #endif
   const auto& layers = s.engine->model.layers;
   std::vector<std::vector<double>> samples(layers.size());
@@ -286,6 +289,7 @@ void ExecutionContext::execute(std::span<const NamedTensor> inputs, std::span<co
   detail::ContextState& s = *state_;
 #if KILN_WITH_CUDA
   if (s.cuda) {
+    detail::check_buffer_devices(s.buffers_on_device, cuda::engine_device(*s.engine), inputs, outputs);
     cuda::execute_on_device(s, inputs, outputs, stream);
     return;
   }

@@ -21,6 +21,15 @@ struct DeviceEngine {
   DeviceProperties props;
   DeviceBuffer weights;
   std::vector<const CudaKernel*> kernels;  // per layer; null for layers that run on the host
+
+  DeviceEngine() = default;
+  DeviceEngine(const DeviceEngine&) = delete;
+  DeviceEngine& operator=(const DeviceEngine&) = delete;
+  // The last engine handle may go away on a thread whose current device is another GPU.
+  ~DeviceEngine() {
+    DeviceGuard guard(ordinal, DeviceGuard::BestEffort{});
+    weights = DeviceBuffer();
+  }
 };
 
 namespace {
@@ -105,9 +114,18 @@ class DeviceContext {
     libs = std::make_unique<LibraryHandles>();
     KILN_CUDA_CHECK(cudaStreamCreateWithFlags(&own_stream, cudaStreamNonBlocking));
   }
+  // Everything device-side is released here, with the context's GPU current: a context may be
+  // destroyed while the caller has another GPU current (members would otherwise be destroyed
+  // after the guard, on that GPU).
   ~DeviceContext() {
-    DeviceGuard guard(device->ordinal);
+    DeviceGuard guard(device->ordinal, DeviceGuard::BestEffort{});
     drop_graphs();
+    entries.clear();  // layer states hold cuDNN/cuBLASLt descriptors and plans
+    host_inputs.clear();
+    host_outputs.clear();
+    arena = DeviceBuffer();
+    workspace = DeviceBuffer();
+    libs.reset();
     if (own_stream) cudaStreamDestroy(own_stream);
   }
 

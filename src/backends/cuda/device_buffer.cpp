@@ -43,6 +43,12 @@ DeviceGuard::DeviceGuard(int ordinal) {
   }
 }
 
+DeviceGuard::DeviceGuard(int ordinal, BestEffort) noexcept {
+  if (cudaGetDevice(&previous_) == cudaSuccess && previous_ != ordinal) {
+    switched_ = cudaSetDevice(ordinal) == cudaSuccess;
+  }
+}
+
 DeviceGuard::~DeviceGuard() {
   if (switched_) cudaSetDevice(previous_);
 }

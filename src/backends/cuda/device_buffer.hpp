@@ -32,6 +32,10 @@ class DeviceBuffer {
 class DeviceGuard {
  public:
   explicit DeviceGuard(int ordinal);
+  // For destructors: switches when it can and never throws (at process exit the CUDA runtime may
+  // already be unloading).
+  struct BestEffort {};
+  DeviceGuard(int ordinal, BestEffort) noexcept;
   ~DeviceGuard();
   DeviceGuard(const DeviceGuard&) = delete;
   DeviceGuard& operator=(const DeviceGuard&) = delete;

@@ -1,0 +1,33 @@
+// Which GPU a caller's bound buffer lives on: CUDA engines reject device memory of another GPU
+// with a clear error instead of launching kernels on pointers their device cannot use.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <span>
+
+#include "kiln/runtime.hpp"
+
+namespace kiln::detail {
+
+// Pointers recently found to be memory of the engine's GPU, so that a serving loop that reuses
+// (or alternates between) its buffers queries the driver once per buffer, not once per call.
+class CheckedBuffers {
+ public:
+  bool contains(const void* pointer) const;
+  void add(const void* pointer);
+
+ private:
+  std::array<const void*, 16> recent_{};
+  size_t next_ = 0;
+};
+
+// Fails with kInvalidArgument, naming the tensor and both GPUs, when an input or output buffer is
+// device memory of a GPU other than `device` (the engine's). Host, pinned and managed memory, and
+// pointers the driver does not know, are left to the call (as before this check). No-op in
+// builds without CUDA. A buffer freed and reallocated on another GPU at the same address while
+// still in `checked` is not caught: the check is a safety net, not a guarantee.
+void check_buffer_devices(CheckedBuffers& checked, int device, std::span<const NamedTensor> inputs,
+                          std::span<const NamedTensor> outputs);
+
+}  // namespace kiln::detail
