@@ -26,6 +26,7 @@
 #include "passes/residual_norm_fusion.hpp"
 #include "kiln/runtime.hpp"
 #include "passes/shape_inference.hpp"
+#include "passes/variadic_expansion.hpp"
 #include "runtime/tactic_cache.hpp"
 
 namespace kiln {
@@ -70,6 +71,8 @@ bool nhwc_convolutions() {
 }
 
 void lower_for_cuda(ir::Graph& graph, const BuilderConfig& config, const ResolvedConfig& resolved) {
+  // CUDA's Sum/Mean/Min/Max kernels take exactly two inputs.
+  if (passes::expand_variadic_elementwise(graph) > 0) passes::infer_shapes(graph);
   if (passes::make_conv_padding_symmetric(graph) > 0) passes::infer_shapes(graph);
   if (resolved.precision != DType::kFloat32) passes::lower_precision(graph, resolved.precision);
   // fp16/bf16 convolutions run on tensor cores in NHWC: keep their activations NHWC.

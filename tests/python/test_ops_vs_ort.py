@@ -130,6 +130,18 @@ for op in ("Equal", "Less", "Greater"):
     add(node_case(f"{op}-float-broadcast", op, [("a", fa), ("b", fb)]))
 add(node_case("Equal-opset13", "Equal", [("a", i64(1, 2, 3)), ("b", i64(1, 0, 3))], opset=13))
 
+# Variadic Sum/Mean/Min/Max: one, three and four broadcasting inputs (CUDA folds them into
+# two-input ops; the CPU takes them as they are).
+for op in ("Sum", "Mean", "Min", "Max"):
+    add(node_case(f"{op}-one-input", op, [("a", rand(3, 4))]))
+    add(node_case(f"{op}-three-broadcast", op, [("a", rand(2, 1, 5)), ("b", rand(3, 1, seed=1)),
+                                                  ("c", rand(2, 3, 5, seed=2))]))
+    add(node_case(f"{op}-four-inputs", op, [("a", rand(4, 6)), ("b", rand(6, seed=1)),
+                                             ("c", rand(4, 6, seed=2)), ("d", rand(1, 6, seed=3))]))
+for op in ("Min", "Max"):  # (ONNX's Sum and Mean are float-only)
+    add(node_case(f"{op}-three-int64", op, [("a", randint(3, 4)), ("b", randint(4, seed=1)),
+                                             ("c", randint(3, 1, seed=2))]))
+
 cond = rand(2, 3, 4) > 0
 add(node_case("Where-same-shape", "Where", [("cond", cond), ("a", rand(2, 3, 4)), ("b", rand(2, 3, 4, seed=4))]))
 add(node_case("Where-broadcast", "Where", [("cond", rand(3, 1) > 0), ("a", rand(2, 1, 5)), ("b", rand(5, seed=2))]))
