@@ -62,6 +62,13 @@ const char* kiln_engine_format_version(void);
 /* Loads and verifies an engine. On success *out owns a new handle. */
 kiln_status kiln_engine_load_file(const char* path, kiln_engine** out);
 kiln_status kiln_engine_load_bytes(const void* data, size_t size, kiln_engine** out);
+/* As above, asking for a device: for a CUDA engine `device` is the GPU's CUDA ordinal (its
+ * architecture must be the engine's; an ordinal the machine lacks is KILN_ERROR_DEVICE), or -1 for
+ * the most compatible GPU (the current device when it fits), which is what the calls above do.
+ * A cpu engine takes only -1 (else KILN_ERROR_INCOMPATIBLE); device < -1 is
+ * KILN_ERROR_INVALID_ARGUMENT. */
+kiln_status kiln_engine_load_file_on_device(const char* path, int device, kiln_engine** out);
+kiln_status kiln_engine_load_bytes_on_device(const void* data, size_t size, int device, kiln_engine** out);
 /* Releases the handle; contexts created from it keep the engine alive. NULL is ignored. */
 void kiln_engine_release(kiln_engine* engine);
 

@@ -203,22 +203,30 @@ class Binding:
 class Engine:
     """A loaded engine: from engine bytes, or from a path to an engine file.
 
+    ``device``: for CUDA engines the GPU's CUDA ordinal to bind to; None (default) picks the
+    most compatible GPU, the current device when it fits. CPU engines take only None.
+
     ``run`` executes it on one execution context, created on first use and reused; an Engine
     object is therefore for one thread at a time (make one Engine per thread).
     """
 
-    def __init__(self, source: "bytes | bytearray | memoryview | str | os.PathLike"):
+    def __init__(self, source: "bytes | bytearray | memoryview | str | os.PathLike",
+                 device: int | None = None):
         self._lib = _capi.runtime()
         self._handle = ctypes.c_void_p()
         self._context = ctypes.c_void_p()
+        if device is not None and (isinstance(device, bool) or not isinstance(device, int)
+                                   or device < 0):
+            raise InvalidArgumentError(f"device must be None or a CUDA ordinal >= 0, got {device!r}")
+        ordinal = -1 if device is None else device
         if isinstance(source, (bytes, bytearray, memoryview)):
             data = bytes(source)
-            _capi.check(self._lib.kiln_engine_load_bytes(data, len(data),
-                                                         ctypes.byref(self._handle)))
+            _capi.check(self._lib.kiln_engine_load_bytes_on_device(
+                data, len(data), ordinal, ctypes.byref(self._handle)))
         else:
             path = os.fspath(source)
-            _capi.check(self._lib.kiln_engine_load_file(os.fsencode(path),
-                                                        ctypes.byref(self._handle)))
+            _capi.check(self._lib.kiln_engine_load_file_on_device(
+                os.fsencode(path), ordinal, ctypes.byref(self._handle)))
         self.inputs: list[Binding] = self._bindings(1)
         self.outputs: list[Binding] = self._bindings(0)
 

@@ -172,6 +172,10 @@ def runtime() -> ctypes.CDLL:
             _declare(lib, "kiln_engine_load_file", _c_status, [cp, ctypes.POINTER(_p)])
             _declare(lib, "kiln_engine_load_bytes", _c_status,
                      [_p, ctypes.c_size_t, ctypes.POINTER(_p)])
+            _declare(lib, "kiln_engine_load_file_on_device", _c_status,
+                     [cp, ctypes.c_int, ctypes.POINTER(_p)])
+            _declare(lib, "kiln_engine_load_bytes_on_device", _c_status,
+                     [_p, ctypes.c_size_t, ctypes.c_int, ctypes.POINTER(_p)])
             _declare(lib, "kiln_engine_release", None, [_p])
             _declare(lib, "kiln_engine_num_bindings", _c_status,
                      [_p, ctypes.c_int, ctypes.POINTER(ctypes.c_size_t)])

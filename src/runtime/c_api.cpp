@@ -27,6 +27,17 @@ void require_non_null(const T* pointer, const char* what) {
   if (!pointer) kiln::fail(ErrorCode::kInvalidArgument, what, " must not be NULL");
 }
 
+// -1: the most compatible device; an ordinal: that GPU.
+kiln::DeviceSpec device_spec(int device) {
+  if (device < -1) kiln::fail(ErrorCode::kInvalidArgument, "device must be -1 (any) or a CUDA ordinal, got ", device);
+  kiln::DeviceSpec spec;
+  if (device >= 0) {
+    spec.kind = kiln::DeviceSpec::Kind::kCuda;
+    spec.index = device;
+  }
+  return spec;
+}
+
 kiln::DType dtype_from_c(kiln_dtype dtype) {
   if (!kiln::is_valid_dtype(static_cast<int>(dtype))) {
     kiln::fail(ErrorCode::kInvalidArgument, "unknown kiln_dtype value ", static_cast<int>(dtype));
@@ -90,6 +101,24 @@ kiln_status kiln_engine_load_bytes(const void* data, size_t size, kiln_engine** 
     require_non_null(out, "out");
     *out = nullptr;
     *out = new kiln_engine{kiln::Engine::load_bytes(data, size)};
+  });
+}
+
+kiln_status kiln_engine_load_file_on_device(const char* path, int device, kiln_engine** out) {
+  return guarded([&] {
+    require_non_null(path, "path");
+    require_non_null(out, "out");
+    *out = nullptr;
+    *out = new kiln_engine{kiln::Engine::load_file(path, device_spec(device))};
+  });
+}
+
+kiln_status kiln_engine_load_bytes_on_device(const void* data, size_t size, int device, kiln_engine** out) {
+  return guarded([&] {
+    require_non_null(data, "data");
+    require_non_null(out, "out");
+    *out = nullptr;
+    *out = new kiln_engine{kiln::Engine::load_bytes(data, size, device_spec(device))};
   });
 }
 

@@ -3,9 +3,9 @@ safe mode, and a thread per GPU (scripts/gpu-check.sh multigpu; skipped with few
 
 What the runtime promises, and what each test holds it to:
 
-* Loading: a CUDA engine binds to the GPU asked for (torch.classes.kiln.Engine(bytes, N)), else to
-  the current device when its architecture matches (the C API and kiln.Engine have no device
-  argument: make the GPU current, then load).
+* Loading: a CUDA engine binds to the GPU asked for (torch.classes.kiln.Engine(bytes, N),
+  kiln.Engine(bytes, device=N), kiln_engine_load_*_on_device), else to the current device when its
+  architecture matches.
 * Host tensors in and out (kiln.Engine.run, kiln_context_execute): the runtime copies them itself
   and switches to the engine's GPU for the call and back, whatever the current device and mode.
 * Device buffers (kiln.Engine.run_bound, kiln_context_execute_bound, kiln::execute_engine):
@@ -218,6 +218,23 @@ def test_engine_built_and_loaded_on_gpu1(model, reference):
     x1, y1 = on(1, x), nan_output(1)
     run_bound(engine, x1, y1)
     np.testing.assert_allclose(read(y1), reference(x), **TOLERANCE)
+
+
+def test_engine_asked_for_gpu1_while_gpu0_is_current(cuda_bytes, reference):
+    engine = kiln.Engine(cuda_bytes, device=1)
+    _ENGINES.append((1, engine))
+    assert torch.cuda.current_device() == 0
+    x = host_input(6)
+    np.testing.assert_allclose(engine.run({"x": x})["y"], reference(x), **TOLERANCE)
+    with pytest.raises(kiln.DeviceError, match=current_device_error(current=0, engine=1)):
+        run_bound(engine, on(1, x), nan_output(1))
+    torch.cuda.set_device(1)
+    y1 = nan_output(1)
+    run_bound(engine, on(1, x), y1)
+    np.testing.assert_allclose(read(y1), reference(x), **TOLERANCE)
+    torch.cuda.set_device(0)
+    with pytest.raises(kiln.DeviceError, match="cuda:7"):
+        kiln.Engine(cuda_bytes, device=7)
 
 
 # ---- 2. a GPU 0 context called while GPU 1 is current, safe mode off ---------------------------

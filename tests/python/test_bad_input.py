@@ -244,3 +244,16 @@ def test_bad_build_config():
     with pytest.raises(kiln.KilnError) as info:
         kiln.build_onnx(data, profiles={"no_such_input": ((1, 3), (1, 3), (2, 3))})
     assert "no_such_input" in str(info.value)
+
+
+def test_cpu_engine_takes_no_gpu_device(engine_bytes, tmp_path):
+    assert kiln.Engine(engine_bytes, device=None).backend == "cpu"
+    with pytest.raises(kiln.IncompatibleError, match="built for the cpu backend and cannot run on cuda:0"):
+        kiln.Engine(engine_bytes, device=0)
+    path = tmp_path / "cpu.kiln"
+    path.write_bytes(engine_bytes)
+    with pytest.raises(kiln.IncompatibleError, match="cannot run on cuda:3"):
+        kiln.Engine(path, device=3)
+    for bad in (-1, 1.5, True, "0"):
+        with pytest.raises(kiln.InvalidArgumentError, match="device must be None or a CUDA ordinal"):
+            kiln.Engine(engine_bytes, device=bad)

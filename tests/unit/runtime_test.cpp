@@ -392,5 +392,23 @@ TEST(RuntimeCApi, RunsAnEngineAndReportsErrors) {
   EXPECT_NE(std::string(kiln_last_error()).find("path"), std::string::npos);
 }
 
+TEST(RuntimeCApi, LoadOnDeviceTakesAnyDeviceForCpuEnginesAndRejectsOthers) {
+  const auto bytes = make_add_relu_engine(false);
+  kiln_engine* engine = nullptr;
+  ASSERT_EQ(kiln_engine_load_bytes_on_device(bytes.data(), bytes.size(), -1, &engine), KILN_OK) << kiln_last_error();
+  kiln_engine_release(engine);
+  engine = nullptr;
+  EXPECT_EQ(kiln_engine_load_bytes_on_device(bytes.data(), bytes.size(), 1, &engine), KILN_ERROR_INCOMPATIBLE);
+  EXPECT_EQ(engine, nullptr);
+  EXPECT_NE(std::string(kiln_last_error()).find("built for the cpu backend and cannot run on cuda:1"),
+            std::string::npos)
+      << kiln_last_error();
+  EXPECT_EQ(kiln_engine_load_bytes_on_device(bytes.data(), bytes.size(), -2, &engine), KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(kiln_last_error()).find("got -2"), std::string::npos) << kiln_last_error();
+  EXPECT_EQ(kiln_engine_load_file_on_device("/nonexistent/engine.kiln", -1, &engine), KILN_ERROR_NOT_FOUND);
+  EXPECT_NE(std::string(kiln_last_error()).find("/nonexistent/engine.kiln"), std::string::npos) << kiln_last_error();
+  EXPECT_EQ(kiln_engine_load_file_on_device(nullptr, -1, &engine), KILN_ERROR_INVALID_ARGUMENT);
+}
+
 }  // namespace
 }  // namespace kiln
