@@ -5,7 +5,8 @@
 # and multigpu (two GPUs: device errors, safe mode, a thread per GPU; skips with fewer GPUs).
 # Example: scripts/gpu-check.sh build conformance
 # Environment: PYTHON (default python3: the one with torch), JOBS, KILN_GPU_CACHE (ONNX exports),
-# PYTEST_ARGS (extra pytest arguments), CMAKE_ARGS (extra configure arguments).
+# PYTEST_ARGS (extra pytest arguments, split on spaces), PYTEST_K (a pytest -k expression, spaces
+# allowed: PYTEST_K="mobilenet or vit" runs part of a stage), CMAKE_ARGS (extra configure arguments).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -37,6 +38,9 @@ if ! "$PYTHON" -c "import pytest" 2>/dev/null && [ -d .deps/wheels ]; then
   export PYTHONPATH=$REPO/.deps/pylib${PYTHONPATH:+:$PYTHONPATH}
 fi
 export KILN_BUILD_DIR=$BUILD KILN_LIB_DIR=$BUILD/lib PYTHONUNBUFFERED=1
+# PYTEST_K selects tests without word splitting; a hung test dumps its stack after 300 s.
+pytest_select=(-o faulthandler_timeout=300)
+[ -n "${PYTEST_K:-}" ] && pytest_select+=(-k "$PYTEST_K")
 
 note "kiln gpu-check on $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)"
 note "python $("$PYTHON" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__)')"
@@ -50,13 +54,13 @@ for stage in $STAGES; do
       run_stage build bash -c "cmake -S . -B '$BUILD' -G Ninja -DCMAKE_BUILD_TYPE=Release $compilers \
         -DPython3_EXECUTABLE=\$(command -v $PYTHON) -DCMAKE_CUDA_ARCHITECTURES=90 ${CMAKE_ARGS:-} && cmake --build '$BUILD' -j $JOBS" ;;
     ctest) run_stage ctest bash -c "cd '$BUILD' && ctest -j 8 --output-on-failure" ;;
-    conformance) run_stage conformance "$PYTHON" -m pytest -q --tb=line -rf --no-header -p no:cacheprovider tests/gpu/test_cuda_conformance.py ${PYTEST_ARGS:-} ;;
-    runtime) run_stage runtime "$PYTHON" -m pytest -q --no-header -p no:cacheprovider tests/gpu/test_cuda_runtime.py tests/gpu/test_cuda_fusion.py tests/gpu/test_cuda_attention.py tests/gpu/test_cuda_layout.py ${PYTEST_ARGS:-} ;;
+    conformance) run_stage conformance "$PYTHON" -m pytest -q --tb=line -rf --no-header -p no:cacheprovider tests/gpu/test_cuda_conformance.py ${PYTEST_ARGS:-} "${pytest_select[@]}" ;;
+    runtime) run_stage runtime "$PYTHON" -m pytest -q --no-header -p no:cacheprovider tests/gpu/test_cuda_runtime.py tests/gpu/test_cuda_fusion.py tests/gpu/test_cuda_attention.py tests/gpu/test_cuda_layout.py ${PYTEST_ARGS:-} "${pytest_select[@]}" ;;
     torch) run_stage torch "$PYTHON" -m pytest -q --no-header -p no:cacheprovider tests/python/test_torch_runtime.py \
         tests/python/test_deploy_fresh_process.py tests/python/test_deploy_examples.py tests/python/test_torch_compile.py \
-        tests/gpu/test_torch_compile_gpu.py ${PYTEST_ARGS:-} ;;
-    multigpu) run_stage multigpu "$PYTHON" -m pytest -q -rs --no-header -p no:cacheprovider tests/gpu/test_cuda_multi_gpu.py ${PYTEST_ARGS:-} ;;
-    models) run_stage models "$PYTHON" -m pytest -q -s --no-header -p no:cacheprovider tests/gpu/test_cuda_models.py ${PYTEST_ARGS:-} ;;
+        tests/gpu/test_torch_compile_gpu.py ${PYTEST_ARGS:-} "${pytest_select[@]}" ;;
+    multigpu) run_stage multigpu "$PYTHON" -m pytest -q -rs --no-header -p no:cacheprovider tests/gpu/test_cuda_multi_gpu.py ${PYTEST_ARGS:-} "${pytest_select[@]}" ;;
+    models) run_stage models "$PYTHON" -m pytest -q -s --no-header -p no:cacheprovider tests/gpu/test_cuda_models.py ${PYTEST_ARGS:-} "${pytest_select[@]}" ;;
     bench) run_stage bench "$PYTHON" benchmarks/bench_models.py --out "$OUT/benchmarks.json" ${BENCH_ARGS:-} ;;
     overhead) run_stage overhead "$PYTHON" benchmarks/bench_overhead.py ;;
     profile) run_stage profile "$PYTHON" benchmarks/profile_models.py ${PROFILE_ARGS:-} ;;
