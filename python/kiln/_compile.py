@@ -25,7 +25,8 @@ import torch.fx
 
 from ._capi import InvalidArgumentError, UnsupportedError
 from ._partition import (SupportOracle, Decision, compute_node_count, extract_subgraph,
-                         is_constant_expr, is_sym_node, op_name, propose_partitions)
+                         drop_constant_values, is_constant_expr, is_sym_node, op_name,
+                         propose_partitions)
 from ._partition_lowering import (BatchRange, UnsupportedShapeError, build_engine, probe_node,
                                   to_onnx)
 
@@ -261,6 +262,7 @@ def compile_graph_module(gm: torch.fx.GraphModule, *, precision: str = "fp32",
                      enumerate(item.sub.outputs)],
             size_bytes=len(item.engine_bytes)))
     _cleanup(gm)
+    drop_constant_values(gm)
     # (Constant computations copied into engines are gone now.)
     report.fallbacks = [fallbacks[n.name] for n in gm.graph.nodes if n.name in fallbacks]
     gm.kiln_report = report
@@ -272,12 +274,24 @@ def _short(text: str) -> str:
     return " / ".join(lines[:3])
 
 
+def _absorbed_constants(gm, members: set) -> set:
+    """Constant computations whose every use is in an engine, directly or through other such
+    constants: the engines bake their values in, so they do not fall back."""
+    absorbed: set = set()
+    for node in reversed(gm.graph.nodes):  # users before producers
+        if (node.op == "call_function" and node.users and is_constant_expr(node)
+                and all(user in members or user in absorbed for user in node.users)):
+            absorbed.add(node)
+    return absorbed
+
+
 def _raise_if_fallbacks(gm, oracle, partitions) -> None:
     members = {n for nodes in partitions for n in nodes}
+    absorbed = _absorbed_constants(gm, members)
     fallbacks = []
     for node in gm.graph.nodes:
-        if (node.op != "call_function" or node in members or is_sym_node(node)
-                or node.target is operator.getitem):
+        if (node.op != "call_function" or node in members or node in absorbed
+                or is_sym_node(node) or node.target is operator.getitem):
             continue
         decision = oracle.decide(node)
         fallbacks.append(FallbackInfo(node.name, op_name(node), decision.reason or (

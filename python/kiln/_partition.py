@@ -196,6 +196,10 @@ class SupportOracle:
             return Decision(False, "getitem of a non-node")
         if is_sym_node(node):
             return Decision(False, "symbolic size computation (copied into engines that use it)")
+        if is_constant_expr(node):
+            # Not an engine of its own (it would have no inputs): each engine reading it takes its
+            # value as a constant.
+            return Decision(False, "a constant computation (baked into the engines that read it)")
         name = op_name(node)
         val = node.meta.get("val")
         outputs = _tensor_vals(val)
@@ -288,6 +292,62 @@ def is_constant_expr(node: torch.fx.Node) -> bool:
     return cached
 
 
+# A constant computation is baked into the engine as its value (an initializer) when that value
+# is small or no larger than the parameters it is computed from; larger results (expansions of
+# small tensors) stay as ops for the builder to fold or compute.
+_FOLD_ALWAYS_NUMEL = 1 << 16
+
+
+def constant_value(gm: torch.fx.GraphModule, node: torch.fx.Node) -> torch.Tensor:
+    """The value of a constant computation (``is_constant_expr``), computed once in PyTorch and
+    cached in the node's meta until ``drop_constant_values``."""
+    cached = node.meta.get("_kiln_constant_value")
+    if cached is not None:
+        return cached
+
+    def resolve(arg):
+        if isinstance(arg, torch.fx.Node):
+            if arg.op == "get_attr":
+                value = _outer_attr(gm, arg.target)
+                return value.detach() if isinstance(value, torch.Tensor) else value
+            return constant_value(gm, arg)
+        return arg
+
+    args = torch.fx.node.map_aggregate(node.args, resolve)
+    kwargs = torch.fx.node.map_aggregate(node.kwargs, resolve)
+    with torch.no_grad():
+        value = node.target(*args, **kwargs)
+    node.meta["_kiln_constant_value"] = value
+    return value
+
+
+def drop_constant_values(gm: torch.fx.GraphModule) -> None:
+    for node in gm.graph.nodes:
+        node.meta.pop("_kiln_constant_value", None)
+
+
+def _parameter_numel(gm: torch.fx.GraphModule, node: torch.fx.Node, seen: set) -> int:
+    total = 0
+    for arg in _arg_nodes(node):
+        if arg in seen:
+            continue
+        seen.add(arg)
+        if arg.op == "get_attr":
+            value = _outer_attr(gm, arg.target)
+            total += value.numel() if isinstance(value, torch.Tensor) else 0
+        else:
+            total += _parameter_numel(gm, arg, seen)
+    return total
+
+
+def _worth_folding(gm: torch.fx.GraphModule, node: torch.fx.Node) -> bool:
+    val = node.meta.get("val")
+    if not isinstance(val, torch.Tensor) or any(not isinstance(d, int) for d in val.shape):
+        return False
+    numel = val.numel()
+    return numel <= _FOLD_ALWAYS_NUMEL or numel <= _parameter_numel(gm, node, set())
+
+
 def _outer_attr(gm: torch.fx.GraphModule, target: str):
     value = gm
     for part in target.split("."):
@@ -367,6 +427,13 @@ def extract_subgraph(gm: torch.fx.GraphModule, nodes: list[torch.fx.Node],
         elif node in size_sources:
             tensor, dim = size_sources[node]
             copy = graph.call_function(node.target, (env[tensor], dim))
+            copy.meta = dict(node.meta)
+        elif is_constant_expr(node) and _worth_folding(gm, node):
+            # Computed here rather than exported as ops: the exporter's own folding of such
+            # chains (Swin's shifted-window masks) has produced invalid graphs.
+            name = f"c_{len(consts)}"
+            consts[name] = constant_value(gm, node).contiguous()
+            copy = graph.get_attr(name)
             copy.meta = dict(node.meta)
         elif is_sym_node(node) or is_constant_expr(node):
             copy = graph.node_copy(node, materialize)

@@ -490,3 +490,41 @@ def test_mask_arithmetic_and_dtype_assertions_compile_fully():
     compiled = kiln.compile(model, [x, mask], require_full_compilation=True)
     assert compiled.kiln_report.fallbacks == []
     _assert_close(compiled(x, mask), _eager(model, x, mask))
+
+
+class _ShiftedWindowMask(nn.Module):
+    """Swin's shifted-window attention mask: a constant built with zeros, slice assignments and
+    arange-free index arithmetic (slice_scatter chains in the exported graph), added to the
+    input. The ONNX exporter's own folding of such chains produced invalid graphs (a Transpose of
+    a scalar); kiln.compile computes the constant itself."""
+
+    def forward(self, x):
+        mask = torch.zeros(6, 6)
+        count = 0
+        for rows in (slice(0, -3), slice(-3, -1), slice(-1, None)):
+            for cols in (slice(0, -3), slice(-3, -1), slice(-1, None)):
+                mask[rows, cols] = count
+                count += 1
+        windows = mask.view(2, 3, 2, 3).permute(0, 2, 1, 3).reshape(4, 9)
+        bias = (windows.unsqueeze(1) - windows.unsqueeze(2)) != 0
+        return x + bias.to(x.dtype) * -100.0
+
+
+def test_constant_computations_become_engine_constants():
+    model = _model(_ShiftedWindowMask)
+    x = torch.randn(2, 4, 9, 9)
+    compiled = kiln.compile(model, [x], require_full_compilation=True)
+    report = compiled.kiln_report
+    assert report.fallbacks == [] and len(report.engines) == 1
+    assert len(report.engines[0].inputs) == 1, report.engines[0].inputs  # the mask is baked in
+    _assert_close(compiled(x), _eager(model, x))
+
+
+def test_swin_transformer_compiles_fully():
+    import torchvision
+
+    model = _model(lambda: torchvision.models.swin_t(weights=None, num_classes=10))
+    x = torch.randn(1, 3, 64, 64)
+    compiled = kiln.compile(model, [x], require_full_compilation=True)
+    assert compiled.kiln_report.fallbacks == []
+    _assert_close(compiled(x), _eager(model, x))
