@@ -521,7 +521,8 @@ def test_constant_computations_become_engine_constants():
 
 
 def test_swin_transformer_compiles_fully():
-    import torchvision
+    # torchvision has no build for the CI venv's torch; the GPU machine's torch stage runs this.
+    torchvision = pytest.importorskip("torchvision")
 
     model = _model(lambda: torchvision.models.swin_t(weights=None, num_classes=10))
     x = torch.randn(1, 3, 64, 64)
