@@ -236,10 +236,11 @@ def compile_graph_module(gm: torch.fx.GraphModule, *, precision: str = "fp32",
                 or node.target is operator.getitem):
             continue
         decision = oracle.decide(node)
-        if decision.supported:
-            reason = ("a computation on parameters only, left to PyTorch"
-                      if is_constant_expr(node) else
-                      f"in a run of supported nodes smaller than min_block_size={min_block_size}")
+        if is_constant_expr(node):
+            # (Listed only if it survives the rewrite: nodes outside the engines read it.)
+            reason = "a computation on parameters only, left to PyTorch for the nodes that read it"
+        elif decision.supported:
+            reason = f"in a run of supported nodes smaller than min_block_size={min_block_size}"
         else:
             reason = decision.reason
         fallbacks[node.name] = FallbackInfo(node.name, op_name(node), reason)

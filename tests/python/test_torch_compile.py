@@ -529,3 +529,24 @@ def test_swin_transformer_compiles_fully():
     compiled = kiln.compile(model, [x], require_full_compilation=True)
     assert compiled.kiln_report.fallbacks == []
     _assert_close(compiled(x), _eager(model, x))
+
+
+class _UnsupportedOpOnParameters(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(4, 6))
+
+    def forward(self, x):
+        offsets = torch.cumsum(self.weight.t() * 2.0, dim=0)  # cumsum: not a kiln op
+        return torch.relu(x @ self.weight) + offsets.sum(dim=1)
+
+
+def test_unsupported_op_on_parameters_only_is_folded_at_compile_time():
+    # The cumsum reads parameters only, so its value is computed once and baked into the engine:
+    # nothing falls back, where a cumsum of an input would (test_unsupported_op_is_partitioned_around).
+    model = _model(_UnsupportedOpOnParameters)
+    x = torch.randn(3, 4)
+    compiled = kiln.compile(model, [x], require_full_compilation=True)
+    assert compiled.kiln_report.fallbacks == [] and len(compiled.kiln_report.engines) == 1
+    assert torch.ops.aten.cumsum.default not in {n.target for n in compiled.graph.nodes}
+    _assert_close(compiled(x), _eager(model, x))
