@@ -20,6 +20,8 @@ using testing::attrs_of;
 using testing::evaluate;
 using testing::expect_close;
 using testing::GraphBuilder;
+using testing::perm;
+using testing::live_nodes;
 using testing::make_tensor_f32;
 using testing::make_tensor_i64;
 using testing::random_inputs;
@@ -36,8 +38,6 @@ ir::ValueId shape_constant(GraphBuilder& b, const std::string& name, std::vector
   const auto rank = static_cast<int64_t>(dims.size());
   return b.constant(name, make_tensor_i64({rank}, dims));
 }
-
-AttributeMap perm(std::vector<int64_t> p) { return attrs_of({{"perm", Attribute::of_ints(std::move(p))}}); }
 
 // The chain torch.onnx exports for BERT's scaled_dot_product_attention: BSHD projections
 // transposed to BHSD, both Q and Kᵀ scaled by d^-1/4, Kᵀ built as Reshape/Transpose/Reshape, an
@@ -66,14 +66,6 @@ GraphBuilder exported_attention(DType dtype) {
   b.output(b.node("Transpose", "context_t", {context}, perm({0, 2, 1, 3})));
   infer_shapes(b.graph);
   return b;
-}
-
-std::vector<const ir::Node*> live_nodes(const ir::Graph& graph) {
-  std::vector<const ir::Node*> live;
-  for (const ir::Node& node : graph.nodes) {
-    if (!node.removed) live.push_back(&node);
-  }
-  return live;
 }
 
 // Fuses, removes dead nodes and compares every output with the unfused graph on `inputs`.

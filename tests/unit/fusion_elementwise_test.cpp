@@ -24,6 +24,7 @@ using testing::expect_close;
 using testing::random_inputs;
 using testing::to_half;
 using testing::GraphBuilder;
+using testing::live_nodes;
 using testing::make_tensor_f32;
 using testing::random_tensor_f32;
 
@@ -33,14 +34,6 @@ int64_t op(FusedOpcode opcode) {
 
 HostTensor scalar_f32(float v, Shape shape = {}) {
   return make_tensor_f32(std::move(shape), {v});
-}
-
-std::vector<const ir::Node*> live_nodes(const ir::Graph& graph) {
-  std::vector<const ir::Node*> live;
-  for (const ir::Node& node : graph.nodes) {
-    if (!node.removed) live.push_back(&node);
-  }
-  return live;
 }
 
 // Runs the pass and checks every graph output against the unfused graph.

@@ -61,6 +61,20 @@ inline void expect_close(const HostTensor& got, const HostTensor& want, float re
   }
 }
 
+// The largest error within `relative` of the reference's largest magnitude (at least 1): for
+// rewrites whose rounding spreads over a whole tensor (precision lowering, re-laid-out sums).
+inline void expect_close_to_scale(const HostTensor& got, const HostTensor& want, float relative) {
+  ASSERT_EQ(got.dtype, want.dtype);
+  ASSERT_EQ(got.shape, want.shape);
+  float scale = 0.0f, worst = 0.0f;
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    scale = std::max(scale, std::fabs(element(want, i)));
+    worst = std::max(worst, std::fabs(element(got, i) - element(want, i)));
+  }
+  EXPECT_GT(scale, 0.0f) << "degenerate reference";
+  EXPECT_LE(worst, relative * std::max(scale, 1.0f)) << "max abs error " << worst << ", max |ref| " << scale;
+}
+
 inline HostTensor to_half(const HostTensor& t) {
   HostTensor h(DType::kFloat16, t.shape);
   for (int64_t i = 0; i < t.numel(); ++i) h.data<uint16_t>()[i] = float_to_half(t.data<float>()[i]);

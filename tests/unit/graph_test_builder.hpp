@@ -84,6 +84,24 @@ inline AttributeMap attrs_of(std::initializer_list<std::pair<std::string, Attrib
   return map;
 }
 
+inline AttributeMap perm(std::vector<int64_t> p) { return attrs_of({{"perm", Attribute::of_ints(std::move(p))}}); }
+
+// The graph's live (not removed) nodes in order; with `op`, only those of that op type.
+inline std::vector<const ir::Node*> live_nodes(const ir::Graph& graph, const std::string& op = "") {
+  std::vector<const ir::Node*> live;
+  for (const ir::Node& node : graph.nodes) {
+    if (!node.removed && (op.empty() || node.op_type == op)) live.push_back(&node);
+  }
+  return live;
+}
+
+// The op types of the live nodes, in order.
+inline std::vector<std::string> live_op_types(const ir::Graph& graph) {
+  std::vector<std::string> ops;
+  for (const ir::Node* node : live_nodes(graph)) ops.push_back(node->op_type);
+  return ops;
+}
+
 // Index of the live node named `name`, or -1.
 inline int find_node(const ir::Graph& graph, const std::string& name) {
   for (size_t i = 0; i < graph.nodes.size(); ++i)

@@ -27,31 +27,12 @@ namespace {
 using testing::attrs_of;
 using testing::element;
 using testing::evaluate;
+using testing::expect_close_to_scale;
 using testing::GraphBuilder;
+using testing::random_inputs;
 using testing::make_tensor_f32;
 using testing::make_tensor_i64;
 using testing::random_tensor_f32;
-
-void expect_close(const HostTensor& got, const HostTensor& want, float relative) {
-  ASSERT_EQ(got.dtype, want.dtype);
-  ASSERT_EQ(got.shape, want.shape);
-  float scale = 0.0f, worst = 0.0f;
-  for (int64_t i = 0; i < want.numel(); ++i) {
-    scale = std::max(scale, std::fabs(element(want, i)));
-    worst = std::max(worst, std::fabs(element(got, i) - element(want, i)));
-  }
-  EXPECT_GT(scale, 0.0f) << "degenerate reference";
-  EXPECT_LE(worst, relative * std::max(scale, 1.0f)) << "max abs error " << worst;
-}
-
-std::map<std::string, HostTensor> random_inputs(const ir::Graph& graph, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::map<std::string, HostTensor> inputs;
-  for (ir::ValueId in : graph.inputs) {
-    inputs[graph.value(in).name] = random_tensor_f32(graph.value(in).shape, rng);
-  }
-  return inputs;
-}
 
 // The builder's pipeline for the CUDA target up to the layout pass.
 void lower(ir::Graph& graph, DType precision = DType::kFloat16) {
@@ -65,7 +46,7 @@ void lower(ir::Graph& graph, DType precision = DType::kFloat16) {
 // number of converted convolutions.
 int convert_and_compare(ir::Graph& graph, uint32_t seed, DType precision = DType::kFloat16) {
   lower(graph, precision);
-  const auto inputs = random_inputs(graph, seed);
+  const auto inputs = random_inputs(graph, seed, -1.0f, 1.0f);
   const std::vector<HostTensor> before = evaluate(graph, inputs);
   const std::vector<std::string> output_names = [&] {
     std::vector<std::string> names;
@@ -81,7 +62,7 @@ int convert_and_compare(ir::Graph& graph, uint32_t seed, DType precision = DType
   EXPECT_EQ(after.size(), before.size());
   // The CPU computes NHWC nodes through the same NCHW code: only rounding order may differ.
   for (size_t i = 0; i < before.size() && i < after.size(); ++i) {
-    expect_close(after[i], before[i], 2e-3f);
+    expect_close_to_scale(after[i], before[i], 2e-3f);
   }
   return converted;
 }

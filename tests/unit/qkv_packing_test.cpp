@@ -31,6 +31,8 @@ using testing::attrs_of;
 using testing::evaluate;
 using testing::expect_close;
 using testing::GraphBuilder;
+using testing::perm;
+using testing::live_nodes;
 using testing::make_tensor_f32;
 using testing::make_tensor_i64;
 using testing::random_inputs;
@@ -39,10 +41,6 @@ using testing::to_half;
 
 constexpr int64_t kBatch = 2, kSeq = 5, kHeads = 3, kDim = 4, kEmbed = 6;
 constexpr int64_t kWidth = kHeads * kDim;
-
-AttributeMap perm(std::vector<int64_t> p) {
-  return attrs_of({{"perm", Attribute::of_ints(std::move(p))}});
-}
 
 // What makes a variant of the BERT-like block below differ from the packable one.
 struct Variant {
@@ -110,14 +108,6 @@ void fuse_for_attention(ir::Graph& graph) {
   infer_shapes(graph);
   ASSERT_EQ(fuse_attention(graph), 1);
   eliminate_dead_code(graph);
-}
-
-std::vector<const ir::Node*> live_nodes(const ir::Graph& graph, const std::string& op) {
-  std::vector<const ir::Node*> found;
-  for (const ir::Node& node : graph.nodes) {
-    if (!node.removed && node.op_type == op) found.push_back(&node);
-  }
-  return found;
 }
 
 // Packs `b` (already fused for attention), checks it evaluates as before and returns the count.
