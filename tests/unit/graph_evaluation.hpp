@@ -17,7 +17,8 @@
 
 namespace kiln::testing {
 
-inline std::vector<HostTensor> evaluate(const ir::Graph& graph, const std::map<std::string, HostTensor>& inputs) {
+inline std::vector<HostTensor> evaluate(const ir::Graph& graph,
+                                        const std::map<std::string, HostTensor>& inputs) {
   std::map<ir::ValueId, HostTensor> values;
   for (ir::ValueId in : graph.inputs) values[in] = inputs.at(graph.value(in).name);
   for (size_t v = 0; v < graph.values.size(); ++v) {
@@ -27,7 +28,8 @@ inline std::vector<HostTensor> evaluate(const ir::Graph& graph, const std::map<s
     if (node.removed) continue;
     std::vector<const HostTensor*> args;
     for (ir::ValueId in : node.inputs) args.push_back(in < 0 ? nullptr : &values.at(in));
-    std::vector<HostTensor> outs = cpu::run_node_on_cpu(node.name, node.op_type, node.attrs, args, node.outputs.size());
+    std::vector<HostTensor> outs =
+        cpu::run_node_on_cpu(node.name, node.op_type, node.attrs, args, node.outputs.size());
     for (size_t o = 0; o < outs.size(); ++o) values[node.outputs[o]] = std::move(outs[o]);
   }
   std::vector<HostTensor> result;
@@ -57,7 +59,8 @@ inline void expect_close(const HostTensor& got, const HostTensor& want, float re
       ASSERT_TRUE(std::isnan(g)) << "element " << i << ": " << g << " vs NaN";
       continue;
     }
-    ASSERT_LE(std::fabs(g - w), relative * std::max(std::fabs(w), 1.0f)) << "element " << i << ": " << g << " vs " << w;
+    ASSERT_LE(std::fabs(g - w), relative * std::max(std::fabs(w), 1.0f))
+        << "element " << i << ": " << g << " vs " << w;
   }
 }
 
@@ -72,7 +75,8 @@ inline void expect_close_to_scale(const HostTensor& got, const HostTensor& want,
     worst = std::max(worst, std::fabs(element(got, i) - element(want, i)));
   }
   EXPECT_GT(scale, 0.0f) << "degenerate reference";
-  EXPECT_LE(worst, relative * std::max(scale, 1.0f)) << "max abs error " << worst << ", max |ref| " << scale;
+  EXPECT_LE(worst, relative * std::max(scale, 1.0f))
+      << "max abs error " << worst << ", max |ref| " << scale;
 }
 
 inline HostTensor to_half(const HostTensor& t) {
@@ -81,8 +85,8 @@ inline HostTensor to_half(const HostTensor& t) {
   return h;
 }
 
-inline std::map<std::string, HostTensor> random_inputs(const ir::Graph& graph, uint32_t seed, float low = -3.0f,
-                                                       float high = 3.0f) {
+inline std::map<std::string, HostTensor> random_inputs(const ir::Graph& graph, uint32_t seed,
+                                                       float low = -3.0f, float high = 3.0f) {
   std::mt19937 rng(seed);
   std::map<std::string, HostTensor> inputs;
   for (ir::ValueId in : graph.inputs) {

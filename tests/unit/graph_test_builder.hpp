@@ -84,7 +84,9 @@ inline AttributeMap attrs_of(std::initializer_list<std::pair<std::string, Attrib
   return map;
 }
 
-inline AttributeMap perm(std::vector<int64_t> p) { return attrs_of({{"perm", Attribute::of_ints(std::move(p))}}); }
+inline AttributeMap perm(std::vector<int64_t> p) {
+  return attrs_of({{"perm", Attribute::of_ints(std::move(p))}});
+}
 
 // The graph's live (not removed) nodes in order; with `op`, only those of that op type.
 inline std::vector<const ir::Node*> live_nodes(const ir::Graph& graph, const std::string& op = "") {
