@@ -18,17 +18,30 @@ from engine_layers import engine_layers
 OPSET = 20
 
 
-def _attention_model(batch, seq_q, seq_k, heads, dim, value_dim, mask_shape, spelled_key="reshape"):
-    """ONNX model with inputs q [B,Sq,H*D], k [B,Sk,H*D], v [B,Sk,H*Dv] and an additive mask."""
-    inits, nodes = [], []
+class _Graph:
+    """Collects initializers and nodes of a float32 ONNX model (each node named after its output)."""
 
-    def const(name, array):
-        inits.append(numpy_helper.from_array(np.asarray(array), name))
+    def __init__(self):
+        self.inits, self.nodes = [], []
+
+    def const(self, name, array):
+        self.inits.append(numpy_helper.from_array(np.asarray(array), name))
         return name
 
-    def node(op, inputs, out, **attrs):
-        nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
+    def node(self, op, inputs, out, **attrs):
+        self.nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
         return out
+
+    def model(self, name, inputs, output) -> bytes:
+        outputs = [helper.make_tensor_value_info(output, TensorProto.FLOAT, None)]
+        graph = helper.make_graph(self.nodes, name, inputs, outputs, self.inits)
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]).SerializeToString()
+
+
+def _attention_model(batch, seq_q, seq_k, heads, dim, value_dim, mask_shape, spelled_key="reshape"):
+    """ONNX model with inputs q [B,Sq,H*D], k [B,Sk,H*D], v [B,Sk,H*Dv] and an additive mask."""
+    g = _Graph()
+    const, node = g.const, g.node
 
     root = float(dim) ** -0.25
     q = node("Reshape", ["q", const("q_shape", np.array([batch, seq_q, heads, dim], np.int64))], "q4")
@@ -61,9 +74,7 @@ def _attention_model(batch, seq_q, seq_k, heads, dim, value_dim, mask_shape, spe
     ]
     if mask_shape is not None:
         inputs.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, list(mask_shape)))
-    outputs = [helper.make_tensor_value_info(y, TensorProto.FLOAT, None)]
-    graph = helper.make_graph(nodes, "attention", inputs, outputs, inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]).SerializeToString()
+    return g.model("attention", inputs, y)
 
 
 def _feeds(batch, seq_q, seq_k, heads, dim, value_dim, mask_shape, seed=3):
@@ -136,15 +147,8 @@ def _bert_layers_model(batch, seq, heads, dim, layers, seed=5):
     attention chain, and an output projection (MatMul+Add) feeding the next layer."""
     rng = np.random.default_rng(seed)
     width = heads * dim
-    inits, nodes = [], []
-
-    def const(name, array):
-        inits.append(numpy_helper.from_array(np.asarray(array), name))
-        return name
-
-    def node(op, inputs, out, **attrs):
-        nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
-        return out
+    g = _Graph()
+    const, node = g.const, g.node
 
     def linear(prefix, x):
         w = const(f"{prefix}_w", (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32))
@@ -176,9 +180,7 @@ def _bert_layers_model(batch, seq, heads, dim, layers, seed=5):
         helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, seq, width]),
         helper.make_tensor_value_info("mask", TensorProto.FLOAT, [batch, 1, 1, seq]),
     ]
-    outputs = [helper.make_tensor_value_info(y, TensorProto.FLOAT, None)]
-    graph = helper.make_graph(nodes, "bert_layers", inputs, outputs, inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]).SerializeToString()
+    return g.model("bert_layers", inputs, y)
 
 
 @pytest.mark.parametrize("precision,tolerance", [("fp16", 2e-2), ("bf16", 6e-2)])
