@@ -12,11 +12,18 @@ void register_pooling_ops(OpRegistry& registry);        // MaxPool, AveragePool,
 void register_softmax_ops(OpRegistry& registry);        // Softmax
 void register_reduce_ops(OpRegistry& registry);         // ReduceMean, ReduceSum, ReduceMax
 void register_resize_ops(OpRegistry& registry);         // Resize
-void register_elementwise_ops(OpRegistry& registry);    // unary, binary, activations, Clip, Where, compare, Cast
-void register_shape_ops(OpRegistry& registry);          // Reshape, Flatten, Squeeze, Unsqueeze, Shape, Identity,
-                                                        // Dropout, Expand, ConstantOfShape, Range
-void register_data_movement_ops(OpRegistry& registry);  // Transpose, Concat, Split, Slice, Gather, Pad
-void register_attention_ops(OpRegistry& registry);      // FusedAttention (kiln extension)
-void register_fused_ops(OpRegistry& registry);          // kiln's fused ops (FusedElementwise)
+void register_elementwise_ops(
+    OpRegistry& registry);  // unary, binary, activations, Clip, Where, compare, Cast
+void register_shape_ops(OpRegistry& registry);  // Reshape, Flatten, Squeeze, Unsqueeze, Shape,
+                                                // Identity, Dropout, Expand, ConstantOfShape, Range
+void register_data_movement_ops(
+    OpRegistry& registry);                          // Transpose, Concat, Split, Slice, Gather, Pad
+void register_attention_ops(OpRegistry& registry);  // FusedAttention (kiln extension)
+void register_fused_ops(OpRegistry& registry);      // kiln's fused ops (FusedElementwise)
+void register_index_ops(OpRegistry& registry);      // CumSum, ArgMax, ArgMin, TopK
+void register_conv_transpose_ops(OpRegistry& registry);  // ConvTranspose
+void register_group_normalization_ops(
+    OpRegistry& registry);                            // InstanceNormalization, GroupNormalization
+void register_space_depth_ops(OpRegistry& registry);  // DepthToSpace, SpaceToDepth
 
 }  // namespace kiln::ops

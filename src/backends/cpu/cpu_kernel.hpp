@@ -69,5 +69,9 @@ void register_shape_kernels(CpuKernelRegistry& registry);
 void register_data_movement_kernels(CpuKernelRegistry& registry);
 void register_attention_kernels(CpuKernelRegistry& registry);
 void register_fused_kernels(CpuKernelRegistry& registry);
+void register_index_kernels(CpuKernelRegistry& registry);
+void register_conv_transpose_kernels(CpuKernelRegistry& registry);
+void register_group_normalization_kernels(CpuKernelRegistry& registry);
+void register_space_depth_kernels(CpuKernelRegistry& registry);
 
 }  // namespace kiln::cpu

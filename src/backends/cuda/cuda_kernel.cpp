@@ -28,6 +28,10 @@ const CudaKernelRegistry& cuda_kernels() {
     register_resize_kernels(r);
     register_attention_kernels(r);
     register_fused_kernels(r);
+    register_index_kernels(r);
+    register_conv_transpose_kernels(r);
+    register_group_normalization_kernels(r);
+    register_space_depth_kernels(r);
     return r;
   }();
   return registry;

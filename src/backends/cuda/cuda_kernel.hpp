@@ -85,5 +85,9 @@ void register_shape_kernels(CudaKernelRegistry& registry);
 void register_resize_kernels(CudaKernelRegistry& registry);
 void register_attention_kernels(CudaKernelRegistry& registry);
 void register_fused_kernels(CudaKernelRegistry& registry);
+void register_index_kernels(CudaKernelRegistry& registry);
+void register_conv_transpose_kernels(CudaKernelRegistry& registry);
+void register_group_normalization_kernels(CudaKernelRegistry& registry);
+void register_space_depth_kernels(CudaKernelRegistry& registry);
 
 }  // namespace kiln::cuda
