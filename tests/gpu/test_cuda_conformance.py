@@ -11,51 +11,22 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import zlib
 
 import numpy as np
 import pytest
 
 import kiln
-from kiln_testing import OpCase, node_case
+from kiln_testing import OpCase, case_from_tuple
 from test_ops_vs_ort import CASES as ORT_CASES
 
 FLOAT_TYPES = (np.float32, np.float16)
-
-
-def _array(dtype: str, shape, rng) -> np.ndarray:
-    dtype = np.dtype(dtype)
-    if np.issubdtype(dtype, np.floating):
-        return rng.uniform(-2.0, 2.0, size=shape).astype(dtype)
-    if dtype == np.bool_:
-        return rng.integers(0, 2, size=shape).astype(np.bool_)
-    return rng.integers(-5, 6, size=shape).astype(dtype)
-
-
-def _from_tuple(entry) -> OpCase:
-    case_id, op, inputs, attrs, opset, *rest = entry
-    num_outputs = rest[0] if rest else 1
-    rng = np.random.default_rng(zlib.crc32(case_id.encode()))  # stable across processes
-    named = []
-    for item in inputs:
-        if item is None:
-            named.append(None)
-        elif len(item) == 4 and item[3] == "const":
-            name, dtype, values, _ = item
-            named.append(("c_" + name, np.array(values, dtype=np.dtype(dtype))))
-        else:
-            name, dtype, shape = item
-            named.append((name, _array(dtype, shape, rng)))
-    # Reductions over thousands of elements: the GPU sums in float32, the CPU reference in double.
-    atol = 1e-3 if op.startswith("Reduce") else 1e-6
-    return node_case(case_id, op, named, attrs, opset=opset, num_outputs=num_outputs, atol=atol)
 
 
 def _load_family_cases() -> list[OpCase]:
     cases = []
     import test_ops_vs_ort  # noqa: F401  ensures tests/python is importable
     for module in sorted(m.name for m in pkgutil.iter_modules([str(_tests_python())]) if m.name.startswith("cuda_cases_")):
-        cases += [_from_tuple(entry) for entry in importlib.import_module(module).CASES]
+        cases += [case_from_tuple(entry) for entry in importlib.import_module(module).CASES]
     return cases
 
 

@@ -3,6 +3,7 @@ and kiln, and comparing the results."""
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,6 +66,39 @@ def node_case(case_id: str, op: str, inputs, attrs=None, *, opset=17, num_output
     outputs = ["y"] if num_outputs == 1 else [f"y{i}" for i in range(num_outputs)]
     node = helper.make_node(op, input_names, outputs, name=f"{op.lower()}_node", **(attrs or {}))
     return OpCase(case_id, [node], feeds, consts, outputs, opset, rtol, atol)
+
+
+def _random_array(dtype: str, shape, rng) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.floating):
+        return rng.uniform(-2.0, 2.0, size=shape).astype(dtype)
+    if dtype == np.bool_:
+        return rng.integers(0, 2, size=shape).astype(np.bool_)
+    return rng.integers(-5, 6, size=shape).astype(dtype)
+
+
+def case_from_tuple(entry) -> OpCase:
+    """A single-node case from a compact tuple (the format of tests/python/cuda_cases_*.py):
+    (case_id, onnx_op, inputs, attrs, opset[, num_outputs]). An input is (name, dtype, shape) for a
+    random runtime input (floats uniform in [-2, 2], integers in [-5, 5], seeded by the case id so
+    every process draws the same values), (name, dtype, values, "const") for an initializer, or
+    None for an absent optional input."""
+    case_id, op, inputs, attrs, opset, *rest = entry
+    num_outputs = rest[0] if rest else 1
+    rng = np.random.default_rng(zlib.crc32(case_id.encode()))
+    named = []
+    for item in inputs:
+        if item is None:
+            named.append(None)
+        elif len(item) == 4 and item[3] == "const":
+            name, dtype, values, _ = item
+            named.append((CONST_PREFIX + name, np.array(values, dtype=np.dtype(dtype))))
+        else:
+            name, dtype, shape = item
+            named.append((name, _random_array(dtype, shape, rng)))
+    # Reductions over thousands of elements: the GPU sums in float32, the CPU reference in double.
+    atol = 1e-3 if op.startswith("Reduce") else 1e-6
+    return node_case(case_id, op, named, attrs, opset=opset, num_outputs=num_outputs, atol=atol)
 
 
 def run_ort(model: onnx.ModelProto, feeds: dict) -> dict:
