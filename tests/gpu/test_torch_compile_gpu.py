@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 if not torch.cuda.is_available():
     pytest.skip("needs a CUDA GPU: torch.cuda.is_available() is False on this machine",
@@ -89,14 +90,17 @@ def _bert_inputs(batch, seq=32):
     return ids, mask
 
 
-class WithCumsum(nn.Module):
+class WithUnsupportedOp(nn.Module):
+    """grid_sample becomes ONNX GridSample, which kiln does not implement."""
+
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
         self.conv2 = nn.Conv2d(16, 8, 3, padding=1)
 
     def forward(self, x):
-        y = torch.cumsum(torch.relu(self.conv1(x)), dim=1)
+        y = torch.relu(self.conv1(x))
+        y = F.grid_sample(y, torch.tanh(y[:, :2]).permute(0, 2, 3, 1), align_corners=False)
         return self.conv2(y).mean(dim=(2, 3))
 
 
@@ -161,14 +165,14 @@ def test_half_module_keeps_half_bindings():
 
 def test_unsupported_op_partitioned_on_cuda():
     torch.manual_seed(0)
-    model = WithCumsum().eval().to(DEVICE)
+    model = WithUnsupportedOp().eval().to(DEVICE)
     x = torch.randn(2, 3, 16, 16, device=DEVICE)
     compiled = kiln.compile(model, x, precision="fp16")
     report = compiled.kiln_report
     assert len(report.engines) == 2, report
-    assert [f.op for f in report.fallbacks] == ["aten.cumsum.default"]
+    assert [f.op for f in report.fallbacks] == ["aten.grid_sampler_2d.default"]
     _close(compiled(x), _eager(model, x), atol=5e-2, rtol=5e-2)
-    with pytest.raises(kiln.FullCompilationError, match="cumsum"):
+    with pytest.raises(kiln.FullCompilationError, match="grid_sampler_2d"):
         kiln.compile(model, x, precision="fp16", require_full_compilation=True)
 
 

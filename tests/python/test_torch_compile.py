@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 import kiln
 import kiln.runtime
@@ -80,11 +81,16 @@ class Block(nn.Module):
         return self.norm2(x + self.ff(x))
 
 
-class WithCumsum(nn.Module):
-    """cumsum becomes ONNX CumSum, which kiln does not implement (docs/ops.md, "Not
-    supported"): the graph is cut into an engine before and one after it. The second engine
-    also reads an output of the first directly (the skip branch), and one of the two outputs
-    reads the batch size (a reshape), so the second engine needs the dynamic batch."""
+def _resample(y):
+    """grid_sample becomes ONNX GridSample, which kiln does not implement (docs/ops.md, "Not
+    supported"); its grid is computed from y itself, so it cannot be folded away."""
+    return F.grid_sample(y, torch.tanh(y[:, :2]).permute(0, 2, 3, 1), align_corners=False)
+
+
+class WithUnsupportedOp(nn.Module):
+    """The graph is cut into an engine before the unsupported grid_sample and one after it. The
+    second engine also reads an output of the first directly (the skip branch), and one of the
+    two outputs reads the batch size (a reshape), so the second engine needs the dynamic batch."""
 
     def __init__(self):
         super().__init__()
@@ -96,7 +102,7 @@ class WithCumsum(nn.Module):
     def forward(self, x):
         y = torch.relu(self.conv1(x))
         skip = self.skip(y)
-        y = torch.cumsum(y, dim=1)
+        y = _resample(y)
         y = torch.sigmoid(self.conv2(y) + skip)
         return self.head(y.reshape(y.shape[0], -1)), y.mean(dim=(2, 3))
 
@@ -131,7 +137,7 @@ def block():
 
 @pytest.fixture(scope="module")
 def partitioned():
-    model = _model(WithCumsum)
+    model = _model(WithUnsupportedOp)
     return model, kiln.compile(model, torch.randn(2, 3, 8, 8), dynamic_batch=(1, 2, 8))
 
 
@@ -176,17 +182,18 @@ def test_unsupported_op_is_partitioned_around(partitioned):
     model, compiled = partitioned
     report = compiled.kiln_report
     assert len(report.engines) >= 2, report
-    assert [(f.node, f.op) for f in report.fallbacks] == [("cumsum", "aten.cumsum.default")]
-    assert "CumSum" in report.fallbacks[0].reason and "not supported" in \
+    assert [(f.node, f.op) for f in report.fallbacks] == [
+        ("grid_sampler_2d", "aten.grid_sampler_2d.default")]
+    assert "GridSample" in report.fallbacks[0].reason and "not supported" in \
         report.fallbacks[0].reason
-    assert "fallback cumsum: aten.cumsum.default" in str(report)
-    # cumsum itself stays an aten call between two engine calls.
+    assert "fallback grid_sampler_2d: aten.grid_sampler_2d.default" in str(report)
+    # grid_sample itself stays an aten call between two engine calls.
     calls = [n.target for n in compiled.graph.nodes if n.op == "call_function"
              and n.target is not operator.getitem]
-    position = calls.index(torch.ops.aten.cumsum.default)
+    position = calls.index(torch.ops.aten.grid_sampler_2d.default)
     assert torch.ops.kiln.execute_engine.default in calls[:position]
     assert torch.ops.kiln.execute_engine.default in calls[position + 1:]
-    # The second engine reads the cumsum and, for the skip branch, the first engine's output.
+    # The second engine reads the resampled tensor and, for the skip branch, the first engine's output.
     first, second = [n for n in compiled.graph.nodes
                      if n.target is torch.ops.kiln.execute_engine.default]
     sources = {arg.args[0] if arg.target is operator.getitem else arg for arg in second.args[0]}
@@ -197,17 +204,18 @@ def test_unsupported_op_is_partitioned_around(partitioned):
 
 
 def test_require_full_compilation_names_unsupported_nodes():
-    model = _model(WithCumsum)
+    model = _model(WithUnsupportedOp)
     with pytest.raises(kiln.FullCompilationError) as error:
         kiln.compile(model, torch.randn(2, 3, 8, 8), require_full_compilation=True)
     assert isinstance(error.value, kiln.UnsupportedError)
     message = str(error.value)
-    assert "node 'cumsum': aten.cumsum.default" in message and "CumSum" in message
-    assert [f.node for f in error.value.fallbacks] == ["cumsum"]
+    assert "node 'grid_sampler_2d': aten.grid_sampler_2d.default" in message
+    assert "GridSample" in message
+    assert [f.node for f in error.value.fallbacks] == ["grid_sampler_2d"]
 
 
 def test_min_block_size_leaves_small_runs_to_pytorch():
-    model = _model(WithCumsum)
+    model = _model(WithUnsupportedOp)
     compiled = kiln.compile(model, torch.randn(2, 3, 8, 8), min_block_size=100)
     report = compiled.kiln_report
     assert report.engines == []
@@ -301,15 +309,17 @@ def test_save_load_round_trip(partitioned, saved, fmt):
 
 
 class BatchDependentFallback(nn.Module):
-    """A reshape by a size computed from the batch stays in PyTorch between two cumsums."""
+    """A reshape by a size computed from the batch stays in PyTorch between two unsupported
+    ops."""
 
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3, padding=1)
 
     def forward(self, x):
-        y = torch.cumsum(self.conv(x), dim=1)
-        return torch.cumsum(y.reshape(y.shape[0] * 2, -1), dim=1)
+        y = _resample(self.conv(x))
+        # 2x2 determinants (ONNX Det, not a kiln op) of a view whose batch is twice the input's.
+        return torch.linalg.det(y.reshape(y.shape[0] * 2, 32, 2, 2))
 
 
 def test_torchscript_keeps_batch_dependent_sizes_of_fallbacks(tmp_path):
@@ -396,14 +406,14 @@ def test_torch_compile_backend_matches_eager():
     import kiln.torch_backend
 
     torch._dynamo.reset()
-    model = _model(WithCumsum)
+    model = _model(WithUnsupportedOp)
     compiled = torch.compile(model, backend="kiln")
     for batch in (2, 3):  # the second size makes Dynamo recompile shape-generically
         x = torch.randn(batch, 3, 8, 8)
         _assert_close(tuple(compiled(x)), _eager(model, x))
         report = kiln.torch_backend.kiln_backend.last_report
         assert len(report.engines) >= 2, report
-        assert [f.op for f in report.fallbacks] == ["aten.cumsum.default"]
+        assert [f.op for f in report.fallbacks] == ["aten.grid_sampler_2d.default"]
         # Parameters are engine constants, not engine inputs.
         assert report.engines[0].inputs == [f"in_0: float32[{batch}, 3, 8, 8]"]
     torch._dynamo.reset()
@@ -442,9 +452,9 @@ def test_torch_compile_backend_options_reach_kiln():
     import kiln.torch_backend  # noqa: F401  (registers "kiln")
 
     torch._dynamo.reset()
-    model = _model(WithCumsum)
+    model = _model(WithUnsupportedOp)
     compiled = torch.compile(model, backend="kiln", options={"require_full_compilation": True})
-    with pytest.raises(Exception, match=r"node 'cumsum': aten\.cumsum\.default"):
+    with pytest.raises(Exception, match=r"node 'grid_sampler_2d': aten\.grid_sampler_2d\."):
         compiled(torch.randn(2, 3, 8, 8))
     torch._dynamo.reset()
 
@@ -537,16 +547,18 @@ class _UnsupportedOpOnParameters(nn.Module):
         self.weight = nn.Parameter(torch.randn(4, 6))
 
     def forward(self, x):
-        offsets = torch.cumsum(self.weight.t() * 2.0, dim=0)  # cumsum: not a kiln op
-        return torch.relu(x @ self.weight) + offsets.sum(dim=1)
+        grid = torch.tanh(self.weight[:2].t()).reshape(1, 3, 2, 2)
+        offsets = F.grid_sample(self.weight.reshape(1, 1, 4, 6), grid, align_corners=False)
+        return torch.relu(x @ self.weight) + offsets.sum()  # grid_sample: not a kiln op
 
 
 def test_unsupported_op_on_parameters_only_is_folded_at_compile_time():
-    # The cumsum reads parameters only, so its value is computed once and baked into the engine:
-    # nothing falls back, where a cumsum of an input would (test_unsupported_op_is_partitioned_around).
+    # The grid_sample reads parameters only, so its value is computed once and baked into the
+    # engine: nothing falls back, where one of an input would
+    # (test_unsupported_op_is_partitioned_around).
     model = _model(_UnsupportedOpOnParameters)
     x = torch.randn(3, 4)
     compiled = kiln.compile(model, [x], require_full_compilation=True)
     assert compiled.kiln_report.fallbacks == [] and len(compiled.kiln_report.engines) == 1
-    assert torch.ops.aten.cumsum.default not in {n.target for n in compiled.graph.nodes}
+    assert torch.ops.aten.grid_sampler_2d.default not in {n.target for n in compiled.graph.nodes}
     _assert_close(compiled(x), _eager(model, x))
