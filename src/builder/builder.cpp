@@ -53,7 +53,8 @@ std::string engine_metadata(json::Value metadata, const ir::Graph& graph,
 // TF32 is opt-in: kernels read this attribute to allow it for float32 GEMMs and convolutions.
 void allow_tf32(ir::Graph& graph) {
   for (ir::Node& node : graph.nodes) {
-    if (node.op_type == "Conv" || node.op_type == "MatMul" || node.op_type == "Gemm") {
+    if (node.op_type == "Conv" || node.op_type == "ConvTranspose" || node.op_type == "MatMul" ||
+        node.op_type == "Gemm") {
       node.attrs.set("kiln_allow_tf32", Attribute::of_int(1));
     }
   }
