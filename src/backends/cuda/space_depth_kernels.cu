@@ -1,8 +1,32 @@
-// DepthToSpace, SpaceToDepth: CUDA kernels.
+// DepthToSpace, SpaceToDepth: CUDA kernels. Both are one strided copy of the input (a transpose of
+// a 6-D view, see ops/space_depth_geometry.hpp); launch_strided_copy merges dims and picks wide
+// words or shared-memory tiles, and moves raw bytes, so every dtype is handled.
 #include "backends/cuda/cuda_kernel.hpp"
+#include "backends/cuda/strided_copy.cuh"
+#include "ops/space_depth_geometry.hpp"
 
 namespace kiln::cuda {
+namespace {
 
-void register_space_depth_kernels(CudaKernelRegistry& /*registry*/) {}
+void launch_space_depth(LaunchContext& ctx) {
+  const TensorView& in = ctx.inputs[0];
+  const TensorView& out = ctx.outputs[0];
+  const ops::SpaceDepthCopy copy =
+      ops::resolve_space_depth(ops::NodeRef{ctx.node_name, ctx.op}, ctx.attrs, in.shape);
+  if (out.shape != copy.output || out.dtype != in.dtype) {
+    ctx.fail(ErrorCode::kInvalidArgument, "output is ", dtype_name(out.dtype), " ",
+             shape_to_string(out.shape), ", expected ", dtype_name(in.dtype), " ",
+             shape_to_string(copy.output));
+  }
+  launch_strided_copy(ctx, in.data, out.data, dtype_size(in.dtype), copy.copy_dims,
+                      copy.input_strides);
+}
+
+}  // namespace
+
+void register_space_depth_kernels(CudaKernelRegistry& registry) {
+  registry.add("DepthToSpace", CudaKernel{nullptr, launch_space_depth});
+  registry.add("SpaceToDepth", CudaKernel{nullptr, launch_space_depth});
+}
 
 }  // namespace kiln::cuda
