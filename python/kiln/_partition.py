@@ -55,13 +55,6 @@ def _only_first_output_used(node: torch.fx.Node) -> str | None:
     return None
 
 
-def _no_transposed_conv(node: torch.fx.Node) -> str | None:
-    transposed = node.args[6] if len(node.args) > 6 else node.kwargs.get("transposed", False)
-    if transposed:
-        return "transposed convolution (ConvTranspose) is not supported by kiln"
-    return None
-
-
 def _plain_to_copy(node: torch.fx.Node) -> str | None:
     val = node.meta.get("val")
     src = node.args[0].meta.get("val") if isinstance(node.args[0], torch.fx.Node) else None
@@ -129,10 +122,11 @@ ATEN_SUPPORT: dict[str, OpRule] = {
         "mm.default", "bmm.default", "addmm.default", "_softmax.default",
         "_log_softmax.default", "_native_batch_norm_legit_no_training.default",
         "avg_pool1d.default", "max_pool1d.default",
+        "convolution.default",  # Conv, or ConvTranspose when transposed
     ]},
     "aten._to_copy.default": OpRule(check=_plain_to_copy),
-    "aten.convolution.default": OpRule(nn_float=True, check=_no_transposed_conv),
     "aten.native_layer_norm.default": OpRule(nn_float=True, check=_only_first_output_used),
+    "aten.native_group_norm.default": OpRule(nn_float=True, check=_only_first_output_used),
     "aten.max_pool2d_with_indices.default": OpRule(nn_float=True,
                                                    check=_only_first_output_used),
     "aten.max_pool3d_with_indices.default": OpRule(nn_float=True,

@@ -76,7 +76,8 @@ def test_cuda_matches_cpu(case: OpCase):
 # float16 compute is checked on ops whose result moves smoothly with rounding of their inputs
 # (not Floor/Round/comparisons/Mod, where one ulp flips the answer).
 FP16_OPS = {
-    "Conv", "Gemm", "MatMul", "BatchNormalization", "LayerNormalization", "Softmax", "LogSoftmax",
+    "Conv", "ConvTranspose", "Gemm", "MatMul", "InstanceNormalization", "GroupNormalization",
+    "DepthToSpace", "SpaceToDepth", "CumSum", "BatchNormalization", "LayerNormalization", "Softmax", "LogSoftmax",
     "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu", "Erf", "HardSigmoid", "HardSwish", "Add", "Sub",
     "Mul", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceSum",
     "ReduceMax", "Transpose", "Concat", "Split", "Slice", "Reshape", "Flatten", "Squeeze", "Unsqueeze",

@@ -541,6 +541,62 @@ def test_swin_transformer_compiles_fully():
     _assert_close(compiled(x), _eager(model, x))
 
 
+class TinyUnet(nn.Module):
+    """A downsampling conv, a transposed-conv upsampling (ONNX ConvTranspose) and a skip concat."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.up = nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1)
+        self.head = nn.Conv2d(7, 2, 1)
+
+    def forward(self, x):
+        y = self.up(torch.relu(self.down(x)))
+        return self.head(torch.cat([y, x], dim=1))
+
+
+def test_transposed_convolution_compiles_fully():
+    model = _model(TinyUnet)
+    compiled = kiln.compile(model, torch.randn(2, 3, 16, 16), dynamic_batch=(1, 2, 4),
+                            require_full_compilation=True)
+    report = compiled.kiln_report
+    assert report.fallbacks == [] and len(report.engines) == 1, report
+    assert report.engines[0].ops["aten.convolution.default"] == 3
+    for batch in (1, 3):
+        x = torch.randn(batch, 3, 16, 16)
+        _assert_close(compiled(x), _eager(model, x))
+
+
+def test_roberta_compiles_fully():
+    """RoBERTa numbers its positions with a cumsum over the padding mask (ONNX CumSum)."""
+    # transformers is not in the CI venv; the GPU machine's torch stage runs this.
+    transformers = pytest.importorskip("transformers")
+
+    config = transformers.RobertaConfig(
+        vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=40)
+    torch.manual_seed(0)
+    roberta = transformers.RobertaModel(config, add_pooling_layer=False).eval()
+
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.roberta = roberta
+
+        def forward(self, ids, mask):
+            return self.roberta(input_ids=ids, attention_mask=mask).last_hidden_state
+
+    model = Encoder().eval()
+    ids = torch.randint(3, config.vocab_size, (2, 16))
+    ids[1, 11:] = config.pad_token_id
+    mask = (ids != config.pad_token_id).to(torch.int64)
+    compiled = kiln.compile(model, [ids, mask], require_full_compilation=True)
+    report = compiled.kiln_report
+    assert report.fallbacks == [] and len(report.engines) == 1, report
+    assert "aten.cumsum.default" in report.engines[0].ops, report.engines[0].ops
+    _assert_close(compiled(ids, mask), _eager(model, ids, mask), atol=1e-4)
+
+
 class _UnsupportedOpOnParameters(nn.Module):
     def __init__(self):
         super().__init__()
