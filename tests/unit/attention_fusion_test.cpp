@@ -165,6 +165,61 @@ TEST(AttentionFusionPass, KeyGivenTransposedIsReadAsIs) {
   EXPECT_EQ(live[0]->inputs[3], mask);
 }
 
+// nn.MultiheadAttention's exported chain: seq-first projections [S, B, H*D] viewed as
+// [S, B*H, D] and transposed to [B*H, S, D] (rank 3), Q and V reshaped to [B, H, S, D], Kᵀ as
+// Reshape(Transpose(0,2,1)) of the rank-3 K, both scaled by d^-1/4.
+GraphBuilder multihead_attention(DType dtype, int64_t dim) {
+  GraphBuilder b;
+  const ir::ValueId root_scale = scalar(b, "root_scale", 1.0f / std::sqrt(std::sqrt(float(dim))), dtype);
+  const auto heads = [&](const std::string& name) {
+    const ir::ValueId x = b.input(name, {kSeq, kBatch, kHeads * dim}, dtype);
+    const ir::ValueId split =
+        b.node("Reshape", name + "_split", {x, shape_constant(b, name + "_split_shape", {kSeq, kBatch * kHeads, dim})});
+    return b.node("Transpose", name + "_bh_first", {split}, perm({1, 0, 2}));
+  };
+  const auto as_bhsd = [&](ir::ValueId flat, const std::string& name) {
+    return b.node("Reshape", name + "_bhsd", {flat, shape_constant(b, name + "_bhsd_shape", {kBatch, kHeads, kSeq, dim})});
+  };
+  const ir::ValueId q = b.node("Mul", "q_scaled", {as_bhsd(heads("q"), "q"), root_scale});
+  const ir::ValueId k_swapped = b.node("Transpose", "k_swap", {heads("k")}, perm({0, 2, 1}));
+  const ir::ValueId key_t =
+      b.node("Reshape", "k_back", {k_swapped, shape_constant(b, "k_back_shape", {kBatch, kHeads, dim, kSeq})});
+  const ir::ValueId k = b.node("Mul", "k_scaled", {key_t, root_scale});
+  const ir::ValueId probs = b.node("Softmax", "softmax", {b.node("MatMul", "scores", {q, k})});
+  b.output(b.node("MatMul", "context", {probs, as_bhsd(heads("v"), "v")}));
+  infer_shapes(b.graph);
+  return b;
+}
+
+TEST(AttentionFusionPass, MultiheadAttentionRankThreeKeyIsReadAsAView) {
+  GraphBuilder b = multihead_attention(DType::kFloat32, kDim);
+  EXPECT_EQ(fuse_and_compare(b, random_inputs(b.graph, 13), 1e-5f), 1);
+  const ir::Node* fused = nullptr;
+  for (const ir::Node* node : live_nodes(b.graph)) {
+    EXPECT_NE(node->op_type, "Softmax");
+    if (node->op_type == "FusedAttention") fused = node;
+  }
+  ASSERT_NE(fused, nullptr);
+  EXPECT_EQ(fused->attrs.get_int("k_transposed"), 0);
+  EXPECT_NEAR(fused->attrs.get_float("scale"), 0.5f, 1e-6f);
+  // K is the rank-3 heads read as [B, H, S, D]: no transpose of K is left.
+  EXPECT_EQ(b.graph.value(fused->inputs[1]).shape, (Shape{kBatch, kHeads, kSeq, kDim}));
+  EXPECT_EQ(live_nodes(b.graph, "Transpose").size(), 3u);  // the three [S, B*H, D] -> [B*H, S, D]
+}
+
+TEST(AttentionFusionPass, MultiheadAttentionFusesForTensorCoresInHalf) {
+  GraphBuilder b = multihead_attention(DType::kFloat16, 16);
+  EXPECT_EQ(fuse_attention(b.graph, /*tensor_core_shapes_only=*/true), 1);
+  eliminate_dead_code(b.graph);
+  b.graph.verify();
+  GraphBuilder reference = multihead_attention(DType::kFloat16, 16);
+  const auto inputs = random_inputs(reference.graph, 17);
+  const std::vector<HostTensor> want = evaluate(reference.graph, inputs);
+  const std::vector<HostTensor> got = evaluate(b.graph, inputs);
+  ASSERT_EQ(got.size(), 1u);
+  expect_close(got[0], want[0], 1e-2f);
+}
+
 TEST(AttentionFusionPass, LeavesChainsWithOutsideReadersAlone) {
   for (int variant = 0; variant < 3; ++variant) {
     GraphBuilder b;
