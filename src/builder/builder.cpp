@@ -21,6 +21,7 @@
 #include "passes/elementwise_fusion.hpp"
 #include "passes/identity_elimination.hpp"
 #include "passes/layout_nhwc.hpp"
+#include "passes/patch_convolution.hpp"
 #include "passes/precision_lowering.hpp"
 #include "passes/qkv_packing.hpp"
 #include "passes/residual_norm_fusion.hpp"
@@ -60,14 +61,16 @@ void allow_tf32(ir::Graph& graph) {
   }
 }
 
-// KILN_CONV_LAYOUT=nchw|nhwc overrides the layout of fp16/bf16 convolution regions (for
-// measuring one against the other).
-bool nhwc_convolutions() {
+// KILN_CONV_LAYOUT=nchw|nhwc overrides the layout choice of fp16/bf16 convolution regions (for
+// measuring one against the other): nchw keeps every region NCHW, nhwc converts depthwise regions
+// too. Unset: NHWC except regions with depthwise convolutions.
+enum class ConvLayout { kChosen, kNchw, kNhwc };
+ConvLayout conv_layout_override() {
   const char* layout = std::getenv("KILN_CONV_LAYOUT");
-  if (layout == nullptr || *layout == '\0') return true;
+  if (layout == nullptr || *layout == '\0') return ConvLayout::kChosen;
   const std::string value(layout);
-  if (value == "nhwc") return true;
-  if (value == "nchw") return false;
+  if (value == "nhwc") return ConvLayout::kNhwc;
+  if (value == "nchw") return ConvLayout::kNchw;
   fail(ErrorCode::kInvalidArgument, "KILN_CONV_LAYOUT must be 'nchw' or 'nhwc', got '", value, "'");
 }
 
@@ -75,9 +78,15 @@ void lower_for_cuda(ir::Graph& graph, const BuilderConfig& config, const Resolve
   // CUDA's Sum/Mean/Min/Max kernels take exactly two inputs.
   if (passes::expand_variadic_elementwise(graph) > 0) passes::infer_shapes(graph);
   if (passes::make_conv_padding_symmetric(graph) > 0) passes::infer_shapes(graph);
+  // ViT-style patch embeddings (kernel == stride, no padding) run as one GEMM with the bias in
+  // cuBLASLt's epilogue, not as an NCHW conv with C = 3. Before precision lowering (which converts
+  // the new weight matrix like any constant) and before the NHWC pass (no longer a conv there).
+  if (passes::convert_patch_convolutions_to_matmul(graph) > 0) passes::eliminate_dead_code(graph);
   if (resolved.precision != DType::kFloat32) passes::lower_precision(graph, resolved.precision);
   // fp16/bf16 convolutions run on tensor cores in NHWC: keep their activations NHWC.
-  if (resolved.precision != DType::kFloat32 && nhwc_convolutions()) passes::convert_conv_regions_to_nhwc(graph);
+  const ConvLayout layout = conv_layout_override();
+  if (resolved.precision != DType::kFloat32 && layout != ConvLayout::kNchw)
+    passes::convert_conv_regions_to_nhwc(graph, /*include_depthwise=*/layout == ConvLayout::kNhwc);
   if (config.precision == Precision::kTf32) allow_tf32(graph);
   // After lowering, so that fused ops carry one dtype; the CPU (the reference) keeps the plain ops.
   if (passes::fuse_attention(graph, /*tensor_core_shapes_only=*/true) > 0) passes::eliminate_dead_code(graph);

@@ -17,7 +17,9 @@ namespace kiln::passes {
 // [0, 2, 3, 1], value
 // "<name>.nhwc") and where region tensors are read outside it or are graph outputs (perm [0, 3, 1,
 // 2], writing the original value, whose name and NCHW shape stay). Requires inferred shapes;
-// re-infers them. Returns the number of Convs converted.
-int convert_conv_regions_to_nhwc(ir::Graph& graph);
+// re-infers them. Regions holding a depthwise Conv (group > 1, one input channel per group) stay
+// NCHW unless `include_depthwise` (cuDNN's NHWC depthwise kernels are slow). Returns the number of
+// Convs converted.
+int convert_conv_regions_to_nhwc(ir::Graph& graph, bool include_depthwise = false);
 
 }  // namespace kiln::passes

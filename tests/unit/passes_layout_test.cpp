@@ -29,9 +29,9 @@ using testing::element;
 using testing::evaluate;
 using testing::expect_close_to_scale;
 using testing::GraphBuilder;
-using testing::random_inputs;
 using testing::make_tensor_f32;
 using testing::make_tensor_i64;
+using testing::random_inputs;
 using testing::random_tensor_f32;
 
 // The builder's pipeline for the CUDA target up to the layout pass.
@@ -44,7 +44,8 @@ void lower(ir::Graph& graph, DType precision = DType::kFloat16) {
 
 // Lowers, runs the pass and checks every output against the graph before the pass. Returns the
 // number of converted convolutions.
-int convert_and_compare(ir::Graph& graph, uint32_t seed, DType precision = DType::kFloat16) {
+int convert_and_compare(ir::Graph& graph, uint32_t seed, DType precision = DType::kFloat16,
+                        bool include_depthwise = false) {
   lower(graph, precision);
   const auto inputs = random_inputs(graph, seed, -1.0f, 1.0f);
   const std::vector<HostTensor> before = evaluate(graph, inputs);
@@ -53,7 +54,7 @@ int convert_and_compare(ir::Graph& graph, uint32_t seed, DType precision = DType
     for (ir::ValueId out : graph.outputs) names.push_back(graph.value(out).name);
     return names;
   }();
-  const int converted = convert_conv_regions_to_nhwc(graph);
+  const int converted = convert_conv_regions_to_nhwc(graph, include_depthwise);
   graph.verify();
   for (size_t o = 0; o < graph.outputs.size(); ++o) {
     EXPECT_EQ(graph.value(graph.outputs[o]).name, output_names[o]) << "outputs keep their names";
@@ -247,8 +248,7 @@ TEST(PassesLayoutNhwc, PoolingWithPaddingAndCeilModeAndNchwOutput) {
 // MobileNetV3's pieces: 1x1 expand + HardSwish, depthwise 3x3 stride 2, squeeze-excitation
 // (GlobalAveragePool -> Conv -> Relu -> Conv -> HardSigmoid -> Mul), grouped conv, and
 // elementwise ops with per-channel and scalar constants.
-TEST(PassesLayoutNhwc, DepthwiseGroupedAndSqueezeExcitation) {
-  Net n(5);
+ir::ValueId mobilenet_block(Net& n) {
   const ir::ValueId x = n.input("x", {2, 8, 9, 9});
   const ir::ValueId expand = n.op("HardSwish", "expand_act", {n.conv("expand", x, 8, 16, 1)});
   const ir::ValueId dw = n.op("HardSwish", "dw_act", {n.conv("dw", expand, 16, 16, 3, 2, 16)});
@@ -266,9 +266,25 @@ TEST(PassesLayoutNhwc, DepthwiseGroupedAndSqueezeExcitation) {
                                     n.b.constant("hi", make_tensor_f32({}, {0.75f}))});
   const ir::ValueId halved =
       n.op("Mul", "halve", {clipped, n.b.constant("half", make_tensor_f32({1}, {0.5f}))});
-  n.b.output(n.head(halved, 8, 3));
+  return halved;
+}
+
+// By default a region with a depthwise convolution stays NCHW: no Conv converted, no Transpose.
+TEST(PassesLayoutNhwc, DepthwiseRegionsStayNchwByDefault) {
+  Net n(5);
+  n.b.output(n.head(mobilenet_block(n), 8, 3));
   ir::Graph& g = n.b.graph;
-  EXPECT_EQ(convert_and_compare(g, 13), 5);
+  EXPECT_EQ(convert_and_compare(g, 13), 0);
+  for (const ir::Node* conv : nodes_of(g, "Conv")) EXPECT_FALSE(is_nhwc(*conv)) << conv->name;
+  EXPECT_TRUE(nodes_of(g, "Transpose").empty());
+}
+
+// Forced (include_depthwise, KILN_CONV_LAYOUT=nhwc) the whole block converts.
+TEST(PassesLayoutNhwc, DepthwiseGroupedAndSqueezeExcitation) {
+  Net n(5);
+  n.b.output(n.head(mobilenet_block(n), 8, 3));
+  ir::Graph& g = n.b.graph;
+  EXPECT_EQ(convert_and_compare(g, 13, DType::kFloat16, /*include_depthwise=*/true), 5);
 
   for (const ir::Node* conv : nodes_of(g, "Conv")) EXPECT_TRUE(is_nhwc(*conv)) << conv->name;
   const int dw_index = testing::find_node(g, "dw");
