@@ -20,6 +20,7 @@
 #include "passes/dead_code_elimination.hpp"
 #include "passes/elementwise_fusion.hpp"
 #include "passes/identity_elimination.hpp"
+#include "passes/einsum_lowering.hpp"
 #include "passes/layout_nhwc.hpp"
 #include "passes/patch_convolution.hpp"
 #include "passes/precision_lowering.hpp"
@@ -118,6 +119,8 @@ void run_once_at_opt_shapes(const Engine& engine, const format::EngineModel& mod
 
 void optimize_graph(ir::Graph& graph) {
   passes::infer_shapes(graph);
+  // Einsum has no kernels: it becomes Transpose/Reshape/MatMul/ReduceSum for every target.
+  if (passes::lower_einsum(graph) > 0) passes::infer_shapes(graph);
   passes::fold_constants(graph);
   passes::eliminate_identities(graph);
   passes::fold_batch_norm(graph);

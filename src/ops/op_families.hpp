@@ -25,5 +25,6 @@ void register_conv_transpose_ops(OpRegistry& registry);  // ConvTranspose
 void register_group_normalization_ops(
     OpRegistry& registry);                            // InstanceNormalization, GroupNormalization
 void register_space_depth_ops(OpRegistry& registry);  // DepthToSpace, SpaceToDepth
+void register_einsum_ops(OpRegistry& registry);       // Einsum (lowered by the builder; no kernels)
 
 }  // namespace kiln::ops
