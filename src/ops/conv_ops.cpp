@@ -15,16 +15,9 @@ namespace {
 
 using nn::label_of;
 
-void require_same_dtype(const InferContext& ctx, size_t index, const char* what) {
-  if (ctx.input(index).dtype != ctx.input(0).dtype) {
-    ctx.fail("input ", index, " (", what, ") has dtype ", dtype_name(ctx.input(index).dtype),
-             " but X has ", dtype_name(ctx.input(0).dtype));
-  }
-}
-
 void infer_conv(InferContext& ctx) {
   nn::require_float_input(ctx, 0, "X");
-  require_same_dtype(ctx, 1, "W");
+  nn::require_same_dtype(ctx, 1, "W");
   nn::require_min_rank(ctx, 0, "X", 3);
   const bool nhwc = nn::is_nhwc_layout(ctx.attrs());
   if (nhwc && (ctx.input(0).shape.size() != 4 || ctx.input(1).shape.size() != 4)) {
@@ -34,25 +27,13 @@ void infer_conv(InferContext& ctx) {
   // The checks below run on the NCHW view of the shapes.
   const Shape x = nhwc ? nn::nhwc_to_nchw(ctx.input(0).shape) : ctx.input(0).shape;
   const Shape w = nhwc ? nn::nhwc_to_nchw(ctx.input(1).shape) : ctx.input(1).shape;
-  const size_t spatial = x.size() - 2;
   if (w.size() != x.size()) {
     ctx.fail("W must have the rank of X (", x.size(), "), got ", shape_to_string(w));
   }
   const int64_t group = ctx.attrs().get_int_or("group", 1);
   if (group < 1) ctx.fail("attribute 'group' must be >= 1, got ", group);
 
-  std::vector<int64_t> kernel(w.begin() + 2, w.end());
-  if (ctx.attrs().has("kernel_shape")) {
-    const std::vector<int64_t> attr =
-        nn::read_axis_attribute(label_of(ctx), ctx.attrs(), "kernel_shape", spatial, 1, 1);
-    for (size_t i = 0; i < spatial; ++i) {
-      if (kernel[i] != kDynamicDim && kernel[i] != attr[i]) {
-        ctx.fail("attribute 'kernel_shape' ", shape_to_string(attr),
-                 " does not match the weight shape ", shape_to_string(w));
-      }
-    }
-    kernel = attr;
-  }
+  const std::vector<int64_t> kernel = nn::kernel_extents(ctx, w);
   const int64_t in_channels = x[1];
   const int64_t w_channels = w[1];
   const int64_t out_channels = w[0];
@@ -65,7 +46,7 @@ void infer_conv(InferContext& ctx) {
     ctx.fail("W has ", out_channels, " output channels, not divisible by group ", group);
   }
   if (ctx.has_input(2)) {
-    require_same_dtype(ctx, 2, "B");
+    nn::require_same_dtype(ctx, 2, "B");
     const Shape& b = ctx.input(2).shape;
     if (b.size() != 1 ||
         (b[0] != kDynamicDim && out_channels != kDynamicDim && b[0] != out_channels)) {
@@ -78,7 +59,7 @@ void infer_conv(InferContext& ctx) {
   out.insert(out.end(), geometry.output.begin(), geometry.output.end());
   // Fused by the builder (kiln extension): input 3 is a residual added before the activation.
   if (ctx.has_input(3)) {
-    require_same_dtype(ctx, 3, "residual");
+    nn::require_same_dtype(ctx, 3, "residual");
     if (ctx.input(3).shape.size() != out.size()) {
       ctx.fail("residual input must have the output's rank ", out.size(), ", got ",
                shape_to_string(ctx.input(3).shape));

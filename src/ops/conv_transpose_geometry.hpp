@@ -19,17 +19,13 @@
 
 #include "base/attributes.hpp"
 #include "ops/nn_common.hpp"
+#include "ops/nn_window.hpp"
 
 namespace kiln::ops::nn {
 
-struct ConvTransposeGeometry {
-  std::vector<int64_t> kernel;  // kDynamicDim when unknown (dynamic W)
-  std::vector<int64_t> strides;
-  std::vector<int64_t> dilations;
+// The window fields mean what they mean for Conv (`output` is Y's extent), plus output_padding.
+struct ConvTransposeGeometry : WindowGeometry {
   std::vector<int64_t> output_padding;
-  std::vector<int64_t> pad_begin;  // 0 while unknown
-  std::vector<int64_t> pad_end;
-  std::vector<int64_t> output;  // kDynamicDim when it depends on unknown dims
 };
 
 // Reads and validates strides, dilations, pads, output_padding, output_shape and auto_pad for

@@ -13,15 +13,6 @@ namespace kiln::ops {
 namespace nn {
 namespace {
 
-std::string list_text(const std::vector<int64_t>& values) {
-  std::string out = "[";
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i) out += ", ";
-    out += std::to_string(values[i]);
-  }
-  return out + "]";
-}
-
 // The output_shape attribute's spatial extents (empty when absent). The spec gives one entry per
 // spatial axis; N and C in front (rank + 2 entries, as some converters write) are skipped.
 std::vector<int64_t> read_output_shape(const NodeLabel& node, const AttributeMap& attrs,
@@ -31,12 +22,12 @@ std::vector<int64_t> read_output_shape(const NodeLabel& node, const AttributeMap
   if (values.size() == rank + 2) values.erase(values.begin(), values.begin() + 2);
   if (values.size() != rank) {
     fail_at(node, ErrorCode::kInvalidArgument, "attribute 'output_shape' must have ", rank,
-            " entries (one per spatial axis), got ", values.size(), " ", list_text(values));
+            " entries (one per spatial axis), got ", values.size(), " ", list_to_string(values));
   }
   for (int64_t v : values) {
     if (v < 1) {
       fail_at(node, ErrorCode::kInvalidArgument,
-              "attribute 'output_shape' entries must be >= 1, got ", list_text(values));
+              "attribute 'output_shape' entries must be >= 1, got ", list_to_string(values));
     }
   }
   return values;
@@ -60,19 +51,14 @@ ConvTransposeGeometry resolve_conv_transpose(const NodeLabel& node, const Attrib
   g.output_padding = read_axis_attribute(node, attrs, "output_padding", rank, 0, 0);
   const std::vector<int64_t> pads = read_axis_attribute(node, attrs, "pads", 2 * rank, 0, 0);
   const std::vector<int64_t> output_shape = read_output_shape(node, attrs, rank);
-  const std::string auto_pad = attrs.get_string_or("auto_pad", "NOTSET");
-  const bool same_upper = auto_pad == "SAME_UPPER";
-  const bool same_lower = auto_pad == "SAME_LOWER";
-  const bool valid = auto_pad == "VALID";
-  if (auto_pad != "NOTSET" && !same_upper && !same_lower && !valid) {
-    fail_at(node, ErrorCode::kInvalidArgument,
-            "attribute 'auto_pad' must be NOTSET, SAME_UPPER, SAME_LOWER or VALID, got '", auto_pad,
-            "'");
-  }
-  if (auto_pad != "NOTSET" &&
+  const AutoPad auto_pad = read_auto_pad(node, attrs);
+  const bool same_upper = auto_pad == AutoPad::kSameUpper;
+  const bool same_lower = auto_pad == AutoPad::kSameLower;
+  const bool valid = auto_pad == AutoPad::kValid;
+  if (auto_pad != AutoPad::kNotSet &&
       std::any_of(pads.begin(), pads.end(), [](int64_t p) { return p != 0; })) {
-    fail_at(node, ErrorCode::kInvalidArgument, "attribute 'pads' ", list_text(pads),
-            " cannot be combined with auto_pad '", auto_pad, "'");
+    fail_at(node, ErrorCode::kInvalidArgument, "attribute 'pads' ", list_to_string(pads),
+            " cannot be combined with auto_pad '", attrs.get_string("auto_pad"), "'");
   }
   g.pad_begin.assign(rank, 0);
   g.pad_end.assign(rank, 0);
@@ -85,11 +71,11 @@ ConvTransposeGeometry resolve_conv_transpose(const NodeLabel& node, const Attrib
     if (output_padding >= std::max(stride, g.dilations[i])) {
       fail_at(node, ErrorCode::kInvalidArgument, "attribute 'output_padding' entry ", i,
               " must be less than max(stride, dilation) = ", std::max(stride, g.dilations[i]),
-              ", got ", output_padding, " (output_padding ", list_text(g.output_padding), ")");
+              ", got ", output_padding, " (output_padding ", list_to_string(g.output_padding), ")");
     }
     if (g.kernel[i] != kDynamicDim && g.kernel[i] < 1) {
       fail_at(node, ErrorCode::kInvalidArgument, "kernel extents must be >= 1, got ",
-              list_text(g.kernel));
+              list_to_string(g.kernel));
     }
     if (!valid && !same_upper && !same_lower) {
       g.pad_begin[i] = pads[i];
@@ -124,7 +110,7 @@ ConvTransposeGeometry resolve_conv_transpose(const NodeLabel& node, const Attrib
     } else {
       out = full + output_padding - g.pad_begin[i] - g.pad_end[i];
       if (out < 1) {
-        fail_at(node, ErrorCode::kInvalidArgument, "attribute 'pads' ", list_text(pads),
+        fail_at(node, ErrorCode::kInvalidArgument, "attribute 'pads' ", list_to_string(pads),
                 " leave no output on spatial axis ", i, ": stride * (in - 1) + dilated kernel ",
                 full, " + output_padding ", output_padding, " - pads = ", out);
       }
@@ -140,16 +126,9 @@ namespace {
 
 using nn::label_of;
 
-void require_same_dtype(const InferContext& ctx, size_t index, const char* what) {
-  if (ctx.input(index).dtype != ctx.input(0).dtype) {
-    ctx.fail("input ", index, " (", what, ") has dtype ", dtype_name(ctx.input(index).dtype),
-             " but X has ", dtype_name(ctx.input(0).dtype));
-  }
-}
-
 void infer_conv_transpose(InferContext& ctx) {
   nn::require_float_input(ctx, 0, "X");
-  require_same_dtype(ctx, 1, "W");
+  nn::require_same_dtype(ctx, 1, "W");
   nn::require_min_rank(ctx, 0, "X", 3);
   if (nn::is_nhwc_layout(ctx.attrs())) {
     ctx.fail("attribute 'kiln_layout' must be \"NCHW\": ConvTranspose has no NHWC form");
@@ -167,18 +146,7 @@ void infer_conv_transpose(InferContext& ctx) {
   const int64_t group = ctx.attrs().get_int_or("group", 1);
   if (group < 1) ctx.fail("attribute 'group' must be >= 1, got ", group);
 
-  std::vector<int64_t> kernel(w.begin() + 2, w.end());
-  if (ctx.attrs().has("kernel_shape")) {
-    const std::vector<int64_t> attr =
-        nn::read_axis_attribute(label_of(ctx), ctx.attrs(), "kernel_shape", spatial, 1, 1);
-    for (size_t i = 0; i < spatial; ++i) {
-      if (kernel[i] != kDynamicDim && kernel[i] != attr[i]) {
-        ctx.fail("attribute 'kernel_shape' ", shape_to_string(attr),
-                 " does not match the weight shape ", shape_to_string(w));
-      }
-    }
-    kernel = attr;
-  }
+  const std::vector<int64_t> kernel = nn::kernel_extents(ctx, w);
   // W is [C, M / group, k...]: its first dim is X's channel count.
   const int64_t in_channels = x[1];
   if (in_channels != kDynamicDim && w[0] != kDynamicDim && in_channels != w[0]) {
@@ -191,7 +159,7 @@ void infer_conv_transpose(InferContext& ctx) {
   }
   const int64_t out_channels = w[1] == kDynamicDim ? kDynamicDim : w[1] * group;
   if (ctx.has_input(2)) {
-    require_same_dtype(ctx, 2, "B");
+    nn::require_same_dtype(ctx, 2, "B");
     const Shape& b = ctx.input(2).shape;
     if (b.size() != 1 ||
         (b[0] != kDynamicDim && out_channels != kDynamicDim && b[0] != out_channels)) {

@@ -23,6 +23,13 @@ void require_float_input(const InferContext& ctx, size_t index, std::string_view
   }
 }
 
+void require_same_dtype(const InferContext& ctx, size_t index, std::string_view what) {
+  if (ctx.input(index).dtype != ctx.input(0).dtype) {
+    ctx.fail("input ", index, " (", what, ") has dtype ", dtype_name(ctx.input(index).dtype),
+             " but X has ", dtype_name(ctx.input(0).dtype));
+  }
+}
+
 void require_min_rank(const InferContext& ctx, size_t index, std::string_view what,
                       size_t min_rank) {
   const Shape& shape = ctx.input(index).shape;

@@ -6,6 +6,12 @@
 namespace kiln::ops::nn {
 namespace {
 
+int64_t ceil_div(int64_t a, int64_t b) {
+  return a >= 0 ? (a + b - 1) / b : -((-a) / b);
+}
+
+}  // namespace
+
 std::string list_to_string(const std::vector<int64_t>& values) {
   std::string out = "[";
   for (size_t i = 0; i < values.size(); ++i) {
@@ -15,11 +21,30 @@ std::string list_to_string(const std::vector<int64_t>& values) {
   return out + "]";
 }
 
-int64_t ceil_div(int64_t a, int64_t b) {
-  return a >= 0 ? (a + b - 1) / b : -((-a) / b);
+AutoPad read_auto_pad(const NodeLabel& node, const AttributeMap& attrs) {
+  const std::string auto_pad = attrs.get_string_or("auto_pad", "NOTSET");
+  if (auto_pad == "NOTSET") return AutoPad::kNotSet;
+  if (auto_pad == "SAME_UPPER") return AutoPad::kSameUpper;
+  if (auto_pad == "SAME_LOWER") return AutoPad::kSameLower;
+  if (auto_pad == "VALID") return AutoPad::kValid;
+  fail_at(node, ErrorCode::kInvalidArgument,
+          "attribute 'auto_pad' must be NOTSET, SAME_UPPER, SAME_LOWER or VALID, got '", auto_pad,
+          "'");
 }
 
-}  // namespace
+std::vector<int64_t> kernel_extents(const InferContext& ctx, const Shape& w) {
+  std::vector<int64_t> kernel(w.begin() + 2, w.end());
+  if (!ctx.attrs().has("kernel_shape")) return kernel;
+  const std::vector<int64_t> attr =
+      read_axis_attribute(label_of(ctx), ctx.attrs(), "kernel_shape", kernel.size(), 1, 1);
+  for (size_t i = 0; i < kernel.size(); ++i) {
+    if (kernel[i] != kDynamicDim && kernel[i] != attr[i]) {
+      ctx.fail("attribute 'kernel_shape' ", shape_to_string(attr),
+               " does not match the weight shape ", shape_to_string(w));
+    }
+  }
+  return attr;
+}
 
 std::vector<int64_t> read_axis_attribute(const NodeLabel& node, const AttributeMap& attrs,
                                          const char* name, size_t expected_size, int64_t min,
@@ -53,15 +78,10 @@ WindowGeometry resolve_window(const NodeLabel& node, const AttributeMap& attrs,
   g.strides = read_axis_attribute(node, attrs, "strides", rank, 1, 1);
   g.dilations = read_axis_attribute(node, attrs, "dilations", rank, 1, 1);
   const std::vector<int64_t> pads = read_axis_attribute(node, attrs, "pads", 2 * rank, 0, 0);
-  const std::string auto_pad = attrs.get_string_or("auto_pad", "NOTSET");
-  const bool same_upper = auto_pad == "SAME_UPPER";
-  const bool same_lower = auto_pad == "SAME_LOWER";
-  const bool valid = auto_pad == "VALID";
-  if (auto_pad != "NOTSET" && !same_upper && !same_lower && !valid) {
-    fail_at(node, ErrorCode::kInvalidArgument,
-            "attribute 'auto_pad' must be NOTSET, SAME_UPPER, SAME_LOWER or VALID, got '", auto_pad,
-            "'");
-  }
+  const AutoPad auto_pad = read_auto_pad(node, attrs);
+  const bool same_upper = auto_pad == AutoPad::kSameUpper;
+  const bool same_lower = auto_pad == AutoPad::kSameLower;
+  const bool valid = auto_pad == AutoPad::kValid;
   g.pad_begin.assign(rank, 0);
   g.pad_end.assign(rank, 0);
   g.output.assign(rank, kDynamicDim);

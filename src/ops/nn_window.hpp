@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "base/attributes.hpp"
@@ -29,6 +30,17 @@ struct WindowGeometry {
 WindowGeometry resolve_window(const NodeLabel& node, const AttributeMap& attrs,
                               std::span<const int64_t> input_spatial, std::vector<int64_t> kernel,
                               bool ceil_mode);
+
+// "[1, 2, 3]" (negative entries printed as they are, unlike shape_to_string's "?").
+std::string list_to_string(const std::vector<int64_t>& values);
+
+enum class AutoPad { kNotSet, kSameUpper, kSameLower, kValid };
+// The auto_pad attribute (NOTSET when absent); kInvalidArgument naming the node otherwise.
+AutoPad read_auto_pad(const NodeLabel& node, const AttributeMap& attrs);
+
+// A convolution's kernel extents: W's spatial dims (W is [*, *, k...]), or the kernel_shape
+// attribute, which must then agree with W's known dims. Fails naming the node otherwise.
+std::vector<int64_t> kernel_extents(const InferContext& ctx, const Shape& w);
 
 // Reads an int list attribute that, when present, must have `expected_size` entries each >= `min`.
 std::vector<int64_t> read_axis_attribute(const NodeLabel& node, const AttributeMap& attrs,

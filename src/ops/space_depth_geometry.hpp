@@ -23,7 +23,9 @@ struct SpaceDepthCopy {
   Shape copy_dims;
   std::vector<int64_t> input_strides;
 };
+// `in` is the input, `out` the output the kernel was given: its dtype and shape are checked
+// (kInvalidArgument naming the node).
 SpaceDepthCopy resolve_space_depth(const NodeRef& node, const AttributeMap& attrs,
-                                   const Shape& input);
+                                   const TensorView& in, const TensorView& out);
 
 }  // namespace kiln::ops

@@ -100,12 +100,18 @@ Shape space_depth_output_shape(const NodeRef& node, const AttributeMap& attrs, c
 }
 
 SpaceDepthCopy resolve_space_depth(const NodeRef& node, const AttributeMap& attrs,
-                                   const Shape& input) {
+                                   const TensorView& in, const TensorView& out) {
+  const Shape& input = in.shape;
   if (!shape_is_static(input)) {
     node.fail(ErrorCode::kInternal, "input shape ", shape_to_string(input), " is not static");
   }
   SpaceDepthCopy copy;
   copy.output = space_depth_output_shape(node, attrs, input);
+  if (out.shape != copy.output || out.dtype != in.dtype) {
+    node.fail(ErrorCode::kInvalidArgument, "output is ", dtype_name(out.dtype), " ",
+              shape_to_string(out.shape), ", expected ", dtype_name(in.dtype), " ",
+              shape_to_string(copy.output));
+  }
   const SpaceDepthParams p = read_params(node, attrs);
   const int64_t b = p.blocksize;
   const int64_t n = input[0], c = input[1], h = input[2], w = input[3];

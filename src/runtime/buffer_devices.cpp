@@ -30,8 +30,9 @@ void check_one(CheckedBuffers& checked, int device, const NamedTensor& bound, co
     cudaGetLastError();  // not sticky, but it would be reported by the next unrelated check
     return;
   }
-  if (attributes.type != cudaMemoryTypeDevice) return;
-  if (attributes.device != device) {
+  // Host, pinned and managed memory pass, and are remembered like device memory of this GPU, so
+  // that binding host buffers does not query the driver on every call.
+  if (attributes.type == cudaMemoryTypeDevice && attributes.device != device) {
     fail(ErrorCode::kInvalidArgument, role, " '", bound.name,
          "': the buffer is on cuda:", attributes.device,
          " but the engine is bound to cuda:", device, "; pass device memory of cuda:", device);

@@ -10,7 +10,8 @@
 
 namespace kiln::detail {
 
-// Pointers recently found to be memory of the engine's GPU, so that a serving loop that reuses
+// Pointers recently found to be usable by the engine's GPU (its device memory, or host, pinned or
+// managed memory), so that a serving loop that reuses
 // (or alternates between) its buffers queries the driver once per buffer, not once per call.
 class CheckedBuffers {
  public:

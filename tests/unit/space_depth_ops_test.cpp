@@ -10,6 +10,7 @@
 
 #include "backends/cpu/cpu_node_runner.hpp"
 #include "ops/op_registry.hpp"
+#include "ops/space_depth_geometry.hpp"
 
 namespace kiln::cpu {
 namespace {
@@ -189,6 +190,29 @@ TEST(SpaceDepthErrors, NamedErrorsForBadInputsAndAttributes) {
   float_blocksize.set("blocksize", Attribute::of_float(2.0f));
   expect_error([&] { run1("SpaceToDepth", float_blocksize, x); }, ErrorCode::kInvalidArgument,
                "blocksize");
+}
+
+}  // namespace
+}  // namespace kiln::cpu
+
+namespace kiln::cpu {
+namespace {
+
+// The kernels' output check (shared by the CPU and CUDA kernels through resolve_space_depth).
+TEST(SpaceDepthErrors, OutputOfAnotherShapeOrDtypeIsNamed) {
+  const HostTensor x = iota({1, 4, 2, 2});
+  const ops::NodeRef node{"test_node", "DepthToSpace"};
+  const HostTensor right(DType::kInt64, {1, 1, 4, 4});
+  EXPECT_EQ(ops::resolve_space_depth(node, attrs_of(2), view_of(x), view_of(right)).output,
+            right.shape);
+  const HostTensor wrong_shape(DType::kInt64, {1, 4, 2, 2});
+  expect_error(
+      [&] { ops::resolve_space_depth(node, attrs_of(2), view_of(x), view_of(wrong_shape)); },
+      ErrorCode::kInvalidArgument, "output is int64 [1, 4, 2, 2], expected int64 [1, 1, 4, 4]");
+  const HostTensor wrong_dtype(DType::kFloat32, {1, 1, 4, 4});
+  expect_error(
+      [&] { ops::resolve_space_depth(node, attrs_of(2), view_of(x), view_of(wrong_dtype)); },
+      ErrorCode::kInvalidArgument, "output is float32 [1, 1, 4, 4], expected int64");
 }
 
 }  // namespace

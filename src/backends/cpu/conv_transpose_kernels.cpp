@@ -23,25 +23,10 @@ int64_t floor_div(int64_t a, int64_t b) {
 Window3d resolve_geometry(const KernelContext& ctx, int64_t out_channels) {
   const Shape& x = ctx.inputs[0].shape;
   const Shape& weights = ctx.inputs[1].shape;
-  const size_t spatial = x.size() - 2;
   const ops::nn::ConvTransposeGeometry g = ops::nn::resolve_conv_transpose(
       nn::label_of(ctx), ctx.attrs, std::vector<int64_t>(x.begin() + 2, x.end()),
       std::vector<int64_t>(weights.begin() + 2, weights.end()));
-  Shape expected{x[0], out_channels};
-  expected.insert(expected.end(), g.output.begin(), g.output.end());
-  nn::require_output_shape(ctx, 0, expected);
-  Window3d w;
-  const size_t offset = 3 - spatial;
-  for (size_t i = 0; i < spatial; ++i) {
-    w.in[offset + i] = x[2 + i];
-    w.out[offset + i] = g.output[i];
-    w.kernel[offset + i] = g.kernel[i];
-    w.stride[offset + i] = g.strides[i];
-    w.dilation[offset + i] = g.dilations[i];
-    w.pad_begin[offset + i] = g.pad_begin[i];
-    w.pad_end[offset + i] = g.pad_end[i];
-  }
-  return w;
+  return nn::window3d_of(ctx, g, out_channels);
 }
 
 // Adds the cols rows of one group, computed for the input lines [line_begin, line_end) (a line is

@@ -17,11 +17,17 @@ Window3d resolve_window3d(const KernelContext& ctx, std::vector<int64_t> kernel,
   const ops::nn::WindowGeometry g = ops::nn::resolve_window(
       label_of(ctx), ctx.attrs, std::vector<int64_t>(x.begin() + 2, x.end()), std::move(kernel),
       ceil_mode);
+  return window3d_of(ctx, g, out_channels);
+}
+
+Window3d window3d_of(const KernelContext& ctx, const ops::nn::WindowGeometry& g,
+                     int64_t out_channels) {
+  const Shape& x = ctx.inputs[0].shape;
   Shape expected{x[0], out_channels};
   expected.insert(expected.end(), g.output.begin(), g.output.end());
   require_output_shape(ctx, 0, expected);
-
   Window3d w;
+  const size_t spatial = g.output.size();
   const size_t offset = 3 - spatial;
   for (size_t i = 0; i < spatial; ++i) {
     w.in[offset + i] = x[2 + i];

@@ -30,4 +30,9 @@ struct Window3d {
 Window3d resolve_window3d(const KernelContext& ctx, std::vector<int64_t> kernel, bool ceil_mode,
                           int64_t out_channels);
 
+// `g` (resolved for input 0 [N, C, spatial...], at most three spatial axes) padded to three axes,
+// after checking that output 0 is [N, `out_channels`, g.output...].
+Window3d window3d_of(const KernelContext& ctx, const ops::nn::WindowGeometry& g,
+                     int64_t out_channels);
+
 }  // namespace kiln::cpu::nn

@@ -12,12 +12,7 @@ void space_depth_kernel(KernelContext& ctx) {
   const TensorView& in = ctx.inputs[0];
   const TensorView& out = ctx.outputs[0];
   const ops::SpaceDepthCopy copy =
-      ops::resolve_space_depth(ops::NodeRef{ctx.node_name, ctx.op}, ctx.attrs, in.shape);
-  if (out.shape != copy.output || out.dtype != in.dtype) {
-    ctx.fail(ErrorCode::kInvalidArgument, "output is ", dtype_name(out.dtype), " ",
-             shape_to_string(out.shape), ", expected ", dtype_name(in.dtype), " ",
-             shape_to_string(copy.output));
-  }
+      ops::resolve_space_depth(ops::NodeRef{ctx.node_name, ctx.op}, ctx.attrs, in, out);
   if (out.numel() == 0) return;
   copy_strided(in.data, out.data, dtype_size(in.dtype), copy.copy_dims, copy.input_strides);
 }

@@ -20,6 +20,7 @@
 
 #include "backends/cuda/cuda_check.hpp"
 #include "backends/cuda/cuda_kernel.hpp"
+#include "backends/cuda/cudnn_tensors.hpp"
 #include "backends/cuda/device_buffer.hpp"
 #include "backends/cuda/library_handles.hpp"
 #include "backends/cuda/tactics.hpp"
@@ -27,15 +28,6 @@
 
 namespace kiln::cuda {
 namespace {
-
-cudnnDataType_t cudnn_type(const LaunchContext& ctx, DType dtype) {
-  switch (dtype) {
-    case DType::kFloat32: return CUDNN_DATA_FLOAT;
-    case DType::kFloat16: return CUDNN_DATA_HALF;
-    case DType::kBFloat16: return CUDNN_DATA_BFLOAT16;
-    default: ctx.fail(ErrorCode::kUnsupported, "dtype ", dtype_name(dtype), " is not supported by cuDNN here");
-  }
-}
 
 class ConvState : public LayerState {
  public:
@@ -55,27 +47,6 @@ class ConvState : public LayerState {
   size_t workspace = 0;
   DeviceBuffer zero_bias;  // fused path without a bias input
 };
-
-// cuDNN wants at least 4-D tensors: a 1-D convolution becomes a 2-D one of height 1.
-std::vector<int> dims_of(const Shape& shape) {
-  std::vector<int> dims(shape.begin(), shape.end());
-  if (dims.size() == 3) dims.insert(dims.begin() + 2, 1);
-  return dims;
-}
-
-std::vector<int> dense_strides(const std::vector<int>& dims) {
-  std::vector<int> strides(dims.size(), 1);
-  for (size_t i = dims.size() - 1; i-- > 0;) strides[i] = strides[i + 1] * dims[i + 1];
-  return strides;
-}
-
-cudnnTensorDescriptor_t tensor_desc(cudnnDataType_t type, const std::vector<int>& dims) {
-  cudnnTensorDescriptor_t desc = nullptr;
-  KILN_CUDNN_CHECK(cudnnCreateTensorDescriptor(&desc));
-  const std::vector<int> strides = dense_strides(dims);
-  KILN_CUDNN_CHECK(cudnnSetTensorNdDescriptor(desc, type, static_cast<int>(dims.size()), dims.data(), strides.data()));
-  return desc;
-}
 
 // A 4-D tensor stored NHWC, `nchw` giving its dims in N, C, H, W order.
 cudnnTensorDescriptor_t nhwc_tensor_desc(cudnnDataType_t type, const Shape& nchw) {
@@ -149,7 +120,7 @@ std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_b
     }
   }
   const DType dtype = y.dtype;
-  const cudnnDataType_t type = cudnn_type(ctx, dtype);
+  const cudnnDataType_t type = cudnn_data_type(ctx, dtype);
   auto state = std::make_unique<ConvState>();
   KILN_CUDNN_CHECK(cudnnCreateFilterDescriptor(&state->filter));
   if (nhwc) {
@@ -159,9 +130,9 @@ std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_b
                                                 static_cast<int>(w.shape[1]), static_cast<int>(w.shape[2]),
                                                 static_cast<int>(w.shape[3])));
   } else {
-    state->x = tensor_desc(type, dims_of(x.shape));
-    state->y = tensor_desc(type, dims_of(y.shape));
-    const std::vector<int> filter_dims = dims_of(w.shape);
+    state->x = dense_tensor_desc(type, cudnn_dims(ctx, x.shape));
+    state->y = dense_tensor_desc(type, cudnn_dims(ctx, y.shape));
+    const std::vector<int> filter_dims = cudnn_dims(ctx, w.shape);
     KILN_CUDNN_CHECK(cudnnSetFilterNdDescriptor(state->filter, type, CUDNN_TENSOR_NCHW,
                                                 static_cast<int>(filter_dims.size()), filter_dims.data()));
   }
@@ -193,9 +164,9 @@ std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_b
   const bool fused = ctx.attrs.get_string_or("kiln_activation", "") != "";
   if (has_bias || fused) {
     // [1, C, 1, 1]: the same bytes in either layout.
-    std::vector<int> bias_dims(dims_of(y.shape).size(), 1);
+    std::vector<int> bias_dims(cudnn_dims(ctx, y.shape).size(), 1);
     bias_dims[1] = static_cast<int>(y.shape[1]);
-    state->bias = tensor_desc(type, bias_dims);
+    state->bias = dense_tensor_desc(type, bias_dims);
   }
   if (fused) {
     const std::string activation = ctx.attrs.get_string_or("kiln_activation", "");

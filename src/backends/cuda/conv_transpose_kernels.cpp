@@ -27,6 +27,7 @@
 #include "backends/cuda/conv_transpose_crop.hpp"
 #include "backends/cuda/cuda_check.hpp"
 #include "backends/cuda/cuda_kernel.hpp"
+#include "backends/cuda/cudnn_tensors.hpp"
 #include "backends/cuda/device_buffer.hpp"
 #include "backends/cuda/library_handles.hpp"
 #include "backends/cuda/tactics.hpp"
@@ -34,20 +35,6 @@
 
 namespace kiln::cuda {
 namespace {
-
-cudnnDataType_t cudnn_type(const LaunchContext& ctx, DType dtype) {
-  switch (dtype) {
-    case DType::kFloat32:
-      return CUDNN_DATA_FLOAT;
-    case DType::kFloat16:
-      return CUDNN_DATA_HALF;
-    case DType::kBFloat16:
-      return CUDNN_DATA_BFLOAT16;
-    default:
-      ctx.fail(ErrorCode::kUnsupported, "dtype ", dtype_name(dtype),
-               " is not supported; supported: float32, float16, bfloat16");
-  }
-}
 
 class ConvTransposeState : public LayerState {
  public:
@@ -71,28 +58,6 @@ class ConvTransposeState : public LayerState {
   ConvTransposeCrop crop_shape;
   bool empty = false;  // Y has no elements: nothing to run
 };
-
-// cuDNN wants at least 4-D tensors: 1-D becomes 2-D of height 1. Its descriptors hold 32-bit
-// dims and strides, so a tensor must have fewer than 2^31 elements.
-std::vector<int> dims_of(const LaunchContext& ctx, const Shape& shape) {
-  if (shape_numel(shape) > INT_MAX) {
-    ctx.fail(ErrorCode::kUnsupported, "tensor ", shape_to_string(shape),
-             " has 2^31 or more elements, beyond cuDNN's 32-bit descriptors");
-  }
-  std::vector<int> dims(shape.begin(), shape.end());
-  if (dims.size() == 3) dims.insert(dims.begin() + 2, 1);
-  return dims;
-}
-
-cudnnTensorDescriptor_t tensor_desc(cudnnDataType_t type, const std::vector<int>& dims) {
-  std::vector<int> strides(dims.size(), 1);
-  for (size_t i = dims.size() - 1; i-- > 0;) strides[i] = strides[i + 1] * dims[i + 1];
-  cudnnTensorDescriptor_t desc = nullptr;
-  KILN_CUDNN_CHECK(cudnnCreateTensorDescriptor(&desc));
-  KILN_CUDNN_CHECK(cudnnSetTensorNdDescriptor(desc, type, static_cast<int>(dims.size()),
-                                              dims.data(), strides.data()));
-  return desc;
-}
 
 // The whole layer: dgrad (into Y, or into the full buffer), then the bias or the crop.
 cudnnStatus_t run_layer(cudnnHandle_t handle, cudaStream_t stream, const ConvTransposeState& state,
@@ -147,9 +112,9 @@ std::unique_ptr<ConvTransposeState> build_state(const LaunchContext& ctx, const 
     }
     state->full = DeviceBuffer(static_cast<size_t>(shape_numel(dx_shape)) * dtype_size(p.y.dtype));
   }
-  state->x = tensor_desc(p.type, dims_of(ctx, p.x.shape));
-  state->y = tensor_desc(p.type, dims_of(ctx, dx_shape));
-  const std::vector<int> filter_dims = dims_of(ctx, p.w.shape);
+  state->x = dense_tensor_desc(p.type, cudnn_dims(ctx, p.x.shape));
+  state->y = dense_tensor_desc(p.type, cudnn_dims(ctx, dx_shape));
+  const std::vector<int> filter_dims = cudnn_dims(ctx, p.w.shape);
   KILN_CUDNN_CHECK(cudnnCreateFilterDescriptor(&state->filter));
   KILN_CUDNN_CHECK(cudnnSetFilterNdDescriptor(state->filter, p.type, CUDNN_TENSOR_NCHW,
                                               static_cast<int>(filter_dims.size()),
@@ -177,9 +142,9 @@ std::unique_ptr<ConvTransposeState> build_state(const LaunchContext& ctx, const 
   KILN_CUDNN_CHECK(cudnnSetConvolutionMathType(state->conv, p.math));
   if (ctx.has_input(2) && !crop) {
     // [1, M, 1, ...]: broadcast over Y by cudnnAddTensor.
-    std::vector<int> bias_dims(dims_of(ctx, p.y.shape).size(), 1);
+    std::vector<int> bias_dims(cudnn_dims(ctx, p.y.shape).size(), 1);
     bias_dims[1] = static_cast<int>(p.y.shape[1]);
-    state->bias = tensor_desc(p.type, bias_dims);
+    state->bias = dense_tensor_desc(p.type, bias_dims);
   }
   return state;
 }
@@ -328,7 +293,7 @@ std::unique_ptr<LayerState> prepare_conv_transpose(LaunchContext& ctx, size_t* w
              " has no elements but Y does");
   }
 
-  Problem p{x, w, y, g, {}, group, cudnn_type(ctx, dtype), CUDNN_DEFAULT_MATH};
+  Problem p{x, w, y, g, {}, group, cudnn_data_type(ctx, dtype), CUDNN_DEFAULT_MATH};
   // float32 stays exact float32 (no TF32) unless the builder allowed TF32.
   p.math = dtype != DType::kFloat32                     ? CUDNN_TENSOR_OP_MATH
            : ctx.attrs.get_int_or("kiln_allow_tf32", 0) ? CUDNN_DEFAULT_MATH
