@@ -9,6 +9,8 @@
 #include "builder/builder_config.hpp"
 #include "builder/engine_emitter.hpp"
 #include "builder/input_profiles.hpp"
+#include "codegen/group_kernels.hpp"
+#include "codegen/kernel_cache.hpp"
 #include "format/engine_io.hpp"
 #include "frontend/onnx/onnx_importer.hpp"
 #include "passes/attention_fusion.hpp"
@@ -18,14 +20,13 @@
 #include "passes/conv_padding.hpp"
 #include "passes/matmul_fusion.hpp"
 #include "passes/dead_code_elimination.hpp"
-#include "passes/elementwise_fusion.hpp"
+#include "passes/fusion_grouping.hpp"
 #include "passes/identity_elimination.hpp"
 #include "passes/einsum_lowering.hpp"
 #include "passes/layout_nhwc.hpp"
 #include "passes/patch_convolution.hpp"
 #include "passes/precision_lowering.hpp"
 #include "passes/qkv_packing.hpp"
-#include "passes/residual_norm_fusion.hpp"
 #include "kiln/runtime.hpp"
 #include "passes/shape_inference.hpp"
 #include "passes/variadic_expansion.hpp"
@@ -94,8 +95,16 @@ void lower_for_cuda(ir::Graph& graph, const BuilderConfig& config, const Resolve
   // Then one GEMM for each self-attention's Q, K and V projections (their biases, fused into the
   // MatMuls by optimize_graph, become one bias in the merged GEMM's epilogue).
   if (passes::pack_qkv_projections(graph) > 0) passes::eliminate_dead_code(graph);
-  passes::fuse_residual_into_layer_norm(graph);
-  if (passes::fuse_elementwise_chains(graph) > 0) passes::infer_shapes(graph);
+  // Last: pointwise ops and reductions (with their prologues and epilogues) become FusedGroups,
+  // each run by a kernel generated for it.
+  if (passes::form_fusion_groups(graph) > 0) passes::infer_shapes(graph);
+}
+
+// The kernel cache a build uses: BuilderConfig::kernel_cache, "off" for none, empty for the
+// default directory.
+codegen::KernelCache kernel_cache_for(const BuilderConfig& config) {
+  if (config.kernel_cache == "off") return codegen::KernelCache("");
+  return codegen::KernelCache(config.kernel_cache.empty() ? codegen::default_kernel_cache_dir() : config.kernel_cache);
 }
 
 // One call with zero-filled inputs at each input's opt shape.
@@ -140,8 +149,14 @@ format::EngineModel build_engine_model(ir::Graph graph, const BuilderConfig& con
   if (resolved.target.backend == "cuda") lower_for_cuda(graph, config, resolved);
   options.target = resolved.target;
   options.precision = resolved.precision;
+  std::vector<format::KernelModule> kernels;
+  if (resolved.target.backend == "cuda") {
+    kernels = codegen::generate_group_kernels(graph, resolved.target.sm_arch, kernel_cache_for(config));
+  }
   options.metadata_json = engine_metadata(std::move(resolved.metadata), graph, config, source);
-  return emit_engine_model(graph, options);
+  format::EngineModel model = emit_engine_model(graph, options);
+  model.kernels = std::move(kernels);
+  return model;
 }
 
 std::vector<uint8_t> build_engine_from_graph(ir::Graph graph, const BuilderConfig& config,

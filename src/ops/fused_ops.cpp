@@ -1,203 +1,196 @@
-// kiln's fused ops: FusedElementwise (a chain of elementwise ops as one register program, see
-// ops/fused_program.hpp).
-#include <algorithm>
+// kiln's FusedGroup op (ops/fused_group.hpp): the attribute encoding of a group and its
+// inference, which runs the members' own infer functions.
 #include <string>
 
-#include "ops/fused_program.hpp"
+#include "ops/fused_group.hpp"
 #include "ops/op_families.hpp"
 
 namespace kiln::ops {
 
-bool is_binary_fused_opcode(FusedOpcode opcode) {
-  return static_cast<int>(opcode) >= static_cast<int>(FusedOpcode::kAdd);
-}
-
-const char* fused_opcode_name(FusedOpcode opcode) {
-  switch (opcode) {
-    case FusedOpcode::kLoadConstant:
-      return "LoadConstant";
-    case FusedOpcode::kRelu:
-      return "Relu";
-    case FusedOpcode::kSigmoid:
-      return "Sigmoid";
-    case FusedOpcode::kTanh:
-      return "Tanh";
-    case FusedOpcode::kErf:
-      return "Erf";
-    case FusedOpcode::kExp:
-      return "Exp";
-    case FusedOpcode::kLog:
-      return "Log";
-    case FusedOpcode::kSqrt:
-      return "Sqrt";
-    case FusedOpcode::kReciprocal:
-      return "Reciprocal";
-    case FusedOpcode::kNeg:
-      return "Neg";
-    case FusedOpcode::kAbs:
-      return "Abs";
-    case FusedOpcode::kGelu:
-      return "Gelu";
-    case FusedOpcode::kGeluTanh:
-      return "GeluTanh";
-    case FusedOpcode::kHardSigmoid:
-      return "HardSigmoid";
-    case FusedOpcode::kHardSwish:
-      return "HardSwish";
-    case FusedOpcode::kLeakyRelu:
-      return "LeakyRelu";
-    case FusedOpcode::kAdd:
-      return "Add";
-    case FusedOpcode::kSub:
-      return "Sub";
-    case FusedOpcode::kMul:
-      return "Mul";
-    case FusedOpcode::kDiv:
-      return "Div";
-    case FusedOpcode::kPow:
-      return "Pow";
-    case FusedOpcode::kMin:
-      return "Min";
-    case FusedOpcode::kMax:
-      return "Max";
-  }
-  return "?";
+std::string member_attribute_name(size_t member, std::string_view name) {
+  return "m" + std::to_string(member) + "." + std::string(name);
 }
 
 namespace {
 
-bool is_known_opcode(int64_t value) {
-  if (value < 0 || value > 255) return false;
-  return std::string_view(fused_opcode_name(static_cast<FusedOpcode>(value))) != "?";
-}
+constexpr size_t kMaxInputs = 64;
+constexpr size_t kMaxOutputs = 16;
+
+std::string input_value_attribute(size_t input) { return "input" + std::to_string(input); }
 
 }  // namespace
 
-FusedProgram parse_fused_program(std::string_view context, const std::vector<int64_t>& program,
-                                 const std::vector<float>& constants, int num_inputs) {
-  auto fail_program = [&](size_t instruction, auto&&... parts) {
-    kiln::fail(ErrorCode::kInvalidArgument, context, ": FusedElementwise program instruction ",
-               instruction, ": ", parts...);
+GroupProgram decode_group(std::string_view context, const AttributeMap& attrs, size_t num_inputs,
+                          size_t num_outputs) {
+  auto bad = [&](auto&&... parts) {
+    kiln::fail(ErrorCode::kInvalidArgument, context, ": FusedGroup ", parts...);
   };
-  if (num_inputs < 1 || num_inputs > kFusedMaxInputs) {
-    kiln::fail(ErrorCode::kInvalidArgument, context, ": FusedElementwise takes 1..",
-               kFusedMaxInputs, " inputs, got ", num_inputs);
+  const std::vector<std::string>& ops = attrs.get("group_ops").strings;
+  if (attrs.get("group_ops").kind != Attribute::Kind::kStrings) bad("attribute 'group_ops' must hold strings");
+  const std::vector<int64_t>& arity = attrs.get_ints("group_arity");
+  const std::vector<int64_t>& refs = attrs.get_ints("group_inputs");
+  const std::vector<int64_t>& outputs = attrs.get_ints("group_outputs");
+  const Attribute* names = attrs.find("group_names");
+  if (ops.empty() || ops.size() > kGroupMaxMembers) {
+    bad("has ", ops.size(), " members, expected 1..", kGroupMaxMembers);
   }
-  if (program.empty() || program.size() % 4 != 0) {
-    kiln::fail(
-        ErrorCode::kInvalidArgument, context,
-        ": FusedElementwise attribute 'program' must hold a positive multiple of 4 ints, got ",
-        program.size());
+  if (arity.size() != ops.size()) {
+    bad("attribute 'group_arity' has ", arity.size(), " entries for ", ops.size(), " members");
   }
-  const size_t count = program.size() / 4;
-  if (count > static_cast<size_t>(kFusedMaxInstructions)) {
-    kiln::fail(ErrorCode::kInvalidArgument, context, ": FusedElementwise program has ", count,
-               " instructions, at most ", kFusedMaxInstructions, " are supported");
+  if (names && (names->kind != Attribute::Kind::kStrings || names->strings.size() != ops.size())) {
+    bad("attribute 'group_names' must hold one string per member (", ops.size(), ")");
   }
-  FusedProgram parsed{};
-  parsed.num_instructions = static_cast<int>(count);
-  parsed.num_inputs = num_inputs;
-  parsed.num_registers = num_inputs;
-  bool loaded[kFusedMaxRegisters] = {};
-  for (int r = 0; r < num_inputs; ++r) loaded[r] = true;
+  if (num_inputs > kMaxInputs || num_outputs == 0 || num_outputs > kMaxOutputs) {
+    bad("has ", num_inputs, " inputs and ", num_outputs, " outputs, at most ", kMaxInputs,
+        " inputs and 1..", kMaxOutputs, " outputs are supported");
+  }
+  if (outputs.size() != num_outputs) {
+    bad("attribute 'group_outputs' has ", outputs.size(), " entries for ", num_outputs,
+        " outputs");
+  }
 
-  auto check_register = [&](size_t i, const char* role, int64_t reg, bool must_be_loaded) {
-    if (reg < 0 || reg >= kFusedMaxRegisters) {
-      fail_program(i, role, " register ", reg, " is outside [0, ", kFusedMaxRegisters, ")");
+  GroupProgram program;
+  program.num_inputs = num_inputs;
+  size_t next_ref = 0;
+  for (size_t m = 0; m < ops.size(); ++m) {
+    GroupMember member;
+    member.op = ops[m];
+    member.name = names ? names->strings[m] : member.op + "_" + std::to_string(m);
+    member.def = find_op(member.op);
+    if (member.def == nullptr) {
+      kiln::fail(ErrorCode::kUnsupported, context, ": FusedGroup member ", m, " has op '",
+                 member.op, "', which this build of kiln does not know");
     }
-    if (must_be_loaded && !loaded[reg]) {
-      fail_program(i, role, " register ", reg, " is read before it is written");
+    const int64_t count = arity[m];
+    if (count < member.def->min_inputs || count > member.def->max_inputs ||
+        next_ref + static_cast<size_t>(count) > refs.size()) {
+      bad("member ", m, " ('", member.name, "', ", member.op, ") has arity ", count,
+          ", expected ", member.def->min_inputs, "..", member.def->max_inputs,
+          " within the references given");
     }
-  };
-  auto check_constant = [&](size_t i, int64_t index, int64_t needed) {
-    if (index < 0 || index + needed > static_cast<int64_t>(constants.size())) {
-      fail_program(i, "constant index ", index, " (", needed, " value(s)) is outside the ",
-                   constants.size(), " constants");
+    const std::string prefix = "m" + std::to_string(m) + ".";
+    for (const auto& [name, value] : attrs.items()) {
+      if (name.size() > prefix.size() && name.compare(0, prefix.size(), prefix) == 0) {
+        member.attrs.set(name.substr(prefix.size()), value);
+      }
     }
-  };
-
-  for (size_t i = 0; i < count; ++i) {
-    const int64_t op = program[4 * i];
-    const int64_t dst = program[4 * i + 1];
-    const int64_t a = program[4 * i + 2];
-    const int64_t b = program[4 * i + 3];
-    if (!is_known_opcode(op)) fail_program(i, "unknown opcode ", op);
-    const FusedOpcode opcode = static_cast<FusedOpcode>(op);
-    FusedInstruction& inst = parsed.code[i];
-    inst = FusedInstruction{opcode, 0, 0, 0, 0.0f, 0.0f};
-    check_register(i, "destination", dst, false);
-    switch (opcode) {
-      case FusedOpcode::kLoadConstant:
-        check_constant(i, a, 1);
-        inst.p0 = constants[static_cast<size_t>(a)];
-        break;
-      case FusedOpcode::kLeakyRelu:
-        check_register(i, "source", a, true);
-        check_constant(i, b, 1);
-        inst.a = static_cast<uint8_t>(a);
-        inst.p0 = constants[static_cast<size_t>(b)];
-        break;
-      case FusedOpcode::kHardSigmoid:
-        check_register(i, "source", a, true);
-        check_constant(i, b, 2);
-        inst.a = static_cast<uint8_t>(a);
-        inst.p0 = constants[static_cast<size_t>(b)];
-        inst.p1 = constants[static_cast<size_t>(b) + 1];
-        break;
-      default:
-        check_register(i, "source", a, true);
-        inst.a = static_cast<uint8_t>(a);
-        if (is_binary_fused_opcode(opcode)) {
-          check_register(i, "second source", b, true);
-          inst.b = static_cast<uint8_t>(b);
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t ref = refs[next_ref++];
+      std::shared_ptr<const HostTensor> value;
+      if (ref == kGroupAttributeValue) {
+        const std::string key = input_value_attribute(static_cast<size_t>(i));
+        const Attribute* stored = member.attrs.find(key);
+        if (stored == nullptr || stored->kind != Attribute::Kind::kTensor || !stored->tensor) {
+          bad("member ", m, " ('", member.name, "') input ", i,
+              " is an attribute value but attribute '", prefix, key, "' holds no tensor");
         }
-        break;
+        value = stored->tensor;
+        member.attrs.erase(key);
+      } else if (ref != kGroupAbsent &&
+                 (ref < 0 || ref >= static_cast<int64_t>(num_inputs + m))) {
+        bad("member ", m, " ('", member.name, "') input ", i, " refers to ", ref,
+            ", expected a layer input (0..", num_inputs, ") or an earlier member");
+      }
+      member.inputs.push_back(ref);
+      member.values.push_back(std::move(value));
     }
-    inst.dst = static_cast<uint8_t>(dst);
-    loaded[dst] = true;
-    const int highest = std::max({static_cast<int>(dst), int{inst.a}, int{inst.b}});
-    if (highest + 1 > parsed.num_registers) parsed.num_registers = highest + 1;
+    program.members.push_back(std::move(member));
   }
-  parsed.output_register = parsed.code[count - 1].dst;
-  return parsed;
+  if (next_ref != refs.size()) {
+    bad("attribute 'group_inputs' has ", refs.size(), " references, the arities use ", next_ref);
+  }
+  for (int64_t out : outputs) {
+    if (out < 0 || out >= static_cast<int64_t>(ops.size())) {
+      bad("output refers to member ", out, ", expected 0..", ops.size() - 1);
+    }
+  }
+  program.outputs = outputs;
+  return program;
+}
+
+void encode_group(const GroupProgram& program, AttributeMap& attrs) {
+  std::vector<std::string> ops, names;
+  std::vector<int64_t> arity, refs;
+  for (size_t m = 0; m < program.members.size(); ++m) {
+    const GroupMember& member = program.members[m];
+    ops.push_back(member.op);
+    names.push_back(member.name);
+    arity.push_back(static_cast<int64_t>(member.inputs.size()));
+    for (size_t i = 0; i < member.inputs.size(); ++i) {
+      refs.push_back(member.inputs[i]);
+      if (member.inputs[i] == kGroupAttributeValue) {
+        attrs.set(member_attribute_name(m, input_value_attribute(i)),
+                  Attribute::of_tensor(member.values.at(i)));
+      }
+    }
+    for (const auto& [name, value] : member.attrs.items()) {
+      attrs.set(member_attribute_name(m, name), value);
+    }
+  }
+  attrs.set("group_ops", Attribute::of_strings(std::move(ops)));
+  attrs.set("group_names", Attribute::of_strings(std::move(names)));
+  attrs.set("group_arity", Attribute::of_ints(std::move(arity)));
+  attrs.set("group_inputs", Attribute::of_ints(std::move(refs)));
+  attrs.set("group_outputs", Attribute::of_ints(program.outputs));
+}
+
+std::vector<ValueInfo> infer_group_members(const GroupProgram& program,
+                                           std::span<const ValueInfo> inputs) {
+  std::vector<ValueInfo> results;
+  results.reserve(program.members.size());
+  for (const GroupMember& member : program.members) {
+    std::vector<ValueInfo> member_inputs;
+    for (size_t i = 0; i < member.inputs.size(); ++i) {
+      const int64_t ref = member.inputs[i];
+      ValueInfo info;
+      if (ref == kGroupAbsent) {
+        info.present = false;
+      } else if (ref == kGroupAttributeValue) {
+        info.dtype = member.values[i]->dtype;
+        info.shape = member.values[i]->shape;
+        info.value = member.values[i].get();
+      } else if (ref < static_cast<int64_t>(program.num_inputs)) {
+        info = inputs[static_cast<size_t>(ref)];
+      } else {
+        info = results[static_cast<size_t>(ref) - program.num_inputs];
+      }
+      member_inputs.push_back(info);
+    }
+    std::vector<ValueInfo> outputs(1);
+    infer_node(*member.def, member.name, member.attrs, member_inputs, outputs);
+    outputs[0].value = nullptr;
+    results.push_back(std::move(outputs[0]));
+  }
+  return results;
 }
 
 namespace {
 
-void infer_fused_elementwise(InferContext& ctx) {
-  const int num_inputs = static_cast<int>(ctx.num_inputs());
-  const DType dtype = ctx.input(0).dtype;
-  if (dtype != DType::kFloat32 && dtype != DType::kFloat16 && dtype != DType::kBFloat16) {
-    ctx.fail("input 0 has dtype ", dtype_name(dtype), ", expected float32, float16 or bfloat16");
-  }
-  Shape shape = ctx.input(0).shape;
-  for (int i = 0; i < num_inputs; ++i) {
-    const ValueInfo& in = ctx.input(static_cast<size_t>(i));
-    if (!in.present) ctx.fail("input ", i, " is absent");
-    if (in.dtype != dtype) {
-      ctx.fail("input ", i, " has dtype ", dtype_name(in.dtype), ", expected ", dtype_name(dtype),
-               " like input 0");
-    }
-    if (i > 0) shape = broadcast_shapes(ctx, shape, in.shape);
-  }
-  const Attribute* constants = ctx.attrs().find("constants");
-  const std::vector<float> no_constants;
+void infer_fused_group(InferContext& ctx) {
   const std::string context =
       "node '" + std::string(ctx.node_name()) + "' (" + std::string(ctx.op()) + ")";
-  parse_fused_program(context, ctx.attrs().get_ints("program"),
-                      constants ? ctx.attrs().get_floats("constants") : no_constants, num_inputs);
-  ctx.output(0).dtype = dtype;
-  ctx.output(0).shape = std::move(shape);
+  const GroupProgram program =
+      decode_group(context, ctx.attrs(), ctx.num_inputs(), ctx.num_outputs());
+  std::vector<ValueInfo> inputs;
+  for (size_t i = 0; i < ctx.num_inputs(); ++i) inputs.push_back(ctx.input(i));
+  const std::vector<ValueInfo> members = infer_group_members(program, inputs);
+  for (size_t o = 0; o < program.outputs.size(); ++o) {
+    const ValueInfo& member = members[static_cast<size_t>(program.outputs[o])];
+    ctx.output(o).dtype = member.dtype;
+    ctx.output(o).shape = member.shape;
+  }
 }
 
 }  // namespace
 
 void register_fused_ops(OpRegistry& registry) {
   OpDef def;
-  def.name = "FusedElementwise";
-  def.min_inputs = 1;
-  def.max_inputs = kFusedMaxInputs;
-  def.infer = infer_fused_elementwise;
+  def.name = "FusedGroup";
+  def.min_inputs = 0;
+  def.max_inputs = static_cast<int>(kMaxInputs);
+  def.min_outputs = 1;
+  def.max_outputs = static_cast<int>(kMaxOutputs);
+  def.infer = infer_fused_group;
   registry.add(std::move(def));
 }
 

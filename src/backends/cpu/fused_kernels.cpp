@@ -1,103 +1,71 @@
-// CPU kernel of FusedElementwise. The program runs over blocks of up to kBlock elements of one
-// output row at a time (one instruction over the whole block, then the next), which keeps the
-// interpretation overhead per element small. The formulas (ops::evaluate_fused) match
-// elementwise_kernels.cpp so the fused result equals the unfused sequence of float32 kernels.
-#include <algorithm>
+// CPU kernel of FusedGroup (ops/fused_group.hpp): the members run one after the other with their
+// own CPU kernels, so the reference result of a group is by construction the result of the ops it
+// was formed from (each member rounds to its output dtype, as the unfused graph does).
+#include <cstring>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "backends/cpu/cpu_kernel.hpp"
-#include "backends/cpu/tensor_strided.hpp"
-#include "ops/fused_program.hpp"
+#include "backends/cpu/cpu_node_runner.hpp"
+#include "ops/fused_group.hpp"
 
 namespace kiln::cpu {
 namespace {
 
-constexpr int64_t kBlock = 256;
-using ops::FusedInstruction;
-using ops::FusedOpcode;
-
-// Runs `inst` over `count` elements of the register file (registers are kBlock floats apart).
-void run_instruction(const FusedInstruction& inst, float* regs, int64_t count) {
-  float* dst = regs + inst.dst * kBlock;
-  const float* x = regs + inst.a * kBlock;
-  const float* y = regs + inst.b * kBlock;
-  // Specialised loops for the most common ops; the generic switch handles the rest.
-  switch (inst.opcode) {
-    case FusedOpcode::kAdd:
-      for (int64_t i = 0; i < count; ++i) dst[i] = x[i] + y[i];
-      return;
-    case FusedOpcode::kMul:
-      for (int64_t i = 0; i < count; ++i) dst[i] = x[i] * y[i];
-      return;
-    case FusedOpcode::kLoadConstant:
-      std::fill(dst, dst + count, inst.p0);
-      return;
-    default:
-      for (int64_t i = 0; i < count; ++i) dst[i] = ops::evaluate_fused(inst, x[i], y[i]);
-      return;
-  }
+HostTensor copy_of(const TensorView& view) {
+  HostTensor tensor(view.dtype, view.shape);
+  if (!tensor.bytes.empty()) std::memcpy(tensor.bytes.data(), view.data, tensor.bytes.size());
+  return tensor;
 }
 
-void fused_elementwise_kernel(KernelContext& ctx) {
-  const TensorView& out = ctx.outputs[0];
-  const int num_inputs = static_cast<int>(ctx.inputs.size());
-  const Attribute* constants_attr = ctx.attrs.find("constants");
-  const std::vector<float> no_constants;
-  const std::string context =
-      "node '" + std::string(ctx.node_name) + "' (" + std::string(ctx.op) + ")";
-  const ops::FusedProgram program = ops::parse_fused_program(
-      context, ctx.attrs.get_ints("program"),
-      constants_attr ? ctx.attrs.get_floats("constants") : no_constants, num_inputs);
-  for (int k = 0; k < num_inputs; ++k) {
-    if (ctx.inputs[static_cast<size_t>(k)].dtype != DType::kFloat32) {
-      ctx.fail(ErrorCode::kUnsupported, "input ", k, " has dtype ",
-               dtype_name(ctx.inputs[static_cast<size_t>(k)].dtype), ", expected a float type");
+void fused_group_kernel(KernelContext& ctx) {
+  const std::string context = "node '" + std::string(ctx.node_name) + "' (FusedGroup)";
+  const ops::GroupProgram program =
+      ops::decode_group(context, ctx.attrs, ctx.inputs.size(), ctx.outputs.size());
+  std::vector<std::unique_ptr<HostTensor>> inputs(ctx.inputs.size());
+  for (size_t i = 0; i < ctx.inputs.size(); ++i) {
+    if (ctx.has_input(i) || ctx.inputs[i].present()) {
+      inputs[i] = std::make_unique<HostTensor>(copy_of(ctx.inputs[i]));
     }
   }
-  if (out.dtype != DType::kFloat32) {
-    ctx.fail(ErrorCode::kUnsupported, "output dtype ", dtype_name(out.dtype),
-             " is not a float type");
+  std::vector<HostTensor> results;
+  results.reserve(program.members.size());
+  for (const ops::GroupMember& member : program.members) {
+    std::vector<const HostTensor*> args;
+    for (size_t i = 0; i < member.inputs.size(); ++i) {
+      const int64_t ref = member.inputs[i];
+      if (ref == ops::kGroupAbsent) {
+        args.push_back(nullptr);
+      } else if (ref == ops::kGroupAttributeValue) {
+        args.push_back(member.values[i].get());
+      } else if (ref < static_cast<int64_t>(program.num_inputs)) {
+        args.push_back(inputs[static_cast<size_t>(ref)].get());
+      } else {
+        args.push_back(&results[static_cast<size_t>(ref) - program.num_inputs]);
+      }
+    }
+    std::vector<HostTensor> out = run_node_on_cpu(member.name, member.op, member.attrs, args, 1);
+    results.push_back(std::move(out.at(0)));
   }
-  if (out.numel() == 0) return;
-
-  // Operands past num_inputs get zero strides and are never read.
-  std::array<std::vector<int64_t>, ops::kFusedMaxInputs> strides;
-  for (size_t k = 0; k < strides.size(); ++k) {
-    strides[k] = k < ctx.inputs.size() ? broadcast_strides(ctx.inputs[k].shape, out.shape)
-                                       : std::vector<int64_t>(out.shape.size(), 0);
+  for (size_t o = 0; o < ctx.outputs.size(); ++o) {
+    const HostTensor& result = results[static_cast<size_t>(program.outputs[o])];
+    TensorView& out = ctx.outputs[o];
+    if (result.dtype != out.dtype || result.shape != out.shape) {
+      ctx.fail(ErrorCode::kInternal, "output ", o, " was inferred as ", dtype_name(out.dtype),
+               shape_to_string(out.shape), " but member '",
+               program.members[static_cast<size_t>(program.outputs[o])].name, "' computed ",
+               dtype_name(result.dtype), shape_to_string(result.shape));
+    }
+    if (!result.bytes.empty()) std::memcpy(out.data, result.bytes.data(), result.bytes.size());
   }
-  const StridedLoop<ops::kFusedMaxInputs> loop = make_strided_loop(out.shape, strides);
-  std::vector<float> regs(static_cast<size_t>(program.num_registers * kBlock));
-  float* result = out.as<float>();
-  const float* output_register = regs.data() + program.output_register * kBlock;
-  for_each_row(loop, {},
-               [&](int64_t o, std::array<int64_t, ops::kFusedMaxInputs> in, int64_t n,
-                   std::array<int64_t, ops::kFusedMaxInputs> st) {
-                 for (int64_t start = 0; start < n; start += kBlock) {
-                   const int64_t count = std::min(kBlock, n - start);
-                   for (int k = 0; k < num_inputs; ++k) {
-                     const float* src = ctx.inputs[static_cast<size_t>(k)].as<const float>() +
-                                        in[k] + start * st[k];
-                     float* reg = regs.data() + k * kBlock;
-                     const int64_t stride = st[k];
-                     if (stride == 1) {
-                       std::copy(src, src + count, reg);
-                     } else {
-                       for (int64_t i = 0; i < count; ++i) reg[i] = src[i * stride];
-                     }
-                   }
-                   for (int p = 0; p < program.num_instructions; ++p) {
-                     run_instruction(program.code[p], regs.data(), count);
-                   }
-                   std::copy(output_register, output_register + count, result + o + start);
-                 }
-               });
 }
 
 }  // namespace
 
 void register_fused_kernels(CpuKernelRegistry& registry) {
-  registry.add("FusedElementwise", CpuKernel{fused_elementwise_kernel, true});
+  // Members convert 16-bit floats themselves, so the group passes every dtype through.
+  registry.add("FusedGroup", CpuKernel{fused_group_kernel, /*float_compute=*/false});
 }
 
 }  // namespace kiln::cpu

@@ -1,0 +1,742 @@
+#include "codegen/group_emitter.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <set>
+#include <sstream>
+
+#include "base/error.hpp"
+#include "codegen/scalar_math_source.hpp"
+#include "ops/group_kernel_abi.hpp"
+
+namespace kiln::codegen {
+namespace {
+
+// Helpers every generated module starts with: storage conversions of 16-bit floats (PTX cvt,
+// round to nearest even) and raw vector loads/stores of up to 16 bytes.
+constexpr const char* kPrelude = R"(typedef unsigned short kiln_u16;
+typedef unsigned char kiln_u8;
+struct __align__(16) kiln_b16 { unsigned int x, y, z, w; };
+struct __align__(8) kiln_b8 { unsigned int x, y; };
+__device__ __forceinline__ float kiln_from_f16(kiln_u16 h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
+__device__ __forceinline__ kiln_u16 kiln_to_f16(float f) { kiln_u16 h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+__device__ __forceinline__ float kiln_from_bf16(kiln_u16 h) { return __uint_as_float(((unsigned int)h) << 16); }
+__device__ __forceinline__ kiln_u16 kiln_to_bf16(float f) { kiln_u16 h; asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+template <int kBytes> struct kiln_raw;
+template <> struct kiln_raw<16> { typedef kiln_b16 type; };
+template <> struct kiln_raw<8> { typedef kiln_b8 type; };
+template <> struct kiln_raw<4> { typedef unsigned int type; };
+template <> struct kiln_raw<2> { typedef unsigned short type; };
+template <> struct kiln_raw<1> { typedef unsigned char type; };
+template <typename T, int N> struct kiln_vec { T v[N]; };
+template <typename T, int N> __device__ __forceinline__ kiln_vec<T, N> kiln_load(const T* p) {
+  typedef typename kiln_raw<sizeof(T) * N>::type R;
+  union { R r; kiln_vec<T, N> v; } u;
+  u.r = *reinterpret_cast<const R*>(p);
+  return u.v;
+}
+template <typename T, int N> __device__ __forceinline__ void kiln_store(T* p, const kiln_vec<T, N>& v) {
+  typedef typename kiln_raw<sizeof(T) * N>::type R;
+  union { R r; kiln_vec<T, N> v; } u;
+  u.v = v;
+  *reinterpret_cast<R*>(p) = u.r;
+}
+__device__ __forceinline__ float kiln_combine_max(float a, float b) { return a != a ? a : (b != b ? b : (a > b ? a : b)); }
+__device__ __forceinline__ float kiln_combine_min(float a, float b) { return a != a ? a : (b != b ? b : (a < b ? a : b)); }
+)";
+
+const char* storage_type(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32:
+      return "float";
+    case DType::kFloat16:
+    case DType::kBFloat16:
+      return "kiln_u16";
+    case DType::kBool:
+      return "kiln_u8";
+    default:
+      fail(ErrorCode::kInternal, "generated kernels do not store ", dtype_name(dtype));
+  }
+}
+
+size_t storage_size(DType dtype) { return dtype == DType::kFloat32 ? 4 : dtype == DType::kBool ? 1 : 2; }
+
+// The computed value (float or bool) of a stored element `raw`.
+std::string from_storage(DType dtype, const std::string& raw) {
+  switch (dtype) {
+    case DType::kFloat16:
+      return "kiln_from_f16(" + raw + ")";
+    case DType::kBFloat16:
+      return "kiln_from_bf16(" + raw + ")";
+    case DType::kBool:
+      return "(" + raw + " != 0)";
+    default:
+      return raw;
+  }
+}
+
+// The stored element of computed `value`; `is_bool` says what the value is.
+std::string to_storage(DType dtype, bool is_bool, const std::string& value) {
+  const std::string as_float = is_bool ? "(" + value + " ? 1.0f : 0.0f)" : value;
+  switch (dtype) {
+    case DType::kFloat16:
+      return "kiln_to_f16(" + as_float + ")";
+    case DType::kBFloat16:
+      return "kiln_to_bf16(" + as_float + ")";
+    case DType::kBool:
+      return is_bool ? "(kiln_u8)(" + value + " ? 1 : 0)" : "(kiln_u8)(" + value + " != 0.0f ? 1 : 0)";
+    default:
+      return as_float;
+  }
+}
+
+// A float literal that means exactly `value` (hex float; inf and NaN by their bits).
+std::string float_literal(double value) {
+  const float f = static_cast<float>(value);
+  if (std::isnan(f)) return "__int_as_float(0x7fc00000)";
+  if (std::isinf(f)) return f > 0 ? "__int_as_float(0x7f800000)" : "__int_as_float(0xff800000)";
+  char buffer[64];
+  std::snprintf(buffer, sizeof(buffer), "%af", static_cast<double>(f));
+  return buffer;
+}
+
+// A run of adjacent space dims that every loaded tensor either spans fully or broadcasts along.
+struct Segment {
+  int64_t extent = 1;      // static product, or kDynamicDim when a symbol is in it
+  std::string expr;        // the extent as a C expression
+  int region = 0;          // 0 outer (or everything, pointwise), 1 reduced, 2 inner
+  std::vector<bool> full;  // per layer input
+};
+
+struct Variant {
+  int block = 256;
+  int threads_per_row = 32;  // row schedule
+  int rows_per_block = 1;    // row schedule
+  int tx = 32;               // column schedule: threads along the columns
+  int ty = 8;                // column schedule: threads along the reduced axes
+};
+
+class Emitter {
+ public:
+  explicit Emitter(const GroupPlan& plan) : plan_(plan) {
+    inputs_ = plan.inputs.size();
+    build_segments();
+    choose_vector_width();
+  }
+
+  GroupKernelSource emit() {
+    GroupKernelSource result;
+    result.vector_width = vector_;
+    std::ostringstream source;
+    source << "// kiln generated kernel: " << describe_plan() << "\n";
+    source << ops::kGroupKernelArgsSource << kPrelude << scalar_math_source() << "\n";
+    const bool dynamic = !plan_.symbols.empty();
+    int64_t space_numel = 1;
+    for (int64_t d : plan_.space) space_numel = d == kDynamicDim ? -1 : (space_numel < 0 ? -1 : space_numel * d);
+    const bool needs64 = space_numel < 0 || space_numel >= (int64_t{1} << 31) - 4096;
+    std::vector<bool> widths = {false};
+    if (needs64) widths = dynamic ? std::vector<bool>{false, true} : std::vector<bool>{true};
+    for (const Variant& variant : variants()) {
+      for (bool index64 : widths) {
+        KernelEntry entry;
+        entry.block = variant.block;
+        entry.index64 = index64;
+        entry.name = entry_name(variant, index64);
+        entry.per_block = per_block(variant);
+        source << emit_entry(entry.name, variant, index64);
+        result.entries.push_back(entry);
+      }
+    }
+    result.source = source.str();
+    unit(result);
+    return result;
+  }
+
+ private:
+  // ---- structure ------------------------------------------------------------------------------
+
+  int region_of(size_t d) const {
+    if (plan_.schedule == Schedule::kPointwise) return 0;
+    if (d < plan_.reduce_begin) return 0;
+    return d < plan_.reduce_end ? 1 : 2;
+  }
+
+  std::string dim_expr(size_t d) const {
+    if (plan_.space[d] != kDynamicDim) return std::to_string(plan_.space[d]);
+    return "s" + std::to_string(plan_.space_symbols[d]);
+  }
+
+  bool input_full_at(size_t k, size_t d) const {
+    const Shape& shape = plan_.inputs[k].shape;
+    const size_t offset = plan_.space.size() - shape.size();
+    return d >= offset && shape[d - offset] != 1;
+  }
+
+  void build_segments() {
+    const size_t rank = plan_.space.size();
+    for (size_t d = 0; d < rank; ++d) {
+      if (plan_.space[d] == 1) continue;
+      std::vector<bool> full(inputs_);
+      for (size_t k = 0; k < inputs_; ++k) full[k] = input_full_at(k, d);
+      const int region = region_of(d);
+      if (!segments_.empty() && segments_.back().region == region && segments_.back().full == full) {
+        Segment& s = segments_.back();
+        s.extent = s.extent == kDynamicDim || plan_.space[d] == kDynamicDim ? kDynamicDim : s.extent * plan_.space[d];
+        s.expr += "*" + dim_expr(d);
+        continue;
+      }
+      segments_.push_back(Segment{plan_.space[d], dim_expr(d), region, std::move(full)});
+    }
+    // Regions without a segment still need an (empty) extent of 1.
+  }
+
+  std::vector<size_t> region_segments(int region) const {
+    std::vector<size_t> out;
+    for (size_t i = 0; i < segments_.size(); ++i)
+      if (segments_[i].region == region) out.push_back(i);
+    return out;
+  }
+
+  // The product of the extents of `segments` as a C expression ("1" when empty).
+  std::string product(const std::vector<size_t>& segments) const {
+    std::string expr;
+    for (size_t s : segments) expr += (expr.empty() ? "" : "*") + std::string("(I)(") + segments_[s].expr + ")";
+    return expr.empty() ? "(I)1" : expr;
+  }
+
+  bool loaded(size_t k) const {
+    for (const PlanNode& node : plan_.nodes)
+      if (node.kind == NodeKind::kLoad && node.tensor == static_cast<int>(k)) return true;
+    return false;
+  }
+
+  // The segment vectors run along: the innermost of the region threads walk elements in.
+  std::optional<size_t> vector_segment() const {
+    if (plan_.schedule == Schedule::kColumn || segments_.empty()) return std::nullopt;
+    const int region = plan_.schedule == Schedule::kPointwise ? 0 : 1;
+    const std::vector<size_t> segs = region_segments(region);
+    if (segs.empty() || segs.back() != segments_.size() - 1) return std::nullopt;
+    return segs.back();
+  }
+
+  void choose_vector_width() {
+    vector_ = 1;
+    const std::optional<size_t> seg = vector_segment();
+    if (!seg || segments_[*seg].extent == kDynamicDim) return;
+    size_t widest = 1;
+    for (size_t k = 0; k < inputs_; ++k) {
+      if (loaded(k) && segments_[*seg].full[k]) widest = std::max(widest, storage_size(plan_.inputs[k].dtype));
+    }
+    for (size_t o = 0; o < plan_.outputs.size(); ++o) {
+      if (plan_.output_domains[o] == Domain::kSpace) widest = std::max(widest, storage_size(plan_.outputs[o].dtype));
+    }
+    int width = static_cast<int>(16 / widest);
+    while (width > 1 && segments_[*seg].extent % width != 0) width /= 2;
+    vector_ = width;
+  }
+
+  std::vector<Variant> variants() const {
+    std::vector<Variant> out;
+    if (plan_.schedule == Schedule::kPointwise) {
+      for (int block : {128, 256, 512}) out.push_back(Variant{block});
+    } else if (plan_.schedule == Schedule::kRow) {
+      const int64_t vectors = reduced_static() / vector_;
+      if (reduced_static() > 0 && vectors <= 256) {
+        out.push_back(Variant{128, 32, 4});
+        out.push_back(Variant{256, 32, 8});
+      }
+      if (reduced_static() < 0 || vectors > 32) {
+        out.push_back(Variant{128, 128, 1});
+        out.push_back(Variant{256, 256, 1});
+      }
+      if (reduced_static() < 0 || vectors > 1024) out.push_back(Variant{512, 512, 1});
+    } else {
+      const int64_t inner = inner_static();
+      const int tx = inner >= 64 ? 64 : inner >= 32 ? 32 : inner >= 16 ? 16 : 8;
+      for (int ty : {4, 8, 16}) out.push_back(Variant{tx * ty, 32, 1, tx, ty});
+    }
+    return out;
+  }
+
+  // The reduced elements per row when static, else -1.
+  int64_t reduced_static() const {
+    int64_t r = 1;
+    for (size_t d = plan_.reduce_begin; d < plan_.reduce_end; ++d) {
+      if (plan_.space[d] == kDynamicDim) return -1;
+      r *= plan_.space[d];
+    }
+    return r;
+  }
+  int64_t inner_static() const {
+    int64_t r = 1;
+    for (size_t d = plan_.reduce_end; d < plan_.space.size(); ++d) r *= plan_.space[d];
+    return r;
+  }
+
+  std::string entry_name(const Variant& v, bool index64) const {
+    std::string name = "kiln_b" + std::to_string(v.block);
+    if (plan_.schedule == Schedule::kRow) name += "_r" + std::to_string(v.threads_per_row);
+    if (plan_.schedule == Schedule::kColumn) name += "_y" + std::to_string(v.ty);
+    return name + (index64 ? "_i64" : "_i32");
+  }
+
+  int64_t per_block(const Variant& v) const {
+    if (plan_.schedule == Schedule::kPointwise) return v.block;
+    if (plan_.schedule == Schedule::kRow) return v.rows_per_block;
+    return 1;
+  }
+
+  // kiln_kernel_unit: pointwise units are vectors; row units are rows; column units are
+  // (outer row, column tile) pairs.
+  void unit(GroupKernelSource& result) const {
+    auto encode = [&](size_t d) {
+      return plan_.space[d] == kDynamicDim ? int64_t{-1} - plan_.space_symbols[d] : plan_.space[d];
+    };
+    if (plan_.schedule == Schedule::kPointwise) {
+      result.unit = {vector_};
+    } else if (plan_.schedule == Schedule::kRow) {
+      for (size_t d = plan_.reduce_begin; d < plan_.reduce_end; ++d) result.unit.push_back(encode(d));
+    } else {
+      for (size_t d = plan_.reduce_begin; d < plan_.space.size(); ++d) result.unit.push_back(encode(d));
+      const int tx = variants().front().tx;
+      result.multiplier = (inner_static() + tx - 1) / tx;
+    }
+  }
+
+  std::string describe_plan() const {
+    std::string s = plan_.schedule == Schedule::kPointwise ? "pointwise" : plan_.schedule == Schedule::kRow ? "row" : "column";
+    s += " over " + shape_to_string(plan_.space);
+    if (plan_.schedule != Schedule::kPointwise) {
+      s += ", reducing axes " + std::to_string(plan_.reduce_begin) + ".." + std::to_string(plan_.reduce_end - 1) +
+           " in " + std::to_string(plan_.passes) + " pass(es)";
+    }
+    return s + ", " + std::to_string(vector_) + " element(s) per access";
+  }
+
+  // ---- code -----------------------------------------------------------------------------------
+
+  static std::string name(int node) { return "n" + std::to_string(node); }
+
+  const PlanNode& node(int i) const { return plan_.nodes[static_cast<size_t>(i)]; }
+
+  std::string value_type(const PlanNode& n) const { return n.is_bool ? "bool" : "float"; }
+
+  std::string scalar_call(const PlanNode& n) const {
+    std::string call = std::string(n.scalar->function) + "<float>(";
+    for (size_t a = 0; a < n.args.size(); ++a) call += (a ? ", " : "") + name(n.args[a]);
+    for (float p : n.params) call += ", " + float_literal(p);
+    return call + ")";
+  }
+
+  std::string cast_expr(const PlanNode& n) const {
+    const PlanNode& arg = node(n.args[0]);
+    const std::string a = name(n.args[0]);
+    switch (n.cast_to) {
+      case DType::kBool:
+        return arg.is_bool ? a : "(" + a + " != 0.0f)";
+      case DType::kFloat16:
+        return "kiln_from_f16(kiln_to_f16(" + (arg.is_bool ? "(" + a + " ? 1.0f : 0.0f)" : a) + "))";
+      case DType::kBFloat16:
+        return "kiln_from_bf16(kiln_to_bf16(" + (arg.is_bool ? "(" + a + " ? 1.0f : 0.0f)" : a) + "))";
+      default:
+        return arg.is_bool ? "(" + a + " ? 1.0f : 0.0f)" : a;
+    }
+  }
+
+  // The definition of computed node `i` (scalar, cast or constant).
+  std::string define(int i) const {
+    const PlanNode& n = node(i);
+    std::string expr;
+    switch (n.kind) {
+      case NodeKind::kConstant:
+        expr = n.is_bool ? (n.constant != 0.0 ? "true" : "false") : float_literal(n.constant);
+        break;
+      case NodeKind::kScalar:
+        expr = scalar_call(n);
+        break;
+      case NodeKind::kCast:
+        expr = cast_expr(n);
+        break;
+      default:
+        fail(ErrorCode::kInternal, "node ", i, " is not computed inline");
+    }
+    return "const " + value_type(n) + " " + name(i) + " = " + expr + ";";
+  }
+
+  // Space nodes needed (transitively, stopping at row nodes) by `roots`, in node order.
+  std::vector<int> space_closure(const std::vector<int>& roots) const {
+    std::set<int> seen;
+    std::function<void(int)> visit = [&](int i) {
+      if (seen.count(i)) return;
+      const PlanNode& n = node(i);
+      if (n.domain != Domain::kSpace || n.kind == NodeKind::kConstant) return;
+      seen.insert(i);
+      for (int a : n.args) visit(a);
+    };
+    for (int r : roots) visit(r);
+    return std::vector<int>(seen.begin(), seen.end());
+  }
+
+  // Offset expression of input `k` for element coordinates held in variables c<segment>; `flat`
+  // is the element's flat index in the space (used when `k` spans every segment).
+  std::string offset(size_t k, const std::string& flat, bool row_only) const {
+    bool all_full = true;
+    for (const Segment& s : segments_) all_full &= s.full[k];
+    if (all_full && !row_only) return flat;
+    std::string expr;
+    for (size_t s = 0; s < segments_.size(); ++s) {
+      if (!segments_[s].full[k]) continue;
+      if (row_only && segments_[s].region == 1) continue;
+      std::vector<size_t> later;
+      for (size_t l = s + 1; l < segments_.size(); ++l)
+        if (segments_[l].full[k]) later.push_back(l);
+      expr += (expr.empty() ? "" : " + ") + std::string("c") + std::to_string(s) +
+              (later.empty() ? "" : " * (" + product(later) + ")");
+    }
+    return expr.empty() ? "(I)0" : expr;
+  }
+
+  // Declares c<s> for the segments of `region` from the region's index variable `index`.
+  std::string coordinates(int region, const std::string& index) const {
+    const std::vector<size_t> segs = region_segments(region);
+    std::string code;
+    for (size_t i = 0; i < segs.size(); ++i) {
+      const std::vector<size_t> later(segs.begin() + static_cast<long>(i) + 1, segs.end());
+      std::string c = later.empty() ? index : "(" + index + " / (" + product(later) + "))";
+      if (i > 0) c = "(" + c + " % (I)(" + segments_[segs[i]].expr + "))";
+      code += "      const I c" + std::to_string(segs[i]) + " = " + c + ";\n";
+    }
+    return code;
+  }
+
+  // Loads of the space loads among `nodes` for a vector starting at flat index `flat`, then the
+  // per-lane definitions of `nodes` inside `for (v ...)`, then `body` per lane.
+  std::string vector_block(const std::vector<int>& nodes, const std::string& flat, int width,
+                           const std::string& lane_body, const std::string& after) const {
+    const std::optional<size_t> seg = vector_segment();
+    std::ostringstream out;
+    for (int i : nodes) {
+      const PlanNode& n = node(i);
+      if (n.kind != NodeKind::kLoad) continue;
+      const size_t k = static_cast<size_t>(n.tensor);
+      const char* type = storage_type(plan_.inputs[k].dtype);
+      const bool vector = width > 1 && seg && segments_[*seg].full[k];
+      if (vector) {
+        out << "      const kiln_vec<" << type << ", " << width << "> l" << i << " = kiln_load<" << type << ", "
+            << width << ">(t" << k << " + (" << offset(k, flat, false) << "));\n";
+      } else {
+        out << "      const " << type << " l" << i << " = t" << k << "[" << offset(k, flat, false) << "];\n";
+      }
+    }
+    out << "      #pragma unroll\n      for (int v = 0; v < " << width << "; ++v) {\n";
+    for (int i : nodes) {
+      const PlanNode& n = node(i);
+      if (n.kind == NodeKind::kLoad) {
+        const size_t k = static_cast<size_t>(n.tensor);
+        const bool vector = width > 1 && seg && segments_[*seg].full[k];
+        out << "        const " << value_type(n) << " " << name(i) << " = "
+            << from_storage(plan_.inputs[k].dtype, "l" + std::to_string(i) + (vector ? ".v[v]" : "")) << ";\n";
+      } else if (n.kind != NodeKind::kReduce) {
+        out << "        " << define(i) << "\n";
+      }
+    }
+    out << lane_body << "      }\n" << after;
+    return out.str();
+  }
+
+  std::string header(const std::string& entry, int block, bool index64) const {
+    std::ostringstream out;
+    out << "extern \"C\" __global__ void __launch_bounds__(" << block << ") " << entry << "(const KilnArgs a) {\n";
+    out << "  typedef " << (index64 ? "long long" : "int") << " I;\n";
+    for (size_t s = 0; s < plan_.symbols.size(); ++s) out << "  const I s" << s << " = (I)a.s[" << s << "];\n";
+    for (size_t k = 0; k < inputs_; ++k) {
+      if (!loaded(k)) continue;
+      const char* type = storage_type(plan_.inputs[k].dtype);
+      out << "  const " << type << "* __restrict__ t" << k << " = (const " << type << "*)a.t[" << k << "];\n";
+    }
+    for (size_t o = 0; o < plan_.outputs.size(); ++o) {
+      const char* type = storage_type(plan_.outputs[o].dtype);
+      out << "  " << type << "* __restrict__ t" << inputs_ + o << " = (" << type << "*)a.t[" << inputs_ + o << "];\n";
+    }
+    out << "  const I units = (I)a.units;\n";
+    for (size_t i = 0; i < plan_.nodes.size(); ++i) {
+      if (plan_.nodes[i].kind == NodeKind::kConstant) out << "  " << define(static_cast<int>(i)) << "\n";
+    }
+    return out.str();
+  }
+
+  std::vector<int> space_outputs() const {
+    std::vector<int> roots;
+    for (size_t o = 0; o < plan_.outputs.size(); ++o)
+      if (plan_.output_domains[o] == Domain::kSpace) roots.push_back(plan_.output_nodes[o]);
+    return roots;
+  }
+
+  // Per lane: staging of space outputs; after the lane loop: their (vector) stores at `flat`.
+  std::pair<std::string, std::string> space_stores(const std::string& flat, int width) const {
+    std::string lanes, after;
+    for (size_t o = 0; o < plan_.outputs.size(); ++o) {
+      if (plan_.output_domains[o] != Domain::kSpace) continue;
+      const DType dtype = plan_.outputs[o].dtype;
+      const PlanNode& n = node(plan_.output_nodes[o]);
+      const std::string staged = "y" + std::to_string(o);
+      const std::string t = "t" + std::to_string(inputs_ + o);
+      lanes += "        " + staged + ".v[v] = " + to_storage(dtype, n.is_bool, name(plan_.output_nodes[o])) + ";\n";
+      after += "      kiln_store<" + std::string(storage_type(dtype)) + ", " + std::to_string(width) + ">(" + t + " + (" +
+               flat + "), " + staged + ");\n";
+    }
+    std::string decls;
+    for (size_t o = 0; o < plan_.outputs.size(); ++o) {
+      if (plan_.output_domains[o] != Domain::kSpace) continue;
+      decls += "      kiln_vec<" + std::string(storage_type(plan_.outputs[o].dtype)) + ", " + std::to_string(width) +
+               "> y" + std::to_string(o) + ";\n";
+    }
+    return {decls, lanes + "##AFTER##" + after};
+  }
+
+  std::string emit_pointwise(const std::string& entry, const Variant& variant, bool index64) const {
+    std::ostringstream out;
+    out << header(entry, variant.block, index64);
+    out << "  for (I u = (I)blockIdx.x * " << variant.block << " + (I)threadIdx.x; u < units; u += (I)gridDim.x * "
+        << variant.block << ") {\n";
+    out << "      const I e = u * " << vector_ << ";\n";
+    out << coordinates(0, "e");
+    const std::vector<int> nodes = space_closure(space_outputs());
+    auto [decls, stores] = space_stores("e", vector_);
+    const size_t split = stores.find("##AFTER##");
+    out << decls << vector_block(nodes, "e", vector_, stores.substr(0, split), stores.substr(split + 9));
+    out << "  }\n}\n";
+    return out.str();
+  }
+
+  // Nodes that are row values of level `level` (computed once per row after pass `level`).
+  std::vector<int> row_nodes(int level) const {
+    std::vector<int> out;
+    for (size_t i = 0; i < plan_.nodes.size(); ++i) {
+      const PlanNode& n = plan_.nodes[i];
+      if (n.domain == Domain::kRow && n.level == level && n.kind != NodeKind::kConstant) out.push_back(static_cast<int>(i));
+    }
+    return out;
+  }
+
+  std::vector<int> reductions(int level) const {
+    std::vector<int> out;
+    for (size_t i = 0; i < plan_.nodes.size(); ++i)
+      if (plan_.nodes[i].kind == NodeKind::kReduce && plan_.nodes[i].level == level) out.push_back(static_cast<int>(i));
+    return out;
+  }
+
+  static std::string reduce_init(ReduceKind kind) {
+    switch (kind) {
+      case ReduceKind::kSum:
+        return "0.0f";
+      case ReduceKind::kProd:
+        return "1.0f";
+      case ReduceKind::kMax:
+        return "__int_as_float(0xff800000)";
+      case ReduceKind::kMin:
+        return "__int_as_float(0x7f800000)";
+    }
+    return "0.0f";
+  }
+  static std::string combine(ReduceKind kind, const std::string& a, const std::string& b) {
+    switch (kind) {
+      case ReduceKind::kSum:
+        return a + " + " + b;
+      case ReduceKind::kProd:
+        return a + " * " + b;
+      case ReduceKind::kMax:
+        return "kiln_combine_max(" + a + ", " + b + ")";
+      case ReduceKind::kMin:
+        return "kiln_combine_min(" + a + ", " + b + ")";
+    }
+    return a;
+  }
+
+  // Row-value definitions for `level`: reductions read their accumulators, loads read the row.
+  std::string row_definitions(int level, const std::string& row_flat) const {
+    std::ostringstream out;
+    for (int i : row_nodes(level)) {
+      const PlanNode& n = node(i);
+      if (n.kind == NodeKind::kReduce) {
+        out << "    const float " << name(i) << " = acc" << i << ";\n";
+      } else if (n.kind == NodeKind::kLoad) {
+        const size_t k = static_cast<size_t>(n.tensor);
+        out << "    const " << value_type(n) << " " << name(i) << " = "
+            << from_storage(plan_.inputs[k].dtype, "t" + std::to_string(k) + "[" + offset(k, row_flat, true) + "]")
+            << ";\n";
+      } else {
+        out << "    " << define(i) << "\n";
+      }
+    }
+    return out.str();
+  }
+
+  // Row outputs, stored once per row at `row_index` by the thread where `leader` holds.
+  std::string row_stores(const std::string& row_index, const std::string& leader) const {
+    std::string code;
+    for (size_t o = 0; o < plan_.outputs.size(); ++o) {
+      if (plan_.output_domains[o] != Domain::kRow) continue;
+      const PlanNode& n = node(plan_.output_nodes[o]);
+      code += "    if (" + leader + ") t" + std::to_string(inputs_ + o) + "[" + row_index + "] = " +
+              to_storage(plan_.outputs[o].dtype, n.is_bool, name(plan_.output_nodes[o])) + ";\n";
+    }
+    return code;
+  }
+
+  std::string emit_row(const std::string& entry, const Variant& variant, bool index64) const {
+    const int tpr = variant.threads_per_row;
+    const int rpb = variant.rows_per_block;
+    const int width = vector_;
+    const int64_t reduced = reduced_static();
+    const std::string R = product(region_segments(1));
+    std::ostringstream out;
+    out << header(entry, variant.block, index64);
+    size_t slots = 1;
+    for (int level = 1; level <= plan_.passes; ++level) slots = std::max(slots, reductions(level).size());
+    if (tpr > 32) out << "  __shared__ float red[" << slots << "][" << tpr / 32 << "];\n";
+    out << "  const int lane = threadIdx.x % " << tpr << ";\n";
+    out << "  const I R = " << R << ";\n";
+    // Rows of one block advance together, so every thread of a block-wide row runs the same
+    // iterations (the block reductions synchronise).
+    out << "  for (I r = (I)blockIdx.x * " << rpb << " + (I)(threadIdx.x / " << tpr << "); r < units; r += (I)gridDim.x * "
+        << rpb << ") {\n";
+    out << "    const I o = r;\n" << coordinates(0, "o");
+    out << row_definitions(0, "r * R");
+    // Static trip counts unroll; the row's inputs are re-read per pass (L1/L2 hits).
+    const std::string trips = reduced > 0 ? std::to_string((reduced / width + tpr - 1) / tpr)
+                                          : "((R / " + std::to_string(width) + " + " + std::to_string(tpr - 1) +
+                                                ") / " + std::to_string(tpr) + ")";
+    const bool exact = reduced > 0 && (reduced / width) % tpr == 0;
+    auto loop_open = [&]() {
+      std::string s = "    " + std::string(reduced > 0 ? "#pragma unroll\n    " : "") + "for (I it = 0; it < " + trips +
+                      "; ++it) {\n      const I j = ((I)lane + it * " + std::to_string(tpr) + ") * " +
+                      std::to_string(width) + ";\n";
+      if (!exact) s += "      if (j < R) {\n";
+      s += coordinates(1, "j");
+      return s;
+    };
+    const std::string loop_close = exact ? "    }\n" : "      }\n    }\n";
+    for (int level = 1; level <= plan_.passes; ++level) {
+      const std::vector<int> reds = reductions(level);
+      std::vector<int> args;
+      for (int i : reds) args.push_back(node(i).args[0]);
+      for (int i : reds) out << "    float acc" << i << " = " << reduce_init(node(i).reduce) << ";\n";
+      std::string lanes;
+      for (int i : reds) lanes += "        acc" + std::to_string(i) + " = " + combine(node(i).reduce, "acc" + std::to_string(i), name(node(i).args[0])) + ";\n";
+      out << loop_open() << vector_block(space_closure(args), "r * R + j", width, lanes, "") << loop_close;
+      // Across the row's threads: warp shuffles, then (block-wide rows) shared memory.
+      for (size_t s = 0; s < reds.size(); ++s) {
+        const int i = reds[s];
+        const std::string acc = "acc" + std::to_string(i);
+        const int warp_span = std::min(tpr, 32);
+        out << "    #pragma unroll\n    for (int m = " << warp_span / 2 << "; m > 0; m >>= 1) " << acc << " = "
+            << combine(node(i).reduce, acc, "__shfl_xor_sync(0xffffffffu, " + acc + ", m)") << ";\n";
+        if (tpr > 32) out << "    if (lane % 32 == 0) red[" << s << "][lane / 32] = " << acc << ";\n";
+      }
+      if (tpr > 32) {
+        out << "    __syncthreads();\n";
+        for (size_t s = 0; s < reds.size(); ++s) {
+          const int i = reds[s];
+          const std::string acc = "acc" + std::to_string(i);
+          out << "    " << acc << " = red[" << s << "][0];\n";
+          out << "    for (int w = 1; w < " << tpr / 32 << "; ++w) " << acc << " = "
+              << combine(node(i).reduce, acc, "red[" + std::to_string(s) + "][w]") << ";\n";
+        }
+        out << "    __syncthreads();\n";
+      }
+      out << row_definitions(level, "r * R");
+    }
+    const std::vector<int> outs = space_outputs();
+    if (!outs.empty()) {
+      auto [decls, stores] = space_stores("r * R + j", width);
+      const size_t split = stores.find("##AFTER##");
+      out << loop_open() << decls
+          << vector_block(space_closure(outs), "r * R + j", width, stores.substr(0, split), stores.substr(split + 9))
+          << loop_close;
+    }
+    out << row_stores("r", "lane == 0");
+    out << "  }\n}\n";
+    return out.str();
+  }
+
+  std::string emit_column(const std::string& entry, const Variant& variant, bool index64) const {
+    const int tx = variant.tx;
+    const int ty = variant.ty;
+    const std::string R = product(region_segments(1));
+    const std::string inner = product(region_segments(2));
+    const int64_t tiles = (inner_static() + tx - 1) / tx;
+    std::ostringstream out;
+    out << header(entry, variant.block, index64);
+    size_t slots = 1;
+    for (int level = 1; level <= plan_.passes; ++level) slots = std::max(slots, reductions(level).size());
+    out << "  __shared__ float red[" << slots << "][" << ty << "][" << tx << "];\n";
+    out << "  const int tx = threadIdx.x % " << tx << ", ty = threadIdx.x / " << tx << ";\n";
+    out << "  const I R = " << R << ", inner = " << inner << ";\n";
+    out << "  for (I u = (I)blockIdx.x; u < units; u += (I)gridDim.x) {\n";
+    out << "    const I o = u / " << tiles << ";\n";
+    out << "    const I ci = (u % " << tiles << ") * " << tx << " + tx;\n";
+    out << "    const bool active = ci < inner;\n";
+    out << coordinates(0, "o");
+    out << "    const I c_inner = active ? ci : (I)0;\n" << coordinates(2, "c_inner");
+    const std::string flat = "(o * R + j) * inner + c_inner";
+    const std::string row_flat = "o * R * inner + c_inner";
+    out << row_definitions(0, row_flat);
+    const std::string loop_open = "    if (active) for (I j = (I)ty; j < R; j += " + std::to_string(ty) + ") {\n" + coordinates(1, "j");
+    for (int level = 1; level <= plan_.passes; ++level) {
+      const std::vector<int> reds = reductions(level);
+      std::vector<int> args;
+      for (int i : reds) args.push_back(node(i).args[0]);
+      for (int i : reds) out << "    float acc" << i << " = " << reduce_init(node(i).reduce) << ";\n";
+      std::string lanes;
+      for (int i : reds) lanes += "        acc" + std::to_string(i) + " = " + combine(node(i).reduce, "acc" + std::to_string(i), name(node(i).args[0])) + ";\n";
+      out << loop_open << vector_block(space_closure(args), flat, 1, lanes, "") << "    }\n";
+      for (size_t s = 0; s < reds.size(); ++s) out << "    red[" << s << "][ty][tx] = acc" << reds[s] << ";\n";
+      out << "    __syncthreads();\n";
+      for (size_t s = 0; s < reds.size(); ++s) {
+        const int i = reds[s];
+        const std::string acc = "acc" + std::to_string(i);
+        out << "    " << acc << " = red[" << s << "][0][tx];\n";
+        out << "    for (int y = 1; y < " << ty << "; ++y) " << acc << " = "
+            << combine(node(i).reduce, acc, "red[" + std::to_string(s) + "][y][tx]") << ";\n";
+      }
+      out << "    __syncthreads();\n";
+      out << row_definitions(level, row_flat);
+    }
+    const std::vector<int> outs = space_outputs();
+    if (!outs.empty()) {
+      auto [decls, stores] = space_stores(flat, 1);
+      const size_t split = stores.find("##AFTER##");
+      out << loop_open << decls
+          << vector_block(space_closure(outs), flat, 1, stores.substr(0, split), stores.substr(split + 9)) << "    }\n";
+    }
+    out << row_stores("o * inner + c_inner", "active && ty == 0");
+    out << "  }\n}\n";
+    return out.str();
+  }
+
+  std::string emit_entry(const std::string& entry, const Variant& variant, bool index64) const {
+    switch (plan_.schedule) {
+      case Schedule::kPointwise:
+        return emit_pointwise(entry, variant, index64);
+      case Schedule::kRow:
+        return emit_row(entry, variant, index64);
+      case Schedule::kColumn:
+        return emit_column(entry, variant, index64);
+    }
+    return {};
+  }
+
+  const GroupPlan& plan_;
+  size_t inputs_ = 0;
+  std::vector<Segment> segments_;
+  int vector_ = 1;
+};
+
+}  // namespace
+
+GroupKernelSource emit_group_kernel(const GroupPlan& plan) { return Emitter(plan).emit(); }
+
+}  // namespace kiln::codegen
