@@ -13,11 +13,11 @@
 //   op(src_a, src_b)
 #pragma once
 
-#include <math.h>
-
 #include <cstdint>
 #include <string_view>
 #include <vector>
+
+#include "ops/scalar_math.h"
 
 // Functions both the host compiler and nvcc (host and device) compile.
 #if defined(__CUDACC__)
@@ -81,57 +81,56 @@ struct FusedProgram {
   FusedInstruction code[kFusedMaxInstructions];
 };
 
-// One instruction on its operand values, in float32: the formulas of the CPU reference's unfused
-// elementwise kernels, evaluated alike by the CPU and the CUDA FusedElementwise kernels.
+// One instruction on its operand values, in float32, with the scalar table's formulas
+// (ops/scalar_math.h), as the unfused CPU and CUDA kernels compute them.
 KILN_HOST_DEVICE inline float evaluate_fused(const FusedInstruction& inst, float x, float y) {
   switch (inst.opcode) {
     case FusedOpcode::kLoadConstant:
       return inst.p0;
     case FusedOpcode::kRelu:
-      return x < 0.0f ? 0.0f : x;  // keeps NaN
-    case FusedOpcode::kSigmoid:  // no overflow of exp for large |x|
-      return x >= 0.0f ? 1.0f / (1.0f + expf(-x)) : expf(x) / (1.0f + expf(x));
+      return kiln_relu<float>(x);
+    case FusedOpcode::kSigmoid:
+      return kiln_sigmoid<float>(x);
     case FusedOpcode::kTanh:
-      return tanhf(x);
+      return kiln_tanh<float>(x);
     case FusedOpcode::kErf:
-      return erff(x);
+      return kiln_erf<float>(x);
     case FusedOpcode::kExp:
-      return expf(x);
+      return kiln_exp<float>(x);
     case FusedOpcode::kLog:
-      return logf(x);
+      return kiln_log<float>(x);
     case FusedOpcode::kSqrt:
-      return sqrtf(x);
+      return kiln_sqrt<float>(x);
     case FusedOpcode::kReciprocal:
-      return 1.0f / x;
+      return kiln_reciprocal<float>(x);
     case FusedOpcode::kNeg:
-      return -x;
+      return kiln_neg<float>(x);
     case FusedOpcode::kAbs:
-      return fabsf(x);
+      return kiln_abs<float>(x);
     case FusedOpcode::kGelu:
-      return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+      return kiln_gelu<float>(x);
     case FusedOpcode::kGeluTanh:
-      return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+      return kiln_gelu_tanh<float>(x);
     case FusedOpcode::kHardSigmoid:
-      return fmaxf(0.0f, fminf(1.0f, inst.p0 * x + inst.p1));
+      return kiln_hard_sigmoid<float>(x, inst.p0, inst.p1);
     case FusedOpcode::kHardSwish:
-      return x * fmaxf(0.0f, fminf(1.0f, x / 6.0f + 0.5f));
+      return kiln_hard_swish<float>(x);
     case FusedOpcode::kLeakyRelu:
-      return x < 0.0f ? inst.p0 * x : x;
+      return kiln_leaky_relu<float>(x, inst.p0);
     case FusedOpcode::kAdd:
-      return x + y;
+      return kiln_add<float>(x, y);
     case FusedOpcode::kSub:
-      return x - y;
+      return kiln_sub<float>(x, y);
     case FusedOpcode::kMul:
-      return x * y;
+      return kiln_mul<float>(x, y);
     case FusedOpcode::kDiv:
-      return x / y;
+      return kiln_div<float>(x, y);
     case FusedOpcode::kPow:
-      return powf(x, y);
-    // NaN in either operand propagates, as in the unfused kernels (fminf/fmaxf would drop it).
+      return kiln_pow<float>(x, y);
     case FusedOpcode::kMin:
-      return x != x ? x : (x < y ? x : y);
+      return kiln_min<float>(x, y);
     case FusedOpcode::kMax:
-      return x != x ? x : (x > y ? x : y);
+      return kiln_max<float>(x, y);
   }
   return x;
 }
