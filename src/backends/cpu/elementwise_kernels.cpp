@@ -1,4 +1,5 @@
-// CPU kernels of the elementwise family. Math ops are float_compute (fp16/bf16 arrive as float32);
+// CPU kernels of the elementwise family. Math ops are float_compute (fp16/bf16 arrive as float32)
+// and compute floats with the scalar table's formulas (ops/scalar_math.h), as the CUDA kernels do;
 // Where and Cast move every dtype themselves. Signed integer arithmetic wraps (two's complement)
 // instead of overflowing, and integer division by zero is reported, never executed.
 #include <cmath>
@@ -10,6 +11,8 @@
 #include "backends/cpu/tensor_broadcast.hpp"
 #include "backends/cpu/tensor_dispatch.hpp"
 #include "base/half.hpp"
+#include "ops/scalar_math.h"
+#include "ops/scalar_ops.hpp"
 
 namespace kiln::cpu {
 namespace {
@@ -33,7 +36,7 @@ T wrapping_add(T a, T b) {
   if constexpr (std::is_integral_v<T>) {
     return static_cast<T>(static_cast<WrapType<T>>(a) + static_cast<WrapType<T>>(b));
   } else {
-    return a + b;
+    return kiln_add<T>(a, b);
   }
 }
 template <typename T>
@@ -41,7 +44,7 @@ T wrapping_sub(T a, T b) {
   if constexpr (std::is_integral_v<T>) {
     return static_cast<T>(static_cast<WrapType<T>>(a) - static_cast<WrapType<T>>(b));
   } else {
-    return a - b;
+    return kiln_sub<T>(a, b);
   }
 }
 template <typename T>
@@ -49,7 +52,7 @@ T wrapping_mul(T a, T b) {
   if constexpr (std::is_integral_v<T>) {
     return static_cast<T>(static_cast<WrapType<T>>(a) * static_cast<WrapType<T>>(b));
   } else {
-    return a * b;
+    return kiln_mul<T>(a, b);
   }
 }
 template <typename T>
@@ -57,127 +60,108 @@ T wrapping_neg(T a) {
   if constexpr (std::is_integral_v<T>) {
     return static_cast<T>(WrapType<T>{0} - static_cast<WrapType<T>>(a));
   } else {
-    return -a;
+    return kiln_neg<T>(a);
   }
 }
 
 // ---- unary ops ------------------------------------------------------------------------------
+// Float formulas are the scalar table's (ops/scalar_math.h), attribute values and defaults too
+// (ops::scalar_attr_values); integer paths of Relu/Neg/Abs/Sign are written here.
 
 struct NoAttrs {
   explicit NoAttrs(const KernelContext&) {}
 };
 
-#define KILN_FLOAT_UNARY(Name, expr) \
-  struct Name : NoAttrs {            \
-    using NoAttrs::NoAttrs;          \
-    template <typename T>            \
-    T operator()(T x) const {        \
-      return expr;                   \
-    }                                \
-  };
-
-template <typename T>
-T softplus(T x) {
-  return x > T(0) ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
+// The node's float attributes in its scalar-table entry's order, with the table's defaults.
+std::vector<float> table_attrs(const KernelContext& ctx) {
+  const ops::ScalarOp* entry = ops::find_scalar_op(ctx.op, ctx.attrs);
+  if (entry == nullptr) ctx.fail(ErrorCode::kUnsupported, "no scalar formula for these attributes");
+  return ops::scalar_attr_values(*entry, ctx.attrs);
 }
 
-KILN_FLOAT_UNARY(SigmoidOp,
-                 x >= T(0) ? T(1) / (T(1) + std::exp(-x)) : std::exp(x) / (T(1) + std::exp(x)))
-KILN_FLOAT_UNARY(TanhOp, std::tanh(x))
-KILN_FLOAT_UNARY(ErfOp, std::erf(x))
-KILN_FLOAT_UNARY(HardSwishOp, x* std::fmax(T(0), std::fmin(T(1), x / T(6) + T(0.5))))
-KILN_FLOAT_UNARY(SqrtOp, std::sqrt(x))
-KILN_FLOAT_UNARY(ReciprocalOp, T(1) / x)
-KILN_FLOAT_UNARY(ExpOp, std::exp(x))
-KILN_FLOAT_UNARY(LogOp, std::log(x))
-KILN_FLOAT_UNARY(FloorOp, std::floor(x))
-KILN_FLOAT_UNARY(CeilOp, std::ceil(x))
-KILN_FLOAT_UNARY(RoundOp, std::nearbyint(x))  // the default rounding mode: half to even
-KILN_FLOAT_UNARY(SinOp, std::sin(x))
-KILN_FLOAT_UNARY(CosOp, std::cos(x))
-KILN_FLOAT_UNARY(TanOp, std::tan(x))
-KILN_FLOAT_UNARY(AsinOp, std::asin(x))
-KILN_FLOAT_UNARY(AcosOp, std::acos(x))
-KILN_FLOAT_UNARY(AtanOp, std::atan(x))
-KILN_FLOAT_UNARY(SinhOp, std::sinh(x))
-KILN_FLOAT_UNARY(CoshOp, std::cosh(x))
-KILN_FLOAT_UNARY(AsinhOp, std::asinh(x))
-KILN_FLOAT_UNARY(AcoshOp, std::acosh(x))
-KILN_FLOAT_UNARY(AtanhOp, std::atanh(x))
-KILN_FLOAT_UNARY(SoftplusOp, softplus(x))
-KILN_FLOAT_UNARY(SoftsignOp, x / (T(1) + std::fabs(x)))
-KILN_FLOAT_UNARY(MishOp, x* std::tanh(softplus(x)))
+#define KILN_FLOAT_UNARY(Name, function) \
+  struct Name : NoAttrs {                \
+    using NoAttrs::NoAttrs;              \
+    template <typename T>                \
+    T operator()(T x) const {            \
+      return function<T>(x);             \
+    }                                    \
+  };
+
+KILN_FLOAT_UNARY(SigmoidOp, kiln_sigmoid)
+KILN_FLOAT_UNARY(TanhOp, kiln_tanh)
+KILN_FLOAT_UNARY(ErfOp, kiln_erf)
+KILN_FLOAT_UNARY(HardSwishOp, kiln_hard_swish)
+KILN_FLOAT_UNARY(SqrtOp, kiln_sqrt)
+KILN_FLOAT_UNARY(ReciprocalOp, kiln_reciprocal)
+KILN_FLOAT_UNARY(ExpOp, kiln_exp)
+KILN_FLOAT_UNARY(LogOp, kiln_log)
+KILN_FLOAT_UNARY(FloorOp, kiln_floor)
+KILN_FLOAT_UNARY(CeilOp, kiln_ceil)
+KILN_FLOAT_UNARY(RoundOp, kiln_round)
+KILN_FLOAT_UNARY(SinOp, kiln_sin)
+KILN_FLOAT_UNARY(CosOp, kiln_cos)
+KILN_FLOAT_UNARY(TanOp, kiln_tan)
+KILN_FLOAT_UNARY(AsinOp, kiln_asin)
+KILN_FLOAT_UNARY(AcosOp, kiln_acos)
+KILN_FLOAT_UNARY(AtanOp, kiln_atan)
+KILN_FLOAT_UNARY(SinhOp, kiln_sinh)
+KILN_FLOAT_UNARY(CoshOp, kiln_cosh)
+KILN_FLOAT_UNARY(AsinhOp, kiln_asinh)
+KILN_FLOAT_UNARY(AcoshOp, kiln_acosh)
+KILN_FLOAT_UNARY(AtanhOp, kiln_atanh)
+KILN_FLOAT_UNARY(SoftplusOp, kiln_softplus)
+KILN_FLOAT_UNARY(SoftsignOp, kiln_softsign)
+KILN_FLOAT_UNARY(MishOp, kiln_mish)
 #undef KILN_FLOAT_UNARY
 
+// Ops with float attributes hold the values the table gives for the node.
+#define KILN_FLOAT_UNARY_ATTRS(Name, function, ...)                        \
+  struct Name {                                                            \
+    std::vector<float> a;                                                  \
+    explicit Name(const KernelContext& ctx) : a(table_attrs(ctx)) {}       \
+    template <typename T>                                                  \
+    T operator()(T x) const {                                              \
+      return function<T>(x, __VA_ARGS__);                                  \
+    }                                                                      \
+  };
+
+KILN_FLOAT_UNARY_ATTRS(LeakyReluOp, kiln_leaky_relu, a[0])
+KILN_FLOAT_UNARY_ATTRS(ThresholdedReluOp, kiln_thresholded_relu, a[0])
+KILN_FLOAT_UNARY_ATTRS(EluOp, kiln_elu, a[0])
+KILN_FLOAT_UNARY_ATTRS(CeluOp, kiln_celu, a[0])
+KILN_FLOAT_UNARY_ATTRS(SeluOp, kiln_selu, a[0], a[1])
+KILN_FLOAT_UNARY_ATTRS(HardSigmoidOp, kiln_hard_sigmoid, a[0], a[1])
+#undef KILN_FLOAT_UNARY_ATTRS
+
+// Bool results are stored as uint8 0/1.
+struct IsNaNOp : NoAttrs {
+  using NoAttrs::NoAttrs;
+  template <typename T>
+  uint8_t operator()(T x) const {
+    return kiln_is_nan<T>(x) ? 1 : 0;
+  }
+};
+
+struct IsInfOp {
+  std::vector<float> a;  // detect_negative, detect_positive
+  explicit IsInfOp(const KernelContext& ctx) : a(table_attrs(ctx)) {}
+  template <typename T>
+  uint8_t operator()(T x) const {
+    return kiln_is_inf<T>(x, a[0], a[1]) ? 1 : 0;
+  }
+};
+
 struct GeluOp {
-  bool tanh_approximation;
-  explicit GeluOp(const KernelContext& ctx)
-      : tanh_approximation(ctx.attrs.get_string_or("approximate", "none") == "tanh") {}
-  template <typename T>
-  T operator()(T x) const {
-    if (tanh_approximation) {
-      const T inner = T(0.7978845608028654) * (x + T(0.044715) * x * x * x);  // sqrt(2/pi)
-      return T(0.5) * x * (T(1) + std::tanh(inner));
-    }
-    return T(0.5) * x * (T(1) + std::erf(x * T(0.7071067811865476)));  // 1/sqrt(2)
+  bool tanh_form;
+  explicit GeluOp(const KernelContext& ctx) {
+    const ops::ScalarOp* entry = ops::find_scalar_op(ctx.op, ctx.attrs);
+    if (entry == nullptr) ctx.fail(ErrorCode::kUnsupported, "unknown 'approximate' value");
+    tanh_form = entry->function == "kiln_gelu_tanh";
   }
-};
-
-struct HardSigmoidOp {
-  float alpha, beta;
-  explicit HardSigmoidOp(const KernelContext& ctx)
-      : alpha(ctx.attrs.get_float_or("alpha", 0.2f)), beta(ctx.attrs.get_float_or("beta", 0.5f)) {}
   template <typename T>
   T operator()(T x) const {
-    return std::fmax(T(0), std::fmin(T(1), T(alpha) * x + T(beta)));
-  }
-};
-
-struct LeakyReluOp {
-  float alpha;
-  explicit LeakyReluOp(const KernelContext& ctx) : alpha(ctx.attrs.get_float_or("alpha", 0.01f)) {}
-  template <typename T>
-  T operator()(T x) const {
-    return x < T(0) ? T(alpha) * x : x;
-  }
-};
-
-struct EluOp {
-  float alpha;
-  explicit EluOp(const KernelContext& ctx) : alpha(ctx.attrs.get_float_or("alpha", 1.0f)) {}
-  template <typename T>
-  T operator()(T x) const {
-    return x < T(0) ? T(alpha) * std::expm1(x) : x;
-  }
-};
-
-struct CeluOp {
-  float alpha;
-  explicit CeluOp(const KernelContext& ctx) : alpha(ctx.attrs.get_float_or("alpha", 1.0f)) {}
-  template <typename T>
-  T operator()(T x) const {
-    return x > T(0) ? x : T(alpha) * std::expm1(x / T(alpha));
-  }
-};
-
-struct SeluOp {
-  float alpha, gamma;
-  explicit SeluOp(const KernelContext& ctx)
-      : alpha(ctx.attrs.get_float_or("alpha", 1.67326319217681884765625f)),
-        gamma(ctx.attrs.get_float_or("gamma", 1.05070102214813232421875f)) {}
-  template <typename T>
-  T operator()(T x) const {
-    return x > T(0) ? T(gamma) * x : T(gamma) * (T(alpha) * std::exp(x) - T(alpha));
-  }
-};
-
-struct ThresholdedReluOp {
-  float alpha;
-  explicit ThresholdedReluOp(const KernelContext& ctx)
-      : alpha(ctx.attrs.get_float_or("alpha", 1.0f)) {}
-  template <typename T>
-  T operator()(T x) const {
-    return x > T(alpha) ? x : T(0);
+    return tanh_form ? kiln_gelu_tanh<T>(x) : kiln_gelu<T>(x);
   }
 };
 
@@ -185,7 +169,11 @@ struct ReluOp : NoAttrs {
   using NoAttrs::NoAttrs;
   template <typename T>
   T operator()(T x) const {
-    return x < T(0) ? T(0) : x;  // keeps NaN
+    if constexpr (std::is_floating_point_v<T>) {
+      return kiln_relu<T>(x);
+    } else {
+      return x < T(0) ? T(0) : x;
+    }
   }
 };
 
@@ -193,7 +181,7 @@ struct NegOp : NoAttrs {
   using NoAttrs::NoAttrs;
   template <typename T>
   T operator()(T x) const {
-    return wrapping_neg(x);
+    return wrapping_neg(x);  // kiln_neg for floats
   }
 };
 
@@ -202,7 +190,7 @@ struct AbsOp : NoAttrs {
   template <typename T>
   T operator()(T x) const {
     if constexpr (std::is_floating_point_v<T>) {
-      return std::fabs(x);
+      return kiln_abs<T>(x);
     } else {
       return x < T(0) ? wrapping_neg(x) : x;
     }
@@ -214,34 +202,16 @@ struct SignOp : NoAttrs {
   template <typename T>
   T operator()(T x) const {
     if constexpr (std::is_floating_point_v<T>) {
-      if (std::isnan(x)) return x;
+      return kiln_sign<T>(x);
+    } else {
+      return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
     }
-    return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
-  }
-};
-
-struct IsNaNOp : NoAttrs {
-  using NoAttrs::NoAttrs;
-  template <typename T>
-  uint8_t operator()(T x) const {
-    return std::isnan(x) ? 1 : 0;
-  }
-};
-
-struct IsInfOp {
-  bool negative, positive;
-  explicit IsInfOp(const KernelContext& ctx)
-      : negative(ctx.attrs.get_int_or("detect_negative", 1) != 0),
-        positive(ctx.attrs.get_int_or("detect_positive", 1) != 0) {}
-  template <typename T>
-  uint8_t operator()(T x) const {
-    return std::isinf(x) && (x > T(0) ? positive : negative) ? 1 : 0;
   }
 };
 
 struct NotOp : NoAttrs {
   using NoAttrs::NoAttrs;
-  uint8_t operator()(uint8_t x) const { return x == 0 ? 1 : 0; }
+  uint8_t operator()(uint8_t x) const { return kiln_not<float>(x != 0) ? 1 : 0; }
 };
 
 template <typename Op, typename... Ts>
@@ -293,10 +263,14 @@ struct DivOp : BinaryOp {
   static constexpr bool kIntegerDivision = true;
   template <typename T>
   T operator()(T a, T b) const {
-    if constexpr (std::is_integral_v<T> && std::is_signed_v<T>) {
-      if (b == T(-1)) return wrapping_neg(a);  // INT_MIN / -1 overflows
+    if constexpr (std::is_floating_point_v<T>) {
+      return kiln_div<T>(a, b);
+    } else {
+      if constexpr (std::is_signed_v<T>) {
+        if (b == T(-1)) return wrapping_neg(a);  // INT_MIN / -1 overflows
+      }
+      return static_cast<T>(a / b);  // integers truncate toward zero
     }
-    return static_cast<T>(a / b);  // integers truncate toward zero
   }
 };
 struct ModOp : BinaryOp {
@@ -308,7 +282,7 @@ struct ModOp : BinaryOp {
   T operator()(T a, T b) const {
     T r;
     if constexpr (std::is_floating_point_v<T>) {
-      r = std::fmod(a, b);
+      return fmod ? kiln_fmod<T>(a, b) : kiln_mod<T>(a, b);
     } else if constexpr (std::is_signed_v<T>) {
       if (b == T(-1)) return T(0);
       r = static_cast<T>(a % b);
@@ -325,9 +299,10 @@ struct MinOp : BinaryOp {
   template <typename T>
   T operator()(T a, T b) const {
     if constexpr (std::is_floating_point_v<T>) {
-      if (std::isnan(a)) return a;
+      return kiln_min<T>(a, b);
+    } else {
+      return a < b ? a : b;
     }
-    return a < b ? a : b;  // NaN in b propagates: NaN comparisons are false
   }
 };
 struct MaxOp : BinaryOp {
@@ -335,36 +310,48 @@ struct MaxOp : BinaryOp {
   template <typename T>
   T operator()(T a, T b) const {
     if constexpr (std::is_floating_point_v<T>) {
-      if (std::isnan(a)) return a;
+      return kiln_max<T>(a, b);
+    } else {
+      return a > b ? a : b;
     }
-    return a > b ? a : b;
   }
 };
 struct PReluOp : BinaryOp {
   using BinaryOp::BinaryOp;
   template <typename T>
   T operator()(T x, T slope) const {
-    return x < T(0) ? slope * x : x;
+    return kiln_prelu<T>(x, slope);
   }
 };
 
-#define KILN_COMPARE_OP(Name, expr)      \
+// Comparisons (kiln_equal, ... for every dtype: the formulas are the integer ones too) and logic
+// on bools stored as uint8 0/1; the results are uint8 0/1.
+#define KILN_COMPARE_OP(Name, function)  \
   struct Name : BinaryOp {               \
     using BinaryOp::BinaryOp;            \
     template <typename T>                \
     uint8_t operator()(T a, T b) const { \
-      return (expr) ? 1 : 0;             \
+      return function<T>(a, b) ? 1 : 0;  \
     }                                    \
   };
-KILN_COMPARE_OP(EqualOp, a == b)
-KILN_COMPARE_OP(LessOp, a < b)
-KILN_COMPARE_OP(GreaterOp, a > b)
-KILN_COMPARE_OP(LessOrEqualOp, a <= b)
-KILN_COMPARE_OP(GreaterOrEqualOp, a >= b)
-KILN_COMPARE_OP(AndOp, a != 0 && b != 0)
-KILN_COMPARE_OP(OrOp, a != 0 || b != 0)
-KILN_COMPARE_OP(XorOp, (a != 0) != (b != 0))
+KILN_COMPARE_OP(EqualOp, kiln_equal)
+KILN_COMPARE_OP(LessOp, kiln_less)
+KILN_COMPARE_OP(GreaterOp, kiln_greater)
+KILN_COMPARE_OP(LessOrEqualOp, kiln_less_or_equal)
+KILN_COMPARE_OP(GreaterOrEqualOp, kiln_greater_or_equal)
 #undef KILN_COMPARE_OP
+
+#define KILN_LOGIC_OP(Name, function)                                    \
+  struct Name : BinaryOp {                                               \
+    using BinaryOp::BinaryOp;                                            \
+    uint8_t operator()(uint8_t a, uint8_t b) const {                     \
+      return function<float>(a != 0, b != 0) ? 1 : 0;                   \
+    }                                                                    \
+  };
+KILN_LOGIC_OP(AndOp, kiln_and)
+KILN_LOGIC_OP(OrOp, kiln_or)
+KILN_LOGIC_OP(XorOp, kiln_xor)
+#undef KILN_LOGIC_OP
 
 template <typename T>
 void check_nonzero_divisor(const KernelContext& ctx, const TensorView& divisor) {
@@ -421,9 +408,9 @@ T pow_element(T x, E e) {
   } else if constexpr (std::is_integral_v<T>) {
     return saturating_cast_from_double<T>(std::pow(static_cast<double>(x), static_cast<double>(e)));
   } else if constexpr (std::is_same_v<T, float> && std::is_same_v<E, float>) {
-    return std::pow(x, e);
+    return kiln_pow<float>(x, e);
   } else {
-    return static_cast<T>(std::pow(static_cast<double>(x), static_cast<double>(e)));
+    return static_cast<T>(kiln_pow<double>(static_cast<double>(x), static_cast<double>(e)));
   }
 }
 
@@ -487,8 +474,12 @@ void clip_kernel(KernelContext& ctx) {
     T* o = out.as<T>();
     const int64_t n = x.numel();
     for (int64_t i = 0; i < n; ++i) {
-      T v = in[i] < lo ? lo : in[i];
-      o[i] = v > hi ? hi : v;  // min(max(x, lo), hi), so lo > hi gives hi as ONNX says
+      if constexpr (std::is_floating_point_v<T>) {
+        o[i] = kiln_clip<T>(in[i], lo, hi);
+      } else {
+        const T v = in[i] < lo ? lo : in[i];
+        o[i] = v > hi ? hi : v;  // min(max(x, lo), hi), so lo > hi gives hi as ONNX says
+      }
     }
   });
   if (!ok) fail_dtype(ctx, x.dtype);
