@@ -8,7 +8,12 @@
 namespace kiln::ops {
 
 std::string member_attribute_name(size_t member, std::string_view name) {
-  return "m" + std::to_string(member) + "." + std::string(name);
+  // Appended piecewise: GCC 12 warns (-Wrestrict) about chained std::string operator+ here.
+  std::string key("m");
+  key += std::to_string(member);
+  key += '.';
+  key += name;
+  return key;
 }
 
 namespace {
@@ -16,7 +21,11 @@ namespace {
 constexpr size_t kMaxInputs = 64;
 constexpr size_t kMaxOutputs = 16;
 
-std::string input_value_attribute(size_t input) { return "input" + std::to_string(input); }
+std::string input_value_attribute(size_t input) {
+  std::string key("input");
+  key += std::to_string(input);
+  return key;
+}
 
 }  // namespace
 
@@ -25,8 +34,8 @@ GroupProgram decode_group(std::string_view context, const AttributeMap& attrs, s
   auto bad = [&](auto&&... parts) {
     kiln::fail(ErrorCode::kInvalidArgument, context, ": FusedGroup ", parts...);
   };
-  const std::vector<std::string>& ops = attrs.get("group_ops").strings;
   if (attrs.get("group_ops").kind != Attribute::Kind::kStrings) bad("attribute 'group_ops' must hold strings");
+  const std::vector<std::string>& ops = attrs.get("group_ops").strings;
   const std::vector<int64_t>& arity = attrs.get_ints("group_arity");
   const std::vector<int64_t>& refs = attrs.get_ints("group_inputs");
   const std::vector<int64_t>& outputs = attrs.get_ints("group_outputs");
@@ -55,7 +64,7 @@ GroupProgram decode_group(std::string_view context, const AttributeMap& attrs, s
   for (size_t m = 0; m < ops.size(); ++m) {
     GroupMember member;
     member.op = ops[m];
-    member.name = names ? names->strings[m] : member.op + "_" + std::to_string(m);
+    member.name = names ? names->strings[m] : member.op;
     member.def = find_op(member.op);
     if (member.def == nullptr) {
       kiln::fail(ErrorCode::kUnsupported, context, ": FusedGroup member ", m, " has op '",
@@ -68,7 +77,7 @@ GroupProgram decode_group(std::string_view context, const AttributeMap& attrs, s
           ", expected ", member.def->min_inputs, "..", member.def->max_inputs,
           " within the references given");
     }
-    const std::string prefix = "m" + std::to_string(m) + ".";
+    const std::string prefix = member_attribute_name(m, "");
     for (const auto& [name, value] : attrs.items()) {
       if (name.size() > prefix.size() && name.compare(0, prefix.size(), prefix) == 0) {
         member.attrs.set(name.substr(prefix.size()), value);

@@ -1,0 +1,313 @@
+// Fusion grouping (passes/fusion_grouping.hpp), the FusedGroup op and the kernel generator:
+// which groups form on typical graph shapes, that a grouped graph computes what the original did
+// (the FusedGroup CPU kernel runs the members), how each group is planned, and that every
+// generated source compiles with NVRTC for sm_90 (no GPU needed).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <random>
+
+#include "codegen/group_emitter.hpp"
+#include "codegen/group_kernels.hpp"
+#include "codegen/group_plan.hpp"
+#include "codegen/nvrtc_compiler.hpp"
+#include "graph_evaluation.hpp"
+#include "graph_test_builder.hpp"
+#include "ops/fused_group.hpp"
+#include "passes/fusion_grouping.hpp"
+#include "passes/precision_lowering.hpp"
+#include "passes/shape_inference.hpp"
+
+namespace kiln::passes {
+namespace {
+
+using testing::attrs_of;
+using testing::GraphBuilder;
+using testing::live_nodes;
+using testing::live_op_types;
+
+#ifdef KILN_EXPECT_NVRTC
+constexpr bool kExpectNvrtc = true;
+#else
+constexpr bool kExpectNvrtc = false;
+#endif
+
+ir::ValueId scalar(GraphBuilder& b, const std::string& name, float value) {
+  return b.constant(name, testing::make_tensor_f32({}, {value}));
+}
+
+ir::ValueId axes(GraphBuilder& b, const std::string& name, std::vector<int64_t> values) {
+  const auto count = static_cast<int64_t>(values.size());
+  return b.constant(name, testing::make_tensor_i64({count}, values));
+}
+
+std::map<std::string, HostTensor> random_inputs(const ir::Graph& graph, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::map<std::string, HostTensor> inputs;
+  for (ir::ValueId in : graph.inputs) {
+    inputs[graph.value(in).name] = testing::random_tensor_f32(graph.value(in).shape, rng, -2.0f, 2.0f);
+  }
+  return inputs;
+}
+
+// Groups `b`'s graph, then checks the grouped graph against the original on the CPU reference.
+ir::Graph group_and_compare(GraphBuilder& b, FusionReport* report = nullptr) {
+  infer_shapes(b.graph);
+  const ir::Graph original = b.graph;
+  ir::Graph grouped = b.graph;
+  form_fusion_groups(grouped, report);
+  infer_shapes(grouped);
+  grouped.verify();
+  const auto inputs = random_inputs(original, 7);
+  const std::vector<HostTensor> want = testing::evaluate(original, inputs);
+  const std::vector<HostTensor> got = testing::evaluate(grouped, inputs);
+  EXPECT_EQ(got.size(), want.size());
+  for (size_t o = 0; o < want.size() && o < got.size(); ++o) testing::expect_close(got[o], want[o], 1e-6f);
+  return grouped;
+}
+
+codegen::GroupPlan plan_of(const ir::Graph& graph, const ir::Node& node) {
+  const ops::GroupProgram program = ops::decode_group("test", node.attrs, node.inputs.size(), node.outputs.size());
+  codegen::GroupPlanResult result = codegen::plan_group(program, codegen::group_input_infos(graph, node),
+                                                        codegen::group_output_infos(graph, node));
+  EXPECT_TRUE(result.plan.has_value()) << result.reason;
+  return result.plan ? *result.plan : codegen::GroupPlan{};
+}
+
+// Every FusedGroup of `graph` emits a module that NVRTC compiles for sm_90.
+void expect_groups_compile(const ir::Graph& graph) {
+  std::string missing;
+  try {
+    codegen::nvrtc_version();
+  } catch (const Error& e) {
+    missing = e.what();
+  }
+  if (!missing.empty()) {
+    if (kExpectNvrtc) FAIL() << "configure found NVRTC, but it fails: " << missing;
+    GTEST_SKIP() << missing;
+  }
+  for (const ir::Node* node : live_nodes(graph, "FusedGroup")) {
+    const codegen::GroupKernelSource kernel = codegen::emit_group_kernel(plan_of(graph, *node));
+    EXPECT_FALSE(kernel.entries.empty());
+    codegen::CompiledModule module;
+    ASSERT_NO_THROW(module = codegen::compile_cuda(node->name, kernel.source, 90)) << kernel.source;
+    ASSERT_GE(module.cubin.size(), 4u);
+    EXPECT_EQ(module.cubin[1], 'E');
+  }
+}
+
+AttributeMap keepdims(int64_t keep) { return attrs_of({{"keepdims", Attribute::of_int(keep)}}); }
+
+TEST(FusionGrouping, GeluChainWithBiasIsOnePointwiseGroup) {
+  GraphBuilder b;
+  const ir::ValueId x = b.input("x", {2, 8, 64});
+  const ir::ValueId bias = b.constant("bias", testing::make_tensor_f32({64}, std::vector<float>(64, 0.25f)));
+  const ir::ValueId h = b.node("Add", "bias_add", {x, bias});
+  const ir::ValueId d = b.node("Div", "div", {h, scalar(b, "sqrt2", 1.4142135f)});
+  const ir::ValueId e = b.node("Erf", "erf", {d});
+  const ir::ValueId p = b.node("Add", "plus_one", {e, scalar(b, "one", 1.0f)});
+  const ir::ValueId m = b.node("Mul", "mul", {h, p});
+  b.output(b.node("Mul", "half", {m, scalar(b, "half_c", 0.5f)}));
+  const ir::Graph grouped = group_and_compare(b);
+  ASSERT_EQ(live_op_types(grouped), std::vector<std::string>{"FusedGroup"});
+  const ir::Node& node = *live_nodes(grouped).front();
+  EXPECT_EQ(node.outputs.size(), 1u);
+  EXPECT_EQ(node.inputs.size(), 5u);  // x, bias and three literals (passed, read as literals)
+  const codegen::GroupPlan plan = plan_of(grouped, node);
+  EXPECT_EQ(plan.schedule, codegen::Schedule::kPointwise);
+  EXPECT_EQ(codegen::emit_group_kernel(plan).vector_width, 4);  // float32: 16-byte accesses
+  expect_groups_compile(grouped);
+}
+
+TEST(FusionGrouping, ResidualAddJoinsLayerNormAndStaysAnOutput) {
+  GraphBuilder b;
+  const ir::ValueId x = b.input("x", {2, 16, 96});
+  const ir::ValueId r = b.input("r", {2, 16, 96});
+  const ir::ValueId gamma = b.constant("gamma", testing::make_tensor_f32({96}, std::vector<float>(96, 1.5f)));
+  const ir::ValueId beta = b.constant("beta", testing::make_tensor_f32({96}, std::vector<float>(96, -0.5f)));
+  const ir::ValueId sum = b.node("Add", "residual", {x, r});
+  const ir::ValueId norm = b.node("LayerNormalization", "ln", {sum, gamma, beta},
+                                  attrs_of({{"axis", Attribute::of_int(-1)}, {"epsilon", Attribute::of_float(1e-5f)}}));
+  b.output(norm);
+  b.output(b.node("Relu", "next_block", {sum}));
+  const ir::Graph grouped = group_and_compare(b);
+  const auto groups = live_nodes(grouped, "FusedGroup");
+  ASSERT_EQ(groups.size(), 1u);  // Add, LayerNorm and the Relu reading the sum: one kernel
+  EXPECT_EQ(groups.front()->outputs.size(), 2u);
+  const codegen::GroupPlan plan = plan_of(grouped, *groups.front());
+  EXPECT_EQ(plan.schedule, codegen::Schedule::kRow);
+  EXPECT_EQ(plan.passes, 2);  // the mean, then the variance of the centred row
+  expect_groups_compile(grouped);
+}
+
+TEST(FusionGrouping, ScaleMaskAndSoftmaxAreOneRowKernel) {
+  GraphBuilder b;
+  const ir::ValueId scores = b.input("scores", {2, 4, 16, 16});
+  const ir::ValueId mask = b.input("mask", {2, 1, 1, 16});
+  const ir::ValueId scaled = b.node("Mul", "scale", {scores, scalar(b, "s", 0.125f)});
+  const ir::ValueId masked = b.node("Add", "mask_add", {scaled, mask});
+  b.output(b.node("Softmax", "softmax", {masked}, attrs_of({{"axis", Attribute::of_int(-1)}})));
+  const ir::Graph grouped = group_and_compare(b);
+  ASSERT_EQ(live_op_types(grouped), std::vector<std::string>{"FusedGroup"});
+  const codegen::GroupPlan plan = plan_of(grouped, *live_nodes(grouped).front());
+  EXPECT_EQ(plan.schedule, codegen::Schedule::kRow);
+  EXPECT_EQ(plan.passes, 2);  // the max, then the sum of exponentials
+  expect_groups_compile(grouped);
+}
+
+TEST(FusionGrouping, DecomposedLayerNormAndRmsNormEachBecomeOneGroup) {
+  GraphBuilder b;
+  const ir::ValueId x = b.input("x", {4, 10, 32});
+  const ir::ValueId last = axes(b, "last", {-1});
+  const ir::ValueId mean = b.node("ReduceMean", "mean", {x, last}, keepdims(1));
+  const ir::ValueId centered = b.node("Sub", "center", {x, mean});
+  const ir::ValueId sq = b.node("Pow", "square", {centered, scalar(b, "two", 2.0f)});
+  const ir::ValueId var = b.node("ReduceMean", "var", {sq, last}, keepdims(1));
+  const ir::ValueId denom = b.node("Sqrt", "sqrt", {b.node("Add", "eps", {var, scalar(b, "e", 1e-5f)})});
+  const ir::ValueId normalized = b.node("Div", "normalize", {centered, denom});
+  // RMS norm of the result, as T5 writes it.
+  const ir::ValueId ms = b.node("ReduceMean", "ms", {b.node("Mul", "sq2", {normalized, normalized}), last}, keepdims(1));
+  const ir::ValueId rs = b.node("Reciprocal", "rs", {b.node("Sqrt", "rsqrt", {b.node("Add", "eps2", {ms, scalar(b, "e2", 1e-6f)})})});
+  b.output(b.node("Mul", "rms", {normalized, rs}));
+  const ir::Graph grouped = group_and_compare(b);
+  ASSERT_EQ(live_op_types(grouped), std::vector<std::string>{"FusedGroup"});
+  const codegen::GroupPlan plan = plan_of(grouped, *live_nodes(grouped).front());
+  EXPECT_EQ(plan.passes, 3);  // mean, variance, mean square
+  expect_groups_compile(grouped);
+}
+
+TEST(FusionGrouping, SqueezeExcitationGatesFuseAroundTheConvolutions) {
+  GraphBuilder b;
+  const ir::ValueId x = b.input("x", {2, 8, 6, 6});
+  const ir::ValueId act = b.node("HardSwish", "act", {x});
+  const ir::ValueId pooled = b.node("GlobalAveragePool", "pool", {act});
+  std::mt19937 rng(3);
+  const ir::ValueId w1 = b.constant("w1", testing::random_tensor_f32({4, 8, 1, 1}, rng));
+  const ir::ValueId w2 = b.constant("w2", testing::random_tensor_f32({8, 4, 1, 1}, rng));
+  const ir::ValueId squeezed = b.node("Relu", "relu", {b.node("Conv", "fc1", {pooled, w1})});
+  const ir::ValueId gate = b.node("HardSigmoid", "gate", {b.node("Conv", "fc2", {squeezed, w2})});
+  b.output(b.node("Mul", "excite", {act, gate}));
+  const ir::Graph grouped = group_and_compare(b);
+  // {act, pool} (act stays an output for the gate), Conv, {relu}, Conv, {gate, excite}.
+  EXPECT_EQ(live_op_types(grouped),
+            (std::vector<std::string>{"FusedGroup", "Conv", "FusedGroup", "Conv", "FusedGroup"}));
+  const auto groups = live_nodes(grouped, "FusedGroup");
+  EXPECT_EQ(groups.front()->outputs.size(), 2u);
+  EXPECT_EQ(plan_of(grouped, *groups.front()).schedule, codegen::Schedule::kRow);
+  expect_groups_compile(grouped);
+}
+
+TEST(FusionGrouping, NhwcPoolingIsAColumnReduction) {
+  GraphBuilder b;
+  const ir::ValueId x = b.input("x", {2, 5, 5, 24});
+  const ir::ValueId pooled =
+      b.node("GlobalAveragePool", "pool", {b.node("Sigmoid", "act", {x})}, attrs_of({{"kiln_layout", Attribute::of_string("NHWC")}}));
+  b.output(pooled);
+  const ir::Graph grouped = group_and_compare(b);
+  ASSERT_EQ(live_op_types(grouped), std::vector<std::string>{"FusedGroup"});
+  EXPECT_EQ(plan_of(grouped, *live_nodes(grouped).front()).schedule, codegen::Schedule::kColumn);
+  expect_groups_compile(grouped);
+}
+
+TEST(FusionGrouping, NoCycleThroughAnOutsideNode) {
+  // relu -> MatMul -> add, and relu -> add: merging relu into add's group would put the MatMul
+  // both after and before the group.
+  GraphBuilder b;
+  const ir::ValueId x = b.input("x", {4, 16});
+  std::mt19937 rng(5);
+  const ir::ValueId w = b.constant("w", testing::random_tensor_f32({16, 16}, rng));
+  const ir::ValueId r = b.node("Relu", "relu", {x});
+  const ir::ValueId y = b.node("MatMul", "mm", {r, w});
+  b.output(b.node("Add", "add", {r, y}));
+  FusionReport report;
+  const ir::Graph grouped = group_and_compare(b, &report);
+  EXPECT_EQ(live_op_types(grouped), (std::vector<std::string>{"FusedGroup", "MatMul", "FusedGroup"}));
+  bool explained = false;
+  for (const FusionDecision& d : report.decisions) explained |= d.node == "add" && !d.reason.empty();
+  EXPECT_TRUE(explained) << "the report says why add did not take relu";
+}
+
+TEST(FusionGrouping, ReductionsOverDifferentAxesStayApart) {
+  GraphBuilder b;
+  const ir::ValueId x = b.input("x", {3, 5, 7});
+  const ir::ValueId s1 = b.node("ReduceSum", "sum_last", {x, axes(b, "a1", {-1})}, keepdims(1));
+  const ir::ValueId y = b.node("Sub", "sub", {x, s1});
+  b.output(b.node("ReduceMax", "max_mid", {y, axes(b, "a2", {1})}, keepdims(1)));
+  const ir::Graph grouped = group_and_compare(b);
+  EXPECT_EQ(live_nodes(grouped, "FusedGroup").size(), 2u);
+  expect_groups_compile(grouped);
+}
+
+TEST(FusionGrouping, IntegerArithmeticAndDynamicInnerDimsStayOut) {
+  GraphBuilder b;
+  const ir::ValueId ids = b.input("ids", {2, 8}, DType::kInt64);
+  b.output(b.node("Add", "int_add", {ids, b.constant("one", testing::make_tensor_i64({}, {1}))}));
+  infer_shapes(b.graph);
+  FusionReport report;
+  EXPECT_EQ(form_fusion_groups(b.graph, &report), 0);
+  EXPECT_EQ(live_op_types(b.graph), std::vector<std::string>{"Add"});
+  ASSERT_FALSE(report.decisions.empty());
+  EXPECT_NE(report.decisions.front().reason.find("int64"), std::string::npos) << report.decisions.front().reason;
+}
+
+TEST(FusionGrouping, DynamicBatchBecomesASymbol) {
+  GraphBuilder b;
+  const ir::ValueId x = b.input("x", {kDynamicDim, 32, 48});
+  const ir::ValueId y = b.node("Sigmoid", "sig", {x});
+  b.output(b.node("Mul", "silu", {x, y}));
+  infer_shapes(b.graph);
+  ASSERT_EQ(form_fusion_groups(b.graph), 1);
+  infer_shapes(b.graph);
+  const codegen::GroupPlan plan = plan_of(b.graph, *live_nodes(b.graph).front());
+  ASSERT_EQ(plan.symbols.size(), 1u);
+  EXPECT_EQ(plan.symbols[0].tensor, 0);
+  EXPECT_EQ(plan.symbols[0].axis, 0);
+  const codegen::GroupKernelSource kernel = codegen::emit_group_kernel(plan);
+  // Both index widths: 32 bits while the batch is small enough, 64 beyond.
+  bool has32 = false, has64 = false;
+  for (const codegen::KernelEntry& e : kernel.entries) (e.index64 ? has64 : has32) = true;
+  EXPECT_TRUE(has32 && has64);
+  expect_groups_compile(b.graph);
+}
+
+TEST(FusionGrouping, HalfPrecisionGroupsUseWideVectorsAndCompile) {
+  GraphBuilder b;
+  const ir::ValueId x = b.input("x", {4, 16, 64});
+  const ir::ValueId h = b.node("Gelu", "gelu", {x});
+  b.output(b.node("Softmax", "softmax", {b.node("Add", "add", {h, x})}, attrs_of({{"axis", Attribute::of_int(-1)}})));
+  infer_shapes(b.graph);
+  lower_precision(b.graph, DType::kFloat16);
+  infer_shapes(b.graph);
+  form_fusion_groups(b.graph);
+  infer_shapes(b.graph);
+  // The input and output Casts of the fp16 graph join the group too.
+  ASSERT_EQ(live_op_types(b.graph), std::vector<std::string>{"FusedGroup"});
+  const codegen::GroupPlan plan = plan_of(b.graph, *live_nodes(b.graph).front());
+  EXPECT_EQ(plan.inputs[0].dtype, DType::kFloat32);
+  expect_groups_compile(b.graph);
+}
+
+TEST(FusedGroupOp, DecodeRejectsBadReferencesWithTheMemberNamed) {
+  AttributeMap attrs;
+  ops::GroupProgram program;
+  program.num_inputs = 1;
+  ops::GroupMember relu;
+  relu.name = "my_relu";
+  relu.op = "Relu";
+  relu.inputs = {3};  // neither the input nor an earlier member
+  relu.values = {nullptr};
+  program.members.push_back(relu);
+  program.outputs = {0};
+  ops::encode_group(program, attrs);
+  try {
+    ops::decode_group("node 'g' (FusedGroup)", attrs, 1, 1);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("my_relu"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace kiln::passes
