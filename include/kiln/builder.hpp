@@ -31,6 +31,10 @@ struct BuilderConfig {
   // cuda: a timing-cache file ("" for none). Tactics found in it are reused instead of timed; the
   // tactics timed during the build are added to it (the file is created when missing).
   std::string timing_cache;
+  // cuda: the directory of the on-disk cache of compiled generated kernels, reused across builds.
+  // "" means the default ($KILN_KERNEL_CACHE, else $XDG_CACHE_HOME/kiln/kernels, else
+  // ~/.cache/kiln/kernels); "off" disables it (every build compiles its kernels).
+  std::string kernel_cache;
 };
 
 // Imports, optimises and emits an engine. Throws kiln::Error: kNotFound/kIoError (paths),

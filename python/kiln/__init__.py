@@ -144,6 +144,7 @@ def build_onnx(
     device: int | None = None,
     workspace_limit: int | None = None,
     timing_cache: "str | os.PathLike | None" = None,
+    kernel_cache: "str | os.PathLike | None" = None,
 ) -> bytes:
     """Compiles an ONNX model into engine bytes.
 
@@ -151,6 +152,8 @@ def build_onnx(
     (an ``onnx.ModelProto``). ``profiles`` maps a dynamic input's name to ``(min, opt, max)``
     shapes or to ``{"min": .., "opt": .., "max": ..}`` (opt defaults to min). ``timing_cache`` (cuda)
     is a file of GEMM/convolution tactics reused by later builds and extended by this one.
+    ``kernel_cache`` (cuda) is the directory of compiled generated kernels reused across builds
+    (None: ``$KILN_KERNEL_CACHE``, else ``~/.cache/kiln/kernels``; ``"off"``: no cache).
     """
     if precision not in _PRECISIONS:
         raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
@@ -165,6 +168,8 @@ def build_onnx(
         config["workspace_limit"] = int(workspace_limit)
     if timing_cache is not None:
         config["timing_cache"] = os.fspath(timing_cache)
+    if kernel_cache is not None:
+        config["kernel_cache"] = os.fspath(kernel_cache)
     config_json = json.dumps(config).encode()
 
     lib = _capi.builder()

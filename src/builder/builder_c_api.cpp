@@ -77,6 +77,8 @@ BuilderConfig parse_config(const char* config_json) {
       config.workspace_limit = static_cast<uint64_t>(limit);
     } else if (key == "timing_cache") {
       config.timing_cache = value.as_string(what);
+    } else if (key == "kernel_cache") {
+      config.kernel_cache = value.as_string(what);
     } else if (key == "metadata") {
       value.as_object(what);
       config.metadata_json = json::serialize(value);
@@ -85,7 +87,8 @@ BuilderConfig parse_config(const char* config_json) {
         config.profiles.push_back(parse_profile(input, profile));
     } else {
       fail(ErrorCode::kInvalidArgument, "config_json: unknown key '", key,
-           "' (expected precision, target, device, workspace_limit, timing_cache, metadata, profiles)");
+           "' (expected precision, target, device, workspace_limit, timing_cache, kernel_cache, ",
+           "metadata, profiles)");
     }
   }
   return config;

@@ -1,6 +1,7 @@
 #include "builder/builder_config.hpp"
 
 #include "base/error.hpp"
+#include "codegen/kernel_cache.hpp"
 
 #if KILN_WITH_CUDA
 #include "backends/cuda/cuda_device.hpp"
@@ -91,6 +92,11 @@ ResolvedConfig resolve_config(const BuilderConfig& config) {
   if (!resolved.metadata.is_object()) {
     fail(ErrorCode::kInvalidArgument, "metadata_json must be a JSON object, got ",
          json::type_name(resolved.metadata.type()));
+  }
+  if (config.kernel_cache.empty()) {
+    resolved.kernel_cache_dir = codegen::default_kernel_cache_dir();
+  } else if (config.kernel_cache != "off") {
+    resolved.kernel_cache_dir = config.kernel_cache;
   }
   return resolved;
 }

@@ -27,6 +27,8 @@ options:
   --workspace BYTES        scratch memory kernels may use; K/M/G suffixes allowed (default 1G)
   --timing-cache FILE      cuda: reuse the GEMM/convolution tactics timed by earlier builds from
                            FILE and add this build's to it (created when missing)
+  --kernel-cache DIR|off   cuda: directory of compiled generated kernels reused across builds
+                           (default $KILN_KERNEL_CACHE, else ~/.cache/kiln/kernels); off: none
   --profile NAME:min=DIMS,opt=DIMS,max=DIMS
                            range of a dynamic input's shape, DIMS like 1x3x224x224; repeat per
                            input. opt defaults to min. Inputs with dynamic dims and no profile
@@ -141,6 +143,11 @@ int build_command(std::span<const std::string> args) {
       config.device = static_cast<int>(device);
     } else if (flag == "--timing-cache") {
       config.timing_cache = cursor.value();
+    } else if (flag == "--kernel-cache") {
+      config.kernel_cache = cursor.value();
+      if (config.kernel_cache.empty()) {
+        throw UsageError("--kernel-cache: expected a directory or 'off', got ''");
+      }
     } else if (flag == "--workspace") {
       config.workspace_limit = parse_unsigned(cursor.value(), "--workspace", true);
     } else if (flag == "--profile") {

@@ -257,3 +257,14 @@ def test_cpu_engine_takes_no_gpu_device(engine_bytes, tmp_path):
     for bad in (-1, 1.5, True, "0"):
         with pytest.raises(kiln.InvalidArgumentError, match="device must be None or a CUDA ordinal"):
             kiln.Engine(engine_bytes, device=bad)
+
+
+def test_build_takes_a_kernel_cache_directory_or_off(tmp_path):
+    # The C API knows the key (an unknown one is an error); a cpu build compiles no kernels, so
+    # the directory is never created.
+    data = two_input_model().SerializeToString()
+    cache = tmp_path / "kernels"
+    for value in ("off", cache, str(cache)):
+        engine = kiln.Engine(kiln.build_onnx(data, kernel_cache=value))
+        assert engine.run({"image": IMAGE, "bias": BIAS})["y"].shape == (2, 4)
+    assert not cache.exists()

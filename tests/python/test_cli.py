@@ -73,7 +73,7 @@ def dynamic_engine(kiln_cli, workdir):
     onnx.save(small_cnn(), str(onnx_path))
     path = workdir / "dynamic.kiln"
     kiln(kiln_cli, "build", onnx_path, "-o", path,
-         "--profile", "x:min=1x3x8x8,opt=3x3x8x8,max=6x3x8x8")
+         "--profile", "x:min=1x3x8x8,opt=3x3x8x8,max=6x3x8x8", "--kernel-cache", "off")
     return path
 
 
@@ -218,6 +218,9 @@ def test_top_level_help_and_version(kiln_cli):
     (["build", "m.onnx", "-o", "x.kiln", "--workspace", "lots"], "kiln build: error: --workspace"),
     (["build", "m.onnx", "-o", "x.kiln", "--profile", "x:min=1x3,max=oops"], "kiln build: error: --profile"),
     (["build", "m.onnx", "-o", "x.kiln", "--metadata", "[1, 2]"], "kiln build: error: --metadata"),
+    (["build", "m.onnx", "-o", "x.kiln", "--kernel-cache"],
+     "kiln build: error: option --kernel-cache needs a value"),
+    (["build", "m.onnx", "-o", "x.kiln", "--kernel-cache", ""], "kiln build: error: --kernel-cache"),
     (["run", "e.kiln", "--input"], "kiln run: error: option --input needs a value"),
     (["run", "e.kiln", "--input", "no_equals_sign"], "kiln run: error: --input"),
     (["run"], "kiln run: error: missing the engine"),

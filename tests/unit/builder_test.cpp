@@ -5,6 +5,7 @@
 #endif
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <set>
@@ -12,6 +13,7 @@
 #include "backends/cpu/cpu_node_runner.hpp"
 #include "base/json.hpp"
 #include "builder/build_from_graph.hpp"
+#include "builder/builder_config.hpp"
 #include "format/engine_io.hpp"
 #include "graph_test_builder.hpp"
 #include "kiln/builder.hpp"
@@ -395,6 +397,22 @@ TEST(BuilderConfigValidation, ReducedPrecisionNeedsCuda) {
   }
 }
 
+TEST(BuilderConfigValidation, KernelCacheResolvesToADirectoryOrOff) {
+  const char* previous = std::getenv("KILN_KERNEL_CACHE");
+  const std::string saved = previous ? previous : "";
+  setenv("KILN_KERNEL_CACHE", "/tmp/kiln-kernel-cache-from-env", 1);
+  BuilderConfig config;
+  const std::string by_default = resolve_config(config).kernel_cache_dir;
+  config.kernel_cache = "off";
+  const std::string off = resolve_config(config).kernel_cache_dir;
+  config.kernel_cache = "/tmp/chosen-kernel-cache";
+  const std::string chosen = resolve_config(config).kernel_cache_dir;
+  previous ? setenv("KILN_KERNEL_CACHE", saved.c_str(), 1) : unsetenv("KILN_KERNEL_CACHE");
+  EXPECT_EQ(by_default, "/tmp/kiln-kernel-cache-from-env");
+  EXPECT_EQ(off, "");
+  EXPECT_EQ(chosen, "/tmp/chosen-kernel-cache");
+}
+
 TEST(BuilderConfigValidation, MetadataMustBeAJsonObject) {
   BuilderConfig config;
   config.metadata_json = "[1, 2]";
@@ -519,6 +537,8 @@ TEST(BuilderCApi, ReportsConfigErrorsWithTheirCodes) {
       {R"({"device": "zero"})", KILN_ERROR_INVALID_ARGUMENT,
        "config key 'device': expected number"},
       {R"({"workspace_limit": -1})", KILN_ERROR_INVALID_ARGUMENT, "config key 'workspace_limit'"},
+      {R"({"kernel_cache": 5})", KILN_ERROR_INVALID_ARGUMENT,
+       "config key 'kernel_cache': expected string"},
       {R"({"metadata": [1]})", KILN_ERROR_INVALID_ARGUMENT,
        "config key 'metadata': expected object"},
       {R"({"profiles": {"x": {"min": [1], "max": [2], "best": [1]}}})", KILN_ERROR_INVALID_ARGUMENT,

@@ -1,6 +1,6 @@
 // NVRTC through dlopen: cubins for sm_90 (no GPU needed), compile errors with the log and the
 // source line, concurrent compiles, and a clear error when the chosen library is missing.
-// Where configure found NVRTC (KILN_EXPECT_NVRTC) these tests must find it; elsewhere they skip.
+// Where configure found NVRTC these tests must find it; elsewhere they skip (nvrtc_test_support).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,34 +13,10 @@
 #include "codegen/nvrtc_compiler.hpp"
 #include "codegen/nvrtc_library.hpp"
 #include "kiln/types.hpp"
+#include "nvrtc_test_support.hpp"
 
 namespace kiln::codegen {
 namespace {
-
-#ifdef KILN_EXPECT_NVRTC
-constexpr bool kExpectNvrtc = true;
-#else
-constexpr bool kExpectNvrtc = false;
-#endif
-
-// Empty when NVRTC loads, else why not.
-std::string nvrtc_missing_reason() {
-  try {
-    nvrtc_version();
-    return {};
-  } catch (const Error& e) {
-    return e.what();
-  }
-}
-
-#define SKIP_OR_FAIL_WITHOUT_NVRTC()                                               \
-  do {                                                                             \
-    const std::string reason = nvrtc_missing_reason();                             \
-    if (!reason.empty()) {                                                         \
-      if (kExpectNvrtc) FAIL() << "configure found NVRTC, but it fails: " << reason; \
-      GTEST_SKIP() << reason;                                                      \
-    }                                                                              \
-  } while (0)
 
 std::string scale_kernel(const std::string& name) {
   return "extern \"C\" __global__ void " + name +
@@ -61,7 +37,7 @@ void expect_cuda_elf(const CompiledModule& module) {
 }
 
 TEST(NvrtcCompiler, CompilesAKernelToAnElfCubinForSm90) {
-  SKIP_OR_FAIL_WITHOUT_NVRTC();
+  KILN_SKIP_OR_FAIL_WITHOUT_NVRTC();
   const CompiledModule module = compile_cuda("scale_module", scale_kernel("scale"), 90);
   expect_cuda_elf(module);
   EXPECT_EQ(module.compiler, nvrtc_version());
@@ -72,7 +48,7 @@ TEST(NvrtcCompiler, CompilesAKernelToAnElfCubinForSm90) {
 }
 
 TEST(NvrtcCompiler, SyntaxErrorIsInternalWithTheLogAndTheLine) {
-  SKIP_OR_FAIL_WITHOUT_NVRTC();
+  KILN_SKIP_OR_FAIL_WITHOUT_NVRTC();
   const std::string source =
       "extern \"C\" __global__ void broken(float* x) {\n"
       "  float y = 1.0f;\n"
@@ -100,7 +76,7 @@ TEST(NvrtcCompiler, RejectsImpossibleArchitectures) {
     EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
     EXPECT_NE(std::string(e.what()).find("sm_arch 9"), std::string::npos) << e.what();
   }
-  SKIP_OR_FAIL_WITHOUT_NVRTC();
+  KILN_SKIP_OR_FAIL_WITHOUT_NVRTC();
   try {
     compile_cuda("k", scale_kernel("k"), 11);  // well formed, but no such GPU
     FAIL() << "sm_11 accepted";
@@ -126,7 +102,7 @@ TEST(NvrtcCompiler, OptionsAreIeeeAndExtraOptionsComeLast) {
 }
 
 TEST(NvrtcCompiler, ConcurrentCompilesFromFourThreads) {
-  SKIP_OR_FAIL_WITHOUT_NVRTC();
+  KILN_SKIP_OR_FAIL_WITHOUT_NVRTC();
   std::vector<std::future<CompiledModule>> jobs;
   for (int t = 0; t < 4; ++t) {
     jobs.push_back(std::async(std::launch::async, [t] {
