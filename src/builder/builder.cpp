@@ -100,12 +100,6 @@ void lower_for_cuda(ir::Graph& graph, const BuilderConfig& config, const Resolve
   if (passes::form_fusion_groups(graph) > 0) passes::infer_shapes(graph);
 }
 
-// The kernel cache a build uses: BuilderConfig::kernel_cache, "off" for none, empty for the
-// default directory.
-codegen::KernelCache kernel_cache_for(const BuilderConfig& config) {
-  if (config.kernel_cache == "off") return codegen::KernelCache("");
-  return codegen::KernelCache(config.kernel_cache.empty() ? codegen::default_kernel_cache_dir() : config.kernel_cache);
-}
 
 // One call with zero-filled inputs at each input's opt shape.
 void run_once_at_opt_shapes(const Engine& engine, const format::EngineModel& model) {
@@ -151,7 +145,7 @@ format::EngineModel build_engine_model(ir::Graph graph, const BuilderConfig& con
   options.precision = resolved.precision;
   std::vector<format::KernelModule> kernels;
   if (resolved.target.backend == "cuda") {
-    kernels = codegen::generate_group_kernels(graph, resolved.target.sm_arch, kernel_cache_for(config));
+    kernels = codegen::generate_group_kernels(graph, resolved.target.sm_arch, codegen::KernelCache(resolved.kernel_cache_dir));
   }
   options.metadata_json = engine_metadata(std::move(resolved.metadata), graph, config, source);
   format::EngineModel model = emit_engine_model(graph, options);

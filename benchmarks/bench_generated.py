@@ -1,0 +1,158 @@
+"""Memory bandwidth of kiln's generated kernels on large fp16 tensors, against PyTorch on the same GPU.
+
+Each case is one ONNX graph of pointwise ops (or a reduction) over a large tensor, built as an fp16
+engine whose inputs and outputs are fp16 (so the engine is one generated kernel), run on device
+buffers. Reported: the median GPU time of one call (events around 50 back-to-back calls), the bytes
+it must move (inputs read once, outputs written once), the achieved GB/s, and the same for a
+device-to-device copy of the input (torch), the practical ceiling.
+
+  python benchmarks/bench_generated.py [--out generated.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "python"))
+
+import kiln  # noqa: E402
+
+# Nominal DRAM bandwidth by device name (GB/s), for the "% of peak" column.
+NOMINAL = {"H100 80GB HBM3": 3352.0, "H100 PCIe": 2039.0, "H200": 4800.0, "H100 NVL": 3900.0}
+
+
+def _const(name, value, dtype=np.float16):
+    return numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
+
+
+def gelu_case(shape):
+    # ConvNeXt's MLP activation as torch exports it, with the bias add before it.
+    nodes = [
+        helper.make_node("Add", ["x", "bias"], ["h"]),
+        helper.make_node("Div", ["h", "sqrt2"], ["d"]),
+        helper.make_node("Erf", ["d"], ["e"]),
+        helper.make_node("Add", ["e", "one"], ["p"]),
+        helper.make_node("Mul", ["h", "p"], ["m"]),
+        helper.make_node("Mul", ["m", "half"], ["y"]),
+    ]
+    inits = [_const("bias", np.linspace(-1, 1, shape[-1])), _const("sqrt2", 1.4142135),
+             _const("one", 1.0), _const("half", 0.5)]
+    return nodes, inits, ["x"], 2
+
+
+def silu_case(shape):
+    # EfficientNet's SiLU with a per-channel scale and shift (a folded BatchNorm left unfused).
+    c = shape[1]
+    nodes = [
+        helper.make_node("Mul", ["x", "scale"], ["s"]),
+        helper.make_node("Add", ["s", "shift"], ["b"]),
+        helper.make_node("Sigmoid", ["b"], ["g"]),
+        helper.make_node("Mul", ["b", "g"], ["y"]),
+    ]
+    inits = [_const("scale", np.linspace(0.5, 1.5, c).reshape(c, 1, 1)),
+             _const("shift", np.linspace(-1, 1, c).reshape(c, 1, 1))]
+    return nodes, inits, ["x"], 2
+
+
+def residual_add_case(shape):
+    nodes = [helper.make_node("Add", ["x", "r"], ["s"]), helper.make_node("Relu", ["s"], ["y"])]
+    return nodes, [], ["x", "r"], 3
+
+
+def layernorm_case(shape):
+    e = shape[-1]
+    nodes = [helper.make_node("Add", ["x", "r"], ["s"]),
+             helper.make_node("LayerNormalization", ["s", "g", "b"], ["y"], axis=-1, epsilon=1e-5)]
+    return nodes, [_const("g", np.ones(e)), _const("b", np.zeros(e))], ["x", "r"], 3
+
+
+def softmax_case(shape):
+    nodes = [helper.make_node("Mul", ["x", "scale"], ["s"]), helper.make_node("Softmax", ["s"], ["y"], axis=-1)]
+    return nodes, [_const("scale", 0.125)], ["x"], 2
+
+
+CASES = {
+    "gelu_bias_nhwc": (gelu_case, (32, 56, 56, 384)),
+    "silu_bn_nchw": (silu_case, (32, 96, 112, 112)),
+    "residual_add_relu": (residual_add_case, (32, 56, 56, 256)),
+    "add_layernorm_768": (layernorm_case, (32 * 128, 768)),
+    "scale_softmax_128": (softmax_case, (32 * 12 * 128, 128)),
+}
+
+
+def build(case, shape):
+    nodes, inits, inputs, _ = case(shape)
+    graph = helper.make_graph(
+        nodes, "bench", [helper.make_tensor_value_info(n, TensorProto.FLOAT16, list(shape)) for n in inputs],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, list(shape))], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    return kiln.build_onnx(model.SerializeToString(), target="cuda", precision="fp16"), inputs
+
+
+def time_gpu(fn, calls=50, samples=7) -> float:
+    """Milliseconds of GPU time per `fn` call: CUDA events around `calls` back-to-back calls (each
+    call enqueues far less host work than its kernel runs, so the GPU never waits for the host)."""
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(samples):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(calls):
+            fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / calls)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default="generated.json")
+    parser.add_argument("--cases", nargs="+", default=list(CASES))
+    args = parser.parse_args()
+    name = torch.cuda.get_device_name()
+    nominal = next((v for k, v in NOMINAL.items() if k in name), None)
+    report = {"gpu": name, "torch": torch.__version__, "nominal_gbs": nominal, "results": []}
+    for case_name in args.cases:
+        case, shape = CASES[case_name]
+        row = {"case": case_name, "shape": list(shape)}
+        try:
+            engine_bytes, input_names = build(case, shape)
+            engine = kiln.Engine(engine_bytes)
+            tensors = {n: torch.randn(shape, device="cuda", dtype=torch.float16) for n in input_names}
+            y = torch.empty(shape, device="cuda", dtype=torch.float16)
+            bound_in = {n: (t.data_ptr(), tuple(t.shape), np.dtype(np.float16)) for n, t in tensors.items()}
+            bound_out = {engine.outputs[0].name: (y.data_ptr(), tuple(y.shape), np.dtype(np.float16))}
+
+            def call():
+                engine.run_bound(bound_in, bound_out, stream=torch.cuda.current_stream().cuda_stream)
+
+            ms = time_gpu(call)
+            moved = (len(input_names) + 1) * y.numel() * 2
+            x = tensors[input_names[0]]
+            copy_ms = time_gpu(lambda: y.copy_(x))
+            row.update(kiln_ms=ms, bytes=moved, kiln_gbs=moved / ms / 1e6, copy_gbs=2 * x.numel() * 2 / copy_ms / 1e6)
+            if nominal:
+                row["kiln_fraction_of_nominal"] = row["kiln_gbs"] / nominal
+        except Exception as error:  # record and go on
+            row["error"] = f"{type(error).__name__}: {error}"
+        print(json.dumps(row), flush=True)
+        report["results"].append(row)
+        Path(args.out).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("KILN_LIB_DIR", str(Path(os.environ.get("KILN_BUILD_DIR", REPO / "build")) / "lib"))
+    main()
