@@ -114,7 +114,7 @@ def runtime_version() -> str:
 
 
 def engine_format_version() -> str:
-    """The newest engine file format the runtime reads, e.g. "1.0"."""
+    """The newest engine file format the runtime reads, e.g. "1.1"."""
     return _capi.runtime().kiln_engine_format_version().decode()
 
 

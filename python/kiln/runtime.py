@@ -343,6 +343,6 @@ def runtime_version() -> str:
 
 
 def engine_format_version() -> str:
-    """The newest engine file format the runtime reads, e.g. "1.0"."""
+    """The newest engine file format the runtime reads, e.g. "1.1"."""
     _ensure_loaded()
     return torch.ops.kiln.engine_format_version()

@@ -15,7 +15,8 @@ namespace kiln::format {
 
 // Major changes break readers; minor changes add things older readers may ignore.
 inline constexpr uint16_t kFormatMajor = 1;
-inline constexpr uint16_t kFormatMinor = 0;
+// 1.1 added the `kernels` section (generated CUDA modules).
+inline constexpr uint16_t kFormatMinor = 1;
 // Weights, and the weights blob itself, start at multiples of this many bytes.
 inline constexpr uint64_t kWeightAlignment = 64;
 
@@ -89,6 +90,19 @@ struct PluginRef {
   AttributeMap fields;
 };
 
+// A CUDA module generated and compiled at build time (src/codegen). Layers that run one of its
+// kernels name it in their string attribute kKernelModuleAttribute.
+struct KernelModule {
+  std::string name;            // unique in the engine; layers name it in attribute "kiln_kernel"
+  int32_t sm_arch = 0;         // must equal the engine's target.sm_arch
+  std::string compiler;        // e.g. "nvrtc 13.0"; informative
+  std::string source;          // the CUDA C++ it was compiled from (for inspect); may be empty
+  std::vector<uint8_t> cubin;  // non-empty ELF image for sm_<sm_arch>
+};
+
+// The layer attribute naming the KernelModule a layer's kernels live in.
+inline constexpr const char* kKernelModuleAttribute = "kiln_kernel";
+
 struct EngineModel {
   FormatVersion version;
   std::string producer = "kiln";   // producer name and version, e.g. "kiln 0.1.0"
@@ -100,6 +114,7 @@ struct EngineModel {
   std::vector<Layer> layers;
   MemoryPlan memory_plan;
   std::vector<PluginRef> plugins;
+  std::vector<KernelModule> kernels;  // cuda engines only; none in format 1.0 files
   std::string metadata_json = "{}";
 
   // Weight bytes: `weights_storage` keeps them alive (it may be the whole file the reader got, so

@@ -331,6 +331,42 @@ void decode_plugins(std::span<const uint8_t> body, const Where& where, EngineMod
   }
 }
 
+KernelModule decode_kernel_module(std::span<const uint8_t> body, const Where& where) {
+  KernelModule module;
+  MessageDecoder m(body, where);
+  while (m.next()) {
+    if (m.is(s::kernel_module::kName)) {
+      module.name = m.as_string();
+    } else if (m.is(s::kernel_module::kSmArch)) {
+      module.sm_arch = static_cast<int32_t>(m.as_int_in(0, kInt32Max));
+    } else if (m.is(s::kernel_module::kCompiler)) {
+      module.compiler = m.as_string();
+    } else if (m.is(s::kernel_module::kSource)) {
+      module.source = m.as_string();
+    } else if (m.is(s::kernel_module::kCubin)) {
+      // Copied: cubins are kilobytes, and the loader wants a buffer of its own anyway.
+      module.cubin.assign(m.as_bytes().begin(), m.as_bytes().end());
+    }
+  }
+  m.require(s::kernel_module::kName);
+  m.require(s::kernel_module::kSmArch);
+  m.require(s::kernel_module::kCubin);
+  return module;
+}
+
+void decode_kernels(std::span<const uint8_t> body, const Where& where, EngineModel& model) {
+  MessageDecoder m(body, where);
+  while (m.next()) {
+    if (m.is(s::kernels::kModules)) {
+      const auto items = m.as_list();
+      model.kernels.reserve(items.size());
+      for (size_t i = 0; i < items.size(); ++i) {
+        model.kernels.push_back(decode_kernel_module(items[i], where.child("module ", i)));
+      }
+    }
+  }
+}
+
 }  // namespace
 
 EngineModel read_engine(std::shared_ptr<const std::vector<uint8_t>> bytes,
@@ -374,6 +410,13 @@ EngineModel read_engine(std::shared_ptr<const std::vector<uint8_t>> bytes,
       case s::SectionId::kWeights:
         weights = body;
         break;
+      case s::SectionId::kKernels:
+        if (header.version.minor < 1) {
+          where.fail("appeared in format 1.1, but the file says it is format ",
+                     header.version.major, ".", header.version.minor);
+        }
+        decode_kernels(body, where, model);
+        break;
       default:
         continue;  // a section a newer minor version added: skipped
     }
@@ -387,6 +430,13 @@ EngineModel read_engine(std::shared_ptr<const std::vector<uint8_t>> bytes,
       fail(ErrorCode::kCorruptFile, source, ": required section '", s::section_name(id), "' (id ",
            id, ") is missing");
     }
+  }
+
+  const auto kernels_id = static_cast<uint32_t>(s::SectionId::kKernels);
+  if ((present & (uint64_t{1} << kernels_id)) && model.target.backend != "cuda") {
+    fail(ErrorCode::kCorruptFile, source, ": section 'kernels' (id ", kernels_id,
+         ") holds CUDA modules, but the engine's target is '", model.target.backend,
+         "': only cuda engines have one");
   }
 
   // Zero copy: the model shares ownership of the file bytes and its weights point into them.

@@ -20,6 +20,8 @@ std::string_view section_name(uint32_t id) {
       return "metadata";
     case SectionId::kWeights:
       return "weights";
+    case SectionId::kKernels:
+      return "kernels";
   }
   return "unknown";
 }

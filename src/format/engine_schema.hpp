@@ -53,6 +53,7 @@ enum class SectionId : uint32_t {
   kPlugins = 6,     // message: list of plugin references                        (optional)
   kMetadata = 7,    // raw UTF-8 JSON text                                       (optional, "{}")
   kWeights = 8,     // raw weights blob, kWeightAlignment aligned                (optional, empty)
+  kKernels = 9,     // message: generated CUDA modules; since 1.1, cuda only     (optional, none)
 };
 std::string_view section_name(uint32_t id);  // "info", ..., "unknown"
 
@@ -165,5 +166,17 @@ inline constexpr Field kName{2, Wire::kBytes, "name"};  // required
 inline constexpr Field kVersion{3, Wire::kBytes, "version"};
 inline constexpr Field kFields{4, Wire::kList, "fields"};  // items: attribute messages
 }  // namespace plugin
+
+namespace kernels {                                          // SectionId::kKernels (format 1.1)
+inline constexpr Field kModules{1, Wire::kList, "modules"};  // items: kernel_module messages
+}
+
+namespace kernel_module {
+inline constexpr Field kName{1, Wire::kBytes, "name"};      // required, non-empty, unique
+inline constexpr Field kSmArch{2, Wire::kInt, "sm_arch"};   // required, the target's
+inline constexpr Field kCompiler{3, Wire::kBytes, "compiler"};
+inline constexpr Field kSource{4, Wire::kBytes, "source"};
+inline constexpr Field kCubin{5, Wire::kBytes, "cubin"};    // required, an ELF image
+}  // namespace kernel_module
 
 }  // namespace kiln::format::schema

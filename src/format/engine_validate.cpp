@@ -1,5 +1,6 @@
 #include "format/engine_validate.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <limits>
 #include <set>
@@ -65,6 +66,7 @@ class Validator {
     check_info();
     for (size_t i = 0; i < m_.tensors.size(); ++i) check_tensor(i);
     check_bindings();
+    check_kernels();  // before the layers, which name the modules
     for (size_t i = 0; i < m_.layers.size(); ++i) check_layer(i);
     check_memory_plan();
     for (size_t i = 0; i < m_.plugins.size(); ++i) check_plugin(i);
@@ -238,6 +240,18 @@ class Validator {
       }
     }
     check_attributes(layer.attrs, label);
+    if (const Attribute* kernel = layer.attrs.find(kKernelModuleAttribute)) {
+      if (kernel->kind != Attribute::Kind::kString) {
+        fail(label, ", attribute '", kKernelModuleAttribute, "': expected a string (a kernel ",
+             "module's name), got kind ", attribute_kind_name(kernel->kind));
+      }
+      if (!has_kernel_module(kernel->s)) {
+        fail(label, ", attribute '", kKernelModuleAttribute, "': names kernel module '", kernel->s,
+             "', but the engine has ",
+             m_.kernels.empty() ? std::string("none") : detail::concat(m_.kernels.size(), " (",
+                                                                       kernel_names(), ")"));
+      }
+    }
   }
 
   void check_memory_plan() const {
@@ -289,6 +303,44 @@ class Validator {
         detail::concat("plugin ", i, " '", plugin.plugin_namespace, "::", plugin.name, "'");
     if (plugin.name.empty()) fail(label, ": empty name");
     check_attributes(plugin.fields, label);
+  }
+
+  bool has_kernel_module(const std::string& name) const {
+    return std::any_of(m_.kernels.begin(), m_.kernels.end(),
+                       [&](const KernelModule& module) { return module.name == name; });
+  }
+
+  std::string kernel_names() const {
+    std::string names;
+    for (const KernelModule& module : m_.kernels) {
+      names += detail::concat(names.empty() ? "" : ", ", "'", module.name, "'");
+    }
+    return names;
+  }
+
+  void check_kernels() const {
+    if (!m_.kernels.empty() && m_.target.backend != "cuda") {
+      fail(m_.kernels.size(), " kernel module(s) in an engine for target '", m_.target.backend,
+           "': generated kernels are CUDA modules, for cuda engines only");
+    }
+    std::set<std::string_view> names;
+    for (size_t i = 0; i < m_.kernels.size(); ++i) {
+      const KernelModule& module = m_.kernels[i];
+      const std::string label = detail::concat("kernel module ", i, " '", module.name, "'");
+      if (module.name.empty()) fail(label, ": empty name");
+      if (!names.insert(module.name).second) fail(label, ": duplicate name");
+      if (module.sm_arch != m_.target.sm_arch) {
+        fail(label, ": compiled for sm_", module.sm_arch, ", but the engine targets sm_",
+             m_.target.sm_arch);
+      }
+      if (module.cubin.empty()) fail(label, ": empty cubin");
+      static constexpr uint8_t kElfMagic[4] = {0x7f, 'E', 'L', 'F'};
+      if (module.cubin.size() < 4 ||
+          !std::equal(std::begin(kElfMagic), std::end(kElfMagic), module.cubin.begin())) {
+        fail(label, ": the cubin (", module.cubin.size(),
+             " bytes) is not an ELF image (no 0x7f 'E' 'L' 'F' magic)");
+      }
+    }
   }
 
   const EngineModel& m_;

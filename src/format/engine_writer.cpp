@@ -139,6 +139,19 @@ std::vector<uint8_t> plugins_section(const EngineModel& model) {
   return out;
 }
 
+std::vector<uint8_t> kernels_section(const EngineModel& model) {
+  std::vector<uint8_t> out;
+  WireWriter w(out);
+  w.list_field(s::kernels::kModules, model.kernels, [](WireWriter& kw, const KernelModule& module) {
+    kw.string_field(s::kernel_module::kName, module.name);
+    kw.int_field(s::kernel_module::kSmArch, module.sm_arch);
+    kw.string_field(s::kernel_module::kCompiler, module.compiler);
+    kw.string_field(s::kernel_module::kSource, module.source);
+    kw.bytes_field(s::kernel_module::kCubin, module.cubin);
+  });
+  return out;
+}
+
 std::span<const uint8_t> as_bytes(const std::string& text) {
   return {reinterpret_cast<const uint8_t*>(text.data()), text.size()};
 }
@@ -153,8 +166,9 @@ std::vector<uint8_t> write_engine(const EngineModel& model) {
   const std::vector<uint8_t> layers = layers_section(model);
   const std::vector<uint8_t> plan = memory_plan_section(model);
   const std::vector<uint8_t> plugins = plugins_section(model);
+  const std::vector<uint8_t> kernels = kernels_section(model);
   auto id = [](s::SectionId section) { return static_cast<uint32_t>(section); };
-  const SectionPayload sections[] = {
+  std::vector<SectionPayload> sections = {
       {id(s::SectionId::kInfo), info},
       {id(s::SectionId::kTensors), tensors},
       {id(s::SectionId::kBindings), bindings},
@@ -162,8 +176,11 @@ std::vector<uint8_t> write_engine(const EngineModel& model) {
       {id(s::SectionId::kMemoryPlan), plan},
       {id(s::SectionId::kPlugins), plugins},
       {id(s::SectionId::kMetadata), as_bytes(model.metadata_json)},
-      {id(s::SectionId::kWeights), model.weights, kWeightAlignment},
   };
+  // Only engines with generated kernels (cuda) have the section.
+  if (!model.kernels.empty()) sections.push_back({id(s::SectionId::kKernels), kernels});
+  // The weights stay last: the other sections are small, so they sit together at the front.
+  sections.push_back({id(s::SectionId::kWeights), model.weights, kWeightAlignment});
   return assemble_engine(FormatVersion{kFormatMajor, kFormatMinor}, model.producer,
                          /*flags=*/0, sections);
 }

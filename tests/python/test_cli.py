@@ -141,7 +141,7 @@ def test_run_dynamic_engine_at_another_batch(kiln_cli, dynamic_engine, workdir):
 
 def test_inspect_text(kiln_cli, static_engine):
     out = kiln(kiln_cli, "inspect", static_engine).stdout
-    for expected in ("format version: 1.0", "producer:", "target:", "cpu", "precision:", "float32",
+    for expected in ("format version: 1.1", "producer:", "target:", "cpu", "precision:", "float32",
                      "x: float32 [2, 3, 8, 8]", "y: float32 [2, 4]", "memory plan:", "weights:",
                      '"owner"'):
         assert expected in out, f"{expected!r} not in:\n{out}"
@@ -150,7 +150,7 @@ def test_inspect_text(kiln_cli, static_engine):
 
 def test_inspect_json(kiln_cli, static_engine, dynamic_engine):
     doc = json.loads(kiln(kiln_cli, "inspect", static_engine, "--json").stdout)
-    assert doc["format_version"] == "1.0"
+    assert doc["format_version"] == "1.1"
     assert doc["target"]["backend"] == "cpu"
     assert doc["precision"] == "float32"
     assert [b["name"] for b in doc["inputs"]] == ["x"]
