@@ -24,6 +24,7 @@
 #include "passes/identity_elimination.hpp"
 #include "passes/einsum_lowering.hpp"
 #include "passes/layout_nhwc.hpp"
+#include "passes/pass_manager.hpp"
 #include "passes/patch_convolution.hpp"
 #include "passes/precision_lowering.hpp"
 #include "passes/qkv_packing.hpp"
@@ -77,29 +78,44 @@ ConvLayout conv_layout_override() {
 }
 
 void lower_for_cuda(ir::Graph& graph, const BuilderConfig& config, const ResolvedConfig& resolved) {
+  const ConvLayout layout = conv_layout_override();
+  const bool half = resolved.precision != DType::kFloat32;
+  passes::PassManager manager;
   // CUDA's Sum/Mean/Min/Max kernels take exactly two inputs.
-  if (passes::expand_variadic_elementwise(graph) > 0) passes::infer_shapes(graph);
-  if (passes::make_conv_padding_symmetric(graph) > 0) passes::infer_shapes(graph);
+  manager.add("variadic_expansion", [](ir::Graph& g) { return size_t(passes::expand_variadic_elementwise(g)); });
+  manager.add("conv_padding", [](ir::Graph& g) { return size_t(passes::make_conv_padding_symmetric(g)); });
   // ViT-style patch embeddings (kernel == stride, no padding) run as one GEMM with the bias in
   // cuBLASLt's epilogue, not as an NCHW conv with C = 3. Before precision lowering (which converts
   // the new weight matrix like any constant) and before the NHWC pass (no longer a conv there).
-  if (passes::convert_patch_convolutions_to_matmul(graph) > 0) passes::eliminate_dead_code(graph);
-  if (resolved.precision != DType::kFloat32) passes::lower_precision(graph, resolved.precision);
+  manager.add("patch_convolution", [](ir::Graph& g) { return size_t(passes::convert_patch_convolutions_to_matmul(g)); });
+  if (half) {
+    manager.add("precision_lowering", [&](ir::Graph& g) {
+      passes::lower_precision(g, resolved.precision);
+      return size_t{1};
+    });
+  }
   // fp16/bf16 convolutions run on tensor cores in NHWC: keep their activations NHWC.
-  const ConvLayout layout = conv_layout_override();
-  if (resolved.precision != DType::kFloat32 && layout != ConvLayout::kNchw)
-    passes::convert_conv_regions_to_nhwc(graph, /*include_depthwise=*/layout == ConvLayout::kNhwc);
-  if (config.precision == Precision::kTf32) allow_tf32(graph);
+  if (half && layout != ConvLayout::kNchw) {
+    manager.add("layout_nhwc", [&](ir::Graph& g) {
+      return size_t(passes::convert_conv_regions_to_nhwc(g, /*include_depthwise=*/layout == ConvLayout::kNhwc));
+    });
+  }
+  if (config.precision == Precision::kTf32) {
+    manager.add("allow_tf32", [](ir::Graph& g) {
+      allow_tf32(g);
+      return size_t{0};  // attributes only: nothing to re-infer
+    });
+  }
   // After lowering, so that fused ops carry one dtype; the CPU (the reference) keeps the plain ops.
-  if (passes::fuse_attention(graph, /*tensor_core_shapes_only=*/true) > 0) passes::eliminate_dead_code(graph);
+  manager.add("attention_fusion", [](ir::Graph& g) { return size_t(passes::fuse_attention(g, /*tensor_core_shapes_only=*/true)); });
   // Then one GEMM for each self-attention's Q, K and V projections (their biases, fused into the
   // MatMuls by optimize_graph, become one bias in the merged GEMM's epilogue).
-  if (passes::pack_qkv_projections(graph) > 0) passes::eliminate_dead_code(graph);
+  manager.add("qkv_packing", [](ir::Graph& g) { return size_t(passes::pack_qkv_projections(g)); });
   // Last: pointwise ops and reductions (with their prologues and epilogues) become FusedGroups,
   // each run by a kernel generated for it.
-  if (passes::form_fusion_groups(graph) > 0) passes::infer_shapes(graph);
+  manager.add("fusion_grouping", [](ir::Graph& g) { return size_t(passes::form_fusion_groups(g)); });
+  manager.run(graph);
 }
-
 
 // One call with zero-filled inputs at each input's opt shape.
 void run_once_at_opt_shapes(const Engine& engine, const format::EngineModel& model) {
@@ -122,15 +138,16 @@ void run_once_at_opt_shapes(const Engine& engine, const format::EngineModel& mod
 
 void optimize_graph(ir::Graph& graph) {
   passes::infer_shapes(graph);
+  passes::PassManager manager;
   // Einsum has no kernels: it becomes Transpose/Reshape/MatMul/ReduceSum for every target.
-  if (passes::lower_einsum(graph) > 0) passes::infer_shapes(graph);
-  passes::fold_constants(graph);
-  passes::eliminate_identities(graph);
-  passes::fold_batch_norm(graph);
-  passes::eliminate_dead_code(graph);
-  passes::fuse_conv_epilogues(graph);
-  passes::fuse_matmul_epilogues(graph);
-  passes::infer_shapes(graph);
+  manager.add("einsum_lowering", [](ir::Graph& g) { return size_t(passes::lower_einsum(g)); });
+  manager.add("constant_folding", [](ir::Graph& g) { return passes::fold_constants(g); });
+  manager.add("identity_elimination", [](ir::Graph& g) { return passes::eliminate_identities(g); });
+  manager.add("batch_norm_folding", [](ir::Graph& g) { return passes::fold_batch_norm(g); });
+  manager.add("dead_code_elimination", [](ir::Graph& g) { return passes::eliminate_dead_code(g).nodes_removed; });
+  manager.add("conv_fusion", [](ir::Graph& g) { return size_t(passes::fuse_conv_epilogues(g)); });
+  manager.add("matmul_fusion", [](ir::Graph& g) { return size_t(passes::fuse_matmul_epilogues(g)); });
+  manager.run(graph);
   graph.verify();
 }
 

@@ -10,6 +10,7 @@
 #include "codegen/kernel_cache.hpp"
 #include "format/engine_model.hpp"
 #include "ir/graph.hpp"
+#include "ops/op_registry.hpp"
 
 namespace kiln::codegen {
 
