@@ -35,6 +35,9 @@ struct BuilderConfig {
   // "" means the default ($KILN_KERNEL_CACHE, else $XDG_CACHE_HOME/kiln/kernels, else
   // ~/.cache/kiln/kernels); "off" disables it (every build compiles its kernels).
   std::string kernel_cache;
+  // Records in the engine's metadata (under "kiln_build": "passes" and "fusion") what each pass
+  // changed and, per node, which fusion group it joined or why it joined none (kiln build --explain).
+  bool explain = false;
 };
 
 // Imports, optimises and emits an engine. Throws kiln::Error: kNotFound/kIoError (paths),

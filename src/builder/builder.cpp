@@ -39,8 +39,43 @@ namespace {
 
 // The user's metadata plus what the engine was built from, under "kiln_build" (a user key of that
 // name wins).
+// What --explain records: each pass's changes and time, and the fusion grouping's decisions.
+struct BuildExplanation {
+  std::vector<passes::PassRecord> passes;
+  passes::FusionReport fusion;
+};
+
+json::Value explanation_json(const BuildExplanation& explanation) {
+  json::Value passes{json::Array{}};
+  for (const passes::PassRecord& record : explanation.passes) {
+    json::Value entry{json::Object{}};
+    entry.set("pass", json::Value(record.name));
+    entry.set("changes", json::Value(static_cast<int64_t>(record.changes)));
+    entry.set("ms", json::Value(record.milliseconds));
+    passes.as_array().push_back(std::move(entry));
+  }
+  json::Value decisions{json::Array{}};
+  for (const passes::FusionDecision& d : explanation.fusion.decisions) {
+    json::Value entry{json::Object{}};
+    entry.set("node", json::Value(d.node));
+    entry.set("op", json::Value(d.op));
+    if (!d.group.empty()) entry.set("group", json::Value(d.group));
+    if (!d.reason.empty()) entry.set("reason", json::Value(d.reason));
+    decisions.as_array().push_back(std::move(entry));
+  }
+  json::Value fusion{json::Object{}};
+  fusion.set("groups", json::Value(static_cast<int64_t>(explanation.fusion.groups)));
+  fusion.set("members", json::Value(static_cast<int64_t>(explanation.fusion.members)));
+  fusion.set("decisions", std::move(decisions));
+  json::Value out{json::Object{}};
+  out.set("passes", std::move(passes));
+  out.set("fusion", std::move(fusion));
+  return out;
+}
+
 std::string engine_metadata(json::Value metadata, const ir::Graph& graph,
-                            const BuilderConfig& config, const std::string& source) {
+                            const BuilderConfig& config, const std::string& source,
+                            const BuildExplanation* explanation) {
   if (!metadata.find("kiln_build")) {
     json::Value build{json::Object{}};
     build.set("producer", json::Value(std::string("kiln ") + KILN_VERSION));
@@ -49,6 +84,7 @@ std::string engine_metadata(json::Value metadata, const ir::Graph& graph,
     if (graph.opset > 0) build.set("opset", json::Value(graph.opset));
     build.set("target", json::Value(config.target));
     build.set("precision", json::Value(precision_name(config.precision)));
+    if (explanation) build.set("explain", explanation_json(*explanation));
     metadata.set("kiln_build", std::move(build));
   }
   return json::serialize(metadata);
@@ -77,7 +113,8 @@ ConvLayout conv_layout_override() {
   fail(ErrorCode::kInvalidArgument, "KILN_CONV_LAYOUT must be 'nchw' or 'nhwc', got '", value, "'");
 }
 
-void lower_for_cuda(ir::Graph& graph, const BuilderConfig& config, const ResolvedConfig& resolved) {
+void lower_for_cuda(ir::Graph& graph, const BuilderConfig& config, const ResolvedConfig& resolved,
+                    BuildExplanation& explanation) {
   const ConvLayout layout = conv_layout_override();
   const bool half = resolved.precision != DType::kFloat32;
   passes::PassManager manager;
@@ -113,8 +150,9 @@ void lower_for_cuda(ir::Graph& graph, const BuilderConfig& config, const Resolve
   manager.add("qkv_packing", [](ir::Graph& g) { return size_t(passes::pack_qkv_projections(g)); });
   // Last: pointwise ops and reductions (with their prologues and epilogues) become FusedGroups,
   // each run by a kernel generated for it.
-  manager.add("fusion_grouping", [](ir::Graph& g) { return size_t(passes::form_fusion_groups(g)); });
+  manager.add("fusion_grouping", [&](ir::Graph& g) { return size_t(passes::form_fusion_groups(g, &explanation.fusion)); });
   manager.run(graph);
+  explanation.passes.insert(explanation.passes.end(), manager.records().begin(), manager.records().end());
 }
 
 // One call with zero-filled inputs at each input's opt shape.
@@ -136,7 +174,9 @@ void run_once_at_opt_shapes(const Engine& engine, const format::EngineModel& mod
 
 }  // namespace
 
-void optimize_graph(ir::Graph& graph) {
+namespace {
+
+void optimize_graph(ir::Graph& graph, std::vector<passes::PassRecord>* records) {
   passes::infer_shapes(graph);
   passes::PassManager manager;
   // Einsum has no kernels: it becomes Transpose/Reshape/MatMul/ReduceSum for every target.
@@ -149,22 +189,29 @@ void optimize_graph(ir::Graph& graph) {
   manager.add("matmul_fusion", [](ir::Graph& g) { return size_t(passes::fuse_matmul_epilogues(g)); });
   manager.run(graph);
   graph.verify();
+  if (records) records->insert(records->end(), manager.records().begin(), manager.records().end());
 }
+
+}  // namespace
+
+void optimize_graph(ir::Graph& graph) { optimize_graph(graph, nullptr); }
 
 format::EngineModel build_engine_model(ir::Graph graph, const BuilderConfig& config,
                                        const std::string& source) {
   ResolvedConfig resolved = resolve_config(config);
   EmitOptions options;
   options.input_ranges = apply_input_profiles(graph, config);
-  optimize_graph(graph);
-  if (resolved.target.backend == "cuda") lower_for_cuda(graph, config, resolved);
+  BuildExplanation explanation;
+  optimize_graph(graph, &explanation.passes);
+  if (resolved.target.backend == "cuda") lower_for_cuda(graph, config, resolved, explanation);
   options.target = resolved.target;
   options.precision = resolved.precision;
   std::vector<format::KernelModule> kernels;
   if (resolved.target.backend == "cuda") {
     kernels = codegen::generate_group_kernels(graph, resolved.target.sm_arch, codegen::KernelCache(resolved.kernel_cache_dir));
   }
-  options.metadata_json = engine_metadata(std::move(resolved.metadata), graph, config, source);
+  options.metadata_json = engine_metadata(std::move(resolved.metadata), graph, config, source,
+                                          config.explain ? &explanation : nullptr);
   format::EngineModel model = emit_engine_model(graph, options);
   model.kernels = std::move(kernels);
   return model;

@@ -46,8 +46,13 @@ class Grouper {
     // Every node that plans on its own starts as a group of one.
     for (size_t i = 0; i < n; ++i) {
       const ir::Node& node = graph_.nodes[i];
-      if (node.removed || !node.domain.empty() || node.outputs.size() != 1 ||
-          !codegen::is_groupable_op(node.op_type, node.attrs)) {
+      if (node.removed) continue;
+      if (!node.domain.empty() || !codegen::is_groupable_op(node.op_type, node.attrs)) {
+        note(i, "runs its own kernel: " + node.op_type + " is neither a pointwise op nor a reduction");
+        continue;
+      }
+      if (node.outputs.size() != 1) {
+        note(i, "runs its own kernel: it has " + std::to_string(node.outputs.size()) + " outputs");
         continue;
       }
       std::string reason;

@@ -6,6 +6,8 @@
 #include <string_view>
 
 #include "base/error.hpp"
+#include "base/json.hpp"
+#include "format/engine_io.hpp"
 #include "kiln/builder.hpp"
 #include "tools/cli_args.hpp"
 #include "tools/commands.hpp"
@@ -34,8 +36,42 @@ options:
                            input. opt defaults to min. Inputs with dynamic dims and no profile
                            get the builder's default range.
   --metadata JSON          a JSON object recorded in the engine (see kiln inspect)
+  --explain                print what each pass changed and, per node, which fusion group (one
+                           generated kernel) it joined or why it joined none; also recorded in
+                           the engine's metadata under kiln_build.explain
   -h, --help               show this help
 )";
+
+// Prints the explanation the builder recorded in the engine's metadata (--explain).
+void print_explanation(const std::vector<uint8_t>& engine, const std::string& path) {
+  const format::EngineModel model =
+      format::read_engine(std::make_shared<const std::vector<uint8_t>>(engine), path);
+  const json::Value metadata = json::parse(model.metadata_json);
+  const json::Value* build = metadata.find("kiln_build");
+  const json::Value* explain = build ? build->find("explain") : nullptr;
+  if (explain == nullptr) return;
+  std::cout << "passes:\n";
+  for (const json::Value& pass : explain->find("passes")->as_array()) {
+    std::cout << "  " << pass.find("pass")->as_string() << ": " << pass.find("changes")->as_int64()
+              << " change(s), " << pass.find("ms")->as_number() << " ms\n";
+  }
+  const json::Value& fusion = *explain->find("fusion");
+  const auto& decisions = fusion.find("decisions")->as_array();
+  std::cout << "fusion: " << fusion.find("groups")->as_int64() << " generated kernel(s) from "
+            << fusion.find("members")->as_int64() << " node(s)";
+  if (decisions.empty()) std::cout << " (cpu engines are not grouped)";
+  std::cout << "\n";
+  for (const json::Value& d : decisions) {
+    std::cout << "  node '" << d.find("node")->as_string() << "' (" << d.find("op")->as_string() << "): ";
+    if (const json::Value* group = d.find("group")) {
+      std::cout << "in group '" << group->as_string() << "'";
+      if (const json::Value* reason = d.find("reason")) std::cout << "; " << reason->as_string();
+    } else if (const json::Value* reason = d.find("reason")) {
+      std::cout << reason->as_string();
+    }
+    std::cout << "\n";
+  }
+}
 
 Precision parse_precision_flag(const std::string& flag) {
   if (flag == "--fp32") return Precision::kFp32;
@@ -158,6 +194,8 @@ int build_command(std::span<const std::string> args) {
         }
       }
       config.profiles.push_back(std::move(profile));
+    } else if (flag == "--explain") {
+      config.explain = true;
     } else if (flag == "--metadata") {
       config.metadata_json = cursor.value();
       const size_t first = config.metadata_json.find_first_not_of(" \t\r\n");
@@ -187,6 +225,7 @@ int build_command(std::span<const std::string> args) {
   std::cout << "built " << *output_path << " from " << *model_path << ": " << engine.size()
             << " bytes, target " << config.target << ", precision "
             << precision_name(config.precision) << ", " << seconds << " s\n";
+  if (config.explain) print_explanation(engine, *output_path);
   return 0;
 }
 

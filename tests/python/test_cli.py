@@ -281,3 +281,16 @@ def test_build_unsupported_op_exits_1_naming_it(kiln_cli, workdir):
     result = kiln(kiln_cli, "build", path, "-o", workdir / "det.kiln", expect=1)
     assert "Det" in result.stderr and "the_det" in result.stderr, result.stderr
     assert not (workdir / "det.kiln").exists()
+
+
+def test_build_explain_lists_every_pass(kiln_cli, static_model, workdir):
+    # A cpu engine is not grouped, but --explain still reports the passes and says so.
+    path = workdir / "explained.kiln"
+    result = kiln(kiln_cli, "build", static_model[1], "-o", path, "--explain")
+    assert "passes:" in result.stdout
+    for name in ("constant_folding", "conv_fusion", "matmul_fusion"):
+        assert f"  {name}: " in result.stdout, result.stdout
+    assert "cpu engines are not grouped" in result.stdout
+    info = json.loads(kiln(kiln_cli, "inspect", "--json", path).stdout)
+    explain = info["metadata"]
+    assert "explain" in explain["kiln_build"], explain
