@@ -14,6 +14,7 @@
 
 #include "base/error.hpp"
 #include "format/checksum.hpp"
+#include "format/cubin_image.hpp"
 #include "format/wire_format.hpp"
 
 namespace kiln::codegen {
@@ -84,11 +85,6 @@ class EntryReader {
   std::span<const uint8_t> rest_;
 };
 
-bool has_elf_magic(const std::vector<uint8_t>& bytes) {
-  return bytes.size() >= 4 && bytes[0] == 0x7f && bytes[1] == 'E' && bytes[2] == 'L' &&
-         bytes[3] == 'F';
-}
-
 std::optional<std::vector<uint8_t>> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) return std::nullopt;
@@ -117,7 +113,8 @@ std::optional<CompiledModule> decode_entry(std::span<const uint8_t> bytes,
       !reader.blob(module.cubin) || !reader.at_end()) {
     return std::nullopt;
   }
-  if (stored_key != key || !has_elf_magic(module.cubin)) return std::nullopt;
+  // The structure check the engine reader applies, so a cached cubin never fails it later.
+  if (stored_key != key || !format::cubin_image_problem(module.cubin).empty()) return std::nullopt;
   return module;
 }
 

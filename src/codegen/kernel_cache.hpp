@@ -23,7 +23,7 @@ class KernelCache {
   bool enabled() const { return !directory_.empty(); }
 
   // The module stored under `key`, or nullopt: disabled, no entry, or an entry that fails any
-  // check (format, checksum, stored key, ELF magic of the cubin). Never throws kiln::Error.
+  // check (format, checksum, stored key, the cubin's ELF structure). Never throws kiln::Error.
   std::optional<CompiledModule> find(const std::string& key) const;
   // Writes `module` under `key` (creating the directory). Best effort: failures are ignored.
   void store(const std::string& key, const CompiledModule& module) const;

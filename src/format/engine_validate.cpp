@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "base/error.hpp"
+#include "format/cubin_image.hpp"
 #include "format/engine_schema.hpp"
 
 namespace kiln::format {
@@ -334,11 +335,10 @@ class Validator {
              m_.target.sm_arch);
       }
       if (module.cubin.empty()) fail(label, ": empty cubin");
-      static constexpr uint8_t kElfMagic[4] = {0x7f, 'E', 'L', 'F'};
-      if (module.cubin.size() < 4 ||
-          !std::equal(std::begin(kElfMagic), std::end(kElfMagic), module.cubin.begin())) {
-        fail(label, ": the cubin (", module.cubin.size(),
-             " bytes) is not an ELF image (no 0x7f 'E' 'L' 'F' magic)");
+      const std::string problem = cubin_image_problem(module.cubin);
+      if (!problem.empty()) {
+        fail(label, ": the cubin (", module.cubin.size(), " bytes) is not a CUDA ELF image: ",
+             problem);
       }
     }
   }

@@ -2,8 +2,11 @@
 #include <iostream>
 #include <optional>
 #include <sstream>
+#include <string>
 #include <string_view>
+#include <vector>
 
+#include "base/error.hpp"
 #include "format/engine_io.hpp"
 #include "tools/cli_args.hpp"
 #include "tools/commands.hpp"
@@ -12,15 +15,22 @@
 namespace kiln::tools {
 namespace {
 
-constexpr std::string_view kInspectHelp = R"(usage: kiln inspect ENGINE.kiln [--json]
+constexpr std::string_view kInspectHelp =
+    R"(usage: kiln inspect ENGINE.kiln [--json] [--kernels [--source] | --kernel NAME]
 
 Describe an engine file: format version, producer, target, precision, input and output bindings
 (dtype, shape, dynamic dimension ranges), layers (op, input and output tensors with shapes),
-weights, memory plan, plugins and metadata. The file is verified but not run.
+weights, memory plan, plugins, generated kernel modules and metadata. The file is verified but
+not run (no GPU is needed, and cubins are not loaded).
 
 options:
-  --json       print one JSON document instead of text
-  -h, --help   show this help
+  --json          print one JSON document instead of text
+  --kernels       list only the generated kernel modules: name, architecture, compiler, cubin
+                  size and the layers that use each
+  --source        with --kernels: also print each module's CUDA source; with --json: include
+                  the sources in the document
+  --kernel NAME   print the CUDA source of module NAME (with --json: the module as JSON)
+  -h, --help      show this help
 )";
 
 using format::EngineModel;
@@ -145,6 +155,66 @@ std::string target_text(const format::Target& target) {
   return text;
 }
 
+// The layers that name `module` in their "kiln_kernel" attribute.
+std::vector<std::string> layers_using(const EngineModel& model, const std::string& module) {
+  std::vector<std::string> names;
+  for (size_t i = 0; i < model.layers.size(); ++i) {
+    const format::Layer& layer = model.layers[i];
+    const Attribute* kernel = layer.attrs.find(format::kKernelModuleAttribute);
+    if (kernel == nullptr || kernel->kind != Attribute::Kind::kString || kernel->s != module) {
+      continue;
+    }
+    names.push_back(layer.name.empty() ? detail::concat("[", i, "]") : layer.name);
+  }
+  return names;
+}
+
+const format::KernelModule& find_kernel_module(const EngineModel& model, const std::string& name,
+                                               const std::string& path) {
+  for (const format::KernelModule& module : model.kernels) {
+    if (module.name == name) return module;
+  }
+  std::string names;
+  for (const format::KernelModule& module : model.kernels) {
+    names += detail::concat(names.empty() ? "'" : ", '", module.name, "'");
+  }
+  fail(ErrorCode::kNotFound, path, " has no kernel module '", name, "' (its modules: ",
+       names.empty() ? std::string("none") : names, ")");
+}
+
+void print_kernel_modules(const EngineModel& model, bool with_source) {
+  std::cout << "kernels (" << model.kernels.size() << "):\n";
+  for (const format::KernelModule& module : model.kernels) {
+    const std::vector<std::string> layers = layers_using(model, module.name);
+    std::cout << "  " << module.name << ": sm_" << module.sm_arch << ", "
+              << (module.compiler.empty() ? "unknown compiler" : module.compiler) << ", cubin "
+              << module.cubin.size() << " bytes, source " << module.source.size()
+              << " bytes; layers (" << layers.size() << "):";
+    for (const std::string& layer : layers) std::cout << ' ' << layer;
+    std::cout << '\n';
+    if (with_source) {
+      std::cout << "  ---- source of " << module.name << " ----\n" << module.source;
+      if (!module.source.empty() && module.source.back() != '\n') std::cout << '\n';
+      std::cout << "  ---- end of " << module.name << " ----\n";
+    }
+  }
+}
+
+void write_kernel_module_json(JsonWriter& out, const EngineModel& model,
+                              const format::KernelModule& module, bool with_source) {
+  out.begin_object();
+  out.key("name").value(module.name);
+  out.key("sm_arch").value(static_cast<int64_t>(module.sm_arch));
+  out.key("compiler").value(module.compiler);
+  out.key("cubin_bytes").value(static_cast<uint64_t>(module.cubin.size()));
+  out.key("source_bytes").value(static_cast<uint64_t>(module.source.size()));
+  out.key("layers").begin_array();
+  for (const std::string& layer : layers_using(model, module.name)) out.value(layer);
+  out.end_array();
+  if (with_source) out.key("source").value(module.source);
+  out.end_object();
+}
+
 std::string version_text(const format::FormatVersion& v) {
   return std::to_string(v.major) + "." + std::to_string(v.minor);
 }
@@ -209,6 +279,7 @@ void print_text(const std::string& path, const EngineModel& model) {
     std::cout << "  " << plugin.plugin_namespace << "::" << plugin.name << " v" << plugin.version
               << '\n';
   }
+  print_kernel_modules(model, /*with_source=*/false);
   std::cout << "metadata:       " << model.metadata_json << '\n';
 }
 
@@ -252,7 +323,7 @@ void write_tensor_ref_json(JsonWriter& out, const EngineModel& model, int32_t in
   out.end_object();
 }
 
-void print_json(const std::string& path, const EngineModel& model) {
+void print_json(const std::string& path, const EngineModel& model, bool with_source) {
   JsonWriter out;
   out.begin_object();
   out.key("engine").value(path);
@@ -307,6 +378,11 @@ void print_json(const std::string& path, const EngineModel& model) {
     out.end_object();
   }
   out.end_array();
+  out.key("kernels").begin_array();
+  for (const format::KernelModule& module : model.kernels) {
+    write_kernel_module_json(out, model, module, with_source);
+  }
+  out.end_array();
   // Metadata is embedded as JSON when it is valid JSON, else as a string (hostile files).
   out.key("metadata");
   if (is_valid_json(model.metadata_json)) {
@@ -322,7 +398,10 @@ void print_json(const std::string& path, const EngineModel& model) {
 
 int inspect_command(std::span<const std::string> args) {
   std::optional<std::string> engine_path;
+  std::optional<std::string> kernel_name;
   bool json = false;
+  bool kernels_only = false;
+  bool with_source = false;
   ArgCursor cursor(args);
   while (cursor.next()) {
     const std::string& flag = cursor.flag();
@@ -335,14 +414,43 @@ int inspect_command(std::span<const std::string> args) {
     } else if (flag == "--json") {
       cursor.expect_no_value();
       json = true;
+    } else if (flag == "--kernels") {
+      cursor.expect_no_value();
+      kernels_only = true;
+    } else if (flag == "--source") {
+      cursor.expect_no_value();
+      with_source = true;
+    } else if (flag == "--kernel") {
+      kernel_name = cursor.value();
     } else {
       cursor.reject();
     }
   }
   if (!engine_path) throw UsageError("missing the engine file to inspect");
+  if (kernel_name && (kernels_only || with_source)) {
+    throw UsageError("--kernel NAME prints one module's source: it takes no --kernels or --source");
+  }
+  if (with_source && !kernels_only && !json) {
+    throw UsageError("--source needs --kernels or --json");
+  }
+  if (kernels_only && json) {
+    throw UsageError("--json always lists the kernels; use --json --source for their sources");
+  }
   const EngineModel model = format::read_engine_file(*engine_path);
-  if (json) {
-    print_json(*engine_path, model);
+  if (kernel_name) {
+    const format::KernelModule& module = find_kernel_module(model, *kernel_name, *engine_path);
+    if (json) {
+      JsonWriter out;
+      write_kernel_module_json(out, model, module, /*with_source=*/true);
+      std::cout << out.str() << '\n';
+    } else {
+      std::cout << module.source;  // as is, so that it can be saved and compiled
+    }
+  } else if (json) {
+    print_json(*engine_path, model, with_source);
+  } else if (kernels_only) {
+    std::cout << "engine: " << *engine_path << " (" << target_text(model.target) << ")\n";
+    print_kernel_modules(model, with_source);
   } else {
     print_text(*engine_path, model);
   }

@@ -4,6 +4,7 @@ Each test checks the exception type AND that the message names what is wrong."""
 from __future__ import annotations
 
 import re
+import struct
 
 import numpy as np
 import onnx
@@ -11,7 +12,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import kiln
-from engine_bytes import MAGIC, engine_checksum, stored_checksum, with_version
+from engine_bytes import (MAGIC, engine_checksum, stored_checksum, with_kernel_modules,
+                          with_version)
 
 
 def two_input_model(opset: int = 17, batch=2) -> onnx.ModelProto:
@@ -270,3 +272,41 @@ def test_build_takes_a_kernel_cache_directory_or_off(tmp_path):
         engine = kiln.Engine(kiln.build_onnx(data, kernel_cache=value))
         assert engine.run({"image": IMAGE, "bias": BIAS})["y"].shape == (2, 4)
     assert not cache.exists()
+
+
+# ---- engines carrying generated kernel modules (format 1.1) -------------------------------------
+
+def test_kernel_module_errors_are_corrupt_files_naming_the_module(engine_bytes):
+    good = with_kernel_modules(engine_bytes, [{"name": "g0"}], {2: "g0"})
+    assert struct.unpack_from("<HH", good, 8) == (1, 1)
+    cases = [
+        (with_kernel_modules(engine_bytes, [{"name": "g0"}], {2: "g1"}),
+         "layer 2 'relu', attribute 'kiln_kernel': names kernel module 'g1'"),
+        (with_kernel_modules(engine_bytes, [{"name": "g0", "sm_arch": 80}], {}),
+         "kernel module 0 'g0': compiled for sm_80, but the engine targets sm_90"),
+        (with_kernel_modules(engine_bytes, [{"name": "g0"}, {"name": "g0"}], {}),
+         "kernel module 1 'g0': duplicate name"),
+        (with_kernel_modules(engine_bytes, [{"name": "g0", "cubin": b"MZ" + bytes(100)}], {}),
+         "kernel module 0 'g0': the cubin (102 bytes) is not a CUDA ELF image: no ELF magic"),
+        (with_kernel_modules(engine_bytes, [{"name": ""}], {}), "kernel module 0 '': empty name"),
+    ]
+    for data, message in cases:
+        with pytest.raises(kiln.CorruptFileError) as info:
+            kiln.Engine(data)
+        assert message in str(info.value), str(info.value)
+    # A 1.0 file cannot hold the section format 1.1 introduced.
+    with pytest.raises(kiln.CorruptFileError, match="appeared in format 1.1"):
+        kiln.Engine(with_version(good, 1, 0))
+
+
+def test_engine_with_kernel_modules_passes_verification(engine_bytes):
+    # Valid, so loading gets as far as the device: this machine's runtime has no CUDA or no GPU
+    # (the GPU tests load real modules).
+    good = with_kernel_modules(engine_bytes, [{"name": "g0"}], {2: "g0"})
+    with pytest.raises((kiln.UnsupportedError, kiln.DeviceError, kiln.CorruptFileError,
+                        kiln.IncompatibleError)) as info:
+        kiln.Engine(good)
+    message = str(info.value)
+    assert "kernel module 0" not in message and "attribute 'kiln_kernel'" not in message, message
+    if isinstance(info.value, kiln.CorruptFileError):  # a GPU driver refused the fake cubin
+        assert "generated kernel module 'g0'" in message, message

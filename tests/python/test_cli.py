@@ -10,6 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from engine_bytes import fake_cubin, with_kernel_modules
 from kiln_testing import run_ort
 
 COMMANDS = ["build", "run", "inspect", "bench"]
@@ -170,6 +171,64 @@ def test_inspect_json(kiln_cli, static_engine, dynamic_engine):
     assert dyn["outputs"][0]["shape"][0] is None
 
 
+GROUP_A_SOURCE = 'extern "C" __global__ void group_a(float* y) { y[0] = 1.0f; }\n'
+
+
+@pytest.fixture(scope="module")
+def kernels_engine(static_engine, workdir):
+    """The static engine as a cuda engine carrying two generated modules (fake cubins: inspect
+    does not load them), group_a used by layers 0 and 1, group_b by none."""
+    data = with_kernel_modules(
+        static_engine.read_bytes(),
+        [{"name": "group_a", "source": GROUP_A_SOURCE, "cubin": fake_cubin(200)},
+         {"name": "group_b", "compiler": "nvrtc 13.5", "cubin": fake_cubin(64)}],
+        {0: "group_a", 1: "group_a"})
+    path = workdir / "kernels.kiln"
+    path.write_bytes(data)
+    return path
+
+
+def test_inspect_lists_kernel_modules(kiln_cli, kernels_engine):
+    layers = json.loads(kiln(kiln_cli, "inspect", kernels_engine, "--json").stdout)["layers"]
+    users = f"layers (2): {layers[0]['name']} {layers[1]['name']}"
+    out = kiln(kiln_cli, "inspect", kernels_engine).stdout
+    assert "format version: 1.1" in out and "target:         cuda, sm_90" in out, out
+    assert "kernels (2):" in out, out
+    assert f"group_a: sm_90, nvrtc 13.0, cubin 200 bytes, source {len(GROUP_A_SOURCE)} bytes; {users}" in out
+    assert "group_b: sm_90, nvrtc 13.5, cubin 64 bytes, source 0 bytes; layers (0):" in out, out
+    assert "__global__" not in out  # sources only on request
+
+    only = kiln(kiln_cli, "inspect", kernels_engine, "--kernels").stdout
+    assert only.startswith(f"engine: {kernels_engine} (cuda, sm_90)\nkernels (2):\n"), only
+    assert users in only and "format version" not in only and "memory plan" not in only, only
+    with_source = kiln(kiln_cli, "inspect", kernels_engine, "--kernels", "--source").stdout
+    assert f"---- source of group_a ----\n{GROUP_A_SOURCE}  ---- end of group_a ----" in with_source
+
+    # --kernel NAME prints the source as is, so it can be saved and compiled.
+    assert kiln(kiln_cli, "inspect", kernels_engine, "--kernel", "group_a").stdout == GROUP_A_SOURCE
+    missing = kiln(kiln_cli, "inspect", kernels_engine, "--kernel", "group_c", expect=1)
+    assert "no kernel module 'group_c' (its modules: 'group_a', 'group_b')" in missing.stderr
+
+    doc = json.loads(kiln(kiln_cli, "inspect", kernels_engine, "--json").stdout)
+    assert doc["kernels"] == [
+        {"name": "group_a", "sm_arch": 90, "compiler": "nvrtc 13.0", "cubin_bytes": 200,
+         "source_bytes": len(GROUP_A_SOURCE), "layers": [layers[0]["name"], layers[1]["name"]]},
+        {"name": "group_b", "sm_arch": 90, "compiler": "nvrtc 13.5", "cubin_bytes": 64,
+         "source_bytes": 0, "layers": []}]
+    assert layers[0]["attributes"]["kiln_kernel"] == "group_a"
+    sources = json.loads(kiln(kiln_cli, "inspect", kernels_engine, "--json", "--source").stdout)
+    assert [k["source"] for k in sources["kernels"]] == [GROUP_A_SOURCE, ""]
+    one = json.loads(kiln(kiln_cli, "inspect", kernels_engine, "--json", "--kernel", "group_b").stdout)
+    assert one["name"] == "group_b" and one["source"] == "" and one["cubin_bytes"] == 64
+
+
+def test_inspect_engine_without_kernels(kiln_cli, static_engine):
+    assert "kernels (0):" in kiln(kiln_cli, "inspect", static_engine).stdout
+    assert json.loads(kiln(kiln_cli, "inspect", static_engine, "--json").stdout)["kernels"] == []
+    out = kiln(kiln_cli, "inspect", static_engine, "--kernels").stdout
+    assert out.endswith("kernels (0):\n"), out
+
+
 def test_bench(kiln_cli, static_engine):
     out = kiln(kiln_cli, "bench", static_engine, "--iterations", 20, "--warmup", 2).stdout
     for expected in ("p50", "p90", "p99", "min", "mean", "throughput", "20 iterations"):
@@ -226,6 +285,10 @@ def test_top_level_help_and_version(kiln_cli):
     (["run"], "kiln run: error: missing the engine"),
     (["run", "a.kiln", "b.kiln"], "kiln run: error: unexpected argument 'b.kiln'"),
     (["inspect", "e.kiln", "--json=yes"], "kiln inspect: error: option --json takes no value"),
+    (["inspect", "e.kiln", "--source"], "kiln inspect: error: --source needs --kernels or --json"),
+    (["inspect", "e.kiln", "--kernel"], "kiln inspect: error: option --kernel needs a value"),
+    (["inspect", "e.kiln", "--kernel", "g", "--kernels"], "kiln inspect: error: --kernel NAME"),
+    (["inspect", "e.kiln", "--kernels", "--json"], "kiln inspect: error: --json always lists"),
     (["bench", "e.kiln", "--iterations", "0"], "kiln bench: error: --iterations"),
     (["bench", "e.kiln", "--warmup", "-3"], "kiln bench: error: --warmup"),
 ])

@@ -229,8 +229,8 @@ def test_engine_usable_after_errors(mlp_engine, mlp):
 # ---- engine bytes the runtime rejects ------------------------------------------------------------
 
 def test_newer_format_major_is_a_clear_error(mlp):
-    with pytest.raises(RuntimeError, match=r"engine format 2\.0 .* newer than this runtime's 1\.0"):
-        kr.engine_from_bytes(eb.with_version(mlp[0], 2))
+    with pytest.raises(RuntimeError, match=r"engine format 2\.0 .* newer than this runtime's 1\.1"):
+        kr.engine_from_bytes(eb.with_version(mlp[0], 2, 0))
 
 
 def test_corrupt_bytes_are_a_clear_error(mlp):
@@ -439,7 +439,7 @@ def test_newer_state_version_in_exported_program_is_a_clear_error(mlp_engine, tm
 
 
 def test_newer_engine_format_inside_saved_programs(mlp_engine, mlp, tmp_path, caplog):
-    newer = eb.with_version(mlp[0], 2)
+    newer = eb.with_version(mlp[0], 2, 0)
     ts = tmp_path / "m.ts"
     torch.jit.save(torch.jit.script(kt.EngineModule(mlp_engine)), str(ts))
     assert kt.replace_engine_in_program(ts, mlp[0], newer) == 1

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "format/cubin_image.hpp"
 #include "format/engine_io.hpp"
 #include "format/engine_model.hpp"
 #include "format/engine_schema.hpp"
@@ -90,8 +91,19 @@ TEST(FormatKernels, WriterRejectsInconsistentModules) {
   expect_invalid([](EngineModel& m) { m.kernels[0].cubin.clear(); },
                  {"kernel module 0 'group_0'", "empty cubin"});
   expect_invalid([](EngineModel& m) { m.kernels[0].cubin = {0x7f, 'E', 'L'}; },
-                 {"(3 bytes) is not an ELF image"});
-  expect_invalid([](EngineModel& m) { m.kernels[1].cubin[3] = 'G'; }, {"not an ELF image"});
+                 {"(3 bytes) is not a CUDA ELF image", "too few for an ELF header"});
+  expect_invalid([](EngineModel& m) { m.kernels[1].cubin[3] = 'G'; }, {"no ELF magic"});
+  expect_invalid([](EngineModel& m) { m.kernels[1].cubin[18] = 62; },  // EM_X86_64
+                 {"ELF machine 62 is not CUDA"});
+  expect_invalid(
+      [](EngineModel& m) {
+        // One section header claimed at offset 64, past the end of the 80-byte image.
+        std::vector<uint8_t>& cubin = m.kernels[0].cubin;
+        store_le<uint64_t>(cubin.data() + 40, 64);
+        store_le<uint16_t>(cubin.data() + 58, 64);
+        store_le<uint16_t>(cubin.data() + 60, 1);
+      },
+      {"1 section headers at offset 64 end past the 80-byte image"});
   expect_invalid(
       [](EngineModel& m) {
         m.target = Target{"cpu", 0, ""};
@@ -167,7 +179,7 @@ TEST(FormatKernels, ReaderRejectsBadModules) {
   good.sm_arch = 90;
   good.cubin = {'M', 'Z', 0, 0, 0};
   expect_corrupt(one_module([&](WireWriter& w) { write_module(w, good); }),
-                 {"kernel module 1 'group_1'", "not an ELF image"});
+                 {"kernel module 1 'group_1'", "not a CUDA ELF image"});
   // An impossible module count is refused before anything is allocated.
   expect_corrupt(with_kernels_section([](WireWriter& w) {
                    w.bytes_field(s::Field{s::kernels::kModules.tag, s::Wire::kList, "modules"},
@@ -228,6 +240,55 @@ TEST(FormatKernels, MutatedKernelSectionsGiveKilnErrors) {
     }
   }
   EXPECT_GT(rejected, 0u);
+}
+
+TEST(FormatKernels, CubinStructureCheckKeepsTablesInsideTheImage) {
+  // A 256-byte image: two section headers at 64 (one with contents at [192, 224), one NOBITS far
+  // outside the file, which is fine) and one program header at 192.
+  std::vector<uint8_t> image = fake_cubin(0, 256);
+  store_le<uint64_t>(image.data() + 40, 64);  // e_shoff
+  store_le<uint16_t>(image.data() + 58, 64);  // e_shentsize
+  store_le<uint16_t>(image.data() + 60, 2);   // e_shnum
+  store_le<uint16_t>(image.data() + 62, 0);   // e_shstrndx
+  uint8_t* first = image.data() + 64;
+  store_le<uint32_t>(first + 4, 1);  // SHT_PROGBITS
+  store_le<uint64_t>(first + 24, 192);
+  store_le<uint64_t>(first + 32, 32);
+  uint8_t* second = image.data() + 128;
+  store_le<uint32_t>(second + 4, 8);  // SHT_NOBITS
+  store_le<uint64_t>(second + 24, 1u << 30);
+  store_le<uint64_t>(second + 32, 1u << 30);
+  store_le<uint64_t>(image.data() + 32, 192);  // e_phoff
+  store_le<uint16_t>(image.data() + 54, 56);   // e_phentsize
+  store_le<uint16_t>(image.data() + 56, 1);    // e_phnum
+  store_le<uint64_t>(image.data() + 192 + 8, 0);
+  store_le<uint64_t>(image.data() + 192 + 32, 256);
+  EXPECT_EQ(cubin_image_problem(image), "");
+
+  auto problem_after = [&](const std::function<void(std::vector<uint8_t>&)>& mutate) {
+    std::vector<uint8_t> bad = image;
+    mutate(bad);
+    return cubin_image_problem(bad);
+  };
+  EXPECT_EQ(problem_after([](auto& b) { store_le<uint64_t>(b.data() + 64 + 32, 65); }),
+            "section 0 [192, 192 + 65) ends past the 256-byte image");
+  EXPECT_EQ(problem_after([](auto& b) { store_le<uint64_t>(b.data() + 64 + 24, ~uint64_t{0}); }),
+            "section 0 [18446744073709551615, 18446744073709551615 + 32) ends past the 256-byte "
+            "image");
+  EXPECT_EQ(problem_after([](auto& b) { store_le<uint16_t>(b.data() + 60, 4); }),
+            "4 section headers at offset 64 end past the 256-byte image");
+  EXPECT_EQ(problem_after([](auto& b) { store_le<uint16_t>(b.data() + 62, 2); }),
+            "section name table index 2 is not below the 2 sections");
+  EXPECT_EQ(problem_after([](auto& b) { store_le<uint16_t>(b.data() + 58, 40); }),
+            "section header size 40, expected 64");
+  EXPECT_EQ(problem_after([](auto& b) { store_le<uint64_t>(b.data() + 192 + 32, 257); }),
+            "segment 0 [0, 0 + 257) ends past the 256-byte image");
+  EXPECT_EQ(problem_after([](auto& b) { store_le<uint64_t>(b.data() + 32, 250); }),
+            "1 program headers at offset 250 end past the 256-byte image");
+  EXPECT_EQ(problem_after([](auto& b) { b[4] = 1; }),
+            "not a little-endian 64-bit ELF image (class 1, data 1)");
+  EXPECT_EQ(cubin_image_problem(std::vector<uint8_t>(image.begin(), image.begin() + 63)),
+            "63 bytes are too few for an ELF header (64)");
 }
 
 TEST(FormatKernels, Format10FixtureStillReads) {

@@ -20,6 +20,7 @@
 #include "format/engine_model.hpp"
 #include "format/engine_schema.hpp"
 #include "format/wire_format.hpp"
+#include "fake_cubin.hpp"
 
 namespace kiln::format::format_testing {
 
@@ -34,13 +35,7 @@ inline std::shared_ptr<const HostTensor> make_attr_tensor() {
   return t;
 }
 
-// Bytes that pass for a cubin in the format's eyes: the ELF magic, then anything.
-inline std::vector<uint8_t> fake_cubin(uint8_t fill, size_t size = 40) {
-  std::vector<uint8_t> cubin(size, fill);
-  const uint8_t magic[4] = {0x7f, 'E', 'L', 'F'};
-  std::copy(std::begin(magic), std::end(magic), cubin.begin());
-  return cubin;
-}
+using kiln::testing::fake_cubin;
 
 // A model with every field kind populated: all attribute kinds (tensor attributes included),
 // dynamic dimensions with ranges, weights of two dtypes, plugins, kernel modules and metadata.
@@ -93,7 +88,7 @@ inline EngineModel make_full_model() {
   m.plugins = {plugin};
   m.kernels = {
       {"group_0", 90, "nvrtc 13.0", "extern \"C\" __global__ void g0() {}\n", fake_cubin(0xa0)},
-      {"group_1", 90, "", "", fake_cubin(0xb1, 24)},
+      {"group_1", 90, "", "", fake_cubin(0xb1, 64)},
   };
   m.metadata_json = R"({"model":"test","opset":17})";
   return m;

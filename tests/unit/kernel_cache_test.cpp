@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "codegen/kernel_cache.hpp"
+#include "fake_cubin.hpp"
 #include "nvrtc_test_support.hpp"
 
 namespace kiln::codegen {
@@ -45,11 +46,7 @@ class KernelCacheTest : public ::testing::Test {
 
 CompiledModule fake_module(uint8_t fill, size_t size = 300) {
   CompiledModule module;
-  module.cubin.assign(size, fill);
-  module.cubin[0] = 0x7f;
-  module.cubin[1] = 'E';
-  module.cubin[2] = 'L';
-  module.cubin[3] = 'F';
+  module.cubin = kiln::testing::fake_cubin(fill, size);
   module.compiler = "nvrtc 13.0";
   module.log = "warning: something harmless";
   return module;
@@ -155,7 +152,7 @@ TEST_F(KernelCacheTest, CorruptEntriesAreMissesAndGetOverwritten) {
   expect_same(*cache.find(key), module);
 }
 
-TEST_F(KernelCacheTest, RejectsKeysThatAreNotHexAndCubinsWithoutElfMagic) {
+TEST_F(KernelCacheTest, RejectsKeysThatAreNotHexAndCubinsThatAreNotCudaElf) {
   const KernelCache cache(dir_.string());
   cache.store("../escape", fake_module(1));
   cache.store("", fake_module(1));

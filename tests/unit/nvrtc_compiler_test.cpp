@@ -12,6 +12,7 @@
 
 #include "codegen/nvrtc_compiler.hpp"
 #include "codegen/nvrtc_library.hpp"
+#include "format/cubin_image.hpp"
 #include "kiln/types.hpp"
 #include "nvrtc_test_support.hpp"
 
@@ -34,6 +35,8 @@ void expect_cuda_elf(const CompiledModule& module) {
   EXPECT_EQ(module.cubin[3], 'F');
   // e_machine (bytes 18-19, little endian) is EM_CUDA (190).
   EXPECT_EQ(module.cubin[18] | (module.cubin[19] << 8), 190);
+  // And it passes the structure check engine files apply to cubins.
+  EXPECT_EQ(format::cubin_image_problem(module.cubin), "");
 }
 
 TEST(NvrtcCompiler, CompilesAKernelToAnElfCubinForSm90) {

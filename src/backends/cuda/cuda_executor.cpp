@@ -10,6 +10,7 @@
 #include "backends/cuda/cuda_check.hpp"
 #include "backends/cuda/cuda_kernel.hpp"
 #include "backends/cuda/device_buffer.hpp"
+#include "backends/cuda/generated_modules.hpp"
 #include "backends/cuda/library_handles.hpp"
 #include "runtime/context_state.hpp"
 #include "runtime/safe_mode.hpp"
@@ -20,6 +21,7 @@ struct DeviceEngine {
   int ordinal = 0;
   DeviceProperties props;
   DeviceBuffer weights;
+  std::unique_ptr<GeneratedModules> generated;  // the engine's kernel modules, loaded once
   std::vector<const CudaKernel*> kernels;  // per layer; null for layers that run on the host
 
   DeviceEngine() = default;
@@ -28,6 +30,7 @@ struct DeviceEngine {
   // The last engine handle may go away on a thread whose current device is another GPU.
   ~DeviceEngine() {
     DeviceGuard guard(ordinal, DeviceGuard::BestEffort{});
+    generated.reset();
     weights = DeviceBuffer();
   }
 };
@@ -98,6 +101,11 @@ std::shared_ptr<const DeviceEngine> bind_engine_to_device(const detail::EngineSt
   if (!model.weights.empty()) {
     bound->weights = DeviceBuffer(model.weights.size());
     KILN_CUDA_CHECK(cudaMemcpy(bound->weights.get(), model.weights.data(), model.weights.size(), cudaMemcpyHostToDevice));
+  }
+  try {
+    bound->generated = std::make_unique<GeneratedModules>(model.kernels);
+  } catch (const Error& e) {
+    fail(e.code(), engine.source, ": ", e.what());
   }
   return bound;
 }
@@ -213,7 +221,7 @@ LaunchContext make_launch(DeviceContext& dc, size_t layer, LaunchViews& scratch,
   scratch.outputs.assign(desc.outputs.size(), TensorView{});
   for (size_t o = 0; o < desc.outputs.size(); ++o) scratch.outputs[o] = data[static_cast<size_t>(desc.outputs[o])];
   return LaunchContext{desc.name,        desc.op, desc.attrs, scratch.inputs, scratch.outputs, scratch.host_inputs,
-                       stream,           dc.libs.get(), &dc.device->props};
+                       stream,           dc.libs.get(), &dc.device->props, dc.device->generated.get()};
 }
 
 // Device views of every tensor for this call. In graph mode inputs and outputs live in fixed arena

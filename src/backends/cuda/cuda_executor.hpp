@@ -19,9 +19,11 @@ struct DeviceEngine;
 class DeviceContext;
 
 // Picks the GPU (device.index if given, else the current device if its architecture matches,
-// else the first GPU of the engine's architecture), checks it, uploads the weights and finds a
-// kernel for every layer. Throws kDeviceError (no GPU), kIncompatible (architecture mismatch,
-// naming both), kUnsupported (layers without a CUDA kernel, all listed).
+// else the first GPU of the engine's architecture), checks it, uploads the weights, loads the
+// engine's generated kernel modules and finds a kernel for every layer. Throws kDeviceError (no
+// GPU), kIncompatible (architecture mismatch, naming both; a module the driver cannot run here),
+// kCorruptFile (a module the driver refuses), kUnsupported (layers without a CUDA kernel, all
+// listed).
 std::shared_ptr<const DeviceEngine> bind_engine_to_device(const detail::EngineState& engine, const DeviceSpec& device);
 
 std::shared_ptr<DeviceContext> create_device_context(std::shared_ptr<const detail::EngineState> engine);

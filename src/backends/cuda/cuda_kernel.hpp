@@ -19,6 +19,7 @@
 namespace kiln::cuda {
 
 struct LibraryHandles;  // per execution context: cuBLASLt and cuDNN handles (library_handles.hpp)
+class GeneratedModules;  // per engine: its generated CUDA modules (generated_modules.hpp)
 
 // What a kernel keeps between prepare and launch (algorithm choice, descriptors).
 class LayerState {
@@ -40,6 +41,9 @@ struct LaunchContext {
   cudaStream_t stream = nullptr;
   LibraryHandles* libs = nullptr;
   const DeviceProperties* device = nullptr;
+  // The engine's generated modules (never null in the executor; empty for engines without any).
+  // Layers with attribute "kiln_kernel" find their kernels here.
+  const GeneratedModules* generated = nullptr;
   void* workspace = nullptr;     // launch: at least the bytes prepare asked for; prepare: null
   size_t workspace_size = 0;     // prepare: the most it may ask for
   LayerState* state = nullptr;   // launch: what prepare returned

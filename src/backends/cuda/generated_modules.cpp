@@ -1,0 +1,118 @@
+#include "backends/cuda/generated_modules.hpp"
+
+#include <algorithm>
+
+#include "base/error.hpp"
+
+namespace kiln::cuda {
+namespace {
+
+// What a refused cubin means for the caller: a broken image, or one this GPU or driver cannot run.
+ErrorCode load_error_code(cudaError_t status) {
+  switch (status) {
+    case cudaErrorInvalidKernelImage:
+    case cudaErrorInvalidSource:
+    case cudaErrorInvalidPtx:
+    case cudaErrorSharedObjectInitFailed:
+    case cudaErrorSharedObjectSymbolNotFound:
+    case cudaErrorInvalidValue:  // what the driver returns for bytes that are no image at all
+      return ErrorCode::kCorruptFile;
+    case cudaErrorNoKernelImageForDevice:
+    case cudaErrorUnsupportedPtxVersion:
+    case cudaErrorInsufficientDriver:
+    case cudaErrorJitCompilerNotFound:
+      return ErrorCode::kIncompatible;
+    case cudaErrorMemoryAllocation:
+      return ErrorCode::kOutOfMemory;
+    default:
+      return ErrorCode::kDeviceError;
+  }
+}
+
+[[noreturn]] void fail_module(const format::KernelModule& module, const char* call,
+                              cudaError_t status) {
+  cudaGetLastError();  // clear a non-sticky error so the context stays usable
+  int device = -1;
+  cudaGetDevice(&device);
+  fail(load_error_code(status), "generated kernel module '", module.name, "' (sm_", module.sm_arch,
+       ", ", module.cubin.size(), " bytes, ",
+       module.compiler.empty() ? "unknown compiler" : module.compiler, "): ", call, " on cuda:",
+       device, " failed with ", cudaGetErrorName(status), " (", cudaGetErrorString(status), ")");
+}
+
+std::string joined_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& name : names) out += (out.empty() ? "'" : ", '") + name + "'";
+  return out.empty() ? std::string("none") : out;
+}
+
+}  // namespace
+
+GeneratedModules::GeneratedModules(std::span<const format::KernelModule> modules) {
+  modules_.reserve(modules.size());
+  try {
+    for (const format::KernelModule& source : modules) {
+      Module& module = modules_.emplace_back();
+      module.name = source.name;
+      cudaError_t status = cudaLibraryLoadData(&module.library, source.cubin.data(), nullptr,
+                                               nullptr, 0, nullptr, nullptr, 0);
+      if (status != cudaSuccess) {
+        module.library = nullptr;
+        fail_module(source, "cudaLibraryLoadData", status);
+      }
+      unsigned int count = 0;
+      status = cudaLibraryGetKernelCount(&count, module.library);
+      if (status != cudaSuccess) fail_module(source, "cudaLibraryGetKernelCount", status);
+      std::vector<cudaKernel_t> kernels(count);
+      if (count > 0) {
+        status = cudaLibraryEnumerateKernels(kernels.data(), count, module.library);
+        if (status != cudaSuccess) fail_module(source, "cudaLibraryEnumerateKernels", status);
+      }
+      for (cudaKernel_t kernel : kernels) {
+        const char* name = nullptr;
+        status = cudaFuncGetName(&name, reinterpret_cast<const void*>(kernel));
+        if (status != cudaSuccess) fail_module(source, "cudaFuncGetName", status);
+        // Loads the kernel into the current GPU's context now: the driver refuses a cubin for
+        // another architecture here, not at the first launch (which may be inside a capture).
+        cudaFuncAttributes attributes{};
+        status = cudaFuncGetAttributes(&attributes, reinterpret_cast<const void*>(kernel));
+        if (status != cudaSuccess) fail_module(source, "cudaFuncGetAttributes", status);
+        module.kernels.emplace_back(name != nullptr ? name : "", kernel);
+      }
+    }
+  } catch (...) {
+    unload_all();
+    throw;
+  }
+}
+
+GeneratedModules::~GeneratedModules() { unload_all(); }
+
+void GeneratedModules::unload_all() noexcept {
+  for (Module& module : modules_) {
+    if (module.library != nullptr) cudaLibraryUnload(module.library);
+    module.library = nullptr;
+  }
+  modules_.clear();
+  cudaGetLastError();  // e.g. cudaErrorCudartUnloading at process exit: nothing to report
+}
+
+cudaKernel_t GeneratedModules::kernel(std::string_view module, std::string_view function) const {
+  const auto found = std::find_if(modules_.begin(), modules_.end(),
+                                  [&](const Module& m) { return m.name == module; });
+  if (found == modules_.end()) {
+    std::vector<std::string> names;
+    for (const Module& m : modules_) names.push_back(m.name);
+    fail(ErrorCode::kNotFound, "generated kernel module '", module, "' (for function '", function,
+         "') is not in the engine; its modules: ", joined_names(names));
+  }
+  for (const auto& [name, kernel] : found->kernels) {
+    if (name == function) return kernel;
+  }
+  std::vector<std::string> names;
+  for (const auto& entry : found->kernels) names.push_back(entry.first);
+  fail(ErrorCode::kNotFound, "generated kernel module '", module, "' has no function '", function,
+       "'; its functions: ", joined_names(names));
+}
+
+}  // namespace kiln::cuda
