@@ -150,7 +150,8 @@ TEST(ScalarOps, AttributeValuesComeFromTheNodeElseTheTable) {
   EXPECT_EQ(scalar_attr_values(selu, attrs),
             (std::vector<float>{1.67326319217681884765625f, 1.05070102214813232421875f}));
   attrs.set("gamma", Attribute::of_float(2.5f));
-  EXPECT_EQ(scalar_attr_values(selu, attrs), (std::vector<float>{1.67326319217681884765625f, 2.5f}));
+  EXPECT_EQ(scalar_attr_values(selu, attrs),
+            (std::vector<float>{1.67326319217681884765625f, 2.5f}));
 
   const ScalarOp& hard_sigmoid = *find_scalar_op("HardSigmoid", AttributeMap{});
   EXPECT_EQ(scalar_attr_values(hard_sigmoid, AttributeMap{}), (std::vector<float>{0.2f, 0.5f}));
@@ -181,8 +182,8 @@ using Attrs = std::vector<float>;
 using Evaluate = std::function<double(const Operands&, const Attrs&)>;
 
 struct Formula {
-  Evaluate kiln;       // the header's function with T = float
-  Evaluate reference;  // written here, in double
+  Evaluate kiln;                        // the header's function with T = float
+  Evaluate reference;                   // written here, in double
   std::vector<Attrs> extra_attrs = {};  // attribute sets besides the table's defaults
 };
 
@@ -197,25 +198,25 @@ double clamp_ref(double x, double lo, double hi) {
 }
 
 // An entry whose formula takes no attributes: `reference_expr` reads x (unary) or a and b.
-#define KILN_UNARY(name, reference_expr)                                                     \
-  {                                                                                          \
-    #name, Formula {                                                                         \
-      [](const Operands& v, const Attrs&) -> double { return name<float>(f(v[0])); },        \
-          [](const Operands& v, const Attrs&) -> double {                                    \
-            const double x = v[0];                                                           \
-            return reference_expr;                                                           \
-          }                                                                                  \
-    }                                                                                        \
+#define KILN_UNARY(name, reference_expr)                                              \
+  {                                                                                   \
+    #name, Formula {                                                                  \
+      [](const Operands& v, const Attrs&) -> double { return name<float>(f(v[0])); }, \
+          [](const Operands& v, const Attrs&) -> double {                             \
+            const double x = v[0];                                                    \
+            return reference_expr;                                                    \
+          }                                                                           \
+    }                                                                                 \
   }
-#define KILN_BINARY(name, reference_expr)                                                    \
-  {                                                                                          \
-    #name, Formula {                                                                         \
+#define KILN_BINARY(name, reference_expr)                                                      \
+  {                                                                                            \
+    #name, Formula {                                                                           \
       [](const Operands& v, const Attrs&) -> double { return name<float>(f(v[0]), f(v[1])); }, \
-          [](const Operands& v, const Attrs&) -> double {                                    \
-            const double a = v[0], b = v[1];                                                 \
-            return reference_expr;                                                           \
-          }                                                                                  \
-    }                                                                                        \
+          [](const Operands& v, const Attrs&) -> double {                                      \
+            const double a = v[0], b = v[1];                                                   \
+            return reference_expr;                                                             \
+          }                                                                                    \
+    }                                                                                          \
   }
 
 const std::map<std::string, Formula>& formulas() {
@@ -223,7 +224,9 @@ const std::map<std::string, Formula>& formulas() {
       KILN_UNARY(kiln_identity, x),
       KILN_UNARY(kiln_relu, std::isnan(x) ? x : std::max(x, 0.0)),
       {"kiln_leaky_relu",
-       {[](const Operands& v, const Attrs& a) -> double { return kiln_leaky_relu<float>(f(v[0]), a[0]); },
+       {[](const Operands& v, const Attrs& a) -> double {
+          return kiln_leaky_relu<float>(f(v[0]), a[0]);
+        },
         [](const Operands& v, const Attrs& a) -> double { return v[0] >= 0 ? v[0] : a[0] * v[0]; },
         {{0.2f}}}},
       {"kiln_thresholded_relu",
@@ -264,7 +267,7 @@ const std::map<std::string, Formula>& formulas() {
           return clamp_ref(double(a[0]) * v[0] + double(a[1]), 0.0, 1.0);
         },
         {{0.5f, 0.25f}}}},
-      KILN_UNARY(kiln_hard_swish, x* clamp_ref(x + 3.0, 0.0, 6.0) / 6.0),
+      KILN_UNARY(kiln_hard_swish, x * clamp_ref(x + 3.0, 0.0, 6.0) / 6.0),
       KILN_UNARY(kiln_tanh, std::tanh(x)),
       KILN_UNARY(kiln_erf, std::erf(x)),
       KILN_UNARY(kiln_gelu, x * 0.5 * std::erfc(-x / std::sqrt(2.0))),
@@ -272,8 +275,7 @@ const std::map<std::string, Formula>& formulas() {
                  0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)))),
       KILN_UNARY(kiln_softplus, x > 30 ? x : std::log1p(std::exp(x))),
       KILN_UNARY(kiln_softsign, x / (1.0 + std::fabs(x))),
-      KILN_UNARY(kiln_mish,
-                 x * std::tanh(x > 30 ? x : std::log1p(std::exp(x)))),
+      KILN_UNARY(kiln_mish, x * std::tanh(x > 30 ? x : std::log1p(std::exp(x)))),
       KILN_UNARY(kiln_neg, -x),
       KILN_UNARY(kiln_abs, std::fabs(x)),
       KILN_UNARY(kiln_sign, std::isnan(x) ? 0.0 : (x > 0) - (x < 0)),  // torch.sign(NaN) == 0
@@ -306,7 +308,7 @@ const std::map<std::string, Formula>& formulas() {
         {{0.0f, 1.0f}, {1.0f, 0.0f}, {0.0f, 0.0f}}}},
       KILN_BINARY(kiln_add, a + b),
       KILN_BINARY(kiln_sub, a - b),
-      KILN_BINARY(kiln_mul, a* b),
+      KILN_BINARY(kiln_mul, a * b),
       KILN_BINARY(kiln_div, a / b),
       KILN_BINARY(kiln_mean, (a + b) / 2),
       KILN_BINARY(kiln_pow, std::pow(a, b)),
@@ -324,13 +326,19 @@ const std::map<std::string, Formula>& formulas() {
       KILN_BINARY(kiln_less_or_equal, a <= b),
       KILN_BINARY(kiln_greater_or_equal, a >= b),
       {"kiln_and",
-       {[](const Operands& v, const Attrs&) -> double { return kiln_and<float>(v[0] != 0, v[1] != 0); },
+       {[](const Operands& v, const Attrs&) -> double {
+          return kiln_and<float>(v[0] != 0, v[1] != 0);
+        },
         [](const Operands& v, const Attrs&) -> double { return v[0] * v[1]; }}},
       {"kiln_or",
-       {[](const Operands& v, const Attrs&) -> double { return kiln_or<float>(v[0] != 0, v[1] != 0); },
+       {[](const Operands& v, const Attrs&) -> double {
+          return kiln_or<float>(v[0] != 0, v[1] != 0);
+        },
         [](const Operands& v, const Attrs&) -> double { return std::max(v[0], v[1]); }}},
       {"kiln_xor",
-       {[](const Operands& v, const Attrs&) -> double { return kiln_xor<float>(v[0] != 0, v[1] != 0); },
+       {[](const Operands& v, const Attrs&) -> double {
+          return kiln_xor<float>(v[0] != 0, v[1] != 0);
+        },
         [](const Operands& v, const Attrs&) -> double { return std::fabs(v[0] - v[1]); }}},
       {"kiln_not",
        {[](const Operands& v, const Attrs&) -> double { return kiln_not<float>(v[0] != 0); },
@@ -354,9 +362,9 @@ const std::map<std::string, Formula>& formulas() {
 // Float inputs: the specials first, then ordinary values.
 const std::vector<double>& float_values() {
   static const std::vector<double> values = [] {
-    std::vector<float> v = {kNaN, kInf,  -kInf, -0.0f, 0.0f, kDenormal, -kDenormal, -100.0f,
-                            -3.7f, -2.5f, -1.0f, -0.5f, -1e-3f, 0.25f, 0.5f, 0.9f,
-                            1.5f,  2.5f,  7.0f,  100.0f};
+    std::vector<float> v = {kNaN,    kInf,  -kInf, -0.0f, 0.0f,  kDenormal, -kDenormal,
+                            -100.0f, -3.7f, -2.5f, -1.0f, -0.5f, -1e-3f,    0.25f,
+                            0.5f,    0.9f,  1.5f,  2.5f,  7.0f,  100.0f};
     return std::vector<double>(v.begin(), v.end());
   }();
   return values;
