@@ -41,12 +41,20 @@
 
 // ---- math library: one overload per precision, so each formula is written once ----------------
 
-#define KILN_SCALAR_MATH_1(name, float_fn, double_fn)                   \
-  KILN_SCALAR_FN float kiln_math_##name(float x) { return float_fn(x); } \
-  KILN_SCALAR_FN double kiln_math_##name(double x) { return double_fn(x); }
-#define KILN_SCALAR_MATH_2(name, float_fn, double_fn)                                      \
-  KILN_SCALAR_FN float kiln_math_##name(float x, float y) { return float_fn(x, y); } \
-  KILN_SCALAR_FN double kiln_math_##name(double x, double y) { return double_fn(x, y); }
+#define KILN_SCALAR_MATH_1(name, float_fn, double_fn) \
+  KILN_SCALAR_FN float kiln_math_##name(float x) {    \
+    return float_fn(x);                               \
+  }                                                   \
+  KILN_SCALAR_FN double kiln_math_##name(double x) {  \
+    return double_fn(x);                              \
+  }
+#define KILN_SCALAR_MATH_2(name, float_fn, double_fn)          \
+  KILN_SCALAR_FN float kiln_math_##name(float x, float y) {    \
+    return float_fn(x, y);                                     \
+  }                                                            \
+  KILN_SCALAR_FN double kiln_math_##name(double x, double y) { \
+    return double_fn(x, y);                                    \
+  }
 
 KILN_SCALAR_MATH_1(exp, expf, exp)
 KILN_SCALAR_MATH_1(expm1, expm1f, expm1)

@@ -18,6 +18,8 @@ constexpr ScalarResult kToBool = ScalarResult::kBool;
 constexpr float kSeluAlpha = 1.67326319217681884765625f;
 constexpr float kSeluGamma = 1.05070102214813232421875f;
 
+// One line per entry: {op_type, function, arity, attrs, inputs, result, selected_by}.
+// clang-format off
 std::vector<ScalarOp> make_table() {
   return {
       // unary, float -> float
@@ -92,6 +94,7 @@ std::vector<ScalarOp> make_table() {
       {"Clip", "kiln_clip", 3, {}, kFloat, kSame, ""},
   };
 }
+// clang-format on
 
 // The selecting attribute value of a node of `op_type`, written like ScalarOp::selected_by; empty
 // for ops with one entry.

@@ -85,8 +85,9 @@ def case_from_tuple(entry) -> OpCase:
     """A single-node case from a compact tuple (the format of tests/python/cuda_cases_*.py):
     (case_id, onnx_op, inputs, attrs, opset[, num_outputs]). An input is (name, dtype, shape) for a
     random runtime input (floats uniform in [-2, 2], integers in [-5, 5], seeded by the case id so
-    every process draws the same values), (name, dtype, values, "const") for an initializer, or
-    None for an absent optional input."""
+    every process draws the same values), (name, dtype, values, "values") for a runtime input with
+    exactly these values (NaN, infinities, denormals), (name, dtype, values, "const") for an
+    initializer, or None for an absent optional input."""
     case_id, op, inputs, attrs, opset, *rest = entry
     num_outputs = rest[0] if rest else 1
     rng = np.random.default_rng(zlib.crc32(case_id.encode()))
@@ -97,6 +98,9 @@ def case_from_tuple(entry) -> OpCase:
         elif len(item) == 4 and item[3] == "const":
             name, dtype, values, _ = item
             named.append((CONST_PREFIX + name, np.array(values, dtype=np.dtype(dtype))))
+        elif len(item) == 4 and item[3] == "values":
+            name, dtype, values, _ = item
+            named.append((name, np.array(values, dtype=np.dtype(dtype))))
         else:
             name, dtype, shape = item
             named.append((name, _random_array(dtype, shape, rng)))

@@ -116,14 +116,14 @@ KILN_FLOAT_UNARY(MishOp, kiln_mish)
 #undef KILN_FLOAT_UNARY
 
 // Ops with float attributes hold the values the table gives for the node.
-#define KILN_FLOAT_UNARY_ATTRS(Name, function, ...)                        \
-  struct Name {                                                            \
-    std::vector<float> a;                                                  \
-    explicit Name(const KernelContext& ctx) : a(table_attrs(ctx)) {}       \
-    template <typename T>                                                  \
-    T operator()(T x) const {                                              \
-      return function<T>(x, __VA_ARGS__);                                  \
-    }                                                                      \
+#define KILN_FLOAT_UNARY_ATTRS(Name, function, ...)                  \
+  struct Name {                                                      \
+    std::vector<float> a;                                            \
+    explicit Name(const KernelContext& ctx) : a(table_attrs(ctx)) {} \
+    template <typename T>                                            \
+    T operator()(T x) const {                                        \
+      return function<T>(x, __VA_ARGS__);                            \
+    }                                                                \
   };
 
 KILN_FLOAT_UNARY_ATTRS(LeakyReluOp, kiln_leaky_relu, a[0])
@@ -341,12 +341,12 @@ KILN_COMPARE_OP(LessOrEqualOp, kiln_less_or_equal)
 KILN_COMPARE_OP(GreaterOrEqualOp, kiln_greater_or_equal)
 #undef KILN_COMPARE_OP
 
-#define KILN_LOGIC_OP(Name, function)                                    \
-  struct Name : BinaryOp {                                               \
-    using BinaryOp::BinaryOp;                                            \
-    uint8_t operator()(uint8_t a, uint8_t b) const {                     \
-      return function<float>(a != 0, b != 0) ? 1 : 0;                   \
-    }                                                                    \
+#define KILN_LOGIC_OP(Name, function)                 \
+  struct Name : BinaryOp {                            \
+    using BinaryOp::BinaryOp;                         \
+    uint8_t operator()(uint8_t a, uint8_t b) const {  \
+      return function<float>(a != 0, b != 0) ? 1 : 0; \
+    }                                                 \
   };
 KILN_LOGIC_OP(AndOp, kiln_and)
 KILN_LOGIC_OP(OrOp, kiln_or)

@@ -1,10 +1,14 @@
 // Elementwise op family on CUDA: unary activations and math, binary arithmetic/comparison/logic
-// with numpy broadcasting, Clip, Where and Cast. 16-bit floats compute in float32.
+// with numpy broadcasting, Clip, Where and Cast. 16-bit floats compute in float32. Float math uses
+// the scalar table's formulas (ops/scalar_math.h) and attribute defaults (ops/scalar_ops.hpp), as
+// the CPU reference does; integer paths are written here.
 #include <cmath>
 #include <string>
 #include <unordered_map>
 
 #include "backends/cuda/cuda_common.cuh"
+#include "ops/scalar_math.h"
+#include "ops/scalar_ops.hpp"
 
 namespace kiln::cuda {
 namespace {
@@ -17,52 +21,48 @@ enum class UnaryOp : int {
   kTan, kAsin, kAcos, kAtan, kSinh, kCosh, kAsinh, kAcosh, kAtanh, kSoftsign, kMish, kCelu, kThresholdedRelu,
 };
 
-// Softplus as the CPU reference computes it (stable for large |x|).
-__device__ __forceinline__ float softplus(float x) { return x > 0.0f ? x + log1pf(expf(-x)) : log1pf(expf(x)); }
-
+// alpha and beta are the op's first and second float attributes in the scalar table (Selu: alpha,
+// gamma).
 __device__ __forceinline__ float apply_unary(UnaryOp op, float x, float alpha, float beta) {
   switch (op) {
-    case UnaryOp::kRelu: return x > 0.0f ? x : 0.0f;
-    case UnaryOp::kLeakyRelu: return x >= 0.0f ? x : alpha * x;
-    case UnaryOp::kSigmoid: return 1.0f / (1.0f + expf(-x));
-    case UnaryOp::kTanh: return tanhf(x);
-    case UnaryOp::kGelu: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-    case UnaryOp::kGeluTanh: {
-      const float inner = 0.79788456080286536f * (x + 0.044715f * x * x * x);
-      return 0.5f * x * (1.0f + tanhf(inner));
-    }
-    case UnaryOp::kErf: return erff(x);
-    case UnaryOp::kHardSigmoid: return fminf(1.0f, fmaxf(0.0f, alpha * x + beta));
-    case UnaryOp::kHardSwish: return x * fminf(1.0f, fmaxf(0.0f, x * (1.0f / 6.0f) + 0.5f));
-    case UnaryOp::kSqrt: return sqrtf(x);
-    case UnaryOp::kReciprocal: return 1.0f / x;
-    case UnaryOp::kNeg: return -x;
-    case UnaryOp::kExp: return expf(x);
-    case UnaryOp::kLog: return logf(x);
-    case UnaryOp::kAbs: return fabsf(x);
-    case UnaryOp::kFloor: return floorf(x);
-    case UnaryOp::kCeil: return ceilf(x);
-    case UnaryOp::kSoftplus: return softplus(x);
-    case UnaryOp::kIdentity: return x;
-    case UnaryOp::kSin: return sinf(x);
-    case UnaryOp::kCos: return cosf(x);
-    case UnaryOp::kElu: return x >= 0.0f ? x : alpha * (expf(x) - 1.0f);
-    case UnaryOp::kSelu: return beta * (x > 0.0f ? x : alpha * (expf(x) - 1.0f));
-    case UnaryOp::kSign: return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
-    case UnaryOp::kRound: return rintf(x);
-    case UnaryOp::kTan: return tanf(x);
-    case UnaryOp::kAsin: return asinf(x);
-    case UnaryOp::kAcos: return acosf(x);
-    case UnaryOp::kAtan: return atanf(x);
-    case UnaryOp::kSinh: return sinhf(x);
-    case UnaryOp::kCosh: return coshf(x);
-    case UnaryOp::kAsinh: return asinhf(x);
-    case UnaryOp::kAcosh: return acoshf(x);
-    case UnaryOp::kAtanh: return atanhf(x);
-    case UnaryOp::kSoftsign: return x / (1.0f + fabsf(x));
-    case UnaryOp::kMish: return x * tanhf(softplus(x));
-    case UnaryOp::kCelu: return x > 0.0f ? x : alpha * expm1f(x / alpha);
-    case UnaryOp::kThresholdedRelu: return x > alpha ? x : 0.0f;
+    case UnaryOp::kRelu: return kiln_relu<float>(x);
+    case UnaryOp::kLeakyRelu: return kiln_leaky_relu<float>(x, alpha);
+    case UnaryOp::kSigmoid: return kiln_sigmoid<float>(x);
+    case UnaryOp::kTanh: return kiln_tanh<float>(x);
+    case UnaryOp::kGelu: return kiln_gelu<float>(x);
+    case UnaryOp::kGeluTanh: return kiln_gelu_tanh<float>(x);
+    case UnaryOp::kErf: return kiln_erf<float>(x);
+    case UnaryOp::kHardSigmoid: return kiln_hard_sigmoid<float>(x, alpha, beta);
+    case UnaryOp::kHardSwish: return kiln_hard_swish<float>(x);
+    case UnaryOp::kSqrt: return kiln_sqrt<float>(x);
+    case UnaryOp::kReciprocal: return kiln_reciprocal<float>(x);
+    case UnaryOp::kNeg: return kiln_neg<float>(x);
+    case UnaryOp::kExp: return kiln_exp<float>(x);
+    case UnaryOp::kLog: return kiln_log<float>(x);
+    case UnaryOp::kAbs: return kiln_abs<float>(x);
+    case UnaryOp::kFloor: return kiln_floor<float>(x);
+    case UnaryOp::kCeil: return kiln_ceil<float>(x);
+    case UnaryOp::kSoftplus: return kiln_softplus<float>(x);
+    case UnaryOp::kIdentity: return kiln_identity<float>(x);
+    case UnaryOp::kSin: return kiln_sin<float>(x);
+    case UnaryOp::kCos: return kiln_cos<float>(x);
+    case UnaryOp::kElu: return kiln_elu<float>(x, alpha);
+    case UnaryOp::kSelu: return kiln_selu<float>(x, alpha, beta);
+    case UnaryOp::kSign: return kiln_sign<float>(x);
+    case UnaryOp::kRound: return kiln_round<float>(x);
+    case UnaryOp::kTan: return kiln_tan<float>(x);
+    case UnaryOp::kAsin: return kiln_asin<float>(x);
+    case UnaryOp::kAcos: return kiln_acos<float>(x);
+    case UnaryOp::kAtan: return kiln_atan<float>(x);
+    case UnaryOp::kSinh: return kiln_sinh<float>(x);
+    case UnaryOp::kCosh: return kiln_cosh<float>(x);
+    case UnaryOp::kAsinh: return kiln_asinh<float>(x);
+    case UnaryOp::kAcosh: return kiln_acosh<float>(x);
+    case UnaryOp::kAtanh: return kiln_atanh<float>(x);
+    case UnaryOp::kSoftsign: return kiln_softsign<float>(x);
+    case UnaryOp::kMish: return kiln_mish<float>(x);
+    case UnaryOp::kCelu: return kiln_celu<float>(x, alpha);
+    case UnaryOp::kThresholdedRelu: return kiln_thresholded_relu<float>(x, alpha);
   }
   return x;
 }
@@ -115,34 +115,30 @@ void dispatch_fixed_unary(UnaryOp op, F&& f) {
 
 struct UnarySpec {
   UnaryOp op;
-  float alpha_default;
-  float beta_default;
   bool integers;  // also defined on int32/int64
 };
 
 const std::unordered_map<std::string, UnarySpec>& unary_specs() {
   static const std::unordered_map<std::string, UnarySpec> specs = {
-      {"Relu", {UnaryOp::kRelu, 0, 0, true}},         {"LeakyRelu", {UnaryOp::kLeakyRelu, 0.01f, 0, false}},
-      {"Sigmoid", {UnaryOp::kSigmoid, 0, 0, false}},  {"Tanh", {UnaryOp::kTanh, 0, 0, false}},
-      {"Gelu", {UnaryOp::kGelu, 0, 0, false}},        {"Erf", {UnaryOp::kErf, 0, 0, false}},
-      {"HardSigmoid", {UnaryOp::kHardSigmoid, 0.2f, 0.5f, false}},
-      {"HardSwish", {UnaryOp::kHardSwish, 0, 0, false}},
-      {"Sqrt", {UnaryOp::kSqrt, 0, 0, false}},        {"Reciprocal", {UnaryOp::kReciprocal, 0, 0, false}},
-      {"Neg", {UnaryOp::kNeg, 0, 0, true}},           {"Exp", {UnaryOp::kExp, 0, 0, false}},
-      {"Log", {UnaryOp::kLog, 0, 0, false}},          {"Abs", {UnaryOp::kAbs, 0, 0, true}},
-      {"Floor", {UnaryOp::kFloor, 0, 0, false}},      {"Ceil", {UnaryOp::kCeil, 0, 0, false}},
-      {"Softplus", {UnaryOp::kSoftplus, 0, 0, false}}, {"Identity", {UnaryOp::kIdentity, 0, 0, true}},
-      {"Dropout", {UnaryOp::kIdentity, 0, 0, true}},  {"Sin", {UnaryOp::kSin, 0, 0, false}},
-      {"Cos", {UnaryOp::kCos, 0, 0, false}},          {"Elu", {UnaryOp::kElu, 1.0f, 0, false}},
-      {"Selu", {UnaryOp::kSelu, 1.67326319217681884765625f, 1.05070102214813232421875f, false}},
-      {"Sign", {UnaryOp::kSign, 0, 0, true}},         {"Round", {UnaryOp::kRound, 0, 0, false}},
-      {"Tan", {UnaryOp::kTan, 0, 0, false}},          {"Asin", {UnaryOp::kAsin, 0, 0, false}},
-      {"Acos", {UnaryOp::kAcos, 0, 0, false}},        {"Atan", {UnaryOp::kAtan, 0, 0, false}},
-      {"Sinh", {UnaryOp::kSinh, 0, 0, false}},        {"Cosh", {UnaryOp::kCosh, 0, 0, false}},
-      {"Asinh", {UnaryOp::kAsinh, 0, 0, false}},      {"Acosh", {UnaryOp::kAcosh, 0, 0, false}},
-      {"Atanh", {UnaryOp::kAtanh, 0, 0, false}},      {"Softsign", {UnaryOp::kSoftsign, 0, 0, false}},
-      {"Mish", {UnaryOp::kMish, 0, 0, false}},        {"Celu", {UnaryOp::kCelu, 1.0f, 0, false}},
-      {"ThresholdedRelu", {UnaryOp::kThresholdedRelu, 1.0f, 0, false}},
+      {"Relu", {UnaryOp::kRelu, true}},          {"LeakyRelu", {UnaryOp::kLeakyRelu, false}},
+      {"Sigmoid", {UnaryOp::kSigmoid, false}},   {"Tanh", {UnaryOp::kTanh, false}},
+      {"Gelu", {UnaryOp::kGelu, false}},         {"Erf", {UnaryOp::kErf, false}},
+      {"HardSigmoid", {UnaryOp::kHardSigmoid, false}}, {"HardSwish", {UnaryOp::kHardSwish, false}},
+      {"Sqrt", {UnaryOp::kSqrt, false}},         {"Reciprocal", {UnaryOp::kReciprocal, false}},
+      {"Neg", {UnaryOp::kNeg, true}},            {"Exp", {UnaryOp::kExp, false}},
+      {"Log", {UnaryOp::kLog, false}},           {"Abs", {UnaryOp::kAbs, true}},
+      {"Floor", {UnaryOp::kFloor, false}},       {"Ceil", {UnaryOp::kCeil, false}},
+      {"Softplus", {UnaryOp::kSoftplus, false}}, {"Identity", {UnaryOp::kIdentity, true}},
+      {"Dropout", {UnaryOp::kIdentity, true}},   {"Sin", {UnaryOp::kSin, false}},
+      {"Cos", {UnaryOp::kCos, false}},           {"Elu", {UnaryOp::kElu, false}},
+      {"Selu", {UnaryOp::kSelu, false}},         {"Sign", {UnaryOp::kSign, true}},
+      {"Round", {UnaryOp::kRound, false}},       {"Tan", {UnaryOp::kTan, false}},
+      {"Asin", {UnaryOp::kAsin, false}},         {"Acos", {UnaryOp::kAcos, false}},
+      {"Atan", {UnaryOp::kAtan, false}},         {"Sinh", {UnaryOp::kSinh, false}},
+      {"Cosh", {UnaryOp::kCosh, false}},         {"Asinh", {UnaryOp::kAsinh, false}},
+      {"Acosh", {UnaryOp::kAcosh, false}},       {"Atanh", {UnaryOp::kAtanh, false}},
+      {"Softsign", {UnaryOp::kSoftsign, false}}, {"Mish", {UnaryOp::kMish, false}},
+      {"Celu", {UnaryOp::kCelu, false}},         {"ThresholdedRelu", {UnaryOp::kThresholdedRelu, false}},
   };
   return specs;
 }
@@ -157,9 +153,15 @@ void launch_unary(LaunchContext& ctx) {
   }
   if (n == 0) return;
   UnaryOp op = spec.op;
-  if (op == UnaryOp::kGelu && ctx.attrs.get_string_or("approximate", "none") == "tanh") op = UnaryOp::kGeluTanh;
-  const float alpha = ctx.attrs.get_float_or("alpha", spec.alpha_default);
-  const float beta = ctx.attrs.get_float_or(op == UnaryOp::kSelu ? "gamma" : "beta", spec.beta_default);
+  float alpha = 0.0f, beta = 0.0f;
+  if (op != UnaryOp::kIdentity) {  // Dropout is not in the scalar table
+    const ops::ScalarOp* entry = ops::find_scalar_op(ctx.op, ctx.attrs);
+    if (entry == nullptr) ctx.fail(ErrorCode::kUnsupported, "no scalar formula for these attributes");
+    if (entry->function == "kiln_gelu_tanh") op = UnaryOp::kGeluTanh;
+    const std::vector<float> attrs = ops::scalar_attr_values(*entry, ctx.attrs);
+    if (!attrs.empty()) alpha = attrs[0];
+    if (attrs.size() > 1) beta = attrs[1];
+  }
   if (in.dtype == DType::kInt64 || in.dtype == DType::kInt32) {
     if (!spec.integers) ctx.fail(ErrorCode::kUnsupported, "dtype ", dtype_name(in.dtype), " is not supported");
     if (in.dtype == DType::kInt64) {
@@ -190,21 +192,18 @@ void launch_unary(LaunchContext& ctx) {
 
 // ---- predicates and Not: bool outputs ----------------------------------------------------------
 
-enum class Predicate : int { kIsNaN, kIsInfPositive, kIsInfNegative, kIsInfBoth, kNot };
+enum class Predicate : int { kIsNaN, kIsInf, kNot };
 
+// detect_negative / detect_positive: IsInf's flags (0 or 1).
 template <typename T>
-__global__ void predicate_kernel(const T* __restrict__ in, bool* __restrict__ out, int64_t n, Predicate p) {
+__global__ void predicate_kernel(const T* __restrict__ in, bool* __restrict__ out, int64_t n, Predicate p,
+                                 float detect_negative, float detect_positive) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
     if constexpr (std::is_same_v<T, bool>) {
-      out[i] = !in[i];
+      out[i] = kiln_not<float>(in[i]);
     } else {
       const float x = to_float(in[i]);
-      switch (p) {
-        case Predicate::kIsNaN: out[i] = isnan(x); break;
-        case Predicate::kIsInfPositive: out[i] = isinf(x) && x > 0.0f; break;
-        case Predicate::kIsInfNegative: out[i] = isinf(x) && x < 0.0f; break;
-        default: out[i] = isinf(x); break;
-      }
+      out[i] = p == Predicate::kIsNaN ? kiln_is_nan<float>(x) : kiln_is_inf<float>(x, detect_negative, detect_positive);
     }
   }
 }
@@ -216,30 +215,30 @@ void launch_predicate(LaunchContext& ctx) {
   if (n == 0) return;
   if (ctx.op == "Not") {
     if (in.dtype != DType::kBool) ctx.fail(ErrorCode::kUnsupported, "dtype ", dtype_name(in.dtype));
-    predicate_kernel<bool><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(in.as<const bool>(), out.as<bool>(), n, Predicate::kNot);
+    predicate_kernel<bool><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(in.as<const bool>(), out.as<bool>(), n,
+                                                                       Predicate::kNot, 0.0f, 0.0f);
     check_launch(ctx);
     return;
   }
-  Predicate p = Predicate::kIsNaN;
-  if (ctx.op == "IsInf") {
-    const bool positive = ctx.attrs.get_int_or("detect_positive", 1) != 0;
-    const bool negative = ctx.attrs.get_int_or("detect_negative", 1) != 0;
-    if (!positive && !negative) {
-      KILN_CUDA_CHECK(cudaMemsetAsync(out.data, 0, out.nbytes(), ctx.stream));
-      return;
-    }
-    p = positive && negative ? Predicate::kIsInfBoth : (positive ? Predicate::kIsInfPositive : Predicate::kIsInfNegative);
-  }
+  const Predicate p = ctx.op == "IsInf" ? Predicate::kIsInf : Predicate::kIsNaN;
+  const ops::ScalarOp* entry = ops::find_scalar_op(ctx.op, ctx.attrs);
+  if (entry == nullptr) ctx.fail(ErrorCode::kUnsupported, "no scalar formula for these attributes");
+  const std::vector<float> flags = ops::scalar_attr_values(*entry, ctx.attrs);  // IsInf's detect_*
+  const float detect_negative = flags.empty() ? 0.0f : flags[0];
+  const float detect_positive = flags.empty() ? 0.0f : flags[1];
   dispatch_float(ctx, in.dtype, [&]<typename T>() {
-    predicate_kernel<T><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(in.as<const T>(), out.as<bool>(), n, p);
+    predicate_kernel<T><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(in.as<const T>(), out.as<bool>(), n, p,
+                                                                    detect_negative, detect_positive);
   });
   check_launch(ctx);
 }
 
 // ---- binary --------------------------------------------------------------------------------------
 
+// kMod is Mod with fmod=0 (the divisor's sign), kFmod with fmod=1 (the dividend's sign).
 enum class BinaryOp : int {
-  kAdd, kSub, kMul, kDiv, kPow, kMin, kMax, kMod, kMean, kPRelu, kEqual, kLess, kGreater, kLessOrEqual, kGreaterOrEqual, kAnd, kOr, kXor,
+  kAdd, kSub, kMul, kDiv, kPow, kMin, kMax, kMod, kFmod, kMean, kPRelu, kEqual, kLess, kGreater, kLessOrEqual,
+  kGreaterOrEqual, kAnd, kOr, kXor,
 };
 
 bool is_comparison(BinaryOp op) { return op >= BinaryOp::kEqual; }
@@ -258,6 +257,7 @@ __device__ __forceinline__ T apply_integer(BinaryOp op, T a, T b) {
       T r = a % b;
       return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;  // sign of the divisor (fmod=0)
     }
+    case BinaryOp::kFmod: return b == 0 ? T{0} : a % b;  // truncated: sign of the dividend (fmod=1)
     case BinaryOp::kPow: {
       T result = 1;
       for (T e = 0; e < b; ++e) result *= a;
@@ -269,31 +269,33 @@ __device__ __forceinline__ T apply_integer(BinaryOp op, T a, T b) {
 
 __device__ __forceinline__ float apply_float(BinaryOp op, float a, float b) {
   switch (op) {
-    case BinaryOp::kAdd: return a + b;
-    case BinaryOp::kSub: return a - b;
-    case BinaryOp::kMul: return a * b;
-    case BinaryOp::kDiv: return a / b;
-    case BinaryOp::kPow: return powf(a, b);
-    case BinaryOp::kMin: return fminf(a, b);
-    case BinaryOp::kMax: return fmaxf(a, b);
-    case BinaryOp::kMod: return fmodf(a, b);
-    case BinaryOp::kMean: return (a + b) * 0.5f;
-    case BinaryOp::kPRelu: return a < 0.0f ? a * b : a;
+    case BinaryOp::kAdd: return kiln_add<float>(a, b);
+    case BinaryOp::kSub: return kiln_sub<float>(a, b);
+    case BinaryOp::kMul: return kiln_mul<float>(a, b);
+    case BinaryOp::kDiv: return kiln_div<float>(a, b);
+    case BinaryOp::kPow: return kiln_pow<float>(a, b);
+    case BinaryOp::kMin: return kiln_min<float>(a, b);
+    case BinaryOp::kMax: return kiln_max<float>(a, b);
+    case BinaryOp::kMod: return kiln_mod<float>(a, b);
+    case BinaryOp::kFmod: return kiln_fmod<float>(a, b);
+    case BinaryOp::kMean: return kiln_mean<float>(a, b);
+    case BinaryOp::kPRelu: return kiln_prelu<float>(a, b);
     default: return a;
   }
 }
 
+// The scalar table's comparisons (valid for integers too) and logic on bools.
 template <typename T>
 __device__ __forceinline__ bool compare(BinaryOp op, T a, T b) {
   switch (op) {
-    case BinaryOp::kEqual: return a == b;
-    case BinaryOp::kLess: return a < b;
-    case BinaryOp::kGreater: return a > b;
-    case BinaryOp::kLessOrEqual: return a <= b;
-    case BinaryOp::kGreaterOrEqual: return a >= b;
-    case BinaryOp::kAnd: return a && b;
-    case BinaryOp::kOr: return a || b;
-    case BinaryOp::kXor: return (a != T{0}) != (b != T{0});
+    case BinaryOp::kEqual: return kiln_equal<T>(a, b);
+    case BinaryOp::kLess: return kiln_less<T>(a, b);
+    case BinaryOp::kGreater: return kiln_greater<T>(a, b);
+    case BinaryOp::kLessOrEqual: return kiln_less_or_equal<T>(a, b);
+    case BinaryOp::kGreaterOrEqual: return kiln_greater_or_equal<T>(a, b);
+    case BinaryOp::kAnd: return kiln_and<float>(a != T{0}, b != T{0});
+    case BinaryOp::kOr: return kiln_or<float>(a != T{0}, b != T{0});
+    case BinaryOp::kXor: return kiln_xor<float>(a != T{0}, b != T{0});
     default: return false;
   }
 }
@@ -337,7 +339,7 @@ __global__ void pow_kernel(const T* __restrict__ a, const E* __restrict__ b, T* 
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
     int64_t offsets[2] = {i, i};
     if constexpr (!kSameShape) indexer.offsets(i, offsets);
-    out[i] = from_float<T>(powf(to_float(a[offsets[0]]), static_cast<float>(to_float(b[offsets[1]]))));
+    out[i] = from_float<T>(kiln_pow<float>(to_float(a[offsets[0]]), static_cast<float>(to_float(b[offsets[1]]))));
   }
 }
 
@@ -384,7 +386,8 @@ void launch_binary(LaunchContext& ctx) {
   if (ctx.inputs.size() != 2) {
     ctx.fail(ErrorCode::kUnsupported, ctx.inputs.size(), " inputs; the cuda backend handles 2");
   }
-  const BinaryOp op = binary_ops().at(std::string(ctx.op));
+  BinaryOp op = binary_ops().at(std::string(ctx.op));
+  if (op == BinaryOp::kMod && ctx.attrs.get_int_or("fmod", 0) != 0) op = BinaryOp::kFmod;
   const TensorView& a = ctx.inputs[0];
   const TensorView& b = ctx.inputs[1];
   if (ctx.outputs[0].numel() == 0) return;
@@ -426,10 +429,10 @@ void launch_binary(LaunchContext& ctx) {
 
 template <typename T>
 __global__ void clip_kernel(const T* __restrict__ in, T* __restrict__ out, int64_t n, const T* lo, const T* hi) {
-  const float low = lo ? to_float(*lo) : -INFINITY;
-  const float high = hi ? to_float(*hi) : INFINITY;
+  const float low = lo ? to_float(*lo) : -kiln_infinity<float>();
+  const float high = hi ? to_float(*hi) : kiln_infinity<float>();
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
-    out[i] = from_float<T>(fminf(fmaxf(to_float(in[i]), low), high));
+    out[i] = from_float<T>(kiln_clip<float>(to_float(in[i]), low, high));
   }
 }
 

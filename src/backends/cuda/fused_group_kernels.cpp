@@ -156,9 +156,15 @@ std::unique_ptr<LayerState> prepare_group(LaunchContext& ctx, size_t* workspace_
     return static_cast<unsigned>(std::clamp<int64_t>(blocks_needed, 1, std::max<int64_t>(cap, 1)));
   };
 
-  std::string key = "FusedGroup " + module;
-  for (int64_t s : symbols) key += " " + std::to_string(s);
-  key += " " + device_tag(ctx);
+  // Appended piecewise: GCC 12 warns (-Wrestrict) about chained std::string operator+ here.
+  std::string key("FusedGroup ");
+  key += module;
+  for (int64_t s : symbols) {
+    key += ' ';
+    key += std::to_string(s);
+  }
+  key += ' ';
+  key += device_tag(ctx);
   const Entry* chosen = nullptr;
   if (candidates.size() == 1) {
     chosen = &candidates[0];
