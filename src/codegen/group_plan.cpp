@@ -90,6 +90,9 @@ class Planner {
   };
 
   void plan() {
+    if (outputs_.size() > ops::kGroupMaxOutputs) {
+      reject("the group would have ", outputs_.size(), " outputs, at most ", ops::kGroupMaxOutputs);
+    }
     if (inputs_.size() + outputs_.size() > kPlanMaxTensors) {
       reject("the group has ", inputs_.size(), " inputs and ", outputs_.size(),
              " outputs; a kernel takes at most ", kPlanMaxTensors, " tensors");

@@ -33,6 +33,8 @@ namespace kiln::ops {
 inline constexpr int64_t kGroupAbsent = -1;
 inline constexpr int64_t kGroupAttributeValue = -2;
 inline constexpr size_t kGroupMaxMembers = 512;
+inline constexpr size_t kGroupMaxInputs = 64;
+inline constexpr size_t kGroupMaxOutputs = 16;
 
 struct GroupMember {
   std::string name;

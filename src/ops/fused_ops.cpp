@@ -18,8 +18,8 @@ std::string member_attribute_name(size_t member, std::string_view name) {
 
 namespace {
 
-constexpr size_t kMaxInputs = 64;
-constexpr size_t kMaxOutputs = 16;
+constexpr size_t kMaxInputs = kGroupMaxInputs;
+constexpr size_t kMaxOutputs = kGroupMaxOutputs;
 
 std::string input_value_attribute(size_t input) {
   std::string key("input");

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 
+#include <cuda.h>
+
 #include "base/error.hpp"
+#include "format/cubin_image.hpp"
 
 namespace kiln::cuda {
 namespace {
@@ -40,6 +43,43 @@ ErrorCode load_error_code(cudaError_t status) {
        device, " failed with ", cudaGetErrorName(status), " (", cudaGetErrorString(status), ")");
 }
 
+// cuKernelGetFunction through the runtime's driver entry points (the runtime links no libcuda):
+// it loads a context-independent kernel into the current context, so a cubin the GPU cannot run is
+// refused at engine load rather than at its first launch.
+using KernelGetFunction = CUresult (*)(CUfunction*, CUkernel);
+KernelGetFunction kernel_get_function() {
+  static const KernelGetFunction function = [] {
+    void* entry = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuKernelGetFunction", &entry, 12000, cudaEnableDefault, &found) !=
+            cudaSuccess ||
+        found != cudaDriverEntryPointSuccess) {
+      cudaGetLastError();
+      return KernelGetFunction{nullptr};
+    }
+    return reinterpret_cast<KernelGetFunction>(entry);
+  }();
+  return function;
+}
+
+ErrorCode driver_error_code(CUresult status) {
+  switch (status) {
+    case CUDA_ERROR_NO_BINARY_FOR_GPU:
+    case CUDA_ERROR_UNSUPPORTED_PTX_VERSION:
+    case CUDA_ERROR_INVALID_PTX:
+      return ErrorCode::kIncompatible;
+    case CUDA_ERROR_INVALID_IMAGE:
+    case CUDA_ERROR_INVALID_SOURCE:
+    case CUDA_ERROR_SHARED_OBJECT_INIT_FAILED:
+    case CUDA_ERROR_SHARED_OBJECT_SYMBOL_NOT_FOUND:
+      return ErrorCode::kCorruptFile;
+    case CUDA_ERROR_OUT_OF_MEMORY:
+      return ErrorCode::kOutOfMemory;
+    default:
+      return ErrorCode::kDeviceError;
+  }
+}
+
 std::string joined_names(const std::vector<std::string>& names) {
   std::string out;
   for (const std::string& name : names) out += (out.empty() ? "'" : ", '") + name + "'";
@@ -54,6 +94,11 @@ GeneratedModules::GeneratedModules(std::span<const format::KernelModule> modules
     for (const format::KernelModule& source : modules) {
       Module& module = modules_.emplace_back();
       module.name = source.name;
+      // The driver trusts the image's tables; the format reader checks them too, but modules may
+      // also come from elsewhere (tests, tools).
+      if (const std::string problem = format::cubin_image_problem(source.cubin); !problem.empty()) {
+        fail(ErrorCode::kCorruptFile, "generated kernel module '", source.name, "' is not a valid cubin: ", problem);
+      }
       cudaError_t status = cudaLibraryLoadData(&module.library, source.cubin.data(), nullptr,
                                                nullptr, 0, nullptr, nullptr, 0);
       if (status != cudaSuccess) {
@@ -63,6 +108,10 @@ GeneratedModules::GeneratedModules(std::span<const format::KernelModule> modules
       unsigned int count = 0;
       status = cudaLibraryGetKernelCount(&count, module.library);
       if (status != cudaSuccess) fail_module(source, "cudaLibraryGetKernelCount", status);
+      if (count == 0) {
+        fail(ErrorCode::kCorruptFile, "generated kernel module '", source.name, "' (", source.cubin.size(),
+             " bytes) holds no kernel");
+      }
       std::vector<cudaKernel_t> kernels(count);
       if (count > 0) {
         status = cudaLibraryEnumerateKernels(kernels.data(), count, module.library);
@@ -74,6 +123,17 @@ GeneratedModules::GeneratedModules(std::span<const format::KernelModule> modules
         if (status != cudaSuccess) fail_module(source, "cudaFuncGetName", status);
         // Loads the kernel into the current GPU's context now: the driver refuses a cubin for
         // another architecture here, not at the first launch (which may be inside a capture).
+        if (const KernelGetFunction get_function = kernel_get_function()) {
+          CUfunction function = nullptr;
+          const CUresult loaded = get_function(&function, reinterpret_cast<CUkernel>(kernel));
+          if (loaded != CUDA_SUCCESS) {
+            int device = -1;
+            cudaGetDevice(&device);
+            fail(driver_error_code(loaded), "generated kernel module '", source.name, "' (sm_", source.sm_arch,
+                 "): the driver cannot load kernel '", name ? name : "?", "' on cuda:", device,
+                 " (CUresult ", static_cast<int>(loaded), ")");
+          }
+        }
         cudaFuncAttributes attributes{};
         status = cudaFuncGetAttributes(&attributes, reinterpret_cast<const void*>(kernel));
         if (status != cudaSuccess) fail_module(source, "cudaFuncGetAttributes", status);
