@@ -90,40 +90,54 @@ def measure(fn, warmup: int, iterations: int) -> float:
 
 def torch_peers(model: torch.nn.Module, name: str, batch: int, peers: set[str], args) -> tuple[dict, torch.Tensor]:
     """The selected peers' medians (and torch.compile's compile seconds) for the fp16 `model`, and
-    eager's output (the reference of kiln's error), which is computed whatever the selection."""
+    eager's output (the reference of kiln's error), which is computed whatever the selection. A
+    peer that fails is recorded as "<peer>_error" and the others (and kiln) still run."""
     inputs = {k: (v.half() if v.is_floating_point() else v) for k, v in make_inputs(name, batch, "cuda").items()}
     values = list(inputs.values())
     results = {}
+
+    def cuda_graph() -> float:
+        static = [v.clone() for v in values]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                model(*static)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            model(*static)
+        return measure(graph.replay, args.warmup, args.iterations)
+
+    def compile_() -> float:
+        # A fresh Dynamo state and static shapes: otherwise the second batch size recompiles the
+        # same code object with a dynamic batch, which is not what a user of one size gets.
+        torch._dynamo.reset()
+        compiled = torch.compile(model, mode="reduce-overhead", dynamic=False)
+        start = time.perf_counter()
+        for _ in range(3):
+            compiled(*values)
+        torch.cuda.synchronize()
+        results["torch_compile_s"] = time.perf_counter() - start
+        return measure(lambda: compiled(*values), args.warmup, args.iterations)
+
+    timed = {"eager": lambda: measure(lambda: model(*values), args.warmup, args.iterations),
+             "cuda_graph": cuda_graph, "compile": compile_}
     with torch.no_grad():
         reference = model(*values)
-        if "eager" in peers:
-            results["eager"] = measure(lambda: model(*values), args.warmup, args.iterations)
-
-        if "cuda_graph" in peers:
-            static = [v.clone() for v in values]
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(3):
-                    model(*static)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                model(*static)
-            results["eager_cuda_graph"] = measure(graph.replay, args.warmup, args.iterations)
-            del graph
-
-        if "compile" in peers:
-            # A fresh Dynamo state and static shapes: otherwise the second batch size recompiles the
-            # same code object with a dynamic batch, which is not what a user of one size gets.
-            torch._dynamo.reset()
-            compiled = torch.compile(model, mode="reduce-overhead", dynamic=False)
-            start = time.perf_counter()
-            for _ in range(3):
-                compiled(*values)
-            torch.cuda.synchronize()
-            results["torch_compile_s"] = time.perf_counter() - start
-            results["torch_compile"] = measure(lambda: compiled(*values), args.warmup, args.iterations)
+        for peer, fn in timed.items():
+            if peer not in peers:
+                continue
+            try:
+                results[PEERS[peer]] = fn()
+            except ModelBudgetExceeded:
+                raise
+            except Exception as error:  # this peer only: kiln's number is still worth having
+                results[f"{PEERS[peer]}_error"] = f"{type(error).__name__}: {error}"
+                try:
+                    torch.cuda.synchronize()
+                except Exception:  # a broken context shows in the next step's error
+                    pass
     return results, reference.float()
 
 

@@ -12,7 +12,8 @@ SUMMARY_PEERS = [("torch_compile", "torch.compile"), ("eager_cuda_graph", "eager
 
 def summarize(results: list[dict]) -> dict:
     """{"per_batch": {batch: {peer: {"models", "geomean_speedup", "worst": {"model", "speedup"}}}},
-    "failed": ["model batch N: error", ...]}; batches and peers without a measured pair are left out."""
+    "failed": ["model batch N: error", "model batch N, peer: error", ...]}; batches and peers without
+    a measured pair are left out."""
     per_batch: dict[str, dict] = {}
     for batch in sorted({row["batch"] for row in results}):
         rows = [row for row in results if row["batch"] == batch and "error" not in row]
@@ -30,7 +31,13 @@ def summarize(results: list[dict]) -> dict:
             }
         if entry:
             per_batch[str(batch)] = entry
-    failed = [f"{row['model']} batch {row['batch']}: {row['error']}" for row in results if "error" in row]
+    failed = []
+    for row in results:
+        where = f"{row['model']} batch {row['batch']}"
+        if "error" in row:
+            failed.append(f"{where}: {row['error']}")
+        failed += [f"{where}, {key[:-len('_error')]}: {row[key]}" for key in sorted(row)
+                   if key.endswith("_error") and key != "error"]
     return {"per_batch": per_batch, "failed": failed}
 
 

@@ -31,7 +31,7 @@ def table_row(row: dict) -> str:
     if "error" in row:
         cells.append(f"error: {row['error']}".replace("|", "\\|").replace("\n", " "))
         return "| " + " | ".join(cells) + " |"
-    cells += [cell(row, key, "{:.3f} ms") for key, _ in PEERS]
+    cells += ["failed" if f"{key}_error" in row else cell(row, key, "{:.3f} ms") for key, _ in PEERS]
     cells += [cell(row, "kiln", "{:.3f} ms"),
               cell(row, "kiln_speedup_vs_torch_compile", "{:.2f}x"),
               cell(row, "kiln_speedup_vs_eager_cuda_graph", "{:.2f}x"),

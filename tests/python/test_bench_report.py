@@ -28,7 +28,8 @@ def row(model: str, batch: int, compile_ms: float | None, kiln_ms: float, graph_
 RESULTS = [
     row("resnet50", 1, 0.8, 0.4, graph_ms=1.0),   # 2x
     row("swin_t", 1, 1.0, 2.0),                    # 0.5x: the worst at batch 1
-    row("gpt2", 1, None, 1.0),                     # compile not timed: not in the mean
+    {**row("gpt2", 1, None, 1.0),                  # compile not timed: not in the mean
+     "eager_cuda_graph_error": "RuntimeError: capture failed"},
     row("resnet50", 32, 2.5, 1.25),                # 2x
     {"model": "swin_t", "batch": 32, "precision": "fp16", "error": "RuntimeError: no kernel | for Foo"},
 ]
@@ -43,7 +44,8 @@ def test_summary_is_the_geometric_mean_and_the_worst_model_per_batch():
     assert summary["per_batch"]["1"]["eager_cuda_graph"]["models"] == 1
     assert summary["per_batch"]["32"]["torch_compile"]["geomean_speedup"] == pytest.approx(2.0)
     assert "eager_cuda_graph" not in summary["per_batch"]["32"]
-    assert summary["failed"] == ["swin_t batch 32: RuntimeError: no kernel | for Foo"]
+    assert summary["failed"] == ["gpt2 batch 1, eager_cuda_graph: RuntimeError: capture failed",
+                                 "swin_t batch 32: RuntimeError: no kernel | for Foo"]
     lines = summary_lines(summary)
     assert "batch 1: kiln vs torch.compile: geometric mean 1.00x over 2 models; worst swin_t (0.50x)" in lines
 
@@ -56,7 +58,7 @@ def test_render_has_a_row_per_result_and_the_summary():
     assert len(table) == len(RESULTS)
     assert "| resnet50 | 1 | fp16 | — | 1.000 ms | 0.800 ms | 0.400 ms | 2.00x | 2.50x | 4.0 s | 30.0 s | 1.0e-03 |" \
         in table
-    assert any("gpt2 | 1 | fp16 | — | — | — | 1.000 ms | — |" in line for line in table)
+    assert any("gpt2 | 1 | fp16 | — | failed | — | 1.000 ms | — |" in line for line in table)  # a failed peer
     assert "error: RuntimeError: no kernel \\| for Foo" in text  # a | in an error must not split the row
     assert "- batch 32: kiln vs torch.compile: geometric mean 2.00x over 1 models; worst resnet50 (2.00x)" in text
     assert "- failed: swin_t batch 32" in text
