@@ -8,6 +8,7 @@
 #include <numeric>
 #include <optional>
 #include <string_view>
+#include <utility>
 
 #include "tools/cli_args.hpp"
 #include "tools/cli_tensors.hpp"
@@ -76,6 +77,17 @@ std::vector<OpTotal> totals_by_op(const std::vector<LayerTiming>& timings) {
   return ops;
 }
 
+// The layers' summed milliseconds and bytes.
+std::pair<double, uint64_t> summed(const std::vector<LayerTiming>& timings) {
+  double milliseconds = 0.0;
+  uint64_t bytes = 0;
+  for (const LayerTiming& t : timings) {
+    milliseconds += t.milliseconds;
+    bytes += t.bytes;
+  }
+  return {milliseconds, bytes};
+}
+
 void sort_slowest_first(std::vector<LayerTiming>& timings) {
   std::stable_sort(timings.begin(), timings.end(), [](const LayerTiming& a, const LayerTiming& b) {
     return a.milliseconds > b.milliseconds;
@@ -95,12 +107,7 @@ void print_traffic(uint64_t bytes, double milliseconds, double peak_gb_per_s) {
 // The `top` slowest layers, with the totals per op type; each with the bytes its tensors occupy
 // and the bandwidth that implies.
 void print_profile(std::vector<LayerTiming> timings, uint64_t top, double peak_gb_per_s) {
-  double total_ms = 0.0;
-  uint64_t total_bytes = 0;
-  for (const LayerTiming& t : timings) {
-    total_ms += t.milliseconds;
-    total_bytes += t.bytes;
-  }
+  const auto [total_ms, total_bytes] = summed(timings);
   sort_slowest_first(timings);
   std::cout << std::fixed << std::setprecision(4)
             << "layer profile (no CUDA graph): " << timings.size() << " layers, " << total_ms
@@ -128,12 +135,7 @@ void print_profile(std::vector<LayerTiming> timings, uint64_t top, double peak_g
 // layers.
 void write_profile_json(JsonWriter& out, std::vector<LayerTiming> timings, uint64_t top,
                         double peak_gb_per_s) {
-  double total_ms = 0.0;
-  uint64_t total_bytes = 0;
-  for (const LayerTiming& t : timings) {
-    total_ms += t.milliseconds;
-    total_bytes += t.bytes;
-  }
+  const auto [total_ms, total_bytes] = summed(timings);
   sort_slowest_first(timings);
   out.key("profile").begin_object();
   out.key("layers").value(static_cast<uint64_t>(timings.size()));
