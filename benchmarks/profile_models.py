@@ -15,7 +15,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "gpu"))
 
-from gpu_models import onnx_path  # noqa: E402
+from gpu_models import export_for  # noqa: E402
 
 
 def main() -> None:
@@ -26,9 +26,13 @@ def main() -> None:
     cli = Path(os.environ.get("KILN_BUILD_DIR", REPO / "build")) / "bin" / "kiln"
     for spec in args.models:
         name, batch = spec.split(":")
-        model = onnx_path(name, int(batch))
-        engine = model.with_suffix(".fp16.kiln")
-        subprocess.run([str(cli), "build", str(model), "-o", str(engine), "--target", "cuda", "--fp16"], check=True)
+        model, profiles, _ = export_for(name, int(batch))
+        engine = model.with_name(f"{name}_b{batch}.fp16.kiln")
+        # The dynamic-batch export pinned to this batch (min = max makes it static), as bench_models builds it.
+        pins = [f"--profile={k}:min={'x'.join(map(str, s[0]))},max={'x'.join(map(str, s[2]))}"
+                for k, s in (profiles or {}).items()]
+        subprocess.run([str(cli), "build", str(model), "-o", str(engine), "--target", "cuda", "--fp16", *pins],
+                       check=True)
         print(f"== {name} batch {batch} fp16", flush=True)
         subprocess.run([str(cli), "bench", str(engine), "--iterations", "50", "--profile", str(args.top)], check=True)
 

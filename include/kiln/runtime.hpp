@@ -61,6 +61,10 @@ struct LayerTiming {
   std::string name;
   std::string op;
   double milliseconds = 0.0;
+  // Bytes of the layer's input and output tensors at the profiled shapes, weights included, each
+  // distinct tensor once: the memory traffic of a kernel that reads every input and writes every
+  // output once. bytes / milliseconds is the layer's achieved bandwidth.
+  uint64_t bytes = 0;
 };
 
 struct BindingInfo {
@@ -179,6 +183,11 @@ class EngineBuffer {
 
 // Waits until the work enqueued for `engine` on `stream` has finished (no-op for CPU engines).
 void synchronize(const Engine& engine, void* stream = nullptr);
+
+// Peak DRAM bandwidth of a CUDA engine's GPU in GB/s (1e9 bytes/s): twice the memory clock times
+// the bus width, as the driver reports them. 0 for CPU engines and when the driver reports
+// neither (never throws), so callers print it only when positive.
+double peak_memory_bandwidth_gb_per_s(const Engine& engine);
 
 // Multi-device safe mode, process-wide and off by default. Off: a call with device buffers checks
 // that the current CUDA device is the engine's and fails clearly (kDeviceError, naming both) when

@@ -19,6 +19,19 @@ void CheckedBuffers::add(const void* pointer) {
   next_ = (next_ + 1) % recent_.size();
 }
 
+void check_pointer_place(CheckedBuffers& checked, int device, const NamedTensor& bound,
+                         const char* role, const PointerPlace& place) {
+  if (!place.known) return;
+  if (place.device_memory && place.device != device) {
+    fail(ErrorCode::kInvalidArgument, role, " '", bound.name,
+         "': the buffer is on cuda:", place.device, " but the engine is bound to cuda:", device,
+         "; pass device memory of cuda:", device);
+  }
+  // Host, pinned and managed memory pass, and are remembered like device memory of this GPU, so
+  // that binding host buffers does not query the driver on every call.
+  checked.add(bound.tensor.data);
+}
+
 namespace {
 
 #if KILN_WITH_CUDA
@@ -26,18 +39,15 @@ void check_one(CheckedBuffers& checked, int device, const NamedTensor& bound, co
   const void* pointer = bound.tensor.data;
   if (pointer == nullptr || checked.contains(pointer)) return;
   cudaPointerAttributes attributes{};
-  if (cudaPointerGetAttributes(&attributes, pointer) != cudaSuccess) {
+  PointerPlace place;
+  if (cudaPointerGetAttributes(&attributes, pointer) == cudaSuccess) {
+    place.known = true;
+    place.device_memory = attributes.type == cudaMemoryTypeDevice;
+    place.device = attributes.device;
+  } else {
     cudaGetLastError();  // not sticky, but it would be reported by the next unrelated check
-    return;
   }
-  // Host, pinned and managed memory pass, and are remembered like device memory of this GPU, so
-  // that binding host buffers does not query the driver on every call.
-  if (attributes.type == cudaMemoryTypeDevice && attributes.device != device) {
-    fail(ErrorCode::kInvalidArgument, role, " '", bound.name,
-         "': the buffer is on cuda:", attributes.device,
-         " but the engine is bound to cuda:", device, "; pass device memory of cuda:", device);
-  }
-  checked.add(pointer);
+  check_pointer_place(checked, device, bound, role, place);
 }
 #endif
 

@@ -25,10 +25,28 @@ class CheckedBuffers {
 
 // Fails with kInvalidArgument, naming the tensor and both GPUs, when an input or output buffer is
 // device memory of a GPU other than `device` (the engine's). Host, pinned and managed memory, and
-// pointers the driver does not know, are left to the call (as before this check). No-op in
-// builds without CUDA. A buffer freed and reallocated on another GPU at the same address while
-// still in `checked` is not caught: the check is a safety net, not a guarantee.
+// pointers the driver does not know, are left to the call (as before this check). Each pointer
+// that passes is remembered in `checked` when the driver answered for it (host buffers too, so
+// bound host I/O does not query the driver every call); one the driver could not answer for (no
+// driver, no GPU) is asked about again next call. No-op in builds without CUDA: nothing is asked
+// or remembered. A buffer freed and reallocated on another GPU at the same address while still in
+// `checked` is not caught: the check is a safety net, not a guarantee.
 void check_buffer_devices(CheckedBuffers& checked, int device, std::span<const NamedTensor> inputs,
                           std::span<const NamedTensor> outputs);
+
+// What the driver said about one bound pointer, without CUDA's types, so that the decision below
+// is the same code, and tested, in every build.
+struct PointerPlace {
+  bool known = false;          // the driver answered (false: no driver, no GPU, an error)
+  bool device_memory = false;  // device memory, as opposed to host, pinned or managed memory
+  int device = -1;             // device_memory: the GPU it is on
+};
+
+// check_buffer_devices' decision for one non-null buffer that is not yet in `checked`, given
+// `place`: fails (kInvalidArgument, as above, `role` being "input" or "output") for device memory
+// of another GPU; remembers the pointer when `place` is known and the buffer usable; otherwise
+// leaves `checked` as it was.
+void check_pointer_place(CheckedBuffers& checked, int device, const NamedTensor& bound,
+                         const char* role, const PointerPlace& place);
 
 }  // namespace kiln::detail

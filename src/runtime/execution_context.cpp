@@ -8,6 +8,7 @@
 #include "backends/cpu/cpu_node_runner.hpp"
 #include "base/error.hpp"
 #include "runtime/context_state.hpp"
+#include "runtime/layer_traffic.hpp"
 
 #if KILN_WITH_CUDA
 #include "backends/cuda/cuda_executor.hpp"
@@ -221,7 +222,8 @@ std::vector<LayerTiming> ExecutionContext::profile(std::span<const NamedTensor> 
   for (size_t l = 0; l < layers.size(); ++l) {
     if (samples[l].empty()) continue;
     std::sort(samples[l].begin(), samples[l].end());
-    result.push_back({layers[l].name, layers[l].op, samples[l][samples[l].size() / 2]});
+    result.push_back({layers[l].name, layers[l].op, samples[l][samples[l].size() / 2],
+                      detail::layer_bytes(s, l)});
   }
   return result;
 }

@@ -8,6 +8,7 @@
 #include <numeric>
 #include <optional>
 #include <string_view>
+#include <utility>
 
 #include "tools/cli_args.hpp"
 #include "tools/cli_tensors.hpp"
@@ -33,7 +34,9 @@ options:
   --no-cuda-graph         CUDA engines: launch every kernel on each call instead of replaying a
                           captured CUDA graph
   --profile N             also time every layer (median of the runs, no CUDA graph) and print
-                          the N slowest
+                          the N slowest, with the bytes of each layer's inputs, weights and
+                          outputs, the bandwidth that implies and (CUDA) its share of the
+                          GPU's peak DRAM bandwidth; with --json, as the "profile" member
   --json                  print the results as one JSON object
   -h, --help              show this help
 )";
@@ -45,29 +48,123 @@ double percentile(const std::vector<double>& sorted, double p) {
   return sorted[std::min(index, sorted.size() - 1)];
 }
 
-// The `top` slowest layers, with their share of the summed layer time and the total per op type.
-void print_profile(std::vector<LayerTiming> timings, uint64_t top) {
-  double total = 0.0;
-  std::map<std::string, std::pair<double, int>> by_op;
+// Achieved bandwidth of a layer (or op) that moved `bytes` in `milliseconds`; 0 for no time.
+double gb_per_s(uint64_t bytes, double milliseconds) {
+  return milliseconds > 0.0 ? static_cast<double>(bytes) / (milliseconds * 1e6) : 0.0;
+}
+
+struct OpTotal {
+  std::string op;
+  double milliseconds = 0.0;
+  uint64_t bytes = 0;
+  int layers = 0;
+};
+
+// Per op type, the slowest first.
+std::vector<OpTotal> totals_by_op(const std::vector<LayerTiming>& timings) {
+  std::map<std::string, OpTotal> by_op;
   for (const LayerTiming& t : timings) {
-    total += t.milliseconds;
-    by_op[t.op].first += t.milliseconds;
-    ++by_op[t.op].second;
+    OpTotal& total = by_op[t.op];
+    total.op = t.op;
+    total.milliseconds += t.milliseconds;
+    total.bytes += t.bytes;
+    ++total.layers;
   }
-  std::sort(timings.begin(), timings.end(),
-            [](const LayerTiming& a, const LayerTiming& b) { return a.milliseconds > b.milliseconds; });
-  std::cout << std::setprecision(4) << "layer profile (no CUDA graph): " << timings.size() << " layers, " << total
-            << " ms summed\n";
-  std::vector<std::pair<std::string, std::pair<double, int>>> ops(by_op.begin(), by_op.end());
-  std::sort(ops.begin(), ops.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
-  for (const auto& [op, stat] : ops) {
-    std::cout << "  op " << std::left << std::setw(20) << op << std::right << std::setw(10) << stat.first << " ms  "
-              << std::setw(5) << stat.second << " layers\n";
+  std::vector<OpTotal> ops;
+  for (auto& [op, total] : by_op) ops.push_back(total);
+  std::sort(ops.begin(), ops.end(),
+            [](const OpTotal& a, const OpTotal& b) { return a.milliseconds > b.milliseconds; });
+  return ops;
+}
+
+// The layers' summed milliseconds and bytes.
+std::pair<double, uint64_t> summed(const std::vector<LayerTiming>& timings) {
+  double milliseconds = 0.0;
+  uint64_t bytes = 0;
+  for (const LayerTiming& t : timings) {
+    milliseconds += t.milliseconds;
+    bytes += t.bytes;
+  }
+  return {milliseconds, bytes};
+}
+
+void sort_slowest_first(std::vector<LayerTiming>& timings) {
+  std::stable_sort(timings.begin(), timings.end(), [](const LayerTiming& a, const LayerTiming& b) {
+    return a.milliseconds > b.milliseconds;
+  });
+}
+
+// "  12.345 MB   1234.5 GB/s  37%": bytes moved, achieved bandwidth and, when the peak is known,
+// its share.
+void print_traffic(uint64_t bytes, double milliseconds, double peak_gb_per_s) {
+  const double achieved = gb_per_s(bytes, milliseconds);
+  std::cout << std::setprecision(3) << std::setw(11) << static_cast<double>(bytes) / 1e6 << " MB "
+            << std::setprecision(1) << std::setw(9) << achieved << " GB/s";
+  if (peak_gb_per_s > 0.0)
+    std::cout << std::setprecision(0) << std::setw(5) << 100.0 * achieved / peak_gb_per_s << '%';
+}
+
+// The `top` slowest layers, with the totals per op type; each with the bytes its tensors occupy
+// and the bandwidth that implies.
+void print_profile(std::vector<LayerTiming> timings, uint64_t top, double peak_gb_per_s) {
+  const auto [total_ms, total_bytes] = summed(timings);
+  sort_slowest_first(timings);
+  std::cout << std::fixed << std::setprecision(4)
+            << "layer profile (no CUDA graph): " << timings.size() << " layers, " << total_ms
+            << " ms summed, " << std::setprecision(3) << static_cast<double>(total_bytes) / 1e6
+            << " MB moved (each layer's inputs, weights and outputs once)\n";
+  if (peak_gb_per_s > 0.0) {
+    std::cout << std::setprecision(1) << "peak DRAM bandwidth: " << peak_gb_per_s
+              << " GB/s (memory clock x bus width); % columns are shares of it\n";
+  }
+  for (const OpTotal& op : totals_by_op(timings)) {
+    std::cout << "  op " << std::left << std::setw(20) << op.op << std::right
+              << std::setprecision(4) << std::setw(10) << op.milliseconds << " ms  " << std::setw(5)
+              << op.layers << " layers";
+    print_traffic(op.bytes, op.milliseconds, peak_gb_per_s);
+    std::cout << '\n';
   }
   for (size_t i = 0; i < timings.size() && i < top; ++i) {
-    std::cout << "  " << std::setw(10) << timings[i].milliseconds << " ms  " << timings[i].op << " '"
-              << timings[i].name << "'\n";
+    std::cout << "  " << std::setprecision(4) << std::setw(10) << timings[i].milliseconds << " ms";
+    print_traffic(timings[i].bytes, timings[i].milliseconds, peak_gb_per_s);
+    std::cout << "  " << timings[i].op << " '" << timings[i].name << "'\n";
   }
+}
+
+// The profile as the "profile" member of bench --json: the totals per op and the `top` slowest
+// layers.
+void write_profile_json(JsonWriter& out, std::vector<LayerTiming> timings, uint64_t top,
+                        double peak_gb_per_s) {
+  const auto [total_ms, total_bytes] = summed(timings);
+  sort_slowest_first(timings);
+  out.key("profile").begin_object();
+  out.key("layers").value(static_cast<uint64_t>(timings.size()));
+  out.key("summed_ms").value(total_ms);
+  out.key("bytes").value(total_bytes);
+  if (peak_gb_per_s > 0.0) out.key("peak_dram_gb_per_s").value(peak_gb_per_s);
+  out.key("ops").begin_array();
+  for (const OpTotal& op : totals_by_op(timings)) {
+    out.begin_object();
+    out.key("op").value(op.op);
+    out.key("ms").value(op.milliseconds);
+    out.key("layers").value(op.layers);
+    out.key("bytes").value(op.bytes);
+    out.key("gb_per_s").value(gb_per_s(op.bytes, op.milliseconds));
+    out.end_object();
+  }
+  out.end_array();
+  out.key("slowest_layers").begin_array();
+  for (size_t i = 0; i < timings.size() && i < top; ++i) {
+    out.begin_object();
+    out.key("name").value(timings[i].name);
+    out.key("op").value(timings[i].op);
+    out.key("ms").value(timings[i].milliseconds);
+    out.key("bytes").value(timings[i].bytes);
+    out.key("gb_per_s").value(gb_per_s(timings[i].bytes, timings[i].milliseconds));
+    out.end_object();
+  }
+  out.end_array();
+  out.end_object();
 }
 
 }  // namespace
@@ -168,6 +265,9 @@ int bench_command(std::span<const std::string> args) {
   std::sort(sorted.begin(), sorted.end());
   const double mean = std::accumulate(sorted.begin(), sorted.end(), 0.0) / sorted.size();
   const double throughput = total_s > 0 ? static_cast<double>(iterations) / total_s : 0.0;
+  std::vector<LayerTiming> timings;
+  if (profile_top) timings = context.profile(bound_inputs, bound_outputs);
+  const double peak_gb_per_s = profile_top ? peak_memory_bandwidth_gb_per_s(loaded.engine) : 0.0;
 
   if (json) {
     JsonWriter out;
@@ -185,6 +285,7 @@ int bench_command(std::span<const std::string> args) {
     out.key("max").value(sorted.back());
     out.end_object();
     out.key("throughput_per_s").value(throughput);
+    if (profile_top) write_profile_json(out, std::move(timings), profile_top, peak_gb_per_s);
     out.end_object();
     std::cout << out.str() << '\n';
     return 0;
@@ -200,7 +301,7 @@ int bench_command(std::span<const std::string> args) {
             << percentile(sorted, 50) << "  p90 " << percentile(sorted, 90) << "  p99 "
             << percentile(sorted, 99) << "  max " << sorted.back() << '\n';
   std::cout << std::setprecision(1) << "throughput: " << throughput << " inferences/s\n";
-  if (profile_top) print_profile(context.profile(bound_inputs, bound_outputs), profile_top);
+  if (profile_top) print_profile(std::move(timings), profile_top, peak_gb_per_s);
   return 0;
 }
 

@@ -240,9 +240,30 @@ def test_bench(kiln_cli, static_engine):
     assert doc["iterations"] == 10 and doc["throughput_per_s"] > 0
 
 
+# The static engine's Conv (Relu fused) at batch 2: x, w, b and its output, in bytes.
+CONV_BYTES = 4 * (2 * 3 * 8 * 8 + 4 * 3 * 3 * 3 + 4 + 2 * 4 * 8 * 8)
+
+
 def test_bench_profile_lists_layers(kiln_cli, static_engine):
     out = kiln(kiln_cli, "bench", static_engine, "--iterations", 3, "--profile", 2).stdout
     assert "layer profile" in out and "op Conv" in out, out
+    conv_line = next(line for line in out.splitlines() if line.endswith("Conv 'conv'"))
+    assert f" {CONV_BYTES / 1e6:.3f} MB " in conv_line and "GB/s" in conv_line, out
+    # A CPU engine has no DRAM peak to compare with.
+    assert "peak DRAM bandwidth" not in out and "%" not in conv_line, out
+
+
+def test_bench_profile_json_has_bytes_and_bandwidth(kiln_cli, static_engine):
+    doc = json.loads(kiln(kiln_cli, "bench", static_engine, "--iterations", 3, "--profile", 1, "--json").stdout)
+    profile = doc["profile"]
+    assert len(profile["slowest_layers"]) == 1
+    assert {op["op"] for op in profile["ops"]} >= {"Conv", "GlobalAveragePool"}
+    assert sum(op["layers"] for op in profile["ops"]) == profile["layers"]
+    assert sum(op["bytes"] for op in profile["ops"]) == profile["bytes"]
+    conv = next(op for op in profile["ops"] if op["op"] == "Conv")
+    assert conv["bytes"] == CONV_BYTES
+    assert conv["gb_per_s"] == pytest.approx(conv["bytes"] / (conv["ms"] * 1e6), rel=1e-6)
+    assert "peak_dram_gb_per_s" not in profile
 
 
 @pytest.mark.parametrize("flags", [["--host-io"], ["--no-cuda-graph"], ["--host-io", "--no-cuda-graph"]])

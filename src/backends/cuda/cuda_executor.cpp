@@ -13,6 +13,7 @@
 #include "backends/cuda/generated_modules.hpp"
 #include "backends/cuda/library_handles.hpp"
 #include "runtime/context_state.hpp"
+#include "runtime/layer_traffic.hpp"
 #include "runtime/safe_mode.hpp"
 
 namespace kiln::cuda {
@@ -464,7 +465,8 @@ std::vector<LayerTiming> profile_on_device(detail::ContextState& cs, std::span<c
   for (size_t l = 0; l < layers.size(); ++l) {
     if (samples[l].empty()) continue;
     std::sort(samples[l].begin(), samples[l].end());
-    timings.push_back({layers[l].name, layers[l].op, samples[l][samples[l].size() / 2]});
+    timings.push_back({layers[l].name, layers[l].op, samples[l][samples[l].size() / 2],
+                       detail::layer_bytes(cs, l)});
   }
   return timings;
 }
