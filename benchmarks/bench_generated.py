@@ -1,10 +1,11 @@
 """Memory bandwidth of kiln's generated kernels on large fp16 tensors, against PyTorch on the same GPU.
 
 Each case is one ONNX graph of pointwise ops (or a reduction) over a large tensor, built as an fp16
-engine whose inputs and outputs are fp16 (so the engine is one generated kernel), run on device
-buffers. Reported: the median GPU time of one call (events around 50 back-to-back calls), the bytes
-it must move (inputs read once, outputs written once), the achieved GB/s, and the same for a
-device-to-device copy of the input (torch), the practical ceiling.
+engine whose inputs and outputs are fp16 (so the engine is one generated kernel). Reported, from
+`kiln bench ENGINE --profile` (CUDA events around the layer, median): the kernel's time, the bytes it
+must move (inputs read once, outputs written once), the achieved GB/s and its share of the GPU's
+peak DRAM bandwidth; and the GB/s of a device-to-device copy of the input (torch), the practical
+ceiling.
 
   python benchmarks/bench_generated.py [--out generated.json]
 """
@@ -15,7 +16,9 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +29,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "python"))
 
 import kiln  # noqa: E402
-
-# Nominal DRAM bandwidth by device name (GB/s), for the "% of peak" column.
-NOMINAL = {"H100 80GB HBM3": 3352.0, "H100 PCIe": 2039.0, "H200": 4800.0, "H100 NVL": 3900.0}
-
 
 def _const(name, value, dtype=np.float16):
     return numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
@@ -122,30 +121,27 @@ def main() -> None:
     parser.add_argument("--out", default="generated.json")
     parser.add_argument("--cases", nargs="+", default=list(CASES))
     args = parser.parse_args()
-    name = torch.cuda.get_device_name()
-    nominal = next((v for k, v in NOMINAL.items() if k in name), None)
-    report = {"gpu": name, "torch": torch.__version__, "nominal_gbs": nominal, "results": []}
+    report = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "results": []}
+    cli = Path(os.environ.get("KILN_BUILD_DIR", REPO / "build")) / "bin" / "kiln"
     for case_name in args.cases:
         case, shape = CASES[case_name]
         row = {"case": case_name, "shape": list(shape)}
         try:
             engine_bytes, input_names = build(case, shape)
-            engine = kiln.Engine(engine_bytes)
-            tensors = {n: torch.randn(shape, device="cuda", dtype=torch.float16) for n in input_names}
-            y = torch.empty(shape, device="cuda", dtype=torch.float16)
-            bound_in = {n: (t.data_ptr(), tuple(t.shape), np.dtype(np.float16)) for n, t in tensors.items()}
-            bound_out = {engine.outputs[0].name: (y.data_ptr(), tuple(y.shape), np.dtype(np.float16))}
-
-            def call():
-                engine.run_bound(bound_in, bound_out, stream=torch.cuda.current_stream().cuda_stream)
-
-            ms = time_gpu(call)
-            moved = (len(input_names) + 1) * y.numel() * 2
-            x = tensors[input_names[0]]
-            copy_ms = time_gpu(lambda: y.copy_(x))
-            row.update(kiln_ms=ms, bytes=moved, kiln_gbs=moved / ms / 1e6, copy_gbs=2 * x.numel() * 2 / copy_ms / 1e6)
-            if nominal:
-                row["kiln_fraction_of_nominal"] = row["kiln_gbs"] / nominal
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "engine.kiln"
+                path.write_bytes(engine_bytes)
+                out = subprocess.run([str(cli), "bench", str(path), "--iterations", "30", "--profile", "5", "--json"],
+                                     check=True, capture_output=True, text=True).stdout
+            profile = json.loads(out)["profile"]
+            layer = profile["slowest_layers"][0]
+            row.update(kiln_layers=profile["layers"], kiln_op=layer["op"], kiln_ms=layer["ms"], bytes=layer["bytes"],
+                       kiln_gbs=layer["gb_per_s"], peak_gbs=profile.get("peak_dram_gb_per_s"))
+            if row["peak_gbs"]:
+                row["kiln_fraction_of_peak"] = row["kiln_gbs"] / row["peak_gbs"]
+            x = torch.randn(shape, device="cuda", dtype=torch.float16)
+            y = torch.empty_like(x)
+            row["copy_gbs"] = 2 * x.numel() * 2 / time_gpu(lambda: y.copy_(x)) / 1e6
         except Exception as error:  # record and go on
             row["error"] = f"{type(error).__name__}: {error}"
         print(json.dumps(row), flush=True)
