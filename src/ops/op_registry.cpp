@@ -51,6 +51,7 @@ const OpRegistry& op_registry() {
     register_group_normalization_ops(r);
     register_space_depth_ops(r);
     register_einsum_ops(r);
+    register_onnx_attention_ops(r);
     return r;
   }();
   return registry;
