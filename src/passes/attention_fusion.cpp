@@ -1,6 +1,7 @@
 #include "passes/attention_fusion.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "base/error.hpp"
+#include "base/host_tensor.hpp"
 #include "ops/attention.hpp"
 #include "passes/attention_lowering.hpp"
 #include "passes/pass.hpp"
@@ -61,6 +63,77 @@ bool is_inference_dropout(const ir::Graph& graph, const ir::Node& node) {
 // A Cast node's target dtype.
 DType cast_target(const ir::Node& node) {
   return static_cast<DType>(node.attrs.get_int_or("to", 0));
+}
+
+// A floating constant whose every element is 0 (any shape).
+bool all_zero_constant(const ir::Graph& graph, ValueId id) {
+  if (id == kNoValue || !graph.is_constant(id)) return false;
+  const HostTensor& tensor = *graph.value(id).constant;
+  if (!is_float(tensor.dtype)) return false;
+  const TensorView view = view_of(tensor);
+  for (int64_t i = 0; i < tensor.numel(); ++i)
+    if (read_as_double(view, i) != 0.0) return false;
+  return true;
+}
+
+// The last-axis reduction of a reduce node (axes as input 1 or attribute, keepdims 1).
+bool reduces_last_axis_keeping_it(const ir::Graph& graph, const ir::Node& node, int64_t rank) {
+  if (node.attrs.get_int_or("keepdims", 1) != 1) return false;
+  std::vector<int64_t> axes;
+  if (node.inputs.size() > 1 && node.inputs[1] != kNoValue) {
+    if (!graph.is_constant(node.inputs[1])) return false;
+    axes = read_indices(view_of(*graph.value(node.inputs[1]).constant));
+  } else if (node.attrs.has("axes")) {
+    axes = node.attrs.get_ints("axes");
+  }
+  return axes.size() == 1 && (axes[0] == -1 || axes[0] == rank - 1);
+}
+
+// PyTorch's safe softmax (its math SDPA since 2.5) zeroes the rows whose every score is -inf:
+//   Where(all(x == -inf, last axis), 0, P), exported as Equal(x, -inf) → Not / Cast →
+//   ReduceMax or ReduceMin over the last axis → Cast / Not → Where. Up to NaN inputs this is
+//   what nan_to_zero computes: such rows are exactly the ones whose softmax is NaN.
+struct RowTest {
+  std::vector<int32_t> nodes;     // Equal up to the step before the Where
+  int32_t where = -1;             // the Where reading the test as its condition
+  bool true_when_masked = true;   // the condition is all(x == -inf), else its negation
+};
+
+std::optional<RowTest> match_row_test(const ir::Graph& graph, int32_t equal_index, ValueId x,
+                                      int64_t rank) {
+  const ir::Node& equal = graph.nodes[static_cast<size_t>(equal_index)];
+  if (equal.op_type != "Equal" || equal.inputs.size() != 2) return std::nullopt;
+  const ValueId other = equal.inputs[0] == x ? equal.inputs[1] : equal.inputs[0];
+  const std::optional<double> value = one_element_float(graph, other);
+  if (!value || !std::isinf(*value) || *value > 0) return std::nullopt;
+  RowTest test;
+  test.nodes.push_back(equal_index);
+  bool negated = false, reduced = false;  // the value is negated ^ (x == -inf), or after the
+  ValueId current = equal.outputs.at(0);  // reduction negated ^ all(x == -inf)
+  for (;;) {
+    if (!single_use(graph, current)) return std::nullopt;
+    const int32_t reader = consumers_of(graph, current).at(0);
+    const ir::Node& node = graph.nodes[static_cast<size_t>(reader)];
+    if (node.op_type == "Where") {
+      if (!reduced || node.inputs.empty() || node.inputs[0] != current) return std::nullopt;
+      test.where = reader;
+      test.true_when_masked = !negated;
+      return test;
+    }
+    if (node.op_type == "Not") {
+      negated = !negated;
+    } else if (node.op_type == "ReduceMax" || node.op_type == "ReduceMin") {
+      // all(e) is ReduceMin(e) or Not(ReduceMax(Not(e))); any other combination is not it.
+      if (reduced || !reduces_last_axis_keeping_it(graph, node, rank)) return std::nullopt;
+      if (node.op_type == "ReduceMin" && negated) return std::nullopt;
+      if (node.op_type == "ReduceMax" && !negated) return std::nullopt;
+      reduced = true;
+    } else if (node.op_type != "Cast") {
+      return std::nullopt;
+    }
+    test.nodes.push_back(reader);
+    current = node.outputs.at(0);
+  }
 }
 
 // ---- operands read through views ----------------------------------------------------------------
@@ -300,11 +373,23 @@ std::optional<Match> match_at_softmax(const ir::Graph& graph, int32_t softmax_in
   m.rank = static_cast<int>(shape.size());
   const int64_t axis = softmax.attrs.get_int_or("axis", -1);
   if (axis != -1 && axis != m.rank - 1) return std::nullopt;
-  if (!single_use(graph, scores)) return std::nullopt;
+  // The scores are read by the next step, and maybe by the safe-softmax row test.
+  std::optional<RowTest> row_test;
+  const auto read_only_here = [&](ValueId value, int32_t reader) {
+    if (is_graph_output(graph, value)) return false;
+    for (int32_t other : consumers_of(graph, value)) {
+      if (other == reader) continue;
+      if (row_test) return false;
+      row_test = match_row_test(graph, other, value, m.rank);
+      if (!row_test) return false;
+    }
+    return graph.use_count(value) == (row_test ? 2 : 1);
+  };
+  if (!read_only_here(scores, softmax_index)) return std::nullopt;
   // scores' := [Cast to float32] scores
   if (const ir::Node* cast = producer_of(graph, scores); cast != nullptr && cast->op_type == "Cast") {
     const ValueId before = cast->inputs.at(0);
-    if (!single_use(graph, before) || !is_float(graph.value(before).dtype) ||
+    if (!read_only_here(before, graph.value(scores).producer) || !is_float(graph.value(before).dtype) ||
         (cast_target(*cast) != DType::kFloat32 && cast_target(*cast) != graph.value(before).dtype))
       return std::nullopt;
     m.chain.push_back(graph.value(scores).producer);
@@ -340,9 +425,8 @@ std::optional<Match> match_at_softmax(const ir::Graph& graph, int32_t softmax_in
       if (is_nan == nullptr || where == nullptr || where->inputs.size() != 3 ||
           graph.use_count(p) != 2)
         return std::nullopt;
-      const std::optional<double> zero = one_element_float(graph, where->inputs[1]);
       if (where->inputs[0] != is_nan->outputs[0] || !single_use(graph, is_nan->outputs[0]) ||
-          !zero || *zero != 0.0 || where->inputs[2] != p ||
+          !all_zero_constant(graph, where->inputs[1]) || where->inputs[2] != p ||
           graph.value(where->outputs[0]).shape != shape ||
           graph.value(where->outputs[0]).dtype != graph.value(p).dtype) {
         return std::nullopt;
@@ -363,11 +447,24 @@ std::optional<Match> match_at_softmax(const ir::Graph& graph, int32_t softmax_in
       m.output = next.outputs.at(0);
       break;
     }
+    if (row_test && readers[0] == row_test->where) {  // the safe-softmax guard
+      const size_t zero = row_test->true_when_masked ? 1 : 2;
+      if (next.inputs.size() != 3 || next.inputs[3 - zero] != p || !all_zero_constant(graph, next.inputs[zero]) ||
+          graph.value(next.outputs.at(0)).shape != shape || graph.value(next.outputs[0]).dtype != graph.value(p).dtype)
+        return std::nullopt;
+      m.nan_to_zero = true;
+      m.chain.insert(m.chain.end(), row_test->nodes.begin(), row_test->nodes.end());
+      m.chain.push_back(readers[0]);
+      row_test.reset();
+      p = next.outputs[0];
+      continue;
+    }
     const bool cast_back = next.op_type == "Cast" && cast_target(next) == m.dtype;
     if (!cast_back && !is_inference_dropout(graph, next)) return std::nullopt;
     m.chain.push_back(readers[0]);
     p = next.outputs.at(0);
   }
+  if (row_test) return std::nullopt;  // a row test whose Where is not on P's way
   if (graph.value(p).dtype != m.dtype) return std::nullopt;
 
   // The operands' shapes: no broadcasting between batch dims.
