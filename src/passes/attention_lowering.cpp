@@ -58,9 +58,9 @@ class AttentionLowering {
 
   void lower(std::vector<ir::Node>& out) {
     out_ = &out;
-    const ValueId q = heads_first(node_.inputs[0], g_.q_heads, "q");
-    ValueId k = heads_first(node_.inputs[1], g_.kv_heads, "k");
-    ValueId v = heads_first(node_.inputs[2], g_.kv_heads, "v");
+    const ValueId q = heads_first(node_.inputs[0], g_.q_heads, g_.head_size, "q");
+    ValueId k = heads_first(node_.inputs[1], g_.kv_heads, g_.head_size, "k");
+    ValueId v = heads_first(node_.inputs[2], g_.kv_heads, g_.v_head_size, "v");
     if (g_.has_past) {
       k = emit("Concat", "present_key", {node_.inputs[4], k}, {{"axis", Attribute::of_int(2)}},
                output(1));
@@ -99,7 +99,9 @@ class AttentionLowering {
     if (g_.rank3) {
       const ValueId context = emit("MatMul", "context", {probabilities, v});
       const ValueId interleaved = emit("Transpose", "context_t", {context}, {{"perm", Attribute::of_ints({0, 2, 1, 3})}});
-      emit("Reshape", "y", {interleaved, constant("y_shape", int64_tensor({0, 0, -1}))}, {}, output(0));
+      // The hidden size spelled out where known: with dynamic dims a -1 would stay unknown.
+      const int64_t hidden = g_.v_head_size == kDynamicDim ? -1 : g_.q_heads * g_.v_head_size;
+      emit("Reshape", "y", {interleaved, constant("y_shape", int64_tensor({0, 0, hidden}))}, {}, output(0));
     } else {
       emit("MatMul", "y", {probabilities, v}, {}, output(0));
     }
@@ -119,9 +121,10 @@ class AttentionLowering {
   }
 
   // A rank-3 [B, S, heads·size] input as [B, heads, S, size]; rank-4 inputs as they are.
-  ValueId heads_first(ValueId x, int64_t heads, const std::string& tag) {
+  ValueId heads_first(ValueId x, int64_t heads, int64_t size, const std::string& tag) {
     if (!g_.rank3) return x;
-    const ValueId split = emit("Reshape", tag + "_heads", {x, constant(tag + "_heads_shape", int64_tensor({0, 0, heads, -1}))});
+    const std::vector<int64_t> shape = {0, 0, heads, size == kDynamicDim ? -1 : size};
+    const ValueId split = emit("Reshape", tag + "_heads", {x, constant(tag + "_heads_shape", int64_tensor(shape))});
     return emit("Transpose", tag + "_bhsd", {split}, {{"perm", Attribute::of_ints({0, 2, 1, 3})}});
   }
 
