@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -170,9 +171,11 @@ def export(form: Form) -> tuple[onnx.ModelProto, tuple, np.ndarray]:
             from kiln._compile import export_module
             from kiln._partition_lowering import ONNX_OPSET
 
-            program = export_module(module, inputs, None).eval()
-            model = torch.onnx.export(program, inputs, dynamo=True, verbose=False,
-                                      opset_version=ONNX_OPSET).model_proto
+            program = export_module(module, inputs, None)
+            with warnings.catch_warnings():  # the unlifted module reports training mode; no matter
+                warnings.simplefilter("ignore", UserWarning)
+                model = torch.onnx.export(program, inputs, dynamo=True, verbose=False,
+                                          opset_version=ONNX_OPSET).model_proto
     return model, inputs, want.numpy()
 
 
