@@ -41,14 +41,16 @@ class TimmAttention(torch.nn.Module):
     """timm's Attention: one qkv Linear, reshape(B, N, 3, H, D), permute(2, 0, 3, 1, 4),
     unbind, SDPA, transpose back and an output projection."""
 
-    def __init__(self):
+    def __init__(self, width=WIDTH, heads=HEADS):
         super().__init__()
-        self.qkv = torch.nn.Linear(WIDTH, 3 * WIDTH)
-        self.proj = torch.nn.Linear(WIDTH, WIDTH)
+        self.heads = heads
+        self.qkv = torch.nn.Linear(width, 3 * width)
+        self.proj = torch.nn.Linear(width, width)
 
     def forward(self, x):
         batch, tokens, width = x.shape
-        qkv = self.qkv(x).reshape(batch, tokens, 3, HEADS, DIM).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(x).reshape(batch, tokens, 3, self.heads, width // self.heads)
+        qkv = qkv.permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         x = F.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(batch, tokens, width))
