@@ -3,8 +3,9 @@ package's backend suite (onnx.backend.test.case.node.attention, their expected o
 onnx.reference) run three ways: by the Attention CPU kernel (a plain CPU build), through the
 builder's lowering to plain ops, and lowered then fused as far as the CPU rules fuse it (the
 builder's test hook, kiln_attention_preview.py). bfloat16 cases run behind float32 bindings with
-Casts, since kiln's Python API has no bfloat16 arrays. Plus named errors for what kiln rejects and
-dynamic shapes."""
+Casts, since kiln's Python API has no bfloat16 arrays. Then the CUDA conformance tuples
+(cuda_cases_attention.py) against ONNX Runtime, named errors for what kiln rejects, and dynamic
+shapes."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from onnx.reference import ReferenceEvaluator
 
 import kiln
 import kiln_attention_preview as preview
+from cuda_cases_attention import CASES as TUPLES
+from kiln_testing import assert_outputs_match, case_from_tuple, run_kiln, run_ort
 
 
 def _opset23_cases():
@@ -92,6 +95,19 @@ def test_backend_case(case, path):
         want = want.astype(np.float32)
         assert got.shape == want.shape, info.name
         np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance, err_msg=info.name)
+
+
+# ---- the CUDA conformance tuples against ONNX Runtime --------------------------------------------
+
+TUPLE_CASES = [case_from_tuple(entry) for entry in TUPLES]
+
+
+@pytest.mark.parametrize("case", TUPLE_CASES, ids=[c.id for c in TUPLE_CASES])
+def test_conformance_tuple_matches_onnxruntime(case):
+    model = case.model()
+    half = any(x.dtype == np.float16 for x in case.feeds.values())
+    assert_outputs_match(run_kiln(model, case.feeds), run_ort(model, case.feeds),
+                         rtol=2e-2 if half else 1e-4, atol=2e-2 if half else 1e-5)
 
 
 # ---- what kiln rejects ----------------------------------------------------------------------
