@@ -59,7 +59,9 @@ PreviewConfig parse_preview_config(const char* config_json) {
     const std::string what = "config key '" + key + "'";
     const std::string text = value.as_string(what);
     if (key == "precision" && (text == "fp32" || text == "fp16" || text == "bf16")) {
-      config.precision = text == "fp32" ? DType::kFloat32 : text == "fp16" ? DType::kFloat16 : DType::kBFloat16;
+      config.precision = text == "fp32"   ? DType::kFloat32
+                         : text == "fp16" ? DType::kFloat16
+                                          : DType::kBFloat16;
     } else if (key == "attention" &&
                (text == "none" || text == "lowered" || text == "tensor_cores" || text == "any")) {
       config.mode = text == "none"           ? builder::AttentionPreview::kNone
@@ -76,15 +78,17 @@ PreviewConfig parse_preview_config(const char* config_json) {
 
 }  // namespace
 
-extern "C" kiln_status kiln_testing_build_with_cuda_attention_passes(const void* onnx, size_t onnx_size,
-                                                                     const char* config_json, void** engine,
-                                                                     size_t* size) {
+extern "C" kiln_status kiln_testing_build_with_cuda_attention_passes(const void* onnx,
+                                                                     size_t onnx_size,
+                                                                     const char* config_json,
+                                                                     void** engine, size_t* size) {
   return kiln::capi::guarded([&] {
     using namespace kiln;
     if (!engine || !size) fail(ErrorCode::kInvalidArgument, "engine and size must not be NULL");
     *engine = nullptr;
     *size = 0;
-    if (!onnx && onnx_size != 0) fail(ErrorCode::kInvalidArgument, "onnx is NULL but onnx_size is ", onnx_size);
+    if (!onnx && onnx_size != 0)
+      fail(ErrorCode::kInvalidArgument, "onnx is NULL but onnx_size is ", onnx_size);
     const PreviewConfig config = parse_preview_config(config_json);
     const std::span<const uint8_t> bytes(static_cast<const uint8_t*>(onnx), onnx_size);
     const std::vector<uint8_t> built = builder::build_cpu_engine_with_cuda_attention_passes(

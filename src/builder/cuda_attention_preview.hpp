@@ -24,8 +24,8 @@ enum class AttentionPreview {
 
 // optimize_graph, then lower_precision to `precision` (float16/bfloat16; float32 leaves the
 // graph's dtypes), then per `mode` lower_attention, or fuse_attention (which lowers first) and
-// pack_qkv_projections with dead-code elimination after each; emitted and serialised for the CPU backend. Throws what the passes and
-// the emitter throw.
+// pack_qkv_projections with dead-code elimination after each; emitted and serialised for the CPU
+// backend. Throws what the passes and the emitter throw.
 std::vector<uint8_t> build_cpu_engine_with_cuda_attention_passes(ir::Graph graph, DType precision,
                                                                  AttentionPreview mode);
 
@@ -33,8 +33,9 @@ std::vector<uint8_t> build_cpu_engine_with_cuda_attention_passes(ir::Graph graph
 
 extern "C" {
 /* The same from ONNX bytes, for Python tests through ctypes (not part of kiln's public API).
- * `config_json`: NULL or {"precision": "fp32"|"fp16"|"bf16", "attention": "none"|"lowered"|"tensor_cores"|"any"}
- * (defaults fp16, tensor_cores). On success *engine points to *size bytes to free with kiln_free. */
+ * `config_json`: NULL or {"precision": "fp32"|"fp16"|"bf16", "attention":
+ * "none"|"lowered"|"tensor_cores"|"any"} (defaults fp16, tensor_cores). On success *engine points
+ * to *size bytes to free with kiln_free. */
 kiln_status kiln_testing_build_with_cuda_attention_passes(const void* onnx, size_t onnx_size,
                                                           const char* config_json, void** engine,
                                                           size_t* size);

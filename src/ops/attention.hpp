@@ -17,8 +17,9 @@
 //    the node has 1 input, or 4 with a mask. q_layout, k_layout, v_layout must be left out and
 //    k_transposed must be 0: the layout is fixed.
 // Both forms: out_layout (letters in memory order like q_layout, default "BHSD"; the output's
-// shape lists the dims in that order), scale (float, required), nan_to_zero (int, default 0). The op's arity is 1..4; the infer function checks which inputs the form needs.
-// The geometry below is shared by the infer function and every backend's kernel.
+// shape lists the dims in that order), scale (float, required), nan_to_zero (int, default 0). The
+// op's arity is 1..4; the infer function checks which inputs the form needs. The geometry below is
+// shared by the infer function and every backend's kernel.
 #pragma once
 
 #include <cstdint>

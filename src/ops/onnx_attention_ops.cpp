@@ -10,20 +10,30 @@
 namespace kiln::ops {
 namespace {
 
-constexpr const char* kInputNames[] = {"Q",        "K",          "V",               "attn_mask",
-                                       "past_key", "past_value", "nonpad_kv_seqlen"};
+constexpr const char* kInputNames[] = {
+    "Q", "K", "V", "attn_mask", "past_key", "past_value", "nonpad_kv_seqlen"};
 
-bool known(int64_t dim) { return dim != kDynamicDim; }
+bool known(int64_t dim) {
+  return dim != kDynamicDim;
+}
 
 // Whether two dims may be equal (either is unknown, or they are).
-bool agree(int64_t a, int64_t b) { return !known(a) || !known(b) || a == b; }
+bool agree(int64_t a, int64_t b) {
+  return !known(a) || !known(b) || a == b;
+}
 
 // The known one of two dims that agree.
-int64_t either(int64_t a, int64_t b) { return known(a) ? a : b; }
+int64_t either(int64_t a, int64_t b) {
+  return known(a) ? a : b;
+}
 
-int64_t product(int64_t a, int64_t b) { return known(a) && known(b) ? a * b : kDynamicDim; }
+int64_t product(int64_t a, int64_t b) {
+  return known(a) && known(b) ? a * b : kDynamicDim;
+}
 
-int64_t sum(int64_t a, int64_t b) { return known(a) && known(b) ? a + b : kDynamicDim; }
+int64_t sum(int64_t a, int64_t b) {
+  return known(a) && known(b) ? a + b : kDynamicDim;
+}
 
 class Resolver {
  public:
@@ -62,7 +72,8 @@ class Resolver {
       unsupported("input 6 (nonpad_kv_seqlen) belongs to opset 24, which kiln does not support");
     }
     const DType dtype = inputs_[0].dtype;
-    if (dtype == DType::kFloat64) unsupported("Q has dtype float64; kiln supports float32, float16 and bfloat16");
+    if (dtype == DType::kFloat64)
+      unsupported("Q has dtype float64; kiln supports float32, float16 and bfloat16");
     if (dtype != DType::kFloat32 && dtype != DType::kFloat16 && dtype != DType::kBFloat16) {
       invalid("Q has dtype ", dtype_name(dtype), ", expected a floating dtype");
     }
@@ -76,13 +87,14 @@ class Resolver {
       const DType mask = inputs_[3].dtype;
       g_.mask_is_bool = mask == DType::kBool;
       if (!g_.mask_is_bool && mask != dtype) {
-        unsupported("attn_mask has dtype ", dtype_name(mask), "; kiln supports a bool mask or one of Q's dtype (",
-                    dtype_name(dtype), ")");
+        unsupported("attn_mask has dtype ", dtype_name(mask),
+                    "; kiln supports a bool mask or one of Q's dtype (", dtype_name(dtype), ")");
       }
       g_.has_mask = true;
     }
     if (has(4) != has(5)) {
-      invalid("past_key and past_value must be given together; got only ", has(4) ? "past_key" : "past_value");
+      invalid("past_key and past_value must be given together; got only ",
+              has(4) ? "past_key" : "past_value");
     }
     g_.has_past = has(4);
   }
@@ -100,10 +112,13 @@ class Resolver {
     }
     if (attrs_.has("softmax_precision")) {
       const int64_t precision = attrs_.get_int("softmax_precision");
-      if (precision != static_cast<int64_t>(DType::kFloat32) && precision != static_cast<int64_t>(DType::kFloat16) &&
-          precision != static_cast<int64_t>(DType::kBFloat16) && precision != static_cast<int64_t>(DType::kFloat64)) {
+      if (precision != static_cast<int64_t>(DType::kFloat32) &&
+          precision != static_cast<int64_t>(DType::kFloat16) &&
+          precision != static_cast<int64_t>(DType::kBFloat16) &&
+          precision != static_cast<int64_t>(DType::kFloat64)) {
         unsupported("attribute 'softmax_precision' is ", precision,
-                    "; kiln supports the floating types 1 (float), 10 (float16), 16 (bfloat16) and 11 (double)");
+                    "; kiln supports the floating types 1 (float), 10 (float16), 16 (bfloat16) and "
+                    "11 (double)");
       }
     }
     for (const char* name : {"q_num_heads", "kv_num_heads"}) {
@@ -118,15 +133,17 @@ class Resolver {
     if (rank != 3 && rank != 4) invalid("Q must have rank 3 or 4, got ", shape_to_string(shape(0)));
     for (size_t i : {1, 2}) {
       if (shape(i).size() != rank) {
-        invalid(kInputNames[i], " ", shape_to_string(shape(i)), " must have Q's rank ", rank, " (Q ",
-                shape_to_string(shape(0)), ")");
+        invalid(kInputNames[i], " ", shape_to_string(shape(i)), " must have Q's rank ", rank,
+                " (Q ", shape_to_string(shape(0)), ")");
       }
     }
     const Shape &q = shape(0), &k = shape(1), &v = shape(2);
     const auto mismatch = [&](size_t i, const char* what) {
-      invalid(kInputNames[i], " ", shape_to_string(shape(i)), " does not match Q ", shape_to_string(q), ": ", what);
+      invalid(kInputNames[i], " ", shape_to_string(shape(i)), " does not match Q ",
+              shape_to_string(q), ": ", what);
     };
-    if (!agree(q[0], k[0]) || !agree(q[0], v[0])) mismatch(agree(q[0], k[0]) ? 2 : 1, "batch sizes differ");
+    if (!agree(q[0], k[0]) || !agree(q[0], v[0]))
+      mismatch(agree(q[0], k[0]) ? 2 : 1, "batch sizes differ");
     g_.batch = either(either(q[0], k[0]), v[0]);
     if (rank == 4) {
       g_.q_heads = q[1];
@@ -138,9 +155,11 @@ class Resolver {
       if (!agree(q[3], k[3])) mismatch(1, "head sizes differ");
       g_.head_size = either(q[3], k[3]);
       g_.v_head_size = v[3];
-      for (const auto& [name, dim] : {std::pair{"q_num_heads", g_.q_heads}, std::pair{"kv_num_heads", g_.kv_heads}}) {
+      for (const auto& [name, dim] :
+           {std::pair{"q_num_heads", g_.q_heads}, std::pair{"kv_num_heads", g_.kv_heads}}) {
         if (attrs_.has(name) && known(dim) && attrs_.get_int(name) != dim) {
-          invalid("attribute '", name, "' is ", attrs_.get_int(name), " but the rank-4 inputs have ", dim, " heads");
+          invalid("attribute '", name, "' is ", attrs_.get_int(name),
+                  " but the rank-4 inputs have ", dim, " heads");
         }
       }
     } else {
@@ -157,8 +176,8 @@ class Resolver {
         const int64_t hidden = shape(i)[2];
         if (!known(hidden)) return kDynamicDim;
         if (hidden % heads != 0) {
-          invalid(kInputNames[i], " ", shape_to_string(shape(i)), ": hidden size ", hidden, " is not a multiple of ",
-                  heads, " heads");
+          invalid(kInputNames[i], " ", shape_to_string(shape(i)), ": hidden size ", hidden,
+                  " is not a multiple of ", heads, " heads");
         }
         return hidden / heads;
       };
@@ -183,15 +202,17 @@ class Resolver {
     const Shape &pk = shape(4), &pv = shape(5);
     const auto check = [&](size_t i, int64_t feature) {
       const Shape& p = shape(i);
-      if (p.size() != 4 || !agree(p[0], g_.batch) || !agree(p[1], g_.kv_heads) || !agree(p[3], feature)) {
-        invalid(kInputNames[i], " ", shape_to_string(p), " does not match [batch ", g_.batch, ", kv heads ",
-                g_.kv_heads, ", past length, ", feature, "]");
+      if (p.size() != 4 || !agree(p[0], g_.batch) || !agree(p[1], g_.kv_heads) ||
+          !agree(p[3], feature)) {
+        invalid(kInputNames[i], " ", shape_to_string(p), " does not match [batch ", g_.batch,
+                ", kv heads ", g_.kv_heads, ", past length, ", feature, "]");
       }
     };
     check(4, g_.head_size);
     check(5, g_.v_head_size);
-    if (!agree(pk[2], pv[2])) invalid("past_key ", shape_to_string(pk), " and past_value ", shape_to_string(pv),
-                                      " have different past lengths");
+    if (!agree(pk[2], pv[2]))
+      invalid("past_key ", shape_to_string(pk), " and past_value ", shape_to_string(pv),
+              " have different past lengths");
     g_.past_length = either(pk[2], pv[2]);
     g_.total_length = sum(g_.past_length, g_.kv_length);
   }
@@ -208,8 +229,8 @@ class Resolver {
       if (i < offset) continue;
       const int64_t dim = mask[i - offset];
       if (known(dim) && dim != 1 && !agree(dim, full[i])) {
-        invalid("attn_mask ", shape_to_string(mask), " does not broadcast to [", full[0], ", ", full[1], ", ",
-                full[2], ", ", full[3], "]");
+        invalid("attn_mask ", shape_to_string(mask), " does not broadcast to [", full[0], ", ",
+                full[1], ", ", full[2], ", ", full[3], "]");
       }
       strides_known = strides_known && known(dim);
       g_.mask_strides[i] = dim == 1 ? 0 : stride;

@@ -57,7 +57,9 @@ const OpRegistry& op_registry() {
   return registry;
 }
 
-const OpDef* find_op(std::string_view name) { return op_registry().find(name); }
+const OpDef* find_op(std::string_view name) {
+  return op_registry().find(name);
+}
 
 void infer_node(const OpDef& def, std::string_view node_name, const AttributeMap& attrs,
                 std::span<const ValueInfo> inputs, std::vector<ValueInfo>& outputs) {

@@ -94,9 +94,9 @@ bool reduces_last_axis_keeping_it(const ir::Graph& graph, const ir::Node& node, 
 //   ReduceMax or ReduceMin over the last axis → Cast / Not → Where. Up to NaN inputs this is
 //   what nan_to_zero computes: such rows are exactly the ones whose softmax is NaN.
 struct RowTest {
-  std::vector<int32_t> nodes;     // Equal up to the step before the Where
-  int32_t where = -1;             // the Where reading the test as its condition
-  bool true_when_masked = true;   // the condition is all(x == -inf), else its negation
+  std::vector<int32_t> nodes;    // Equal up to the step before the Where
+  int32_t where = -1;            // the Where reading the test as its condition
+  bool true_when_masked = true;  // the condition is all(x == -inf), else its negation
 };
 
 std::optional<RowTest> match_row_test(const ir::Graph& graph, int32_t equal_index, ValueId x,
@@ -173,8 +173,8 @@ std::optional<CanonicalView> canonical(const ir::Graph& graph, const ViewStop& s
 std::string layout_letters(std::vector<int> present) {
   for (int dim = 0; dim < 4; ++dim) {
     if (std::find(present.begin(), present.end(), dim) != present.end()) continue;
-    const auto after = dim == 0 ? present.begin()
-                                : std::find(present.begin(), present.end(), dim - 1) + 1;
+    const auto after =
+        dim == 0 ? present.begin() : std::find(present.begin(), present.end(), dim - 1) + 1;
     present.insert(after, dim);
   }
   std::string letters;
@@ -185,8 +185,7 @@ std::string layout_letters(std::vector<int> present) {
 // The dims of `v` in the memory order of `letters`.
 Shape memory_shape(const int64_t (&size)[4], const std::string& letters) {
   Shape shape;
-  for (char letter : letters)
-    shape.push_back(size[std::string_view(kLetters).find(letter)]);
+  for (char letter : letters) shape.push_back(size[std::string_view(kLetters).find(letter)]);
   return shape;
 }
 
@@ -274,27 +273,26 @@ std::optional<PackedRead> packed_read(const ir::Graph& graph, const std::vector<
       }
       return true;
     };
-    if (!matches(qv, 0) ||
-        shape_numel(graph.value(qv.source).shape) != batch * seq * row)
-      continue;
+    if (!matches(qv, 0) || shape_numel(graph.value(qv.source).shape) != batch * seq * row) continue;
     const auto kv = std::find_if(k.begin(), k.end(),
                                  [&](const CanonicalView& c) { return matches(c, heads * dim); });
-    const auto vv = std::find_if(v.begin(), v.end(),
-                                 [&](const CanonicalView& c) { return matches(c, 2 * heads * dim); });
+    const auto vv = std::find_if(
+        v.begin(), v.end(), [&](const CanonicalView& c) { return matches(c, 2 * heads * dim); });
     if (kv == k.end() || vv == v.end()) continue;
     return PackedRead{qv.source, qv.scale * kv->scale, Shape{batch, seq, 3, heads, dim}};
   }
   return std::nullopt;
 }
 
-// ---- the match ------------------------------------------------------------------------------------
+// ---- the match
+// ------------------------------------------------------------------------------------
 
 struct Match {
-  int rank = 4;                // of the scores (3: [B·H, Sq, Sk] operands, one head per batch entry)
+  int rank = 4;  // of the scores (3: [B·H, Sq, Sk] operands, one head per batch entry)
   DType dtype = DType::kFloat32;
   ValueId q = kNoValue, key_t = kNoValue, v = kNoValue;  // the MatMul operands
   std::vector<ValueId> masks;
-  double scale = 1.0;          // scalar factors between the Add tree and the MatMul
+  double scale = 1.0;  // scalar factors between the Add tree and the MatMul
   bool nan_to_zero = false;
   ValueId scores = kNoValue;   // the product's shape: [B, H, Sq, Sk] or [N, Sq, Sk]
   ValueId product = kNoValue;  // the Q·Kᵀ MatMul's output
@@ -387,9 +385,11 @@ std::optional<Match> match_at_softmax(const ir::Graph& graph, int32_t softmax_in
   };
   if (!read_only_here(scores, softmax_index)) return std::nullopt;
   // scores' := [Cast to float32] scores
-  if (const ir::Node* cast = producer_of(graph, scores); cast != nullptr && cast->op_type == "Cast") {
+  if (const ir::Node* cast = producer_of(graph, scores);
+      cast != nullptr && cast->op_type == "Cast") {
     const ValueId before = cast->inputs.at(0);
-    if (!read_only_here(before, graph.value(scores).producer) || !is_float(graph.value(before).dtype) ||
+    if (!read_only_here(before, graph.value(scores).producer) ||
+        !is_float(graph.value(before).dtype) ||
         (cast_target(*cast) != DType::kFloat32 && cast_target(*cast) != graph.value(before).dtype))
       return std::nullopt;
     m.chain.push_back(graph.value(scores).producer);
@@ -440,7 +440,8 @@ std::optional<Match> match_at_softmax(const ir::Graph& graph, int32_t softmax_in
     if (readers.size() != 1 || graph.use_count(p) != 1) return std::nullopt;
     const ir::Node& next = graph.nodes[static_cast<size_t>(readers[0])];
     if (next.op_type == "MatMul") {
-      if (next.inputs.size() != 2 || next.inputs[0] != p || next.inputs[1] == p) return std::nullopt;
+      if (next.inputs.size() != 2 || next.inputs[0] != p || next.inputs[1] == p)
+        return std::nullopt;
       m.chain.push_back(readers[0]);
       m.last_node = readers[0];
       m.v = next.inputs[1];
@@ -449,8 +450,10 @@ std::optional<Match> match_at_softmax(const ir::Graph& graph, int32_t softmax_in
     }
     if (row_test && readers[0] == row_test->where) {  // the safe-softmax guard
       const size_t zero = row_test->true_when_masked ? 1 : 2;
-      if (next.inputs.size() != 3 || next.inputs[3 - zero] != p || !all_zero_constant(graph, next.inputs[zero]) ||
-          graph.value(next.outputs.at(0)).shape != shape || graph.value(next.outputs[0]).dtype != graph.value(p).dtype)
+      if (next.inputs.size() != 3 || next.inputs[3 - zero] != p ||
+          !all_zero_constant(graph, next.inputs[zero]) ||
+          graph.value(next.outputs.at(0)).shape != shape ||
+          graph.value(next.outputs[0]).dtype != graph.value(p).dtype)
         return std::nullopt;
       m.nan_to_zero = true;
       m.chain.insert(m.chain.end(), row_test->nodes.begin(), row_test->nodes.end());
@@ -494,9 +497,11 @@ std::optional<Match> match_at_softmax(const ir::Graph& graph, int32_t softmax_in
     const int32_t reader = consumers_of(graph, m.output).at(0);
     const ir::Node& next = graph.nodes[static_cast<size_t>(reader)];
     if (next.op_type == "Transpose" && next.attrs.has("perm") &&
-        next.attrs.get_ints("perm").size() == r && next.attrs.get_ints("perm").back() == m.rank - 1) {
+        next.attrs.get_ints("perm").size() == r &&
+        next.attrs.get_ints("perm").back() == m.rank - 1) {
       std::vector<int> order;
-      for (int64_t axis : next.attrs.get_ints("perm")) order.push_back(m.out_order.at(static_cast<size_t>(axis)));
+      for (int64_t axis : next.attrs.get_ints("perm"))
+        order.push_back(m.out_order.at(static_cast<size_t>(axis)));
       m.out_order = order;
       m.chain.push_back(reader);
       m.last_node = reader;
@@ -530,8 +535,10 @@ std::string unique_node_name(const ir::Graph& graph, const std::string& base) {
 }
 
 std::shared_ptr<HostTensor> shape_tensor(const Shape& shape) {
-  auto tensor = std::make_shared<HostTensor>(DType::kInt64, Shape{static_cast<int64_t>(shape.size())});
-  if (!shape.empty()) std::memcpy(tensor->bytes.data(), shape.data(), shape.size() * sizeof(int64_t));
+  auto tensor =
+      std::make_shared<HostTensor>(DType::kInt64, Shape{static_cast<int64_t>(shape.size())});
+  if (!shape.empty())
+    std::memcpy(tensor->bytes.data(), shape.data(), shape.size() * sizeof(int64_t));
   return tensor;
 }
 
@@ -656,8 +663,7 @@ bool fuse(ir::Graph& graph, const Match& m, bool tensor_core_shapes_only) {
                                 graph.value(m.v).shape.back()};
   const Shape fused_shape = memory_shape(out_sizes, out_layout);
   if (geometry.out_shape != fused_shape) return false;
-  if (tensor_core_shapes_only && !ops::attention_fits_tensor_cores(m.dtype, geometry))
-    return false;
+  if (tensor_core_shapes_only && !ops::attention_fits_tensor_cores(m.dtype, geometry)) return false;
 
   // Materialise: the new nodes take the last node's slot; the pattern's nodes go.
   Materializer make(graph, name);
@@ -674,8 +680,8 @@ bool fuse(ir::Graph& graph, const Match& m, bool tensor_core_shapes_only) {
   std::vector<ir::Node> prefix = std::move(make.nodes);
   make.nodes.clear();
   if (fused_shape != out_shape) {  // back to the rank and order the pattern wrote: a view
-    const ValueId target = graph.add_constant(unique_value_name(graph, name + "_out_shape"),
-                                              shape_tensor(out_shape));
+    const ValueId target =
+        graph.add_constant(unique_value_name(graph, name + "_out_shape"), shape_tensor(out_shape));
     make.add_node("Reshape", "_out", {node.outputs[0], target}, m.output);
   }
 

@@ -181,7 +181,8 @@ std::optional<DimMap> dim_map_of(const ir::Graph& graph, const ir::Node& node, s
     if (axis < 0 || axis >= static_cast<int64_t>(y.size())) return std::nullopt;
     DimMap map = identity_map(x.size(), y.size());
     for (size_t k = 0; k < out; ++k)
-      map.base[static_cast<size_t>(axis)] += graph.value(node.outputs[k]).shape[static_cast<size_t>(axis)];
+      map.base[static_cast<size_t>(axis)] +=
+          graph.value(node.outputs[k]).shape[static_cast<size_t>(axis)];
     return map;
   }
   if (op == "Gather") {
@@ -220,7 +221,8 @@ bool is_reshape_like(std::string_view op) {
 // X and the factor, else nullopt.
 std::optional<std::pair<ValueId, double>> scalar_scale(const ir::Graph& graph,
                                                        const ir::Node& node) {
-  if ((node.op_type != "Mul" && node.op_type != "Div") || node.inputs.size() != 2) return std::nullopt;
+  if ((node.op_type != "Mul" && node.op_type != "Div") || node.inputs.size() != 2)
+    return std::nullopt;
   const Shape& result = graph.value(node.outputs[0]).shape;
   for (size_t side = 0; side < 2; ++side) {
     if (side == 0 && node.op_type == "Div") continue;  // c / X is no scale of X

@@ -30,13 +30,17 @@ using testing::to_half;
 constexpr int64_t B = 2, H = 3, S = 6, D = 16;
 constexpr float kMinusInf = -std::numeric_limits<float>::infinity();
 
-HostTensor in_dtype(HostTensor t, DType dtype) { return dtype == DType::kFloat16 ? to_half(t) : t; }
+HostTensor in_dtype(HostTensor t, DType dtype) {
+  return dtype == DType::kFloat16 ? to_half(t) : t;
+}
 
-ir::ValueId scalar(GraphBuilder& b, const std::string& name, float value, DType dtype = DType::kFloat32) {
+ir::ValueId scalar(GraphBuilder& b, const std::string& name, float value,
+                   DType dtype = DType::kFloat32) {
   return b.constant(name, in_dtype(make_tensor_f32({}, {value}), dtype));
 }
 
-ir::ValueId ints(GraphBuilder& b, const std::string& name, std::vector<int64_t> values, bool scalar = false) {
+ir::ValueId ints(GraphBuilder& b, const std::string& name, std::vector<int64_t> values,
+                 bool scalar = false) {
   const auto size = static_cast<int64_t>(values.size());
   return b.constant(name, make_tensor_i64(scalar ? Shape{} : Shape{size}, values));
 }
@@ -50,7 +54,8 @@ HostTensor causal_mask(DType dtype) {
 }
 
 // Q·Kᵀ·scale of BHSD inputs q, k (Kᵀ as Transpose(0,1,3,2)).
-ir::ValueId scaled_scores(GraphBuilder& b, ir::ValueId q, ir::ValueId k, DType dtype = DType::kFloat32) {
+ir::ValueId scaled_scores(GraphBuilder& b, ir::ValueId q, ir::ValueId k,
+                          DType dtype = DType::kFloat32) {
   const ir::ValueId key_t = b.node("Transpose", "k_t", {k}, perm({0, 1, 3, 2}));
   const ir::ValueId scores = b.node("MatMul", "scores", {q, key_t});
   return b.node("Mul", "scaled", {scores, scalar(b, "scale", 0.25f, dtype)});
@@ -72,7 +77,8 @@ Fused fuse_and_compare(GraphBuilder& b, const std::map<std::string, HostTensor>&
   b.graph.verify();
   const std::vector<HostTensor> after = evaluate(b.graph, inputs);
   EXPECT_EQ(after.size(), before.size());
-  for (size_t i = 0; i < before.size() && i < after.size(); ++i) expect_close(after[i], before[i], relative);
+  for (size_t i = 0; i < before.size() && i < after.size(); ++i)
+    expect_close(after[i], before[i], relative);
   const auto nodes = live_nodes(b.graph, "FusedAttention");
   if (!nodes.empty()) fused.node = nodes[0];
   if (fused.count > 0) {
@@ -84,7 +90,8 @@ Fused fuse_and_compare(GraphBuilder& b, const std::map<std::string, HostTensor>&
 
 TEST(AttentionForms, RankOneMaskAndScaleOnTheScores) {
   GraphBuilder b;
-  const ir::ValueId q = b.input("q", {B, H, S, D}), k = b.input("k", {B, H, S, D}), v = b.input("v", {B, H, S, D});
+  const ir::ValueId q = b.input("q", {B, H, S, D}), k = b.input("k", {B, H, S, D}),
+                    v = b.input("v", {B, H, S, D});
   const ir::ValueId mask = b.input("mask", {S});
   const ir::ValueId masked = b.node("Add", "masked", {scaled_scores(b, q, k), mask});
   b.output(b.node("MatMul", "context", {b.node("Softmax", "softmax", {masked}), v}));
@@ -101,11 +108,14 @@ TEST(AttentionForms, CastsAroundSoftmaxAndDropoutInHalfFuseForTensorCores) {
   const DType half = DType::kFloat16;
   const ir::ValueId q = b.input("q", {B, H, S, D}, half), k = b.input("k", {B, H, S, D}, half),
                     v = b.input("v", {B, H, S, D}, half);
-  const ir::ValueId wide = b.node("Cast", "to_float", {scaled_scores(b, q, k, half)},
-                                  attrs_of({{"to", Attribute::of_int(static_cast<int64_t>(DType::kFloat32))}}));
-  const ir::ValueId probs = b.node("Softmax", "softmax", {wide}, attrs_of({{"axis", Attribute::of_int(3)}}));
-  const ir::ValueId narrow = b.node("Cast", "to_half", {probs},
-                                    attrs_of({{"to", Attribute::of_int(static_cast<int64_t>(half))}}));
+  const ir::ValueId wide =
+      b.node("Cast", "to_float", {scaled_scores(b, q, k, half)},
+             attrs_of({{"to", Attribute::of_int(static_cast<int64_t>(DType::kFloat32))}}));
+  const ir::ValueId probs =
+      b.node("Softmax", "softmax", {wide}, attrs_of({{"axis", Attribute::of_int(3)}}));
+  const ir::ValueId narrow =
+      b.node("Cast", "to_half", {probs},
+             attrs_of({{"to", Attribute::of_int(static_cast<int64_t>(half))}}));
   const ir::ValueId dropped = b.node("Dropout", "dropout", {narrow, scalar(b, "ratio", 0.1f)});
   b.output(b.node("MatMul", "context", {dropped, v}));
   infer_shapes(b.graph);
@@ -118,7 +128,8 @@ TEST(AttentionForms, SeveralMasksAreSummedIntoOne) {
   // A padding mask and a causal pattern, added one after the other (and the scale between them
   // and the product).
   GraphBuilder b;
-  const ir::ValueId q = b.input("q", {B, H, S, D}), k = b.input("k", {B, H, S, D}), v = b.input("v", {B, H, S, D});
+  const ir::ValueId q = b.input("q", {B, H, S, D}), k = b.input("k", {B, H, S, D}),
+                    v = b.input("v", {B, H, S, D});
   const ir::ValueId padding = b.input("padding", {B, 1, 1, S});
   const ir::ValueId causal = b.constant("causal", causal_mask(DType::kFloat32));
   const ir::ValueId padded = b.node("Add", "padded", {padding, scaled_scores(b, q, k)});
@@ -136,7 +147,8 @@ TEST(AttentionForms, SeveralMasksAreSummedIntoOne) {
 // (1 - m) · -10000 instead of Where(m, 0, -inf).
 GraphBuilder boolean_mask_attention(bool one_minus) {
   GraphBuilder b;
-  const ir::ValueId q = b.input("q", {B, H, S, D}), k = b.input("k", {B, H, S, D}), v = b.input("v", {B, H, S, D});
+  const ir::ValueId q = b.input("q", {B, H, S, D}), k = b.input("k", {B, H, S, D}),
+                    v = b.input("v", {B, H, S, D});
   ir::ValueId additive;
   if (one_minus) {
     const ir::ValueId keep = b.input("keep", {B, 1, 1, S});  // 1 keep, 0 drop
@@ -145,9 +157,12 @@ GraphBuilder boolean_mask_attention(bool one_minus) {
   } else {
     HostTensor keep(DType::kBool, {B, 1, S, S});
     for (int64_t i = 0; i < keep.numel(); ++i) keep.data<uint8_t>()[i] = i < S * S && (i % 3) != 1;
-    additive = b.node("Where", "additive", {b.constant("keep", keep), scalar(b, "zero", 0.0f), scalar(b, "minus_inf", kMinusInf)});
+    additive = b.node(
+        "Where", "additive",
+        {b.constant("keep", keep), scalar(b, "zero", 0.0f), scalar(b, "minus_inf", kMinusInf)});
   }
-  const ir::ValueId probs = b.node("Softmax", "softmax", {b.node("Add", "masked", {scaled_scores(b, q, k), additive})});
+  const ir::ValueId probs =
+      b.node("Softmax", "softmax", {b.node("Add", "masked", {scaled_scores(b, q, k), additive})});
   const ir::ValueId nan = b.node("IsNaN", "is_nan", {probs});
   const ir::ValueId guarded = b.node("Where", "guard", {nan, scalar(b, "guard_zero", 0.0f), probs});
   b.output(b.node("MatMul", "context", {guarded, v}));
@@ -180,17 +195,22 @@ TEST(AttentionForms, BooleanMaskAsOneMinusMaskTimesLargeNegative) {
 GraphBuilder timm_attention(bool split, DType dtype) {
   GraphBuilder b;
   const ir::ValueId x = b.input("qkv", {B, S, 3 * H * D}, dtype);
-  const ir::ValueId heads = b.node("Reshape", "heads", {x, ints(b, "heads_shape", {B, S, 3, H, D})});
+  const ir::ValueId heads =
+      b.node("Reshape", "heads", {x, ints(b, "heads_shape", {B, S, 3, H, D})});
   const ir::ValueId permuted = b.node("Transpose", "permuted", {heads}, perm({2, 0, 3, 1, 4}));
   std::vector<ir::ValueId> qkv;
   if (split) {
-    const std::vector<ir::ValueId> parts = b.node_n("Split", "unbind", {permuted, ints(b, "sizes", {1, 1, 1})}, 3,
-                                                    attrs_of({{"axis", Attribute::of_int(0)}}));
+    const std::vector<ir::ValueId> parts =
+        b.node_n("Split", "unbind", {permuted, ints(b, "sizes", {1, 1, 1})}, 3,
+                 attrs_of({{"axis", Attribute::of_int(0)}}));
     for (int i = 0; i < 3; ++i)
-      qkv.push_back(b.node("Squeeze", "squeeze" + std::to_string(i), {parts[static_cast<size_t>(i)], ints(b, "axis" + std::to_string(i), {0})}));
+      qkv.push_back(
+          b.node("Squeeze", "squeeze" + std::to_string(i),
+                 {parts[static_cast<size_t>(i)], ints(b, "axis" + std::to_string(i), {0})}));
   } else {
     for (int i = 0; i < 3; ++i)
-      qkv.push_back(b.node("Gather", "select" + std::to_string(i), {permuted, ints(b, "index" + std::to_string(i), {i}, true)}));
+      qkv.push_back(b.node("Gather", "select" + std::to_string(i),
+                           {permuted, ints(b, "index" + std::to_string(i), {i}, true)}));
   }
   const ir::ValueId probs = b.node("Softmax", "softmax", {scaled_scores(b, qkv[0], qkv[1], dtype)});
   const ir::ValueId context = b.node("MatMul", "context", {probs, qkv[2]});
@@ -217,11 +237,14 @@ TEST(AttentionForms, RankThreeBatchedMatMulsWithARankThreeMask) {
   // torch.bmm attention over [B·H, S, D]: one head per batch entry; the mask [B·H, S, S] is read
   // as [B·H, 1, S, S] and the [B·H, 1, S, D] result reshaped back.
   GraphBuilder b;
-  const ir::ValueId q = b.input("q", {B * H, S, D}), k = b.input("k", {B * H, S, D}), v = b.input("v", {B * H, S, 8});
+  const ir::ValueId q = b.input("q", {B * H, S, D}), k = b.input("k", {B * H, S, D}),
+                    v = b.input("v", {B * H, S, 8});
   const ir::ValueId mask = b.input("mask", {B * H, S, S});
   const ir::ValueId key_t = b.node("Transpose", "k_t", {k}, perm({0, 2, 1}));
-  const ir::ValueId scores = b.node("Div", "scaled", {b.node("MatMul", "scores", {q, key_t}), scalar(b, "root", 4.0f)});
-  const ir::ValueId probs = b.node("Softmax", "softmax", {b.node("Add", "masked", {scores, mask})}, attrs_of({{"axis", Attribute::of_int(2)}}));
+  const ir::ValueId scores =
+      b.node("Div", "scaled", {b.node("MatMul", "scores", {q, key_t}), scalar(b, "root", 4.0f)});
+  const ir::ValueId probs = b.node("Softmax", "softmax", {b.node("Add", "masked", {scores, mask})},
+                                   attrs_of({{"axis", Attribute::of_int(2)}}));
   b.output(b.node("MatMul", "context", {probs, v}));
   infer_shapes(b.graph);
   const Fused f = fuse_and_compare(b, random_inputs(b.graph, 7), 1e-5f);
@@ -235,17 +258,24 @@ TEST(AttentionForms, RankThreeBatchedMatMulsWithARankThreeMask) {
 TEST(AttentionForms, SafeSoftmaxGuardBecomesNanToZero) {
   // PyTorch's math SDPA (kiln.compile's export): Where(all(x == -inf, -1), zeros, softmax(x)).
   GraphBuilder b;
-  const ir::ValueId q = b.input("q", {B, H, S, D}), k = b.input("k", {B, H, S, D}), v = b.input("v", {B, H, S, D});
+  const ir::ValueId q = b.input("q", {B, H, S, D}), k = b.input("k", {B, H, S, D}),
+                    v = b.input("v", {B, H, S, D});
   const ir::ValueId mask = b.input("mask", {B, 1, 1, S});
   const ir::ValueId x = b.node("Add", "masked", {scaled_scores(b, q, k), mask});
   const ir::ValueId probs = b.node("Softmax", "softmax", {x});
   const ir::ValueId eq = b.node("Equal", "eq", {x, scalar(b, "minus_inf", kMinusInf)});
   const ir::ValueId kept = b.node("Not", "kept", {eq});
-  const ir::ValueId as_int = b.node("Cast", "as_number", {kept}, attrs_of({{"to", Attribute::of_int(static_cast<int64_t>(DType::kFloat32))}}));
-  const ir::ValueId any = b.node("ReduceMax", "any", {as_int, ints(b, "last", {-1})}, attrs_of({{"keepdims", Attribute::of_int(1)}}));
-  const ir::ValueId any_bool = b.node("Cast", "any_bool", {any}, attrs_of({{"to", Attribute::of_int(static_cast<int64_t>(DType::kBool))}}));
+  const ir::ValueId as_int =
+      b.node("Cast", "as_number", {kept},
+             attrs_of({{"to", Attribute::of_int(static_cast<int64_t>(DType::kFloat32))}}));
+  const ir::ValueId any = b.node("ReduceMax", "any", {as_int, ints(b, "last", {-1})},
+                                 attrs_of({{"keepdims", Attribute::of_int(1)}}));
+  const ir::ValueId any_bool =
+      b.node("Cast", "any_bool", {any},
+             attrs_of({{"to", Attribute::of_int(static_cast<int64_t>(DType::kBool))}}));
   const ir::ValueId none = b.node("Not", "none", {any_bool});
-  const ir::ValueId zeros = b.constant("zeros", make_tensor_f32({B, H, S, S}, std::vector<float>(B * H * S * S, 0.0f)));
+  const ir::ValueId zeros =
+      b.constant("zeros", make_tensor_f32({B, H, S, S}, std::vector<float>(B * H * S * S, 0.0f)));
   b.output(b.node("MatMul", "context", {b.node("Where", "safe", {none, zeros, probs}), v}));
   infer_shapes(b.graph);
   auto inputs = random_inputs(b.graph, 8);
@@ -259,8 +289,10 @@ TEST(AttentionForms, SafeSoftmaxGuardBecomesNanToZero) {
 TEST(AttentionForms, SequenceFirstOutputTransposeIsWrittenInPlace) {
   // nn.MultiheadAttention (sequence first) transposes the context to [S, B, H, D].
   GraphBuilder b;
-  const ir::ValueId q = b.input("q", {B, H, S, D}), k = b.input("k", {B, H, S, D}), v = b.input("v", {B, H, S, D});
-  const ir::ValueId context = b.node("MatMul", "context", {b.node("Softmax", "softmax", {scaled_scores(b, q, k)}), v});
+  const ir::ValueId q = b.input("q", {B, H, S, D}), k = b.input("k", {B, H, S, D}),
+                    v = b.input("v", {B, H, S, D});
+  const ir::ValueId context =
+      b.node("MatMul", "context", {b.node("Softmax", "softmax", {scaled_scores(b, q, k)}), v});
   b.output(b.node("Transpose", "seq_first", {context}, perm({2, 0, 1, 3})));
   infer_shapes(b.graph);
   const Fused f = fuse_and_compare(b, random_inputs(b.graph, 9), 1e-5f, false);
@@ -272,12 +304,19 @@ TEST(AttentionForms, SequenceFirstOutputTransposeIsWrittenInPlace) {
 TEST(AttentionForms, NearMissesStayUnfused) {
   const auto chain = [](int variant) {
     GraphBuilder b;
-    const ir::ValueId q = b.input("q", {B, H, S, D}), k = b.input("k", {B, H, S, D}), v = b.input("v", {B, H, S, D});
+    const ir::ValueId q = b.input("q", {B, H, S, D}), k = b.input("k", {B, H, S, D}),
+                      v = b.input("v", {B, H, S, D});
     const ir::ValueId key_t = b.node("Transpose", "k_t", {k}, perm({0, 1, 3, 2}));
     ir::ValueId scores = b.node("MatMul", "scores", {q, key_t});
-    if (variant == 0) scores = b.node("Mul", "scaled", {scores, b.input("runtime_scale", {})});  // not a constant
-    if (variant == 1) scores = b.node("Add", "masked", {scores, b.input("mask", {1, B, H, S, S})});  // widens the scores
-    if (variant == 2) scores = b.node("Mul", "scaled", {scores, b.constant("per_key", make_tensor_f32({S}, std::vector<float>(S, 0.5f)))});
+    if (variant == 0)
+      scores = b.node("Mul", "scaled", {scores, b.input("runtime_scale", {})});  // not a constant
+    if (variant == 1)
+      scores =
+          b.node("Add", "masked", {scores, b.input("mask", {1, B, H, S, S})});  // widens the scores
+    if (variant == 2)
+      scores = b.node(
+          "Mul", "scaled",
+          {scores, b.constant("per_key", make_tensor_f32({S}, std::vector<float>(S, 0.5f)))});
     ir::ValueId probs = b.node("Softmax", "softmax", {scores});
     if (variant == 3) {  // a guard whose "zero" is not zero
       const ir::ValueId nan = b.node("IsNaN", "is_nan", {probs});

@@ -32,10 +32,12 @@ void expect_close(const HostTensor& got, const HostTensor& want, float relative)
   for (int64_t i = 0; i < want.numel(); ++i) {
     const float w = testing::element(want, i), g = testing::element(got, i);
     if (std::isinf(w) || std::isnan(w)) {
-      ASSERT_TRUE(g == w || (std::isnan(w) && std::isnan(g))) << "element " << i << ": " << g << " vs " << w;
+      ASSERT_TRUE(g == w || (std::isnan(w) && std::isnan(g)))
+          << "element " << i << ": " << g << " vs " << w;
       continue;
     }
-    ASSERT_LE(std::fabs(g - w), relative * std::max(std::fabs(w), 1.0f)) << "element " << i << ": " << g << " vs " << w;
+    ASSERT_LE(std::fabs(g - w), relative * std::max(std::fabs(w), 1.0f))
+        << "element " << i << ": " << g << " vs " << w;
   }
 }
 
@@ -50,7 +52,7 @@ struct Config {
   bool causal = false;
   float softcap = 0.0f;
   std::optional<float> scale;
-  int outputs = 1;    // 1, 3 (present_key, present_value) or 4 (+ qk_matmul_output)
+  int outputs = 1;  // 1, 3 (present_key, present_value) or 4 (+ qk_matmul_output)
   int qk_mode = 0;
   DType dtype = DType::kFloat32;
 };
@@ -61,9 +63,10 @@ Shape qkv_shape(const Config& c, int64_t heads, int64_t length, int64_t size) {
 
 GraphBuilder attention_graph(const Config& c) {
   GraphBuilder b;
-  std::vector<ir::ValueId> inputs = {b.input("Q", qkv_shape(c, c.q_heads, c.q_length, c.head), c.dtype),
-                                     b.input("K", qkv_shape(c, c.kv_heads, c.kv_length, c.head), c.dtype),
-                                     b.input("V", qkv_shape(c, c.kv_heads, c.kv_length, c.v_head), c.dtype)};
+  std::vector<ir::ValueId> inputs = {
+      b.input("Q", qkv_shape(c, c.q_heads, c.q_length, c.head), c.dtype),
+      b.input("K", qkv_shape(c, c.kv_heads, c.kv_length, c.head), c.dtype),
+      b.input("V", qkv_shape(c, c.kv_heads, c.kv_length, c.v_head), c.dtype)};
   const int64_t total = c.past + c.kv_length;
   const Shape mask_shape = c.mask_shape.empty() ? Shape{c.q_length, total} : c.mask_shape;
   if (c.mask == Config::kFloatMask) inputs.push_back(b.input("mask", mask_shape, c.dtype));
@@ -88,7 +91,8 @@ GraphBuilder attention_graph(const Config& c) {
   if (c.softcap > 0) attrs.set("softcap", Attribute::of_float(c.softcap));
   if (c.scale) attrs.set("scale", Attribute::of_float(*c.scale));
   if (c.qk_mode != 0) attrs.set("qk_matmul_output_mode", Attribute::of_int(c.qk_mode));
-  const std::vector<ir::ValueId> outs = b.node_n("Attention", "attention", inputs, static_cast<size_t>(c.outputs), attrs);
+  const std::vector<ir::ValueId> outs =
+      b.node_n("Attention", "attention", inputs, static_cast<size_t>(c.outputs), attrs);
   for (ir::ValueId out : outs) b.output(out);
   infer_shapes(b.graph);
   return b;
@@ -106,13 +110,33 @@ std::vector<Config> configs() {
   add("plain_3d", [](Config& c) { c.rank = 3; });
   add("scaled", [](Config& c) { c.scale = 0.05f; });
   add("value_head_differs", [](Config& c) { c.v_head = 5; });
-  add("float_mask_4d", [](Config& c) { c.mask = Config::kFloatMask; c.mask_shape = {2, 1, 4, 6}; });
+  add("float_mask_4d", [](Config& c) {
+    c.mask = Config::kFloatMask;
+    c.mask_shape = {2, 1, 4, 6};
+  });
   add("bool_mask", [](Config& c) { c.mask = Config::kBoolMask; });
   add("causal", [](Config& c) { c.causal = true; });
-  add("causal_3d_bool_mask", [](Config& c) { c.rank = 3; c.causal = true; c.mask = Config::kBoolMask; });
-  add("gqa", [](Config& c) { c.q_heads = 6; c.kv_heads = 2; });
-  add("gqa_3d_causal", [](Config& c) { c.rank = 3; c.q_heads = 4; c.kv_heads = 1; c.causal = true; });
-  add("past_and_present", [](Config& c) { c.past = 3; c.outputs = 3; c.causal = true; c.mask = Config::kFloatMask; });
+  add("causal_3d_bool_mask", [](Config& c) {
+    c.rank = 3;
+    c.causal = true;
+    c.mask = Config::kBoolMask;
+  });
+  add("gqa", [](Config& c) {
+    c.q_heads = 6;
+    c.kv_heads = 2;
+  });
+  add("gqa_3d_causal", [](Config& c) {
+    c.rank = 3;
+    c.q_heads = 4;
+    c.kv_heads = 1;
+    c.causal = true;
+  });
+  add("past_and_present", [](Config& c) {
+    c.past = 3;
+    c.outputs = 3;
+    c.causal = true;
+    c.mask = Config::kFloatMask;
+  });
   add("softcap", [](Config& c) { c.softcap = 1.5f; });
   for (int mode = 0; mode < 4; ++mode) {
     add(std::string("qk_mode_").append(1, static_cast<char>('0' + mode)), [&](Config& c) {
@@ -122,7 +146,11 @@ std::vector<Config> configs() {
       c.mask = Config::kBoolMask;
     });
   }
-  add("half", [](Config& c) { c.dtype = DType::kFloat16; c.mask = Config::kFloatMask; c.causal = true; });
+  add("half", [](Config& c) {
+    c.dtype = DType::kFloat16;
+    c.mask = Config::kFloatMask;
+    c.causal = true;
+  });
   return list;
 }
 
@@ -190,7 +218,8 @@ TEST(OnnxAttention, DynamicLengthsLowerTheCausalMaskAsOps) {
   const ir::ValueId q = b.input("Q", {kDynamicDim, 2, kDynamicDim, 8});
   const ir::ValueId k = b.input("K", {kDynamicDim, 2, kDynamicDim, 8});
   const ir::ValueId v = b.input("V", {kDynamicDim, 2, kDynamicDim, 8});
-  b.output(b.node("Attention", "attention", {q, k, v}, attrs_of({{"is_causal", Attribute::of_int(1)}})));
+  b.output(
+      b.node("Attention", "attention", {q, k, v}, attrs_of({{"is_causal", Attribute::of_int(1)}})));
   infer_shapes(b.graph);
   GraphBuilder reference = b;
   ASSERT_EQ(lower_attention(b.graph), 1);
@@ -223,8 +252,8 @@ TEST(OnnxAttention, InfersOutputShapes) {
 }
 
 TEST(OnnxAttention, ErrorsNameTheNodeAndTheProblem) {
-  const auto expect_error = [](const std::function<void(Config&, GraphBuilder&)>& edit, ErrorCode code,
-                               const std::string& fragment) {
+  const auto expect_error = [](const std::function<void(Config&, GraphBuilder&)>& edit,
+                               ErrorCode code, const std::string& fragment) {
     Config c;
     try {
       GraphBuilder b;
@@ -235,7 +264,8 @@ TEST(OnnxAttention, ErrorsNameTheNodeAndTheProblem) {
       ADD_FAILURE() << "expected an error containing '" << fragment << "'";
     } catch (const Error& e) {
       EXPECT_EQ(e.code(), code) << e.what();
-      EXPECT_NE(std::string(e.what()).find("node 'attention' (Attention)"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("node 'attention' (Attention)"), std::string::npos)
+          << e.what();
       EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
     }
   };
@@ -251,34 +281,49 @@ TEST(OnnxAttention, ErrorsNameTheNodeAndTheProblem) {
     };
   };
   const DType f32 = DType::kFloat32;
-  expect_error(raw_node({{{2, 4, 24}, f32}, {{2, 6, 24}, f32}, {{2, 6, 24}, f32}}), ErrorCode::kInvalidArgument,
-               "q_num_heads and kv_num_heads");
-  expect_error(raw_node({{{2, 4, 4, 8}, f32}, {{2, 3, 6, 8}, f32}, {{2, 3, 6, 8}, f32}}), ErrorCode::kInvalidArgument,
-               "multiple of kv heads");
-  expect_error(raw_node({{{2, 3, 4, 8}, f32}, {{2, 3, 6, 7}, f32}, {{2, 3, 6, 8}, f32}}), ErrorCode::kInvalidArgument,
-               "head sizes differ");
-  expect_error(raw_node({{{2, 3, 4, 8}, f32}, {{2, 3, 6, 8}, f32}, {{2, 3, 6, 8}, f32}, {{4, 5}, f32}}),
-               ErrorCode::kInvalidArgument, "does not broadcast");
-  expect_error(raw_node({{{2, 3, 4, 8}, f32}, {{2, 3, 6, 8}, f32}, {{2, 3, 6, 8}, f32}, {{4, 6}, DType::kInt32}}),
-               ErrorCode::kUnsupported, "attn_mask has dtype int32");
-  expect_error(raw_node({{{2, 3, 4, 8}, DType::kFloat64}, {{2, 3, 6, 8}, DType::kFloat64}, {{2, 3, 6, 8}, DType::kFloat64}}),
+  expect_error(raw_node({{{2, 4, 24}, f32}, {{2, 6, 24}, f32}, {{2, 6, 24}, f32}}),
+               ErrorCode::kInvalidArgument, "q_num_heads and kv_num_heads");
+  expect_error(raw_node({{{2, 4, 4, 8}, f32}, {{2, 3, 6, 8}, f32}, {{2, 3, 6, 8}, f32}}),
+               ErrorCode::kInvalidArgument, "multiple of kv heads");
+  expect_error(raw_node({{{2, 3, 4, 8}, f32}, {{2, 3, 6, 7}, f32}, {{2, 3, 6, 8}, f32}}),
+               ErrorCode::kInvalidArgument, "head sizes differ");
+  expect_error(
+      raw_node({{{2, 3, 4, 8}, f32}, {{2, 3, 6, 8}, f32}, {{2, 3, 6, 8}, f32}, {{4, 5}, f32}}),
+      ErrorCode::kInvalidArgument, "does not broadcast");
+  expect_error(
+      raw_node(
+          {{{2, 3, 4, 8}, f32}, {{2, 3, 6, 8}, f32}, {{2, 3, 6, 8}, f32}, {{4, 6}, DType::kInt32}}),
+      ErrorCode::kUnsupported, "attn_mask has dtype int32");
+  expect_error(raw_node({{{2, 3, 4, 8}, DType::kFloat64},
+                         {{2, 3, 6, 8}, DType::kFloat64},
+                         {{2, 3, 6, 8}, DType::kFloat64}}),
                ErrorCode::kUnsupported, "float64");
-  expect_error(raw_node({{{2, 3, 4, 8}, f32}, {{2, 3, 6, 8}, f32}, {{2, 3, 6, 8}, DType::kFloat16}}),
-               ErrorCode::kUnsupported, "V has dtype float16");
+  expect_error(
+      raw_node({{{2, 3, 4, 8}, f32}, {{2, 3, 6, 8}, f32}, {{2, 3, 6, 8}, DType::kFloat16}}),
+      ErrorCode::kUnsupported, "V has dtype float16");
   expect_error(raw_node({{{2, 3, 4, 8}, f32}, {{2, 3, 6, 8}, f32}, {{2, 3, 6, 8}, f32}},
                         attrs_of({{"qk_matmul_output_mode", Attribute::of_int(4)}})),
                ErrorCode::kInvalidArgument, "qk_matmul_output_mode");
   expect_error(raw_node({{{2, 3, 4, 8}, f32}, {{2, 3, 6, 8}, f32}, {{2, 3, 6, 8}, f32}},
                         attrs_of({{"softmax_precision", Attribute::of_int(7)}})),
                ErrorCode::kUnsupported, "softmax_precision");
-  expect_error(raw_node({{{2, 3, 4, 8}, f32}, {{2, 3, 6, 8}, f32}, {{2, 3, 6, 8}, f32}, {{4, 6}, f32},
+  expect_error(raw_node({{{2, 3, 4, 8}, f32},
+                         {{2, 3, 6, 8}, f32},
+                         {{2, 3, 6, 8}, f32},
+                         {{4, 6}, f32},
                          {{2, 3, 2, 8}, f32}}),
                ErrorCode::kInvalidArgument, "past_key and past_value must be given together");
-  expect_error(raw_node({{{2, 3, 4, 8}, f32}, {{2, 3, 6, 8}, f32}, {{2, 3, 6, 8}, f32}, {{4, 6}, f32},
-                         {{2, 3, 2, 8}, f32}, {{2, 3, 2, 8}, f32}, {{2}, DType::kInt64}}),
+  expect_error(raw_node({{{2, 3, 4, 8}, f32},
+                         {{2, 3, 6, 8}, f32},
+                         {{2, 3, 6, 8}, f32},
+                         {{4, 6}, f32},
+                         {{2, 3, 2, 8}, f32},
+                         {{2, 3, 2, 8}, f32},
+                         {{2}, DType::kInt64}}),
                ErrorCode::kUnsupported, "nonpad_kv_seqlen");
-  expect_error(raw_node({{{2, 3, 4, kDynamicDim}, f32}, {{2, 3, 6, kDynamicDim}, f32}, {{2, 3, 6, 8}, f32}}),
-               ErrorCode::kUnsupported, "static head size");
+  expect_error(
+      raw_node({{{2, 3, 4, kDynamicDim}, f32}, {{2, 3, 6, kDynamicDim}, f32}, {{2, 3, 6, 8}, f32}}),
+      ErrorCode::kUnsupported, "static head size");
 }
 
 }  // namespace

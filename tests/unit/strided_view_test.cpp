@@ -18,7 +18,8 @@ using testing::make_tensor_i64;
 using testing::perm;
 using testing::random_inputs;
 
-ir::ValueId ints(GraphBuilder& b, const std::string& name, std::vector<int64_t> values, bool scalar = false) {
+ir::ValueId ints(GraphBuilder& b, const std::string& name, std::vector<int64_t> values,
+                 bool scalar = false) {
   const auto size = static_cast<int64_t>(values.size());
   return b.constant(name, make_tensor_i64(scalar ? Shape{} : Shape{size}, values));
 }
@@ -27,7 +28,8 @@ ir::ValueId ints(GraphBuilder& b, const std::string& name, std::vector<int64_t> 
 // names. Runs the graph on the CPU kernels.
 void expect_view_addresses(GraphBuilder& b, ir::ValueId id, const StridedView& view) {
   b.output(id);
-  if (std::find(b.graph.outputs.begin(), b.graph.outputs.end(), view.source) == b.graph.outputs.end())
+  if (std::find(b.graph.outputs.begin(), b.graph.outputs.end(), view.source) ==
+      b.graph.outputs.end())
     b.output(view.source);
   const auto inputs = random_inputs(b.graph, 3);
   const std::vector<HostTensor> values = evaluate(b.graph, inputs);
@@ -90,8 +92,10 @@ TEST(StridedView, PackedQkvSlicesHaveOffsets) {
   const ir::ValueId x = b.input("x", {2, 5, 3 * 2 * 4});
   const ir::ValueId split = b.node("Reshape", "split", {x, ints(b, "s", {2, 5, 3, 2, 4})});
   const ir::ValueId heads = b.node("Transpose", "heads", {split}, perm({2, 0, 3, 1, 4}));
-  const ir::ValueId k = b.node("Gather", "k", {heads, ints(b, "one", {1}, true)}, attrs_of({{"axis", Attribute::of_int(0)}}));
-  const ir::ValueId v_slice = b.node("Slice", "v_slice", {heads, ints(b, "st", {2}), ints(b, "en", {3}), ints(b, "ax", {0})});
+  const ir::ValueId k = b.node("Gather", "k", {heads, ints(b, "one", {1}, true)},
+                               attrs_of({{"axis", Attribute::of_int(0)}}));
+  const ir::ValueId v_slice = b.node(
+      "Slice", "v_slice", {heads, ints(b, "st", {2}), ints(b, "en", {3}), ints(b, "ax", {0})});
   const ir::ValueId v = b.node("Squeeze", "v", {v_slice, ints(b, "sq", {0})});
   infer_shapes(b.graph);
   for (const auto& [id, offset] : {std::pair{k, int64_t{8}}, std::pair{v, int64_t{16}}}) {
@@ -109,8 +113,8 @@ TEST(StridedView, PackedQkvSlicesHaveOffsets) {
 TEST(StridedView, SplitOutputsStartWhereTheirPredecessorsEnd) {
   GraphBuilder b;
   const ir::ValueId x = b.input("x", {4, 6});
-  const std::vector<ir::ValueId> parts =
-      b.node_n("Split", "split", {x, ints(b, "sizes", {2, 4})}, 2, attrs_of({{"axis", Attribute::of_int(1)}}));
+  const std::vector<ir::ValueId> parts = b.node_n("Split", "split", {x, ints(b, "sizes", {2, 4})},
+                                                  2, attrs_of({{"axis", Attribute::of_int(1)}}));
   infer_shapes(b.graph);
   const StridedView view = trace_view(b.graph, parts[1], false).back().view;
   EXPECT_EQ(view.source, x);
@@ -123,9 +127,12 @@ TEST(StridedView, SplitOutputsStartWhereTheirPredecessorsEnd) {
 TEST(StridedView, ScalarScalesAreFoldedAndStartAGroup) {
   GraphBuilder b;
   const ir::ValueId x = b.input("x", {2, 3});
-  const ir::ValueId half = b.node("Mul", "half", {x, b.constant("c", make_tensor_f32({1}, {0.5f}))});
-  const ir::ValueId quarter = b.node("Div", "quarter", {half, b.constant("two", make_tensor_f32({}, {2.0f}))});
-  const ir::ValueId other = b.node("Div", "inverse", {b.constant("one", make_tensor_f32({}, {1.0f})), quarter});
+  const ir::ValueId half =
+      b.node("Mul", "half", {x, b.constant("c", make_tensor_f32({1}, {0.5f}))});
+  const ir::ValueId quarter =
+      b.node("Div", "quarter", {half, b.constant("two", make_tensor_f32({}, {2.0f}))});
+  const ir::ValueId other =
+      b.node("Div", "inverse", {b.constant("one", make_tensor_f32({}, {1.0f})), quarter});
   infer_shapes(b.graph);
   const std::vector<ViewStop> stops = trace_view(b.graph, quarter, true);
   ASSERT_EQ(stops.size(), 3u);

@@ -47,7 +47,8 @@ void onnx_attention_kernel(KernelContext& ctx) {
   const size_t count = std::min<size_t>(ctx.inputs.size(), 7);
   for (size_t i = 0; i < count; ++i)
     described[i] = {ctx.has_input(i), ctx.inputs[i].dtype, ctx.inputs[i].shape};
-  const ops::OnnxAttentionGeometry g = ops::resolve_onnx_attention(label, ctx.attrs, described, count);
+  const ops::OnnxAttentionGeometry g =
+      ops::resolve_onnx_attention(label, ctx.attrs, described, count);
   const Rows rows{g};
   const float* q = ctx.inputs[0].as<const float>();
   const float* k = ctx.inputs[1].as<const float>();
@@ -93,7 +94,8 @@ void onnx_attention_kernel(KernelContext& ctx) {
       const int64_t kv_head = h / group;
       for (int64_t i = 0; i < g.q_length; ++i) {
         const float* qi = q + rows.q(b, h, i);
-        float* qk_row = qk_out == nullptr ? nullptr : qk_out + ((b * g.q_heads + h) * g.q_length + i) * T;
+        float* qk_row =
+            qk_out == nullptr ? nullptr : qk_out + ((b * g.q_heads + h) * g.q_length + i) * T;
         bool all_masked = g.has_mask || g.causal;
         float maximum = kMinusInfinity;
         for (int64_t j = 0; j < T; ++j) {
@@ -108,8 +110,9 @@ void onnx_attention_kernel(KernelContext& ctx) {
           if (mask != nullptr) {
             const int64_t at = b * g.mask_strides[0] + h * g.mask_strides[1] +
                                i * g.mask_strides[2] + j * g.mask_strides[3];
-            add = g.mask_is_bool ? (static_cast<const uint8_t*>(mask)[at] != 0 ? 0.0f : kMinusInfinity)
-                                 : static_cast<const float*>(mask)[at];
+            add = g.mask_is_bool
+                      ? (static_cast<const uint8_t*>(mask)[at] != 0 ? 0.0f : kMinusInfinity)
+                      : static_cast<const float*>(mask)[at];
           }
           if (g.causal && j > i + P) add += kMinusInfinity;
           all_masked = all_masked && add == kMinusInfinity;
@@ -126,13 +129,16 @@ void onnx_attention_kernel(KernelContext& ctx) {
         }
         std::fill(out.begin(), out.end(), 0.0);
         for (int64_t j = 0; j < T; ++j) {
-          const float p = all_masked ? 0.0f : static_cast<float>(scores[static_cast<size_t>(j)] / total);
+          const float p =
+              all_masked ? 0.0f : static_cast<float>(scores[static_cast<size_t>(j)] / total);
           if (qk_row != nullptr && g.qk_output_mode == 3) qk_row[j] = p;
           const float* vj = value(b, kv_head, j);
-          for (int64_t d = 0; d < g.v_head_size; ++d) out[static_cast<size_t>(d)] += static_cast<double>(p) * vj[d];
+          for (int64_t d = 0; d < g.v_head_size; ++d)
+            out[static_cast<size_t>(d)] += static_cast<double>(p) * vj[d];
         }
         float* yi = y + rows.y(b, h, i);
-        for (int64_t d = 0; d < g.v_head_size; ++d) yi[d] = static_cast<float>(out[static_cast<size_t>(d)]);
+        for (int64_t d = 0; d < g.v_head_size; ++d)
+          yi[d] = static_cast<float>(out[static_cast<size_t>(d)]);
       }
     }
   }
