@@ -182,7 +182,7 @@ std::string layout_letters(std::vector<int> present) {
   return letters;
 }
 
-// The dims of `v` in the memory order of `letters`.
+// The canonical dims' `size`s in the memory order of `letters`.
 Shape memory_shape(const int64_t (&size)[4], const std::string& letters) {
   Shape shape;
   for (char letter : letters) shape.push_back(size[std::string_view(kLetters).find(letter)]);
@@ -284,8 +284,7 @@ std::optional<PackedRead> packed_read(const ir::Graph& graph, const std::vector<
   return std::nullopt;
 }
 
-// ---- the match
-// ------------------------------------------------------------------------------------
+// ---- the match ----------------------------------------------------------------------------------
 
 struct Match {
   int rank = 4;  // of the scores (3: [B·H, Sq, Sk] operands, one head per batch entry)
@@ -675,6 +674,7 @@ bool fuse(ir::Graph& graph, const Match& m, bool tensor_core_shapes_only) {
   const char* tags[4] = {packed ? "_qkv" : "_q", "_k", "_v", "_mask"};
   for (size_t i = 0; i < inputs.size(); ++i)
     node.inputs.push_back(inputs[i].present() ? make.input(inputs[i], tags[i]) : kNoValue);
+  while (node.inputs.back() == kNoValue) node.inputs.pop_back();  // packed: QKV alone
   const Shape& out_shape = graph.value(m.output).shape;
   node.outputs = {fused_shape == out_shape ? m.output : make.value("_fused", m.dtype, fused_shape)};
   std::vector<ir::Node> prefix = std::move(make.nodes);
