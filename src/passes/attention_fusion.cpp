@@ -374,13 +374,15 @@ std::optional<Match> match_at_softmax(const ir::Graph& graph, int32_t softmax_in
   std::optional<RowTest> row_test;
   const auto read_only_here = [&](ValueId value, int32_t reader) {
     if (is_graph_output(graph, value)) return false;
+    int uses = 1;
     for (int32_t other : consumers_of(graph, value)) {
       if (other == reader) continue;
       if (row_test) return false;
       row_test = match_row_test(graph, other, value, m.rank);
       if (!row_test) return false;
+      ++uses;
     }
-    return graph.use_count(value) == (row_test ? 2 : 1);
+    return graph.use_count(value) == uses;
   };
   if (!read_only_here(scores, softmax_index)) return std::nullopt;
   // scores' := [Cast to float32] scores

@@ -255,35 +255,53 @@ TEST(AttentionForms, RankThreeBatchedMatMulsWithARankThreeMask) {
   EXPECT_EQ(b.graph.value(b.graph.outputs[0]).shape, (Shape{B * H, S, 8}));
 }
 
-TEST(AttentionForms, SafeSoftmaxGuardBecomesNanToZero) {
-  // PyTorch's math SDPA (kiln.compile's export): Where(all(x == -inf, -1), zeros, softmax(x)).
+// PyTorch's math SDPA (kiln.compile's export): Where(all(x == -inf, -1), zeros, softmax(x)); in
+// half (`widened`) with the softmax and the row test on the scores cast to float32.
+GraphBuilder safe_softmax_attention(bool widened) {
   GraphBuilder b;
-  const ir::ValueId q = b.input("q", {B, H, S, D}), k = b.input("k", {B, H, S, D}),
-                    v = b.input("v", {B, H, S, D});
-  const ir::ValueId mask = b.input("mask", {B, 1, 1, S});
-  const ir::ValueId x = b.node("Add", "masked", {scaled_scores(b, q, k), mask});
-  const ir::ValueId probs = b.node("Softmax", "softmax", {x});
+  const DType dtype = widened ? DType::kFloat16 : DType::kFloat32;
+  const ir::ValueId q = b.input("q", {B, H, S, D}, dtype), k = b.input("k", {B, H, S, D}, dtype),
+                    v = b.input("v", {B, H, S, D}, dtype);
+  const ir::ValueId mask = b.input("mask", {B, 1, 1, S}, dtype);
+  ir::ValueId x = b.node("Add", "masked", {scaled_scores(b, q, k, dtype), mask});
+  const auto cast = [&](ir::ValueId value, const std::string& name, DType to) {
+    return b.node("Cast", name, {value},
+                  attrs_of({{"to", Attribute::of_int(static_cast<int64_t>(to))}}));
+  };
+  if (widened) x = cast(x, "widened", DType::kFloat32);
+  ir::ValueId probs = b.node("Softmax", "softmax", {x});
   const ir::ValueId eq = b.node("Equal", "eq", {x, scalar(b, "minus_inf", kMinusInf)});
   const ir::ValueId kept = b.node("Not", "kept", {eq});
-  const ir::ValueId as_int =
-      b.node("Cast", "as_number", {kept},
-             attrs_of({{"to", Attribute::of_int(static_cast<int64_t>(DType::kFloat32))}}));
-  const ir::ValueId any = b.node("ReduceMax", "any", {as_int, ints(b, "last", {-1})},
-                                 attrs_of({{"keepdims", Attribute::of_int(1)}}));
-  const ir::ValueId any_bool =
-      b.node("Cast", "any_bool", {any},
-             attrs_of({{"to", Attribute::of_int(static_cast<int64_t>(DType::kBool))}}));
-  const ir::ValueId none = b.node("Not", "none", {any_bool});
+  const ir::ValueId any =
+      b.node("ReduceMax", "any", {cast(kept, "as_number", DType::kFloat32), ints(b, "last", {-1})},
+             attrs_of({{"keepdims", Attribute::of_int(1)}}));
+  const ir::ValueId none = b.node("Not", "none", {cast(any, "any_bool", DType::kBool)});
   const ir::ValueId zeros =
       b.constant("zeros", make_tensor_f32({B, H, S, S}, std::vector<float>(B * H * S * S, 0.0f)));
-  b.output(b.node("MatMul", "context", {b.node("Where", "safe", {none, zeros, probs}), v}));
+  probs = b.node("Where", "safe", {none, zeros, probs});
+  if (widened) probs = cast(probs, "narrowed", dtype);
+  b.output(b.node("MatMul", "context", {probs, v}));
   infer_shapes(b.graph);
-  auto inputs = random_inputs(b.graph, 8);
-  for (int64_t j = 0; j < S; ++j) inputs.at("mask").data<float>()[S + j] = kMinusInf;  // batch 1
-  const Fused f = fuse_and_compare(b, inputs, 1e-5f);
-  ASSERT_EQ(f.count, 1);
-  EXPECT_EQ(f.node->attrs.get_int("nan_to_zero"), 1);
-  EXPECT_EQ(live_nodes(b.graph).size(), 1u);
+  return b;
+}
+
+TEST(AttentionForms, SafeSoftmaxGuardBecomesNanToZero) {
+  for (bool widened : {false, true}) {
+    GraphBuilder b = safe_softmax_attention(widened);
+    auto inputs = random_inputs(b.graph, 8);
+    HostTensor& mask = inputs.at("mask");
+    for (int64_t j = 0; j < S; ++j) {  // every key of batch 1 masked
+      if (widened) {
+        mask.data<uint16_t>()[S + j] = float_to_half(kMinusInf);
+      } else {
+        mask.data<float>()[S + j] = kMinusInf;
+      }
+    }
+    const Fused f = fuse_and_compare(b, inputs, widened ? 1e-2f : 1e-5f, /*tensor_cores=*/widened);
+    ASSERT_EQ(f.count, 1) << "widened " << widened;
+    EXPECT_EQ(f.node->attrs.get_int("nan_to_zero"), 1);
+    EXPECT_EQ(live_nodes(b.graph).size(), 1u);
+  }
 }
 
 TEST(AttentionForms, SequenceFirstOutputTransposeIsWrittenInPlace) {
