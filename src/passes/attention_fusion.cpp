@@ -491,23 +491,30 @@ std::optional<Match> match_at_softmax(const ir::Graph& graph, int32_t softmax_in
     if (graph.value(id).dtype != m.dtype) return std::nullopt;
   }
 
-  // out: MatMul(P, V) [→ Transpose keeping the feature dim innermost]
+  // out: MatMul(P, V), then Casts that keep the dtype (left by precision lowering) and at most
+  // one Transpose that keeps the feature dim innermost.
   m.out_order = m.rank == 4 ? std::vector<int>{kBatch, kHead, kSeq, kFeature}
                             : std::vector<int>{kBatch, kSeq, kFeature};
-  if (single_use(graph, m.output)) {
+  bool transposed = false;
+  while (single_use(graph, m.output)) {
     const int32_t reader = consumers_of(graph, m.output).at(0);
     const ir::Node& next = graph.nodes[static_cast<size_t>(reader)];
-    if (next.op_type == "Transpose" && next.attrs.has("perm") &&
-        next.attrs.get_ints("perm").size() == r &&
-        next.attrs.get_ints("perm").back() == m.rank - 1) {
+    const bool same_dtype_cast =
+        next.op_type == "Cast" && graph.value(next.outputs.at(0)).dtype == m.dtype;
+    const bool transpose = !transposed && next.op_type == "Transpose" && next.attrs.has("perm") &&
+                           next.attrs.get_ints("perm").size() == r &&
+                           next.attrs.get_ints("perm").back() == m.rank - 1;
+    if (!same_dtype_cast && !transpose) break;
+    if (transpose) {
       std::vector<int> order;
       for (int64_t axis : next.attrs.get_ints("perm"))
         order.push_back(m.out_order.at(static_cast<size_t>(axis)));
       m.out_order = order;
-      m.chain.push_back(reader);
-      m.last_node = reader;
-      m.output = next.outputs.at(0);
+      transposed = true;
     }
+    m.chain.push_back(reader);
+    m.last_node = reader;
+    m.output = next.outputs.at(0);
   }
   return m;
 }

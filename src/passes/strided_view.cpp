@@ -212,9 +212,11 @@ std::optional<DimMap> dim_map_of(const ir::Graph& graph, const ir::Node& node, s
   return std::nullopt;
 }
 
+// Ops that keep the elements in memory order (a Cast only when it keeps the dtype, which the
+// caller checks: precision lowering leaves such Casts behind).
 bool is_reshape_like(std::string_view op) {
   return op == "Reshape" || op == "Flatten" || op == "Squeeze" || op == "Unsqueeze" ||
-         op == "Identity";
+         op == "Identity" || op == "Cast";
 }
 
 // Mul(X, c), Mul(c, X) or Div(X, c) with c a one-element constant and X of the output's shape:

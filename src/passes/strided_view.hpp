@@ -40,11 +40,12 @@ struct ViewStop {
   int group = 0;
 };
 
-// Walks up from `id` (static shape) through Reshape, Flatten, Squeeze, Unsqueeze, Identity,
-// Transpose, Slice (constant starts/ends/axes, steps 1), Split, Gather (a constant index of rank 0
-// or shape [1]) and, with `strip_scales`, Mul/Div by one-element floating constants that leave
-// the shape alone. Stops at any other producer, a dynamic shape, or a step whose view has no
-// strided form. Returns every stop, `id` itself (scale 1, group 0) first, deepest last.
+// Walks up from `id` (static shape) through Reshape, Flatten, Squeeze, Unsqueeze, Identity, a
+// Cast to the dtype it already has, Transpose, Slice (constant starts/ends/axes, steps 1), Split,
+// Gather (a constant index of rank 0 or shape [1]) and, with `strip_scales`, Mul/Div by one-element
+// floating constants that leave the shape alone. Stops at any other producer, a dynamic shape, or a
+// step whose view has no strided form. Returns every stop, `id` itself (scale 1, group 0) first,
+// deepest last.
 std::vector<ViewStop> trace_view(const ir::Graph& graph, ir::ValueId id, bool strip_scales);
 
 // The view of `id` on its own memory: one factor per dimension of size > 1, row-major strides.

@@ -145,6 +145,10 @@ FORMS = [
     Form("sdpa_float_mask", Sdpa, lambda: _heads(9) + (_float_mask(9),), "kiln_compile",
          {**BHSD, "nan_to_zero": 1}),
     Form("timm", TimmAttention, _timm_input, "kiln_compile", {**PACKED, "nan_to_zero": 1}),
+    # A half model: PyTorch's CPU math SDPA computes in float32 between Casts, which precision
+    # lowering turns into Casts that keep the dtype.
+    Form("timm_half", lambda: TimmAttention().half(), lambda: (_timm_input()[0].half(),),
+         "kiln_compile", {**PACKED, "nan_to_zero": 1}),
 ]
 
 

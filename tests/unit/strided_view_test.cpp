@@ -143,6 +143,20 @@ TEST(StridedView, ScalarScalesAreFoldedAndStartAGroup) {
   EXPECT_EQ(trace_view(b.graph, other, true).size(), 1u);     // c / x is no scale of x
 }
 
+TEST(StridedView, CastsThatKeepTheDtypeAreViewsOthersEndTheWalk) {
+  GraphBuilder b;
+  const ir::ValueId x = b.input("x", {2, 3}, DType::kFloat16);
+  const auto cast = [&](ir::ValueId in, const std::string& name, DType to) {
+    return b.node("Cast", name, {in},
+                  attrs_of({{"to", Attribute::of_int(static_cast<int64_t>(to))}}));
+  };
+  const ir::ValueId same = cast(x, "same", DType::kFloat16);
+  const ir::ValueId wide = cast(same, "wide", DType::kFloat32);
+  infer_shapes(b.graph);
+  EXPECT_EQ(trace_view(b.graph, same, false).back().view.source, x);
+  EXPECT_EQ(trace_view(b.graph, wide, false).size(), 1u);
+}
+
 TEST(StridedView, MergingDimsAcrossATransposeGivesSeveralFactors) {
   // [B, S, H, D] → Transpose(0,2,1,3) → Reshape [B*H, S, D]: B*H is not one stride of the source.
   GraphBuilder b;
