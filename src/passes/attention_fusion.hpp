@@ -2,7 +2,8 @@
 // computes, O = softmax(scale · Q·Kᵀ + mask) · V per (batch, head), whichever way an exporter
 // spelled it. The pattern, matched from each Softmax outwards:
 //
-//   out      := MatMul(probs, V') [→ Transpose that keeps the feature dim innermost]
+//   out      := MatMul(probs, V') [→ Casts that keep the dtype, one Transpose that keeps the
+//               feature dim innermost]
 //   probs    := Softmax(scores', last axis), then in any order: a Cast back to the scores' dtype,
 //               the guard Where(IsNaN(P), 0, P) (nan_to_zero), an inference Dropout
 //   scores'  := [Cast to float32] scores
@@ -10,7 +11,8 @@
 //               after broadcasting (several masks are summed into one mask input)
 //   product  := MatMul(Q', Kᵀ') scaled by Mul/Div by one-element constants
 //   Q', Kᵀ', V' := Q, Kᵀ and V seen through Reshape / Transpose / Slice / Split / Gather chains
-//               (strided_view.hpp), Q' and Kᵀ' also through Mul/Div by one-element constants
+//               and Casts that keep the dtype (strided_view.hpp), Q' and Kᵀ' also through Mul/Div
+//               by one-element constants
 //
 // Scales multiply into the `scale` attribute wherever they sit (on Q, on Kᵀ, on both as PyTorch's
 // decomposition puts sqrt(scale), or on the scores). Masks are whatever the Add tree adds: a float
