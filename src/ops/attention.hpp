@@ -5,16 +5,21 @@
 //  - separate (qkv_packed 0): inputs Q, K, V, optional additive mask (input 3, broadcastable to
 //    [B, H, Sq, Sk], Q's dtype). Q, K and V are rank 4; attributes say how each is laid out so the
 //    fusion can absorb the Transposes around attention:
-//      q_layout, k_layout, v_layout: "BHSD" (default) or "BSHD";
-//      k_transposed (int, default 0): K is given as [B, H, D, Sk] (k_layout must then be "BHSD").
+//      q_layout, k_layout, v_layout: the letters B (batch), H (head), S (sequence; K's and V's is
+//        the key index) and D (feature) in memory order, outermost first: "BHSD" (default),
+//        "BSHD" (heads interleaved), "SBHD" (sequence first), ... Every kernel reads through
+//        strides, so any order works; the CUDA kernel needs D innermost;
+//      k_transposed (int, default 0): K is given as [B, H, D, Sk], the older spelling of k_layout
+//        "BHDS" (k_layout must then be left "BHSD").
 //  - packed (qkv_packed 1, self-attention fed by one QKV projection GEMM): input 0 is QKV of shape
 //    [B, S, 3, H, D] (batch, sequence, which of q/k/v, head, feature; Q, K and V share S and D),
 //    inputs 1 and 2 are absent (ir::kNoValue, -1 in engines) and input 3 is the optional mask, so
 //    the node has 1 input, or 4 with a mask. q_layout, k_layout, v_layout must be left out and
 //    k_transposed must be 0: the layout is fixed.
-// Both forms: out_layout "BHSD" (default) or "BSHD", scale (float, required), nan_to_zero (int,
-// default 0). The op's arity is 1..4; the infer function checks which inputs the form needs.
-// The geometry below is shared by the infer function and every backend's kernel.
+// Both forms: out_layout (letters in memory order like q_layout, default "BHSD"; the output's
+// shape lists the dims in that order), scale (float, required), nan_to_zero (int, default 0). The
+// op's arity is 1..4; the infer function checks which inputs the form needs. The geometry below is
+// shared by the infer function and every backend's kernel.
 #pragma once
 
 #include <cstdint>
@@ -68,9 +73,9 @@ AttentionGeometry resolve_attention_inputs(std::string_view label, const KernelC
 }
 
 // Whether CUDA's tensor-core kernel runs `geometry` in `dtype`: float16 or bfloat16, head dims
-// multiples of 16 up to 128, each tensor's feature dim contiguous (K not given transposed) and its
-// other strides and its offset multiples of 8 elements (16-byte rows). The builder fuses only
-// such attention.
+// multiples of 16 up to 128, the feature dim of Q, K, V and the output contiguous (K not given
+// transposed) and their other strides and offsets multiples of 8 elements (16-byte rows), at most
+// 65535 batches and heads (grid dims). The builder fuses only such attention.
 bool attention_fits_tensor_cores(DType dtype, const AttentionGeometry& geometry);
 
 }  // namespace kiln::ops

@@ -1,5 +1,6 @@
 // FusedAttention's geometry and infer function (see ops/attention.hpp for its contract).
 #include <algorithm>
+#include <array>
 #include <string>
 
 #include "base/error.hpp"
@@ -9,19 +10,37 @@
 namespace kiln::ops {
 namespace {
 
-enum class Layout { kBHSD, kBSHD };
+// Memory order of a rank-4 tensor: order[i] is the logical dim (0 batch, 1 head, 2 sequence,
+// 3 feature) at memory position i, outermost first.
+using Layout = std::array<int, 4>;
+constexpr Layout kBHSD = {0, 1, 2, 3};
+constexpr Layout kBHDS = {0, 1, 3, 2};  // K given transposed
 
 Layout layout_attribute(std::string_view label, const AttributeMap& attrs, const char* name) {
   const std::string value = attrs.get_string_or(name, "BHSD");
-  if (value == "BHSD") return Layout::kBHSD;
-  if (value == "BSHD") return Layout::kBSHD;
-  fail(ErrorCode::kInvalidArgument, label, ": attribute '", name,
-       "' must be \"BHSD\" or \"BSHD\", got \"", value, "\"");
+  static constexpr std::string_view kLetters = "BHSD";
+  Layout order{};
+  bool seen[4] = {};
+  bool valid = value.size() == 4;
+  for (size_t i = 0; valid && i < 4; ++i) {
+    const size_t dim = kLetters.find(value[i]);
+    valid = dim != std::string_view::npos && !seen[dim];
+    if (valid) {
+      seen[dim] = true;
+      order[i] = static_cast<int>(dim);
+    }
+  }
+  if (!valid) {
+    fail(ErrorCode::kInvalidArgument, label, ": attribute '", name,
+         "' must be the letters B, H, S and D in memory order (e.g. \"BHSD\", \"BSHD\"), got \"",
+         value, "\"");
+  }
+  return order;
 }
 
 // Logical (batch, head, sequence, feature) dims of a rank-4 tensor in `layout`.
-void logical_dims(std::string_view label, const char* tensor, const Shape& shape, Layout layout,
-                  int64_t (&dims)[4]) {
+void logical_dims(std::string_view label, const char* tensor, const Shape& shape,
+                  const Layout& layout, int64_t (&dims)[4]) {
   if (shape.size() != 4) {
     fail(ErrorCode::kInvalidArgument, label, ": ", tensor, " must have rank 4, got ",
          shape_to_string(shape));
@@ -31,28 +50,16 @@ void logical_dims(std::string_view label, const char* tensor, const Shape& shape
       fail(ErrorCode::kInvalidArgument, label, ": ", tensor, " needs a static shape, got ",
            shape_to_string(shape));
   }
-  if (layout == Layout::kBHSD) {
-    for (int i = 0; i < 4; ++i) dims[i] = shape[static_cast<size_t>(i)];
-  } else {
-    dims[0] = shape[0];
-    dims[1] = shape[2];
-    dims[2] = shape[1];
-    dims[3] = shape[3];
-  }
+  for (size_t i = 0; i < 4; ++i) dims[layout[i]] = shape[i];
 }
 
-// Strides along (batch, head, sequence, feature) of a dense tensor with those logical dims.
-void strides_of(const int64_t (&dims)[4], Layout layout, int64_t (&strides)[4]) {
-  if (layout == Layout::kBHSD) {
-    strides[3] = 1;
-    strides[2] = dims[3];
-    strides[1] = dims[2] * dims[3];
-    strides[0] = dims[1] * dims[2] * dims[3];
-  } else {  // memory order B, S, H, D
-    strides[3] = 1;
-    strides[1] = dims[3];
-    strides[2] = dims[1] * dims[3];
-    strides[0] = dims[2] * dims[1] * dims[3];
+// Strides along (batch, head, sequence, feature) of a dense tensor with those logical dims laid
+// out in `layout`.
+void strides_of(const int64_t (&dims)[4], const Layout& layout, int64_t (&strides)[4]) {
+  int64_t stride = 1;
+  for (size_t i = 4; i-- > 0;) {
+    strides[layout[i]] = stride;
+    stride *= dims[layout[i]];
   }
 }
 
@@ -112,27 +119,21 @@ void resolve_packed(std::string_view label, const AttributeMap& attrs, const Sha
 void resolve_separate(std::string_view label, const AttributeMap& attrs, const Shape& q,
                       const Shape& k, const Shape& v, AttentionGeometry& g) {
   const Layout q_layout = layout_attribute(label, attrs, "q_layout");
-  const Layout k_layout = layout_attribute(label, attrs, "k_layout");
+  Layout k_layout = layout_attribute(label, attrs, "k_layout");
   const Layout v_layout = layout_attribute(label, attrs, "v_layout");
-  const bool k_transposed = attrs.get_int_or("k_transposed", 0) != 0;
-  if (k_transposed && k_layout != Layout::kBHSD) {
-    fail(ErrorCode::kInvalidArgument, label, ": k_transposed needs k_layout \"BHSD\"");
+  if (attrs.get_int_or("k_transposed", 0) != 0) {  // the older spelling of k_layout "BHDS"
+    if (k_layout != kBHSD) {
+      fail(ErrorCode::kInvalidArgument, label, ": k_transposed needs k_layout \"BHSD\"");
+    }
+    k_layout = kBHDS;
   }
   int64_t qd[4], kd[4], vd[4];
   logical_dims(label, "Q", q, q_layout, qd);
   logical_dims(label, "K", k, k_layout, kd);
   logical_dims(label, "V", v, v_layout, vd);
   strides_of(qd, q_layout, g.q_strides);
+  strides_of(kd, k_layout, g.k_strides);
   strides_of(vd, v_layout, g.v_strides);
-  if (k_transposed) {  // memory [B, H, D, Sk]: logical (sequence, feature) = (dim 3, dim 2)
-    std::swap(kd[2], kd[3]);
-    g.k_strides[3] = kd[2];
-    g.k_strides[2] = 1;
-    g.k_strides[1] = kd[2] * kd[3];
-    g.k_strides[0] = kd[1] * kd[2] * kd[3];
-  } else {
-    strides_of(kd, k_layout, g.k_strides);
-  }
   g.batch = qd[0];
   g.heads = qd[1];
   g.query_length = qd[2];
@@ -184,8 +185,8 @@ AttentionGeometry resolve_attention(std::string_view label, const AttributeMap& 
 
   const int64_t out_dims[4] = {g.batch, g.heads, g.query_length, g.value_dim};
   strides_of(out_dims, out_layout, g.out_strides);
-  g.out_shape = out_layout == Layout::kBHSD ? Shape{g.batch, g.heads, g.query_length, g.value_dim}
-                                            : Shape{g.batch, g.query_length, g.heads, g.value_dim};
+  g.out_shape.clear();
+  for (int dim : out_layout) g.out_shape.push_back(out_dims[dim]);
   if (mask != nullptr) {
     g.has_mask = true;
     const int64_t full[4] = {g.batch, g.heads, g.query_length, g.key_length};
@@ -215,7 +216,10 @@ bool attention_fits_tensor_cores(DType dtype, const AttentionGeometry& g) {
   if (dtype != DType::kFloat16 && dtype != DType::kBFloat16) return false;
   if (g.head_dim % 16 != 0 || g.value_dim % 16 != 0 || g.head_dim > 128 || g.value_dim > 128)
     return false;
-  for (const int64_t* strides : {g.q_strides, g.k_strides, g.v_strides}) {
+  // Heads and batches are grid dims y and z, whose limit is 65535.
+  if (g.heads > 65535 || g.batch > 65535) return false;
+  // The output too: the kernel stores rows of 8 elements (16 bytes) along the feature dim.
+  for (const int64_t* strides : {g.q_strides, g.k_strides, g.v_strides, g.out_strides}) {
     if (strides[3] != 1 || strides[2] % 8 != 0 || strides[1] % 8 != 0 || strides[0] % 8 != 0)
       return false;
   }

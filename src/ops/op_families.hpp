@@ -26,5 +26,6 @@ void register_group_normalization_ops(
     OpRegistry& registry);                            // InstanceNormalization, GroupNormalization
 void register_space_depth_ops(OpRegistry& registry);  // DepthToSpace, SpaceToDepth
 void register_einsum_ops(OpRegistry& registry);       // Einsum (lowered by the builder; no kernels)
+void register_onnx_attention_ops(OpRegistry& registry);  // Attention (opset 23; lowered for CUDA)
 
 }  // namespace kiln::ops

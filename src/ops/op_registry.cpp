@@ -51,12 +51,15 @@ const OpRegistry& op_registry() {
     register_group_normalization_ops(r);
     register_space_depth_ops(r);
     register_einsum_ops(r);
+    register_onnx_attention_ops(r);
     return r;
   }();
   return registry;
 }
 
-const OpDef* find_op(std::string_view name) { return op_registry().find(name); }
+const OpDef* find_op(std::string_view name) {
+  return op_registry().find(name);
+}
 
 void infer_node(const OpDef& def, std::string_view node_name, const AttributeMap& attrs,
                 std::span<const ValueInfo> inputs, std::vector<ValueInfo>& outputs) {

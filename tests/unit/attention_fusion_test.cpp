@@ -202,9 +202,12 @@ TEST(AttentionFusionPass, MultiheadAttentionRankThreeKeyIsReadAsAView) {
   ASSERT_NE(fused, nullptr);
   EXPECT_EQ(fused->attrs.get_int("k_transposed"), 0);
   EXPECT_NEAR(fused->attrs.get_float("scale"), 0.5f, 1e-6f);
-  // K is the rank-3 heads read as [B, H, S, D]: no transpose of K is left.
-  EXPECT_EQ(b.graph.value(fused->inputs[1]).shape, (Shape{kBatch, kHeads, kSeq, kDim}));
-  EXPECT_EQ(live_nodes(b.graph, "Transpose").size(), 3u);  // the three [S, B*H, D] -> [B*H, S, D]
+  // Q, K and V are the sequence-first projections read in place as [S, B, H, D]: none of the
+  // transposes to [B*H, S, D] (or of K) is left.
+  EXPECT_EQ(b.graph.value(fused->inputs[1]).shape, (Shape{kSeq, kBatch, kHeads, kDim}));
+  for (const char* layout : {"q_layout", "k_layout", "v_layout"})
+    EXPECT_EQ(fused->attrs.get_string(layout), "SBHD") << layout;
+  EXPECT_EQ(live_nodes(b.graph, "Transpose").size(), 0u);
 }
 
 TEST(AttentionFusionPass, MultiheadAttentionFusesForTensorCoresInHalf) {
@@ -286,7 +289,7 @@ TEST(AttentionGeometry, RejectsMismatchedShapesAndLayouts) {
   expect_error([&] { ops::resolve_attention("n", scale, q, q, q, &mask_bad); }, "does not broadcast");
   expect_error([&] { ops::resolve_attention("n", AttributeMap{}, q, q, q, nullptr); }, "'scale' is required");
   AttributeMap bad_layout = scale;
-  bad_layout.set("q_layout", Attribute::of_string("SBHD"));
+  bad_layout.set("q_layout", Attribute::of_string("BSSD"));
   expect_error([&] { ops::resolve_attention("n", bad_layout, q, q, q, nullptr); }, "q_layout");
   const ops::AttentionGeometry g = ops::resolve_attention("n", scale, q, q, {2, 3, 5, 7}, nullptr);
   EXPECT_EQ(g.out_shape, (Shape{2, 3, 5, 7}));

@@ -73,5 +73,6 @@ void register_index_kernels(CpuKernelRegistry& registry);
 void register_conv_transpose_kernels(CpuKernelRegistry& registry);
 void register_group_normalization_kernels(CpuKernelRegistry& registry);
 void register_space_depth_kernels(CpuKernelRegistry& registry);
+void register_onnx_attention_kernels(CpuKernelRegistry& registry);
 
 }  // namespace kiln::cpu

@@ -129,6 +129,11 @@ void drop_ignorable_defaults(NormalizedNode& node) {
 
 void normalize_node(NormalizedNode& node, const AddConstantFn& add_constant) {
   const std::string_view op = node.op_type;
+  // Attention joined ai.onnx in opset 23; an older model naming it means some other op.
+  if (op == "Attention" && node.domain.empty() && node.opset < 23) {
+    fail(ErrorCode::kUnsupported, "node '", node.name,
+         "' (Attention): the op needs ai.onnx opset 23, the model imports opset ", node.opset);
+  }
   if (is_reduction(op) || op == "Squeeze" || op == "Unsqueeze") {
     ints_attribute_to_input(node, "axes", 1, add_constant);
   } else if (op == "Split") {

@@ -45,7 +45,8 @@ using AddConstantFn =
 //   ReduceSum/Squeeze/Unsqueeze `axes` attribute (opset < 13) -> int64 input 1;
 //   Split `split` attribute -> int64 input 1; Clip `min`/`max` attributes -> float inputs 1, 2;
 //   attributes equal to their default and irrelevant to inference are dropped.
-// Throws kiln::Error(kInvalidArgument) naming the node when an attribute has the wrong kind.
+// Throws kiln::Error(kInvalidArgument) naming the node when an attribute has the wrong kind, and
+// kUnsupported for an Attention node in a model importing ai.onnx opset < 23 (the op's first).
 void normalize_node(NormalizedNode& node, const AddConstantFn& add_constant);
 
 }  // namespace kiln::onnx
