@@ -144,9 +144,10 @@ TEST(CudaGeneratedModules, RefusedCubinsAreKilnErrorsNamingTheModule) {
   KILN_SKIP_OR_FAIL_WITHOUT_NVRTC();
   ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
   const int arch = sm_arch_of(0);
-  auto expect_refused = [](const format::KernelModule& module,
+  auto expect_refused = [&](const format::KernelModule& module,
                            std::initializer_list<ErrorCode> codes) {
-    const format::KernelModule good = compile_module("good_module", module.sm_arch);
+    // A loadable module first: the refusal must name the bad one, not the first in the list.
+    const format::KernelModule good = compile_module("good_module", sm_arch_of(0));
     const std::vector<format::KernelModule> both = {good, module};
     try {
       const GeneratedModules modules(both);

@@ -91,6 +91,8 @@ GraphBuilder conv_graph(const ConvSpec& spec) {
   return b;
 }
 
+Shape graph_shape(const ir::Graph& graph, ir::ValueId id) { return graph.value(id).shape; }
+
 // Runs the pass on `b`, checks it evaluates as before and returns the pass's count.
 int rewrite_and_compare(GraphBuilder& b, float relative, uint32_t seed = 7) {
   const auto inputs = random_inputs(b.graph, seed);
@@ -311,7 +313,7 @@ TEST(PatchConvolutionPass, ConvsOutsideThePatternStayConv) {
   {
     ConvSpec spec;
     spec.patch_h = spec.patch_w = 1;
-    expect_kept(spec, "1x1 kernel");
+    expect_kept(spec, "1x1 kernel on a larger map");
   }
   {
     ConvSpec spec;
@@ -531,6 +533,34 @@ TEST(PatchConvolutionLowering, RewriteThenFloat16LoweringMatchesFloat32Conv) {
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].dtype, DType::kFloat32);  // the output keeps its declared dtype
   testing::expect_close_to_scale(got[0], want[0], 1e-2f);
+}
+
+// A squeeze-excitation's 1x1 conv on a 1x1 map: the GEMM reads X [N, C, 1, 1] as [N, C] rows, so
+// only Reshapes (views) surround it, with or without the fused Relu, for a dynamic batch too.
+TEST(PatchConvolutionPass, OnePixelPointwiseConvIsAGemmBetweenReshapes) {
+  for (const int64_t batch : {int64_t{3}, kDynamicDim}) {
+    for (const bool relu : {false, true}) {
+      ConvSpec spec;
+      spec.batch = batch;
+      spec.channels = 16;
+      spec.out_channels = 4;
+      spec.height = spec.width = 1;
+      spec.patch_h = spec.patch_w = 1;
+      spec.strides = {1, 1};
+      if (relu) spec.edit_attrs = [](AttributeMap& attrs) { attrs.set("kiln_activation", Attribute::of_string("Relu")); };
+      GraphBuilder b = conv_graph(spec);
+      if (batch == kDynamicDim) {
+        ASSERT_EQ(convert_patch_convolutions_to_matmul(b.graph), 1);
+      } else {
+        EXPECT_EQ(rewrite_and_compare(b, 1e-5f), 1);
+      }
+      EXPECT_EQ(live_op_types(b.graph), (std::vector<std::string>{"Reshape", "MatMul", "Reshape"}));
+      const ir::Node& gemm = *live_nodes(b.graph, "MatMul")[0];
+      EXPECT_EQ(graph_shape(b.graph, gemm.inputs[1]), (Shape{16, 4}));
+      EXPECT_EQ(gemm.attrs.has("kiln_activation"), relu);
+      EXPECT_EQ(b.graph.value(b.graph.outputs[0]).shape, (Shape{batch, 4, 1, 1}));
+    }
+  }
 }
 
 // The rewritten graph emits and runs as a CPU engine.
