@@ -14,6 +14,7 @@
 #include "format/engine_io.hpp"
 #include "frontend/onnx/onnx_importer.hpp"
 #include "passes/attention_fusion.hpp"
+#include "passes/batch_norm_affine.hpp"
 #include "passes/batch_norm_folding.hpp"
 #include "passes/constant_folding.hpp"
 #include "passes/conv_fusion.hpp"
@@ -121,6 +122,9 @@ void lower_for_cuda(ir::Graph& graph, const BuilderConfig& config, const Resolve
   // CUDA's Sum/Mean/Min/Max kernels take exactly two inputs.
   manager.add("variadic_expansion", [](ir::Graph& g) { return size_t(passes::expand_variadic_elementwise(g)); });
   manager.add("conv_padding", [](ir::Graph& g) { return size_t(passes::make_conv_padding_symmetric(g)); });
+  // BatchNormalizations no conv absorbed become a per-channel multiply-add that fusion groups take
+  // in (before precision lowering, which then converts their constants like any other).
+  manager.add("batch_norm_affine", [](ir::Graph& g) { return passes::convert_batch_norm_to_affine(g); });
   // ViT-style patch embeddings (kernel == stride, no padding) run as one GEMM with the bias in
   // cuBLASLt's epilogue, not as an NCHW conv with C = 3. Before precision lowering (which converts
   // the new weight matrix like any constant) and before the NHWC pass (no longer a conv there).

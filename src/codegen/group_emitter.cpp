@@ -1,5 +1,11 @@
 #include "codegen/group_emitter.hpp"
 
+// GCC 12 reports false -Wrestrict overlaps inside std::string's operator+ (GCC bug 105329), which
+// this file, writing source text, uses throughout.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
+#pragma GCC diagnostic ignored "-Wrestrict"
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -242,16 +248,24 @@ class Emitter {
     if (plan_.schedule == Schedule::kPointwise) {
       for (int block : {128, 256, 512}) out.push_back(Variant{block});
     } else if (plan_.schedule == Schedule::kRow) {
-      const int64_t vectors = reduced_static() / vector_;
-      if (reduced_static() > 0 && vectors <= 256) {
-        out.push_back(Variant{128, 32, 4});
-        out.push_back(Variant{256, 32, 8});
+      const int64_t reduced = reduced_static();
+      const int64_t vectors = reduced > 0 ? reduced / vector_ : -1;
+      if (reduced > 0 && vectors <= 256) {
+        // Short rows: a warp or a part of one per row, sized so few lanes idle (each thread then
+        // holds 1 to 8 vectors), several rows per block.
+        int fit = 4;
+        while (fit < 32 && fit < vectors) fit *= 2;
+        for (int tpr : {fit, fit / 2}) {
+          if (tpr < 4 || (tpr == fit / 2 && (vectors + tpr - 1) / tpr > 8)) continue;
+          out.push_back(Variant{256, tpr, 256 / tpr});
+        }
+        if (fit == 32) out.push_back(Variant{128, 32, 4});
       }
-      if (reduced_static() < 0 || vectors > 32) {
+      if (reduced < 0 || vectors > 32) {
         out.push_back(Variant{128, 128, 1});
         out.push_back(Variant{256, 256, 1});
       }
-      if (reduced_static() < 0 || vectors > 1024) out.push_back(Variant{512, 512, 1});
+      if (reduced < 0 || vectors > 1024) out.push_back(Variant{512, 512, 1});
     } else {
       const int64_t inner = inner_static();
       const int tx = inner >= 64 ? 64 : inner >= 32 ? 32 : inner >= 16 ? 16 : 8;
@@ -411,33 +425,69 @@ class Emitter {
     return code;
   }
 
-  // Loads of the space loads among `nodes` for a vector starting at flat index `flat`, then the
-  // per-lane definitions of `nodes` inside `for (v ...)`, then `body` per lane.
-  std::string vector_block(const std::vector<int>& nodes, const std::string& flat, int width,
-                           const std::string& lane_body, const std::string& after) const {
+  // Whether space load `i` is read a vector at a time (it spans the vector segment), else one
+  // element per vector (broadcast along it).
+  bool vector_load(int i, int width) const {
     const std::optional<size_t> seg = vector_segment();
-    std::ostringstream out;
-    for (int i : nodes) {
-      const PlanNode& n = node(i);
-      if (n.kind != NodeKind::kLoad) continue;
-      const size_t k = static_cast<size_t>(n.tensor);
+    return width > 1 && seg && segments_[*seg].full[static_cast<size_t>(node(i).tensor)];
+  }
+
+  std::string load_type(int i, int width) const {
+    const char* type = storage_type(plan_.inputs[static_cast<size_t>(node(i).tensor)].dtype);
+    return vector_load(i, width) ? "kiln_vec<" + std::string(type) + ", " + std::to_string(width) + ">"
+                                 : std::string(type);
+  }
+
+  // `prefix<i><suffix> = ` the load of space load node i for the vector starting at `flat`.
+  std::string load_statements(const std::vector<int>& loads, const std::string& flat, int width,
+                              const std::string& prefix, const std::string& suffix) const {
+    std::string code;
+    for (int i : loads) {
+      const size_t k = static_cast<size_t>(node(i).tensor);
       const char* type = storage_type(plan_.inputs[k].dtype);
-      const bool vector = width > 1 && seg && segments_[*seg].full[k];
-      if (vector) {
-        out << "      const kiln_vec<" << type << ", " << width << "> l" << i << " = kiln_load<" << type << ", "
-            << width << ">(t" << k << " + (" << offset(k, flat, false) << "));\n";
+      const std::string target = prefix + std::to_string(i) + suffix;
+      const std::string declare = suffix.empty() ? "const " + load_type(i, width) + " " : "";
+      if (vector_load(i, width)) {
+        code += "      " + declare + target + " = kiln_load<" + type + ", " + std::to_string(width) + ">(t" +
+                std::to_string(k) + " + (" + offset(k, flat, false) + "));\n";
       } else {
-        out << "      const " << type << " l" << i << " = t" << k << "[" << offset(k, flat, false) << "];\n";
+        code += "      " + declare + target + " = t" + std::to_string(k) + "[" + offset(k, flat, false) + "];\n";
       }
+    }
+    return code;
+  }
+
+  // Every space value some pass or store needs.
+  std::vector<int> all_space_roots() const {
+    std::vector<int> roots = space_outputs();
+    for (const PlanNode& n : plan_.nodes) {
+      if (n.kind == NodeKind::kReduce) roots.push_back(n.args[0]);
+    }
+    return roots;
+  }
+
+  // The loads among `nodes` for a vector starting at flat index `flat` (or, `cached`, the row's
+  // registers row<i>[it]), then the per-lane definitions of `nodes` inside `for (v ...)`, then
+  // `lane_body` per lane and `after` once.
+  std::string vector_block(const std::vector<int>& nodes, const std::string& flat, int width,
+                           const std::string& lane_body, const std::string& after, bool cached = false) const {
+    std::ostringstream out;
+    std::vector<int> loads;
+    for (int i : nodes)
+      if (node(i).kind == NodeKind::kLoad) loads.push_back(i);
+    if (!cached) {
+      out << load_statements(loads, flat, width, "l", "");
+    } else {
+      for (int i : loads) out << "      const " << load_type(i, width) << "& l" << i << " = row" << i << "[it];\n";
     }
     out << "      #pragma unroll\n      for (int v = 0; v < " << width << "; ++v) {\n";
     for (int i : nodes) {
       const PlanNode& n = node(i);
       if (n.kind == NodeKind::kLoad) {
         const size_t k = static_cast<size_t>(n.tensor);
-        const bool vector = width > 1 && seg && segments_[*seg].full[k];
         out << "        const " << value_type(n) << " " << name(i) << " = "
-            << from_storage(plan_.inputs[k].dtype, "l" + std::to_string(i) + (vector ? ".v[v]" : "")) << ";\n";
+            << from_storage(plan_.inputs[k].dtype, "l" + std::to_string(i) + (vector_load(i, width) ? ".v[v]" : ""))
+            << ";\n";
       } else if (n.kind != NodeKind::kReduce) {
         out << "        " << define(i) << "\n";
       }
@@ -599,26 +649,39 @@ class Emitter {
     if (tpr > 32) out << "  __shared__ float red[" << slots << "][" << tpr / 32 << "];\n";
     out << "  const int lane = threadIdx.x % " << tpr << ";\n";
     out << "  const I R = " << R << ";\n";
-    // Rows of one block advance together, so every thread of a block-wide row runs the same
-    // iterations (the block reductions synchronise).
-    out << "  for (I r = (I)blockIdx.x * " << rpb << " + (I)(threadIdx.x / " << tpr << "); r < units; r += (I)gridDim.x * "
-        << rpb << ") {\n";
-    out << "    const I o = r;\n" << coordinates(0, "o");
-    out << row_definitions(0, "r * R");
-    // Static trip counts unroll; the row's inputs are re-read per pass (L1/L2 hits).
-    const std::string trips = reduced > 0 ? std::to_string((reduced / width + tpr - 1) / tpr)
+    // Every thread of a block runs the same iterations (block reductions synchronise, and the
+    // shuffles of rows narrower than a warp need the whole warp): rows past the end only idle.
+    out << "  for (I base = (I)blockIdx.x * " << rpb << "; base < units; base += (I)gridDim.x * " << rpb << ") {\n";
+    out << "    const I r = base + (I)(threadIdx.x / " << tpr << ");\n";
+    out << "    const bool row_ok = r < units;\n";
+    out << "    const I o = row_ok ? r : (I)0;\n" << coordinates(0, "o");
+    out << row_definitions(0, "o * R");
+    // Static trip counts unroll; a row of at most kCachedTrips vectors per thread stays in
+    // registers, loaded once for every pass, else each pass re-reads it (L1/L2 hits).
+    constexpr int64_t kCachedTrips = 4;
+    const int64_t trips_static = reduced > 0 ? (reduced / width + tpr - 1) / tpr : -1;
+    const bool cached = trips_static > 0 && trips_static <= kCachedTrips;
+    const std::string trips = reduced > 0 ? std::to_string(trips_static)
                                           : "((R / " + std::to_string(width) + " + " + std::to_string(tpr - 1) +
                                                 ") / " + std::to_string(tpr) + ")";
     const bool exact = reduced > 0 && (reduced / width) % tpr == 0;
     auto loop_open = [&]() {
-      std::string s = "    " + std::string(reduced > 0 ? "#pragma unroll\n    " : "") + "for (I it = 0; it < " + trips +
-                      "; ++it) {\n      const I j = ((I)lane + it * " + std::to_string(tpr) + ") * " +
+      std::string s = "    " + std::string(reduced > 0 ? "#pragma unroll\n    " : "") + "for (int it = 0; it < " + trips +
+                      "; ++it) {\n      const I j = ((I)lane + (I)it * " + std::to_string(tpr) + ") * " +
                       std::to_string(width) + ";\n";
-      if (!exact) s += "      if (j < R) {\n";
+      s += exact ? "      if (row_ok) {\n" : "      if (row_ok && j < R) {\n";
       s += coordinates(1, "j");
       return s;
     };
-    const std::string loop_close = exact ? "    }\n" : "      }\n    }\n";
+    const std::string loop_close = "      }\n    }\n";
+    std::vector<int> space_loads;
+    if (cached) {
+      for (int i : space_closure(all_space_roots())) {
+        if (node(i).kind == NodeKind::kLoad) space_loads.push_back(i);
+      }
+      for (int i : space_loads) out << "    " << load_type(i, width) << " row" << i << "[" << trips_static << "];\n";
+      out << loop_open() << load_statements(space_loads, "o * R + j", width, "row", "[it]") << loop_close;
+    }
     for (int level = 1; level <= plan_.passes; ++level) {
       const std::vector<int> reds = reductions(level);
       std::vector<int> args;
@@ -626,8 +689,9 @@ class Emitter {
       for (int i : reds) out << "    float acc" << i << " = " << reduce_init(node(i).reduce) << ";\n";
       std::string lanes;
       for (int i : reds) lanes += "        acc" + std::to_string(i) + " = " + combine(node(i).reduce, "acc" + std::to_string(i), name(node(i).args[0])) + ";\n";
-      out << loop_open() << vector_block(space_closure(args), "r * R + j", width, lanes, "") << loop_close;
-      // Across the row's threads: warp shuffles, then (block-wide rows) shared memory.
+      out << loop_open() << vector_block(space_closure(args), "o * R + j", width, lanes, "", cached) << loop_close;
+      // Across the row's threads: shuffles within the row's lanes, then (block-wide rows) shared
+      // memory across its warps.
       for (size_t s = 0; s < reds.size(); ++s) {
         const int i = reds[s];
         const std::string acc = "acc" + std::to_string(i);
@@ -647,17 +711,18 @@ class Emitter {
         }
         out << "    __syncthreads();\n";
       }
-      out << row_definitions(level, "r * R");
+      out << row_definitions(level, "o * R");
     }
     const std::vector<int> outs = space_outputs();
     if (!outs.empty()) {
-      auto [decls, stores] = space_stores("r * R + j", width);
+      auto [decls, stores] = space_stores("o * R + j", width);
       const size_t split = stores.find("##AFTER##");
       out << loop_open() << decls
-          << vector_block(space_closure(outs), "r * R + j", width, stores.substr(0, split), stores.substr(split + 9))
+          << vector_block(space_closure(outs), "o * R + j", width, stores.substr(0, split), stores.substr(split + 9),
+                          cached)
           << loop_close;
     }
-    out << row_stores("r", "lane == 0");
+    out << row_stores("r", "row_ok && lane == 0");
     out << "  }\n}\n";
     return out.str();
   }

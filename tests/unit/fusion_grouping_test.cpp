@@ -15,6 +15,7 @@
 #include "graph_evaluation.hpp"
 #include "graph_test_builder.hpp"
 #include "ops/fused_group.hpp"
+#include "passes/batch_norm_affine.hpp"
 #include "passes/fusion_grouping.hpp"
 #include "passes/precision_lowering.hpp"
 #include "passes/shape_inference.hpp"
@@ -285,6 +286,33 @@ TEST(FusionGrouping, HalfPrecisionGroupsUseWideVectorsAndCompile) {
   ASSERT_EQ(live_op_types(b.graph), std::vector<std::string>{"FusedGroup"});
   const codegen::GroupPlan plan = plan_of(b.graph, *live_nodes(b.graph).front());
   EXPECT_EQ(plan.inputs[0].dtype, DType::kFloat32);
+  expect_groups_compile(b.graph);
+}
+
+TEST(BatchNormAffine, LeftoverBatchNormBecomesAMultiplyAddThatGroupsWithItsRelu) {
+  // DenseNet's pre-activation: Concat -> BatchNormalization -> Relu (no conv to fold into).
+  GraphBuilder b;
+  const ir::ValueId a = b.input("a", {2, 3, 5, 5});
+  const ir::ValueId c = b.input("c", {2, 4, 5, 5});
+  const ir::ValueId cat = b.node("Concat", "cat", {a, c}, attrs_of({{"axis", Attribute::of_int(1)}}));
+  std::mt19937 rng(9);
+  auto param = [&](const std::string& name, float low, float high) {
+    return b.constant(name, testing::random_tensor_f32({7}, rng, low, high));
+  };
+  const ir::ValueId bn = b.node("BatchNormalization", "bn",
+                                {cat, param("g", 0.5f, 1.5f), param("beta", -1.0f, 1.0f), param("mu", -1.0f, 1.0f),
+                                 param("var", 0.1f, 2.0f)},
+                                attrs_of({{"epsilon", Attribute::of_float(1e-3f)}}));
+  b.output(b.node("Relu", "relu", {bn}));
+  infer_shapes(b.graph);
+  const ir::Graph original = b.graph;
+  ASSERT_EQ(convert_batch_norm_to_affine(b.graph), 1u);
+  infer_shapes(b.graph);
+  EXPECT_EQ(live_op_types(b.graph), (std::vector<std::string>{"Concat", "Mul", "Add", "Relu"}));
+  const auto inputs = random_inputs(original, 4);
+  testing::expect_close(testing::evaluate(b.graph, inputs)[0], testing::evaluate(original, inputs)[0], 1e-5f);
+  form_fusion_groups(b.graph);
+  EXPECT_EQ(live_op_types(b.graph), (std::vector<std::string>{"Concat", "FusedGroup"}));
   expect_groups_compile(b.graph);
 }
 
