@@ -31,6 +31,7 @@
 #include "passes/qkv_packing.hpp"
 #include "kiln/runtime.hpp"
 #include "passes/shape_inference.hpp"
+#include "passes/transpose_composition.hpp"
 #include "passes/variadic_expansion.hpp"
 #include "runtime/tactic_cache.hpp"
 
@@ -141,6 +142,8 @@ void lower_for_cuda(ir::Graph& graph, const BuilderConfig& config, const Resolve
       return size_t(passes::convert_conv_regions_to_nhwc(g, /*include_depthwise=*/layout == ConvLayout::kNhwc));
     });
   }
+  // Layout edges meet the model's own permutes: composed, and cancelled where they undo each other.
+  manager.add("transpose_composition", [](ir::Graph& g) { return passes::compose_transposes(g); });
   if (config.precision == Precision::kTf32) {
     manager.add("allow_tf32", [](ir::Graph& g) {
       allow_tf32(g);

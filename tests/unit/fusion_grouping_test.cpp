@@ -16,9 +16,11 @@
 #include "graph_test_builder.hpp"
 #include "ops/fused_group.hpp"
 #include "passes/batch_norm_affine.hpp"
+#include "passes/dead_code_elimination.hpp"
 #include "passes/fusion_grouping.hpp"
 #include "passes/precision_lowering.hpp"
 #include "passes/shape_inference.hpp"
+#include "passes/transpose_composition.hpp"
 
 namespace kiln::passes {
 namespace {
@@ -314,6 +316,27 @@ TEST(BatchNormAffine, LeftoverBatchNormBecomesAMultiplyAddThatGroupsWithItsRelu)
   form_fusion_groups(b.graph);
   EXPECT_EQ(live_op_types(b.graph), (std::vector<std::string>{"Concat", "FusedGroup"}));
   expect_groups_compile(b.graph);
+}
+
+TEST(TransposeComposition, PermutesThatUndoEachOtherCancelAndChainsCompose) {
+  GraphBuilder b;
+  const ir::ValueId x = b.input("x", {2, 3, 4, 5});
+  // NHWC -> NCHW (a layout edge) then the model's own permute back to channels-last: identity.
+  const ir::ValueId to_nchw = b.node("Transpose", "edge", {x}, testing::perm({0, 3, 1, 2}));
+  const ir::ValueId back = b.node("Transpose", "permute", {to_nchw}, testing::perm({0, 2, 3, 1}));
+  const ir::ValueId relu = b.node("Relu", "relu", {back});
+  // Two permutes that compose into one.
+  const ir::ValueId p1 = b.node("Transpose", "p1", {relu}, testing::perm({1, 0, 2, 3}));
+  b.output(b.node("Transpose", "p2", {p1}, testing::perm({0, 1, 3, 2})));
+  infer_shapes(b.graph);
+  const ir::Graph original = b.graph;
+  EXPECT_GT(compose_transposes(b.graph), 0u);
+  eliminate_dead_code(b.graph);
+  infer_shapes(b.graph);
+  EXPECT_EQ(live_op_types(b.graph), (std::vector<std::string>{"Relu", "Transpose"}));
+  EXPECT_EQ(live_nodes(b.graph, "Transpose")[0]->attrs.get_ints("perm"), (std::vector<int64_t>{1, 0, 3, 2}));
+  const auto inputs = random_inputs(original, 5);
+  testing::expect_close(testing::evaluate(b.graph, inputs)[0], testing::evaluate(original, inputs)[0], 0.0f);
 }
 
 TEST(FusedGroupOp, DecodeRejectsBadReferencesWithTheMemberNamed) {
