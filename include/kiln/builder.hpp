@@ -38,6 +38,11 @@ struct BuilderConfig {
   // Records in the engine's metadata (under "kiln_build": "passes" and "fusion") what each pass
   // changed and, per node, which fusion group it joined or why it joined none (kiln build --explain).
   bool explain = false;
+  // cuda: build for compute capability sm_<cuda_arch> (e.g. 90 for H100/H200) on a machine without
+  // that GPU, or without any: passes and generated kernels are the same, but no candidate is timed,
+  // so GEMM/convolution/generated-kernel tactics are chosen when the engine is first run on its
+  // GPU. 0 (default): build on GPU `device` and time the tactics there.
+  int cuda_arch = 0;
 };
 
 // Imports, optimises and emits an engine. Throws kiln::Error: kNotFound/kIoError (paths),

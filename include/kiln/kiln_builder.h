@@ -12,7 +12,8 @@ extern "C" {
 /* Builds an engine from an ONNX file or bytes. `config_json` is NULL or a JSON object with any of:
  *   "precision": "fp32"|"tf32"|"fp16"|"bf16", "target": "cpu"|"cuda", "device": int,
  *   "workspace_limit": int, "timing_cache": "FILE", "kernel_cache": "DIR" or "off",
- *   "metadata": {...},
+ *   "cuda_arch": int (build for sm_<cuda_arch> without that GPU, untuned; see BuilderConfig),
+ *   "explain": bool (record pass and fusion decisions in the metadata), "metadata": {...},
  *   "profiles": {"input_name": {"min": [..], "opt": [..], "max": [..]}, ...}.
  * On success *engine points to *size bytes to be freed with kiln_free. */
 kiln_status kiln_build_onnx_file(const char* onnx_path, const char* config_json, void** engine,

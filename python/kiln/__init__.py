@@ -145,6 +145,8 @@ def build_onnx(
     workspace_limit: int | None = None,
     timing_cache: "str | os.PathLike | None" = None,
     kernel_cache: "str | os.PathLike | None" = None,
+    cuda_arch: int | None = None,
+    explain: bool = False,
 ) -> bytes:
     """Compiles an ONNX model into engine bytes.
 
@@ -154,6 +156,9 @@ def build_onnx(
     is a file of GEMM/convolution tactics reused by later builds and extended by this one.
     ``kernel_cache`` (cuda) is the directory of compiled generated kernels reused across builds
     (None: ``$KILN_KERNEL_CACHE``, else ``~/.cache/kiln/kernels``; ``"off"``: no cache).
+    ``cuda_arch`` (cuda) builds for compute capability ``sm_<cuda_arch>`` (90: H100/H200) without
+    that GPU: nothing is timed, tactics are chosen when the engine first runs. ``explain`` records
+    in the engine's metadata what each pass changed and which fusion group each node joined.
     """
     if precision not in _PRECISIONS:
         raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
@@ -170,6 +175,10 @@ def build_onnx(
         config["timing_cache"] = os.fspath(timing_cache)
     if kernel_cache is not None:
         config["kernel_cache"] = os.fspath(kernel_cache)
+    if cuda_arch is not None:
+        config["cuda_arch"] = int(cuda_arch)
+    if explain:
+        config["explain"] = True
     config_json = json.dumps(config).encode()
 
     lib = _capi.builder()

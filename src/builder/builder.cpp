@@ -142,6 +142,11 @@ void lower_for_cuda(ir::Graph& graph, const BuilderConfig& config, const Resolve
       return size_t(passes::convert_conv_regions_to_nhwc(g, /*include_depthwise=*/layout == ConvLayout::kNhwc));
     });
   }
+  // After the layouts are chosen (so they stay in NHWC regions): squeeze-excitation's 1x1 convs
+  // of a 1x1 map become GEMMs between views, in either layout.
+  manager.add("one_pixel_convolution", [](ir::Graph& g) {
+    return size_t(passes::convert_patch_convolutions_to_matmul(g, passes::PatchKind::kOnePixel));
+  });
   // Layout edges meet the model's own permutes: composed, and cancelled where they undo each other.
   manager.add("transpose_composition", [](ir::Graph& g) { return passes::compose_transposes(g); });
   if (config.precision == Precision::kTf32) {
@@ -227,7 +232,8 @@ format::EngineModel build_engine_model(ir::Graph graph, const BuilderConfig& con
 std::vector<uint8_t> build_engine_from_graph(ir::Graph graph, const BuilderConfig& config,
                                              const std::string& source) {
   format::EngineModel model = build_engine_model(std::move(graph), config, source);
-  if (config.target != "cuda") return format::write_engine(model);
+  // Cross-compiled engines (cuda_arch) are not run here: their tactics are chosen on their GPU.
+  if (config.target != "cuda" || config.cuda_arch != 0) return format::write_engine(model);
   // Run it once on the target GPU at the inputs' opt shapes: every layer must have a kernel there
   // (a missing one surfaces at build time rather than at deployment), and the GEMM/convolution
   // layers time their candidate algorithms; each winner is recorded in its layer.

@@ -1,4 +1,5 @@
 // The builder's C API: BuilderConfig from JSON, engine bytes in malloc'ed memory.
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -79,6 +80,10 @@ BuilderConfig parse_config(const char* config_json) {
       config.timing_cache = value.as_string(what);
     } else if (key == "kernel_cache") {
       config.kernel_cache = value.as_string(what);
+    } else if (key == "cuda_arch") {
+      config.cuda_arch = static_cast<int>(std::clamp<int64_t>(value.as_int64(what), -1, 100000));
+    } else if (key == "explain") {
+      config.explain = value.as_bool(what);
     } else if (key == "metadata") {
       value.as_object(what);
       config.metadata_json = json::serialize(value);
@@ -88,7 +93,7 @@ BuilderConfig parse_config(const char* config_json) {
     } else {
       fail(ErrorCode::kInvalidArgument, "config_json: unknown key '", key,
            "' (expected precision, target, device, workspace_limit, timing_cache, kernel_cache, ",
-           "metadata, profiles)");
+           "cuda_arch, explain, metadata, profiles)");
     }
   }
   return config;

@@ -22,6 +22,17 @@ format::Target resolve_cpu_target(const BuilderConfig& config) {
 }
 
 format::Target resolve_cuda_target(const BuilderConfig& config) {
+  if (config.cuda_arch != 0) {
+    // Cross-compiling: NVRTC writes the kernels for this architecture; no GPU is asked.
+    if (config.cuda_arch < 50 || config.cuda_arch > 1000) {
+      fail(ErrorCode::kInvalidArgument, "cuda_arch must be a compute capability x 10 such as 90, got ",
+           config.cuda_arch);
+    }
+    format::Target target;
+    target.backend = "cuda";
+    target.sm_arch = config.cuda_arch;
+    return target;
+  }
 #if KILN_WITH_CUDA
   const int count = cuda::device_count();
   if (count == 0) {

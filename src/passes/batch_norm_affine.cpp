@@ -93,10 +93,8 @@ size_t convert_batch_norm_to_affine(ir::Graph& graph) {
     nodes.push_back(std::move(add));
     ++rewritten;
   }
-  if (rewritten > 0) {
-    graph.nodes = std::move(nodes);
-    graph.compact();
-  }
+  graph.nodes = std::move(nodes);  // every node was moved, rewritten or not
+  if (rewritten > 0) graph.compact();
   return rewritten;
 }
 

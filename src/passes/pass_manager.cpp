@@ -28,14 +28,15 @@ void PassManager::run(ir::Graph& graph) {
   for (const Pass& pass : passes_) {
     const auto start = std::chrono::steady_clock::now();
     const size_t changes = pass.run(graph);
-    if (changes > 0) {
-      try {
+    try {
+      // Verifying is cheap and catches a pass that broke the graph but reported no change.
+      if (changes > 0) {
         eliminate_dead_code(graph);
         infer_shapes(graph);
-        graph.verify();
-      } catch (const Error& error) {
-        fail(error.code(), "after pass '", pass.name, "': ", error.what());
       }
+      graph.verify();
+    } catch (const Error& error) {
+      fail(error.code(), "after pass '", pass.name, "': ", error.what());
     }
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     records_.push_back(PassRecord{pass.name, changes, ms});

@@ -44,14 +44,15 @@ bool pads_nothing(const AttributeMap& attrs) {
   return auto_pad == "NOTSET" && all_equal_to(attrs.get_ints_or("pads", {}), 0);
 }
 
-std::optional<Patch> patch_of(const ir::Graph& graph, const ir::Node& node) {
+std::optional<Patch> patch_of(const ir::Graph& graph, const ir::Node& node, PatchKind kind) {
   if (node.removed || node.op_type != "Conv" || !node.domain.empty()) return std::nullopt;
   if (node.inputs.size() < 2 || node.inputs.size() > 4 || node.outputs.size() != 1)
     return std::nullopt;
   // A fused residual (input 3) is added before the activation; keep those convs as they are.
   if (node.inputs.size() == 4 && node.inputs[3] != kNoValue) return std::nullopt;
   const AttributeMap& attrs = node.attrs;
-  if (attrs.get_string_or("kiln_layout", "NCHW") != "NCHW") return std::nullopt;
+  const bool nhwc = attrs.get_string_or("kiln_layout", "NCHW") == "NHWC";
+  if (nhwc && kind != PatchKind::kOnePixel) return std::nullopt;
   const std::string activation = attrs.get_string_or("kiln_activation", "");
   if (!activation.empty() && activation != "Relu") return std::nullopt;
   if (attrs.get_int_or("group", 1) != 1) return std::nullopt;
@@ -74,17 +75,19 @@ std::optional<Patch> patch_of(const ir::Graph& graph, const ir::Node& node) {
     return std::nullopt;
   }
   if (w.dtype != x.dtype || w.constant->shape != w.shape) return std::nullopt;
+  // NHWC: X [N, H, W, C], W [M, kH, kW, C] (KRSC).
   p.batch = x.shape[0];
-  p.channels = x.shape[1];
-  p.height = x.shape[2];
-  p.width = x.shape[3];
+  p.channels = nhwc ? x.shape[3] : x.shape[1];
+  p.height = nhwc ? x.shape[1] : x.shape[2];
+  p.width = nhwc ? x.shape[2] : x.shape[3];
   p.out_channels = w.shape[0];
-  p.patch_h = w.shape[2];
-  p.patch_w = w.shape[3];
+  p.patch_h = nhwc ? w.shape[1] : w.shape[2];
+  p.patch_w = nhwc ? w.shape[2] : w.shape[3];
   // A 1x1 kernel is a patch only on a 1x1 feature map (a squeeze-excitation's 1x1 convs): there
   // the GEMM needs no rearranging at all, while cuDNN ran each in ~0.27 ms on H100 at batch 32.
-  const bool pointwise_on_one_pixel = p.patch_h == 1 && p.patch_w == 1 && p.height == 1 && p.width == 1;
-  if (w.shape[1] != p.channels || ((p.patch_h < 2 || p.patch_w < 2) && !pointwise_on_one_pixel)) {
+  const bool one_pixel = p.patch_h == 1 && p.patch_w == 1 && p.height == 1 && p.width == 1;
+  if (one_pixel != (kind == PatchKind::kOnePixel)) return std::nullopt;
+  if ((nhwc ? w.shape[3] : w.shape[1]) != p.channels || (!one_pixel && (p.patch_h < 2 || p.patch_w < 2))) {
     return std::nullopt;
   }
   const std::vector<int64_t> kernel{p.patch_h, p.patch_w};
@@ -187,7 +190,10 @@ class PatchRewriter {
       return;
     }
     if (one_pixel) {
-      reshape(out, base + "/to_nchw", v, {-1, p.out_channels, 1, 1}, p.output);
+      const bool nhwc = conv.attrs.get_string_or("kiln_layout", "NCHW") == "NHWC";
+      reshape(out, base + "/to_map", v,
+              nhwc ? std::vector<int64_t>{-1, 1, 1, p.out_channels} : std::vector<int64_t>{-1, p.out_channels, 1, 1},
+              p.output);
       return;
     }
     v = reshape(out, base + "/patch_grid", v, {-1, rows_h, rows_w, p.out_channels});
@@ -244,15 +250,16 @@ class PatchRewriter {
 
 }  // namespace
 
-int convert_patch_convolutions_to_matmul(ir::Graph& graph) {
+int convert_patch_convolutions_to_matmul(ir::Graph& graph, PatchKind kind) {
   std::vector<std::optional<Patch>> patches;
   patches.reserve(graph.nodes.size());
   int count = 0;
   std::vector<bool> absorbed(graph.nodes.size(), false);  // token tails replaced by a Reshape
   for (const ir::Node& node : graph.nodes) {
-    patches.push_back(patch_of(graph, node));
+    patches.push_back(patch_of(graph, node, kind));
     if (!patches.back()) continue;
     ++count;
+    if (kind != PatchKind::kPatchEmbedding) continue;
     find_token_tail(graph, *patches.back());
     if (patches.back()->tokens == kNoValue) continue;
     absorbed[static_cast<size_t>(patches.back()->tail_reshape)] = true;

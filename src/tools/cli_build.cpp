@@ -26,6 +26,8 @@ options:
                            precision of the engine's math (default fp32)
   --target cpu|cuda        the backend the engine runs on (default cpu)
   --device N               cuda: the GPU whose architecture the engine targets (default 0)
+  --cuda-arch SM           cuda: build for compute capability SM (e.g. 90 or sm_90) without that
+                           GPU; tactics are then chosen when the engine first runs on its GPU
   --workspace BYTES        scratch memory kernels may use; K/M/G suffixes allowed (default 1G)
   --timing-cache FILE      cuda: reuse the GEMM/convolution tactics timed by earlier builds from
                            FILE and add this build's to it (created when missing)
@@ -177,6 +179,12 @@ int build_command(std::span<const std::string> args) {
       const uint64_t device = parse_unsigned(cursor.value(), "--device");
       if (device > 1024) throw UsageError("--device: " + std::to_string(device) + " is too large");
       config.device = static_cast<int>(device);
+    } else if (flag == "--cuda-arch") {
+      std::string arch = cursor.value();
+      if (arch.rfind("sm_", 0) == 0) arch = arch.substr(3);
+      const uint64_t value = parse_unsigned(arch, "--cuda-arch");
+      if (value < 50 || value > 1000) throw UsageError("--cuda-arch: expected e.g. 90 or sm_90, got '" + arch + "'");
+      config.cuda_arch = static_cast<int>(value);
     } else if (flag == "--timing-cache") {
       config.timing_cache = cursor.value();
     } else if (flag == "--kernel-cache") {

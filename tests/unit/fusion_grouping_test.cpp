@@ -316,6 +316,13 @@ TEST(BatchNormAffine, LeftoverBatchNormBecomesAMultiplyAddThatGroupsWithItsRelu)
   form_fusion_groups(b.graph);
   EXPECT_EQ(live_op_types(b.graph), (std::vector<std::string>{"Concat", "FusedGroup"}));
   expect_groups_compile(b.graph);
+  // A graph without BatchNormalization comes out unchanged.
+  GraphBuilder plain;
+  plain.output(plain.node("Relu", "relu", {plain.input("x", {2, 3})}));
+  infer_shapes(plain.graph);
+  EXPECT_EQ(convert_batch_norm_to_affine(plain.graph), 0u);
+  plain.graph.verify();
+  EXPECT_EQ(live_op_types(plain.graph), std::vector<std::string>{"Relu"});
 }
 
 TEST(TransposeComposition, PermutesThatUndoEachOtherCancelAndChainsCompose) {

@@ -94,10 +94,11 @@ GraphBuilder conv_graph(const ConvSpec& spec) {
 Shape graph_shape(const ir::Graph& graph, ir::ValueId id) { return graph.value(id).shape; }
 
 // Runs the pass on `b`, checks it evaluates as before and returns the pass's count.
-int rewrite_and_compare(GraphBuilder& b, float relative, uint32_t seed = 7) {
+int rewrite_and_compare(GraphBuilder& b, float relative, uint32_t seed = 7,
+                        PatchKind kind = PatchKind::kPatchEmbedding) {
   const auto inputs = random_inputs(b.graph, seed);
   const std::vector<HostTensor> before = evaluate(b.graph, inputs);
-  const int rewritten = convert_patch_convolutions_to_matmul(b.graph);
+  const int rewritten = convert_patch_convolutions_to_matmul(b.graph, kind);
   b.graph.verify();
   const std::vector<HostTensor> after = evaluate(b.graph, inputs);
   EXPECT_EQ(after.size(), before.size());
@@ -549,10 +550,11 @@ TEST(PatchConvolutionPass, OnePixelPointwiseConvIsAGemmBetweenReshapes) {
       spec.strides = {1, 1};
       if (relu) spec.edit_attrs = [](AttributeMap& attrs) { attrs.set("kiln_activation", Attribute::of_string("Relu")); };
       GraphBuilder b = conv_graph(spec);
+      EXPECT_EQ(convert_patch_convolutions_to_matmul(b.graph), 0);  // not a patch embedding
       if (batch == kDynamicDim) {
-        ASSERT_EQ(convert_patch_convolutions_to_matmul(b.graph), 1);
+        ASSERT_EQ(convert_patch_convolutions_to_matmul(b.graph, PatchKind::kOnePixel), 1);
       } else {
-        EXPECT_EQ(rewrite_and_compare(b, 1e-5f), 1);
+        EXPECT_EQ(rewrite_and_compare(b, 1e-5f, 7, PatchKind::kOnePixel), 1);
       }
       EXPECT_EQ(live_op_types(b.graph), (std::vector<std::string>{"Reshape", "MatMul", "Reshape"}));
       const ir::Node& gemm = *live_nodes(b.graph, "MatMul")[0];
