@@ -114,6 +114,7 @@ struct Segment {
   std::string expr;        // the extent as a C expression
   int region = 0;          // 0 outer (or everything, pointwise), 1 reduced, 2 inner
   std::vector<bool> full;  // per layer input
+  size_t last_dim = 0;     // the innermost space dim in it
 };
 
 struct Variant {
@@ -174,7 +175,14 @@ class Emitter {
     return "s" + std::to_string(plan_.space_symbols[d]);
   }
 
+  // Element strides along the space's dims of the permuted tensors (folded Transposes): layer
+  // inputs first, then outputs; empty for tensors laid out as their shape says.
+  const std::vector<int64_t>& permuted_strides(size_t t) const {
+    return t < inputs_ ? plan_.input_strides[t] : plan_.output_strides[t - inputs_];
+  }
+
   bool input_full_at(size_t k, size_t d) const {
+    if (!plan_.input_strides[k].empty()) return plan_.input_strides[k][d] != 0;
     const Shape& shape = plan_.inputs[k].shape;
     const size_t offset = plan_.space.size() - shape.size();
     return d >= offset && shape[d - offset] != 1;
@@ -187,13 +195,22 @@ class Emitter {
       std::vector<bool> full(inputs_);
       for (size_t k = 0; k < inputs_; ++k) full[k] = input_full_at(k, d);
       const int region = region_of(d);
-      if (!segments_.empty() && segments_.back().region == region && segments_.back().full == full) {
+      // Permuted tensors merge two dims only where they are contiguous in that tensor too.
+      bool contiguous = true;
+      if (!segments_.empty()) {
+        for (size_t t = 0; t < inputs_ + plan_.outputs.size(); ++t) {
+          const std::vector<int64_t>& strides = permuted_strides(t);
+          if (!strides.empty()) contiguous &= strides[segments_.back().last_dim] == strides[d] * plan_.space[d];
+        }
+      }
+      if (!segments_.empty() && contiguous && segments_.back().region == region && segments_.back().full == full) {
         Segment& s = segments_.back();
         s.extent = s.extent == kDynamicDim || plan_.space[d] == kDynamicDim ? kDynamicDim : s.extent * plan_.space[d];
         s.expr += "*" + dim_expr(d);
+        s.last_dim = d;
         continue;
       }
-      segments_.push_back(Segment{plan_.space[d], dim_expr(d), region, std::move(full)});
+      segments_.push_back(Segment{plan_.space[d], dim_expr(d), region, std::move(full), d});
     }
     // Regions without a segment still need an (empty) extent of 1.
   }
@@ -237,6 +254,13 @@ class Emitter {
     }
     for (size_t o = 0; o < plan_.outputs.size(); ++o) {
       if (plan_.output_domains[o] == Domain::kSpace) widest = std::max(widest, storage_size(plan_.outputs[o].dtype));
+    }
+    // A permuted tensor spanning the vector segment must have stride 1 there to be accessed a
+    // vector at a time (the planner keeps innermost dims in place; an extent-1 innermost dim can
+    // still leave another dim last).
+    for (size_t t = 0; t < inputs_ + plan_.outputs.size(); ++t) {
+      const std::vector<int64_t>& strides = permuted_strides(t);
+      if (!strides.empty() && strides[segments_[*seg].last_dim] > 1) return;
     }
     int width = static_cast<int>(16 / widest);
     while (width > 1 && segments_[*seg].extent % width != 0) width /= 2;
@@ -396,6 +420,7 @@ class Emitter {
   // Offset expression of input `k` for element coordinates held in variables c<segment>; `flat`
   // is the element's flat index in the space (used when `k` spans every segment).
   std::string offset(size_t k, const std::string& flat, bool row_only) const {
+    if (!permuted_strides(k).empty()) return strided_offset(permuted_strides(k), row_only);
     bool all_full = true;
     for (const Segment& s : segments_) all_full &= s.full[k];
     if (all_full && !row_only) return flat;
@@ -408,6 +433,18 @@ class Emitter {
         if (segments_[l].full[k]) later.push_back(l);
       expr += (expr.empty() ? "" : " + ") + std::string("c") + std::to_string(s) +
               (later.empty() ? "" : " * (" + product(later) + ")");
+    }
+    return expr.empty() ? "(I)0" : expr;
+  }
+
+  // Σ c<s> * stride over the segments (static strides of a permuted tensor).
+  std::string strided_offset(const std::vector<int64_t>& strides, bool row_only) const {
+    std::string expr;
+    for (size_t s = 0; s < segments_.size(); ++s) {
+      const int64_t stride = strides[segments_[s].last_dim];
+      if (stride == 0 || (row_only && segments_[s].region == 1)) continue;
+      expr += (expr.empty() ? "" : " + ") + std::string("c") + std::to_string(s) +
+              (stride == 1 ? "" : " * (I)" + std::to_string(stride));
     }
     return expr.empty() ? "(I)0" : expr;
   }
@@ -534,8 +571,9 @@ class Emitter {
       const std::string staged = "y" + std::to_string(o);
       const std::string t = "t" + std::to_string(inputs_ + o);
       lanes += "        " + staged + ".v[v] = " + to_storage(dtype, n.is_bool, name(plan_.output_nodes[o])) + ";\n";
+      const std::vector<int64_t>& strides = plan_.output_strides[o];
       after += "      kiln_store<" + std::string(storage_type(dtype)) + ", " + std::to_string(width) + ">(" + t + " + (" +
-               flat + "), " + staged + ");\n";
+               (strides.empty() ? flat : strided_offset(strides, false)) + "), " + staged + ");\n";
     }
     std::string decls;
     for (size_t o = 0; o < plan_.outputs.size(); ++o) {

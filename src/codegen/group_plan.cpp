@@ -104,6 +104,9 @@ class Planner {
       plan_.outputs.push_back(PlanTensor{out.dtype, out.shape});
     }
     infos_ = ops::infer_group_members(program_, inputs_);
+    plan_.input_strides.assign(inputs_.size(), {});
+    plan_.output_strides.assign(outputs_.size(), {});
+    permuted_store_.assign(program_.members.size(), {});
     choose_space();
     member_node_.assign(program_.members.size(), -1);
     squeezed_.assign(program_.members.size(), false);
@@ -171,7 +174,10 @@ class Planner {
     if (!first) {
       // Pointwise: the broadcast of every member's output.
       Shape space;
-      for (const ops::ValueInfo& info : infos_) {
+      for (size_t m = 0; m < infos_.size(); ++m) {
+        // A Transpose of a computed value is written permuted: its shape is not the space's.
+        if (transposes_member(m)) continue;
+        const ops::ValueInfo& info = infos_[m];
         std::optional<Shape> b = broadcast(space, info.shape);
         if (!b) reject("member shapes ", describe(space), " and ", describe(info.shape), " do not broadcast");
         space = *b;
@@ -200,6 +206,76 @@ class Planner {
       inner_one &= plan_.space[d] == 1;
     }
     plan_.schedule = inner_one ? Schedule::kRow : Schedule::kColumn;
+  }
+
+  // A Transpose member whose input is another member's value (written permuted, if at all).
+  bool transposes_member(size_t m) const {
+    const ops::GroupMember& member = program_.members[m];
+    return member.op == "Transpose" && !member.inputs.empty() &&
+           member.inputs[0] >= static_cast<int64_t>(program_.num_inputs);
+  }
+
+  std::vector<int64_t> permutation_of(const ops::GroupMember& member, size_t rank) const {
+    if (member.attrs.has("perm")) return member.attrs.get_ints("perm");
+    std::vector<int64_t> reversed(rank);
+    for (size_t i = 0; i < rank; ++i) reversed[i] = static_cast<int64_t>(rank - 1 - i);
+    return reversed;
+  }
+
+  // Contiguous element strides of a static shape.
+  static std::vector<int64_t> contiguous_strides(const Shape& shape) {
+    std::vector<int64_t> strides(shape.size(), 1);
+    for (size_t d = shape.size(); d-- > 1;) strides[d - 1] = strides[d] * shape[d];
+    return strides;
+  }
+
+  // Folds Transpose member `m` into the group: read in place when its input is a layer input,
+  // written in place when its input is a computed value (then it may only be an output).
+  int expand_transpose(size_t m) {
+    const ops::GroupMember& member = program_.members[m];
+    const ops::ValueInfo in = input_info(member, 0);
+    const Shape& out = infos_[m].shape;
+    if (!shape_is_static(in.shape)) reject(member.name, ": a Transpose of dynamic dims");
+    const std::vector<int64_t> perm = permutation_of(member, in.shape.size());
+    // The innermost dim must stay innermost (or have extent 1) so the folded access stays
+    // coalesced; other transposes stay kernels of their own.
+    const size_t rank = in.shape.size();
+    if (rank > 0 && perm.back() != static_cast<int64_t>(rank - 1) && in.shape.back() != 1 && out.back() != 1) {
+      reject(member.name, ": a Transpose that moves the innermost dim");
+    }
+    const std::vector<int64_t> in_strides = contiguous_strides(in.shape);
+    if (!transposes_member(m)) {
+      const int64_t ref = member.inputs[0];
+      if (ref < 0) reject(member.name, " transposes a constant value");
+      const size_t k = static_cast<size_t>(ref);
+      if (in.value && in.value->numel() == 1) return constant(read_as_double(view_of(*in.value), 0), in.dtype == DType::kBool);
+      if (!fits_space(out, plan_.space)) {
+        reject(member.name, "'s output ", describe(out), " does not fit the space ", describe(plan_.space));
+      }
+      // Output dim d of the Transpose is input dim perm[d]; aligned right in the space.
+      std::vector<int64_t> strides(plan_.space.size(), 0);
+      const size_t offset = plan_.space.size() - out.size();
+      for (size_t d = 0; d < out.size(); ++d) {
+        if (out[d] != 1) strides[offset + d] = in_strides[static_cast<size_t>(perm[d])];
+      }
+      if (loads_.count(k) || !plan_.input_strides[k].empty()) reject(member.name, ": its input is also read unpermuted");
+      plan_.input_strides[k] = strides;
+      PlanNode node;
+      node.kind = NodeKind::kLoad;
+      node.tensor = static_cast<int>(k);
+      node.is_bool = in.dtype == DType::kBool;
+      node.domain = domain_of(out);
+      const int index = add(std::move(node));
+      loads_[k] = index;
+      return index;
+    }
+    // A permuted store of a computed value of the space's full shape.
+    if (in.shape != plan_.space) reject(member.name, " transposes a value that is not the whole space");
+    std::vector<int64_t> strides(rank, 0);
+    const std::vector<int64_t> out_strides = contiguous_strides(out);
+    for (size_t d = 0; d < rank; ++d) strides[static_cast<size_t>(perm[d])] = out_strides[d];
+    permuted_store_[m] = strides;
+    return operand(m, 0);
   }
 
   // ---- nodes ----------------------------------------------------------------------------------
@@ -291,6 +367,10 @@ class Planner {
     if (ref == ops::kGroupAttributeValue) reject(member.name, " input ", i, " is an attribute value");
     if (ref >= static_cast<int64_t>(program_.num_inputs)) {
       const size_t producer = static_cast<size_t>(ref) - program_.num_inputs;
+      if (!permuted_store_[producer].empty()) {
+        reject(program_.members[producer].name, " (a Transpose of a computed value) feeds ", member.name,
+               " in the group");
+      }
       if (squeezed_[producer]) {
         reject(program_.members[producer].name, " reduces without keepdims and feeds ", member.name,
                " in the group");
@@ -309,6 +389,7 @@ class Planner {
       reject("input ", describe(info.shape), " of ", member.name, " does not fit the space ",
              describe(plan_.space));
     }
+    if (!plan_.input_strides[k].empty()) reject("input ", k, " is read both transposed and not");
     if (auto it = loads_.find(k); it != loads_.end()) return it->second;
     PlanNode node;
     node.kind = NodeKind::kLoad;
@@ -325,6 +406,7 @@ class Planner {
     const ops::ValueInfo& out = infos_[m];
     const std::string& op = member.op;
     if (!is_kernel_dtype(out.dtype)) reject(member.name, " computes ", dtype_name(out.dtype));
+    if (op == "Transpose") return expand_transpose(m);
     const bool reduces = reduction_of(m).has_value();
     if (!reduces && !fits_space(out.shape, plan_.space)) {
       reject(member.name, "'s output ", describe(out.shape), " does not fit the space ",
@@ -436,7 +518,12 @@ class Planner {
     const Shape& shape = outputs_[o].shape;
     if (!is_kernel_dtype(outputs_[o].dtype)) reject("output ", o, " has dtype ", dtype_name(outputs_[o].dtype));
     Domain domain = Domain::kSpace;
-    if (shape == plan_.space && plan_.nodes[static_cast<size_t>(node)].domain == Domain::kSpace) {
+    if (!permuted_store_[m].empty()) {
+      if (plan_.nodes[static_cast<size_t>(node)].domain != Domain::kSpace) {
+        reject("output ", o, " (", program_.members[m].name, ") transposes a per-row value");
+      }
+      plan_.output_strides[o] = permuted_store_[m];
+    } else if (shape == plan_.space && plan_.nodes[static_cast<size_t>(node)].domain == Domain::kSpace) {
       domain = Domain::kSpace;
     } else if (plan_.schedule != Schedule::kPointwise &&
                plan_.nodes[static_cast<size_t>(node)].domain == Domain::kRow &&
@@ -512,6 +599,7 @@ class Planner {
   std::vector<ops::ValueInfo> infos_;
   std::vector<int> member_node_;
   std::vector<bool> squeezed_;
+  std::vector<std::vector<int64_t>> permuted_store_;  // per member: strides of a permuted store
   std::map<size_t, int> loads_;
   GroupPlan plan_;
 };
@@ -529,7 +617,7 @@ bool is_reduction_op(std::string_view op_type) {
 
 bool is_groupable_op(std::string_view op_type, const AttributeMap& attrs) {
   if (is_reduction_op(op_type)) return true;
-  if (op_type == "Cast" || op_type == "Identity" || op_type == "Dropout") return true;
+  if (op_type == "Cast" || op_type == "Identity" || op_type == "Dropout" || op_type == "Transpose") return true;
   return ops::find_scalar_op(op_type, attrs) != nullptr;
 }
 

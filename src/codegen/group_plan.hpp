@@ -75,6 +75,12 @@ struct GroupPlan {
   std::vector<Domain> output_domains;     // per layer output
   // Per layer tensor (inputs, then outputs): each dim as >= 0 (static) or -1 - s (symbol s).
   std::vector<std::vector<int64_t>> patterns;
+  // Per layer input and per layer output: empty when the tensor is laid out as its shape says
+  // (broadcast against the space), else its element stride along each space dim — a Transpose
+  // folded into the group, read (an input) or written (an output) in place. The innermost dim
+  // always keeps stride 1 (or extent 1), so accesses stay vectorised and coalesced.
+  std::vector<std::vector<int64_t>> input_strides;
+  std::vector<std::vector<int64_t>> output_strides;
 };
 
 struct GroupPlanResult {

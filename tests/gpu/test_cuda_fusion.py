@@ -213,7 +213,21 @@ def _special_feeds(feeds, dtype):
     return {"x": x}
 
 
+def _transposes_model(dtype):
+    # Transposes that keep the innermost dim, folded into the groups' loads and stores: the
+    # batch-first round trip around nn.MultiheadAttention, and a 4-D permute of the middle dims.
+    m = _Model(dtype)
+    attn = m.input("attn", [9, 4, 64])
+    residual = m.input("residual", [4, 9, 64])
+    y = m.input("y", [2, 5, 6, 32])
+    total = m.op("Add", m.op("Transpose", attn, perm=[1, 0, 2]), residual)
+    norm = m.op("LayerNormalization", total, m.const_array(m.rng.uniform(0.5, 1.5, size=[64])), axis=-1, epsilon=1e-5)
+    swapped = m.op("Sigmoid", m.op("Mul", m.op("Transpose", y, perm=[0, 2, 1, 3]), m.const(0.75)))
+    return m, [total, m.op("Transpose", norm, perm=[1, 0, 2]), m.op("Transpose", swapped, perm=[2, 0, 1, 3])]
+
+
 MODELS = {
+    "transposes": _transposes_model,
     "decomposed_norms": _decomposed_norms_model,
     "reductions": _reductions_model,
     "pooling_gate": _pooling_gate_model,

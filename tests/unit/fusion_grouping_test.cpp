@@ -346,6 +346,33 @@ TEST(TransposeComposition, PermutesThatUndoEachOtherCancelAndChainsCompose) {
   testing::expect_close(testing::evaluate(b.graph, inputs)[0], testing::evaluate(original, inputs)[0], 0.0f);
 }
 
+TEST(FusionGrouping, TransposesThatKeepTheInnermostDimAreFoldedIntoLoadsAndStores) {
+  // nn.MultiheadAttention's batch_first round trip: [S, B, E] -> Transpose(1, 0, 2) -> residual Add
+  // -> LayerNorm -> Transpose back for the next projection. Both Transposes fold into the group.
+  GraphBuilder b;
+  const ir::ValueId attn = b.input("attn", {7, 3, 32});
+  const ir::ValueId residual = b.input("residual", {3, 7, 32});
+  const ir::ValueId gamma = b.constant("gamma", testing::make_tensor_f32({32}, std::vector<float>(32, 1.25f)));
+  const ir::ValueId back = b.node("Transpose", "to_batch_first", {attn}, testing::perm({1, 0, 2}));
+  const ir::ValueId sum = b.node("Add", "residual_add", {back, residual});
+  const ir::ValueId norm = b.node("LayerNormalization", "ln", {sum, gamma}, attrs_of({{"axis", Attribute::of_int(-1)}}));
+  b.output(sum);
+  b.output(b.node("Transpose", "to_seq_first", {norm}, testing::perm({1, 0, 2})));
+  // A Transpose that moves the innermost dim stays a kernel of its own.
+  b.output(b.node("Relu", "relu", {b.node("Transpose", "swap_last", {residual}, testing::perm({0, 2, 1}))}));
+  const ir::Graph grouped = group_and_compare(b);
+  EXPECT_EQ(live_op_types(grouped), (std::vector<std::string>{"FusedGroup", "Transpose", "FusedGroup"}));
+  const ir::Node& group = *live_nodes(grouped, "FusedGroup")[0];
+  const codegen::GroupPlan plan = plan_of(grouped, group);
+  EXPECT_EQ(plan.schedule, codegen::Schedule::kRow);
+  ASSERT_EQ(plan.input_strides.size(), group.inputs.size());
+  EXPECT_EQ(plan.input_strides[0], (std::vector<int64_t>{32, 3 * 32, 1}));  // attn read in place
+  ASSERT_EQ(plan.output_strides.size(), 2u);
+  EXPECT_TRUE(plan.output_strides[0].empty());                              // the sum, as is
+  EXPECT_EQ(plan.output_strides[1], (std::vector<int64_t>{32, 3 * 32, 1}));  // written seq-first
+  expect_groups_compile(grouped);
+}
+
 TEST(FusedGroupOp, DecodeRejectsBadReferencesWithTheMemberNamed) {
   AttributeMap attrs;
   ops::GroupProgram program;
