@@ -131,8 +131,11 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "engine.kiln"
                 path.write_bytes(engine_bytes)
-                out = subprocess.run([str(cli), "bench", str(path), "--iterations", "30", "--profile", "5", "--json"],
-                                     check=True, capture_output=True, text=True).stdout
+                done = subprocess.run([str(cli), "bench", str(path), "--iterations", "30", "--profile", "5", "--json"],
+                                      capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise RuntimeError(f"kiln bench exited {done.returncode}: {done.stderr.strip()[-500:]}")
+                out = done.stdout
             profile = json.loads(out)["profile"]
             layer = profile["slowest_layers"][0]
             row.update(kiln_layers=profile["layers"], kiln_op=layer["op"], kiln_ms=layer["ms"], bytes=layer["bytes"],

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds kiln on a GPU machine and runs the GPU tests and benchmarks in one go, writing logs and a
 # summary to $OUT (default out/gpu-check). Stages (default: all but profile and multigpu): build ctest
-# conformance runtime torch models bench overhead, profile (per-layer times of the benchmark models)
+# conformance runtime torch models generated bench overhead, profile (per-layer times of the
+# benchmark models)
 # and multigpu (two GPUs: device errors, safe mode, a thread per GPU; skips with fewer GPUs).
 # Example: scripts/gpu-check.sh build conformance
 # Environment: PYTHON (default python3: the one with torch), JOBS, KILN_GPU_CACHE (ONNX exports),
@@ -14,7 +15,7 @@ OUT=${OUT:-$REPO/out/gpu-check}
 PYTHON=${PYTHON:-python3}
 JOBS=${JOBS:-$(nproc)}
 BUILD=$REPO/build-gpu
-STAGES=${*:-build ctest conformance runtime torch models bench overhead}
+STAGES=${*:-build ctest conformance runtime torch models generated bench overhead}
 mkdir -p "$OUT"
 summary=$OUT/summary.txt
 : > "$summary"
@@ -61,6 +62,7 @@ for stage in $STAGES; do
         tests/gpu/test_torch_compile_gpu.py ${PYTEST_ARGS:-} "${pytest_select[@]}" ;;
     multigpu) run_stage multigpu "$PYTHON" -m pytest -q -rs --no-header -p no:cacheprovider tests/gpu/test_cuda_multi_gpu.py ${PYTEST_ARGS:-} "${pytest_select[@]}" ;;
     models) run_stage models "$PYTHON" -m pytest -q -s --no-header -p no:cacheprovider tests/gpu/test_cuda_models.py ${PYTEST_ARGS:-} "${pytest_select[@]}" ;;
+    generated) run_stage generated "$PYTHON" benchmarks/bench_generated.py --out "$OUT/generated.json" ;;
     bench) run_stage bench "$PYTHON" benchmarks/bench_models.py --out "$OUT/benchmarks.json" ${BENCH_ARGS:-} ;;
     overhead) run_stage overhead "$PYTHON" benchmarks/bench_overhead.py ;;
     profile) run_stage profile "$PYTHON" benchmarks/profile_models.py ${PROFILE_ARGS:-} ;;
