@@ -119,7 +119,7 @@ def test_fused_attention_matches_cpu(name, precision, tolerance, tmp_path):
     feeds = _feeds(batch, seq_q, seq_k, heads, dim, value_dim, mask_shape)
     want = kiln.Engine(kiln.build_onnx(model, target="cpu")).run(feeds)["y"].astype(np.float64)
     engine_bytes = kiln.build_onnx(model, target="cuda", precision=precision)
-    ops = [layer["op"] for layer in engine_layers(engine_bytes, tmp_path)]
+    ops = [layer["op"] for layer in engine_layers(engine_bytes, tmp_path, members=True)]
     assert ops.count("FusedAttention") == 1, ops
     for gone in ("Softmax", "IsNaN", "Where"):
         assert gone not in ops, ops
@@ -200,7 +200,7 @@ def test_qkv_projections_packed_into_one_gemm(precision, tolerance, tmp_path):
     feeds = {"x": rng.standard_normal((batch, seq, width)).astype(np.float32), "mask": mask}
     want = kiln.Engine(kiln.build_onnx(model, target="cpu")).run(feeds)["y"].astype(np.float64)
     engine_bytes = kiln.build_onnx(model, target="cuda", precision=precision)
-    layer_list = engine_layers(engine_bytes, tmp_path)
+    layer_list = engine_layers(engine_bytes, tmp_path, members=True)
     ops = [layer["op"] for layer in layer_list]
     assert ops.count("FusedAttention") == layers, ops
     assert ops.count("MatMul") == 2 * layers, ops  # QKV and the output projection per layer
@@ -236,7 +236,7 @@ from attention_forms import (FORMS, TimmAttention, export, feeds, form_id,  # no
 
 def _cuda_and_cpu(model_bytes: bytes, values: dict, tmp_path):
     engine_bytes = kiln.build_onnx(model_bytes, target="cuda", precision="fp16")
-    layers = engine_layers(engine_bytes, tmp_path)
+    layers = engine_layers(engine_bytes, tmp_path, members=True)
     got = next(iter(kiln.Engine(engine_bytes).run(values).values()))
     cpu = next(iter(kiln.Engine(kiln.build_onnx(model_bytes, target="cpu")).run(values).values()))
     return layers, got, cpu

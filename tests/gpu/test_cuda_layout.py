@@ -171,7 +171,7 @@ def test_nhwc_region_matches_cpu(name, precision, tmp_path, monkeypatch):
     cpu_engine = kiln.Engine(kiln.build_onnx(model, target="cpu"))
     _compare(engine.run(feeds), cpu_engine.run(feeds), precision)
 
-    layers = engine_layers(engine_bytes, tmp_path)
+    layers = engine_layers(engine_bytes, tmp_path, members=True)
     conv_layers = [layer for layer in layers if layer["op"] == "Conv"]
     assert len(conv_layers) == convs
     for layer in conv_layers:
@@ -185,7 +185,7 @@ def test_nhwc_region_matches_cpu(name, precision, tmp_path, monkeypatch):
 def test_float32_engine_stays_nchw(tmp_path):
     net, outputs, convs, _ = _residual()
     engine_bytes = kiln.build_onnx(net.model(outputs), target="cuda")
-    layers = engine_layers(engine_bytes, tmp_path)
+    layers = engine_layers(engine_bytes, tmp_path, members=True)
     assert sum(layer["op"] == "Conv" for layer in layers) == convs
     assert not any("kiln_layout" in layer["attributes"] for layer in layers)
     assert not any(layer["op"] == "Transpose" for layer in layers)
@@ -197,7 +197,7 @@ def test_conv_layout_override(tmp_path, monkeypatch):
     net, outputs, convs, _ = _residual()
     model = net.model(outputs)
     monkeypatch.setenv("KILN_CONV_LAYOUT", "nchw")
-    layers = engine_layers(kiln.build_onnx(model, target="cuda", precision="fp16"), tmp_path)
+    layers = engine_layers(kiln.build_onnx(model, target="cuda", precision="fp16"), tmp_path, members=True)
     assert sum(layer["op"] == "Conv" for layer in layers) == convs
     assert not any("kiln_layout" in layer["attributes"] for layer in layers)
     monkeypatch.setenv("KILN_CONV_LAYOUT", "NHCW")
@@ -211,7 +211,7 @@ def test_depthwise_region_stays_nchw_by_default(tmp_path):
     net, outputs, _, _ = _depthwise_se()
     model = net.model(outputs)
     engine_bytes = kiln.build_onnx(model, target="cuda", precision="fp16")
-    layers = engine_layers(engine_bytes, tmp_path)
+    layers = engine_layers(engine_bytes, tmp_path, members=True)
     assert not any("kiln_layout" in layer["attributes"] for layer in layers)
     assert not any(layer["op"] == "Transpose" for layer in layers)
     cpu = kiln.Engine(kiln.build_onnx(model, target="cpu")).run(net.feeds)
@@ -321,8 +321,9 @@ def test_nhwc_conv_kernel_matches_cpu(case):
     _compare_single(got, want, np.float16)
 
 
+# MobileNetV3's 16 squeeze-excitation convs of a 1x1 map run as GEMMs: 62 - 16 convs stay.
 @pytest.mark.parametrize("name,convs,pools", [("resnet50", 53, {"MaxPool": 1, "GlobalAveragePool": 1}),
-                                              ("mobilenet_v3", 62, {"GlobalAveragePool": 9})])
+                                              ("mobilenet_v3", 46, {"GlobalAveragePool": 9})])
 def test_real_backbones_are_one_region(name, convs, pools, tmp_path, monkeypatch):
     # Numerics of these models are checked by test_cuda_models.py; here: the whole backbone is one
     # NHWC region, entered once after the input's cast and left once before the classifier.
@@ -331,13 +332,13 @@ def test_real_backbones_are_one_region(name, convs, pools, tmp_path, monkeypatch
 
     if name == "mobilenet_v3":
         layers = engine_layers(kiln.build_onnx(str(onnx_path(name, 1)), target="cuda",
-                                               precision="fp16"), tmp_path)
+                                               precision="fp16"), tmp_path, members=True)
         assert not any("kiln_layout" in layer["attributes"] for layer in layers)
         assert not any(layer["op"] == "Transpose" for layer in layers)
         monkeypatch.setenv("KILN_CONV_LAYOUT", "nhwc")
 
     layers = engine_layers(kiln.build_onnx(str(onnx_path(name, 1)), target="cuda", precision="fp16"),
-                     tmp_path)
+                     tmp_path, members=True)
     conv_layers = [layer for layer in layers if layer["op"] == "Conv"]
     assert len(conv_layers) == convs
     assert all(layer["attributes"].get("kiln_layout") == "NHWC" for layer in conv_layers)
