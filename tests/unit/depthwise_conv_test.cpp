@@ -62,9 +62,10 @@ TEST(ConvTactic, RoundTrips) {
 }
 
 TEST(ConvTactic, RefusesOtherText) {
-  for (const char* text : {"", "kiln_depthwise:", "kiln_depthwise ", "KILN_DEPTHWISE", "cudnn:algo=1", "cudnn:algo=1,math=",
-                           "cudnn:algo=1,math=2x", "cudnn:algo=-1,math=0", "cudnn:algo=+1,math=0", "cudnn:algo=1,math=0,",
-                           "cudnn:math=1,algo=0", "lt:00ff", "cudnn:algo=99999999999,math=0"}) {
+  for (const char* text :
+       {"", "kiln_depthwise:", "kiln_depthwise ", "KILN_DEPTHWISE", "cudnn:algo=1", "cudnn:algo=1,math=",
+        "cudnn:algo=1,math=2x", "cudnn:algo=-1,math=0", "cudnn:algo=+1,math=0", "cudnn:algo=1,math=0,",
+        "cudnn:math=1,algo=0", "lt:00ff", "cudnn:algo=99999999999,math=0"}) {
     EXPECT_FALSE(decode_conv_tactic(text).has_value()) << text;
   }
 }

@@ -358,8 +358,8 @@ std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_b
   state->algo = chosen.algo;
   state->workspace = chosen.memory;
   *workspace_bytes = chosen.memory;
-  report_tactic(ctx, key,
-                encode_conv_tactic(ConvTactic::cudnn(static_cast<int>(chosen.algo), static_cast<int>(chosen.mathType))));
+  const ConvTactic tactic = ConvTactic::cudnn(static_cast<int>(chosen.algo), static_cast<int>(chosen.mathType));
+  report_tactic(ctx, key, encode_conv_tactic(tactic));
   return state;
 }
 

@@ -78,9 +78,10 @@ cudaError_t launch_typed(const DepthwiseConvPlan& plan, const DepthwiseConvTenso
     const DepthwiseNhwcPlan& nhwc = plan.nhwc_vector;
     const depthwise::NhwcArgs<T> args = depthwise::make_nhwc_args(plan, nhwc, x, w, bias, residual, y);
     const dim3 grid(static_cast<unsigned>(nhwc.pixel_blocks), static_cast<unsigned>(nhwc.channel_blocks));
+    const auto threads = static_cast<unsigned>(nhwc.threads);
+    const auto shared_bytes = static_cast<size_t>(nhwc.shared_bytes);
     with_kernel_shape(plan.kernel, plan.problem.stride_w, [&]<int KH, int KW, int SW>() {
-      depthwise_nhwc_kernel<T, depthwise::kPack<T>, KH, KW, SW><<<grid, static_cast<unsigned>(nhwc.threads),
-                                                                   static_cast<size_t>(nhwc.shared_bytes), stream>>>(args);
+      depthwise_nhwc_kernel<T, depthwise::kPack<T>, KH, KW, SW><<<grid, threads, shared_bytes, stream>>>(args);
     });
   } else {
     // Odd channel counts or buffers off 16-byte alignment: one channel per thread, generic loops.

@@ -161,7 +161,8 @@ inline DepthwiseNchwPlan plan_depthwise_nchw(const DepthwiseConvProblem& p) {
   plan.in_rows = static_cast<int>((tile_rows - 1) * p.stride_h + p.kernel_h);
   plan.pitch = static_cast<int>(pitch);
   plan.weight_pitch = static_cast<int>(weight_pitch);
-  plan.threads = static_cast<int>(std::min<int64_t>(kDepthwiseThreads, round_up(planes_per_block * tile_rows * strips, 32)));
+  const int64_t runs = planes_per_block * tile_rows * strips;
+  plan.threads = static_cast<int>(std::min<int64_t>(kDepthwiseThreads, round_up(runs, 32)));
   plan.blocks = ceil_div(planes, planes_per_block) * tiles;
   plan.shared_bytes = shared_bytes(tile_rows, planes_per_block);
   return plan;
@@ -237,7 +238,9 @@ inline std::string depthwise_conv_unsupported(const DepthwiseConvProblem& p) {
     return "tensors of 2^31 or more elements";
   }
   if (!p.nhwc && detail::plan_depthwise_nchw(p).threads == 0) return "rows too wide for a shared-memory tile";
-  if (p.nhwc && detail::plan_depthwise_nhwc(p, 1, 1).threads == 0) return "too many weights or channels for a block grid";
+  if (p.nhwc && detail::plan_depthwise_nhwc(p, 1, 1).threads == 0) {
+    return "too many weights or channels for a block grid";
+  }
   return "";
 }
 
@@ -245,7 +248,9 @@ inline std::string depthwise_conv_unsupported(const DepthwiseConvProblem& p) {
 // depthwise_conv_unsupported(problem) to be empty (kInternal otherwise).
 inline DepthwiseConvPlan plan_depthwise_conv(const DepthwiseConvProblem& problem, int multiprocessors) {
   const std::string unsupported = depthwise_conv_unsupported(problem);
-  if (!unsupported.empty()) fail(ErrorCode::kInternal, "depthwise convolution plan for an unsupported problem: ", unsupported);
+  if (!unsupported.empty()) {
+    fail(ErrorCode::kInternal, "depthwise convolution plan for an unsupported problem: ", unsupported);
+  }
   DepthwiseConvPlan plan;
   plan.problem = problem;
   plan.kernel = depthwise_specialized_kernel(problem);
