@@ -116,6 +116,42 @@ KILN_DW_DEVICE float finish(float value, bool relu) { return relu ? (value > 0.0
 KILN_DW_DEVICE int min_int(int a, int b) { return a < b ? a : b; }
 KILN_DW_DEVICE int max_int(int a, int b) { return a > b ? a : b; }
 
+// A thread's walk over the flat indices thread, thread + threads, ... of a [plane][row][column]
+// space (rows, columns >= 1), as (plane, row, column): divisions only at the start, then adds
+// with carries (a staging loop may take a dozen steps on narrow planes).
+struct Walk {
+  int plane, row, column;
+  int plane_step, row_step, column_step;
+};
+
+KILN_DW_DEVICE Walk walk_start(int thread, int threads, int rows, int columns) {
+  const int per_plane = rows * columns;
+  Walk w;
+  w.plane = thread / per_plane;
+  w.row = (thread - w.plane * per_plane) / columns;
+  w.column = thread - w.plane * per_plane - w.row * columns;
+  w.plane_step = threads / per_plane;
+  w.row_step = (threads - w.plane_step * per_plane) / columns;
+  w.column_step = threads - w.plane_step * per_plane - w.row_step * columns;
+  return w;
+}
+
+KILN_DW_DEVICE void walk_next(Walk& w, int rows, int columns) {
+  w.column += w.column_step;
+  int carry = 0;
+  if (w.column >= columns) {
+    w.column -= columns;
+    carry = 1;
+  }
+  w.row += w.row_step + carry;  // row_step < rows: at most one wrap
+  carry = 0;
+  if (w.row >= rows) {
+    w.row -= rows;
+    carry = 1;
+  }
+  w.plane += w.plane_step + carry;
+}
+
 // ---- NCHW -----------------------------------------------------------------------------------
 
 template <typename T>
@@ -225,12 +261,9 @@ KILN_DW_DEVICE void nchw_stage(const NchwArgs<T>& a, int block, int thread, int 
   if (a.vector_input) {
     constexpr int P = kPack<T>;
     const int chunks = (copy + P - 1) / P;
-    const int per_plane = in_rows * chunks;
-    for (int i = thread; i < a.planes_per_block * per_plane; i += threads) {
-      const int j = i / per_plane;
-      const int rest = i - j * per_plane;
-      const int r = rest / chunks;
-      const int q = rest - r * chunks;
+    for (Walk it = walk_start(thread, threads, in_rows, max_int(chunks, 1));
+         chunks > 0 && it.plane < a.planes_per_block; walk_next(it, in_rows, chunks)) {
+      const int j = it.plane, r = it.row, q = it.column;
       const int plane = t.first_plane + j;
       const int iy = t.iy0 + r;
       T values[P];
@@ -248,12 +281,9 @@ KILN_DW_DEVICE void nchw_stage(const NchwArgs<T>& a, int block, int thread, int 
       }
     }
   } else {
-    const int per_plane = in_rows * copy;
-    for (int i = thread; i < a.planes_per_block * per_plane; i += threads) {
-      const int j = i / per_plane;
-      const int rest = i - j * per_plane;
-      const int r = rest / copy;
-      const int col = rest - r * copy;
+    for (Walk it = walk_start(thread, threads, in_rows, max_int(copy, 1));
+         copy > 0 && it.plane < a.planes_per_block; walk_next(it, in_rows, copy)) {
+      const int j = it.plane, r = it.row, col = it.column;
       const int plane = t.first_plane + j;
       const int iy = t.iy0 + r;
       const bool inside = plane < a.planes && iy >= 0 && iy < a.in_h;
@@ -262,13 +292,10 @@ KILN_DW_DEVICE void nchw_stage(const NchwArgs<T>& a, int block, int thread, int 
     }
   }
   const int halo = left + right;
-  const int per_plane = in_rows * halo;
-  for (int i = thread; i < a.planes_per_block * per_plane; i += threads) {
-    const int j = i / per_plane;
-    const int rest = i - j * per_plane;
-    const int r = rest / halo;
-    const int h = rest - r * halo;
-    nchw_staged(a, shared, j)[r * a.pitch + (h < left ? h : h + copy)] = zero;
+  for (Walk it = walk_start(thread, threads, in_rows, max_int(halo, 1)); halo > 0 && it.plane < a.planes_per_block;
+       walk_next(it, in_rows, halo)) {
+    const int h = it.column;
+    nchw_staged(a, shared, it.plane)[it.row * a.pitch + (h < left ? h : h + copy)] = zero;
   }
 }
 
