@@ -1,12 +1,20 @@
-"""CUDA conformance cases for the nn families: normalization, softmax, reduce and pooling.
+"""CUDA conformance cases for the nn families: normalization, softmax, reduce, pooling and
+depthwise convolution.
 
 Each case is (case_id, onnx_op, inputs, attrs, opset[, num_outputs]); an input is
 (name, dtype, shape) for a random runtime input or (name, dtype, values, "const") for a constant
 initializer. ReduceLogSum of random data may see negative sums: NaN on both backends. Shapes are
 chosen to reach every kernel path of src/backends/cuda/{normalization,softmax,reduce,pooling}
 _kernels.cu: warp- and block-per-row, register-cached and long rows, 16-byte vector and scalar
-loads (odd lengths), middle-axis and general reductions, split (workspace) reductions.
+loads (odd lengths), middle-axis and general reductions, split (workspace) reductions. The
+depthwise Conv cases reach src/backends/cuda/depthwise_conv_kernels.cu (when the build's timing
+picks it over cuDNN; tests/gpu/test_cuda_depthwise.py forces it): the 3x3/5x5/7x7 specialisations
+at strides 1 and 2, the generic kernel, odd sizes, row tiles and several planes per block.
 """
+
+import zlib
+
+import numpy as np
 
 CASES = []
 
@@ -239,5 +247,41 @@ for op in ["GlobalAveragePool", "GlobalMaxPool"]:
         add(f"{op.lower()}_{shape_id(shape)}", op, [("x", "float32", shape)], {}, 18)
     for shape in [[2, 64, 7, 7], [1, 32, 56, 56]]:
         add(f"{op.lower()}_f16_{shape_id(shape)}", op, [("x", "float16", shape)], {}, 18)
+
+# ---- depthwise Conv (group == channels) ------------------------------------------------------
+# (case suffix, x shape, kernel (kH, kW), strides, pads, bias, extra attributes). Weights are small
+# (|w| <= 0.25) so that float32 sums of 49 or 81 taps stay well inside the float32 tolerance.
+DEPTHWISE = [
+    ("3x3_s1_p1_15x17", [1, 8, 15, 17], (3, 3), [1, 1], [1, 1, 1, 1], True, {}),
+    ("3x3_s2_p1_15x17_b3", [3, 16, 15, 17], (3, 3), [2, 2], [1, 1, 1, 1], True, {}),
+    ("3x3_s2_nopad", [1, 8, 16, 16], (3, 3), [2, 2], [0, 0, 0, 0], False, {}),
+    ("3x3_s2_pad_end", [1, 8, 16, 16], (3, 3), [2, 2], [0, 0, 1, 1], True, {}),  # TF "SAME": Pad + Conv
+    ("5x5_s1_p2_b3", [3, 24, 14, 13], (5, 5), [1, 1], [2, 2, 2, 2], True, {}),
+    ("5x5_s2_p2", [1, 40, 17, 15], (5, 5), [2, 2], [2, 2, 2, 2], False, {}),
+    ("7x7_s1_p3", [1, 32, 24, 24], (7, 7), [1, 1], [3, 3, 3, 3], True, {}),
+    ("7x7_s1_p3_7x7_planes_b3", [3, 37, 7, 7], (7, 7), [1, 1], [3, 3, 3, 3], True, {}),
+    ("7x7_s2_p3", [1, 8, 13, 9], (7, 7), [2, 2], [3, 3, 3, 3], True, {}),
+    ("3x3_s1_p1_64x64_row_tiles", [2, 16, 64, 64], (3, 3), [1, 1], [1, 1, 1, 1], True, {}),
+    ("9x9_s1_p4_generic", [1, 8, 11, 10], (9, 9), [1, 1], [4, 4, 4, 4], True, {}),
+    ("3x5_s1x3_generic", [1, 5, 10, 12], (3, 5), [1, 3], [1, 2, 1, 2], True, {}),
+    ("1x1", [2, 6, 5, 6], (1, 1), [1, 1], [0, 0, 0, 0], True, {}),
+    ("3x3_1x1_image_b3", [3, 4, 1, 1], (3, 3), [1, 1], [1, 1, 1, 1], True, {}),
+    # Left to cuDNN by the own kernel's predicate: dilation, and a channel multiplier of 2.
+    ("3x3_dilation2", [1, 8, 11, 11], (3, 3), [1, 1], [2, 2, 2, 2], True, {"dilations": [2, 2]}),
+    ("3x3_multiplier2", [1, 4, 9, 9], (3, 3), [1, 1], [1, 1, 1, 1], True, {"multiplier": 2}),
+]
+for suffix, x_shape, (kh, kw), strides, pads, bias, extra in DEPTHWISE:
+    case_id = f"conv_depthwise_{suffix}"
+    channels = x_shape[1]
+    out_channels = channels * extra.get("multiplier", 1)
+    rng = np.random.default_rng(zlib.crc32(case_id.encode()))
+    inputs = [("x", "float32", x_shape),
+              ("w", "float32", rng.uniform(-0.25, 0.25, size=(out_channels, 1, kh, kw)).tolist(), "const")]
+    if bias:
+        inputs.append(("b", "float32", rng.uniform(-0.5, 0.5, size=out_channels).tolist(), "const"))
+    attrs = {"group": channels, "kernel_shape": [kh, kw], "strides": strides, "pads": pads}
+    if "dilations" in extra:
+        attrs["dilations"] = extra["dilations"]
+    add(case_id, "Conv", inputs, attrs, 18)
 
 assert len({case[0] for case in CASES}) == len(CASES), "duplicate case ids"

@@ -4,6 +4,10 @@
 // [N, H, W, C] and W is [M, kH, kW, C/group]: cuDNN's tensor-core kernels then read and write the
 // tensors directly, with no NCHW <-> NHWC transposes of their own.
 //
+// Depthwise 2-D convolutions have one more tactic, kiln's own kernel (depthwise_conv_kernels.hpp:
+// cuDNN's depthwise kernels move 30-130 GB/s on H100), timed against cuDNN's algorithms during a
+// build and chosen outside one; KILN_DEPTHWISE=off|force (depthwise_conv_plan.hpp) overrides that.
+//
 // This uses cuDNN's convolution API, which cuDNN 9 marks deprecated in favour of its graph API but
 // still ships; deprecation warnings are silenced for this file only.
 #pragma GCC diagnostic push
@@ -11,16 +15,20 @@
 #include <cudnn.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "backends/cuda/conv_tactic.hpp"
 #include "backends/cuda/cuda_check.hpp"
 #include "backends/cuda/cuda_kernel.hpp"
 #include "backends/cuda/cudnn_tensors.hpp"
+#include "backends/cuda/depthwise_conv_kernels.hpp"
 #include "backends/cuda/device_buffer.hpp"
 #include "backends/cuda/library_handles.hpp"
 #include "backends/cuda/tactics.hpp"
@@ -46,6 +54,7 @@ class ConvState : public LayerState {
   cudnnConvolutionFwdAlgo_t algo{};
   size_t workspace = 0;
   DeviceBuffer zero_bias;  // fused path without a bias input
+  std::optional<DepthwiseConvPlan> depthwise;  // set when kiln's depthwise kernel runs the layer
 };
 
 // A 4-D tensor stored NHWC, `nchw` giving its dims in N, C, H, W order.
@@ -81,6 +90,64 @@ cudnnStatus_t run_convolution(cudnnHandle_t handle, cudaStream_t stream, const C
   return cudnnAddTensor(handle, &one, state.bias, bias, &one, state.y, y);
 }
 
+DepthwiseMode depthwise_mode(const LaunchContext& ctx) {
+  try {
+    return parse_depthwise_mode(std::getenv("KILN_DEPTHWISE"));
+  } catch (const Error& error) {
+    ctx.fail(error.code(), error.what());
+  }
+}
+
+// The own depthwise kernel's launch for this layer (dims of x, w, y in NCHW order), or nullopt
+// when it does not run it (with the reason under KILN_LOG_TACTICS, for grouped convolutions).
+std::optional<DepthwiseConvPlan> plan_own_depthwise(const LaunchContext& ctx, bool nhwc, const TensorView& x,
+                                                    const TensorView& w, const TensorView& y,
+                                                    const std::vector<int64_t>& pads,
+                                                    const std::vector<int64_t>& strides,
+                                                    const std::vector<int64_t>& dilations, int group) {
+  if (x.shape.size() != 4 || w.shape.size() != 4 || y.shape.size() != 4) return std::nullopt;  // 2-D only
+  DepthwiseConvProblem problem;
+  problem.dtype = y.dtype;
+  problem.nhwc = nhwc;
+  problem.batch = x.shape[0];
+  problem.channels = x.shape[1];
+  problem.in_h = x.shape[2];
+  problem.in_w = x.shape[3];
+  problem.out_channels = w.shape[0];
+  problem.weight_channels = w.shape[1];
+  problem.kernel_h = w.shape[2];
+  problem.kernel_w = w.shape[3];
+  problem.out_h = y.shape[2];
+  problem.out_w = y.shape[3];
+  problem.group = group;
+  problem.stride_h = strides[0];
+  problem.stride_w = strides[1];
+  problem.dilation_h = dilations[0];
+  problem.dilation_w = dilations[1];
+  problem.pad_top = pads[0];
+  problem.pad_left = pads[1];
+  problem.bias = ctx.has_input(2);
+  problem.residual = ctx.has_input(3);
+  const std::string activation = ctx.attrs.get_string_or("kiln_activation", "");
+  problem.relu = activation == "Relu";
+  std::string unsupported = depthwise_conv_unsupported(problem);
+  if (unsupported.empty() && !activation.empty() && !problem.relu) unsupported = "activation " + activation;
+  if (unsupported.empty() && problem.residual && ctx.inputs[3].shape != ctx.outputs[0].shape) {
+    unsupported = "residual of shape " + shape_to_string(ctx.inputs[3].shape);
+  }
+  for (size_t i = 1; unsupported.empty() && i < ctx.inputs.size(); ++i) {
+    if (ctx.has_input(i) && ctx.inputs[i].dtype != problem.dtype) unsupported = "mixed dtypes";
+  }
+  if (!unsupported.empty()) {
+    if (tactic_logging() && group > 1) {
+      std::fprintf(stderr, "kiln conv: layer '%s' cannot run kiln_depthwise: %s\n", std::string(ctx.node_name).c_str(),
+                   unsupported.c_str());
+    }
+    return std::nullopt;
+  }
+  return plan_depthwise_conv(problem, ctx.device != nullptr ? ctx.device->multiprocessors : 0);
+}
+
 std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_bytes) {
   const bool nhwc = ops::nn::is_nhwc_layout(ctx.attrs);
   if (nhwc && (ctx.inputs[0].shape.size() != 4 || ctx.inputs[1].shape.size() != 4 ||
@@ -114,12 +181,42 @@ std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_b
   } else if (auto_pad == "VALID") {
     pads.assign(2 * spatial, 0);
   }
+  const DType dtype = y.dtype;
+  const bool has_bias = ctx.has_input(2);
+  // cuDNN's fused conv+bias+residual+activation call runs with ReLU; a residual without an
+  // activation is blended by the plain convolution instead (y = residual, then y = conv + 1 * y).
+  const bool fused = ctx.attrs.get_string_or("kiln_activation", "") != "";
+  // float32 stays exact float32 (no TF32) unless the builder allowed TF32.
+  const cudnnMathType_t math = dtype != DType::kFloat32             ? CUDNN_TENSOR_OP_MATH
+                               : ctx.attrs.get_int_or("kiln_allow_tf32", 0) ? CUDNN_DEFAULT_MATH
+                                                                            : CUDNN_FMA_MATH;
+  std::ostringstream key_text;
+  key_text << "conv " << dtype_name(dtype) << " nhwc" << nhwc << " x" << shape_to_string(x.shape) << " w"
+           << shape_to_string(w.shape) << " p" << shape_to_string(pads) << " s" << shape_to_string(strides) << " d"
+           << shape_to_string(dilations) << " g" << group << " math" << static_cast<int>(math) << " fused" << fused
+           << " res" << ctx.has_input(3) << " bias" << has_bias << " " << device_tag(ctx);
+  const std::string key = key_text.str();
+
+  // kiln's depthwise kernel: forced, the only way to run asymmetric pads, recorded, the choice
+  // outside a build, or timed below against cuDNN's algorithms.
+  const DepthwiseMode mode = depthwise_mode(ctx);
+  std::optional<DepthwiseConvPlan> depthwise;
+  if (mode != DepthwiseMode::kOff) depthwise = plan_own_depthwise(ctx, nhwc, x, w, y, pads, strides, dilations, group);
+  const auto choose_depthwise = [&] {
+    auto chosen = std::make_unique<ConvState>();
+    chosen->depthwise = depthwise;
+    *workspace_bytes = 0;
+    report_tactic(ctx, key, encode_conv_tactic(ConvTactic::kiln_depthwise()));
+    return chosen;
+  };
+  bool symmetric = true;
+  for (size_t d = 0; d < spatial; ++d) symmetric = symmetric && pads[d] == pads[d + spatial];
+  if (depthwise && (mode == DepthwiseMode::kForce || !symmetric)) return choose_depthwise();
   for (size_t d = 0; d < spatial; ++d) {
     if (pads[d] != pads[d + spatial]) {
       ctx.fail(ErrorCode::kUnsupported, "asymmetric padding ", pads[d], "/", pads[d + spatial], " on spatial axis ", d);
     }
   }
-  const DType dtype = y.dtype;
   const cudnnDataType_t type = cudnn_data_type(ctx, dtype);
   auto state = std::make_unique<ConvState>();
   KILN_CUDNN_CHECK(cudnnCreateFilterDescriptor(&state->filter));
@@ -152,16 +249,8 @@ std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_b
                                                    conv_strides.data(), conv_dilations.data(), CUDNN_CROSS_CORRELATION,
                                                    CUDNN_DATA_FLOAT));
   KILN_CUDNN_CHECK(cudnnSetConvolutionGroupCount(state->conv, group));
-  // float32 stays exact float32 (no TF32) unless the builder allowed TF32.
-  const cudnnMathType_t math = dtype != DType::kFloat32             ? CUDNN_TENSOR_OP_MATH
-                               : ctx.attrs.get_int_or("kiln_allow_tf32", 0) ? CUDNN_DEFAULT_MATH
-                                                                            : CUDNN_FMA_MATH;
   KILN_CUDNN_CHECK(cudnnSetConvolutionMathType(state->conv, math));
 
-  const bool has_bias = ctx.has_input(2);
-  // cuDNN's fused conv+bias+residual+activation call runs with ReLU; a residual without an
-  // activation is blended by the plain convolution instead (y = residual, then y = conv + 1 * y).
-  const bool fused = ctx.attrs.get_string_or("kiln_activation", "") != "";
   if (has_bias || fused) {
     // [1, C, 1, 1]: the same bytes in either layout.
     std::vector<int> bias_dims(cudnn_dims(ctx, y.shape).size(), 1);
@@ -183,23 +272,19 @@ std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_b
 
   KILN_CUDNN_CHECK(cudnnSetStream(ctx.libs->cudnn, ctx.stream));
   const size_t limit = std::min<size_t>(ctx.workspace_size, size_t{256} << 20);
-  std::ostringstream key_text;
-  key_text << "conv " << dtype_name(dtype) << " nhwc" << nhwc << " x" << shape_to_string(x.shape) << " w"
-           << shape_to_string(w.shape) << " p" << shape_to_string(pads) << " s" << shape_to_string(strides) << " d"
-           << shape_to_string(dilations) << " g" << group << " math" << static_cast<int>(math) << " fused" << fused
-           << " res" << ctx.has_input(3) << " bias" << has_bias << " " << device_tag(ctx);
-  const std::string key = key_text.str();
-  // A tactic recorded by the builder (or in its timing cache) for exactly this problem.
+  // A tactic recorded by the builder (or in its timing cache) for exactly this problem. One this
+  // run cannot use (kiln_depthwise under KILN_DEPTHWISE=off) is chosen again.
   if (const std::optional<std::string> known = known_tactic(ctx, key)) {
-    int algo = -1, math_type = -1;
+    const std::optional<ConvTactic> tactic = decode_conv_tactic(*known);
+    if (tactic && tactic->kind == ConvTactic::Kind::kKilnDepthwise && depthwise) return choose_depthwise();
     size_t bytes = 0;
-    if (std::sscanf(known->c_str(), "cudnn:algo=%d,math=%d", &algo, &math_type) == 2 && algo >= 0 && math_type >= 0 &&
-        cudnnSetConvolutionMathType(state->conv, static_cast<cudnnMathType_t>(math_type)) == CUDNN_STATUS_SUCCESS &&
+    if (tactic && tactic->kind == ConvTactic::Kind::kCudnn &&
+        cudnnSetConvolutionMathType(state->conv, static_cast<cudnnMathType_t>(tactic->math)) == CUDNN_STATUS_SUCCESS &&
         cudnnGetConvolutionForwardWorkspaceSize(ctx.libs->cudnn, state->x, state->filter, state->conv, state->y,
-                                                static_cast<cudnnConvolutionFwdAlgo_t>(algo),
+                                                static_cast<cudnnConvolutionFwdAlgo_t>(tactic->algo),
                                                 &bytes) == CUDNN_STATUS_SUCCESS &&
         bytes <= limit) {
-      state->algo = static_cast<cudnnConvolutionFwdAlgo_t>(algo);
+      state->algo = static_cast<cudnnConvolutionFwdAlgo_t>(tactic->algo);
       state->workspace = bytes;
       *workspace_bytes = bytes;
       report_tactic(ctx, key, *known);
@@ -207,6 +292,9 @@ std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_b
     }
     KILN_CUDNN_CHECK(cudnnSetConvolutionMathType(state->conv, math));
   }
+  // Outside a build nothing is timed for depthwise convolutions: the own kernel moves several
+  // times the bytes per second of cuDNN's depthwise kernels.
+  if (depthwise && !tuning_active()) return choose_depthwise();
   // Grouped convolutions time only the direct and implicit-GEMM algorithms: cuDNN runs its FFT
   // and Winograd ones group by group (MobileNetV3's 72-group 3x3 fp32 convolution on H100: 0.3 to
   // 3 ms against 0.007 ms), and for the next 72-group convolution one of them had not finished
@@ -252,20 +340,41 @@ std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_b
       best = i;
     }
   }
+  if (depthwise) {
+    const DepthwiseConvTensors tensors{x.data, w.data, has_bias ? ctx.inputs[2].data : nullptr, residual,
+                                       output_scratch.get()};
+    const float ms = time_on_stream(ctx.stream, 10, [&] {
+      return launch_depthwise_conv(*depthwise, tensors, ctx.stream) == cudaSuccess;
+    });
+    if (tactic_logging()) {
+      std::fprintf(stderr, "kiln conv timing: layer '%s' kiln_depthwise %.4f ms\n", std::string(ctx.node_name).c_str(),
+                   ms);
+    }
+    if (std::isfinite(ms) && ms <= best_ms) return choose_depthwise();
+  }
   if (best < 0) ctx.fail(ErrorCode::kUnsupported, "cuDNN has no algorithm that runs these shapes");
   const cudnnConvolutionFwdAlgoPerf_t& chosen = candidates[best];
   KILN_CUDNN_CHECK(cudnnSetConvolutionMathType(state->conv, chosen.mathType));
   state->algo = chosen.algo;
   state->workspace = chosen.memory;
   *workspace_bytes = chosen.memory;
-  report_tactic(ctx, key,
-                "cudnn:algo=" + std::to_string(static_cast<int>(chosen.algo)) +
-                    ",math=" + std::to_string(static_cast<int>(chosen.mathType)));
+  const ConvTactic tactic = ConvTactic::cudnn(static_cast<int>(chosen.algo), static_cast<int>(chosen.mathType));
+  report_tactic(ctx, key, encode_conv_tactic(tactic));
   return state;
 }
 
 void launch_conv(LaunchContext& ctx) {
   const auto& state = static_cast<const ConvState&>(*ctx.state);
+  if (state.depthwise) {
+    const DepthwiseConvTensors tensors{ctx.inputs[0].data, ctx.inputs[1].data,
+                                       ctx.has_input(2) ? ctx.inputs[2].data : nullptr,
+                                       ctx.has_input(3) ? ctx.inputs[3].data : nullptr, ctx.outputs[0].data};
+    const cudaError_t status = launch_depthwise_conv(*state.depthwise, tensors, ctx.stream);
+    if (status != cudaSuccess) {
+      ctx.fail(ErrorCode::kDeviceError, "depthwise convolution kernel launch failed: ", cudaGetErrorString(status));
+    }
+    return;
+  }
   const void* bias = ctx.has_input(2) ? ctx.inputs[2].data : state.zero_bias.get();
   const void* residual = ctx.has_input(3) ? ctx.inputs[3].data : nullptr;
   KILN_CUDNN_CHECK(run_convolution(ctx.libs->cudnn, ctx.stream, state, ctx.inputs[0].data, ctx.inputs[1].data, bias,
