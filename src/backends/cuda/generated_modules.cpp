@@ -90,6 +90,17 @@ std::string joined_names(const std::vector<std::string>& names) {
 
 GeneratedModules::GeneratedModules(std::span<const format::KernelModule> modules) {
   modules_.reserve(modules.size());
+  // cuKernelGetFunction (below) needs a current context, which the runtime only creates on its
+  // first call that needs one: without this, a process whose first CUDA work is loading this
+  // engine got CUDA_ERROR_INVALID_CONTEXT (seen on H100 from `kiln bench`).
+  if (!modules.empty()) {
+    const cudaError_t status = cudaFree(nullptr);
+    if (status != cudaSuccess) {
+      cudaGetLastError();
+      fail(ErrorCode::kDeviceError, "cannot initialise the CUDA context to load generated kernels: ",
+           cudaGetErrorName(status), " (", cudaGetErrorString(status), ")");
+    }
+  }
   try {
     for (const format::KernelModule& source : modules) {
       Module& module = modules_.emplace_back();
