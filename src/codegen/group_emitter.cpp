@@ -123,6 +123,7 @@ struct Variant {
   int rows_per_block = 1;    // row schedule
   int tx = 32;               // column schedule: threads along the columns
   int ty = 8;                // column schedule: threads along the reduced axes
+  int unroll = 1;            // pointwise: adjacent vectors per thread and grid step
 };
 
 class Emitter {
@@ -271,6 +272,10 @@ class Emitter {
     std::vector<Variant> out;
     if (plan_.schedule == Schedule::kPointwise) {
       for (int block : {128, 256, 512}) out.push_back(Variant{block});
+      // Two adjacent vectors per thread: twice the bytes in flight per load instruction stream.
+      Variant wide{256};
+      wide.unroll = 2;
+      out.push_back(wide);
     } else if (plan_.schedule == Schedule::kRow) {
       const int64_t reduced = reduced_static();
       const int64_t vectors = reduced > 0 ? reduced / vector_ : -1;
@@ -315,13 +320,14 @@ class Emitter {
 
   std::string entry_name(const Variant& v, bool index64) const {
     std::string name = "kiln_b" + std::to_string(v.block);
+    if (v.unroll > 1) name += "_u" + std::to_string(v.unroll);
     if (plan_.schedule == Schedule::kRow) name += "_r" + std::to_string(v.threads_per_row);
     if (plan_.schedule == Schedule::kColumn) name += "_y" + std::to_string(v.ty);
     return name + (index64 ? "_i64" : "_i32");
   }
 
   int64_t per_block(const Variant& v) const {
-    if (plan_.schedule == Schedule::kPointwise) return v.block;
+    if (plan_.schedule == Schedule::kPointwise) return int64_t{v.block} * v.unroll;
     if (plan_.schedule == Schedule::kRow) return v.rows_per_block;
     return 1;
   }
@@ -587,15 +593,19 @@ class Emitter {
   std::string emit_pointwise(const std::string& entry, const Variant& variant, bool index64) const {
     std::ostringstream out;
     out << header(entry, variant.block, index64);
-    out << "  for (I u = (I)blockIdx.x * " << variant.block << " + (I)threadIdx.x; u < units; u += (I)gridDim.x * "
-        << variant.block << ") {\n";
+    const int unroll = variant.unroll;
+    const std::string step = std::to_string(int64_t{variant.block} * unroll);
+    out << "  for (I u0 = ((I)blockIdx.x * " << variant.block << " + (I)threadIdx.x) * " << unroll
+        << "; u0 < units; u0 += (I)gridDim.x * " << step << ") {\n";
+    out << "    #pragma unroll\n    for (int q = 0; q < " << unroll << "; ++q) {\n";
+    out << "      const I u = u0 + q;\n      if (u >= units) break;\n";
     out << "      const I e = u * " << vector_ << ";\n";
     out << coordinates(0, "e");
     const std::vector<int> nodes = space_closure(space_outputs());
     auto [decls, stores] = space_stores("e", vector_);
     const size_t split = stores.find("##AFTER##");
     out << decls << vector_block(nodes, "e", vector_, stores.substr(0, split), stores.substr(split + 9));
-    out << "  }\n}\n";
+    out << "    }\n  }\n}\n";
     return out.str();
   }
 
