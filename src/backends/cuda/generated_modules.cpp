@@ -80,6 +80,18 @@ ErrorCode driver_error_code(CUresult status) {
   }
 }
 
+// The current GPU's compute capability x 10, or 0 when it cannot be read.
+int current_device_arch() {
+  int device = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return major * 10 + minor;
+}
+
 std::string joined_names(const std::vector<std::string>& names) {
   std::string out;
   for (const std::string& name : names) out += (out.empty() ? "'" : ", '") + name + "'";
@@ -109,6 +121,12 @@ GeneratedModules::GeneratedModules(std::span<const format::KernelModule> modules
       // also come from elsewhere (tests, tools).
       if (const std::string problem = format::cubin_image_problem(source.cubin); !problem.empty()) {
         fail(ErrorCode::kCorruptFile, "generated kernel module '", source.name, "' is not a valid cubin: ", problem);
+      }
+      // A cubin for another architecture loads without error but exposes no kernels on this GPU
+      // (seen on H100 with an sm_80 cubin): say so before the driver does not.
+      if (const int device_arch = current_device_arch(); device_arch > 0 && source.sm_arch != device_arch) {
+        fail(ErrorCode::kIncompatible, "generated kernel module '", source.name, "' was compiled for sm_",
+             source.sm_arch, " but the current GPU is sm_", device_arch, "; rebuild the engine for this GPU");
       }
       cudaError_t status = cudaLibraryLoadData(&module.library, source.cubin.data(), nullptr,
                                                nullptr, 0, nullptr, nullptr, 0);
