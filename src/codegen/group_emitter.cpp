@@ -653,6 +653,26 @@ class Emitter {
     return a;
   }
 
+  // One reduction pass: the accumulators' declarations, the space nodes its loop evaluates and the
+  // per-lane accumulation of each reduction's argument.
+  struct PassCode {
+    std::string accumulators;
+    std::vector<int> space_nodes;
+    std::string lanes;
+  };
+  PassCode pass_code(const std::vector<int>& reductions_of_pass) const {
+    PassCode pass;
+    std::vector<int> args;
+    for (int i : reductions_of_pass) {
+      const std::string acc = "acc" + std::to_string(i);
+      args.push_back(node(i).args[0]);
+      pass.accumulators += "    float " + acc + " = " + reduce_init(node(i).reduce) + ";\n";
+      pass.lanes += "        " + acc + " = " + combine(node(i).reduce, acc, name(node(i).args[0])) + ";\n";
+    }
+    pass.space_nodes = space_closure(args);
+    return pass;
+  }
+
   // Row-value definitions for `level`: reductions read their accumulators, loads read the row.
   std::string row_definitions(int level, const std::string& row_flat) const {
     std::ostringstream out;
@@ -732,12 +752,9 @@ class Emitter {
     }
     for (int level = 1; level <= plan_.passes; ++level) {
       const std::vector<int> reds = reductions(level);
-      std::vector<int> args;
-      for (int i : reds) args.push_back(node(i).args[0]);
-      for (int i : reds) out << "    float acc" << i << " = " << reduce_init(node(i).reduce) << ";\n";
-      std::string lanes;
-      for (int i : reds) lanes += "        acc" + std::to_string(i) + " = " + combine(node(i).reduce, "acc" + std::to_string(i), name(node(i).args[0])) + ";\n";
-      out << loop_open() << vector_block(space_closure(args), "o * R + j", width, lanes, "", cached) << loop_close;
+      const PassCode pass = pass_code(reds);
+      out << pass.accumulators << loop_open() << vector_block(pass.space_nodes, "o * R + j", width, pass.lanes, "", cached)
+          << loop_close;
       // Across the row's threads: shuffles within the row's lanes, then (block-wide rows) shared
       // memory across its warps.
       for (size_t s = 0; s < reds.size(); ++s) {
@@ -800,12 +817,8 @@ class Emitter {
     const std::string loop_open = "    if (active) for (I j = (I)ty; j < R; j += " + std::to_string(ty) + ") {\n" + coordinates(1, "j");
     for (int level = 1; level <= plan_.passes; ++level) {
       const std::vector<int> reds = reductions(level);
-      std::vector<int> args;
-      for (int i : reds) args.push_back(node(i).args[0]);
-      for (int i : reds) out << "    float acc" << i << " = " << reduce_init(node(i).reduce) << ";\n";
-      std::string lanes;
-      for (int i : reds) lanes += "        acc" + std::to_string(i) + " = " + combine(node(i).reduce, "acc" + std::to_string(i), name(node(i).args[0])) + ";\n";
-      out << loop_open << vector_block(space_closure(args), flat, 1, lanes, "") << "    }\n";
+      const PassCode pass = pass_code(reds);
+      out << pass.accumulators << loop_open << vector_block(pass.space_nodes, flat, 1, pass.lanes, "") << "    }\n";
       for (size_t s = 0; s < reds.size(); ++s) out << "    red[" << s << "][ty][tx] = acc" << reds[s] << ";\n";
       out << "    __syncthreads();\n";
       for (size_t s = 0; s < reds.size(); ++s) {

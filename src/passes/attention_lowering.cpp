@@ -232,27 +232,11 @@ class AttentionLowering {
                std::vector<std::pair<std::string, Attribute>> attrs = {},
                ValueId output = kNoValue) {
     ir::Node node;
-    node.name = unique_node_name(node_.name + "/" + tag);
+    node.name = take_node_name(names_, node_.name + "/" + tag);
     node.op_type = op;
     node.inputs = std::move(inputs);
     for (auto& [name, value] : attrs) node.attrs.set(name, std::move(value));
-    if (output == kNoValue) {
-      ir::Value value;
-      value.name = unique_value_name(graph_, node.name);
-      value.dtype = dtype_;
-      output = graph_.add_value(std::move(value));
-    }
-    node.outputs = {output};
-    out_->push_back(std::move(node));
-    return output;
-  }
-
-  std::string unique_node_name(const std::string& base) {
-    std::string name = base;
-    for (int suffix = 1; names_.count(name) != 0; ++suffix)
-      name = base + "_" + std::to_string(suffix);
-    names_.insert(name);
-    return name;
+    return append_node(graph_, *out_, std::move(node), output, dtype_);
   }
 
   ir::Graph& graph_;

@@ -234,7 +234,7 @@ class EinsumLowering {
 
   ValueId emit(const Step& step, std::vector<ValueId> inputs, ValueId output) {
     ir::Node node;
-    node.name = unique_node_name(step.tag);
+    node.name = take_node_name(names_, step.tag);
     node.op_type = step.op;
     node.attrs = step.attrs;
     if (step.int_input) {
@@ -249,23 +249,7 @@ class EinsumLowering {
           tensor));
     }
     node.inputs = std::move(inputs);
-    if (output == kNoValue) {
-      ir::Value value;
-      value.name = unique_value_name(graph_, node.name);
-      value.dtype = graph_.value(node_.outputs[0]).dtype;
-      output = graph_.add_value(std::move(value));
-    }
-    node.outputs = {output};
-    out_->push_back(std::move(node));
-    return output;
-  }
-
-  std::string unique_node_name(const std::string& base) {
-    std::string name = base;
-    for (int suffix = 1; names_.count(name) != 0; ++suffix)
-      name = base + "_" + std::to_string(suffix);
-    names_.insert(name);
-    return name;
+    return append_node(graph_, *out_, std::move(node), output, graph_.value(node_.outputs[0]).dtype);
   }
 
   ir::Graph& graph_;

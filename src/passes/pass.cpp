@@ -47,4 +47,24 @@ std::string describe_node(const ir::Node& node) {
   return "node '" + node.name + "' (" + node.op_type + ")";
 }
 
+std::string take_node_name(std::unordered_set<std::string>& taken, const std::string& base) {
+  std::string name = base;
+  for (int suffix = 1; taken.count(name) != 0; ++suffix) name = base + "_" + std::to_string(suffix);
+  taken.insert(name);
+  return name;
+}
+
+ir::ValueId append_node(ir::Graph& graph, std::vector<ir::Node>& out, ir::Node node, ir::ValueId output,
+                        DType dtype) {
+  if (output == ir::kNoValue) {
+    ir::Value value;
+    value.name = unique_value_name(graph, node.name);
+    value.dtype = dtype;
+    output = graph.add_value(std::move(value));
+  }
+  node.outputs = {output};
+  out.push_back(std::move(node));
+  return output;
+}
+
 }  // namespace kiln::passes

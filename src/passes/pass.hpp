@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "ir/graph.hpp"
@@ -23,5 +24,15 @@ std::string unique_value_name(const ir::Graph& graph, const std::string& base);
 
 // "node 'name' (Op)" for error messages.
 std::string describe_node(const ir::Node& node);
+
+// For passes that add nodes: `base` when `taken` lacks it, else `base_1`, `base_2`, ...; the name
+// returned is added to `taken`.
+std::string take_node_name(std::unordered_set<std::string>& taken, const std::string& base);
+
+// Appends `node` to `out` writing `output`, or, when `output` is kNoValue, a new value named after
+// the node with `dtype` (its shape comes from inference once the nodes are spliced in). Returns the
+// output value.
+ir::ValueId append_node(ir::Graph& graph, std::vector<ir::Node>& out, ir::Node node, ir::ValueId output,
+                        DType dtype);
 
 }  // namespace kiln::passes

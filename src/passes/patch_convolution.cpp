@@ -201,24 +201,12 @@ class PatchRewriter {
   }
 
  private:
-  std::string node_name(const std::string& base) {
-    std::string name = base;
-    for (int suffix = 1; node_names_.count(name); ++suffix)
-      name = base + "_" + std::to_string(suffix);
-    node_names_.insert(name);
-    return name;
-  }
+  std::string node_name(const std::string& base) { return take_node_name(node_names_, base); }
 
-  // Appends `node` writing `output` (a new value named after the node when kNoValue).
+  // Appends `node` writing `output` (a new value named after the node when kNoValue; inference
+  // gives its dtype and shape).
   ValueId emit(std::vector<ir::Node>& out, ir::Node node, ValueId output) {
-    if (output == kNoValue) {
-      ir::Value value;
-      value.name = unique_value_name(graph_, node.name);
-      output = graph_.add_value(std::move(value));
-    }
-    node.outputs = {output};
-    out.push_back(std::move(node));
-    return output;
+    return append_node(graph_, out, std::move(node), output, DType::kFloat32);
   }
 
   ValueId reshape(std::vector<ir::Node>& out, const std::string& name, ValueId input,
