@@ -567,9 +567,15 @@ class Emitter {
     return roots;
   }
 
-  // Per lane: staging of space outputs; after the lane loop: their (vector) stores at `flat`.
-  std::pair<std::string, std::string> space_stores(const std::string& flat, int width) const {
-    std::string lanes, after;
+  // The stores of the space outputs: staging vectors declared before the lane loop, filled per lane,
+  // stored (a vector each) after it at `flat`.
+  struct SpaceStores {
+    std::string declarations, lanes, after;
+  };
+  SpaceStores space_stores(const std::string& flat, int width) const {
+    SpaceStores stores;
+    std::string& lanes = stores.lanes;
+    std::string& after = stores.after;
     for (size_t o = 0; o < plan_.outputs.size(); ++o) {
       if (plan_.output_domains[o] != Domain::kSpace) continue;
       const DType dtype = plan_.outputs[o].dtype;
@@ -580,14 +586,10 @@ class Emitter {
       const std::vector<int64_t>& strides = plan_.output_strides[o];
       after += "      kiln_store<" + std::string(storage_type(dtype)) + ", " + std::to_string(width) + ">(" + t + " + (" +
                (strides.empty() ? flat : strided_offset(strides, false)) + "), " + staged + ");\n";
+      stores.declarations += "      kiln_vec<" + std::string(storage_type(dtype)) + ", " + std::to_string(width) + "> " +
+                             staged + ";\n";
     }
-    std::string decls;
-    for (size_t o = 0; o < plan_.outputs.size(); ++o) {
-      if (plan_.output_domains[o] != Domain::kSpace) continue;
-      decls += "      kiln_vec<" + std::string(storage_type(plan_.outputs[o].dtype)) + ", " + std::to_string(width) +
-               "> y" + std::to_string(o) + ";\n";
-    }
-    return {decls, lanes + "##AFTER##" + after};
+    return stores;
   }
 
   std::string emit_pointwise(const std::string& entry, const Variant& variant, bool index64) const {
@@ -602,9 +604,8 @@ class Emitter {
     out << "      const I e = u * " << vector_ << ";\n";
     out << coordinates(0, "e");
     const std::vector<int> nodes = space_closure(space_outputs());
-    auto [decls, stores] = space_stores("e", vector_);
-    const size_t split = stores.find("##AFTER##");
-    out << decls << vector_block(nodes, "e", vector_, stores.substr(0, split), stores.substr(split + 9));
+    const SpaceStores stores = space_stores("e", vector_);
+    out << stores.declarations << vector_block(nodes, "e", vector_, stores.lanes, stores.after);
     out << "    }\n  }\n}\n";
     return out.str();
   }
@@ -780,12 +781,9 @@ class Emitter {
     }
     const std::vector<int> outs = space_outputs();
     if (!outs.empty()) {
-      auto [decls, stores] = space_stores("o * R + j", width);
-      const size_t split = stores.find("##AFTER##");
-      out << loop_open() << decls
-          << vector_block(space_closure(outs), "o * R + j", width, stores.substr(0, split), stores.substr(split + 9),
-                          cached)
-          << loop_close;
+      const SpaceStores stores = space_stores("o * R + j", width);
+      out << loop_open() << stores.declarations
+          << vector_block(space_closure(outs), "o * R + j", width, stores.lanes, stores.after, cached) << loop_close;
     }
     out << row_stores("r", "row_ok && lane == 0");
     out << "  }\n}\n";
@@ -833,10 +831,9 @@ class Emitter {
     }
     const std::vector<int> outs = space_outputs();
     if (!outs.empty()) {
-      auto [decls, stores] = space_stores(flat, 1);
-      const size_t split = stores.find("##AFTER##");
-      out << loop_open << decls
-          << vector_block(space_closure(outs), flat, 1, stores.substr(0, split), stores.substr(split + 9)) << "    }\n";
+      const SpaceStores stores = space_stores(flat, 1);
+      out << loop_open << stores.declarations
+          << vector_block(space_closure(outs), flat, 1, stores.lanes, stores.after) << "    }\n";
     }
     out << row_stores("o * inner + c_inner", "active && ty == 0");
     out << "  }\n}\n";

@@ -407,7 +407,7 @@ class Planner {
     const std::string& op = member.op;
     if (!is_kernel_dtype(out.dtype)) reject(member.name, " computes ", dtype_name(out.dtype));
     if (op == "Transpose") return expand_transpose(m);
-    const bool reduces = reduction_of(m).has_value();
+    const bool reduces = is_reduction_op(op);
     if (!reduces && !fits_space(out.shape, plan_.space)) {
       reject(member.name, "'s output ", describe(out.shape), " does not fit the space ",
              describe(plan_.space));
