@@ -394,5 +394,56 @@ TEST(FusedGroupOp, DecodeRejectsBadReferencesWithTheMemberNamed) {
   }
 }
 
+TEST(FusedGroupOp, DecodeNamesEveryOtherMalformedGroup) {
+  auto relu_group = [] {
+    ops::GroupProgram program;
+    program.num_inputs = 1;
+    ops::GroupMember relu;
+    relu.name = "my_relu";
+    relu.op = "Relu";
+    relu.inputs = {0};
+    relu.values = {nullptr};
+    program.members.push_back(relu);
+    program.outputs = {0};
+    return program;
+  };
+  auto expect_error = [](const AttributeMap& attrs, size_t inputs, size_t outputs, ErrorCode code,
+                         const std::string& part) {
+    try {
+      ops::decode_group("node 'g' (FusedGroup)", attrs, inputs, outputs);
+      ADD_FAILURE() << "expected an error containing " << part;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), code) << e.what();
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+    }
+  };
+  AttributeMap good;
+  ops::encode_group(relu_group(), good);
+  EXPECT_NO_THROW(ops::decode_group("g", good, 1, 1));
+  expect_error(good, 1, 2, ErrorCode::kInvalidArgument, "'group_outputs' has 1 entries for 2 outputs");
+
+  ops::GroupProgram unknown = relu_group();
+  unknown.members[0].op = "NoSuchOp";
+  AttributeMap unknown_attrs;
+  ops::encode_group(unknown, unknown_attrs);
+  expect_error(unknown_attrs, 1, 1, ErrorCode::kUnsupported, "'NoSuchOp'");
+
+  ops::GroupProgram arity = relu_group();
+  arity.members[0].inputs = {0, 0};
+  arity.members[0].values = {nullptr, nullptr};
+  AttributeMap arity_attrs;
+  ops::encode_group(arity, arity_attrs);
+  expect_error(arity_attrs, 1, 1, ErrorCode::kInvalidArgument, "('my_relu', Relu) has arity 2");
+
+  ops::GroupProgram missing_value = relu_group();
+  missing_value.members[0].op = "ReduceSum";
+  missing_value.members[0].inputs = {0, ops::kGroupAttributeValue};
+  missing_value.members[0].values = {nullptr, std::make_shared<const HostTensor>(testing::make_tensor_i64({1}, {0}))};
+  AttributeMap value_attrs;
+  ops::encode_group(missing_value, value_attrs);
+  value_attrs.erase(ops::member_attribute_name(0, "input1"));
+  expect_error(value_attrs, 1, 1, ErrorCode::kInvalidArgument, "holds no tensor");
+}
+
 }  // namespace
 }  // namespace kiln::passes

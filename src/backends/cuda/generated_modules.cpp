@@ -105,6 +105,7 @@ GeneratedModules::GeneratedModules(std::span<const format::KernelModule> modules
   // cuKernelGetFunction (below) needs a current context, which the runtime only creates on its
   // first call that needs one: without this, a process whose first CUDA work is loading this
   // engine got CUDA_ERROR_INVALID_CONTEXT (seen on H100 from `kiln bench`).
+  const int device_arch = modules.empty() ? 0 : current_device_arch();
   if (!modules.empty()) {
     const cudaError_t status = cudaFree(nullptr);
     if (status != cudaSuccess) {
@@ -124,7 +125,7 @@ GeneratedModules::GeneratedModules(std::span<const format::KernelModule> modules
       }
       // A cubin for another architecture loads without error but exposes no kernels on this GPU
       // (seen on H100 with an sm_80 cubin): say so before the driver does not.
-      if (const int device_arch = current_device_arch(); device_arch > 0 && source.sm_arch != device_arch) {
+      if (device_arch > 0 && source.sm_arch != device_arch) {
         fail(ErrorCode::kIncompatible, "generated kernel module '", source.name, "' was compiled for sm_",
              source.sm_arch, " but the current GPU is sm_", device_arch, "; rebuild the engine for this GPU");
       }
@@ -142,16 +143,15 @@ GeneratedModules::GeneratedModules(std::span<const format::KernelModule> modules
              " bytes) holds no kernel");
       }
       std::vector<cudaKernel_t> kernels(count);
-      if (count > 0) {
-        status = cudaLibraryEnumerateKernels(kernels.data(), count, module.library);
-        if (status != cudaSuccess) fail_module(source, "cudaLibraryEnumerateKernels", status);
-      }
+      status = cudaLibraryEnumerateKernels(kernels.data(), count, module.library);
+      if (status != cudaSuccess) fail_module(source, "cudaLibraryEnumerateKernels", status);
       for (cudaKernel_t kernel : kernels) {
         const char* name = nullptr;
         status = cudaFuncGetName(&name, reinterpret_cast<const void*>(kernel));
         if (status != cudaSuccess) fail_module(source, "cudaFuncGetName", status);
-        // Loads the kernel into the current GPU's context now: the driver refuses a cubin for
-        // another architecture here, not at the first launch (which may be inside a capture).
+        // Loads the kernel into the current GPU's context now: the driver refuses a cubin it cannot
+        // run here, not at the first launch (which may be inside a capture). Without the driver
+        // entry point, asking the runtime for the kernel's attributes loads it too.
         if (const KernelGetFunction get_function = kernel_get_function()) {
           CUfunction function = nullptr;
           const CUresult loaded = get_function(&function, reinterpret_cast<CUkernel>(kernel));
@@ -162,10 +162,11 @@ GeneratedModules::GeneratedModules(std::span<const format::KernelModule> modules
                  "): the driver cannot load kernel '", name ? name : "?", "' on cuda:", device,
                  " (CUresult ", static_cast<int>(loaded), ")");
           }
+        } else {
+          cudaFuncAttributes attributes{};
+          status = cudaFuncGetAttributes(&attributes, reinterpret_cast<const void*>(kernel));
+          if (status != cudaSuccess) fail_module(source, "cudaFuncGetAttributes", status);
         }
-        cudaFuncAttributes attributes{};
-        status = cudaFuncGetAttributes(&attributes, reinterpret_cast<const void*>(kernel));
-        if (status != cudaSuccess) fail_module(source, "cudaFuncGetAttributes", status);
         module.kernels.emplace_back(name != nullptr ? name : "", kernel);
       }
     }
