@@ -123,7 +123,7 @@ struct Variant {
   int rows_per_block = 1;    // row schedule
   int tx = 32;               // column schedule: threads along the columns
   int ty = 8;                // column schedule: threads along the reduced axes
-  int unroll = 1;            // pointwise: adjacent vectors per thread and grid step
+  int unroll = 1;            // pointwise: vectors per thread and grid step, a block apart
 };
 
 class Emitter {
@@ -139,6 +139,10 @@ class Emitter {
     result.vector_width = vector_;
     std::ostringstream source;
     source << "// kiln generated kernel: " << describe_plan() << "\n";
+    if (uses_half_precision_math(plan_)) {
+      result.nvrtc_options = {"--prec-div=false"};
+      source << "// compiled with --prec-div=false: every float tensor here is 16-bit\n";
+    }
     source << ops::kGroupKernelArgsSource << kPrelude << scalar_math_source() << "\n";
     const bool dynamic = !plan_.symbols.empty();
     int64_t space_numel = 1;
@@ -272,7 +276,7 @@ class Emitter {
     std::vector<Variant> out;
     if (plan_.schedule == Schedule::kPointwise) {
       for (int block : {128, 256, 512}) out.push_back(Variant{block});
-      // Two adjacent vectors per thread: twice the bytes in flight per load instruction stream.
+      // Two vectors per thread and grid step: twice the bytes in flight per thread.
       Variant wide{256};
       wide.unroll = 2;
       out.push_back(wide);
@@ -597,10 +601,12 @@ class Emitter {
     out << header(entry, variant.block, index64);
     const int unroll = variant.unroll;
     const std::string step = std::to_string(int64_t{variant.block} * unroll);
-    out << "  for (I u0 = ((I)blockIdx.x * " << variant.block << " + (I)threadIdx.x) * " << unroll
-        << "; u0 < units; u0 += (I)gridDim.x * " << step << ") {\n";
+    // A thread's vectors lie a block apart, so each load instruction of a warp reads one
+    // contiguous span.
+    out << "  for (I u0 = (I)blockIdx.x * " << step << " + (I)threadIdx.x; u0 < units; u0 += (I)gridDim.x * " << step
+        << ") {\n";
     out << "    #pragma unroll\n    for (int q = 0; q < " << unroll << "; ++q) {\n";
-    out << "      const I u = u0 + q;\n      if (u >= units) break;\n";
+    out << "      const I u = u0 + q * " << variant.block << ";\n      if (u >= units) break;\n";
     out << "      const I e = u * " << vector_ << ";\n";
     out << coordinates(0, "e");
     const std::vector<int> nodes = space_closure(space_outputs());
@@ -861,5 +867,16 @@ class Emitter {
 }  // namespace
 
 GroupKernelSource emit_group_kernel(const GroupPlan& plan) { return Emitter(plan).emit(); }
+
+bool uses_half_precision_math(const GroupPlan& plan) {
+  bool any_float = false;
+  for (const std::vector<PlanTensor>* tensors : {&plan.inputs, &plan.outputs}) {
+    for (const PlanTensor& t : *tensors) {
+      if (t.dtype == DType::kFloat32 || t.dtype == DType::kFloat64) return false;
+      any_float = any_float || t.dtype == DType::kFloat16 || t.dtype == DType::kBFloat16;
+    }
+  }
+  return any_float;
+}
 
 }  // namespace kiln::codegen

@@ -24,7 +24,17 @@ struct GroupKernelSource {
   std::vector<int64_t> unit;   // kiln_kernel_unit (ops/group_kernel_abi.hpp)
   int64_t multiplier = 1;      // kiln_kernel_multiplier
   int vector_width = 1;        // elements per thread access (for explain and tests)
+  // NVRTC options the module must be compiled with (the source's second line names them too).
+  std::vector<std::string> nvrtc_options;
 };
+
+// True when every float tensor the kernel of `plan` reads or writes is stored in 16 bits (fp16 or
+// bf16). Such a module compiles with --prec-div=false: float division becomes div.full.f32 and
+// reciprocals rcp.approx.f32 (at most 2 ulp of float, full range, NaN and infinity kept), an
+// error far below the 16-bit rounding every result then goes through, and about half the
+// instructions of a correctly rounded division, which bounds the speed of chains like GELU and
+// SiLU. Modules touching fp32 tensors keep correctly rounded division, as the CPU reference.
+bool uses_half_precision_math(const GroupPlan& plan);
 
 // Writes the module for `plan`. Throws kiln::Error(kInternal) only on a plan it cannot emit
 // (plan_group accepted nothing this cannot emit).

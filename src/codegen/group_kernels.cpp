@@ -86,7 +86,8 @@ void annotate(ir::Node& node, const GroupPlan& plan, const GroupKernelSource& ke
 std::vector<format::KernelModule> generate_group_kernels(ir::Graph& graph, int sm_arch, const KernelCache& cache,
                                                          GroupKernelStats* stats) {
   GroupKernelStats local;
-  std::map<std::string, std::string> sources;  // module name -> source
+  // module name -> source and NVRTC options (the name hashes the source, which names the options)
+  std::map<std::string, std::pair<std::string, std::vector<std::string>>> sources;
   for (ir::Node& node : graph.nodes) {
     if (node.removed || node.op_type != "FusedGroup") continue;
     const std::string context = "node '" + node.name + "' (FusedGroup)";
@@ -99,13 +100,14 @@ std::vector<format::KernelModule> generate_group_kernels(ir::Graph& graph, int s
     const GroupKernelSource kernel = emit_group_kernel(*planned.plan);
     const std::string module = module_name(kernel.source);
     annotate(node, *planned.plan, kernel, module);
-    sources.emplace(module, kernel.source);
+    sources.emplace(module, std::make_pair(kernel.source, kernel.nvrtc_options));
     ++local.groups;
   }
   local.modules = static_cast<int>(sources.size());
 
   // NVRTC compiles one program per thread; modules are independent.
-  std::vector<std::pair<std::string, std::string>> work(sources.begin(), sources.end());
+  std::vector<std::pair<std::string, std::pair<std::string, std::vector<std::string>>>> work(sources.begin(),
+                                                                                          sources.end());
   std::vector<format::KernelModule> modules(work.size());
   std::atomic<size_t> next{0};
   std::atomic<int> hits{0};
@@ -115,13 +117,14 @@ std::vector<format::KernelModule> generate_group_kernels(ir::Graph& graph, int s
     running.push_back(std::async(std::launch::async, [&]() {
       for (size_t i = next++; i < work.size(); i = next++) {
         KernelCacheStats one;
-        const CompiledModule compiled = compile_cuda_cached(cache, work[i].first, work[i].second, sm_arch, {}, &one);
+        const auto& [source, options] = work[i].second;
+        const CompiledModule compiled = compile_cuda_cached(cache, work[i].first, source, sm_arch, options, &one);
         hits += one.hits;
         format::KernelModule& module = modules[i];
         module.name = work[i].first;
         module.sm_arch = sm_arch;
         module.compiler = compiled.compiler;
-        module.source = work[i].second;
+        module.source = source;
         module.cubin = compiled.cubin;
       }
     }));

@@ -78,7 +78,15 @@ std::vector<std::string> nvrtc_options(int sm_arch, const std::vector<std::strin
       "--prec-div=true",
       "--prec-sqrt=true",
   };
-  options.insert(options.end(), extra_options.begin(), extra_options.end());
+  // An extra "--name=value" replaces the default of the same name (NVRTC refuses conflicting repeats).
+  for (const std::string& extra : extra_options) {
+    const size_t equals = extra.find('=');
+    if (equals != std::string::npos) {
+      const std::string_view name(extra.data(), equals + 1);
+      std::erase_if(options, [&](const std::string& o) { return o.starts_with(name); });
+    }
+    options.push_back(extra);
+  }
   return options;
 }
 

@@ -19,7 +19,8 @@ struct CompiledModule {
 // The options compile_cuda passes to NVRTC for `sm_arch`, `extra_options` last:
 // --gpu-architecture=sm_XX (a cubin, not PTX), -std=c++17, and IEEE math spelled out
 // (--ftz=false --prec-div=true --prec-sqrt=true: denormals kept, exact division and square root;
-// multiply-adds may still contract into FMAs, NVRTC's default).
+// multiply-adds may still contract into FMAs, NVRTC's default). An extra option "--name=value"
+// replaces the default of that name (e.g. --prec-div=false).
 std::vector<std::string> nvrtc_options(int sm_arch, const std::vector<std::string>& extra_options);
 
 // Compiles `source` (CUDA C++, no #includes needed) for sm_<sm_arch> with NVRTC, using

@@ -20,7 +20,9 @@
 // - Sigmoid and Softplus use overflow-free forms, Elu/Selu/Celu use expm1;
 // - Round is rint: half to even in the default rounding mode.
 // Denormals are never flushed or assumed flushed: kiln compiles these formulas without fast-math,
-// and none depends on flush-to-zero.
+// and none depends on flush-to-zero. Generated kernels whose tensors are all 16-bit compile
+// division as div.full (<= 2 ulp of float; codegen/group_emitter.hpp says why); every other
+// compilation divides correctly rounded.
 //
 // An include guard rather than #pragma once: the generator pastes this text as a main file.
 #ifndef KILN_OPS_SCALAR_MATH_H_
@@ -145,12 +147,13 @@ KILN_SCALAR_FN T kiln_celu(T x, float alpha) {
   return x > T(0) ? x : T(alpha) * kiln_math_expm1(x / T(alpha));
 }
 
-// exp of a non-positive argument only, so it never overflows.
+// exp of a non-positive argument only, so it never overflows; one exp and one division on either
+// side of 0 and no branch, so vectorised code computes it once per element.
 template <typename T>
 KILN_SCALAR_FN T kiln_sigmoid(T x) {
-  if (x >= T(0)) return T(1) / (T(1) + kiln_math_exp(-x));
-  const T e = kiln_math_exp(x);
-  return e / (T(1) + e);
+  const T e = kiln_math_exp(-kiln_math_fabs(x));
+  const T r = T(1) / (T(1) + e);
+  return x >= T(0) ? r : e * r;
 }
 
 template <typename T>

@@ -94,7 +94,8 @@ void expect_groups_compile(const ir::Graph& graph) {
     const codegen::GroupKernelSource kernel = codegen::emit_group_kernel(plan_of(graph, *node));
     EXPECT_FALSE(kernel.entries.empty());
     codegen::CompiledModule module;
-    ASSERT_NO_THROW(module = codegen::compile_cuda(node->name, kernel.source, 90)) << kernel.source;
+    ASSERT_NO_THROW(module = codegen::compile_cuda(node->name, kernel.source, 90, kernel.nvrtc_options))
+        << kernel.source;
     ASSERT_GE(module.cubin.size(), 4u);
     EXPECT_EQ(module.cubin[1], 'E');
   }
@@ -119,7 +120,9 @@ TEST(FusionGrouping, GeluChainWithBiasIsOnePointwiseGroup) {
   EXPECT_EQ(node.inputs.size(), 5u);  // x, bias and three literals (passed, read as literals)
   const codegen::GroupPlan plan = plan_of(grouped, node);
   EXPECT_EQ(plan.schedule, codegen::Schedule::kPointwise);
-  EXPECT_EQ(codegen::emit_group_kernel(plan).vector_width, 4);  // float32: 16-byte accesses
+  const codegen::GroupKernelSource kernel = codegen::emit_group_kernel(plan);
+  EXPECT_EQ(kernel.vector_width, 4);  // float32: 16-byte accesses
+  EXPECT_TRUE(kernel.nvrtc_options.empty());  // fp32 tensors: correctly rounded division
   expect_groups_compile(grouped);
 }
 
@@ -288,7 +291,31 @@ TEST(FusionGrouping, HalfPrecisionGroupsUseWideVectorsAndCompile) {
   ASSERT_EQ(live_op_types(b.graph), std::vector<std::string>{"FusedGroup"});
   const codegen::GroupPlan plan = plan_of(b.graph, *live_nodes(b.graph).front());
   EXPECT_EQ(plan.inputs[0].dtype, DType::kFloat32);
+  EXPECT_FALSE(codegen::uses_half_precision_math(plan));  // it reads an fp32 tensor
   expect_groups_compile(b.graph);
+}
+
+TEST(FusionGrouping, GroupsOfOnly16BitTensorsCompileWithFastDivisionAndSayItInTheSource) {
+  for (DType dtype : {DType::kFloat16, DType::kBFloat16}) {
+    GraphBuilder b;
+    const ir::ValueId x = b.input("x", {4, 16, 64}, dtype);
+    const ir::ValueId s = b.node("Sigmoid", "sigmoid", {x});
+    b.output(b.node("Div", "div", {x, b.node("Add", "add", {s, x})}));
+    const ir::Graph grouped = [&] {
+      infer_shapes(b.graph);
+      form_fusion_groups(b.graph);
+      infer_shapes(b.graph);
+      return b.graph;
+    }();
+    ASSERT_EQ(live_op_types(grouped), std::vector<std::string>{"FusedGroup"});
+    const codegen::GroupPlan plan = plan_of(grouped, *live_nodes(grouped).front());
+    EXPECT_TRUE(codegen::uses_half_precision_math(plan));
+    const codegen::GroupKernelSource kernel = codegen::emit_group_kernel(plan);
+    EXPECT_EQ(kernel.nvrtc_options, std::vector<std::string>{"--prec-div=false"});
+    EXPECT_NE(kernel.source.find("compiled with --prec-div=false"), std::string::npos);
+    EXPECT_EQ(kernel.vector_width, 8);
+    expect_groups_compile(grouped);
+  }
 }
 
 TEST(BatchNormAffine, LeftoverBatchNormBecomesAMultiplyAddThatGroupsWithItsRelu) {

@@ -104,6 +104,14 @@ TEST(NvrtcCompiler, OptionsAreIeeeAndExtraOptionsComeLast) {
   }
 }
 
+TEST(NvrtcCompiler, AnExtraOptionReplacesTheDefaultOfTheSameName) {
+  const std::vector<std::string> options = nvrtc_options(90, {"--prec-div=false"});
+  EXPECT_EQ(std::count(options.begin(), options.end(), "--prec-div=true"), 0);
+  EXPECT_EQ(std::count(options.begin(), options.end(), "--prec-div=false"), 1);
+  EXPECT_EQ(std::count(options.begin(), options.end(), "--prec-sqrt=true"), 1);
+  EXPECT_EQ(std::count(options.begin(), options.end(), "--ftz=false"), 1);
+}
+
 TEST(NvrtcCompiler, ConcurrentCompilesFromFourThreads) {
   KILN_SKIP_OR_FAIL_WITHOUT_NVRTC();
   std::vector<std::future<CompiledModule>> jobs;
