@@ -124,6 +124,7 @@ struct Variant {
   int tx = 32;               // column schedule: threads along the columns
   int ty = 8;                // column schedule: threads along the reduced axes
   int unroll = 1;            // pointwise: vectors per thread and grid step, a block apart
+  bool split = false;        // column schedule: the reduced rows are split across blocks
 };
 
 class Emitter {
@@ -157,6 +158,7 @@ class Emitter {
         entry.index64 = index64;
         entry.name = entry_name(variant, index64);
         entry.per_block = per_block(variant);
+        if (variant.split) entry.split_partials = static_cast<int64_t>(split_slots()) * variant.tx;
         source << emit_entry(entry.name, variant, index64);
         result.entries.push_back(entry);
       }
@@ -303,9 +305,27 @@ class Emitter {
       const int64_t inner = inner_static();
       const int tx = inner >= 64 ? 64 : inner >= 32 ? 32 : inner >= 16 ? 16 : 8;
       for (int ty : {4, 8, 16}) out.push_back(Variant{tx * ty, 32, 1, tx, ty});
+      if (splits_rows()) {
+        for (int ty : {8, 16}) {
+          Variant split{tx * ty, 32, 1, tx, ty};
+          split.split = true;
+          out.push_back(split);
+        }
+      }
     }
     return out;
   }
+
+  // Whether the column schedule also gets entries that split the reduced rows across blocks (the
+  // launcher picks the number of splits; the last block of a column tile to finish combines the
+  // partial results and runs the epilogue). Only for one reduction pass whose outputs are all row
+  // values, over rows long enough to share.
+  bool splits_rows() const {
+    if (plan_.schedule != Schedule::kColumn || plan_.passes != 1 || !space_outputs().empty()) return false;
+    const int64_t rows = reduced_static();
+    return rows < 0 || rows >= kMinSplitRows;
+  }
+  static constexpr int64_t kMinSplitRows = 256;
 
   // The reduced elements per row when static, else -1.
   int64_t reduced_static() const {
@@ -326,7 +346,7 @@ class Emitter {
     std::string name = "kiln_b" + std::to_string(v.block);
     if (v.unroll > 1) name += "_u" + std::to_string(v.unroll);
     if (plan_.schedule == Schedule::kRow) name += "_r" + std::to_string(v.threads_per_row);
-    if (plan_.schedule == Schedule::kColumn) name += "_y" + std::to_string(v.ty);
+    if (plan_.schedule == Schedule::kColumn) name += "_y" + std::to_string(v.ty) + (v.split ? "_split" : "");
     return name + (index64 ? "_i64" : "_i32");
   }
 
@@ -350,6 +370,9 @@ class Emitter {
       for (size_t d = plan_.reduce_begin; d < plan_.space.size(); ++d) result.unit.push_back(encode(d));
       const int tx = variants().front().tx;
       result.multiplier = (inner_static() + tx - 1) / tx;
+      if (splits_rows()) {
+        for (size_t d = plan_.reduce_begin; d < plan_.reduce_end; ++d) result.split_rows.push_back(encode(d));
+      }
     }
   }
 
@@ -846,6 +869,80 @@ class Emitter {
     return out.str();
   }
 
+  size_t split_slots() const { return reductions(1).size(); }
+
+  // The column schedule with the reduced rows split into a.splits contiguous slices, one block
+  // per (unit, slice). Each block writes its tile's partial accumulators to the workspace; the
+  // last block of a unit to finish (an atomic count per unit, which it then resets to 0 for the
+  // next launch) combines the slices in slice order, so results do not depend on timing, and runs
+  // the row epilogue and stores.
+  std::string emit_column_split(const std::string& entry, const Variant& variant, bool index64) const {
+    const int tx = variant.tx;
+    const int ty = variant.ty;
+    const std::string R = product(region_segments(1));
+    const std::string inner = product(region_segments(2));
+    const int64_t tiles = (inner_static() + tx - 1) / tx;
+    const std::vector<int> reds = reductions(1);
+    const size_t slots = reds.size();
+    std::ostringstream out;
+    out << header(entry, variant.block, index64);
+    out << "  __shared__ float red[" << slots << "][" << ty << "][" << tx << "];\n";
+    out << "  __shared__ int last_of_unit;\n";
+    out << "  float* __restrict__ partials = (float*)a.workspace;\n";
+    out << "  unsigned* __restrict__ arrived = a.counters;\n";
+    out << "  const int tx = threadIdx.x % " << tx << ", ty = threadIdx.x / " << tx << ";\n";
+    out << "  const I R = " << R << ", inner = " << inner << ";\n";
+    out << "  const I S = (I)a.splits, chunk = (R + S - 1) / S;\n";
+    out << "  for (I w = (I)blockIdx.x; w < units * S; w += (I)gridDim.x) {\n";
+    out << "    const I u = w / S, slice = w % S;\n";
+    out << "    const I o = u / " << tiles << ";\n";
+    out << "    const I ci = (u % " << tiles << ") * " << tx << " + tx;\n";
+    out << "    const bool active = ci < inner;\n";
+    out << coordinates(0, "o");
+    out << "    const I c_inner = active ? ci : (I)0;\n" << coordinates(2, "c_inner");
+    const std::string flat = "(o * R + j) * inner + c_inner";
+    const std::string row_flat = "o * R * inner + c_inner";
+    out << row_definitions(0, row_flat);
+    const PassCode pass = pass_code(reds);
+    out << pass.accumulators;
+    out << "    const I j_end = (slice + 1) * chunk < R ? (slice + 1) * chunk : R;\n";
+    out << "    if (active) for (I j = slice * chunk + (I)ty; j < j_end; j += " << ty << ") {\n"
+        << coordinates(1, "j") << vector_block(pass.space_nodes, flat, 1, pass.lanes, "") << "    }\n";
+    for (size_t k = 0; k < slots; ++k) out << "    red[" << k << "][ty][tx] = acc" << reds[k] << ";\n";
+    out << "    __syncthreads();\n";
+    out << "    if (ty == 0) {\n";
+    for (size_t k = 0; k < slots; ++k) {
+      const int i = reds[k];
+      const std::string acc = "acc" + std::to_string(i);
+      out << "      for (int y = 1; y < " << ty << "; ++y) " << acc << " = "
+          << combine(node(i).reduce, acc, "red[" + std::to_string(k) + "][y][tx]") << ";\n";
+      out << "      partials[((u * S + slice) * " << slots << " + " << k << ") * " << tx << " + tx] = " << acc << ";\n";
+    }
+    out << "    }\n";
+    out << "    __threadfence();\n    __syncthreads();\n";
+    out << "    if (threadIdx.x == 0) last_of_unit = atomicAdd(arrived + u, 1u) == (unsigned)(S - 1);\n";
+    out << "    __syncthreads();\n";
+    out << "    if (last_of_unit) {\n";
+    out << "      __threadfence();\n";
+    out << "      if (threadIdx.x == 0) arrived[u] = 0u;\n";
+    out << "      const volatile float* seen = partials;\n";
+    for (size_t k = 0; k < slots; ++k) {
+      const int i = reds[k];
+      const std::string acc = "acc" + std::to_string(i);
+      const std::string at = "((u * S + p) * " + std::to_string(slots) + " + " + std::to_string(k) + ") * " +
+                             std::to_string(tx) + " + tx";
+      out << "      " << acc << " = " << reduce_init(node(i).reduce) << ";\n";
+      out << "      if (ty == 0) for (I p = 0; p < S; ++p) " << acc << " = "
+          << combine(node(i).reduce, acc, "seen[" + at + "]") << ";\n";
+    }
+    out << row_definitions(1, row_flat);
+    out << row_stores("o * inner + c_inner", "active && ty == 0");
+    out << "    }\n";
+    out << "    __syncthreads();\n";
+    out << "  }\n}\n";
+    return out.str();
+  }
+
   std::string emit_entry(const std::string& entry, const Variant& variant, bool index64) const {
     switch (plan_.schedule) {
       case Schedule::kPointwise:
@@ -853,7 +950,7 @@ class Emitter {
       case Schedule::kRow:
         return emit_row(entry, variant, index64);
       case Schedule::kColumn:
-        return emit_column(entry, variant, index64);
+        return variant.split ? emit_column_split(entry, variant, index64) : emit_column(entry, variant, index64);
     }
     return {};
   }

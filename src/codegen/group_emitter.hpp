@@ -16,6 +16,9 @@ struct KernelEntry {
   int block = 0;          // threads per block
   int64_t per_block = 1;  // work units per block and grid step
   bool index64 = false;
+  // Column entries that split the reduced rows across blocks: floats of workspace per (work
+  // unit, split); 0 for every other entry.
+  int64_t split_partials = 0;
 };
 
 struct GroupKernelSource {
@@ -23,6 +26,7 @@ struct GroupKernelSource {
   std::vector<KernelEntry> entries;
   std::vector<int64_t> unit;   // kiln_kernel_unit (ops/group_kernel_abi.hpp)
   int64_t multiplier = 1;      // kiln_kernel_multiplier
+  std::vector<int64_t> split_rows;  // kiln_kernel_split_rows (empty: no entry splits rows)
   int vector_width = 1;        // elements per thread access (for explain and tests)
   // NVRTC options the module must be compiled with (the source's second line names them too).
   std::vector<std::string> nvrtc_options;

@@ -62,12 +62,15 @@ void annotate(ir::Node& node, const GroupPlan& plan, const GroupKernelSource& ke
     space.push_back(plan.space[d] == kDynamicDim ? int64_t{-1} - plan.space_symbols[d] : plan.space[d]);
   }
   std::vector<std::string> entries;
-  std::vector<int64_t> blocks, per_block, index64;
+  std::vector<int64_t> blocks, per_block, index64, split_partials;
+  bool splits = false;
   for (const KernelEntry& e : kernel.entries) {
     entries.push_back(e.name);
     blocks.push_back(e.block);
     per_block.push_back(e.per_block);
     index64.push_back(e.index64 ? 1 : 0);
+    split_partials.push_back(e.split_partials);
+    splits = splits || e.split_partials > 0;
   }
   node.attrs.set("kiln_kernel", Attribute::of_string(module));
   node.attrs.set("kiln_kernel_symbols", Attribute::of_ints(std::move(symbols)));
@@ -79,6 +82,10 @@ void annotate(ir::Node& node, const GroupPlan& plan, const GroupKernelSource& ke
   node.attrs.set("kiln_kernel_blocks", Attribute::of_ints(std::move(blocks)));
   node.attrs.set("kiln_kernel_per_block", Attribute::of_ints(std::move(per_block)));
   node.attrs.set("kiln_kernel_index64", Attribute::of_ints(std::move(index64)));
+  if (splits) {
+    node.attrs.set("kiln_kernel_split_partials", Attribute::of_ints(std::move(split_partials)));
+    node.attrs.set("kiln_kernel_split_rows", Attribute::of_ints(kernel.split_rows));
+  }
 }
 
 }  // namespace

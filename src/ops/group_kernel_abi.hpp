@@ -22,6 +22,11 @@
 //   kiln_kernel_per_block   INTS     per entry: work units one block handles per grid step
 //   kiln_kernel_index64     INTS     per entry: 1 when it indexes with 64 bits (else the space
 //                                    must hold fewer than 2^31 elements)
+//   kiln_kernel_split_partials INTS  per entry (optional, default 0): floats of workspace per work
+//                                    unit and split for an entry that splits the reduced rows of
+//                                    a column reduction across blocks; 0 for other entries
+//   kiln_kernel_split_rows  INTS     (with split entries) the reduced rows of one unit: a product
+//                                    of dims encoded as above; the launcher picks the splits
 #pragma once
 
 #include <cstdint>
@@ -31,13 +36,19 @@ namespace kiln::ops {
 inline constexpr int kGroupKernelMaxTensors = 32;
 inline constexpr int kGroupKernelMaxSymbols = 8;
 
+// The fields after `units` came with row-splitting column entries; a kernel compiled before them
+// declares a shorter struct and reads only its prefix, so older engines launch unchanged.
 struct GroupKernelArgs {
   const void* tensors[kGroupKernelMaxTensors];
   int64_t symbols[kGroupKernelMaxSymbols];
   int64_t units;
+  void* workspace;     // split entries: units * splits * split_partials floats
+  unsigned* counters;  // split entries: one per unit, 0 between launches (the kernel resets them)
+  int64_t splits;      // split entries: slices of the reduced rows (>= 1)
 };
 
 inline constexpr const char* kGroupKernelArgsSource =
-    "struct KilnArgs { const void* t[32]; long long s[8]; long long units; };\n";
+    "struct KilnArgs { const void* t[32]; long long s[8]; long long units; void* workspace; unsigned* counters; "
+    "long long splits; };\n";
 
 }  // namespace kiln::ops

@@ -324,3 +324,54 @@ def test_fused_engine_runs_repeatedly_with_new_inputs():
     for _ in range(3):
         feeds = {k: rng.uniform(-2, 2, size=v.shape).astype(v.dtype) for k, v in m.feeds.items()}
         _compare(cuda.run(feeds), cpu.run(feeds), loose=False)
+
+
+def _long_column_reductions_model(dtype, batch=3):
+    # Every Reduce op over the middle axes of an NHWC-shaped tensor with rows long enough that the
+    # generated kernel has entries splitting them across blocks; epilogues after the combine.
+    m = _Model(dtype)
+    x = m.input("x", [batch if isinstance(batch, int) else batch[0], 40, 40, 24], low=0.1, high=2.0,
+                feed_shape=None if isinstance(batch, int) else [batch[1], 40, 40, 24])
+    scaled = m.op("Mul", x, m.const(0.5))
+    outs = []
+    for op in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceL2", "ReduceSumSquare",
+               "ReduceLogSumExp"):
+        outs.append(m.op("Sigmoid", m.op(op, scaled, m.axes([1, 2]), keepdims=1)))
+    return m, outs
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_split_column_reductions_match_cpu_and_reset_their_counters(dtype, monkeypatch):
+    # KILN_GROUP_ENTRY forces the entries that split the rows, so they run whatever timing says;
+    # three runs with new data check that each launch leaves its counters at zero for the next.
+    monkeypatch.setenv("KILN_GROUP_ENTRY", "_split")
+    m, outputs = _long_column_reductions_model(dtype)
+    model = m.model(outputs)
+    cpu = kiln.Engine(kiln.build_onnx(model, target="cpu"))
+    cuda = kiln.Engine(kiln.build_onnx(model, target="cuda"))
+    rng = np.random.default_rng(5)
+    for run in range(3):
+        x = rng.uniform(0.1, 2.0, size=m.feeds["x"].shape).astype(dtype)
+        if run == 1:
+            x[1, 7, 3, 5] = np.nan  # one column of image 1 becomes NaN in every reduction
+        _compare(cuda.run({"x": x}), cpu.run({"x": x}), loose=dtype == np.float16)
+
+
+def test_split_column_reductions_with_a_dynamic_batch(monkeypatch):
+    monkeypatch.setenv("KILN_GROUP_ENTRY", "_split")
+    m, outputs = _long_column_reductions_model(np.float32, batch=("N", 1))
+    model = m.model(outputs)
+    profile = {"x": [(1, 40, 40, 24), (2, 40, 40, 24), (16, 40, 40, 24)]}
+    cpu = kiln.Engine(kiln.build_onnx(model, target="cpu", profiles=profile))
+    cuda = kiln.Engine(kiln.build_onnx(model, target="cuda", profiles=profile))
+    rng = np.random.default_rng(8)
+    for batch in (1, 16, 5):
+        feeds = {"x": rng.uniform(0.1, 2.0, size=(batch, 40, 40, 24)).astype(np.float32)}
+        _compare(cuda.run(feeds), cpu.run(feeds), loose=False)
+
+
+def test_a_forced_entry_that_no_kernel_has_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("KILN_GROUP_ENTRY", "_no_such_entry")
+    m, outputs = _gelu_model(np.float32)
+    with pytest.raises(kiln.KilnError, match="KILN_GROUP_ENTRY='_no_such_entry' matches no usable entry"):
+        kiln.Engine(kiln.build_onnx(m.model(outputs), target="cuda")).run(m.feeds)

@@ -234,6 +234,41 @@ TEST(FusionGrouping, NoCycleThroughAnOutsideNode) {
   EXPECT_TRUE(explained) << "the report says why add did not take relu";
 }
 
+TEST(FusionGrouping, LongColumnReductionsGetEntriesThatSplitTheRows) {
+  // An NHWC pool over 56x56 rows of 24 channels: one unit per image, so only the split entries
+  // give the GPU enough blocks. Its epilogue (Sigmoid of the mean) runs after the combine.
+  GraphBuilder b;
+  const ir::ValueId x = b.input("x", {2, 56, 56, 24});
+  const ir::ValueId pooled =
+      b.node("GlobalAveragePool", "pool", {b.node("Relu", "act", {x})}, attrs_of({{"kiln_layout", Attribute::of_string("NHWC")}}));
+  b.output(b.node("Sigmoid", "gate", {pooled}));
+  const ir::Graph grouped = group_and_compare(b);
+  ASSERT_EQ(live_op_types(grouped), std::vector<std::string>{"FusedGroup"});
+  const codegen::GroupPlan plan = plan_of(grouped, *live_nodes(grouped).front());
+  ASSERT_EQ(plan.schedule, codegen::Schedule::kColumn);
+  const codegen::GroupKernelSource kernel = codegen::emit_group_kernel(plan);
+  EXPECT_EQ(kernel.split_rows, (std::vector<int64_t>{56 * 56}));
+  int split_entries = 0;
+  for (const codegen::KernelEntry& e : kernel.entries) {
+    if (e.name.find("_split") == std::string::npos) {
+      EXPECT_EQ(e.split_partials, 0) << e.name;
+      continue;
+    }
+    ++split_entries;
+    EXPECT_EQ(e.split_partials, 16) << e.name;  // one reduction x a tile of 16 of the 24 columns
+  }
+  EXPECT_EQ(split_entries, 2);
+  EXPECT_NE(kernel.source.find("atomicAdd(arrived + u, 1u)"), std::string::npos);
+  expect_groups_compile(grouped);
+
+  // Short rows, or a reduction feeding space outputs (two passes), get no split entries.
+  GraphBuilder small;
+  small.output(small.node("GlobalAveragePool", "pool", {small.input("x", {2, 5, 5, 24})},
+                          attrs_of({{"kiln_layout", Attribute::of_string("NHWC")}})));
+  const ir::Graph short_rows = group_and_compare(small);
+  EXPECT_TRUE(codegen::emit_group_kernel(plan_of(short_rows, *live_nodes(short_rows).front())).split_rows.empty());
+}
+
 TEST(FusionGrouping, ReductionsOverDifferentAxesStayApart) {
   GraphBuilder b;
   const ir::ValueId x = b.input("x", {3, 5, 7});

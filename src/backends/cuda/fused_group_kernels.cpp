@@ -6,6 +6,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -30,12 +31,15 @@ struct Entry {
   int64_t per_block = 1;
   bool index64 = false;
   cudaKernel_t kernel = nullptr;
+  int64_t split_partials = 0;  // > 0: splits the reduced rows (ops/group_kernel_abi.hpp)
 };
 
 struct GroupState : LayerState {
-  GroupKernelArgs args{};  // symbols and units; tensors are filled per launch
+  GroupKernelArgs args{};  // symbols, units and splits; tensors and workspace are filled per launch
   Entry entry;
   unsigned grid = 1;
+  std::unique_ptr<DeviceBuffer> counters;  // split entries: one zeroed counter per unit
+  size_t workspace_bytes = 0;
 };
 
 // The layer's tensors, inputs first, as the kernel numbers them.
@@ -130,17 +134,48 @@ std::unique_ptr<LayerState> prepare_group(LaunchContext& ctx, size_t* workspace_
       index64.size() != names.size()) {
     ctx.fail(ErrorCode::kCorruptFile, "the kiln_kernel_entries/blocks/per_block/index64 attributes disagree");
   }
+  const std::vector<int64_t> no_splits(names.size(), 0);
+  const std::vector<int64_t>& split_partials =
+      ctx.attrs.has("kiln_kernel_split_partials") ? ctx.attrs.get_ints("kiln_kernel_split_partials") : no_splits;
+  if (split_partials.size() != names.size()) {
+    ctx.fail(ErrorCode::kCorruptFile, "attribute 'kiln_kernel_split_partials' has ", split_partials.size(),
+             " entries for ", names.size(), " kernel entries");
+  }
   const bool fits32 = space < (int64_t{1} << 31) - 4096;
+  const int sms = ctx.device ? std::max(1, ctx.device->multiprocessors) : 132;
+  // Splits of the reduced rows for split entries: enough blocks to fill the GPU about twice, each
+  // slice keeping at least 64 rows.
+  int64_t splits = 1;
+  if (std::any_of(split_partials.begin(), split_partials.end(), [](int64_t p) { return p > 0; })) {
+    const int64_t rows = product(ctx.attrs.get_ints("kiln_kernel_split_rows"));
+    const int64_t wanted = (int64_t{2} * sms * 4 + state->args.units - 1) / state->args.units;
+    splits = std::clamp<int64_t>(std::min(wanted, rows / 64), 1, 1024);
+  }
+  const char* forced = std::getenv("KILN_GROUP_ENTRY");  // a test hook: entries whose name contains it
   std::vector<Entry> candidates;
   for (size_t e = 0; e < names.size(); ++e) {
-    if (blocks[e] < 1 || blocks[e] > 1024 || per_block[e] < 1) {
-      ctx.fail(ErrorCode::kCorruptFile, "entry '", names[e], "' has block ", blocks[e], " and ", per_block[e],
-               " units per block");
+    if (blocks[e] < 1 || blocks[e] > 1024 || per_block[e] < 1 || split_partials[e] < 0) {
+      ctx.fail(ErrorCode::kCorruptFile, "entry '", names[e], "' has block ", blocks[e], ", ", per_block[e],
+               " units per block and ", split_partials[e], " partials");
     }
     if (!index64[e] && !fits32) continue;
+    if (split_partials[e] > 0 && splits < 2) continue;  // splitting would not add blocks
+    if (forced && *forced && names[e].find(forced) == std::string::npos) continue;
     candidates.push_back(Entry{names[e], static_cast<int>(blocks[e]), per_block[e], index64[e] != 0,
-                               ctx.generated->kernel(module, names[e])});
+                               ctx.generated->kernel(module, names[e]), split_partials[e]});
   }
+  if (candidates.empty() && forced && *forced) {
+    ctx.fail(ErrorCode::kInvalidArgument, "KILN_GROUP_ENTRY='", forced, "' matches no usable entry of module '",
+             module, "'");
+  }
+  const auto split_workspace = [&](const Entry& e) {
+    return e.split_partials > 0
+               ? static_cast<size_t>(state->args.units) * static_cast<size_t>(splits) *
+                     static_cast<size_t>(e.split_partials) * sizeof(float)
+               : size_t{0};
+  };
+  std::erase_if(candidates, [&](const Entry& e) { return split_workspace(e) > ctx.workspace_size; });
+  state->args.splits = splits;
   // 64-bit entries only where 32 bits do not fit.
   if (fits32 && std::any_of(candidates.begin(), candidates.end(), [](const Entry& e) { return !e.index64; })) {
     std::erase_if(candidates, [](const Entry& e) { return e.index64; });
@@ -149,9 +184,16 @@ std::unique_ptr<LayerState> prepare_group(LaunchContext& ctx, size_t* workspace_
     ctx.fail(ErrorCode::kUnsupported, "the generated kernel indexes with 32 bits but the space has ", space,
              " elements");
   }
-  const int sms = ctx.device ? std::max(1, ctx.device->multiprocessors) : 132;
+  const bool any_split =
+      std::any_of(candidates.begin(), candidates.end(), [](const Entry& e) { return e.split_partials > 0; });
+  if (any_split) {
+    state->counters = std::make_unique<DeviceBuffer>(static_cast<size_t>(state->args.units) * sizeof(unsigned));
+    KILN_CUDA_CHECK(cudaMemset(state->counters->get(), 0, state->counters->size()));
+    state->args.counters = static_cast<unsigned*>(state->counters->get());
+  }
   auto grid_for = [&](const Entry& e) {
-    const int64_t blocks_needed = (state->args.units + e.per_block - 1) / e.per_block;
+    const int64_t work = e.split_partials > 0 ? state->args.units * splits : state->args.units;
+    const int64_t blocks_needed = (work + e.per_block - 1) / e.per_block;
     const int64_t cap = int64_t{sms} * std::max(1, 2048 / e.block) * 4;
     return static_cast<unsigned>(std::clamp<int64_t>(blocks_needed, 1, std::max<int64_t>(cap, 1)));
   };
@@ -181,6 +223,12 @@ std::unique_ptr<LayerState> prepare_group(LaunchContext& ctx, size_t* workspace_
       scratch.emplace_back(std::max<size_t>(ctx.outputs[o].nbytes(), 256));
       args.tensors[ctx.inputs.size() + o] = scratch.back().get();
     }
+    size_t most_workspace = 0;
+    for (const Entry& e : candidates) most_workspace = std::max(most_workspace, split_workspace(e));
+    if (most_workspace > 0) {
+      scratch.emplace_back(most_workspace);
+      args.workspace = scratch.back().get();
+    }
     float best = std::numeric_limits<float>::infinity();
     for (const Entry& e : candidates) {
       const unsigned grid = grid_for(e);
@@ -205,6 +253,8 @@ std::unique_ptr<LayerState> prepare_group(LaunchContext& ctx, size_t* workspace_
   }
   state->entry = *chosen;
   state->grid = grid_for(*chosen);
+  state->workspace_bytes = split_workspace(*chosen);
+  *workspace_bytes = state->workspace_bytes;
   if (candidates.size() > 1) report_tactic(ctx, key, chosen->name);
   return state;
 }
@@ -216,6 +266,10 @@ void launch_group(LaunchContext& ctx) {
   GroupKernelArgs args = state->args;
   for (size_t i = 0; i < ctx.inputs.size(); ++i) args.tensors[i] = ctx.inputs[i].data;
   for (size_t o = 0; o < ctx.outputs.size(); ++o) args.tensors[ctx.inputs.size() + o] = ctx.outputs[o].data;
+  if (state->workspace_bytes > 0) {
+    if (ctx.workspace == nullptr) ctx.fail(ErrorCode::kInternal, "launched without the workspace prepare asked for");
+    args.workspace = ctx.workspace;
+  }
   void* params[] = {&args};
   const cudaError_t status =
       cudaLaunchKernel(reinterpret_cast<const void*>(state->entry.kernel), dim3(state->grid),
