@@ -1,6 +1,8 @@
 #include "passes/identity_elimination.hpp"
 
 #include <algorithm>
+#include <optional>
+#include <vector>
 
 #include "passes/pass.hpp"
 
@@ -24,11 +26,50 @@ bool is_inference_dropout(const ir::Graph& graph, const ir::Node& node) {
   return node.outputs.size() < 2 || graph.use_count(node.outputs[1]) == 0;
 }
 
+// The integers of constant input `i` of `node`, or nullopt when it is absent or not constant.
+std::optional<std::vector<int64_t>> constant_ints(const ir::Graph& graph, const ir::Node& node, size_t i) {
+  if (i >= node.inputs.size() || node.inputs[i] == ir::kNoValue || !graph.is_constant(node.inputs[i])) {
+    return std::nullopt;
+  }
+  const HostTensor& t = *graph.value(node.inputs[i]).constant;
+  if (t.dtype != DType::kInt64 && t.dtype != DType::kInt32) return std::nullopt;
+  return read_indices(view_of(t));
+}
+
+bool all_equal(const std::optional<std::vector<int64_t>>& values, int64_t want) {
+  return values && std::all_of(values->begin(), values->end(), [&](int64_t v) { return v == want; });
+}
+
+// Ops whose parameters, known at build time, make them copy their input unchanged: Pad by
+// nothing, Slice of everything in order, Expand and Tile to the same shape, Cast to the same
+// dtype, Concat of one input. Each would otherwise run a copy kernel (exports write them for
+// shape-dependent amounts that fold to zero, e.g. a window attention's padding).
+bool is_no_op(const ir::Graph& graph, const ir::Node& node) {
+  if (node.inputs.empty() || node.inputs[0] == ir::kNoValue || node.outputs.size() != 1) return false;
+  const ir::Value& in = graph.value(node.inputs[0]);
+  const ir::Value& out = graph.value(node.outputs[0]);
+  if (in.dtype != out.dtype) return false;
+  const std::string& op = node.op_type;
+  if (op == "Pad") return node.inputs.size() >= 2 && all_equal(constant_ints(graph, node, 1), 0);
+  if (op == "Cast") return true;
+  // Slice and Expand copy only when the shape stays the same, which needs static shapes to know.
+  if (in.shape != out.shape || !shape_is_static(in.shape)) return false;
+  if (op == "Slice") {
+    // Every dim keeps its length, so with unit steps the slice starts at 0 and keeps all.
+    return node.inputs.size() >= 3 && (node.inputs.size() < 5 || node.inputs[4] == ir::kNoValue ||
+                                       all_equal(constant_ints(graph, node, 4), 1));
+  }
+  if (op == "Expand") return true;
+  if (op == "Tile") return all_equal(constant_ints(graph, node, 1), 1);
+  if (op == "Concat") return node.inputs.size() == 1;
+  return false;
+}
+
 bool is_removable(const ir::Graph& graph, const ir::Node& node) {
   if (node.removed || !is_default_domain(node)) return false;
   if (node.op_type == "Identity") return node.inputs.size() == 1 && node.outputs.size() == 1;
   if (node.op_type == "Dropout") return is_inference_dropout(graph, node);
-  return false;
+  return is_no_op(graph, node);
 }
 
 }  // namespace

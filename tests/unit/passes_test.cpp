@@ -337,6 +337,57 @@ TEST(PassesIdentity, KeepsTrainingDropoutAndUsedMasks) {
   EXPECT_EQ(b.graph.nodes[static_cast<size_t>(find_node(b.graph, "neg"))].inputs[0], x);
 }
 
+TEST(PassesIdentity, RemovesOpsWhoseParametersMakeThemCopies) {
+  GraphBuilder b;
+  const ir::ValueId x = b.input("x", {2, 6, 6, 4});
+  const ir::ValueId zero_pads = b.constant("zero_pads", make_tensor_i64({8}, std::vector<int64_t>(8, 0)));
+  const ir::ValueId padded = b.node("Pad", "pad_by_nothing", {b.node("Relu", "relu", {x}), zero_pads});
+  const ir::ValueId starts = b.constant("starts", make_tensor_i64({1}, {0}));
+  const ir::ValueId ends = b.constant("ends", make_tensor_i64({1}, {100}));
+  const ir::ValueId axes = b.constant("axes", make_tensor_i64({1}, {1}));
+  const ir::ValueId sliced = b.node("Slice", "slice_of_all", {padded, starts, ends, axes});
+  const ir::ValueId shape = b.constant("shape", make_tensor_i64({4}, {2, 6, 6, 4}));
+  const ir::ValueId expanded = b.node("Expand", "expand_to_itself", {sliced, shape});
+  const ir::ValueId ones = b.constant("ones", make_tensor_i64({4}, {1, 1, 1, 1}));
+  const ir::ValueId tiled = b.node("Tile", "tile_once", {expanded, ones});
+  const ir::ValueId cast = b.node("Cast", "cast_to_float", {tiled}, attrs_of({{"to", Attribute::of_int(1)}}));
+  const ir::ValueId joined = b.node("Concat", "concat_of_one", {cast}, attrs_of({{"axis", Attribute::of_int(0)}}));
+  b.output(b.node("Neg", "neg", {joined}));
+  const ir::ValueId dynamic = b.input("d", {kDynamicDim, 6});
+  const ir::ValueId no_pads = b.constant("no_pads", make_tensor_i64({4}, {0, 0, 0, 0}));
+  b.output(b.node("Neg", "neg_d", {b.node("Pad", "pad_of_dynamic", {dynamic, no_pads})}));
+  infer_shapes(b.graph);
+  EXPECT_EQ(eliminate_identities(b.graph), 7u);
+  b.graph.verify();
+  ASSERT_EQ(b.graph.nodes.size(), 3u);
+  EXPECT_EQ(b.graph.nodes[1].name, "neg");
+  EXPECT_EQ(b.graph.nodes[1].inputs[0], b.graph.nodes[0].outputs[0]);
+  EXPECT_EQ(b.graph.nodes[2].inputs[0], dynamic);
+}
+
+TEST(PassesIdentity, KeepsOpsThatMoveOrChangeData) {
+  GraphBuilder b;
+  const ir::ValueId x = b.input("x", {2, 6});
+  const ir::ValueId one_pad = b.constant("one_pad", make_tensor_i64({4}, {0, 1, 0, 0}));
+  b.output(b.node("Pad", "pad", {x, one_pad}));
+  // Reversing keeps the shape but not the order.
+  const ir::ValueId starts = b.constant("starts", make_tensor_i64({1}, {-1}));
+  const ir::ValueId ends = b.constant("ends", make_tensor_i64({1}, {-100}));
+  const ir::ValueId axes = b.constant("axes", make_tensor_i64({1}, {1}));
+  const ir::ValueId steps = b.constant("steps", make_tensor_i64({1}, {-1}));
+  b.output(b.node("Slice", "reverse", {x, starts, ends, axes, steps}));
+  b.output(b.node("Cast", "to_half", {x}, attrs_of({{"to", Attribute::of_int(10)}})));
+  const ir::ValueId shape = b.constant("shape", make_tensor_i64({3}, {3, 2, 6}));
+  b.output(b.node("Expand", "broadcast", {x, shape}));
+  // A dynamic dim hides whether a Slice keeps everything (a Pad by nothing is a copy whatever the dims).
+  const ir::ValueId dynamic = b.input("d", {kDynamicDim, 6});
+  const ir::ValueId zero = b.constant("zero", make_tensor_i64({1}, {0}));
+  const ir::ValueId big = b.constant("big", make_tensor_i64({1}, {4}));
+  b.output(b.node("Slice", "slice_of_dynamic", {dynamic, zero, big, zero}));
+  infer_shapes(b.graph);
+  EXPECT_EQ(eliminate_identities(b.graph), 0u);
+}
+
 // ---- batch-norm folding ----------------------------------------------------------------------
 
 struct BatchNormParams {
