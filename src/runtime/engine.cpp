@@ -3,8 +3,13 @@
 #include <algorithm>
 #include <deque>
 #include <fstream>
+#include <optional>
+#include <tuple>
+#include <utility>
+#include <vector>
 
 #include "base/error.hpp"
+#include "base/host_tensor.hpp"
 #include "format/engine_io.hpp"
 #include "runtime/engine_state.hpp"
 
@@ -111,6 +116,65 @@ bool is_view_op(const std::string& op) {
   return op == "Reshape" || op == "Flatten" || op == "Squeeze" || op == "Unsqueeze" || op == "Identity";
 }
 
+// The constant integers of weight input `i` of `layer`, or nullopt.
+std::optional<std::vector<int64_t>> weight_ints(const EngineState& state, const format::Layer& layer, size_t i) {
+  if (i >= layer.inputs.size() || layer.inputs[i] < 0) return std::nullopt;
+  if (state.tensor(layer.inputs[i]).kind != format::TensorKind::kWeight) return std::nullopt;
+  const TensorView view = state.weight_view(layer.inputs[i]);
+  if (view.dtype != DType::kInt64 && view.dtype != DType::kInt32) return std::nullopt;
+  return read_indices(view);
+}
+
+// A Gather of one constant index, or a unit-step Slice of one axis, whose input has only dims of
+// 1 before that axis takes a contiguous slab of its input: it can be a view at an offset. Only
+// where the offset is a multiple of the arena's alignment whatever the dynamic dims are (kernels
+// use 16-byte vector accesses and libraries want aligned pointers). Returns {axis, start} or
+// nullopt.
+std::optional<std::pair<int, int64_t>> slab_of(const EngineState& state, const format::Layer& layer) {
+  if (layer.op != "Gather" && layer.op != "Slice") return std::nullopt;
+  if (layer.inputs.empty() || layer.inputs[0] < 0) return std::nullopt;
+  const format::TensorDesc& in = state.tensor(layer.inputs[0]);
+  const auto rank = static_cast<int64_t>(in.shape.size());
+  int64_t axis = 0;
+  int64_t start = 0;
+  if (layer.op == "Gather") {
+    const auto index = weight_ints(state, layer, 1);
+    if (!index || index->size() != 1) return std::nullopt;
+    axis = layer.attrs.get_int_or("axis", 0);
+    if (axis < 0) axis += rank;
+    start = index->front();
+  } else {
+    const auto starts = weight_ints(state, layer, 1);
+    if (!starts || starts->size() != 1 || !weight_ints(state, layer, 2)) return std::nullopt;
+    if (layer.inputs.size() > 3 && layer.inputs[3] >= 0) {
+      const auto axes = weight_ints(state, layer, 3);
+      if (!axes || axes->size() != 1) return std::nullopt;
+      axis = axes->front() < 0 ? axes->front() + rank : axes->front();
+    }
+    if (layer.inputs.size() > 4 && layer.inputs[4] >= 0) {
+      const auto steps = weight_ints(state, layer, 4);
+      if (!steps || steps->size() != 1 || steps->front() != 1) return std::nullopt;
+    }
+    start = starts->front();
+  }
+  if (axis < 0 || axis >= rank) return std::nullopt;
+  const int64_t extent = in.shape[static_cast<size_t>(axis)];
+  if (extent == kDynamicDim) return std::nullopt;  // a negative or clamped start needs the extent
+  if (start < 0) start += extent;
+  if (start < 0 || start >= extent) return std::nullopt;
+  for (int64_t d = 0; d < axis; ++d) {
+    if (in.shape[static_cast<size_t>(d)] != 1) return std::nullopt;
+  }
+  // Static inner dims decide the alignment; a dynamic dim only multiplies the offset.
+  uint64_t inner_bytes = dtype_size(in.dtype);
+  for (int64_t d = axis + 1; d < rank; ++d) {
+    const int64_t dim = in.shape[static_cast<size_t>(d)];
+    if (dim != kDynamicDim) inner_bytes *= static_cast<uint64_t>(dim);
+  }
+  if ((static_cast<uint64_t>(start) * inner_bytes) % kArenaAlignment != 0) return std::nullopt;
+  return std::make_pair(static_cast<int>(axis), start);
+}
+
 // Reshape-like layers between two activations computed on the device become views: the output
 // shares its input's storage, whose live range grows to cover every tensor sharing it.
 void mark_view_layers(EngineState& state) {
@@ -120,8 +184,9 @@ void mark_view_layers(EngineState& state) {
   for (size_t l = 0; l < model.layers.size(); ++l) {
     const format::Layer& layer = model.layers[l];
     PreparedLayer& prepared = state.layers[l];
-    if (!is_view_op(layer.op) || prepared.computes_shape_values || layer.outputs.size() != 1 || layer.inputs.empty() ||
-        layer.inputs[0] < 0) {
+    const std::optional<std::pair<int, int64_t>> slab = is_view_op(layer.op) ? std::nullopt : slab_of(state, layer);
+    if ((!is_view_op(layer.op) && !slab) || prepared.computes_shape_values || layer.outputs.size() != 1 ||
+        layer.inputs.empty() || layer.inputs[0] < 0) {
       continue;
     }
     const auto in = static_cast<size_t>(layer.inputs[0]);
@@ -133,6 +198,7 @@ void mark_view_layers(EngineState& state) {
       continue;
     }
     prepared.is_view = true;
+    if (slab) std::tie(prepared.view_axis, prepared.view_start) = *slab;
     state.has_views = true;
     const auto root = static_cast<size_t>(state.storage_of[in]);
     state.storage_of[out] = static_cast<int32_t>(root);

@@ -16,6 +16,9 @@ struct DeviceEngine;  // src/backends/cuda/cuda_executor.hpp
 
 namespace kiln::detail {
 
+// Alignment of every arena tensor (cuBLASLt/cuDNN and 16-byte vector loads like 256-byte alignment).
+inline constexpr uint64_t kArenaAlignment = 256;
+
 struct PreparedLayer {
   const ops::OpDef* def = nullptr;
   const cpu::CpuKernel* kernel = nullptr;
@@ -25,6 +28,11 @@ struct PreparedLayer {
   // A Reshape-like layer whose output is its input's bytes under another shape: the output shares
   // the input's arena memory and the layer launches nothing.
   bool is_view = false;
+  // For a view that selects a contiguous slab (Gather of one index, or a Slice, along an axis
+  // whose outer dims are all 1): the axis and the first index taken; the output then starts
+  // view_start * (elements after view_axis) elements into its input. -1: no offset.
+  int view_axis = -1;
+  int64_t view_start = 0;
 };
 
 // Immutable after load; shared by every context and thread.

@@ -11,7 +11,6 @@
 namespace kiln::detail {
 namespace {
 
-constexpr uint64_t kArenaAlignment = 256;  // cuBLASLt/cuDNN and vector loads like 256-byte alignment
 alignas(256) uint8_t g_placeholder[256];
 
 void propagate_shapes(const EngineState& engine, std::span<const TensorView> input_data, ShapePlan& plan) {
@@ -134,9 +133,19 @@ void place_in_arena(const EngineState& engine, bool place_shape_values, ShapePla
     for (size_t r = 0; r < requests.size(); ++r) plan.offsets[request_tensor[r]] = arena_plan.offsets[r];
     plan.arena_size = arena_plan.total_size;
   }
-  for (size_t t = 0; t < model.tensors.size(); ++t) {
-    const auto root = static_cast<size_t>(engine.storage_of[t]);
-    if (root != t) plan.offsets[t] = plan.offsets[root];
+  // Views, in layer order (a view of a view follows its input): their input's offset, plus the
+  // slab's start for views that select one.
+  for (size_t l = 0; l < model.layers.size(); ++l) {
+    const PreparedLayer& prepared = engine.layers[l];
+    if (!prepared.is_view) continue;
+    const auto in = static_cast<size_t>(model.layers[l].inputs[0]);
+    const auto out = static_cast<size_t>(model.layers[l].outputs[0]);
+    plan.offsets[out] = plan.offsets[in];
+    if (prepared.view_axis < 0 || plan.offsets[in] == format::MemoryPlan::kNoOffset) continue;
+    const Shape& shape = plan.shapes[in];
+    uint64_t inner = 1;
+    for (size_t d = static_cast<size_t>(prepared.view_axis) + 1; d < shape.size(); ++d) inner *= static_cast<uint64_t>(shape[d]);
+    plan.offsets[out] += static_cast<uint64_t>(prepared.view_start) * inner * dtype_size(model.tensors[in].dtype);
   }
 }
 

@@ -337,6 +337,88 @@ TEST(Runtime, ReshapeBetweenActivationsIsAViewAndIsNotLaunched) {
   EXPECT_EQ(timed, (std::vector<std::string>{"neg", "relu"}));
 }
 
+TEST(Runtime, OuterSlabsTakenByGatherOrSliceAreViewsAtAnOffsetWhenAligned) {
+  // negated = Neg(x) of [3, 4, 16] floats (256 bytes per outer index): Gather(negated, 1) on axis 0
+  // and Slice(negated, [2:3]) on axis 0 select contiguous, aligned slabs and launch nothing; a
+  // Gather on axis 1 (not a slab) and a Gather of [3, 3] floats (an unaligned offset) still run.
+  format::EngineModel m;
+  const int32_t x = add_tensor(m, "x", DType::kFloat32, {3, 4, 16}, TensorKind::kInput);
+  const int32_t small = add_tensor(m, "small", DType::kFloat32, {3, 3}, TensorKind::kInput);
+  const int32_t negated = add_tensor(m, "negated", DType::kFloat32, {3, 4, 16}, TensorKind::kActivation);
+  const int32_t small_neg = add_tensor(m, "small_neg", DType::kFloat32, {3, 3}, TensorKind::kActivation);
+  std::vector<int64_t> words;
+  auto weight = [&](const std::string& name, Shape shape, std::vector<int64_t> values) {
+    const int32_t t = add_tensor(m, name, DType::kInt64, std::move(shape), TensorKind::kWeight);
+    m.tensors[static_cast<size_t>(t)].weight_offset = words.size() * sizeof(int64_t);
+    m.tensors[static_cast<size_t>(t)].weight_size = values.size() * sizeof(int64_t);
+    words.insert(words.end(), values.begin(), values.end());
+    words.resize((words.size() + 7) / 8 * 8);  // 64-byte aligned offsets
+    return t;
+  };
+  const int32_t one = weight("one", {}, {1});
+  const int32_t starts = weight("starts", {1}, {2});
+  const int32_t ends = weight("ends", {1}, {3});
+  const int32_t axes = weight("axes", {1}, {0});
+  const int32_t picked = add_tensor(m, "picked", DType::kFloat32, {4, 16}, TensorKind::kActivation);
+  const int32_t sliced = add_tensor(m, "sliced", DType::kFloat32, {1, 4, 16}, TensorKind::kActivation);
+  const int32_t inner = add_tensor(m, "inner", DType::kFloat32, {3, 16}, TensorKind::kActivation);
+  const int32_t small_picked = add_tensor(m, "small_picked", DType::kFloat32, {3}, TensorKind::kActivation);
+  const int32_t y0 = add_tensor(m, "y0", DType::kFloat32, {4, 16}, TensorKind::kOutput);
+  const int32_t y1 = add_tensor(m, "y1", DType::kFloat32, {1, 4, 16}, TensorKind::kOutput);
+  const int32_t y2 = add_tensor(m, "y2", DType::kFloat32, {3, 16}, TensorKind::kOutput);
+  const int32_t y3 = add_tensor(m, "y3", DType::kFloat32, {3}, TensorKind::kOutput);
+  static std::vector<int64_t> blob;
+  blob = words;
+  m.weights = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(blob.data()), blob.size() * sizeof(int64_t));
+  m.inputs.push_back(binding(m, x));
+  m.inputs.push_back(binding(m, small));
+  for (int32_t out : {y0, y1, y2, y3}) m.outputs.push_back(binding(m, out));
+  AttributeMap axis1;
+  axis1.set("axis", Attribute::of_int(1));
+  m.layers.push_back(layer("neg", "Neg", {x}, {negated}));
+  m.layers.push_back(layer("small_neg", "Neg", {small}, {small_neg}));
+  m.layers.push_back(layer("gather_slab", "Gather", {negated, one}, {picked}));
+  m.layers.push_back(layer("slice_slab", "Slice", {negated, starts, ends, axes}, {sliced}));
+  format::Layer gather_inner = layer("gather_inner", "Gather", {negated, one}, {inner});
+  gather_inner.attrs = axis1;
+  m.layers.push_back(gather_inner);
+  m.layers.push_back(layer("gather_unaligned", "Gather", {small_neg, one}, {small_picked}));
+  m.layers.push_back(layer("relu0", "Relu", {picked}, {y0}));
+  m.layers.push_back(layer("relu1", "Relu", {sliced}, {y1}));
+  m.layers.push_back(layer("relu2", "Relu", {inner}, {y2}));
+  m.layers.push_back(layer("relu3", "Relu", {small_picked}, {y3}));
+  m.memory_plan.offsets.assign(m.tensors.size(), format::MemoryPlan::kNoOffset);
+  m.memory_plan.first_use.assign(m.tensors.size(), -1);
+  m.memory_plan.last_use.assign(m.tensors.size(), -1);
+  const auto bytes = format::write_engine(m);
+  Engine engine = Engine::load_bytes(bytes.data(), bytes.size());
+  ExecutionContext ctx = engine.create_context();
+  std::vector<float> xs(3 * 4 * 16), ss(9);
+  for (size_t i = 0; i < xs.size(); ++i) xs[i] = (i % 3 == 0 ? -1.0f : 1.0f) * static_cast<float>(i);
+  for (size_t i = 0; i < ss.size(); ++i) ss[i] = -static_cast<float>(i);
+  std::vector<float> o0(64), o1(64), o2(48), o3(3);
+  std::vector<NamedTensor> in = {{"x", {DType::kFloat32, {3, 4, 16}, xs.data()}},
+                                 {"small", {DType::kFloat32, {3, 3}, ss.data()}}};
+  std::vector<NamedTensor> out = {{"y0", {DType::kFloat32, {4, 16}, o0.data()}},
+                                  {"y1", {DType::kFloat32, {1, 4, 16}, o1.data()}},
+                                  {"y2", {DType::kFloat32, {3, 16}, o2.data()}},
+                                  {"y3", {DType::kFloat32, {3}, o3.data()}}};
+  ctx.execute(in, out);
+  auto relu_neg = [&](size_t i) { return std::max(0.0f, -xs[i]); };
+  for (size_t i = 0; i < 64; ++i) {
+    EXPECT_EQ(o0[i], relu_neg(64 + i)) << i;
+    EXPECT_EQ(o1[i], relu_neg(128 + i)) << i;
+  }
+  for (size_t a = 0; a < 3; ++a) {
+    for (size_t c = 0; c < 16; ++c) EXPECT_EQ(o2[a * 16 + c], relu_neg(a * 64 + 16 + c)) << a << "," << c;
+  }
+  EXPECT_EQ(o3, (std::vector<float>{3.0f, 4.0f, 5.0f}));
+  std::vector<std::string> timed;
+  for (const LayerTiming& t : ctx.profile(in, out, 2)) timed.push_back(t.name);
+  EXPECT_EQ(timed, (std::vector<std::string>{"neg", "small_neg", "gather_inner", "gather_unaligned", "relu0", "relu1",
+                                             "relu2", "relu3"}));
+}
+
 TEST(RuntimeCApi, MultiDeviceSafeModeIsOffByDefaultAndReturnsThePreviousMode) {
   EXPECT_EQ(kiln_get_multi_device_safe_mode(), 0);
   EXPECT_EQ(kiln_set_multi_device_safe_mode(1), 0);
