@@ -174,6 +174,8 @@ def build_onnx(
     ``cuda_arch`` (cuda) builds for compute capability ``sm_<cuda_arch>`` (90: H100/H200) without
     that GPU: nothing is timed, tactics are chosen when the engine first runs. ``explain`` records
     in the engine's metadata what each pass changed and which fusion group each node joined.
+    ``workspace_limit`` takes only its default, 1 GiB (``UnsupportedError`` otherwise): kernels get
+    a fixed 1 GiB of scratch memory that an engine cannot change yet.
     """
     if precision not in _PRECISIONS:
         raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")

@@ -165,3 +165,20 @@ def test_close_while_other_threads_run(engine_bytes):
     for w in workers:
         w.join()
     assert set(outcomes) <= {"ok", "closed"}, outcomes
+
+
+def test_workspace_limit_takes_only_its_default(tmp_path, kiln_cli):
+    # Accepted and ignored before: kernels get a fixed 1 GiB of scratch memory.
+    model = mlp_model()
+    assert kiln.build_onnx(model, workspace_limit=1 << 30)  # the default, stated
+    with pytest.raises(kiln.UnsupportedError, match="workspace_limit 1048576 is not supported"):
+        kiln.build_onnx(model, workspace_limit=1 << 20)
+    onnx_path = tmp_path / "mlp.onnx"
+    onnx.save(model, onnx_path)
+    engine = tmp_path / "mlp.kiln"
+    result = subprocess.run([str(kiln_cli), "build", str(onnx_path), "-o", str(engine), "--workspace", "1M"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and "workspace_limit 1048576 is not supported" in result.stderr, result
+    assert not engine.exists()
+    subprocess.run([str(kiln_cli), "build", str(onnx_path), "-o", str(engine), "--workspace", "1G"], check=True)
+    assert engine.is_file()
