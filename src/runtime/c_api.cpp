@@ -1,9 +1,11 @@
 // The runtime's C API: opaque handles over kiln::Engine / kiln::ExecutionContext. Every handle the
 // API returns is recorded in the registry of live handles (c_api_handles.hpp) and checked there by
 // every call before it is touched.
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/error.hpp"
@@ -108,12 +110,29 @@ void release(Handle* handle, HandleKind kind, const char* call, const char* kind
 }
 
 // More tensors than the engine has bindings of that role can never be a valid call; refusing them
-// first keeps a wild count from sizing anything.
-void require_at_most(size_t count, size_t bindings, const char* role, const char* call) {
-  if (count > bindings) {
-    kiln::fail(ErrorCode::kInvalidArgument, call, ": ", count, " ", role, "s given; the engine has ", bindings, " ",
-               role, "(s)");
+// first keeps a wild count from sizing anything. Among the first bindings + 1 names one is unknown
+// or repeated, so the message names it without reading further.
+void require_at_most(size_t count, const char* const* names, const std::vector<kiln::BindingInfo>& bindings,
+                     const char* role, const char* call) {
+  if (count <= bindings.size()) return;
+  std::string culprit;
+  std::vector<std::string_view> seen;
+  for (size_t i = 0; names && i <= bindings.size() && culprit.empty(); ++i) {
+    if (!names[i]) {
+      culprit = std::string(role) + " name " + std::to_string(i) + " is NULL";
+      break;
+    }
+    const std::string_view name = names[i];
+    const bool known = std::any_of(bindings.begin(), bindings.end(), [&](const auto& b) { return b.name == name; });
+    if (!known) {
+      culprit = "unknown " + std::string(role) + " '" + std::string(name) + "'";
+    } else if (std::find(seen.begin(), seen.end(), name) != seen.end()) {
+      culprit = std::string(role) + " '" + std::string(name) + "' is bound twice";
+    }
+    seen.push_back(name);
   }
+  kiln::fail(ErrorCode::kInvalidArgument, call, ": ", count, " ", role, "s given; the engine has ", bindings.size(),
+             " ", role, "(s)", culprit.empty() ? "" : ": ", culprit);
 }
 
 const std::vector<kiln::BindingInfo>& bindings_of(const kiln_engine* engine, int is_input) {
@@ -243,7 +262,7 @@ kiln_status kiln_context_execute(kiln_context* context, size_t num_inputs, const
                  "the host (a CUDA engine runs on the context's own stream); to enqueue on a stream of yours, "
                  "use kiln_context_execute_bound");
     }
-    require_at_most(num_inputs, context->context.engine().inputs().size(), "input", call);
+    require_at_most(num_inputs, names, context->context.engine().inputs(), "input", call);
     std::vector<kiln::NamedTensor> bound = named_tensors(num_inputs, names, inputs, "input");
     context->outputs.clear();
     context->outputs = context->context.execute(bound);
@@ -257,8 +276,8 @@ kiln_status kiln_context_execute_bound(kiln_context* context, size_t num_inputs,
   const char* call = __func__;
   return guarded(call, [&] {
     live_context(context, call);
-    require_at_most(num_inputs, context->context.engine().inputs().size(), "input", call);
-    require_at_most(num_outputs, context->context.engine().outputs().size(), "output", call);
+    require_at_most(num_inputs, input_names, context->context.engine().inputs(), "input", call);
+    require_at_most(num_outputs, output_names, context->context.engine().outputs(), "output", call);
     const std::vector<kiln::NamedTensor> in = named_tensors(num_inputs, input_names, inputs, "input");
     const std::vector<kiln::NamedTensor> out = named_tensors(num_outputs, output_names, outputs, "output");
     context->context.execute(in, out, stream);

@@ -247,7 +247,10 @@ TEST_F(CApiMisuse, MoreInputsThanTheEngineHasIsAnError) {
   // A count no caller can have arrays for: refused before anything is sized by it.
   EXPECT_EQ(kiln_context_execute(context, SIZE_MAX, names, inputs, nullptr),
             KILN_ERROR_INVALID_ARGUMENT);
-  EXPECT_TRUE(mentions(last_error(), "the engine has 1 input")) << last_error();
+  EXPECT_TRUE(mentions(last_error(), "the engine has 1 input(s): input 'x' is bound twice")) << last_error();
+  const char* surplus[2] = {"x", "surplus"};
+  EXPECT_EQ(kiln_context_execute(context, 2, surplus, inputs, nullptr), KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(mentions(last_error(), "unknown input 'surplus'")) << last_error();
   kiln_context_release(context);
 }
 
