@@ -23,7 +23,9 @@ struct BuilderConfig {
   Precision precision = Precision::kFp32;
   std::string target = "cpu";        // "cpu" or "cuda"
   int device = 0;                    // cuda: the GPU whose architecture the engine targets
-  uint64_t workspace_limit = uint64_t{1} << 30;  // bytes of scratch memory kernels may use
+  // Bytes of scratch memory kernels may use. Only the default is accepted (kUnsupported otherwise):
+  // the runtime offers kernels a fixed 1 GiB that an engine cannot change yet.
+  uint64_t workspace_limit = uint64_t{1} << 30;
   std::vector<InputProfile> profiles;
   // Range given to dynamic dims that no profile covers: min, opt, max.
   int64_t default_dynamic_min = 1, default_dynamic_opt = 1, default_dynamic_max = 4096;

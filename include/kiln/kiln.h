@@ -1,9 +1,24 @@
 /* kiln runtime, C API.
  *
  * Every call returns a kiln_status; on failure kiln_last_error() gives a message that names the
- * problem (file, binding, node, expected vs got). No C++ exception crosses this boundary. Handles
- * are opaque; each *_create / *_load has a matching *_release. An engine may be shared by threads;
- * a context is used by one thread at a time. */
+ * problem (file, binding, node, expected vs got). No C++ exception crosses this boundary: an
+ * allocation that fails is KILN_ERROR_OUT_OF_MEMORY and any other unexpected exception
+ * KILN_ERROR_INTERNAL, with a message that starts with the call's name ("kiln_context_execute: out
+ * of memory (std::bad_alloc)").
+ *
+ * Handles are opaque; each *_load / *_create has a matching *_release. Every call checks its
+ * handle against the handles the API has returned and not released: NULL, a released handle, a
+ * pointer kiln never returned and an engine passed as a context (or the reverse) are
+ * KILN_ERROR_INVALID_ARGUMENT, and releasing such a handle releases nothing and leaves the reason
+ * in kiln_last_error(). Undefined (not detected): using a handle whose address a later *_load /
+ * *_create has returned again (the call then acts on the new handle); releasing a handle while
+ * another thread is inside a call with it; using the strings, shapes and output pointers a call
+ * returned after their handle is released (or, for outputs, after the next execute); tensors whose
+ * `shape` or `data` do not point to `ndim` dimensions and the bytes they describe.
+ *
+ * Threads: an engine may be shared by any number of threads, each running its own context. A
+ * context is used by one thread at a time; two threads inside calls on one context at once is
+ * undefined. */
 #ifndef KILN_KILN_H_
 #define KILN_KILN_H_
 
@@ -69,7 +84,8 @@ kiln_status kiln_engine_load_bytes(const void* data, size_t size, kiln_engine** 
  * KILN_ERROR_INVALID_ARGUMENT. */
 kiln_status kiln_engine_load_file_on_device(const char* path, int device, kiln_engine** out);
 kiln_status kiln_engine_load_bytes_on_device(const void* data, size_t size, int device, kiln_engine** out);
-/* Releases the handle; contexts created from it keep the engine alive. NULL is ignored. */
+/* Releases the handle; contexts created from it keep the engine alive. NULL is ignored; a handle
+ * that is not live (released already) is left alone and kiln_last_error() says so. */
 void kiln_engine_release(kiln_engine* engine);
 
 /* Bindings: is_input selects inputs (1) or outputs (0). The strings and shape stay valid while
@@ -82,17 +98,22 @@ kiln_status kiln_engine_binding(const kiln_engine* engine, int is_input, size_t 
 kiln_status kiln_engine_backend(const kiln_engine* engine, const char** backend);
 kiln_status kiln_engine_metadata(const kiln_engine* engine, const char** json);
 
+/* A new context (its own activation memory) for running `engine`; any thread may create one. */
 kiln_status kiln_context_create(const kiln_engine* engine, kiln_context** out);
+/* NULL is ignored; a handle that is not live is left alone and kiln_last_error() says so. */
 void kiln_context_release(kiln_context* context);
 
-/* Runs the engine. names[i] binds inputs[i]; every input must be bound once. `stream` is a CUDA
- * stream for CUDA engines, NULL for CPU engines. */
+/* Runs the engine on host tensors and returns once the outputs are on the host (read them with
+ * kiln_context_output). names[i] binds inputs[i]; every input must be bound once. `stream` must be
+ * NULL (else KILN_ERROR_INVALID_ARGUMENT): a CUDA engine runs this call on the context's own stream
+ * and synchronises it; to enqueue on a CUDA stream of your own, use kiln_context_execute_bound. */
 kiln_status kiln_context_execute(kiln_context* context, size_t num_inputs,
                                  const char* const* names, const kiln_tensor* inputs,
                                  void* stream);
 /* Runs the engine on caller-provided buffers in the engine's memory: device pointers on the
  * engine's GPU for CUDA engines (`stream` is the cudaStream_t to enqueue on, NULL for the legacy
- * default stream), host pointers for CPU engines (`stream` must be NULL). Every input and every
+ * default stream), host pointers for CPU engines (`stream` must be NULL, else
+ * KILN_ERROR_INVALID_ARGUMENT). Every input and every
  * output is bound once by name; output shapes must be the ones the engine computes for these
  * inputs. For CUDA engines the call returns once the work is enqueued: it does not synchronise. */
 kiln_status kiln_context_execute_bound(kiln_context* context, size_t num_inputs,

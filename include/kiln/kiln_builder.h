@@ -15,6 +15,8 @@ extern "C" {
  *   "cuda_arch": int (build for sm_<cuda_arch> without that GPU, untuned; see BuilderConfig),
  *   "explain": bool (record pass and fusion decisions in the metadata), "metadata": {...},
  *   "profiles": {"input_name": {"min": [..], "opt": [..], "max": [..]}, ...}.
+ * "workspace_limit" takes only its default, 1073741824 (any other value is KILN_ERROR_UNSUPPORTED):
+ * kernels get a fixed 1 GiB of scratch memory that an engine cannot change yet.
  * On success *engine points to *size bytes to be freed with kiln_free. */
 kiln_status kiln_build_onnx_file(const char* onnx_path, const char* config_json, void** engine,
                                  size_t* size);

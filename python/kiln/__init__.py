@@ -9,9 +9,11 @@ bits (the same convention as the ``kiln`` CLI's .npy files).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -70,6 +72,19 @@ _KILN_DTYPE_NAMES = {
     10: "float16", 11: "float64", 16: "bfloat16",
 }
 _PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+
+
+def _c_string(text: "str | bytes", what: str) -> bytes:
+    """``text`` as the bytes of a C string; a NUL inside it would cut the string short there, so
+    it is refused rather than silently truncated."""
+    data = text if isinstance(text, bytes) else str(text).encode()
+    if b"\0" in data:
+        raise InvalidArgumentError(f"{what} {text!r} contains a NUL character")
+    return data
+
+
+def _c_path(path: "str | os.PathLike", what: str) -> bytes:
+    return _c_string(os.fsencode(os.fspath(path)), what)
 
 # PyTorch integration, imported on first use so that `import kiln` needs neither torch nor onnx.
 _LAZY = {
@@ -159,6 +174,8 @@ def build_onnx(
     ``cuda_arch`` (cuda) builds for compute capability ``sm_<cuda_arch>`` (90: H100/H200) without
     that GPU: nothing is timed, tactics are chosen when the engine first runs. ``explain`` records
     in the engine's metadata what each pass changed and which fusion group each node joined.
+    ``workspace_limit`` takes only its default, 1 GiB (``UnsupportedError`` otherwise): kernels get
+    a fixed 1 GiB of scratch memory that an engine cannot change yet.
     """
     if precision not in _PRECISIONS:
         raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
@@ -191,8 +208,8 @@ def build_onnx(
         _capi.check(lib.kiln_build_onnx_bytes(data, len(data), b"", config_json,
                                               ctypes.byref(out_ptr), ctypes.byref(out_size)))
     else:
-        path = os.fspath(model)
-        _capi.check(lib.kiln_build_onnx_file(os.fsencode(path), config_json,
+        path = _c_path(model, "model path")
+        _capi.check(lib.kiln_build_onnx_file(path, config_json,
                                              ctypes.byref(out_ptr), ctypes.byref(out_size)))
     try:
         return ctypes.string_at(out_ptr, out_size.value)
@@ -220,15 +237,20 @@ class Engine:
     ``device``: for CUDA engines the GPU's CUDA ordinal to bind to; None (default) picks the
     most compatible GPU, the current device when it fits. CPU engines take only None.
 
-    ``run`` executes it on one execution context, created on first use and reused; an Engine
-    object is therefore for one thread at a time (make one Engine per thread).
+    ``run`` executes it on an execution context leased from the Engine's pool: a call takes an
+    idle context, or creates one, and gives it back when its outputs are copied out. So one Engine
+    may be used from any number of threads at once (each running call has its own context; the
+    pool grows to the largest number of concurrent calls). ``close`` while calls are running
+    refuses new calls; running ones finish and release their contexts.
     """
 
     def __init__(self, source: "bytes | bytearray | memoryview | str | os.PathLike",
                  device: int | None = None):
         self._lib = _capi.runtime()
         self._handle = ctypes.c_void_p()
-        self._context = ctypes.c_void_p()
+        self._lock = threading.Lock()  # guards _handle's lifetime, _idle and _cuda_graphs
+        self._idle: list[ctypes.c_void_p] = []  # contexts no call is using
+        self._cuda_graphs: bool | None = None  # set_cuda_graphs' choice, applied to every context
         if device is not None and (isinstance(device, bool) or not isinstance(device, int)
                                    or device < 0):
             raise InvalidArgumentError(f"device must be None or a CUDA ordinal >= 0, got {device!r}")
@@ -238,9 +260,8 @@ class Engine:
             _capi.check(self._lib.kiln_engine_load_bytes_on_device(
                 data, len(data), ordinal, ctypes.byref(self._handle)))
         else:
-            path = os.fspath(source)
             _capi.check(self._lib.kiln_engine_load_file_on_device(
-                os.fsencode(path), ordinal, ctypes.byref(self._handle)))
+                _c_path(source, "engine path"), ordinal, ctypes.byref(self._handle)))
         self.inputs: list[Binding] = self._bindings(1)
         self.outputs: list[Binding] = self._bindings(0)
 
@@ -275,16 +296,35 @@ class Engine:
         _capi.check(self._lib.kiln_engine_metadata(self._handle, ctypes.byref(out)))
         return json.loads(out.value.decode() or "{}")
 
-    def _ensure_context(self) -> ctypes.c_void_p:
-        if not self._context:
-            _capi.check(self._lib.kiln_context_create(self._handle, ctypes.byref(self._context)))
-        return self._context
+    @contextlib.contextmanager
+    def _leased_context(self):
+        """An execution context for this call alone: an idle one from the pool or a new one,
+        given back when the block ends (released instead if the Engine was closed meanwhile)."""
+        with self._lock:
+            if not self._handle:
+                raise InvalidArgumentError("kiln.Engine is closed")
+            if self._idle:
+                context = self._idle.pop()
+            else:
+                context = ctypes.c_void_p()
+                _capi.check(self._lib.kiln_context_create(self._handle, ctypes.byref(context)))
+            graphs = self._cuda_graphs
+        try:
+            if graphs is not None:
+                _capi.check(self._lib.kiln_context_set_cuda_graphs(context, int(graphs)))
+            yield context
+        finally:
+            with self._lock:
+                if self._handle:
+                    self._idle.append(context)
+                    context = None
+            if context is not None:
+                self._lib.kiln_context_release(context)
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Runs the engine. ``feeds`` maps input names to arrays (converted with np.asarray but
         never cast: a dtype or shape that does not match the binding is an error). Returns the
         outputs by name, in the engine's output order, as arrays the caller owns."""
-        context = self._ensure_context()
         names = []
         arrays = []  # keeps the contiguous copies alive during the call
         shapes = []
@@ -303,28 +343,30 @@ class Engine:
             shape = (ctypes.c_int64 * max(array.ndim, 1))(*array.shape)
             arrays.append(array)
             shapes.append(shape)
-            names.append(str(name).encode())
+            names.append(_c_string(name, "input name"))
             tensors[i].dtype = code
             tensors[i].ndim = array.ndim
             tensors[i].shape = ctypes.cast(shape, ctypes.POINTER(ctypes.c_int64))
             tensors[i].data = array.ctypes.data if array.size else None
         c_names = (ctypes.c_char_p * max(len(names), 1))(*names)
-        _capi.check(self._lib.kiln_context_execute(context, len(names), c_names, tensors, None))
-
         results = {}
-        for binding in self.outputs:
-            out = _capi.KilnTensor()
-            _capi.check(self._lib.kiln_context_output(context, binding.name.encode(),
-                                                      ctypes.byref(out)))
-            dtype = _KILN_TO_NUMPY.get(out.dtype)
-            if dtype is None:
-                raise InternalError(f"output '{binding.name}' has unknown dtype {out.dtype}")
-            shape = tuple(int(out.shape[d]) for d in range(out.ndim))
-            count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-            result = np.empty(shape, dtype=dtype)
-            if count > 0:
-                ctypes.memmove(result.ctypes.data, out.data, count * dtype.itemsize)
-            results[binding.name] = result
+        with self._leased_context() as context:
+            _capi.check(self._lib.kiln_context_execute(context, len(names), c_names, tensors, None))
+            # Copied out before the context goes back to the pool: its outputs live only until
+            # its next execute.
+            for binding in self.outputs:
+                out = _capi.KilnTensor()
+                _capi.check(self._lib.kiln_context_output(context, binding.name.encode(),
+                                                          ctypes.byref(out)))
+                dtype = _KILN_TO_NUMPY.get(out.dtype)
+                if dtype is None:
+                    raise InternalError(f"output '{binding.name}' has unknown dtype {out.dtype}")
+                shape = tuple(int(out.shape[d]) for d in range(out.ndim))
+                count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+                result = np.empty(shape, dtype=dtype)
+                if count > 0:
+                    ctypes.memmove(result.ctypes.data, out.data, count * dtype.itemsize)
+                results[binding.name] = result
         return results
 
     def __call__(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -336,10 +378,10 @@ class Engine:
         CUDA engine). Each value is ``(address, shape, numpy dtype)``. ``stream`` is a CUDA stream
         handle (an int) or None. For CUDA engines this enqueues the work and returns without
         synchronising."""
-        context = self._ensure_context()
 
         def pack(items: Mapping[str, tuple]):
-            names = (ctypes.c_char_p * max(len(items), 1))(*[str(n).encode() for n in items])
+            names = (ctypes.c_char_p * max(len(items), 1))(
+                *[_c_string(n, "binding name") for n in items])
             tensors = (_capi.KilnTensor * max(len(items), 1))()
             shapes = []
             for i, (address, shape, dtype) in enumerate(items.values()):
@@ -356,26 +398,36 @@ class Engine:
 
         in_names, in_tensors, in_shapes = pack(inputs)
         out_names, out_tensors, out_shapes = pack(outputs)
-        _capi.check(self._lib.kiln_context_execute_bound(
-            context, len(inputs), in_names, in_tensors, len(outputs), out_names, out_tensors,
-            ctypes.c_void_p(stream) if stream else None))
+        with self._leased_context() as context:
+            _capi.check(self._lib.kiln_context_execute_bound(
+                context, len(inputs), in_names, in_tensors, len(outputs), out_names, out_tensors,
+                ctypes.c_void_p(stream) if stream else None))
         del in_shapes, out_shapes  # kept alive until the call returned
 
     def set_cuda_graphs(self, enabled: bool) -> None:
-        """CUDA engines: replay a captured CUDA graph per input-shape set (default) or not."""
-        _capi.check(self._lib.kiln_context_set_cuda_graphs(self._ensure_context(), int(enabled)))
+        """CUDA engines: replay a captured CUDA graph per input-shape set (default) or not. Applies
+        to every later call, whichever context of the pool runs it."""
+        with self._lock:
+            if not self._handle:
+                raise InvalidArgumentError("kiln.Engine is closed")
+            self._cuda_graphs = bool(enabled)
+            for context in self._idle:
+                _capi.check(self._lib.kiln_context_set_cuda_graphs(context, int(enabled)))
 
     def close(self) -> None:
-        """Releases the context and the engine now (also done when the object is collected)."""
+        """Releases the engine and its idle contexts now (also done when the object is collected).
+        Calls running on other threads finish; their contexts are released as they end."""
         lib = getattr(self, "_lib", None)
-        if lib is None:
+        lock = getattr(self, "_lock", None)
+        if lib is None or lock is None:
             return
-        if getattr(self, "_context", None):
-            lib.kiln_context_release(self._context)
-            self._context = ctypes.c_void_p()
-        if getattr(self, "_handle", None):
-            lib.kiln_engine_release(self._handle)
-            self._handle = ctypes.c_void_p()
+        with lock:
+            idle, self._idle = self._idle, []
+            handle, self._handle = self._handle, ctypes.c_void_p()
+        for context in idle:
+            lib.kiln_context_release(context)
+        if handle:
+            lib.kiln_engine_release(handle)
 
     def __del__(self):
         try:

@@ -121,7 +121,7 @@ extern "C" {
 
 kiln_status kiln_build_onnx_file(const char* onnx_path, const char* config_json, void** engine,
                                  size_t* size) {
-  return kiln::capi::guarded([&] {
+  return kiln::capi::guarded(__func__, [&] {
     using namespace kiln;
     builder::check_out_params(engine, size);
     if (!onnx_path) fail(ErrorCode::kInvalidArgument, "onnx_path must not be NULL");
@@ -132,7 +132,7 @@ kiln_status kiln_build_onnx_file(const char* onnx_path, const char* config_json,
 
 kiln_status kiln_build_onnx_bytes(const void* onnx, size_t onnx_size, const char* base_dir,
                                   const char* config_json, void** engine, size_t* size) {
-  return kiln::capi::guarded([&] {
+  return kiln::capi::guarded(__func__, [&] {
     using namespace kiln;
     builder::check_out_params(engine, size);
     if (!onnx && onnx_size != 0)

@@ -89,6 +89,13 @@ ResolvedConfig resolve_config(const BuilderConfig& config) {
   resolved.precision = precision_dtype(config.precision);
   if (config.device < 0)
     fail(ErrorCode::kInvalidArgument, "device must be >= 0, got ", config.device);
+  // Kernels get a fixed scratch allowance at run time that an engine does not record, so any other
+  // limit would be accepted and then ignored: refused until engines carry one.
+  if (config.workspace_limit != BuilderConfig{}.workspace_limit) {
+    fail(ErrorCode::kUnsupported, "workspace_limit ", config.workspace_limit,
+         " is not supported: kernels get a fixed scratch allowance of ", BuilderConfig{}.workspace_limit,
+         " bytes (1 GiB) that engines cannot change yet; leave workspace_limit unset");
+  }
   if (config.target == "cpu") {
     resolved.target = resolve_cpu_target(config);
   } else if (config.target == "cuda") {

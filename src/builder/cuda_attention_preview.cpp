@@ -82,7 +82,7 @@ extern "C" kiln_status kiln_testing_build_with_cuda_attention_passes(const void*
                                                                      size_t onnx_size,
                                                                      const char* config_json,
                                                                      void** engine, size_t* size) {
-  return kiln::capi::guarded([&] {
+  return kiln::capi::guarded(__func__, [&] {
     using namespace kiln;
     if (!engine || !size) fail(ErrorCode::kInvalidArgument, "engine and size must not be NULL");
     *engine = nullptr;

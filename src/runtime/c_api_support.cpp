@@ -1,5 +1,7 @@
 #include "runtime/c_api_support.hpp"
 
+#include <cstring>
+
 namespace kiln::capi {
 namespace {
 thread_local std::string g_last_error;
@@ -8,6 +10,19 @@ thread_local std::string g_last_error;
 void set_last_error(std::string message) { g_last_error = std::move(message); }
 void clear_last_error() { g_last_error.clear(); }
 const char* last_error() { return g_last_error.c_str(); }
+
+void set_message_noexcept(const char* a, const char* b, const char* c, const char* d) noexcept {
+  try {
+    g_last_error.clear();
+    for (const char* part : {a, b, c, d}) g_last_error += part ? part : "";
+  } catch (...) {
+    // The message's own allocation failed: keep the call's name if that fits (no allocation
+    // when the string's capacity already holds it), else nothing.
+    g_last_error.clear();
+    const size_t length = a ? std::strlen(a) : 0;
+    if (a && length <= g_last_error.capacity()) g_last_error.append(a, length);
+  }
+}
 
 kiln_status to_status(ErrorCode code) {
   switch (code) {

@@ -28,7 +28,7 @@ options:
   --device N               cuda: the GPU whose architecture the engine targets (default 0)
   --cuda-arch SM           cuda: build for compute capability SM (e.g. 90 or sm_90) without that
                            GPU; tactics are then chosen when the engine first runs on its GPU
-  --workspace BYTES        scratch memory kernels may use; K/M/G suffixes allowed (default 1G)
+  --workspace BYTES        scratch memory kernels may use; only the default 1G is supported yet
   --timing-cache FILE      cuda: reuse the GEMM/convolution tactics timed by earlier builds from
                            FILE and add this build's to it (created when missing)
   --kernel-cache DIR|off   cuda: directory of compiled generated kernels reused across builds

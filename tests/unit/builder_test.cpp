@@ -537,6 +537,9 @@ TEST(BuilderCApi, ReportsConfigErrorsWithTheirCodes) {
       {R"({"device": "zero"})", KILN_ERROR_INVALID_ARGUMENT,
        "config key 'device': expected number"},
       {R"({"workspace_limit": -1})", KILN_ERROR_INVALID_ARGUMENT, "config key 'workspace_limit'"},
+      // Accepted and ignored before: kernels get a fixed 1 GiB that engines cannot change.
+      {R"({"workspace_limit": 1048576})", KILN_ERROR_UNSUPPORTED,
+       "workspace_limit 1048576 is not supported"},
       {R"({"kernel_cache": 5})", KILN_ERROR_INVALID_ARGUMENT,
        "config key 'kernel_cache': expected string"},
       {R"({"metadata": [1]})", KILN_ERROR_INVALID_ARGUMENT,

@@ -476,5 +476,15 @@ TEST(DepthwiseEmulation, EpilogueAndUnalignedBuffers) {
   }
 }
 
+// The fused Relu keeps NaN, as a standalone Relu, PyTorch and ONNX Runtime do (it gave 0 before).
+TEST(DepthwiseEmulation, FusedReluKeepsNaN) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_TRUE(std::isnan(depthwise::finish(nan, true)));
+  EXPECT_TRUE(std::isnan(depthwise::finish(nan, false)));
+  EXPECT_EQ(depthwise::finish(-2.0f, true), 0.0f);
+  EXPECT_EQ(depthwise::finish(3.0f, true), 3.0f);
+  EXPECT_EQ(depthwise::finish(-2.0f, false), -2.0f);
+}
+
 }  // namespace
 }  // namespace kiln::cuda

@@ -11,6 +11,7 @@
 #include "backends/cpu/nn_layout.hpp"
 #include "backends/cpu/nn_window3d.hpp"
 #include "ops/nn_layout.hpp"
+#include "ops/scalar_math.h"
 
 namespace kiln::cpu {
 namespace {
@@ -200,7 +201,8 @@ void apply_fused_epilogue(KernelContext& ctx) {
   }
   const std::string activation = ctx.attrs.get_string_or("kiln_activation", "");
   if (activation == "Relu") {
-    for (int64_t i = 0; i < n; ++i) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+    // The scalar table's Relu, so NaN stays NaN as in a standalone Relu (and PyTorch, ONNX Runtime).
+    for (int64_t i = 0; i < n; ++i) y[i] = kiln_relu<float>(y[i]);
   } else if (!activation.empty()) {
     ctx.fail(ErrorCode::kUnsupported, "fused activation '", activation, "'");
   }

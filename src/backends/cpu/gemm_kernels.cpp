@@ -5,6 +5,7 @@
 
 #include "backends/cpu/nn_blas.hpp"
 #include "backends/cpu/nn_kernel_common.hpp"
+#include "ops/scalar_math.h"
 
 namespace kiln::cpu {
 namespace {
@@ -159,7 +160,8 @@ void apply_epilogue(KernelContext& ctx, bool has_bias) {
   }
   const std::string activation = ctx.attrs.get_string_or("kiln_activation", "");
   if (activation == "Relu") {
-    for (int64_t i = 0; i < total; ++i) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+    // The scalar table's Relu, so NaN stays NaN as in a standalone Relu (and PyTorch, ONNX Runtime).
+    for (int64_t i = 0; i < total; ++i) y[i] = kiln_relu<float>(y[i]);
   } else if (!activation.empty()) {
     ctx.fail(ErrorCode::kUnsupported, "fused activation '", activation, "'");
   }

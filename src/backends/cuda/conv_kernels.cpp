@@ -263,7 +263,7 @@ std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_b
     KILN_CUDNN_CHECK(cudnnCreateActivationDescriptor(&state->activation));
     KILN_CUDNN_CHECK(cudnnSetActivationDescriptor(state->activation,
                                                   activation == "Relu" ? CUDNN_ACTIVATION_RELU : CUDNN_ACTIVATION_IDENTITY,
-                                                  CUDNN_NOT_PROPAGATE_NAN, 0.0));
+                                                  CUDNN_PROPAGATE_NAN, 0.0));
     if (!has_bias) {
       state->zero_bias = DeviceBuffer(static_cast<size_t>(y.shape[1]) * dtype_size(dtype));
       KILN_CUDA_CHECK(cudaMemset(state->zero_bias.get(), 0, state->zero_bias.size()));

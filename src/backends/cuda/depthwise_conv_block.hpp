@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "backends/cuda/depthwise_conv_plan.hpp"
+#include "ops/scalar_math.h"
 
 #if defined(__CUDACC__)
 #define KILN_DW_DEVICE __device__ __forceinline__
@@ -110,8 +111,9 @@ KILN_DW_DEVICE void load_floats(const float* from, float (&to)[N]) {
   }
 }
 
-// The epilogue after the bias: + residual, then Relu as the CPU reference has it (NaN -> 0).
-KILN_DW_DEVICE float finish(float value, bool relu) { return relu ? (value > 0.0f ? value : 0.0f) : value; }
+// The epilogue after the bias: + residual, then the scalar table's Relu (NaN stays NaN, as the CPU
+// reference and a standalone Relu have it).
+KILN_DW_DEVICE float finish(float value, bool relu) { return relu ? kiln_relu<float>(value) : value; }
 
 KILN_DW_DEVICE int min_int(int a, int b) { return a < b ? a : b; }
 KILN_DW_DEVICE int max_int(int a, int b) { return a > b ? a : b; }
