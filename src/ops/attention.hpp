@@ -11,11 +11,12 @@
 //        strides, so any order works; the CUDA kernel needs D innermost;
 //      k_transposed (int, default 0): K is given as [B, H, D, Sk], the older spelling of k_layout
 //        "BHDS" (k_layout must then be left "BHSD").
-//  - packed (qkv_packed 1, self-attention fed by one QKV projection GEMM): input 0 is QKV of shape
-//    [B, S, 3, H, D] (batch, sequence, which of q/k/v, head, feature; Q, K and V share S and D),
-//    inputs 1 and 2 are absent (ir::kNoValue, -1 in engines) and input 3 is the optional mask, so
-//    the node has 1 input, or 4 with a mask. q_layout, k_layout, v_layout must be left out and
-//    k_transposed must be 0: the layout is fixed.
+//  - packed (qkv_packed 1, self-attention fed by one QKV projection GEMM): input 0 is QKV, whose
+//    five dims B (batch), S (sequence), T (which of q/k/v: 3), H (head) and D (feature) lie in the
+//    memory order of attribute qkv_layout (default "BSTHD": [B, S, 3, H, D], timm's; "SBTHD" is
+//    nn.MultiheadAttention's [S, B, 3, H, D]); Q, K and V share S and D. Inputs 1 and 2 are absent
+//    (ir::kNoValue, -1 in engines) and input 3 is the optional mask, so the node has 1 input, or 4
+//    with a mask. q_layout, k_layout, v_layout must be left out and k_transposed must be 0.
 // Both forms: out_layout (letters in memory order like q_layout, default "BHSD"; the output's
 // shape lists the dims in that order), scale (float, required), nan_to_zero (int, default 0). The
 // op's arity is 1..4; the infer function checks which inputs the form needs. The geometry below is
@@ -34,7 +35,8 @@ namespace kiln::ops {
 struct AttentionGeometry {
   int64_t batch = 0, heads = 0, query_length = 0, key_length = 0, head_dim = 0, value_dim = 0;
   // Packed form: Q, K and V are all read from input 0, starting at element offsets q_offset,
-  // k_offset and v_offset (0, H*D and 2*H*D). Separate form: from inputs 0, 1, 2, offsets 0.
+  // k_offset and v_offset (0, and once and twice T's stride). Separate form: from inputs 0, 1, 2,
+  // offsets 0.
   bool qkv_packed = false;
   int64_t q_offset = 0, k_offset = 0, v_offset = 0;
   // Element strides along (batch, head, sequence, feature) of each tensor; K's "sequence" is the

@@ -84,36 +84,55 @@ void infer_attention(InferContext& ctx) {
   ctx.output(0).shape = geometry.out_shape;
 }
 
-// The packed form: QKV [B, S, 3, H, D]; Q, K and V are its slices along dim 2.
+// The packed form: QKV holds B, S, T (which of q, k, v: 3), H and D in the memory order of
+// attribute qkv_layout (default "BSTHD", [B, S, 3, H, D]); Q, K and V are its slices along T.
 void resolve_packed(std::string_view label, const AttributeMap& attrs, const Shape& qkv,
                     AttentionGeometry& g) {
   for (const char* name : {"q_layout", "k_layout", "v_layout"}) {
     if (attrs.has(name)) {
       fail(ErrorCode::kInvalidArgument, label, ": attribute '", name,
-           "' does not apply with qkv_packed = 1 (QKV's layout is fixed as [B, S, 3, H, D])");
+           "' does not apply with qkv_packed = 1 (qkv_layout gives QKV's layout)");
     }
   }
   if (attrs.get_int_or("k_transposed", 0) != 0) {
     fail(ErrorCode::kInvalidArgument, label, ": k_transposed must be 0 with qkv_packed = 1");
   }
+  static constexpr std::string_view kLetters = "BSTHD";
+  const std::string layout = attrs.get_string_or("qkv_layout", "BSTHD");
+  bool valid_layout = layout.size() == 5;
+  for (char letter : kLetters) valid_layout = valid_layout && std::count(layout.begin(), layout.end(), letter) == 1;
+  if (!valid_layout) {
+    fail(ErrorCode::kInvalidArgument, label,
+         ": attribute 'qkv_layout' must be the letters B, S, T, H and D in memory order (e.g. \"BSTHD\", "
+         "\"SBTHD\"), got \"",
+         layout, "\"");
+  }
   const bool static_shape =
       std::none_of(qkv.begin(), qkv.end(), [](int64_t d) { return d == kDynamicDim; });
-  if (qkv.size() != 5 || !static_shape || qkv[2] != 3) {
-    fail(ErrorCode::kInvalidArgument, label,
-         ": QKV (input 0) must have a static shape [B, S, 3, H, D] with ", "qkv_packed = 1, got ",
-         shape_to_string(qkv));
+  const size_t which = layout.find('T');
+  if (qkv.size() != 5 || !static_shape || qkv[which] != 3) {
+    fail(ErrorCode::kInvalidArgument, label, ": QKV (input 0) must have a static shape of 5 dims in qkv_layout \"",
+         layout, "\" with 3 along T, got ", shape_to_string(qkv));
   }
+  int64_t size[5] = {}, stride[5] = {};  // per letter of kLetters
+  int64_t running = 1;
+  for (size_t i = 5; i-- > 0;) {
+    const size_t letter = kLetters.find(layout[i]);
+    size[letter] = qkv[i];
+    stride[letter] = running;
+    running *= qkv[i];
+  }
+  enum { kB, kS, kT, kH, kD };
   g.qkv_packed = true;
-  g.batch = qkv[0];
-  g.query_length = g.key_length = qkv[1];
-  g.heads = qkv[3];
-  g.head_dim = g.value_dim = qkv[4];
-  const int64_t row = 3 * g.heads * g.head_dim;  // one sequence position: q, k and v of every head
-  const int64_t strides[4] = {g.query_length * row, g.head_dim, row, 1};
+  g.batch = size[kB];
+  g.query_length = g.key_length = size[kS];
+  g.heads = size[kH];
+  g.head_dim = g.value_dim = size[kD];
+  const int64_t strides[4] = {stride[kB], stride[kH], stride[kS], stride[kD]};
   for (int i = 0; i < 4; ++i) g.q_strides[i] = g.k_strides[i] = g.v_strides[i] = strides[i];
   g.q_offset = 0;
-  g.k_offset = g.heads * g.head_dim;
-  g.v_offset = 2 * g.heads * g.head_dim;
+  g.k_offset = stride[kT];
+  g.v_offset = 2 * stride[kT];
 }
 
 void resolve_separate(std::string_view label, const AttributeMap& attrs, const Shape& q,

@@ -250,36 +250,76 @@ std::optional<SeparateRead> best_separate_read(const ir::Graph& graph,
   return best;
 }
 
-// Q, K and V as the three slices of one [B, S, 3, H, D] tensor (a QKV projection read in place).
+// Q, K and V as the three slices of one tensor (a QKV projection read in place): its memory holds
+// B, S, T (which of q, k, v), H and D densely in some order, the layout (FusedAttention's
+// qkv_layout), e.g. timm's [B, S, 3, H, D] ("BSTHD") or nn.MultiheadAttention's [S, B, 3, H, D]
+// ("SBTHD").
 struct PackedRead {
   ValueId source = kNoValue;
   double scale = 1.0;
-  Shape shape;  // [B, S, 3, H, D]
+  Shape shape;         // the dims in `layout` order
+  std::string layout;  // B, S, T, H and D, outermost first
 };
+
+// The dense layout of Q's view plus T of `t_stride`, or nullopt when the five do not tile the
+// source's memory without gaps.
+std::optional<PackedRead> dense_packed_layout(const ir::Graph& graph, const CanonicalView& q, int64_t t_stride) {
+  struct Letter {
+    char name;
+    int64_t size, stride;
+  };
+  std::vector<Letter> placed, unit;
+  const std::pair<char, int> dims[4] = {{'B', kBatch}, {'S', kSeq}, {'H', kHead}, {'D', kFeature}};
+  for (const auto& [name, dim] : dims) {
+    (q.size[dim] > 1 ? placed : unit).push_back(Letter{name, q.size[dim], q.stride[dim]});
+  }
+  placed.push_back(Letter{'T', 3, t_stride});
+  std::sort(placed.begin(), placed.end(), [](const Letter& a, const Letter& b) { return a.stride > b.stride; });
+  int64_t expected = 1;
+  for (size_t i = placed.size(); i-- > 0;) {
+    if (placed[i].stride != expected) return std::nullopt;
+    expected *= placed[i].size;
+  }
+  if (expected != shape_numel(graph.value(q.source).shape)) return std::nullopt;
+  PackedRead read;
+  read.source = q.source;
+  for (const std::vector<Letter>* letters : {&unit, &placed}) {
+    for (const Letter& l : *letters) {
+      read.layout += l.name;
+      read.shape.push_back(l.size);
+    }
+  }
+  return read;
+}
 
 std::optional<PackedRead> packed_read(const ir::Graph& graph, const std::vector<CanonicalView>& q,
                                       const std::vector<CanonicalView>& k,
                                       const std::vector<CanonicalView>& v) {
-  for (const CanonicalView& qv : q) {
-    const int64_t batch = qv.size[kBatch], heads = qv.size[kHead], seq = qv.size[kSeq],
-                  dim = qv.size[kFeature];
-    const int64_t row = 3 * heads * dim;
-    const auto matches = [&](const CanonicalView& view, int64_t offset) {
-      const int64_t strides[4] = {seq * row, dim, row, 1};
-      if (view.source != qv.source || view.offset != offset) return false;
+  // The deepest stop first: reading further up leaves fewer copies in front of the node.
+  for (auto it = q.rbegin(); it != q.rend(); ++it) {
+    const CanonicalView& qv = *it;
+    if (qv.offset != 0) continue;
+    // K and V: the same view of the same tensor, one and two T-strides further on.
+    const auto same_view = [&](const CanonicalView& view) {
+      if (view.source != qv.source) return false;
       for (int d = 0; d < 4; ++d) {
         if (view.size[d] != qv.size[d]) return false;
-        if (view.size[d] > 1 && view.stride[d] != strides[d]) return false;
+        if (view.size[d] > 1 && view.stride[d] != qv.stride[d]) return false;
       }
       return true;
     };
-    if (!matches(qv, 0) || shape_numel(graph.value(qv.source).shape) != batch * seq * row) continue;
-    const auto kv = std::find_if(k.begin(), k.end(),
-                                 [&](const CanonicalView& c) { return matches(c, heads * dim); });
-    const auto vv = std::find_if(
-        v.begin(), v.end(), [&](const CanonicalView& c) { return matches(c, 2 * heads * dim); });
-    if (kv == k.end() || vv == v.end()) continue;
-    return PackedRead{qv.source, qv.scale * kv->scale, Shape{batch, seq, 3, heads, dim}};
+    for (const CanonicalView& kv : k) {
+      if (!same_view(kv) || kv.offset <= 0) continue;
+      const int64_t t_stride = kv.offset;
+      const auto vv = std::find_if(v.begin(), v.end(), [&](const CanonicalView& c) {
+        return same_view(c) && c.offset == 2 * t_stride;
+      });
+      if (vv == v.end()) continue;
+      std::optional<PackedRead> read = dense_packed_layout(graph, qv, t_stride);
+      if (!read) continue;
+      read->scale = qv.scale * kv.scale;
+      return read;
+    }
   }
   return std::nullopt;
 }
@@ -628,6 +668,7 @@ bool fuse(ir::Graph& graph, const Match& m, bool tensor_core_shapes_only) {
   if (const std::optional<PackedRead> packed = packed_read(graph, q_stops, k_stops, v_stops)) {
     inputs = {{{packed->source}, packed->shape}, {}, {}};
     attrs.set("qkv_packed", Attribute::of_int(1));
+    if (packed->layout != "BSTHD") attrs.set("qkv_layout", Attribute::of_string(packed->layout));
     scale *= packed->scale;
   } else {
     const std::optional<SeparateRead> q = best_separate_read(graph, q_stops);

@@ -118,13 +118,18 @@ def _timm_input():
     return (torch.randn(BATCH, SEQ, WIDTH, generator=torch.Generator().manual_seed(5)),)
 
 
+def _seq_first_input():
+    return (torch.randn(SEQ, BATCH, WIDTH, generator=torch.Generator().manual_seed(6)),)
+
+
 def _bmm_inputs():
     return tuple(x.reshape(BATCH * HEADS, SEQ, DIM) for x in _heads(6))
 
 
 BHSD = {"q_layout": "BHSD", "k_layout": "BHSD", "v_layout": "BHSD", "out_layout": "BHSD"}
 PACKED = {"qkv_packed": 1, "out_layout": "BSHD"}
-SEQUENCE_FIRST = {"q_layout": "SBHD", "k_layout": "SBHD", "v_layout": "SBHD", "out_layout": "SBHD"}
+# nn.MultiheadAttention's in-projection is one [S, B, 3 * E] GEMM read in place as [S, B, 3, H, D].
+MHA_PACKED = {"qkv_packed": 1, "qkv_layout": "SBTHD", "out_layout": "SBHD"}
 
 FORMS = [
     Form("sdpa", Sdpa, lambda: _heads(1), "torchscript", BHSD),
@@ -138,7 +143,9 @@ FORMS = [
     Form("sdpa_causal", lambda: Sdpa(causal=True), lambda: _heads(5), "dynamo", BHSD),
     Form("timm", TimmAttention, _timm_input, "torchscript", PACKED),
     Form("timm", TimmAttention, _timm_input, "dynamo", PACKED),
-    Form("multihead_attention", MultiheadAttention, _timm_input, "dynamo", SEQUENCE_FIRST),
+    Form("multihead_attention", MultiheadAttention, _timm_input, "dynamo", MHA_PACKED),
+    Form("multihead_attention_seq_first", lambda: MultiheadAttention(batch_first=False), _seq_first_input, "dynamo",
+         MHA_PACKED),
     Form("explicit", ExplicitAttention, lambda: _heads(7), "torchscript", BHSD),
     Form("explicit_div", lambda: ExplicitAttention(divide=True), lambda: _heads(8), "dynamo", BHSD),
     Form("bmm_rank3", BatchedMatMulAttention, _bmm_inputs, "torchscript", BHSD),

@@ -296,5 +296,47 @@ TEST(AttentionGeometry, RejectsMismatchedShapesAndLayouts) {
   EXPECT_EQ(g.value_dim, 7);
 }
 
+TEST(AttentionGeometry, PackedQkvTakesItsLayoutFromQkvLayout) {
+  AttributeMap attrs = attrs_of({{"scale", Attribute::of_float(0.5f)}, {"qkv_packed", Attribute::of_int(1)}});
+  // Default [B, S, 3, H, D] = [2, 5, 3, 4, 8]: a position holds q, k and v of every head.
+  const ops::AttentionGeometry timm = ops::resolve_attention("n", attrs, {2, 5, 3, 4, 8}, nullptr, nullptr, nullptr);
+  EXPECT_EQ(timm.batch, 2);
+  EXPECT_EQ(timm.query_length, 5);
+  EXPECT_EQ(timm.heads, 4);
+  EXPECT_EQ((std::vector<int64_t>(timm.q_strides, timm.q_strides + 4)), (std::vector<int64_t>{480, 8, 96, 1}));
+  EXPECT_EQ(timm.k_offset, 32);
+  EXPECT_EQ(timm.v_offset, 64);
+  // nn.MultiheadAttention's [S, B, 3, H, D] = [5, 2, 3, 4, 8].
+  attrs.set("qkv_layout", Attribute::of_string("SBTHD"));
+  const ops::AttentionGeometry mha = ops::resolve_attention("n", attrs, {5, 2, 3, 4, 8}, nullptr, nullptr, nullptr);
+  EXPECT_EQ(mha.batch, 2);
+  EXPECT_EQ(mha.query_length, 5);
+  EXPECT_EQ((std::vector<int64_t>(mha.q_strides, mha.q_strides + 4)), (std::vector<int64_t>{96, 8, 192, 1}));
+  EXPECT_EQ(mha.k_offset, 32);
+  EXPECT_EQ(mha.v_offset, 64);
+  // T last: q, k and v of one feature are adjacent.
+  attrs.set("qkv_layout", Attribute::of_string("BHSDT"));
+  const ops::AttentionGeometry t_last = ops::resolve_attention("n", attrs, {2, 4, 5, 8, 3}, nullptr, nullptr, nullptr);
+  EXPECT_EQ((std::vector<int64_t>(t_last.q_strides, t_last.q_strides + 4)), (std::vector<int64_t>{480, 120, 24, 3}));
+  EXPECT_EQ(t_last.k_offset, 1);
+  EXPECT_FALSE(ops::attention_fits_tensor_cores(DType::kFloat16, t_last));  // D must be innermost there
+  for (const char* bad : {"BSTH", "BSTHH", "BSXHD"}) {
+    attrs.set("qkv_layout", Attribute::of_string(bad));
+    try {
+      ops::resolve_attention("n", attrs, {2, 5, 3, 4, 8}, nullptr, nullptr, nullptr);
+      ADD_FAILURE() << bad << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("qkv_layout"), std::string::npos) << e.what();
+    }
+  }
+  attrs.set("qkv_layout", Attribute::of_string("SBTHD"));
+  try {
+    ops::resolve_attention("n", attrs, {5, 3, 2, 4, 8}, nullptr, nullptr, nullptr);  // T is dim 2 = 2, not 3
+    ADD_FAILURE() << "a T of 2 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("3 along T"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace kiln::passes

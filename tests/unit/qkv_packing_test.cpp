@@ -414,7 +414,7 @@ TEST(QkvPackingGeometry, RejectsBadPackedShapesAndInputs) {
   const AttributeMap packed = packed_attrs("BSHD");
   const Shape four{2, 7, 4, 16};
   expect_error([&] { ops::resolve_attention("n", packed, four, nullptr, nullptr, nullptr); },
-               "QKV (input 0) must have a static shape [B, S, 3, H, D] with qkv_packed = 1, got "
+               "QKV (input 0) must have a static shape of 5 dims in qkv_layout \"BSTHD\" with 3 along T, got "
                "[2, 7, 4, 16]");
   expect_error(
       [&] {
