@@ -27,7 +27,9 @@ uint64_t parse_byte_size(std::string_view text, std::string_view what) {
   }
   if (i == 0) return invalid("is not a number");
   std::string suffix;
-  for (; i < text.size(); ++i) suffix += static_cast<char>(std::toupper(static_cast<unsigned char>(text[i])));
+  for (; i < text.size(); ++i) {
+    suffix += static_cast<char>(std::toupper(static_cast<unsigned char>(text[i])));
+  }
   int shift = 0;
   if (!suffix.empty() && suffix != "B") {
     const char unit = suffix[0];
@@ -68,11 +70,15 @@ MemoryLimit resolve_memory_limit(uint64_t machine_bytes, std::string_view machin
   return MemoryLimit{machine_bytes, std::string(machine_source)};
 }
 
-MemoryLimit host_memory_limit() { return resolve_memory_limit(physical_memory_bytes(), "physical memory"); }
+MemoryLimit host_memory_limit() {
+  return resolve_memory_limit(physical_memory_bytes(), "physical memory");
+}
 
 std::string describe_memory_limit(const MemoryLimit& limit) {
   std::string text = "the memory limit of " + format_bytes(limit.bytes) + " (" + limit.source;
-  if (limit.source != kMemoryLimitEnv) text += std::string("; set ") + kMemoryLimitEnv + " to change it";
+  if (limit.source != kMemoryLimitEnv) {
+    text += std::string("; set ") + kMemoryLimitEnv + " to change it";
+  }
   return text + ")";
 }
 

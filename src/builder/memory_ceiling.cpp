@@ -7,9 +7,10 @@ namespace kiln::builder {
 namespace {
 
 [[noreturn]] void fail_over_limit(std::string_view what, uint64_t bytes, const MemoryLimit& limit) {
-  fail(ErrorCode::kOutOfMemory, what, " needs ", format_bytes(bytes), ", more than the build's memory limit of ",
-       format_bytes(limit.bytes), " (", limit.source, "; set BuilderConfig::memory_limit, kiln build --memory-limit or ",
-       kMemoryLimitEnv, " to change it)");
+  fail(ErrorCode::kOutOfMemory, what, " needs ", format_bytes(bytes),
+       ", more than the build's memory limit of ", format_bytes(limit.bytes), " (", limit.source,
+       "; set BuilderConfig::memory_limit, kiln build --memory-limit or ", kMemoryLimitEnv,
+       " to change it)");
 }
 
 void check_value(const ir::Value& value, std::string_view owner, const MemoryLimit& limit) {
@@ -53,7 +54,9 @@ void check_arena_fits(const format::EngineModel& model, const MemoryLimit& limit
   std::string writer;
   for (const format::Layer& layer : model.layers) {
     for (int32_t out : layer.outputs)
-      if (static_cast<size_t>(out) == largest) writer = ", written by layer '" + layer.name + "' (" + layer.op + ")";
+      if (static_cast<size_t>(out) == largest) {
+        writer = ", written by layer '" + layer.name + "' (" + layer.op + ")";
+      }
   }
   const format::TensorDesc& desc = model.tensors[largest];
   fail_over_limit(detail::concat("the engine's activation arena (largest: tensor '", desc.name, "' ",

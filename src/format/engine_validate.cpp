@@ -111,8 +111,10 @@ class Validator {
     check_shape(t.shape, /*allow_dynamic=*/true, label);
     // Every size the runtime derives from this tensor must be representable, dynamic dims aside
     // (a static weight's size is checked against its byte range below).
-    if ((t.kind != TensorKind::kWeight || !shape_is_static(t.shape)) && !static_dims_fit(t.shape, t.dtype)) {
-      fail(label, ": ", dtype_name(t.dtype), shape_to_string(t.shape), " is larger than 2^63 - 1 bytes");
+    const bool sized_by_weight_range = t.kind == TensorKind::kWeight && shape_is_static(t.shape);
+    if (!sized_by_weight_range && !static_dims_fit(t.shape, t.dtype)) {
+      fail(label, ": ", dtype_name(t.dtype), shape_to_string(t.shape),
+           " is larger than 2^63 - 1 bytes");
     }
     if (t.kind != TensorKind::kWeight) {
       if (t.weight_offset != 0 || t.weight_size != 0) {

@@ -100,8 +100,8 @@ ConvTransposeGeometry resolve_conv_transpose(const NodeLabel& node, const Attrib
       }
       return *value;
     };
-    const int64_t full = fits(add_no_overflow(fits(mul_no_overflow(stride, in - 1)),
-                                              fits(mul_no_overflow(g.kernel[i] - 1, g.dilations[i])) + 1));
+    const int64_t dilated_kernel = fits(mul_no_overflow(g.kernel[i] - 1, g.dilations[i])) + 1;
+    const int64_t full = fits(add_no_overflow(fits(mul_no_overflow(stride, in - 1)), dilated_kernel));
     int64_t out = 0;
     if (!output_shape.empty() || same_upper || same_lower) {
       out = output_shape.empty() ? fits(mul_no_overflow(in, stride)) : output_shape[i];
@@ -169,7 +169,8 @@ void infer_conv_transpose(InferContext& ctx) {
   }
   const auto product = mul_no_overflow(w[1], group);
   if (w[1] != kDynamicDim && !product) {
-    ctx.fail("W's ", w[1], " output channels per group times group ", group, " overflow 64-bit sizes");
+    ctx.fail("W's ", w[1], " output channels per group times group ", group,
+             " overflow 64-bit sizes");
   }
   const int64_t out_channels = w[1] == kDynamicDim ? kDynamicDim : *product;
   if (ctx.has_input(2)) {

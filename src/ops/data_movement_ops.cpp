@@ -53,7 +53,8 @@ void infer_concat(InferContext& ctx) {
         } else if (const auto sum = add_no_overflow(out[u], in.shape[u])) {
           out[u] = *sum;
         } else {
-          ctx.fail("the inputs' extents along axis ", axis, " add up to more than 64-bit sizes hold");
+          ctx.fail("the inputs' extents along axis ", axis,
+                   " add up to more than 64-bit sizes hold");
         }
       } else if (out[u] == kDynamicDim) {
         out[u] = in.shape[u];
@@ -223,8 +224,8 @@ void infer_pad(InferContext& ctx) {
     const auto padded = add_no_overflow(out[i], full[i]);
     const auto total = padded ? add_no_overflow(*padded, full[i + out.size()]) : std::nullopt;
     if (!total) {
-      ctx.fail("pads ", full[i], "/", full[i + out.size()], " on dimension ", i, " of extent ", out[i],
-               " overflow 64-bit sizes");
+      ctx.fail("pads ", full[i], "/", full[i + out.size()], " on dimension ", i, " of extent ",
+               out[i], " overflow 64-bit sizes");
     }
     out[i] = *total;
     if (out[i] < 0) {

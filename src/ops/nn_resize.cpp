@@ -135,7 +135,8 @@ ResizePlan plan_resize_from_scales(const NodeLabel& node, const ResizeAttributes
     plan.scales[axis] = scale;
     // Computed in float, as ONNX Runtime does, so that e.g. 10 * 0.7f gives 7.
     if (input[axis] != kDynamicDim) {
-      plan.output[axis] = extent_from_float(node, axis, std::floor(static_cast<float>(input[axis]) * scale));
+      plan.output[axis] =
+          extent_from_float(node, axis, std::floor(static_cast<float>(input[axis]) * scale));
     }
   }
   return plan;
@@ -184,7 +185,8 @@ ResizePlan plan_resize_from_sizes(const NodeLabel& node, const ResizeAttributes&
   }
   for (size_t axis : attrs.axes) {
     plan.scales[axis] = scale;
-    plan.output[axis] = extent_from_float(node, axis, std::round(scale * static_cast<float>(input[axis])));
+    plan.output[axis] =
+        extent_from_float(node, axis, std::round(scale * static_cast<float>(input[axis])));
   }
   return plan;
 }

@@ -105,12 +105,14 @@ WindowGeometry resolve_window(const NodeLabel& node, const AttributeMap& attrs,
     }
     const int64_t in = input_spatial[i];
     if (in < 0 || g.kernel[i] < 0) continue;  // dynamic: output extent unknown until run time
-    const int64_t effective_kernel = fits(node, i, mul_no_overflow(g.kernel[i] - 1, g.dilations[i])) + 1;
+    const int64_t effective_kernel =
+        fits(node, i, mul_no_overflow(g.kernel[i] - 1, g.dilations[i])) + 1;
     const int64_t stride = g.strides[i];
     int64_t out = 0;
     if (same_upper || same_lower) {
       out = ceil_div(in, stride);
-      const int64_t reach = fits(node, i, add_no_overflow(fits(node, i, mul_no_overflow(out - 1, stride)), effective_kernel));
+      const int64_t last_start = fits(node, i, mul_no_overflow(out - 1, stride));
+      const int64_t reach = fits(node, i, add_no_overflow(last_start, effective_kernel));
       const int64_t total = std::max<int64_t>(0, reach - in);
       const int64_t small_half = total / 2;
       g.pad_begin[i] = same_upper ? small_half : total - small_half;
@@ -120,11 +122,13 @@ WindowGeometry resolve_window(const NodeLabel& node, const AttributeMap& attrs,
         g.pad_begin[i] = pads[i];
         g.pad_end[i] = pads[i + rank];
       }
-      const int64_t padded = fits(node, i, add_no_overflow(fits(node, i, add_no_overflow(in, g.pad_begin[i])), g.pad_end[i]));
+      const int64_t begin_padded = fits(node, i, add_no_overflow(in, g.pad_begin[i]));
+      const int64_t padded = fits(node, i, add_no_overflow(begin_padded, g.pad_end[i]));
       const int64_t span = padded - effective_kernel;
       if (span < 0) {
         fail_at(node, ErrorCode::kInvalidArgument, "spatial axis ", i, " of extent ", in,
-                " (padded ", padded, ") is smaller than the dilated kernel extent ", effective_kernel);
+                " (padded ", padded, ") is smaller than the dilated kernel extent ",
+                effective_kernel);
       }
       out = (ceil_mode ? ceil_div(span, stride) : span / stride) + 1;
       // The last window must start inside the input or the begin padding (in + pad_begin fits:

@@ -15,7 +15,9 @@ uint64_t checked_sum(uint64_t a, uint64_t b) {
   }
   return sum;
 }
-uint64_t align_up(uint64_t value, uint64_t alignment) { return checked_sum(value, alignment - 1) & ~(alignment - 1); }
+uint64_t align_up(uint64_t value, uint64_t alignment) {
+  return checked_sum(value, alignment - 1) & ~(alignment - 1);
+}
 }  // namespace
 
 ArenaPlan plan_arena(std::span<const BufferRequest> requests, uint64_t alignment) {

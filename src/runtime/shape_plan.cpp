@@ -23,7 +23,8 @@ alignas(256) uint8_t g_placeholder[256];
 std::string describe_tensor(const EngineState& engine, size_t t, const Shape& shape) {
   const format::TensorDesc& desc = engine.model.tensors[t];
   const int32_t producer = engine.producer[t];
-  std::string text = "tensor '" + desc.name + "' (" + std::string(dtype_name(desc.dtype)) + shape_to_string(shape);
+  std::string text = "tensor '" + desc.name + "' (" + std::string(dtype_name(desc.dtype)) +
+                     shape_to_string(shape);
   if (producer >= 0) {
     const format::Layer& layer = engine.model.layers[static_cast<size_t>(producer)];
     text += ", written by layer '" + layer.name + "' (" + layer.op + ")";

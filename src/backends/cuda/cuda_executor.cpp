@@ -261,13 +261,14 @@ DeviceContext::ShapeEntry& prepare_entry(DeviceContext& dc, detail::ContextState
     const auto kind = model.tensors[t].kind;
     if (kind != format::TensorKind::kInput && kind != format::TensorKind::kOutput) continue;
     io_offsets[t] = cursor;
-    const auto bytes = static_cast<size_t>(checked_byte_size(cs.plan.shapes[t], model.tensors[t].dtype, model.tensors[t].name));
+    const format::TensorDesc& desc = model.tensors[t];
+    const auto bytes = static_cast<size_t>(checked_byte_size(cs.plan.shapes[t], desc.dtype, desc.name));
     const auto end = add_no_overflow(static_cast<int64_t>(cursor), static_cast<int64_t>(bytes));
     if (!end || static_cast<uint64_t>(*end) > dc.engine->memory_limit.bytes) {
-      fail(ErrorCode::kOutOfMemory, dc.engine->source, ": the device arena for these input shapes (activations and ",
-           "input/output slots, up to tensor '", model.tensors[t].name, "' ", dtype_name(model.tensors[t].dtype),
-           shape_to_string(cs.plan.shapes[t]), ") needs more than ", describe_memory_limit(dc.engine->memory_limit),
-           "; check the input shapes");
+      fail(ErrorCode::kOutOfMemory, dc.engine->source,
+           ": the device arena for these input shapes (activations and input/output slots, up to tensor '",
+           desc.name, "' ", dtype_name(desc.dtype), shape_to_string(cs.plan.shapes[t]), ") needs more than ",
+           describe_memory_limit(dc.engine->memory_limit), "; check the input shapes");
     }
     cursor = align_up(static_cast<size_t>(*end), kIoAlignment);
   }
