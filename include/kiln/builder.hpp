@@ -26,6 +26,11 @@ struct BuilderConfig {
   // Bytes of scratch memory kernels may use. Only the default is accepted (kUnsupported otherwise):
   // the runtime offers kernels a fixed 1 GiB that an engine cannot change yet.
   uint64_t workspace_limit = uint64_t{1} << 30;
+  // The build's memory ceiling in bytes: no tensor whose shape is static after optimisation, and
+  // no static activation arena, may be larger (the build fails naming the node and the size).
+  // 0: $KILN_MEMORY_LIMIT when set (e.g. "8G"), else this machine's physical memory. Constant
+  // folding keeps ops whose outputs exceed 16 MiB in the engine instead of materialising them.
+  uint64_t memory_limit = 0;
   std::vector<InputProfile> profiles;
   // Range given to dynamic dims that no profile covers: min, opt, max.
   int64_t default_dynamic_min = 1, default_dynamic_opt = 1, default_dynamic_max = 4096;

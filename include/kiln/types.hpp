@@ -40,7 +40,9 @@ bool is_floating(DType dtype);
 inline constexpr int64_t kDynamicDim = -1;
 using Shape = std::vector<int64_t>;
 
-// Product of the dimensions (1 for a scalar). Requires every dimension to be >= 0.
+// Product of the dimensions (1 for a scalar). Requires every dimension to be >= 0. Throws
+// kiln::Error (kInvalidArgument) for a dynamic dimension, and when the product of the non-zero
+// dimensions does not fit in int64 (so that no stride of the shape can overflow either).
 int64_t shape_numel(const Shape& shape);
 // "[1, 3, 224, 224]" with "?" for dynamic dimensions.
 std::string shape_to_string(const Shape& shape);

@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "base/checked_math.hpp"
 #include "kiln/types.hpp"
 
 namespace kiln {
@@ -18,8 +19,13 @@ struct HostTensor {
   std::vector<uint8_t> bytes;  // shape_numel(shape) * dtype_size(dtype) bytes
 
   HostTensor() = default;
+  // Throws kInvalidArgument when the shape is not static or its byte size overflows (see
+  // checked_math.hpp); std::bad_alloc when the memory is not there. Callers that allocate from
+  // untrusted sizes check them against a memory limit first.
   HostTensor(DType dtype_, Shape shape_)
-      : dtype(dtype_), shape(std::move(shape_)), bytes(static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype)) {}
+      : dtype(dtype_),
+        shape(std::move(shape_)),
+        bytes(static_cast<size_t>(checked_byte_size(shape, dtype, "host tensor"))) {}
 
   int64_t numel() const { return shape_numel(shape); }
   template <typename T>
@@ -36,7 +42,7 @@ struct TensorView {
   void* data = nullptr;
 
   int64_t numel() const { return shape_numel(shape); }
-  size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
+  size_t nbytes() const { return static_cast<size_t>(checked_byte_size(shape, dtype, "tensor")); }
   bool present() const { return data != nullptr || (!shape.empty() && numel() == 0); }
   template <typename T>
   T* as() const { return static_cast<T*>(data); }

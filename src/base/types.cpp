@@ -1,5 +1,6 @@
 #include "kiln/types.hpp"
 
+#include "base/checked_math.hpp"
 #include "base/error.hpp"
 
 namespace kiln {
@@ -51,12 +52,13 @@ bool is_floating(DType dtype) {
 }
 
 int64_t shape_numel(const Shape& shape) {
-  int64_t n = 1;
   for (int64_t d : shape) {
     if (d < 0) fail(ErrorCode::kInvalidArgument, "shape ", shape_to_string(shape), " is not static");
-    n *= d;
   }
-  return n;
+  // Callers index and stride with the count: a wrapped product would turn into a small buffer.
+  if (const auto count = element_count_no_overflow(shape)) return *count;
+  fail(ErrorCode::kInvalidArgument, "shape ", shape_to_string(shape),
+       " has more elements than 64-bit sizes can count");
 }
 
 std::string shape_to_string(const Shape& shape) {

@@ -3,12 +3,14 @@
 #include <cstdlib>
 #include <span>
 
+#include "base/checked_math.hpp"
 #include "base/error.hpp"
 #include "base/json.hpp"
 #include "builder/build_from_graph.hpp"
 #include "builder/builder_config.hpp"
 #include "builder/engine_emitter.hpp"
 #include "builder/input_profiles.hpp"
+#include "builder/memory_ceiling.hpp"
 #include "codegen/group_kernels.hpp"
 #include "codegen/kernel_cache.hpp"
 #include "format/engine_io.hpp"
@@ -177,7 +179,7 @@ void run_once_at_opt_shapes(const Engine& engine, const format::EngineModel& mod
     for (size_t d = 0; d < shape.size(); ++d) {
       if (shape[d] == kDynamicDim) shape[d] = d < binding.ranges.size() ? binding.ranges[d].opt : 1;
     }
-    storage.emplace_back(static_cast<size_t>(shape_numel(shape)) * dtype_size(desc.dtype), uint8_t{0});
+    storage.emplace_back(static_cast<size_t>(checked_byte_size(shape, desc.dtype, binding.name)), uint8_t{0});
     inputs.push_back(NamedTensor{binding.name, TensorRef{desc.dtype, shape, storage.back().data()}});
   }
   ExecutionContext context = engine.create_context();
@@ -211,11 +213,13 @@ void optimize_graph(ir::Graph& graph) { optimize_graph(graph, nullptr); }
 format::EngineModel build_engine_model(ir::Graph graph, const BuilderConfig& config,
                                        const std::string& source) {
   ResolvedConfig resolved = resolve_config(config);
+  const MemoryLimit memory_limit = build_memory_limit(config);
   EmitOptions options;
   options.input_ranges = apply_input_profiles(graph, config);
   BuildExplanation explanation;
   optimize_graph(graph, &explanation.passes);
   if (resolved.target.backend == "cuda") lower_for_cuda(graph, config, resolved, explanation);
+  check_static_tensors_fit(graph, memory_limit);
   options.target = resolved.target;
   options.precision = resolved.precision;
   std::vector<format::KernelModule> kernels;
@@ -225,6 +229,7 @@ format::EngineModel build_engine_model(ir::Graph graph, const BuilderConfig& con
   options.metadata_json = engine_metadata(std::move(resolved.metadata), graph, config, source,
                                           config.explain ? &explanation : nullptr);
   format::EngineModel model = emit_engine_model(graph, options);
+  check_arena_fits(model, memory_limit);
   model.kernels = std::move(kernels);
   return model;
 }

@@ -6,6 +6,7 @@
 #include <string_view>
 #include <unordered_set>
 
+#include "base/checked_math.hpp"
 #include "base/error.hpp"
 #include "runtime/memory_planner.hpp"
 
@@ -213,7 +214,7 @@ class Emitter {
         all_static = false;
         continue;
       }
-      const auto size = static_cast<uint64_t>(shape_numel(desc.shape)) * dtype_size(desc.dtype);
+      const auto size = static_cast<uint64_t>(checked_byte_size(desc.shape, desc.dtype, desc.name));
       requests.push_back(BufferRequest{size, plan.first_use[t], plan.last_use[t]});
       request_tensor.push_back(t);
     }

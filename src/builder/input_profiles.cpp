@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "base/checked_math.hpp"
 #include "base/error.hpp"
 
 namespace kiln::builder {
@@ -65,6 +66,17 @@ std::vector<format::DimRange> ranges_from_profile(const InputProfile& profile, c
   return ranges;
 }
 
+// Every size the runtime derives from an input is bounded by its largest allowed shape: that one
+// must have a byte size (and strides) that fit in int64, or the engine could never be fed.
+void check_max_shape_fits(const ir::Value& input, const std::vector<format::DimRange>& ranges) {
+  Shape max_shape(ranges.size());
+  for (size_t d = 0; d < ranges.size(); ++d) max_shape[d] = ranges[d].max;
+  if (byte_size_no_overflow(max_shape, input.dtype)) return;
+  fail(ErrorCode::kInvalidArgument, "input '", input.name, "': its largest allowed shape ",
+       dtype_name(input.dtype), shape_to_string(max_shape),
+       " is larger than 2^63 - 1 bytes; give a profile with smaller max dims");
+}
+
 }  // namespace
 
 InputRanges apply_input_profiles(ir::Graph& graph, const BuilderConfig& config) {
@@ -97,6 +109,7 @@ InputRanges apply_input_profiles(ir::Graph& graph, const BuilderConfig& config) 
         ranges[d].opt = ranges[d].min;
       }
     }
+    check_max_shape_fits(input, ranges);
     all_ranges.push_back(std::move(ranges));
   }
   return all_ranges;

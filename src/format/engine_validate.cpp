@@ -6,6 +6,7 @@
 #include <set>
 #include <string_view>
 
+#include "base/checked_math.hpp"
 #include "base/error.hpp"
 #include "format/cubin_image.hpp"
 #include "format/engine_schema.hpp"
@@ -45,16 +46,11 @@ bool is_valid_attribute_kind(Attribute::Kind kind) {
          raw <= static_cast<int>(Attribute::Kind::kTensor);
 }
 
-// Byte size of a static shape, or false when it would not fit in 63 bits.
+// Byte size of a static shape, or false when it (or a stride) would not fit in 63 bits.
 bool checked_nbytes(const Shape& shape, DType dtype, uint64_t& nbytes) {
-  constexpr uint64_t kLimit = std::numeric_limits<int64_t>::max();
-  uint64_t n = dtype_size(dtype);
-  for (int64_t d : shape) {
-    const auto dim = static_cast<uint64_t>(d);
-    if (dim != 0 && n > kLimit / dim) return false;
-    n *= dim;
-  }
-  nbytes = n;
+  const auto bytes = byte_size_no_overflow(shape, dtype);
+  if (!bytes) return false;
+  nbytes = static_cast<uint64_t>(*bytes);
   return true;
 }
 
@@ -113,6 +109,13 @@ class Validator {
       fail(label, ": invalid tensor kind ", static_cast<int>(t.kind));
     }
     check_shape(t.shape, /*allow_dynamic=*/true, label);
+    // Every size the runtime derives from this tensor must be representable, dynamic dims aside
+    // (a static weight's size is checked against its byte range below).
+    const bool sized_by_weight_range = t.kind == TensorKind::kWeight && shape_is_static(t.shape);
+    if (!sized_by_weight_range && !static_dims_fit(t.shape, t.dtype)) {
+      fail(label, ": ", dtype_name(t.dtype), shape_to_string(t.shape),
+           " is larger than 2^63 - 1 bytes");
+    }
     if (t.kind != TensorKind::kWeight) {
       if (t.weight_offset != 0 || t.weight_size != 0) {
         fail(label, ": a ", tensor_kind_name(t.kind), " tensor has a weight range (offset ",
@@ -178,6 +181,12 @@ class Validator {
           fail(label, ": static dimension ", d, " is ", t.shape[d], " but its range is (", r.min,
                ", ", r.opt, ", ", r.max, ")");
         }
+      }
+      Shape max_shape(t.shape.size());
+      for (size_t d = 0; d < t.shape.size(); ++d) max_shape[d] = binding.ranges[d].max;
+      if (!byte_size_no_overflow(max_shape, t.dtype)) {
+        fail(label, ": the largest allowed shape ", dtype_name(t.dtype), shape_to_string(max_shape),
+             " is larger than 2^63 - 1 bytes");
       }
     }
     names.clear();

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "base/checked_math.hpp"
 #include "ops/conv_transpose_geometry.hpp"
 #include "ops/nn_layout.hpp"
 #include "ops/nn_window.hpp"
@@ -91,24 +92,33 @@ ConvTransposeGeometry resolve_conv_transpose(const NodeLabel& node, const Attrib
       if (!output_shape.empty()) g.output[i] = output_shape[i];
       continue;
     }
-    const int64_t full = stride * (in - 1) + (g.kernel[i] - 1) * g.dilations[i] + 1;
+    // Attribute values up to 2^63 - 1: sums and products must not wrap into a plausible extent.
+    auto fits = [&](std::optional<int64_t> value) {
+      if (!value) {
+        fail_at(node, ErrorCode::kInvalidArgument, "spatial axis ", i,
+                ": the strides, kernel, dilations, pads and output_padding overflow 64-bit sizes");
+      }
+      return *value;
+    };
+    const int64_t dilated_kernel = fits(mul_no_overflow(g.kernel[i] - 1, g.dilations[i])) + 1;
+    const int64_t full = fits(add_no_overflow(fits(mul_no_overflow(stride, in - 1)), dilated_kernel));
     int64_t out = 0;
     if (!output_shape.empty() || same_upper || same_lower) {
-      out = output_shape.empty() ? in * stride : output_shape[i];
-      const int64_t largest = full + std::max(stride - 1, output_padding);
+      out = output_shape.empty() ? fits(mul_no_overflow(in, stride)) : output_shape[i];
+      const int64_t largest = fits(add_no_overflow(full, std::max(stride - 1, output_padding)));
       if (out > largest) {
         fail_at(node, ErrorCode::kInvalidArgument, "attribute 'output_shape' entry ", i,
                 " must be at most ", largest, " (stride * (in - 1) + dilated kernel ", full,
                 " + max(stride - 1, output_padding)) for input extent ", in, ", got ", out);
       }
-      const int64_t total = std::max<int64_t>(0, full + output_padding - out);
+      const int64_t total = std::max<int64_t>(0, fits(add_no_overflow(full, output_padding)) - out);
       g.pad_begin[i] = same_upper ? total / 2 : total - total / 2;
       g.pad_end[i] = total - g.pad_begin[i];
       // SAME without output_shape: where the full extent falls short of in * stride, ONNX
       // Runtime keeps the full extent rather than padding with zeros (and so does kiln).
       if (output_shape.empty()) out = full + output_padding - total;
     } else {
-      out = full + output_padding - g.pad_begin[i] - g.pad_end[i];
+      out = fits(add_no_overflow(full, output_padding)) - g.pad_begin[i] - g.pad_end[i];
       if (out < 1) {
         fail_at(node, ErrorCode::kInvalidArgument, "attribute 'pads' ", list_to_string(pads),
                 " leave no output on spatial axis ", i, ": stride * (in - 1) + dilated kernel ",
@@ -157,7 +167,12 @@ void infer_conv_transpose(InferContext& ctx) {
   if (channels != kDynamicDim && channels % group != 0) {
     ctx.fail("X's ", channels, " channels are not divisible by attribute 'group' = ", group);
   }
-  const int64_t out_channels = w[1] == kDynamicDim ? kDynamicDim : w[1] * group;
+  const auto product = mul_no_overflow(w[1], group);
+  if (w[1] != kDynamicDim && !product) {
+    ctx.fail("W's ", w[1], " output channels per group times group ", group,
+             " overflow 64-bit sizes");
+  }
+  const int64_t out_channels = w[1] == kDynamicDim ? kDynamicDim : *product;
   if (ctx.has_input(2)) {
     nn::require_same_dtype(ctx, 2, "B");
     const Shape& b = ctx.input(2).shape;

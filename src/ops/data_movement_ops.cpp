@@ -1,6 +1,7 @@
 // Data movement ops: rearrange, select or pad elements without computing on them.
 #include <algorithm>
 
+#include "base/checked_math.hpp"
 #include "ops/op_families.hpp"
 #include "ops/tensor_op_utils.hpp"
 
@@ -47,8 +48,14 @@ void infer_concat(InferContext& ctx) {
     for (int64_t d = 0; d < rank; ++d) {
       const auto u = static_cast<size_t>(d);
       if (d == axis) {
-        out[u] = (out[u] == kDynamicDim || in.shape[u] == kDynamicDim) ? kDynamicDim
-                                                                       : out[u] + in.shape[u];
+        if (out[u] == kDynamicDim || in.shape[u] == kDynamicDim) {
+          out[u] = kDynamicDim;
+        } else if (const auto sum = add_no_overflow(out[u], in.shape[u])) {
+          out[u] = *sum;
+        } else {
+          ctx.fail("the inputs' extents along axis ", axis,
+                   " add up to more than 64-bit sizes hold");
+        }
       } else if (out[u] == kDynamicDim) {
         out[u] = in.shape[u];
       } else if (in.shape[u] != kDynamicDim && in.shape[u] != out[u]) {
@@ -214,7 +221,13 @@ void infer_pad(InferContext& ctx) {
       resolve_pads(node_ref(ctx), *pads, axes.value_or(std::vector<int64_t>{}), rank);
   for (size_t i = 0; i < out.size(); ++i) {
     if (out[i] == kDynamicDim) continue;
-    out[i] += full[i] + full[i + out.size()];
+    const auto padded = add_no_overflow(out[i], full[i]);
+    const auto total = padded ? add_no_overflow(*padded, full[i + out.size()]) : std::nullopt;
+    if (!total) {
+      ctx.fail("pads ", full[i], "/", full[i + out.size()], " on dimension ", i, " of extent ",
+               out[i], " overflow 64-bit sizes");
+    }
+    out[i] = *total;
     if (out[i] < 0) {
       ctx.fail("pads ", full[i], "/", full[i + out.size()], " would make dimension ", i,
                " negative");

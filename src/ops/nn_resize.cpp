@@ -104,6 +104,20 @@ ResizeAttributes read_resize_attributes(const NodeLabel& node, const AttributeMa
   return out;
 }
 
+namespace {
+
+// A float extent as a dim. Converting a float of 2^63 or more to int64 is undefined behaviour, so
+// an extent that large (from a huge scale or input) is an error instead.
+int64_t extent_from_float(const NodeLabel& node, size_t axis, float extent) {
+  if (!(extent < 9.2233720e18f)) {
+    fail_at(node, ErrorCode::kInvalidArgument, "the output extent of axis ", axis, " (", extent,
+            ") overflows 64-bit sizes");
+  }
+  return static_cast<int64_t>(extent);
+}
+
+}  // namespace
+
 ResizePlan plan_resize_from_scales(const NodeLabel& node, const ResizeAttributes& attrs,
                                    const Shape& input, const std::vector<float>& scales) {
   if (scales.size() != attrs.axes.size()) {
@@ -121,7 +135,8 @@ ResizePlan plan_resize_from_scales(const NodeLabel& node, const ResizeAttributes
     plan.scales[axis] = scale;
     // Computed in float, as ONNX Runtime does, so that e.g. 10 * 0.7f gives 7.
     if (input[axis] != kDynamicDim) {
-      plan.output[axis] = static_cast<int64_t>(std::floor(static_cast<float>(input[axis]) * scale));
+      plan.output[axis] =
+          extent_from_float(node, axis, std::floor(static_cast<float>(input[axis]) * scale));
     }
   }
   return plan;
@@ -170,7 +185,8 @@ ResizePlan plan_resize_from_sizes(const NodeLabel& node, const ResizeAttributes&
   }
   for (size_t axis : attrs.axes) {
     plan.scales[axis] = scale;
-    plan.output[axis] = static_cast<int64_t>(std::round(scale * static_cast<float>(input[axis])));
+    plan.output[axis] =
+        extent_from_float(node, axis, std::round(scale * static_cast<float>(input[axis])));
   }
   return plan;
 }

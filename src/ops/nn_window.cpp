@@ -3,11 +3,24 @@
 #include <algorithm>
 #include <string>
 
+#include "base/checked_math.hpp"
+
 namespace kiln::ops::nn {
 namespace {
 
+// b > 0. Written without a + b - 1, which overflows for extents and strides near 2^63.
 int64_t ceil_div(int64_t a, int64_t b) {
-  return a >= 0 ? (a + b - 1) / b : -((-a) / b);
+  return a >= 0 ? a / b + (a % b != 0 ? 1 : 0) : -((-a) / b);
+}
+
+// Kernel, dilation, stride and pads are attribute values up to 2^63 - 1: their sums and products
+// must not wrap into a plausible extent.
+int64_t fits(const NodeLabel& node, size_t axis, std::optional<int64_t> value) {
+  if (!value) {
+    fail_at(node, ErrorCode::kInvalidArgument, "spatial axis ", axis,
+            ": the kernel, dilations, strides and pads overflow 64-bit sizes");
+  }
+  return *value;
 }
 
 }  // namespace
@@ -92,12 +105,15 @@ WindowGeometry resolve_window(const NodeLabel& node, const AttributeMap& attrs,
     }
     const int64_t in = input_spatial[i];
     if (in < 0 || g.kernel[i] < 0) continue;  // dynamic: output extent unknown until run time
-    const int64_t effective_kernel = (g.kernel[i] - 1) * g.dilations[i] + 1;
+    const int64_t effective_kernel =
+        fits(node, i, mul_no_overflow(g.kernel[i] - 1, g.dilations[i])) + 1;
     const int64_t stride = g.strides[i];
     int64_t out = 0;
     if (same_upper || same_lower) {
       out = ceil_div(in, stride);
-      const int64_t total = std::max<int64_t>(0, (out - 1) * stride + effective_kernel - in);
+      const int64_t last_start = fits(node, i, mul_no_overflow(out - 1, stride));
+      const int64_t reach = fits(node, i, add_no_overflow(last_start, effective_kernel));
+      const int64_t total = std::max<int64_t>(0, reach - in);
       const int64_t small_half = total / 2;
       g.pad_begin[i] = same_upper ? small_half : total - small_half;
       g.pad_end[i] = total - g.pad_begin[i];
@@ -106,15 +122,19 @@ WindowGeometry resolve_window(const NodeLabel& node, const AttributeMap& attrs,
         g.pad_begin[i] = pads[i];
         g.pad_end[i] = pads[i + rank];
       }
-      const int64_t span = in + g.pad_begin[i] + g.pad_end[i] - effective_kernel;
+      const int64_t begin_padded = fits(node, i, add_no_overflow(in, g.pad_begin[i]));
+      const int64_t padded = fits(node, i, add_no_overflow(begin_padded, g.pad_end[i]));
+      const int64_t span = padded - effective_kernel;
       if (span < 0) {
         fail_at(node, ErrorCode::kInvalidArgument, "spatial axis ", i, " of extent ", in,
-                " (padded ", in + g.pad_begin[i] + g.pad_end[i],
-                ") is smaller than the dilated kernel extent ", effective_kernel);
+                " (padded ", padded, ") is smaller than the dilated kernel extent ",
+                effective_kernel);
       }
       out = (ceil_mode ? ceil_div(span, stride) : span / stride) + 1;
-      // The last window must start inside the input or the begin padding.
-      if (ceil_mode && (out - 1) * stride >= in + g.pad_begin[i]) --out;
+      // The last window must start inside the input or the begin padding (in + pad_begin fits:
+      // it is at most `padded`).
+      const auto last_start = mul_no_overflow(out - 1, stride);
+      if (ceil_mode && (!last_start || *last_start >= in + g.pad_begin[i])) --out;
     }
     g.output[i] = out;
   }

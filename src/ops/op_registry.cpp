@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "base/checked_math.hpp"
 #include "ops/op_families.hpp"
 
 namespace kiln::ops {
@@ -61,8 +62,30 @@ const OpDef* find_op(std::string_view name) {
   return op_registry().find(name);
 }
 
+namespace {
+
+void check_output_sizes(const OpDef& def, std::string_view node_name,
+                        const std::vector<ValueInfo>& outputs,
+                        std::span<const std::string_view> output_names) {
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const ValueInfo& out = outputs[i];
+    bool valid_dims = true;
+    for (const int64_t d : out.shape) valid_dims = valid_dims && d >= kDynamicDim;
+    if (valid_dims && static_dims_fit(out.shape, out.dtype)) continue;
+    const std::string name = i < output_names.size() && !output_names[i].empty()
+                                 ? detail::concat("output '", output_names[i], "'")
+                                 : detail::concat("output ", i);
+    fail(ErrorCode::kInvalidArgument, "node '", node_name, "' (", def.name, "): ", name,
+         " would be ", dtype_name(out.dtype), shape_to_string(out.shape),
+         valid_dims ? ", larger than 2^63 - 1 bytes" : ", which has a negative dimension");
+  }
+}
+
+}  // namespace
+
 void infer_node(const OpDef& def, std::string_view node_name, const AttributeMap& attrs,
-                std::span<const ValueInfo> inputs, std::vector<ValueInfo>& outputs) {
+                std::span<const ValueInfo> inputs, std::vector<ValueInfo>& outputs,
+                std::span<const std::string_view> output_names) {
   const auto n_in = static_cast<int>(inputs.size());
   const auto n_out = static_cast<int>(outputs.size());
   if (n_in < def.min_inputs || n_in > def.max_inputs) {
@@ -81,6 +104,7 @@ void infer_node(const OpDef& def, std::string_view node_name, const AttributeMap
   }
   InferContext ctx(node_name, def.name, attrs, inputs, outputs);
   def.infer(ctx);
+  check_output_sizes(def, node_name, outputs, output_names);
 }
 
 Shape broadcast_shapes(const InferContext& ctx, const Shape& a, const Shape& b) {

@@ -93,8 +93,13 @@ const OpRegistry& op_registry();
 const OpDef* find_op(std::string_view name);
 
 // Runs `def.infer` after checking the input/output counts against the OpDef; errors name the node.
+// Then checks every output's size: kInvalidArgument naming the node, the op, the output (by
+// `output_names[i]` when given, else its index) and the dims when a dim is below kDynamicDim or the
+// static dims' byte size does not fit in int64 (base/checked_math.hpp), so no caller allocates,
+// strides or plans with a wrapped size.
 void infer_node(const OpDef& def, std::string_view node_name, const AttributeMap& attrs,
-                std::span<const ValueInfo> inputs, std::vector<ValueInfo>& outputs);
+                std::span<const ValueInfo> inputs, std::vector<ValueInfo>& outputs,
+                std::span<const std::string_view> output_names = {});
 
 // ---- helpers for infer functions -------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "base/checked_math.hpp"
 #include "ops/op_families.hpp"
 #include "ops/tensor_op_utils.hpp"
 
@@ -238,7 +239,14 @@ void infer_tile(InferContext& ctx) {
   if (const auto repeats = known_indices(ctx, 1, "repeats")) {
     for (size_t i = 0; i < out.size(); ++i) {
       if ((*repeats)[i] < 0) ctx.fail("repeats has negative entry ", (*repeats)[i]);
-      if (data.shape[i] != kDynamicDim) out[i] = data.shape[i] * (*repeats)[i];
+      if (data.shape[i] != kDynamicDim) {
+        const auto tiled = mul_no_overflow(data.shape[i], (*repeats)[i]);
+        if (!tiled) {
+          ctx.fail("dimension ", i, " of ", data.shape[i], " repeated ", (*repeats)[i],
+                   " times overflows 64-bit sizes");
+        }
+        out[i] = *tiled;
+      }
       if ((*repeats)[i] == 0) out[i] = 0;
     }
   }

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "backends/cpu/cpu_node_runner.hpp"
+#include "base/checked_math.hpp"
 #include "base/error.hpp"
 #include "passes/pass.hpp"
 #include "passes/shape_inference.hpp"
@@ -61,8 +62,9 @@ bool outputs_fit(const ir::Graph& graph, const ir::Node& node, uint64_t max_byte
   for (ir::ValueId id : node.outputs) {
     const ir::Value& value = graph.value(id);
     if (!shape_is_static(value.shape)) return false;
-    const auto bytes = static_cast<uint64_t>(shape_numel(value.shape)) * dtype_size(value.dtype);
-    if (bytes > max_bytes) return false;
+    // Inference already refused sizes that overflow; an unrepresentable size is never folded.
+    const auto bytes = byte_size_no_overflow(value.shape, value.dtype);
+    if (!bytes || static_cast<uint64_t>(*bytes) > max_bytes) return false;
   }
   return true;
 }

@@ -13,7 +13,10 @@ namespace kiln::passes {
 
 struct ConstantFoldingOptions {
   // Outputs larger than this stay computed at run time (e.g. a big Expand or ConstantOfShape),
-  // so that engines do not grow by materialised tensors.
+  // so that engines do not grow by materialised tensors and a build never materialises (or
+  // spends time computing) a huge tensor; the run-time memory limit then applies to them.
+  // Shapes whose size overflows are an error of shape inference (kInvalidArgument naming the
+  // node), not folded.
   uint64_t max_output_bytes = uint64_t{16} << 20;
   // Sweeps over the graph until nothing changes; one usually suffices.
   int max_sweeps = 8;

@@ -27,7 +27,9 @@ void infer_node_outputs(ir::Graph& graph, size_t node_index) {
     inputs[i].value = value.constant.get();
   }
   std::vector<ops::ValueInfo> outputs(node.outputs.size());
-  ops::infer_node(*def, node.name, node.attrs, inputs, outputs);
+  std::vector<std::string_view> output_names(node.outputs.size());
+  for (size_t i = 0; i < node.outputs.size(); ++i) output_names[i] = graph.value(node.outputs[i]).name;
+  ops::infer_node(*def, node.name, node.attrs, inputs, outputs, output_names);
   for (size_t i = 0; i < node.outputs.size(); ++i) {
     ir::Value& value = graph.value(node.outputs[i]);
     value.dtype = outputs[i].dtype;

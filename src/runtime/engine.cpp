@@ -14,6 +14,7 @@
 #include "runtime/engine_state.hpp"
 
 #if KILN_WITH_CUDA
+#include "backends/cuda/cuda_device.hpp"
 #include "backends/cuda/cuda_executor.hpp"
 #endif
 
@@ -303,8 +304,13 @@ std::shared_ptr<const EngineState> load_state(format::EngineModel model, std::st
            ": the engine's shapes depend on input values, which the cuda backend does not support yet");
     }
     state->cuda = cuda::bind_engine_to_device(*state, device);
+    const int ordinal = cuda::engine_device(*state);
+    state->memory_limit = resolve_memory_limit(cuda::device_properties(ordinal).total_memory,
+                                               "the memory of GPU " + std::to_string(ordinal));
+    return state;
   }
 #endif
+  state->memory_limit = host_memory_limit();
   return state;
 }
 

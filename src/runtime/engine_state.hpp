@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_kernel.hpp"
+#include "base/memory_limit.hpp"
 #include "format/engine_model.hpp"
 #include "kiln/runtime.hpp"
 #include "ops/op_registry.hpp"
@@ -57,6 +58,11 @@ struct EngineState {
   bool shapes_depend_on_input_values = false;
   // True when some output is computed by a shape-value layer.
   bool has_shape_value_outputs = false;
+
+  // The most bytes one context may plan: its arena, and each tensor computed on the host during
+  // shape propagation. KILN_MEMORY_LIMIT when set (read at load), else the physical memory (CPU
+  // engines) or the GPU's memory (CUDA engines).
+  MemoryLimit memory_limit;
 
   // CUDA engines: the GPU they are bound to, their weights there and their kernels.
   std::shared_ptr<const cuda::DeviceEngine> cuda;

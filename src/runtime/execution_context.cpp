@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "backends/cpu/cpu_node_runner.hpp"
+#include "base/checked_math.hpp"
 #include "base/error.hpp"
 #include "runtime/context_state.hpp"
 #include "runtime/layer_traffic.hpp"
@@ -279,7 +280,13 @@ std::vector<Tensor> ExecutionContext::execute(std::span<const NamedTensor> input
     Tensor& r = results[o];
     r.dtype = s.engine->outputs[o].dtype;
     r.shape = s.plan.shapes[t];
-    r.bytes.resize(static_cast<size_t>(shape_numel(r.shape)) * dtype_size(r.dtype));
+    const auto bytes = static_cast<uint64_t>(checked_byte_size(r.shape, r.dtype, s.engine->outputs[o].name));
+    if (bytes > s.engine->memory_limit.bytes) {
+      fail(ErrorCode::kOutOfMemory, s.engine->source, ": output '", s.engine->outputs[o].name, "' (",
+           dtype_name(r.dtype), shape_to_string(r.shape), ") needs ", format_bytes(bytes), ", more than ",
+           describe_memory_limit(s.engine->memory_limit), "; check the input shapes");
+    }
+    r.bytes.resize(static_cast<size_t>(bytes));
     s.data[t] = TensorView{r.dtype, r.shape, r.bytes.data()};
   }
   detail::run_on_cpu(s);

@@ -7,7 +7,17 @@
 
 namespace kiln {
 namespace {
-uint64_t align_up(uint64_t value, uint64_t alignment) { return (value + alignment - 1) & ~(alignment - 1); }
+// Sizes come from untrusted shapes: a sum that wraps would place buffers on top of each other.
+uint64_t checked_sum(uint64_t a, uint64_t b) {
+  uint64_t sum = 0;
+  if (__builtin_add_overflow(a, b, &sum)) {
+    fail(ErrorCode::kInvalidArgument, "memory plan: ", a, " + ", b, " bytes overflows 64-bit sizes");
+  }
+  return sum;
+}
+uint64_t align_up(uint64_t value, uint64_t alignment) {
+  return checked_sum(value, alignment - 1) & ~(alignment - 1);
+}
 }  // namespace
 
 ArenaPlan plan_arena(std::span<const BufferRequest> requests, uint64_t alignment) {
@@ -39,12 +49,13 @@ ArenaPlan plan_arena(std::span<const BufferRequest> requests, uint64_t alignment
     std::sort(conflicts.begin(), conflicts.end());
     uint64_t offset = 0;
     for (const auto& [begin, end] : conflicts) {
-      if (offset + size <= begin) break;  // fits in the gap before this block
+      if (checked_sum(offset, size) <= begin) break;  // fits in the gap before this block
       offset = std::max(offset, end);
     }
     plan.offsets[index] = offset;
-    placed.push_back({offset, offset + size, r.first_use, r.last_use});
-    plan.total_size = std::max(plan.total_size, offset + size);
+    const uint64_t end = checked_sum(offset, size);
+    placed.push_back({offset, end, r.first_use, r.last_use});
+    plan.total_size = std::max(plan.total_size, end);
   }
   return plan;
 }

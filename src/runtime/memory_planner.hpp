@@ -21,7 +21,8 @@ struct ArenaPlan {
 
 // Places every request so that two requests whose [first_use, last_use] intervals intersect never
 // overlap in memory. Greedy: largest first, each at the lowest aligned offset that fits.
-// `alignment` must be a power of two.
+// `alignment` must be a power of two. Throws kInvalidArgument when an aligned size or an offset
+// would not fit in 64 bits (callers check sizes against their memory limit first).
 ArenaPlan plan_arena(std::span<const BufferRequest> requests, uint64_t alignment);
 
 }  // namespace kiln

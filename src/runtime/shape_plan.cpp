@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "backends/cpu/cpu_node_runner.hpp"
+#include "base/checked_math.hpp"
 #include "base/error.hpp"
 #include "runtime/context_state.hpp"
 #include "runtime/memory_planner.hpp"
@@ -12,6 +13,23 @@ namespace kiln::detail {
 namespace {
 
 alignas(256) uint8_t g_placeholder[256];
+
+[[noreturn]] void fail_over_limit(const EngineState& engine, std::string_view what, uint64_t bytes) {
+  fail(ErrorCode::kOutOfMemory, engine.source, ": ", what, " needs ", format_bytes(bytes), ", more than ",
+       describe_memory_limit(engine.memory_limit), "; check the input shapes");
+}
+
+std::string describe_tensor(const EngineState& engine, size_t t, const Shape& shape) {
+  const format::TensorDesc& desc = engine.model.tensors[t];
+  const int32_t producer = engine.producer[t];
+  std::string text = "tensor '" + desc.name + "' (" + std::string(dtype_name(desc.dtype)) +
+                     shape_to_string(shape);
+  if (producer >= 0) {
+    const format::Layer& layer = engine.model.layers[static_cast<size_t>(producer)];
+    text += ", written by layer '" + layer.name + "' (" + layer.op + ")";
+  }
+  return text + ")";
+}
 
 void propagate_shapes(const EngineState& engine, std::span<const TensorView> input_data, ShapePlan& plan) {
   const auto& model = engine.model;
@@ -25,6 +43,7 @@ void propagate_shapes(const EngineState& engine, std::span<const TensorView> inp
   std::vector<ops::ValueInfo> in_info;
   std::vector<ops::ValueInfo> out_info;
   std::vector<HostTensor> value_copies;
+  std::vector<std::string_view> output_names;
   for (size_t l = 0; l < model.layers.size(); ++l) {
     const format::Layer& layer = model.layers[l];
     const PreparedLayer& prepared = engine.layers[l];
@@ -52,7 +71,9 @@ void propagate_shapes(const EngineState& engine, std::span<const TensorView> inp
       }
     }
     out_info.assign(layer.outputs.size(), ops::ValueInfo{});
-    ops::infer_node(*prepared.def, layer.name, layer.attrs, in_info, out_info);
+    output_names.clear();
+    for (int32_t t : layer.outputs) output_names.push_back(model.tensors[static_cast<size_t>(t)].name);
+    ops::infer_node(*prepared.def, layer.name, layer.attrs, in_info, out_info, output_names);
     for (size_t o = 0; o < layer.outputs.size(); ++o) {
       const auto t = static_cast<size_t>(layer.outputs[o]);
       const format::TensorDesc& desc = model.tensors[t];
@@ -93,6 +114,13 @@ void propagate_shapes(const EngineState& engine, std::span<const TensorView> inp
     std::vector<TensorView> out_views(layer.outputs.size());
     for (size_t o = 0; o < layer.outputs.size(); ++o) {
       const auto t = static_cast<size_t>(layer.outputs[o]);
+      // Sizes were checked for overflow by infer_node; a value computed on the host must also
+      // fit the ceiling before it is allocated.
+      const auto bytes = static_cast<uint64_t>(
+          checked_byte_size(plan.shapes[t], model.tensors[t].dtype, model.tensors[t].name));
+      if (bytes > engine.memory_limit.bytes) {
+        fail_over_limit(engine, describe_tensor(engine, t, plan.shapes[t]) + ", computed on the host,", bytes);
+      }
       plan.shape_values[t] = HostTensor(model.tensors[t].dtype, plan.shapes[t]);
       plan.has_shape_value[t] = true;
       out_views[o] = view_of(plan.shape_values[t]);
@@ -120,7 +148,8 @@ void place_in_arena(const EngineState& engine, bool place_shape_values, ShapePla
     if (engine.storage_of[t] != static_cast<int32_t>(t)) continue;  // a view: placed with its storage
     matches_build_shapes = matches_build_shapes && plan.shapes[t] == desc.shape &&
                            recorded.offsets[t] != format::MemoryPlan::kNoOffset;
-    const uint64_t size = static_cast<uint64_t>(shape_numel(plan.shapes[t])) * dtype_size(desc.dtype);
+    const auto size = static_cast<uint64_t>(checked_byte_size(plan.shapes[t], desc.dtype, desc.name));
+    if (size > engine.memory_limit.bytes) fail_over_limit(engine, describe_tensor(engine, t, plan.shapes[t]), size);
     requests.push_back(BufferRequest{size, engine.first_use[t], std::max(engine.first_use[t], engine.last_use[t])});
     request_tensor.push_back(t);
   }
@@ -132,6 +161,17 @@ void place_in_arena(const EngineState& engine, bool place_shape_values, ShapePla
     ArenaPlan arena_plan = plan_arena(requests, kArenaAlignment);
     for (size_t r = 0; r < requests.size(); ++r) plan.offsets[request_tensor[r]] = arena_plan.offsets[r];
     plan.arena_size = arena_plan.total_size;
+  }
+  if (plan.arena_size > engine.memory_limit.bytes) {
+    if (requests.empty()) fail_over_limit(engine, "the engine's recorded activation arena", plan.arena_size);
+    size_t largest = 0;
+    for (size_t r = 1; r < requests.size(); ++r)
+      if (requests[r].size > requests[largest].size) largest = r;
+    const size_t t = request_tensor[largest];
+    fail_over_limit(engine,
+                    "the activation arena for these input shapes (largest: " +
+                        describe_tensor(engine, t, plan.shapes[t]) + ", " + format_bytes(requests[largest].size) + ")",
+                    plan.arena_size);
   }
   // Views, in layer order (a view of a view follows its input): their input's offset, plus the
   // slab's start for views that select one.

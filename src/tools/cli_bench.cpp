@@ -10,6 +10,7 @@
 #include <string_view>
 #include <utility>
 
+#include "base/checked_math.hpp"
 #include "tools/cli_args.hpp"
 #include "tools/cli_tensors.hpp"
 #include "tools/commands.hpp"
@@ -228,7 +229,7 @@ int bench_command(std::span<const std::string> args) {
   if (!host_io) {
     const std::vector<Tensor> shaped = context.execute(named);
     for (const NamedTensor& in : named) {
-      const size_t bytes = static_cast<size_t>(shape_numel(in.tensor.shape)) * dtype_size(in.tensor.dtype);
+      const auto bytes = static_cast<size_t>(checked_byte_size(in.tensor.shape, in.tensor.dtype, in.name));
       EngineBuffer& buffer = buffers.emplace_back(loaded.engine, bytes);
       buffer.copy_from_host(in.tensor.data, bytes);
       bound_inputs.push_back({in.name, {in.tensor.dtype, in.tensor.shape, buffer.data()}});

@@ -29,6 +29,8 @@ options:
   --cuda-arch SM           cuda: build for compute capability SM (e.g. 90 or sm_90) without that
                            GPU; tactics are then chosen when the engine first runs on its GPU
   --workspace BYTES        scratch memory kernels may use; only the default 1G is supported yet
+  --memory-limit BYTES     fail when a static tensor or the static activation arena is larger;
+                           K/M/G suffixes allowed (default $KILN_MEMORY_LIMIT, else physical RAM)
   --timing-cache FILE      cuda: reuse the GEMM/convolution tactics timed by earlier builds from
                            FILE and add this build's to it (created when missing)
   --kernel-cache DIR|off   cuda: directory of compiled generated kernels reused across builds
@@ -194,6 +196,9 @@ int build_command(std::span<const std::string> args) {
       }
     } else if (flag == "--workspace") {
       config.workspace_limit = parse_unsigned(cursor.value(), "--workspace", true);
+    } else if (flag == "--memory-limit") {
+      config.memory_limit = parse_unsigned(cursor.value(), "--memory-limit", true);
+      if (config.memory_limit == 0) throw UsageError("--memory-limit: expected a positive byte count");
     } else if (flag == "--profile") {
       InputProfile profile = parse_profile(cursor.value());
       for (const InputProfile& existing : config.profiles) {

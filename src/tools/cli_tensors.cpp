@@ -6,9 +6,11 @@
 #include <random>
 #include <sstream>
 
+#include "base/checked_math.hpp"
 #include "base/error.hpp"
 #include "base/half.hpp"
 #include "base/host_tensor.hpp"
+#include "base/memory_limit.hpp"
 #include "format/engine_io.hpp"
 #include "tools/cli_args.hpp"
 #include "tools/npy.hpp"
@@ -57,11 +59,24 @@ void store_from_double(DType dtype, void* data, int64_t i, double value) {
   fail(ErrorCode::kInternal, "unknown dtype ", static_cast<int>(dtype));
 }
 
-Tensor convert(const Tensor& from, DType to) {
+// Bytes of an input tensor the CLI is about to allocate, checked for overflow and against the
+// host memory limit: dims come from the engine (or a .npy file) and may be absurd.
+size_t input_bytes(const std::string& name, DType dtype, const Shape& shape) {
+  const std::string what = "input '" + name + "'";
+  const auto bytes = static_cast<uint64_t>(checked_byte_size(shape, dtype, what));
+  const MemoryLimit limit = host_memory_limit();
+  if (bytes > limit.bytes) {
+    fail(ErrorCode::kOutOfMemory, what, ": ", dtype_name(dtype), shape_to_string(shape), " needs ",
+         format_bytes(bytes), ", more than ", describe_memory_limit(limit));
+  }
+  return static_cast<size_t>(bytes);
+}
+
+Tensor convert(const std::string& name, const Tensor& from, DType to) {
   Tensor out;
   out.dtype = to;
   out.shape = from.shape;
-  out.bytes.resize(static_cast<size_t>(from.numel()) * dtype_size(to));
+  out.bytes.resize(input_bytes(name, to, from.shape));
   const TensorView view{from.dtype, from.shape, const_cast<uint8_t*>(from.bytes.data())};
   for (int64_t i = 0; i < from.numel(); ++i) {
     store_from_double(to, out.bytes.data(), i, read_as_double(view, i));
@@ -69,11 +84,11 @@ Tensor convert(const Tensor& from, DType to) {
   return out;
 }
 
-Tensor random_tensor(DType dtype, const Shape& shape, std::mt19937_64& rng) {
+Tensor random_tensor(const std::string& name, DType dtype, const Shape& shape, std::mt19937_64& rng) {
   Tensor out;
   out.dtype = dtype;
   out.shape = shape;
-  out.bytes.resize(static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype));
+  out.bytes.resize(input_bytes(name, dtype, shape));
   std::uniform_real_distribution<double> real(-1.0, 1.0);
   std::uniform_int_distribution<int> small_int(0, 3);
   std::uniform_int_distribution<int> bit(0, 1);
@@ -160,14 +175,14 @@ std::vector<OwnedInput> prepare_inputs(const LoadedEngine& loaded,
         if (both_float || both_int) {
           std::cerr << "note: input '" << binding.name << "': converting " << file->path << " from "
                     << dtype_name(tensor.dtype) << " to " << dtype_name(binding.dtype) << '\n';
-          tensor = convert(tensor, binding.dtype);
+          tensor = convert(binding.name, tensor, binding.dtype);
         }
         // Other mismatches reach the runtime, whose error names expected vs got.
       }
       inputs.push_back(OwnedInput{binding.name, std::move(tensor)});
     } else if (random_missing) {
       inputs.push_back(
-          OwnedInput{binding.name, random_tensor(binding.dtype, default_shape(loaded, i), rng)});
+          OwnedInput{binding.name, random_tensor(binding.name, binding.dtype, default_shape(loaded, i), rng)});
     } else {
       missing.push_back(binding.name);
     }

@@ -12,6 +12,7 @@
 #include "backends/cuda/device_buffer.hpp"
 #include "backends/cuda/generated_modules.hpp"
 #include "backends/cuda/library_handles.hpp"
+#include "base/checked_math.hpp"
 #include "runtime/context_state.hpp"
 #include "runtime/layer_traffic.hpp"
 #include "runtime/safe_mode.hpp"
@@ -249,20 +250,30 @@ std::vector<TensorView> device_views(DeviceContext& dc, const detail::ContextSta
 }
 
 DeviceContext::ShapeEntry& prepare_entry(DeviceContext& dc, detail::ContextState& cs) {
-  auto [it, inserted] = dc.entries.try_emplace(cs.plan.input_shapes);
-  DeviceContext::ShapeEntry& entry = it->second;
-  if (!inserted) return entry;
+  if (const auto found = dc.entries.find(cs.plan.input_shapes); found != dc.entries.end()) return found->second;
   const auto& model = dc.engine->model;
-  // I/O slots after the activations.
+  // I/O slots after the activations, sized with checked arithmetic and held to the engine's
+  // memory limit before anything is allocated (and before the entry exists, so a refused shape
+  // leaves no half-prepared entry behind).
+  std::vector<size_t> io_offsets(model.tensors.size(), 0);
   size_t cursor = align_up(cs.plan.arena_size, kIoAlignment);
-  entry.io_offsets.assign(model.tensors.size(), 0);
   for (size_t t = 0; t < model.tensors.size(); ++t) {
     const auto kind = model.tensors[t].kind;
     if (kind != format::TensorKind::kInput && kind != format::TensorKind::kOutput) continue;
-    entry.io_offsets[t] = cursor;
-    cursor = align_up(cursor + static_cast<size_t>(shape_numel(cs.plan.shapes[t])) * dtype_size(model.tensors[t].dtype),
-                      kIoAlignment);
+    io_offsets[t] = cursor;
+    const format::TensorDesc& desc = model.tensors[t];
+    const auto bytes = static_cast<size_t>(checked_byte_size(cs.plan.shapes[t], desc.dtype, desc.name));
+    const auto end = add_no_overflow(static_cast<int64_t>(cursor), static_cast<int64_t>(bytes));
+    if (!end || static_cast<uint64_t>(*end) > dc.engine->memory_limit.bytes) {
+      fail(ErrorCode::kOutOfMemory, dc.engine->source,
+           ": the device arena for these input shapes (activations and input/output slots, up to tensor '",
+           desc.name, "' ", dtype_name(desc.dtype), shape_to_string(cs.plan.shapes[t]), ") needs more than ",
+           describe_memory_limit(dc.engine->memory_limit), "; check the input shapes");
+    }
+    cursor = align_up(static_cast<size_t>(*end), kIoAlignment);
   }
+  DeviceContext::ShapeEntry& entry = dc.entries[cs.plan.input_shapes];
+  entry.io_offsets = std::move(io_offsets);
   entry.arena_bytes = std::max<size_t>(cursor, kIoAlignment);
   if (dc.arena.reserve(entry.arena_bytes)) {
     dc.drop_graphs();
