@@ -116,21 +116,6 @@ def time_gpu(fn, calls=50, samples=7) -> float:
     return statistics.median(times)
 
 
-def time_engine(engine_bytes: bytes, input_names: list[str], shape) -> float:
-    """Milliseconds per call of the one-kernel engine on torch's stream, calls back to back."""
-    engine = kiln.Engine(engine_bytes)
-    try:
-        tensors = {name: torch.randn(shape, device="cuda", dtype=torch.float16) for name in input_names}
-        bound_in = {k: (v.data_ptr(), tuple(v.shape), np.dtype(np.float16)) for k, v in tensors.items()}
-        out = engine.outputs[0]
-        y = torch.empty(out.shape, device="cuda", dtype=torch.float16)
-        bound_out = {out.name: (y.data_ptr(), tuple(y.shape), np.dtype(np.float16))}
-        stream = torch.cuda.current_stream().cuda_stream
-        return time_gpu(lambda: engine.run_bound(bound_in, bound_out, stream=stream))
-    finally:
-        engine.close()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="generated.json")
@@ -157,13 +142,6 @@ def main() -> None:
                        kiln_gbs=layer["gb_per_s"], peak_gbs=profile.get("peak_dram_gb_per_s"))
             if row["peak_gbs"]:
                 row["kiln_fraction_of_peak"] = row["kiln_gbs"] / row["peak_gbs"]
-            # The profile times one launch on an idle GPU (its start event waits for the launch to
-            # arrive); timed back to back, as the copy below, the engine's kernel runs as it does
-            # between other layers of a model.
-            row["kiln_back_to_back_ms"] = time_engine(engine_bytes, input_names, shape)
-            row["kiln_back_to_back_gbs"] = layer["bytes"] / row["kiln_back_to_back_ms"] / 1e6
-            if row["peak_gbs"]:
-                row["kiln_back_to_back_fraction_of_peak"] = row["kiln_back_to_back_gbs"] / row["peak_gbs"]
             x = torch.randn(shape, device="cuda", dtype=torch.float16)
             y = torch.empty_like(x)
             row["copy_gbs"] = 2 * x.numel() * 2 / time_gpu(lambda: y.copy_(x)) / 1e6
