@@ -1,5 +1,7 @@
 #include "kiln/builder.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <span>
 
@@ -106,7 +108,8 @@ void allow_tf32(ir::Graph& graph) {
 
 // KILN_CONV_LAYOUT=nchw|nhwc overrides the layout choice of fp16/bf16 convolution regions (for
 // measuring one against the other): nchw keeps every region NCHW, nhwc converts depthwise regions
-// too. Unset: NHWC except regions with depthwise convolutions.
+// too. Unset: NHWC except regions with depthwise convolutions (kChosen), and where the build runs
+// on the GPU, a graph with depthwise convolutions is built both ways and the faster engine kept.
 enum class ConvLayout { kChosen, kNchw, kNhwc };
 ConvLayout conv_layout_override() {
   const char* layout = std::getenv("KILN_CONV_LAYOUT");
@@ -118,8 +121,7 @@ ConvLayout conv_layout_override() {
 }
 
 void lower_for_cuda(ir::Graph& graph, const BuilderConfig& config, const ResolvedConfig& resolved,
-                    BuildExplanation& explanation) {
-  const ConvLayout layout = conv_layout_override();
+                    BuildExplanation& explanation, ConvLayout layout) {
   const bool half = resolved.precision != DType::kFloat32;
   passes::PassManager manager;
   // CUDA's Sum/Mean/Min/Max kernels take exactly two inputs.
@@ -210,15 +212,17 @@ void optimize_graph(ir::Graph& graph, std::vector<passes::PassRecord>* records) 
 
 void optimize_graph(ir::Graph& graph) { optimize_graph(graph, nullptr); }
 
-format::EngineModel build_engine_model(ir::Graph graph, const BuilderConfig& config,
-                                       const std::string& source) {
+namespace {
+
+format::EngineModel build_model_with_layout(ir::Graph graph, const BuilderConfig& config, const std::string& source,
+                                            ConvLayout layout) {
   ResolvedConfig resolved = resolve_config(config);
   const MemoryLimit memory_limit = build_memory_limit(config);
   EmitOptions options;
   options.input_ranges = apply_input_profiles(graph, config);
   BuildExplanation explanation;
   optimize_graph(graph, &explanation.passes);
-  if (resolved.target.backend == "cuda") lower_for_cuda(graph, config, resolved, explanation);
+  if (resolved.target.backend == "cuda") lower_for_cuda(graph, config, resolved, explanation, layout);
   check_static_tensors_fit(graph, memory_limit);
   options.target = resolved.target;
   options.precision = resolved.precision;
@@ -234,16 +238,18 @@ format::EngineModel build_engine_model(ir::Graph graph, const BuilderConfig& con
   return model;
 }
 
-std::vector<uint8_t> build_engine_from_graph(ir::Graph graph, const BuilderConfig& config,
-                                             const std::string& source) {
-  format::EngineModel model = build_engine_model(std::move(graph), config, source);
-  // Cross-compiled engines (cuda_arch) are not run here: their tactics are chosen on their GPU.
-  if (config.target != "cuda" || config.cuda_arch != 0) return format::write_engine(model);
-  // Run it once on the target GPU at the inputs' opt shapes: every layer must have a kernel there
-  // (a missing one surfaces at build time rather than at deployment), and the GEMM/convolution
-  // layers time their candidate algorithms; each winner is recorded in its layer.
-  TacticCache tactics;
-  if (!config.timing_cache.empty()) tactics.load(config.timing_cache);
+bool has_depthwise_conv(const ir::Graph& graph) {
+  for (const ir::Node& node : graph.nodes) {
+    if (node.removed || node.op_type != "Conv" || node.inputs.size() < 2) continue;
+    const Shape& weight = graph.value(node.inputs[1]).shape;
+    if (node.attrs.get_int_or("group", 1) > 1 && weight.size() >= 2 && weight[1] == 1) return true;
+  }
+  return false;
+}
+
+// Runs `model` once on the build's GPU at the inputs' opt shapes, so its GEMM/convolution layers
+// time their candidates (through `tactics`), and records each winner in its layer.
+void tune_on_gpu(format::EngineModel& model, const BuilderConfig& config, TacticCache& tactics) {
   {
     const std::vector<uint8_t> untuned = format::write_engine(model);
     DeviceSpec device;
@@ -260,8 +266,111 @@ std::vector<uint8_t> build_engine_from_graph(ir::Graph graph, const BuilderConfi
     layer.attrs.set("kiln_tactic_key", Attribute::of_string(it->second.first));
     layer.attrs.set("kiln_tactic", Attribute::of_string(it->second.second));
   }
-  if (!config.timing_cache.empty()) tactics.save(config.timing_cache);
-  return format::write_engine(model);
+}
+
+// Milliseconds per call of tuned `model` on the build's GPU at the inputs' opt shapes (zero
+// inputs in device memory, CUDA graphs as deployed, median of 5 runs of 10 calls).
+double time_on_gpu(const format::EngineModel& model, const BuilderConfig& config) {
+  const std::vector<uint8_t> bytes = format::write_engine(model);
+  DeviceSpec device;
+  device.kind = DeviceSpec::Kind::kCuda;
+  device.index = config.device;
+  const Engine engine = Engine::load_bytes(bytes.data(), bytes.size(), device);
+  std::vector<EngineBuffer> buffers;
+  std::vector<NamedTensor> inputs, outputs;
+  for (const format::Binding& binding : model.inputs) {
+    const format::TensorDesc& desc = model.tensors.at(binding.tensor);
+    Shape shape = desc.shape;
+    for (size_t d = 0; d < shape.size(); ++d) {
+      if (shape[d] == kDynamicDim) shape[d] = d < binding.ranges.size() ? binding.ranges[d].opt : 1;
+    }
+    const auto size = static_cast<size_t>(checked_byte_size(shape, desc.dtype, binding.name));
+    buffers.emplace_back(engine, std::max<size_t>(size, 1));
+    const std::vector<uint8_t> zeros(size, 0);
+    if (size > 0) buffers.back().copy_from_host(zeros.data(), size);
+    inputs.push_back(NamedTensor{binding.name, TensorRef{desc.dtype, shape, buffers.back().data()}});
+  }
+  ExecutionContext context = engine.create_context();
+  const std::vector<Shape> shapes = context.output_shapes(inputs);
+  for (size_t o = 0; o < model.outputs.size(); ++o) {
+    const format::Binding& binding = model.outputs[o];
+    const DType dtype = model.tensors.at(binding.tensor).dtype;
+    buffers.emplace_back(engine, std::max<size_t>(static_cast<size_t>(checked_byte_size(shapes[o], dtype, binding.name)), 1));
+    outputs.push_back(NamedTensor{binding.name, TensorRef{dtype, shapes[o], buffers.back().data()}});
+  }
+  for (int i = 0; i < 3; ++i) context.execute(inputs, outputs);
+  synchronize(engine);
+  std::vector<double> samples;
+  for (int sample = 0; sample < 5; ++sample) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < 10; ++i) context.execute(inputs, outputs);
+    synchronize(engine);
+    samples.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() / 10);
+  }
+  std::sort(samples.begin(), samples.end());
+  return samples[samples.size() / 2];
+}
+
+// Adds kiln_build.conv_layout (what was timed and kept) to the engine's metadata.
+void record_layout_choice(format::EngineModel& model, double nchw_ms, double nhwc_ms, bool nhwc) {
+  json::Value metadata = json::parse(model.metadata_json);
+  json::Value choice{json::Object{}};
+  choice.set("depthwise_regions", json::Value(std::string(nhwc ? "nhwc" : "nchw")));
+  choice.set("nchw_ms", json::Value(nchw_ms));
+  choice.set("nhwc_ms", json::Value(nhwc_ms));
+  if (const json::Value* build = metadata.find("kiln_build")) {
+    json::Value updated = *build;
+    updated.set("conv_layout", std::move(choice));
+    metadata.set("kiln_build", std::move(updated));
+  }
+  model.metadata_json = json::serialize(metadata);
+}
+
+}  // namespace
+
+format::EngineModel build_engine_model(ir::Graph graph, const BuilderConfig& config,
+                                       const std::string& source) {
+  return build_model_with_layout(std::move(graph), config, source, conv_layout_override());
+}
+
+std::vector<uint8_t> build_engine_from_graph(ir::Graph graph, const BuilderConfig& config,
+                                             const std::string& source) {
+  // Cross-compiled engines (cuda_arch) are not run here: their tactics are chosen on their GPU.
+  if (config.target != "cuda" || config.cuda_arch != 0) {
+    return format::write_engine(build_engine_model(std::move(graph), config, source));
+  }
+  // Run it once on the target GPU at the inputs' opt shapes: every layer must have a kernel there
+  // (a missing one surfaces at build time rather than at deployment), and the GEMM/convolution
+  // layers time their candidate algorithms; each winner is recorded in its layer.
+  const ConvLayout forced = conv_layout_override();
+  const bool half = config.precision == Precision::kFp16 || config.precision == Precision::kBf16;
+  if (forced != ConvLayout::kChosen || !half || !has_depthwise_conv(graph)) {
+    format::EngineModel model = build_model_with_layout(std::move(graph), config, source, forced);
+    TacticCache tactics;
+    if (!config.timing_cache.empty()) tactics.load(config.timing_cache);
+    tune_on_gpu(model, config, tactics);
+    if (!config.timing_cache.empty()) tactics.save(config.timing_cache);
+    return format::write_engine(model);
+  }
+  // Depthwise convolutions: neither layout wins everywhere (NHWC regions avoid the transposes
+  // around them, NCHW suits cuDNN's and kiln's kernels at some sizes), so build both, time each
+  // engine as deployed and keep the faster.
+  format::EngineModel nchw = build_model_with_layout(graph, config, source, ConvLayout::kChosen);
+  format::EngineModel nhwc = build_model_with_layout(std::move(graph), config, source, ConvLayout::kNhwc);
+  TacticCache nchw_tactics, nhwc_tactics;
+  if (!config.timing_cache.empty()) {
+    nchw_tactics.load(config.timing_cache);
+    nhwc_tactics.load(config.timing_cache);
+  }
+  tune_on_gpu(nchw, config, nchw_tactics);
+  tune_on_gpu(nhwc, config, nhwc_tactics);
+  const double nchw_ms = time_on_gpu(nchw, config);
+  const double nhwc_ms = time_on_gpu(nhwc, config);
+  const bool keep_nhwc = nhwc_ms < nchw_ms;
+  format::EngineModel& kept = keep_nhwc ? nhwc : nchw;
+  record_layout_choice(kept, nchw_ms, nhwc_ms, keep_nhwc);
+  if (!config.timing_cache.empty()) (keep_nhwc ? nhwc_tactics : nchw_tactics).save(config.timing_cache);
+  return format::write_engine(kept);
 }
 
 }  // namespace builder

@@ -7,9 +7,10 @@ Conv tactic beside cuDNN's algorithms, against the CPU backend (the reference).
   the layer must record tactic "kiln_depthwise"; with KILN_DEPTHWISE=off: a cuDNN tactic. Each
   engine runs twice, the second time on other data (prepared state reused).
 - A MobileNet/ConvNeXt-style block (1x1 expand, depthwise 3x3/5x5 s2/7x7 with a fused residual and
-  Relu, odd channel counts), fp16 and bf16 engines, NCHW (the builder's default around depthwise
-  convolutions) and NHWC (KILN_CONV_LAYOUT=nhwc), tactics chosen by the build's timing: results
-  against the CPU, and the tactic each depthwise layer recorded is printed (timing decides which).
+  Relu, odd channel counts), fp16 and bf16 engines, with the layout of its depthwise regions timed
+  by the build (both engines built and timed, the faster kept and recorded in the metadata) and
+  forced NHWC (KILN_CONV_LAYOUT=nhwc), tactics chosen by the build's timing: results against the
+  CPU, and the tactic each depthwise layer recorded is printed (timing decides which).
 - A recorded kiln_depthwise tactic under KILN_DEPTHWISE=off at load falls back to cuDNN; a bad
   KILN_DEPTHWISE value is an error naming the variable.
 
@@ -222,14 +223,26 @@ def _block_model():
 
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
-@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("layout", ["timed", "nhwc"])
 def test_block_matches_cpu_and_records_tactics(layout, precision, tmp_path, monkeypatch):
+    # "timed": the build times the engine with depthwise regions in NCHW and in NHWC and keeps the
+    # faster (recorded in the metadata); "nhwc": KILN_CONV_LAYOUT forces NHWC and nothing is timed.
     if layout == "nhwc":
-        monkeypatch.setenv("KILN_CONV_LAYOUT", "nhwc")  # depthwise regions stay NCHW unless forced
+        monkeypatch.setenv("KILN_CONV_LAYOUT", "nhwc")
+    else:
+        monkeypatch.delenv("KILN_CONV_LAYOUT", raising=False)
     model, feeds = _block_model()
     cpu = kiln.Engine(kiln.build_onnx(model, target="cpu"))
     engine_bytes = kiln.build_onnx(model, target="cuda", precision=precision)
     engine = kiln.Engine(engine_bytes)
+    choice = engine.metadata["kiln_build"].get("conv_layout")
+    if layout == "timed":
+        assert choice and choice["nchw_ms"] > 0 and choice["nhwc_ms"] > 0, engine.metadata["kiln_build"]
+        assert choice["depthwise_regions"] == ("nhwc" if choice["nhwc_ms"] < choice["nchw_ms"] else "nchw"), choice
+        print(f"timed layout {precision}: {choice}")
+        layout = choice["depthwise_regions"]
+    else:
+        assert choice is None, choice
     tolerance = "float16" if precision == "fp16" else "bf16"
     for run_feeds in [feeds, _other_feeds(feeds, 5)]:
         want = cpu.run(run_feeds)
