@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <optional>
 #include <span>
 
 #include "base/checked_math.hpp"
@@ -311,13 +312,18 @@ double time_on_gpu(const format::EngineModel& model, const BuilderConfig& config
   return samples[samples.size() / 2];
 }
 
-// Adds kiln_build.conv_layout (what was timed and kept) to the engine's metadata.
-void record_layout_choice(format::EngineModel& model, double nchw_ms, double nhwc_ms, bool nhwc) {
+// Adds kiln_build.conv_layout (what was timed and kept, or why NHWC was not) to the engine's metadata.
+void record_layout_choice(format::EngineModel& model, double nchw_ms, double nhwc_ms, bool nhwc,
+                          const std::string& nhwc_error) {
   json::Value metadata = json::parse(model.metadata_json);
   json::Value choice{json::Object{}};
   choice.set("depthwise_regions", json::Value(std::string(nhwc ? "nhwc" : "nchw")));
   choice.set("nchw_ms", json::Value(nchw_ms));
-  choice.set("nhwc_ms", json::Value(nhwc_ms));
+  if (nhwc_error.empty()) {
+    choice.set("nhwc_ms", json::Value(nhwc_ms));
+  } else {
+    choice.set("nhwc_error", json::Value(nhwc_error));
+  }
   if (const json::Value* build = metadata.find("kiln_build")) {
     json::Value updated = *build;
     updated.set("conv_layout", std::move(choice));
@@ -355,20 +361,30 @@ std::vector<uint8_t> build_engine_from_graph(ir::Graph graph, const BuilderConfi
   // Depthwise convolutions: neither layout wins everywhere (NHWC regions avoid the transposes
   // around them, NCHW suits cuDNN's and kiln's kernels at some sizes), so build both, time each
   // engine as deployed and keep the faster.
-  format::EngineModel nchw = build_model_with_layout(graph, config, source, ConvLayout::kChosen);
-  format::EngineModel nhwc = build_model_with_layout(std::move(graph), config, source, ConvLayout::kNhwc);
   TacticCache nchw_tactics, nhwc_tactics;
   if (!config.timing_cache.empty()) {
     nchw_tactics.load(config.timing_cache);
     nhwc_tactics.load(config.timing_cache);
   }
+  format::EngineModel nchw = build_model_with_layout(graph, config, source, ConvLayout::kChosen);
   tune_on_gpu(nchw, config, nchw_tactics);
-  tune_on_gpu(nhwc, config, nhwc_tactics);
   const double nchw_ms = time_on_gpu(nchw, config);
-  const double nhwc_ms = time_on_gpu(nhwc, config);
-  const bool keep_nhwc = nhwc_ms < nchw_ms;
-  format::EngineModel& kept = keep_nhwc ? nhwc : nchw;
-  record_layout_choice(kept, nchw_ms, nhwc_ms, keep_nhwc);
+  // The NHWC variant is only a candidate: if it cannot be built or run, the NCHW engine stands
+  // (and the metadata says why).
+  std::optional<format::EngineModel> nhwc;
+  double nhwc_ms = 0.0;
+  std::string nhwc_error;
+  try {
+    nhwc = build_model_with_layout(std::move(graph), config, source, ConvLayout::kNhwc);
+    tune_on_gpu(*nhwc, config, nhwc_tactics);
+    nhwc_ms = time_on_gpu(*nhwc, config);
+  } catch (const Error& e) {
+    nhwc.reset();
+    nhwc_error = e.what();
+  }
+  const bool keep_nhwc = nhwc && nhwc_ms < nchw_ms;
+  format::EngineModel& kept = keep_nhwc ? *nhwc : nchw;
+  record_layout_choice(kept, nchw_ms, nhwc_ms, keep_nhwc, nhwc_error);
   if (!config.timing_cache.empty()) (keep_nhwc ? nhwc_tactics : nchw_tactics).save(config.timing_cache);
   return format::write_engine(kept);
 }
