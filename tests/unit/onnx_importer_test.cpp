@@ -1,6 +1,7 @@
 #include "frontend/onnx/onnx_importer.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -461,7 +462,26 @@ class OnnxImporterExternalData : public ::testing::Test {
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_ / "weights");
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void TearDown() override {
+    std::filesystem::remove_all(dir_);
+    std::filesystem::remove_all(outside_dir());
+  }
+
+  // A folder beside the model's folder, for files a model must not reach.
+  std::filesystem::path outside_dir() const { return dir_.string() + "_outside"; }
+
+  // 64 bytes: 4 floats of padding, then W's 12 values 0, 0.5, ..., 5.5 (offset 16, length 48).
+  static std::vector<uint8_t> weight_file_bytes() {
+    std::vector<float> values(16, -1.0f);
+    for (int i = 0; i < 12; ++i) values[static_cast<size_t>(4 + i)] = static_cast<float>(i) * 0.5f;
+    return to_bytes(values);
+  }
+
+  // Imports small_model() with W at `location`; returns W's values.
+  std::vector<float> import_weights(const std::string& location) {
+    const ir::Graph g = import_model_file(write_model(external_model(location)));
+    return constant_values<float>(g, find_value(g, "W"));
+  }
 
   void write_file(const std::filesystem::path& path, const std::vector<uint8_t>& bytes) {
     std::ofstream out(path, std::ios::binary);
@@ -522,6 +542,118 @@ TEST_F(OnnxImporterExternalData, BadReferencesAreRejectedWithNamedErrors) {
   // From bytes without a base directory, external data cannot be located.
   expect_error([&] { import_spec(external_model("weights/short.bin")); },
                ErrorCode::kInvalidArgument, {"tensor 'W'", "base directory"});
+}
+
+// A symbolic link inside the model's folder must not lead the importer to a file outside it (an
+// engine was once built whose weights were /etc/passwd).
+TEST_F(OnnxImporterExternalData, SymlinkToAFileOutsideTheFolderIsRefused) {
+  std::filesystem::create_directories(outside_dir());
+  write_file(outside_dir() / "w.bin", weight_file_bytes());
+  std::filesystem::create_symlink(outside_dir() / "w.bin", dir_ / "weights" / "abs.bin");
+  std::filesystem::create_symlink("../../" + outside_dir().filename().string() + "/w.bin",
+                                  dir_ / "weights" / "rel.bin");
+  std::filesystem::create_symlink("/etc/passwd", dir_ / "weights" / "passwd.bin");
+  for (const std::string location : {"weights/abs.bin", "weights/rel.bin", "weights/passwd.bin"}) {
+    expect_error([&] { import_weights(location); }, ErrorCode::kCorruptFile,
+                 {"tensor 'W'", "'" + location + "'", "leads outside the model's folder"});
+  }
+}
+
+TEST_F(OnnxImporterExternalData, SymlinkChainLeavingTheFolderIsRefused) {
+  std::filesystem::create_directories(outside_dir());
+  write_file(outside_dir() / "w.bin", weight_file_bytes());
+  // first -> second (inside) -> third (inside) -> the file outside
+  std::filesystem::create_symlink("second.bin", dir_ / "weights" / "first.bin");
+  std::filesystem::create_symlink("../third.bin", dir_ / "weights" / "second.bin");
+  std::filesystem::create_symlink(outside_dir() / "w.bin", dir_ / "third.bin");
+  expect_error([&] { import_weights("weights/first.bin"); }, ErrorCode::kCorruptFile,
+               {"'weights/first.bin'", "leads outside the model's folder"});
+}
+
+TEST_F(OnnxImporterExternalData, SymlinkedSubfolderPointingOutsideIsRefused) {
+  std::filesystem::create_directories(outside_dir() / "weights");
+  write_file(outside_dir() / "weights" / "w.bin", weight_file_bytes());
+  std::filesystem::create_directory_symlink(outside_dir() / "weights", dir_ / "shared");
+  expect_error([&] { import_weights("shared/w.bin"); }, ErrorCode::kCorruptFile,
+               {"'shared/w.bin'", "leads outside the model's folder"});
+  // A missing file behind the link says the same, so errors cannot probe what exists outside.
+  expect_error([&] { import_weights("shared/missing.bin"); }, ErrorCode::kCorruptFile,
+               {"'shared/missing.bin'", "leads outside the model's folder"});
+  std::filesystem::create_symlink(outside_dir() / "missing.bin", dir_ / "dangling.bin");
+  expect_error([&] { import_weights("dangling.bin"); }, ErrorCode::kCorruptFile,
+               {"'dangling.bin'", "leads outside the model's folder"});
+}
+
+TEST_F(OnnxImporterExternalData, DevicesFifosAndDirectoriesAreRefused) {
+  // /dev/zero through a link leaves the folder.
+  std::filesystem::create_symlink("/dev/zero", dir_ / "weights" / "zero.bin");
+  expect_error([&] { import_weights("weights/zero.bin"); }, ErrorCode::kCorruptFile,
+               {"'weights/zero.bin'", "leads outside the model's folder"});
+  // A device inside the model's folder (here the folder is /dev) is not a regular file.
+  ModelSpec from_dev = external_model("zero");
+  expect_error([&] { import_spec(from_dev, "/dev"); }, ErrorCode::kCorruptFile,
+               {"tensor 'W'", "/dev/zero", "is a character device, not a regular file"});
+  // A FIFO would block a reader forever.
+  ASSERT_EQ(::mkfifo((dir_ / "weights" / "fifo.bin").c_str(), 0600), 0);
+  expect_error([&] { import_weights("weights/fifo.bin"); }, ErrorCode::kCorruptFile,
+               {"weights/fifo.bin", "is a FIFO, not a regular file"});
+  expect_error([&] { import_weights("weights"); }, ErrorCode::kCorruptFile,
+               {"weights", "is a directory, not a regular file"});
+  std::filesystem::create_directory_symlink(dir_ / "weights", dir_ / "weights_link");
+  expect_error([&] { import_weights("weights_link"); }, ErrorCode::kCorruptFile,
+               {"weights_link", "is a directory, not a regular file"});
+}
+
+TEST_F(OnnxImporterExternalData, SymlinkLoopsAndMissingTargetsInsideAreNamed) {
+  std::filesystem::create_symlink("b.bin", dir_ / "a.bin");
+  std::filesystem::create_symlink("a.bin", dir_ / "b.bin");
+  expect_error([&] { import_weights("a.bin"); }, ErrorCode::kCorruptFile,
+               {"'a.bin'", "more than 40 symbolic links"});
+  std::filesystem::create_symlink("weights/nothing.bin", dir_ / "dangling.bin");
+  expect_error([&] { import_weights("dangling.bin"); }, ErrorCode::kNotFound,
+               {"dangling.bin", "does not exist"});
+  expect_error([&] { import_weights("weights/nothing/w.bin"); }, ErrorCode::kNotFound,
+               {"weights/nothing/w.bin", "does not exist"});
+}
+
+TEST_F(OnnxImporterExternalData, SymlinksThatStayInsideTheFolderAreFollowed) {
+  write_file(dir_ / "weights" / "w.bin", weight_file_bytes());
+  std::filesystem::create_symlink("weights/w.bin", dir_ / "relative.bin");
+  std::filesystem::create_symlink(dir_ / "weights" / "w.bin", dir_ / "absolute.bin");
+  // Leaves through '..' and comes back in by the folder's own name.
+  std::filesystem::create_symlink("../../" + dir_.filename().string() + "/weights/w.bin",
+                                  dir_ / "weights" / "around.bin");
+  std::filesystem::create_symlink("relative.bin", dir_ / "chain.bin");
+  std::filesystem::create_directory_symlink("weights", dir_ / "alias");
+  for (const std::string location :
+       {"relative.bin", "absolute.bin", "weights/around.bin", "chain.bin", "alias/w.bin"}) {
+    const std::vector<float> w = import_weights(location);
+    ASSERT_EQ(w.size(), 12u) << location;
+    EXPECT_EQ(w[11], 5.5f) << location;
+  }
+  // The model's folder itself may be reached through a link.
+  const std::filesystem::path linked_folder = dir_.string() + "_link";
+  std::filesystem::create_directory_symlink(dir_, linked_folder);
+  write_file(linked_folder / "model.onnx", external_model("chain.bin").encode());
+  const ir::Graph g = import_model_file((linked_folder / "model.onnx").string());
+  std::filesystem::remove(linked_folder);
+  EXPECT_EQ(constant_values<float>(g, find_value(g, "W")).size(), 12u);
+}
+
+// Hard links are kept (docs/security.md: they cannot reach files the user could not already
+// read, and package caches share weights through them).
+TEST_F(OnnxImporterExternalData, HardLinkedFilesAreRead) {
+  write_file(dir_ / "weights" / "w.bin", weight_file_bytes());
+  std::filesystem::create_hard_link(dir_ / "weights" / "w.bin", dir_ / "hard.bin");
+  ASSERT_EQ(std::filesystem::hard_link_count(dir_ / "hard.bin"), 2u);
+  EXPECT_EQ(import_weights("hard.bin").size(), 12u);
+}
+
+TEST_F(OnnxImporterExternalData, LocationWithANulByteIsRefused) {
+  // The C library would have opened "weights/w.bin" and ignored the rest.
+  write_file(dir_ / "weights" / "w.bin", weight_file_bytes());
+  expect_error([&] { import_weights(std::string("weights/w.bin\0.hidden", 21)); },
+               ErrorCode::kCorruptFile, {"tensor 'W'", "NUL byte"});
 }
 
 TEST(OnnxImporter, MissingModelFileIsNotFound) {
