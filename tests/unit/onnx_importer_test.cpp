@@ -703,6 +703,91 @@ TEST(OnnxImporter, UnsupportedAttributeTypesAreReported) {
                {"1 unsupported node:", "node 'Relu_2'", "op 'Relu'", "attribute 'body'", "GRAPH"});
 }
 
+// ---- graphs the importer must refuse as malformed (the ONNX checker refuses most of them) -----
+
+TEST(OnnxImporterMalformedGraph, GraphInputListedTwiceIsCorrupt) {
+  ModelSpec m = small_model();
+  m.graph.inputs.push_back(m.graph.inputs[0]);
+  expect_error([&] { import_spec(m); }, ErrorCode::kCorruptFile,
+               {"test.onnx", "graph input 'x' is listed twice"});
+  // Also when the input names an initializer (whose repeats were skipped silently).
+  ModelSpec with_default = small_model();
+  with_default.graph.inputs.push_back({"W", kOnnxFloat, true, {3, 4}});
+  with_default.graph.inputs.push_back({"W", kOnnxFloat, true, {3, 4}});
+  expect_error([&] { import_spec(with_default); }, ErrorCode::kCorruptFile,
+               {"test.onnx", "graph input 'W' is listed twice"});
+}
+
+TEST(OnnxImporterMalformedGraph, GraphWithoutOutputsIsCorrupt) {
+  ModelSpec m = small_model();
+  m.graph.outputs.clear();
+  expect_error([&] { import_spec(m); }, ErrorCode::kCorruptFile,
+               {"test.onnx", "the graph declares no outputs"});
+}
+
+TEST(OnnxImporterMalformedGraph, GraphOutputListedTwiceIsCorrupt) {
+  ModelSpec m = small_model();
+  m.graph.outputs.push_back(m.graph.outputs[0]);
+  expect_error([&] { import_spec(m); }, ErrorCode::kCorruptFile,
+               {"test.onnx", "graph output 'y' is listed twice"});
+}
+
+TEST(OnnxImporterMalformedGraph, AttributeGivenTwiceIsCorrupt) {
+  ModelSpec m = small_model();
+  m.graph.nodes[2] = {"LeakyRelu", {"sum"}, {"y"},
+                      "leaky",     "",      {attr_float("alpha", 0.1f), attr_float("alpha", 0.2f)}};
+  expect_error([&] { import_spec(m); }, ErrorCode::kCorruptFile,
+               {"test.onnx", "node 'leaky' (op 'LeakyRelu')", "attribute 'alpha' appears twice"});
+  // A Constant node, a node inside a model-local function and a call of one are checked too.
+  ModelSpec constant = small_model();
+  constant.graph.nodes.push_back({"Constant",
+                                  {},
+                                  {"c"},
+                                  "const",
+                                  "",
+                                  {attr_float("value_float", 1), attr_float("value_float", 2)}});
+  expect_error([&] { import_spec(constant); }, ErrorCode::kCorruptFile,
+               {"node 'const' (op 'Constant')", "attribute 'value_float' appears twice"});
+  FunctionSpec fn;
+  fn.name = "Leaky";
+  fn.domain = "com.local";
+  fn.inputs = {"X"};
+  fn.outputs = {"Y"};
+  fn.attributes = {"slope"};
+  fn.opsets = {{"", 17}};
+  fn.nodes = {{"LeakyRelu", {"X"}, {"Y"}, "inner", "", {attr_float("alpha", 0.1f)}}};
+  ModelSpec call = small_model();
+  call.opsets.push_back({"com.local", 1});
+  call.graph.nodes[2] = {"Leaky", {"sum"},     {"y"},
+                         "call",  "com.local", {attr_float("slope", 1), attr_float("slope", 2)}};
+  call.functions = {fn};
+  expect_error([&] { import_spec(call); }, ErrorCode::kCorruptFile,
+               {"node 'call' (op 'Leaky')", "attribute 'slope' appears twice"});
+  call.graph.nodes[2].attributes.pop_back();
+  call.functions[0].nodes[0].attributes.push_back(attr_float("alpha", 0.3f));
+  expect_error([&] { import_spec(call); }, ErrorCode::kCorruptFile,
+               {"node 'call/inner' (op 'LeakyRelu')", "attribute 'alpha' appears twice"});
+}
+
+TEST(OnnxImporterMalformedGraph, ValueDefinedTwiceIsCorrupt) {
+  ModelSpec two_producers = small_model();
+  two_producers.graph.nodes.push_back({"Relu", {"sum"}, {"y"}, "again", "", {}});
+  expect_error([&] { import_spec(two_producers); }, ErrorCode::kCorruptFile,
+               {"test.onnx", "value 'y' is produced twice", "node 'again'"});
+  ModelSpec over_input = small_model();
+  over_input.graph.nodes.push_back({"Relu", {"sum"}, {"x"}, "shadow", "", {}});
+  expect_error([&] { import_spec(over_input); }, ErrorCode::kCorruptFile,
+               {"value 'x' is produced twice", "node 'shadow'"});
+  ModelSpec over_initializer = small_model();
+  over_initializer.graph.nodes.push_back({"Relu", {"sum"}, {"W"}, "shadow", "", {}});
+  expect_error([&] { import_spec(over_initializer); }, ErrorCode::kCorruptFile,
+               {"value 'W' is produced twice", "node 'shadow'"});
+  ModelSpec initializer_twice = small_model();
+  initializer_twice.graph.initializers.push_back(initializer_twice.graph.initializers[0]);
+  expect_error([&] { import_spec(initializer_twice); }, ErrorCode::kCorruptFile,
+               {"value 'W' is defined twice"});
+}
+
 TEST(OnnxImporter, AttributeReferenceOutsideAFunctionIsCorrupt) {
   ModelSpec m = small_model();
   m.graph.nodes[2].attributes.push_back(attr_ref("alpha", AttributeSpec::kFloat, "outer"));
