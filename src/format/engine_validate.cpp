@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "base/error.hpp"
+#include "base/json.hpp"
 #include "format/cubin_image.hpp"
 #include "format/engine_schema.hpp"
 
@@ -71,6 +72,7 @@ class Validator {
     for (size_t i = 0; i < m_.layers.size(); ++i) check_layer(i);
     check_memory_plan();
     for (size_t i = 0; i < m_.plugins.size(); ++i) check_plugin(i);
+    check_metadata();
   }
 
  private:
@@ -340,6 +342,22 @@ class Validator {
         fail(label, ": the cubin (", module.cubin.size(), " bytes) is not a CUDA ELF image: ",
              problem);
       }
+    }
+  }
+
+  // Strict UTF-8 JSON holding an object, so every API can hand it out as text and callers can
+  // decode it (Python's json.loads) without an error of their own.
+  void check_metadata() const {
+    json::ParseOptions options;
+    options.source = "section 'metadata'";
+    json::Value metadata;
+    try {
+      metadata = json::parse(m_.metadata_json, options);
+    } catch (const Error& e) {
+      kiln::fail(code_, context_, ": ", e.what());
+    }
+    if (!metadata.is_object()) {
+      fail("section 'metadata': expected a JSON object, got ", json::type_name(metadata.type()));
     }
   }
 
