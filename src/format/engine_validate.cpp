@@ -150,12 +150,25 @@ class Validator {
          allow_absent ? ", or -1 for absent" : "", ")");
   }
 
+  // The C API hands binding names out as C strings: a NUL would cut a name short (and could make
+  // two bindings look alike), so the file is refused; the message shows the NUL as "\0".
+  void check_binding_name(const std::string& name, std::string_view kind, size_t index) const {
+    const size_t nul = name.find('\0');
+    if (nul == std::string::npos) return;
+    std::string shown = name;
+    for (size_t at = nul; at != std::string::npos; at = shown.find('\0', at)) {
+      shown.replace(at, 1, "\\0");
+    }
+    fail(kind, index, " '", shown, "': the name contains a NUL byte");
+  }
+
   void check_bindings() const {
     std::set<std::string_view> names;
     std::vector<int> input_bindings(m_.tensors.size(), 0);
     std::vector<int> output_bindings(m_.tensors.size(), 0);
     for (size_t b = 0; b < m_.inputs.size(); ++b) {
       const Binding& binding = m_.inputs[b];
+      check_binding_name(binding.name, "input binding ", b);
       const std::string label = detail::concat("input binding ", b, " '", binding.name, "'");
       if (binding.name.empty()) fail(label, ": empty name");
       if (!names.insert(binding.name).second) fail(label, ": duplicate input name");
@@ -185,6 +198,7 @@ class Validator {
     names.clear();
     for (size_t b = 0; b < m_.outputs.size(); ++b) {
       const Binding& binding = m_.outputs[b];
+      check_binding_name(binding.name, "output binding ", b);
       const std::string label = detail::concat("output binding ", b, " '", binding.name, "'");
       if (binding.name.empty()) fail(label, ": empty name");
       if (!names.insert(binding.name).second) fail(label, ": duplicate output name");

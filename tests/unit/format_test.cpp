@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -584,6 +585,32 @@ TEST(FormatTestRoundTrip, NonAsciiMetadataAndAbsentSectionAreAccepted) {
                             : s::kSectionAlignment});
   }
   EXPECT_EQ(read(assemble_engine({}, "kiln test", 0, sections)).metadata_json, "{}");
+}
+
+// The C API hands binding names out as C strings: a NUL would cut them short.
+TEST(FormatTestVerifier, RejectsBindingNamesWithANulByte) {
+  for (const bool input : {true, false}) {
+    EngineModel model = make_small_model();
+    std::string& name = input ? model.inputs[0].name : model.outputs[0].name;
+    name = "bind#name";
+    Bytes file = write_engine(model);
+    const std::string needle = "bind#name";
+    const auto at = std::search(file.begin(), file.end(), needle.begin(), needle.end());
+    ASSERT_NE(at, file.end());
+    *(at + 4) = 0;
+    restamp_checksum(file);
+    expect_corrupt(file,
+                   {input ? "input binding 0 'bind\\0name'" : "output binding 0 'bind\\0name'",
+                    "contains a NUL byte"});
+    name = std::string("bind\0name", 9);
+    try {
+      write_engine(model);
+      ADD_FAILURE() << "the writer accepted a binding name with a NUL";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
+      EXPECT_NE(std::string(e.what()).find("contains a NUL byte"), std::string::npos) << e.what();
+    }
+  }
 }
 
 }  // namespace

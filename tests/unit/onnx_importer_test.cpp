@@ -718,6 +718,20 @@ TEST(OnnxImporterMalformedGraph, GraphInputListedTwiceIsCorrupt) {
                {"test.onnx", "graph input 'W' is listed twice"});
 }
 
+TEST(OnnxImporterMalformedGraph, BindingNamesWithANulByteAreCorrupt) {
+  // Graph inputs and outputs name the engine's bindings, C strings in the C API.
+  ModelSpec in = small_model();
+  in.graph.inputs[0].name = std::string("x\0y", 3);
+  in.graph.nodes[0].inputs[0] = in.graph.inputs[0].name;
+  expect_error([&] { import_spec(in); }, ErrorCode::kCorruptFile,
+               {"test.onnx", "graph input 'x\\0y': the name contains a NUL byte"});
+  ModelSpec out = small_model();
+  out.graph.outputs[0].name = std::string("y\0\0z", 4);
+  out.graph.nodes[2].outputs[0] = out.graph.outputs[0].name;
+  expect_error([&] { import_spec(out); }, ErrorCode::kCorruptFile,
+               {"test.onnx", "graph output 'y\\0\\0z': the name contains a NUL byte"});
+}
+
 TEST(OnnxImporterMalformedGraph, GraphWithoutOutputsIsCorrupt) {
   ModelSpec m = small_model();
   m.graph.outputs.clear();

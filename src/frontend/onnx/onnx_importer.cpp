@@ -160,6 +160,17 @@ class Importer {
     }
   }
 
+  // Graph inputs and outputs become the engine's bindings, which the C API names with C strings:
+  // a NUL would cut a name short, so it is refused (shown as "\0").
+  void check_binding_name(const std::string& name, std::string_view what) const {
+    if (name.find('\0') == std::string::npos) return;
+    std::string shown = name;
+    for (size_t at = shown.find('\0'); at != std::string::npos; at = shown.find('\0', at)) {
+      shown.replace(at, 1, "\\0");
+    }
+    fail_corrupt(what, " '", shown, "': the name contains a NUL byte");
+  }
+
   void add_graph_inputs() {
     std::unordered_set<std::string_view> listed;
     for (const proto::ValueInfo& info : graph_proto_.inputs) {
@@ -167,6 +178,7 @@ class Importer {
       if (!listed.insert(info.name).second) {
         fail_corrupt("graph input '", info.name, "' is listed twice; input names must be unique");
       }
+      check_binding_name(info.name, "graph input");
       // Inputs that name an initializer are its (overridable) default: kiln treats them as
       // constants and does not bind them.
       if (ids_.count(info.name)) continue;
@@ -438,6 +450,7 @@ class Importer {
         fail_corrupt("graph output '", info.name,
                      "' is listed twice; output names must be unique (they name the bindings)");
       }
+      check_binding_name(info.name, "graph output");
       auto it = ids_.find(info.name);
       if (it == ids_.end()) {
         fail_corrupt("graph output '", info.name,

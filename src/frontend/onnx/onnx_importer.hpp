@@ -24,8 +24,8 @@ struct ImportOptions {
 // (latest opset), in topological order. Intermediate shapes are left for shape inference.
 // Throws kiln::Error:
 //   kCorruptFile   - bytes that are not a valid ModelProto (naming the source and what broke),
-//                    and malformed graphs: a graph input or output listed twice, no graph
-//                    outputs, an attribute given twice on a node, a value defined twice, a cycle,
+//                    and malformed graphs: a graph input or output listed twice or named with a
+//                    NUL byte, no graph outputs, an attribute given twice on a node, a value defined twice, a cycle,
 //                    a read of a value nothing produces; external data that leaves the model's
 //                    folder or is not a regular file;
 //   kUnsupported   - ai.onnx opset outside 13..21, or ops/attributes kiln does not support: ONE
