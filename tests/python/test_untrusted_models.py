@@ -116,6 +116,16 @@ def test_graph_without_outputs_is_refused():
         kiln.build_onnx(model)
 
 
+def test_input_name_with_a_nul_is_refused():
+    # The C API would have handed the binding out as "x", silently cut at the NUL.
+    model = matmul_model()
+    model.graph.input[0].name = "x\0y"
+    model.graph.node[0].input[0] = "x\0y"
+    with pytest.raises(kiln.CorruptFileError) as info:
+        kiln.build_onnx(model)
+    assert "graph input 'x\\0y': the name contains a NUL byte" in str(info.value), info.value
+
+
 def test_duplicate_attributes_are_refused():
     model = matmul_model()
     model.graph.node.append(helper.make_node("LeakyRelu", ["y"], ["z"], name="leaky", alpha=0.1))
