@@ -19,7 +19,8 @@ std::vector<uint8_t> write_engine(const EngineModel& model);
 // Parses and verifies engine bytes. `bytes` is kept alive by the returned model (weights are not
 // copied). `source` names the origin (a path, or "<bytes>") in every error message.
 // Throws kiln::Error:
-//   kCorruptFile  - not an engine, truncated, checksum mismatch, any out-of-bounds or invalid field;
+//   kCorruptFile  - not an engine, truncated, checksum mismatch, any out-of-bounds or invalid field,
+//                   metadata that is not a strict UTF-8 JSON object (naming section 'metadata');
 //   kIncompatible - a major format version this reader does not know ("engine format 2.0 is newer
 //                   than this runtime's 1.0: rebuild the engine or update kiln").
 EngineModel read_engine(std::shared_ptr<const std::vector<uint8_t>> bytes, const std::string& source);

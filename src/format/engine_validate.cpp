@@ -8,6 +8,7 @@
 
 #include "base/checked_math.hpp"
 #include "base/error.hpp"
+#include "base/json.hpp"
 #include "format/cubin_image.hpp"
 #include "format/engine_schema.hpp"
 
@@ -67,6 +68,7 @@ class Validator {
     for (size_t i = 0; i < m_.layers.size(); ++i) check_layer(i);
     check_memory_plan();
     for (size_t i = 0; i < m_.plugins.size(); ++i) check_plugin(i);
+    check_metadata();
   }
 
  private:
@@ -151,12 +153,25 @@ class Validator {
          allow_absent ? ", or -1 for absent" : "", ")");
   }
 
+  // The C API hands binding names out as C strings: a NUL would cut a name short (and could make
+  // two bindings look alike), so the file is refused; the message shows the NUL as "\0".
+  void check_binding_name(const std::string& name, std::string_view kind, size_t index) const {
+    const size_t nul = name.find('\0');
+    if (nul == std::string::npos) return;
+    std::string shown = name;
+    for (size_t at = nul; at != std::string::npos; at = shown.find('\0', at)) {
+      shown.replace(at, 1, "\\0");
+    }
+    fail(kind, index, " '", shown, "': the name contains a NUL byte");
+  }
+
   void check_bindings() const {
     std::set<std::string_view> names;
     std::vector<int> input_bindings(m_.tensors.size(), 0);
     std::vector<int> output_bindings(m_.tensors.size(), 0);
     for (size_t b = 0; b < m_.inputs.size(); ++b) {
       const Binding& binding = m_.inputs[b];
+      check_binding_name(binding.name, "input binding ", b);
       const std::string label = detail::concat("input binding ", b, " '", binding.name, "'");
       if (binding.name.empty()) fail(label, ": empty name");
       if (!names.insert(binding.name).second) fail(label, ": duplicate input name");
@@ -192,6 +207,7 @@ class Validator {
     names.clear();
     for (size_t b = 0; b < m_.outputs.size(); ++b) {
       const Binding& binding = m_.outputs[b];
+      check_binding_name(binding.name, "output binding ", b);
       const std::string label = detail::concat("output binding ", b, " '", binding.name, "'");
       if (binding.name.empty()) fail(label, ": empty name");
       if (!names.insert(binding.name).second) fail(label, ": duplicate output name");
@@ -349,6 +365,22 @@ class Validator {
         fail(label, ": the cubin (", module.cubin.size(), " bytes) is not a CUDA ELF image: ",
              problem);
       }
+    }
+  }
+
+  // Strict UTF-8 JSON holding an object, so every API can hand it out as text and callers can
+  // decode it (Python's json.loads) without an error of their own.
+  void check_metadata() const {
+    json::ParseOptions options;
+    options.source = "section 'metadata'";
+    json::Value metadata;
+    try {
+      metadata = json::parse(m_.metadata_json, options);
+    } catch (const Error& e) {
+      kiln::fail(code_, context_, ": ", e.what());
+    }
+    if (!metadata.is_object()) {
+      fail("section 'metadata': expected a JSON object, got ", json::type_name(metadata.type()));
     }
   }
 

@@ -37,10 +37,17 @@ void infer_conv(InferContext& ctx) {
   const int64_t in_channels = x[1];
   const int64_t w_channels = w[1];
   const int64_t out_channels = w[0];
-  if (in_channels != kDynamicDim && w_channels != kDynamicDim &&
-      in_channels != w_channels * group) {
-    ctx.fail("X has ", in_channels, " channels but W expects ", w_channels, " x group ", group,
-             " = ", w_channels * group);
+  if (in_channels != kDynamicDim && w_channels != kDynamicDim) {
+    // Checked: hostile dims can make the product overflow (and a wrapped product could even match).
+    int64_t expected_channels = 0;
+    if (__builtin_mul_overflow(w_channels, group, &expected_channels)) {
+      ctx.fail("X has ", in_channels, " channels but W expects ", w_channels, " x group ", group,
+               ", which overflows int64");
+    }
+    if (in_channels != expected_channels) {
+      ctx.fail("X has ", in_channels, " channels but W expects ", w_channels, " x group ", group,
+               " = ", expected_channels);
+    }
   }
   if (out_channels != kDynamicDim && out_channels % group != 0) {
     ctx.fail("W has ", out_channels, " output channels, not divisible by group ", group);

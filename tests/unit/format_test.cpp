@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -531,6 +532,85 @@ TEST(FormatTestVerifier, RejectsBadLayersBindingsAndPlan) {
     no_layers = assemble_engine({}, "kiln test", 0, sections);
   }
   expect_corrupt(no_layers, {"required section 'layers'"});
+}
+
+// Python's Engine.metadata raised UnicodeDecodeError / JSONDecodeError on engines whose metadata
+// section was mutated behind a valid checksum: the verifier now requires a UTF-8 JSON object.
+TEST(FormatTestVerifier, RejectsMetadataThatIsNotAUtf8JsonObject) {
+  const Bytes file = write_engine(make_small_model());
+  const std::vector<std::pair<std::string, const char*>> cases = {
+      {std::string("{\"a\": \"\xff\"}"), "invalid UTF-8"},
+      {std::string("{\"a\": \"\xc0\xaf\"}"), "UTF-8"},      // overlong '/'
+      {std::string("{\"a\": \"\xed\xa0\x80\"}"), "UTF-8"},  // an encoded surrogate
+      {std::string("{\"\xe2\x82\": 1}"), "UTF-8"},          // truncated sequence in a key
+      {std::string("{\"a\": 1"), "line 1"},
+      {std::string("{} {}"), "line 1"},
+      {std::string("{}\0", 3), "line 1"},  // C strings would end at the NUL
+      {std::string("{\"a\": \"x\ty\"}"), "control character"},
+      {std::string(""), "line 1"},
+      {std::string("[1, 2]"), "expected a JSON object, got array"},
+      {std::string("\"text\""), "expected a JSON object, got string"},
+  };
+  for (const auto& [metadata, needle] : cases) {
+    SCOPED_TRACE(metadata);
+    const auto* bytes = reinterpret_cast<const uint8_t*>(metadata.data());
+    const Bytes bad = with_section(file, s::SectionId::kMetadata,
+                                   std::span<const uint8_t>(bytes, metadata.size()));
+    expect_corrupt(bad, {"test.engine: section 'metadata'", needle});
+  }
+  // The writer refuses what the reader would.
+  EngineModel model = make_small_model();
+  model.metadata_json = "{\"a\": \"\xff\"}";
+  try {
+    write_engine(model);
+    ADD_FAILURE() << "the writer accepted metadata that is not UTF-8";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
+    EXPECT_NE(std::string(e.what()).find("section 'metadata'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(FormatTestRoundTrip, NonAsciiMetadataAndAbsentSectionAreAccepted) {
+  EngineModel model = make_small_model();
+  model.metadata_json = "{\"name\": \"caf\xc3\xa9 \xe2\x9c\x93\", \"emoji\": \"\xf0\x9f\x94\xa5\"}";
+  EXPECT_EQ(read(write_engine(model)).metadata_json, model.metadata_json);
+  // Files without a metadata section read as "{}".
+  const Bytes file = write_engine(make_small_model());
+  std::vector<SectionPayload> sections;
+  for (const SectionEntry& e : sections_of(file)) {
+    if (e.id == static_cast<uint32_t>(s::SectionId::kMetadata)) continue;
+    sections.push_back({e.id, std::span<const uint8_t>(file).subspan(e.offset, e.size),
+                        e.id == static_cast<uint32_t>(s::SectionId::kWeights)
+                            ? kWeightAlignment
+                            : s::kSectionAlignment});
+  }
+  EXPECT_EQ(read(assemble_engine({}, "kiln test", 0, sections)).metadata_json, "{}");
+}
+
+// The C API hands binding names out as C strings: a NUL would cut them short.
+TEST(FormatTestVerifier, RejectsBindingNamesWithANulByte) {
+  for (const bool input : {true, false}) {
+    EngineModel model = make_small_model();
+    std::string& name = input ? model.inputs[0].name : model.outputs[0].name;
+    name = "bind#name";
+    Bytes file = write_engine(model);
+    const std::string needle = "bind#name";
+    const auto at = std::search(file.begin(), file.end(), needle.begin(), needle.end());
+    ASSERT_NE(at, file.end());
+    *(at + 4) = 0;
+    restamp_checksum(file);
+    expect_corrupt(file,
+                   {input ? "input binding 0 'bind\\0name'" : "output binding 0 'bind\\0name'",
+                    "contains a NUL byte"});
+    name = std::string("bind\0name", 9);
+    try {
+      write_engine(model);
+      ADD_FAILURE() << "the writer accepted a binding name with a NUL";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
+      EXPECT_NE(std::string(e.what()).find("contains a NUL byte"), std::string::npos) << e.what();
+    }
+  }
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "frontend/onnx/onnx_importer.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -461,7 +462,26 @@ class OnnxImporterExternalData : public ::testing::Test {
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_ / "weights");
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void TearDown() override {
+    std::filesystem::remove_all(dir_);
+    std::filesystem::remove_all(outside_dir());
+  }
+
+  // A folder beside the model's folder, for files a model must not reach.
+  std::filesystem::path outside_dir() const { return dir_.string() + "_outside"; }
+
+  // 64 bytes: 4 floats of padding, then W's 12 values 0, 0.5, ..., 5.5 (offset 16, length 48).
+  static std::vector<uint8_t> weight_file_bytes() {
+    std::vector<float> values(16, -1.0f);
+    for (int i = 0; i < 12; ++i) values[static_cast<size_t>(4 + i)] = static_cast<float>(i) * 0.5f;
+    return to_bytes(values);
+  }
+
+  // Imports small_model() with W at `location`; returns W's values.
+  std::vector<float> import_weights(const std::string& location) {
+    const ir::Graph g = import_model_file(write_model(external_model(location)));
+    return constant_values<float>(g, find_value(g, "W"));
+  }
 
   void write_file(const std::filesystem::path& path, const std::vector<uint8_t>& bytes) {
     std::ofstream out(path, std::ios::binary);
@@ -524,6 +544,118 @@ TEST_F(OnnxImporterExternalData, BadReferencesAreRejectedWithNamedErrors) {
                ErrorCode::kInvalidArgument, {"tensor 'W'", "base directory"});
 }
 
+// A symbolic link inside the model's folder must not lead the importer to a file outside it (an
+// engine was once built whose weights were /etc/passwd).
+TEST_F(OnnxImporterExternalData, SymlinkToAFileOutsideTheFolderIsRefused) {
+  std::filesystem::create_directories(outside_dir());
+  write_file(outside_dir() / "w.bin", weight_file_bytes());
+  std::filesystem::create_symlink(outside_dir() / "w.bin", dir_ / "weights" / "abs.bin");
+  std::filesystem::create_symlink("../../" + outside_dir().filename().string() + "/w.bin",
+                                  dir_ / "weights" / "rel.bin");
+  std::filesystem::create_symlink("/etc/passwd", dir_ / "weights" / "passwd.bin");
+  for (const std::string location : {"weights/abs.bin", "weights/rel.bin", "weights/passwd.bin"}) {
+    expect_error([&] { import_weights(location); }, ErrorCode::kCorruptFile,
+                 {"tensor 'W'", "'" + location + "'", "leads outside the model's folder"});
+  }
+}
+
+TEST_F(OnnxImporterExternalData, SymlinkChainLeavingTheFolderIsRefused) {
+  std::filesystem::create_directories(outside_dir());
+  write_file(outside_dir() / "w.bin", weight_file_bytes());
+  // first -> second (inside) -> third (inside) -> the file outside
+  std::filesystem::create_symlink("second.bin", dir_ / "weights" / "first.bin");
+  std::filesystem::create_symlink("../third.bin", dir_ / "weights" / "second.bin");
+  std::filesystem::create_symlink(outside_dir() / "w.bin", dir_ / "third.bin");
+  expect_error([&] { import_weights("weights/first.bin"); }, ErrorCode::kCorruptFile,
+               {"'weights/first.bin'", "leads outside the model's folder"});
+}
+
+TEST_F(OnnxImporterExternalData, SymlinkedSubfolderPointingOutsideIsRefused) {
+  std::filesystem::create_directories(outside_dir() / "weights");
+  write_file(outside_dir() / "weights" / "w.bin", weight_file_bytes());
+  std::filesystem::create_directory_symlink(outside_dir() / "weights", dir_ / "shared");
+  expect_error([&] { import_weights("shared/w.bin"); }, ErrorCode::kCorruptFile,
+               {"'shared/w.bin'", "leads outside the model's folder"});
+  // A missing file behind the link says the same, so errors cannot probe what exists outside.
+  expect_error([&] { import_weights("shared/missing.bin"); }, ErrorCode::kCorruptFile,
+               {"'shared/missing.bin'", "leads outside the model's folder"});
+  std::filesystem::create_symlink(outside_dir() / "missing.bin", dir_ / "dangling.bin");
+  expect_error([&] { import_weights("dangling.bin"); }, ErrorCode::kCorruptFile,
+               {"'dangling.bin'", "leads outside the model's folder"});
+}
+
+TEST_F(OnnxImporterExternalData, DevicesFifosAndDirectoriesAreRefused) {
+  // /dev/zero through a link leaves the folder.
+  std::filesystem::create_symlink("/dev/zero", dir_ / "weights" / "zero.bin");
+  expect_error([&] { import_weights("weights/zero.bin"); }, ErrorCode::kCorruptFile,
+               {"'weights/zero.bin'", "leads outside the model's folder"});
+  // A device inside the model's folder (here the folder is /dev) is not a regular file.
+  ModelSpec from_dev = external_model("zero");
+  expect_error([&] { import_spec(from_dev, "/dev"); }, ErrorCode::kCorruptFile,
+               {"tensor 'W'", "/dev/zero", "is a character device, not a regular file"});
+  // A FIFO would block a reader forever.
+  ASSERT_EQ(::mkfifo((dir_ / "weights" / "fifo.bin").c_str(), 0600), 0);
+  expect_error([&] { import_weights("weights/fifo.bin"); }, ErrorCode::kCorruptFile,
+               {"weights/fifo.bin", "is a FIFO, not a regular file"});
+  expect_error([&] { import_weights("weights"); }, ErrorCode::kCorruptFile,
+               {"weights", "is a directory, not a regular file"});
+  std::filesystem::create_directory_symlink(dir_ / "weights", dir_ / "weights_link");
+  expect_error([&] { import_weights("weights_link"); }, ErrorCode::kCorruptFile,
+               {"weights_link", "is a directory, not a regular file"});
+}
+
+TEST_F(OnnxImporterExternalData, SymlinkLoopsAndMissingTargetsInsideAreNamed) {
+  std::filesystem::create_symlink("b.bin", dir_ / "a.bin");
+  std::filesystem::create_symlink("a.bin", dir_ / "b.bin");
+  expect_error([&] { import_weights("a.bin"); }, ErrorCode::kCorruptFile,
+               {"'a.bin'", "more than 40 symbolic links"});
+  std::filesystem::create_symlink("weights/nothing.bin", dir_ / "dangling.bin");
+  expect_error([&] { import_weights("dangling.bin"); }, ErrorCode::kNotFound,
+               {"dangling.bin", "does not exist"});
+  expect_error([&] { import_weights("weights/nothing/w.bin"); }, ErrorCode::kNotFound,
+               {"weights/nothing/w.bin", "does not exist"});
+}
+
+TEST_F(OnnxImporterExternalData, SymlinksThatStayInsideTheFolderAreFollowed) {
+  write_file(dir_ / "weights" / "w.bin", weight_file_bytes());
+  std::filesystem::create_symlink("weights/w.bin", dir_ / "relative.bin");
+  std::filesystem::create_symlink(dir_ / "weights" / "w.bin", dir_ / "absolute.bin");
+  // Leaves through '..' and comes back in by the folder's own name.
+  std::filesystem::create_symlink("../../" + dir_.filename().string() + "/weights/w.bin",
+                                  dir_ / "weights" / "around.bin");
+  std::filesystem::create_symlink("relative.bin", dir_ / "chain.bin");
+  std::filesystem::create_directory_symlink("weights", dir_ / "alias");
+  for (const std::string location :
+       {"relative.bin", "absolute.bin", "weights/around.bin", "chain.bin", "alias/w.bin"}) {
+    const std::vector<float> w = import_weights(location);
+    ASSERT_EQ(w.size(), 12u) << location;
+    EXPECT_EQ(w[11], 5.5f) << location;
+  }
+  // The model's folder itself may be reached through a link.
+  const std::filesystem::path linked_folder = dir_.string() + "_link";
+  std::filesystem::create_directory_symlink(dir_, linked_folder);
+  write_file(linked_folder / "model.onnx", external_model("chain.bin").encode());
+  const ir::Graph g = import_model_file((linked_folder / "model.onnx").string());
+  std::filesystem::remove(linked_folder);
+  EXPECT_EQ(constant_values<float>(g, find_value(g, "W")).size(), 12u);
+}
+
+// Hard links are kept (docs/security.md: they cannot reach files the user could not already
+// read, and package caches share weights through them).
+TEST_F(OnnxImporterExternalData, HardLinkedFilesAreRead) {
+  write_file(dir_ / "weights" / "w.bin", weight_file_bytes());
+  std::filesystem::create_hard_link(dir_ / "weights" / "w.bin", dir_ / "hard.bin");
+  ASSERT_EQ(std::filesystem::hard_link_count(dir_ / "hard.bin"), 2u);
+  EXPECT_EQ(import_weights("hard.bin").size(), 12u);
+}
+
+TEST_F(OnnxImporterExternalData, LocationWithANulByteIsRefused) {
+  // The C library would have opened "weights/w.bin" and ignored the rest.
+  write_file(dir_ / "weights" / "w.bin", weight_file_bytes());
+  expect_error([&] { import_weights(std::string("weights/w.bin\0.hidden", 21)); },
+               ErrorCode::kCorruptFile, {"tensor 'W'", "NUL byte"});
+}
+
 TEST(OnnxImporter, MissingModelFileIsNotFound) {
   expect_error([] { import_model_file("/nonexistent/dir/model.onnx"); }, ErrorCode::kNotFound,
                {"/nonexistent/dir/model.onnx"});
@@ -569,6 +701,105 @@ TEST(OnnxImporter, UnsupportedAttributeTypesAreReported) {
   m.graph.nodes[2].attributes.push_back(graph_attr);
   expect_error([&] { import_spec(m); }, ErrorCode::kUnsupported,
                {"1 unsupported node:", "node 'Relu_2'", "op 'Relu'", "attribute 'body'", "GRAPH"});
+}
+
+// ---- graphs the importer must refuse as malformed (the ONNX checker refuses most of them) -----
+
+TEST(OnnxImporterMalformedGraph, GraphInputListedTwiceIsCorrupt) {
+  ModelSpec m = small_model();
+  m.graph.inputs.push_back(m.graph.inputs[0]);
+  expect_error([&] { import_spec(m); }, ErrorCode::kCorruptFile,
+               {"test.onnx", "graph input 'x' is listed twice"});
+  // Also when the input names an initializer (whose repeats were skipped silently).
+  ModelSpec with_default = small_model();
+  with_default.graph.inputs.push_back({"W", kOnnxFloat, true, {3, 4}});
+  with_default.graph.inputs.push_back({"W", kOnnxFloat, true, {3, 4}});
+  expect_error([&] { import_spec(with_default); }, ErrorCode::kCorruptFile,
+               {"test.onnx", "graph input 'W' is listed twice"});
+}
+
+TEST(OnnxImporterMalformedGraph, BindingNamesWithANulByteAreCorrupt) {
+  // Graph inputs and outputs name the engine's bindings, C strings in the C API.
+  ModelSpec in = small_model();
+  in.graph.inputs[0].name = std::string("x\0y", 3);
+  in.graph.nodes[0].inputs[0] = in.graph.inputs[0].name;
+  expect_error([&] { import_spec(in); }, ErrorCode::kCorruptFile,
+               {"test.onnx", "graph input 'x\\0y': the name contains a NUL byte"});
+  ModelSpec out = small_model();
+  out.graph.outputs[0].name = std::string("y\0\0z", 4);
+  out.graph.nodes[2].outputs[0] = out.graph.outputs[0].name;
+  expect_error([&] { import_spec(out); }, ErrorCode::kCorruptFile,
+               {"test.onnx", "graph output 'y\\0\\0z': the name contains a NUL byte"});
+}
+
+TEST(OnnxImporterMalformedGraph, GraphWithoutOutputsIsCorrupt) {
+  ModelSpec m = small_model();
+  m.graph.outputs.clear();
+  expect_error([&] { import_spec(m); }, ErrorCode::kCorruptFile,
+               {"test.onnx", "the graph declares no outputs"});
+}
+
+TEST(OnnxImporterMalformedGraph, GraphOutputListedTwiceIsCorrupt) {
+  ModelSpec m = small_model();
+  m.graph.outputs.push_back(m.graph.outputs[0]);
+  expect_error([&] { import_spec(m); }, ErrorCode::kCorruptFile,
+               {"test.onnx", "graph output 'y' is listed twice"});
+}
+
+TEST(OnnxImporterMalformedGraph, AttributeGivenTwiceIsCorrupt) {
+  ModelSpec m = small_model();
+  m.graph.nodes[2] = {"LeakyRelu", {"sum"}, {"y"},
+                      "leaky",     "",      {attr_float("alpha", 0.1f), attr_float("alpha", 0.2f)}};
+  expect_error([&] { import_spec(m); }, ErrorCode::kCorruptFile,
+               {"test.onnx", "node 'leaky' (op 'LeakyRelu')", "attribute 'alpha' appears twice"});
+  // A Constant node, a node inside a model-local function and a call of one are checked too.
+  ModelSpec constant = small_model();
+  constant.graph.nodes.push_back({"Constant",
+                                  {},
+                                  {"c"},
+                                  "const",
+                                  "",
+                                  {attr_float("value_float", 1), attr_float("value_float", 2)}});
+  expect_error([&] { import_spec(constant); }, ErrorCode::kCorruptFile,
+               {"node 'const' (op 'Constant')", "attribute 'value_float' appears twice"});
+  FunctionSpec fn;
+  fn.name = "Leaky";
+  fn.domain = "com.local";
+  fn.inputs = {"X"};
+  fn.outputs = {"Y"};
+  fn.attributes = {"slope"};
+  fn.opsets = {{"", 17}};
+  fn.nodes = {{"LeakyRelu", {"X"}, {"Y"}, "inner", "", {attr_float("alpha", 0.1f)}}};
+  ModelSpec call = small_model();
+  call.opsets.push_back({"com.local", 1});
+  call.graph.nodes[2] = {"Leaky", {"sum"},     {"y"},
+                         "call",  "com.local", {attr_float("slope", 1), attr_float("slope", 2)}};
+  call.functions = {fn};
+  expect_error([&] { import_spec(call); }, ErrorCode::kCorruptFile,
+               {"node 'call' (op 'Leaky')", "attribute 'slope' appears twice"});
+  call.graph.nodes[2].attributes.pop_back();
+  call.functions[0].nodes[0].attributes.push_back(attr_float("alpha", 0.3f));
+  expect_error([&] { import_spec(call); }, ErrorCode::kCorruptFile,
+               {"node 'call/inner' (op 'LeakyRelu')", "attribute 'alpha' appears twice"});
+}
+
+TEST(OnnxImporterMalformedGraph, ValueDefinedTwiceIsCorrupt) {
+  ModelSpec two_producers = small_model();
+  two_producers.graph.nodes.push_back({"Relu", {"sum"}, {"y"}, "again", "", {}});
+  expect_error([&] { import_spec(two_producers); }, ErrorCode::kCorruptFile,
+               {"test.onnx", "value 'y' is produced twice", "node 'again'"});
+  ModelSpec over_input = small_model();
+  over_input.graph.nodes.push_back({"Relu", {"sum"}, {"x"}, "shadow", "", {}});
+  expect_error([&] { import_spec(over_input); }, ErrorCode::kCorruptFile,
+               {"value 'x' is produced twice", "node 'shadow'"});
+  ModelSpec over_initializer = small_model();
+  over_initializer.graph.nodes.push_back({"Relu", {"sum"}, {"W"}, "shadow", "", {}});
+  expect_error([&] { import_spec(over_initializer); }, ErrorCode::kCorruptFile,
+               {"value 'W' is produced twice", "node 'shadow'"});
+  ModelSpec initializer_twice = small_model();
+  initializer_twice.graph.initializers.push_back(initializer_twice.graph.initializers[0]);
+  expect_error([&] { import_spec(initializer_twice); }, ErrorCode::kCorruptFile,
+               {"value 'W' is defined twice"});
 }
 
 TEST(OnnxImporter, AttributeReferenceOutsideAFunctionIsCorrupt) {

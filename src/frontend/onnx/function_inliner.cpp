@@ -1,6 +1,7 @@
 #include "frontend/onnx/function_inliner.hpp"
 
 #include <map>
+#include <string_view>
 #include <tuple>
 #include <unordered_map>
 #include <unordered_set>
@@ -88,6 +89,14 @@ class Flattener {
                                                 const std::string& node_name,
                                                 const Scope& scope) const {
     std::vector<FlatAttribute> out;
+    // The ONNX checker refuses repeats; taking one silently would hide which value counts.
+    std::unordered_set<std::string_view> given;
+    for (const proto::Attribute& attr : node.attributes) {
+      if (!given.insert(attr.name).second) {
+        fail_corrupt("node '", node_name, "' (op '", node.op_type, "'): attribute '", attr.name,
+                     "' appears twice");
+      }
+    }
     for (const proto::Attribute& attr : node.attributes) {
       if (attr.ref_attr_name.empty()) {
         out.push_back({attr.name, &attr});

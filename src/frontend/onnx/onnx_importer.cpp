@@ -10,6 +10,7 @@
 #include <functional>
 #include <optional>
 #include <queue>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -127,6 +128,8 @@ class Importer {
       fail(ErrorCode::kUnsupported, options_.source, ": ", graph_proto_.sparse_initializer_count,
            " sparse initializers: sparse tensors are not supported by kiln");
     }
+    // A graph without outputs computes nothing: a broken or hostile file, not a model.
+    if (graph_proto_.outputs.empty()) fail_corrupt("the graph declares no outputs");
     for (const proto::ValueInfo& info : graph_proto_.value_infos) value_infos_[info.name] = &info;
     for (const proto::ValueInfo& info : graph_proto_.outputs) value_infos_[info.name] = &info;
 
@@ -157,8 +160,25 @@ class Importer {
     }
   }
 
+  // Graph inputs and outputs become the engine's bindings, which the C API names with C strings:
+  // a NUL would cut a name short, so it is refused (shown as "\0").
+  void check_binding_name(const std::string& name, std::string_view what) const {
+    if (name.find('\0') == std::string::npos) return;
+    std::string shown = name;
+    for (size_t at = shown.find('\0'); at != std::string::npos; at = shown.find('\0', at)) {
+      shown.replace(at, 1, "\\0");
+    }
+    fail_corrupt(what, " '", shown, "': the name contains a NUL byte");
+  }
+
   void add_graph_inputs() {
+    std::unordered_set<std::string_view> listed;
     for (const proto::ValueInfo& info : graph_proto_.inputs) {
+      // Checked before the initializer case below, which would otherwise skip a repeat silently.
+      if (!listed.insert(info.name).second) {
+        fail_corrupt("graph input '", info.name, "' is listed twice; input names must be unique");
+      }
+      check_binding_name(info.name, "graph input");
       // Inputs that name an initializer are its (overridable) default: kiln treats them as
       // constants and does not bind them.
       if (ids_.count(info.name)) continue;
@@ -424,7 +444,13 @@ class Importer {
   }
 
   void add_graph_outputs() {
+    std::unordered_set<std::string_view> listed;
     for (const proto::ValueInfo& info : graph_proto_.outputs) {
+      if (!listed.insert(info.name).second) {
+        fail_corrupt("graph output '", info.name,
+                     "' is listed twice; output names must be unique (they name the bindings)");
+      }
+      check_binding_name(info.name, "graph output");
       auto it = ids_.find(info.name);
       if (it == ids_.end()) {
         fail_corrupt("graph output '", info.name,

@@ -23,7 +23,11 @@ struct ImportOptions {
 // their names in Value::dim_names); nodes normalised to the op forms of src/ops/op_registry.hpp
 // (latest opset), in topological order. Intermediate shapes are left for shape inference.
 // Throws kiln::Error:
-//   kCorruptFile   - bytes that are not a valid ModelProto (naming the source and what broke);
+//   kCorruptFile   - bytes that are not a valid ModelProto (naming the source and what broke),
+//                    and malformed graphs: a graph input or output listed twice or named with a
+//                    NUL byte, no graph outputs, an attribute given twice on a node, a value defined twice, a cycle,
+//                    a read of a value nothing produces; external data that leaves the model's
+//                    folder or is not a regular file;
 //   kUnsupported   - ai.onnx opset outside 13..21, or ops/attributes kiln does not support: ONE
 //                    error listing every unsupported node of the model, each with node name, op
 //                    type, domain and opset;

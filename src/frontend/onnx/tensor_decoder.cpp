@@ -3,10 +3,9 @@
 #include <bit>
 #include <charconv>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 
 #include "base/error.hpp"
+#include "frontend/onnx/external_data.hpp"
 
 namespace kiln::onnx {
 namespace {
@@ -101,38 +100,14 @@ std::optional<uint64_t> parse_unsigned(const std::string& text) {
   return value;
 }
 
-// Rejects locations that could read outside the model's directory.
-void check_external_location(const std::string& location, const proto::Tensor& tensor,
-                             const ImportOptions& options) {
-  if (location.empty()) {
-    fail_tensor(ErrorCode::kCorruptFile, tensor, options, "external data has no 'location'");
-  }
-  if (location.front() == '/' || location.front() == '\\' ||
-      std::filesystem::path(location).is_absolute() ||
-      (location.size() >= 2 && location[1] == ':')) {
-    fail_tensor(ErrorCode::kCorruptFile, tensor, options, "external data location '", location,
-                "' is an absolute path; it must be relative to the model's directory");
-  }
-  size_t start = 0;
-  while (start <= location.size()) {
-    size_t end = location.find_first_of("/\\", start);
-    if (end == std::string::npos) end = location.size();
-    if (location.compare(start, end - start, "..") == 0) {
-      fail_tensor(ErrorCode::kCorruptFile, tensor, options, "external data location '", location,
-                  "' escapes the model's directory ('..' is not allowed)");
-    }
-    start = end + 1;
-  }
-}
-
 struct ExternalSlice {
-  std::filesystem::path path;
+  ExternalDataFile file;
   uint64_t offset = 0;
   uint64_t length = 0;
 };
 
-// Validates a tensor's external data reference against the file on disk, before anything of the
-// tensor's size is allocated.
+// Opens a tensor's external data file (confined to the model's folder) and checks the slice
+// against its size, before anything of the tensor's size is allocated.
 ExternalSlice locate_external_data(const proto::Tensor& tensor, const ImportOptions& options,
                                    uint64_t expected_bytes) {
   std::string location;
@@ -156,27 +131,11 @@ ExternalSlice locate_external_data(const proto::Tensor& tensor, const ImportOpti
          "') but no base directory is known; import the model from its file or set "
          "ImportOptions::base_dir");
   }
-  check_external_location(location, tensor, options);
-  ExternalSlice slice;
-  slice.path = std::filesystem::path(options.base_dir) / location;
-  const std::string shown = slice.path.string();
-
-  std::error_code ec;
-  const auto status = std::filesystem::status(slice.path, ec);
-  if (!std::filesystem::exists(status)) {
-    fail_tensor(ErrorCode::kNotFound, tensor, options, "external data file '", shown,
-                "' does not exist");
-  }
-  if (!std::filesystem::is_regular_file(status)) {
-    fail_tensor(ErrorCode::kIoError, tensor, options, "external data path '", shown,
-                "' is not a regular file");
-  }
-  const uint64_t file_size = std::filesystem::file_size(slice.path, ec);
-  if (ec) {
-    fail_tensor(ErrorCode::kIoError, tensor, options, "cannot read the size of '", shown,
-                "': ", ec.message());
-  }
-  slice.offset = *offset;
+  ExternalSlice slice{
+      open_external_data(options.base_dir, location,
+                         detail::concat(options.source, ": ", tensor_label(tensor))),
+      *offset, 0};
+  const uint64_t file_size = slice.file.size();
   slice.length = length.value_or(slice.offset <= file_size ? file_size - slice.offset : 0);
   if (slice.length != expected_bytes) {
     fail_tensor(ErrorCode::kCorruptFile, tensor, options, "external data length ", slice.length,
@@ -184,25 +143,20 @@ ExternalSlice locate_external_data(const proto::Tensor& tensor, const ImportOpti
                 shape_to_string(tensor.dims), " needs");
   }
   if (slice.offset > file_size || slice.length > file_size - slice.offset) {
-    fail_tensor(ErrorCode::kCorruptFile, tensor, options, "external data file '", shown, "' has ",
-                file_size, " bytes, too short for offset ", slice.offset, " + length ",
-                slice.length);
+    fail_tensor(ErrorCode::kCorruptFile, tensor, options, "external data file '",
+                slice.file.shown_path(), "' has ", file_size, " bytes, too short for offset ",
+                slice.offset, " + length ", slice.length);
   }
   return slice;
 }
 
 void read_external_slice(const ExternalSlice& slice, const proto::Tensor& tensor,
                          const ImportOptions& options, HostTensor& out) {
-  std::ifstream file(slice.path, std::ios::binary);
-  if (!file) {
-    fail_tensor(ErrorCode::kIoError, tensor, options, "cannot open external data file '",
-                slice.path.string(), "'");
-  }
-  file.seekg(static_cast<std::streamoff>(slice.offset));
-  file.read(reinterpret_cast<char*>(out.bytes.data()), static_cast<std::streamsize>(slice.length));
-  if (static_cast<uint64_t>(file.gcount()) != slice.length) {
-    fail_tensor(ErrorCode::kCorruptFile, tensor, options, "short read from '", slice.path.string(),
-                "': got ", file.gcount(), " of ", slice.length, " bytes at offset ", slice.offset);
+  const uint64_t got = slice.file.read_at(slice.offset, out.bytes.data(), slice.length);
+  if (got != slice.length) {
+    fail_tensor(ErrorCode::kCorruptFile, tensor, options, "short read from '",
+                slice.file.shown_path(), "': got ", got, " of ", slice.length, " bytes at offset ",
+                slice.offset);
   }
 }
 

@@ -20,7 +20,9 @@ std::string onnx_data_type_name(int32_t data_type);
 // Decodes a tensor's contents. Throws kiln::Error, each naming `options.source` and the tensor:
 //   kUnsupported  - a data type kiln has no DType for, segmented tensors;
 //   kCorruptFile  - negative dims, a byte count that does not match dims * element size, a short
-//                   external data file, an external location that is absolute or leaves base_dir;
+//                   external data file, an external location that is absolute, has a '..'
+//                   component or leads outside base_dir through a symbolic link, an external
+//                   data path that is not a regular file (see open_external_data);
 //   kNotFound     - a missing external data file; kIoError - an unreadable one;
 //   kInvalidArgument - external data while options.base_dir is empty (imported from bytes).
 std::shared_ptr<const HostTensor> decode_tensor(const proto::Tensor& tensor,
