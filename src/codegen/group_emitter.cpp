@@ -819,6 +819,19 @@ class Emitter {
     return out.str();
   }
 
+  // Column schedules, per work unit u: its outer row o and this thread's column (inactive past the
+  // last one), their coordinates, and the row values every pass reads.
+  std::string column_unit_prologue(int64_t tiles, int tx, const std::string& row_flat) const {
+    std::ostringstream out;
+    out << "    const I o = u / " << tiles << ";\n";
+    out << "    const I ci = (u % " << tiles << ") * " << tx << " + tx;\n";
+    out << "    const bool active = ci < inner;\n";
+    out << coordinates(0, "o");
+    out << "    const I c_inner = active ? ci : (I)0;\n" << coordinates(2, "c_inner");
+    out << row_definitions(0, row_flat);
+    return out.str();
+  }
+
   std::string emit_column(const std::string& entry, const Variant& variant, bool index64) const {
     const int tx = variant.tx;
     const int ty = variant.ty;
@@ -833,14 +846,9 @@ class Emitter {
     out << "  const int tx = threadIdx.x % " << tx << ", ty = threadIdx.x / " << tx << ";\n";
     out << "  const I R = " << R << ", inner = " << inner << ";\n";
     out << "  for (I u = (I)blockIdx.x; u < units; u += (I)gridDim.x) {\n";
-    out << "    const I o = u / " << tiles << ";\n";
-    out << "    const I ci = (u % " << tiles << ") * " << tx << " + tx;\n";
-    out << "    const bool active = ci < inner;\n";
-    out << coordinates(0, "o");
-    out << "    const I c_inner = active ? ci : (I)0;\n" << coordinates(2, "c_inner");
     const std::string flat = "(o * R + j) * inner + c_inner";
     const std::string row_flat = "o * R * inner + c_inner";
-    out << row_definitions(0, row_flat);
+    out << column_unit_prologue(tiles, tx, row_flat);
     const std::string loop_open = "    if (active) for (I j = (I)ty; j < R; j += " + std::to_string(ty) + ") {\n" + coordinates(1, "j");
     for (int level = 1; level <= plan_.passes; ++level) {
       const std::vector<int> reds = reductions(level);
@@ -895,14 +903,9 @@ class Emitter {
     out << "  const I S = (I)a.splits, chunk = (R + S - 1) / S;\n";
     out << "  for (I w = (I)blockIdx.x; w < units * S; w += (I)gridDim.x) {\n";
     out << "    const I u = w / S, slice = w % S;\n";
-    out << "    const I o = u / " << tiles << ";\n";
-    out << "    const I ci = (u % " << tiles << ") * " << tx << " + tx;\n";
-    out << "    const bool active = ci < inner;\n";
-    out << coordinates(0, "o");
-    out << "    const I c_inner = active ? ci : (I)0;\n" << coordinates(2, "c_inner");
     const std::string flat = "(o * R + j) * inner + c_inner";
     const std::string row_flat = "o * R * inner + c_inner";
-    out << row_definitions(0, row_flat);
+    out << column_unit_prologue(tiles, tx, row_flat);
     const PassCode pass = pass_code(reds);
     out << pass.accumulators;
     out << "    const I j_end = (slice + 1) * chunk < R ? (slice + 1) * chunk : R;\n";

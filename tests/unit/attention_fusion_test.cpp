@@ -320,22 +320,17 @@ TEST(AttentionGeometry, PackedQkvTakesItsLayoutFromQkvLayout) {
   EXPECT_EQ((std::vector<int64_t>(t_last.q_strides, t_last.q_strides + 4)), (std::vector<int64_t>{480, 120, 24, 3}));
   EXPECT_EQ(t_last.k_offset, 1);
   EXPECT_FALSE(ops::attention_fits_tensor_cores(DType::kFloat16, t_last));  // D must be innermost there
-  for (const char* bad : {"BSTH", "BSTHH", "BSXHD"}) {
-    attrs.set("qkv_layout", Attribute::of_string(bad));
+  const auto expect_refused = [&](const char* layout, const Shape& qkv, const std::string& fragment) {
+    attrs.set("qkv_layout", Attribute::of_string(layout));
     try {
-      ops::resolve_attention("n", attrs, {2, 5, 3, 4, 8}, nullptr, nullptr, nullptr);
-      ADD_FAILURE() << bad << " accepted";
+      ops::resolve_attention("n", attrs, qkv, nullptr, nullptr, nullptr);
+      ADD_FAILURE() << layout << " " << shape_to_string(qkv) << " accepted";
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("qkv_layout"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
     }
-  }
-  attrs.set("qkv_layout", Attribute::of_string("SBTHD"));
-  try {
-    ops::resolve_attention("n", attrs, {5, 3, 2, 4, 8}, nullptr, nullptr, nullptr);  // T is dim 2 = 2, not 3
-    ADD_FAILURE() << "a T of 2 accepted";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("3 along T"), std::string::npos) << e.what();
-  }
+  };
+  for (const char* bad : {"BSTH", "BSTHH", "BSXHD"}) expect_refused(bad, {2, 5, 3, 4, 8}, "qkv_layout");
+  expect_refused("SBTHD", {5, 3, 2, 4, 8}, "3 along T");  // T is dim 2, of 2
 }
 
 }  // namespace
