@@ -71,6 +71,13 @@ stage_asan() {
   configure_fuzz_build
   "$VENV/bin/cmake" --build "$FUZZ_BUILD" -j "$JOBS" --target kiln_unit_tests "${FUZZ_TARGETS[@]/#/fuzz_}"
   note "asan: built in $(seconds_since "$start") s"
+  # Under ASan, libnvrtc's dlopen of libnvrtc-builtins does not search libnvrtc's own folder (the
+  # interceptor is the caller), so the NVRTC tests need that folder on the search path.
+  local nvrtc_library
+  nvrtc_library=$(sed -n 's/^KILN_NVRTC_LIBRARY:FILEPATH=//p' "$FUZZ_BUILD/CMakeCache.txt")
+  if [ -f "$nvrtc_library" ]; then
+    export LD_LIBRARY_PATH="$(dirname "$nvrtc_library")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  fi
   "$VENV/bin/ctest" --test-dir "$FUZZ_BUILD" --output-on-failure -j "$JOBS" --timeout 900
   summary+=("asan: passed (ASan+UBSan C++ unit tests and fuzz regressions, $(seconds_since "$start") s)")
 }

@@ -10,7 +10,8 @@ OUT_DIR/<target>/ gets, for each target of tests/fuzz/:
   npy                      .npy files of every dtype kiln reads, format versions 1.0 and 2.0,
                            and tests/data's.
 Models or engines larger than --max-bytes (default 64 KiB) are skipped: the fuzzers mutate small
-inputs faster, and large weights add little coverage.
+inputs faster, and large weights add little coverage. Engines are built from at most
+--max-engines models (default 300: one CLI call each).
 """
 
 from __future__ import annotations
@@ -118,6 +119,8 @@ def main() -> int:
     parser.add_argument("--kiln", type=pathlib.Path, default=REPO / "build" / "bin" / "kiln",
                         help="the kiln CLI that builds the engine seeds (none built when missing)")
     parser.add_argument("--max-bytes", type=int, default=64 << 10)
+    parser.add_argument("--max-engines", type=int, default=300,
+                        help="build engines from at most this many of the models, spread over all of them")
     args = parser.parse_args()
 
     models = [m.SerializeToString() for m in test_models()]
@@ -129,7 +132,8 @@ def main() -> int:
     engines = [p.read_bytes() for p in sorted((REPO / "tests" / "data").rglob("*.kiln"))]
     if args.kiln.exists():
         with tempfile.TemporaryDirectory() as tmp:
-            for i, data in enumerate(models):
+            step = max(1, -(-len(models) // max(1, args.max_engines)))
+            for i, data in enumerate(models[::step]):
                 model_path = pathlib.Path(tmp) / f"m{i}.onnx"
                 engine_path = pathlib.Path(tmp) / f"m{i}.kiln"
                 model_path.write_bytes(data)
