@@ -42,7 +42,8 @@ struct EngineFile {
     if (ftruncate(fd, 0) != 0) std::abort();
     size_t written = 0;
     while (written < bytes.size()) {
-      const ssize_t n = pwrite(fd, bytes.data() + written, bytes.size() - written, static_cast<off_t>(written));
+      const ssize_t n = pwrite(fd, bytes.data() + written, bytes.size() - written,
+                               static_cast<off_t>(written));
       if (n <= 0) std::abort();
       written += static_cast<size_t>(n);
     }

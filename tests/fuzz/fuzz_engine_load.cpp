@@ -21,11 +21,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   kiln::fuzz::expect_only_kiln_errors([&] {
     const kiln::Engine engine = kiln::Engine::load_bytes(bytes.data(), bytes.size());
     size_t names = 0;
-    for (const auto& binding : engine.inputs()) names += binding.name.size() + binding.max_shape.size();
-    for (const auto& binding : engine.outputs()) names += binding.name.size() + binding.shape.size();
-    names += engine.metadata_json().size() + engine.format_version().size() + engine.num_layers();
+    for (const auto& binding : engine.inputs()) {
+      names += binding.name.size() + binding.max_shape.size();
+    }
+    for (const auto& binding : engine.outputs()) {
+      names += binding.name.size() + binding.shape.size();
+    }
+    names += engine.metadata_json().size() + engine.format_version().size();
+    names += engine.num_layers();
     (void)engine.create_context();
-    if (names == static_cast<size_t>(-1)) std::abort();  // keeps the queries from being optimised out
+    // Keeps the queries from being optimised out.
+    if (names == static_cast<size_t>(-1)) std::abort();
   });
   return 0;
 }

@@ -9,7 +9,8 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   kiln::fuzz::expect_only_kiln_errors([&] {
     const kiln::onnx::ImportOptions options{.base_dir = "", .source = "fuzz.onnx"};
-    const kiln::ir::Graph graph = kiln::onnx::import_model_bytes(std::span<const uint8_t>(data, size), options);
+    const kiln::ir::Graph graph =
+        kiln::onnx::import_model_bytes(std::span<const uint8_t>(data, size), options);
     (void)graph;
   });
   return 0;

@@ -1088,10 +1088,12 @@ TEST(CpuTensorInfer, ReshapeWithUnknownValuesAndDynamicInput) {
 TEST(CpuTensorInfer, ReshapeTargetWhoseElementCountOverflowsIsRefused) {
   const HostTensor wraps_to_24 = i64v({8, (int64_t{1} << 61) + 3});
   const Error e = error_of([&] {
-    infer("Reshape", {}, {info(DType::kFloat32, {2, 3, 4}), info(DType::kInt64, {2}, &wraps_to_24)});
+    infer("Reshape", {},
+          {info(DType::kFloat32, {2, 3, 4}), info(DType::kInt64, {2}, &wraps_to_24)});
   });
   EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-  EXPECT_NE(std::string(e.what()).find("more elements than 64-bit sizes can count"), std::string::npos)
+  EXPECT_NE(std::string(e.what()).find("more elements than 64-bit sizes can count"),
+            std::string::npos)
       << e.what();
 }
 
