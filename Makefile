@@ -11,7 +11,7 @@ DEBIAN_PACKAGES := libopenblas-dev libgtest-dev libgmock-dev g++ make
 
 export KILN_BUILD_DIR := $(abspath $(BUILD_DIR))
 
-.PHONY: all setup apt-deps venv configure build test test-cpp test-python demo gpu-check format clean
+.PHONY: all setup apt-deps venv configure build test test-cpp test-python test-sanitizers fuzz-long demo gpu-check format clean
 
 all: build
 
@@ -51,7 +51,21 @@ test-cpp: build
 test-python: build
 	$(PY) -m pytest -q tests/python
 
-test: test-cpp test-python
+# ASan+UBSan (clang) over the C++ unit tests and the fuzz regressions, then each fuzz target for
+# FUZZ_SECONDS. Installs clang when missing; a stage whose tool cannot be installed is skipped with
+# a message (scripts/ci-sanitizers.sh). TSan over the threading tests is one more stage (a third
+# build of the library): SANITIZER_STAGES="asan fuzz tsan".
+FUZZ_SECONDS ?= 30
+SANITIZER_STAGES ?= asan fuzz
+test-sanitizers: build
+	JOBS=$(JOBS) VENV=$(VENV) FUZZ_SECONDS=$(FUZZ_SECONDS) KILN_CLI=$(abspath $(BUILD_DIR))/bin/kiln \
+	  scripts/ci-sanitizers.sh $(SANITIZER_STAGES)
+
+test: test-cpp test-python test-sanitizers
+
+# A longer fuzz run on a many-core machine (scripts/fuzz-long.sh: SECONDS per target, all cores).
+fuzz-long: build
+	scripts/fuzz-long.sh
 
 demo: build
 	$(PY) scripts/demo.py

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include "base/checked_math.hpp"
+
 namespace kiln::ops {
 namespace {
 
@@ -154,8 +156,12 @@ Shape reshape_output_shape(const NodeRef& node, const Shape& in, const std::vect
     }
     if (out[i] == kDynamicDim) {
       out_known = false;
+    } else if (const auto product = mul_no_overflow(known_product, out[i])) {
+      known_product = *product;
     } else {
-      known_product *= out[i];
+      // No input can have that many elements (kiln's sizes are int64), so no reshape matches.
+      node.fail(ErrorCode::kInvalidArgument, "shape ", shape_to_string(target),
+                " has more elements than 64-bit sizes can count");
     }
   }
   if (allowzero && inferred_axis >= 0 && known_product == 0 && out_known) {

@@ -1082,6 +1082,21 @@ TEST(CpuTensorInfer, ReshapeWithUnknownValuesAndDynamicInput) {
             ErrorCode::kInvalidArgument);
 }
 
+// Found by fuzz_onnx_build (tests/data/fuzz-regressions/onnx_build/): the product of the target
+// dims wrapped in int64, here to exactly the input's 24 elements, so a reshape of [2, 3, 4] to
+// [8, 2^61 + 3] was accepted with that huge shape.
+TEST(CpuTensorInfer, ReshapeTargetWhoseElementCountOverflowsIsRefused) {
+  const HostTensor wraps_to_24 = i64v({8, (int64_t{1} << 61) + 3});
+  const Error e = error_of([&] {
+    infer("Reshape", {},
+          {info(DType::kFloat32, {2, 3, 4}), info(DType::kInt64, {2}, &wraps_to_24)});
+  });
+  EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(std::string(e.what()).find("more elements than 64-bit sizes can count"),
+            std::string::npos)
+      << e.what();
+}
+
 TEST(CpuTensorInfer, ShapeOpsWithDynamicDims) {
   auto out = infer("Shape", {}, {info(DType::kFloat32, {kDyn, 3, kDyn})});
   EXPECT_EQ(out[0].dtype, DType::kInt64);
