@@ -20,6 +20,23 @@ struct Candidate {
   std::vector<ir::ValueId> outputs;
 };
 
+// Scalar-op equivalents of one evaluation of `op` (a transcendental or a division costs about
+// eight simple instructions on a GPU), for the recomputation estimate below.
+double op_cost(const std::string& op) {
+  static const std::set<std::string> kExpensive = {
+      "Exp", "Log", "Erf", "Tanh", "Sigmoid", "Softplus", "Softsign", "Mish", "Gelu", "Pow", "Sqrt", "Reciprocal",
+      "Div", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Elu",
+      "Selu", "Celu", "HardSwish", "HardSigmoid"};
+  return kExpensive.count(op) ? 8.0 : 1.0;
+}
+
+// Elements of a shape, dynamic dims counted as 1 (ratios between a group's shapes share them).
+double static_numel(const Shape& shape) {
+  double n = 1.0;
+  for (int64_t d : shape) n *= d == kDynamicDim ? 1.0 : static_cast<double>(d);
+  return n;
+}
+
 bool is_value_input(const ir::Node& node, size_t i) {
   const ops::OpDef* def = ops::find_op(node.op_type);
   return def && std::find(def->value_inputs.begin(), def->value_inputs.end(), static_cast<int>(i)) !=
@@ -116,6 +133,46 @@ class Grouper {
     return false;
   }
 
+  // A pointwise kernel evaluates every member once per element of its space, so a member whose
+  // output is smaller (a value broadcast into the space, e.g. a squeeze-excitation gate) is
+  // recomputed space / its elements times per value. The extra scalar ops of `members` when they
+  // plan as a pointwise kernel (row and column kernels compute row values once per row), and per
+  // member how many times each of its values is computed.
+  struct Recompute {
+    double extra_ops = 0.0;
+    std::map<int32_t, double> factor;
+  };
+  Recompute recompute(const std::vector<int32_t>& members) const {
+    Recompute r;
+    double space = 0.0;
+    for (int32_t m : members) {
+      const ir::Node& node = graph_.nodes[static_cast<size_t>(m)];
+      if (codegen::is_reduction_op(node.op_type)) return r;  // not a pointwise kernel
+      space = std::max(space, static_numel(graph_.value(node.outputs[0]).shape));
+    }
+    for (int32_t m : members) {
+      const ir::Node& node = graph_.nodes[static_cast<size_t>(m)];
+      const double own = static_numel(graph_.value(node.outputs[0]).shape);
+      if (own <= 0.0 || own >= space) continue;
+      r.factor[m] = space / own;
+      r.extra_ops += (space - own) * op_cost(node.op_type);
+    }
+    return r;
+  }
+
+  // Bytes the kernel of `members` reads and writes (static dims; dynamic ones counted as 1).
+  double bytes_moved(const std::vector<int32_t>& members) const {
+    const Candidate c = candidate(members);
+    double bytes = 0.0;
+    for (const std::vector<ir::ValueId>* values : {&c.inputs, &c.outputs}) {
+      for (ir::ValueId v : *values) {
+        const ir::Value& value = graph_.value(v);
+        bytes += static_numel(value.shape) * static_cast<double>(dtype_size(value.dtype));
+      }
+    }
+    return bytes;
+  }
+
   bool try_merge(int producer, int consumer, std::string* reason) {
     if (reaches_through_outside(producer, consumer) || reaches_through_outside(consumer, producer)) {
       *reason = "a node outside both groups lies between them";
@@ -130,6 +187,18 @@ class Grouper {
       return false;
     }
     if (!plans(members, reason)) return false;
+    // Merging saves a launch and a round trip through memory; recomputing broadcast values costs
+    // issue slots. A memory-bound kernel hides about kOpsPerByte scalar ops per byte it moves,
+    // and a separate kernel costs about kLaunchOps more; recomputation beyond both would cost more
+    // than the merge saves.
+    const Recompute r = recompute(members);
+    const double allowance = kOpsPerByte * bytes_moved(members) + kLaunchOps;
+    if (r.extra_ops > allowance) {
+      *reason = "merged, its broadcast values would be recomputed for about " +
+                std::to_string(static_cast<int64_t>(r.extra_ops)) + " extra scalar ops, more than the " +
+                std::to_string(static_cast<int64_t>(allowance)) + " the kernel's memory traffic and a launch hide";
+      return false;
+    }
     for (int32_t m : groups_[static_cast<size_t>(producer)]) group_of_[static_cast<size_t>(m)] = consumer;
     groups_[static_cast<size_t>(consumer)] = std::move(members);
     groups_[static_cast<size_t>(producer)].clear();
@@ -231,11 +300,17 @@ class Grouper {
       fused.outputs = c.outputs;
       ops::encode_group(c.program, fused.attrs);
       if (report) {
+        const Recompute r = recompute(members);
         for (int32_t m : members) {
           const ir::Node& member = graph_.nodes[static_cast<size_t>(m)];
           auto it = reasons_.find(static_cast<size_t>(m));
-          report->decisions.push_back(
-              FusionDecision{member.name, member.op_type, fused.name, it == reasons_.end() ? "" : it->second.reason});
+          std::string reason = it == reasons_.end() ? "" : it->second.reason;
+          if (auto f = r.factor.find(m); f != r.factor.end()) {
+            reason = "recomputed " + std::to_string(static_cast<int64_t>(f->second + 0.5)) +
+                     " times per value (broadcast into the group's pointwise space)" +
+                     (reason.empty() ? "" : "; " + reason);
+          }
+          report->decisions.push_back(FusionDecision{member.name, member.op_type, fused.name, std::move(reason)});
         }
         report->members += static_cast<int>(members.size());
       }
@@ -287,6 +362,11 @@ class Grouper {
     }
     return sorted;
   }
+
+  // An H100 issues about 33e12 scalar ops per second and moves about 3e12 bytes: ~10 ops per
+  // byte; a launch costs a few microseconds, ~1e8 ops.
+  static constexpr double kOpsPerByte = 10.0;
+  static constexpr double kLaunchOps = 1e8;
 
   ir::Graph& graph_;
   std::vector<int> group_of_;

@@ -272,6 +272,38 @@ TEST(FusionGrouping, LongColumnReductionsGetEntriesThatSplitTheRows) {
   EXPECT_TRUE(codegen::emit_group_kernel(plan_of(short_rows, *live_nodes(short_rows).front())).split_rows.empty());
 }
 
+TEST(FusionGrouping, BroadcastValuesAreRecomputedOnlyWhileThatCostsLessThanAKernel) {
+  // gate = 20 chained Sigmoids of s on [2, 8, 1, 1], then x * gate: in one pointwise kernel the
+  // chain runs once per element of x. Over 64x64 maps that is cheap (merged, and --explain says
+  // so); over 1024x1024 maps it is about 2.7e9 extra scalar ops, more than the 1.4e9 that x's
+  // 134 MB of traffic and a launch hide, so the gate keeps its own kernel.
+  for (int64_t side : {int64_t{64}, int64_t{1024}}) {
+    GraphBuilder b;
+    ir::ValueId gate = b.input("s", {2, 8, 1, 1});
+    for (int i = 0; i < 19; ++i) gate = b.node("Sigmoid", "sigmoid" + std::to_string(i), {gate});
+    gate = b.node("Sigmoid", "gate", {gate});
+    const ir::ValueId x = b.input("x", {2, 8, side, side});
+    b.output(b.node("Mul", "scale", {x, gate}));
+    infer_shapes(b.graph);
+    FusionReport report;
+    form_fusion_groups(b.graph, &report);
+    const auto decision = std::find_if(report.decisions.begin(), report.decisions.end(),
+                                       [](const FusionDecision& d) { return d.node == "gate"; });
+    ASSERT_NE(decision, report.decisions.end());
+    if (side == 64) {
+      EXPECT_EQ(report.groups, 1);
+      EXPECT_EQ(decision->group, "scale");
+      EXPECT_NE(decision->reason.find("recomputed 4096 times per value"), std::string::npos) << decision->reason;
+    } else {
+      EXPECT_EQ(report.groups, 2);
+      const auto scale = std::find_if(report.decisions.begin(), report.decisions.end(),
+                                      [](const FusionDecision& d) { return d.node == "scale"; });
+      ASSERT_NE(scale, report.decisions.end());
+      EXPECT_NE(scale->reason.find("would be recomputed"), std::string::npos) << scale->reason;
+    }
+  }
+}
+
 TEST(FusionGrouping, ReductionsOverDifferentAxesStayApart) {
   GraphBuilder b;
   const ir::ValueId x = b.input("x", {3, 5, 7});
