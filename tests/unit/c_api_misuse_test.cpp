@@ -17,6 +17,7 @@
 #include "format/engine_io.hpp"
 #include "kiln/kiln.h"
 #include "runtime/c_api_support.hpp"
+#include "engine_model_builder.hpp"
 
 namespace kiln {
 namespace {
@@ -26,25 +27,12 @@ using format::TensorKind;
 constexpr int64_t kWidth = 16;
 constexpr int64_t kMaxBatch = 64;
 
+// Every tensor of these engines is float32.
 int32_t add_tensor(format::EngineModel& m, std::string name, Shape shape, TensorKind kind) {
-  format::TensorDesc t;
-  t.name = std::move(name);
-  t.dtype = DType::kFloat32;
-  t.shape = std::move(shape);
-  t.kind = kind;
-  m.tensors.push_back(t);
-  return static_cast<int32_t>(m.tensors.size() - 1);
+  return testing::add_tensor(m, std::move(name), DType::kFloat32, std::move(shape), kind);
 }
 
-format::Layer layer(std::string name, std::string op, std::vector<int32_t> in,
-                    std::vector<int32_t> out) {
-  format::Layer l;
-  l.name = std::move(name);
-  l.op = std::move(op);
-  l.inputs = std::move(in);
-  l.outputs = std::move(out);
-  return l;
-}
+using testing::layer;
 
 // y = relu((x + bias) * (x + bias) - 1), x of shape [batch, 16] with batch dynamic in [1, 64]: the
 // shape plan and the arena change with the batch, so contexts that shared state would mix results.

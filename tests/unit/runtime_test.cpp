@@ -9,21 +9,14 @@
 #include "format/engine_io.hpp"
 #include "kiln/kiln.h"
 #include "kiln/runtime.hpp"
+#include "engine_model_builder.hpp"
 
 namespace kiln {
 namespace {
 
 using format::TensorKind;
-
-int32_t add_tensor(format::EngineModel& m, std::string name, DType dtype, Shape shape, TensorKind kind) {
-  format::TensorDesc t;
-  t.name = std::move(name);
-  t.dtype = dtype;
-  t.shape = std::move(shape);
-  t.kind = kind;
-  m.tensors.push_back(t);
-  return static_cast<int32_t>(m.tensors.size() - 1);
-}
+using testing::add_tensor;
+using testing::layer;
 
 format::Binding binding(const format::EngineModel& m, int32_t tensor, std::vector<format::DimRange> ranges = {}) {
   format::Binding b;
@@ -34,15 +27,6 @@ format::Binding binding(const format::EngineModel& m, int32_t tensor, std::vecto
   }
   b.ranges = std::move(ranges);
   return b;
-}
-
-format::Layer layer(std::string name, std::string op, std::vector<int32_t> in, std::vector<int32_t> out) {
-  format::Layer l;
-  l.name = std::move(name);
-  l.op = std::move(op);
-  l.inputs = std::move(in);
-  l.outputs = std::move(out);
-  return l;
 }
 
 // y = relu(x + bias), with x of shape [batch, 4] (batch dynamic in [1, 8] when `dynamic`).
