@@ -27,13 +27,8 @@ bool is_inference_dropout(const ir::Graph& graph, const ir::Node& node) {
 }
 
 // The integers of constant input `i` of `node`, or nullopt when it is absent or not constant.
-std::optional<std::vector<int64_t>> constant_ints(const ir::Graph& graph, const ir::Node& node, size_t i) {
-  if (i >= node.inputs.size() || node.inputs[i] == ir::kNoValue || !graph.is_constant(node.inputs[i])) {
-    return std::nullopt;
-  }
-  const HostTensor& t = *graph.value(node.inputs[i]).constant;
-  if (t.dtype != DType::kInt64 && t.dtype != DType::kInt32) return std::nullopt;
-  return read_indices(view_of(t));
+std::optional<std::vector<int64_t>> constant_input(const ir::Graph& graph, const ir::Node& node, size_t i) {
+  return constant_ints(graph, i < node.inputs.size() ? node.inputs[i] : ir::kNoValue);
 }
 
 bool all_equal(const std::optional<std::vector<int64_t>>& values, int64_t want) {
@@ -50,17 +45,17 @@ bool is_no_op(const ir::Graph& graph, const ir::Node& node) {
   const ir::Value& out = graph.value(node.outputs[0]);
   if (in.dtype != out.dtype) return false;
   const std::string& op = node.op_type;
-  if (op == "Pad") return node.inputs.size() >= 2 && all_equal(constant_ints(graph, node, 1), 0);
+  if (op == "Pad") return node.inputs.size() >= 2 && all_equal(constant_input(graph, node, 1), 0);
   if (op == "Cast") return true;
   // Slice and Expand copy only when the shape stays the same, which needs static shapes to know.
   if (in.shape != out.shape || !shape_is_static(in.shape)) return false;
   if (op == "Slice") {
     // Every dim keeps its length, so with unit steps the slice starts at 0 and keeps all.
     return node.inputs.size() >= 3 && (node.inputs.size() < 5 || node.inputs[4] == ir::kNoValue ||
-                                       all_equal(constant_ints(graph, node, 4), 1));
+                                       all_equal(constant_input(graph, node, 4), 1));
   }
   if (op == "Expand") return true;
-  if (op == "Tile") return all_equal(constant_ints(graph, node, 1), 1);
+  if (op == "Tile") return all_equal(constant_input(graph, node, 1), 1);
   if (op == "Concat") return node.inputs.size() == 1;
   return false;
 }

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <unordered_set>
 
+#include "base/host_tensor.hpp"
+
 namespace kiln::passes {
 
 bool is_graph_input(const ir::Graph& graph, ir::ValueId id) {
@@ -65,6 +67,13 @@ ir::ValueId append_node(ir::Graph& graph, std::vector<ir::Node>& out, ir::Node n
   node.outputs = {output};
   out.push_back(std::move(node));
   return output;
+}
+
+std::optional<std::vector<int64_t>> constant_ints(const ir::Graph& graph, ir::ValueId id) {
+  if (id == ir::kNoValue || !graph.is_constant(id)) return std::nullopt;
+  const HostTensor& tensor = *graph.value(id).constant;
+  if (tensor.dtype != DType::kInt64 && tensor.dtype != DType::kInt32) return std::nullopt;
+  return read_indices(view_of(tensor));
 }
 
 }  // namespace kiln::passes

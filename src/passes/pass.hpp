@@ -2,6 +2,7 @@
 // place; passes mark nodes `removed` and leave dropping them to Graph::compact() or DCE.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -34,5 +35,9 @@ std::string take_node_name(std::unordered_set<std::string>& taken, const std::st
 // output value.
 ir::ValueId append_node(ir::Graph& graph, std::vector<ir::Node>& out, ir::Node node, ir::ValueId output,
                         DType dtype);
+
+// The integers of `id` when it is an int32/int64 constant; nullopt when it is kNoValue, not
+// constant or of another dtype.
+std::optional<std::vector<int64_t>> constant_ints(const ir::Graph& graph, ir::ValueId id);
 
 }  // namespace kiln::passes

@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "base/host_tensor.hpp"
+#include "passes/pass.hpp"
 
 namespace kiln::passes {
 namespace {
@@ -21,13 +22,6 @@ const ir::Node* live_producer(const ir::Graph& graph, ValueId id) {
   if (index < 0) return nullptr;
   const ir::Node& node = graph.nodes[static_cast<size_t>(index)];
   return node.removed ? nullptr : &node;
-}
-
-std::optional<std::vector<int64_t>> constant_ints(const ir::Graph& graph, ValueId id) {
-  if (id == kNoValue || !graph.is_constant(id)) return std::nullopt;
-  const HostTensor& tensor = *graph.value(id).constant;
-  if (tensor.dtype != DType::kInt64 && tensor.dtype != DType::kInt32) return std::nullopt;
-  return read_indices(view_of(tensor));
 }
 
 // How the output X of a data-movement node addresses its input Y: X's dim a is Y's dim

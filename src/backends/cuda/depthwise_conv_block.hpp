@@ -154,6 +154,28 @@ KILN_DW_DEVICE void walk_next(Walk& w, int rows, int columns) {
   w.plane += w.plane_step + carry;
 }
 
+// The tensors and the convolution's geometry, fields both layouts' argument blocks share.
+template <typename Args, typename T>
+void set_tensors_and_geometry(Args& a, const DepthwiseConvProblem& p, const T* x, const T* w, const T* bias,
+                              const T* residual, T* y) {
+  a.x = x;
+  a.w = w;
+  a.bias = bias;
+  a.residual = residual;
+  a.y = y;
+  a.channels = static_cast<int>(p.channels);
+  a.in_h = static_cast<int>(p.in_h);
+  a.in_w = static_cast<int>(p.in_w);
+  a.out_h = static_cast<int>(p.out_h);
+  a.out_w = static_cast<int>(p.out_w);
+  a.kernel_h = static_cast<int>(p.kernel_h);
+  a.kernel_w = static_cast<int>(p.kernel_w);
+  a.stride_h = static_cast<int>(p.stride_h);
+  a.stride_w = static_cast<int>(p.stride_w);
+  a.pad_top = static_cast<int>(p.pad_top);
+  a.pad_left = static_cast<int>(p.pad_left);
+}
+
 // ---- NCHW -----------------------------------------------------------------------------------
 
 template <typename T>
@@ -176,23 +198,8 @@ NchwArgs<T> make_nchw_args(const DepthwiseConvPlan& plan, const T* x, const T* w
                            T* y) {
   const DepthwiseConvProblem& p = plan.problem;
   NchwArgs<T> a;
-  a.x = x;
-  a.w = w;
-  a.bias = bias;
-  a.residual = residual;
-  a.y = y;
+  set_tensors_and_geometry(a, p, x, w, bias, residual, y);
   a.planes = static_cast<int>(p.batch * p.channels);
-  a.channels = static_cast<int>(p.channels);
-  a.in_h = static_cast<int>(p.in_h);
-  a.in_w = static_cast<int>(p.in_w);
-  a.out_h = static_cast<int>(p.out_h);
-  a.out_w = static_cast<int>(p.out_w);
-  a.kernel_h = static_cast<int>(p.kernel_h);
-  a.kernel_w = static_cast<int>(p.kernel_w);
-  a.stride_h = static_cast<int>(p.stride_h);
-  a.stride_w = static_cast<int>(p.stride_w);
-  a.pad_top = static_cast<int>(p.pad_top);
-  a.pad_left = static_cast<int>(p.pad_left);
   a.strips = plan.nchw.strips;
   a.tile_rows = plan.nchw.tile_rows;
   a.tiles = plan.nchw.tiles;
@@ -416,22 +423,7 @@ NhwcArgs<T> make_nhwc_args(const DepthwiseConvPlan& plan, const DepthwiseNhwcPla
                            const T* bias, const T* residual, T* y) {
   const DepthwiseConvProblem& p = plan.problem;
   NhwcArgs<T> a;
-  a.x = x;
-  a.w = w;
-  a.bias = bias;
-  a.residual = residual;
-  a.y = y;
-  a.channels = static_cast<int>(p.channels);
-  a.in_h = static_cast<int>(p.in_h);
-  a.in_w = static_cast<int>(p.in_w);
-  a.out_h = static_cast<int>(p.out_h);
-  a.out_w = static_cast<int>(p.out_w);
-  a.kernel_h = static_cast<int>(p.kernel_h);
-  a.kernel_w = static_cast<int>(p.kernel_w);
-  a.stride_h = static_cast<int>(p.stride_h);
-  a.stride_w = static_cast<int>(p.stride_w);
-  a.pad_top = static_cast<int>(p.pad_top);
-  a.pad_left = static_cast<int>(p.pad_left);
+  set_tensors_and_geometry(a, p, x, w, bias, residual, y);
   a.groups_per_block = nhwc.groups_per_block;
   a.slots = nhwc.slots;
   a.strips_per_row = nhwc.strips_per_row;
