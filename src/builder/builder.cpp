@@ -240,12 +240,8 @@ format::EngineModel build_model_with_layout(ir::Graph graph, const BuilderConfig
 }
 
 bool has_depthwise_conv(const ir::Graph& graph) {
-  for (const ir::Node& node : graph.nodes) {
-    if (node.removed || node.op_type != "Conv" || node.inputs.size() < 2) continue;
-    const Shape& weight = graph.value(node.inputs[1]).shape;
-    if (node.attrs.get_int_or("group", 1) > 1 && weight.size() >= 2 && weight[1] == 1) return true;
-  }
-  return false;
+  return std::any_of(graph.nodes.begin(), graph.nodes.end(),
+                     [&](const ir::Node& node) { return passes::is_depthwise_conv(graph, node); });
 }
 
 // Runs `model` once on the build's GPU at the inputs' opt shapes, so its GEMM/convolution layers

@@ -88,7 +88,7 @@ class Planner {
         p.activations.push_back(3);
       }
       p.is_conv = true;
-      p.is_depthwise = node.attrs.get_int_or("group", 1) > 1 && graph_.value(w).shape[1] == 1;
+      p.is_depthwise = is_depthwise_conv(graph_, node);
     } else if (is_pool(op)) {
       if (node.attrs.has(ops::nn::kLayoutAttribute) || !is_activation(node.inputs[0])) return p;
       p.activations = {0};
@@ -370,6 +370,12 @@ int convert_conv_regions_to_nhwc(ir::Graph& graph, bool include_depthwise) {
   infer_shapes(graph);
   graph.verify();
   return converted;
+}
+
+bool is_depthwise_conv(const ir::Graph& graph, const ir::Node& node) {
+  if (node.removed || node.op_type != "Conv" || node.inputs.size() < 2 || node.inputs[1] < 0) return false;
+  const Shape& weight = graph.value(node.inputs[1]).shape;
+  return node.attrs.get_int_or("group", 1) > 1 && weight.size() >= 2 && weight[1] == 1;
 }
 
 }  // namespace kiln::passes

@@ -22,4 +22,8 @@ namespace kiln::passes {
 // Convs converted.
 int convert_conv_regions_to_nhwc(ir::Graph& graph, bool include_depthwise = false);
 
+// Whether `node` is a depthwise Conv as the pass above sees one: group > 1 and one input channel
+// per group (W's dim 1 is 1).
+bool is_depthwise_conv(const ir::Graph& graph, const ir::Node& node);
+
 }  // namespace kiln::passes
