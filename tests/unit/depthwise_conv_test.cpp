@@ -255,16 +255,6 @@ class Buffer {
   T* data_;
 };
 
-template <typename F>
-void with_kernel_shape(int kernel, int64_t stride_w, F&& f) {  // as depthwise_conv_kernels.cu
-  const bool unit = stride_w == 1;
-  switch (kernel) {
-    case 3: unit ? f.template operator()<3, 3, 1>() : f.template operator()<3, 3, 2>(); return;
-    case 5: unit ? f.template operator()<5, 5, 1>() : f.template operator()<5, 5, 2>(); return;
-    case 7: unit ? f.template operator()<7, 7, 1>() : f.template operator()<7, 7, 2>(); return;
-    default: f.template operator()<0, 0, 0>(); return;
-  }
-}
 
 // Shared memory of one block, filled with NaN so that reading what no thread staged shows, with
 // 64 guard bytes after it.
@@ -294,7 +284,7 @@ bool emulate(const DepthwiseConvPlan& plan, const T* x, const T* w, const T* bia
   if (!plan.problem.nhwc) {
     const depthwise::NchwArgs<T> args = depthwise::make_nchw_args(plan, x, w, bias, residual, y);
     const DepthwiseNchwPlan& n = plan.nchw;
-    with_kernel_shape(plan.kernel, plan.problem.stride_w, [&]<int KH, int KW, int SW>() {
+    depthwise::with_kernel_shape(plan.kernel, plan.problem.stride_w, [&]<int KH, int KW, int SW>() {
       for (int block = 0; block < n.blocks; ++block) {
         std::vector<float> shared = staged_shared(n.shared_bytes, n.threads, [&](int t, unsigned char* bytes) {
           depthwise::nchw_stage(args, block, t, n.threads, bytes);
@@ -320,7 +310,7 @@ bool emulate(const DepthwiseConvPlan& plan, const T* x, const T* w, const T* bia
     }
   };
   if (vectors) {
-    with_kernel_shape(plan.kernel, plan.problem.stride_w, [&]<int KH, int KW, int SW>() {
+    depthwise::with_kernel_shape(plan.kernel, plan.problem.stride_w, [&]<int KH, int KW, int SW>() {
       run.template operator()<depthwise::kPack<T>, KH, KW, SW>();
     });
   } else {

@@ -564,4 +564,18 @@ KILN_DW_DEVICE void nhwc_compute(const NhwcArgs<T>& a, int pixel_block, int chun
   }
 }
 
+// Calls f.template operator()<KH, KW, SW>() for the compiled specialisation of a `kernel`-square
+// window (3, 5, 7; stride 1 or 2 along W), <0, 0, 0> for the generic kernel. The launcher and the
+// CPU emulation in the tests dispatch the same way.
+template <typename F>
+void with_kernel_shape(int kernel, int64_t stride_w, F&& f) {
+  const bool unit = stride_w == 1;
+  switch (kernel) {
+    case 3: unit ? f.template operator()<3, 3, 1>() : f.template operator()<3, 3, 2>(); return;
+    case 5: unit ? f.template operator()<5, 5, 1>() : f.template operator()<5, 5, 2>(); return;
+    case 7: unit ? f.template operator()<7, 7, 1>() : f.template operator()<7, 7, 2>(); return;
+    default: f.template operator()<0, 0, 0>(); return;
+  }
+}
+
 }  // namespace kiln::cuda::depthwise

@@ -47,19 +47,6 @@ __global__ void __launch_bounds__(kDepthwiseThreads) depthwise_nhwc_kernel(const
   depthwise::nhwc_compute<T, P, KH, KW, SW>(args, static_cast<int>(blockIdx.x), chunk, thread, shared);
 }
 
-// Calls f.template operator()<KH, KW, SW>() for the compiled specialisation `kernel`
-// (depthwise_specialized_kernel), <0, 0, 0> for the generic kernel.
-template <typename F>
-void with_kernel_shape(int kernel, int64_t stride_w, F&& f) {
-  const bool unit = stride_w == 1;
-  switch (kernel) {
-    case 3: unit ? f.template operator()<3, 3, 1>() : f.template operator()<3, 3, 2>(); return;
-    case 5: unit ? f.template operator()<5, 5, 1>() : f.template operator()<5, 5, 2>(); return;
-    case 7: unit ? f.template operator()<7, 7, 1>() : f.template operator()<7, 7, 2>(); return;
-    default: f.template operator()<0, 0, 0>(); return;
-  }
-}
-
 template <typename T>
 cudaError_t launch_typed(const DepthwiseConvPlan& plan, const DepthwiseConvTensors& tensors, cudaStream_t stream) {
   const T* x = static_cast<const T*>(tensors.x);
@@ -70,7 +57,7 @@ cudaError_t launch_typed(const DepthwiseConvPlan& plan, const DepthwiseConvTenso
   if (!plan.problem.nhwc) {
     const DepthwiseNchwPlan& nchw = plan.nchw;
     const depthwise::NchwArgs<T> args = depthwise::make_nchw_args(plan, x, w, bias, residual, y);
-    with_kernel_shape(plan.kernel, plan.problem.stride_w, [&]<int KH, int KW, int SW>() {
+    depthwise::with_kernel_shape(plan.kernel, plan.problem.stride_w, [&]<int KH, int KW, int SW>() {
       depthwise_nchw_kernel<T, KH, KW, SW><<<static_cast<unsigned>(nchw.blocks), static_cast<unsigned>(nchw.threads),
                                              static_cast<size_t>(nchw.shared_bytes), stream>>>(args);
     });
@@ -80,7 +67,7 @@ cudaError_t launch_typed(const DepthwiseConvPlan& plan, const DepthwiseConvTenso
     const dim3 grid(static_cast<unsigned>(nhwc.pixel_blocks), static_cast<unsigned>(nhwc.channel_blocks));
     const auto threads = static_cast<unsigned>(nhwc.threads);
     const auto shared_bytes = static_cast<size_t>(nhwc.shared_bytes);
-    with_kernel_shape(plan.kernel, plan.problem.stride_w, [&]<int KH, int KW, int SW>() {
+    depthwise::with_kernel_shape(plan.kernel, plan.problem.stride_w, [&]<int KH, int KW, int SW>() {
       depthwise_nhwc_kernel<T, depthwise::kPack<T>, KH, KW, SW><<<grid, threads, shared_bytes, stream>>>(args);
     });
   } else {
