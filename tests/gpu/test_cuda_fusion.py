@@ -80,6 +80,18 @@ def _gelu_model(dtype):
     return m, [y]
 
 
+def _gelu_tanh_powers_model(dtype):
+    # GELU as GPT-2 exports it (x ** 3 spelled Pow(x, 3.0)), and a square of a negative-valued
+    # input: the generated kernel computes constant squares and cubes as products.
+    m = _Model(dtype)
+    x = m.input("x", [4, 33, 384], low=-6.0, high=6.0)
+    cube = m.op("Mul", m.op("Pow", x, m.const(3.0)), m.const(0.044715))
+    inner = m.op("Mul", m.op("Add", x, cube), m.const(0.7978845608))
+    gelu = m.op("Mul", m.op("Mul", x, m.const(0.5)), m.op("Add", m.op("Tanh", inner), m.const(1.0)))
+    square = m.op("Pow", m.op("Sub", x, m.const(1.0)), m.const(2.0))
+    return m, [gelu, square]
+
+
 def _bias_residual_model(dtype):
     m = _Model(dtype)
     x = m.input("x", [4, 33, 96])
@@ -235,6 +247,7 @@ MODELS = {
     "special_values": _special_values_model,
     "residual_layer_norm": _residual_layer_norm_model,
     "gelu": _gelu_model,
+    "gelu_tanh_powers": _gelu_tanh_powers_model,
     "bias_gelu_residual": _bias_residual_model,
     "scale_mask_softmax": _attention_mask_model,
     "broadcast_every_op": _broadcast_chain_model,
@@ -289,8 +302,8 @@ def test_fused_float16_tensors_match_cpu(name):
 
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
-@pytest.mark.parametrize("name", ["gelu", "bias_gelu_residual", "scale_mask_softmax", "residual_layer_norm",
-                                  "decomposed_norms", "pooling_gate", "reductions"])
+@pytest.mark.parametrize("name", ["gelu", "gelu_tanh_powers", "bias_gelu_residual", "scale_mask_softmax",
+                                  "residual_layer_norm", "decomposed_norms", "pooling_gate", "reductions"])
 def test_fused_half_engine_matches_cpu(name, precision):
     m, outputs = MODELS[name](np.float32)
     model = m.model(outputs)

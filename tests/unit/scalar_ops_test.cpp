@@ -524,6 +524,32 @@ TEST(ScalarMath, SignedZerosAndRounding) {
   EXPECT_EQ(kiln_fmod<float>(-5.5f, 2.0f), -1.5f);
 }
 
+TEST(ScalarMath, SquaresAndCubesAreProductsWithPowsSpecialValues) {
+  std::vector<double> values = float_values();
+  values.insert(values.end(), {2.0, 3.0, -7.5, 1e20, -1e20, 1e-20});
+  for (double value : values) {
+    const float x = static_cast<float>(value);
+    for (float exponent : {2.0f, 3.0f}) {
+      const float got = kiln_pow<float>(x, exponent);
+      const float product = exponent == 2.0f ? x * x : x * x * x;
+      const float want = std::pow(x, exponent);
+      SCOPED_TRACE(testing::Message() << "pow(" << x << ", " << exponent << ")");
+      if (std::isnan(want)) {
+        EXPECT_TRUE(std::isnan(got));
+        continue;
+      }
+      EXPECT_EQ(got, product);  // the product itself, not pow's rounding of it
+      EXPECT_EQ(std::signbit(got), std::signbit(want));
+      EXPECT_EQ(std::isinf(got), std::isinf(want));
+      if (std::isfinite(want)) {
+        EXPECT_NEAR(got, want, 3e-7 * std::fabs(want) + 1.5e-45);
+      }
+    }
+  }
+  EXPECT_EQ(kiln_pow<float>(2.0f, 0.5f), std::pow(2.0f, 0.5f));  // other exponents stay pow
+  EXPECT_EQ(kiln_pow<double>(3.0, 3.0), 27.0);
+}
+
 TEST(ScalarMath, DenormalsAreNotFlushed) {
   EXPECT_EQ(kiln_relu<float>(kDenormal), kDenormal);
   EXPECT_EQ(kiln_identity<float>(kDenormal), kDenormal);
