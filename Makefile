@@ -51,12 +51,12 @@ test-cpp: build
 test-python: build
 	$(PY) -m pytest -q tests/python
 
-# ASan+UBSan (clang) over the C++ unit tests and the fuzz regressions, then each fuzz target for
-# FUZZ_SECONDS. Installs clang when missing; a stage whose tool cannot be installed is skipped with
-# a message (scripts/ci-sanitizers.sh). TSan over the threading tests is one more stage (a third
-# build of the library): SANITIZER_STAGES="asan fuzz tsan".
+# ASan+UBSan (clang) over the C++ unit tests, the fuzz regressions and the Python suite, then each
+# fuzz target for FUZZ_SECONDS, then TSan (gcc) over the threading tests. Installs clang when
+# missing; a stage whose tool cannot be installed is skipped with a message
+# (scripts/ci-sanitizers.sh).
 FUZZ_SECONDS ?= 30
-SANITIZER_STAGES ?= asan fuzz
+SANITIZER_STAGES ?= asan python fuzz tsan
 test-sanitizers: build
 	JOBS=$(JOBS) VENV=$(VENV) FUZZ_SECONDS=$(FUZZ_SECONDS) KILN_CLI=$(abspath $(BUILD_DIR))/bin/kiln \
 	  scripts/ci-sanitizers.sh $(SANITIZER_STAGES)

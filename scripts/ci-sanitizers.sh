@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # CI's sanitizer and fuzz stages (make test-sanitizers; make test runs them after the normal suites).
 #
-#   scripts/ci-sanitizers.sh [asan] [fuzz] [tsan]      (default: all three, in that order)
+#   scripts/ci-sanitizers.sh [asan] [python] [fuzz] [tsan]      (default: all four, in that order)
 #
 # asan  clang build with ASan+UBSan and libFuzzer coverage (build-fuzz/, CPU only): the C++ unit
 #       tests and the replay of tests/data/fuzz-regressions/ under ctest.
+# python  the Python suite (tests/python) on that build's libraries and CLI, the ASan runtime
+#       preloaded into the interpreter; the tests of the torch integration are left out (the
+#       sanitizer build has no libkiln_torch.so: torch itself is not instrumented).
 # fuzz  each fuzz target of tests/fuzz/ for FUZZ_SECONDS (default 30), libFuzzer seed FUZZ_SEED
 #       (default 1, so every CI run tries the same inputs), from seeds written by
 #       tests/fuzz/make_seeds.py (engines built with $KILN_CLI, default build/bin/kiln).
@@ -29,7 +32,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(asan fuzz tsan)
+[ ${#stages[@]} -gt 0 ] || stages=(asan python fuzz tsan)
 summary=()
 
 note() { echo "== ci-sanitizers: $*"; }
@@ -53,6 +56,16 @@ ensure_clang() {
   have_libfuzzer
 }
 
+# Under ASan and TSan, libnvrtc's dlopen of libnvrtc-builtins does not search libnvrtc's own folder
+# (the sanitizer's interceptor is the caller), so the NVRTC tests need that folder on the search path.
+add_nvrtc_folder() {  # build folder
+  local nvrtc_library
+  nvrtc_library=$(sed -n 's/^KILN_NVRTC_LIBRARY:FILEPATH=//p' "$1/CMakeCache.txt")
+  if [ -f "$nvrtc_library" ]; then
+    export LD_LIBRARY_PATH="$(dirname "$nvrtc_library")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  fi
+}
+
 configure_fuzz_build() {
   CC=clang CXX=clang++ "$VENV/bin/cmake" -S . -B "$FUZZ_BUILD" -G Ninja \
     -DCMAKE_MAKE_PROGRAM="$(realpath "$VENV")/bin/ninja" -DPython3_EXECUTABLE="$(realpath "$VENV")/bin/python" \
@@ -72,15 +85,43 @@ stage_asan() {
   configure_fuzz_build
   "$VENV/bin/cmake" --build "$FUZZ_BUILD" -j "$JOBS" --target kiln_unit_tests "${FUZZ_TARGETS[@]/#/fuzz_}"
   note "asan: built in $(seconds_since "$start") s"
-  # Under ASan, libnvrtc's dlopen of libnvrtc-builtins does not search libnvrtc's own folder (the
-  # interceptor is the caller), so the NVRTC tests need that folder on the search path.
-  local nvrtc_library
-  nvrtc_library=$(sed -n 's/^KILN_NVRTC_LIBRARY:FILEPATH=//p' "$FUZZ_BUILD/CMakeCache.txt")
-  if [ -f "$nvrtc_library" ]; then
-    export LD_LIBRARY_PATH="$(dirname "$nvrtc_library")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  fi
+  add_nvrtc_folder "$FUZZ_BUILD"
   "$VENV/bin/ctest" --test-dir "$FUZZ_BUILD" --output-on-failure -j "$JOBS" --timeout 900
   summary+=("asan: passed (ASan+UBSan C++ unit tests and fuzz regressions, $(seconds_since "$start") s)")
+}
+
+# Test files that load libkiln_torch.so, which the sanitizer build does not make.
+PYTHON_TORCH_TESTS=(test_torch_runtime.py test_torch_compile.py test_deploy_examples.py
+  test_deploy_fresh_process.py test_packaging.py)
+
+stage_python() {
+  if ! have_libfuzzer || [ ! -f "$FUZZ_BUILD/lib/libkiln.so" ]; then
+    summary+=("python: SKIPPED (no ASan build: the asan stage did not run)")
+    return 0
+  fi
+  local start runtime
+  start=$(date +%s)
+  "$VENV/bin/cmake" --build "$FUZZ_BUILD" -j "$JOBS" --target kiln kiln_runtime kiln_cli
+  runtime=$(clang++ -print-file-name=libclang_rt.asan-x86_64.so)
+  add_nvrtc_folder "$FUZZ_BUILD"
+  local ignores=()
+  for test in "${PYTHON_TORCH_TESTS[@]}"; do ignores+=("--ignore=tests/python/$test"); done
+  # Leak checking is off here: CPython keeps objects alive at exit by design, which LSan would
+  # report; the C++ suites run with it on.
+  local env=(KILN_SANITIZER_PRELOAD="$runtime" LD_PRELOAD="$runtime" ASAN_OPTIONS=detect_leaks=0
+    KILN_BUILD_DIR="$(realpath "$FUZZ_BUILD")" KILN_LIB_DIR="$(realpath "$FUZZ_BUILD")/lib")
+  # The run proves nothing unless kiln loads the instrumented libraries under the ASan runtime.
+  env "${env[@]}" "$VENV/bin/python" -c '
+import os, sys
+sys.path.insert(0, "python")
+import kiln
+kiln.runtime_version()
+maps = open("/proc/self/maps").read()
+assert "libclang_rt.asan" in maps, "the ASan runtime is not loaded"
+assert os.environ["KILN_LIB_DIR"] + "/libkiln_runtime.so" in maps, "kiln did not load the sanitizer build"
+'
+  env "${env[@]}" "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/python "${ignores[@]}"
+  summary+=("python: passed (the Python suite but the torch integration, on the ASan+UBSan libraries, $(seconds_since "$start") s)")
 }
 
 stage_fuzz() {
@@ -121,6 +162,7 @@ stage_tsan() {
     -DKILN_WITH_CUDA=OFF -DKILN_WITH_TORCH=OFF -DKILN_SANITIZE=thread >/dev/null
   "$VENV/bin/cmake" --build "$TSAN_BUILD" -j "$JOBS" --target kiln_unit_tests
   note "tsan: built in $(seconds_since "$start") s"
+  add_nvrtc_folder "$TSAN_BUILD"
   TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} \
     "$TSAN_BUILD/tests/kiln_unit_tests" --gtest_filter="$TSAN_FILTER" --gtest_brief=1
   summary+=("tsan: passed (threading tests '$TSAN_FILTER', $(seconds_since "$start") s)")
@@ -128,8 +170,8 @@ stage_tsan() {
 
 for stage in "${stages[@]}"; do
   case "$stage" in
-    asan | fuzz | tsan) "stage_$stage" ;;
-    *) echo "unknown stage '$stage' (asan, fuzz, tsan)" >&2; exit 2 ;;
+    asan | python | fuzz | tsan) "stage_$stage" ;;
+    *) echo "unknown stage '$stage' (asan, python, fuzz, tsan)" >&2; exit 2 ;;
   esac
 done
 note "summary:"

@@ -21,6 +21,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 import kiln
+from conftest import python_child_env
 
 WIDTH = 32
 
@@ -90,7 +91,7 @@ def test_one_engine_from_many_threads_gives_single_threaded_results(tmp_path, en
     env["PYTHONPATH"] = os.pathsep.join([str(Path(kiln.__file__).resolve().parents[1]),
                                          env.get("PYTHONPATH", "")])
     result = subprocess.run([sys.executable, str(script), str(path), str(threads), str(calls)],
-                            env=env, capture_output=True, text=True, timeout=300)
+                            env=python_child_env(env), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, (
         f"exit status {result.returncode} (a negative one is the signal that killed it)\n{result.stdout}\n{result.stderr[-2000:]}")
     assert "mismatches 0 errors 0" in result.stdout
