@@ -25,7 +25,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 FUZZ_BUILD=${FUZZ_BUILD:-build-fuzz}
 TSAN_BUILD=${TSAN_BUILD:-build-tsan}
 KILN_CLI=${KILN_CLI:-build/bin/kiln}
-FUZZ_TARGETS=(engine_load engine_inspect onnx_import onnx_build npy)
+FUZZ_TARGETS=(engine_load engine_inspect onnx_import onnx_build npy json)
 # The tests that start threads; TSan runs only these (the whole suite under TSan takes too long).
 TSAN_FILTER=${TSAN_FILTER:-'*Thread*:*Concurren*:*Parallel*:Runtime.*'}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}

@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-3600}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(engine_load engine_inspect onnx_import onnx_build npy)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(engine_load engine_inspect onnx_import onnx_build npy json)
 JOBS=${JOBS:-$(nproc)}
 OUT=${OUT:-fuzz-out}
 VENV=${VENV:-.venv}

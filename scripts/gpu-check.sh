@@ -5,6 +5,7 @@
 # benchmark models)
 # and multigpu (two GPUs: device errors, safe mode, a thread per GPU; skips with fewer GPUs).
 # Example: scripts/gpu-check.sh build conformance
+# Build dependencies missing there (nlohmann-json3-dev) may come unpacked in .deps/root/usr.
 # Environment: PYTHON (default python3: the one with torch), JOBS, KILN_GPU_CACHE (ONNX exports),
 # PYTEST_ARGS (extra pytest arguments, split on spaces), PYTEST_K (a pytest -k expression, spaces
 # allowed: PYTEST_K="mobilenet or vit" runs part of a stage), CMAKE_ARGS (extra configure arguments).
@@ -52,6 +53,9 @@ for stage in $STAGES; do
       # The distribution's g++ links libstdc++ as a shared library, as the deployment targets do.
       compilers=""
       [ -x /usr/bin/g++ ] && compilers="-DCMAKE_CXX_COMPILER=/usr/bin/g++ -DCMAKE_CUDA_HOST_COMPILER=/usr/bin/g++"
+      # A machine without network gets build dependencies (nlohmann-json3-dev) carried as Debian
+      # packages unpacked into .deps/root (../shared/tools/carry-debs.sh).
+      [ -d .deps/root/usr ] && compilers="$compilers -DCMAKE_PREFIX_PATH=$REPO/.deps/root/usr"
       run_stage build bash -c "cmake -S . -B '$BUILD' -G Ninja -DCMAKE_BUILD_TYPE=Release $compilers \
         -DPython3_EXECUTABLE=\$(command -v $PYTHON) -DCMAKE_CUDA_ARCHITECTURES=90 ${CMAKE_ARGS:-} && cmake --build '$BUILD' -j $JOBS" ;;
     ctest) run_stage ctest bash -c "cd '$BUILD' && ctest -j 8 --output-on-failure" ;;

@@ -8,7 +8,9 @@ OUT_DIR/<target>/ gets, for each target of tests/fuzz/:
   engine_load              engines built from those models with the kiln CLI, and tests/data's;
   engine_inspect           the same engines, each behind a byte choosing the output form;
   npy                      .npy files of every dtype kiln reads, format versions 1.0 and 2.0,
-                           and tests/data's.
+                           and tests/data's;
+  json                     `kiln inspect --json` of some of those engines, the repository's
+                           .json files and a few documents with every JSON form.
 Models or engines larger than --max-bytes (default 64 KiB) are skipped: the fuzzers mutate small
 inputs faster, and large weights add little coverage. Engines are built from at most
 --max-engines models (default 300: one CLI call each).
@@ -113,6 +115,28 @@ def npy_seeds() -> list[bytes]:
     return seeds
 
 
+def json_seeds(engines: list[bytes], kiln: pathlib.Path) -> list[bytes]:
+    """Documents for the JSON parser: `kiln inspect --json` of up to 20 engines, the repository's
+    tracked .json files, and hand-written forms."""
+    seeds = [b'{"a": [1, -2, 0.5, 1e+300, true, false, null], "b": {"c": "\\u00e9\\n"}}',
+             b'[]', b'{}', b'"x"', b'-0', b'9223372036854775807', b'18446744073709551616',
+             '{"caf\u00e9": "\U0001f600"}'.encode()]
+    if kiln.exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            for i, engine in enumerate(engines[:20]):
+                path = pathlib.Path(tmp) / f"e{i}.kiln"
+                path.write_bytes(engine)
+                shown = subprocess.run([str(kiln), "inspect", "--json", str(path)], capture_output=True, timeout=60)
+                if shown.returncode == 0:
+                    seeds.append(shown.stdout[:16384])
+    tracked = subprocess.run(["git", "ls-files", "*.json"], cwd=REPO, capture_output=True, text=True).stdout.split()
+    for name in tracked:
+        path = REPO / name
+        if path.is_file() and path.stat().st_size <= 16384:
+            seeds.append(path.read_bytes())
+    return sorted(set(seeds))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=pathlib.Path)
@@ -152,6 +176,9 @@ def main() -> int:
         write_seed(args.out / "engine_load", data)
         for mode in range(4):
             write_seed(args.out / "engine_inspect", bytes([mode]) + data)
+
+    for data in json_seeds(engines, args.kiln):
+        write_seed(args.out / "json", data)
 
     npys = npy_seeds() + [p.read_bytes() for p in sorted((REPO / "tests" / "data").rglob("*.npy"))]
     for data in npys:

@@ -539,7 +539,7 @@ TEST(FormatTestVerifier, RejectsBadLayersBindingsAndPlan) {
 TEST(FormatTestVerifier, RejectsMetadataThatIsNotAUtf8JsonObject) {
   const Bytes file = write_engine(make_small_model());
   const std::vector<std::pair<std::string, const char*>> cases = {
-      {std::string("{\"a\": \"\xff\"}"), "invalid UTF-8"},
+      {std::string("{\"a\": \"\xff\"}"), "ill-formed UTF-8"},
       {std::string("{\"a\": \"\xc0\xaf\"}"), "UTF-8"},      // overlong '/'
       {std::string("{\"a\": \"\xed\xa0\x80\"}"), "UTF-8"},  // an encoded surrogate
       {std::string("{\"\xe2\x82\": 1}"), "UTF-8"},          // truncated sequence in a key

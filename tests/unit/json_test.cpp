@@ -67,7 +67,7 @@ TEST(JsonParse, LargeIntegersStayExactOrBecomeDoubles) {
 }
 
 TEST(JsonParse, RejectsNonStrictInput) {
-  for (const char* bad : {"",
+  for (const std::string_view bad : std::initializer_list<std::string_view>{"",
                           "   ",
                           "{",
                           "[1,]",
@@ -96,7 +96,9 @@ TEST(JsonParse, RejectsNonStrictInput) {
                           "\"\xC0\xAF\"",
                           "1e999",
                           "[\"\xED\xA0\x80\"]",
-                          "+1"}) {
+                          "+1",
+                          std::string_view("{}\0{", 4),
+                          std::string_view("[1,\0 2]", 7)}) {
     SCOPED_TRACE(bad);
     parse_error(bad);
   }
@@ -105,6 +107,22 @@ TEST(JsonParse, RejectsNonStrictInput) {
 TEST(JsonParse, RejectsDuplicateKeys) {
   const std::string message = parse_error(R"({"a": 1, "a": 2})");
   EXPECT_NE(message.find("duplicate key \"a\""), std::string::npos) << message;
+}
+
+TEST(JsonParse, DuplicateKeysAndDepthNameThePlace) {
+  EXPECT_NE(parse_error(R"({"a": {"b": [1, {"c": 1, "c": 2}]}})").find("duplicate key \"c\" in the object at $.a.b[1]"),
+            std::string::npos);
+  ParseOptions options;
+  options.max_depth = 2;
+  EXPECT_NE(parse_error(R"({"k": [0, [1]]})", options).find("deeper than 2 at $.k[1]"), std::string::npos);
+}
+
+TEST(JsonParse, ErrorsQuoteTheInputAsPrintableAscii) {
+  const std::string message = parse_error("[\"\xC3\x01\"]");
+  for (const char c : message) {
+    EXPECT_TRUE(c >= 0x20 && c < 0x7f) << "byte " << static_cast<int>(static_cast<unsigned char>(c)) << " in " << message;
+  }
+  EXPECT_NE(message.find("\\xc3"), std::string::npos) << message;
 }
 
 TEST(JsonParse, ErrorsNameLineAndColumn) {
