@@ -1,5 +1,6 @@
-// A small, strict JSON value type with a parser and a serializer (RFC 8259). Used for builder
-// configuration and engine metadata; not meant for large documents.
+// A small JSON value type with a strict parser (RFC 8259; nlohmann/json lexes, json_parse.cpp)
+// and a serializer (json.cpp). Used for builder configuration and engine metadata; not meant for
+// large documents.
 #pragma once
 
 #include <cstddef>
