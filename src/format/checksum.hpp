@@ -1,5 +1,6 @@
-// The engine file checksum: XXH64, implemented here so that the runtime has no third-party
-// dependency. Fast (several GB/s), so verifying a large weights blob costs little at load time.
+// The engine file checksum: XXH64 (the xxHash library's, compiled in from its header: the runtime
+// loads no third-party library for it). Fast (several GB/s), so verifying a large weights blob
+// costs little at load time.
 #pragma once
 
 #include <cstdint>
