@@ -29,9 +29,15 @@ inline constexpr uint64_t kOffsetChecksum = 56;      // u64: see below
 inline constexpr uint64_t kOffsetFlags = 64;         // u32: required-feature bits
 inline constexpr uint64_t kOffsetSectionCount = 68;  // u32
 inline constexpr uint64_t kHeaderSize = 72;          // header_size written by this version
-// Flag bits a 1.x reader understands. A set bit outside this mask means the engine needs a feature
+// Required-feature bits. The writer sets one when the engine uses a feature that a reader written
+// before it would ignore and so misread; such a reader refuses the file instead.
+// Bit 0: a FusedAttention layer reads packed QKV in the memory order its attribute qkv_layout
+// gives (other than the default [B, S, 3, H, D]); readers before kiln 0.1.0's qkv_layout would
+// take it as [B, S, 3, H, D].
+inline constexpr uint32_t kFlagAttentionQkvLayout = 1u << 0;
+// Flag bits this reader understands. A set bit outside this mask means the engine needs a feature
 // this reader lacks: kIncompatible.
-inline constexpr uint32_t kKnownFlags = 0;
+inline constexpr uint32_t kKnownFlags = kFlagAttentionQkvLayout;
 
 // Checksum: seed = XXH64(bytes [0, kOffsetChecksum), seed 0);
 //           checksum = XXH64(bytes [kOffsetChecksum + 8, file_size), seed).

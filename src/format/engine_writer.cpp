@@ -152,6 +152,17 @@ std::vector<uint8_t> kernels_section(const EngineModel& model) {
   return out;
 }
 
+// The header's required-feature bits for `model` (engine_schema.hpp lists them).
+uint32_t required_features(const EngineModel& model) {
+  uint32_t flags = 0;
+  for (const Layer& layer : model.layers) {
+    if (layer.op == "FusedAttention" && layer.attrs.get_string_or("qkv_layout", "BSTHD") != "BSTHD") {
+      flags |= s::kFlagAttentionQkvLayout;
+    }
+  }
+  return flags;
+}
+
 std::span<const uint8_t> as_bytes(const std::string& text) {
   return {reinterpret_cast<const uint8_t*>(text.data()), text.size()};
 }
@@ -182,7 +193,7 @@ std::vector<uint8_t> write_engine(const EngineModel& model) {
   // The weights stay last: the other sections are small, so they sit together at the front.
   sections.push_back({id(s::SectionId::kWeights), model.weights, kWeightAlignment});
   return assemble_engine(FormatVersion{kFormatMajor, kFormatMinor}, model.producer,
-                         /*flags=*/0, sections);
+                         required_features(model), sections);
 }
 
 }  // namespace kiln::format

@@ -331,6 +331,27 @@ TEST(FormatTestVersion, UnknownRequiredFlagIsIncompatible) {
   EXPECT_NE(std::string(e.what()).find("flags 0x4"), std::string::npos) << e.what();
 }
 
+TEST(FormatTestVersion, QkvLayoutAttentionSetsItsRequiredFeatureBitWhichThisReaderKnows) {
+  // An engine whose attention reads QKV in another order is refused by readers that predate the
+  // attribute (they know no flag bits) instead of being misread; this reader takes it.
+  EngineModel model = make_small_model();
+  model.layers[0].attrs.set("qkv_layout", Attribute::of_string("SBTHD"));
+  EXPECT_EQ(load_le<uint32_t>(write_engine(model).data() + s::kOffsetFlags), 0u);  // not attention
+  model.layers[0].op = "FusedAttention";
+  const Bytes file = write_engine(model);
+  EXPECT_EQ(load_le<uint32_t>(file.data() + s::kOffsetFlags), s::kFlagAttentionQkvLayout);
+  EXPECT_EQ(read(file).layers[0].attrs.get_string_or("qkv_layout", ""), "SBTHD");
+  // The default order needs no flag: such engines stay readable by every 1.x reader.
+  model.layers[0].attrs.set("qkv_layout", Attribute::of_string("BSTHD"));
+  EXPECT_EQ(load_le<uint32_t>(write_engine(model).data() + s::kOffsetFlags), 0u);
+  // A reader from before the flag knew no bits and refuses it, as this reader refuses a bit it
+  // does not know.
+  Bytes unknown = file;
+  store_le<uint32_t>(unknown.data() + s::kOffsetFlags, s::kFlagAttentionQkvLayout << 1);
+  restamp_checksum(unknown);
+  EXPECT_EQ(read_error(unknown).code(), ErrorCode::kIncompatible);
+}
+
 TEST(FormatTestVersion, NewerMinorWithUnknownSectionAndFieldsIsAccepted) {
   const EngineModel original = make_full_model();
   const Bytes file = write_engine(original);
