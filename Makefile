@@ -49,7 +49,7 @@ test-cpp: build
 	cd $(BUILD_DIR) && $(abspath $(VENV))/bin/ctest --output-on-failure -j $(JOBS)
 
 test-python: build
-	$(PY) -m pytest -q tests/python
+	$(PY) -m pytest -q tests/python tests/onnx_backend
 
 # ASan+UBSan (clang) over the C++ unit tests, the fuzz regressions and the Python suite, then each
 # fuzz target for FUZZ_SECONDS, then TSan (gcc) over the threading tests. Installs clang when

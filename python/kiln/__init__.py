@@ -67,6 +67,14 @@ _KILN_TO_NUMPY = {
     16: np.dtype(np.uint16),
 }
 _NUMPY_TO_KILN = {dt: code for code, dt in _KILN_TO_NUMPY.items()}
+# bfloat16 tensors are handed out as their uint16 bit patterns (above); arrays of ml_dtypes'
+# bfloat16 (what onnx and jax use) are taken as inputs too when that package is installed.
+try:
+    import ml_dtypes as _ml_dtypes
+
+    _NUMPY_TO_KILN[np.dtype(_ml_dtypes.bfloat16)] = 16
+except ImportError:  # optional: without it, bfloat16 inputs are given as uint16 bit patterns
+    pass
 _KILN_DTYPE_NAMES = {
     1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
     10: "float16", 11: "float64", 16: "bfloat16",

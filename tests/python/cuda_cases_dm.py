@@ -314,6 +314,8 @@ resize("rs_nearest_int_sizes_3d", [2, 5, 6], {"mode": "nearest"}, sizes=[2, 11, 
 resize("rs_linear_half_pixel_x2", [2, 3, 5, 7], {"mode": "linear"}, [1, 1, 2, 2])
 resize("rs_linear_align_corners", [2, 3, 5, 7],
        {"mode": "linear", "coordinate_transformation_mode": "align_corners"}, sizes=[2, 3, 9, 13])
+resize("rs_linear_align_corners_scales_down", [1, 2, 4, 7],
+       {"mode": "linear", "coordinate_transformation_mode": "align_corners"}, [1, 1, 0.6, 0.6])
 resize("rs_linear_asymmetric", [1, 2, 6, 8],
        {"mode": "linear", "coordinate_transformation_mode": "asymmetric"}, [1, 1, 1.7, 0.5])
 resize("rs_linear_pytorch_half_pixel_out1", [1, 2, 4, 6],

@@ -164,3 +164,21 @@ def test_bindings_are_read_only_descriptions(engine):
     with pytest.raises((AttributeError, TypeError)):
         binding.name = "other"  # type: ignore[misc]
     assert engine.inputs[0].name == "x"
+
+
+def test_bfloat16_inputs_come_as_ml_dtypes_arrays_or_bit_patterns():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "double",
+                              [helper.make_tensor_value_info("x", TensorProto.BFLOAT16, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.BFLOAT16, [4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    engine = kiln.Engine(kiln.build_onnx(model.SerializeToString(), target="cpu"))
+    x = np.array([1.5, -2.0, 3.25, 0.1], dtype=ml_dtypes.bfloat16)
+    y = engine.run({"x": x})["y"]
+    assert y.dtype == np.uint16  # outputs are the bit patterns
+    np.testing.assert_array_equal(y.view(ml_dtypes.bfloat16).astype(np.float32), (x.astype(np.float32) * 2))
+    np.testing.assert_array_equal(engine.run({"x": x.view(np.uint16)})["y"], y)
+    assert onnx  # imported for the model above

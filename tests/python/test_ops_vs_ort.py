@@ -436,6 +436,13 @@ for name, shape, scales, sizes, attrs, opset in [
     ("linear-half-pixel", (1, 2, 4, 4), [1, 1, 2, 2], None, {"mode": "linear"}, 13),
     ("linear-align-corners", (2, 1, 3, 5), None, [2, 1, 7, 9],
      {"mode": "linear", "coordinate_transformation_mode": "align_corners"}, 13),
+    # Scales that do not give a whole length: align_corners maps the output's whole-element size
+    # onto the input, as ONNX Runtime and PyTorch do (ONNX's reference uses in * scale instead:
+    # tests/onnx_backend/expected_failures.txt).
+    ("linear-align-corners-scales-down", (1, 2, 4, 7), [1, 1, 0.6, 0.6], None,
+     {"mode": "linear", "coordinate_transformation_mode": "align_corners"}, 13),
+    ("nearest-align-corners-scales-up", (1, 1, 3, 5), [1, 1, 1.7, 2.3], None,
+     {"mode": "nearest", "coordinate_transformation_mode": "align_corners"}, 18),
     ("linear-asymmetric", (1, 1, 4, 6), [1, 1, 0.5, 1.5], None,
      {"mode": "linear", "coordinate_transformation_mode": "asymmetric"}, 18),
     ("linear-pytorch-half-pixel", (1, 3, 5, 4), None, [1, 3, 10, 1],

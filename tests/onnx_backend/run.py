@@ -1,0 +1,217 @@
+"""Runs the official ONNX backend test cases (cases.py) on kiln's CPU engines and classifies each:
+
+  pass      every output of every data set within the case's rtol/atol (16-bit outputs: within 2
+            units in the last place at least), same dtype and shape
+  refused   the build refused the model with a kiln error (an op, opset or dtype kiln lacks: the
+            error names it)
+  run-error the engine built but a run failed with a kiln error
+  wrong     an output differs (dtype, shape or values): a silent wrong result, never acceptable
+  crash     the process running the case died (a signal) or raised something other than a kiln
+            error; timeout: it ran past --timeout
+
+Cases run in worker processes, --chunk cases each, so that a crash takes down one chunk, which is
+then re-run case by case to name the culprit.
+
+  python tests/onnx_backend/run.py [--jobs N] [-k SUBSTRING] [--out results.json] [--update-expected]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+EXPECTED = HERE / "expected_failures.txt"
+# The build under test, as tests/python/conftest.py finds it.
+os.environ.setdefault("KILN_LIB_DIR", str(Path(os.environ.get("KILN_BUILD_DIR", REPO / "build")) / "lib"))
+
+
+def load_expected() -> dict[str, tuple[str, str]]:
+    """expected_failures.txt: name -> (status, reason)."""
+    expected = {}
+    for line in EXPECTED.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, status, reason = line.split("\t", 2)
+        expected[name] = (status, reason)
+    return expected
+
+
+def write_expected(results: dict[str, dict]) -> None:
+    """Rewrites expected_failures.txt from `results`, keeping the written reasons of entries whose
+    status did not change; a new entry's reason is kiln's message (or the mismatch)."""
+    old = load_expected() if EXPECTED.exists() else {}
+    lines = [
+        "# The official ONNX backend cases kiln's CPU engines do not pass (tests/onnx_backend/run.py),",
+        "# one per line: name<TAB>status<TAB>reason. test_onnx_backend.py fails when a case not listed",
+        "# here fails, when a listed case passes (remove it) and when a listed case fails another way.",
+        "# Regenerate with `python tests/onnx_backend/run.py --update-expected` and review the diff.",
+    ]
+    for name in sorted(results):
+        entry = results[name]
+        if entry["status"] == "pass":
+            continue
+        reason = old[name][1] if name in old and old[name][0] == entry["status"] else entry["detail"]
+        reason = reason.replace("<bytes>: ", "").replace("\t", " ").replace("\n", " ")
+        lines.append(f"{name}\t{entry['status']}\t{reason}")
+    EXPECTED.write_text("\n".join(lines) + "\n")
+
+
+def _compare(name: str, got, want, rtol: float, atol: float) -> str:
+    import numpy as np
+
+    got = np.asarray(got)
+    want = np.asarray(want)
+    # kiln hands bfloat16 outputs out as their uint16 bit patterns.
+    if want.dtype.name == "bfloat16" and got.dtype == np.uint16:
+        got = got.view(want.dtype)
+    # 16-bit results are within tolerance when within 2 units in the last place of their type (the
+    # reference rounds intermediate values at other places than kiln's kernels do): at least
+    # rtol 2^-9 for float16 and 2^-6 for bfloat16, whatever tighter rtol the case asks.
+    if want.dtype.name == "bfloat16" and got.dtype == want.dtype:  # compared as floats
+        got, want = got.astype(np.float32), want.astype(np.float32)
+        rtol = max(rtol, 2.0 ** -6)
+    elif want.dtype == np.float16:
+        rtol = max(rtol, 2.0 ** -9)
+    if want.dtype == object or got.dtype == object:
+        return "" if got.dtype == want.dtype and np.array_equal(got, want) else f"{name}: object outputs differ"
+    if got.dtype != want.dtype:
+        return f"{name}: dtype {got.dtype}, expected {want.dtype}"
+    if got.shape != want.shape:
+        return f"{name}: shape {got.shape}, expected {want.shape}"
+    if want.dtype.kind in "fc":
+        try:
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, equal_nan=True)
+        except AssertionError as error:
+            lines = [line for line in str(error).splitlines() if line.strip()]
+            return f"{name}: values differ ({'; '.join(lines[1:4])})"
+        return ""
+    return "" if np.array_equal(got, want) else f"{name}: values differ"
+
+
+def run_case(case) -> tuple[str, str]:
+    """(status, detail) of one case, in this process."""
+    import onnx
+
+    import kiln
+
+    model = onnx.load_from_string(case.model)
+    initializers = {t.name for t in model.graph.initializer}
+    input_names = [i.name for i in model.graph.input if i.name not in initializers]
+    output_names = [o.name for o in model.graph.output]
+    try:
+        engine = kiln.Engine(kiln.build_onnx(case.model, target="cpu"))
+    except kiln.KilnError as error:
+        return "refused", str(error).splitlines()[0][:400]
+    for index, (inputs, outputs) in enumerate(case.data_sets):
+        feeds = dict(zip(input_names, inputs))
+        try:
+            got = engine.run(feeds)
+        except kiln.KilnError as error:
+            return "run-error", f"data set {index}: " + str(error).splitlines()[0][:400]
+        for name, want in zip(output_names, outputs):
+            if name not in got:
+                return "wrong", f"output '{name}' missing"
+            problem = _compare(name, got[name], want, case.rtol, case.atol)
+            if problem:
+                return "wrong", f"data set {index}: {problem}"[:400]
+    return "pass", ""
+
+
+def _worker(names_file: str, out_file: str) -> None:
+    """Runs the cases named in names_file, appending one JSON line per finished case to out_file."""
+    sys.path.insert(0, str(HERE))
+    sys.path.insert(0, str(REPO / "python"))
+    import cases as case_module
+
+    wanted = json.loads(Path(names_file).read_text())
+    by_name = {c.name: c for c in case_module.all_cases() if c.name in set(wanted)}
+    with open(out_file, "a") as out:
+        for name in wanted:
+            try:
+                status, detail = run_case(by_name[name])
+            except Exception as error:  # anything but a kiln error is a crash of kiln's contract
+                status, detail = "crash", f"{type(error).__name__}: {str(error)[:300]}"
+            out.write(json.dumps({"name": name, "status": status, "detail": detail}) + "\n")
+            out.flush()
+
+
+def _run_chunk(names: list[str], timeout: float) -> dict[str, dict]:
+    """Runs `names` in one child; cases it never reported are re-run alone (crash culprits)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        names_file, out_file = os.path.join(tmp, "names.json"), os.path.join(tmp, "out.jsonl")
+        Path(names_file).write_text(json.dumps(names))
+        Path(out_file).touch()
+        try:
+            child = subprocess.run([sys.executable, __file__, "--worker", names_file, out_file],
+                                   capture_output=True, text=True, timeout=timeout)
+            ended = f"exit {child.returncode}: {child.stderr.strip().splitlines()[-1][:300] if child.stderr.strip() else ''}"
+        except subprocess.TimeoutExpired:
+            ended = "timeout"
+        results = {}
+        for line in Path(out_file).read_text().splitlines():
+            entry = json.loads(line)
+            results[entry["name"]] = entry
+    missing = [n for n in names if n not in results]
+    if missing and len(names) == 1:
+        status = "timeout" if ended == "timeout" else "crash"
+        results[missing[0]] = {"name": missing[0], "status": status, "detail": ended}
+    elif missing:
+        for name in missing:
+            results.update(_run_chunk([name], timeout))
+    return results
+
+
+def run_all(names: list[str], jobs: int, chunk: int, timeout: float) -> dict[str, dict]:
+    chunks = [names[i:i + chunk] for i in range(0, len(names), chunk)]
+    results: dict[str, dict] = {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for part in pool.map(lambda c: _run_chunk(c, timeout), chunks):
+            results.update(part)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--chunk", type=int, default=100)
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per chunk")
+    parser.add_argument("-k", default="", help="only cases whose name contains this")
+    parser.add_argument("--out", default="", help="write the results as JSON here")
+    parser.add_argument("--update-expected", action="store_true",
+                        help="rewrite expected_failures.txt from this run (all cases)")
+    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        _worker(*args.worker)
+        return 0
+    sys.path.insert(0, str(HERE))
+    import cases as case_module
+
+    names = [c.name for c in case_module.all_cases() if args.k in c.name]
+    start = time.time()
+    results = run_all(names, args.jobs, args.chunk, args.timeout)
+    counts = collections.Counter(r["status"] for r in results.values())
+    print(f"{len(names)} cases in {time.time() - start:.0f} s: " +
+          ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"counts": counts, "results": results}, indent=1, sort_keys=True))
+    if args.update_expected:
+        if args.k:
+            parser.error("--update-expected needs the whole suite (no -k)")
+        write_expected(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
