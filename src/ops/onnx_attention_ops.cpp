@@ -106,6 +106,13 @@ class Resolver {
     const int64_t mode = attrs_.get_int_or("qk_matmul_output_mode", 0);
     if (mode < 0 || mode > 3) invalid("attribute 'qk_matmul_output_mode' must be 0..3, got ", mode);
     g_.qk_output_mode = static_cast<int>(mode);
+    // Opset 25's sliding window (-1: none on that side) is not implemented.
+    for (const char* name : {"left_window_size", "right_window_size"}) {
+      if (attrs_.get_int_or(name, -1) != -1) {
+        unsupported("attribute '", name, "' is ", attrs_.get_int(name),
+                    "; kiln supports attention without a sliding window (-1) only");
+      }
+    }
     g_.softcap = attrs_.get_float_or("softcap", 0.0f);
     if (!std::isfinite(g_.softcap) || g_.softcap < 0.0f) {
       invalid("attribute 'softcap' must be a finite value >= 0, got ", g_.softcap);

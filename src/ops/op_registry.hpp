@@ -1,7 +1,8 @@
 // Op semantics shared by the builder and the runtime: arity, which inputs' values decide output
 // shapes, and type/shape inference. Kernels live in the backends (src/backends/<backend>/).
 //
-// Ops follow the latest ONNX opset's definition (opset 21). The ONNX importer normalises older
+// Ops follow ONNX's definitions of opset 21, which opsets 22-28 keep for them (checked in the op
+// or the importer where a newer version added an attribute). The ONNX importer normalises older
 // opsets to that form before the IR sees them, e.g. axes given as attributes become int64 inputs
 // (ReduceMean/ReduceSum/ReduceMax/Squeeze/Unsqueeze), Split's `split` attribute becomes input 1,
 // Clip's min/max attributes become inputs 1 and 2. docs/ops.md lists every op and its form.

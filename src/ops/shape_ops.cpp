@@ -193,6 +193,11 @@ void infer_constant_of_shape(InferContext& ctx) {
 
 void infer_range(InferContext& ctx) {
   const DType dtype = ctx.input(0).dtype;
+  // Opset 27's stash_type names the type the elements are computed in; 1 (float) is what kiln does.
+  if (const int64_t stash = ctx.attrs().get_int_or("stash_type", 1); stash != 1) {
+    kiln::fail(ErrorCode::kUnsupported, "node '", ctx.node_name(), "' (Range): attribute 'stash_type' is ",
+               stash, "; kiln computes ranges as given by 1 (float) only");
+  }
   require_dtype(ctx, "start", dtype,
                 {DType::kFloat32, DType::kFloat64, DType::kInt32, DType::kInt64});
   bool all_known = true;

@@ -41,6 +41,10 @@ SpaceDepthParams read_params(const NodeRef& node, const AttributeMap& attrs) {
                   "attribute 'mode' must be \"DCR\" or \"CRD\", got \"", mode, "\"");
       }
       p.crd = mode == "CRD";
+    } else if (const std::string mode = attrs.get_string_or("mode", "DCR"); mode != "DCR") {
+      // Opset 28 gave SpaceToDepth a mode; only its default order is implemented.
+      node.fail(mode == "CRD" ? ErrorCode::kUnsupported : ErrorCode::kInvalidArgument,
+                "attribute 'mode' is \"", mode, "\"; kiln's SpaceToDepth supports \"DCR\" only");
     }
   } catch (const Error& error) {
     nn::rethrow_with_node(nn::NodeLabel{node.name, node.op}, error);

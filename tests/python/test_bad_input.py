@@ -310,3 +310,35 @@ def test_engine_with_kernel_modules_passes_verification(engine_bytes):
     assert "kernel module 0" not in message and "attribute 'kiln_kernel'" not in message, message
     if isinstance(info.value, kiln.CorruptFileError):  # a GPU driver refused the fake cubin
         assert "generated kernel module 'g0'" in message, message
+
+
+@pytest.mark.parametrize("op,attrs,needle", [
+    ("SpaceToDepth", {"blocksize": 2, "mode": "CRD"}, "mode"),
+    ("Range", {"stash_type": 11}, "stash_type"),
+])
+def test_newer_opset_attributes_kiln_lacks_are_refused_by_name(op, attrs, needle):
+    # Opsets 24-28 are accepted; an attribute they added that asks for behaviour kiln lacks is an
+    # error naming it, never ignored.
+    if op == "Range":
+        inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, []) for n in ("start", "limit", "delta")]
+        node = helper.make_node("Range", ["start", "limit", "delta"], ["y"], **attrs)
+    else:
+        inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])]
+        node = helper.make_node(op, ["x"], ["y"], **attrs)
+    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 28)])
+    with pytest.raises(kiln.KilnError, match=needle):
+        kiln.build_onnx(model.SerializeToString(), target="cpu")
+
+
+def test_attention_sliding_window_of_opset_25_is_refused():
+    shape = [1, 2, 4, 8]
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("Q", "K", "V")]
+    node = helper.make_node("Attention", ["Q", "K", "V"], ["Y"], left_window_size=2)
+    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 25)])
+    with pytest.raises(kiln.UnsupportedError, match="left_window_size"):
+        kiln.build_onnx(model.SerializeToString(), target="cpu")
+    # Without the window, opset 25 attention builds.
+    model.graph.node[0].ClearField("attribute")
+    kiln.build_onnx(model.SerializeToString(), target="cpu")

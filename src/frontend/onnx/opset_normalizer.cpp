@@ -123,6 +123,8 @@ void drop_ignorable_defaults(NormalizedNode& node) {
   }
   // BatchNormalization's momentum only affects training statistics.
   if (node.op_type == "BatchNormalization") node.attrs.erase("momentum");
+  // Cast's round_mode (opset 24) applies to casts to float8e8m0 only, a type kiln refuses.
+  if (node.op_type == "Cast" || node.op_type == "CastLike") node.attrs.erase("round_mode");
 }
 
 }  // namespace
