@@ -172,6 +172,14 @@ def _run_chunk(names: list[str], timeout: float) -> dict[str, dict]:
     return results
 
 
+def case_names() -> list[str]:
+    """Every case's name, generated in a fresh interpreter: onnx's node case generators register
+    their cases as their modules are first imported, so a process that imported some of them
+    already (a test suite) would collect only part."""
+    listed = subprocess.run([sys.executable, __file__, "--list"], capture_output=True, text=True, check=True)
+    return json.loads(listed.stdout.strip().splitlines()[-1])
+
+
 def run_all(names: list[str], jobs: int, chunk: int, timeout: float) -> dict[str, dict]:
     chunks = [names[i:i + chunk] for i in range(0, len(names), chunk)]
     results: dict[str, dict] = {}
@@ -190,10 +198,17 @@ def main() -> int:
     parser.add_argument("--out", default="", help="write the results as JSON here")
     parser.add_argument("--update-expected", action="store_true",
                         help="rewrite expected_failures.txt from this run (all cases)")
+    parser.add_argument("--list", action="store_true", help="print the case names as JSON and stop")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         _worker(*args.worker)
+        return 0
+    if args.list:
+        sys.path.insert(0, str(HERE))
+        import cases as case_module
+
+        print(json.dumps([c.name for c in case_module.all_cases()]))
         return 0
     sys.path.insert(0, str(HERE))
     import cases as case_module

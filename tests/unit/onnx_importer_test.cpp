@@ -662,17 +662,17 @@ TEST(OnnxImporter, MissingModelFileIsNotFound) {
 }
 
 TEST(OnnxImporter, OpsetOutsideTheSupportedRangeIsRejected) {
-  for (int64_t opset : {12, 29}) {
+  for (int64_t opset : {5, 29}) {
     ModelSpec m = small_model();
     m.opsets = {{"", opset}};
     expect_error([&] { import_spec(m); }, ErrorCode::kUnsupported,
                  {"test.onnx",
-                  "opset " + std::to_string(opset) + " is not supported (kiln supports 13-28)"});
+                  "opset " + std::to_string(opset) + " is not supported (kiln supports 6-28)"});
   }
   ModelSpec none = small_model();
   none.opsets = {{"com.example", 1}};
   expect_error([&] { import_spec(none); }, ErrorCode::kUnsupported, {"no ai.onnx opset"});
-  for (int64_t opset : {13, 21, 22, 25, 28}) {
+  for (int64_t opset : {6, 12, 13, 21, 22, 25, 28}) {
     ModelSpec m = small_model();
     m.opsets = {{"ai.onnx", opset}};  // the explicit spelling of the default domain
     EXPECT_EQ(import_spec(m).opset, opset);

@@ -346,6 +346,15 @@ class Importer {
                                               std::shared_ptr<HostTensor> tensor) {
       return add_normalization_constant(name, std::move(tensor));
     };
+    // Names for the values of expanded legacy nodes: unused by the model and by each other.
+    std::unordered_set<std::string> taken;
+    for (const FlatNode* node : kept) taken.insert(node->outputs.begin(), node->outputs.end());
+    const auto fresh_name = [this, &taken](const std::string& suggested) {
+      std::string name = suggested;
+      for (int i = 1; ids_.count(name) || taken.count(name); ++i) name = suggested + "_" + std::to_string(i);
+      taken.insert(name);
+      return name;
+    };
     std::vector<NormalizedNode> out;
     out.reserve(kept.size());
     for (const FlatNode* node : kept) {
@@ -359,8 +368,10 @@ class Importer {
       for (const FlatAttribute& attr : node->attributes) {
         n.attrs.set(attr.name, convert_attribute(attr, *node));
       }
-      normalize_node(n, add_constant);
-      out.push_back(std::move(n));
+      for (NormalizedNode& part : expand_pre_opset13_node(std::move(n), fresh_name)) {
+        normalize_node(part, add_constant);
+        out.push_back(std::move(part));
+      }
     }
     return out;
   }

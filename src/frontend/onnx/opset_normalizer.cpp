@@ -129,8 +129,121 @@ void drop_ignorable_defaults(NormalizedNode& node) {
 
 }  // namespace
 
+namespace {
+
+// Moves a FLOAT attribute to a float32 scalar input at `index` (left out when absent).
+void float_attribute_to_input(NormalizedNode& node, const char* attribute, size_t index,
+                              const AddConstantFn& add_constant) {
+  const Attribute* attr = node.attrs.find(attribute);
+  if (attr == nullptr) return;
+  if (attr->kind != Attribute::Kind::kFloat) {
+    fail_node(node, "attribute '", attribute, "' must be a float, got ", attribute_kind_name(attr->kind));
+  }
+  auto tensor = std::make_shared<HostTensor>(DType::kFloat32, Shape{});
+  *tensor->data<float>() = attr->f;
+  const std::string name = add_constant(detail::concat(node.name, "_", attribute), tensor);
+  node.attrs.erase(attribute);
+  set_input(node, index, name, attribute);
+}
+
+// The forms of opsets 7-12 that differ from opset 13's and are rewritten here (the ops not named
+// kept their semantics from opset 7 to 13, up to attributes moved to inputs, handled above).
+void normalize_pre_opset13(NormalizedNode& node, const AddConstantFn& add_constant) {
+  const std::string_view op = node.op_type;
+  if (node.opset < 7) {
+    // Opset 6's binary ops broadcast only when told (`broadcast` = 1), aligning B with A's
+    // trailing axes, or at `axis`. The first two are what numpy broadcasting (opset 7 on) gives;
+    // an explicit axis is not rewritten.
+    static constexpr std::array<std::string_view, 6> kLegacyBroadcast = {"Add", "Sub", "Mul", "Div", "Pow", "Gemm"};
+    if (std::find(kLegacyBroadcast.begin(), kLegacyBroadcast.end(), op) != kLegacyBroadcast.end()) {
+      if (node.attrs.has("axis") && op != "Gemm") {
+        fail(ErrorCode::kUnsupported, "node '", node.name, "' (", node.op_type, "): opset ", node.opset,
+             " broadcasting at an explicit axis is not supported (convert the model to opset 7 or later)");
+      }
+      node.attrs.erase("broadcast");
+    }
+    // is_test (opset 6 BatchNormalization and Dropout) selects inference, which is all kiln does.
+    if (op == "BatchNormalization" || op == "Dropout") {
+      if (node.attrs.get_int_or("is_test", 1) == 0 && op == "BatchNormalization") {
+        fail(ErrorCode::kUnsupported, "node '", node.name, "' (BatchNormalization): is_test = 0 (training) is not supported");
+      }
+      node.attrs.erase("is_test");
+    }
+  }
+  if (op == "Slice" && node.opset < 10) {  // starts/ends/axes attributes, no steps
+    if (!node.attrs.has("starts") || !node.attrs.has("ends")) {
+      fail_node(node, "opset ", node.opset, " Slice needs the 'starts' and 'ends' attributes");
+    }
+    ints_attribute_to_input(node, "starts", 1, add_constant);
+    ints_attribute_to_input(node, "ends", 2, add_constant);
+    ints_attribute_to_input(node, "axes", 3, add_constant);
+  } else if (op == "TopK" && node.opset < 10) {  // k attribute -> a [1] int64 input
+    const Attribute* k = node.attrs.find("k");
+    if (k == nullptr || k->kind != Attribute::Kind::kInt) {
+      fail_node(node, "opset ", node.opset, " TopK needs an int attribute 'k'");
+    }
+    auto tensor = std::make_shared<HostTensor>(DType::kInt64, Shape{1});
+    *tensor->data<int64_t>() = k->i;
+    const std::string name = add_constant(detail::concat(node.name, "_k"), tensor);
+    node.attrs.erase("k");
+    set_input(node, 1, name, "k");
+  } else if (op == "Pad" && node.opset < 11) {  // pads and value attributes
+    ints_attribute_to_input(node, "pads", 1, add_constant);
+    float_attribute_to_input(node, "value", 2, add_constant);
+  } else if (op == "Dropout" && node.opset < 12) {
+    // The ratio attribute only matters in training; inference passes the input through.
+    node.attrs.erase("ratio");
+  } else if (op == "BatchNormalization" && node.opset < 9) {
+    if (node.attrs.get_int_or("spatial", 1) != 1) {
+      fail(ErrorCode::kUnsupported, "node '", node.name,
+           "' (BatchNormalization): spatial = 0 (per-element statistics, opset ", node.opset,
+           ") is not supported");
+    }
+    node.attrs.erase("spatial");
+  } else if (op == "Resize" && node.opset < 11) {
+    fail(ErrorCode::kUnsupported, "node '", node.name, "' (Resize): the opset ", node.opset,
+         " form (no roi, asymmetric coordinates) is not supported; kiln takes Resize from opset 11");
+  }
+}
+
+}  // namespace
+
+std::vector<NormalizedNode> expand_pre_opset13_node(NormalizedNode node,
+                                                    const std::function<std::string(const std::string&)>& fresh_name) {
+  std::vector<NormalizedNode> out;
+  const std::string_view op = node.op_type;
+  if ((op == "Softmax" || op == "LogSoftmax") && node.opset < 13 && node.domain.empty() &&
+      node.inputs.size() == 1 && node.outputs.size() == 1) {
+    // Before opset 13 these normalise the input coerced to 2-D at `axis` (default 1): over all the
+    // axes from `axis` on at once. Flatten there, normalise the last axis, restore the shape.
+    const int64_t axis = node.attrs.get_int_or("axis", 1);
+    auto make = [&](std::string op_type, std::string suffix, std::vector<std::string> inputs) {
+      NormalizedNode n;
+      n.name = node.name + suffix;
+      n.op_type = std::move(op_type);
+      n.opset = node.opset;
+      n.inputs = std::move(inputs);
+      n.outputs = {fresh_name(node.outputs[0] + suffix)};
+      return n;
+    };
+    NormalizedNode flatten = make("Flatten", "/coerced_2d", {node.inputs[0]});
+    flatten.attrs.set("axis", Attribute::of_int(axis));
+    NormalizedNode normalize = make(std::string(op), "/over_last_axis", {flatten.outputs[0]});
+    normalize.attrs.set("axis", Attribute::of_int(-1));
+    NormalizedNode shape = make("Shape", "/input_shape", {node.inputs[0]});
+    NormalizedNode reshape = make("Reshape", "", {normalize.outputs[0], shape.outputs[0]});
+    reshape.name = node.name;
+    reshape.outputs = node.outputs;
+    out = {std::move(flatten), std::move(normalize), std::move(shape), std::move(reshape)};
+    return out;
+  }
+  out.push_back(std::move(node));
+  return out;
+}
+
 void normalize_node(NormalizedNode& node, const AddConstantFn& add_constant) {
   const std::string_view op = node.op_type;
+  if (node.domain.empty() && node.opset < 13) normalize_pre_opset13(node, add_constant);
   // Attention joined ai.onnx in opset 23; an older model naming it means some other op.
   if (op == "Attention" && node.domain.empty() && node.opset < 23) {
     fail(ErrorCode::kUnsupported, "node '", node.name,
