@@ -194,7 +194,11 @@ void run_once_at_opt_shapes(const Engine& engine, const format::EngineModel& mod
 namespace {
 
 void optimize_graph(ir::Graph& graph, std::vector<passes::PassRecord>* records) {
-  passes::infer_shapes(graph);
+  // Inference node by node with folding in between, rather than inference alone: shape arithmetic
+  // on static shapes (Shape -> Size -> Sub -> ConstantOfShape -> Concat, as ONNX's function
+  // expansions write it) becomes constant before the node that needs its value (a Reshape's
+  // shape) is inferred.
+  passes::fold_constants(graph);
   passes::PassManager manager;
   // Einsum has no kernels: it becomes Transpose/Reshape/MatMul/ReduceSum for every target.
   manager.add("einsum_lowering", [](ir::Graph& g) { return size_t(passes::lower_einsum(g)); });
