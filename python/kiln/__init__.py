@@ -339,9 +339,9 @@ class Engine:
         tensors = (_capi.KilnTensor * max(len(feeds), 1))()
         for i, (name, value) in enumerate(feeds.items()):
             array = np.asarray(value)
-            # Kernels read dense, naturally aligned elements: a strided, Fortran-order or
-            # unaligned array (a view into a byte buffer) is copied. (np.ascontiguousarray would
-            # make 0-d arrays 1-d.)
+            # Kernels read dense, naturally aligned elements (the runtime refuses other buffers):
+            # a strided, Fortran-order or unaligned array (a view into a byte buffer) is copied.
+            # (np.ascontiguousarray would make 0-d arrays 1-d.)
             if not array.flags.c_contiguous or not array.flags.aligned:
                 array = array.copy(order="C")
             if array.dtype.byteorder == ">":

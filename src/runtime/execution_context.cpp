@@ -35,6 +35,15 @@ std::string binding_names(const std::vector<BindingInfo>& bindings) {
   return names.empty() ? "none" : names;
 }
 
+// Kernels read and write whole elements: a buffer must start at a multiple of its element size.
+void check_element_aligned(const void* data, DType dtype, const char* role, const std::string& name) {
+  const size_t element = dtype_size(dtype);
+  if (data != nullptr && element > 1 && reinterpret_cast<uintptr_t>(data) % element != 0) {
+    fail(ErrorCode::kInvalidArgument, role, " '", name, "': data pointer ", data, " is not aligned to its ",
+         element, "-byte ", dtype_name(dtype), " elements");
+  }
+}
+
 void check_tensor_against_binding(const BindingInfo& binding, const TensorRef& tensor, const char* role) {
   if (tensor.dtype != binding.dtype) {
     fail(ErrorCode::kInvalidArgument, role, " '", binding.name, "': expected dtype ", dtype_name(binding.dtype),
@@ -60,6 +69,7 @@ void check_tensor_against_binding(const BindingInfo& binding, const TensorRef& t
   if (!tensor.data && shape_numel(tensor.shape) != 0) {
     fail(ErrorCode::kInvalidArgument, role, " '", binding.name, "': data pointer is null");
   }
+  check_element_aligned(tensor.data, tensor.dtype, role, binding.name);
 }
 
 // ---- CPU executor --------------------------------------------------------------------------------
@@ -185,6 +195,7 @@ void ContextState::check_outputs(std::span<const NamedTensor> outputs) const {
     if (!out.tensor.data && shape_numel(expected) != 0) {
       fail(ErrorCode::kInvalidArgument, "output '", out.name, "': data pointer is null");
     }
+    check_element_aligned(out.tensor.data, out.tensor.dtype, "output", out.name);
   }
   for (size_t i = 0; i < seen.size(); ++i) {
     if (!seen[i]) fail(ErrorCode::kInvalidArgument, "missing output '", engine->outputs[i].name, "'");

@@ -124,7 +124,7 @@ def test_run_bound_writes_the_callers_buffer(engine):
 
 
 @pytest.mark.parametrize("cell", ["null_input", "null_output", "output_shape", "output_dtype", "input_dtype",
-                                  "unknown_output", "out_of_profile"])
+                                  "unknown_output", "out_of_profile", "misaligned_input", "misaligned_output"])
 def test_run_bound_refuses_bad_buffers_naming_the_problem(engine, cell):
     x = _x(5)
     y = np.zeros((5, 10), np.float32)
@@ -144,10 +144,18 @@ def test_run_bound_refuses_bad_buffers_naming_the_problem(engine, cell):
     elif cell == "out_of_profile":
         big = np.zeros((65, WIDTH), np.float32)
         inputs = {"x": (big.ctypes.data, big.shape, big.dtype)}
+    elif cell == "misaligned_input":  # kernels read whole float32s: the runtime refuses, never misreads
+        unaligned = _misaligned(x)
+        inputs = {"x": (unaligned.ctypes.data, x.shape, x.dtype)}
+    elif cell == "misaligned_output":
+        raw = np.zeros(y.nbytes + 1, np.uint8)
+        outputs = {"y": (raw.ctypes.data + 1, y.shape, y.dtype)}
     with pytest.raises(kiln.KilnError) as error:
         engine.run_bound(inputs, outputs)
     message = str(error.value)
     assert ("'x'" in message or "'y'" in message or "'z'" in message or "x" in message), message
+    if cell.startswith("misaligned"):
+        assert "not aligned" in message, message
     assert not y.any() or cell == "out_of_profile"  # nothing written on a refused call
     np.testing.assert_array_equal(engine.run({"x": x})["y"], _reference(engine, x))  # still works
 
