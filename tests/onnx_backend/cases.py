@@ -73,13 +73,12 @@ def _model_cases() -> list[Case]:
 def _case_from_files(name: str, kind: str, model_path: str, case_dir: str) -> Case:
     with open(model_path, "rb") as f:
         model = f.read()
-    data = []
-    for data_dir in sorted(glob.glob(os.path.join(case_dir, "test_data_set_*"))):
-        inputs = [_read_tensor(p) for p in sorted(glob.glob(os.path.join(data_dir, "input_*.pb")),
-                                                  key=lambda p: int(p.rsplit("_", 1)[1][:-3]))]
-        outputs = [_read_tensor(p) for p in sorted(glob.glob(os.path.join(data_dir, "output_*.pb")),
-                                                   key=lambda p: int(p.rsplit("_", 1)[1][:-3]))]
-        data.append((inputs, outputs))
+    def numbered(data_dir: str, prefix: str) -> list:  # input_0.pb, input_1.pb, ... in number order
+        paths = glob.glob(os.path.join(data_dir, f"{prefix}_*.pb"))
+        return [_read_tensor(p) for p in sorted(paths, key=lambda p: int(p.rsplit("_", 1)[1][:-3]))]
+
+    data = [(numbered(d, "input"), numbered(d, "output"))
+            for d in sorted(glob.glob(os.path.join(case_dir, "test_data_set_*")))]
     # The model suites compare with these tolerances in onnx's own runner.
     return Case(f"{kind}/{name}", kind, model, data, rtol=1e-3, atol=1e-7)
 

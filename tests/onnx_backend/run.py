@@ -135,7 +135,8 @@ def _worker(names_file: str, out_file: str) -> None:
     import cases as case_module
 
     wanted = json.loads(Path(names_file).read_text())
-    by_name = {c.name: c for c in case_module.all_cases() if c.name in set(wanted)}
+    wanted_set = set(wanted)
+    by_name = {c.name: c for c in case_module.all_cases() if c.name in wanted_set}
     with open(out_file, "a") as out:
         for name in wanted:
             try:
@@ -180,7 +181,11 @@ def case_names() -> list[str]:
     return json.loads(listed.stdout.strip().splitlines()[-1])
 
 
-def run_all(names: list[str], jobs: int, chunk: int, timeout: float) -> dict[str, dict]:
+def run_all(names: list[str], jobs: int, chunk: int = 0, timeout: float = 900.0) -> dict[str, dict]:
+    """Every case's result. Each worker generates all cases once (a few seconds), so by default
+    (chunk 0) the cases go out in two chunks per job, not one worker per hundred."""
+    if chunk <= 0:
+        chunk = max(1, -(-len(names) // (2 * max(1, jobs))))
     chunks = [names[i:i + chunk] for i in range(0, len(names), chunk)]
     results: dict[str, dict] = {}
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -192,7 +197,7 @@ def run_all(names: list[str], jobs: int, chunk: int, timeout: float) -> dict[str
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--chunk", type=int, default=100)
+    parser.add_argument("--chunk", type=int, default=0, help="cases per worker (default: two chunks per job)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per chunk")
     parser.add_argument("-k", default="", help="only cases whose name contains this")
     parser.add_argument("--out", default="", help="write the results as JSON here")

@@ -17,7 +17,7 @@ import run  # noqa: E402
 def test_onnx_backend_cases_pass_or_fail_as_listed():
     names = run.case_names()
     assert len(names) > 1800, f"only {len(names)} cases generated"
-    results = run.run_all(names, jobs=os.cpu_count() or 1, chunk=100, timeout=900)
+    results = run.run_all(names, jobs=os.cpu_count() or 1)
     expected = run.load_expected()
     broken = [f"{n}: {r['status']}: {r['detail']}" for n, r in results.items() if r["status"] in ("crash", "timeout")]
     unexpected = [f"{n}: {r['status']}: {r['detail']}" for n, r in results.items()

@@ -89,3 +89,19 @@ def test_old_forms_kiln_lacks_are_refused_by_name(node, opset, needle):
     model = _model(node, inputs, opset, initializers)
     with pytest.raises(kiln.UnsupportedError, match=needle):
         kiln.build_onnx(model, target="cpu")
+
+
+@pytest.mark.parametrize("node,opset,error,needle", [
+    (helper.make_node("Slice", ["x"], ["y"], ends=[1]), 9, kiln.InvalidArgumentError, "'starts' and 'ends'"),
+    (helper.make_node("TopK", ["x"], ["y", "i"]), 9, kiln.InvalidArgumentError, "'k'"),
+    (helper.make_node("Pad", ["x"], ["y"], pads=[0, 0, 0, 0, 0, 0, 0, 0], value=[1.0, 2.0]), 10,
+     kiln.InvalidArgumentError, "'value' must be a float"),
+    (helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], is_test=0), 6,
+     kiln.UnsupportedError, "is_test = 0"),
+], ids=["slice_9_without_starts", "topk_9_without_k", "pad_10_value_list", "batchnorm_6_training"])
+def test_malformed_or_training_old_forms_are_errors_naming_the_attribute(node, opset, error, needle):
+    inputs = {"x": _x(1, 3, 2, 2)}
+    initializers = [numpy_helper.from_array(_x(3), n) for n in ("s", "b", "m")]
+    initializers += [numpy_helper.from_array(np.ones(3, np.float32), "v")]
+    with pytest.raises(error, match=needle):
+        kiln.build_onnx(_model(node, inputs, opset, initializers), target="cpu")

@@ -540,19 +540,7 @@ TEST(FormatTestVerifier, RejectsBadLayersBindingsAndPlan) {
                    })),
       {"memory plan", "expected one per tensor (3)"});
   // A missing required section.
-  Bytes no_layers;
-  {
-    std::vector<SectionPayload> sections;
-    for (const SectionEntry& e : sections_of(file)) {
-      if (e.id == static_cast<uint32_t>(s::SectionId::kLayers)) continue;
-      sections.push_back({e.id, std::span<const uint8_t>(file).subspan(e.offset, e.size),
-                          e.id == static_cast<uint32_t>(s::SectionId::kWeights)
-                              ? kWeightAlignment
-                              : s::kSectionAlignment});
-    }
-    no_layers = assemble_engine({}, "kiln test", 0, sections);
-  }
-  expect_corrupt(no_layers, {"required section 'layers'"});
+  expect_corrupt(without_section(file, s::SectionId::kLayers), {"required section 'layers'"});
 }
 
 // Python's Engine.metadata raised UnicodeDecodeError / JSONDecodeError on engines whose metadata
@@ -596,16 +584,7 @@ TEST(FormatTestRoundTrip, NonAsciiMetadataAndAbsentSectionAreAccepted) {
   model.metadata_json = "{\"name\": \"caf\xc3\xa9 \xe2\x9c\x93\", \"emoji\": \"\xf0\x9f\x94\xa5\"}";
   EXPECT_EQ(read(write_engine(model)).metadata_json, model.metadata_json);
   // Files without a metadata section read as "{}".
-  const Bytes file = write_engine(make_small_model());
-  std::vector<SectionPayload> sections;
-  for (const SectionEntry& e : sections_of(file)) {
-    if (e.id == static_cast<uint32_t>(s::SectionId::kMetadata)) continue;
-    sections.push_back({e.id, std::span<const uint8_t>(file).subspan(e.offset, e.size),
-                        e.id == static_cast<uint32_t>(s::SectionId::kWeights)
-                            ? kWeightAlignment
-                            : s::kSectionAlignment});
-  }
-  EXPECT_EQ(read(assemble_engine({}, "kiln test", 0, sections)).metadata_json, "{}");
+  EXPECT_EQ(read(without_section(write_engine(make_small_model()), s::SectionId::kMetadata)).metadata_json, "{}");
 }
 
 // The C API hands binding names out as C strings: a NUL would cut them short.

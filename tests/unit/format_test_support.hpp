@@ -259,6 +259,18 @@ inline Bytes with_section(const Bytes& file, s::SectionId id,
   return with_section(file, static_cast<uint32_t>(id), replacement);
 }
 
+// Reassembles `file` without section `id`.
+inline Bytes without_section(const Bytes& file, s::SectionId id) {
+  std::vector<SectionPayload> sections;
+  for (const SectionEntry& e : sections_of(file)) {
+    if (e.id == static_cast<uint32_t>(id)) continue;
+    sections.push_back({e.id, std::span<const uint8_t>(file).subspan(e.offset, e.size),
+                        e.id == static_cast<uint32_t>(s::SectionId::kWeights) ? kWeightAlignment
+                                                                                : s::kSectionAlignment});
+  }
+  return assemble_engine({}, "kiln test", 0, sections);
+}
+
 // ---- hand-made sections ------------------------------------------------------------------------
 
 inline Bytes encode(const std::function<void(WireWriter&)>& write) {

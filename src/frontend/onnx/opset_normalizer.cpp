@@ -65,22 +65,19 @@ void ints_attribute_to_input(NormalizedNode& node, const char* attribute, size_t
   set_input(node, index, name, attribute);
 }
 
-// Moves Clip's FLOAT min/max attributes (opset < 11) to scalar float inputs.
-void clip_attributes_to_inputs(NormalizedNode& node, const AddConstantFn& add_constant) {
-  const std::array<const char*, 2> names = {"min", "max"};
-  for (size_t k = 0; k < names.size(); ++k) {
-    const Attribute* attr = node.attrs.find(names[k]);
-    if (attr == nullptr) continue;
-    if (attr->kind != Attribute::Kind::kFloat) {
-      fail_node(node, "attribute '", names[k], "' must be a float, got ",
-                attribute_kind_name(attr->kind));
-    }
-    auto tensor = std::make_shared<HostTensor>(DType::kFloat32, Shape{});
-    *tensor->data<float>() = attr->f;
-    const std::string name = add_constant(detail::concat(node.name, "_", names[k]), tensor);
-    node.attrs.erase(names[k]);
-    set_input(node, k + 1, name, names[k]);
+// Moves a FLOAT attribute to a float32 scalar input at `index` (left out when absent).
+void float_attribute_to_input(NormalizedNode& node, const char* attribute, size_t index,
+                              const AddConstantFn& add_constant) {
+  const Attribute* attr = node.attrs.find(attribute);
+  if (attr == nullptr) return;
+  if (attr->kind != Attribute::Kind::kFloat) {
+    fail_node(node, "attribute '", attribute, "' must be a float, got ", attribute_kind_name(attr->kind));
   }
+  auto tensor = std::make_shared<HostTensor>(DType::kFloat32, Shape{});
+  *tensor->data<float>() = attr->f;
+  const std::string name = add_constant(detail::concat(node.name, "_", attribute), tensor);
+  node.attrs.erase(attribute);
+  set_input(node, index, name, attribute);
 }
 
 // Attributes that, at their default value, only matter for training or for formats kiln does not
@@ -130,21 +127,6 @@ void drop_ignorable_defaults(NormalizedNode& node) {
 }  // namespace
 
 namespace {
-
-// Moves a FLOAT attribute to a float32 scalar input at `index` (left out when absent).
-void float_attribute_to_input(NormalizedNode& node, const char* attribute, size_t index,
-                              const AddConstantFn& add_constant) {
-  const Attribute* attr = node.attrs.find(attribute);
-  if (attr == nullptr) return;
-  if (attr->kind != Attribute::Kind::kFloat) {
-    fail_node(node, "attribute '", attribute, "' must be a float, got ", attribute_kind_name(attr->kind));
-  }
-  auto tensor = std::make_shared<HostTensor>(DType::kFloat32, Shape{});
-  *tensor->data<float>() = attr->f;
-  const std::string name = add_constant(detail::concat(node.name, "_", attribute), tensor);
-  node.attrs.erase(attribute);
-  set_input(node, index, name, attribute);
-}
 
 // The forms of opsets 7-12 that differ from opset 13's and are rewritten here (the ops not named
 // kept their semantics from opset 7 to 13, up to attributes moved to inputs, handled above).
@@ -253,8 +235,9 @@ void normalize_node(NormalizedNode& node, const AddConstantFn& add_constant) {
     ints_attribute_to_input(node, "axes", 1, add_constant);
   } else if (op == "Split") {
     ints_attribute_to_input(node, "split", 1, add_constant);
-  } else if (op == "Clip") {
-    clip_attributes_to_inputs(node, add_constant);
+  } else if (op == "Clip") {  // min/max attributes (opset < 11)
+    float_attribute_to_input(node, "min", 1, add_constant);
+    float_attribute_to_input(node, "max", 2, add_constant);
   }
   drop_ignorable_defaults(node);
 }
