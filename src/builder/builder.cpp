@@ -22,6 +22,7 @@
 #include "passes/batch_norm_affine.hpp"
 #include "passes/batch_norm_folding.hpp"
 #include "passes/constant_folding.hpp"
+#include "passes/conv_bias_epilogue.hpp"
 #include "passes/conv_fusion.hpp"
 #include "passes/conv_padding.hpp"
 #include "passes/matmul_fusion.hpp"
@@ -152,6 +153,9 @@ void lower_for_cuda(ir::Graph& graph, const BuilderConfig& config, const Resolve
   manager.add("one_pixel_convolution", [](ir::Graph& g) {
     return size_t(passes::convert_patch_convolutions_to_matmul(g, passes::PatchKind::kOnePixel));
   });
+  // Biases that cuDNN would add in a pass of their own go into the generated kernel of the op that
+  // reads the conv's output (after the layouts are chosen: the bias broadcasts per layout).
+  manager.add("conv_bias_epilogue", [](ir::Graph& g) { return passes::move_conv_bias_into_pointwise_readers(g); });
   // Layout edges meet the model's own permutes: composed, and cancelled where they undo each other.
   manager.add("transpose_composition", [](ir::Graph& g) { return passes::compose_transposes(g); });
   if (config.precision == Precision::kTf32) {

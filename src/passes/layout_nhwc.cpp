@@ -374,8 +374,11 @@ int convert_conv_regions_to_nhwc(ir::Graph& graph, bool include_depthwise) {
 
 bool is_depthwise_conv(const ir::Graph& graph, const ir::Node& node) {
   if (node.removed || node.op_type != "Conv" || node.inputs.size() < 2 || node.inputs[1] < 0) return false;
+  // One input channel per group: W is [M, C/group, kH, kW], or [M, kH, kW, C/group] once the conv
+  // is NHWC.
   const Shape& weight = graph.value(node.inputs[1]).shape;
-  return node.attrs.get_int_or("group", 1) > 1 && weight.size() >= 2 && weight[1] == 1;
+  const bool nhwc = node.attrs.get_string_or("kiln_layout", "NCHW") == "NHWC";
+  return node.attrs.get_int_or("group", 1) > 1 && weight.size() >= 2 && (nhwc ? weight.back() : weight[1]) == 1;
 }
 
 }  // namespace kiln::passes

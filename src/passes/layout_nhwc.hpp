@@ -23,7 +23,7 @@ namespace kiln::passes {
 int convert_conv_regions_to_nhwc(ir::Graph& graph, bool include_depthwise = false);
 
 // Whether `node` is a depthwise Conv as the pass above sees one: group > 1 and one input channel
-// per group (W's dim 1 is 1).
+// per group (W's dim 1 is 1; its last dim once the conv is NHWC, kiln_layout = "NHWC").
 bool is_depthwise_conv(const ir::Graph& graph, const ir::Node& node);
 
 }  // namespace kiln::passes

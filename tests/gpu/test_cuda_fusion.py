@@ -389,3 +389,40 @@ def test_a_forced_entry_that_no_kernel_has_is_a_clear_error(monkeypatch):
     m, outputs = _gelu_model(np.float32)
     with pytest.raises(kiln.KilnError, match="KILN_GROUP_ENTRY='_no_such_entry' matches no usable entry"):
         kiln.Engine(kiln.build_onnx(m.model(outputs), target="cuda")).run(m.feeds)
+
+
+def _conv_epilogues_model(dtype):
+    # An inverted residual block (EfficientNet's, batch norms folded): the 1x1 convs' biases and the
+    # project conv's residual go into generated kernels (passes/conv_bias_epilogue.hpp), the
+    # depthwise conv keeps its bias; a conv whose residual has no activation after it, read by a
+    # conv (the Adds form a group of their own).
+    m = _Model(dtype)
+    x = m.input("x", [4, 16, 14, 14])
+
+    def conv(v, out_channels, in_channels, k, group=1):
+        w = m.const_array(m.rng.uniform(-0.3, 0.3, size=[out_channels, in_channels // group, k, k]))
+        b = m.const_array(m.rng.uniform(-0.5, 0.5, size=[out_channels]))
+        return m.op("Conv", v, w, b, kernel_shape=[k, k], pads=[k // 2] * 4, group=group)
+
+    def silu(v):
+        return m.op("Mul", v, m.op("Sigmoid", v))
+
+    h = silu(conv(x, 64, 16, 1))
+    h = silu(conv(h, 64, 64, 3, group=64))
+    block = m.op("Add", conv(h, 16, 64, 1), x)
+    tail = conv(m.op("Add", conv(block, 16, 16, 3), block), 8, 16, 1)
+    return m, [block, tail]
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_conv_biases_and_residuals_in_generated_kernels_match_cpu(precision, layout, monkeypatch):
+    monkeypatch.setenv("KILN_CONV_LAYOUT", layout)
+    m, outputs = _conv_epilogues_model(np.float32)
+    model = m.model(outputs)
+    cpu = kiln.Engine(kiln.build_onnx(model, target="cpu")).run(m.feeds)
+    cuda = kiln.Engine(kiln.build_onnx(model, target="cuda", precision=precision)).run(m.feeds)
+    if precision == "fp32":
+        _compare(cuda, cpu, loose=False)
+    else:
+        _compare(cuda, cpu, loose=True)

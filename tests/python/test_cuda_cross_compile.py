@@ -134,3 +134,55 @@ def test_kernel_cache_makes_the_second_build_compile_nothing(nvrtc, tmp_path):
 def test_cross_compile_rejects_a_bad_architecture():
     with pytest.raises(kiln.KilnError, match="cuda_arch"):
         kiln.build_onnx(_tiny_model(), target="cuda", cuda_arch=7)
+
+
+def _mbconv_block(channels=16, expanded=64, size=14):
+    """An inverted residual block as exporters write EfficientNet's (batch norms folded into the
+    convs): 1x1 expand conv + SiLU (Sigmoid and Mul), depthwise 3x3 conv + SiLU, 1x1 project conv,
+    residual Add."""
+    rng = np.random.default_rng(1)
+    inits, nodes = [], []
+
+    def const(name, shape):
+        inits.append(numpy_helper.from_array((rng.standard_normal(shape) * 0.1).astype(np.float32), name))
+        return name
+
+    def op(kind, inputs, **attrs):
+        out = f"{kind.lower()}{len(nodes)}"
+        nodes.append(helper.make_node(kind, inputs, [out], name=out, **attrs))
+        return out
+
+    def silu(v):
+        return op("Mul", [v, op("Sigmoid", [v])])
+
+    x = "x"
+    h = silu(op("Conv", [x, const("we", (expanded, channels, 1, 1)), const("be", (expanded,))], kernel_shape=[1, 1]))
+    h = silu(op("Conv", [h, const("wd", (expanded, 1, 3, 3)), const("bd", (expanded,))], kernel_shape=[3, 3],
+                pads=[1, 1, 1, 1], group=expanded))
+    y = op("Add", [op("Conv", [h, const("wp", (channels, expanded, 1, 1)), const("bp", (channels,))],
+                      kernel_shape=[1, 1]), x])
+    graph = helper.make_graph(nodes, "mbconv", [helper.make_tensor_value_info(x, TensorProto.FLOAT, [8, channels, size, size])],
+                              [helper.make_tensor_value_info(y, TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_conv_biases_and_residuals_go_into_generated_kernels(nvrtc, layout, tmp_path, monkeypatch):
+    # cuDNN would add these biases (no ReLU follows) and the residual in passes of their own; the
+    # 1x1 convs give them to the generated kernels of the SiLU and the block's output instead. The
+    # depthwise conv keeps its bias (kiln's depthwise kernel adds it).
+    monkeypatch.setenv("KILN_CONV_LAYOUT", layout)
+    engine = kiln.build_onnx(_mbconv_block(), target="cuda", precision="fp16", cuda_arch=90,
+                             kernel_cache=str(tmp_path / "kernels"), explain=True)
+    info = _inspect(engine, tmp_path)
+    convs = [layer for layer in info["layers"] if layer["op"] == "Conv"]
+    assert len(convs) == 3, [layer["op"] for layer in info["layers"]]
+    present = [[i for i in layer["inputs"] if i] for layer in convs]
+    depthwise = [c for c, inputs in zip(convs, present) if c["inputs"][1]["shape"][1 if layout == "nchw" else -1] == 1]
+    assert len(depthwise) == 1
+    for conv, inputs in zip(convs, present):
+        expected = 3 if conv is depthwise[0] else 2
+        assert len(inputs) == expected, (conv["name"], [i["name"] for i in inputs])
+    passes = {p["pass"]: p for p in info["metadata"]["kiln_build"]["explain"]["passes"]}
+    assert passes["conv_bias_epilogue"]["changes"] == 2
+    assert not {"Add", "Mul", "Sigmoid"} & {layer["op"] for layer in info["layers"]}
