@@ -81,7 +81,7 @@ size_t rewrite_and_compare(GraphBuilder& b) {
   return rewritten;
 }
 
-const ir::Node& only(const ir::Graph& graph, const std::string& op) {
+const ir::Node& only(const ir::Graph& graph, const char* op) {
   const auto nodes = live_nodes(graph, op);
   EXPECT_EQ(nodes.size(), 1u) << op;
   return *nodes.at(0);
