@@ -321,11 +321,25 @@ class Emitter {
   // partial results and runs the epilogue). Only for one reduction pass whose outputs are all row
   // values, over rows long enough to share.
   bool splits_rows() const {
-    if (plan_.schedule != Schedule::kColumn || plan_.passes != 1 || !space_outputs().empty()) return false;
+    if (plan_.schedule != Schedule::kColumn || plan_.passes != 1) return false;
+    if (!space_outputs().empty() && !space_outputs_precede_reductions()) return false;
     const int64_t rows = reduced_static();
     return rows < 0 || rows >= kMinSplitRows;
   }
   static constexpr int64_t kMinSplitRows = 256;
+
+  // Whether every space output is computed before any reduction (SiLU's output beside its mean, as
+  // in squeeze-excitation): the first pass's sweep then stores them as it goes, instead of a second
+  // sweep that reads the inputs again, and split entries may store their slice of them.
+  bool space_outputs_precede_reductions() const {
+    const std::vector<int> outs = space_outputs();
+    if (outs.empty()) return false;
+    for (int i : space_closure(outs))
+      if (node(i).level != 0) return false;
+    return true;
+  }
+
+
 
   // The reduced elements per row when static, else -1.
   int64_t reduced_static() const {
@@ -832,6 +846,17 @@ class Emitter {
     return out.str();
   }
 
+  // The first pass's sweep: its space nodes, the accumulation per lane and, where the space outputs
+  // precede the reductions, their stores at `flat`.
+  std::string first_pass_sweep(const PassCode& pass, const std::string& flat) const {
+    if (!space_outputs_precede_reductions()) return vector_block(pass.space_nodes, flat, 1, pass.lanes, "");
+    std::vector<int> nodes = pass.space_nodes;
+    for (int i : space_closure(space_outputs())) nodes.push_back(i);
+    std::sort(nodes.begin(), nodes.end());
+    nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
+    const SpaceStores stores = space_stores(flat, 1);
+    return stores.declarations + vector_block(nodes, flat, 1, pass.lanes + stores.lanes, stores.after);
+  }
   std::string emit_column(const std::string& entry, const Variant& variant, bool index64) const {
     const int tx = variant.tx;
     const int ty = variant.ty;
@@ -853,7 +878,9 @@ class Emitter {
     for (int level = 1; level <= plan_.passes; ++level) {
       const std::vector<int> reds = reductions(level);
       const PassCode pass = pass_code(reds);
-      out << pass.accumulators << loop_open << vector_block(pass.space_nodes, flat, 1, pass.lanes, "") << "    }\n";
+      const std::string sweep =
+          level == 1 ? first_pass_sweep(pass, flat) : vector_block(pass.space_nodes, flat, 1, pass.lanes, "");
+      out << pass.accumulators << loop_open << sweep << "    }\n";
       for (size_t s = 0; s < reds.size(); ++s) out << "    red[" << s << "][ty][tx] = acc" << reds[s] << ";\n";
       out << "    __syncthreads();\n";
       for (size_t s = 0; s < reds.size(); ++s) {
@@ -867,7 +894,7 @@ class Emitter {
       out << row_definitions(level, row_flat);
     }
     const std::vector<int> outs = space_outputs();
-    if (!outs.empty()) {
+    if (!outs.empty() && !space_outputs_precede_reductions()) {
       const SpaceStores stores = space_stores(flat, 1);
       out << loop_open << stores.declarations
           << vector_block(space_closure(outs), flat, 1, stores.lanes, stores.after) << "    }\n";
@@ -910,7 +937,7 @@ class Emitter {
     out << pass.accumulators;
     out << "    const I j_end = (slice + 1) * chunk < R ? (slice + 1) * chunk : R;\n";
     out << "    if (active) for (I j = slice * chunk + (I)ty; j < j_end; j += " << ty << ") {\n"
-        << coordinates(1, "j") << vector_block(pass.space_nodes, flat, 1, pass.lanes, "") << "    }\n";
+        << coordinates(1, "j") << first_pass_sweep(pass, flat) << "    }\n";
     for (size_t k = 0; k < slots; ++k) out << "    red[" << k << "][ty][tx] = acc" << reds[k] << ";\n";
     out << "    __syncthreads();\n";
     out << "    if (ty == 0) {\n";

@@ -186,3 +186,35 @@ def test_conv_biases_and_residuals_go_into_generated_kernels(nvrtc, layout, tmp_
     passes = {p["pass"]: p for p in info["metadata"]["kiln_build"]["explain"]["passes"]}
     assert passes["conv_bias_epilogue"]["changes"] == 2
     assert not {"Add", "Mul", "Sigmoid"} & {layer["op"] for layer in info["layers"]}
+
+
+def _squeeze_excitation(batch=32, size=56, channels=32):
+    """EfficientNet's squeeze-excitation in NHWC as the layout pass leaves it: SiLU, its mean over H
+    and W, a gate, and the SiLU output scaled by the gate."""
+    rng = np.random.default_rng(2)
+    gate_w = numpy_helper.from_array((rng.standard_normal((channels, channels)) * 0.1).astype(np.float32), "gw")
+    axes = numpy_helper.from_array(np.array([1, 2], dtype=np.int64), "axes")
+    nodes = [helper.make_node("Sigmoid", ["x"], ["sig"]), helper.make_node("Mul", ["x", "sig"], ["silu"]),
+             helper.make_node("ReduceMean", ["silu", "axes"], ["mean"], keepdims=1),
+             helper.make_node("MatMul", ["mean", "gw"], ["gate_in"]), helper.make_node("Sigmoid", ["gate_in"], ["gate"]),
+             helper.make_node("Mul", ["silu", "gate"], ["y"])]
+    shape = [batch, size, size, channels]
+    graph = helper.make_graph(nodes, "se", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)], [gate_w, axes])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+
+
+def test_a_column_reduction_beside_its_stored_input_gets_split_entries(nvrtc, tmp_path):
+    # The SiLU output is stored and averaged over 56 x 56 rows with only batch x channels columns:
+    # entries that split the rows across blocks keep the GPU busy (the first sweep stores the SiLU
+    # output slice by slice), beside the plain column entries.
+    engine = kiln.build_onnx(_squeeze_excitation(), target="cuda", precision="fp16", cuda_arch=90,
+                             kernel_cache=str(tmp_path / "kernels"))
+    info = _inspect(engine, tmp_path)
+    reducing = [layer["attributes"] for layer in info["layers"]
+                if layer["op"] == "FusedGroup" and layer["attributes"].get("kiln_kernel_split_rows")]
+    assert len(reducing) == 1, [layer["op"] for layer in info["layers"]]
+    entries = reducing[0]["kiln_kernel_entries"]
+    assert any(e.endswith("_split_i32") for e in entries) and any("_split" not in e for e in entries), entries
+    assert reducing[0]["kiln_kernel_split_rows"] == [56, 56]
+    assert len(reducing[0]["kiln_kernel_space"]) == 4
