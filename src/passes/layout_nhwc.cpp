@@ -180,6 +180,12 @@ class Planner {
   const ir::Graph& graph_;
 };
 
+bool is_layout_transpose(const ir::Node& node, const std::array<int64_t, 4>& perm) {
+  if (node.removed || node.op_type != "Transpose" || !node.domain.empty() || !node.attrs.has("perm")) return false;
+  const std::vector<int64_t> got = node.attrs.get_ints("perm");
+  return std::equal(got.begin(), got.end(), perm.begin(), perm.end());
+}
+
 int32_t find_root(std::vector<int32_t>& parent, int32_t i) {
   while (parent[static_cast<size_t>(i)] != i) {
     parent[static_cast<size_t>(i)] = parent[static_cast<size_t>(parent[static_cast<size_t>(i)])];
@@ -266,6 +272,49 @@ int convert_conv_regions_to_nhwc(ir::Graph& graph, bool include_depthwise) {
     if (plans[i].is_conv) ++convs_in_region[root];
     if (plans[i].is_depthwise) ++depthwise_in_region[root];
   }
+  // Regions that cost no transposes: every tensor entering comes from a Transpose to NCHW and every
+  // tensor leaving goes only to Transposes back to NHWC (ConvNeXt's depthwise convs between its
+  // channels-last blocks). Converting them cancels the model's own permutes. A pooled [N, C, 1, 1]
+  // tensor has the same bytes in either layout: it crosses for free.
+  const auto one_pixel = [&](ir::ValueId id) {
+    const Shape& shape = graph.value(id).shape;
+    return shape.size() == 4 && shape[2] == 1 && shape[3] == 1;
+  };
+  std::vector<char> boundary_free(node_count, 1);
+  const auto same_region = [&](int32_t producer, size_t root) {
+    return producer >= 0 && plans[static_cast<size_t>(producer)].convertible &&
+           static_cast<size_t>(find_root(parent, producer)) == root;
+  };
+  std::vector<int32_t> root_of_output(graph.values.size(), -1);
+  for (size_t i = 0; i < node_count; ++i) {
+    if (!plans[i].convertible) continue;
+    const auto root = static_cast<size_t>(find_root(parent, static_cast<int32_t>(i)));
+    root_of_output[static_cast<size_t>(graph.nodes[i].outputs[0])] = static_cast<int32_t>(root);
+    for (size_t position : plans[i].activations) {
+      const int32_t producer = graph.value(graph.nodes[i].inputs[position]).producer;
+      if (!same_region(producer, root) && !one_pixel(graph.nodes[i].inputs[position]) &&
+          (producer < 0 || !is_layout_transpose(graph.nodes[static_cast<size_t>(producer)], kToNchw))) {
+        boundary_free[root] = 0;
+      }
+    }
+  }
+  for (size_t j = 0; j < node_count; ++j) {
+    const ir::Node& reader = graph.nodes[j];
+    for (size_t k = 0; k < reader.inputs.size(); ++k) {
+      if (reader.inputs[k] < 0) continue;
+      const int32_t root = root_of_output[static_cast<size_t>(reader.inputs[k])];
+      if (root < 0) continue;
+      const bool inside = plans[j].convertible && find_root(parent, static_cast<int32_t>(j)) == root &&
+                          std::find(plans[j].activations.begin(), plans[j].activations.end(), k) !=
+                              plans[j].activations.end();
+      if (!inside && !is_layout_transpose(reader, kToNhwc) && !one_pixel(reader.inputs[k])) {
+        boundary_free[static_cast<size_t>(root)] = 0;
+      }
+    }
+  }
+  for (ir::ValueId out : graph.outputs) {
+    if (root_of_output[static_cast<size_t>(out)] >= 0) boundary_free[static_cast<size_t>(root_of_output[static_cast<size_t>(out)])] = 0;
+  }
   // Where convolutions dominate: a lone Conv (a ViT's patch embedding) is not worth transposes.
   // Regions with depthwise convolutions stay NCHW: cuDNN has no fast NHWC fp16 depthwise kernel
   // (H100, cuDNN 9.19: MobileNetV3-Large fp16 ran 3.22 ms NHWC vs 2.21 ms NCHW at batch 32, 0.54
@@ -274,8 +323,9 @@ int convert_conv_regions_to_nhwc(ir::Graph& graph, bool include_depthwise) {
   int converted = 0;
   for (size_t i = 0; i < node_count; ++i) {
     const auto root = static_cast<size_t>(find_root(parent, static_cast<int32_t>(i)));
-    in_region[i] = plans[i].convertible && convs_in_region[root] >= 2 &&
-                   (include_depthwise || depthwise_in_region[root] == 0);
+    in_region[i] = plans[i].convertible && ((convs_in_region[root] >= 2 &&
+                                              (include_depthwise || depthwise_in_region[root] == 0)) ||
+                                             (convs_in_region[root] >= 1 && boundary_free[root]));
     converted += in_region[i] && plans[i].is_conv;
   }
   if (converted == 0) return 0;

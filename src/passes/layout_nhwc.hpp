@@ -11,14 +11,16 @@ namespace kiln::passes {
 // elementwise ops (other operands being region tensors, scalars or constants, which are re-laid
 // out), the pooling ops (ReduceMean/ReduceMax over H and W with keepdims, as torch exports adaptive
 // pooling, become GlobalAveragePool/GlobalMaxPool), Pad with constant pads and channel Concat. A
-// region holding at least two Convs is converted: Convs and pools get kiln_layout = "NHWC", Conv
+// region holding at least two Convs is converted, and so is one holding a single Conv (depthwise
+// or not) whose entering tensors all come from Transposes to NCHW and whose tensors are read
+// outside it only by Transposes to NHWC (the inserted transposes then cancel the model's own): Convs and pools get kiln_layout = "NHWC", Conv
 // weights are permuted to [M, kH, kW, C/group] once, constants broadcasting against NCHW become
 // NHWC, Concat's axis moves to 3, and Transposes are inserted where tensors enter the region (perm
 // [0, 2, 3, 1], value
 // "<name>.nhwc") and where region tensors are read outside it or are graph outputs (perm [0, 3, 1,
 // 2], writing the original value, whose name and NCHW shape stay). Requires inferred shapes;
-// re-infers them. Regions holding a depthwise Conv (group > 1, one input channel per group) stay
-// NCHW unless `include_depthwise` (cuDNN's NHWC depthwise kernels are slow). Returns the number of
+// re-infers them. Other regions holding a depthwise Conv (group > 1, one input channel per group)
+// stay NCHW unless `include_depthwise`. Returns the number of
 // Convs converted.
 int convert_conv_regions_to_nhwc(ir::Graph& graph, bool include_depthwise = false);
 
