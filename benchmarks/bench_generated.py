@@ -80,20 +80,32 @@ def softmax_case(shape):
     return nodes, [_const("scale", 0.125)], ["x"], 2
 
 
+def silu_mean_case(shape):
+    # Squeeze-excitation's squeeze in NHWC (EfficientNet's first block at batch 32): the SiLU output,
+    # stored, and its mean over H and W, one column reduction with few columns and long rows.
+    nodes = [helper.make_node("Sigmoid", ["x"], ["g"]), helper.make_node("Mul", ["x", "g"], ["y"]),
+             helper.make_node("ReduceMean", ["y", "axes"], ["pooled"], keepdims=1)]
+    pooled = [shape[0], 1, 1, shape[3]]
+    return nodes, [_const("axes", [1, 2], np.int64)], ["x"], 2, [("pooled", pooled)]
+
+
 CASES = {
     "gelu_bias_nhwc": (gelu_case, (32, 56, 56, 384)),
     "silu_bn_nchw": (silu_case, (32, 96, 112, 112)),
     "residual_add_relu": (residual_add_case, (32, 56, 56, 256)),
     "add_layernorm_768": (layernorm_case, (32 * 128, 768)),
     "scale_softmax_128": (softmax_case, (32 * 12 * 128, 128)),
+    "silu_mean_nhwc": (silu_mean_case, (32, 112, 112, 32)),
 }
 
 
 def build(case, shape):
-    nodes, inits, inputs, _ = case(shape)
+    nodes, inits, inputs, _, *extra = case(shape)
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT16, list(shape))]
+    outputs += [helper.make_tensor_value_info(n, TensorProto.FLOAT16, s) for n, s in (extra[0] if extra else [])]
     graph = helper.make_graph(
         nodes, "bench", [helper.make_tensor_value_info(n, TensorProto.FLOAT16, list(shape)) for n in inputs],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, list(shape))], inits)
+        outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
     return kiln.build_onnx(model.SerializeToString(), target="cuda", precision="fp16"), inputs
 

@@ -874,7 +874,9 @@ class Emitter {
     const std::string flat = "(o * R + j) * inner + c_inner";
     const std::string row_flat = "o * R * inner + c_inner";
     out << column_unit_prologue(tiles, tx, row_flat);
-    const std::string loop_open = "    if (active) for (I j = (I)ty; j < R; j += " + std::to_string(ty) + ") {\n" + coordinates(1, "j");
+    // Unrolled: each thread moves one element per row, so several rows' loads must be in flight.
+    const std::string loop_open = "    #pragma unroll 4\n    for (I j = (I)ty; active && j < R; j += " + std::to_string(ty) +
+                                  ") {\n" + coordinates(1, "j");
     for (int level = 1; level <= plan_.passes; ++level) {
       const std::vector<int> reds = reductions(level);
       const PassCode pass = pass_code(reds);
@@ -936,7 +938,7 @@ class Emitter {
     const PassCode pass = pass_code(reds);
     out << pass.accumulators;
     out << "    const I j_end = (slice + 1) * chunk < R ? (slice + 1) * chunk : R;\n";
-    out << "    if (active) for (I j = slice * chunk + (I)ty; j < j_end; j += " << ty << ") {\n"
+    out << "    #pragma unroll 4\n    for (I j = slice * chunk + (I)ty; active && j < j_end; j += " << ty << ") {\n"
         << coordinates(1, "j") << first_pass_sweep(pass, flat) << "    }\n";
     for (size_t k = 0; k < slots; ++k) out << "    red[" << k << "][ty][tx] = acc" << reds[k] << ";\n";
     out << "    __syncthreads();\n";
