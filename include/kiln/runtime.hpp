@@ -78,6 +78,8 @@ class ExecutionContext;
 class EngineBuffer;
 void synchronize(const class Engine& engine, void* stream);
 
+// Engine and ExecutionContext are movable; a moved-from one throws kInvalidArgument from every
+// call but assignment and destruction. Copies of an Engine share its loaded state.
 class Engine {
  public:
   // Reads and verifies an engine file. Throws kNotFound/kIoError (path), kCorruptFile (anything
@@ -105,6 +107,8 @@ class Engine {
 
  private:
   explicit Engine(std::shared_ptr<const detail::EngineState> state) : state_(std::move(state)) {}
+  // The loaded state; throws kInvalidArgument for a moved-from Engine.
+  const detail::EngineState& state() const;
   std::shared_ptr<const detail::EngineState> state_;
   friend class ExecutionContext;
   friend class EngineBuffer;
@@ -150,6 +154,8 @@ class ExecutionContext {
 
  private:
   explicit ExecutionContext(std::unique_ptr<detail::ContextState> state);
+  // The context's state; throws kInvalidArgument for a moved-from context.
+  detail::ContextState& state() const;
   std::unique_ptr<detail::ContextState> state_;
   friend class Engine;
 };
@@ -167,10 +173,11 @@ class EngineBuffer {
   EngineBuffer(const EngineBuffer&) = delete;
   EngineBuffer& operator=(const EngineBuffer&) = delete;
 
+  // A moved-from buffer holds nothing: data() is null and size() 0.
   void* data() const { return data_; }
   size_t size() const { return size_; }
-  // Synchronous copies of the first `bytes` bytes (kInvalidArgument past size()); they wait for
-  // work enqueued earlier on the default stream.
+  // Synchronous copies of the first `bytes` bytes (kInvalidArgument past size(), from or to a null
+  // pointer, or on a moved-from buffer); they wait for work enqueued earlier on the default stream.
   void copy_from_host(const void* source, size_t bytes);
   void copy_to_host(void* destination, size_t bytes) const;
 

@@ -328,15 +328,20 @@ Engine Engine::load_bytes(const void* data, size_t size, DeviceSpec device) {
   return Engine(detail::load_state(format::read_engine(bytes, "<bytes>"), "<bytes>", device));
 }
 
-const std::vector<BindingInfo>& Engine::inputs() const { return state_->inputs; }
-const std::vector<BindingInfo>& Engine::outputs() const { return state_->outputs; }
-const std::string& Engine::backend() const { return state_->model.target.backend; }
-std::string Engine::format_version() const {
-  return std::to_string(state_->model.version.major) + "." + std::to_string(state_->model.version.minor);
+const detail::EngineState& Engine::state() const {
+  if (!state_) fail(ErrorCode::kInvalidArgument, "this Engine was moved from; use the Engine it was moved to");
+  return *state_;
 }
-const std::string& Engine::producer() const { return state_->model.producer; }
-const std::string& Engine::metadata_json() const { return state_->model.metadata_json; }
-size_t Engine::num_layers() const { return state_->model.layers.size(); }
+
+const std::vector<BindingInfo>& Engine::inputs() const { return state().inputs; }
+const std::vector<BindingInfo>& Engine::outputs() const { return state().outputs; }
+const std::string& Engine::backend() const { return state().model.target.backend; }
+std::string Engine::format_version() const {
+  return std::to_string(state().model.version.major) + "." + std::to_string(state().model.version.minor);
+}
+const std::string& Engine::producer() const { return state().model.producer; }
+const std::string& Engine::metadata_json() const { return state().model.metadata_json; }
+size_t Engine::num_layers() const { return state().model.layers.size(); }
 
 std::string runtime_version() { return KILN_VERSION; }
 std::string engine_format_version() {

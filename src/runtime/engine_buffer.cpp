@@ -24,7 +24,7 @@ int device_of(const detail::EngineState& state) {
 
 }  // namespace
 
-EngineBuffer::EngineBuffer(const Engine& engine, size_t bytes) : size_(bytes), device_(device_of(*engine.state_)) {
+EngineBuffer::EngineBuffer(const Engine& engine, size_t bytes) : size_(bytes), device_(device_of(engine.state())) {
   const size_t allocated = bytes ? bytes : 1;
 #if KILN_WITH_CUDA
   if (device_ >= 0) {
@@ -52,6 +52,7 @@ EngineBuffer& EngineBuffer::operator=(EngineBuffer&& other) noexcept {
 }
 
 void EngineBuffer::release() noexcept {
+  size_ = 0;
   if (!data_) return;
 #if KILN_WITH_CUDA
   if (device_ >= 0) {
@@ -67,6 +68,7 @@ void EngineBuffer::release() noexcept {
 void EngineBuffer::copy_from_host(const void* source, size_t bytes) {
   if (bytes > size_) fail(ErrorCode::kInvalidArgument, "copy of ", bytes, " bytes into a buffer of ", size_);
   if (bytes == 0) return;
+  if (!source) fail(ErrorCode::kInvalidArgument, "copy of ", bytes, " bytes from a null pointer");
 #if KILN_WITH_CUDA
   if (device_ >= 0) {
     cuda::copy_host_to_device(device_, data_, source, bytes);
@@ -79,6 +81,7 @@ void EngineBuffer::copy_from_host(const void* source, size_t bytes) {
 void EngineBuffer::copy_to_host(void* destination, size_t bytes) const {
   if (bytes > size_) fail(ErrorCode::kInvalidArgument, "copy of ", bytes, " bytes out of a buffer of ", size_);
   if (bytes == 0) return;
+  if (!destination) fail(ErrorCode::kInvalidArgument, "copy of ", bytes, " bytes to a null pointer");
 #if KILN_WITH_CUDA
   if (device_ >= 0) {
     cuda::copy_device_to_host(device_, destination, data_, bytes);
@@ -90,7 +93,7 @@ void EngineBuffer::copy_to_host(void* destination, size_t bytes) const {
 
 void synchronize(const Engine& engine, void* stream) {
 #if KILN_WITH_CUDA
-  const int device = device_of(*engine.state_);
+  const int device = device_of(engine.state());
   if (device >= 0) cuda::synchronize_stream(device, stream);
 #else
   (void)engine;

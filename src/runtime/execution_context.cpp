@@ -209,11 +209,18 @@ ExecutionContext::ExecutionContext(ExecutionContext&&) noexcept = default;
 ExecutionContext& ExecutionContext::operator=(ExecutionContext&&) noexcept = default;
 ExecutionContext::~ExecutionContext() = default;
 
-const Engine& ExecutionContext::engine() const { return state_->engine_handle; }
+detail::ContextState& ExecutionContext::state() const {
+  if (!state_) {
+    fail(ErrorCode::kInvalidArgument, "this ExecutionContext was moved from; use the context it was moved to");
+  }
+  return *state_;
+}
+
+const Engine& ExecutionContext::engine() const { return state().engine_handle; }
 
 std::vector<LayerTiming> ExecutionContext::profile(std::span<const NamedTensor> inputs,
                                                    std::span<const NamedTensor> outputs, int iterations) {
-  detail::ContextState& s = *state_;
+  detail::ContextState& s = state();
 #if KILN_WITH_CUDA
   if (s.cuda) {
     detail::check_buffer_devices(s.buffers_on_device, cuda::engine_device(*s.engine), inputs, outputs);
@@ -242,7 +249,7 @@ std::vector<LayerTiming> ExecutionContext::profile(std::span<const NamedTensor> 
 
 void ExecutionContext::set_cuda_graphs(bool enabled) {
 #if KILN_WITH_CUDA
-  cuda::set_cuda_graphs(*state_, enabled);
+  cuda::set_cuda_graphs(state(), enabled);
 #else
   (void)enabled;
 #endif
@@ -250,14 +257,14 @@ void ExecutionContext::set_cuda_graphs(bool enabled) {
 
 bool ExecutionContext::cuda_graphs() const {
 #if KILN_WITH_CUDA
-  return cuda::cuda_graphs_enabled(*state_);
+  return cuda::cuda_graphs_enabled(state());
 #else
   return false;
 #endif
 }
 
 std::vector<Shape> ExecutionContext::output_shapes(std::span<const NamedTensor> inputs) {
-  detail::ContextState& s = *state_;
+  detail::ContextState& s = state();
   s.bind_inputs(inputs);
   // The same plan flavour the engine's executor asks for, so that execute() can reuse it.
   s.update_plan(/*place_shape_values=*/s.cuda != nullptr);
@@ -269,17 +276,18 @@ std::vector<Shape> ExecutionContext::output_shapes(std::span<const NamedTensor> 
 
 int Engine::device_index() const {
 #if KILN_WITH_CUDA
-  if (state_->cuda) return cuda::engine_device(*state_);
+  if (state().cuda) return cuda::engine_device(state());
 #endif
   return -1;
 }
 
 ExecutionContext Engine::create_context() const {
+  state();  // a moved-from Engine has nothing to run
   return ExecutionContext(std::make_unique<detail::ContextState>(*this, state_));
 }
 
 std::vector<Tensor> ExecutionContext::execute(std::span<const NamedTensor> inputs) {
-  detail::ContextState& s = *state_;
+  detail::ContextState& s = state();
 #if KILN_WITH_CUDA
   if (s.cuda) return cuda::execute_from_host(s, inputs);
 #endif
@@ -306,7 +314,7 @@ std::vector<Tensor> ExecutionContext::execute(std::span<const NamedTensor> input
 
 void ExecutionContext::execute(std::span<const NamedTensor> inputs, std::span<const NamedTensor> outputs,
                                void* stream) {
-  detail::ContextState& s = *state_;
+  detail::ContextState& s = state();
 #if KILN_WITH_CUDA
   if (s.cuda) {
     detail::check_buffer_devices(s.buffers_on_device, cuda::engine_device(*s.engine), inputs, outputs);

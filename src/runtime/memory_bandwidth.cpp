@@ -10,7 +10,12 @@ namespace kiln {
 
 double peak_memory_bandwidth_gb_per_s(const Engine& engine) {
 #if KILN_WITH_CUDA
-  const int device = engine.device_index();
+  int device = -1;
+  try {
+    device = engine.device_index();
+  } catch (const Error&) {
+    return 0.0;  // a moved-from Engine: documented never to throw
+  }
   if (device < 0) return 0.0;
   int clock_khz = 0;
   int bus_bits = 0;
