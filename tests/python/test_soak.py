@@ -4,8 +4,8 @@ Each cycle builds nothing: it loads one engine (about 0.6 MB of weights) from by
 closes it. After a warm-up (the
 allocators settle), the resident set size may grow by at most a few MB over hundreds of cycles:
 a leaked engine, context or arena per cycle would grow it by hundreds of MB (keeping every engine
-alive grows it by about 275 MB). Bounded to about a second. CPU engines only: a CUDA soak (device
-memory) is still to be written."""
+alive grows it by about 275 MB). Bounded to about a second. CPU engines; tests/gpu/test_cuda_soak.py
+is the CUDA twin (device memory and the resident set)."""
 
 from __future__ import annotations
 
