@@ -90,9 +90,10 @@ stage_asan() {
   summary+=("asan: passed (ASan+UBSan C++ unit tests and fuzz regressions, $(seconds_since "$start") s)")
 }
 
-# Test files that load libkiln_torch.so, which the sanitizer build does not make.
+# Test files that load libkiln_torch.so, which the sanitizer build does not make (and the GPU
+# suite's collection, a check of its imports that runs in a child without the preload).
 PYTHON_TORCH_TESTS=(test_torch_runtime.py test_torch_compile.py test_deploy_examples.py
-  test_deploy_fresh_process.py test_packaging.py)
+  test_deploy_fresh_process.py test_packaging.py test_gpu_suite_collects.py)
 
 stage_python() {
   if ! have_libfuzzer || [ ! -f "$FUZZ_BUILD/lib/libkiln.so" ]; then

@@ -23,18 +23,10 @@ os.environ.setdefault("KILN_LIB_DIR", str(BUILD_DIR / "lib"))
 # Under CI's ASan stage (scripts/ci-sanitizers.sh python) pytest runs with the sanitizer runtime
 # preloaded for the instrumented libraries. The kiln CLI carries its own (static) copy and refuses
 # a second one, so children do not inherit the preload; a child Python that loads the libraries
-# gets it back from python_child_env().
+# gets it back from kiln_testing.python_child_env().
 SANITIZER_PRELOAD = os.environ.get("KILN_SANITIZER_PRELOAD", "")
 if SANITIZER_PRELOAD:
     os.environ.pop("LD_PRELOAD", None)
-
-
-def python_child_env(env: dict[str, str]) -> dict[str, str]:
-    """`env` for a child Python process that loads kiln's libraries (the sanitizer preload added
-    back when this run has one)."""
-    if SANITIZER_PRELOAD:
-        env = {**env, "LD_PRELOAD": SANITIZER_PRELOAD}
-    return env
 
 
 @pytest.fixture(scope="session")

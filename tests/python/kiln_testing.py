@@ -3,6 +3,7 @@ and kiln, and comparing the results."""
 
 from __future__ import annotations
 
+import os
 import zlib
 from dataclasses import dataclass, field
 
@@ -141,3 +142,11 @@ def relative_error(got: np.ndarray, want: np.ndarray) -> float:
     scale = float(np.max(np.abs(want))) if want.size else 0.0
     err = float(np.max(np.abs(got.astype(np.float64) - want))) if want.size else 0.0
     return err / scale if scale > 0 else err
+
+
+def python_child_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a child Python process that loads kiln's libraries: under CI's ASan stage the
+    sanitizer preload (KILN_SANITIZER_PRELOAD, which conftest.py keeps from children) added back.
+    Here rather than in conftest.py, whose name tests/gpu's own conftest shadows."""
+    preload = os.environ.get("KILN_SANITIZER_PRELOAD", "")
+    return {**env, "LD_PRELOAD": preload} if preload else env

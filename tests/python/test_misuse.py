@@ -21,7 +21,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 import kiln
-from conftest import python_child_env
+from kiln_testing import python_child_env
 
 WIDTH = 32
 
