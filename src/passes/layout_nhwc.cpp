@@ -274,7 +274,8 @@ int convert_conv_regions_to_nhwc(ir::Graph& graph, bool include_depthwise) {
   }
   // Regions that cost no transposes: every tensor entering comes from a Transpose to NCHW and every
   // tensor leaving goes only to Transposes back to NHWC (ConvNeXt's depthwise convs between its
-  // channels-last blocks). Converting them cancels the model's own permutes. A pooled [N, C, 1, 1]
+  // channels-last blocks, converted where depthwise regions are). Converting them cancels the
+  // model's own permutes. A pooled [N, C, 1, 1]
   // tensor has the same bytes in either layout: it crosses for free.
   const auto one_pixel = [&](ir::ValueId id) {
     const Shape& shape = graph.value(id).shape;
@@ -323,9 +324,8 @@ int convert_conv_regions_to_nhwc(ir::Graph& graph, bool include_depthwise) {
   int converted = 0;
   for (size_t i = 0; i < node_count; ++i) {
     const auto root = static_cast<size_t>(find_root(parent, static_cast<int32_t>(i)));
-    in_region[i] = plans[i].convertible && ((convs_in_region[root] >= 2 &&
-                                              (include_depthwise || depthwise_in_region[root] == 0)) ||
-                                             (convs_in_region[root] >= 1 && boundary_free[root]));
+    const bool worth = convs_in_region[root] >= 2 || (convs_in_region[root] >= 1 && boundary_free[root]);
+    in_region[i] = plans[i].convertible && worth && (include_depthwise || depthwise_in_region[root] == 0);
     converted += in_region[i] && plans[i].is_conv;
   }
   if (converted == 0) return 0;

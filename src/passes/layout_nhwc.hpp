@@ -11,9 +11,9 @@ namespace kiln::passes {
 // elementwise ops (other operands being region tensors, scalars or constants, which are re-laid
 // out), the pooling ops (ReduceMean/ReduceMax over H and W with keepdims, as torch exports adaptive
 // pooling, become GlobalAveragePool/GlobalMaxPool), Pad with constant pads and channel Concat. A
-// region holding at least two Convs is converted, and so is one holding a single Conv (depthwise
-// or not) whose entering tensors all come from Transposes to NCHW and whose tensors are read
-// outside it only by Transposes to NHWC (the inserted transposes then cancel the model's own): Convs and pools get kiln_layout = "NHWC", Conv
+// region holding at least two Convs is converted, and so is one holding a single Conv whose
+// entering tensors all come from Transposes to NCHW and whose tensors are read outside it only by
+// Transposes to NHWC (the inserted transposes then cancel the model's own): Convs and pools get kiln_layout = "NHWC", Conv
 // weights are permuted to [M, kH, kW, C/group] once, constants broadcasting against NCHW become
 // NHWC, Concat's axis moves to 3, and Transposes are inserted where tensors enter the region (perm
 // [0, 2, 3, 1], value

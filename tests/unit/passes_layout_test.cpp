@@ -422,29 +422,45 @@ TEST(PassesLayoutNhwc, Bfloat16RegionMatches) {
   EXPECT_EQ(convert_and_compare(n.b.graph, 18, DType::kBFloat16), 2);
 }
 
-// ConvNeXt's block as exported: channels-last pointwise work, a permute to NCHW, a depthwise 7x7
-// conv, a permute back. The lone conv converts (its region costs no transposes: the inserted ones
-// cancel the model's own), even by default with a depthwise conv, and so does the last stage's,
-// whose pooled [N, C, 1, 1] output leaves through a Reshape.
-ir::ValueId channels_last_block(Net& n, ir::ValueId x, const std::string& name) {
+// ConvNeXt's block as exported: channels-last pointwise work, a permute to NCHW, a 7x7 conv, a
+// permute back. The lone conv converts (its region costs no transposes: the inserted ones cancel
+// the model's own); a depthwise one only where depthwise regions do (include_depthwise), as does
+// the last stage's, whose pooled [N, C, 1, 1] output leaves through a Reshape.
+ir::ValueId channels_last_block(Net& n, ir::ValueId x, const std::string& name, int64_t group) {
   const ir::ValueId to_nchw = n.op("Transpose", name + ".to_nchw", {x}, attrs_of({{"perm", Attribute::of_ints(kToNchw)}}));
-  const ir::ValueId dw = n.conv(name + ".dw", to_nchw, 16, 16, 7, 1, 16);
-  const ir::ValueId back = n.op("Transpose", name + ".to_nhwc", {dw}, attrs_of({{"perm", Attribute::of_ints(kToNhwc)}}));
+  const ir::ValueId conv = n.conv(name + ".conv", to_nchw, 16, 16, 7, 1, group);
+  const ir::ValueId back = n.op("Transpose", name + ".to_nhwc", {conv}, attrs_of({{"perm", Attribute::of_ints(kToNhwc)}}));
   return n.op("Add", name + ".residual", {n.op("Gelu", name + ".act", {back}), x});
 }
 
-TEST(PassesLayoutNhwc, ConvBetweenPermutesConvertsAndTheirTransposesCancel) {
-  Net n(21);
-  const ir::ValueId x = n.input("x", {2, 9, 9, 16});
-  n.b.output(channels_last_block(n, x, "block"));
-  ir::Graph& g = n.b.graph;
-  EXPECT_EQ(convert_and_compare(g, 22), 1);
+// Converts with the layout pass, then composes transposes as the CUDA lowering does: none is left.
+void expect_permutes_cancel(ir::Graph& g, ir::ValueId x) {
   EXPECT_TRUE(is_nhwc(*nodes_of(g, "Conv")[0]));
   EXPECT_GT(compose_transposes(g), 0u);
   eliminate_dead_code(g);  // the model's permutes, now unread
   EXPECT_TRUE(nodes_of(g, "Transpose").empty()) << "the layout edges cancel the permutes";
   const ir::Node& conv = *nodes_of(g, "Conv")[0];
   EXPECT_EQ(g.value(conv.inputs[0]).name, g.value(x).name + "/float16");
+}
+
+TEST(PassesLayoutNhwc, ConvBetweenPermutesConvertsAndTheirTransposesCancel) {
+  Net n(21);
+  const ir::ValueId x = n.input("x", {2, 9, 9, 16});
+  n.b.output(channels_last_block(n, x, "block", 1));
+  ir::Graph& g = n.b.graph;
+  EXPECT_EQ(convert_and_compare(g, 22), 1);
+  expect_permutes_cancel(g, x);
+}
+
+TEST(PassesLayoutNhwc, DepthwiseConvBetweenPermutesConvertsWhereDepthwiseRegionsDo) {
+  for (const bool include_depthwise : {false, true}) {
+    Net n(21);
+    const ir::ValueId x = n.input("x", {2, 9, 9, 16});
+    n.b.output(channels_last_block(n, x, "block", 16));
+    ir::Graph& g = n.b.graph;
+    EXPECT_EQ(convert_and_compare(g, 22, DType::kFloat16, include_depthwise), include_depthwise ? 1 : 0);
+    if (include_depthwise) expect_permutes_cancel(g, x);
+  }
 }
 
 TEST(PassesLayoutNhwc, PooledOutputLeavesTheRegionForFree) {
@@ -454,7 +470,7 @@ TEST(PassesLayoutNhwc, PooledOutputLeavesTheRegionForFree) {
   const ir::ValueId dw = n.conv("dw", to_nchw, 16, 16, 7, 1, 16);
   n.b.output(n.head(dw, 16, 4));
   ir::Graph& g = n.b.graph;
-  EXPECT_EQ(convert_and_compare(g, 24), 1);
+  EXPECT_EQ(convert_and_compare(g, 24, DType::kFloat16, /*include_depthwise=*/true), 1);
   EXPECT_TRUE(is_nhwc(*nodes_of(g, "GlobalAveragePool")[0]));
 }
 
@@ -462,11 +478,11 @@ TEST(PassesLayoutNhwc, LoneConvWithAnNchwNeighbourStaysNchw) {
   Net n(25);
   const ir::ValueId x = n.input("x", {2, 9, 9, 16});
   const ir::ValueId to_nchw = n.op("Transpose", "to_nchw", {x}, attrs_of({{"perm", Attribute::of_ints(kToNchw)}}));
-  const ir::ValueId dw = n.conv("dw", to_nchw, 16, 16, 7, 1, 16);
+  const ir::ValueId conv = n.conv("conv", to_nchw, 16, 16, 7);
   // Read in NCHW by a Reshape that is no layout edge: converting would add a transpose.
-  n.b.output(n.op("Reshape", "flat", {dw, n.b.constant("shape", make_tensor_i64({2}, {2, -1}))}));
+  n.b.output(n.op("Reshape", "flat", {conv, n.b.constant("shape", make_tensor_i64({2}, {2, -1}))}));
   ir::Graph& g = n.b.graph;
-  EXPECT_EQ(convert_and_compare(g, 26), 0);
+  EXPECT_EQ(convert_and_compare(g, 26, DType::kFloat16, /*include_depthwise=*/true), 0);
   EXPECT_FALSE(is_nhwc(*nodes_of(g, "Conv")[0]));
 }
 
