@@ -16,6 +16,7 @@
 
 #include "base/error.hpp"
 #include "frontend/onnx/function_inliner.hpp"
+#include "frontend/onnx/function_ops.hpp"
 #include "frontend/onnx/onnx_proto.hpp"
 #include "frontend/onnx/opset_normalizer.hpp"
 #include "frontend/onnx/tensor_decoder.hpp"
@@ -247,7 +248,8 @@ class Importer {
   std::string unsupported_reason(const FlatNode& node) const {
     const std::string where =
         detail::concat("node '", node.name, "': op '", node.op_type, "' ", describe_domain(node));
-    if (!node.domain.empty() || ops::find_op(node.op_type) == nullptr) {
+    if ((!node.domain.empty() || ops::find_op(node.op_type) == nullptr) &&
+        !is_expanded_function_op(node.op_type, node.domain)) {
       return where + " is not supported by kiln";
     }
     std::string reason;
@@ -368,9 +370,11 @@ class Importer {
       for (const FlatAttribute& attr : node->attributes) {
         n.attrs.set(attr.name, convert_attribute(attr, *node));
       }
-      for (NormalizedNode& part : expand_pre_opset13_node(std::move(n), fresh_name)) {
-        normalize_node(part, add_constant);
-        out.push_back(std::move(part));
+      for (NormalizedNode& legacy : expand_pre_opset13_node(std::move(n), fresh_name)) {
+        for (NormalizedNode& part : expand_function_op(std::move(legacy), fresh_name, add_constant)) {
+          normalize_node(part, add_constant);
+          out.push_back(std::move(part));
+        }
       }
     }
     return out;

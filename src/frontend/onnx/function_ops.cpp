@@ -1,0 +1,270 @@
+#include "frontend/onnx/function_ops.hpp"
+
+#include <algorithm>
+#include <array>
+#include <memory>
+#include <utility>
+
+#include "base/error.hpp"
+
+namespace kiln::onnx {
+namespace {
+
+// The opset the expanded nodes are written in: reductions, Squeeze and Unsqueeze take their axes
+// as inputs there.
+constexpr int64_t kExpansionOpset = 18;
+
+// Builds the nodes of one expansion: each op() appends a node and returns its output's name.
+class Expansion {
+ public:
+  Expansion(const NormalizedNode& node, const std::function<std::string(const std::string&)>& fresh_name,
+            const AddConstantFn& add_constant)
+      : node_(node), fresh_name_(fresh_name), add_constant_(add_constant) {}
+
+  std::string op(std::string op_type, std::vector<std::string> inputs, AttributeMap attrs = {}) {
+    NormalizedNode n;
+    n.name = node_.name + "/" + op_type + "_" + std::to_string(nodes_.size());
+    n.op_type = std::move(op_type);
+    n.opset = std::max(node_.opset, kExpansionOpset);
+    n.inputs = std::move(inputs);
+    n.outputs = {fresh_name_(n.name)};
+    n.attrs = std::move(attrs);
+    nodes_.push_back(std::move(n));
+    return nodes_.back().outputs[0];
+  }
+
+  // A float32 scalar literal converted to the dtype of `like`.
+  std::string scalar_like(float value, const std::string& like) {
+    auto tensor = std::make_shared<HostTensor>(DType::kFloat32, Shape{});
+    *tensor->data<float>() = value;
+    return op("CastLike", {add_constant_(node_.name + "/literal", std::move(tensor)), like});
+  }
+
+  std::string ints(const std::vector<int64_t>& values) {
+    auto tensor = std::make_shared<HostTensor>(DType::kInt64, Shape{static_cast<int64_t>(values.size())});
+    std::copy(values.begin(), values.end(), tensor->data<int64_t>());
+    return add_constant_(node_.name + "/axes", std::move(tensor));
+  }
+
+  std::string int_scalar(int64_t value) {
+    auto tensor = std::make_shared<HostTensor>(DType::kInt64, Shape{});
+    *tensor->data<int64_t>() = value;
+    return add_constant_(node_.name + "/index", std::move(tensor));
+  }
+
+  // The node's output `index` is `value` (an Identity writes it under the output's name, which
+  // identity elimination removes).
+  void output(size_t index, const std::string& value) {
+    if (index >= node_.outputs.size() || node_.outputs[index].empty()) return;
+    NormalizedNode n;
+    n.name = index == 0 ? node_.name : node_.name + "/output_" + std::to_string(index);
+    n.op_type = "Identity";
+    n.opset = std::max(node_.opset, kExpansionOpset);
+    n.inputs = {value};
+    n.outputs = {node_.outputs[index]};
+    nodes_.push_back(std::move(n));
+  }
+
+  std::vector<NormalizedNode> take() { return std::move(nodes_); }
+
+ private:
+  const NormalizedNode& node_;
+  const std::function<std::string(const std::string&)>& fresh_name_;
+  const AddConstantFn& add_constant_;
+  std::vector<NormalizedNode> nodes_;
+};
+
+template <typename... Parts>
+[[noreturn]] void fail_node(const NormalizedNode& node, const Parts&... parts) {
+  fail(ErrorCode::kInvalidArgument, "node '", node.name, "' (", node.op_type, "): ", parts...);
+}
+
+void expect_arity(const NormalizedNode& node, size_t min_inputs, size_t max_inputs, size_t max_outputs) {
+  size_t present = node.inputs.size();
+  while (present > 0 && node.inputs[present - 1].empty()) --present;
+  if (present < min_inputs || present > max_inputs || node.inputs.empty() || node.inputs[0].empty()) {
+    fail_node(node, "takes ", min_inputs, " to ", max_inputs, " inputs, got ", present);
+  }
+  for (size_t i = 0; i < min_inputs; ++i) {
+    if (node.inputs[i].empty()) fail_node(node, "input ", i, " is required");
+  }
+  if (node.outputs.empty() || node.outputs[0].empty() || node.outputs.size() > max_outputs) {
+    fail_node(node, "has ", node.outputs.size(), " outputs; it writes 1 to ", max_outputs);
+  }
+}
+
+bool has_input(const NormalizedNode& node, size_t index) {
+  return index < node.inputs.size() && !node.inputs[index].empty();
+}
+
+void expand_rms_normalization(const NormalizedNode& node, Expansion& e) {
+  expect_arity(node, 2, 2, 1);
+  const int64_t axis = node.attrs.get_int_or("axis", -1);
+  const float epsilon = node.attrs.get_float_or("epsilon", 1e-5f);
+  const int64_t stash_type = node.attrs.get_int_or("stash_type", 1);
+  if (stash_type != 1) fail_node(node, "stash_type ", stash_type, " is not supported (1, float32, is)");
+  const std::string& x = node.inputs[0];
+  // The normalised axes: axis..rank-1. A negative axis names them without the rank; a
+  // non-negative one takes the rank from the input's shape (folded once shapes are known).
+  std::string axes;
+  if (axis < 0) {
+    std::vector<int64_t> values;
+    for (int64_t a = axis; a < 0; ++a) values.push_back(a);
+    axes = e.ints(values);
+  } else {
+    const std::string rank = e.op("Size", {e.op("Shape", {x})});
+    axes = e.op("Range", {e.int_scalar(axis), rank, e.int_scalar(1)});
+  }
+  AttributeMap to_float;
+  to_float.set("to", Attribute::of_int(static_cast<int64_t>(1)));  // ONNX FLOAT
+  const std::string xf = e.op("Cast", {x}, to_float);
+  const std::string square = e.op("Mul", {xf, xf});
+  AttributeMap keep;
+  keep.set("keepdims", Attribute::of_int(1));
+  const std::string mean = e.op("ReduceMean", {square, axes}, keep);
+  const std::string rms = e.op("Sqrt", {e.op("Add", {mean, e.scalar_like(epsilon, xf)})});
+  const std::string normalized = e.op("CastLike", {e.op("Div", {xf, rms}), x});
+  e.output(0, e.op("Mul", {normalized, node.inputs[1]}));
+}
+
+void expand_swish(const NormalizedNode& node, Expansion& e) {
+  expect_arity(node, 1, 1, 1);
+  const std::string& x = node.inputs[0];
+  const float alpha = node.attrs.get_float_or("alpha", 1.0f);
+  const std::string scaled = alpha == 1.0f ? x : e.op("Mul", {x, e.scalar_like(alpha, x)});
+  e.output(0, e.op("Mul", {x, e.op("Sigmoid", {scaled})}));
+}
+
+void expand_shrink(const NormalizedNode& node, Expansion& e) {
+  expect_arity(node, 1, 1, 1);
+  const std::string& x = node.inputs[0];
+  const float lambd = node.attrs.get_float_or("lambd", 0.5f);
+  const float bias = node.attrs.get_float_or("bias", 0.0f);
+  // Compared in float32, so that an integer input meets a fractional lambd as the definition does.
+  AttributeMap to_float;
+  to_float.set("to", Attribute::of_int(static_cast<int64_t>(1)));
+  const std::string xf = e.op("Cast", {x}, to_float);
+  const std::string below = e.op("Less", {xf, e.scalar_like(-lambd, xf)});
+  const std::string above = e.op("Greater", {xf, e.scalar_like(lambd, xf)});
+  const std::string b = e.scalar_like(bias, x);
+  const std::string inner = e.op("Where", {above, e.op("Sub", {x, b}), e.scalar_like(0.0f, x)});
+  e.output(0, e.op("Where", {below, e.op("Add", {x, b}), inner}));
+}
+
+void expand_mean_variance_normalization(const NormalizedNode& node, Expansion& e) {
+  expect_arity(node, 1, 1, 1);
+  const std::string& x = node.inputs[0];
+  const std::vector<int64_t> axes =
+      node.attrs.has("axes") ? node.attrs.get_ints("axes") : std::vector<int64_t>{0, 2, 3};
+  AttributeMap keep;
+  keep.set("keepdims", Attribute::of_int(1));
+  const std::string axes_value = e.ints(axes);
+  const std::string mean = e.op("ReduceMean", {x, axes_value}, keep);
+  const std::string mean_of_squares = e.op("ReduceMean", {e.op("Mul", {x, x}), axes_value}, keep);
+  const std::string variance = e.op("Sub", {mean_of_squares, e.op("Mul", {mean, mean})});
+  const std::string deviation = e.op("Add", {e.op("Sqrt", {variance}), e.scalar_like(1e-9f, x)});
+  e.output(0, e.op("Div", {e.op("Sub", {x, mean}), deviation}));
+}
+
+// The loss of NegativeLogLikelihoodLoss over log-probabilities `log_prob` [N, C, d...] and
+// integer targets [N, d...], with the node's weight input at `weight_input` (if present) and its
+// reduction and ignore_index attributes.
+std::string negative_log_likelihood(const NormalizedNode& node, Expansion& e, const std::string& log_prob,
+                                    const std::string& target, size_t weight_input) {
+  const std::string reduction = node.attrs.get_string_or("reduction", "mean");
+  if (reduction != "none" && reduction != "sum" && reduction != "mean") {
+    fail_node(node, "reduction '", reduction, "' is not one of 'none', 'sum', 'mean'");
+  }
+  const bool ignoring = node.attrs.has("ignore_index");
+  std::string index = target;
+  std::string ignored;
+  if (ignoring) {
+    // Ignored targets may lie outside [0, C): they read class 0 and weigh nothing.
+    ignored = e.op("Equal", {target, e.op("CastLike", {e.int_scalar(node.attrs.get_int_or("ignore_index", 0)), target})});
+    index = e.op("Where", {ignored, e.op("CastLike", {e.int_scalar(0), target}), target});
+  }
+  const std::string class_axis = e.ints({1});
+  AttributeMap along_classes;
+  along_classes.set("axis", Attribute::of_int(1));
+  const std::string picked =
+      e.op("Squeeze", {e.op("GatherElements", {log_prob, e.op("Unsqueeze", {index, class_axis})}, along_classes),
+                       class_axis});
+  std::string loss = e.op("Neg", {picked});
+  // The weight of each element: weight[target], 0 where ignored; none when all weigh 1.
+  std::string weights;
+  if (has_input(node, weight_input)) {
+    AttributeMap first_axis;
+    first_axis.set("axis", Attribute::of_int(0));
+    weights = e.op("Gather", {node.inputs[weight_input], index}, first_axis);
+  }
+  if (ignoring) {
+    weights = e.op("Where", {ignored, e.scalar_like(0.0f, log_prob), weights.empty() ? e.scalar_like(1.0f, log_prob) : weights});
+  }
+  if (!weights.empty()) loss = e.op("Mul", {loss, weights});
+  if (reduction == "none") return loss;
+  AttributeMap all;
+  all.set("keepdims", Attribute::of_int(0));
+  const std::string total = e.op("ReduceSum", {loss}, all);
+  if (reduction == "sum") return total;
+  if (weights.empty()) return e.op("ReduceMean", {loss}, all);
+  return e.op("Div", {total, e.op("ReduceSum", {weights}, all)});
+}
+
+void expand_negative_log_likelihood_loss(const NormalizedNode& node, Expansion& e) {
+  expect_arity(node, 2, 3, 1);
+  e.output(0, negative_log_likelihood(node, e, node.inputs[0], node.inputs[1], 2));
+}
+
+void expand_softmax_cross_entropy_loss(const NormalizedNode& node, Expansion& e) {
+  expect_arity(node, 2, 3, 2);
+  AttributeMap along_classes;
+  along_classes.set("axis", Attribute::of_int(1));
+  const std::string log_prob = e.op("LogSoftmax", {node.inputs[0]}, along_classes);
+  e.output(0, negative_log_likelihood(node, e, log_prob, node.inputs[1], 2));
+  e.output(1, log_prob);
+}
+
+using ExpandFn = void (*)(const NormalizedNode&, Expansion&);
+
+struct FunctionOp {
+  std::string_view op_type;
+  ExpandFn expand;
+};
+
+constexpr std::array<FunctionOp, 6> kFunctionOps{{
+    {"RMSNormalization", expand_rms_normalization},
+    {"Swish", expand_swish},
+    {"Shrink", expand_shrink},
+    {"MeanVarianceNormalization", expand_mean_variance_normalization},
+    {"NegativeLogLikelihoodLoss", expand_negative_log_likelihood_loss},
+    {"SoftmaxCrossEntropyLoss", expand_softmax_cross_entropy_loss},
+}};
+
+const FunctionOp* find_function_op(std::string_view op_type, const std::string& domain) {
+  if (!domain.empty()) return nullptr;
+  for (const FunctionOp& f : kFunctionOps)
+    if (f.op_type == op_type) return &f;
+  return nullptr;
+}
+
+}  // namespace
+
+bool is_expanded_function_op(std::string_view op_type, const std::string& domain) {
+  return find_function_op(op_type, domain) != nullptr;
+}
+
+std::vector<NormalizedNode> expand_function_op(NormalizedNode node,
+                                               const std::function<std::string(const std::string&)>& fresh_name,
+                                               const AddConstantFn& add_constant) {
+  const FunctionOp* f = find_function_op(node.op_type, node.domain);
+  if (f == nullptr) {
+    std::vector<NormalizedNode> alone;
+    alone.push_back(std::move(node));
+    return alone;
+  }
+  Expansion expansion(node, fresh_name, add_constant);
+  f->expand(node, expansion);
+  return expansion.take();
+}
+
+}  // namespace kiln::onnx

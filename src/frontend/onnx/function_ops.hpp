@@ -1,0 +1,36 @@
+// ai.onnx ops that the ONNX standard defines as functions of other ops, run by kiln through those
+// ops: the importer rewrites each such node into the primitive nodes that compute it, so every
+// backend runs it and fusion grouping sees its pointwise parts. The expansions are kiln's own,
+// written from each op's documented semantics:
+//   RMSNormalization (23): X / sqrt(mean(X^2 over axes axis..-1) + epsilon) * scale, in float32
+//     when stash_type = 1 (the default), then cast back to X's type before the scale;
+//   Swish (24): X * Sigmoid(alpha * X);
+//   Shrink (9): X + bias where X < -lambd, X - bias where X > lambd, else 0;
+//   MeanVarianceNormalization (13): (X - mean) / (sqrt(mean(X^2) - mean^2) + 1e-9) over `axes`;
+//   NegativeLogLikelihoodLoss (12): loss = -input[n, target, d...] * weight[target] (0 where
+//     target == ignore_index), summed, averaged over the weights that count, or per element;
+//   SoftmaxCrossEntropyLoss (12): that loss on LogSoftmax(scores, axis 1), whose value is the
+//     optional second output (log_prob).
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "frontend/onnx/opset_normalizer.hpp"
+
+namespace kiln::onnx {
+
+// Whether `op_type` in `domain` ("" for ai.onnx) is one of the ops above.
+bool is_expanded_function_op(std::string_view op_type, const std::string& domain);
+
+// The nodes computing `node` (whose outputs they write under the node's output names), or the
+// node alone when it is not one of the ops above. `fresh_name(suggested)` names intermediate
+// values; `add_constant` adds the literals. Throws kiln::Error(kInvalidArgument) naming the node
+// for a wrong input or output count or a bad attribute (an unknown reduction).
+std::vector<NormalizedNode> expand_function_op(NormalizedNode node,
+                                               const std::function<std::string(const std::string&)>& fresh_name,
+                                               const AddConstantFn& add_constant);
+
+}  // namespace kiln::onnx
