@@ -59,3 +59,21 @@ def test_weighted_loss_with_ignored_targets_and_log_prob_matches_onnx_runtime():
     want = run_ort(model, feeds)
     np.testing.assert_allclose(got["y"], want["y"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got["log_prob"], want["log_prob"], rtol=1e-5, atol=1e-6)
+
+
+def test_lp_normalization_with_another_p_is_refused():
+    node = helper.make_node("LpNormalization", ["x"], ["y"], name="lp", p=3)
+    model = _model(node, [_info("x", TensorProto.FLOAT, [2, 4])], [_info("y", TensorProto.FLOAT, [2, 4])], opset=13)
+    with pytest.raises(kiln.KilnError, match=r"node 'lp' \(LpNormalization\): p must be 1 or 2, got 3"):
+        kiln.build_onnx(model, target="cpu")
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+def test_hardmax_takes_the_first_maximum_in_either_form(opset):
+    # Before opset 13 Hardmax works on the input coerced to 2-D at `axis`; from 13 along `axis`.
+    node = helper.make_node("Hardmax", ["x"], ["y"], name="hm", axis=1)
+    model = _model(node, [_info("x", TensorProto.FLOAT, [2, 3, 4])], [_info("y", TensorProto.FLOAT, [2, 3, 4])],
+                   opset=opset)
+    x = np.random.default_rng(6).integers(0, 3, size=(2, 3, 4)).astype(np.float32)  # ties included
+    got = kiln.Engine(kiln.build_onnx(model, target="cpu")).run({"x": x})["y"]
+    np.testing.assert_array_equal(got, run_ort(model, {"x": x})["y"])

@@ -224,6 +224,38 @@ void expand_softmax_cross_entropy_loss(const NormalizedNode& node, Expansion& e)
   e.output(1, log_prob);
 }
 
+void expand_hardmax(const NormalizedNode& node, Expansion& e) {
+  expect_arity(node, 1, 1, 1);
+  const std::string& x = node.inputs[0];
+  const int64_t axis = node.attrs.get_int_or("axis", -1);
+  AttributeMap first_max;
+  first_max.set("axis", Attribute::of_int(axis));
+  first_max.set("keepdims", Attribute::of_int(1));
+  const std::string argmax = e.op("ArgMax", {x}, first_max);  // the first maximum's index
+  // Each element's index along the axis: a running count of ones, minus one.
+  auto one = std::make_shared<HostTensor>(DType::kInt64, Shape{1});
+  *one->data<int64_t>() = 1;
+  AttributeMap ones_value;
+  ones_value.set("value", Attribute::of_tensor(std::move(one)));
+  const std::string ones = e.op("ConstantOfShape", {e.op("Shape", {x})}, ones_value);
+  const std::string counted = e.op("CumSum", {ones, e.int_scalar(axis)});
+  const std::string position = e.op("Sub", {counted, e.int_scalar(1)});
+  e.output(0, e.op("CastLike", {e.op("Equal", {position, argmax}), x}));
+}
+
+void expand_lp_normalization(const NormalizedNode& node, Expansion& e) {
+  expect_arity(node, 1, 1, 1);
+  const int64_t p = node.attrs.get_int_or("p", 2);
+  if (p != 1 && p != 2) fail_node(node, "p must be 1 or 2, got ", p);
+  AttributeMap keep;
+  keep.set("keepdims", Attribute::of_int(1));
+  const std::string& x = node.inputs[0];
+  const std::string norm = e.op(p == 1 ? "ReduceL1" : "ReduceL2", {x, e.ints({node.attrs.get_int_or("axis", -1)})}, keep);
+  // An all-zero slice stays zero (divided by 1), as the reference computes it.
+  const std::string zero = e.op("Equal", {norm, e.scalar_like(0.0f, x)});
+  e.output(0, e.op("Div", {x, e.op("Where", {zero, e.scalar_like(1.0f, x), norm})}));
+}
+
 using ExpandFn = void (*)(const NormalizedNode&, Expansion&);
 
 struct FunctionOp {
@@ -231,7 +263,9 @@ struct FunctionOp {
   ExpandFn expand;
 };
 
-constexpr std::array<FunctionOp, 6> kFunctionOps{{
+constexpr std::array<FunctionOp, 8> kFunctionOps{{
+    {"Hardmax", expand_hardmax},
+    {"LpNormalization", expand_lp_normalization},
     {"RMSNormalization", expand_rms_normalization},
     {"Swish", expand_swish},
     {"Shrink", expand_shrink},

@@ -1,7 +1,7 @@
-// ai.onnx ops that the ONNX standard defines as functions of other ops, run by kiln through those
-// ops: the importer rewrites each such node into the primitive nodes that compute it, so every
-// backend runs it and fusion grouping sees its pointwise parts. The expansions are kiln's own,
-// written from each op's documented semantics:
+// ai.onnx ops kiln runs as compositions of other ops, most of them ones the ONNX standard defines
+// as functions: the importer rewrites each such node into the primitive nodes that compute it, so
+// every backend runs it and fusion grouping sees its pointwise parts. The expansions are kiln's
+// own, written from each op's documented semantics:
 //   RMSNormalization (23): X / sqrt(mean(X^2 over axes axis..-1) + epsilon) * scale, in float32
 //     when stash_type = 1 (the default), then cast back to X's type before the scale;
 //   Swish (24): X * Sigmoid(alpha * X);
@@ -10,7 +10,11 @@
 //   NegativeLogLikelihoodLoss (12): loss = -input[n, target, d...] * weight[target] (0 where
 //     target == ignore_index), summed, averaged over the weights that count, or per element;
 //   SoftmaxCrossEntropyLoss (12): that loss on LogSoftmax(scores, axis 1), whose value is the
-//     optional second output (log_prob).
+//     optional second output (log_prob);
+//   Hardmax (13; earlier opsets first coerce to 2-D, as Softmax): 1 at the first maximum along
+//     `axis`, 0 elsewhere (ArgMax against each element's index along the axis);
+//   LpNormalization: X / ReduceL1 or ReduceL2 of X along `axis` (p = 1 or 2), an all-zero slice
+//     staying zero.
 #pragma once
 
 #include <functional>
@@ -28,7 +32,7 @@ bool is_expanded_function_op(std::string_view op_type, const std::string& domain
 // The nodes computing `node` (whose outputs they write under the node's output names), or the
 // node alone when it is not one of the ops above. `fresh_name(suggested)` names intermediate
 // values; `add_constant` adds the literals. Throws kiln::Error(kInvalidArgument) naming the node
-// for a wrong input or output count or a bad attribute (an unknown reduction).
+// for a wrong input or output count or a bad attribute (an unknown reduction, p not 1 or 2).
 std::vector<NormalizedNode> expand_function_op(NormalizedNode node,
                                                const std::function<std::string(const std::string&)>& fresh_name,
                                                const AddConstantFn& add_constant);

@@ -194,7 +194,7 @@ std::vector<NormalizedNode> expand_pre_opset13_node(NormalizedNode node,
                                                     const std::function<std::string(const std::string&)>& fresh_name) {
   std::vector<NormalizedNode> out;
   const std::string_view op = node.op_type;
-  if ((op == "Softmax" || op == "LogSoftmax") && node.opset < 13 && node.domain.empty() &&
+  if ((op == "Softmax" || op == "LogSoftmax" || op == "Hardmax") && node.opset < 13 && node.domain.empty() &&
       node.inputs.size() == 1 && node.outputs.size() == 1) {
     // Before opset 13 these normalise the input coerced to 2-D at `axis` (default 1): over all the
     // axes from `axis` on at once. Flatten there, normalise the last axis, restore the shape.

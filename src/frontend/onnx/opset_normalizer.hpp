@@ -56,7 +56,7 @@ using AddConstantFn =
 void normalize_node(NormalizedNode& node, const AddConstantFn& add_constant);
 
 // Nodes of opsets before 13 whose semantics differ from opset 13's in a way one node cannot say:
-// Softmax and LogSoftmax (which normalised the input coerced to 2-D) become Flatten, the op over
+// Softmax, LogSoftmax and Hardmax (which worked on the input coerced to 2-D) become Flatten, the op over
 // the last axis, Shape and Reshape (writing the node's output). Other nodes come back alone.
 // `fresh_name(suggested)` names the new intermediate values. Runs before normalize_node.
 std::vector<NormalizedNode> expand_pre_opset13_node(
