@@ -206,6 +206,8 @@ void infer_topk(InferContext& ctx) {
 
 void register_index_ops(OpRegistry& registry) {
   registry.add(OpDef{"CumSum", 2, 2, 1, 1, {1}, &nn::infer_with_node_errors<infer_cumsum>});
+  // CumProd (opset 26): CumSum's inputs, attributes and shapes, with products.
+  registry.add(OpDef{"CumProd", 2, 2, 1, 1, {1}, &nn::infer_with_node_errors<infer_cumsum>});
   registry.add(OpDef{"ArgMax", 1, 1, 1, 1, {}, &nn::infer_with_node_errors<infer_arg_reduce>});
   registry.add(OpDef{"ArgMin", 1, 1, 1, 1, {}, &nn::infer_with_node_errors<infer_arg_reduce>});
   registry.add(OpDef{"TopK", 2, 2, 2, 2, {1}, &nn::infer_with_node_errors<infer_topk>});

@@ -276,3 +276,22 @@ def test_torch_topk_sampler():
     for g_out, w_out in zip(got, want):
         assert g_out.dtype == w_out.dtype
         np.testing.assert_array_equal(g_out, w_out)
+
+
+@pytest.mark.parametrize("exclusive", [0, 1])
+@pytest.mark.parametrize("reverse", [0, 1])
+@pytest.mark.parametrize("dtype,elem", [(np.float32, TensorProto.FLOAT), (np.int32, TensorProto.INT32)])
+def test_cumprod_matches_numpy_products(exclusive, reverse, dtype, elem):
+    # CumProd (opset 26; CPU only so far): CumSum's attributes with products; exclusive starts from 1.
+    rng = np.random.default_rng(9)
+    x = (rng.uniform(0.5, 1.5, (3, 6, 4)) if dtype == np.float32 else rng.integers(-3, 4, (3, 6, 4))).astype(dtype)
+    model = _model("CumProd", [3, 6, 4], {"exclusive": exclusive, "reverse": reverse},
+                   consts=[("axis", np.array(1, dtype=np.int64))], x_type=elem, opset=26)
+    got = kiln.Engine(kiln.build_onnx(model, target="cpu")).run({"x": x})["y"]
+    work = np.flip(x, 1) if reverse else x
+    want = np.cumprod(work.astype(np.float64 if dtype == np.float32 else np.int64), axis=1)
+    if exclusive:
+        want = np.concatenate([np.ones_like(want[:, :1]), want[:, :-1]], axis=1)
+    if reverse:
+        want = np.flip(want, 1)
+    np.testing.assert_allclose(got, want.astype(dtype), rtol=1e-6)

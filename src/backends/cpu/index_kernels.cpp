@@ -1,8 +1,8 @@
-// CumSum, ArgMax, ArgMin, TopK: CPU kernels (the reference).
+// CumSum, CumProd, ArgMax, ArgMin, TopK: CPU kernels (the reference; CumProd has no CUDA kernel yet).
 //
 // Every op works on the input seen as [outer, length, inner] lines along its axis (lines_along).
-// float16/bfloat16 arrive as float32 (float_compute kernels). Floating CumSum accumulates in
-// double, integer CumSum wraps (two's complement). NaN ordering follows numpy/PyTorch: ArgMax and
+// float16/bfloat16 arrive as float32 (float_compute kernels). Floating CumSum and CumProd accumulate in
+// double, integer ones wrap (two's complement). NaN ordering follows numpy/PyTorch: ArgMax and
 // ArgMin return the (first or last) NaN when a line has one; TopK ranks NaN above every number, as
 // ONNX Runtime and torch.topk do. Ties go to the lower index (ArgMax/ArgMin: the higher one with
 // select_last_index).
@@ -43,43 +43,45 @@ void dispatch_index_data(const KernelContext& ctx, DType dtype, Fn&& fn) {
 
 // ---- CumSum ---------------------------------------------------------------------------------
 
-// Wrapping integer addition (no signed-overflow UB); double for floating data.
+// Wrapping integer addition and multiplication (no signed-overflow UB); double for floating data.
 template <typename T>
 using CumSumAcc = std::conditional_t<std::is_floating_point_v<T>, double, uint64_t>;
 
-template <typename T>
-void cumsum_lines(const T* in, T* out, const AxisLines& lines, bool exclusive, bool reverse) {
+// Running sums (kProduct false) or products along the lines; exclusive scans start from the
+// identity (0 or 1).
+template <typename T, bool kProduct = false>
+void scan_lines(const T* in, T* out, const AxisLines& lines, bool exclusive, bool reverse) {
   using Acc = CumSumAcc<T>;
   std::vector<Acc> acc(static_cast<size_t>(lines.inner));
   for (int64_t o = 0; o < lines.outer; ++o) {
-    std::fill(acc.begin(), acc.end(), Acc{0});
+    std::fill(acc.begin(), acc.end(), kProduct ? Acc{1} : Acc{0});
     for (int64_t step = 0; step < lines.length; ++step) {
       const int64_t i = reverse ? lines.length - 1 - step : step;
       const int64_t base = (o * lines.length + i) * lines.inner;
       for (int64_t n = 0; n < lines.inner; ++n) {
         Acc& sum = acc[static_cast<size_t>(n)];
         const Acc value = static_cast<Acc>(in[base + n]);
-        if (exclusive) {
-          out[base + n] = static_cast<T>(sum);
-          sum += value;
+        if (exclusive) out[base + n] = static_cast<T>(sum);
+        if constexpr (kProduct) {
+          sum *= value;
         } else {
           sum += value;
-          out[base + n] = static_cast<T>(sum);
         }
+        if (!exclusive) out[base + n] = static_cast<T>(sum);
       }
     }
   }
 }
 
-void cumsum_kernel(KernelContext& ctx) {
+template <bool kProduct>
+void scan_kernel(KernelContext& ctx) {
   const TensorView& x = ctx.inputs[0];
   const ops::index::CumSumParams params =
       ops::index::cumsum_params(nn::label_of(ctx), ctx.attrs, x.shape.size(), ctx.inputs[1]);
   nn::require_output_shape(ctx, 0, x.shape);
   const AxisLines lines = ops::index::lines_along(x.shape, params.axis);
   dispatch_index_data(ctx, x.dtype, [&]<typename T>(TypeTag<T>) {
-    cumsum_lines<T>(x.as<const T>(), ctx.outputs[0].as<T>(), lines, params.exclusive,
-                    params.reverse);
+    scan_lines<T, kProduct>(x.as<const T>(), ctx.outputs[0].as<T>(), lines, params.exclusive, params.reverse);
   });
 }
 
@@ -206,7 +208,8 @@ void topk_kernel(KernelContext& ctx) {
 }  // namespace
 
 void register_index_kernels(CpuKernelRegistry& registry) {
-  nn::add_float_kernel<cumsum_kernel>(registry, "CumSum");
+  nn::add_float_kernel<scan_kernel<false>>(registry, "CumSum");
+  nn::add_float_kernel<scan_kernel<true>>(registry, "CumProd");
   nn::add_float_kernel<arg_reduce_kernel<true>>(registry, "ArgMax");
   nn::add_float_kernel<arg_reduce_kernel<false>>(registry, "ArgMin");
   nn::add_float_kernel<topk_kernel>(registry, "TopK");
