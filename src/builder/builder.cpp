@@ -39,6 +39,7 @@
 #include "passes/shape_inference.hpp"
 #include "passes/transpose_composition.hpp"
 #include "passes/variadic_expansion.hpp"
+#include "runtime/engine_state.hpp"
 #include "runtime/tactic_cache.hpp"
 
 namespace kiln {
@@ -346,8 +347,12 @@ format::EngineModel build_engine_model(ir::Graph graph, const BuilderConfig& con
 std::vector<uint8_t> build_engine_from_graph(ir::Graph graph, const BuilderConfig& config,
                                              const std::string& source) {
   // Cross-compiled engines (cuda_arch) are not run here: their tactics are chosen on their GPU.
+  // What a load checks without a device is checked now, so that a layer no CUDA kernel runs fails
+  // the build rather than the deployment.
   if (config.target != "cuda" || config.cuda_arch != 0) {
-    return format::write_engine(build_engine_model(std::move(graph), config, source));
+    format::EngineModel model = build_engine_model(std::move(graph), config, source);
+    if (config.target == "cuda") detail::check_loadable_off_device(model, source);
+    return format::write_engine(model);
   }
   // Run it once on the target GPU at the inputs' opt shapes: every layer must have a kernel there
   // (a missing one surfaces at build time rather than at deployment), and the GEMM/convolution

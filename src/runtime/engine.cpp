@@ -291,6 +291,13 @@ void prepare(EngineState& state) {
   }
 }
 
+void refuse_value_dependent_shapes(const EngineState& state) {
+  if (state.shapes_depend_on_input_values) {
+    fail(ErrorCode::kUnsupported, state.source,
+         ": the engine's shapes depend on input values, which the cuda backend does not support yet");
+  }
+}
+
 std::shared_ptr<const EngineState> load_state(format::EngineModel model, std::string source, const DeviceSpec& device) {
   auto state = std::make_shared<EngineState>();
   state->model = std::move(model);
@@ -299,10 +306,7 @@ std::shared_ptr<const EngineState> load_state(format::EngineModel model, std::st
   prepare(*state);
 #if KILN_WITH_CUDA
   if (state->model.target.backend == "cuda") {
-    if (state->shapes_depend_on_input_values) {
-      fail(ErrorCode::kUnsupported, state->source,
-           ": the engine's shapes depend on input values, which the cuda backend does not support yet");
-    }
+    refuse_value_dependent_shapes(*state);
     state->cuda = cuda::bind_engine_to_device(*state, device);
     const int ordinal = cuda::engine_device(*state);
     state->memory_limit = resolve_memory_limit(cuda::device_properties(ordinal).total_memory,
@@ -315,6 +319,20 @@ std::shared_ptr<const EngineState> load_state(format::EngineModel model, std::st
 }
 
 }  // namespace
+
+void check_loadable_off_device(const format::EngineModel& model, const std::string& source) {
+  EngineState state;
+  state.model = model;
+  state.source = source;
+  prepare(state);
+#if KILN_WITH_CUDA
+  if (state.model.target.backend == "cuda") {
+    refuse_value_dependent_shapes(state);
+    cuda::check_cuda_kernels(state);
+  }
+#endif
+}
+
 }  // namespace detail
 
 Engine Engine::load_file(const std::string& path, DeviceSpec device) {

@@ -72,4 +72,10 @@ struct EngineState {
   TensorView weight_view(int32_t index) const;
 };
 
+// The checks a load makes that need no device, on an engine built for another machine (a
+// cross-compiled cuda engine): every op known, the CPU kernels of the layers the host runs, and
+// for a cuda engine shapes that do not depend on input values and a CUDA kernel for every layer
+// the GPU runs. Throws what Engine::load_bytes would (kUnsupported listing the layers).
+void check_loadable_off_device(const format::EngineModel& model, const std::string& source);
+
 }  // namespace kiln::detail

@@ -218,3 +218,17 @@ def test_a_column_reduction_beside_its_stored_input_gets_split_entries(nvrtc, tm
     assert any(e.endswith("_split_i32") for e in entries) and any("_split" not in e for e in entries), entries
     assert reducing[0]["kiln_kernel_split_rows"] == [56, 56]
     assert len(reducing[0]["kiln_kernel_space"]) == 4
+
+
+def test_a_layer_no_cuda_kernel_runs_fails_the_cross_compile_not_the_deployment(nvrtc):
+    # CumProd has a CPU kernel and no CUDA one (yet; pick another such op when it gets one): the
+    # build checks what a load checks without a GPU, so the engine is refused here, naming the
+    # layer, rather than at load on the GPU machine.
+    axis = numpy_helper.from_array(np.array(0, dtype=np.int64), "axis")
+    graph = helper.make_graph([helper.make_node("CumProd", ["x", "axis"], ["y"], name="running_product")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 5])], [axis])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 26)])
+    assert kiln.build_onnx(model, target="cpu")  # the CPU runs it
+    with pytest.raises(kiln.KilnError, match=r"no cuda kernel for 1 layer\(s\):\n  layer 'running_product' \(op 'CumProd'\)"):
+        kiln.build_onnx(model, target="cuda", cuda_arch=90)

@@ -79,24 +79,34 @@ int choose_device(const format::Target& target, const DeviceSpec& spec, const st
 
 }  // namespace
 
-std::shared_ptr<const DeviceEngine> bind_engine_to_device(const detail::EngineState& engine, const DeviceSpec& spec) {
+void check_cuda_kernels(const detail::EngineState& engine) {
   const auto& model = engine.model;
-  auto bound = std::make_shared<DeviceEngine>();
-  bound->ordinal = choose_device(model.target, spec, engine.source);
-  bound->props = device_properties(bound->ordinal);
-
   std::vector<std::string> missing;
-  bound->kernels.assign(model.layers.size(), nullptr);
   for (size_t l = 0; l < model.layers.size(); ++l) {
     if (engine.layers[l].computes_shape_values || engine.layers[l].is_view) continue;
-    bound->kernels[l] = cuda_kernels().find(model.layers[l].op);
-    if (!bound->kernels[l]) missing.push_back("layer '" + model.layers[l].name + "' (op '" + model.layers[l].op + "')");
+    if (!cuda_kernels().find(model.layers[l].op)) {
+      missing.push_back("layer '" + model.layers[l].name + "' (op '" + model.layers[l].op + "')");
+    }
   }
   if (!missing.empty()) {
     std::string list;
     for (const std::string& m : missing) list += "\n  " + m;
     fail(ErrorCode::kUnsupported, engine.source, ": this runtime (kiln ", KILN_VERSION, ") has no cuda kernel for ",
          missing.size(), " layer(s):", list);
+  }
+}
+
+std::shared_ptr<const DeviceEngine> bind_engine_to_device(const detail::EngineState& engine, const DeviceSpec& spec) {
+  const auto& model = engine.model;
+  auto bound = std::make_shared<DeviceEngine>();
+  bound->ordinal = choose_device(model.target, spec, engine.source);
+  bound->props = device_properties(bound->ordinal);
+
+  check_cuda_kernels(engine);
+  bound->kernels.assign(model.layers.size(), nullptr);
+  for (size_t l = 0; l < model.layers.size(); ++l) {
+    if (engine.layers[l].computes_shape_values || engine.layers[l].is_view) continue;
+    bound->kernels[l] = cuda_kernels().find(model.layers[l].op);
   }
 
   DeviceGuard guard(bound->ordinal);

@@ -26,6 +26,11 @@ class DeviceContext;
 // listed).
 std::shared_ptr<const DeviceEngine> bind_engine_to_device(const detail::EngineState& engine, const DeviceSpec& device);
 
+// Throws kUnsupported listing every layer that runs on the GPU (not during shape propagation, not
+// a view) and has no CUDA kernel in this runtime. Needs no GPU: a cross-compiling build checks its
+// engine with it.
+void check_cuda_kernels(const detail::EngineState& engine);
+
 std::shared_ptr<DeviceContext> create_device_context(std::shared_ptr<const detail::EngineState> engine);
 
 // Device pointers in and out, on `stream` (null: the legacy default stream).
