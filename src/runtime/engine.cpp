@@ -291,12 +291,14 @@ void prepare(EngineState& state) {
   }
 }
 
+#if KILN_WITH_CUDA
 void refuse_value_dependent_shapes(const EngineState& state) {
   if (state.shapes_depend_on_input_values) {
     fail(ErrorCode::kUnsupported, state.source,
          ": the engine's shapes depend on input values, which the cuda backend does not support yet");
   }
 }
+#endif
 
 std::shared_ptr<const EngineState> load_state(format::EngineModel model, std::string source, const DeviceSpec& device) {
   auto state = std::make_shared<EngineState>();

@@ -92,11 +92,11 @@ void EngineBuffer::copy_to_host(void* destination, size_t bytes) const {
 }
 
 void synchronize(const Engine& engine, void* stream) {
+  const int device = device_of(engine.state());  // a moved-from Engine throws in every build
 #if KILN_WITH_CUDA
-  const int device = device_of(engine.state());
   if (device >= 0) cuda::synchronize_stream(device, stream);
 #else
-  (void)engine;
+  (void)device;
   (void)stream;
 #endif
 }

@@ -275,8 +275,11 @@ std::vector<Shape> ExecutionContext::output_shapes(std::span<const NamedTensor> 
 }
 
 int Engine::device_index() const {
+  const detail::EngineState& loaded = state();  // a moved-from Engine throws in every build
 #if KILN_WITH_CUDA
-  if (state().cuda) return cuda::engine_device(state());
+  if (loaded.cuda) return cuda::engine_device(loaded);
+#else
+  (void)loaded;
 #endif
   return -1;
 }
