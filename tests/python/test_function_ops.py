@@ -77,3 +77,15 @@ def test_hardmax_takes_the_first_maximum_in_either_form(opset):
     x = np.random.default_rng(6).integers(0, 3, size=(2, 3, 4)).astype(np.float32)  # ties included
     got = kiln.Engine(kiln.build_onnx(model, target="cpu")).run({"x": x})["y"]
     np.testing.assert_array_equal(got, run_ort(model, {"x": x})["y"])
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2, -1, -3])
+def test_one_hot_at_every_axis_matches_onnx_runtime(axis):
+    # Negative indices counting from depth, out-of-range ones (all off values).
+    node = helper.make_node("OneHot", ["i", "depth", "values"], ["y"], name="oh", axis=axis)
+    model = _model(node, [_info("i", TensorProto.INT64, [2, 3]), _info("depth", TensorProto.INT64, [1]),
+                          _info("values", TensorProto.FLOAT, [2])], [_info("y", TensorProto.FLOAT, None)], opset=11)
+    feeds = {"i": np.array([[0, 4, -1], [2, -5, 9]], dtype=np.int64), "depth": np.array([5], dtype=np.int64),
+             "values": np.array([-2.0, 3.0], dtype=np.float32)}
+    got = kiln.Engine(kiln.build_onnx(model, target="cpu")).run(feeds)["y"]
+    np.testing.assert_array_equal(got, run_ort(model, feeds)["y"])

@@ -256,6 +256,42 @@ void expand_lp_normalization(const NormalizedNode& node, Expansion& e) {
   e.output(0, e.op("Div", {x, e.op("Where", {zero, e.scalar_like(1.0f, x), norm})}));
 }
 
+void expand_one_hot(const NormalizedNode& node, Expansion& e) {
+  expect_arity(node, 3, 3, 1);
+  const std::string& indices = node.inputs[0];
+  const int64_t axis = node.attrs.get_int_or("axis", -1);
+  AttributeMap to_int64;
+  to_int64.set("to", Attribute::of_int(static_cast<int64_t>(7)));  // ONNX INT64
+  // depth: a scalar or one-element tensor of any numeric type.
+  const std::string depth = e.op("Reshape", {e.op("Cast", {node.inputs[1]}, to_int64), e.ints({})});
+  const std::string index = e.op("Cast", {indices}, to_int64);
+  // Negative indices count from depth; out-of-range ones match no class (all off values).
+  const std::string wrapped =
+      e.op("Where", {e.op("Less", {index, e.int_scalar(0)}), e.op("Add", {index, depth}), index});
+  // Each class's number, as [depth, 1, ..., 1] with one trailing 1 per output axis after `axis`.
+  std::string trailing;
+  if (axis < 0) {
+    trailing = e.ints({-axis - 1});
+  } else {
+    const std::string rank = e.op("Size", {e.op("Shape", {indices})});
+    trailing = e.op("Reshape", {e.op("Sub", {rank, e.int_scalar(axis)}), e.ints({1})});
+  }
+  auto one = std::make_shared<HostTensor>(DType::kInt64, Shape{1});
+  *one->data<int64_t>() = 1;
+  AttributeMap ones_value;
+  ones_value.set("value", Attribute::of_tensor(std::move(one)));
+  AttributeMap first_axis;
+  first_axis.set("axis", Attribute::of_int(0));
+  const std::string class_shape = e.op(
+      "Concat", {e.op("Reshape", {depth, e.ints({1})}), e.op("ConstantOfShape", {trailing}, ones_value)}, first_axis);
+  const std::string classes =
+      e.op("Reshape", {e.op("Range", {e.int_scalar(0), depth, e.int_scalar(1)}), class_shape});
+  const std::string hit = e.op("Equal", {e.op("Unsqueeze", {wrapped, e.ints({axis})}), classes});
+  const std::string off = e.op("Gather", {node.inputs[2], e.int_scalar(0)}, first_axis);
+  const std::string on = e.op("Gather", {node.inputs[2], e.int_scalar(1)}, first_axis);
+  e.output(0, e.op("Where", {hit, on, off}));
+}
+
 using ExpandFn = void (*)(const NormalizedNode&, Expansion&);
 
 struct FunctionOp {
@@ -263,7 +299,8 @@ struct FunctionOp {
   ExpandFn expand;
 };
 
-constexpr std::array<FunctionOp, 8> kFunctionOps{{
+constexpr std::array<FunctionOp, 9> kFunctionOps{{
+    {"OneHot", expand_one_hot},
     {"Hardmax", expand_hardmax},
     {"LpNormalization", expand_lp_normalization},
     {"RMSNormalization", expand_rms_normalization},

@@ -14,7 +14,9 @@
 //   Hardmax (13; earlier opsets first coerce to 2-D, as Softmax): 1 at the first maximum along
 //     `axis`, 0 elsewhere (ArgMax against each element's index along the axis);
 //   LpNormalization: X / ReduceL1 or ReduceL2 of X along `axis` (p = 1 or 2), an all-zero slice
-//     staying zero.
+//     staying zero;
+//   OneHot (11): values[1] where the class number along the new `axis` equals the index (negative
+//     indices counting from depth), values[0] elsewhere (out-of-range indices match no class).
 #pragma once
 
 #include <functional>
