@@ -1,4 +1,4 @@
-// BatchNormalization (inference form) and LayerNormalization.
+// BatchNormalization (inference form), LayerNormalization and LRN.
 #include <vector>
 
 #include "ops/nn_common.hpp"
@@ -86,9 +86,21 @@ void infer_layer_norm(InferContext& ctx) {
   }
 }
 
+// LRN's size, alpha, beta and bias, checked (the CPU kernel reads them the same way).
+void infer_lrn(InferContext& ctx) {
+  nn::require_float_input(ctx, 0, "X");
+  nn::require_min_rank(ctx, 0, "X", 3);
+  if (!ctx.attrs().has("size")) ctx.fail("attribute 'size' is required");
+  const int64_t size = ctx.attrs().get_int("size");
+  if (size < 1) ctx.fail("attribute 'size' must be >= 1, got ", size);
+  ctx.output(0).dtype = ctx.input(0).dtype;
+  ctx.output(0).shape = ctx.input(0).shape;
+}
+
 }  // namespace
 
 void register_normalization_ops(OpRegistry& registry) {
+  registry.add(OpDef{"LRN", 1, 1, 1, 1, {}, &nn::infer_with_node_errors<infer_lrn>});
   registry.add(
       OpDef{"BatchNormalization", 5, 5, 1, 3, {}, &nn::infer_with_node_errors<infer_batch_norm>});
   registry.add(

@@ -1,7 +1,8 @@
-"""ai.onnx ops the standard defines as functions, which the importer expands into the ops that
-compute them (src/frontend/onnx/function_ops.hpp). The official backend cases
-(tests/onnx_backend) check their values; here: bad attributes and arities are errors naming the
-node, and an expansion runs on a model ONNX Runtime also runs."""
+"""ai.onnx ops the importer expands into the ops that compute them (src/frontend/onnx/
+function_ops.hpp), and LRN, a CPU kernel added beside them. The official backend cases
+(tests/onnx_backend) check their values on the cases ONNX ships; here: bad attributes and arities
+are errors naming the node, and each runs on models ONNX Runtime (or, where it refuses the case,
+the op's definition in numpy) also runs."""
 
 from __future__ import annotations
 
@@ -89,3 +90,36 @@ def test_one_hot_at_every_axis_matches_onnx_runtime(axis):
              "values": np.array([-2.0, 3.0], dtype=np.float32)}
     got = kiln.Engine(kiln.build_onnx(model, target="cpu")).run(feeds)["y"]
     np.testing.assert_array_equal(got, run_ort(model, feeds)["y"])
+
+
+def _lrn_reference(x, size, alpha, beta, bias):
+    """ONNX's formula in float64: the channel window c - floor((size-1)/2) .. c + ceil((size-1)/2)."""
+    x64 = x.astype(np.float64)
+    channels = x.shape[1]
+    square_sum = np.zeros_like(x64)
+    for c in range(channels):
+        lo, hi = max(0, c - (size - 1) // 2), min(channels - 1, c + size - 1 - (size - 1) // 2)
+        square_sum[:, c] = (x64[:, lo:hi + 1] ** 2).sum(axis=1)
+    return (x64 / (bias + alpha / size * square_sum) ** beta).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape,size", [((2, 7, 5), 4), ((1, 6, 3, 2, 2), 3), ((2, 3, 4, 4), 7), ((1, 9, 3, 3), 5)])
+def test_lrn_windows_match_the_definition(shape, size):
+    # LRN is a CPU kernel (no composition); even sizes reach one channel further up than down.
+    # ONNX Runtime takes only 4-D inputs and odd sizes: compared with it where it can.
+    node = helper.make_node("LRN", ["x"], ["y"], name="lrn", size=size, alpha=0.02, beta=0.6, bias=1.5)
+    model = _model(node, [_info("x", TensorProto.FLOAT, list(shape))], [_info("y", TensorProto.FLOAT, list(shape))],
+                   opset=13)
+    x = np.random.default_rng(8).standard_normal(shape).astype(np.float32)
+    got = kiln.Engine(kiln.build_onnx(model, target="cpu")).run({"x": x})["y"]
+    np.testing.assert_allclose(got, _lrn_reference(x, size, 0.02, 0.6, 1.5), rtol=1e-5, atol=1e-6)
+    if len(shape) == 4 and size % 2 == 1:
+        np.testing.assert_allclose(got, run_ort(model, {"x": x})["y"], rtol=1e-5, atol=1e-6)
+
+
+def test_lrn_without_its_size_is_an_error():
+    node = helper.make_node("LRN", ["x"], ["y"], name="lrn")
+    model = _model(node, [_info("x", TensorProto.FLOAT, [1, 3, 4, 4])], [_info("y", TensorProto.FLOAT, [1, 3, 4, 4])],
+                   opset=13)
+    with pytest.raises(kiln.KilnError, match=r"lrn.*attribute 'size' is required"):
+        kiln.build_onnx(model, target="cpu")

@@ -1,4 +1,4 @@
-// BatchNormalization (inference) and LayerNormalization on the CPU; statistics in double.
+// BatchNormalization (inference), LayerNormalization and LRN on the CPU; statistics in double.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -160,7 +160,42 @@ void layer_norm_kernel(KernelContext& ctx) {
 
 }  // namespace
 
+// LRN: y = x / (bias + alpha / size * sum of x^2 over the channels c - floor((size - 1) / 2) ..
+// c + ceil((size - 1) / 2) that exist)^beta, at every position of the other axes.
+void lrn_kernel(KernelContext& ctx) {
+  nn::require_float32_input(ctx, 0);
+  nn::require_float32_output(ctx, 0);
+  const TensorView& x = ctx.inputs[0];
+  if (x.shape.size() < 3) ctx.fail(ErrorCode::kInvalidArgument, "X must have rank >= 3, got ", shape_to_string(x.shape));
+  const int64_t size = ctx.attrs.get_int("size");
+  if (size < 1) ctx.fail(ErrorCode::kInvalidArgument, "attribute 'size' must be >= 1, got ", size);
+  const double alpha = ctx.attrs.get_float_or("alpha", 1e-4f);
+  const double beta = ctx.attrs.get_float_or("beta", 0.75f);
+  const double bias = ctx.attrs.get_float_or("bias", 1.0f);
+  nn::require_output_shape(ctx, 0, x.shape);
+  const int64_t batch = x.shape[0], channels = x.shape[1];
+  const int64_t spatial = shape_numel(Shape(x.shape.begin() + 2, x.shape.end()));
+  const int64_t before = (size - 1) / 2, after = size - 1 - before;
+  const float* in = x.as<const float>();
+  float* out = ctx.outputs[0].as<float>();
+  for (int64_t n = 0; n < batch; ++n) {
+    for (int64_t c = 0; c < channels; ++c) {
+      const int64_t first = std::max<int64_t>(0, c - before), last = std::min(channels - 1, c + after);
+      for (int64_t p = 0; p < spatial; ++p) {
+        double sum = 0.0;
+        for (int64_t k = first; k <= last; ++k) {
+          const double v = in[(n * channels + k) * spatial + p];
+          sum += v * v;
+        }
+        const int64_t at = (n * channels + c) * spatial + p;
+        out[at] = static_cast<float>(in[at] / std::pow(bias + alpha / static_cast<double>(size) * sum, beta));
+      }
+    }
+  }
+}
+
 void register_normalization_kernels(CpuKernelRegistry& registry) {
+  nn::add_float_kernel<lrn_kernel>(registry, "LRN");
   nn::add_float_kernel<batch_norm_kernel>(registry, "BatchNormalization");
   nn::add_float_kernel<layer_norm_kernel>(registry, "LayerNormalization");
 }
