@@ -20,7 +20,8 @@ void register_data_movement_ops(
     OpRegistry& registry);                          // Transpose, Concat, Split, Slice, Gather, Pad
 void register_attention_ops(OpRegistry& registry);  // FusedAttention (kiln extension)
 void register_fused_ops(OpRegistry& registry);      // kiln's fused ops (FusedElementwise)
-void register_index_ops(OpRegistry& registry);      // CumSum, ArgMax, ArgMin, TopK
+void register_index_ops(OpRegistry& registry);      // CumSum, CumProd, ArgMax, ArgMin, TopK
+void register_bitwise_ops(OpRegistry& registry);    // BitwiseAnd/Or/Xor/Not, BitShift (integers)
 void register_conv_transpose_ops(OpRegistry& registry);  // ConvTranspose
 void register_group_normalization_ops(
     OpRegistry& registry);                            // InstanceNormalization, GroupNormalization

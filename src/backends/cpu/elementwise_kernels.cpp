@@ -353,6 +353,51 @@ KILN_LOGIC_OP(OrOp, kiln_or)
 KILN_LOGIC_OP(XorOp, kiln_xor)
 #undef KILN_LOGIC_OP
 
+// Bitwise ops on the integers' two's-complement bits.
+#define KILN_BITWISE_OP(Name, expression)                        \
+  struct Name : BinaryOp {                                       \
+    using BinaryOp::BinaryOp;                                    \
+    template <typename T>                                        \
+    T operator()(T a, T b) const {                               \
+      return static_cast<T>(expression);                         \
+    }                                                            \
+  };
+KILN_BITWISE_OP(BitwiseAndOp, a & b)
+KILN_BITWISE_OP(BitwiseOrOp, a | b)
+KILN_BITWISE_OP(BitwiseXorOp, a ^ b)
+#undef KILN_BITWISE_OP
+
+struct BitwiseNotOp : NoAttrs {
+  using NoAttrs::NoAttrs;
+  template <typename T>
+  T operator()(T x) const {
+    return static_cast<T>(~x);
+  }
+};
+
+struct BitShiftOp : BinaryOp {
+  explicit BitShiftOp(const KernelContext& ctx) : BinaryOp(ctx), left(ctx.attrs.get_string_or("direction", "") == "LEFT") {
+    const std::string direction = ctx.attrs.get_string_or("direction", "");
+    if (direction != "LEFT" && direction != "RIGHT") {
+      ctx.fail(ErrorCode::kInvalidArgument, "attribute 'direction' must be \"LEFT\" or \"RIGHT\", got \"", direction,
+               "\"");
+    }
+  }
+  // Left shifts wrap (two's complement); right shifts of signed integers are arithmetic. A shift
+  // by a negative amount or by the width or more gives what shifting out every bit would: 0, or
+  // -1 for a negative integer shifted right (opset 28's definition for signed integers).
+  template <typename T>
+  T operator()(T a, T b) const {
+    using U = std::make_unsigned_t<T>;
+    constexpr int64_t kBits = static_cast<int64_t>(sizeof(T) * 8);
+    const auto amount = static_cast<int64_t>(b);
+    if (amount < 0 || amount >= kBits) return (!left && a < T{0}) ? static_cast<T>(-1) : T{0};
+    if (left) return static_cast<T>(static_cast<U>(static_cast<U>(a) << amount));
+    return static_cast<T>(a >> amount);
+  }
+  bool left;
+};
+
 template <typename T>
 void check_nonzero_divisor(const KernelContext& ctx, const TensorView& divisor) {
   const T* d = divisor.as<const T>();
@@ -636,6 +681,11 @@ void register_elementwise_kernels(CpuKernelRegistry& registry) {
   registry.add("And", {binary_kernel<AndOp, uint8_t>, true});
   registry.add("Or", {binary_kernel<OrOp, uint8_t>, true});
   registry.add("Xor", {binary_kernel<XorOp, uint8_t>, true});
+  registry.add("BitwiseAnd", {binary_kernel<BitwiseAndOp, KILN_INT_TYPES>, true});
+  registry.add("BitwiseOr", {binary_kernel<BitwiseOrOp, KILN_INT_TYPES>, true});
+  registry.add("BitwiseXor", {binary_kernel<BitwiseXorOp, KILN_INT_TYPES>, true});
+  registry.add("BitwiseNot", {unary_kernel<BitwiseNotOp, KILN_INT_TYPES>, true});
+  registry.add("BitShift", {binary_kernel<BitShiftOp, KILN_INT_TYPES>, true});
 
   registry.add("Min", {variadic_kernel<MinOp, false, KILN_NUMERIC_TYPES>, true});
   registry.add("Max", {variadic_kernel<MaxOp, false, KILN_NUMERIC_TYPES>, true});
