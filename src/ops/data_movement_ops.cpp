@@ -275,6 +275,34 @@ void infer_scatter_nd(InferContext& ctx) {
   ctx.output(0).shape = data.shape;
 }
 
+// ScatterElements: data with the updates written (or reduced) at the positions indices names along
+// `axis`; indices and updates share a shape of data's rank.
+void infer_scatter_elements(InferContext& ctx) {
+  const ValueInfo& data = ctx.input(0);
+  const ValueInfo& indices = ctx.input(1);
+  const ValueInfo& updates = ctx.input(2);
+  require_dtype(ctx, "indices", indices.dtype, {DType::kInt32, DType::kInt64});
+  const std::string reduction = string_attr(ctx, "reduction", "none");
+  if (reduction != "none" && reduction != "add" && reduction != "mul" && reduction != "max" &&
+      reduction != "min") {
+    ctx.fail("attribute 'reduction' must be none, add, mul, max or min, got '", reduction, "'");
+  }
+  if (updates.dtype != data.dtype) {
+    ctx.fail("updates has dtype ", dtype_name(updates.dtype), " but data has ", dtype_name(data.dtype));
+  }
+  const auto rank = static_cast<int64_t>(data.shape.size());
+  if (rank == 0) ctx.fail("data must have rank >= 1");
+  if (indices.shape.size() != data.shape.size()) {
+    ctx.fail("indices has rank ", indices.shape.size(), " but data has rank ", rank);
+  }
+  if (updates.shape != indices.shape && shape_is_static(updates.shape) && shape_is_static(indices.shape)) {
+    ctx.fail("updates has shape ", shape_to_string(updates.shape), " but indices has ", shape_to_string(indices.shape));
+  }
+  normalize_axis(ctx, int_attr(ctx, "axis", 0), rank);
+  ctx.output(0).dtype = data.dtype;
+  ctx.output(0).shape = data.shape;
+}
+
 void infer_trilu(InferContext& ctx) {
   const ValueInfo& data = ctx.input(0);
   if (data.shape.size() < 2)
@@ -310,6 +338,7 @@ void register_data_movement_ops(OpRegistry& registry) {
   registry.add(def("GatherND", 2, 2, infer_gather_nd));
   registry.add(def("Pad", 2, 4, infer_pad, {1, 3}));
   registry.add(def("ScatterND", 3, 3, infer_scatter_nd));
+  registry.add(def("ScatterElements", 3, 3, infer_scatter_elements));
   registry.add(def("Trilu", 1, 2, infer_trilu));
 }
 

@@ -435,6 +435,57 @@ void scatter_nd_kernel(KernelContext& ctx) {
   }
 }
 
+// ---- ScatterElements ------------------------------------------------------------------------
+
+void scatter_elements_kernel(KernelContext& ctx) {
+  const TensorView& data = ctx.inputs[0];
+  const TensorView& indices = ctx.inputs[1];
+  const TensorView& updates = ctx.inputs[2];
+  const TensorView& out = ctx.outputs[0];
+  const size_t axis = normalized_axis(ctx, ctx.attrs.get_int_or("axis", 0), data.shape.size());
+  const std::string reduction = ctx.attrs.get_string_or("reduction", "none");
+  if (updates.shape != indices.shape) {
+    ctx.fail(ErrorCode::kInvalidArgument, "updates has shape ", shape_to_string(updates.shape), " but indices has ",
+             shape_to_string(indices.shape));
+  }
+  for (size_t d = 0; d < data.shape.size(); ++d) {
+    if (d != axis && indices.shape[d] > data.shape[d]) {
+      ctx.fail(ErrorCode::kInvalidArgument, "indices shape ", shape_to_string(indices.shape), " exceeds data shape ",
+               shape_to_string(data.shape), " outside axis ", axis);
+    }
+  }
+  if (data.nbytes() > 0) std::memcpy(out.data, data.data, data.nbytes());
+  const std::vector<int64_t> idx = read_indices(indices);
+  const std::vector<int64_t> data_strides = dense_strides(data.shape);
+  const size_t rank = indices.shape.size();
+  const int64_t dim = data.shape[axis];
+  const size_t esize = dtype_size(data.dtype);
+  std::vector<int64_t> coordinate(rank, 0);
+  for (size_t i = 0; i < idx.size(); ++i) {
+    int64_t index = idx[i];
+    if (index < -dim || index >= dim) {
+      ctx.fail(ErrorCode::kInvalidArgument, "index ", index, " (element ", i, " of the indices) is out of range for axis ",
+               axis, " of size ", dim);
+    }
+    if (index < 0) index += dim;
+    int64_t offset = 0;
+    for (size_t d = 0; d < rank; ++d) offset += (d == axis ? index : coordinate[d]) * data_strides[d];
+    if (reduction == "none") {
+      std::memcpy(out.as<uint8_t>() + static_cast<size_t>(offset) * esize, updates.as<const uint8_t>() + i * esize, esize);
+    } else {
+      const bool ok = dispatch_among<KILN_NUMERIC_TYPES>(data.dtype, [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        scatter_reduce(out.as<T>() + offset, updates.as<const T>() + i, 1, reduction);
+      });
+      if (!ok) ctx.fail(ErrorCode::kUnsupported, "reduction '", reduction, "' is not supported for ", dtype_name(data.dtype));
+    }
+    for (size_t d = rank; d-- > 0;) {  // the next coordinate of the indices, row-major
+      if (++coordinate[d] < indices.shape[d]) break;
+      coordinate[d] = 0;
+    }
+  }
+}
+
 void trilu_kernel(KernelContext& ctx) {
   const TensorView& in = ctx.inputs[0];
   const TensorView& out = ctx.outputs[0];
@@ -471,6 +522,7 @@ void register_data_movement_kernels(CpuKernelRegistry& registry) {
   registry.add("GatherND", {gather_nd_kernel, false});
   registry.add("Pad", {pad_kernel, false});
   registry.add("ScatterND", {scatter_nd_kernel, false});
+  registry.add("ScatterElements", {scatter_elements_kernel, false});
   registry.add("Trilu", {trilu_kernel, false});
 }
 

@@ -249,7 +249,7 @@ class Importer {
     const std::string where =
         detail::concat("node '", node.name, "': op '", node.op_type, "' ", describe_domain(node));
     if ((!node.domain.empty() || ops::find_op(node.op_type) == nullptr) &&
-        !is_expanded_function_op(node.op_type, node.domain)) {
+        !is_expanded_function_op(node.op_type, node.domain) && !is_renamed_legacy_op(node.op_type, node.domain)) {
       return where + " is not supported by kiln";
     }
     std::string reason;

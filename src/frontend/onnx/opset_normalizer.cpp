@@ -223,6 +223,10 @@ std::vector<NormalizedNode> expand_pre_opset13_node(NormalizedNode node,
   return out;
 }
 
+bool is_renamed_legacy_op(std::string_view op_type, const std::string& domain) {
+  return domain.empty() && op_type == "Scatter";
+}
+
 void normalize_node(NormalizedNode& node, const AddConstantFn& add_constant) {
   const std::string_view op = node.op_type;
   if (node.domain.empty() && node.opset < 13) normalize_pre_opset13(node, add_constant);
@@ -231,6 +235,8 @@ void normalize_node(NormalizedNode& node, const AddConstantFn& add_constant) {
     fail(ErrorCode::kUnsupported, "node '", node.name,
          "' (Attention): the op needs ai.onnx opset 23, the model imports opset ", node.opset);
   }
+  // Scatter (opsets 9-10) is ScatterElements without a reduction under its old name.
+  if (is_renamed_legacy_op(op, node.domain)) node.op_type = "ScatterElements";
   if (is_reduction(op) || op == "Squeeze" || op == "Unsqueeze") {
     ints_attribute_to_input(node, "axes", 1, add_constant);
   } else if (op == "Split") {

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/attributes.hpp"
@@ -54,6 +55,10 @@ using AddConstantFn =
 // Throws kiln::Error(kInvalidArgument) naming the node when an attribute has the wrong kind, and
 // kUnsupported for an Attention node in a model importing ai.onnx opset < 23 (the op's first).
 void normalize_node(NormalizedNode& node, const AddConstantFn& add_constant);
+
+// Ops kiln knows under a newer name, which normalize_node gives them: Scatter (opsets 9-10), now
+// ScatterElements.
+bool is_renamed_legacy_op(std::string_view op_type, const std::string& domain);
 
 // Nodes of opsets before 13 whose semantics differ from opset 13's in a way one node cannot say:
 // Softmax, LogSoftmax and Hardmax (which worked on the input coerced to 2-D) become Flatten, the op over
