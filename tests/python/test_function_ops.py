@@ -123,3 +123,19 @@ def test_lrn_without_its_size_is_an_error():
                    opset=13)
     with pytest.raises(kiln.KilnError, match=r"lrn.*attribute 'size' is required"):
         kiln.build_onnx(model, target="cpu")
+
+
+@pytest.mark.parametrize("op,coefficients", [("HannWindow", [0.5, -0.5]), ("HammingWindow", [25 / 46, -21 / 46]),
+                                             ("BlackmanWindow", [0.42, -0.5, 0.08])])
+@pytest.mark.parametrize("periodic", [0, 1])
+def test_windows_follow_their_cosine_sums(op, coefficients, periodic):
+    node = helper.make_node(op, ["size"], ["y"], name="window", periodic=periodic, output_datatype=TensorProto.DOUBLE)
+    graph = helper.make_graph([node], "g", [], [_info("y", TensorProto.DOUBLE, None)],
+                              [helper.make_tensor("size", TensorProto.INT32, [], [10])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    got = kiln.Engine(kiln.build_onnx(model, target="cpu")).run({})["y"]
+    n = np.arange(10)
+    period = 10 if periodic else 9
+    want = sum(a * np.cos(2 * np.pi * k * n / period) for k, a in enumerate(coefficients))
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, want, atol=1e-6)

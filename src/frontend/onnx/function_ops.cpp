@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <initializer_list>
 #include <memory>
 #include <utility>
 
@@ -292,6 +293,43 @@ void expand_one_hot(const NormalizedNode& node, Expansion& e) {
   e.output(0, e.op("Where", {hit, on, off}));
 }
 
+// Hann, Hamming and Blackman windows: sum_k a_k cos(2 pi k n / N) over n = 0 .. size - 1, with N =
+// size (periodic, the default) or size - 1 (symmetric), in float32, then cast to output_datatype.
+void expand_window(const NormalizedNode& node, Expansion& e, std::initializer_list<double> coefficients) {
+  expect_arity(node, 1, 1, 1);
+  const bool periodic = node.attrs.get_int_or("periodic", 1) != 0;
+  AttributeMap to_int64, to_float;
+  to_int64.set("to", Attribute::of_int(static_cast<int64_t>(7)));
+  to_float.set("to", Attribute::of_int(static_cast<int64_t>(1)));
+  const std::string size = e.op("Cast", {node.inputs[0]}, to_int64);
+  const std::string n = e.op("Cast", {e.op("Range", {e.int_scalar(0), size, e.int_scalar(1)})}, to_float);
+  std::string period = e.op("Cast", {size}, to_float);
+  if (!periodic) period = e.op("Sub", {period, e.scalar_like(1.0f, period)});
+  // 2 pi n / N: the phase of the first cosine.
+  const std::string phase = e.op("Div", {e.op("Mul", {n, e.scalar_like(static_cast<float>(2.0 * 3.14159265358979323846), n)}), period});
+  // a0 + a1 cos(phase) + a2 cos(2 phase) + ...
+  std::string window;
+  int k = 0;
+  for (const double a : coefficients) {
+    if (k > 0) {
+      const std::string angle = k == 1 ? phase : e.op("Mul", {phase, e.scalar_like(static_cast<float>(k), phase)});
+      const std::string term = e.op("Mul", {e.op("Cos", {angle}), e.scalar_like(static_cast<float>(a), phase)});
+      window = window.empty() ? term : e.op("Add", {window, term});
+    }
+    ++k;
+  }
+  window = e.op("Add", {window, e.scalar_like(static_cast<float>(*coefficients.begin()), phase)});
+  AttributeMap to_output;
+  to_output.set("to", Attribute::of_int(node.attrs.get_int_or("output_datatype", 1)));
+  e.output(0, e.op("Cast", {window}, to_output));
+}
+
+void expand_hann_window(const NormalizedNode& node, Expansion& e) { expand_window(node, e, {0.5, -0.5}); }
+void expand_hamming_window(const NormalizedNode& node, Expansion& e) {
+  expand_window(node, e, {25.0 / 46.0, -21.0 / 46.0});
+}
+void expand_blackman_window(const NormalizedNode& node, Expansion& e) { expand_window(node, e, {0.42, -0.5, 0.08}); }
+
 using ExpandFn = void (*)(const NormalizedNode&, Expansion&);
 
 struct FunctionOp {
@@ -299,7 +337,10 @@ struct FunctionOp {
   ExpandFn expand;
 };
 
-constexpr std::array<FunctionOp, 9> kFunctionOps{{
+constexpr std::array<FunctionOp, 12> kFunctionOps{{
+    {"HannWindow", expand_hann_window},
+    {"HammingWindow", expand_hamming_window},
+    {"BlackmanWindow", expand_blackman_window},
     {"OneHot", expand_one_hot},
     {"Hardmax", expand_hardmax},
     {"LpNormalization", expand_lp_normalization},

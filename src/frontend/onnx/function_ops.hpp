@@ -16,7 +16,9 @@
 //   LpNormalization: X / ReduceL1 or ReduceL2 of X along `axis` (p = 1 or 2), an all-zero slice
 //     staying zero;
 //   OneHot (11): values[1] where the class number along the new `axis` equals the index (negative
-//     indices counting from depth), values[0] elsewhere (out-of-range indices match no class).
+//     indices counting from depth), values[0] elsewhere (out-of-range indices match no class);
+//   HannWindow, HammingWindow, BlackmanWindow (17): sum_k a_k cos(2 pi k n / N), n < size, N = size
+//     (periodic) or size - 1, in float32, cast to output_datatype.
 #pragma once
 
 #include <functional>
