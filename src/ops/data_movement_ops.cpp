@@ -303,6 +303,25 @@ void infer_scatter_elements(InferContext& ctx) {
   ctx.output(0).shape = data.shape;
 }
 
+// ReverseSequence: each batch entry's first sequence_lens[b] steps along time_axis reversed.
+void infer_reverse_sequence(InferContext& ctx) {
+  const ValueInfo& input = ctx.input(0);
+  const ValueInfo& lens = ctx.input(1);
+  require_dtype(ctx, "sequence_lens", lens.dtype, {DType::kInt32, DType::kInt64});
+  if (input.shape.size() < 2) ctx.fail("input must have rank >= 2, got ", shape_to_string(input.shape));
+  const int64_t batch_axis = int_attr(ctx, "batch_axis", 1);
+  const int64_t time_axis = int_attr(ctx, "time_axis", 0);
+  if ((batch_axis != 0 && batch_axis != 1) || (time_axis != 0 && time_axis != 1) || batch_axis == time_axis) {
+    ctx.fail("batch_axis and time_axis must be 0 and 1 in some order, got ", batch_axis, " and ", time_axis);
+  }
+  const int64_t batch = input.shape[static_cast<size_t>(batch_axis)];
+  if (lens.shape.size() != 1 || (batch != kDynamicDim && lens.shape[0] != kDynamicDim && lens.shape[0] != batch)) {
+    ctx.fail("sequence_lens must have shape [", batch, "] (the batch), got ", shape_to_string(lens.shape));
+  }
+  ctx.output(0).dtype = input.dtype;
+  ctx.output(0).shape = input.shape;
+}
+
 void infer_trilu(InferContext& ctx) {
   const ValueInfo& data = ctx.input(0);
   if (data.shape.size() < 2)
@@ -339,6 +358,7 @@ void register_data_movement_ops(OpRegistry& registry) {
   registry.add(def("Pad", 2, 4, infer_pad, {1, 3}));
   registry.add(def("ScatterND", 3, 3, infer_scatter_nd));
   registry.add(def("ScatterElements", 3, 3, infer_scatter_elements));
+  registry.add(def("ReverseSequence", 2, 2, infer_reverse_sequence));
   registry.add(def("Trilu", 1, 2, infer_trilu));
 }
 

@@ -91,7 +91,7 @@ def _bert_inputs(batch, seq=32):
 
 
 class WithUnsupportedOp(nn.Module):
-    """grid_sample becomes ONNX GridSample, which kiln does not implement."""
+    """grid_sample becomes ONNX GridSample, which kiln runs on the CPU only (no CUDA kernel)."""
 
     def __init__(self):
         super().__init__()

@@ -82,13 +82,14 @@ class Block(nn.Module):
 
 
 def _resample(y):
-    """grid_sample becomes ONNX GridSample, which kiln does not implement (docs/ops.md, "Not
-    supported"); its grid is computed from y itself, so it cannot be folded away."""
-    return F.grid_sample(y, torch.tanh(y[:, :2]).permute(0, 2, 3, 1), align_corners=False)
+    """The modified Bessel function i0 (aten.i0) has no ONNX op, so no engine can take it: the
+    exporter refuses it alone and it stays a PyTorch call. (grid_sample served here until kiln ran
+    GridSample.) It reads y itself, so it cannot be folded away."""
+    return torch.special.i0(y * 0.5)
 
 
 class WithUnsupportedOp(nn.Module):
-    """The graph is cut into an engine before the unsupported grid_sample and one after it. The
+    """The graph is cut into an engine before the unsupported i0 and one after it. The
     second engine also reads an output of the first directly (the skip branch), and one of the
     two outputs reads the batch size (a reshape), so the second engine needs the dynamic batch."""
 
@@ -182,15 +183,13 @@ def test_unsupported_op_is_partitioned_around(partitioned):
     model, compiled = partitioned
     report = compiled.kiln_report
     assert len(report.engines) >= 2, report
-    assert [(f.node, f.op) for f in report.fallbacks] == [
-        ("grid_sampler_2d", "aten.grid_sampler_2d.default")]
-    assert "GridSample" in report.fallbacks[0].reason and "not supported" in \
-        report.fallbacks[0].reason
-    assert "fallback grid_sampler_2d: aten.grid_sampler_2d.default" in str(report)
-    # grid_sample itself stays an aten call between two engine calls.
+    assert [(f.node, f.op) for f in report.fallbacks] == [("i0", "aten.i0.default")]
+    assert "ONNX export failed" in report.fallbacks[0].reason
+    assert "fallback i0: aten.i0.default" in str(report)
+    # i0 itself stays an aten call between two engine calls.
     calls = [n.target for n in compiled.graph.nodes if n.op == "call_function"
              and n.target is not operator.getitem]
-    position = calls.index(torch.ops.aten.grid_sampler_2d.default)
+    position = calls.index(torch.ops.aten.i0.default)
     assert torch.ops.kiln.execute_engine.default in calls[:position]
     assert torch.ops.kiln.execute_engine.default in calls[position + 1:]
     # The second engine reads the resampled tensor and, for the skip branch, the first engine's output.
@@ -209,9 +208,9 @@ def test_require_full_compilation_names_unsupported_nodes():
         kiln.compile(model, torch.randn(2, 3, 8, 8), require_full_compilation=True)
     assert isinstance(error.value, kiln.UnsupportedError)
     message = str(error.value)
-    assert "node 'grid_sampler_2d': aten.grid_sampler_2d.default" in message
-    assert "GridSample" in message
-    assert [f.node for f in error.value.fallbacks] == ["grid_sampler_2d"]
+    assert "node 'i0': aten.i0.default" in message
+    assert "ONNX export failed" in message
+    assert [f.node for f in error.value.fallbacks] == ["i0"]
 
 
 def test_min_block_size_leaves_small_runs_to_pytorch():
@@ -318,8 +317,8 @@ class BatchDependentFallback(nn.Module):
 
     def forward(self, x):
         y = _resample(self.conv(x))
-        # 2x2 determinants (ONNX Det, not a kiln op) of a view whose batch is twice the input's.
-        return torch.linalg.det(y.reshape(y.shape[0] * 2, 32, 2, 2))
+        # i0 again, of a view whose batch is twice the input's.
+        return torch.special.i0(y.reshape(y.shape[0] * 2, 32, 2, 2))
 
 
 def test_torchscript_keeps_batch_dependent_sizes_of_fallbacks(tmp_path):
@@ -413,7 +412,7 @@ def test_torch_compile_backend_matches_eager():
         _assert_close(tuple(compiled(x)), _eager(model, x))
         report = kiln.torch_backend.kiln_backend.last_report
         assert len(report.engines) >= 2, report
-        assert [f.op for f in report.fallbacks] == ["aten.grid_sampler_2d.default"]
+        assert [f.op for f in report.fallbacks] == ["aten.i0.default"]
         # Parameters are engine constants, not engine inputs.
         assert report.engines[0].inputs == [f"in_0: float32[{batch}, 3, 8, 8]"]
     torch._dynamo.reset()
@@ -454,7 +453,7 @@ def test_torch_compile_backend_options_reach_kiln():
     torch._dynamo.reset()
     model = _model(WithUnsupportedOp)
     compiled = torch.compile(model, backend="kiln", options={"require_full_compilation": True})
-    with pytest.raises(Exception, match=r"node 'grid_sampler_2d': aten\.grid_sampler_2d\."):
+    with pytest.raises(Exception, match=r"node 'i0': aten\.i0\."):
         compiled(torch.randn(2, 3, 8, 8))
     torch._dynamo.reset()
 
@@ -603,18 +602,17 @@ class _UnsupportedOpOnParameters(nn.Module):
         self.weight = nn.Parameter(torch.randn(4, 6))
 
     def forward(self, x):
-        grid = torch.tanh(self.weight[:2].t()).reshape(1, 3, 2, 2)
-        offsets = F.grid_sample(self.weight.reshape(1, 1, 4, 6), grid, align_corners=False)
-        return torch.relu(x @ self.weight) + offsets.sum()  # grid_sample: not a kiln op
+        offsets = torch.special.i0(self.weight)
+        return torch.relu(x @ self.weight) + offsets.sum()  # i0: no ONNX op
 
 
 def test_unsupported_op_on_parameters_only_is_folded_at_compile_time():
-    # The grid_sample reads parameters only, so its value is computed once and baked into the
+    # The i0 reads parameters only, so its value is computed once and baked into the
     # engine: nothing falls back, where one of an input would
     # (test_unsupported_op_is_partitioned_around).
     model = _model(_UnsupportedOpOnParameters)
     x = torch.randn(3, 4)
     compiled = kiln.compile(model, [x], require_full_compilation=True)
     assert compiled.kiln_report.fallbacks == [] and len(compiled.kiln_report.engines) == 1
-    assert torch.ops.aten.grid_sampler_2d.default not in {n.target for n in compiled.graph.nodes}
+    assert torch.ops.aten.i0.default not in {n.target for n in compiled.graph.nodes}
     _assert_close(compiled(x), _eager(model, x))

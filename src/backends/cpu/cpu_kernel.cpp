@@ -30,6 +30,7 @@ const CpuKernelRegistry& cpu_kernels() {
     register_fused_kernels(r);
     register_index_kernels(r);
     register_grid_sample_kernels(r);
+    register_det_kernels(r);
     register_conv_transpose_kernels(r);
     register_group_normalization_kernels(r);
     register_space_depth_kernels(r);

@@ -486,6 +486,36 @@ void scatter_elements_kernel(KernelContext& ctx) {
   }
 }
 
+// ---- ReverseSequence ------------------------------------------------------------------------
+
+void reverse_sequence_kernel(KernelContext& ctx) {
+  const TensorView& in = ctx.inputs[0];
+  const TensorView& out = ctx.outputs[0];
+  const size_t batch_axis = static_cast<size_t>(ctx.attrs.get_int_or("batch_axis", 1));
+  const size_t time_axis = static_cast<size_t>(ctx.attrs.get_int_or("time_axis", 0));
+  const int64_t batch = in.shape[batch_axis], steps = in.shape[time_axis];
+  const std::vector<int64_t> lens = read_indices(ctx.inputs[1]);
+  if (static_cast<int64_t>(lens.size()) != batch) {
+    ctx.fail(ErrorCode::kInvalidArgument, "sequence_lens has ", lens.size(), " entries for a batch of ", batch);
+  }
+  if (in.nbytes() > 0) std::memcpy(out.data, in.data, in.nbytes());
+  const std::vector<int64_t> strides = dense_strides(in.shape);
+  const int64_t inner = product(in.shape, 2, in.shape.size());  // the dims after both axes, contiguous
+  const size_t bytes = static_cast<size_t>(inner) * dtype_size(in.dtype);
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t length = lens[static_cast<size_t>(b)];
+    if (length < 0 || length > steps) {
+      ctx.fail(ErrorCode::kInvalidArgument, "sequence_lens[", b, "] = ", length, " is outside [0, ", steps, "]");
+    }
+    for (int64_t t = 0; t < length; ++t) {
+      const int64_t from = b * strides[batch_axis] + t * strides[time_axis];
+      const int64_t to = b * strides[batch_axis] + (length - 1 - t) * strides[time_axis];
+      std::memcpy(out.as<uint8_t>() + static_cast<size_t>(to) * dtype_size(in.dtype),
+                  in.as<const uint8_t>() + static_cast<size_t>(from) * dtype_size(in.dtype), bytes);
+    }
+  }
+}
+
 void trilu_kernel(KernelContext& ctx) {
   const TensorView& in = ctx.inputs[0];
   const TensorView& out = ctx.outputs[0];
@@ -523,6 +553,7 @@ void register_data_movement_kernels(CpuKernelRegistry& registry) {
   registry.add("Pad", {pad_kernel, false});
   registry.add("ScatterND", {scatter_nd_kernel, false});
   registry.add("ScatterElements", {scatter_elements_kernel, false});
+  registry.add("ReverseSequence", {reverse_sequence_kernel, false});
   registry.add("Trilu", {trilu_kernel, false});
 }
 
