@@ -355,16 +355,16 @@ def test_runtime_errors_exit_1(kiln_cli, static_engine, workdir):
 
 
 def test_build_unsupported_op_exits_1_naming_it(kiln_cli, workdir):
-    graph = helper.make_graph([helper.make_node("Det", ["x"], ["y"], name="the_det")], "g",
+    graph = helper.make_graph([helper.make_node("Unique", ["x"], ["y"], name="the_unique")], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 3])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])])
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 10
-    path = workdir / "det.onnx"
+    path = workdir / "unique.onnx"
     onnx.save(model, str(path))
-    result = kiln(kiln_cli, "build", path, "-o", workdir / "det.kiln", expect=1)
-    assert "Det" in result.stderr and "the_det" in result.stderr, result.stderr
-    assert not (workdir / "det.kiln").exists()
+    result = kiln(kiln_cli, "build", path, "-o", workdir / "unique.kiln", expect=1)
+    assert "Unique" in result.stderr and "the_unique" in result.stderr, result.stderr
+    assert not (workdir / "unique.kiln").exists()
 
 
 def test_build_explain_lists_every_pass(kiln_cli, static_model, workdir):
