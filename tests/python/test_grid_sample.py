@@ -59,3 +59,34 @@ def test_bad_modes_and_shapes_are_errors_naming_the_node():
         kiln.build_onnx(_model([1, 1, 4, 4], [1, 2, 2, 3]), target="cpu")
     with pytest.raises(kiln.KilnError, match=r"sample.*cubic interpolation takes 2-D images"):
         kiln.build_onnx(_model([1, 1, 4, 4, 4], [1, 2, 2, 2, 3], mode="cubic"), target="cpu")
+
+
+@pytest.mark.parametrize("spatial", [2, 3])
+@pytest.mark.parametrize("align", [0, 1])
+@pytest.mark.parametrize("size_is_an_input", [False, True])
+def test_affine_grid_matches_pytorch_and_feeds_grid_sample(spatial, align, size_is_an_input):
+    # AffineGrid's size is a value input: a constant gives the grid a static shape, a graph input
+    # one known once the input is (the CPU computes it while propagating shapes).
+    rng = np.random.default_rng(11 + spatial)
+    size = np.array([2, 3, 5, 6] if spatial == 2 else [2, 3, 4, 5, 2], dtype=np.int64)
+    theta = rng.uniform(-1, 1, (2, spatial, spatial + 1)).astype(np.float32)
+    nodes = [helper.make_node("AffineGrid", ["theta", "size"], ["grid"], name="affine", align_corners=align),
+             helper.make_node("GridSample", ["x", "grid"], ["y"], name="sample", align_corners=align)]
+    inputs = [helper.make_tensor_value_info("theta", TensorProto.FLOAT, list(theta.shape)),
+              helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, *map(int, size[2:])])]
+    inits = []
+    if size_is_an_input:
+        inputs.append(helper.make_tensor_value_info("size", TensorProto.INT64, [len(size)]))
+    else:
+        inits.append(helper.make_tensor("size", TensorProto.INT64, [len(size)], size.tolist()))
+    graph = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("grid", TensorProto.FLOAT, None),
+                                                   helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    x = rng.standard_normal((2, 3, *size[2:])).astype(np.float32)
+    feeds = {"theta": theta, "x": x, **({"size": size} if size_is_an_input else {})}
+    got = kiln.Engine(kiln.build_onnx(model, target="cpu")).run(feeds)
+    want_grid = torch.nn.functional.affine_grid(torch.from_numpy(theta).double(), size.tolist(),
+                                                align_corners=bool(align))
+    np.testing.assert_allclose(got["grid"], want_grid.float().numpy(), rtol=1e-5, atol=1e-6)
+    want_y = torch.nn.functional.grid_sample(torch.from_numpy(x).double(), want_grid, align_corners=bool(align))
+    np.testing.assert_allclose(got["y"], want_y.float().numpy(), rtol=1e-5, atol=1e-5)

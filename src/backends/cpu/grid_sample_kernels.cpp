@@ -1,4 +1,4 @@
-// GridSample on the CPU (the reference; no CUDA kernel yet), for any spatial rank, in double.
+// GridSample and AffineGrid on the CPU (the reference; no CUDA kernels yet), in double.
 //
 // Each output position reads its grid entry (x first: grid[..., 0] addresses the innermost input
 // dim) and maps each normalised coordinate c in [-1, 1] to a source position: (c + 1) / 2 *
@@ -172,10 +172,55 @@ void grid_sample_kernel(KernelContext& ctx) {
   }
 }
 
+// AffineGrid: grid[n, ..., k] = sum_j theta[n, k, j] * base[j] + theta[n, k, r], base being the
+// normalised coordinates (x first) of each output position: -1 + 2 i / (S - 1) with align_corners
+// (0 when S is 1, as PyTorch has it), else (2 i + 1) / S - 1.
+void affine_grid_kernel(KernelContext& ctx) {
+  nn::require_float32_input(ctx, 0);
+  nn::require_float32_output(ctx, 0);
+  const TensorView& theta = ctx.inputs[0];
+  const std::vector<int64_t> size = read_indices(ctx.inputs[1]);
+  const bool align_corners = ctx.attrs.get_int_or("align_corners", 0) != 0;
+  const size_t rank = size.size() - 2;
+  if ((rank != 2 && rank != 3) || theta.shape != Shape{size[0], static_cast<int64_t>(rank), static_cast<int64_t>(rank) + 1}) {
+    ctx.fail(ErrorCode::kInvalidArgument, "theta ", shape_to_string(theta.shape), " does not fit size ",
+             shape_to_string(Shape(size.begin(), size.end())));
+  }
+  Shape out_shape{size[0]};
+  out_shape.insert(out_shape.end(), size.begin() + 2, size.end());
+  out_shape.push_back(static_cast<int64_t>(rank));
+  nn::require_output_shape(ctx, 0, out_shape);
+  const auto coordinate = [&](int64_t i, int64_t extent) {
+    if (align_corners) return extent == 1 ? 0.0 : -1.0 + 2.0 * static_cast<double>(i) / static_cast<double>(extent - 1);
+    return (2.0 * static_cast<double>(i) + 1.0) / static_cast<double>(extent) - 1.0;
+  };
+  const std::vector<int64_t> spatial(size.begin() + 2, size.end());  // outermost first
+  const int64_t positions = shape_numel(Shape(spatial.begin(), spatial.end()));
+  const float* t = theta.as<const float>();
+  float* out = ctx.outputs[0].as<float>();
+  std::array<double, 3> base{};
+  for (int64_t n = 0; n < size[0]; ++n) {
+    const float* m = t + n * static_cast<int64_t>(rank * (rank + 1));
+    for (int64_t p = 0; p < positions; ++p) {
+      int64_t rest = p;
+      for (size_t d = rank; d-- > 0;) {  // base[0] is x, the innermost dim
+        base[rank - 1 - d] = coordinate(rest % spatial[d], spatial[d]);
+        rest /= spatial[d];
+      }
+      for (size_t k = 0; k < rank; ++k) {
+        double value = m[k * (rank + 1) + rank];
+        for (size_t j = 0; j < rank; ++j) value += m[k * (rank + 1) + j] * base[j];
+        out[(n * positions + p) * static_cast<int64_t>(rank) + static_cast<int64_t>(k)] = static_cast<float>(value);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void register_grid_sample_kernels(CpuKernelRegistry& registry) {
   nn::add_float_kernel<grid_sample_kernel>(registry, "GridSample");
+  nn::add_float_kernel<affine_grid_kernel>(registry, "AffineGrid");
 }
 
 }  // namespace kiln::cpu
