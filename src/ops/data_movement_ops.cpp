@@ -245,7 +245,9 @@ void infer_pad(InferContext& ctx) {
   ctx.output(0).shape = out;
 }
 
-void infer_scatter_nd(InferContext& ctx) {
+// What ScatterND and ScatterElements require alike: integer indices, a known reduction, updates
+// of data's dtype.
+void check_scatter_inputs(const InferContext& ctx) {
   const ValueInfo& data = ctx.input(0);
   const ValueInfo& indices = ctx.input(1);
   const ValueInfo& updates = ctx.input(2);
@@ -259,6 +261,13 @@ void infer_scatter_nd(InferContext& ctx) {
     ctx.fail("updates has dtype ", dtype_name(updates.dtype), " but data has ",
              dtype_name(data.dtype));
   }
+}
+
+void infer_scatter_nd(InferContext& ctx) {
+  const ValueInfo& data = ctx.input(0);
+  const ValueInfo& indices = ctx.input(1);
+  const ValueInfo& updates = ctx.input(2);
+  check_scatter_inputs(ctx);
   if (indices.shape.empty()) ctx.fail("indices must have rank >= 1");
   const int64_t k = indices.shape.back();
   if (k != kDynamicDim) {
@@ -281,15 +290,7 @@ void infer_scatter_elements(InferContext& ctx) {
   const ValueInfo& data = ctx.input(0);
   const ValueInfo& indices = ctx.input(1);
   const ValueInfo& updates = ctx.input(2);
-  require_dtype(ctx, "indices", indices.dtype, {DType::kInt32, DType::kInt64});
-  const std::string reduction = string_attr(ctx, "reduction", "none");
-  if (reduction != "none" && reduction != "add" && reduction != "mul" && reduction != "max" &&
-      reduction != "min") {
-    ctx.fail("attribute 'reduction' must be none, add, mul, max or min, got '", reduction, "'");
-  }
-  if (updates.dtype != data.dtype) {
-    ctx.fail("updates has dtype ", dtype_name(updates.dtype), " but data has ", dtype_name(data.dtype));
-  }
+  check_scatter_inputs(ctx);
   const auto rank = static_cast<int64_t>(data.shape.size());
   if (rank == 0) ctx.fail("data must have rank >= 1");
   if (indices.shape.size() != data.shape.size()) {

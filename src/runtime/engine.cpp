@@ -330,7 +330,7 @@ void check_loadable_off_device(const format::EngineModel& model, const std::stri
 #if KILN_WITH_CUDA
   if (state.model.target.backend == "cuda") {
     refuse_value_dependent_shapes(state);
-    cuda::check_cuda_kernels(state);
+    cuda::find_cuda_kernels(state);
   }
 #endif
 }

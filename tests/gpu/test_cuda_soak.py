@@ -7,7 +7,6 @@ Bounded to well under a minute (tests/python/test_soak.py is the CPU twin)."""
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -15,13 +14,9 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 import kiln
+from kiln_testing import load_run_and_check, rss_bytes
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def _device_used_bytes() -> int:
@@ -53,30 +48,25 @@ def test_cuda_load_run_close_cycles_grow_neither_device_nor_host_memory():
     assert len(engine_bytes) > 8_000_000  # the weights travel in every load
     x = np.random.default_rng(1).standard_normal((8, 16, 24, 24)).astype(np.float32)
     x_device = torch.from_numpy(x).cuda()
-    want = None
+    first = {}
 
     def cycle():
-        nonlocal want
-        engine = kiln.Engine(engine_bytes)
-        got = engine.run({"x": x})["y"]
-        if want is None:
-            want = got
-        np.testing.assert_array_equal(got, want)
+        engine, got = load_run_and_check(engine_bytes, {"x": x}, first)
         out = engine.outputs[0]
         y_device = torch.empty(tuple(got.shape), dtype=torch.float32, device="cuda")
         engine.run_bound({"x": (x_device.data_ptr(), tuple(x.shape), np.dtype(np.float32))},
                          {out.name: (y_device.data_ptr(), tuple(got.shape), np.dtype(np.float32))},
                          stream=torch.cuda.current_stream().cuda_stream)
         torch.cuda.synchronize()
-        np.testing.assert_array_equal(y_device.cpu().numpy(), want)
+        np.testing.assert_array_equal(y_device.cpu().numpy(), first["y"])
         engine.close()
 
     for _ in range(20):  # warm-up: library handles, allocator pools, lazily loaded modules
         cycle()
-    device_before, host_before = _device_used_bytes(), _rss_bytes()
+    device_before, host_before = _device_used_bytes(), rss_bytes()
     for _ in range(200):
         cycle()
     device_grown = _device_used_bytes() - device_before
-    host_grown = _rss_bytes() - host_before
+    host_grown = rss_bytes() - host_before
     assert device_grown < 64 * 2**20, f"device memory grew by {device_grown / 2**20:.1f} MB over 200 cycles"
     assert host_grown < 64 * 2**20, f"resident set grew by {host_grown / 2**20:.1f} MB over 200 cycles"

@@ -150,3 +150,21 @@ def python_child_env(env: dict[str, str]) -> dict[str, str]:
     Here rather than in conftest.py, whose name tests/gpu's own conftest shadows."""
     preload = os.environ.get("KILN_SANITIZER_PRELOAD", "")
     return {**env, "LD_PRELOAD": preload} if preload else env
+
+
+def rss_bytes() -> int:
+    """The process's resident set (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def load_run_and_check(engine_bytes: bytes, feeds: dict, first: dict) -> tuple:
+    """One soak cycle's start: loads an engine, runs `feeds` and checks the result is the first
+    cycle's (kept in `first["y"]`, set by the first call). Returns the open engine and the result."""
+    import numpy as np
+
+    engine = kiln.Engine(engine_bytes)
+    got = engine.run(feeds)["y"]
+    first.setdefault("y", got)
+    np.testing.assert_array_equal(got, first["y"])
+    return engine, got

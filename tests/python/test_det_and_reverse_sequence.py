@@ -63,3 +63,8 @@ def test_a_sequence_longer_than_the_time_axis_is_an_error():
     engine = kiln.Engine(kiln.build_onnx(model, target="cpu"))
     with pytest.raises(kiln.KilnError, match=r"reverse.*sequence_lens\[0\] = 4 is outside \[0, 3\]"):
         engine.run({"x": np.zeros((3, 2), np.float32)})
+
+
+def test_reverse_sequence_axes_must_be_0_and_1():
+    with pytest.raises(kiln.KilnError, match=r"reverse.*batch_axis and time_axis must be 0 and 1 in some order, got 1 and 1"):
+        kiln.build_onnx(_reverse_model([3, 2], [1, 1], 1, 1), target="cpu")

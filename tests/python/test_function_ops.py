@@ -123,6 +123,11 @@ def test_lrn_without_its_size_is_an_error():
                    opset=13)
     with pytest.raises(kiln.KilnError, match=r"lrn.*attribute 'size' is required"):
         kiln.build_onnx(model, target="cpu")
+    node = helper.make_node("LRN", ["x"], ["y"], name="lrn", size=0)
+    model = _model(node, [_info("x", TensorProto.FLOAT, [1, 3, 4, 4])], [_info("y", TensorProto.FLOAT, [1, 3, 4, 4])],
+                   opset=13)
+    with pytest.raises(kiln.KilnError, match=r"lrn.*attribute 'size' must be >= 1, got 0"):
+        kiln.build_onnx(model, target="cpu")
 
 
 @pytest.mark.parametrize("op,coefficients", [("HannWindow", [0.5, -0.5]), ("HammingWindow", [25 / 46, -21 / 46]),

@@ -59,6 +59,25 @@ def test_bad_modes_and_shapes_are_errors_naming_the_node():
         kiln.build_onnx(_model([1, 1, 4, 4], [1, 2, 2, 3]), target="cpu")
     with pytest.raises(kiln.KilnError, match=r"sample.*cubic interpolation takes 2-D images"):
         kiln.build_onnx(_model([1, 1, 4, 4, 4], [1, 2, 2, 2, 3], mode="cubic"), target="cpu")
+    with pytest.raises(kiln.KilnError, match=r"sample.*'padding_mode' must be zeros, border or reflection, got 'wrap'"):
+        kiln.build_onnx(_model([1, 1, 4, 4], [1, 2, 2, 2], padding_mode="wrap"), target="cpu")
+    with pytest.raises(kiln.KilnError, match=r"sample.*'align_corners' must be 0 or 1, got 2"):
+        kiln.build_onnx(_model([1, 1, 4, 4], [1, 2, 2, 2], align_corners=2), target="cpu")
+
+
+@pytest.mark.parametrize("theta_shape,size,expected", [
+    ([2, 2, 4], [2, 3, 5, 6], r"theta\) must be \[N, 2, 3\]"),
+    ([2, 2, 3], [2, 3, 5], r"size\) must hold 4 .* or 5"),
+    ([3, 2, 3], [2, 3, 5, 6], r"size\) has batch 2 but theta has 3"),
+])
+def test_affine_grid_errors_name_the_node(theta_shape, size, expected):
+    node = helper.make_node("AffineGrid", ["theta", "size"], ["grid"], name="affine")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("theta", TensorProto.FLOAT, theta_shape)],
+                              [helper.make_tensor_value_info("grid", TensorProto.FLOAT, None)],
+                              [helper.make_tensor("size", TensorProto.INT64, [len(size)], size)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    with pytest.raises(kiln.KilnError, match="affine.*" + expected):
+        kiln.build_onnx(model, target="cpu")
 
 
 @pytest.mark.parametrize("spatial", [2, 3])

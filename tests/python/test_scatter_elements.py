@@ -55,3 +55,14 @@ def test_an_index_out_of_range_is_an_error():
     engine = kiln.Engine(kiln.build_onnx(model, target="cpu"))
     with pytest.raises(kiln.KilnError, match=r"scatter.*index 3 .* out of range for axis 0 of size 3"):
         engine.run({"data": np.zeros((3, 3), np.float32), "updates": np.ones((1, 1), np.float32)})
+
+
+def test_updates_not_shaped_like_the_indices_are_an_error():
+    node = helper.make_node("ScatterElements", ["data", "indices", "updates"], ["y"], name="scatter")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("data", TensorProto.FLOAT, [3, 3]),
+                                            helper.make_tensor_value_info("updates", TensorProto.FLOAT, [2, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 3])],
+                              [numpy_helper.from_array(np.zeros((1, 3), dtype=np.int64), "indices")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    with pytest.raises(kiln.KilnError, match=r"scatter.*updates has shape \[2, 2\] but indices has \[1, 3\]"):
+        kiln.build_onnx(model, target="cpu")

@@ -16,11 +16,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import kiln
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+from kiln_testing import load_run_and_check, rss_bytes
 
 
 def _model() -> bytes:
@@ -45,22 +41,17 @@ def test_load_run_close_cycles_do_not_grow_memory():
     engine_bytes = kiln.build_onnx(_model(), target="cpu")
     assert len(engine_bytes) > 500_000  # the weights travel in every load
     x = np.random.default_rng(1).standard_normal((4, 16, 12, 12)).astype(np.float32)
-    want = None
+    first = {}
 
     def cycle():
-        nonlocal want
-        engine = kiln.Engine(engine_bytes)
-        got = engine.run({"x": x})["y"]
-        if want is None:
-            want = got
-        np.testing.assert_array_equal(got, want)
+        engine, _ = load_run_and_check(engine_bytes, {"x": x}, first)
         engine.close()
 
     for _ in range(50):  # warm-up: allocator pools, lazily loaded libraries
         cycle()
-    before = _rss_bytes()
+    before = rss_bytes()
     for _ in range(400):
         cycle()
-    grown = _rss_bytes() - before
+    grown = rss_bytes() - before
     # One leaked engine per cycle would be 400 x ~0.6 MB; allow allocator noise.
     assert grown < 16 * 2**20, f"resident set grew by {grown / 2**20:.1f} MB over 400 load/run/close cycles"

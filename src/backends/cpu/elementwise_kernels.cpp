@@ -376,12 +376,13 @@ struct BitwiseNotOp : NoAttrs {
 };
 
 struct BitShiftOp : BinaryOp {
-  explicit BitShiftOp(const KernelContext& ctx) : BinaryOp(ctx), left(ctx.attrs.get_string_or("direction", "") == "LEFT") {
+  explicit BitShiftOp(const KernelContext& ctx) : BinaryOp(ctx) {
     const std::string direction = ctx.attrs.get_string_or("direction", "");
     if (direction != "LEFT" && direction != "RIGHT") {
       ctx.fail(ErrorCode::kInvalidArgument, "attribute 'direction' must be \"LEFT\" or \"RIGHT\", got \"", direction,
                "\"");
     }
+    left = direction == "LEFT";
   }
   // Left shifts wrap (two's complement); right shifts of signed integers are arithmetic. A shift
   // by a negative amount or by the width or more gives what shifting out every bit would: 0, or
@@ -395,7 +396,7 @@ struct BitShiftOp : BinaryOp {
     if (left) return static_cast<T>(static_cast<U>(static_cast<U>(a) << amount));
     return static_cast<T>(a >> amount);
   }
-  bool left;
+  bool left = false;
 };
 
 template <typename T>

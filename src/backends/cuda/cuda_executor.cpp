@@ -79,14 +79,14 @@ int choose_device(const format::Target& target, const DeviceSpec& spec, const st
 
 }  // namespace
 
-void check_cuda_kernels(const detail::EngineState& engine) {
+std::vector<const CudaKernel*> find_cuda_kernels(const detail::EngineState& engine) {
   const auto& model = engine.model;
+  std::vector<const CudaKernel*> kernels(model.layers.size(), nullptr);
   std::vector<std::string> missing;
   for (size_t l = 0; l < model.layers.size(); ++l) {
     if (engine.layers[l].computes_shape_values || engine.layers[l].is_view) continue;
-    if (!cuda_kernels().find(model.layers[l].op)) {
-      missing.push_back("layer '" + model.layers[l].name + "' (op '" + model.layers[l].op + "')");
-    }
+    kernels[l] = cuda_kernels().find(model.layers[l].op);
+    if (!kernels[l]) missing.push_back("layer '" + model.layers[l].name + "' (op '" + model.layers[l].op + "')");
   }
   if (!missing.empty()) {
     std::string list;
@@ -94,6 +94,7 @@ void check_cuda_kernels(const detail::EngineState& engine) {
     fail(ErrorCode::kUnsupported, engine.source, ": this runtime (kiln ", KILN_VERSION, ") has no cuda kernel for ",
          missing.size(), " layer(s):", list);
   }
+  return kernels;
 }
 
 std::shared_ptr<const DeviceEngine> bind_engine_to_device(const detail::EngineState& engine, const DeviceSpec& spec) {
@@ -102,12 +103,7 @@ std::shared_ptr<const DeviceEngine> bind_engine_to_device(const detail::EngineSt
   bound->ordinal = choose_device(model.target, spec, engine.source);
   bound->props = device_properties(bound->ordinal);
 
-  check_cuda_kernels(engine);
-  bound->kernels.assign(model.layers.size(), nullptr);
-  for (size_t l = 0; l < model.layers.size(); ++l) {
-    if (engine.layers[l].computes_shape_values || engine.layers[l].is_view) continue;
-    bound->kernels[l] = cuda_kernels().find(model.layers[l].op);
-  }
+  bound->kernels = find_cuda_kernels(engine);
 
   DeviceGuard guard(bound->ordinal);
   if (!model.weights.empty()) {

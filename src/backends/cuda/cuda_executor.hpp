@@ -17,6 +17,7 @@ namespace kiln::cuda {
 
 struct DeviceEngine;
 class DeviceContext;
+struct CudaKernel;  // cuda_kernel.hpp
 
 // Picks the GPU (device.index if given, else the current device if its architecture matches,
 // else the first GPU of the engine's architecture), checks it, uploads the weights, loads the
@@ -26,10 +27,10 @@ class DeviceContext;
 // listed).
 std::shared_ptr<const DeviceEngine> bind_engine_to_device(const detail::EngineState& engine, const DeviceSpec& device);
 
-// Throws kUnsupported listing every layer that runs on the GPU (not during shape propagation, not
-// a view) and has no CUDA kernel in this runtime. Needs no GPU: a cross-compiling build checks its
-// engine with it.
-void check_cuda_kernels(const detail::EngineState& engine);
+// The CUDA kernel of every layer that runs on the GPU (null for layers run during shape
+// propagation and views). Throws kUnsupported listing every such layer without a CUDA kernel in
+// this runtime. Needs no GPU: a cross-compiling build checks its engine with it.
+std::vector<const CudaKernel*> find_cuda_kernels(const detail::EngineState& engine);
 
 std::shared_ptr<DeviceContext> create_device_context(std::shared_ptr<const detail::EngineState> engine);
 

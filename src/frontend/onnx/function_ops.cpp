@@ -15,6 +15,19 @@ namespace {
 // as inputs there.
 constexpr int64_t kExpansionOpset = 18;
 
+AttributeMap attributes(std::initializer_list<std::pair<const char*, Attribute>> items) {
+  AttributeMap map;
+  for (const auto& [name, value] : items) map.set(name, value);
+  return map;
+}
+
+// ConstantOfShape's value attribute: an int64 1.
+Attribute int64_one() {
+  auto one = std::make_shared<HostTensor>(DType::kInt64, Shape{1});
+  *one->data<int64_t>() = 1;
+  return Attribute::of_tensor(std::move(one));
+}
+
 // Builds the nodes of one expansion: each op() appends a node and returns its output's name.
 class Expansion {
  public:
@@ -32,6 +45,11 @@ class Expansion {
     n.attrs = std::move(attrs);
     nodes_.push_back(std::move(n));
     return nodes_.back().outputs[0];
+  }
+
+  // `value` cast to `dtype` (kiln's DType numbers are ONNX's).
+  std::string cast(const std::string& value, DType dtype) {
+    return op("Cast", {value}, attributes({{"to", Attribute::of_int(static_cast<int64_t>(dtype))}}));
   }
 
   // A float32 scalar literal converted to the dtype of `like`.
@@ -116,13 +134,9 @@ void expand_rms_normalization(const NormalizedNode& node, Expansion& e) {
     const std::string rank = e.op("Size", {e.op("Shape", {x})});
     axes = e.op("Range", {e.int_scalar(axis), rank, e.int_scalar(1)});
   }
-  AttributeMap to_float;
-  to_float.set("to", Attribute::of_int(static_cast<int64_t>(1)));  // ONNX FLOAT
-  const std::string xf = e.op("Cast", {x}, to_float);
+  const std::string xf = e.cast(x, DType::kFloat32);
   const std::string square = e.op("Mul", {xf, xf});
-  AttributeMap keep;
-  keep.set("keepdims", Attribute::of_int(1));
-  const std::string mean = e.op("ReduceMean", {square, axes}, keep);
+  const std::string mean = e.op("ReduceMean", {square, axes}, attributes({{"keepdims", Attribute::of_int(1)}}));
   const std::string rms = e.op("Sqrt", {e.op("Add", {mean, e.scalar_like(epsilon, xf)})});
   const std::string normalized = e.op("CastLike", {e.op("Div", {xf, rms}), x});
   e.output(0, e.op("Mul", {normalized, node.inputs[1]}));
@@ -142,9 +156,7 @@ void expand_shrink(const NormalizedNode& node, Expansion& e) {
   const float lambd = node.attrs.get_float_or("lambd", 0.5f);
   const float bias = node.attrs.get_float_or("bias", 0.0f);
   // Compared in float32, so that an integer input meets a fractional lambd as the definition does.
-  AttributeMap to_float;
-  to_float.set("to", Attribute::of_int(static_cast<int64_t>(1)));
-  const std::string xf = e.op("Cast", {x}, to_float);
+  const std::string xf = e.cast(x, DType::kFloat32);
   const std::string below = e.op("Less", {xf, e.scalar_like(-lambd, xf)});
   const std::string above = e.op("Greater", {xf, e.scalar_like(lambd, xf)});
   const std::string b = e.scalar_like(bias, x);
@@ -157,8 +169,7 @@ void expand_mean_variance_normalization(const NormalizedNode& node, Expansion& e
   const std::string& x = node.inputs[0];
   const std::vector<int64_t> axes =
       node.attrs.has("axes") ? node.attrs.get_ints("axes") : std::vector<int64_t>{0, 2, 3};
-  AttributeMap keep;
-  keep.set("keepdims", Attribute::of_int(1));
+  const AttributeMap keep = attributes({{"keepdims", Attribute::of_int(1)}});
   const std::string axes_value = e.ints(axes);
   const std::string mean = e.op("ReduceMean", {x, axes_value}, keep);
   const std::string mean_of_squares = e.op("ReduceMean", {e.op("Mul", {x, x}), axes_value}, keep);
@@ -185,26 +196,22 @@ std::string negative_log_likelihood(const NormalizedNode& node, Expansion& e, co
     index = e.op("Where", {ignored, e.op("CastLike", {e.int_scalar(0), target}), target});
   }
   const std::string class_axis = e.ints({1});
-  AttributeMap along_classes;
-  along_classes.set("axis", Attribute::of_int(1));
-  const std::string picked =
-      e.op("Squeeze", {e.op("GatherElements", {log_prob, e.op("Unsqueeze", {index, class_axis})}, along_classes),
-                       class_axis});
+  const std::string picked = e.op(
+      "Squeeze", {e.op("GatherElements", {log_prob, e.op("Unsqueeze", {index, class_axis})},
+                       attributes({{"axis", Attribute::of_int(1)}})),
+                  class_axis});
   std::string loss = e.op("Neg", {picked});
   // The weight of each element: weight[target], 0 where ignored; none when all weigh 1.
   std::string weights;
   if (has_input(node, weight_input)) {
-    AttributeMap first_axis;
-    first_axis.set("axis", Attribute::of_int(0));
-    weights = e.op("Gather", {node.inputs[weight_input], index}, first_axis);
+    weights = e.op("Gather", {node.inputs[weight_input], index}, attributes({{"axis", Attribute::of_int(0)}}));
   }
   if (ignoring) {
     weights = e.op("Where", {ignored, e.scalar_like(0.0f, log_prob), weights.empty() ? e.scalar_like(1.0f, log_prob) : weights});
   }
   if (!weights.empty()) loss = e.op("Mul", {loss, weights});
   if (reduction == "none") return loss;
-  AttributeMap all;
-  all.set("keepdims", Attribute::of_int(0));
+  const AttributeMap all = attributes({{"keepdims", Attribute::of_int(0)}});
   const std::string total = e.op("ReduceSum", {loss}, all);
   if (reduction == "sum") return total;
   if (weights.empty()) return e.op("ReduceMean", {loss}, all);
@@ -218,9 +225,7 @@ void expand_negative_log_likelihood_loss(const NormalizedNode& node, Expansion& 
 
 void expand_softmax_cross_entropy_loss(const NormalizedNode& node, Expansion& e) {
   expect_arity(node, 2, 3, 2);
-  AttributeMap along_classes;
-  along_classes.set("axis", Attribute::of_int(1));
-  const std::string log_prob = e.op("LogSoftmax", {node.inputs[0]}, along_classes);
+  const std::string log_prob = e.op("LogSoftmax", {node.inputs[0]}, attributes({{"axis", Attribute::of_int(1)}}));
   e.output(0, negative_log_likelihood(node, e, log_prob, node.inputs[1], 2));
   e.output(1, log_prob);
 }
@@ -229,16 +234,10 @@ void expand_hardmax(const NormalizedNode& node, Expansion& e) {
   expect_arity(node, 1, 1, 1);
   const std::string& x = node.inputs[0];
   const int64_t axis = node.attrs.get_int_or("axis", -1);
-  AttributeMap first_max;
-  first_max.set("axis", Attribute::of_int(axis));
-  first_max.set("keepdims", Attribute::of_int(1));
-  const std::string argmax = e.op("ArgMax", {x}, first_max);  // the first maximum's index
+  const std::string argmax =  // the first maximum's index
+      e.op("ArgMax", {x}, attributes({{"axis", Attribute::of_int(axis)}, {"keepdims", Attribute::of_int(1)}}));
   // Each element's index along the axis: a running count of ones, minus one.
-  auto one = std::make_shared<HostTensor>(DType::kInt64, Shape{1});
-  *one->data<int64_t>() = 1;
-  AttributeMap ones_value;
-  ones_value.set("value", Attribute::of_tensor(std::move(one)));
-  const std::string ones = e.op("ConstantOfShape", {e.op("Shape", {x})}, ones_value);
+  const std::string ones = e.op("ConstantOfShape", {e.op("Shape", {x})}, attributes({{"value", int64_one()}}));
   const std::string counted = e.op("CumSum", {ones, e.int_scalar(axis)});
   const std::string position = e.op("Sub", {counted, e.int_scalar(1)});
   e.output(0, e.op("CastLike", {e.op("Equal", {position, argmax}), x}));
@@ -248,10 +247,9 @@ void expand_lp_normalization(const NormalizedNode& node, Expansion& e) {
   expect_arity(node, 1, 1, 1);
   const int64_t p = node.attrs.get_int_or("p", 2);
   if (p != 1 && p != 2) fail_node(node, "p must be 1 or 2, got ", p);
-  AttributeMap keep;
-  keep.set("keepdims", Attribute::of_int(1));
   const std::string& x = node.inputs[0];
-  const std::string norm = e.op(p == 1 ? "ReduceL1" : "ReduceL2", {x, e.ints({node.attrs.get_int_or("axis", -1)})}, keep);
+  const std::string norm = e.op(p == 1 ? "ReduceL1" : "ReduceL2", {x, e.ints({node.attrs.get_int_or("axis", -1)})},
+                                attributes({{"keepdims", Attribute::of_int(1)}}));
   // An all-zero slice stays zero (divided by 1), as the reference computes it.
   const std::string zero = e.op("Equal", {norm, e.scalar_like(0.0f, x)});
   e.output(0, e.op("Div", {x, e.op("Where", {zero, e.scalar_like(1.0f, x), norm})}));
@@ -261,11 +259,9 @@ void expand_one_hot(const NormalizedNode& node, Expansion& e) {
   expect_arity(node, 3, 3, 1);
   const std::string& indices = node.inputs[0];
   const int64_t axis = node.attrs.get_int_or("axis", -1);
-  AttributeMap to_int64;
-  to_int64.set("to", Attribute::of_int(static_cast<int64_t>(7)));  // ONNX INT64
   // depth: a scalar or one-element tensor of any numeric type.
-  const std::string depth = e.op("Reshape", {e.op("Cast", {node.inputs[1]}, to_int64), e.ints({})});
-  const std::string index = e.op("Cast", {indices}, to_int64);
+  const std::string depth = e.op("Reshape", {e.cast(node.inputs[1], DType::kInt64), e.ints({})});
+  const std::string index = e.cast(indices, DType::kInt64);
   // Negative indices count from depth; out-of-range ones match no class (all off values).
   const std::string wrapped =
       e.op("Where", {e.op("Less", {index, e.int_scalar(0)}), e.op("Add", {index, depth}), index});
@@ -277,14 +273,11 @@ void expand_one_hot(const NormalizedNode& node, Expansion& e) {
     const std::string rank = e.op("Size", {e.op("Shape", {indices})});
     trailing = e.op("Reshape", {e.op("Sub", {rank, e.int_scalar(axis)}), e.ints({1})});
   }
-  auto one = std::make_shared<HostTensor>(DType::kInt64, Shape{1});
-  *one->data<int64_t>() = 1;
-  AttributeMap ones_value;
-  ones_value.set("value", Attribute::of_tensor(std::move(one)));
-  AttributeMap first_axis;
-  first_axis.set("axis", Attribute::of_int(0));
-  const std::string class_shape = e.op(
-      "Concat", {e.op("Reshape", {depth, e.ints({1})}), e.op("ConstantOfShape", {trailing}, ones_value)}, first_axis);
+  const AttributeMap first_axis = attributes({{"axis", Attribute::of_int(0)}});
+  const std::string class_shape =
+      e.op("Concat",
+           {e.op("Reshape", {depth, e.ints({1})}), e.op("ConstantOfShape", {trailing}, attributes({{"value", int64_one()}}))},
+           first_axis);
   const std::string classes =
       e.op("Reshape", {e.op("Range", {e.int_scalar(0), depth, e.int_scalar(1)}), class_shape});
   const std::string hit = e.op("Equal", {e.op("Unsqueeze", {wrapped, e.ints({axis})}), classes});
@@ -298,12 +291,9 @@ void expand_one_hot(const NormalizedNode& node, Expansion& e) {
 void expand_window(const NormalizedNode& node, Expansion& e, std::initializer_list<double> coefficients) {
   expect_arity(node, 1, 1, 1);
   const bool periodic = node.attrs.get_int_or("periodic", 1) != 0;
-  AttributeMap to_int64, to_float;
-  to_int64.set("to", Attribute::of_int(static_cast<int64_t>(7)));
-  to_float.set("to", Attribute::of_int(static_cast<int64_t>(1)));
-  const std::string size = e.op("Cast", {node.inputs[0]}, to_int64);
-  const std::string n = e.op("Cast", {e.op("Range", {e.int_scalar(0), size, e.int_scalar(1)})}, to_float);
-  std::string period = e.op("Cast", {size}, to_float);
+  const std::string size = e.cast(node.inputs[0], DType::kInt64);
+  const std::string n = e.cast(e.op("Range", {e.int_scalar(0), size, e.int_scalar(1)}), DType::kFloat32);
+  std::string period = e.cast(size, DType::kFloat32);
   if (!periodic) period = e.op("Sub", {period, e.scalar_like(1.0f, period)});
   // 2 pi n / N: the phase of the first cosine.
   const std::string phase = e.op("Div", {e.op("Mul", {n, e.scalar_like(static_cast<float>(2.0 * 3.14159265358979323846), n)}), period});
@@ -319,9 +309,7 @@ void expand_window(const NormalizedNode& node, Expansion& e, std::initializer_li
     ++k;
   }
   window = e.op("Add", {window, e.scalar_like(static_cast<float>(*coefficients.begin()), phase)});
-  AttributeMap to_output;
-  to_output.set("to", Attribute::of_int(node.attrs.get_int_or("output_datatype", 1)));
-  e.output(0, e.op("Cast", {window}, to_output));
+  e.output(0, e.op("Cast", {window}, attributes({{"to", Attribute::of_int(node.attrs.get_int_or("output_datatype", 1))}})));
 }
 
 void expand_hann_window(const NormalizedNode& node, Expansion& e) { expand_window(node, e, {0.5, -0.5}); }
