@@ -111,6 +111,42 @@ CASES = {
 
 
 
+BLOCK_SHAPES = ["flash:w2", "flash:w4", "flash:w4p", "flash:w8"]
+
+
+@pytest.mark.parametrize("block", BLOCK_SHAPES)
+@pytest.mark.parametrize("name", list(CASES) + ["vit_length", "swin_window"])
+def test_every_block_shape_matches_cpu(name, block, tmp_path, monkeypatch):
+    """Each block shape of the kernel (a tactic builds time; KILN_ATTENTION_BLOCK forces one), on
+    lengths that end mid-tile (77, 130, 197, 49) where warps and key steps past the end are
+    skipped, is recorded in the engine and matches the float32 CPU engine."""
+    cases = dict(CASES, vit_length=(2, 197, 197, 3, 64, 64, None, "transpose"),
+                 swin_window=(8, 49, 49, 3, 32, 32, (1, 3, 49, 49), "transpose"))
+    batch, seq_q, seq_k, heads, dim, value_dim, mask_shape, spelled = cases[name]
+    model = _attention_model(batch, seq_q, seq_k, heads, dim, value_dim, mask_shape, spelled)
+    feeds = _feeds(batch, seq_q, seq_k, heads, dim, value_dim, mask_shape)
+    want = kiln.Engine(kiln.build_onnx(model, target="cpu")).run(feeds)["y"].astype(np.float64)
+    monkeypatch.setenv("KILN_ATTENTION_BLOCK", block)
+    engine_bytes = kiln.build_onnx(model, target="cuda", precision="fp16")
+    tactics = [layer["attributes"].get("kiln_tactic") for layer in engine_layers(engine_bytes, tmp_path)
+               if layer["op"] == "FusedAttention"]
+    assert tactics == [block]
+    got = kiln.Engine(engine_bytes).run(feeds)["y"].astype(np.float64)
+    scale = max(1.0, float(np.abs(want).max()))
+    err = float(np.abs(got - want).max())
+    assert err <= 2e-2 * scale, f"{name} {block}: max abs error {err} (scale {scale})"
+    monkeypatch.delenv("KILN_ATTENTION_BLOCK")  # the recorded shape runs again at load
+    again = kiln.Engine(engine_bytes).run(feeds)["y"].astype(np.float64)
+    assert np.array_equal(again, got)
+
+
+def test_unknown_block_shape_is_an_error_naming_the_variable(monkeypatch):
+    model = _attention_model(1, 16, 16, 1, 64, 64, None, "transpose")
+    monkeypatch.setenv("KILN_ATTENTION_BLOCK", "w3")
+    with pytest.raises(kiln.KilnError, match="KILN_ATTENTION_BLOCK.*flash:w2.*'w3'"):
+        kiln.build_onnx(model, target="cuda", precision="fp16")
+
+
 @pytest.mark.parametrize("precision,tolerance", [("fp16", 2e-2), ("bf16", 6e-2)])
 @pytest.mark.parametrize("name", list(CASES))
 def test_fused_attention_matches_cpu(name, precision, tolerance, tmp_path):

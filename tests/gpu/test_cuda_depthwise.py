@@ -11,6 +11,8 @@ Conv tactic beside cuDNN's algorithms, against the CPU backend (the reference).
   by the build (both engines built and timed, the faster kept and recorded in the metadata) and
   forced NHWC (KILN_CONV_LAYOUT=nhwc), tactics chosen by the build's timing: results against the
   CPU, and the tactic each depthwise layer recorded is printed (timing decides which).
+- The same with KILN_DEPTHWISE=tiled for NHWC: the tiled kernel (tactic "kiln_depthwise_tiled")
+  wherever it has a plan, the rows kernel elsewhere.
 - A recorded kiln_depthwise tactic under KILN_DEPTHWISE=off at load falls back to cuDNN; a bad
   KILN_DEPTHWISE value is an error naming the variable.
 
@@ -136,6 +138,22 @@ def test_own_kernel_matches_cpu(shape, layout, dtype, tmp_path, monkeypatch):
         assert tactics == {"depthwise": "kiln_depthwise"}, f"{epilogue}: {tactics}"
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bf16"])
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_tiled_nhwc_kernel_matches_cpu(shape, dtype, tmp_path, monkeypatch):
+    """KILN_DEPTHWISE=tiled: the tiled NHWC kernel (the input tile staged in shared memory) where
+    it has a plan (3x3, 5x5, 7x7 windows, channels a multiple of the 16-byte vector), recorded as
+    kiln_depthwise_tiled; elsewhere the rows kernel (kiln_depthwise)."""
+    monkeypatch.setenv("KILN_DEPTHWISE", "tiled")
+    _, c, _, _, k, _, _ = SHAPES[shape]
+    vector = 4 if dtype == "float32" else 8
+    expected = "kiln_depthwise_tiled" if k in (3, 5, 7) and c % vector == 0 else "kiln_depthwise"
+    for epilogue in ["bias_residual_relu", "relu_no_bias"]:
+        model, feeds, _ = _depthwise_model(SHAPES[shape], "nhwc", dtype, epilogue)
+        tactics = _build_and_check(model, feeds, dtype, tmp_path, _other_feeds(feeds, 5))
+        assert tactics == {"depthwise": expected}, f"{epilogue}: {tactics}"
+
+
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 @pytest.mark.parametrize("shape", ["convnext_7x7", "mobilenet_3x3_s2"])
 def test_cudnn_alone_with_knob_off(shape, layout, tmp_path, monkeypatch):
@@ -161,7 +179,7 @@ def test_recorded_own_tactic_falls_back_under_knob_off(tmp_path, monkeypatch):
 def test_bad_knob_value_names_the_variable(monkeypatch):
     model, _, _ = _depthwise_model(SHAPES["mobilenet_3x3_s2"], "nchw", "float16", "bias")
     monkeypatch.setenv("KILN_DEPTHWISE", "on")
-    with pytest.raises(kiln.KilnError, match="KILN_DEPTHWISE must be 'off' or 'force' \\(or unset\\), got 'on'"):
+    with pytest.raises(kiln.KilnError, match="KILN_DEPTHWISE must be 'off', 'force' or 'tiled' \\(or unset\\), got 'on'"):
         kiln.build_onnx(model, target="cuda")
 
 

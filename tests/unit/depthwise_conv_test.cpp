@@ -14,6 +14,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "backends/cuda/conv_tactic.hpp"
@@ -51,7 +52,7 @@ using depthwise::Element;
 
 TEST(ConvTactic, RoundTrips) {
   for (const ConvTactic& tactic : {ConvTactic::cudnn(0, 0), ConvTactic::cudnn(6, 1), ConvTactic::cudnn(7, 2),
-                                   ConvTactic::kiln_depthwise()}) {
+                                   ConvTactic::kiln_depthwise(), ConvTactic::kiln_depthwise(true)}) {
     const std::string text = encode_conv_tactic(tactic);
     const std::optional<ConvTactic> decoded = decode_conv_tactic(text);
     ASSERT_TRUE(decoded.has_value()) << text;
@@ -59,11 +60,12 @@ TEST(ConvTactic, RoundTrips) {
   }
   EXPECT_EQ(encode_conv_tactic(ConvTactic::cudnn(6, 1)), "cudnn:algo=6,math=1");  // engines already carry these
   EXPECT_EQ(encode_conv_tactic(ConvTactic::kiln_depthwise()), "kiln_depthwise");
+  EXPECT_EQ(encode_conv_tactic(ConvTactic::kiln_depthwise(true)), "kiln_depthwise_tiled");
 }
 
 TEST(ConvTactic, RefusesOtherText) {
   for (const char* text :
-       {"", "kiln_depthwise:", "kiln_depthwise ", "KILN_DEPTHWISE", "cudnn:algo=1", "cudnn:algo=1,math=",
+       {"", "kiln_depthwise:", "kiln_depthwise ", "KILN_DEPTHWISE", "kiln_depthwise_tiled ", "kiln_depthwise_tile", "cudnn:algo=1", "cudnn:algo=1,math=",
         "cudnn:algo=1,math=2x", "cudnn:algo=-1,math=0", "cudnn:algo=+1,math=0", "cudnn:algo=1,math=0,",
         "cudnn:math=1,algo=0", "lt:00ff", "cudnn:algo=99999999999,math=0"}) {
     EXPECT_FALSE(decode_conv_tactic(text).has_value()) << text;
@@ -77,12 +79,13 @@ TEST(DepthwiseMode, ParsesTheKnob) {
   EXPECT_EQ(parse_depthwise_mode(""), DepthwiseMode::kAuto);
   EXPECT_EQ(parse_depthwise_mode("off"), DepthwiseMode::kOff);
   EXPECT_EQ(parse_depthwise_mode("force"), DepthwiseMode::kForce);
+  EXPECT_EQ(parse_depthwise_mode("tiled"), DepthwiseMode::kForceTiled);
   try {
     parse_depthwise_mode("on");
     FAIL() << "expected kiln::Error";
   } catch (const Error& error) {
     EXPECT_EQ(error.code(), ErrorCode::kInvalidArgument);
-    EXPECT_NE(std::string(error.what()).find("KILN_DEPTHWISE must be 'off' or 'force' (or unset), got 'on'"),
+    EXPECT_NE(std::string(error.what()).find("KILN_DEPTHWISE must be 'off', 'force' or 'tiled' (or unset), got 'on'"),
               std::string::npos)
         << error.what();
   }
@@ -281,6 +284,28 @@ std::vector<float> staged_shared(int64_t bytes, int threads, Stage&& stage) {
 // NHWC ran with 16-byte channel vectors.
 template <typename T>
 bool emulate(const DepthwiseConvPlan& plan, const T* x, const T* w, const T* bias, const T* residual, T* y) {
+  if (plan.tiled && depthwise::nhwc_tiled_fits(plan, x, residual, y)) {
+    const DepthwiseNhwcTilePlan& n = plan.nhwc_tiled;
+    const depthwise::NhwcTileArgs<T> args = depthwise::make_nhwc_tile_args(plan, x, w, bias, residual, y);
+    depthwise::with_kernel_shape(plan.kernel, plan.problem.stride_w, [&]<int KH, int KW, int SW>() {
+      if constexpr (KH > 0) {
+        for (int chunk = 0; chunk < n.channel_blocks; ++chunk) {
+          for (int block = 0; block < n.blocks; ++block) {
+            std::vector<float> shared = staged_shared(n.shared_bytes, n.threads, [&](int t, unsigned char* bytes) {
+              depthwise::nhwc_tile_stage<T, depthwise::kPack<T>>(args, block, chunk, t, n.threads, bytes);
+            });
+            auto* bytes = reinterpret_cast<unsigned char*>(shared.data());
+            for (int t = 0; t < n.threads; ++t) {
+              depthwise::nhwc_tile_compute<T, depthwise::kPack<T>, KH, KW, SW>(args, block, chunk, t, bytes);
+            }
+          }
+        }
+      } else {
+        ADD_FAILURE() << "a tiled plan for the generic kernel shape";
+      }
+    });
+    return true;
+  }
   if (!plan.problem.nhwc) {
     const depthwise::NchwArgs<T> args = depthwise::make_nchw_args(plan, x, w, bias, residual, y);
     const DepthwiseNchwPlan& n = plan.nchw;
@@ -322,6 +347,7 @@ bool emulate(const DepthwiseConvPlan& plan, const T* x, const T* w, const T* bia
 struct Options {
   bool bias = true, residual = false, relu = false;
   size_t misalign = 0;  // elements by which X, the residual and Y are off 16-byte alignment
+  bool tiled = false;   // NHWC: the tiled kernel where the plan has one
 };
 
 // Emulates `p` on random data and compares with a double-precision reference computed from the
@@ -348,7 +374,8 @@ bool check_against_reference(DepthwiseConvProblem p, const Options& options, dou
   fill(residual.data(), y_count);
   for (int64_t i = 0; i < y_count; ++i) y.data()[i] = Element<T>::store(std::numeric_limits<float>::quiet_NaN());
 
-  const DepthwiseConvPlan plan = plan_depthwise_conv(p, 4);
+  DepthwiseConvPlan plan = plan_depthwise_conv(p, 4);
+  plan.tiled = options.tiled;
   const bool vectors = emulate<T>(plan, x.data(), w.data(), options.bias ? bias.data() : nullptr,
                                   options.residual ? residual.data() : nullptr, y.data());
 
@@ -464,6 +491,60 @@ TEST(DepthwiseEmulation, EpilogueAndUnalignedBuffers) {
       }
     }
   }
+}
+
+// The tiled NHWC kernel: every shape it has a plan for (specialised 3/5/7 windows, C a multiple
+// of the channel vector), with its halo, padding and partial tiles, in both element types, with
+// every epilogue; the rest fall back to the rows kernel, as the launch does.
+TEST(DepthwiseEmulation, TiledNhwcMatchesTheReference) {
+  int tiled_shapes = 0;
+  for (const Shape& s : kShapes) {
+    SCOPED_TRACE(describe(s, true));
+    const DepthwiseConvProblem p16 = problem_of(s, DType::kFloat16, true);
+    const DepthwiseConvPlan plan = plan_depthwise_conv(p16, 4);
+    EXPECT_EQ(plan.nhwc_tiled.threads > 0, plan.kernel != 0 && s.c % 8 == 0);
+    tiled_shapes += plan.nhwc_tiled.threads > 0;
+    for (const Options& options : {Options{true, false, false, 0, true}, Options{false, true, true, 0, true},
+                                   Options{true, true, true, 1, true}}) {
+      check_against_reference<float>(problem_of(s, DType::kFloat32, true), options, 1e-5);
+      check_against_reference<Bits16>(p16, options, 1e-2);
+    }
+  }
+  EXPECT_GE(tiled_shapes, 6);
+}
+
+TEST(DepthwisePlan, TiledNhwcFitsItsLimits) {
+  // ConvNeXt's 7x7 stage convolutions, MobileNetV3's and EfficientNet's 3x3 / 5x5 ones (b32).
+  for (const auto& [c, hw, k, stride] : {std::tuple{96, 56, 7, 1}, {192, 28, 7, 1}, {384, 14, 7, 1}, {768, 7, 7, 1},
+                                        {72, 56, 3, 1}, {120, 28, 5, 1}, {96, 112, 3, 2}, {240, 28, 5, 2}}) {
+    const int64_t pad = k / 2, out = (hw + 2 * pad - k) / stride + 1;
+    for (const DType dtype : {DType::kFloat16, DType::kFloat32}) {
+      const DepthwiseConvProblem p = depthwise(dtype, true, 32, c, hw, hw, k, k, stride, stride, pad, pad, pad, pad);
+      const DepthwiseNhwcTilePlan t = plan_depthwise_conv(p, 132).nhwc_tiled;
+      SCOPED_TRACE(testing::Message() << "c" << c << " hw" << hw << " k" << k << " " << dtype_name(dtype));
+      ASSERT_GT(t.threads, 0);
+      EXPECT_LE(t.threads, kDepthwiseThreads);
+      EXPECT_EQ(t.tile_w % kDepthwisePixelOutputs, 0);
+      EXPECT_LE(t.shared_bytes, kDepthwiseSharedBytes);
+      EXPECT_EQ(t.in_rows, (t.tile_h - 1) * stride + k);
+      EXPECT_EQ(t.in_cols, (t.tile_w - 1) * stride + k);
+      EXPECT_GE(static_cast<int64_t>(t.tiles_h) * t.tile_h, out);
+      EXPECT_LT(static_cast<int64_t>(t.tiles_h - 1) * t.tile_h, out);
+      EXPECT_GE(static_cast<int64_t>(t.tiles_w) * t.tile_w, out);
+      EXPECT_EQ(t.blocks, 32 * static_cast<int64_t>(t.tiles_h) * t.tiles_w);
+      EXPECT_EQ(t.channel_blocks * t.groups_per_block * t.vector, c);
+      // Staged pixels are 16-byte aligned and a warp's neighbouring runs start 16 bytes of
+      // banks apart: the pitch is the chunk's channels plus one vector.
+      EXPECT_EQ(t.pixel_pitch, t.groups_per_block * t.vector + t.vector);
+    }
+  }
+  // No tiled plan for the generic kernel shape or channel counts off the vector width.
+  EXPECT_EQ(plan_depthwise_conv(depthwise(DType::kFloat16, true, 1, 16, 20, 20, 9, 9, 1, 1, 4, 4, 4, 4), 132)
+                .nhwc_tiled.threads,
+            0);
+  EXPECT_EQ(plan_depthwise_conv(depthwise(DType::kFloat16, true, 1, 12, 20, 20, 3, 3, 1, 1, 1, 1, 1, 1), 132)
+                .nhwc_tiled.threads,
+            0);
 }
 
 // The fused Relu keeps NaN, as a standalone Relu, PyTorch and ONNX Runtime do (it gave 0 before).

@@ -1,36 +1,29 @@
-// FusedAttention on CUDA (contract in ops/attention.hpp).
-//
-// float16/bfloat16 with head dims that are multiples of 16 (<= 128) run a flash-attention style
-// kernel on tensor cores (mma.sync): a block of 4 warps owns 64 query rows of one (batch, head) and
-// streams 64-key tiles of K and V through shared memory; each warp computes its 16x64 score tile,
-// updates a running max and sum per row (online softmax, float32) and accumulates P·V into a
-// float32 tile that is rescaled as the max moves. Scores never reach global memory. The builder
-// fuses attention only where this kernel applies (ops::attention_fits_tensor_cores).
+// FusedAttention on CUDA (contract in ops/attention.hpp): float16/bfloat16 with head dims that are
+// multiples of 16 (<= 128) run the tensor-core kernel of flash_attention.cuh. The builder fuses
+// attention only where it applies (ops::attention_fits_tensor_cores). Its block shape (warps per
+// block, whether the mask is read ahead) is a tactic: builds time the shapes on the layer's own
+// tensors and record the fastest, like the GEMM and convolution algorithms.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include <cstring>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <optional>
+#include <sstream>
 #include <type_traits>
 
-#include <cmath>
-
 #include "backends/cuda/cuda_common.cuh"
+#include "backends/cuda/device_buffer.hpp"
+#include "backends/cuda/flash_attention.cuh"
+#include "backends/cuda/tactics.hpp"
 #include "ops/attention.hpp"
 
 namespace kiln::cuda {
 namespace {
 
-struct AttentionParams {
-  const void* q;
-  const void* k;
-  const void* v;
-  const void* mask;  // null without a mask
-  void* out;
-  int64_t q_strides[4], k_strides[4], v_strides[4], out_strides[4], mask_strides[4];
-  int batch, heads, query_length, key_length, head_dim, value_dim;
-  float scale;
-  bool nan_to_zero;
-};
+using attention::AttentionParams;
 
 AttentionParams make_params(const LaunchContext& ctx, const ops::AttentionGeometry& g) {
   AttentionParams p{};
@@ -62,296 +55,50 @@ AttentionParams make_params(const LaunchContext& ctx, const ops::AttentionGeomet
   return p;
 }
 
-// The final value of one output element from its accumulated sum and the row's softmax sum.
-__device__ __forceinline__ float finish(float accumulated, float row_sum, bool nan_to_zero) {
-  const float value = accumulated / row_sum;  // row_sum 0 (every key masked) gives NaN like softmax
-  return nan_to_zero && isnan(value) ? 0.0f : value;
-}
+// ---- block shapes (tactics) -------------------------------------------------------------------
 
-// ---- tensor-core kernel -----------------------------------------------------------------------
-//
-// Each warp owns 16 query rows. Its Q fragments, score tile and output accumulator live in
-// registers in the layouts of PTX's mma.m16n8k16 (a thread holds rows group and group + 8 of every
-// fragment, two adjacent columns each), so the softmax works on the score accumulators directly
-// and they become the A operand of P·V without leaving registers. Shared memory holds only the Q
-// tile (read once) and the K and V tiles, double-buffered: cp.async fetches tile i + 1 while
-// tile i is multiplied.
-
-constexpr int kWarps = 4;
-constexpr int kRowsPerWarp = 16;
-constexpr int kBlockRows = kWarps * kRowsPerWarp;  // query rows per block
-constexpr int kBlockKeys = 64;                     // keys per tile
-// Shared rows are padded by 8 elements (16 bytes): the 8 rows one ldmatrix phase reads then fall
-// in different bank groups.
-constexpr int kRowPad = 8;
-constexpr float kLog2e = 1.4426950408889634f;
-
-template <int kDim>
-struct TileLayout {
-  static constexpr int kStride = kDim + kRowPad;                      // elements per shared row
-  static constexpr size_t kQ = size_t{kBlockRows} * kStride * 2;      // the Q tile
-  static constexpr size_t kKeys = size_t{kBlockKeys} * kStride * 2;  // one K or V tile
-  static constexpr size_t kBytes = kQ + 4 * kKeys;                    // Q, two (K, V) buffers
+// One block shape of the kernel. Fewer warps per block waste less past short sequence ends and fit
+// more blocks on an SM; more warps share each K/V tile among more query rows. Reading the mask
+// ahead hides its latency at the cost of registers.
+struct BlockShape {
+  const char* name;  // the recorded tactic
+  int warps;
+  bool preload_mask;
 };
+constexpr BlockShape kBlockShapes[] = {{"flash:w2", 2, false}, {"flash:w4", 4, false}, {"flash:w4p", 4, true},
+                                       {"flash:w8", 8, false}};
+constexpr int kDefaultShape = 1;  // used when nothing was timed or recorded
 
-__device__ __forceinline__ uint32_t shared_address(const void* pointer) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(pointer));
-}
-
-// 16 bytes from global to shared memory without a trip through registers; zeros when !valid.
-__device__ __forceinline__ void copy_async_16(void* destination, const void* source, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(destination)), "l"(source),
-               "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void commit_copies() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int kPending>
-__device__ __forceinline__ void wait_copies() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
-}
-
-// Four 8x8 matrices of 16-bit values; lanes 8i..8i+7 give the row addresses of matrix i.
-__device__ __forceinline__ void load_matrices(uint32_t (&r)[4], const void* row_address) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(shared_address(row_address)));
-}
-__device__ __forceinline__ void load_matrices_transposed(uint32_t (&r)[4], const void* row_address) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(shared_address(row_address)));
-}
-
-// d += a · b for a 16x16 A fragment and a 16x8 B fragment, float32 accumulation.
-template <typename T>
-__device__ __forceinline__ void mma_16x8x16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  if constexpr (std::is_same_v<T, __half>) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+std::optional<int> find_block_shape(const std::string& name) {
+  for (int i = 0; i < static_cast<int>(std::size(kBlockShapes)); ++i) {
+    if (name == kBlockShapes[i].name) return i;
   }
+  return std::nullopt;
 }
 
-// Two floats rounded to T and packed (the lower column in the low half); `rounded` gets them back
-// as floats, so sums can use exactly what the tensor cores see.
-template <typename T>
-__device__ __forceinline__ uint32_t pack_pair(float low, float high, float* rounded = nullptr) {
-  uint32_t bits;
-  if constexpr (std::is_same_v<T, __half>) {
-    const __half2 pair = __floats2half2_rn(low, high);
-    if (rounded) *rounded = __low2float(pair) + __high2float(pair);
-    memcpy(&bits, &pair, 4);
-  } else {
-    const __nv_bfloat162 pair = __floats2bfloat162_rn(low, high);
-    if (rounded) *rounded = __low2float(pair) + __high2float(pair);
-    memcpy(&bits, &pair, 4);
-  }
-  return bits;
-}
-
-// Queues the copy of `rows` rows of `width` valid elements (row stride `row_stride`, 16-byte
-// aligned) into a [rows][kDim] shared tile, zero-filling columns >= width and rows >= valid_rows.
-template <typename T, int kDim>
-__device__ __forceinline__ void load_tile_async(T* __restrict__ tile, const T* __restrict__ source, int64_t row_stride,
-                                                int rows, int valid_rows, int width) {
-  constexpr int kChunk = 8;  // 16 bytes of 16-bit values
-  constexpr int kChunksPerRow = kDim / kChunk;
-  for (int c = threadIdx.x; c < rows * kChunksPerRow; c += blockDim.x) {
-    const int row = c / kChunksPerRow;
-    const int col = (c % kChunksPerRow) * kChunk;
-    const bool valid = row < valid_rows && col < width;
-    copy_async_16(tile + row * (kDim + kRowPad) + col, valid ? source + row * row_stride + col : source, valid);
-  }
-}
-
-template <typename T, int kDim>
-__global__ void __launch_bounds__(kWarps * 32)
-    flash_attention_kernel(const __grid_constant__ AttentionParams p) {
-  using Layout = TileLayout<kDim>;
-  constexpr int kStride = Layout::kStride;
-  constexpr int kKeyTiles = kBlockKeys / 8;  // 8-key column tiles of the score fragment
-  extern __shared__ __align__(16) unsigned char shared[];
-  T* sQ = reinterpret_cast<T*>(shared);
-  auto key_buffer = [&](int tile) { return reinterpret_cast<T*>(shared + Layout::kQ + (tile % 2) * 2 * Layout::kKeys); };
-  auto value_buffer = [&](int tile) {
-    return reinterpret_cast<T*>(shared + Layout::kQ + ((tile % 2) * 2 + 1) * Layout::kKeys);
-  };
-
-  const int warp = threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  const int group = lane / 4;  // this thread's fragment rows: group and group + 8
-  const int pair = lane % 4;   // and its column pair: 2 * pair, 2 * pair + 1 of each 8
-  const int b = blockIdx.z;
-  const int h = blockIdx.y;
-  const int row0 = blockIdx.x * kBlockRows;
-  const int warp_row = warp * kRowsPerWarp;
-  const T* q = static_cast<const T*>(p.q) + b * p.q_strides[0] + h * p.q_strides[1];
-  const T* k = static_cast<const T*>(p.k) + b * p.k_strides[0] + h * p.k_strides[1];
-  const T* v = static_cast<const T*>(p.v) + b * p.v_strides[0] + h * p.v_strides[1];
-  const T* mask = p.mask ? static_cast<const T*>(p.mask) + b * p.mask_strides[0] + h * p.mask_strides[1] : nullptr;
-  const int tiles = (p.key_length + kBlockKeys - 1) / kBlockKeys;
-  const int queries[2] = {row0 + warp_row + group, row0 + warp_row + group + 8};
-
-  auto fetch_keys = [&](int tile) {
-    const int key0 = tile * kBlockKeys;
-    load_tile_async<T, kDim>(key_buffer(tile), k + key0 * p.k_strides[2], p.k_strides[2], kBlockKeys,
-                             p.key_length - key0, p.head_dim);
-    load_tile_async<T, kDim>(value_buffer(tile), v + key0 * p.v_strides[2], p.v_strides[2], kBlockKeys,
-                             p.key_length - key0, p.value_dim);
-  };
-  load_tile_async<T, kDim>(sQ, q + row0 * p.q_strides[2], p.q_strides[2], kBlockRows, p.query_length - row0,
-                           p.head_dim);
-  fetch_keys(0);
-  commit_copies();
-
-  uint32_t q_fragments[kDim / 16][4];
-  float out[kDim / 8][4];
-#pragma unroll
-  for (int j = 0; j < kDim / 8; ++j) out[j][0] = out[j][1] = out[j][2] = out[j][3] = 0.0f;
-  // Running max (log2 domain) and sum of the two rows.
-  float row_max[2] = {-INFINITY, -INFINITY};
-  float row_sum[2] = {0.0f, 0.0f};
-  const float scale = p.scale * kLog2e;
-
-  for (int tile = 0; tile < tiles; ++tile) {
-    if (tile + 1 < tiles) {  // the buffer it fills was last read before the previous barrier
-      fetch_keys(tile + 1);
-      commit_copies();
-      wait_copies<1>();
+// Calls f.template operator()<T, kDim, kWarps, kPreload>() for the dtype, head-dim tile and
+// block shape `shape`.
+template <typename F>
+void dispatch_kernel(const LaunchContext& ctx, int tile_dim, int shape, F&& f) {
+  dispatch_float(ctx, ctx.outputs[0].dtype, [&]<typename T>() {
+    if constexpr (std::is_same_v<T, float>) {
+      ctx.fail(ErrorCode::kInternal, "float32 reached the tensor-core attention kernel");
     } else {
-      wait_copies<0>();
-    }
-    __syncthreads();
-    if (tile == 0) {
-#pragma unroll
-      for (int kk = 0; kk < kDim / 16; ++kk) {
-        load_matrices(q_fragments[kk], sQ + (warp_row + lane % 16) * kStride + kk * 16 + (lane / 16) * 8);
-      }
-    }
-    const T* keys = key_buffer(tile);
-    const T* values = value_buffer(tile);
-
-    // Scores of this warp's 16 rows against the tile's 64 keys.
-    float s[kKeyTiles][4];
-#pragma unroll
-    for (int n = 0; n < kKeyTiles; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-#pragma unroll
-    for (int kk = 0; kk < kDim / 16; ++kk) {
-      if (kk * 16 >= p.head_dim) break;  // zero padding of a smaller head dim adds nothing
-#pragma unroll
-      for (int n = 0; n < kKeyTiles; n += 2) {
-        uint32_t bk[4];  // B fragments (both k halves) of key tiles n and n + 1
-        load_matrices(bk, keys + (n * 8 + (lane / 16) * 8 + lane % 8) * kStride + kk * 16 + ((lane / 8) % 2) * 8);
-        mma_16x8x16<T>(s[n], q_fragments[kk], bk[0], bk[1]);
-        mma_16x8x16<T>(s[n + 1], q_fragments[kk], bk[2], bk[3]);
-      }
-    }
-
-    // Online softmax (log2 domain) on the fragments; a row's 4 threads are lanes 4g..4g+3.
-    const int key0 = tile * kBlockKeys;
-    float tile_max[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int n = 0; n < kKeyTiles; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int r = e / 2;
-        const int key = key0 + n * 8 + pair * 2 + e % 2;
-        float x = s[n][e] * scale;
-        if (mask != nullptr && key < p.key_length && queries[r] < p.query_length) {
-          x += to_float(mask[queries[r] * p.mask_strides[2] + key * p.mask_strides[3]]) * kLog2e;
+      const auto with_dim = [&]<int kDim>() {
+        switch (shape) {
+          case 0: return f.template operator()<T, kDim, 2, false>();
+          case 1: return f.template operator()<T, kDim, 4, false>();
+          case 2: return f.template operator()<T, kDim, 4, true>();
+          default: return f.template operator()<T, kDim, 8, false>();
         }
-        s[n][e] = key < p.key_length ? x : -INFINITY;
-        tile_max[r] = fmaxf(tile_max[r], s[n][e]);
+      };
+      if (tile_dim == 64) {
+        with_dim.template operator()<64>();
+      } else {
+        with_dim.template operator()<128>();
       }
     }
-    float rescale[2];
-    bool empty[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
-      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-      const float new_max = fmaxf(row_max[r], tile_max[r]);
-      // Every key so far masked: nothing accumulated, probabilities 0 (the sum stays 0).
-      empty[r] = new_max == -INFINITY;
-      rescale[r] = empty[r] ? 1.0f : exp2f(row_max[r] - new_max);
-      row_max[r] = new_max;
-    }
-    // P, rounded to T, packed straight into A fragments: score tiles 2kk and 2kk + 1 make the
-    // 16 keys of step kk.
-    uint32_t p_fragments[kBlockKeys / 16][4];
-    float tile_sum[2] = {0.0f, 0.0f};
-#pragma unroll
-    for (int n = 0; n < kKeyTiles; ++n) {
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const float low = empty[r] ? 0.0f : exp2f(s[n][2 * r] - row_max[r]);
-        const float high = empty[r] ? 0.0f : exp2f(s[n][2 * r + 1] - row_max[r]);
-        float rounded;
-        p_fragments[n / 2][(n % 2) * 2 + r] = pack_pair<T>(low, high, &rounded);
-        tile_sum[r] += rounded;
-      }
-    }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      tile_sum[r] += __shfl_xor_sync(0xffffffffu, tile_sum[r], 1);
-      tile_sum[r] += __shfl_xor_sync(0xffffffffu, tile_sum[r], 2);
-      row_sum[r] = row_sum[r] * rescale[r] + tile_sum[r];
-    }
-#pragma unroll
-    for (int j = 0; j < kDim / 8; ++j) {
-      out[j][0] *= rescale[0];
-      out[j][1] *= rescale[0];
-      out[j][2] *= rescale[1];
-      out[j][3] *= rescale[1];
-    }
-
-    // out += P · V; V's B fragments come transposed out of its row-major tile.
-#pragma unroll
-    for (int kk = 0; kk < kBlockKeys / 16; ++kk) {
-#pragma unroll
-      for (int j = 0; j < kDim / 8; j += 2) {
-        if (j * 8 >= p.value_dim) break;
-        uint32_t bv[4];  // B fragments (both k halves) of value columns 8j.. and 8(j + 1)..
-        load_matrices_transposed(bv, values + (kk * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride + j * 8 +
-                                         (lane / 16) * 8);
-        mma_16x8x16<T>(out[j], p_fragments[kk], bv[0], bv[1]);
-        mma_16x8x16<T>(out[j + 1], p_fragments[kk], bv[2], bv[3]);
-      }
-    }
-    __syncthreads();  // every warp is done with this tile's buffers before they are refilled
-  }
-
-  // Normalise, stage this warp's rows in its own rows of the Q tile (its Q is in registers now)
-  // and store them as 16-byte chunks.
-  T* stage = sQ + warp_row * kStride;
-#pragma unroll
-  for (int j = 0; j < kDim / 8; ++j) {
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const uint32_t bits = pack_pair<T>(finish(out[j][2 * r], row_sum[r], p.nan_to_zero),
-                                         finish(out[j][2 * r + 1], row_sum[r], p.nan_to_zero));
-      *reinterpret_cast<uint32_t*>(stage + (group + 8 * r) * kStride + j * 8 + pair * 2) = bits;
-    }
-  }
-  __syncwarp();
-  T* out_base = static_cast<T*>(p.out) + b * p.out_strides[0] + h * p.out_strides[1];
-  constexpr int kChunksPerRow = kDim / 8;
-  for (int c = lane; c < kRowsPerWarp * kChunksPerRow; c += 32) {
-    const int row = c / kChunksPerRow;
-    const int col = (c % kChunksPerRow) * 8;
-    const int query = row0 + warp_row + row;
-    if (query < p.query_length && col < p.value_dim) {
-      *reinterpret_cast<Pack<T, 8>*>(out_base + query * p.out_strides[2] + col) =
-          *reinterpret_cast<const Pack<T, 8>*>(stage + row * kStride + col);
-    }
-  }
+  });
 }
 
 // ---- launch -------------------------------------------------------------------------------------
@@ -359,63 +106,126 @@ __global__ void __launch_bounds__(kWarps * 32)
 struct AttentionState : LayerState {
   ops::AttentionGeometry geometry;
   int tile_dim = 0;  // 64 or 128: the head dims padded to the kernel's tile
+  int shape = kDefaultShape;
 };
 
 bool aligned16(const void* pointer) { return reinterpret_cast<uintptr_t>(pointer) % 16 == 0; }
 
-// The tensor-core kernel needs more than the default 48 KB of dynamic shared memory.
-template <typename T, int kDim>
-void set_shared_limit() {
-  KILN_CUDA_CHECK(cudaFuncSetAttribute(flash_attention_kernel<T, kDim>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(TileLayout<kDim>::kBytes)));
+// Launches block shape `shape` of the kernel on `params`; false when the launch failed.
+bool launch_kernel(const LaunchContext& ctx, const AttentionState& state, int shape, const AttentionParams& params,
+                   cudaStream_t stream) {
+  const ops::AttentionGeometry& g = state.geometry;
+  bool launched = false;
+  dispatch_kernel(ctx, state.tile_dim, shape, [&]<typename T, int kDim, int kWarps, bool kPreload>() {
+    using Layout = attention::TileLayout<kDim, kWarps>;
+    const dim3 grid(static_cast<unsigned>((g.query_length + Layout::kBlockRows - 1) / Layout::kBlockRows),
+                    static_cast<unsigned>(g.heads), static_cast<unsigned>(g.batch));
+    attention::flash_attention_kernel<T, kDim, kWarps, 1, kPreload>
+        <<<grid, kWarps * 32, Layout::kBytes, stream>>>(params);
+    launched = cudaPeekAtLastError() == cudaSuccess;
+  });
+  return launched;
 }
 
-// Calls f.template operator()<T, kDim>() for the 16-bit dtype and tile of a prepared layer.
-template <typename F>
-void dispatch_tile(const LaunchContext& ctx, int tile_dim, F&& f) {
-  dispatch_float(ctx, ctx.outputs[0].dtype, [&]<typename T>() {
-    if constexpr (std::is_same_v<T, float>) {
-      ctx.fail(ErrorCode::kInternal, "float32 reached the tensor-core attention kernel");
-    } else if (tile_dim == 64) {
-      f.template operator()<T, 64>();
-    } else {
-      f.template operator()<T, 128>();
+// The kernels need more than the default 48 KB of dynamic shared memory.
+void set_shared_limits(const LaunchContext& ctx, int tile_dim) {
+  for (int shape = 0; shape < static_cast<int>(std::size(kBlockShapes)); ++shape) {
+    dispatch_kernel(ctx, tile_dim, shape, [&]<typename T, int kDim, int kWarps, bool kPreload>() {
+      KILN_CUDA_CHECK(cudaFuncSetAttribute(attention::flash_attention_kernel<T, kDim, kWarps, 1, kPreload>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(attention::TileLayout<kDim, kWarps>::kBytes)));
+    });
+  }
+}
+
+std::string attention_key(const LaunchContext& ctx, const ops::AttentionGeometry& g) {
+  std::ostringstream key;
+  key << "attention " << dtype_name(ctx.outputs[0].dtype) << " b" << g.batch << " h" << g.heads << " q"
+      << g.query_length << " k" << g.key_length << " d" << g.head_dim << " v" << g.value_dim << " mask"
+      << ctx.has_input(3);
+  if (ctx.has_input(3)) {
+    key << " ms";
+    for (const int64_t stride : g.mask_strides) key << (stride == 0 ? 'b' : 's');  // broadcast dims
+  }
+  key << " " << device_tag(ctx);
+  return key.str();
+}
+
+// KILN_ATTENTION_BLOCK=<tactic name> (flash:w2, ...) forces that block shape whatever is recorded
+// (tests run every shape this way); unset or empty: none. Any other value fails naming it.
+std::optional<int> forced_block_shape(const LaunchContext& ctx) {
+  const char* value = std::getenv("KILN_ATTENTION_BLOCK");
+  if (value == nullptr || *value == '\0') return std::nullopt;
+  if (const std::optional<int> shape = find_block_shape(value)) return shape;
+  std::string names;
+  for (const BlockShape& shape : kBlockShapes) names += std::string(names.empty() ? "" : ", ") + shape.name;
+  ctx.fail(ErrorCode::kInvalidArgument, "KILN_ATTENTION_BLOCK must be one of ", names, " (or unset), got '", value,
+           "'");
+}
+
+// The block shape: the forced one, else the recorded one, else (in a build) the fastest on this
+// layer's tensors, else the default.
+int choose_block_shape(LaunchContext& ctx, const AttentionState& state) {
+  const std::string key = attention_key(ctx, state.geometry);
+  if (const std::optional<int> forced = forced_block_shape(ctx)) {
+    report_tactic(ctx, key, kBlockShapes[*forced].name);
+    return *forced;
+  }
+  if (const std::optional<std::string> known = known_tactic(ctx, key)) {
+    if (const std::optional<int> shape = find_block_shape(*known)) {
+      report_tactic(ctx, key, *known);
+      return *shape;
     }
-  });
+  }
+  if (!tuning_active() || ctx.outputs[0].numel() == 0) return kDefaultShape;
+  AttentionParams params = make_params(ctx, state.geometry);
+  DeviceBuffer output_scratch(ctx.outputs[0].nbytes());  // don't clobber live tensors while timing
+  params.out = output_scratch.get();
+  int best = kDefaultShape;
+  float best_ms = std::numeric_limits<float>::infinity();
+  for (int shape = 0; shape < static_cast<int>(std::size(kBlockShapes)); ++shape) {
+    const float ms =
+        time_on_stream(ctx.stream, 10, [&] { return launch_kernel(ctx, state, shape, params, ctx.stream); });
+    if (tactic_logging()) {
+      std::fprintf(stderr, "kiln attention timing: layer '%s' %s %.4f ms\n", std::string(ctx.node_name).c_str(),
+                   kBlockShapes[shape].name, ms);
+    }
+    if (ms < best_ms) {
+      best_ms = ms;
+      best = shape;
+    }
+  }
+  report_tactic(ctx, key, kBlockShapes[best].name);
+  return best;
 }
 
 std::unique_ptr<LayerState> prepare_attention(LaunchContext& ctx, size_t* workspace_bytes) {
   *workspace_bytes = 0;
   auto state = std::make_unique<AttentionState>();
   const std::string label = "node '" + std::string(ctx.node_name) + "' (FusedAttention) on cuda";
-  const ops::AttentionGeometry& g = state->geometry =
-      ops::resolve_attention_inputs(label, ctx);
+  const ops::AttentionGeometry& g = state->geometry = ops::resolve_attention_inputs(label, ctx);
   if (!ops::attention_fits_tensor_cores(ctx.outputs[0].dtype, g)) {
     ctx.fail(ErrorCode::kUnsupported, "the CUDA kernel needs float16/bfloat16, head dims multiples of 16 up to 128 ",
              "and K not transposed; got ", dtype_name(ctx.outputs[0].dtype), ", head dim ", g.head_dim,
              ", value dim ", g.value_dim, ctx.attrs.get_int_or("k_transposed", 0) ? ", K transposed" : "");
   }
   state->tile_dim = std::max(g.head_dim, g.value_dim) <= 64 ? 64 : 128;
-  dispatch_tile(ctx, state->tile_dim, [&]<typename T, int kDim>() { set_shared_limit<T, kDim>(); });
+  set_shared_limits(ctx, state->tile_dim);
+  state->shape = choose_block_shape(ctx, *state);
   return state;
 }
 
 void launch_attention(LaunchContext& ctx) {
   const auto* state = dynamic_cast<const AttentionState*>(ctx.state);
   if (state == nullptr) ctx.fail(ErrorCode::kInternal, "launched without a prepared state");
-  const ops::AttentionGeometry& g = state->geometry;
   if (ctx.outputs[0].numel() == 0) return;
-  const AttentionParams params = make_params(ctx, g);
+  const AttentionParams params = make_params(ctx, state->geometry);
   // Activations sit at 256-byte and weights at 64-byte offsets, so this only fails for foreign
   // buffers.
   if (!aligned16(params.q) || !aligned16(params.k) || !aligned16(params.v) || !aligned16(params.out)) {
     ctx.fail(ErrorCode::kInvalidArgument, "Q, K, V and the output must be 16-byte aligned");
   }
-  const dim3 grid(static_cast<unsigned>((g.query_length + kBlockRows - 1) / kBlockRows), static_cast<unsigned>(g.heads),
-                  static_cast<unsigned>(g.batch));
-  dispatch_tile(ctx, state->tile_dim, [&]<typename T, int kDim>() {
-    flash_attention_kernel<T, kDim><<<grid, kWarps * 32, TileLayout<kDim>::kBytes, ctx.stream>>>(params);
-  });
+  launch_kernel(ctx, *state, state->shape, params, ctx.stream);
   check_launch(ctx);
 }
 

@@ -6,7 +6,8 @@
 //
 // Depthwise 2-D convolutions have one more tactic, kiln's own kernel (depthwise_conv_kernels.hpp:
 // cuDNN's depthwise kernels move 30-130 GB/s on H100), timed against cuDNN's algorithms during a
-// build and chosen outside one; KILN_DEPTHWISE=off|force (depthwise_conv_plan.hpp) overrides that.
+// build and chosen outside one; KILN_DEPTHWISE=off|force|tiled (depthwise_conv_plan.hpp) overrides
+// that. NHWC depthwise convolutions time both of the own kernels (rows and tiled).
 //
 // This uses cuDNN's convolution API, which cuDNN 9 marks deprecated in favour of its graph API but
 // still ships; deprecation warnings are silenced for this file only.
@@ -202,15 +203,18 @@ std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_b
   const DepthwiseMode mode = depthwise_mode(ctx);
   std::optional<DepthwiseConvPlan> depthwise;
   if (mode != DepthwiseMode::kOff) depthwise = plan_own_depthwise(ctx, nhwc, x, w, y, pads, strides, dilations, group);
-  const auto choose_depthwise = [&] {
+  // The tiled NHWC kernel where asked for and the plan has one; the rows kernel otherwise.
+  const auto choose_depthwise = [&](bool tiled = false) {
     auto chosen = std::make_unique<ConvState>();
     chosen->depthwise = depthwise;
+    chosen->depthwise->tiled = tiled && depthwise->nhwc_tiled.threads > 0;
     *workspace_bytes = 0;
-    report_tactic(ctx, key, encode_conv_tactic(ConvTactic::kiln_depthwise()));
+    report_tactic(ctx, key, encode_conv_tactic(ConvTactic::kiln_depthwise(chosen->depthwise->tiled)));
     return chosen;
   };
   bool symmetric = true;
   for (size_t d = 0; d < spatial; ++d) symmetric = symmetric && pads[d] == pads[d + spatial];
+  if (depthwise && mode == DepthwiseMode::kForceTiled) return choose_depthwise(true);
   if (depthwise && (mode == DepthwiseMode::kForce || !symmetric)) return choose_depthwise();
   for (size_t d = 0; d < spatial; ++d) {
     if (pads[d] != pads[d + spatial]) {
@@ -277,6 +281,7 @@ std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_b
   if (const std::optional<std::string> known = known_tactic(ctx, key)) {
     const std::optional<ConvTactic> tactic = decode_conv_tactic(*known);
     if (tactic && tactic->kind == ConvTactic::Kind::kKilnDepthwise && depthwise) return choose_depthwise();
+    if (tactic && tactic->kind == ConvTactic::Kind::kKilnDepthwiseTiled && depthwise) return choose_depthwise(true);
     size_t bytes = 0;
     if (tactic && tactic->kind == ConvTactic::Kind::kCudnn &&
         cudnnSetConvolutionMathType(state->conv, static_cast<cudnnMathType_t>(tactic->math)) == CUDNN_STATUS_SUCCESS &&
@@ -343,14 +348,21 @@ std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_b
   if (depthwise) {
     const DepthwiseConvTensors tensors{x.data, w.data, has_bias ? ctx.inputs[2].data : nullptr, residual,
                                        output_scratch.get()};
-    const float ms = time_on_stream(ctx.stream, 10, [&] {
-      return launch_depthwise_conv(*depthwise, tensors, ctx.stream) == cudaSuccess;
-    });
-    if (tactic_logging()) {
-      std::fprintf(stderr, "kiln conv timing: layer '%s' kiln_depthwise %.4f ms\n", std::string(ctx.node_name).c_str(),
-                   ms);
+    float own_ms[2] = {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::infinity()};
+    for (const bool tiled : {false, true}) {
+      if (tiled && depthwise->nhwc_tiled.threads == 0) continue;
+      DepthwiseConvPlan plan = *depthwise;
+      plan.tiled = tiled;
+      own_ms[tiled] = time_on_stream(ctx.stream, 10, [&] {
+        return launch_depthwise_conv(plan, tensors, ctx.stream) == cudaSuccess;
+      });
+      if (tactic_logging()) {
+        std::fprintf(stderr, "kiln conv timing: layer '%s' %s %.4f ms\n", std::string(ctx.node_name).c_str(),
+                     encode_conv_tactic(ConvTactic::kiln_depthwise(tiled)).c_str(), own_ms[tiled]);
+      }
     }
-    if (std::isfinite(ms) && ms <= best_ms) return choose_depthwise();
+    const bool tiled = own_ms[1] < own_ms[0];
+    if (std::isfinite(own_ms[tiled]) && own_ms[tiled] <= best_ms) return choose_depthwise(tiled);
   }
   if (best < 0) ctx.fail(ErrorCode::kUnsupported, "cuDNN has no algorithm that runs these shapes");
   const cudnnConvolutionFwdAlgoPerf_t& chosen = candidates[best];

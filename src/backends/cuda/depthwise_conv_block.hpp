@@ -564,6 +564,167 @@ KILN_DW_DEVICE void nhwc_compute(const NhwcArgs<T>& a, int pixel_block, int chun
   }
 }
 
+// ---- NHWC, tiled ---------------------------------------------------------------------------
+
+template <typename T>
+struct NhwcTileArgs {
+  const T* x = nullptr;
+  const T* w = nullptr;
+  const T* bias = nullptr;
+  const T* residual = nullptr;
+  T* y = nullptr;
+  int channels = 0, in_h = 0, in_w = 0, out_h = 0, out_w = 0;
+  int kernel_h = 0, kernel_w = 0, stride_h = 0, stride_w = 0, pad_top = 0, pad_left = 0;
+  int groups_per_block = 0, tile_h = 0, tile_w = 0, in_rows = 0, in_cols = 0, pixel_pitch = 0, tiles_h = 0,
+      tiles_w = 0;
+  bool relu = false;
+};
+
+template <typename T>
+NhwcTileArgs<T> make_nhwc_tile_args(const DepthwiseConvPlan& plan, const T* x, const T* w, const T* bias,
+                                    const T* residual, T* y) {
+  const DepthwiseNhwcTilePlan& t = plan.nhwc_tiled;
+  NhwcTileArgs<T> a;
+  set_tensors_and_geometry(a, plan.problem, x, w, bias, residual, y);
+  a.groups_per_block = t.groups_per_block;
+  a.tile_h = t.tile_h;
+  a.tile_w = t.tile_w;
+  a.in_rows = t.in_rows;
+  a.in_cols = t.in_cols;
+  a.pixel_pitch = t.pixel_pitch;
+  a.tiles_h = t.tiles_h;
+  a.tiles_w = t.tiles_w;
+  a.relu = plan.problem.relu;
+  return a;
+}
+
+// Whether the tiled kernel can run plan on these tensors (it reads and writes 16-byte vectors).
+template <typename T>
+bool nhwc_tiled_fits(const DepthwiseConvPlan& plan, const T* x, const T* residual, const T* y) {
+  return plan.nhwc_tiled.threads > 0 && nhwc_vectors_fit(plan, x, residual, y);
+}
+
+// Where a tiled block's tile lies: image n, first output row and column, and the input pixel
+// that staged pixel (0, 0) holds (negative: padding).
+struct NhwcTile {
+  int n, oy0, ox0, iy0, ix0;
+};
+
+template <typename T>
+KILN_DW_DEVICE NhwcTile nhwc_tile(const NhwcTileArgs<T>& a, int block) {
+  const int per_image = a.tiles_h * a.tiles_w;
+  NhwcTile t;
+  t.n = block / per_image;
+  const int in_image = block - t.n * per_image;
+  const int tile_row = in_image / a.tiles_w;
+  t.oy0 = tile_row * a.tile_h;
+  t.ox0 = (in_image - tile_row * a.tiles_w) * a.tile_w;
+  t.iy0 = t.oy0 * a.stride_h - a.pad_top;
+  t.ix0 = t.ox0 * a.stride_w - a.pad_left;
+  return t;
+}
+
+// Phase 1: the chunk's weights as floats, [tap][channel of the chunk] (as nhwc_stage), then the
+// tile's input pixels, P channels (16 bytes) at a time, zeros outside the image.
+template <typename T, int P>
+KILN_DW_DEVICE void nhwc_tile_stage(const NhwcTileArgs<T>& a, int block, int chunk, int thread, int threads,
+                                    unsigned char* shared) {
+  float* weights = reinterpret_cast<float*>(shared);
+  const int taps = a.kernel_h * a.kernel_w;
+  const int chunk_channels = a.groups_per_block * P;
+  const T* from = a.w + chunk * chunk_channels * taps;
+  for (int i = thread; i < chunk_channels * taps; i += threads) {
+    const int channel = i / taps;
+    const int tap = i - channel * taps;
+    weights[tap * chunk_channels + channel] = Element<T>::load(from[i]);
+  }
+  T* staged = reinterpret_cast<T*>(shared + static_cast<size_t>(taps) * chunk_channels * sizeof(float));
+  const NhwcTile t = nhwc_tile(a, block);
+  const T zero = Element<T>::store(0.0f);
+  const int count = a.in_rows * a.in_cols * a.groups_per_block;
+  for (int i = thread; i < count; i += threads) {
+    const int group = i % a.groups_per_block;
+    const int pixel = i / a.groups_per_block;
+    const int row = pixel / a.in_cols;
+    const int col = pixel - row * a.in_cols;
+    const int iy = t.iy0 + row, ix = t.ix0 + col;
+    T values[P];
+    if (iy >= 0 && iy < a.in_h && ix >= 0 && ix < a.in_w) {
+      load_pack(a.x + ((t.n * a.in_h + iy) * a.in_w + ix) * a.channels + chunk * chunk_channels + group * P, values);
+    } else {
+      KILN_DW_UNROLL
+      for (int e = 0; e < P; ++e) values[e] = zero;
+    }
+    store_pack(staged + pixel * a.pixel_pitch + group * P, values);
+  }
+}
+
+// Phase 2: each thread computes P channels of one run of kPixelOutputs output pixels along W of
+// the tile, reading only staged pixels (the halo and padding are there, so no bounds checks).
+template <typename T, int P, int KH, int KW, int SW>
+KILN_DW_DEVICE void nhwc_tile_compute(const NhwcTileArgs<T>& a, int block, int chunk, int thread,
+                                      unsigned char* shared) {
+  static_assert(KH > 0 && KW > 0 && SW > 0, "the tiled kernel has specialised shapes only");
+  constexpr int VW = kDepthwisePixelOutputs;
+  constexpr int kWindow = (VW - 1) * SW + KW;
+  const int group = thread % a.groups_per_block;
+  const int run = thread / a.groups_per_block;
+  const int runs_per_row = a.tile_w / VW;
+  const int sy = run / runs_per_row;
+  const int sx = run - sy * runs_per_row;
+  const NhwcTile t = nhwc_tile(a, block);
+  const int oy = t.oy0 + sy, ox0 = t.ox0 + sx * VW;
+  if (sy >= a.tile_h || oy >= a.out_h || ox0 >= a.out_w) return;
+  const int chunk_channels = a.groups_per_block * P;
+  const int channel = chunk * chunk_channels + group * P;
+  const float* weights = reinterpret_cast<const float*>(shared) + group * P;
+  const T* staged = reinterpret_cast<const T*>(shared + static_cast<size_t>(KH * KW) * chunk_channels * sizeof(float));
+  float acc[VW][P];
+  KILN_DW_UNROLL
+  for (int e = 0; e < P; ++e) {
+    const float start = a.bias != nullptr ? Element<T>::load(a.bias[channel + e]) : 0.0f;
+    KILN_DW_UNROLL
+    for (int v = 0; v < VW; ++v) acc[v][e] = start;
+  }
+  KILN_DW_UNROLL
+  for (int ky = 0; ky < KH; ++ky) {
+    const T* pixels = staged + ((sy * a.stride_h + ky) * a.in_cols + sx * VW * SW) * a.pixel_pitch + group * P;
+    float w[KW][P];
+    KILN_DW_UNROLL
+    for (int kx = 0; kx < KW; ++kx) load_floats(weights + (ky * KW + kx) * chunk_channels, w[kx]);
+    KILN_DW_UNROLL
+    for (int i = 0; i < kWindow; ++i) {
+      float in[P];
+      load_channels<T, P>(pixels + i * a.pixel_pitch, in);
+      KILN_DW_UNROLL
+      for (int v = 0; v < VW; ++v) {
+        const int kx = i - v * SW;
+        if (kx < 0 || kx >= KW) continue;
+        KILN_DW_UNROLL
+        for (int e = 0; e < P; ++e) acc[v][e] = fused_multiply_add(w[kx][e], in[e], acc[v][e]);
+      }
+    }
+  }
+  KILN_DW_UNROLL
+  for (int v = 0; v < VW; ++v) {
+    if (ox0 + v >= a.out_w) break;
+    const int offset = ((t.n * a.out_h + oy) * a.out_w + ox0 + v) * a.channels + channel;
+    float values[P];
+    KILN_DW_UNROLL
+    for (int e = 0; e < P; ++e) values[e] = acc[v][e];
+    if (a.residual != nullptr) {
+      float residual[P];
+      load_channels<T, P>(a.residual + offset, residual);
+      KILN_DW_UNROLL
+      for (int e = 0; e < P; ++e) values[e] += residual[e];
+    }
+    T out[P];
+    KILN_DW_UNROLL
+    for (int e = 0; e < P; ++e) out[e] = Element<T>::store(finish(values[e], a.relu));
+    store_pack(a.y + offset, out);
+  }
+}
+
 // Calls f.template operator()<KH, KW, SW>() for the compiled specialisation of a `kernel`-square
 // window (3, 5, 7; stride 1 or 2 along W), <0, 0, 0> for the generic kernel. The launcher and the
 // CPU emulation in the tests dispatch the same way.

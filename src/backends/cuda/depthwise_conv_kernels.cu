@@ -47,6 +47,17 @@ __global__ void __launch_bounds__(kDepthwiseThreads) depthwise_nhwc_kernel(const
   depthwise::nhwc_compute<T, P, KH, KW, SW>(args, static_cast<int>(blockIdx.x), chunk, thread, shared);
 }
 
+template <typename T, int P, int KH, int KW, int SW>
+__global__ void __launch_bounds__(kDepthwiseThreads) depthwise_nhwc_tiled_kernel(const depthwise::NhwcTileArgs<T> args) {
+  extern __shared__ __align__(16) unsigned char shared[];
+  const int block = static_cast<int>(blockIdx.x);
+  const int chunk = static_cast<int>(blockIdx.y);
+  const int thread = static_cast<int>(threadIdx.x);
+  depthwise::nhwc_tile_stage<T, P>(args, block, chunk, thread, static_cast<int>(blockDim.x), shared);
+  __syncthreads();
+  if constexpr (KH > 0) depthwise::nhwc_tile_compute<T, P, KH, KW, SW>(args, block, chunk, thread, shared);
+}
+
 template <typename T>
 cudaError_t launch_typed(const DepthwiseConvPlan& plan, const DepthwiseConvTensors& tensors, cudaStream_t stream) {
   const T* x = static_cast<const T*>(tensors.x);
@@ -60,6 +71,15 @@ cudaError_t launch_typed(const DepthwiseConvPlan& plan, const DepthwiseConvTenso
     depthwise::with_kernel_shape(plan.kernel, plan.problem.stride_w, [&]<int KH, int KW, int SW>() {
       depthwise_nchw_kernel<T, KH, KW, SW><<<static_cast<unsigned>(nchw.blocks), static_cast<unsigned>(nchw.threads),
                                              static_cast<size_t>(nchw.shared_bytes), stream>>>(args);
+    });
+  } else if (plan.tiled && depthwise::nhwc_tiled_fits(plan, x, residual, y)) {
+    const DepthwiseNhwcTilePlan& tiled = plan.nhwc_tiled;
+    const depthwise::NhwcTileArgs<T> args = depthwise::make_nhwc_tile_args(plan, x, w, bias, residual, y);
+    const dim3 grid(static_cast<unsigned>(tiled.blocks), static_cast<unsigned>(tiled.channel_blocks));
+    const auto threads = static_cast<unsigned>(tiled.threads);
+    const auto shared_bytes = static_cast<size_t>(tiled.shared_bytes);
+    depthwise::with_kernel_shape(plan.kernel, plan.problem.stride_w, [&]<int KH, int KW, int SW>() {
+      depthwise_nhwc_tiled_kernel<T, depthwise::kPack<T>, KH, KW, SW><<<grid, threads, shared_bytes, stream>>>(args);
     });
   } else if (depthwise::nhwc_vectors_fit(plan, x, residual, y)) {
     const DepthwiseNhwcPlan& nhwc = plan.nhwc_vector;

@@ -12,7 +12,12 @@
 // computes 8 outputs along W of one row from a window of the staged rows read with 16-byte loads.
 // NHWC: a block owns a chunk of channels (16 bytes per thread: 8 fp16/bf16 or 4 fp32 channels)
 // and runs of 4 output pixels along W; the chunk's weights are staged in shared memory, a kernel
-// row of them held in registers while the thread walks the input pixels of that row.
+// row of them held in registers while the thread walks the input pixels of that row. Two kernels:
+// "rows" reads the input pixels from global memory (through L1) as it walks runs down the rows;
+// "tiled" owns a 2-D tile of output pixels and first stages the input tile it reads (halo and
+// zero padding included) in shared memory, so each input pixel comes from global memory about
+// once instead of once per kernel row that reads it. Builds time both (tactics kiln_depthwise and
+// kiln_depthwise_tiled).
 #pragma once
 
 #include <algorithm>
@@ -27,8 +32,9 @@ namespace kiln::cuda {
 
 // KILN_DEPTHWISE: unset or empty: the own kernel is a tactic like cuDNN's algorithms (and the
 // choice outside a tuning run); "off": cuDNN only; "force": the own kernel whenever it supports
-// the convolution, whatever is recorded.
-enum class DepthwiseMode { kAuto, kOff, kForce };
+// the convolution, whatever is recorded; "tiled": as "force", with the tiled NHWC kernel wherever
+// it applies.
+enum class DepthwiseMode { kAuto, kOff, kForce, kForceTiled };
 
 // `value` is the variable's value (null when unset). Throws kInvalidArgument naming the variable
 // and the value for anything but "", "off" and "force".
@@ -37,7 +43,8 @@ inline DepthwiseMode parse_depthwise_mode(const char* value) {
   const std::string text(value);
   if (text == "off") return DepthwiseMode::kOff;
   if (text == "force") return DepthwiseMode::kForce;
-  fail(ErrorCode::kInvalidArgument, "KILN_DEPTHWISE must be 'off' or 'force' (or unset), got '", text, "'");
+  if (text == "tiled") return DepthwiseMode::kForceTiled;
+  fail(ErrorCode::kInvalidArgument, "KILN_DEPTHWISE must be 'off', 'force' or 'tiled' (or unset), got '", text, "'");
 }
 
 // One 2-D convolution as the Conv layer has it, dims in NCHW order whatever the layout.
@@ -108,6 +115,26 @@ struct DepthwiseNhwcPlan {
   int64_t shared_bytes = 0;
 };
 
+// NHWC tiled launch: grid (blocks, channel_blocks) x threads; block b owns output tile
+// (n, tile row, tile column) = (b / (tiles_h * tiles_w), (b / tiles_w) % tiles_h, b % tiles_w)
+// of tile_h x tile_w pixels and `groups_per_block` groups of `vector` channels. Its threads are
+// the groups (fastest) times runs of 4 pixels along W (tile_w / 4 per tile row) times tile_h
+// rows. Dynamic shared memory: the chunk's weights as [kH * kW][groups_per_block * vector]
+// floats, then the staged input as [in_rows][in_cols][pixel_pitch] elements.
+struct DepthwiseNhwcTilePlan {
+  int vector = 0;
+  int groups_per_block = 0;
+  int tile_h = 0, tile_w = 0;    // output pixels per tile (tile_w a multiple of 4)
+  int in_rows = 0, in_cols = 0;  // staged input pixels: (tile - 1) * stride + kernel per axis
+  int pixel_pitch = 0;           // elements per staged pixel: the chunk's channels and 16 bytes of
+                                 // padding, so that a warp's runs fall in different banks
+  int tiles_h = 0, tiles_w = 0;
+  int64_t blocks = 0;  // N * tiles_h * tiles_w
+  int64_t channel_blocks = 0;
+  int threads = 0;  // 0: no plan (generic kernel shape, C not a multiple of `vector`, tile too large)
+  int64_t shared_bytes = 0;
+};
+
 struct DepthwiseConvPlan {
   DepthwiseConvProblem problem;
   int kernel = 0;  // depthwise_specialized_kernel(problem)
@@ -115,6 +142,8 @@ struct DepthwiseConvPlan {
   DepthwiseNhwcPlan nhwc_vector;           // problem.nhwc: 16-byte channel vectors, when C allows
   DepthwiseNhwcPlan nhwc_scalar;           // problem.nhwc: one channel per thread (C odd, or
                                            // tensors not 16-byte aligned at launch)
+  DepthwiseNhwcTilePlan nhwc_tiled;        // problem.nhwc: the tiled kernel, when it applies
+  bool tiled = false;  // the launch runs nhwc_tiled (where the tensors allow 16-byte vectors)
 };
 
 namespace detail {
@@ -202,6 +231,75 @@ inline DepthwiseNhwcPlan plan_depthwise_nhwc(const DepthwiseConvProblem& p, int 
   return plan;
 }
 
+// Per candidate channel chunk (groups per block) and tile width (runs of 4 pixels per tile row),
+// the tallest tile that fits the block and shared memory. Kept: the one with the least estimated
+// time, its work (each output's taps, plus staging each input pixel of the tile, halo included,
+// as 4 taps' worth) divided by how well it fills the GPU (about 1024 resident threads per
+// multiprocessor wanted; shared memory and the block size bound the blocks per multiprocessor).
+inline DepthwiseNhwcTilePlan plan_depthwise_nhwc_tiled(const DepthwiseConvProblem& p, int kernel, int multiprocessors) {
+  DepthwiseNhwcTilePlan plan;
+  const int64_t vector = depthwise_vector_width(p.dtype);
+  if (kernel == 0 || p.channels % vector != 0) return plan;
+  const DepthwiseNhwcPlan rows = plan_depthwise_nhwc(p, static_cast<int>(vector), 1);
+  if (rows.threads == 0) return plan;
+  constexpr int64_t kSharedPerMultiprocessor = 227 * 1024;  // sm_80 / sm_90, less a block's reserve
+  constexpr double kWantedThreads = 1024.0;
+  const int64_t element_bytes = 16 / vector;
+  const int64_t taps = p.kernel_h * p.kernel_w;
+  const double sms = multiprocessors > 0 ? multiprocessors : 132;
+  double best_cost = -1.0;
+  for (int64_t groups = rows.groups_per_block; groups >= 1; groups /= 2) {
+    const int64_t chunk_channels = groups * vector;
+    const int64_t pitch = chunk_channels + vector;  // 16 bytes of padding
+    const int64_t weight_bytes = taps * chunk_channels * 4;
+    const int64_t slots = kDepthwiseThreads / groups;
+    for (int64_t runs = 1; runs <= slots; runs *= 2) {
+      const int64_t tile_w = runs * kDepthwisePixelOutputs;
+      if (runs > 1 && (runs / 2) * kDepthwisePixelOutputs >= p.out_w) break;  // already as wide as the image
+      const int64_t in_cols = (tile_w - 1) * p.stride_w + p.kernel_w;
+      int64_t tile_h = std::min<int64_t>(slots / runs, p.out_h);
+      const auto bytes = [&](int64_t h) {
+        return weight_bytes + ((h - 1) * p.stride_h + p.kernel_h) * in_cols * pitch * element_bytes;
+      };
+      while (tile_h > 1 && bytes(tile_h) > kDepthwiseSharedBytes) --tile_h;
+      if (bytes(tile_h) > kDepthwiseSharedBytes) continue;
+      const int64_t tiles_h = ceil_div(p.out_h, tile_h), tiles_w = ceil_div(p.out_w, tile_w);
+      tile_h = ceil_div(p.out_h, tiles_h);  // balance the tiles (never taller than before)
+      const int64_t in_rows = (tile_h - 1) * p.stride_h + p.kernel_h;
+      const int64_t threads = groups * runs * tile_h;
+      const int64_t blocks = p.batch * tiles_h * tiles_w * (p.channels / chunk_channels);
+      const int64_t per_multiprocessor =
+          std::min({kSharedPerMultiprocessor / bytes(tile_h), int64_t{2048} / round_up(threads, 32), int64_t{32}});
+      const double resident = static_cast<double>(std::min<int64_t>(per_multiprocessor, ceil_div(blocks, 132))) *
+                              static_cast<double>(threads);
+      const double fill = std::min(1.0, resident / kWantedThreads) *
+                          std::min(1.0, static_cast<double>(blocks * threads) / (sms * kWantedThreads));
+      const double work = static_cast<double>(blocks) * static_cast<double>(groups) *
+                          static_cast<double>(tile_h * tile_w * taps + 4 * in_rows * in_cols);
+      const double cost = work / std::max(fill, 1e-3);
+      if (best_cost >= 0 && cost >= best_cost) continue;
+      best_cost = cost;
+      plan.groups_per_block = static_cast<int>(groups);
+      plan.tile_h = static_cast<int>(tile_h);
+      plan.tile_w = static_cast<int>(tile_w);
+      plan.in_rows = static_cast<int>(in_rows);
+      plan.in_cols = static_cast<int>(in_cols);
+      plan.pixel_pitch = static_cast<int>(pitch);
+      plan.tiles_h = static_cast<int>(tiles_h);
+      plan.tiles_w = static_cast<int>(tiles_w);
+      plan.threads = static_cast<int>(threads);
+      plan.shared_bytes = bytes(tile_h);
+      plan.channel_blocks = p.channels / chunk_channels;
+    }
+  }
+  if (best_cost < 0 || p.batch * plan.tiles_h * plan.tiles_w >= (int64_t{1} << 31) || plan.channel_blocks > 65535) {
+    return DepthwiseNhwcTilePlan{};
+  }
+  plan.vector = static_cast<int>(vector);
+  plan.blocks = p.batch * plan.tiles_h * plan.tiles_w;
+  return plan;
+}
+
 }  // namespace detail
 
 // Empty when the own kernel runs `problem`, else why not (for KILN_LOG_TACTICS): a dtype other
@@ -257,6 +355,7 @@ inline DepthwiseConvPlan plan_depthwise_conv(const DepthwiseConvProblem& problem
   if (problem.nhwc) {
     plan.nhwc_vector = detail::plan_depthwise_nhwc(problem, depthwise_vector_width(problem.dtype), multiprocessors);
     plan.nhwc_scalar = detail::plan_depthwise_nhwc(problem, 1, multiprocessors);
+    plan.nhwc_tiled = detail::plan_depthwise_nhwc_tiled(problem, plan.kernel, multiprocessors);
   } else {
     plan.nchw = detail::plan_depthwise_nchw(problem);
   }
