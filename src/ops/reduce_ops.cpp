@@ -17,15 +17,15 @@ constexpr const char* kReduceOps[] = {
 
 void require_reduce_dtype(const InferContext& ctx) {
   const DType dtype = ctx.input(0).dtype;
-  if (nn::is_float_compute_dtype(dtype)) return;
+  if (nn::is_float_compute_dtype(dtype) || dtype == DType::kFloat64) return;
   if ((dtype == DType::kInt64 || dtype == DType::kInt32) && nn::reduce_accepts_integers(ctx.op())) {
     return;
   }
   nn::fail_at(label_of(ctx), ErrorCode::kUnsupported, "input 0 (data) has unsupported dtype ",
               dtype_name(dtype),
               nn::reduce_accepts_integers(ctx.op())
-                  ? "; supported: float32, float16, bfloat16, int32, int64"
-                  : "; supported: float32, float16, bfloat16");
+                  ? "; supported: float32, float16, bfloat16, float64, int32, int64"
+                  : "; supported: float32, float16, bfloat16, float64");
 }
 
 void infer_reduce(InferContext& ctx) {

@@ -163,6 +163,9 @@ void reduce_kernel(KernelContext& ctx) {
     case DType::kFloat32:
       reduce<float, double>(kReduction, x, mask, ctx.outputs[0].as<float>(), out_count);
       return;
+    case DType::kFloat64:
+      reduce<double, double>(kReduction, x, mask, ctx.outputs[0].as<double>(), out_count);
+      return;
     case DType::kInt64:
       if (!integer_ok) break;
       reduce<int64_t, int64_t>(kReduction, x, mask, ctx.outputs[0].as<int64_t>(), out_count);
