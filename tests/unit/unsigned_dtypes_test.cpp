@@ -13,6 +13,7 @@
 
 #include "backends/cpu/cpu_node_runner.hpp"
 #include "base/host_tensor.hpp"
+#include "kiln/kiln.h"
 #include "kiln/types.hpp"
 
 namespace kiln {
@@ -52,6 +53,10 @@ TEST(UnsignedDtypes, ValuesSizesAndNamesFollowOnnx) {
   EXPECT_EQ(static_cast<int>(DType::kUInt16), 4);
   EXPECT_EQ(static_cast<int>(DType::kUInt32), 12);
   EXPECT_EQ(static_cast<int>(DType::kUInt64), 13);
+  // The C API's enumerators carry the same numbers.
+  EXPECT_EQ(static_cast<int>(KILN_UINT16), 4);
+  EXPECT_EQ(static_cast<int>(KILN_UINT32), 12);
+  EXPECT_EQ(static_cast<int>(KILN_UINT64), 13);
   EXPECT_EQ(dtype_size(DType::kUInt16), 2u);
   EXPECT_EQ(dtype_size(DType::kUInt32), 4u);
   EXPECT_EQ(dtype_size(DType::kUInt64), 8u);
