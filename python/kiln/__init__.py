@@ -54,31 +54,45 @@ __all__ = [
 ]  # plus the lazy PyTorch attributes in _LAZY (left out so `import *` stays torch-free)
 
 # kiln_dtype <-> numpy. bfloat16 travels as its raw uint16 bits.
+_UINT16, _BFLOAT16 = 4, 16
 _KILN_TO_NUMPY = {
     1: np.dtype(np.float32),
     2: np.dtype(np.uint8),
     3: np.dtype(np.int8),
+    _UINT16: np.dtype(np.uint16),
     5: np.dtype(np.int16),
     6: np.dtype(np.int32),
     7: np.dtype(np.int64),
     9: np.dtype(np.bool_),
     10: np.dtype(np.float16),
     11: np.dtype(np.float64),
-    16: np.dtype(np.uint16),
+    12: np.dtype(np.uint32),
+    13: np.dtype(np.uint64),
+    _BFLOAT16: np.dtype(np.uint16),
 }
-_NUMPY_TO_KILN = {dt: code for code, dt in _KILN_TO_NUMPY.items()}
+# uint16 arrays are uint16 tensors, except for a bfloat16 binding (_binding_code).
+_NUMPY_TO_KILN = {dt: code for code, dt in _KILN_TO_NUMPY.items() if code != _BFLOAT16}
 # bfloat16 tensors are handed out as their uint16 bit patterns (above); arrays of ml_dtypes'
 # bfloat16 (what onnx and jax use) are taken as inputs too when that package is installed.
 try:
     import ml_dtypes as _ml_dtypes
 
-    _NUMPY_TO_KILN[np.dtype(_ml_dtypes.bfloat16)] = 16
+    _NUMPY_TO_KILN[np.dtype(_ml_dtypes.bfloat16)] = _BFLOAT16
 except ImportError:  # optional: without it, bfloat16 inputs are given as uint16 bit patterns
     pass
 _KILN_DTYPE_NAMES = {
-    1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
-    10: "float16", 11: "float64", 16: "bfloat16",
+    1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
+    10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16",
 }
+
+
+def _binding_code(dtype: np.dtype, binding: "Binding | None") -> "int | None":
+    """The kiln dtype code of an array of numpy ``dtype`` given for ``binding``: uint16 arrays are
+    uint16 tensors, or the raw bits of a bfloat16 binding."""
+    code = _NUMPY_TO_KILN.get(dtype)
+    if code == _UINT16 and binding is not None and binding.dtype_name == "bfloat16":
+        return _BFLOAT16
+    return code
 _PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 
 
@@ -346,7 +360,7 @@ class Engine:
                 array = array.copy(order="C")
             if array.dtype.byteorder == ">":
                 array = array.astype(array.dtype.newbyteorder("<"))
-            code = _NUMPY_TO_KILN.get(array.dtype)
+            code = _binding_code(array.dtype, next((b for b in self.inputs if b.name == name), None))
             if code is None:
                 raise InvalidArgumentError(
                     f"input '{name}': numpy dtype {array.dtype} has no kiln equivalent "
@@ -390,13 +404,13 @@ class Engine:
         handle (an int) or None. For CUDA engines this enqueues the work and returns without
         synchronising."""
 
-        def pack(items: Mapping[str, tuple]):
+        def pack(items: Mapping[str, tuple], bindings: list[Binding]):
             names = (ctypes.c_char_p * max(len(items), 1))(
                 *[_c_string(n, "binding name") for n in items])
             tensors = (_capi.KilnTensor * max(len(items), 1))()
             shapes = []
-            for i, (address, shape, dtype) in enumerate(items.values()):
-                code = _NUMPY_TO_KILN.get(np.dtype(dtype))
+            for i, (name, (address, shape, dtype)) in enumerate(items.items()):
+                code = _binding_code(np.dtype(dtype), next((b for b in bindings if b.name == name), None))
                 if code is None:
                     raise InvalidArgumentError(f"numpy dtype {dtype} has no kiln equivalent")
                 dims = (ctypes.c_int64 * max(len(shape), 1))(*shape)
@@ -407,8 +421,8 @@ class Engine:
                 tensors[i].data = address or None
             return names, tensors, shapes
 
-        in_names, in_tensors, in_shapes = pack(inputs)
-        out_names, out_tensors, out_shapes = pack(outputs)
+        in_names, in_tensors, in_shapes = pack(inputs, self.inputs)
+        out_names, out_tensors, out_shapes = pack(outputs, self.outputs)
         with self._leased_context() as context:
             _capi.check(self._lib.kiln_context_execute_bound(
                 context, len(inputs), in_names, in_tensors, len(outputs), out_names, out_tensors,

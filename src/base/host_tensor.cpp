@@ -34,6 +34,9 @@ double read_as_double(const TensorView& t, int64_t i) {
     case DType::kInt16: return t.as<const int16_t>()[i];
     case DType::kInt8: return t.as<const int8_t>()[i];
     case DType::kUInt8: return t.as<const uint8_t>()[i];
+    case DType::kUInt16: return t.as<const uint16_t>()[i];
+    case DType::kUInt32: return t.as<const uint32_t>()[i];
+    case DType::kUInt64: return static_cast<double>(t.as<const uint64_t>()[i]);
     case DType::kBool: return t.as<const uint8_t>()[i] ? 1.0 : 0.0;
   }
   fail(ErrorCode::kInvalidArgument, "unknown dtype");
@@ -53,6 +56,9 @@ std::vector<uint8_t> scalar_bytes(DType dtype, double value) {
     case DType::kInt16: put(static_cast<int16_t>(value)); break;
     case DType::kInt32: put(static_cast<int32_t>(value)); break;
     case DType::kInt64: put(static_cast<int64_t>(value)); break;
+    case DType::kUInt16: put(static_cast<uint16_t>(value)); break;
+    case DType::kUInt32: put(static_cast<uint32_t>(value)); break;
+    case DType::kUInt64: put(static_cast<uint64_t>(value)); break;
   }
   return bytes;
 }

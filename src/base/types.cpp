@@ -11,6 +11,9 @@ size_t dtype_size(DType dtype) {
     case DType::kUInt8: return 1;
     case DType::kInt8: return 1;
     case DType::kInt16: return 2;
+    case DType::kUInt16: return 2;
+    case DType::kUInt32: return 4;
+    case DType::kUInt64: return 8;
     case DType::kInt32: return 4;
     case DType::kInt64: return 8;
     case DType::kBool: return 1;
@@ -27,6 +30,9 @@ std::string_view dtype_name(DType dtype) {
     case DType::kUInt8: return "uint8";
     case DType::kInt8: return "int8";
     case DType::kInt16: return "int16";
+    case DType::kUInt16: return "uint16";
+    case DType::kUInt32: return "uint32";
+    case DType::kUInt64: return "uint64";
     case DType::kInt32: return "int32";
     case DType::kInt64: return "int64";
     case DType::kBool: return "bool";
@@ -39,7 +45,8 @@ std::string_view dtype_name(DType dtype) {
 
 bool is_valid_dtype(int raw) {
   switch (raw) {
-    case 1: case 2: case 3: case 5: case 6: case 7: case 9: case 10: case 11: case 16:
+    case 1: case 2: case 3: case 4: case 5: case 6: case 7: case 9: case 10: case 11: case 12: case 13:
+    case 16:
       return true;
     default:
       return false;

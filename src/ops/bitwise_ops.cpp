@@ -11,8 +11,9 @@
 namespace kiln::ops {
 namespace {
 
-constexpr std::initializer_list<DType> kIntegerTypes = {DType::kInt8, DType::kInt16, DType::kInt32, DType::kInt64,
-                                                        DType::kUInt8};
+constexpr std::initializer_list<DType> kIntegerTypes = {DType::kInt8,  DType::kInt16,  DType::kInt32,
+                                                        DType::kInt64, DType::kUInt8,  DType::kUInt16,
+                                                        DType::kUInt32, DType::kUInt64};
 
 void infer_bitwise(InferContext& ctx) {
   const DType dtype = ctx.input(0).dtype;

@@ -14,11 +14,12 @@ constexpr std::initializer_list<DType> kSignedTypes = {
     DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64,
     DType::kInt8,    DType::kInt16,   DType::kInt32,    DType::kInt64};
 constexpr std::initializer_list<DType> kNumericTypes = {
-    DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64, DType::kInt8,
-    DType::kInt16,   DType::kInt32,   DType::kInt64,    DType::kUInt8};
+    DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64, DType::kInt8,   DType::kInt16,
+    DType::kInt32,   DType::kInt64,   DType::kUInt8,    DType::kUInt16,  DType::kUInt32, DType::kUInt64};
 constexpr std::initializer_list<DType> kNumericOrBoolTypes = {
-    DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64, DType::kInt8,
-    DType::kInt16,   DType::kInt32,   DType::kInt64,    DType::kUInt8,   DType::kBool};
+    DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64, DType::kInt8,   DType::kInt16,
+    DType::kInt32,   DType::kInt64,   DType::kUInt8,    DType::kUInt16,  DType::kUInt32, DType::kUInt64,
+    DType::kBool};
 constexpr std::initializer_list<DType> kBoolType = {DType::kBool};
 
 void infer_unary(InferContext& ctx, std::initializer_list<DType> allowed, bool bool_output) {
@@ -105,8 +106,8 @@ void infer_pow(InferContext& ctx) {
                 {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64, DType::kInt32,
                  DType::kInt64});
   require_dtype(ctx, "exponent (input 1)", exponent.dtype,
-                {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64, DType::kInt32,
-                 DType::kInt64});
+                {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64, DType::kInt8, DType::kInt16,
+                 DType::kInt32, DType::kInt64, DType::kUInt8, DType::kUInt16, DType::kUInt32, DType::kUInt64});
   ctx.output(0).dtype = base.dtype;
   ctx.output(0).shape = broadcast_shapes(ctx, base.shape, exponent.shape);
 }

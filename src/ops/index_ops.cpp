@@ -54,13 +54,14 @@ AxisLines lines_along(const Shape& shape, int64_t axis) {
 
 bool is_index_data_dtype(DType dtype) {
   return nn::is_float_compute_dtype(dtype) || dtype == DType::kFloat64 || dtype == DType::kInt32 ||
-         dtype == DType::kInt64;
+         dtype == DType::kInt64 || dtype == DType::kUInt16 || dtype == DType::kUInt32 ||
+         dtype == DType::kUInt64;
 }
 
 void require_index_data_dtype(const NodeLabel& node, DType dtype) {
   if (is_index_data_dtype(dtype)) return;
   fail_at(node, ErrorCode::kUnsupported, "input 0 has unsupported dtype ", dtype_name(dtype),
-          "; supported: float32, float16, bfloat16, float64, int32, int64");
+          "; supported: float32, float16, bfloat16, float64, int32, int64, uint16, uint32, uint64");
 }
 
 void check_cumsum_axis_input(const NodeLabel& node, DType dtype, const Shape& shape) {

@@ -1,5 +1,6 @@
 #include "tools/cli_tensors.hpp"
 
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -20,7 +21,8 @@ namespace {
 
 bool is_integer(DType dtype) {
   return dtype == DType::kInt8 || dtype == DType::kUInt8 || dtype == DType::kInt16 ||
-         dtype == DType::kInt32 || dtype == DType::kInt64;
+         dtype == DType::kUInt16 || dtype == DType::kInt32 || dtype == DType::kUInt32 ||
+         dtype == DType::kInt64 || dtype == DType::kUInt64;
 }
 
 void store_from_double(DType dtype, void* data, int64_t i, double value) {
@@ -52,6 +54,15 @@ void store_from_double(DType dtype, void* data, int64_t i, double value) {
     case DType::kUInt8:
       static_cast<uint8_t*>(data)[i] = static_cast<uint8_t>(value);
       return;
+    case DType::kUInt16:
+      static_cast<uint16_t*>(data)[i] = static_cast<uint16_t>(value);
+      return;
+    case DType::kUInt32:
+      static_cast<uint32_t*>(data)[i] = static_cast<uint32_t>(value);
+      return;
+    case DType::kUInt64:
+      static_cast<uint64_t*>(data)[i] = static_cast<uint64_t>(value);
+      return;
     case DType::kBool:
       static_cast<uint8_t*>(data)[i] = value != 0.0 ? 1 : 0;
       return;
@@ -72,11 +83,35 @@ size_t input_bytes(const std::string& name, DType dtype, const Shape& shape) {
   return static_cast<size_t>(bytes);
 }
 
+// Element i of an integer tensor as its value modulo 2^64 (signed values sign-extended), so that
+// integer conversions wrap like numpy's astype and keep uint64 values above 2^53 exact.
+uint64_t read_integer_bits(DType dtype, const uint8_t* data, int64_t i) {
+  switch (dtype) {
+    case DType::kInt8: return static_cast<uint64_t>(reinterpret_cast<const int8_t*>(data)[i]);
+    case DType::kUInt8: return data[i];
+    case DType::kInt16: return static_cast<uint64_t>(reinterpret_cast<const int16_t*>(data)[i]);
+    case DType::kUInt16: return reinterpret_cast<const uint16_t*>(data)[i];
+    case DType::kInt32: return static_cast<uint64_t>(reinterpret_cast<const int32_t*>(data)[i]);
+    case DType::kUInt32: return reinterpret_cast<const uint32_t*>(data)[i];
+    case DType::kInt64: return static_cast<uint64_t>(reinterpret_cast<const int64_t*>(data)[i]);
+    case DType::kUInt64: return reinterpret_cast<const uint64_t*>(data)[i];
+    default: fail(ErrorCode::kInternal, "not an integer dtype: ", dtype_name(dtype));
+  }
+}
+
 Tensor convert(const std::string& name, const Tensor& from, DType to) {
   Tensor out;
   out.dtype = to;
   out.shape = from.shape;
   out.bytes.resize(input_bytes(name, to, from.shape));
+  const size_t to_size = dtype_size(to);
+  if (is_integer(from.dtype) && is_integer(to)) {
+    for (int64_t i = 0; i < from.numel(); ++i) {
+      const uint64_t bits = read_integer_bits(from.dtype, from.bytes.data(), i);
+      std::memcpy(out.bytes.data() + static_cast<size_t>(i) * to_size, &bits, to_size);  // little-endian: low bytes
+    }
+    return out;
+  }
   const TensorView view{from.dtype, from.shape, const_cast<uint8_t*>(from.bytes.data())};
   for (int64_t i = 0; i < from.numel(); ++i) {
     store_from_double(to, out.bytes.data(), i, read_as_double(view, i));
@@ -169,6 +204,9 @@ std::vector<OwnedInput> prepare_inputs(const LoadedEngine& loaded,
     }
     if (file != nullptr) {
       Tensor tensor = read_npy(file->path);
+      if (tensor.dtype == DType::kUInt16 && binding.dtype == DType::kBFloat16) {
+        tensor.dtype = DType::kBFloat16;  // .npy files carry bfloat16 as its raw uint16 bits
+      }
       if (tensor.dtype != binding.dtype) {
         const bool both_float = is_floating(tensor.dtype) && is_floating(binding.dtype);
         const bool both_int = is_integer(tensor.dtype) && is_integer(binding.dtype);

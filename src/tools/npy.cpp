@@ -27,10 +27,13 @@ struct DescrEntry {
 };
 
 // The accepted descrs. '|' and '<' are interchangeable for 1-byte types and both are read.
+// Reading takes the first entry of a descr, so '<u2' reads as uint16; bfloat16 is written as '<u2'
+// (its raw bits) too.
 constexpr DescrEntry kDescrs[] = {
-    {"<f4", DType::kFloat32},  {"<f2", DType::kFloat16}, {"<f8", DType::kFloat64},
-    {"|i1", DType::kInt8},     {"|u1", DType::kUInt8},   {"<i2", DType::kInt16},
-    {"<i4", DType::kInt32},    {"<i8", DType::kInt64},   {"|b1", DType::kBool},
+    {"<f4", DType::kFloat32}, {"<f2", DType::kFloat16}, {"<f8", DType::kFloat64},
+    {"|i1", DType::kInt8},    {"|u1", DType::kUInt8},   {"<i2", DType::kInt16},
+    {"<u2", DType::kUInt16},  {"<i4", DType::kInt32},   {"<u4", DType::kUInt32},
+    {"<i8", DType::kInt64},   {"<u8", DType::kUInt64},  {"|b1", DType::kBool},
     {"<u2", DType::kBFloat16},
 };
 
@@ -166,7 +169,7 @@ DType dtype_from_descr(const std::string& descr, const std::string& source) {
          "') is not supported; save it little-endian (arr.astype(arr.dtype.newbyteorder('<')))");
   }
   fail(ErrorCode::kUnsupported, source, ": .npy dtype '", descr,
-       "' is not supported (supported: f4 f2 f8 i1 u1 i2 i4 i8 b1, and u2 as bfloat16 bits)");
+       "' is not supported (supported: f4 f2 f8 i1 u1 i2 u2 i4 u4 i8 u8 b1)");
 }
 
 uint32_t read_le(const uint8_t* p, int bytes) {

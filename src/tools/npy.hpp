@@ -2,9 +2,9 @@
 // when the header needs it, on write). Only little-endian (or byte-order-free) C-order arrays of
 // kiln's element types are accepted:
 //   '<f4' float32, '<f2' float16, '<f8' float64, '|i1' int8, '|u1' uint8, '<i2' int16,
-//   '<i4' int32, '<i8' int64, '|b1' bool.
-// NumPy has no bfloat16, so a bfloat16 tensor is written as its raw bits with descr '<u2', and a
-// '<u2' file is read back as bfloat16 (kiln has no uint16 type, so this is unambiguous).
+//   '<u2' uint16, '<i4' int32, '<u4' uint32, '<i8' int64, '<u8' uint64, '|b1' bool.
+// NumPy has no bfloat16, so a bfloat16 tensor is written as its raw bits with descr '<u2'; a '<u2'
+// file reads back as uint16, and the CLI takes it as the bits of a bfloat16 input.
 #pragma once
 
 #include <cstdint>

@@ -15,6 +15,9 @@ constexpr std::pair<DType, c10::ScalarType> kDtypePairs[] = {
     {DType::kUInt8, c10::ScalarType::Byte},      {DType::kInt8, c10::ScalarType::Char},
     {DType::kInt16, c10::ScalarType::Short},     {DType::kInt32, c10::ScalarType::Int},
     {DType::kInt64, c10::ScalarType::Long},      {DType::kBool, c10::ScalarType::Bool},
+    // torch's "limited support" unsigned types (torch.uint16/32/64, since torch 2.3).
+    {DType::kUInt16, c10::ScalarType::UInt16},   {DType::kUInt32, c10::ScalarType::UInt32},
+    {DType::kUInt64, c10::ScalarType::UInt64},
 };
 
 }  // namespace

@@ -11,7 +11,8 @@ from onnx import TensorProto, helper
 import kiln
 
 INTEGERS = [(np.int8, TensorProto.INT8), (np.int16, TensorProto.INT16), (np.int32, TensorProto.INT32),
-            (np.int64, TensorProto.INT64), (np.uint8, TensorProto.UINT8)]
+            (np.int64, TensorProto.INT64), (np.uint8, TensorProto.UINT8), (np.uint16, TensorProto.UINT16),
+            (np.uint32, TensorProto.UINT32)]  # uint64: tests/python/test_unsigned_dtypes.py
 
 
 def _run(op, arrays, elem, opset=28, **attrs):

@@ -103,6 +103,40 @@ def test_run_converts_float64_files_with_a_note(kiln_cli, static_model, static_e
     np.testing.assert_allclose(np.load(out_dir / "y.npy"), want, rtol=1e-5, atol=1e-5)
 
 
+def _identity_engine(kiln_cli, workdir, elem, name):
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", elem, [3])],
+                              [helper.make_tensor_value_info("y", elem, [3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, workdir / f"{name}.onnx")
+    kiln(kiln_cli, "build", workdir / f"{name}.onnx", "-o", workdir / f"{name}.kiln")
+    return workdir / f"{name}.kiln"
+
+
+def test_run_reads_and_writes_unsigned_npy_files(kiln_cli, workdir):
+    engine = _identity_engine(kiln_cli, workdir, TensorProto.UINT64, "u64")
+    x = np.array([2**64 - 1, 2**63, 5], dtype=np.uint64)
+    np.save(workdir / "u64.npy", x)
+    kiln(kiln_cli, "run", engine, f"--input=x={workdir / 'u64.npy'}", "--output-dir", workdir / "u64_out")
+    got = np.load(workdir / "u64_out" / "y.npy")
+    assert got.dtype == np.uint64
+    np.testing.assert_array_equal(got, x)
+    # An int64 file converts the way numpy's astype does (wrapping), exact above 2**53.
+    signed = np.array([-1, 2**62 + 1, 7], dtype=np.int64)
+    np.save(workdir / "i64.npy", signed)
+    result = kiln(kiln_cli, "run", engine, f"--input=x={workdir / 'i64.npy'}", "--output-dir", workdir / "i64_out")
+    assert "converting" in result.stderr and "uint64" in result.stderr
+    np.testing.assert_array_equal(np.load(workdir / "i64_out" / "y.npy"), signed.astype(np.uint64))
+
+
+def test_run_takes_uint16_files_as_bfloat16_bits(kiln_cli, workdir):
+    engine = _identity_engine(kiln_cli, workdir, TensorProto.BFLOAT16, "bf16")
+    bits = np.array([0x3F80, 0xC060, 0], dtype=np.uint16)  # 1.0, -3.5, 0
+    np.save(workdir / "bf16.npy", bits)
+    kiln(kiln_cli, "run", engine, f"--input=x={workdir / 'bf16.npy'}", "--output-dir", workdir / "bf16_out")
+    np.testing.assert_array_equal(np.load(workdir / "bf16_out" / "y.npy"), bits)
+
+
 def test_run_random_uses_opt_dims_and_saves_inputs(kiln_cli, dynamic_engine, workdir):
     out_dir = workdir / "random_out"
     kiln(kiln_cli, "run", dynamic_engine, "--random", "--seed", 7, "--output-dir", out_dir,

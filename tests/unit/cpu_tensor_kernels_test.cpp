@@ -47,6 +47,15 @@ void set_element(HostTensor& t, int64_t i, double v) {
     case DType::kInt16:
       t.data<int16_t>()[i] = static_cast<int16_t>(v);
       break;
+    case DType::kUInt16:
+      t.data<uint16_t>()[i] = static_cast<uint16_t>(v);
+      break;
+    case DType::kUInt32:
+      t.data<uint32_t>()[i] = static_cast<uint32_t>(v);
+      break;
+    case DType::kUInt64:
+      t.data<uint64_t>()[i] = static_cast<uint64_t>(v);
+      break;
     case DType::kInt32:
       t.data<int32_t>()[i] = static_cast<int32_t>(v);
       break;
@@ -467,7 +476,8 @@ TEST(CpuTensorElementwise, WhereBroadcastsAllThreeInputs) {
 TEST(CpuTensorElementwise, CastBetweenAllDtypePairs) {
   const std::vector<DType> dtypes = {
       DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64, DType::kInt8,
-      DType::kUInt8,   DType::kInt16,   DType::kInt32,    DType::kInt64,   DType::kBool};
+      DType::kUInt8,   DType::kInt16,   DType::kUInt16,   DType::kInt32,   DType::kUInt32,
+      DType::kInt64,   DType::kUInt64,  DType::kBool};
   for (DType from : dtypes) {
     // Values every dtype can hold (fractions only in floating sources).
     std::vector<double> values = {0, 1, 2, 3, 100, 120};

@@ -154,7 +154,8 @@ TEST(FormatTestWriter, RejectsInconsistentModels) {
   expect_invalid([](EngineModel& m) { m.tensors[1].weight_size = 20; }, "does not match");
   expect_invalid([](EngineModel& m) { m.tensors[3].shape = {-2}; }, "dimension 0 is -2");
   expect_invalid([](EngineModel& m) { m.tensors[3].shape = Shape(17, 1); }, "rank 17");
-  expect_invalid([](EngineModel& m) { m.tensors[0].dtype = static_cast<DType>(4); }, "dtype");
+  expect_invalid([](EngineModel& m) { m.tensors[0].dtype = static_cast<DType>(8); }, "dtype");  // STRING
+  expect_invalid([](EngineModel& m) { m.tensors[0].dtype = static_cast<DType>(14); }, "dtype");  // COMPLEX64
   expect_invalid([](EngineModel& m) { m.memory_plan.offsets.pop_back(); }, "one per tensor");
   expect_invalid([](EngineModel& m) { m.memory_plan.alignment = 48; }, "power of two");
   expect_invalid([](EngineModel& m) { m.inputs[0].ranges[0] = {5, 4, 8}; }, "min <= opt");
@@ -407,8 +408,10 @@ TEST(FormatTestVerifier, RejectsBadTensorDescriptors) {
       write_tensor(w, t);
     });
   };
-  expect_corrupt(modified(1, [](TensorDesc& t) { t.dtype = static_cast<DType>(4); }),
-                 {"test.engine", "section 'tensors', tensor 1", "dtype", "4"});
+  expect_corrupt(modified(1, [](TensorDesc& t) { t.dtype = static_cast<DType>(8); }),
+                 {"test.engine", "section 'tensors', tensor 1", "dtype", "8"});
+  expect_corrupt(modified(1, [](TensorDesc& t) { t.dtype = static_cast<DType>(14); }),
+                 {"test.engine", "section 'tensors', tensor 1", "dtype", "14"});
   expect_corrupt(modified(1, [](TensorDesc& t) { t.weight_offset = 4096; }),
                  {"tensor 1 'w'", "weight range", "8-byte weights blob"});
   expect_corrupt(modified(1, [](TensorDesc& t) { t.weight_size = 4; }), {"does not match"});

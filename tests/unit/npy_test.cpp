@@ -87,8 +87,8 @@ TEST(NpyEncode, TupleSyntaxForScalarAndOneDim) {
 
 TEST(NpyRoundTrip, EveryDtype) {
   const DType dtypes[] = {DType::kFloat32, DType::kFloat16, DType::kFloat64, DType::kInt8,
-                          DType::kUInt8,   DType::kInt16,   DType::kInt32,   DType::kInt64,
-                          DType::kBool,    DType::kBFloat16};
+                          DType::kUInt8,   DType::kInt16,   DType::kUInt16,  DType::kInt32,
+                          DType::kUInt32,  DType::kInt64,   DType::kUInt64,  DType::kBool};
   for (DType dtype : dtypes) {
     const Shape shape{2, 1, 3};
     std::vector<uint8_t> data(6 * dtype_size(dtype));
@@ -108,7 +108,23 @@ TEST(NpyRoundTrip, BFloat16IsStoredAsRawU2) {
   const std::vector<uint8_t> bytes = encode_npy(DType::kBFloat16, {2}, bits);
   EXPECT_NE(std::string(bytes.begin(), bytes.end()).find("'<u2'"), std::string::npos);
   const Tensor t = parse_npy(bytes, "bf16.npy");
+  // '<u2' reads back as uint16 (the raw bits); the CLI takes them as a bfloat16 input's bits.
+  EXPECT_EQ(t.dtype, DType::kUInt16);
   EXPECT_EQ(bfloat16_to_float(t.data<uint16_t>()[1]), -3.5f);
+}
+
+TEST(NpyRoundTrip, UnsignedDescrsAndValuesAboveInt64) {
+  const uint64_t values[] = {18446744073709551615u, uint64_t{1} << 63, 0};
+  const std::vector<uint8_t> bytes = encode_npy(DType::kUInt64, {3}, values);
+  EXPECT_NE(std::string(bytes.begin(), bytes.end()).find("'<u8'"), std::string::npos);
+  const Tensor t = parse_npy(bytes, "u64.npy");
+  ASSERT_EQ(t.dtype, DType::kUInt64);
+  EXPECT_EQ(t.data<uint64_t>()[0], 18446744073709551615u);
+  EXPECT_EQ(t.data<uint64_t>()[1], uint64_t{1} << 63);
+  const uint32_t words[] = {4294967295u};
+  const std::vector<uint8_t> u4 = encode_npy(DType::kUInt32, {1}, words);
+  EXPECT_NE(std::string(u4.begin(), u4.end()).find("'<u4'"), std::string::npos);
+  EXPECT_EQ(parse_npy(u4, "u32.npy").dtype, DType::kUInt32);
 }
 
 TEST(NpyRoundTrip, FileOnDisk) {

@@ -327,8 +327,14 @@ TEST(OnnxImporter, TypedFieldsOfEveryDtypeDecode) {
   TensorSpec scalar = typed("scalar", kOnnxInt64, {});
   scalar.int64_data = {-3};
   TensorSpec empty = typed("empty", kOnnxFloat, {0, 5});
+  TensorSpec u16 = typed("u16", kOnnxUInt16, {2});
+  u16.int32_data = {65535, 7};
+  TensorSpec u32 = typed("u32", kOnnxUInt32, {2});
+  u32.uint64_data = {4294967295u, 3};
+  TensorSpec u64 = typed("u64", kOnnxUInt64, {2});
+  u64.uint64_data = {18446744073709551615u, uint64_t{1} << 63};
   m.graph.initializers.insert(m.graph.initializers.end(),
-                              {i8, u8, flag, half, bf, i32, f64, scalar, empty});
+                              {i8, u8, flag, half, bf, i32, f64, scalar, empty, u16, u32, u64});
   const ir::Graph g = import_spec(m);
   EXPECT_EQ(constant_values<int8_t>(g, find_value(g, "i8")), (std::vector<int8_t>{-128, 0, 127}));
   EXPECT_EQ(constant_values<uint8_t>(g, find_value(g, "u8")), (std::vector<uint8_t>{255, 1}));
@@ -344,6 +350,13 @@ TEST(OnnxImporter, TypedFieldsOfEveryDtypeDecode) {
   EXPECT_EQ(g.value(find_value(g, "scalar")).shape, Shape{});
   EXPECT_EQ(constant_values<int64_t>(g, find_value(g, "scalar")), (std::vector<int64_t>{-3}));
   EXPECT_EQ(g.value(find_value(g, "empty")).shape, (Shape{0, 5}));
+  EXPECT_EQ(g.value(find_value(g, "u16")).dtype, DType::kUInt16);
+  EXPECT_EQ(constant_values<uint16_t>(g, find_value(g, "u16")), (std::vector<uint16_t>{65535, 7}));
+  EXPECT_EQ(g.value(find_value(g, "u32")).dtype, DType::kUInt32);
+  EXPECT_EQ(constant_values<uint32_t>(g, find_value(g, "u32")), (std::vector<uint32_t>{4294967295u, 3}));
+  EXPECT_EQ(g.value(find_value(g, "u64")).dtype, DType::kUInt64);
+  EXPECT_EQ(constant_values<uint64_t>(g, find_value(g, "u64")),
+            (std::vector<uint64_t>{18446744073709551615u, uint64_t{1} << 63}));
 }
 
 TEST(OnnxImporter, BadInitializersAreNamedInErrors) {
@@ -366,12 +379,21 @@ TEST(OnnxImporter, BadInitializersAreNamedInErrors) {
   expect_error([&] { import_spec(strings); }, ErrorCode::kUnsupported,
                {"tensor 'labels'", "STRING"});
 
-  ModelSpec unsigned32 = small_model();
-  TensorSpec u = raw_float_tensor("u32", {1}, {0.0f});
+  ModelSpec complex = small_model();
+  TensorSpec c = raw_float_tensor("c64", {1}, {0.0f, 0.0f});
+  c.data_type = kOnnxComplex64;
+  complex.graph.initializers.push_back(c);
+  expect_error([&] { import_spec(complex); }, ErrorCode::kUnsupported, {"tensor 'c64'", "COMPLEX64"});
+
+  // ONNX keeps uint32 values in uint64_data; int32_data holds none of them.
+  ModelSpec misplaced = small_model();
+  TensorSpec u;
+  u.name = "u32";
   u.data_type = kOnnxUInt32;
-  unsigned32.graph.initializers.push_back(u);
-  expect_error([&] { import_spec(unsigned32); }, ErrorCode::kUnsupported,
-               {"tensor 'u32'", "UINT32"});
+  u.dims = {2};
+  u.int32_data = {1, 2};
+  misplaced.graph.initializers.push_back(u);
+  expect_error([&] { import_spec(misplaced); }, ErrorCode::kCorruptFile, {"tensor 'u32'", "uint64_data"});
 
   ModelSpec negative = small_model();
   negative.graph.initializers[0].dims = {-3, -4};

@@ -106,6 +106,7 @@ enum OnnxType : int32_t {
   kOnnxFloat = 1,
   kOnnxUInt8 = 2,
   kOnnxInt8 = 3,
+  kOnnxUInt16 = 4,
   kOnnxInt32 = 6,
   kOnnxInt64 = 7,
   kOnnxString = 8,
@@ -113,6 +114,8 @@ enum OnnxType : int32_t {
   kOnnxFloat16 = 10,
   kOnnxDouble = 11,
   kOnnxUInt32 = 12,
+  kOnnxUInt64 = 13,
+  kOnnxComplex64 = 14,
   kOnnxBFloat16 = 16,
 };
 
@@ -126,6 +129,7 @@ struct TensorSpec {
   std::vector<int32_t> int32_data;
   std::vector<int64_t> int64_data;
   std::vector<double> double_data;
+  std::vector<uint64_t> uint64_data;  // uint32 and uint64 values
   bool packed = true;
   std::vector<std::pair<std::string, std::string>> external_data;  // key, value
   bool external = false;
@@ -143,6 +147,12 @@ struct TensorSpec {
     w.string(8, name);
     if (has_raw) w.bytes(9, raw.data(), raw.size());
     if (!double_data.empty()) w.doubles(10, double_data, packed);
+    if (!uint64_data.empty()) {
+      // Varints of the same bits: the int64 writer encodes them as uint64 anyway.
+      std::vector<int64_t> bits(uint64_data.size());
+      for (size_t i = 0; i < bits.size(); ++i) bits[i] = static_cast<int64_t>(uint64_data[i]);
+      w.int64s(11, bits, packed);
+    }
     for (const auto& [k, v] : external_data) {
       w.message(13, ProtoWriter().string(1, k).string(2, v));
     }

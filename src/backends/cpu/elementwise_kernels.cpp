@@ -1,7 +1,8 @@
 // CPU kernels of the elementwise family. Math ops are float_compute (fp16/bf16 arrive as float32)
 // and compute floats with the scalar table's formulas (ops/scalar_math.h), as the CUDA kernels do;
 // Where and Cast move every dtype themselves. Signed integer arithmetic wraps (two's complement)
-// instead of overflowing, and integer division by zero is reported, never executed.
+// instead of overflowing, unsigned arithmetic wraps modulo 2^bits (as C++ and numpy do), and
+// integer division by zero is reported, never executed.
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -191,8 +192,10 @@ struct AbsOp : NoAttrs {
   T operator()(T x) const {
     if constexpr (std::is_floating_point_v<T>) {
       return kiln_abs<T>(x);
-    } else {
+    } else if constexpr (std::is_signed_v<T>) {
       return x < T(0) ? wrapping_neg(x) : x;
+    } else {
+      return x;
     }
   }
 };
@@ -203,8 +206,10 @@ struct SignOp : NoAttrs {
   T operator()(T x) const {
     if constexpr (std::is_floating_point_v<T>) {
       return kiln_sign<T>(x);
-    } else {
+    } else if constexpr (std::is_signed_v<T>) {
       return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
+    } else {
+      return x > T(0) ? T(1) : T(0);
     }
   }
 };
@@ -384,15 +389,24 @@ struct BitShiftOp : BinaryOp {
     }
     left = direction == "LEFT";
   }
-  // Left shifts wrap (two's complement); right shifts of signed integers are arithmetic. A shift
-  // by a negative amount or by the width or more gives what shifting out every bit would: 0, or
-  // -1 for a negative integer shifted right (opset 28's definition for signed integers).
+  // Left shifts wrap (two's complement); right shifts of signed integers are arithmetic, of
+  // unsigned ones logical. A shift by a negative amount or by the width or more gives what
+  // shifting out every bit would: 0, or -1 for a negative integer shifted right (opset 28's
+  // definition for signed integers; numpy's left_shift/right_shift, which the ONNX reference
+  // runs, give the same for unsigned ones, e.g. uint64 1 << 64 == 0).
   template <typename T>
   T operator()(T a, T b) const {
     using U = std::make_unsigned_t<T>;
-    constexpr int64_t kBits = static_cast<int64_t>(sizeof(T) * 8);
-    const auto amount = static_cast<int64_t>(b);
-    if (amount < 0 || amount >= kBits) return (!left && a < T{0}) ? static_cast<T>(-1) : T{0};
+    constexpr uint64_t kBits = sizeof(T) * 8;
+    bool negative_amount = false;
+    bool negative_value = false;
+    if constexpr (std::is_signed_v<T>) {
+      negative_amount = b < T{0};
+      negative_value = a < T{0};
+    }
+    // Non-negative here, so the amount as uint64 is exact (uint64 amounts above INT64_MAX too).
+    const auto amount = static_cast<uint64_t>(b);
+    if (negative_amount || amount >= kBits) return (!left && negative_value) ? static_cast<T>(-1) : T{0};
     if (left) return static_cast<T>(static_cast<U>(static_cast<U>(a) << amount));
     return static_cast<T>(a >> amount);
   }
@@ -427,19 +441,23 @@ void binary_kernel(KernelContext& ctx) {
   if (!ok) fail_dtype(ctx, a.dtype);
 }
 
-// Integer power by squaring; wraps on overflow like the other integer ops.
-template <typename T>
-T integer_pow(T base, int64_t exponent) {
-  if (exponent < 0) {
-    if (base == T(1)) return T(1);
-    if (base == T(-1)) return (exponent % 2 == 0) ? T(1) : T(-1);
-    return T(0);
+// Integer power by squaring; wraps on overflow like the other integer ops. The exponent is any
+// integer type (uint64 exponents above INT64_MAX included).
+template <typename T, typename E>
+T integer_pow(T base, E exponent) {
+  if constexpr (std::is_signed_v<E>) {
+    if (exponent < 0) {
+      if (base == T(1)) return T(1);
+      if (base == T(-1)) return (exponent % 2 == 0) ? T(1) : T(-1);
+      return T(0);
+    }
   }
+  auto remaining = static_cast<uint64_t>(exponent);
   T result = 1;
-  while (exponent > 0) {
-    if (exponent & 1) result = wrapping_mul(result, base);
+  while (remaining > 0) {
+    if (remaining & 1) result = wrapping_mul(result, base);
     base = wrapping_mul(base, base);
-    exponent >>= 1;
+    remaining >>= 1;
   }
   return result;
 }
@@ -450,7 +468,7 @@ T saturating_cast_from_double(double v);
 template <typename T, typename E>
 T pow_element(T x, E e) {
   if constexpr (std::is_integral_v<T> && std::is_integral_v<E>) {
-    return integer_pow(x, static_cast<int64_t>(e));
+    return integer_pow(x, e);
   } else if constexpr (std::is_integral_v<T>) {
     return saturating_cast_from_double<T>(std::pow(static_cast<double>(x), static_cast<double>(e)));
   } else if constexpr (std::is_same_v<T, float> && std::is_same_v<E, float>) {
@@ -467,7 +485,7 @@ void pow_kernel(KernelContext& ctx) {
   bool ok = false;
   dispatch_among<float, double, int32_t, int64_t>(a.dtype, [&](auto base_tag) {
     using T = typename decltype(base_tag)::type;
-    ok = dispatch_among<float, double, int32_t, int64_t>(b.dtype, [&](auto exp_tag) {
+    ok = dispatch_among<float, double, KILN_INT_TYPES>(b.dtype, [&](auto exp_tag) {
       using E = typename decltype(exp_tag)::type;
       broadcast_binary<T, E, T>(a, b, out, pow_element<T, E>);
     });

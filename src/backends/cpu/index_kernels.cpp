@@ -32,12 +32,12 @@ bool is_nan(T value) {
   }
 }
 
-// Calls fn(TypeTag<T>{}) for float (fp16/bf16 already widened), int32 or int64 data.
+// Calls fn(TypeTag<T>{}) for float (fp16/bf16 already widened), double, int32, int64 or uint16/32/64 data.
 template <typename Fn>
 void dispatch_index_data(const KernelContext& ctx, DType dtype, Fn&& fn) {
-  if (!dispatch_among<float, double, int32_t, int64_t>(dtype, fn)) {
+  if (!dispatch_among<float, double, int32_t, int64_t, uint16_t, uint32_t, uint64_t>(dtype, fn)) {
     ctx.fail(ErrorCode::kUnsupported, "input 0 has unsupported dtype ", dtype_name(dtype),
-             "; supported: float32, float16, bfloat16, float64, int32, int64");
+             "; supported: float32, float16, bfloat16, float64, int32, int64, uint16, uint32, uint64");
   }
 }
 

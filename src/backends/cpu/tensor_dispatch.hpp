@@ -46,6 +46,18 @@ constexpr DType dtype_of<int16_t>() {
   return DType::kInt16;
 }
 template <>
+constexpr DType dtype_of<uint16_t>() {
+  return DType::kUInt16;
+}
+template <>
+constexpr DType dtype_of<uint32_t>() {
+  return DType::kUInt32;
+}
+template <>
+constexpr DType dtype_of<uint64_t>() {
+  return DType::kUInt64;
+}
+template <>
 constexpr DType dtype_of<int32_t>() {
   return DType::kInt32;
 }
@@ -75,7 +87,8 @@ bool dispatch_among(DType dtype, Fn&& fn) {
 // The dtype groups kernels are instantiated for. fp16/bf16 reach float_compute kernels as float32.
 #define KILN_FLOAT_TYPES float, double
 #define KILN_SIGNED_INT_TYPES int8_t, int16_t, int32_t, int64_t
-#define KILN_INT_TYPES uint8_t, KILN_SIGNED_INT_TYPES
+#define KILN_UNSIGNED_INT_TYPES uint8_t, uint16_t, uint32_t, uint64_t
+#define KILN_INT_TYPES KILN_UNSIGNED_INT_TYPES, KILN_SIGNED_INT_TYPES
 #define KILN_NUMERIC_TYPES KILN_FLOAT_TYPES, KILN_INT_TYPES
 #define KILN_ALL_TYPES KILN_NUMERIC_TYPES, BoolByte, Float16Bits, BFloat16Bits
 

@@ -59,6 +59,15 @@ void decode_typed_fields(const proto::Tensor& tensor, const ImportOptions& optio
       check_count(tensor.int64_data, numel, "int64_data", tensor, options);
       store_values<int64_t>(tensor.int64_data, out);
       return;
+    // ONNX keeps uint32 and uint64 in uint64_data.
+    case DType::kUInt64:
+      check_count(tensor.uint64_data, numel, "uint64_data", tensor, options);
+      store_values<uint64_t>(tensor.uint64_data, out);
+      return;
+    case DType::kUInt32:
+      check_count(tensor.uint64_data, numel, "uint64_data", tensor, options);
+      store_values<uint32_t>(tensor.uint64_data, out);
+      return;
     default:
       break;
   }
@@ -76,6 +85,9 @@ void decode_typed_fields(const proto::Tensor& tensor, const ImportOptions& optio
       return;
     case DType::kUInt8:
       store_values<uint8_t>(tensor.int32_data, out);
+      return;
+    case DType::kUInt16:
+      store_values<uint16_t>(tensor.int32_data, out);
       return;
     case DType::kFloat16:
     case DType::kBFloat16:
