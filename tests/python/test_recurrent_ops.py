@@ -305,3 +305,12 @@ def test_cuda_build_refuses_the_layer_by_name():
     with pytest.raises(kiln.KilnError, match="built without CUDA"):  # a runtime without the CUDA backend
         kiln.Engine(engine)
     pytest.skip("this kiln has no CUDA backend, so no list of CUDA kernels to check against")
+
+
+def test_opset_6_lstm_output_sequence_does_not_change_the_values():
+    # LSTM-1 (what an opset-6 model names) has `output_sequence`, which only says Y may be left out.
+    model6, feeds = _make_case("LSTM", opset=6, output_sequence=1, initial=True, direction="bidirectional")
+    model7, _ = _make_case("LSTM", opset=7, initial=True, direction="bidirectional")
+    got, want = _run_kiln(model6, feeds), run_ort(model7, feeds)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=2e-5, err_msg=name)
