@@ -24,6 +24,7 @@ void register_index_ops(OpRegistry& registry);      // CumSum, CumProd, ArgMax, 
 void register_bitwise_ops(OpRegistry& registry);    // BitwiseAnd/Or/Xor/Not, BitShift (integers)
 void register_grid_sample_ops(OpRegistry& registry);  // GridSample
 void register_det_ops(OpRegistry& registry);          // Det
+void register_recurrent_ops(OpRegistry& registry);    // RNN, GRU, LSTM
 void register_conv_transpose_ops(OpRegistry& registry);  // ConvTranspose
 void register_group_normalization_ops(
     OpRegistry& registry);                            // InstanceNormalization, GroupNormalization

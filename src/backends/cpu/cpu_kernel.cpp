@@ -31,6 +31,7 @@ const CpuKernelRegistry& cpu_kernels() {
     register_index_kernels(r);
     register_grid_sample_kernels(r);
     register_det_kernels(r);
+    register_recurrent_kernels(r);
     register_conv_transpose_kernels(r);
     register_group_normalization_kernels(r);
     register_space_depth_kernels(r);

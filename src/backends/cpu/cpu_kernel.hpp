@@ -76,5 +76,6 @@ void register_space_depth_kernels(CpuKernelRegistry& registry);
 void register_onnx_attention_kernels(CpuKernelRegistry& registry);
 void register_grid_sample_kernels(CpuKernelRegistry& registry);
 void register_det_kernels(CpuKernelRegistry& registry);
+void register_recurrent_kernels(CpuKernelRegistry& registry);
 
 }  // namespace kiln::cpu
