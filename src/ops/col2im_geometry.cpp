@@ -8,8 +8,8 @@ Col2ImGeometry resolve_col2im(const NodeLabel& node, const AttributeMap& attrs, 
                               const std::vector<int64_t>& image_shape,
                               const std::vector<int64_t>& block_shape) {
   if (input.size() != 3) {
-    fail_at(node, ErrorCode::kInvalidArgument, "input 0 must be 3-D [N, C * prod(block_shape), L], got ",
-            shape_to_string(input));
+    fail_at(node, ErrorCode::kInvalidArgument,
+            "input 0 must be 3-D [N, C * prod(block_shape), L], got ", shape_to_string(input));
   }
   const size_t spatial = image_shape.size();
   if (spatial == 0) fail_at(node, ErrorCode::kInvalidArgument, "input 1 (image_shape) is empty");

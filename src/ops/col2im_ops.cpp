@@ -10,11 +10,16 @@ namespace {
 
 using nn::label_of;
 
-// Input `index` (a 1-D int64 list): its values when known, else nullopt after checking its shape.
-std::vector<int64_t> known_list(const InferContext& ctx, size_t index, const char* what, bool& known) {
+// Input `index` (a 1-D int64 list): its values when known; else clears `known` and returns {}.
+std::vector<int64_t> known_list(const InferContext& ctx, size_t index, const char* what,
+                                bool& known) {
   const ValueInfo& info = ctx.input(index);
-  if (info.dtype != DType::kInt64) ctx.fail("input ", index, " (", what, ") must be int64, got ", dtype_name(info.dtype));
-  if (info.shape.size() != 1) ctx.fail("input ", index, " (", what, ") must be 1-D, got shape ", shape_to_string(info.shape));
+  if (info.dtype != DType::kInt64) {
+    ctx.fail("input ", index, " (", what, ") must be int64, got ", dtype_name(info.dtype));
+  }
+  if (info.shape.size() != 1) {
+    ctx.fail("input ", index, " (", what, ") must be 1-D, got shape ", shape_to_string(info.shape));
+  }
   if (!info.value) {
     known = false;
     return {};
@@ -25,7 +30,9 @@ std::vector<int64_t> known_list(const InferContext& ctx, size_t index, const cha
 void infer_col2im(InferContext& ctx) {
   nn::require_float_input(ctx, 0, "input");
   const Shape& x = ctx.input(0).shape;
-  if (x.size() != 3) ctx.fail("input 0 must be 3-D [N, C * prod(block_shape), L], got ", shape_to_string(x));
+  if (x.size() != 3) {
+    ctx.fail("input 0 must be 3-D [N, C * prod(block_shape), L], got ", shape_to_string(x));
+  }
   bool known = true;
   const std::vector<int64_t> image = known_list(ctx, 1, "image_shape", known);
   const std::vector<int64_t> block = known_list(ctx, 2, "block_shape", known);

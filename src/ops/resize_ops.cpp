@@ -44,9 +44,14 @@ void infer_resize(InferContext& ctx) {
       ctx.fail("coordinate_transformation_mode 'tf_crop_and_resize' needs input 1 (roi)");
     }
     const ValueInfo& roi = ctx.input(1);
-    if (!is_floating(roi.dtype)) ctx.fail("input 1 (roi) must be a float tensor, got ", dtype_name(roi.dtype));
-    if (roi.shape.size() != 1) ctx.fail("input 1 (roi) must be 1-D, got shape ", shape_to_string(roi.shape));
-    if (roi.shape[0] != kDynamicDim && roi.shape[0] != static_cast<int64_t>(2 * attrs.axes.size())) {
+    if (!is_floating(roi.dtype)) {
+      ctx.fail("input 1 (roi) must be a float tensor, got ", dtype_name(roi.dtype));
+    }
+    if (roi.shape.size() != 1) {
+      ctx.fail("input 1 (roi) must be 1-D, got shape ", shape_to_string(roi.shape));
+    }
+    const auto roi_length = static_cast<int64_t>(2 * attrs.axes.size());
+    if (roi.shape[0] != kDynamicDim && roi.shape[0] != roi_length) {
       ctx.fail("input 1 (roi) has ", roi.shape[0], " entries, expected ", 2 * attrs.axes.size(),
                " (a start and an end per resized axis)");
     }

@@ -14,7 +14,8 @@ void col2im_kernel(KernelContext& ctx) {
   nn::require_float32_output(ctx, 0);
   const TensorView& x = ctx.inputs[0];
   const ops::nn::Col2ImGeometry g = ops::nn::resolve_col2im(
-      nn::label_of(ctx), ctx.attrs, x.shape, read_indices(ctx.inputs[1]), read_indices(ctx.inputs[2]));
+      nn::label_of(ctx), ctx.attrs, x.shape, read_indices(ctx.inputs[1]),
+      read_indices(ctx.inputs[2]));
   nn::require_output_shape(ctx, 0, g.output);
   const size_t spatial = g.image.size();
   const int64_t image_size = shape_numel(g.image);
@@ -32,7 +33,8 @@ void col2im_kernel(KernelContext& ctx) {
     for (int64_t k = 0; k < g.block[a]; ++k) {
       for (int64_t b = 0; b < g.blocks[a]; ++b) {
         const int64_t pos = b * g.strides[a] - g.pad_begin[a] + k * g.dilations[a];
-        coordinate[a][static_cast<size_t>(k * g.blocks[a] + b)] = pos >= 0 && pos < g.image[a] ? pos : -1;
+        const bool inside = pos >= 0 && pos < g.image[a];
+        coordinate[a][static_cast<size_t>(k * g.blocks[a] + b)] = inside ? pos : -1;
       }
     }
   }
@@ -53,7 +55,8 @@ void col2im_kernel(KernelContext& ctx) {
         rest /= g.blocks[a];
       }
       for (size_t a = 0; a < spatial && offset >= 0; ++a) {
-        const int64_t pos = coordinate[a][static_cast<size_t>(k_index[a] * g.blocks[a] + b_index[a])];
+        const int64_t pos =
+            coordinate[a][static_cast<size_t>(k_index[a] * g.blocks[a] + b_index[a])];
         offset = pos < 0 ? -1 : offset * g.image[a] + pos;
       }
       target[static_cast<size_t>(k * block_count + b)] = offset;

@@ -1,6 +1,6 @@
-// MaxPool, AveragePool, LpPool, GlobalAveragePool and GlobalMaxPool on the CPU. Windows are normalised to
-// three spatial axes (see nn_window3d.hpp). kiln_layout = "NHWC" permutes to NCHW around the same
-// code (nn_layout.hpp).
+// MaxPool, AveragePool, LpPool, GlobalAveragePool and GlobalMaxPool on the CPU. Windows are
+// normalised to three spatial axes (see nn_window3d.hpp). kiln_layout = "NHWC" permutes to NCHW
+// around the same code (nn_layout.hpp).
 #include <algorithm>
 #include <array>
 #include <cmath>

@@ -149,7 +149,9 @@ AxisFilter axis_filter(const ops::nn::ResizeAttributes& attrs, float scale, int6
         for (size_t k = 0; k < width; ++k) f.weight[row + k] /= inside;
       }
     }
-    for (size_t k = 0; k < width; ++k) f.index[row + k] = std::clamp<int64_t>(f.index[row + k], 0, in - 1);
+    for (size_t k = 0; k < width; ++k) {
+      f.index[row + k] = std::clamp<int64_t>(f.index[row + k], 0, in - 1);
+    }
   }
   return f;
 }
@@ -158,9 +160,10 @@ AxisFilter axis_filter(const ops::nn::ResizeAttributes& attrs, float scale, int6
 template <typename Src>
 void resample_axis(const Src* src, const Shape& shape, size_t axis, int64_t out,
                    const AxisFilter& f, double extrapolation_value, double* dst) {
-  const int64_t outer = shape_numel(Shape(shape.begin(), shape.begin() + static_cast<int64_t>(axis)));
+  const auto split = shape.begin() + static_cast<int64_t>(axis);
+  const int64_t outer = shape_numel(Shape(shape.begin(), split));
   const int64_t in = shape[axis];
-  const int64_t inner = shape_numel(Shape(shape.begin() + static_cast<int64_t>(axis) + 1, shape.end()));
+  const int64_t inner = shape_numel(Shape(split + 1, shape.end()));
   const auto width = static_cast<size_t>(f.width);
   for (int64_t p = 0; p < outer; ++p) {
     const Src* plane = src + p * in * inner;
