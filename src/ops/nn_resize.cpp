@@ -16,8 +16,7 @@ ResizeAttributes read_resize_attributes(const NodeLabel& node, const AttributeMa
   } else if (mode == "linear") {
     out.mode = ResizeMode::kLinear;
   } else if (mode == "cubic") {
-    fail_at(node, ErrorCode::kUnsupported,
-            "mode 'cubic' is not supported; kiln supports 'nearest' and 'linear'");
+    out.mode = ResizeMode::kCubic;
   } else {
     fail_at(node, ErrorCode::kInvalidArgument,
             "attribute 'mode' must be nearest, linear or cubic, got '", mode, "'");
@@ -35,8 +34,7 @@ ResizeAttributes read_resize_attributes(const NodeLabel& node, const AttributeMa
   } else if (transform == "asymmetric") {
     out.transform = CoordinateTransform::kAsymmetric;
   } else if (transform == "tf_crop_and_resize") {
-    fail_at(node, ErrorCode::kUnsupported,
-            "coordinate_transformation_mode 'tf_crop_and_resize' is not supported");
+    out.transform = CoordinateTransform::kTfCropAndResize;
   } else {
     fail_at(node, ErrorCode::kInvalidArgument,
             "attribute 'coordinate_transformation_mode' has unknown value '", transform, "'");
@@ -73,15 +71,27 @@ ResizeAttributes read_resize_attributes(const NodeLabel& node, const AttributeMa
   }
 
   const int64_t antialias = attrs.get_int_or("antialias", 0);
-  if (antialias != 0) {
-    fail_at(node, ErrorCode::kUnsupported, "attribute 'antialias' must be 0, got ", antialias,
-            " (antialiased resizing is not supported)");
+  if (antialias != 0 && antialias != 1) {
+    fail_at(node, ErrorCode::kInvalidArgument, "attribute 'antialias' must be 0 or 1, got ",
+            antialias);
+  }
+  out.antialias = antialias == 1;
+  if (out.antialias && out.mode == ResizeMode::kNearest) {
+    fail_at(node, ErrorCode::kUnsupported,
+            "attribute 'antialias' = 1 applies to modes 'linear' and 'cubic', not 'nearest'");
   }
   const int64_t exclude_outside = attrs.get_int_or("exclude_outside", 0);
   if (exclude_outside != 0 && exclude_outside != 1) {
     fail_at(node, ErrorCode::kInvalidArgument, "attribute 'exclude_outside' must be 0 or 1, got ",
             exclude_outside);
   }
+  out.exclude_outside = exclude_outside == 1;
+  out.cubic_coeff_a = attrs.get_float_or("cubic_coeff_a", -0.75f);
+  if (!std::isfinite(out.cubic_coeff_a)) {
+    fail_at(node, ErrorCode::kInvalidArgument, "attribute 'cubic_coeff_a' must be finite, got ",
+            out.cubic_coeff_a);
+  }
+  out.extrapolation_value = attrs.get_float_or("extrapolation_value", 0.0f);
 
   if (attrs.has("axes")) {
     std::vector<bool> seen(rank, false);
@@ -189,6 +199,25 @@ ResizePlan plan_resize_from_sizes(const NodeLabel& node, const ResizeAttributes&
         extent_from_float(node, axis, std::round(scale * static_cast<float>(input[axis])));
   }
   return plan;
+}
+
+std::vector<std::pair<double, double>> resize_roi(const NodeLabel& node,
+                                                  const ResizeAttributes& attrs, size_t rank,
+                                                  const std::vector<double>& roi) {
+  if (roi.size() != 2 * attrs.axes.size()) {
+    fail_at(node, ErrorCode::kInvalidArgument, "input 1 (roi) has ", roi.size(),
+            " entries, expected ", 2 * attrs.axes.size(),
+            " (a start and an end per resized axis) for coordinate_transformation_mode "
+            "'tf_crop_and_resize'");
+  }
+  std::vector<std::pair<double, double>> box(rank, {0.0, 1.0});
+  for (size_t i = 0; i < attrs.axes.size(); ++i) {
+    if (!std::isfinite(roi[i]) || !std::isfinite(roi[i + attrs.axes.size()])) {
+      fail_at(node, ErrorCode::kInvalidArgument, "input 1 (roi) must be finite");
+    }
+    box[attrs.axes[i]] = {roi[i], roi[i + attrs.axes.size()]};
+  }
+  return box;
 }
 
 }  // namespace kiln::ops::nn

@@ -8,7 +8,7 @@ namespace kiln::ops {
 void register_conv_ops(OpRegistry& registry);           // Conv
 void register_gemm_ops(OpRegistry& registry);           // Gemm, MatMul
 void register_normalization_ops(OpRegistry& registry);  // BatchNormalization, LayerNormalization
-void register_pooling_ops(OpRegistry& registry);        // MaxPool, AveragePool, GlobalAveragePool
+void register_pooling_ops(OpRegistry& registry);        // MaxPool, AveragePool, LpPool, Global*Pool
 void register_softmax_ops(OpRegistry& registry);        // Softmax
 void register_reduce_ops(OpRegistry& registry);         // ReduceMean, ReduceSum, ReduceMax
 void register_resize_ops(OpRegistry& registry);         // Resize
@@ -30,6 +30,7 @@ void register_group_normalization_ops(
     OpRegistry& registry);                            // InstanceNormalization, GroupNormalization
 void register_space_depth_ops(OpRegistry& registry);  // DepthToSpace, SpaceToDepth
 void register_einsum_ops(OpRegistry& registry);       // Einsum (lowered by the builder; no kernels)
+void register_col2im_ops(OpRegistry& registry);        // Col2Im
 void register_onnx_attention_ops(OpRegistry& registry);  // Attention (opset 23; lowered for CUDA)
 
 }  // namespace kiln::ops

@@ -55,6 +55,7 @@ const OpRegistry& op_registry() {
     register_conv_transpose_ops(r);
     register_group_normalization_ops(r);
     register_space_depth_ops(r);
+    register_col2im_ops(r);
     register_einsum_ops(r);
     register_onnx_attention_ops(r);
     return r;

@@ -1,4 +1,4 @@
-// MaxPool, AveragePool, GlobalAveragePool and GlobalMaxPool over 1-3 spatial axes. With
+// MaxPool, AveragePool, LpPool, GlobalAveragePool and GlobalMaxPool over 1-3 spatial axes. With
 // kiln_layout = "NHWC" (2-D only, see nn_layout.hpp) X and Y are [N, H, W, C].
 #include <vector>
 
@@ -44,6 +44,10 @@ void infer_pool(InferContext& ctx) {
     if (storage_order != 0 && storage_order != 1) {
       ctx.fail("attribute 'storage_order' must be 0 or 1, got ", storage_order);
     }
+  } else if (ctx.op() == "LpPool") {
+    // Opset 1's p was a float; kiln takes LpPool from opset 2, where it is an integer.
+    const int64_t p = ctx.attrs().get_int_or("p", 2);
+    if (p < 1) ctx.fail("attribute 'p' must be >= 1, got ", p);
   } else {
     const int64_t include_pad = ctx.attrs().get_int_or("count_include_pad", 0);
     if (include_pad != 0 && include_pad != 1) {
@@ -74,6 +78,7 @@ void infer_global_pool(InferContext& ctx) {
 void register_pooling_ops(OpRegistry& registry) {
   registry.add(OpDef{"MaxPool", 1, 1, 1, 2, {}, &nn::infer_with_node_errors<infer_pool>});
   registry.add(OpDef{"AveragePool", 1, 1, 1, 1, {}, &nn::infer_with_node_errors<infer_pool>});
+  registry.add(OpDef{"LpPool", 1, 1, 1, 1, {}, &nn::infer_with_node_errors<infer_pool>});
   registry.add(
       OpDef{"GlobalAveragePool", 1, 1, 1, 1, {}, &nn::infer_with_node_errors<infer_global_pool>});
   registry.add(

@@ -31,6 +31,31 @@ void infer_resize(InferContext& ctx) {
     ctx.fail(has_scales ? "only one of 'scales' (input 2) and 'sizes' (input 3) may be given"
                         : "one of 'scales' (input 2) and 'sizes' (input 3) must be given");
   }
+  if (attrs.transform == nn::CoordinateTransform::kTfCropAndResize) {
+    if (has_scales) {
+      // ONNX's text sizes the output as floor(in * (roi_end - roi_start) * scale), its reference
+      // and ONNX Runtime as floor(in * scale): refused rather than guessed.
+      nn::fail_at(label_of(ctx), ErrorCode::kUnsupported,
+                  "coordinate_transformation_mode 'tf_crop_and_resize' with 'scales' is not "
+                  "supported (the ONNX spec and its reference disagree on the output size); give "
+                  "'sizes' (input 3)");
+    }
+    if (!is_given(ctx, 1)) {
+      ctx.fail("coordinate_transformation_mode 'tf_crop_and_resize' needs input 1 (roi)");
+    }
+    const ValueInfo& roi = ctx.input(1);
+    if (!is_floating(roi.dtype)) {
+      ctx.fail("input 1 (roi) must be a float tensor, got ", dtype_name(roi.dtype));
+    }
+    if (roi.shape.size() != 1) {
+      ctx.fail("input 1 (roi) must be 1-D, got shape ", shape_to_string(roi.shape));
+    }
+    const auto roi_length = static_cast<int64_t>(2 * attrs.axes.size());
+    if (roi.shape[0] != kDynamicDim && roi.shape[0] != roi_length) {
+      ctx.fail("input 1 (roi) has ", roi.shape[0], " entries, expected ", 2 * attrs.axes.size(),
+               " (a start and an end per resized axis)");
+    }
+  }
   const ValueInfo& info = ctx.input(has_scales ? 2 : 3);
   if (has_scales && !is_floating(info.dtype)) {
     ctx.fail("input 2 (scales) must be float32, got ", dtype_name(info.dtype));

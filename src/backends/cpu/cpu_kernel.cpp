@@ -35,6 +35,7 @@ const CpuKernelRegistry& cpu_kernels() {
     register_conv_transpose_kernels(r);
     register_group_normalization_kernels(r);
     register_space_depth_kernels(r);
+    register_col2im_kernels(r);
     register_onnx_attention_kernels(r);
     return r;
   }();

@@ -1,6 +1,6 @@
-// MaxPool, AveragePool, GlobalAveragePool and GlobalMaxPool on the CPU. Windows are normalised to
-// three spatial axes (see nn_window3d.hpp). kiln_layout = "NHWC" permutes to NCHW around the same
-// code (nn_layout.hpp).
+// MaxPool, AveragePool, LpPool, GlobalAveragePool and GlobalMaxPool on the CPU. Windows are
+// normalised to three spatial axes (see nn_window3d.hpp). kiln_layout = "NHWC" permutes to NCHW
+// around the same code (nn_layout.hpp).
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -145,6 +145,36 @@ void average_pool_kernel(KernelContext& ctx) {
   }
 }
 
+// LpPool: (sum over the window of |x|^p)^(1/p), accumulated in double. Padding counts as zeros,
+// which add nothing, so only the in-bounds taps are visited.
+void lp_pool_kernel(KernelContext& ctx) {
+  const Window3d w = pool_window(ctx);
+  const auto taps = in_bounds_taps(w);
+  const int64_t p = ctx.attrs.get_int_or("p", 2);
+  if (p < 1) ctx.fail(ErrorCode::kInvalidArgument, "attribute 'p' must be >= 1, got ", p);
+  const auto exponent = static_cast<double>(p);
+  const int64_t planes = ctx.inputs[0].shape[0] * ctx.inputs[0].shape[1];
+  const float* in = ctx.inputs[0].as<const float>();
+  float* out = ctx.outputs[0].as<float>();
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    float* y = out + plane * w.out_size();
+    for_each_window(w, taps, in + plane * w.in_size(),
+                    [&](int64_t o, int64_t, int64_t, int64_t, auto&& window_values) {
+                      double sum = 0.0;
+                      window_values([&](float v) {
+                        const double magnitude = std::fabs(static_cast<double>(v));
+                        sum += p == 1 ? magnitude
+                               : p == 2 ? magnitude * magnitude
+                                        : std::pow(magnitude, exponent);
+                      });
+                      const double norm = p == 1   ? sum
+                                          : p == 2 ? std::sqrt(sum)
+                                                   : std::pow(sum, 1.0 / exponent);
+                      y[o] = static_cast<float>(norm);
+                    });
+  }
+}
+
 template <bool kMax>
 void global_pool_kernel(KernelContext& ctx) {
   nn::require_float32_input(ctx, 0);
@@ -191,6 +221,7 @@ void layout_aware(KernelContext& ctx) {
 void register_pooling_kernels(CpuKernelRegistry& registry) {
   nn::add_float_kernel<layout_aware<max_pool_kernel>>(registry, "MaxPool");
   nn::add_float_kernel<layout_aware<average_pool_kernel>>(registry, "AveragePool");
+  nn::add_float_kernel<lp_pool_kernel>(registry, "LpPool");
   nn::add_float_kernel<layout_aware<global_pool_kernel<false>>>(registry, "GlobalAveragePool");
   nn::add_float_kernel<layout_aware<global_pool_kernel<true>>>(registry, "GlobalMaxPool");
 }

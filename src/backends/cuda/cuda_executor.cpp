@@ -105,6 +105,7 @@ std::vector<const CudaKernel*> find_cuda_kernels(const detail::EngineState& engi
     const format::Layer& layer = model.layers[l];
     kernels[l] = cuda_kernels().find(layer.op);
     if (!kernels[l]) missing.push_back("layer '" + layer.name + "' (op '" + layer.op + "')");
+    if (kernels[l] && kernels[l]->check_attributes) kernels[l]->check_attributes(layer.name, layer.op, layer.attrs);
     if (const std::string tensor = wide_unsigned_tensor(model, layer); !tensor.empty()) {
       unsigned_layers.push_back("layer '" + layer.name + "' (op '" + layer.op + "'): " + tensor);
     }

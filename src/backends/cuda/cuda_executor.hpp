@@ -30,7 +30,8 @@ std::shared_ptr<const DeviceEngine> bind_engine_to_device(const detail::EngineSt
 // The CUDA kernel of every layer that runs on the GPU (null for layers run during shape
 // propagation and views). Throws kUnsupported listing every such layer without a CUDA kernel in
 // this runtime, or else every such layer with a uint16/uint32/uint64 tensor (the CUDA backend has
-// no kernels for them). Needs no GPU: a cross-compiling build checks its engine with it.
+// no kernels for them), or the first layer whose kernel's check_attributes refuses its attributes.
+// Needs no GPU: a build for the cuda target checks its engine with it.
 std::vector<const CudaKernel*> find_cuda_kernels(const detail::EngineState& engine);
 
 std::shared_ptr<DeviceContext> create_device_context(std::shared_ptr<const detail::EngineState> engine);

@@ -62,6 +62,11 @@ struct CudaKernel {
   std::unique_ptr<LayerState> (*prepare)(LaunchContext& ctx, size_t* workspace_bytes) = nullptr;
   // Enqueues the work on ctx.stream. Must not synchronise or allocate: it may run under capture.
   void (*launch)(LaunchContext& ctx) = nullptr;
+  // Optional. Refuses (kUnsupported, naming the node and the attribute) attribute choices the
+  // kernel does not implement. Needs no GPU: runs for every layer when an engine is loaded and
+  // when one is built for the cuda target, so such a layer fails the build, not a run.
+  void (*check_attributes)(std::string_view node_name, std::string_view op,
+                           const AttributeMap& attrs) = nullptr;
 };
 
 class CudaKernelRegistry {

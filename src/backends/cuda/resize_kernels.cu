@@ -3,8 +3,8 @@
 // kernel uses (src/ops/nn_resize.hpp); per-axis constants are computed on the host with the same
 // float expressions, and the per-position arithmetic uses round-to-nearest intrinsics (no fused
 // multiply-add) in the CPU kernel's order, so both backends pick the same taps and weights.
-// Cubic mode, tf_crop_and_resize and antialias are rejected by the shared attribute reader
-// (kUnsupported), as on the CPU.
+// Cubic mode, tf_crop_and_resize and antialias (the CPU kernel's filter-tap path) are not
+// implemented here: check_resize_attributes refuses them when the engine is built or loaded.
 #include <cstring>
 #include <vector>
 
@@ -169,6 +169,28 @@ __global__ void resize_kernel(const T* __restrict__ in, T* __restrict__ out, Ind
   }
 }
 
+// kUnsupported naming the node and the attribute for what only the CPU kernel implements.
+void refuse_filter_taps(std::string_view node_name, std::string_view op,
+                        const ops::nn::ResizeAttributes& attrs) {
+  const char* what = attrs.mode == ops::nn::ResizeMode::kCubic ? "attribute 'mode' = 'cubic'"
+                     : attrs.antialias ? "attribute 'antialias' = 1"
+                                       : "attribute 'coordinate_transformation_mode' = "
+                                         "'tf_crop_and_resize'";
+  fail(ErrorCode::kUnsupported, "node '", node_name, "' (", op, ") on cuda: ", what,
+       " is not supported by the CUDA Resize kernel (nearest and linear are); build this model for "
+       "the cpu target");
+}
+
+void check_resize_attributes(std::string_view node_name, std::string_view op,
+                             const AttributeMap& attrs) {
+  // Without the input's rank here, 'axes' (validated at launch) is left out.
+  AttributeMap without_axes = attrs;
+  without_axes.erase("axes");
+  const ops::nn::ResizeAttributes parsed =
+      ops::nn::read_resize_attributes(ops::nn::NodeLabel{node_name, op}, without_axes, 1);
+  if (parsed.uses_filter_taps()) refuse_filter_taps(node_name, op, parsed);
+}
+
 std::vector<float> scales_of(const LaunchContext& ctx) {
   const HostTensor& value = dm::host_input(ctx, 2, "scales");
   std::vector<float> scales(static_cast<size_t>(value.numel()));
@@ -197,6 +219,7 @@ void launch_resize(LaunchContext& ctx) {
   const size_t rank = x.shape.size();
   const ops::nn::NodeLabel node{ctx.node_name, ctx.op};
   const ops::nn::ResizeAttributes attrs = ops::nn::read_resize_attributes(node, ctx.attrs, rank);
+  if (attrs.uses_filter_taps()) refuse_filter_taps(ctx.node_name, ctx.op, attrs);
   const bool has_scales = ctx.has_input(2) && ctx.inputs[2].numel() > 0;
   const bool has_sizes = ctx.has_input(3) && ctx.inputs[3].numel() > 0;
   if (has_scales == has_sizes) {
@@ -253,7 +276,7 @@ void launch_resize(LaunchContext& ctx) {
 }  // namespace
 
 void register_resize_kernels(CudaKernelRegistry& registry) {
-  registry.add("Resize", CudaKernel{nullptr, launch_resize});
+  registry.add("Resize", CudaKernel{nullptr, launch_resize, check_resize_attributes});
 }
 
 }  // namespace kiln::cuda

@@ -318,6 +318,33 @@ void expand_hamming_window(const NormalizedNode& node, Expansion& e) {
 }
 void expand_blackman_window(const NormalizedNode& node, Expansion& e) { expand_window(node, e, {0.42, -0.5, 0.08}); }
 
+// CenterCropPad: per axis, a centred crop of input dims larger than the target (starting at
+// floor((dim - target) / 2)) and a centred zero pad of smaller ones (floor((target - dim) / 2)
+// before, the rest after): a Slice then a Pad, their bounds computed from Shape so that a shape
+// known only at run time works too.
+void expand_center_crop_pad(const NormalizedNode& node, Expansion& e) {
+  expect_arity(node, 2, 2, 1);
+  const std::string& x = node.inputs[0];
+  const std::string target = e.cast(node.inputs[1], DType::kInt64);
+  const std::string shape = e.op("Shape", {x});
+  const std::string axes =
+      node.attrs.has("axes") ? e.ints(node.attrs.get_ints("axes"))
+                             : e.op("Range", {e.int_scalar(0), e.op("Size", {shape}), e.int_scalar(1)});
+  const AttributeMap first_axis = attributes({{"axis", Attribute::of_int(0)}});
+  const std::string current = e.op("Gather", {shape, axes}, first_axis);
+  const std::string excess = e.op("Sub", {current, target});
+  const std::string zero = e.int_scalar(0);
+  const std::string two = e.int_scalar(2);
+  const std::string crop_start = e.op("Div", {e.op("Max", {excess, zero}), two});
+  const std::string crop_end = e.op("Add", {crop_start, e.op("Min", {current, target})});
+  const std::string cropped = e.op("Slice", {x, crop_start, crop_end, axes});
+  const std::string shortfall = e.op("Max", {e.op("Neg", {excess}), zero});
+  const std::string pad_before = e.op("Div", {shortfall, two});
+  const std::string pad_after = e.op("Sub", {shortfall, pad_before});
+  const std::string pads = e.op("Concat", {pad_before, pad_after}, first_axis);
+  e.output(0, e.op("Pad", {cropped, pads, "", axes}));
+}
+
 using ExpandFn = void (*)(const NormalizedNode&, Expansion&);
 
 struct FunctionOp {
@@ -325,7 +352,8 @@ struct FunctionOp {
   ExpandFn expand;
 };
 
-constexpr std::array<FunctionOp, 12> kFunctionOps{{
+constexpr std::array<FunctionOp, 13> kFunctionOps{{
+    {"CenterCropPad", expand_center_crop_pad},
     {"HannWindow", expand_hann_window},
     {"HammingWindow", expand_hamming_window},
     {"BlackmanWindow", expand_blackman_window},

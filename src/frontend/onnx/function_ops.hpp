@@ -17,6 +17,8 @@
 //     staying zero;
 //   OneHot (11): values[1] where the class number along the new `axis` equals the index (negative
 //     indices counting from depth), values[0] elsewhere (out-of-range indices match no class);
+//   CenterCropPad (18): a centred Slice of the axes larger than `shape`, then a centred zero Pad of
+//     those smaller (the odd element going after), over `axes` (all by default);
 //   HannWindow, HammingWindow, BlackmanWindow (17): sum_k a_k cos(2 pi k n / N), n < size, N = size
 //     (periodic) or size - 1, in float32, cast to output_datatype.
 #pragma once
