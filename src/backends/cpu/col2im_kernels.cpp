@@ -40,24 +40,22 @@ void col2im_kernel(KernelContext& ctx) {
   }
   // The image offset of every (window position, block) pair, -1 when any axis is in the padding.
   std::vector<int64_t> target(static_cast<size_t>(window_size * block_count));
-  std::vector<int64_t> k_index(spatial, 0), b_index(spatial, 0);
+  // Digits of k and b per axis, last axis first, so the offset builds up from the innermost axis.
   for (int64_t k = 0; k < window_size; ++k) {
-    int64_t rest = k;
-    for (size_t a = spatial; a-- > 0;) {
-      k_index[a] = rest % g.block[a];
-      rest /= g.block[a];
-    }
     for (int64_t b = 0; b < block_count; ++b) {
-      rest = b;
-      int64_t offset = 0;
+      int64_t rest_k = k, rest_b = b, offset = 0, multiplier = 1;
       for (size_t a = spatial; a-- > 0;) {
-        b_index[a] = rest % g.blocks[a];
-        rest /= g.blocks[a];
-      }
-      for (size_t a = 0; a < spatial && offset >= 0; ++a) {
-        const int64_t pos =
-            coordinate[a][static_cast<size_t>(k_index[a] * g.blocks[a] + b_index[a])];
-        offset = pos < 0 ? -1 : offset * g.image[a] + pos;
+        const int64_t k_digit = rest_k % g.block[a];
+        const int64_t b_digit = rest_b % g.blocks[a];
+        rest_k /= g.block[a];
+        rest_b /= g.blocks[a];
+        const int64_t pos = coordinate[a][static_cast<size_t>(k_digit * g.blocks[a] + b_digit)];
+        if (pos < 0) {
+          offset = -1;
+          break;
+        }
+        offset += pos * multiplier;
+        multiplier *= g.image[a];
       }
       target[static_cast<size_t>(k * block_count + b)] = offset;
     }
