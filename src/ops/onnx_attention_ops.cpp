@@ -46,6 +46,7 @@ class Resolver {
     read_attributes();
     resolve_qkv();
     resolve_past();
+    resolve_nonpad();
     resolve_mask();
     resolve_outputs();
     return g_;
@@ -69,7 +70,10 @@ class Resolver {
       if (!has(i)) invalid("input ", i, " (", kInputNames[i], ") is missing");
     }
     if (has(6)) {
-      unsupported("input 6 (nonpad_kv_seqlen) belongs to opset 24, which kiln does not support");
+      if (inputs_[6].dtype != DType::kInt64) {
+        invalid("input 6 (nonpad_kv_seqlen) must be int64, got ", dtype_name(inputs_[6].dtype));
+      }
+      g_.has_nonpad = true;
     }
     const DType dtype = inputs_[0].dtype;
     if (dtype == DType::kFloat64)
@@ -106,13 +110,14 @@ class Resolver {
     const int64_t mode = attrs_.get_int_or("qk_matmul_output_mode", 0);
     if (mode < 0 || mode > 3) invalid("attribute 'qk_matmul_output_mode' must be 0..3, got ", mode);
     g_.qk_output_mode = static_cast<int>(mode);
-    // Opset 25's sliding window (-1: none on that side) is not implemented.
+    // Opset 25's sliding window: -1 leaves that side unbounded.
     for (const char* name : {"left_window_size", "right_window_size"}) {
-      if (attrs_.get_int_or(name, -1) != -1) {
-        unsupported("attribute '", name, "' is ", attrs_.get_int(name),
-                    "; kiln supports attention without a sliding window (-1) only");
+      if (attrs_.get_int_or(name, -1) < -1) {
+        invalid("attribute '", name, "' must be -1 or >= 0, got ", attrs_.get_int(name));
       }
     }
+    g_.left_window = attrs_.get_int_or("left_window_size", -1);
+    g_.right_window = attrs_.get_int_or("right_window_size", -1);
     g_.softcap = attrs_.get_float_or("softcap", 0.0f);
     if (!std::isfinite(g_.softcap) || g_.softcap < 0.0f) {
       invalid("attribute 'softcap' must be a finite value >= 0, got ", g_.softcap);
@@ -224,6 +229,17 @@ class Resolver {
     g_.total_length = sum(g_.past_length, g_.kv_length);
   }
 
+  void resolve_nonpad() {
+    if (!g_.has_nonpad) return;
+    if (g_.has_past) {
+      invalid("input 6 (nonpad_kv_seqlen) cannot be combined with past_key and past_value");
+    }
+    const Shape& lengths = shape(6);
+    if (lengths.size() != 1 || !agree(lengths[0], g_.batch)) {
+      invalid("input 6 (nonpad_kv_seqlen) ", shape_to_string(lengths), " must be [batch ", g_.batch, "]");
+    }
+  }
+
   void resolve_mask() {
     if (!g_.has_mask) return;
     const Shape& mask = shape(3);
@@ -235,7 +251,10 @@ class Resolver {
     for (size_t i = 4; i-- > 0;) {
       if (i < offset) continue;
       const int64_t dim = mask[i - offset];
-      if (known(dim) && dim != 1 && !agree(dim, full[i])) {
+      // The key dim may stop short of the total length: the keys past it are masked.
+      const bool short_keys = i == 3 && known(dim) && known(full[3]) && dim > 1 && dim < full[3];
+      if (short_keys) g_.mask_keys = dim;
+      if (known(dim) && dim != 1 && !short_keys && !agree(dim, full[i])) {
         invalid("attn_mask ", shape_to_string(mask), " does not broadcast to [", full[0], ", ",
                 full[1], ", ", full[2], ", ", full[3], "]");
       }
@@ -285,7 +304,7 @@ OnnxAttentionGeometry resolve_onnx_attention(std::string_view label, const Attri
 }
 
 void register_onnx_attention_ops(OpRegistry& registry) {
-  // Input 6 (nonpad_kv_seqlen, opset 24) reaches the infer function, which names it.
+  // Input 6 is nonpad_kv_seqlen (opset 24).
   registry.add(OpDef{"Attention", 3, 7, 1, 4, {}, &infer_onnx_attention});
 }
 

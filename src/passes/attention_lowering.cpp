@@ -51,6 +51,14 @@ class AttentionLowering {
     }
     g_ = ops::resolve_onnx_attention(describe_node(node), node.attrs, inputs, count_);
     dtype_ = graph.value(node.inputs[0]).dtype;
+    if (g_.mask_keys != kDynamicDim) {
+      unsupported("attn_mask covers ", g_.mask_keys, " of ", g_.total_length, " keys; such a mask runs on the CPU backend only for now");
+    }
+    if (g_.has_nonpad) unsupported("input 6 (nonpad_kv_seqlen) runs on the CPU backend only for now");
+    if (g_.left_window >= 0 || g_.right_window >= 0) {
+      unsupported("a sliding window (left_window_size ", g_.left_window, ", right_window_size ", g_.right_window,
+                  ") runs on the CPU backend only for now");
+    }
     if (!node.attrs.has("scale") && g_.head_size == kDynamicDim) {
       unsupported("the default scale 1/sqrt(head_size) needs a static head size; give 'scale'");
     }

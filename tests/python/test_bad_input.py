@@ -332,14 +332,17 @@ def test_newer_opset_attributes_kiln_lacks_are_refused_by_name(op, attrs, needle
         kiln.build_onnx(model.SerializeToString(), target="cpu")
 
 
-def test_attention_sliding_window_of_opset_25_is_refused():
+def test_attention_sliding_window_below_minus_one_is_invalid():
     shape = [1, 2, 4, 8]
     inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("Q", "K", "V")]
-    node = helper.make_node("Attention", ["Q", "K", "V"], ["Y"], left_window_size=2)
+    node = helper.make_node("Attention", ["Q", "K", "V"], ["Y"], left_window_size=-2)
     graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 25)])
-    with pytest.raises(kiln.UnsupportedError, match="left_window_size"):
+    with pytest.raises(kiln.InvalidArgumentError, match="left_window_size.*-2"):
         kiln.build_onnx(model.SerializeToString(), target="cpu")
+    # A window of 2 builds (tests/python/test_onnx_attention.py checks its values).
+    model.graph.node[0].attribute[0].i = 2
+    kiln.build_onnx(model.SerializeToString(), target="cpu")
     # Without the window, opset 25 attention builds.
     model.graph.node[0].ClearField("attribute")
     kiln.build_onnx(model.SerializeToString(), target="cpu")

@@ -288,7 +288,10 @@ TEST(OnnxAttention, ErrorsNameTheNodeAndTheProblem) {
   expect_error(raw_node({{{2, 3, 4, 8}, f32}, {{2, 3, 6, 7}, f32}, {{2, 3, 6, 8}, f32}}),
                ErrorCode::kInvalidArgument, "head sizes differ");
   expect_error(
-      raw_node({{{2, 3, 4, 8}, f32}, {{2, 3, 6, 8}, f32}, {{2, 3, 6, 8}, f32}, {{4, 5}, f32}}),
+      raw_node({{{2, 3, 4, 8}, f32}, {{2, 3, 6, 8}, f32}, {{2, 3, 6, 8}, f32}, {{4, 7}, f32}}),
+      ErrorCode::kInvalidArgument, "does not broadcast");  // more keys than there are (fewer: padded)
+  expect_error(
+      raw_node({{{2, 3, 4, 8}, f32}, {{2, 3, 6, 8}, f32}, {{2, 3, 6, 8}, f32}, {{3, 5}, f32}}),
       ErrorCode::kInvalidArgument, "does not broadcast");
   expect_error(
       raw_node(
@@ -320,7 +323,7 @@ TEST(OnnxAttention, ErrorsNameTheNodeAndTheProblem) {
                          {{2, 3, 2, 8}, f32},
                          {{2, 3, 2, 8}, f32},
                          {{2}, DType::kInt64}}),
-               ErrorCode::kUnsupported, "nonpad_kv_seqlen");
+               ErrorCode::kInvalidArgument, "nonpad_kv_seqlen) cannot be combined with past_key");
   expect_error(
       raw_node({{{2, 3, 4, kDynamicDim}, f32}, {{2, 3, 6, kDynamicDim}, f32}, {{2, 3, 6, 8}, f32}}),
       ErrorCode::kUnsupported, "static head size");

@@ -62,6 +62,8 @@ void onnx_attention_kernel(KernelContext& ctx) {
   float* qk_out = ctx.outputs.size() > 3 ? ctx.outputs[3].as<float>() : nullptr;
   const int64_t T = g.total_length, P = g.past_length;
   const int64_t group = g.q_heads / g.kv_heads;
+  const int64_t* nonpad = g.has_nonpad ? ctx.inputs[6].as<const int64_t>() : nullptr;
+  const bool windowed = g.left_window >= 0 || g.right_window >= 0;
 
   // Key and value rows j of kv head h: the past first, then the new ones.
   const auto key = [&](int64_t b, int64_t h, int64_t j) {
@@ -90,13 +92,16 @@ void onnx_attention_kernel(KernelContext& ctx) {
   std::vector<float> scores(static_cast<size_t>(T));
   std::vector<double> out(static_cast<size_t>(g.v_head_size));
   for (int64_t b = 0; b < g.batch; ++b) {
+    // Where this batch's queries sit among the keys: after the past, or with nonpad_kv_seqlen
+    // (a static cache holding nonpad[b] valid keys) ending at its last valid key.
+    const int64_t offset = nonpad != nullptr ? nonpad[b] - g.q_length : P;
     for (int64_t h = 0; h < g.q_heads; ++h) {
       const int64_t kv_head = h / group;
       for (int64_t i = 0; i < g.q_length; ++i) {
         const float* qi = q + rows.q(b, h, i);
         float* qk_row =
             qk_out == nullptr ? nullptr : qk_out + ((b * g.q_heads + h) * g.q_length + i) * T;
-        bool all_masked = g.has_mask || g.causal;
+        bool all_masked = g.has_mask || g.causal || windowed || nonpad != nullptr;
         float maximum = kMinusInfinity;
         for (int64_t j = 0; j < T; ++j) {
           const float* kj = key(b, kv_head, j);
@@ -107,14 +112,21 @@ void onnx_attention_kernel(KernelContext& ctx) {
           if (g.softcap > 0.0f) s = g.softcap * std::tanh(s / g.softcap);
           if (qk_row != nullptr && g.qk_output_mode == 1) qk_row[j] = s;
           float add = 0.0f;
-          if (mask != nullptr) {
+          if (mask != nullptr && g.mask_keys != kDynamicDim && j >= g.mask_keys) {
+            add = kMinusInfinity;  // past the end of a mask shorter than the keys
+          } else if (mask != nullptr) {
             const int64_t at = b * g.mask_strides[0] + h * g.mask_strides[1] +
                                i * g.mask_strides[2] + j * g.mask_strides[3];
             add = g.mask_is_bool
                       ? (static_cast<const uint8_t*>(mask)[at] != 0 ? 0.0f : kMinusInfinity)
                       : static_cast<const float*>(mask)[at];
           }
-          if (g.causal && j > i + P) add += kMinusInfinity;
+          const int64_t before = i + offset - j;  // > 0: key j precedes the query's position
+          if (g.causal && before < 0) add += kMinusInfinity;
+          if ((g.left_window >= 0 && before > g.left_window) || (g.right_window >= 0 && -before > g.right_window)) {
+            add += kMinusInfinity;
+          }
+          if (nonpad != nullptr && j >= nonpad[b]) add += kMinusInfinity;
           all_masked = all_masked && add == kMinusInfinity;
           s += add;
           if (qk_row != nullptr && g.qk_output_mode == 2) qk_row[j] = s;
