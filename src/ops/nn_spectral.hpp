@@ -15,12 +15,12 @@ namespace kiln::ops::nn {
 // One DFT node's transform along `axis` of a [..., 1 or 2] tensor (the last dim holds the real
 // part, or the real and imaginary parts).
 struct DftGeometry {
-  int64_t axis = 0;         // normalised into [0, rank - 2]
-  int64_t length = 0;       // the transform's length n (dft_length); kDynamicDim when unknown
+  int64_t axis = 0;    // normalised into [0, rank - 2]
+  int64_t length = 0;  // the transform's length n (dft_length); kDynamicDim when unknown
   bool inverse = false;
-  bool onesided = false;    // forward: RFFT (keeps n / 2 + 1 bins); inverse: IRFFT (real output)
+  bool onesided = false;  // forward: RFFT (keeps n / 2 + 1 bins); inverse: IRFFT (real output)
   bool complex_input = false;
-  Shape output;             // kDynamicDim where an unknown value decides the dim
+  Shape output;  // kDynamicDim where an unknown value decides the dim
 };
 
 // Needs `input` of rank >= 2 (a dim may be dynamic). `dft_length` and `axis` are the values of

@@ -26,11 +26,15 @@ std::optional<int64_t> scalar_index(const InferContext& ctx, size_t index, std::
   if (info.dtype != DType::kInt32 && info.dtype != DType::kInt64) {
     ctx.fail("input ", index, " (", what, ") must be int32 or int64, got ", dtype_name(info.dtype));
   }
-  const bool scalar = info.shape.empty() || (info.shape.size() == 1 && (info.shape[0] == 1 || info.shape[0] == kDynamicDim));
-  if (!scalar) ctx.fail("input ", index, " (", what, ") must be a scalar, got shape ", shape_to_string(info.shape));
+  const bool scalar = info.shape.empty() || (info.shape.size() == 1 &&
+                                             (info.shape[0] == 1 || info.shape[0] == kDynamicDim));
+  if (!scalar)
+    ctx.fail("input ", index, " (", what, ") must be a scalar, got shape ",
+             shape_to_string(info.shape));
   if (!info.value) return std::nullopt;
   if (info.value->numel() != 1) {
-    ctx.fail("input ", index, " (", what, ") must hold one value, got shape ", shape_to_string(info.value->shape));
+    ctx.fail("input ", index, " (", what, ") must hold one value, got shape ",
+             shape_to_string(info.value->shape));
   }
   return read_index(view_of(*info.value), 0);
 }
@@ -49,10 +53,11 @@ void infer_dft(InferContext& ctx) {
   std::optional<int64_t> axis = -2;  // opset 20's default
   if (ctx.has_input(2)) {
     axis = scalar_index(ctx, 2, "axis");
-    if (ctx.input(2).dtype != DType::kInt64) ctx.fail("input 2 (axis) must be int64, got ", dtype_name(ctx.input(2).dtype));
+    if (ctx.input(2).dtype != DType::kInt64)
+      ctx.fail("input 2 (axis) must be int64, got ", dtype_name(ctx.input(2).dtype));
   }
-  const nn::DftGeometry g =
-      nn::resolve_dft(label_of(ctx), ctx.attrs(), ctx.input(0).shape, length, ctx.has_input(1), axis);
+  const nn::DftGeometry g = nn::resolve_dft(label_of(ctx), ctx.attrs(), ctx.input(0).shape, length,
+                                            ctx.has_input(1), axis);
   ctx.output(0).dtype = ctx.input(0).dtype;
   ctx.output(0).shape = g.output;
 }
@@ -63,8 +68,8 @@ void infer_stft(InferContext& ctx) {
   const std::optional<int64_t> step = scalar_index(ctx, 1, "frame_step");
   const std::optional<int64_t> frame_length = scalar_index(ctx, 3, "frame_length");
   const Shape* window = ctx.has_input(2) ? &ctx.input(2).shape : nullptr;
-  const nn::StftGeometry g = nn::resolve_stft(label_of(ctx), ctx.attrs(), ctx.input(0).shape, window, step,
-                                              frame_length, ctx.has_input(3));
+  const nn::StftGeometry g = nn::resolve_stft(label_of(ctx), ctx.attrs(), ctx.input(0).shape,
+                                              window, step, frame_length, ctx.has_input(3));
   ctx.output(0).dtype = ctx.input(0).dtype;
   ctx.output(0).shape = g.output;
 }
@@ -85,8 +90,8 @@ void infer_mel_weight_matrix(InferContext& ctx) {
   for (size_t i = 3; i < 5; ++i) {
     const Shape& shape = ctx.input(i).shape;
     if (!shape.empty() && !(shape.size() == 1 && (shape[0] == 1 || shape[0] == kDynamicDim))) {
-      ctx.fail("input ", i, " (", i == 3 ? "lower_edge_hertz" : "upper_edge_hertz", ") must be a scalar, got shape ",
-               shape_to_string(shape));
+      ctx.fail("input ", i, " (", i == 3 ? "lower_edge_hertz" : "upper_edge_hertz",
+               ") must be a scalar, got shape ", shape_to_string(shape));
     }
   }
   if (ctx.input(4).dtype != ctx.input(3).dtype) {
@@ -102,7 +107,8 @@ void infer_mel_weight_matrix(InferContext& ctx) {
 void register_spectral_ops(OpRegistry& registry) {
   registry.add(OpDef{"DFT", 1, 3, 1, 1, {1, 2}, &nn::infer_with_node_errors<infer_dft>});
   registry.add(OpDef{"STFT", 2, 4, 1, 1, {1, 3}, &nn::infer_with_node_errors<infer_stft>});
-  registry.add(OpDef{"MelWeightMatrix", 5, 5, 1, 1, {0, 1}, &nn::infer_with_node_errors<infer_mel_weight_matrix>});
+  registry.add(OpDef{
+      "MelWeightMatrix", 5, 5, 1, 1, {0, 1}, &nn::infer_with_node_errors<infer_mel_weight_matrix>});
 }
 
 }  // namespace kiln::ops

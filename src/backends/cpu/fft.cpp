@@ -16,7 +16,9 @@ inline Complex mul(Complex a, Complex b) {
   return {a.real() * b.real() - a.imag() * b.imag(), a.real() * b.imag() + a.imag() * b.real()};
 }
 
-bool is_power_of_two(int64_t n) { return (n & (n - 1)) == 0; }
+bool is_power_of_two(int64_t n) {
+  return (n & (n - 1)) == 0;
+}
 
 // e^{-2 pi i k / n} for k in [0, count).
 std::vector<Complex> roots_of_unity(int64_t n, int64_t count) {
@@ -69,7 +71,8 @@ FftPlan::FftPlan(int64_t n) : n_(n) {
     while (m < 2 * n - 1) m <<= 1;
     inner_ = std::make_unique<FftPlan>(m);
     chirp_.resize(static_cast<size_t>(n));
-    int64_t square = 0;  // k^2 mod 2n, stepped by (k + 1)^2 = k^2 + 2k + 1: the angle stays small and exact
+    int64_t square =
+        0;  // k^2 mod 2n, stepped by (k + 1)^2 = k^2 + 2k + 1: the angle stays small and exact
     for (int64_t k = 0; k < n; ++k) {
       chirp_[static_cast<size_t>(k)] =
           std::polar(1.0, -std::numbers::pi * static_cast<double>(square) / static_cast<double>(n));
@@ -78,7 +81,8 @@ FftPlan::FftPlan(int64_t n) : n_(n) {
     kernel_.assign(static_cast<size_t>(m), Complex{});
     kernel_[0] = std::conj(chirp_[0]);
     for (int64_t k = 1; k < n; ++k) {
-      kernel_[static_cast<size_t>(k)] = kernel_[static_cast<size_t>(m - k)] = std::conj(chirp_[static_cast<size_t>(k)]);
+      kernel_[static_cast<size_t>(k)] = kernel_[static_cast<size_t>(m - k)] =
+          std::conj(chirp_[static_cast<size_t>(k)]);
     }
     inner_->forward(kernel_.data());
     scratch_.resize(static_cast<size_t>(m));
@@ -107,16 +111,19 @@ void FftPlan::forward(Complex* data) {
     case Method::kBluestein: {
       const int64_t m = inner_->length();
       for (int64_t k = 0; k < m; ++k) {
-        scratch_[static_cast<size_t>(k)] = k < n_ ? mul(data[k], chirp_[static_cast<size_t>(k)]) : Complex{};
+        scratch_[static_cast<size_t>(k)] =
+            k < n_ ? mul(data[k], chirp_[static_cast<size_t>(k)]) : Complex{};
       }
       inner_->forward(scratch_.data());
       for (int64_t k = 0; k < m; ++k) {
-        scratch_[static_cast<size_t>(k)] = std::conj(mul(scratch_[static_cast<size_t>(k)], kernel_[static_cast<size_t>(k)]));
+        scratch_[static_cast<size_t>(k)] =
+            std::conj(mul(scratch_[static_cast<size_t>(k)], kernel_[static_cast<size_t>(k)]));
       }
       inner_->forward(scratch_.data());  // with the conjugates around it: the inverse, unscaled
       const double scale = 1.0 / static_cast<double>(m);
       for (int64_t k = 0; k < n_; ++k) {
-        data[k] = mul(std::conj(scratch_[static_cast<size_t>(k)]) * scale, chirp_[static_cast<size_t>(k)]);
+        data[k] = mul(std::conj(scratch_[static_cast<size_t>(k)]) * scale,
+                      chirp_[static_cast<size_t>(k)]);
       }
       return;
     }

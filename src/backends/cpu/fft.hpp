@@ -6,8 +6,8 @@
 #pragma once
 
 #include <complex>
-#include <memory>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace kiln::cpu {
@@ -33,11 +33,12 @@ class FftPlan {
 
   int64_t n_ = 0;
   Method method_ = Method::kRadix2;
-  std::vector<std::complex<double>> roots_;     // e^{-2 pi i k / n}: radix-2 (k < n / 2), direct (k < n)
-  std::vector<std::complex<double>> chirp_;     // Bluestein: e^{-pi i k^2 / n}, k < n
-  std::vector<std::complex<double>> kernel_;    // Bluestein: the FFT of the conjugate chirp, padded
+  std::vector<std::complex<double>>
+      roots_;  // e^{-2 pi i k / n}: radix-2 (k < n / 2), direct (k < n)
+  std::vector<std::complex<double>> chirp_;   // Bluestein: e^{-pi i k^2 / n}, k < n
+  std::vector<std::complex<double>> kernel_;  // Bluestein: the FFT of the conjugate chirp, padded
   std::vector<std::complex<double>> scratch_;
-  std::unique_ptr<FftPlan> inner_;              // Bluestein: the power-of-two FFT it runs on
+  std::unique_ptr<FftPlan> inner_;  // Bluestein: the power-of-two FFT it runs on
 };
 
 }  // namespace kiln::cpu

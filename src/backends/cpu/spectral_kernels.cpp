@@ -24,14 +24,15 @@ using Complex = std::complex<double>;
 void require_float_data(const KernelContext& ctx, size_t index, const char* what) {
   const DType dtype = ctx.inputs[index].dtype;
   if (dtype != DType::kFloat32 && dtype != DType::kFloat64) {
-    ctx.fail(ErrorCode::kUnsupported, "input ", index, " (", what, ") has dtype ", dtype_name(dtype),
-             "; supported: float32, float16, bfloat16, float64");
+    ctx.fail(ErrorCode::kUnsupported, "input ", index, " (", what, ") has dtype ",
+             dtype_name(dtype), "; supported: float32, float16, bfloat16, float64");
   }
 }
 
 void require_dtype_match(const KernelContext& ctx, DType have, DType want, const char* what) {
   if (have != want) {
-    ctx.fail(ErrorCode::kInvalidArgument, what, " has dtype ", dtype_name(have), " but input 0 has ", dtype_name(want));
+    ctx.fail(ErrorCode::kInvalidArgument, what, " has dtype ", dtype_name(have),
+             " but input 0 has ", dtype_name(want));
   }
 }
 
@@ -40,8 +41,8 @@ std::optional<int64_t> scalar_input(const KernelContext& ctx, size_t index, cons
   if (!ctx.has_input(index)) return std::nullopt;
   const TensorView& t = ctx.inputs[index];
   if (t.numel() != 1) {
-    ctx.fail(ErrorCode::kInvalidArgument, "input ", index, " (", what, ") must hold one value, got shape ",
-             shape_to_string(t.shape));
+    ctx.fail(ErrorCode::kInvalidArgument, "input ", index, " (", what,
+             ") must hold one value, got shape ", shape_to_string(t.shape));
   }
   return read_index(t, 0);
 }
@@ -51,8 +52,10 @@ void run_dft(const KernelContext& ctx, const ops::nn::DftGeometry& g) {
   const Shape& in_shape = ctx.inputs[0].shape;
   const Shape& out_shape = ctx.outputs[0].shape;
   const auto axis = static_cast<size_t>(g.axis);
-  const int64_t outer = shape_numel(Shape(in_shape.begin(), in_shape.begin() + static_cast<std::ptrdiff_t>(axis)));
-  const int64_t inner = shape_numel(Shape(in_shape.begin() + static_cast<std::ptrdiff_t>(axis) + 1, in_shape.end() - 1));
+  const int64_t outer =
+      shape_numel(Shape(in_shape.begin(), in_shape.begin() + static_cast<std::ptrdiff_t>(axis)));
+  const int64_t inner = shape_numel(
+      Shape(in_shape.begin() + static_cast<std::ptrdiff_t>(axis) + 1, in_shape.end() - 1));
   const int64_t in_len = in_shape[axis];
   const int64_t out_len = out_shape[axis];
   const int64_t in_parts = in_shape.back();
@@ -99,9 +102,10 @@ void dft_kernel(KernelContext& ctx) {
   const DType dtype = ctx.inputs[0].dtype;
   require_dtype_match(ctx, ctx.outputs[0].dtype, dtype, "output 0");
   const std::optional<int64_t> length = scalar_input(ctx, 1, "dft_length");
-  const std::optional<int64_t> axis = ctx.has_input(2) ? scalar_input(ctx, 2, "axis") : std::optional<int64_t>(-2);
-  const ops::nn::DftGeometry g =
-      ops::nn::resolve_dft(nn::label_of(ctx), ctx.attrs, ctx.inputs[0].shape, length, ctx.has_input(1), axis);
+  const std::optional<int64_t> axis =
+      ctx.has_input(2) ? scalar_input(ctx, 2, "axis") : std::optional<int64_t>(-2);
+  const ops::nn::DftGeometry g = ops::nn::resolve_dft(
+      nn::label_of(ctx), ctx.attrs, ctx.inputs[0].shape, length, ctx.has_input(1), axis);
   nn::require_output_shape(ctx, 0, g.output);
   if (shape_numel(g.output) == 0) return;
   if (dtype == DType::kFloat64) {
@@ -129,7 +133,8 @@ void run_stft(const KernelContext& ctx, const ops::nn::StftGeometry& g) {
       for (int64_t t = 0; t < frame_length; ++t) {
         const T* p = signal + (b * length + f * g.frame_step + t) * parts;
         const double w = window ? static_cast<double>(window[t]) : 1.0;
-        frame[static_cast<size_t>(t)] = {static_cast<double>(p[0]) * w, parts == 2 ? static_cast<double>(p[1]) * w : 0.0};
+        frame[static_cast<size_t>(t)] = {static_cast<double>(p[0]) * w,
+                                         parts == 2 ? static_cast<double>(p[1]) * w : 0.0};
       }
       plan.transform(frame.data(), false);
       T* o = out + (b * g.frames + f) * bins * 2;
@@ -149,8 +154,9 @@ void stft_kernel(KernelContext& ctx) {
   const std::optional<int64_t> step = scalar_input(ctx, 1, "frame_step");
   const std::optional<int64_t> frame_length = scalar_input(ctx, 3, "frame_length");
   const Shape* window = ctx.has_input(2) ? &ctx.inputs[2].shape : nullptr;
-  const ops::nn::StftGeometry g = ops::nn::resolve_stft(nn::label_of(ctx), ctx.attrs, ctx.inputs[0].shape, window,
-                                                        step, frame_length, ctx.has_input(3));
+  const ops::nn::StftGeometry g =
+      ops::nn::resolve_stft(nn::label_of(ctx), ctx.attrs, ctx.inputs[0].shape, window, step,
+                            frame_length, ctx.has_input(3));
   nn::require_output_shape(ctx, 0, g.output);
   if (shape_numel(g.output) == 0) return;
   if (dtype == DType::kFloat64) {
@@ -163,11 +169,12 @@ void stft_kernel(KernelContext& ctx) {
 double scalar_float(const KernelContext& ctx, size_t index, const char* what) {
   const TensorView& t = ctx.inputs[index];
   if (t.numel() != 1) {
-    ctx.fail(ErrorCode::kInvalidArgument, "input ", index, " (", what, ") must hold one value, got shape ",
-             shape_to_string(t.shape));
+    ctx.fail(ErrorCode::kInvalidArgument, "input ", index, " (", what,
+             ") must hold one value, got shape ", shape_to_string(t.shape));
   }
   require_float_data(ctx, index, what);
-  return t.dtype == DType::kFloat64 ? *t.as<const double>() : static_cast<double>(*t.as<const float>());
+  return t.dtype == DType::kFloat64 ? *t.as<const double>()
+                                    : static_cast<double>(*t.as<const float>());
 }
 
 template <typename T>
@@ -184,7 +191,9 @@ void mel_weight_matrix_kernel(KernelContext& ctx) {
   const double upper_hz = scalar_float(ctx, 4, "upper_edge_hertz");
   const Shape shape = ops::nn::mel_output_shape(nn::label_of(ctx), mel_bins, dft_length);
   nn::require_output_shape(ctx, 0, shape);
-  if (sample_rate <= 0) ctx.fail(ErrorCode::kInvalidArgument, "input 2 (sample_rate) is ", sample_rate, "; it must be >= 1");
+  if (sample_rate <= 0)
+    ctx.fail(ErrorCode::kInvalidArgument, "input 2 (sample_rate) is ", sample_rate,
+             "; it must be >= 1");
   const int64_t spectrogram_bins = shape[0];
 
   // num_mel_bins + 2 edges evenly spaced on the mel scale (the reference steps by a
@@ -194,20 +203,24 @@ void mel_weight_matrix_kernel(KernelContext& ctx) {
   const double mel_step = (to_mel(upper_hz) - low_mel) / static_cast<double>(mel_bins + 2);
   std::vector<int64_t> edges(static_cast<size_t>(mel_bins + 2));
   for (int64_t e = 0; e < mel_bins + 2; ++e) {
-    const double hz = 700.0 * std::expm1((static_cast<double>(e) * mel_step + low_mel) / 2595.0 * std::log(10.0));
-    const double bin = std::floor(static_cast<double>(dft_length + 1) * hz / static_cast<double>(sample_rate));
+    const double hz =
+        700.0 * std::expm1((static_cast<double>(e) * mel_step + low_mel) / 2595.0 * std::log(10.0));
+    const double bin =
+        std::floor(static_cast<double>(dft_length + 1) * hz / static_cast<double>(sample_rate));
     // The last edge only bounds the last triangle (exclusive), so it may sit one past the end.
     const int64_t limit = e == mel_bins + 1 ? spectrogram_bins + 1 : spectrogram_bins;
     if (!(bin >= 0.0 && bin < static_cast<double>(limit))) {
-      ctx.fail(ErrorCode::kInvalidArgument, "lower_edge_hertz ", lower_hz, " and upper_edge_hertz ", upper_hz,
-               " put mel edge ", e, " (", hz, " Hz) at spectrogram bin ", bin, ", outside [0, ", limit,
-               ") for dft_length ", dft_length, " and sample_rate ", sample_rate,
-               " (the edges must lie in [0, sample_rate / 2])");
+      ctx.fail(ErrorCode::kInvalidArgument, "lower_edge_hertz ", lower_hz, " and upper_edge_hertz ",
+               upper_hz, " put mel edge ", e, " (", hz, " Hz) at spectrogram bin ", bin,
+               ", outside [0, ", limit, ") for dft_length ", dft_length, " and sample_rate ",
+               sample_rate, " (the edges must lie in [0, sample_rate / 2])");
     }
     edges[static_cast<size_t>(e)] = static_cast<int64_t>(bin);
   }
   std::vector<double> matrix(static_cast<size_t>(spectrogram_bins * mel_bins), 0.0);
-  const auto at = [&](int64_t bin, int64_t mel) -> double& { return matrix[static_cast<size_t>(bin * mel_bins + mel)]; };
+  const auto at = [&](int64_t bin, int64_t mel) -> double& {
+    return matrix[static_cast<size_t>(bin * mel_bins + mel)];
+  };
   for (int64_t m = 0; m < mel_bins; ++m) {
     const int64_t left = edges[static_cast<size_t>(m)];
     const int64_t center = edges[static_cast<size_t>(m + 1)];
@@ -215,22 +228,44 @@ void mel_weight_matrix_kernel(KernelContext& ctx) {
     if (center == left) {
       at(center, m) = 1.0;
     } else {
-      for (int64_t j = left; j <= center; ++j) at(j, m) = static_cast<double>(j - left) / static_cast<double>(center - left);
+      for (int64_t j = left; j <= center; ++j)
+        at(j, m) = static_cast<double>(j - left) / static_cast<double>(center - left);
     }
-    for (int64_t j = center; j < right; ++j) at(j, m) = static_cast<double>(right - j) / static_cast<double>(right - center);
+    for (int64_t j = center; j < right; ++j)
+      at(j, m) = static_cast<double>(right - j) / static_cast<double>(right - center);
   }
   void* out = ctx.outputs[0].data;
   switch (ctx.outputs[0].dtype) {
-    case DType::kFloat32: store_matrix<float>(matrix, out); break;
-    case DType::kFloat64: store_matrix<double>(matrix, out); break;
-    case DType::kUInt8: store_matrix<uint8_t>(matrix, out); break;
-    case DType::kUInt16: store_matrix<uint16_t>(matrix, out); break;
-    case DType::kUInt32: store_matrix<uint32_t>(matrix, out); break;
-    case DType::kUInt64: store_matrix<uint64_t>(matrix, out); break;
-    case DType::kInt8: store_matrix<int8_t>(matrix, out); break;
-    case DType::kInt16: store_matrix<int16_t>(matrix, out); break;
-    case DType::kInt32: store_matrix<int32_t>(matrix, out); break;
-    case DType::kInt64: store_matrix<int64_t>(matrix, out); break;
+    case DType::kFloat32:
+      store_matrix<float>(matrix, out);
+      break;
+    case DType::kFloat64:
+      store_matrix<double>(matrix, out);
+      break;
+    case DType::kUInt8:
+      store_matrix<uint8_t>(matrix, out);
+      break;
+    case DType::kUInt16:
+      store_matrix<uint16_t>(matrix, out);
+      break;
+    case DType::kUInt32:
+      store_matrix<uint32_t>(matrix, out);
+      break;
+    case DType::kUInt64:
+      store_matrix<uint64_t>(matrix, out);
+      break;
+    case DType::kInt8:
+      store_matrix<int8_t>(matrix, out);
+      break;
+    case DType::kInt16:
+      store_matrix<int16_t>(matrix, out);
+      break;
+    case DType::kInt32:
+      store_matrix<int32_t>(matrix, out);
+      break;
+    case DType::kInt64:
+      store_matrix<int64_t>(matrix, out);
+      break;
     default:
       ctx.fail(ErrorCode::kUnsupported, "output 0 has dtype ", dtype_name(ctx.outputs[0].dtype),
                "; supported: float32, float16, bfloat16, float64 and the integer types");
