@@ -25,6 +25,7 @@ void register_bitwise_ops(OpRegistry& registry);    // BitwiseAnd/Or/Xor/Not, Bi
 void register_grid_sample_ops(OpRegistry& registry);  // GridSample
 void register_det_ops(OpRegistry& registry);          // Det
 void register_recurrent_ops(OpRegistry& registry);    // RNN, GRU, LSTM
+void register_spectral_ops(OpRegistry& registry);     // DFT, STFT, MelWeightMatrix
 void register_conv_transpose_ops(OpRegistry& registry);  // ConvTranspose
 void register_group_normalization_ops(
     OpRegistry& registry);                            // InstanceNormalization, GroupNormalization

@@ -52,6 +52,7 @@ const OpRegistry& op_registry() {
     register_grid_sample_ops(r);
     register_det_ops(r);
     register_recurrent_ops(r);
+    register_spectral_ops(r);
     register_conv_transpose_ops(r);
     register_group_normalization_ops(r);
     register_space_depth_ops(r);

@@ -27,6 +27,14 @@ class Case:
     atol: float = 1e-7
 
 
+# Cases whose expected outputs carry the rounding of a single-precision computation, so that an
+# exact result misses the case's atol where the true value is 0. The inverse DFT cases' outputs
+# are numpy.fft.ifft of float32 data, which numpy 2 computes in float32: up to 1.5e-6 away from
+# the float64 transform (2e-7 where the true value is 0, past atol 1e-7); kiln transforms in
+# double. ONNX Runtime misses them by more (2e-5). atol 1e-5 stays far below the values (|y| ~ 1).
+ATOL_OVERRIDES = {"test_dft_inverse": 1e-5, "test_dft_inverse_opset19": 1e-5}
+
+
 def _node_cases() -> list[Case]:
     from onnx.backend.test.case.node import collect_testcases
 
@@ -40,7 +48,8 @@ def _node_cases() -> list[Case]:
             return [numpy_helper.to_array(v) if isinstance(v, onnx.TensorProto) else v for v in values]
 
         data = [(arrays(inputs), arrays(outputs)) for inputs, outputs in c.data_sets]
-        cases.append(Case(c.name, "node", c.model.SerializeToString(), data, c.rtol, c.atol))
+        atol = ATOL_OVERRIDES.get(c.name, c.atol)
+        cases.append(Case(c.name, "node", c.model.SerializeToString(), data, c.rtol, atol))
     return cases
 
 

@@ -32,6 +32,7 @@ const CpuKernelRegistry& cpu_kernels() {
     register_grid_sample_kernels(r);
     register_det_kernels(r);
     register_recurrent_kernels(r);
+    register_spectral_kernels(r);
     register_conv_transpose_kernels(r);
     register_group_normalization_kernels(r);
     register_space_depth_kernels(r);

@@ -78,5 +78,6 @@ void register_onnx_attention_kernels(CpuKernelRegistry& registry);
 void register_grid_sample_kernels(CpuKernelRegistry& registry);
 void register_det_kernels(CpuKernelRegistry& registry);
 void register_recurrent_kernels(CpuKernelRegistry& registry);
+void register_spectral_kernels(CpuKernelRegistry& registry);
 
 }  // namespace kiln::cpu

@@ -80,6 +80,20 @@ void float_attribute_to_input(NormalizedNode& node, const char* attribute, size_
   set_input(node, index, name, attribute);
 }
 
+// DFT before opset 20 takes `axis` as an attribute (default 1); opset 20 made it input 2 (default
+// -2). Moves the attribute, or its default, to an int64 scalar constant input.
+void dft_axis_attribute_to_input(NormalizedNode& node, const AddConstantFn& add_constant) {
+  const Attribute* attr = node.attrs.find("axis");
+  if (attr != nullptr && attr->kind != Attribute::Kind::kInt) {
+    fail_node(node, "attribute 'axis' must be an int, got ", attribute_kind_name(attr->kind));
+  }
+  auto tensor = std::make_shared<HostTensor>(DType::kInt64, Shape{});
+  *tensor->data<int64_t>() = attr != nullptr ? attr->i : 1;
+  const std::string name = add_constant(detail::concat(node.name, "_axis"), tensor);
+  node.attrs.erase("axis");
+  set_input(node, 2, name, "axis");
+}
+
 // Attributes that, at their default value, only matter for training or for formats kiln does not
 // have; dropping them keeps the IR (and engine files) free of noise.
 struct IgnorableDefault {
@@ -241,6 +255,8 @@ void normalize_node(NormalizedNode& node, const AddConstantFn& add_constant) {
     ints_attribute_to_input(node, "axes", 1, add_constant);
   } else if (op == "Split") {
     ints_attribute_to_input(node, "split", 1, add_constant);
+  } else if (op == "DFT" && node.domain.empty() && node.opset < 20) {
+    dft_axis_attribute_to_input(node, add_constant);
   } else if (op == "Clip") {  // min/max attributes (opset < 11)
     float_attribute_to_input(node, "min", 1, add_constant);
     float_attribute_to_input(node, "max", 2, add_constant);
