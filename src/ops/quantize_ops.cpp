@@ -100,7 +100,9 @@ bool is_quantized_dtype(DType dtype) {
 QuantizeLayout resolve_quantize_layout(const NodeRef& node, const Shape& x, const Shape& scale,
                                        const std::optional<Shape>& zero_point, int64_t axis,
                                        int64_t block_size) {
-  if (zero_point && *zero_point != scale) {
+  const auto is_one_element = [](const Shape& s) { return s.empty() || (s.size() == 1 && s[0] == 1); };
+  // ONNX's reference takes a one-element zero point with a one-element scale whatever their ranks.
+  if (zero_point && *zero_point != scale && !(is_one_element(*zero_point) && is_one_element(scale))) {
     node.fail(ErrorCode::kInvalidArgument, "the zero point's shape ", shape_to_string(*zero_point),
               " differs from the scale's ", shape_to_string(scale));
   }
@@ -108,8 +110,7 @@ QuantizeLayout resolve_quantize_layout(const NodeRef& node, const Shape& x, cons
     node.fail(ErrorCode::kInvalidArgument, "attribute 'block_size' must be >= 0, got ", block_size);
   }
   QuantizeLayout layout;
-  const bool one_element = scale.empty() || (scale.size() == 1 && scale[0] == 1);
-  if (one_element) {  // per-tensor (ONNX takes a one-element 1-D scale as one too)
+  if (is_one_element(scale)) {  // per-tensor (ONNX takes a one-element 1-D scale as one too)
     if (shape_is_static(x)) layout.outer = shape_numel(x);
     return layout;
   }

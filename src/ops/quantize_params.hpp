@@ -27,7 +27,8 @@ struct QuantizeLayout {
   }
 };
 
-// Validates `scale` (and `zero_point`, when given, which must have the scale's shape) against
+// Validates `scale` (and `zero_point`, when given, which must have the scale's shape, or both one
+// element) against
 // `x` for the node's attributes `axis` and `block_size`: a scalar or one-element scale is
 // per-tensor; with block_size 0 a 1-D scale of x.shape[axis] elements is per-axis; with
 // block_size > 0 the scale has x's rank and ceil(x.shape[axis] / block_size) elements on the axis,
