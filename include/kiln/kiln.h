@@ -56,7 +56,11 @@ typedef enum kiln_dtype {
   KILN_FLOAT64 = 11,
   KILN_UINT32 = 12,
   KILN_UINT64 = 13,
-  KILN_BFLOAT16 = 16
+  KILN_BFLOAT16 = 16,
+  KILN_FLOAT8E4M3FN = 17,
+  KILN_FLOAT8E4M3FNUZ = 18,
+  KILN_FLOAT8E5M2 = 19,
+  KILN_FLOAT8E5M2FNUZ = 20
 } kiln_dtype;
 
 /* A dense row-major tensor. For inputs, `data` is read; for outputs returned by the runtime it

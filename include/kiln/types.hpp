@@ -27,6 +27,11 @@ enum class DType : uint8_t {
   kUInt32 = 12,
   kUInt64 = 13,
   kBFloat16 = 16,
+  // 8-bit floats (ONNX opset 19): exponent/mantissa bits; FN = no Inf, UZ = no -0 (one NaN).
+  kFloat8E4M3FN = 17,
+  kFloat8E4M3FNUZ = 18,
+  kFloat8E5M2 = 19,
+  kFloat8E5M2FNUZ = 20,
 };
 
 // Size in bytes of one element. Throws kiln::Error (kInvalidArgument) for a value that is not a
@@ -36,8 +41,10 @@ size_t dtype_size(DType dtype);
 std::string_view dtype_name(DType dtype);
 // True when `raw` is the numeric value of a DType enumerator.
 bool is_valid_dtype(int raw);
-// float32, float16, bfloat16, float64.
+// float32, float16, bfloat16, float64 (the float8 types are storage formats: is_float8).
 bool is_floating(DType dtype);
+// float8e4m3fn, float8e4m3fnuz, float8e5m2, float8e5m2fnuz.
+bool is_float8(DType dtype);
 
 // A dimension of -1 means "not known until run time" (a dynamic dimension).
 inline constexpr int64_t kDynamicDim = -1;

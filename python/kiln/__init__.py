@@ -4,7 +4,10 @@ This module needs only numpy and ``libkiln_runtime.so`` to run engines; building
 (:func:`build_onnx`) loads ``libkiln.so`` on first use.
 
 bfloat16 has no numpy dtype: bfloat16 bindings take and return ``uint16`` arrays holding the raw
-bits (the same convention as the ``kiln`` CLI's .npy files).
+bits (the same convention as the ``kiln`` CLI's .npy files). float8 bindings (float8e4m3fn,
+float8e4m3fnuz, float8e5m2, float8e5m2fnuz) take and return ml_dtypes' float8 arrays when the
+``ml_dtypes`` package is installed, else ``uint8`` arrays of their codes; ``uint8`` code arrays are
+taken as inputs either way.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ __all__ = [
 ]  # plus the lazy PyTorch attributes in _LAZY (left out so `import *` stays torch-free)
 
 # kiln_dtype <-> numpy. bfloat16 travels as its raw uint16 bits.
-_UINT16, _BFLOAT16 = 4, 16
+_UINT8, _UINT16, _BFLOAT16 = 2, 4, 16
 _KILN_TO_NUMPY = {
     1: np.dtype(np.float32),
     2: np.dtype(np.uint8),
@@ -79,19 +82,34 @@ try:
 
     _NUMPY_TO_KILN[np.dtype(_ml_dtypes.bfloat16)] = _BFLOAT16
 except ImportError:  # optional: without it, bfloat16 inputs are given as uint16 bit patterns
-    pass
+    _ml_dtypes = None
+# float8 (ONNX FLOAT8E4M3FN=17 ... FLOAT8E5M2FNUZ=20): ml_dtypes' types when installed, else the
+# uint8 codes (_binding_code takes uint8 arrays for float8 bindings).
+_FLOAT8_NAMES = {17: "float8e4m3fn", 18: "float8e4m3fnuz", 19: "float8e5m2", 20: "float8e5m2fnuz"}
+for _code, _name in _FLOAT8_NAMES.items():
+    if _ml_dtypes is not None:
+        _dtype = np.dtype(getattr(_ml_dtypes, _name.replace("float8", "float8_")))
+        _KILN_TO_NUMPY[_code] = _dtype
+        _NUMPY_TO_KILN[_dtype] = _code
+    else:
+        _KILN_TO_NUMPY[_code] = np.dtype(np.uint8)
 _KILN_DTYPE_NAMES = {
     1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
-    10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16",
+    10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16", **_FLOAT8_NAMES,
 }
 
 
 def _binding_code(dtype: np.dtype, binding: "Binding | None") -> "int | None":
     """The kiln dtype code of an array of numpy ``dtype`` given for ``binding``: uint16 arrays are
-    uint16 tensors, or the raw bits of a bfloat16 binding."""
+    uint16 tensors, or the raw bits of a bfloat16 binding; uint8 arrays are uint8 tensors, or the
+    codes of a float8 binding."""
     code = _NUMPY_TO_KILN.get(dtype)
     if code == _UINT16 and binding is not None and binding.dtype_name == "bfloat16":
         return _BFLOAT16
+    if code == _UINT8 and binding is not None:
+        for float8_code, name in _FLOAT8_NAMES.items():
+            if binding.dtype_name == name:
+                return float8_code
     return code
 _PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 

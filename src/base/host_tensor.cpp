@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "base/error.hpp"
+#include "base/float8.hpp"
 #include "base/half.hpp"
 
 namespace kiln {
@@ -38,6 +39,11 @@ double read_as_double(const TensorView& t, int64_t i) {
     case DType::kUInt32: return t.as<const uint32_t>()[i];
     case DType::kUInt64: return static_cast<double>(t.as<const uint64_t>()[i]);
     case DType::kBool: return t.as<const uint8_t>()[i] ? 1.0 : 0.0;
+    case DType::kFloat8E4M3FN:
+    case DType::kFloat8E4M3FNUZ:
+    case DType::kFloat8E5M2:
+    case DType::kFloat8E5M2FNUZ:
+      return float8_to_float(t.as<const uint8_t>()[i], *float8_format(t.dtype));
   }
   fail(ErrorCode::kInvalidArgument, "unknown dtype");
 }
@@ -59,6 +65,12 @@ std::vector<uint8_t> scalar_bytes(DType dtype, double value) {
     case DType::kUInt16: put(static_cast<uint16_t>(value)); break;
     case DType::kUInt32: put(static_cast<uint32_t>(value)); break;
     case DType::kUInt64: put(static_cast<uint64_t>(value)); break;
+    case DType::kFloat8E4M3FN:
+    case DType::kFloat8E4M3FNUZ:
+    case DType::kFloat8E5M2:
+    case DType::kFloat8E5M2FNUZ:
+      put(float_to_float8(static_cast<float>(value), *float8_format(dtype), true));
+      break;
   }
   return bytes;
 }

@@ -20,6 +20,10 @@ size_t dtype_size(DType dtype) {
     case DType::kFloat16: return 2;
     case DType::kFloat64: return 8;
     case DType::kBFloat16: return 2;
+    case DType::kFloat8E4M3FN:
+    case DType::kFloat8E4M3FNUZ:
+    case DType::kFloat8E5M2:
+    case DType::kFloat8E5M2FNUZ: return 1;
   }
   fail(ErrorCode::kInvalidArgument, "unknown dtype value ", static_cast<int>(dtype));
 }
@@ -39,6 +43,10 @@ std::string_view dtype_name(DType dtype) {
     case DType::kFloat16: return "float16";
     case DType::kFloat64: return "float64";
     case DType::kBFloat16: return "bfloat16";
+    case DType::kFloat8E4M3FN: return "float8e4m3fn";
+    case DType::kFloat8E4M3FNUZ: return "float8e4m3fnuz";
+    case DType::kFloat8E5M2: return "float8e5m2";
+    case DType::kFloat8E5M2FNUZ: return "float8e5m2fnuz";
   }
   return "dtype(?)";
 }
@@ -46,7 +54,7 @@ std::string_view dtype_name(DType dtype) {
 bool is_valid_dtype(int raw) {
   switch (raw) {
     case 1: case 2: case 3: case 4: case 5: case 6: case 7: case 9: case 10: case 11: case 12: case 13:
-    case 16:
+    case 16: case 17: case 18: case 19: case 20:
       return true;
     default:
       return false;
@@ -56,6 +64,11 @@ bool is_valid_dtype(int raw) {
 bool is_floating(DType dtype) {
   return dtype == DType::kFloat32 || dtype == DType::kFloat16 || dtype == DType::kBFloat16 ||
          dtype == DType::kFloat64;
+}
+
+bool is_float8(DType dtype) {
+  return dtype == DType::kFloat8E4M3FN || dtype == DType::kFloat8E4M3FNUZ ||
+         dtype == DType::kFloat8E5M2 || dtype == DType::kFloat8E5M2FNUZ;
 }
 
 int64_t shape_numel(const Shape& shape) {

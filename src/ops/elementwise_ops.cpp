@@ -1,5 +1,5 @@
 // Elementwise ops: unary math and activations, broadcasting binary arithmetic, comparisons and
-// logic, variadic Min/Max/Sum/Mean, Clip, Where, Cast and CastLike.
+// logic, variadic Min/Max/Sum/Mean, Clip, Where, Cast and CastLike (to and from float8 too).
 #include <initializer_list>
 
 #include "ops/op_families.hpp"
@@ -145,9 +145,21 @@ void infer_where(InferContext& ctx) {
   ctx.output(0).shape = broadcast_shapes(ctx, ctx.input(0).shape, xy);
 }
 
-constexpr std::initializer_list<DType> kCastTypes = kNumericOrBoolTypes;
+constexpr std::initializer_list<DType> kCastTypes = {
+    DType::kFloat32,      DType::kFloat16,        DType::kBFloat16,    DType::kFloat64,
+    DType::kInt8,         DType::kInt16,          DType::kInt32,       DType::kInt64,
+    DType::kUInt8,        DType::kUInt16,         DType::kUInt32,      DType::kUInt64,
+    DType::kBool,         DType::kFloat8E4M3FN,   DType::kFloat8E4M3FNUZ, DType::kFloat8E5M2,
+    DType::kFloat8E5M2FNUZ};
+
+// `saturate` (opset 19) decides what casts to float8 do with values beyond the format's range.
+void check_saturate(InferContext& ctx) {
+  const int64_t saturate = int_attr(ctx, "saturate", 1);
+  if (saturate != 0 && saturate != 1) ctx.fail("attribute 'saturate' must be 0 or 1, got ", saturate);
+}
 
 void infer_cast(InferContext& ctx) {
+  check_saturate(ctx);
   const int64_t to = int_attr(ctx, "to", -1);
   if (to < 0 || to > 255 || !is_valid_dtype(static_cast<int>(to))) {
     ctx.fail("attribute 'to' must be a supported dtype number, got ", to);
@@ -159,6 +171,7 @@ void infer_cast(InferContext& ctx) {
 }
 
 void infer_cast_like(InferContext& ctx) {
+  check_saturate(ctx);
   require_dtype(ctx, "input 0", ctx.input(0).dtype, kCastTypes);
   require_dtype(ctx, "target_type (input 1)", ctx.input(1).dtype, kCastTypes);
   ctx.output(0).dtype = ctx.input(1).dtype;

@@ -33,5 +33,6 @@ void register_space_depth_ops(OpRegistry& registry);  // DepthToSpace, SpaceToDe
 void register_einsum_ops(OpRegistry& registry);       // Einsum (lowered by the builder; no kernels)
 void register_col2im_ops(OpRegistry& registry);        // Col2Im
 void register_onnx_attention_ops(OpRegistry& registry);  // Attention (opset 23; lowered for CUDA)
+void register_quantize_ops(OpRegistry& registry);  // QuantizeLinear, DequantizeLinear
 
 }  // namespace kiln::ops

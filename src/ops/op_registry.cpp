@@ -59,6 +59,7 @@ const OpRegistry& op_registry() {
     register_col2im_ops(r);
     register_einsum_ops(r);
     register_onnx_attention_ops(r);
+    register_quantize_ops(r);
     return r;
   }();
   return registry;

@@ -33,7 +33,8 @@ options:
                           into a CUDA graph (for debugging a kernel; same results)
   -h, --help              show this help
 
-bfloat16 tensors are stored in .npy files as raw bits with dtype '<u2'.
+bfloat16 tensors are stored in .npy files as raw bits with dtype '<u2', float8 tensors as their
+codes with dtype '|u1'.
 )";
 
 }  // namespace

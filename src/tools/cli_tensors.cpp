@@ -9,6 +9,7 @@
 
 #include "base/checked_math.hpp"
 #include "base/error.hpp"
+#include "base/float8.hpp"
 #include "base/half.hpp"
 #include "base/host_tensor.hpp"
 #include "base/memory_limit.hpp"
@@ -65,6 +66,13 @@ void store_from_double(DType dtype, void* data, int64_t i, double value) {
       return;
     case DType::kBool:
       static_cast<uint8_t*>(data)[i] = value != 0.0 ? 1 : 0;
+      return;
+    case DType::kFloat8E4M3FN:
+    case DType::kFloat8E4M3FNUZ:
+    case DType::kFloat8E5M2:
+    case DType::kFloat8E5M2FNUZ:
+      static_cast<uint8_t*>(data)[i] =
+          float_to_float8(static_cast<float>(value), *float8_format(dtype), true);
       return;
   }
   fail(ErrorCode::kInternal, "unknown dtype ", static_cast<int>(dtype));
@@ -128,7 +136,7 @@ Tensor random_tensor(const std::string& name, DType dtype, const Shape& shape, s
   std::uniform_int_distribution<int> small_int(0, 3);
   std::uniform_int_distribution<int> bit(0, 1);
   for (int64_t i = 0; i < out.numel(); ++i) {
-    const double value = is_floating(dtype)      ? real(rng)
+    const double value = is_floating(dtype) || is_float8(dtype) ? real(rng)
                          : dtype == DType::kBool ? bit(rng)
                                                  : small_int(rng);
     store_from_double(dtype, out.bytes.data(), i, value);
@@ -206,6 +214,9 @@ std::vector<OwnedInput> prepare_inputs(const LoadedEngine& loaded,
       Tensor tensor = read_npy(file->path);
       if (tensor.dtype == DType::kUInt16 && binding.dtype == DType::kBFloat16) {
         tensor.dtype = DType::kBFloat16;  // .npy files carry bfloat16 as its raw uint16 bits
+      }
+      if (tensor.dtype == DType::kUInt8 && is_float8(binding.dtype)) {
+        tensor.dtype = binding.dtype;  // and float8 as its uint8 codes
       }
       if (tensor.dtype != binding.dtype) {
         const bool both_float = is_floating(tensor.dtype) && is_floating(binding.dtype);

@@ -35,6 +35,9 @@ constexpr DescrEntry kDescrs[] = {
     {"<u2", DType::kUInt16},  {"<i4", DType::kInt32},   {"<u4", DType::kUInt32},
     {"<i8", DType::kInt64},   {"<u8", DType::kUInt64},  {"|b1", DType::kBool},
     {"<u2", DType::kBFloat16},
+    // NumPy has no float8 either: their codes are written as '|u1'.
+    {"|u1", DType::kFloat8E4M3FN}, {"|u1", DType::kFloat8E4M3FNUZ},
+    {"|u1", DType::kFloat8E5M2},   {"|u1", DType::kFloat8E5M2FNUZ},
 };
 
 // The value of one key of the header dict.

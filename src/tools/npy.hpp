@@ -4,7 +4,9 @@
 //   '<f4' float32, '<f2' float16, '<f8' float64, '|i1' int8, '|u1' uint8, '<i2' int16,
 //   '<u2' uint16, '<i4' int32, '<u4' uint32, '<i8' int64, '<u8' uint64, '|b1' bool.
 // NumPy has no bfloat16, so a bfloat16 tensor is written as its raw bits with descr '<u2'; a '<u2'
-// file reads back as uint16, and the CLI takes it as the bits of a bfloat16 input.
+// file reads back as uint16, and the CLI takes it as the bits of a bfloat16 input. Likewise float8
+// tensors are written as their codes with descr '|u1' (read back as uint8; the CLI takes a uint8
+// file for a float8 input as its codes).
 #pragma once
 
 #include <cstdint>

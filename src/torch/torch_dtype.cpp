@@ -18,6 +18,10 @@ constexpr std::pair<DType, c10::ScalarType> kDtypePairs[] = {
     // torch's "limited support" unsigned types (torch.uint16/32/64, since torch 2.3).
     {DType::kUInt16, c10::ScalarType::UInt16},   {DType::kUInt32, c10::ScalarType::UInt32},
     {DType::kUInt64, c10::ScalarType::UInt64},
+    {DType::kFloat8E4M3FN, c10::ScalarType::Float8_e4m3fn},
+    {DType::kFloat8E4M3FNUZ, c10::ScalarType::Float8_e4m3fnuz},
+    {DType::kFloat8E5M2, c10::ScalarType::Float8_e5m2},
+    {DType::kFloat8E5M2FNUZ, c10::ScalarType::Float8_e5m2fnuz},
 };
 
 }  // namespace

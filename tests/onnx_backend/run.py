@@ -86,6 +86,12 @@ def _compare(name: str, got, want, rtol: float, atol: float) -> str:
         rtol = max(rtol, 2.0 ** -6)
     elif want.dtype == np.float16:
         rtol = max(rtol, 2.0 ** -9)
+    # float8 outputs (ml_dtypes) must match exactly, as values: NaN codes may differ in sign.
+    if want.dtype.name.startswith("float8") and got.dtype == want.dtype:
+        g, w = got.astype(np.float32), want.astype(np.float32)
+        same = np.array_equal(g, w, equal_nan=True) and np.array_equal(np.signbit(g) | np.isnan(g),
+                                                                        np.signbit(w) | np.isnan(w))
+        return "" if same else f"{name}: values differ"
     if want.dtype == object or got.dtype == object:
         return "" if got.dtype == want.dtype and np.array_equal(got, want) else f"{name}: object outputs differ"
     if got.dtype != want.dtype:

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_node_runner.hpp"
+#include "base/float8.hpp"
 #include "base/half.hpp"
 #include "ops/op_registry.hpp"
 
@@ -64,6 +65,12 @@ void set_element(HostTensor& t, int64_t i, double v) {
       break;
     case DType::kBool:
       t.data<uint8_t>()[i] = v != 0 ? 1 : 0;
+      break;
+    case DType::kFloat8E4M3FN:
+    case DType::kFloat8E4M3FNUZ:
+    case DType::kFloat8E5M2:
+    case DType::kFloat8E5M2FNUZ:
+      t.data<uint8_t>()[i] = float_to_float8(static_cast<float>(v), *float8_format(t.dtype), true);
       break;
   }
 }

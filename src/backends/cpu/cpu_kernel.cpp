@@ -38,6 +38,7 @@ const CpuKernelRegistry& cpu_kernels() {
     register_space_depth_kernels(r);
     register_col2im_kernels(r);
     register_onnx_attention_kernels(r);
+    register_quantize_kernels(r);
     return r;
   }();
   return registry;

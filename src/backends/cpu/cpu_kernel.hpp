@@ -75,6 +75,7 @@ void register_group_normalization_kernels(CpuKernelRegistry& registry);
 void register_space_depth_kernels(CpuKernelRegistry& registry);
 void register_col2im_kernels(CpuKernelRegistry& registry);
 void register_onnx_attention_kernels(CpuKernelRegistry& registry);
+void register_quantize_kernels(CpuKernelRegistry& registry);
 void register_grid_sample_kernels(CpuKernelRegistry& registry);
 void register_det_kernels(CpuKernelRegistry& registry);
 void register_recurrent_kernels(CpuKernelRegistry& registry);

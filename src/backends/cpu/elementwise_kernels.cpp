@@ -6,11 +6,14 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <type_traits>
+#include <vector>
 
 #include "backends/cpu/cpu_kernel.hpp"
 #include "backends/cpu/tensor_broadcast.hpp"
 #include "backends/cpu/tensor_dispatch.hpp"
+#include "base/float8.hpp"
 #include "base/half.hpp"
 #include "ops/scalar_math.h"
 #include "ops/scalar_ops.hpp"
@@ -616,11 +619,36 @@ D convert_element(S src) {
   }
 }
 
+void cast_view(const KernelContext& ctx, const TensorView& in, const TensorView& out);
+
+// Casts from and to float8 go through float32, as ONNX defines them (Cast, opset 19).
+void cast_float8_view(const KernelContext& ctx, const TensorView& in, const TensorView& out) {
+  const int64_t n = in.numel();
+  std::vector<float> values(static_cast<size_t>(n));
+  const TensorView as_float{DType::kFloat32, in.shape, values.data()};
+  if (const std::optional<Float8Format> from = float8_format(in.dtype)) {
+    const auto* codes = in.as<const uint8_t>();
+    for (int64_t i = 0; i < n; ++i) values[static_cast<size_t>(i)] = float8_to_float(codes[i], *from);
+  } else {
+    cast_view(ctx, in, as_float);
+  }
+  if (const std::optional<Float8Format> to = float8_format(out.dtype)) {
+    const bool saturate = ctx.attrs.get_int_or("saturate", 1) != 0;
+    auto* codes = out.as<uint8_t>();
+    for (int64_t i = 0; i < n; ++i) {
+      codes[i] = float_to_float8(values[static_cast<size_t>(i)], *to, saturate);
+    }
+  } else {
+    cast_view(ctx, as_float, out);
+  }
+}
+
 void cast_view(const KernelContext& ctx, const TensorView& in, const TensorView& out) {
   if (in.dtype == out.dtype) {
     if (in.nbytes() > 0) std::memcpy(out.data, in.data, in.nbytes());
     return;
   }
+  if (is_float8(in.dtype) || is_float8(out.dtype)) return cast_float8_view(ctx, in, out);
   const int64_t n = in.numel();
   bool ok = false;
   dispatch_among<KILN_ALL_TYPES>(in.dtype, [&](auto src_tag) {

@@ -77,15 +77,17 @@ int choose_device(const format::Target& target, const DeviceSpec& spec, const st
   return check(current);  // throws, naming the current device
 }
 
-// "uint32 tensor 'x'" for the first uint16/uint32/uint64 tensor `layer` reads or writes; "" when
-// none. No CUDA kernel is written for these dtypes (the CPU backend has them), and several CUDA
-// kernels pick their code by element size alone, so such a layer is refused before it could run.
-std::string wide_unsigned_tensor(const format::EngineModel& model, const format::Layer& layer) {
+// "uint32 tensor 'x'" for the first uint16/uint32/uint64 or float8 tensor `layer` reads or writes;
+// "" when none. No CUDA kernel is written for these dtypes (the CPU backend has them), and several
+// CUDA kernels pick their code by element size alone, so such a layer is refused before it could
+// run.
+std::string cpu_only_tensor(const format::EngineModel& model, const format::Layer& layer) {
   for (const std::vector<int32_t>* ids : {&layer.inputs, &layer.outputs}) {
     for (const int32_t id : *ids) {
       if (id < 0) continue;
       const format::TensorDesc& tensor = model.tensors.at(static_cast<size_t>(id));
-      if (tensor.dtype == DType::kUInt16 || tensor.dtype == DType::kUInt32 || tensor.dtype == DType::kUInt64) {
+      if (tensor.dtype == DType::kUInt16 || tensor.dtype == DType::kUInt32 || tensor.dtype == DType::kUInt64 ||
+          is_float8(tensor.dtype)) {
         return std::string(dtype_name(tensor.dtype)) + " tensor '" + tensor.name + "'";
       }
     }
@@ -99,15 +101,15 @@ std::vector<const CudaKernel*> find_cuda_kernels(const detail::EngineState& engi
   const auto& model = engine.model;
   std::vector<const CudaKernel*> kernels(model.layers.size(), nullptr);
   std::vector<std::string> missing;
-  std::vector<std::string> unsigned_layers;
+  std::vector<std::string> cpu_only_layers;
   for (size_t l = 0; l < model.layers.size(); ++l) {
     if (engine.layers[l].computes_shape_values || engine.layers[l].is_view) continue;
     const format::Layer& layer = model.layers[l];
     kernels[l] = cuda_kernels().find(layer.op);
     if (!kernels[l]) missing.push_back("layer '" + layer.name + "' (op '" + layer.op + "')");
     if (kernels[l] && kernels[l]->check_attributes) kernels[l]->check_attributes(layer.name, layer.op, layer.attrs);
-    if (const std::string tensor = wide_unsigned_tensor(model, layer); !tensor.empty()) {
-      unsigned_layers.push_back("layer '" + layer.name + "' (op '" + layer.op + "'): " + tensor);
+    if (const std::string tensor = cpu_only_tensor(model, layer); !tensor.empty()) {
+      cpu_only_layers.push_back("layer '" + layer.name + "' (op '" + layer.op + "'): " + tensor);
     }
   }
   if (!missing.empty()) {
@@ -116,11 +118,12 @@ std::vector<const CudaKernel*> find_cuda_kernels(const detail::EngineState& engi
     fail(ErrorCode::kUnsupported, engine.source, ": this runtime (kiln ", KILN_VERSION, ") has no cuda kernel for ",
          missing.size(), " layer(s):", list);
   }
-  if (!unsigned_layers.empty()) {
+  if (!cpu_only_layers.empty()) {
     std::string list;
-    for (const std::string& m : unsigned_layers) list += "\n  " + m;
-    fail(ErrorCode::kUnsupported, engine.source, ": the cuda backend has no kernels for uint16/uint32/uint64 tensors (",
-         unsigned_layers.size(), " layer(s)); build this model for the cpu target:", list);
+    for (const std::string& m : cpu_only_layers) list += "\n  " + m;
+    fail(ErrorCode::kUnsupported, engine.source,
+         ": the cuda backend has no kernels for uint16/uint32/uint64 tensors or float8 tensors (",
+         cpu_only_layers.size(), " layer(s)); build this model for the cpu target:", list);
   }
   return kernels;
 }

@@ -89,6 +89,13 @@ void decode_typed_fields(const proto::Tensor& tensor, const ImportOptions& optio
     case DType::kUInt16:
       store_values<uint16_t>(tensor.int32_data, out);
       return;
+    // float8 values travel as their codes, one per int32.
+    case DType::kFloat8E4M3FN:
+    case DType::kFloat8E4M3FNUZ:
+    case DType::kFloat8E5M2:
+    case DType::kFloat8E5M2FNUZ:
+      store_values<uint8_t>(tensor.int32_data, out);
+      return;
     case DType::kFloat16:
     case DType::kBFloat16:
       store_values<uint16_t>(tensor.int32_data, out);
