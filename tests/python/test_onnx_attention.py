@@ -197,6 +197,18 @@ def test_windows_nonpad_and_short_masks_match_the_onnx_reference(name):
     np.testing.assert_allclose(got, np.nan_to_num(want, nan=0.0), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype, length, fragment", [
+    (TensorProto.INT32, 2, "input 6 (nonpad_kv_seqlen) must be int64, got int32"),
+    (TensorProto.INT64, 3, "input 6 (nonpad_kv_seqlen) [3] must be [batch 2]"),
+])
+def test_malformed_nonpad_is_invalid_naming_it(dtype, length, fragment):
+    model = onnx.load_from_string(_window_model(q_len=3, kv_len=5, nonpad=True))
+    model.graph.input[3].CopyFrom(helper.make_tensor_value_info("nonpad", dtype, [length]))
+    with pytest.raises(kiln.InvalidArgumentError) as info:
+        kiln.build_onnx(model.SerializeToString())
+    assert "window_node" in str(info.value) and fragment in str(info.value), str(info.value)
+
+
 def test_nonpad_with_a_past_cache_is_invalid():
     names = ["Q", "K", "V", "", "past_key", "past_value", "nonpad"]
     inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 2, 4, 8]) for n in ("Q", "K", "V")]

@@ -14,6 +14,7 @@
 
 #include "backends/cpu/fft.hpp"
 #include "backends/cpu/nn_kernel_common.hpp"
+#include "backends/cpu/tensor_dispatch.hpp"
 #include "ops/nn_spectral.hpp"
 
 namespace kiln::cpu {
@@ -177,12 +178,6 @@ double scalar_float(const KernelContext& ctx, size_t index, const char* what) {
                                     : static_cast<double>(*t.as<const float>());
 }
 
-template <typename T>
-void store_matrix(const std::vector<double>& values, void* out) {
-  T* dst = static_cast<T*>(out);
-  for (size_t i = 0; i < values.size(); ++i) dst[i] = static_cast<T>(values[i]);
-}
-
 void mel_weight_matrix_kernel(KernelContext& ctx) {
   const int64_t mel_bins = *scalar_input(ctx, 0, "num_mel_bins");
   const int64_t dft_length = *scalar_input(ctx, 1, "dft_length");
@@ -235,40 +230,13 @@ void mel_weight_matrix_kernel(KernelContext& ctx) {
       at(j, m) = static_cast<double>(right - j) / static_cast<double>(right - center);
   }
   void* out = ctx.outputs[0].data;
-  switch (ctx.outputs[0].dtype) {
-    case DType::kFloat32:
-      store_matrix<float>(matrix, out);
-      break;
-    case DType::kFloat64:
-      store_matrix<double>(matrix, out);
-      break;
-    case DType::kUInt8:
-      store_matrix<uint8_t>(matrix, out);
-      break;
-    case DType::kUInt16:
-      store_matrix<uint16_t>(matrix, out);
-      break;
-    case DType::kUInt32:
-      store_matrix<uint32_t>(matrix, out);
-      break;
-    case DType::kUInt64:
-      store_matrix<uint64_t>(matrix, out);
-      break;
-    case DType::kInt8:
-      store_matrix<int8_t>(matrix, out);
-      break;
-    case DType::kInt16:
-      store_matrix<int16_t>(matrix, out);
-      break;
-    case DType::kInt32:
-      store_matrix<int32_t>(matrix, out);
-      break;
-    case DType::kInt64:
-      store_matrix<int64_t>(matrix, out);
-      break;
-    default:
-      ctx.fail(ErrorCode::kUnsupported, "output 0 has dtype ", dtype_name(ctx.outputs[0].dtype),
-               "; supported: float32, float16, bfloat16, float64 and the integer types");
+  const bool stored = dispatch_among<KILN_NUMERIC_TYPES>(ctx.outputs[0].dtype, [&]<typename T>(TypeTag<T>) {
+    T* dst = static_cast<T*>(out);
+    for (size_t i = 0; i < matrix.size(); ++i) dst[i] = static_cast<T>(matrix[i]);
+  });
+  if (!stored) {
+    ctx.fail(ErrorCode::kUnsupported, "output 0 has dtype ", dtype_name(ctx.outputs[0].dtype),
+             "; supported: float32, float16, bfloat16, float64 and the integer types");
   }
 }
 

@@ -454,6 +454,36 @@ KILN_DW_DEVICE void load_channels(const T* from, float (&to)[P]) {
   }
 }
 
+// The epilogue of one NHWC run: output pixels ox0 .. ox0 + kPixelOutputs - 1 (those inside the
+// row) of output row `row` (n * out_h + oy), P channels from `channel`: + residual, the Relu,
+// rounding to T, stored (16 bytes at a time when P > 1). Both NHWC kernels end this way.
+template <typename T, int P, typename Args>
+KILN_DW_DEVICE void nhwc_store_run(const Args& a, int row, int ox0, int channel,
+                                   const float (&acc)[kDepthwisePixelOutputs][P]) {
+  KILN_DW_UNROLL
+  for (int v = 0; v < kDepthwisePixelOutputs; ++v) {
+    if (ox0 + v >= a.out_w) break;
+    const int offset = (row * a.out_w + ox0 + v) * a.channels + channel;
+    float values[P];
+    KILN_DW_UNROLL
+    for (int e = 0; e < P; ++e) values[e] = acc[v][e];
+    if (a.residual != nullptr) {
+      float residual[P];
+      load_channels<T, P>(a.residual + offset, residual);
+      KILN_DW_UNROLL
+      for (int e = 0; e < P; ++e) values[e] += residual[e];
+    }
+    T out[P];
+    KILN_DW_UNROLL
+    for (int e = 0; e < P; ++e) out[e] = Element<T>::store(finish(values[e], a.relu));
+    if constexpr (P == 1) {
+      a.y[offset] = out[0];
+    } else {
+      store_pack(a.y + offset, out);
+    }
+  }
+}
+
 // Phase 1: the weights of channel chunk `chunk` (groups_per_block * P channels) as floats,
 // [tap][channel of the chunk]. W's slice for the chunk is contiguous: coalesced reads.
 template <typename T, int P>
@@ -539,28 +569,7 @@ KILN_DW_DEVICE void nhwc_compute(const NhwcArgs<T>& a, int pixel_block, int chun
         }
       }
     }
-    KILN_DW_UNROLL
-    for (int v = 0; v < VW; ++v) {
-      if (ox0 + v >= a.out_w) break;
-      const int offset = (row * a.out_w + ox0 + v) * a.channels + channel;
-      float values[P];
-      KILN_DW_UNROLL
-      for (int e = 0; e < P; ++e) values[e] = acc[v][e];
-      if (a.residual != nullptr) {
-        float residual[P];
-        load_channels<T, P>(a.residual + offset, residual);
-        KILN_DW_UNROLL
-        for (int e = 0; e < P; ++e) values[e] += residual[e];
-      }
-      T out[P];
-      KILN_DW_UNROLL
-      for (int e = 0; e < P; ++e) out[e] = Element<T>::store(finish(values[e], a.relu));
-      if constexpr (P == 1) {
-        a.y[offset] = out[0];
-      } else {
-        store_pack(a.y + offset, out);
-      }
-    }
+    nhwc_store_run<T, P>(a, row, ox0, channel, acc);
   }
 }
 
@@ -705,24 +714,7 @@ KILN_DW_DEVICE void nhwc_tile_compute(const NhwcTileArgs<T>& a, int block, int c
       }
     }
   }
-  KILN_DW_UNROLL
-  for (int v = 0; v < VW; ++v) {
-    if (ox0 + v >= a.out_w) break;
-    const int offset = ((t.n * a.out_h + oy) * a.out_w + ox0 + v) * a.channels + channel;
-    float values[P];
-    KILN_DW_UNROLL
-    for (int e = 0; e < P; ++e) values[e] = acc[v][e];
-    if (a.residual != nullptr) {
-      float residual[P];
-      load_channels<T, P>(a.residual + offset, residual);
-      KILN_DW_UNROLL
-      for (int e = 0; e < P; ++e) values[e] += residual[e];
-    }
-    T out[P];
-    KILN_DW_UNROLL
-    for (int e = 0; e < P; ++e) out[e] = Element<T>::store(finish(values[e], a.relu));
-    store_pack(a.y + offset, out);
-  }
+  nhwc_store_run<T, P>(a, t.n * a.out_h + oy, ox0, channel, acc);
 }
 
 // Calls f.template operator()<KH, KW, SW>() for the compiled specialisation of a `kernel`-square
