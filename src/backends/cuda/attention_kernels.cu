@@ -13,6 +13,7 @@
 #include <optional>
 #include <sstream>
 #include <type_traits>
+#include <utility>
 
 #include "backends/cuda/cuda_common.cuh"
 #include "backends/cuda/device_buffer.hpp"
@@ -77,20 +78,22 @@ std::optional<int> find_block_shape(const std::string& name) {
 }
 
 // Calls f.template operator()<T, kDim, kWarps, kPreload>() for the dtype, head-dim tile and
-// block shape `shape`.
+// block shape `shape` (an index into kBlockShapes; callers pass only valid ones).
 template <typename F>
 void dispatch_kernel(const LaunchContext& ctx, int tile_dim, int shape, F&& f) {
   dispatch_float(ctx, ctx.outputs[0].dtype, [&]<typename T>() {
     if constexpr (std::is_same_v<T, float>) {
       ctx.fail(ErrorCode::kInternal, "float32 reached the tensor-core attention kernel");
     } else {
+      // One instantiation per table entry, so the table is the only list of shapes.
       const auto with_dim = [&]<int kDim>() {
-        switch (shape) {
-          case 0: return f.template operator()<T, kDim, 2, false>();
-          case 1: return f.template operator()<T, kDim, 4, false>();
-          case 2: return f.template operator()<T, kDim, 4, true>();
-          default: return f.template operator()<T, kDim, 8, false>();
-        }
+        [&]<size_t... kShapes>(std::index_sequence<kShapes...>) {
+          ((shape == static_cast<int>(kShapes)
+                ? (f.template operator()<T, kDim, kBlockShapes[kShapes].warps, kBlockShapes[kShapes].preload_mask>(),
+                   0)
+                : 0),
+           ...);
+        }(std::make_index_sequence<std::size(kBlockShapes)>{});
       };
       if (tile_dim == 64) {
         with_dim.template operator()<64>();
