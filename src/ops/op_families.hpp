@@ -34,5 +34,7 @@ void register_einsum_ops(OpRegistry& registry);       // Einsum (lowered by the 
 void register_col2im_ops(OpRegistry& registry);        // Col2Im
 void register_onnx_attention_ops(OpRegistry& registry);  // Attention (opset 23; lowered for CUDA)
 void register_quantize_ops(OpRegistry& registry);  // QuantizeLinear, DequantizeLinear
+// MatMulInteger, QLinearMatMul, ConvInteger, QLinearConv, DynamicQuantizeLinear
+void register_integer_linear_ops(OpRegistry& registry);
 
 }  // namespace kiln::ops

@@ -60,6 +60,7 @@ const OpRegistry& op_registry() {
     register_einsum_ops(r);
     register_onnx_attention_ops(r);
     register_quantize_ops(r);
+    register_integer_linear_ops(r);
     return r;
   }();
   return registry;

@@ -21,10 +21,14 @@ void require_reduce_dtype(const InferContext& ctx) {
   if ((dtype == DType::kInt64 || dtype == DType::kInt32) && nn::reduce_accepts_integers(ctx.op())) {
     return;
   }
+  // Opset 20 gave ReduceMax and ReduceMin bool inputs (any / all).
+  const bool takes_bool = ctx.op() == "ReduceMax" || ctx.op() == "ReduceMin";
+  if (dtype == DType::kBool && takes_bool) return;
   nn::fail_at(label_of(ctx), ErrorCode::kUnsupported, "input 0 (data) has unsupported dtype ",
               dtype_name(dtype),
               nn::reduce_accepts_integers(ctx.op())
-                  ? "; supported: float32, float16, bfloat16, float64, int32, int64"
+                  ? (takes_bool ? "; supported: float32, float16, bfloat16, float64, int32, int64, bool"
+                                : "; supported: float32, float16, bfloat16, float64, int32, int64")
                   : "; supported: float32, float16, bfloat16, float64");
 }
 

@@ -199,7 +199,8 @@ void infer_range(InferContext& ctx) {
                stash, "; kiln computes ranges as given by 1 (float) only");
   }
   require_dtype(ctx, "start", dtype,
-                {DType::kFloat32, DType::kFloat64, DType::kInt32, DType::kInt64});
+                {DType::kFloat32, DType::kFloat64, DType::kInt32, DType::kInt64, DType::kFloat16,
+                 DType::kBFloat16});
   bool all_known = true;
   const char* names[3] = {"start", "limit", "delta"};
   for (size_t i = 0; i < 3; ++i) {

@@ -11,8 +11,8 @@
 namespace kiln::ops {
 
 // The output of DepthToSpace/SpaceToDepth (op chosen by node.op) for `input`, with kDynamicDim
-// where an input dim is unknown. Validates attributes (blocksize > 0, mode DCR|CRD for
-// DepthToSpace), rank 4 and the known dims' divisibility; fails with kInvalidArgument naming the
+// where an input dim is unknown. Validates attributes (blocksize > 0, mode DCR|CRD; SpaceToDepth
+// has a mode since opset 28), rank 4 and the known dims' divisibility; fails with kInvalidArgument naming the
 // node otherwise.
 Shape space_depth_output_shape(const NodeRef& node, const AttributeMap& attrs, const Shape& input);
 

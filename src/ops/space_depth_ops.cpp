@@ -4,7 +4,9 @@
 // DepthToSpace (blocksize b, input [N, C, H, W]) gives [N, C/b^2, H*b, W*b]:
 //   DCR (default): Y[n, c, h*b + i, w*b + j] = X[n, (i*b + j) * C/b^2 + c, h, w]
 //   CRD:           Y[n, c, h*b + i, w*b + j] = X[n, c*b^2 + i*b + j, h, w]
-// SpaceToDepth is DCR's inverse: Y[n, (i*b + j) * C + c, h, w] = X[n, c, h*b + i, w*b + j].
+// SpaceToDepth inverts them (mode since opset 28, DCR by default):
+//   DCR: Y[n, (i*b + j) * C + c, h, w] = X[n, c, h*b + i, w*b + j]
+//   CRD: Y[n, c*b^2 + i*b + j, h, w] = X[n, c, h*b + i, w*b + j]
 #include <string>
 
 #include "ops/nn_common.hpp"
@@ -34,18 +36,13 @@ SpaceDepthParams read_params(const NodeRef& node, const AttributeMap& attrs) {
       node.fail(ErrorCode::kInvalidArgument, "missing required attribute 'blocksize'");
     }
     p.blocksize = attrs.get_int("blocksize");
-    if (p.depth_to_space) {
-      const std::string mode = attrs.get_string_or("mode", "DCR");
-      if (mode != "DCR" && mode != "CRD") {
-        node.fail(ErrorCode::kInvalidArgument,
-                  "attribute 'mode' must be \"DCR\" or \"CRD\", got \"", mode, "\"");
-      }
-      p.crd = mode == "CRD";
-    } else if (const std::string mode = attrs.get_string_or("mode", "DCR"); mode != "DCR") {
-      // Opset 28 gave SpaceToDepth a mode; only its default order is implemented.
-      node.fail(mode == "CRD" ? ErrorCode::kUnsupported : ErrorCode::kInvalidArgument,
-                "attribute 'mode' is \"", mode, "\"; kiln's SpaceToDepth supports \"DCR\" only");
+    // SpaceToDepth has a mode since opset 28 (DCR before).
+    const std::string mode = attrs.get_string_or("mode", "DCR");
+    if (mode != "DCR" && mode != "CRD") {
+      node.fail(ErrorCode::kInvalidArgument,
+                "attribute 'mode' must be \"DCR\" or \"CRD\", got \"", mode, "\"");
     }
+    p.crd = mode == "CRD";
   } catch (const Error& error) {
     nn::rethrow_with_node(nn::NodeLabel{node.name, node.op}, error);
   }
@@ -130,6 +127,10 @@ SpaceDepthCopy resolve_space_depth(const NodeRef& node, const AttributeMap& attr
     } else {
       copy.input_strides = {image, plane, w, b * out_channels * plane, 1, out_channels * plane};
     }
+  } else if (p.crd) {
+    // Output viewed as [N, C, b(i), b(j), H', W'].
+    copy.copy_dims = {n, c, b, b, copy.output[2], copy.output[3]};
+    copy.input_strides = {image, plane, w, 1, b * w, b};
   } else {
     // Output viewed as [N, b(i), b(j), C, H', W'].
     copy.copy_dims = {n, b, b, c, copy.output[2], copy.output[3]};

@@ -312,9 +312,12 @@ int64_t range_length(const NodeRef& node, const TensorView& start, const TensorV
     return n > 0 ? static_cast<int64_t>(n) : 0;
   }
   double count = 0;
-  if (start.dtype == DType::kFloat32) {
-    const float s = start.as<const float>()[0], l = limit.as<const float>()[0],
-                d = delta.as<const float>()[0];
+  if (start.dtype == DType::kFloat32 || start.dtype == DType::kFloat16 ||
+      start.dtype == DType::kBFloat16) {
+    // 16-bit ranges are computed in float32 (Range's stash_type 1, its default).
+    const auto s = static_cast<float>(read_as_double(start, 0)),
+               l = static_cast<float>(read_as_double(limit, 0)),
+               d = static_cast<float>(read_as_double(delta, 0));
     if (d == 0) node.fail(ErrorCode::kInvalidArgument, "delta must not be zero");
     count = std::ceil(static_cast<double>((l - s) / d));
   } else {

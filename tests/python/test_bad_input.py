@@ -314,7 +314,6 @@ def test_engine_with_kernel_modules_passes_verification(engine_bytes):
 
 
 @pytest.mark.parametrize("op,attrs,needle", [
-    ("SpaceToDepth", {"blocksize": 2, "mode": "CRD"}, "mode"),
     ("Range", {"stash_type": 11}, "stash_type"),
 ])
 def test_newer_opset_attributes_kiln_lacks_are_refused_by_name(op, attrs, needle):

@@ -78,9 +78,8 @@ def test_old_opset_forms_match_onnxruntime(name):
 @pytest.mark.parametrize("node,opset,needle", [
     (helper.make_node("Resize", ["x", "scales"], ["y"]), 10, "opset 10"),
     (helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], spatial=0), 7, "spatial"),
-    (helper.make_node("Add", ["x", "x"], ["y"], broadcast=1, axis=1), 6, "explicit axis"),
     (helper.make_node("Relu", ["x"], ["y"]), 5, "opset 5"),
-], ids=["resize_10", "batchnorm_spatial_0", "add_6_axis", "opset_5"])
+], ids=["resize_10", "batchnorm_spatial_0", "opset_5"])
 def test_old_forms_kiln_lacks_are_refused_by_name(node, opset, needle):
     inputs = {"x": _x(1, 3, 2, 2)}
     initializers = [numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")]

@@ -104,6 +104,17 @@ TEST(SpaceDepthCpu, SpaceToDepthInvertsDepthToSpaceDcr) {
   EXPECT_EQ(run1("SpaceToDepth", attrs_of(1), x).bytes, x.bytes);
 }
 
+TEST(SpaceDepthCpu, SpaceToDepthCrdInvertsDepthToSpaceCrd) {
+  const HostTensor x = iota({2, 3, 4, 6});
+  const HostTensor space = run1("SpaceToDepth", attrs_of(2, "CRD"), x);
+  ASSERT_EQ(space.shape, (Shape{2, 12, 2, 3}));
+  // Y[n, c*b^2 + i*b + j, h, w] = X[n, c, h*b + i, w*b + j]: channel 1*4 + 1*2 + 0 = 6 at (0, 0)
+  // holds X[0, 1, 1, 0].
+  EXPECT_EQ(space.data<int64_t>()[6 * 6], 1 * 24 + 1 * 6 + 0);
+  EXPECT_EQ(run1("DepthToSpace", attrs_of(2, "CRD"), space).bytes, x.bytes);
+  EXPECT_NE(space.bytes, run1("SpaceToDepth", attrs_of(2, "DCR"), x).bytes);
+}
+
 TEST(SpaceDepthCpu, EveryDtypeMovesBytesUnchanged) {
   const HostTensor ids = iota({1, 4, 2, 3});
   const HostTensor want = run1("DepthToSpace", attrs_of(2, "CRD"), ids);

@@ -39,6 +39,7 @@ const CpuKernelRegistry& cpu_kernels() {
     register_col2im_kernels(r);
     register_onnx_attention_kernels(r);
     register_quantize_kernels(r);
+    register_integer_linear_kernels(r);
     return r;
   }();
   return registry;

@@ -76,6 +76,7 @@ void register_space_depth_kernels(CpuKernelRegistry& registry);
 void register_col2im_kernels(CpuKernelRegistry& registry);
 void register_onnx_attention_kernels(CpuKernelRegistry& registry);
 void register_quantize_kernels(CpuKernelRegistry& registry);
+void register_integer_linear_kernels(CpuKernelRegistry& registry);
 void register_grid_sample_kernels(CpuKernelRegistry& registry);
 void register_det_kernels(CpuKernelRegistry& registry);
 void register_recurrent_kernels(CpuKernelRegistry& registry);

@@ -1,15 +1,17 @@
-// MaxPool, AveragePool, LpPool, GlobalAveragePool and GlobalMaxPool on the CPU. Windows are
-// normalised to three spatial axes (see nn_window3d.hpp). kiln_layout = "NHWC" permutes to NCHW
-// around the same code (nn_layout.hpp).
+// MaxPool (and its Indices), MaxUnpool, AveragePool, LpPool, GlobalAveragePool and GlobalMaxPool
+// on the CPU. Windows are normalised to three spatial axes (see nn_window3d.hpp). kiln_layout =
+// "NHWC" permutes to NCHW around the same code (nn_layout.hpp).
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
 #include "backends/cpu/nn_kernel_common.hpp"
 #include "backends/cpu/nn_layout.hpp"
 #include "backends/cpu/nn_window3d.hpp"
+#include "ops/max_unpool.hpp"
 #include "ops/nn_layout.hpp"
 
 namespace kiln::cpu {
@@ -20,9 +22,6 @@ using nn::Window3d;
 Window3d pool_window(const KernelContext& ctx) {
   nn::require_float32_input(ctx, 0);
   nn::require_float32_output(ctx, 0);
-  if (ctx.outputs.size() > 1) {
-    ctx.fail(ErrorCode::kUnsupported, "the Indices output of MaxPool is not supported");
-  }
   const std::vector<int64_t>& kernel = ctx.attrs.get_ints("kernel_shape");
   const bool ceil_mode = ctx.attrs.get_int_or("ceil_mode", 0) != 0;
   return nn::resolve_window3d(ctx, kernel, ceil_mode, ctx.inputs[0].shape.at(1));
@@ -80,9 +79,58 @@ void for_each_window(const Window3d& w, const std::array<std::vector<AxisTaps>, 
   }
 }
 
+// MaxPool with its Indices output: each maximum's position in X, flattened over [N, C, spatial]
+// row-major, or with the spatial axes column-major when storage_order = 1 (ONNX's definition).
+// The first maximum in window order wins ties; a NaN wins over every number.
+void max_pool_with_indices(KernelContext& ctx, const Window3d& w, const std::array<std::vector<AxisTaps>, 3>& taps) {
+  const bool column_major = ctx.attrs.get_int_or("storage_order", 0) == 1;
+  const int64_t planes = ctx.inputs[0].shape[0] * ctx.inputs[0].shape[1];
+  const float* in = ctx.inputs[0].as<const float>();
+  float* out = ctx.outputs[0].as<float>();
+  int64_t* indices = ctx.outputs[1].as<int64_t>();
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* x = in + p * w.in_size();
+    int64_t o = p * w.out_size();
+    for (int64_t od = 0; od < w.out[0]; ++od) {
+      const AxisTaps& td = taps[0][static_cast<size_t>(od)];
+      for (int64_t oh = 0; oh < w.out[1]; ++oh) {
+        const AxisTaps& th = taps[1][static_cast<size_t>(oh)];
+        for (int64_t ow = 0; ow < w.out[2]; ++ow, ++o) {
+          const AxisTaps& tw = taps[2][static_cast<size_t>(ow)];
+          float best = -std::numeric_limits<float>::infinity();
+          int64_t bd = td.first, bh = th.first, bw = tw.first;
+          bool found = false;
+          for (int64_t a = 0; a < td.count; ++a) {
+            const int64_t id = td.first + a * w.dilation[0];
+            for (int64_t b = 0; b < th.count; ++b) {
+              const int64_t ih = th.first + b * w.dilation[1];
+              for (int64_t c = 0; c < tw.count; ++c) {
+                const int64_t iw = tw.first + c * w.dilation[2];
+                const float v = x[(id * w.in[1] + ih) * w.in[2] + iw];
+                if (best != best) continue;  // a NaN already won
+                if (!found || v > best || v != v) {
+                  best = v, bd = id, bh = ih, bw = iw, found = true;
+                }
+              }
+            }
+          }
+          out[o] = best;
+          const int64_t spatial = column_major ? bd + (bh + bw * w.in[1]) * w.in[0]
+                                               : (bd * w.in[1] + bh) * w.in[2] + bw;
+          indices[o] = p * w.in_size() + spatial;
+        }
+      }
+    }
+  }
+}
+
 void max_pool_kernel(KernelContext& ctx) {
   const Window3d w = pool_window(ctx);
   const auto taps = in_bounds_taps(w);
+  if (ctx.outputs.size() > 1) {
+    max_pool_with_indices(ctx, w, taps);
+    return;
+  }
   const int64_t planes = ctx.inputs[0].shape[0] * ctx.inputs[0].shape[1];
   const float* in = ctx.inputs[0].as<const float>();
   float* out = ctx.outputs[0].as<float>();
@@ -216,11 +264,48 @@ void layout_aware(KernelContext& ctx) {
   }
 }
 
+// Scatters X into zeros at its indices, which address the unpooled shape flattened row-major;
+// that shape sits at the origin of the output (output_shape may be larger). Copies element bytes,
+// so every dtype works.
+void max_unpool_kernel(KernelContext& ctx) {
+  const TensorView& x = ctx.inputs[0];
+  const TensorView& out = ctx.outputs[0];
+  const Shape unpooled =
+      ops::nn::max_unpool_inferred_shape(nn::label_of(ctx), ctx.attrs, x.shape);
+  for (size_t d = 0; d < unpooled.size(); ++d) {
+    if (out.shape.size() != unpooled.size() || out.shape[d] < unpooled[d]) {
+      ctx.fail(ErrorCode::kInvalidArgument, "the output shape ", shape_to_string(out.shape),
+               " does not hold the unpooled shape ", shape_to_string(unpooled));
+    }
+  }
+  const size_t element = dtype_size(x.dtype);
+  if (out.nbytes() > 0) std::memset(out.data, 0, out.nbytes());
+  const int64_t limit = shape_numel(unpooled);
+  const int64_t* indices = ctx.inputs[1].as<const int64_t>();
+  const auto* src = static_cast<const uint8_t*>(x.data);
+  auto* dst = static_cast<uint8_t*>(out.data);
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    int64_t index = indices[i];
+    if (index < 0 || index >= limit) {
+      ctx.fail(ErrorCode::kInvalidArgument, "index ", index, " at element ", i, " of input 1 (I) is outside [0, ",
+               limit, ") (the unpooled shape ", shape_to_string(unpooled), ")");
+    }
+    int64_t offset = 0, stride = 1;
+    for (size_t d = unpooled.size(); d-- > 0;) {
+      offset += (index % unpooled[d]) * stride;
+      index /= unpooled[d];
+      stride *= out.shape[d];
+    }
+    std::memcpy(dst + offset * element, src + i * element, element);
+  }
+}
+
 }  // namespace
 
 void register_pooling_kernels(CpuKernelRegistry& registry) {
   nn::add_float_kernel<layout_aware<max_pool_kernel>>(registry, "MaxPool");
   nn::add_float_kernel<layout_aware<average_pool_kernel>>(registry, "AveragePool");
+  registry.add("MaxUnpool", {max_unpool_kernel, false});
   nn::add_float_kernel<lp_pool_kernel>(registry, "LpPool");
   nn::add_float_kernel<layout_aware<global_pool_kernel<false>>>(registry, "GlobalAveragePool");
   nn::add_float_kernel<layout_aware<global_pool_kernel<true>>>(registry, "GlobalMaxPool");

@@ -174,6 +174,15 @@ void reduce_kernel(KernelContext& ctx) {
       if (!integer_ok) break;
       reduce<int32_t, int64_t>(kReduction, x, mask, ctx.outputs[0].as<int32_t>(), out_count);
       return;
+    case DType::kBool: {
+      if (kReduction != Reduction::kMax && kReduction != Reduction::kMin) break;
+      // Bytes 0 or 1: the maximum is "any", the minimum "all". An empty set gives the identity
+      // (int64's lowest or highest), which the last step turns into false or true.
+      uint8_t* out = ctx.outputs[0].as<uint8_t>();
+      reduce<uint8_t, int64_t>(kReduction, x, mask, out, out_count);
+      for (int64_t o = 0; o < out_count; ++o) out[o] = out[o] != 0 ? 1 : 0;
+      return;
+    }
     default:
       break;
   }

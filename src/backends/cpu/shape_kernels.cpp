@@ -79,6 +79,17 @@ void constant_of_shape_kernel(KernelContext& ctx) {
 
 void range_kernel(KernelContext& ctx) {
   const TensorView& out = ctx.outputs[0];
+  if (out.dtype == DType::kFloat16 || out.dtype == DType::kBFloat16) {
+    // Computed in float32 (stash_type 1), each element rounded to the 16-bit type.
+    const auto start = static_cast<float>(read_as_double(ctx.inputs[0], 0));
+    const auto delta = static_cast<float>(read_as_double(ctx.inputs[2], 0));
+    uint16_t* o = out.as<uint16_t>();
+    for (int64_t i = 0; i < out.numel(); ++i) {
+      const float value = start + static_cast<float>(i) * delta;
+      o[i] = out.dtype == DType::kFloat16 ? float_to_half(value) : float_to_bfloat16(value);
+    }
+    return;
+  }
   const bool ok = dispatch_among<float, double, int32_t, int64_t>(out.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T start = ctx.inputs[0].as<const T>()[0];

@@ -107,6 +107,10 @@ std::vector<const CudaKernel*> find_cuda_kernels(const detail::EngineState& engi
     const format::Layer& layer = model.layers[l];
     kernels[l] = cuda_kernels().find(layer.op);
     if (!kernels[l]) missing.push_back("layer '" + layer.name + "' (op '" + layer.op + "')");
+    // The CUDA MaxPool kernel writes the pooled values only; MaxPool's Indices output is CPU-only.
+    if (kernels[l] && layer.op == "MaxPool" && layer.outputs.size() > 1) {
+      missing.push_back("layer '" + layer.name + "' (op 'MaxPool' with its Indices output)");
+    }
     if (kernels[l] && kernels[l]->check_attributes) kernels[l]->check_attributes(layer.name, layer.op, layer.attrs);
     if (const std::string tensor = cpu_only_tensor(model, layer); !tensor.empty()) {
       cpu_only_layers.push_back("layer '" + layer.name + "' (op '" + layer.op + "'): " + tensor);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <initializer_list>
 #include <memory>
 #include <utility>
@@ -63,6 +64,10 @@ class Expansion {
     auto tensor = std::make_shared<HostTensor>(DType::kInt64, Shape{static_cast<int64_t>(values.size())});
     std::copy(values.begin(), values.end(), tensor->data<int64_t>());
     return add_constant_(node_.name + "/axes", std::move(tensor));
+  }
+
+  std::string constant(std::shared_ptr<HostTensor> tensor) {
+    return add_constant_(node_.name + "/constant", std::move(tensor));
   }
 
   std::string int_scalar(int64_t value) {
@@ -345,6 +350,72 @@ void expand_center_crop_pad(const NormalizedNode& node, Expansion& e) {
   e.output(0, e.op("Pad", {cropped, pads, "", axes}));
 }
 
+// `b` reshaped so that numpy broadcasting aligns its dims with `a`'s dims from `axis` on (opset
+// 1-6's broadcasting at an axis): trailing 1s appended for a's dims past b's last aligned one,
+// computed from Shape so that shapes known only at run time work too.
+std::string align_at_axis(Expansion& e, const std::string& b, const std::string& a, int64_t axis) {
+  const std::string b_shape = e.op("Shape", {b});
+  const std::string first_after_b = e.op("Add", {e.op("Shape", {b_shape}), e.ints({axis})});
+  const std::string tail = e.op("Slice", {e.op("Shape", {a}), first_after_b, e.ints({INT64_MAX})});
+  const std::string ones =
+      e.op("ConstantOfShape", {e.op("Shape", {tail})}, attributes({{"value", int64_one()}}));
+  const std::string target = e.op("Concat", {b_shape, ones}, attributes({{"axis", Attribute::of_int(0)}}));
+  return e.op("Reshape", {b, target});
+}
+
+// Add, Sub, Mul, Div and Pow before opset 7 with broadcast = 1 and an `axis`: B's dims line up
+// with A's from `axis` on.
+void expand_legacy_axis_broadcast(const NormalizedNode& node, Expansion& e) {
+  expect_arity(node, 2, 2, 1);
+  const int64_t axis = node.attrs.get_int_or("axis", 0);
+  if (axis < 0) fail_node(node, "attribute 'axis' must be >= 0 for opset ", node.opset, " broadcasting, got ", axis);
+  e.output(0, e.op(node.op_type, {node.inputs[0], align_at_axis(e, node.inputs[1], node.inputs[0], axis)}));
+}
+
+// PRelu before opset 7: a slope with fewer dims than X is per channel, aligned with X's axis 1
+// (opset 7 made it broadcast numpy-style from the trailing axis).
+void expand_legacy_prelu(const NormalizedNode& node, Expansion& e) {
+  expect_arity(node, 2, 2, 1);
+  e.output(0, e.op("PRelu", {node.inputs[0], align_at_axis(e, node.inputs[1], node.inputs[0], 1)}));
+}
+
+// Upsample (opsets 7-9; deprecated in 10): Resize with asymmetric coordinates, nearest (floor) or
+// linear. Opset 7 gives the scales as an attribute, opset 9 as input 1.
+void expand_upsample(const NormalizedNode& node, Expansion& e) {
+  const std::string mode = node.attrs.get_string_or("mode", "nearest");
+  if (mode != "nearest" && mode != "linear" && mode != "bilinear") {
+    fail_node(node, "attribute 'mode' must be \"nearest\", \"linear\" or \"bilinear\", got \"", mode, "\"");
+  }
+  std::string scales;
+  if (node.attrs.has("scales")) {
+    expect_arity(node, 1, 1, 1);
+    const std::vector<float> values = node.attrs.get_floats("scales");
+    auto tensor = std::make_shared<HostTensor>(DType::kFloat32, Shape{static_cast<int64_t>(values.size())});
+    std::copy(values.begin(), values.end(), tensor->data<float>());
+    scales = e.constant(std::move(tensor));
+  } else {
+    expect_arity(node, 2, 2, 1);
+    scales = node.inputs[1];
+  }
+  AttributeMap attrs = attributes({{"mode", Attribute::of_string(mode == "nearest" ? "nearest" : "linear")},
+                                   {"coordinate_transformation_mode", Attribute::of_string("asymmetric")}});
+  if (mode == "nearest") attrs.set("nearest_mode", Attribute::of_string("floor"));
+  e.output(0, e.op("Resize", {node.inputs[0], "", scales}, std::move(attrs)));
+}
+
+const std::array<std::string_view, 5> kLegacyBroadcastOps = {"Add", "Sub", "Mul", "Div", "Pow"};
+
+// The expansion of an opset 1-6 form whose semantics later opsets changed, or null.
+void (*legacy_expansion(const NormalizedNode& node))(const NormalizedNode&, Expansion&) {
+  if (!node.domain.empty() || node.opset >= 7) return nullptr;
+  if (node.op_type == "PRelu") return expand_legacy_prelu;
+  if (node.attrs.get_int_or("broadcast", 0) == 1 && node.attrs.has("axis") &&
+      std::find(kLegacyBroadcastOps.begin(), kLegacyBroadcastOps.end(), node.op_type) != kLegacyBroadcastOps.end()) {
+    return expand_legacy_axis_broadcast;
+  }
+  return nullptr;
+}
+
 using ExpandFn = void (*)(const NormalizedNode&, Expansion&);
 
 struct FunctionOp {
@@ -352,8 +423,9 @@ struct FunctionOp {
   ExpandFn expand;
 };
 
-constexpr std::array<FunctionOp, 13> kFunctionOps{{
+constexpr std::array<FunctionOp, 14> kFunctionOps{{
     {"CenterCropPad", expand_center_crop_pad},
+    {"Upsample", expand_upsample},
     {"HannWindow", expand_hann_window},
     {"HammingWindow", expand_hamming_window},
     {"BlackmanWindow", expand_blackman_window},
@@ -384,6 +456,11 @@ bool is_expanded_function_op(std::string_view op_type, const std::string& domain
 std::vector<NormalizedNode> expand_function_op(NormalizedNode node,
                                                const std::function<std::string(const std::string&)>& fresh_name,
                                                const AddConstantFn& add_constant) {
+  if (const auto legacy = legacy_expansion(node)) {
+    Expansion expansion(node, fresh_name, add_constant);
+    legacy(node, expansion);
+    return expansion.take();
+  }
   const FunctionOp* f = find_function_op(node.op_type, node.domain);
   if (f == nullptr) {
     std::vector<NormalizedNode> alone;

@@ -20,7 +20,13 @@
 //   CenterCropPad (18): a centred Slice of the axes larger than `shape`, then a centred zero Pad of
 //     those smaller (the odd element going after), over `axes` (all by default);
 //   HannWindow, HammingWindow, BlackmanWindow (17): sum_k a_k cos(2 pi k n / N), n < size, N = size
-//     (periodic) or size - 1, in float32, cast to output_datatype.
+//     (periodic) or size - 1, in float32, cast to output_datatype;
+//   Upsample (7-9, deprecated since 10): Resize with asymmetric coordinates, mode nearest (floor)
+//     or linear, its scales an attribute (7) or input 1 (9).
+// And the opset 1-6 forms whose broadcasting later opsets changed: Add/Sub/Mul/Div/Pow with
+// broadcast = 1 and `axis` (B's dims aligned with A's from `axis` on) and PRelu (a slope with fewer
+// dims than X aligned with X's channel axis 1) become a Reshape of the second input to the
+// numpy-broadcast form, then the op.
 #pragma once
 
 #include <functional>

@@ -148,14 +148,12 @@ void normalize_pre_opset13(NormalizedNode& node, const AddConstantFn& add_consta
   const std::string_view op = node.op_type;
   if (node.opset < 7) {
     // Opset 6's binary ops broadcast only when told (`broadcast` = 1), aligning B with A's
-    // trailing axes, or at `axis`. The first two are what numpy broadcasting (opset 7 on) gives;
-    // an explicit axis is not rewritten.
+    // trailing axes, or at `axis`. The first is what numpy broadcasting (opset 7 on) gives; the
+    // axis form was rewritten to a Reshape of B before this (function_ops.cpp, legacy_expansion),
+    // and an axis without broadcast = 1 means nothing.
     static constexpr std::array<std::string_view, 6> kLegacyBroadcast = {"Add", "Sub", "Mul", "Div", "Pow", "Gemm"};
     if (std::find(kLegacyBroadcast.begin(), kLegacyBroadcast.end(), op) != kLegacyBroadcast.end()) {
-      if (node.attrs.has("axis") && op != "Gemm") {
-        fail(ErrorCode::kUnsupported, "node '", node.name, "' (", node.op_type, "): opset ", node.opset,
-             " broadcasting at an explicit axis is not supported (convert the model to opset 7 or later)");
-      }
+      if (op != "Gemm") node.attrs.erase("axis");
       node.attrs.erase("broadcast");
     }
     // is_test (opset 6 BatchNormalization and Dropout) selects inference, which is all kiln does.
