@@ -15,12 +15,14 @@
 #include <unordered_set>
 
 #include "base/error.hpp"
+#include "frontend/onnx/build_time_control_flow.hpp"
 #include "frontend/onnx/function_inliner.hpp"
 #include "frontend/onnx/function_ops.hpp"
 #include "frontend/onnx/onnx_proto.hpp"
 #include "frontend/onnx/opset_normalizer.hpp"
 #include "frontend/onnx/tensor_decoder.hpp"
 #include "ops/op_registry.hpp"
+#include "passes/constant_folding.hpp"
 
 namespace kiln::onnx {
 namespace {
@@ -117,10 +119,53 @@ Shape shape_from_proto(const proto::TensorShape& shape, std::vector<std::string>
   return out;
 }
 
-class Importer {
+// A node waiting for its inputs: a kiln op, or a node the build-time resolver expands (If, Loop,
+// Scan, sequence and optional ops), which also waits for the outer values its bodies read.
+struct PendingNode {
+  NormalizedNode node;
+  const FlatNode* structured = nullptr;
+};
+
+class Importer final : public ImportGraphHost {
  public:
   Importer(const proto::Model& model, const ImportOptions& options)
-      : model_(model), graph_proto_(model.graph), options_(options) {}
+      : model_(model),
+        graph_proto_(model.graph),
+        options_(options),
+        flattener_(model, options,
+                   [this](const std::string& name) {
+                     return ids_.count(name) || reserved_names_.count(name) || control_flow_.defines(name);
+                   }),
+        control_flow_(*this) {}
+
+  // ImportGraphHost
+  const std::string& source() const override { return options_.source; }
+  ir::Value evaluate(const std::string& name) override;
+  std::string add_constant(const std::string& suggested, std::shared_ptr<HostTensor> tensor) override {
+    const std::string name = flattener_.unique_name(suggested);
+    define(name, graph_.add_constant(name, std::move(tensor)), "a build-time constant");
+    return name;
+  }
+  void add_op(const std::string& node_name, const std::string& op_type,
+              const std::vector<std::string>& inputs, const std::vector<std::string>& outputs,
+              AttributeMap attrs) override {
+    NormalizedNode n;
+    n.name = node_name;
+    n.op_type = op_type;
+    n.opset = graph_.opset;
+    n.inputs = inputs;
+    n.outputs = outputs;
+    n.attrs = std::move(attrs);
+    for (const std::string& out : outputs) reserved_names_.insert(out);
+    add_node(n);
+  }
+  void add_subgraph(const InlinedSubgraph& body) override {
+    for (const auto& [name, tensor] : body.initializers) {
+      define(name, graph_.add_constant(name, decode_tensor(*tensor, options_)), "a body initializer");
+    }
+    add_nodes_in_topological_order(convert_nodes(body.nodes));
+  }
+  Flattener& flattener() override { return flattener_; }
 
   ir::Graph run(int64_t opset) {
     graph_.name = graph_proto_.name;
@@ -136,8 +181,8 @@ class Importer {
 
     add_initializers();
     add_graph_inputs();
-    std::vector<NormalizedNode> nodes = convert_nodes(flatten_model(model_, options_));
-    add_nodes_in_topological_order(nodes);
+    const std::vector<FlatNode> flat = flattener_.flatten_main_graph();
+    add_nodes_in_topological_order(convert_nodes(flat));
     add_graph_outputs();
     graph_.verify();
     return std::move(graph_);
@@ -316,14 +361,31 @@ class Importer {
     return name;
   }
 
-  std::vector<NormalizedNode> convert_nodes(const std::vector<FlatNode>& flat) {
+  bool is_defined(const std::string& name) const {
+    return ids_.count(name) || control_flow_.defines(name);
+  }
+
+  std::vector<PendingNode> convert_nodes(const std::vector<FlatNode>& flat) {
     // Node outputs are reserved up front so normalisation constants never take their names.
     for (const FlatNode& node : flat)
       reserved_names_.insert(node.outputs.begin(), node.outputs.end());
 
     std::vector<std::string> unsupported;
     std::vector<const FlatNode*> kept;
+    std::vector<PendingNode> out;
     for (const FlatNode& node : flat) {
+      if (BuildTimeControlFlow::handles(node.op_type, node.domain)) {
+        PendingNode pending;
+        pending.node.name = node.name;
+        pending.node.op_type = node.op_type;
+        pending.node.inputs = node.inputs;
+        pending.node.outputs = node.outputs;
+        // The values the bodies read from outside wait like inputs.
+        for (const auto& [inner, outer] : node.captures) pending.node.inputs.push_back(outer);
+        pending.structured = &node;
+        out.push_back(std::move(pending));
+        continue;
+      }
       if (node.op_type == "Constant" && node.domain.empty()) {
         std::string reason = fold_constant(node);
         if (!reason.empty()) unsupported.push_back(std::move(reason));
@@ -349,16 +411,9 @@ class Importer {
       return add_normalization_constant(name, std::move(tensor));
     };
     // Names for the values of expanded legacy nodes: unused by the model and by each other.
-    std::unordered_set<std::string> taken;
-    for (const FlatNode* node : kept) taken.insert(node->outputs.begin(), node->outputs.end());
-    const auto fresh_name = [this, &taken](const std::string& suggested) {
-      std::string name = suggested;
-      for (int i = 1; ids_.count(name) || taken.count(name); ++i) name = suggested + "_" + std::to_string(i);
-      taken.insert(name);
-      return name;
+    const auto fresh_name = [this](const std::string& suggested) {
+      return flattener_.unique_name(suggested);
     };
-    std::vector<NormalizedNode> out;
-    out.reserve(kept.size());
     for (const FlatNode* node : kept) {
       NormalizedNode n;
       n.name = node->name;
@@ -373,32 +428,38 @@ class Importer {
       for (NormalizedNode& legacy : expand_pre_opset13_node(std::move(n), fresh_name)) {
         for (NormalizedNode& part : expand_function_op(std::move(legacy), fresh_name, add_constant)) {
           normalize_node(part, add_constant);
-          out.push_back(std::move(part));
+          out.push_back(PendingNode{std::move(part), nullptr});
         }
       }
     }
     return out;
   }
 
-  void add_nodes_in_topological_order(const std::vector<NormalizedNode>& nodes) {
+  void add_nodes_in_topological_order(const std::vector<PendingNode>& pending_nodes) {
     std::unordered_map<std::string, size_t> producer;
-    for (size_t i = 0; i < nodes.size(); ++i) {
-      for (const std::string& out : nodes[i].outputs) {
+    for (size_t i = 0; i < pending_nodes.size(); ++i) {
+      const NormalizedNode& node = pending_nodes[i].node;
+      for (const std::string& out : node.outputs) {
         if (out.empty()) continue;
-        if (ids_.count(out) || !producer.emplace(out, i).second) {
-          fail_corrupt("value '", out, "' is produced twice (again by node '", nodes[i].name, "')");
+        if (is_defined(out) || !producer.emplace(out, i).second) {
+          fail_corrupt("value '", out, "' is produced twice (again by node '", node.name, "')");
         }
       }
     }
+    const auto nodes = [&pending_nodes]() {
+      std::vector<const NormalizedNode*> view;
+      for (const PendingNode& p : pending_nodes) view.push_back(&p.node);
+      return view;
+    }();
     // Kahn's algorithm, always taking the earliest ready node so sorted models keep their order.
     std::vector<std::vector<size_t>> consumers(nodes.size());
     std::vector<size_t> pending(nodes.size(), 0);
     for (size_t i = 0; i < nodes.size(); ++i) {
-      for (const std::string& in : nodes[i].inputs) {
-        if (in.empty() || ids_.count(in)) continue;
+      for (const std::string& in : nodes[i]->inputs) {
+        if (in.empty() || is_defined(in)) continue;
         auto it = producer.find(in);
         if (it == producer.end()) {
-          fail_corrupt("node '", nodes[i].name, "' reads '", in,
+          fail_corrupt("node '", nodes[i]->name, "' reads '", in,
                        "', which no node, graph input or initializer produces");
         }
         consumers[it->second].push_back(i);
@@ -412,7 +473,11 @@ class Importer {
     while (!ready.empty()) {
       const size_t i = ready.top();
       ready.pop();
-      add_node(nodes[i]);
+      if (pending_nodes[i].structured) {
+        control_flow_.resolve(*pending_nodes[i].structured);
+      } else {
+        add_node(*nodes[i]);
+      }
       ++emitted;
       for (size_t c : consumers[i])
         if (--pending[c] == 0) ready.push(c);
@@ -420,7 +485,7 @@ class Importer {
     if (emitted != nodes.size()) {
       for (size_t i = 0; i < nodes.size(); ++i) {
         if (pending[i] != 0) {
-          fail_corrupt("the graph has a cycle through node '", nodes[i].name, "'");
+          fail_corrupt("the graph has a cycle through node '", nodes[i]->name, "'");
         }
       }
     }
@@ -433,6 +498,11 @@ class Importer {
     node.domain = n.domain;
     node.attrs = n.attrs;
     for (const std::string& in : n.inputs) {
+      const std::string kind = in.empty() ? std::string() : control_flow_.non_tensor_kind(in);
+      if (!kind.empty()) {
+        fail(ErrorCode::kUnsupported, options_.source, ": node '", n.name, "' (", n.op_type,
+             ") reads '", in, "', which is ", kind, "; only sequence and optional ops take those");
+      }
       node.inputs.push_back(in.empty() ? ir::kNoValue : ids_.at(in));
     }
     while (!node.inputs.empty() && node.inputs.back() == ir::kNoValue) node.inputs.pop_back();
@@ -466,6 +536,11 @@ class Importer {
                      "' is listed twice; output names must be unique (they name the bindings)");
       }
       check_binding_name(info.name, "graph output");
+      const std::string kind = control_flow_.non_tensor_kind(info.name);
+      if (!kind.empty()) {
+        fail(ErrorCode::kUnsupported, options_.source, ": graph output '", info.name, "' is ", kind,
+             "; kiln engines have tensor outputs only");
+      }
       auto it = ids_.find(info.name);
       if (it == ids_.end()) {
         fail_corrupt("graph output '", info.name,
@@ -482,7 +557,53 @@ class Importer {
   std::unordered_map<std::string, ir::ValueId> ids_;
   std::unordered_set<std::string> reserved_names_;
   std::unordered_map<std::string, const proto::ValueInfo*> value_infos_;
+  Flattener flattener_;
+  BuildTimeControlFlow control_flow_;
 };
+
+// Evaluates only the nodes `name` depends on, in a scratch graph, with the builder's shape
+// inference and constant folding; the imported graph itself stays as the model wrote it.
+ir::Value Importer::evaluate(const std::string& name) {
+  const ir::ValueId id = ids_.at(name);
+  if (graph_.is_constant(id)) return graph_.value(id);
+  std::vector<bool> in_cone(graph_.nodes.size(), false);
+  std::vector<ir::ValueId> stack{id};
+  while (!stack.empty()) {
+    const ir::ValueId v = stack.back();
+    stack.pop_back();
+    const int32_t producer = graph_.value(v).producer;
+    if (producer < 0 || in_cone[static_cast<size_t>(producer)]) continue;
+    in_cone[static_cast<size_t>(producer)] = true;
+    for (ir::ValueId in : graph_.nodes[static_cast<size_t>(producer)].inputs) {
+      if (in != ir::kNoValue) stack.push_back(in);
+    }
+  }
+  ir::Graph scratch;
+  scratch.opset = graph_.opset;
+  std::unordered_map<ir::ValueId, ir::ValueId> mapped;
+  const auto map_value = [&](ir::ValueId v) {
+    if (v == ir::kNoValue) return v;
+    auto it = mapped.find(v);
+    if (it != mapped.end()) return it->second;
+    ir::Value copy = graph_.value(v);
+    copy.producer = -1;
+    const ir::ValueId fresh = scratch.add_value(std::move(copy));
+    if (graph_.value(v).producer < 0 && !graph_.is_constant(v)) scratch.inputs.push_back(fresh);
+    mapped.emplace(v, fresh);
+    return fresh;
+  };
+  for (size_t i = 0; i < graph_.nodes.size(); ++i) {
+    if (!in_cone[i]) continue;
+    ir::Node node = graph_.nodes[i];
+    for (ir::ValueId& in : node.inputs) in = map_value(in);
+    for (ir::ValueId& out : node.outputs) out = map_value(out);
+    scratch.add_node(std::move(node));
+  }
+  const ir::ValueId target = map_value(id);
+  scratch.outputs.push_back(target);
+  passes::fold_constants(scratch);
+  return scratch.value(target);
+}
 
 }  // namespace
 

@@ -1,6 +1,7 @@
 // Field numbers below are those of onnx/onnx.proto (ONNX 1.x; they never change once published).
 #include "frontend/onnx/onnx_proto.hpp"
 
+#include "base/error.hpp"
 #include "frontend/onnx/protobuf_reader.hpp"
 
 namespace kiln::onnx::proto {
@@ -222,7 +223,9 @@ int32_t infer_attribute_type(const Attribute& a, bool has_f, bool has_i, bool ha
   return Attribute::kUndefined;
 }
 
-Attribute parse_attribute(MessageReader r) {
+Graph parse_graph(MessageReader r, int depth);
+
+Attribute parse_attribute(MessageReader r, int depth) {
   Attribute a;
   bool has_f = false, has_i = false, has_s = false;
   Field f;
@@ -247,10 +250,21 @@ Attribute parse_attribute(MessageReader r) {
         a.t = std::make_shared<Tensor>(parse_tensor(r.child(f, "t")));
         break;
       case 6:
-      case 11:
-        r.read_bytes(f, f.number == 6 ? "g" : "graphs");
+      case 11: {
+        if (depth >= kMaxSubgraphDepth) {
+          r.fail(detail::concat("subgraphs nested deeper than ", kMaxSubgraphDepth, " levels"));
+        }
+        auto graph = std::make_shared<const Graph>(
+            parse_graph(f.number == 6 ? r.child(f, "g") : r.child(f, "graphs", as_index(a.graphs.size())),
+                        depth + 1));
+        if (f.number == 6) {
+          a.g = std::move(graph);
+        } else {
+          a.graphs.push_back(std::move(graph));
+        }
         ++a.graph_count;
         break;
+      }
       case 7:
         r.append_floats(f, "floats", a.floats);
         break;
@@ -287,7 +301,7 @@ Attribute parse_attribute(MessageReader r) {
   return a;
 }
 
-Node parse_node(MessageReader r) {
+Node parse_node(MessageReader r, int depth) {
   Node node;
   Field f;
   while (r.next(f)) {
@@ -306,7 +320,7 @@ Node parse_node(MessageReader r) {
         break;
       case 5:
         node.attributes.push_back(
-            parse_attribute(r.child(f, "attribute", as_index(node.attributes.size()))));
+            parse_attribute(r.child(f, "attribute", as_index(node.attributes.size())), depth));
         break;
       case 7:
         node.domain = r.read_string(f, "domain");
@@ -321,13 +335,13 @@ Node parse_node(MessageReader r) {
   return node;
 }
 
-Graph parse_graph(MessageReader r) {
+Graph parse_graph(MessageReader r, int depth) {
   Graph g;
   Field f;
   while (r.next(f)) {
     switch (f.number) {
       case 1:
-        g.nodes.push_back(parse_node(r.child(f, "node", as_index(g.nodes.size()))));
+        g.nodes.push_back(parse_node(r.child(f, "node", as_index(g.nodes.size())), depth));
         break;
       case 2:
         g.name = r.read_string(f, "name");
@@ -375,7 +389,7 @@ Function parse_function(MessageReader r) {
         fn.attribute_names.push_back(r.read_string(f, "attribute"));
         break;
       case 7:
-        fn.nodes.push_back(parse_node(r.child(f, "node", as_index(fn.nodes.size()))));
+        fn.nodes.push_back(parse_node(r.child(f, "node", as_index(fn.nodes.size())), 0));
         break;
       case 9:
         fn.opset_imports.push_back(
@@ -386,7 +400,7 @@ Function parse_function(MessageReader r) {
         break;
       case 11:
         fn.attribute_defaults.push_back(
-            parse_attribute(r.child(f, "attribute_proto", as_index(fn.attribute_defaults.size()))));
+            parse_attribute(r.child(f, "attribute_proto", as_index(fn.attribute_defaults.size())), 0));
         break;
       case 12:
         fn.value_infos.push_back(
@@ -427,7 +441,7 @@ Model parse_model(std::span<const uint8_t> bytes, const std::string& source) {
         break;
       case 7:
         // Protobuf would merge a repeated occurrence; ONNX writers emit one graph, the last wins.
-        m.graph = parse_graph(r.child(f, "graph"));
+        m.graph = parse_graph(r.child(f, "graph"), 0);
         m.has_graph = true;
         break;
       case 8:

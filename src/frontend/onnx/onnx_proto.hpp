@@ -1,6 +1,7 @@
 // Plain structs for the parts of the ONNX schema (onnx/onnx.proto) kiln reads, and their decoder.
-// Fields kiln never uses are skipped; messages kiln rejects (subgraphs, sparse tensors, type
-// protos inside attributes) are only counted so the importer can report them.
+// Fields kiln never uses are skipped; messages kiln rejects (sparse tensors, type protos inside
+// attributes) are only counted so the importer can report them. Subgraphs (If/Loop/Scan bodies)
+// are decoded: the importer resolves them at build time.
 #pragma once
 
 #include <cstdint>
@@ -68,6 +69,8 @@ struct ValueInfo {
   TypeProto type;
 };
 
+struct Graph;
+
 struct Attribute {
   // AttributeProto.AttributeType values.
   enum Type : int32_t {
@@ -99,8 +102,10 @@ struct Attribute {
   std::vector<int64_t> ints;
   std::vector<std::string> strings;
   std::vector<Tensor> tensors;
+  std::shared_ptr<const Graph> g;                    // set for GRAPH
+  std::vector<std::shared_ptr<const Graph>> graphs;  // GRAPHS
+  size_t graph_count = 0;                            // g and graphs
   // Present but not decoded: kiln does not support these attribute kinds.
-  size_t graph_count = 0;          // g and graphs
   size_t sparse_tensor_count = 0;  // sparse_tensor and sparse_tensors
   size_t type_proto_count = 0;     // tp and type_protos
 };
@@ -150,6 +155,9 @@ struct Model {
   std::vector<StringStringEntry> metadata_props;
   std::vector<Function> functions;
 };
+
+// Subgraphs nested deeper than this are refused as corrupt (guards the decoder's recursion).
+inline constexpr int kMaxSubgraphDepth = 64;
 
 // Decodes ModelProto bytes. Throws kiln::Error(kCorruptFile) "<source>: <field path>: <problem>"
 // for malformed input. The result borrows raw tensor bytes from `bytes` (Tensor::raw_data), so
