@@ -108,6 +108,16 @@ def test_cast_every_code_out_matches_the_reference(elem, target):
     model = _model("Cast", [("x", x)], target, to=target)
     with np.errstate(all="ignore"):
         got, want = _run_both(model, {"x": x})
+    if elem == TensorProto.FLOAT8E8M0 and target in (TensorProto.INT8, TensorProto.UINT8, TensorProto.INT32):
+        # float -> integer beyond the target's range is undefined in ONNX: the reference gives 0,
+        # kiln saturates (as for every float source with an 8-bit or wider integer target).
+        info = np.iinfo(got.dtype)
+        values = x.astype(np.float64)
+        fits = (np.trunc(values) >= info.min) & (np.trunc(values) <= info.max)
+        np.testing.assert_array_equal(got[fits], want[fits], err_msg=f"Cast {IDS[elem]} -> {target}")
+        beyond = ~fits & ~np.isnan(values)
+        np.testing.assert_array_equal(got[beyond], np.clip(values[beyond], info.min, info.max).astype(got.dtype))
+        return
     _same_values(got, want, f"Cast {IDS[elem]} -> {target}")
 
 
