@@ -130,7 +130,9 @@ TEST(Float8E8M0, DecodesPowersOfTwo) {
   for (int code = 0; code < 255; ++code) {
     const float value = float8e8m0_to_float(static_cast<uint8_t>(code));
     for (const E8M0Rounding r : {E8M0Rounding::kUp, E8M0Rounding::kDown, E8M0Rounding::kNearest}) {
-      EXPECT_EQ(float_to_float8e8m0(value, true, r), code) << code;
+      // 2^-127 is a float32 subnormal (exponent field 0, a mantissa bit set): "up" rounds it up.
+      const int want = code == 0 && r == E8M0Rounding::kUp ? 1 : code;
+      EXPECT_EQ(float_to_float8e8m0(value, true, r), want) << code;
     }
   }
 }
@@ -179,7 +181,7 @@ TEST(SubByteDtypes, UnpacksOnnxLayoutLowBitsFirst) {
 
 onnx::proto::Tensor onnx_tensor(int32_t type, std::vector<int64_t> dims) {
   onnx::proto::Tensor t;
-  t.name = "w";
+  t.name.push_back('w');  // not = "w": GCC 12 misreads that as an overlapping memcpy (-Wrestrict)
   t.data_type = type;
   t.dims = std::move(dims);
   return t;
