@@ -60,7 +60,16 @@ typedef enum kiln_dtype {
   KILN_FLOAT8E4M3FN = 17,
   KILN_FLOAT8E4M3FNUZ = 18,
   KILN_FLOAT8E5M2 = 19,
-  KILN_FLOAT8E5M2FNUZ = 20
+  KILN_FLOAT8E5M2FNUZ = 20,
+  /* One element per byte: int4/int2 as int8 values, uint4/uint2 as uint8 values, float4e2m1 as its
+     4-bit code, float8e8m0 as its exponent code (kiln reads only the low 4/2 bits of the 4/2-bit
+     types, and writes int4/int2 sign-extended). */
+  KILN_UINT4 = 21,
+  KILN_INT4 = 22,
+  KILN_FLOAT4E2M1 = 23,
+  KILN_FLOAT8E8M0 = 24,
+  KILN_UINT2 = 25,
+  KILN_INT2 = 26
 } kiln_dtype;
 
 /* A dense row-major tensor. For inputs, `data` is read; for outputs returned by the runtime it

@@ -32,6 +32,16 @@ enum class DType : uint8_t {
   kFloat8E4M3FNUZ = 18,
   kFloat8E5M2 = 19,
   kFloat8E5M2FNUZ = 20,
+  // Sub-byte types (ONNX opsets 21-25) and the MX scale type. Held one element per byte in kiln
+  // (in engines, host tensors and I/O): int4/int2 as int8 values, uint4/uint2 as uint8 values,
+  // float4e2m1 as its 4-bit code in the low bits. ONNX initializers pack them two (4-bit) or four
+  // (2-bit) per byte; the importer unpacks them. Readers look at the low 4 (2) bits only.
+  kUInt4 = 21,
+  kInt4 = 22,
+  kFloat4E2M1 = 23,  // sign, 2 exponent bits (bias 1), 1 mantissa bit; no Inf/NaN; max 6
+  kFloat8E8M0 = 24,  // exponent only (bias 127): 2^(code - 127); 0xFF is NaN; no zero, no sign
+  kUInt2 = 25,
+  kInt2 = 26,
 };
 
 // Size in bytes of one element. Throws kiln::Error (kInvalidArgument) for a value that is not a
@@ -43,8 +53,13 @@ std::string_view dtype_name(DType dtype);
 bool is_valid_dtype(int raw);
 // float32, float16, bfloat16, float64 (the float8 types are storage formats: is_float8).
 bool is_floating(DType dtype);
-// float8e4m3fn, float8e4m3fnuz, float8e5m2, float8e5m2fnuz.
+// float8e4m3fn, float8e4m3fnuz, float8e5m2, float8e5m2fnuz (not float8e8m0, a scale format).
 bool is_float8(DType dtype);
+// int4, uint4, int2, uint2 and float4e2m1: the types ONNX packs several to a byte.
+bool is_sub_byte(DType dtype);
+// Bits of one element's value: 4 or 2 for the sub-byte types, 8 * dtype_size otherwise. (kiln
+// still stores every element in dtype_size bytes; ONNX packs 8 / dtype_bits elements per byte.)
+int dtype_bits(DType dtype);
 
 // A dimension of -1 means "not known until run time" (a dynamic dimension).
 inline constexpr int64_t kDynamicDim = -1;

@@ -7,7 +7,9 @@ bfloat16 has no numpy dtype: bfloat16 bindings take and return ``uint16`` arrays
 bits (the same convention as the ``kiln`` CLI's .npy files). float8 bindings (float8e4m3fn,
 float8e4m3fnuz, float8e5m2, float8e5m2fnuz) take and return ml_dtypes' float8 arrays when the
 ``ml_dtypes`` package is installed, else ``uint8`` arrays of their codes; ``uint8`` code arrays are
-taken as inputs either way.
+taken as inputs either way. Likewise float8e8m0, float4e2m1, uint4 and uint2 bindings (ml_dtypes'
+float8_e8m0fnu, float4_e2m1fn, uint4 and uint2, or ``uint8``) and int4 and int2 bindings (ml_dtypes'
+int4 and int2, or ``int8`` values), one element per byte, never packed.
 """
 
 from __future__ import annotations
@@ -93,23 +95,44 @@ for _code, _name in _FLOAT8_NAMES.items():
         _NUMPY_TO_KILN[_dtype] = _code
     else:
         _KILN_TO_NUMPY[_code] = np.dtype(np.uint8)
+# The sub-byte types and float8e8m0 (ONNX UINT4=21 ... INT2=26), one element per byte as in
+# ml_dtypes: its arrays when installed, else int8 values (int4, int2) or uint8 values and codes.
+# kiln writes int4/int2 sign-extended and reads only the low bits; outputs are masked to ml_dtypes'
+# form (the low bits alone) and int4/int2 inputs are widened to int8 values first.
+_SUB_BYTE_NAMES = {21: "uint4", 22: "int4", 23: "float4e2m1", 24: "float8e8m0", 25: "uint2", 26: "int2"}
+_ML_DTYPES_NAMES = {21: "uint4", 22: "int4", 23: "float4_e2m1fn", 24: "float8_e8m0fnu", 25: "uint2",
+                    26: "int2"}
+_SIGNED_SUB_BYTE = {22: 0x0F, 26: 0x03}  # code -> mask of its value bits
+for _code, _name in _ML_DTYPES_NAMES.items():
+    if _ml_dtypes is not None and hasattr(_ml_dtypes, _name):
+        _dtype = np.dtype(getattr(_ml_dtypes, _name))
+        _KILN_TO_NUMPY[_code] = _dtype
+        _NUMPY_TO_KILN[_dtype] = _code
+    else:
+        _KILN_TO_NUMPY[_code] = np.dtype(np.int8 if _code in _SIGNED_SUB_BYTE else np.uint8)
 _KILN_DTYPE_NAMES = {
     1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
     10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16", **_FLOAT8_NAMES,
+    **_SUB_BYTE_NAMES,
 }
+# Bindings that take uint8 arrays as their codes or values, and those that take int8 values.
+_UINT8_CODED = {name for code, name in {**_FLOAT8_NAMES, **_SUB_BYTE_NAMES}.items()
+                if code not in _SIGNED_SUB_BYTE}
+_INT8, _INT8_CODED = 3, {"int4": 22, "int2": 26}
 
 
 def _binding_code(dtype: np.dtype, binding: "Binding | None") -> "int | None":
     """The kiln dtype code of an array of numpy ``dtype`` given for ``binding``: uint16 arrays are
     uint16 tensors, or the raw bits of a bfloat16 binding; uint8 arrays are uint8 tensors, or the
-    codes of a float8 binding."""
+    codes of a float8/float8e8m0/float4e2m1 binding or the values of a uint4/uint2 binding; int8
+    arrays are int8 tensors or the values of an int4/int2 binding."""
     code = _NUMPY_TO_KILN.get(dtype)
     if code == _UINT16 and binding is not None and binding.dtype_name == "bfloat16":
         return _BFLOAT16
-    if code == _UINT8 and binding is not None:
-        for float8_code, name in _FLOAT8_NAMES.items():
-            if binding.dtype_name == name:
-                return float8_code
+    if code == _UINT8 and binding is not None and binding.dtype_name in _UINT8_CODED:
+        return next(c for c, n in {**_FLOAT8_NAMES, **_SUB_BYTE_NAMES}.items() if n == binding.dtype_name)
+    if code == _INT8 and binding is not None and binding.dtype_name in _INT8_CODED:
+        return _INT8_CODED[binding.dtype_name]
     return code
 _PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 
@@ -383,6 +406,8 @@ class Engine:
                 raise InvalidArgumentError(
                     f"input '{name}': numpy dtype {array.dtype} has no kiln equivalent "
                     f"(kiln takes {', '.join(sorted(str(d) for d in _NUMPY_TO_KILN))})")
+            if code in _SIGNED_SUB_BYTE and array.dtype != np.int8:
+                array = array.astype(np.int8)  # ml_dtypes' int4/int2 bytes hold the low bits alone
             shape = (ctypes.c_int64 * max(array.ndim, 1))(*array.shape)
             arrays.append(array)
             shapes.append(shape)
@@ -409,6 +434,8 @@ class Engine:
                 result = np.empty(shape, dtype=dtype)
                 if count > 0:
                     ctypes.memmove(result.ctypes.data, out.data, count * dtype.itemsize)
+                    if out.dtype in _SIGNED_SUB_BYTE and dtype != np.int8:
+                        result.view(np.uint8)[...] &= _SIGNED_SUB_BYTE[out.dtype]
                 results[binding.name] = result
         return results
 

@@ -105,4 +105,37 @@ uint8_t float_to_float8(float value, Float8Format format, bool saturate) {
   return static_cast<uint8_t>(sign | code);
 }
 
+std::optional<E8M0Rounding> e8m0_rounding_from_name(std::string_view name) {
+  if (name == "up") return E8M0Rounding::kUp;
+  if (name == "down") return E8M0Rounding::kDown;
+  if (name == "nearest") return E8M0Rounding::kNearest;
+  return std::nullopt;
+}
+
+float float8e8m0_to_float(uint8_t code) {
+  if (code == 0xFF) return std::numeric_limits<float>::quiet_NaN();
+  if (code == 0) return bits_to_float(0x00400000u);  // 2^-127
+  return bits_to_float(static_cast<uint32_t>(code) << 23);
+}
+
+uint8_t float_to_float8e8m0(float value, bool saturate, E8M0Rounding rounding) {
+  const uint32_t bits = float_to_bits(value);
+  const uint32_t exponent = (bits >> 23) & 0xFFu;
+  if (exponent == 0xFFu) return 0xFF;
+  bool round_up = false;
+  switch (rounding) {
+    case E8M0Rounding::kUp: round_up = (bits & 0x7FFFFFu) != 0; break;
+    case E8M0Rounding::kDown: break;
+    case E8M0Rounding::kNearest: {
+      const bool guard = (bits & 0x400000u) != 0;
+      const bool round_bit = (bits & 0x200000u) != 0;
+      const bool sticky = (bits & 0x1FFFFFu) != 0;
+      round_up = guard && (round_bit || sticky || exponent > 0);
+      break;
+    }
+  }
+  if (round_up && saturate && exponent == 0xFEu) round_up = false;
+  return static_cast<uint8_t>(exponent + (round_up ? 1 : 0));  // 0xFE + 1 = 0xFF, NaN
+}
+
 }  // namespace kiln

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string_view>
 
 #include "kiln/types.hpp"
 
@@ -28,5 +29,25 @@ float float8_to_float(uint8_t code, Float8Format format);
 // FNUZ formats (+0). Magnitudes that round beyond the format's largest finite value give ±max
 // when `saturate`, else ±Inf (E5M2) or NaN.
 uint8_t float_to_float8(float value, Float8Format format, bool saturate);
+
+// float8e8m0 (the OCP MX scale type): a biased exponent alone, 2^(code - 127); code 0xFF is NaN.
+// Cast's `round_mode` (opset 24) picks how a float32 between two powers of two rounds.
+enum class E8M0Rounding : uint8_t {
+  kUp,       // "up": any mantissa bits round up (the default)
+  kDown,     // "down": the mantissa is dropped
+  kNearest,  // "nearest": by the first dropped bit, a tie rounding up unless the exponent is 0
+};
+
+// "up", "down" or "nearest"; nullopt for another name.
+std::optional<E8M0Rounding> e8m0_rounding_from_name(std::string_view name);
+
+// The value of float8e8m0 code `code` (code 0 is 2^-127, a float32 subnormal).
+float float8e8m0_to_float(uint8_t code);
+
+// `value`'s exponent field rounded per `rounding`, as ONNX's reference (onnx.numpy_helper.
+// to_float8e8m0) computes it: the sign is ignored; NaN and ±Inf give 0xFF (NaN); zero and
+// subnormals have exponent 0 (rounding up to 1 when any mantissa bit is set, for kUp). A value
+// rounding past 2^127 gives 2^127 (0xFE) when `saturate`, else NaN.
+uint8_t float_to_float8e8m0(float value, bool saturate, E8M0Rounding rounding);
 
 }  // namespace kiln

@@ -5,6 +5,7 @@
 #include "base/error.hpp"
 #include "base/float8.hpp"
 #include "base/half.hpp"
+#include "base/sub_byte.hpp"
 
 namespace kiln {
 
@@ -44,6 +45,12 @@ double read_as_double(const TensorView& t, int64_t i) {
     case DType::kFloat8E5M2:
     case DType::kFloat8E5M2FNUZ:
       return float8_to_float(t.as<const uint8_t>()[i], *float8_format(t.dtype));
+    case DType::kFloat8E8M0: return float8e8m0_to_float(t.as<const uint8_t>()[i]);
+    case DType::kUInt4:
+    case DType::kInt4:
+    case DType::kFloat4E2M1:
+    case DType::kUInt2:
+    case DType::kInt2: return sub_byte_to_double(t.as<const uint8_t>()[i], t.dtype);
   }
   fail(ErrorCode::kInvalidArgument, "unknown dtype");
 }
@@ -71,6 +78,14 @@ std::vector<uint8_t> scalar_bytes(DType dtype, double value) {
     case DType::kFloat8E5M2FNUZ:
       put(float_to_float8(static_cast<float>(value), *float8_format(dtype), true));
       break;
+    case DType::kFloat8E8M0:
+      put(float_to_float8e8m0(static_cast<float>(value), true, E8M0Rounding::kUp));
+      break;
+    case DType::kFloat4E2M1: put(double_to_float4e2m1(value)); break;
+    case DType::kUInt4:
+    case DType::kInt4:
+    case DType::kUInt2:
+    case DType::kInt2: put(sub_byte_int_from_double(value, dtype)); break;
   }
   return bytes;
 }

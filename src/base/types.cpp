@@ -23,7 +23,13 @@ size_t dtype_size(DType dtype) {
     case DType::kFloat8E4M3FN:
     case DType::kFloat8E4M3FNUZ:
     case DType::kFloat8E5M2:
-    case DType::kFloat8E5M2FNUZ: return 1;
+    case DType::kFloat8E5M2FNUZ:
+    case DType::kUInt4:
+    case DType::kInt4:
+    case DType::kFloat4E2M1:
+    case DType::kFloat8E8M0:
+    case DType::kUInt2:
+    case DType::kInt2: return 1;
   }
   fail(ErrorCode::kInvalidArgument, "unknown dtype value ", static_cast<int>(dtype));
 }
@@ -47,6 +53,12 @@ std::string_view dtype_name(DType dtype) {
     case DType::kFloat8E4M3FNUZ: return "float8e4m3fnuz";
     case DType::kFloat8E5M2: return "float8e5m2";
     case DType::kFloat8E5M2FNUZ: return "float8e5m2fnuz";
+    case DType::kUInt4: return "uint4";
+    case DType::kInt4: return "int4";
+    case DType::kFloat4E2M1: return "float4e2m1";
+    case DType::kFloat8E8M0: return "float8e8m0";
+    case DType::kUInt2: return "uint2";
+    case DType::kInt2: return "int2";
   }
   return "dtype(?)";
 }
@@ -54,7 +66,7 @@ std::string_view dtype_name(DType dtype) {
 bool is_valid_dtype(int raw) {
   switch (raw) {
     case 1: case 2: case 3: case 4: case 5: case 6: case 7: case 9: case 10: case 11: case 12: case 13:
-    case 16: case 17: case 18: case 19: case 20:
+    case 16: case 17: case 18: case 19: case 20: case 21: case 22: case 23: case 24: case 25: case 26:
       return true;
     default:
       return false;
@@ -69,6 +81,22 @@ bool is_floating(DType dtype) {
 bool is_float8(DType dtype) {
   return dtype == DType::kFloat8E4M3FN || dtype == DType::kFloat8E4M3FNUZ ||
          dtype == DType::kFloat8E5M2 || dtype == DType::kFloat8E5M2FNUZ;
+}
+
+bool is_sub_byte(DType dtype) {
+  return dtype == DType::kUInt4 || dtype == DType::kInt4 || dtype == DType::kFloat4E2M1 ||
+         dtype == DType::kUInt2 || dtype == DType::kInt2;
+}
+
+int dtype_bits(DType dtype) {
+  switch (dtype) {
+    case DType::kUInt4:
+    case DType::kInt4:
+    case DType::kFloat4E2M1: return 4;
+    case DType::kUInt2:
+    case DType::kInt2: return 2;
+    default: return static_cast<int>(8 * dtype_size(dtype));
+  }
 }
 
 int64_t shape_numel(const Shape& shape) {

@@ -1,5 +1,6 @@
 // Elementwise ops: unary math and activations, broadcasting binary arithmetic, comparisons and
-// logic, variadic Min/Max/Sum/Mean, Clip, Where, Cast and CastLike (to and from float8 too).
+// logic, variadic Min/Max/Sum/Mean, Clip, Where, Cast and CastLike (to and from float8, float8e8m0,
+// float4e2m1 and the 4- and 2-bit integers too).
 #include <initializer_list>
 
 #include "ops/op_families.hpp"
@@ -146,16 +147,22 @@ void infer_where(InferContext& ctx) {
 }
 
 constexpr std::initializer_list<DType> kCastTypes = {
-    DType::kFloat32,      DType::kFloat16,        DType::kBFloat16,    DType::kFloat64,
-    DType::kInt8,         DType::kInt16,          DType::kInt32,       DType::kInt64,
-    DType::kUInt8,        DType::kUInt16,         DType::kUInt32,      DType::kUInt64,
-    DType::kBool,         DType::kFloat8E4M3FN,   DType::kFloat8E4M3FNUZ, DType::kFloat8E5M2,
-    DType::kFloat8E5M2FNUZ};
+    DType::kFloat32,        DType::kFloat16,     DType::kBFloat16,       DType::kFloat64,
+    DType::kInt8,           DType::kInt16,       DType::kInt32,          DType::kInt64,
+    DType::kUInt8,          DType::kUInt16,      DType::kUInt32,         DType::kUInt64,
+    DType::kBool,           DType::kFloat8E4M3FN, DType::kFloat8E4M3FNUZ, DType::kFloat8E5M2,
+    DType::kFloat8E5M2FNUZ, DType::kFloat8E8M0,  DType::kFloat4E2M1,     DType::kInt4,
+    DType::kUInt4,          DType::kInt2,        DType::kUInt2};
 
-// `saturate` (opset 19) decides what casts to float8 do with values beyond the format's range.
+// `saturate` (opset 19) decides what casts to float8 do with values beyond the format's range;
+// `round_mode` (opset 24) how casts to float8e8m0 round.
 void check_saturate(InferContext& ctx) {
   const int64_t saturate = int_attr(ctx, "saturate", 1);
   if (saturate != 0 && saturate != 1) ctx.fail("attribute 'saturate' must be 0 or 1, got ", saturate);
+  const std::string round_mode = ctx.attrs().get_string_or("round_mode", "up");
+  if (round_mode != "up" && round_mode != "down" && round_mode != "nearest") {
+    ctx.fail("attribute 'round_mode' must be 'up', 'down' or 'nearest', got '", round_mode, "'");
+  }
 }
 
 void infer_cast(InferContext& ctx) {

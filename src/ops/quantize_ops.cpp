@@ -1,7 +1,6 @@
 // QuantizeLinear and DequantizeLinear (ONNX opsets 10-25): per-tensor, per-axis (`axis`) and
-// blocked (`block_size`) scales; int8/uint8/int16/uint16 and float8 quantized values.
-// The packed sub-byte types (int4, uint4, int2, uint2, float4e2m1) are refused: kiln has no
-// dtype for them.
+// blocked (`block_size`) scales; int8/uint8/int16/uint16, int4/uint4/int2/uint2, float8 and
+// float4e2m1 quantized values; float32/float16/bfloat16 and float8e8m0 (MX) scales.
 #include <string>
 
 #include "ops/nn_common.hpp"
@@ -13,8 +12,13 @@ namespace {
 
 constexpr std::initializer_list<DType> kQuantizedTypes = {
     DType::kInt8,         DType::kUInt8,          DType::kInt16,      DType::kUInt16,
-    DType::kFloat8E4M3FN, DType::kFloat8E4M3FNUZ, DType::kFloat8E5M2, DType::kFloat8E5M2FNUZ};
+    DType::kInt4,         DType::kUInt4,          DType::kInt2,       DType::kUInt2,
+    DType::kFloat8E4M3FN, DType::kFloat8E4M3FNUZ, DType::kFloat8E5M2, DType::kFloat8E5M2FNUZ,
+    DType::kFloat4E2M1};
 constexpr std::initializer_list<DType> kScaleTypes = {DType::kFloat32, DType::kFloat16,
+                                                      DType::kBFloat16, DType::kFloat8E8M0};
+// The dtypes of DequantizeLinear's output and QuantizeLinear's `precision`.
+constexpr std::initializer_list<DType> kFloatTypes = {DType::kFloat32, DType::kFloat16,
                                                       DType::kBFloat16};
 
 bool dims_match(int64_t a, int64_t b) { return a == kDynamicDim || b == kDynamicDim || a == b; }
@@ -23,8 +27,7 @@ bool dims_match(int64_t a, int64_t b) { return a == kDynamicDim || b == kDynamic
 DType dtype_attr(const InferContext& ctx, const char* name, int64_t value,
                  std::initializer_list<DType> allowed) {
   if (value < 0 || value > 255 || !is_valid_dtype(static_cast<int>(value))) {
-    ctx.fail("attribute '", name, "' = ", value,
-             " is not a dtype kiln supports (packed int4/uint4/int2/uint2 and float4 are not)");
+    ctx.fail("attribute '", name, "' = ", value, " is not a dtype kiln supports");
   }
   require_dtype(ctx, std::string("attribute '") + name + "'", static_cast<DType>(value), allowed);
   return static_cast<DType>(value);
@@ -47,7 +50,7 @@ void infer_quantize_linear(InferContext& ctx) {
   require_dtype(ctx, "input 1 (y_scale)", ctx.input(1).dtype, kScaleTypes);
   check_saturate(ctx);
   if (const int64_t precision = int_attr(ctx, "precision", 0); precision != 0) {
-    dtype_attr(ctx, "precision", precision, kScaleTypes);
+    dtype_attr(ctx, "precision", precision, kFloatTypes);
   }
   DType out = DType::kUInt8;
   const int64_t output_dtype = int_attr(ctx, "output_dtype", 0);
@@ -71,8 +74,9 @@ void infer_dequantize_linear(InferContext& ctx) {
   const ValueInfo& x = ctx.input(0);
   std::initializer_list<DType> inputs = {
       DType::kInt8,         DType::kUInt8,          DType::kInt16,      DType::kUInt16,
-      DType::kInt32,        DType::kFloat8E4M3FN,   DType::kFloat8E4M3FNUZ, DType::kFloat8E5M2,
-      DType::kFloat8E5M2FNUZ};
+      DType::kInt32,        DType::kInt4,           DType::kUInt4,      DType::kInt2,
+      DType::kUInt2,        DType::kFloat8E4M3FN,   DType::kFloat8E4M3FNUZ, DType::kFloat8E5M2,
+      DType::kFloat8E5M2FNUZ, DType::kFloat4E2M1};
   require_dtype(ctx, "input 0 (x)", x.dtype, inputs);
   const DType scale = ctx.input(1).dtype;
   require_dtype(ctx, "input 1 (x_scale)", scale, kScaleTypes);
@@ -83,7 +87,10 @@ void infer_dequantize_linear(InferContext& ctx) {
   const int64_t output_dtype = int_attr(ctx, "output_dtype", 0);
   resolve_quantize_layout(node_ref(ctx), x.shape, ctx.input(1).shape, zero_point_shape(ctx),
                           int_attr(ctx, "axis", 1), int_attr(ctx, "block_size", 0));
-  ctx.output(0).dtype = output_dtype != 0 ? dtype_attr(ctx, "output_dtype", output_dtype, kScaleTypes)
+  if (output_dtype == 0 && scale == DType::kFloat8E8M0) {
+    ctx.fail("a float8e8m0 x_scale needs attribute 'output_dtype' (float32, float16 or bfloat16)");
+  }
+  ctx.output(0).dtype = output_dtype != 0 ? dtype_attr(ctx, "output_dtype", output_dtype, kFloatTypes)
                                           : scale;
   ctx.output(0).shape = x.shape;
 }

@@ -38,7 +38,8 @@ QuantizeLayout resolve_quantize_layout(const NodeRef& node, const Shape& x, cons
                                        const std::optional<Shape>& zero_point, int64_t axis,
                                        int64_t block_size);
 
-// The quantized dtypes kiln computes: int8, uint8, int16, uint16 and the four float8 types.
+// The quantized dtypes kiln computes: int8, uint8, int16, uint16, int4, uint4, int2, uint2, the
+// four float8 types and float4e2m1.
 bool is_quantized_dtype(DType dtype);
 
 }  // namespace kiln::ops

@@ -11,6 +11,7 @@
 #include "base/error.hpp"
 #include "base/float8.hpp"
 #include "base/half.hpp"
+#include "base/sub_byte.hpp"
 #include "base/host_tensor.hpp"
 #include "base/memory_limit.hpp"
 #include "format/engine_io.hpp"
@@ -74,6 +75,18 @@ void store_from_double(DType dtype, void* data, int64_t i, double value) {
       static_cast<uint8_t*>(data)[i] =
           float_to_float8(static_cast<float>(value), *float8_format(dtype), true);
       return;
+    case DType::kFloat8E8M0:
+      static_cast<uint8_t*>(data)[i] = float_to_float8e8m0(static_cast<float>(value), true, E8M0Rounding::kUp);
+      return;
+    case DType::kFloat4E2M1:
+      static_cast<uint8_t*>(data)[i] = double_to_float4e2m1(value);
+      return;
+    case DType::kUInt4:
+    case DType::kInt4:
+    case DType::kUInt2:
+    case DType::kInt2:
+      static_cast<uint8_t*>(data)[i] = sub_byte_int_from_double(value, dtype);
+      return;
   }
   fail(ErrorCode::kInternal, "unknown dtype ", static_cast<int>(dtype));
 }
@@ -136,7 +149,9 @@ Tensor random_tensor(const std::string& name, DType dtype, const Shape& shape, s
   std::uniform_int_distribution<int> small_int(0, 3);
   std::uniform_int_distribution<int> bit(0, 1);
   for (int64_t i = 0; i < out.numel(); ++i) {
-    const double value = is_floating(dtype) || is_float8(dtype) ? real(rng)
+    const double value = is_floating(dtype) || is_float8(dtype) || dtype == DType::kFloat4E2M1 ||
+                                 dtype == DType::kFloat8E8M0
+                             ? real(rng)
                          : dtype == DType::kBool ? bit(rng)
                                                  : small_int(rng);
     store_from_double(dtype, out.bytes.data(), i, value);
@@ -215,8 +230,14 @@ std::vector<OwnedInput> prepare_inputs(const LoadedEngine& loaded,
       if (tensor.dtype == DType::kUInt16 && binding.dtype == DType::kBFloat16) {
         tensor.dtype = DType::kBFloat16;  // .npy files carry bfloat16 as its raw uint16 bits
       }
-      if (tensor.dtype == DType::kUInt8 && is_float8(binding.dtype)) {
-        tensor.dtype = binding.dtype;  // and float8 as its uint8 codes
+      if (tensor.dtype == DType::kUInt8 &&
+          (is_float8(binding.dtype) || binding.dtype == DType::kFloat8E8M0 ||
+           binding.dtype == DType::kFloat4E2M1 || binding.dtype == DType::kUInt4 ||
+           binding.dtype == DType::kUInt2)) {
+        tensor.dtype = binding.dtype;  // and float8/float4 as their uint8 codes, uint4/uint2 as uint8
+      }
+      if (tensor.dtype == DType::kInt8 && (binding.dtype == DType::kInt4 || binding.dtype == DType::kInt2)) {
+        tensor.dtype = binding.dtype;  // int4/int2 as int8 values
       }
       if (tensor.dtype != binding.dtype) {
         const bool both_float = is_floating(tensor.dtype) && is_floating(binding.dtype);

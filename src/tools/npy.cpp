@@ -38,6 +38,10 @@ constexpr DescrEntry kDescrs[] = {
     // NumPy has no float8 either: their codes are written as '|u1'.
     {"|u1", DType::kFloat8E4M3FN}, {"|u1", DType::kFloat8E4M3FNUZ},
     {"|u1", DType::kFloat8E5M2},   {"|u1", DType::kFloat8E5M2FNUZ},
+    {"|u1", DType::kFloat8E8M0},   {"|u1", DType::kFloat4E2M1},
+    // Nor 4- and 2-bit integers: one value per byte, as int8 or uint8 (never packed).
+    {"|i1", DType::kInt4},         {"|u1", DType::kUInt4},
+    {"|i1", DType::kInt2},         {"|u1", DType::kUInt2},
 };
 
 // The value of one key of the header dict.

@@ -6,7 +6,9 @@
 // NumPy has no bfloat16, so a bfloat16 tensor is written as its raw bits with descr '<u2'; a '<u2'
 // file reads back as uint16, and the CLI takes it as the bits of a bfloat16 input. Likewise float8
 // tensors are written as their codes with descr '|u1' (read back as uint8; the CLI takes a uint8
-// file for a float8 input as its codes).
+// file for a float8 input as its codes), float8e8m0 and float4e2m1 too; int4/int2 are written as
+// '|i1' and uint4/uint2 as '|u1', one value per byte (read back as int8/uint8 and taken for such
+// inputs).
 #pragma once
 
 #include <cstdint>

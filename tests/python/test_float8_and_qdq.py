@@ -248,7 +248,7 @@ def test_errors_name_the_node_and_attribute():
                                   TensorProto.UINT8, axis=1, block_size=4))
     assert "the_node" in message and "block_size 4" in message
     message = _build_error(_model("QuantizeLinear", [("x", x), ("s", np.ones((), np.float32))],
-                                  TensorProto.INT4, output_dtype=TensorProto.INT4))
+                                  TensorProto.FLOAT6E2M3, output_dtype=TensorProto.FLOAT6E2M3))
     assert "the_node" in message and "attribute 'output_dtype'" in message
     message = _build_error(_model("QuantizeLinear", [("x", x), ("s", np.ones((), np.float32)),
                                                      ("z", np.zeros((), np.int8))],
@@ -265,7 +265,7 @@ def test_a_float8_zero_point_must_be_zero():
     model = _model("QuantizeLinear", [("x", x), ("s", np.ones((), np.float32)), ("z", zero)],
                    TensorProto.FLOAT8E4M3FN)
     engine = kiln.Engine(kiln.build_onnx(model, target="cpu"))
-    with pytest.raises(kiln.KilnError, match=r"the_node.*float8 y_zero_point must be 0"):
+    with pytest.raises(kiln.KilnError, match=r"the_node.*float8e4m3fn y_zero_point must be 0"):
         engine.run({"x": x, "s": np.ones((), np.float32), "z": zero})
 
 

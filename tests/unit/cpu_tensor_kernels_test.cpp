@@ -72,6 +72,14 @@ void set_element(HostTensor& t, int64_t i, double v) {
     case DType::kFloat8E5M2FNUZ:
       t.data<uint8_t>()[i] = float_to_float8(static_cast<float>(v), *float8_format(t.dtype), true);
       break;
+    case DType::kFloat8E8M0:
+    case DType::kFloat4E2M1:
+    case DType::kUInt4:
+    case DType::kInt4:
+    case DType::kUInt2:
+    case DType::kInt2:
+      t.data<uint8_t>()[i] = scalar_bytes(t.dtype, v)[0];
+      break;
   }
 }
 

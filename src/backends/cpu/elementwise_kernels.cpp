@@ -15,6 +15,7 @@
 #include "backends/cpu/tensor_dispatch.hpp"
 #include "base/float8.hpp"
 #include "base/half.hpp"
+#include "base/sub_byte.hpp"
 #include "ops/scalar_math.h"
 #include "ops/scalar_ops.hpp"
 
@@ -621,26 +622,69 @@ D convert_element(S src) {
 
 void cast_view(const KernelContext& ctx, const TensorView& in, const TensorView& out);
 
-// Casts from and to float8 go through float32, as ONNX defines them (Cast, opset 19).
-void cast_float8_view(const KernelContext& ctx, const TensorView& in, const TensorView& out) {
+bool is_sub_byte_int(DType dtype) { return is_sub_byte(dtype) && dtype != DType::kFloat4E2M1; }
+
+// The dtypes kiln stores as codes, whose casts go through a wider type here: float8 (all five),
+// float4e2m1 and the sub-byte integers.
+bool is_coded(DType dtype) {
+  return is_float8(dtype) || is_sub_byte(dtype) || dtype == DType::kFloat8E8M0;
+}
+
+// Casts from and to the coded dtypes, as ONNX's reference computes them: float8 (opset 19),
+// float8e8m0 (opset 24: via float32, `saturate` and `round_mode`), float4e2m1 (round to nearest
+// even, saturating at ±6) and int4/uint4/int2/uint2 (integers wrap; floats truncate, NaN and
+// out-of-range values give 0). Sources are widened to int64 (sub-byte integers), float32
+// (float8/float4/e8m0) first; targets are reached from int64 (integer sources of sub-byte
+// integers), float64 (float4e2m1 and sub-byte integers from floats) or float32 (the float8s).
+void cast_coded_view(const KernelContext& ctx, const TensorView& in, const TensorView& out) {
   const int64_t n = in.numel();
-  std::vector<float> values(static_cast<size_t>(n));
-  const TensorView as_float{DType::kFloat32, in.shape, values.data()};
-  if (const std::optional<Float8Format> from = float8_format(in.dtype)) {
-    const auto* codes = in.as<const uint8_t>();
-    for (int64_t i = 0; i < n; ++i) values[static_cast<size_t>(i)] = float8_to_float(codes[i], *from);
-  } else {
-    cast_view(ctx, in, as_float);
-  }
-  if (const std::optional<Float8Format> to = float8_format(out.dtype)) {
-    const bool saturate = ctx.attrs.get_int_or("saturate", 1) != 0;
-    auto* codes = out.as<uint8_t>();
-    for (int64_t i = 0; i < n; ++i) {
-      codes[i] = float_to_float8(values[static_cast<size_t>(i)], *to, saturate);
+  const auto count = static_cast<size_t>(n);
+  const auto* in_codes = in.as<const uint8_t>();
+  // 1. A coded source becomes int64 (sub-byte integers) or float32 (the floats) first.
+  if (is_coded(in.dtype)) {
+    if (is_sub_byte_int(in.dtype)) {
+      std::vector<int64_t> values(count);
+      for (size_t i = 0; i < count; ++i) values[i] = sub_byte_int_value(in_codes[i], in.dtype);
+      return cast_view(ctx, TensorView{DType::kInt64, in.shape, values.data()}, out);
     }
-  } else {
-    cast_view(ctx, as_float, out);
+    std::vector<float> values(count);
+    for (size_t i = 0; i < count; ++i) {
+      const uint8_t code = in_codes[i];
+      values[i] = in.dtype == DType::kFloat4E2M1   ? float4e2m1_to_float(code)
+                  : in.dtype == DType::kFloat8E8M0 ? float8e8m0_to_float(code)
+                                                   : float8_to_float(code, *float8_format(in.dtype));
+    }
+    return cast_view(ctx, TensorView{DType::kFloat32, in.shape, values.data()}, out);
   }
+  // 2. A plain source to a coded target.
+  auto* codes = out.as<uint8_t>();
+  if (is_sub_byte_int(out.dtype) && !is_floating(in.dtype)) {  // integers and bool wrap
+    std::vector<int64_t> values(count);
+    cast_view(ctx, in, TensorView{DType::kInt64, in.shape, values.data()});
+    for (size_t i = 0; i < count; ++i) codes[i] = sub_byte_int_wrap(values[i], out.dtype);
+    return;
+  }
+  if (is_sub_byte(out.dtype)) {
+    std::vector<double> values(count);
+    cast_view(ctx, in, TensorView{DType::kFloat64, in.shape, values.data()});
+    for (size_t i = 0; i < count; ++i) {
+      codes[i] = out.dtype == DType::kFloat4E2M1 ? double_to_float4e2m1(values[i])
+                                                 : sub_byte_int_from_double(values[i], out.dtype);
+    }
+    return;
+  }
+  std::vector<float> values(count);
+  cast_view(ctx, in, TensorView{DType::kFloat32, in.shape, values.data()});
+  const bool saturate = ctx.attrs.get_int_or("saturate", 1) != 0;
+  if (out.dtype == DType::kFloat8E8M0) {
+    const std::optional<E8M0Rounding> rounding =
+        e8m0_rounding_from_name(ctx.attrs.get_string_or("round_mode", "up"));
+    if (!rounding) ctx.fail(ErrorCode::kInvalidArgument, "attribute 'round_mode' must be up, down or nearest");
+    for (size_t i = 0; i < count; ++i) codes[i] = float_to_float8e8m0(values[i], saturate, *rounding);
+    return;
+  }
+  const Float8Format format = *float8_format(out.dtype);
+  for (size_t i = 0; i < count; ++i) codes[i] = float_to_float8(values[i], format, saturate);
 }
 
 void cast_view(const KernelContext& ctx, const TensorView& in, const TensorView& out) {
@@ -648,7 +692,7 @@ void cast_view(const KernelContext& ctx, const TensorView& in, const TensorView&
     if (in.nbytes() > 0) std::memcpy(out.data, in.data, in.nbytes());
     return;
   }
-  if (is_float8(in.dtype) || is_float8(out.dtype)) return cast_float8_view(ctx, in, out);
+  if (is_coded(in.dtype) || is_coded(out.dtype)) return cast_coded_view(ctx, in, out);
   const int64_t n = in.numel();
   bool ok = false;
   dispatch_among<KILN_ALL_TYPES>(in.dtype, [&](auto src_tag) {

@@ -77,17 +77,18 @@ int choose_device(const format::Target& target, const DeviceSpec& spec, const st
   return check(current);  // throws, naming the current device
 }
 
-// "uint32 tensor 'x'" for the first uint16/uint32/uint64 or float8 tensor `layer` reads or writes;
-// "" when none. No CUDA kernel is written for these dtypes (the CPU backend has them), and several
-// CUDA kernels pick their code by element size alone, so such a layer is refused before it could
-// run.
+// "uint32 tensor 'x'" for the first uint16/uint32/uint64, float8 (float8e8m0 too), int4/uint4/
+// int2/uint2 or float4e2m1 tensor `layer` reads or writes; "" when none. No CUDA kernel is written
+// for these dtypes (the CPU backend has them), and several CUDA kernels pick their code by element
+// size alone, so such a layer is refused before it could run.
 std::string cpu_only_tensor(const format::EngineModel& model, const format::Layer& layer) {
   for (const std::vector<int32_t>* ids : {&layer.inputs, &layer.outputs}) {
     for (const int32_t id : *ids) {
       if (id < 0) continue;
       const format::TensorDesc& tensor = model.tensors.at(static_cast<size_t>(id));
       if (tensor.dtype == DType::kUInt16 || tensor.dtype == DType::kUInt32 || tensor.dtype == DType::kUInt64 ||
-          is_float8(tensor.dtype)) {
+          is_float8(tensor.dtype) || tensor.dtype == DType::kFloat8E8M0 ||
+          is_sub_byte(tensor.dtype)) {
         return std::string(dtype_name(tensor.dtype)) + " tensor '" + tensor.name + "'";
       }
     }
@@ -126,7 +127,8 @@ std::vector<const CudaKernel*> find_cuda_kernels(const detail::EngineState& engi
     std::string list;
     for (const std::string& m : cpu_only_layers) list += "\n  " + m;
     fail(ErrorCode::kUnsupported, engine.source,
-         ": the cuda backend has no kernels for uint16/uint32/uint64 tensors or float8 tensors (",
+         ": the cuda backend has no kernels for uint16/uint32/uint64 tensors or float8 tensors (float8e8m0 "
+         "too), nor for int4/uint4/int2/uint2 or float4e2m1 tensors (",
          cpu_only_layers.size(), " layer(s)); build this model for the cpu target:", list);
   }
   return kernels;

@@ -134,8 +134,11 @@ void drop_ignorable_defaults(NormalizedNode& node) {
   }
   // BatchNormalization's momentum only affects training statistics.
   if (node.op_type == "BatchNormalization") node.attrs.erase("momentum");
-  // Cast's round_mode (opset 24) applies to casts to float8e8m0 only, a type kiln refuses.
-  if (node.op_type == "Cast" || node.op_type == "CastLike") node.attrs.erase("round_mode");
+  // Cast's round_mode (opset 24) applies to casts to float8e8m0 only (CastLike's target type is
+  // known later: it keeps the attribute).
+  if (node.op_type == "Cast" && node.attrs.get_int_or("to", 0) != static_cast<int64_t>(DType::kFloat8E8M0)) {
+    node.attrs.erase("round_mode");
+  }
 }
 
 }  // namespace

@@ -18,7 +18,7 @@ namespace kiln::onnx {
 // The ai.onnx opsets kiln accepts. Past 21 the ops kiln implements keep their semantics except
 // where a new attribute or input says otherwise, and each of those is checked where the op reads
 // its attributes: Attention's nonpad_kv_seqlen (24) and sliding window (25), SpaceToDepth's mode
-// (28), Range's stash_type (27), Cast's round_mode (24, float8e8m0 only: kiln has no float8).
+// (28), Range's stash_type (27), Cast's round_mode (24, float8e8m0 only).
 // The other changes up to 28 widen type lists or add ops.
 inline constexpr int64_t kMinOpset = 6;
 inline constexpr int64_t kMaxDocumentedOpset = 28;

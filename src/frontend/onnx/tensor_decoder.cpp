@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "base/error.hpp"
+#include "base/sub_byte.hpp"
 #include "frontend/onnx/external_data.hpp"
 
 namespace kiln::onnx {
@@ -71,6 +72,14 @@ void decode_typed_fields(const proto::Tensor& tensor, const ImportOptions& optio
     default:
       break;
   }
+  if (is_sub_byte(out.dtype)) {
+    // int32_data holds the packed bytes, one per int32 (as raw_data would hold them).
+    const int64_t packed_count = packed_sub_byte_size(numel, out.dtype);
+    check_count(tensor.int32_data, packed_count, "int32_data (packed)", tensor, options);
+    std::vector<uint8_t> packed(tensor.int32_data.begin(), tensor.int32_data.end());
+    unpack_sub_byte(packed.data(), numel, out.dtype, out.data<uint8_t>());
+    return;
+  }
   // Every narrower type travels in int32_data; 16-bit floats as their bit patterns.
   check_count(tensor.int32_data, numel, "int32_data", tensor, options);
   switch (out.dtype) {
@@ -94,6 +103,7 @@ void decode_typed_fields(const proto::Tensor& tensor, const ImportOptions& optio
     case DType::kFloat8E4M3FNUZ:
     case DType::kFloat8E5M2:
     case DType::kFloat8E5M2FNUZ:
+    case DType::kFloat8E8M0:
       store_values<uint8_t>(tensor.int32_data, out);
       return;
     case DType::kFloat16:
@@ -224,29 +234,43 @@ std::shared_ptr<const HostTensor> decode_tensor(const proto::Tensor& tensor,
     byte_count *= static_cast<uint64_t>(dim);
   }
 
+  // ONNX packs the sub-byte types two or four to a byte; kiln holds one per byte (see DType).
+  const bool packed = is_sub_byte(*dtype);
+  const uint64_t stored_bytes =
+      packed ? static_cast<uint64_t>(packed_sub_byte_size(static_cast<int64_t>(byte_count), *dtype))
+             : byte_count;
   // Check the size of the data present before allocating, so hostile dims cannot force a huge
   // allocation.
   const bool external = tensor.data_location == proto::kDataLocationExternal;
-  if (!external && tensor.has_raw_data && tensor.raw_data.size() != byte_count) {
+  if (!external && tensor.has_raw_data && tensor.raw_data.size() != stored_bytes) {
     fail_tensor(ErrorCode::kCorruptFile, tensor, options, "raw_data has ", tensor.raw_data.size(),
-                " bytes, expected ", byte_count, " for shape ", shape_to_string(tensor.dims),
-                " of ", dtype_name(*dtype));
+                " bytes, expected ", stored_bytes, " for shape ", shape_to_string(tensor.dims),
+                " of ", dtype_name(*dtype), packed ? " (packed)" : "");
   }
   if (!external && !tensor.has_raw_data) {
     const size_t typed_count = tensor.float_data.size() + tensor.int32_data.size() +
                                tensor.int64_data.size() + tensor.double_data.size() +
                                tensor.uint64_data.size();
-    if (typed_count != byte_count / element_size) {
+    const uint64_t expected = packed ? stored_bytes : byte_count / element_size;
+    if (typed_count != expected) {
       fail_tensor(ErrorCode::kCorruptFile, tensor, options, "has ", typed_count,
-                  " typed values, expected ", byte_count / element_size, " for shape ",
-                  shape_to_string(tensor.dims));
+                  " typed values, expected ", expected, " for shape ", shape_to_string(tensor.dims),
+                  packed ? " (packed bytes)" : "");
     }
   }
   std::optional<ExternalSlice> slice;
-  if (external) slice = locate_external_data(tensor, options, byte_count);
+  if (external) slice = locate_external_data(tensor, options, stored_bytes);
 
   auto out = std::make_shared<HostTensor>(*dtype, Shape(tensor.dims));
-  if (slice) {
+  if (packed && (slice || tensor.has_raw_data)) {
+    HostTensor stored(DType::kUInt8, Shape{static_cast<int64_t>(stored_bytes)});
+    if (slice) {
+      read_external_slice(*slice, tensor, options, stored);
+    } else if (stored_bytes > 0) {
+      std::memcpy(stored.bytes.data(), tensor.raw_data.data(), stored_bytes);
+    }
+    unpack_sub_byte(stored.bytes.data(), out->numel(), *dtype, out->bytes.data());
+  } else if (slice) {
     read_external_slice(*slice, tensor, options, *out);
   } else if (tensor.has_raw_data) {
     if (byte_count > 0) std::memcpy(out->bytes.data(), tensor.raw_data.data(), byte_count);
