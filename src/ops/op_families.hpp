@@ -34,5 +34,11 @@ void register_einsum_ops(OpRegistry& registry);       // Einsum (lowered by the 
 void register_col2im_ops(OpRegistry& registry);        // Col2Im
 void register_onnx_attention_ops(OpRegistry& registry);  // Attention (opset 23; lowered for CUDA)
 void register_quantize_ops(OpRegistry& registry);  // QuantizeLinear, DequantizeLinear
+void register_rotary_embedding_ops(OpRegistry& registry);  // RotaryEmbedding (opset 23)
+void register_linear_attention_ops(OpRegistry& registry);  // LinearAttention (opset 27)
+void register_causal_conv_ops(OpRegistry& registry);       // CausalConvWithState (opset 27)
+void register_swiglu_ops(OpRegistry& registry);            // SwiGLU (opset 28)
+void register_tensor_scatter_ops(OpRegistry& registry);    // TensorScatter (opset 24)
+void register_bitcast_ops(OpRegistry& registry);           // BitCast (opset 26)
 
 }  // namespace kiln::ops

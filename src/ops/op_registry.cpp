@@ -60,6 +60,12 @@ const OpRegistry& op_registry() {
     register_einsum_ops(r);
     register_onnx_attention_ops(r);
     register_quantize_ops(r);
+    register_rotary_embedding_ops(r);
+    register_linear_attention_ops(r);
+    register_causal_conv_ops(r);
+    register_swiglu_ops(r);
+    register_tensor_scatter_ops(r);
+    register_bitcast_ops(r);
     return r;
   }();
   return registry;
