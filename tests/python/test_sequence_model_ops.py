@@ -142,6 +142,15 @@ def test_linear_attention_matches_the_reference(rule, hq, hkv, tokens, past, dec
     _check("LinearAttention", inputs, n_outputs=2, rtol=1e-5, atol=1e-5, **attrs)
 
 
+def test_linear_attention_float32_state_with_float16_activations():
+    # The state dtype S may differ from T: present_state keeps past_state's dtype.
+    rng = np.random.default_rng(5)
+    inputs = {"query": _rand(rng, (2, 3, 8), np.float16), "key": _rand(rng, (2, 3, 8), np.float16, 0.5),
+              "value": _rand(rng, (2, 3, 6), np.float16), "past_state": _rand(rng, (2, 2, 4, 3)),
+              "decay": (-rng.uniform(0.01, 0.5, (2, 3, 2))).astype(np.float16), "beta": None}
+    _check("LinearAttention", inputs, n_outputs=2, q_num_heads=2, kv_num_heads=2, update_rule="gated")
+
+
 def test_linear_attention_without_present_state_output():
     rng = np.random.default_rng(3)
     inputs = {"query": _rand(rng, (1, 3, 8)), "key": _rand(rng, (1, 3, 8)), "value": _rand(rng, (1, 3, 4))}
