@@ -65,11 +65,6 @@ std::vector<ops::ValueInfo> infer(const std::string& op, const AttributeMap& att
 ops::ValueInfo info(DType dtype, Shape shape) {
   return ops::ValueInfo{dtype, std::move(shape)};
 }
-ops::ValueInfo absent() {
-  ops::ValueInfo v;
-  v.present = false;
-  return v;
-}
 
 // ---- RotaryEmbedding ---------------------------------------------------------------------------
 
