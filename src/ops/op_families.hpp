@@ -36,5 +36,11 @@ void register_onnx_attention_ops(OpRegistry& registry);  // Attention (opset 23;
 void register_quantize_ops(OpRegistry& registry);  // QuantizeLinear, DequantizeLinear
 // MatMulInteger, QLinearMatMul, ConvInteger, QLinearConv, DynamicQuantizeLinear
 void register_integer_linear_ops(OpRegistry& registry);
+void register_rotary_embedding_ops(OpRegistry& registry);  // RotaryEmbedding (opset 23)
+void register_linear_attention_ops(OpRegistry& registry);  // LinearAttention (opset 27)
+void register_causal_conv_ops(OpRegistry& registry);       // CausalConvWithState (opset 27)
+void register_swiglu_ops(OpRegistry& registry);            // SwiGLU (opset 28)
+void register_tensor_scatter_ops(OpRegistry& registry);    // TensorScatter (opset 24)
+void register_bitcast_ops(OpRegistry& registry);           // BitCast (opset 26)
 
 }  // namespace kiln::ops

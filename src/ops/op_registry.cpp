@@ -61,6 +61,12 @@ const OpRegistry& op_registry() {
     register_onnx_attention_ops(r);
     register_quantize_ops(r);
     register_integer_linear_ops(r);
+    register_rotary_embedding_ops(r);
+    register_linear_attention_ops(r);
+    register_causal_conv_ops(r);
+    register_swiglu_ops(r);
+    register_tensor_scatter_ops(r);
+    register_bitcast_ops(r);
     return r;
   }();
   return registry;

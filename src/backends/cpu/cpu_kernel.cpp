@@ -40,6 +40,12 @@ const CpuKernelRegistry& cpu_kernels() {
     register_onnx_attention_kernels(r);
     register_quantize_kernels(r);
     register_integer_linear_kernels(r);
+    register_rotary_embedding_kernels(r);
+    register_linear_attention_kernels(r);
+    register_causal_conv_kernels(r);
+    register_swiglu_kernels(r);
+    register_tensor_scatter_kernels(r);
+    register_bitcast_kernels(r);
     return r;
   }();
   return registry;

@@ -81,5 +81,11 @@ void register_grid_sample_kernels(CpuKernelRegistry& registry);
 void register_det_kernels(CpuKernelRegistry& registry);
 void register_recurrent_kernels(CpuKernelRegistry& registry);
 void register_spectral_kernels(CpuKernelRegistry& registry);
+void register_rotary_embedding_kernels(CpuKernelRegistry& registry);
+void register_linear_attention_kernels(CpuKernelRegistry& registry);
+void register_causal_conv_kernels(CpuKernelRegistry& registry);
+void register_swiglu_kernels(CpuKernelRegistry& registry);
+void register_tensor_scatter_kernels(CpuKernelRegistry& registry);
+void register_bitcast_kernels(CpuKernelRegistry& registry);
 
 }  // namespace kiln::cpu
