@@ -300,7 +300,12 @@ void prepare(EngineState& state) {
   for (size_t o = 0; o < state.outputs.size(); ++o) state.outputs[o].data_dependent_shape = state.output_shape_data_dependent[o];
   // Views share their input's arena, which a later segment's arena is not: engines with
   // data-dependent shapes copy instead.
-  if (!state.has_data_dependent_shapes()) mark_view_layers(state);
+  if (state.has_data_dependent_shapes()) {
+    state.storage_of.resize(model.tensors.size());
+    for (size_t t = 0; t < model.tensors.size(); ++t) state.storage_of[t] = static_cast<int32_t>(t);
+  } else {
+    mark_view_layers(state);
+  }
   // The CPU runs every layer of a cpu engine, and the shape-value layers of any engine.
   const bool on_cpu = model.target.backend == "cpu";
   for (size_t l = 0; l < model.layers.size(); ++l) {
