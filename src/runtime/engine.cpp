@@ -219,6 +219,7 @@ void mark_segments(EngineState& state) {
     const auto segment = static_cast<int32_t>(state.segment_ends.size());
     for (int32_t out : model.layers[l].outputs) state.segment_of[static_cast<size_t>(out)] = segment;
     prepared.ends_segment = prepared.def->data_dependent_shapes && !prepared.computes_shape_values;
+    state.data_dependent |= prepared.ends_segment;
     if (prepared.ends_segment && l + 1 < model.layers.size()) state.segment_ends.push_back(l + 1);
   }
   state.segment_ends.push_back(model.layers.size());

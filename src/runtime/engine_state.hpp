@@ -73,7 +73,9 @@ struct EngineState {
   // Per output binding: its shape is known only once the engine ran (it is written by a
   // data-dependent layer or after one).
   std::vector<bool> output_shape_data_dependent;
-  bool has_data_dependent_shapes() const { return segment_ends.size() > 1; }
+  // Some layer the executor runs has data-dependent output sizes (even when it is the last one).
+  bool data_dependent = false;
+  bool has_data_dependent_shapes() const { return data_dependent; }
 
   // The most bytes one context may plan: its arena, and each tensor computed on the host during
   // shape propagation. KILN_MEMORY_LIMIT when set (read at load), else the physical memory (CPU
