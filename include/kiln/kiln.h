@@ -131,7 +131,12 @@ kiln_status kiln_context_execute(kiln_context* context, size_t num_inputs,
  * default stream), host pointers for CPU engines (`stream` must be NULL, else
  * KILN_ERROR_INVALID_ARGUMENT). Every input and every
  * output is bound once by name; output shapes must be the ones the engine computes for these
- * inputs. For CUDA engines the call returns once the work is enqueued: it does not synchronise. */
+ * inputs, except for outputs whose shape depends on the input data (NonZero, Unique, Compress,
+ * NonMaxSuppression, or layers after them; CPU engines only): there the buffer's shape is its
+ * capacity (same dtype and rank), which must hold the output's upper bound for these inputs (or
+ * the actual result where no bound is known before the run); the result is written row-major from
+ * the buffer's start and kiln_context_output_shape gives its shape. For CUDA engines the call
+ * returns once the work is enqueued: it does not synchronise. */
 kiln_status kiln_context_execute_bound(kiln_context* context, size_t num_inputs,
                                        const char* const* input_names, const kiln_tensor* inputs,
                                        size_t num_outputs, const char* const* output_names,
@@ -148,6 +153,10 @@ int kiln_get_multi_device_safe_mode(void);
 /* The output named `name` from the last execute; *out's pointers stay valid until the next
  * execute or the context's release. */
 kiln_status kiln_context_output(const kiln_context* context, const char* name, kiln_tensor* out);
+/* The shape output `name` got in the last execute of either kind (the actual shape of a
+ * data-dependent output); *shape stays valid until the next execute or the context's release. */
+kiln_status kiln_context_output_shape(const kiln_context* context, const char* name, int32_t* ndim,
+                                      const int64_t** shape);
 
 #ifdef __cplusplus
 }

@@ -72,6 +72,10 @@ struct BindingInfo {
   DType dtype = DType::kFloat32;
   Shape shape;                 // kDynamicDim for dynamic dimensions
   Shape min_shape, max_shape;  // inputs: the allowed range of each dimension (inclusive)
+  // Outputs: the shape depends on the input *data* (it is written by a layer such as NonZero,
+  // Unique, Compress or NonMaxSuppression, or after one), so it is known only after a run; see
+  // ExecutionContext::execute and last_output_shapes.
+  bool data_dependent_shape = false;
 };
 
 class ExecutionContext;
@@ -129,8 +133,19 @@ class ExecutionContext {
 
   // As above, writing into caller-provided outputs (every output bound once, exact shape and
   // dtype). `stream` is the CUDA stream for CUDA engines and must be null for CPU engines.
+  // Outputs whose shape depends on the input data (BindingInfo::data_dependent_shape) are the
+  // exception: the buffer's shape gives its capacity (same dtype and rank; any dims), which must
+  // hold at least the output's upper bound for these inputs (output_shapes() reports it where it
+  // is known) or, where no bound is known before the run, the actual result. The result is
+  // written row-major from the buffer's start; last_output_shapes() gives its shape. A buffer too
+  // small throws kInvalidArgument naming the output, before anything is written to it.
   void execute(std::span<const NamedTensor> inputs, std::span<const NamedTensor> outputs,
                void* stream = nullptr);
+
+  // The outputs' shapes (in the engine's output order) the last execute() or profile() on this
+  // context produced: for data-dependent outputs, the actual shapes. Throws kInvalidArgument when
+  // the context has not run (or its last call failed before finishing).
+  std::vector<Shape> last_output_shapes() const;
 
   const Engine& engine() const;
 
@@ -138,6 +153,9 @@ class ExecutionContext {
   // validated as execute() validates them. Reads input data only for CPU engines whose shapes
   // depend on input values (then `inputs` must be host tensors); otherwise only shapes matter.
   // Updates this context's shape plan, so a following execute() on the same shapes is cheaper.
+  // For outputs whose shape depends on the input data, this is the upper bound where one is known
+  // before running (the output of a data-dependent layer whose inputs' shapes are known), and the
+  // engine's declared shape (-1 for the data-dependent dims) otherwise.
   std::vector<Shape> output_shapes(std::span<const NamedTensor> inputs);
 
   // Runs the engine `iterations` times on bound buffers (as execute(inputs, outputs) with the

@@ -443,11 +443,13 @@ class Engine:
         return self.run(feeds)
 
     def run_bound(self, inputs: Mapping[str, tuple], outputs: Mapping[str, tuple],
-                  stream: int | None = None) -> None:
+                  stream: int | None = None) -> dict[str, tuple[int, ...]]:
         """Runs the engine on caller-owned buffers in the engine's memory (device pointers for a
         CUDA engine). Each value is ``(address, shape, numpy dtype)``. ``stream`` is a CUDA stream
         handle (an int) or None. For CUDA engines this enqueues the work and returns without
-        synchronising."""
+        synchronising. Returns each output's shape: for an output whose shape depends on the input
+        data (NonZero, Unique, ...), the given shape is the buffer's capacity and the returned one
+        is what was written, row-major from the buffer's start."""
 
         def pack(items: Mapping[str, tuple], bindings: list[Binding]):
             names = (ctypes.c_char_p * max(len(items), 1))(
@@ -472,7 +474,15 @@ class Engine:
             _capi.check(self._lib.kiln_context_execute_bound(
                 context, len(inputs), in_names, in_tensors, len(outputs), out_names, out_tensors,
                 ctypes.c_void_p(stream) if stream else None))
+            written = {}
+            for binding in self.outputs:
+                ndim = ctypes.c_int32()
+                dims = ctypes.POINTER(ctypes.c_int64)()
+                _capi.check(self._lib.kiln_context_output_shape(
+                    context, binding.name.encode(), ctypes.byref(ndim), ctypes.byref(dims)))
+                written[binding.name] = tuple(int(dims[d]) for d in range(ndim.value))
         del in_shapes, out_shapes  # kept alive until the call returned
+        return written
 
     def set_cuda_graphs(self, enabled: bool) -> None:
         """CUDA engines: replay a captured CUDA graph per input-shape set (default) or not. Applies

@@ -42,5 +42,7 @@ void register_causal_conv_ops(OpRegistry& registry);       // CausalConvWithStat
 void register_swiglu_ops(OpRegistry& registry);            // SwiGLU (opset 28)
 void register_tensor_scatter_ops(OpRegistry& registry);    // TensorScatter (opset 24)
 void register_bitcast_ops(OpRegistry& registry);           // BitCast (opset 26)
+// NonZero, Unique, Compress, NonMaxSuppression (output sizes depend on input data)
+void register_data_dependent_ops(OpRegistry& registry);
 
 }  // namespace kiln::ops

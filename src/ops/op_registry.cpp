@@ -67,6 +67,7 @@ const OpRegistry& op_registry() {
     register_swiglu_ops(r);
     register_tensor_scatter_ops(r);
     register_bitcast_ops(r);
+    register_data_dependent_ops(r);
     return r;
   }();
   return registry;
@@ -97,9 +98,10 @@ void check_output_sizes(const OpDef& def, std::string_view node_name,
 
 }  // namespace
 
-void infer_node(const OpDef& def, std::string_view node_name, const AttributeMap& attrs,
-                std::span<const ValueInfo> inputs, std::vector<ValueInfo>& outputs,
-                std::span<const std::string_view> output_names) {
+namespace {
+void run_infer(const OpDef& def, std::string_view node_name, const AttributeMap& attrs,
+               std::span<const ValueInfo> inputs, std::vector<ValueInfo>& outputs,
+               std::span<const std::string_view> output_names, bool want_bounds) {
   const auto n_in = static_cast<int>(inputs.size());
   const auto n_out = static_cast<int>(outputs.size());
   if (n_in < def.min_inputs || n_in > def.max_inputs) {
@@ -116,9 +118,23 @@ void infer_node(const OpDef& def, std::string_view node_name, const AttributeMap
            i, " is missing");
     }
   }
-  InferContext ctx(node_name, def.name, attrs, inputs, outputs);
+  InferContext ctx(node_name, def.name, attrs, inputs, outputs, want_bounds);
   def.infer(ctx);
   check_output_sizes(def, node_name, outputs, output_names);
+}
+}  // namespace
+
+void infer_node(const OpDef& def, std::string_view node_name, const AttributeMap& attrs,
+                std::span<const ValueInfo> inputs, std::vector<ValueInfo>& outputs,
+                std::span<const std::string_view> output_names) {
+  run_infer(def, node_name, attrs, inputs, outputs, output_names, false);
+}
+
+void infer_node_bounds(const OpDef& def, std::string_view node_name, const AttributeMap& attrs,
+                       std::span<const ValueInfo> inputs, std::vector<ValueInfo>& outputs,
+                       std::span<const std::string_view> output_names) {
+  KILN_ASSERT(def.data_dependent_shapes, "infer_node_bounds on op ", def.name, ", whose sizes do not depend on data");
+  run_infer(def, node_name, attrs, inputs, outputs, output_names, true);
 }
 
 Shape broadcast_shapes(const InferContext& ctx, const Shape& a, const Shape& b) {

@@ -36,8 +36,8 @@ struct ValueInfo {
 class InferContext {
  public:
   InferContext(std::string_view node_name, std::string_view op, const AttributeMap& attrs,
-               std::span<const ValueInfo> inputs, std::vector<ValueInfo>& outputs)
-      : node_name_(node_name), op_(op), attrs_(attrs), inputs_(inputs), outputs_(outputs) {}
+               std::span<const ValueInfo> inputs, std::vector<ValueInfo>& outputs, bool want_bounds = false)
+      : node_name_(node_name), op_(op), attrs_(attrs), inputs_(inputs), outputs_(outputs), want_bounds_(want_bounds) {}
 
   std::string_view node_name() const { return node_name_; }
   std::string_view op() const { return op_; }
@@ -49,6 +49,10 @@ class InferContext {
   bool has_input(size_t i) const { return i < inputs_.size() && inputs_[i].present; }
   // Output i's slot, to be filled with dtype and shape. Pre-sized by the caller.
   ValueInfo& output(size_t i) { return outputs_.at(i); }
+  // For ops with data-dependent output sizes (OpDef::data_dependent_shapes): the value of an output
+  // dimension that depends on input data. kDynamicDim when inferring shapes; `bound` (the most the
+  // dimension can be, from the input shapes and attributes) when infer_node_bounds asks for bounds.
+  int64_t data_dependent_dim(int64_t bound) const { return want_bounds_ ? bound : kDynamicDim; }
 
   // Throws kiln::Error(kInvalidArgument) "node '<name>' (<op>): <message>".
   template <typename... Parts>
@@ -63,6 +67,7 @@ class InferContext {
   const AttributeMap& attrs_;
   std::span<const ValueInfo> inputs_;
   std::vector<ValueInfo>& outputs_;
+  bool want_bounds_ = false;
 };
 
 using InferFn = void (*)(InferContext&);
@@ -75,6 +80,12 @@ struct OpDef {
   int max_outputs = 1;
   std::vector<int> value_inputs;  // inputs whose *values* decide output shapes (shape tensors)
   InferFn infer = nullptr;      // fills every output's dtype and shape; validates attributes
+  // True when some output's size depends on the input *data* (NonZero, Unique, Compress,
+  // NonMaxSuppression): infer gives those dims through InferContext::data_dependent_dim, so
+  // they are kDynamicDim even when every input shape is known, and infer_node_bounds gives
+  // their upper bounds. The CPU kernel gets outputs allocated at the bounds and sets each
+  // output view's shape to the shape it wrote (row-major from the start of the buffer).
+  bool data_dependent_shapes = false;
 };
 
 class OpRegistry {
@@ -101,6 +112,12 @@ const OpDef* find_op(std::string_view name);
 void infer_node(const OpDef& def, std::string_view node_name, const AttributeMap& attrs,
                 std::span<const ValueInfo> inputs, std::vector<ValueInfo>& outputs,
                 std::span<const std::string_view> output_names = {});
+
+// For an op with data_dependent_shapes: as infer_node, but every output shape is the upper bound
+// of the real one, static when the input shapes are. Same checks and failures as infer_node.
+void infer_node_bounds(const OpDef& def, std::string_view node_name, const AttributeMap& attrs,
+                       std::span<const ValueInfo> inputs, std::vector<ValueInfo>& outputs,
+                       std::span<const std::string_view> output_names = {});
 
 // ---- helpers for infer functions -------------------------------------------------------------
 

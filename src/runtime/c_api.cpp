@@ -21,6 +21,7 @@ struct kiln_engine {
 struct kiln_context {
   kiln::ExecutionContext context;
   std::vector<kiln::Tensor> outputs;
+  std::vector<kiln::Shape> last_output_shapes;  // of the last execute of either kind
 };
 
 namespace {
@@ -241,7 +242,7 @@ kiln_status kiln_context_create(const kiln_engine* engine, kiln_context** out) {
     const kiln::Engine& e = live_engine(engine, call);
     require_non_null(out, "out");
     *out = nullptr;
-    auto handle = std::make_unique<kiln_context>(kiln_context{e.create_context(), {}});
+    auto handle = std::make_unique<kiln_context>(kiln_context{e.create_context(), {}, {}});
     kiln::capi::register_handle(handle.get(), HandleKind::kContext);
     *out = handle.release();
   });
@@ -265,7 +266,9 @@ kiln_status kiln_context_execute(kiln_context* context, size_t num_inputs, const
     require_at_most(num_inputs, names, context->context.engine().inputs(), "input", call);
     std::vector<kiln::NamedTensor> bound = named_tensors(num_inputs, names, inputs, "input");
     context->outputs.clear();
+    context->last_output_shapes.clear();
     context->outputs = context->context.execute(bound);
+    context->last_output_shapes = context->context.last_output_shapes();
   });
 }
 
@@ -280,7 +283,9 @@ kiln_status kiln_context_execute_bound(kiln_context* context, size_t num_inputs,
     require_at_most(num_outputs, output_names, context->context.engine().outputs(), "output", call);
     const std::vector<kiln::NamedTensor> in = named_tensors(num_inputs, input_names, inputs, "input");
     const std::vector<kiln::NamedTensor> out = named_tensors(num_outputs, output_names, outputs, "output");
+    context->last_output_shapes.clear();
     context->context.execute(in, out, stream);
+    context->last_output_shapes = context->context.last_output_shapes();
   });
 }
 
@@ -312,6 +317,28 @@ kiln_status kiln_context_output(const kiln_context* context, const char* name, k
       out->ndim = static_cast<int32_t>(t.shape.size());
       out->shape = t.shape.data();
       out->data = const_cast<uint8_t*>(t.bytes.data());
+      return;
+    }
+    kiln::fail(ErrorCode::kInvalidArgument, "unknown output '", name, "'");
+  });
+}
+
+kiln_status kiln_context_output_shape(const kiln_context* context, const char* name, int32_t* ndim,
+                                      const int64_t** shape) {
+  const char* call = __func__;
+  return guarded(call, [&] {
+    live_context(context, call);
+    require_non_null(name, "name");
+    require_non_null(ndim, "ndim");
+    require_non_null(shape, "shape");
+    const auto& bindings = context->context.engine().outputs();
+    for (size_t i = 0; i < bindings.size(); ++i) {
+      if (bindings[i].name != name) continue;
+      if (i >= context->last_output_shapes.size()) {
+        kiln::fail(ErrorCode::kInvalidArgument, "output '", name, "' has no shape yet: execute the context first");
+      }
+      *ndim = static_cast<int32_t>(context->last_output_shapes[i].size());
+      *shape = context->last_output_shapes[i].data();
       return;
     }
     kiln::fail(ErrorCode::kInvalidArgument, "unknown output '", name, "'");

@@ -208,6 +208,29 @@ void mark_view_layers(EngineState& state) {
   }
 }
 
+// Splits the layers into segments after each data-dependent layer that the executor runs (one
+// that runs during shape propagation learns its shapes there).
+void mark_segments(EngineState& state) {
+  const auto& model = state.model;
+  state.segment_ends.clear();
+  state.segment_of.assign(model.tensors.size(), 0);
+  for (size_t l = 0; l < model.layers.size(); ++l) {
+    PreparedLayer& prepared = state.layers[l];
+    const auto segment = static_cast<int32_t>(state.segment_ends.size());
+    for (int32_t out : model.layers[l].outputs) state.segment_of[static_cast<size_t>(out)] = segment;
+    prepared.ends_segment = prepared.def->data_dependent_shapes && !prepared.computes_shape_values;
+    state.data_dependent |= prepared.ends_segment;
+    if (prepared.ends_segment && l + 1 < model.layers.size()) state.segment_ends.push_back(l + 1);
+  }
+  state.segment_ends.push_back(model.layers.size());
+  state.output_shape_data_dependent.assign(model.outputs.size(), false);
+  for (size_t o = 0; o < model.outputs.size(); ++o) {
+    const auto t = model.outputs[o].tensor;
+    state.output_shape_data_dependent[o] =
+        state.segment_of[t] > 0 || state.layers[static_cast<size_t>(state.producer[t])].ends_segment;
+  }
+}
+
 void prepare(EngineState& state) {
   const auto& model = state.model;
   // Ops and kernels: an engine from a newer kiln may use ops this runtime lacks.
@@ -274,7 +297,16 @@ void prepare(EngineState& state) {
   for (const format::Binding& out : model.outputs) {
     state.has_shape_value_outputs |= state.layers[static_cast<size_t>(state.producer[out.tensor])].computes_shape_values;
   }
-  mark_view_layers(state);
+  mark_segments(state);
+  for (size_t o = 0; o < state.outputs.size(); ++o) state.outputs[o].data_dependent_shape = state.output_shape_data_dependent[o];
+  // Views share their input's arena, which a later segment's arena is not: engines with
+  // data-dependent shapes copy instead.
+  if (state.has_data_dependent_shapes()) {
+    state.storage_of.resize(model.tensors.size());
+    for (size_t t = 0; t < model.tensors.size(); ++t) state.storage_of[t] = static_cast<int32_t>(t);
+  } else {
+    mark_view_layers(state);
+  }
   // The CPU runs every layer of a cpu engine, and the shape-value layers of any engine.
   const bool on_cpu = model.target.backend == "cpu";
   for (size_t l = 0; l < model.layers.size(); ++l) {
@@ -293,6 +325,13 @@ void prepare(EngineState& state) {
 
 #if KILN_WITH_CUDA
 void refuse_value_dependent_shapes(const EngineState& state) {
+  for (size_t l = 0; l < state.model.layers.size(); ++l) {
+    if (!state.layers[l].def->data_dependent_shapes) continue;
+    const format::Layer& layer = state.model.layers[l];
+    fail(ErrorCode::kUnsupported, state.source, ": layer '", layer.name, "' (", layer.op,
+         ") has output shapes that depend on its input data, which the cuda backend does not support yet; "
+         "build the engine for the cpu backend");
+  }
   if (state.shapes_depend_on_input_values) {
     fail(ErrorCode::kUnsupported, state.source,
          ": the engine's shapes depend on input values, which the cuda backend does not support yet");

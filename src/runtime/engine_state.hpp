@@ -34,6 +34,9 @@ struct PreparedLayer {
   // view_start * (elements after view_axis) elements into its input. -1: no offset.
   int view_axis = -1;
   int64_t view_start = 0;
+  // Its op's output sizes depend on input data (OpDef::data_dependent_shapes) and it runs in the
+  // executor (not during shape propagation): the plan stops after it (see EngineState::segment_ends).
+  bool ends_segment = false;
 };
 
 // Immutable after load; shared by every context and thread.
@@ -58,6 +61,21 @@ struct EngineState {
   bool shapes_depend_on_input_values = false;
   // True when some output is computed by a shape-value layer.
   bool has_shape_value_outputs = false;
+
+  // Data-dependent shapes. The layers split into segments, each ending after a layer whose output
+  // sizes depend on its input data (PreparedLayer::ends_segment), the last at the end: one
+  // segment {layers.size()} for engines without such layers. A context plans segment k (shapes,
+  // and an arena of its own for the tensors its layers write) only after segment k-1 ran and its
+  // last layer reported its real output shapes.
+  std::vector<size_t> segment_ends;
+  // Per tensor: the segment whose layers write it (0 for inputs and weights).
+  std::vector<int32_t> segment_of;
+  // Per output binding: its shape is known only once the engine ran (it is written by a
+  // data-dependent layer or after one).
+  std::vector<bool> output_shape_data_dependent;
+  // Some layer the executor runs has data-dependent output sizes (even when it is the last one).
+  bool data_dependent = false;
+  bool has_data_dependent_shapes() const { return data_dependent; }
 
   // The most bytes one context may plan: its arena, and each tensor computed on the host during
   // shape propagation. KILN_MEMORY_LIMIT when set (read at load), else the physical memory (CPU

@@ -31,7 +31,7 @@ std::string describe_tensor(const EngineState& engine, size_t t, const Shape& sh
   return text + ")";
 }
 
-void propagate_shapes(const EngineState& engine, std::span<const TensorView> input_data, ShapePlan& plan) {
+void start_propagation(const EngineState& engine, ShapePlan& plan) {
   const auto& model = engine.model;
   plan.shapes.assign(model.tensors.size(), Shape{});
   plan.shape_values.assign(model.tensors.size(), HostTensor{});
@@ -39,12 +39,18 @@ void propagate_shapes(const EngineState& engine, std::span<const TensorView> inp
   for (size_t t = 0; t < model.tensors.size(); ++t)
     if (model.tensors[t].kind == format::TensorKind::kWeight) plan.shapes[t] = model.tensors[t].shape;
   for (size_t i = 0; i < model.inputs.size(); ++i) plan.shapes[model.inputs[i].tensor] = plan.input_shapes[i];
+}
+
+// Shapes (and host-computed values) of layers [begin, end); earlier layers' are in `plan`.
+void propagate_shapes(const EngineState& engine, std::span<const TensorView> input_data, ShapePlan& plan,
+                      size_t begin, size_t end) {
+  const auto& model = engine.model;
 
   std::vector<ops::ValueInfo> in_info;
   std::vector<ops::ValueInfo> out_info;
   std::vector<HostTensor> value_copies;
   std::vector<std::string_view> output_names;
-  for (size_t l = 0; l < model.layers.size(); ++l) {
+  for (size_t l = begin; l < end; ++l) {
     const format::Layer& layer = model.layers[l];
     const PreparedLayer& prepared = engine.layers[l];
     in_info.assign(layer.inputs.size(), ops::ValueInfo{});
@@ -73,7 +79,12 @@ void propagate_shapes(const EngineState& engine, std::span<const TensorView> inp
     out_info.assign(layer.outputs.size(), ops::ValueInfo{});
     output_names.clear();
     for (int32_t t : layer.outputs) output_names.push_back(model.tensors[static_cast<size_t>(t)].name);
-    ops::infer_node(*prepared.def, layer.name, layer.attrs, in_info, out_info, output_names);
+    // Data-dependent sizes are planned at their upper bounds until the layer reports its own.
+    if (prepared.def->data_dependent_shapes) {
+      ops::infer_node_bounds(*prepared.def, layer.name, layer.attrs, in_info, out_info, output_names);
+    } else {
+      ops::infer_node(*prepared.def, layer.name, layer.attrs, in_info, out_info, output_names);
+    }
     for (size_t o = 0; o < layer.outputs.size(); ++o) {
       const auto t = static_cast<size_t>(layer.outputs[o]);
       const format::TensorDesc& desc = model.tensors[t];
@@ -128,22 +139,33 @@ void propagate_shapes(const EngineState& engine, std::span<const TensorView> inp
     }
     cpu::KernelContext ctx{layer.name, layer.op, layer.attrs, in_views, out_views};
     cpu::invoke_cpu_kernel(*prepared.kernel, ctx);
+    if (!prepared.def->data_dependent_shapes) continue;
+    for (size_t o = 0; o < layer.outputs.size(); ++o) {  // the real sizes, within the bounds
+      const auto t = static_cast<size_t>(layer.outputs[o]);
+      HostTensor& value = plan.shape_values[t];
+      value.shape = out_views[o].shape;
+      value.bytes.resize(static_cast<size_t>(checked_byte_size(value.shape, value.dtype, model.tensors[t].name)));
+      plan.shapes[t] = value.shape;
+    }
   }
 }
 
-void place_in_arena(const EngineState& engine, bool place_shape_values, ShapePlan& plan) {
+// Places the activations segment `segment`'s layers write in that segment's arena.
+void place_in_arena(const EngineState& engine, bool place_shape_values, ShapePlan& plan, size_t segment) {
   const auto& model = engine.model;
   const auto& recorded = model.memory_plan;
-  plan.offsets.assign(model.tensors.size(), format::MemoryPlan::kNoOffset);
+  if (segment == 0) plan.offsets.assign(model.tensors.size(), format::MemoryPlan::kNoOffset);
   std::vector<BufferRequest> requests;
   std::vector<size_t> request_tensor;
   // The builder's plan gives every tensor its own bytes; views share theirs, so it is only used
   // when the engine has none.
   bool matches_build_shapes = recorded.is_static && recorded.offsets.size() == model.tensors.size() &&
-                              recorded.alignment % kArenaAlignment == 0 && !engine.has_views;
+                              recorded.alignment % kArenaAlignment == 0 && !engine.has_views &&
+                              !engine.has_data_dependent_shapes();
   for (size_t t = 0; t < model.tensors.size(); ++t) {
     const format::TensorDesc& desc = model.tensors[t];
     if (desc.kind != format::TensorKind::kActivation) continue;
+    if (engine.segment_of[t] != static_cast<int32_t>(segment)) continue;
     if (plan.has_shape_value[t] && !place_shape_values) continue;
     if (engine.storage_of[t] != static_cast<int32_t>(t)) continue;  // a view: placed with its storage
     matches_build_shapes = matches_build_shapes && plan.shapes[t] == desc.shape &&
@@ -162,8 +184,12 @@ void place_in_arena(const EngineState& engine, bool place_shape_values, ShapePla
     for (size_t r = 0; r < requests.size(); ++r) plan.offsets[request_tensor[r]] = arena_plan.offsets[r];
     plan.arena_size = arena_plan.total_size;
   }
-  if (plan.arena_size > engine.memory_limit.bytes) {
-    if (requests.empty()) fail_over_limit(engine, "the engine's recorded activation arena", plan.arena_size);
+  if (segment == 0) plan.segment_arena_sizes.clear();
+  plan.segment_arena_sizes.push_back(plan.arena_size);
+  if (segment > 0) plan.arena_size = plan.segment_arena_sizes.front();
+  const uint64_t arena_size = plan.segment_arena_sizes.back();
+  if (arena_size > engine.memory_limit.bytes) {
+    if (requests.empty()) fail_over_limit(engine, "the engine's recorded activation arena", arena_size);
     size_t largest = 0;
     for (size_t r = 1; r < requests.size(); ++r)
       if (requests[r].size > requests[largest].size) largest = r;
@@ -171,7 +197,7 @@ void place_in_arena(const EngineState& engine, bool place_shape_values, ShapePla
     fail_over_limit(engine,
                     "the activation arena for these input shapes (largest: " +
                         describe_tensor(engine, t, plan.shapes[t]) + ", " + format_bytes(requests[largest].size) + ")",
-                    plan.arena_size);
+                    arena_size);
   }
   // Views, in layer order (a view of a view follows its input): their input's offset, plus the
   // slab's start for views that select one.
@@ -198,13 +224,27 @@ bool ContextState::update_plan(bool place_shape_values) {
   for (size_t i = 0; i < engine->model.inputs.size(); ++i) {
     input_shapes[i] = data[engine->model.inputs[i].tensor].shape;
   }
-  if (have_plan && !engine->shapes_depend_on_input_values && input_shapes == plan.input_shapes) return false;
+  // Data-dependent shapes make the later segments' plans differ from call to call: re-plan.
+  if (have_plan && !engine->shapes_depend_on_input_values && !engine->has_data_dependent_shapes() &&
+      input_shapes == plan.input_shapes) {
+    return false;
+  }
   have_plan = false;
   plan.input_shapes = std::move(input_shapes);
-  propagate_shapes(*engine, data, plan);
-  place_in_arena(*engine, place_shape_values, plan);
+  start_propagation(*engine, plan);
+  propagate_shapes(*engine, data, plan, 0, engine->segment_ends.front());
+  place_in_arena(*engine, place_shape_values, plan, 0);
+  plan.planned_segments = 1;
   have_plan = true;
   return true;
+}
+
+void ContextState::plan_segment(size_t segment) {
+  KILN_ASSERT(segment == plan.planned_segments && segment < engine->segment_ends.size(), "segment ", segment,
+              " planned out of order");
+  propagate_shapes(*engine, data, plan, engine->segment_ends[segment - 1], engine->segment_ends[segment]);
+  place_in_arena(*engine, /*place_shape_values=*/false, plan, segment);
+  plan.planned_segments = segment + 1;
 }
 
 }  // namespace kiln::detail

@@ -389,16 +389,16 @@ def test_runtime_errors_exit_1(kiln_cli, static_engine, workdir):
 
 
 def test_build_unsupported_op_exits_1_naming_it(kiln_cli, workdir):
-    graph = helper.make_graph([helper.make_node("Unique", ["x"], ["y"], name="the_unique")], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 3])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    graph = helper.make_graph([helper.make_node("ImageDecoder", ["x"], ["y"], name="the_decoder")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.UINT8, [16])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
     model.ir_version = 10
-    path = workdir / "unique.onnx"
+    path = workdir / "decoder.onnx"
     onnx.save(model, str(path))
-    result = kiln(kiln_cli, "build", path, "-o", workdir / "unique.kiln", expect=1)
-    assert "Unique" in result.stderr and "the_unique" in result.stderr, result.stderr
-    assert not (workdir / "unique.kiln").exists()
+    result = kiln(kiln_cli, "build", path, "-o", workdir / "decoder.kiln", expect=1)
+    assert "ImageDecoder" in result.stderr and "the_decoder" in result.stderr, result.stderr
+    assert not (workdir / "decoder.kiln").exists()
 
 
 def test_build_explain_lists_every_pass(kiln_cli, static_model, workdir):

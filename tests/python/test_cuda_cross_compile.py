@@ -245,3 +245,16 @@ def test_a_layer_no_cuda_kernel_runs_fails_the_cross_compile_not_the_deployment(
     assert kiln.build_onnx(model, target="cpu")  # the CPU runs it
     with pytest.raises(kiln.KilnError, match=r"no cuda kernel for 1 layer\(s\):\n  layer 'running_product' \(op 'CumProd'\)"):
         kiln.build_onnx(model, target="cuda", cuda_arch=90)
+
+
+def test_a_layer_with_data_dependent_shapes_fails_the_cross_compile_naming_it(nvrtc):
+    # NonZero's output size depends on its input data, which the cuda backend does not plan.
+    if not _runtime_has_cuda():
+        pytest.skip("this kiln has no CUDA backend, so it cannot check a cuda engine")
+    graph = helper.make_graph([helper.make_node("NonZero", ["x"], ["y"], name="where_nonzero")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT64, [2, None])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    assert kiln.build_onnx(model, target="cpu")
+    with pytest.raises(kiln.KilnError, match=r"layer 'where_nonzero' \(NonZero\) has output shapes that depend on"):
+        kiln.build_onnx(model, target="cuda", cuda_arch=90)

@@ -46,6 +46,7 @@ const CpuKernelRegistry& cpu_kernels() {
     register_swiglu_kernels(r);
     register_tensor_scatter_kernels(r);
     register_bitcast_kernels(r);
+    register_data_dependent_kernels(r);
     return r;
   }();
   return registry;

@@ -87,5 +87,6 @@ void register_causal_conv_kernels(CpuKernelRegistry& registry);
 void register_swiglu_kernels(CpuKernelRegistry& registry);
 void register_tensor_scatter_kernels(CpuKernelRegistry& registry);
 void register_bitcast_kernels(CpuKernelRegistry& registry);
+void register_data_dependent_kernels(CpuKernelRegistry& registry);  // NonZero, Unique, Compress, NMS
 
 }  // namespace kiln::cpu
