@@ -42,5 +42,9 @@ void register_causal_conv_ops(OpRegistry& registry);       // CausalConvWithStat
 void register_swiglu_ops(OpRegistry& registry);            // SwiGLU (opset 28)
 void register_tensor_scatter_ops(OpRegistry& registry);    // TensorScatter (opset 24)
 void register_bitcast_ops(OpRegistry& registry);           // BitCast (opset 26)
+void register_optimizer_ops(OpRegistry& registry);  // Adagrad, Adam, Momentum (preview.training)
+void register_roi_align_ops(OpRegistry& registry);    // RoiAlign
+void register_deform_conv_ops(OpRegistry& registry);  // DeformConv (opset 19)
+void register_ml_ops(OpRegistry& registry);  // ai.onnx.ml Binarizer, ArrayFeatureExtractor
 
 }  // namespace kiln::ops
