@@ -57,7 +57,9 @@ void infer_squeeze(InferContext& ctx) {
     for (int64_t d : data.shape) {
       if (d == kDynamicDim) {
         ctx.fail("Squeeze without axes needs every input dimension to be known, got ",
-                 shape_to_string(data.shape));
+                 shape_to_string(data.shape),
+                 " (whether a dynamic dim is 1 at run time decides the output's rank, and kiln "
+                 "engines have static ranks)");
       }
       if (d != 1) out.push_back(d);
     }
