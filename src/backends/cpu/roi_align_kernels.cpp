@@ -119,8 +119,8 @@ void roi_align(KernelContext& ctx) {
           if (max_mode) {
             double sample_max = s.weight[0] * static_cast<double>(plane[s.pos[0]]);
             for (int corner = 1; corner < 4; ++corner) {
-              sample_max =
-                  std::max(sample_max, s.weight[corner] * static_cast<double>(plane[s.pos[corner]]));
+              const double weighted = s.weight[corner] * static_cast<double>(plane[s.pos[corner]]);
+              sample_max = std::max(sample_max, weighted);
             }
             value = first ? sample_max : std::max(value, sample_max);
             first = false;

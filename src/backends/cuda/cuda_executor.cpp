@@ -104,8 +104,11 @@ std::string cpu_only_dtype_of(const format::EngineModel& model, const format::La
                                                       "MaxPool"};
   if (!kFloatOnlyOps.count(layer.op) || layer.inputs.empty() || layer.inputs[0] < 0) return "";
   const format::TensorDesc& x = model.tensors.at(static_cast<size_t>(layer.inputs[0]));
-  if (x.dtype == DType::kFloat32 || x.dtype == DType::kFloat16 || x.dtype == DType::kBFloat16) return "";
-  return std::string(dtype_name(x.dtype)) + " tensor '" + x.name + "' (its cuda kernel takes float32, float16 and bfloat16)";
+  if (x.dtype == DType::kFloat32 || x.dtype == DType::kFloat16 || x.dtype == DType::kBFloat16) {
+    return "";
+  }
+  return std::string(dtype_name(x.dtype)) + " tensor '" + x.name +
+         "' (its cuda kernel takes float32, float16 and bfloat16)";
 }
 
 }  // namespace
