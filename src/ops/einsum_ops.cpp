@@ -219,7 +219,7 @@ void infer_einsum(InferContext& ctx) {
   std::vector<Shape> shapes;
   for (size_t i = 0; i < ctx.num_inputs(); ++i) {
     if (!ctx.has_input(i)) ctx.fail("input ", i, " is absent");
-    nn::require_float_input(ctx, i, "operand");
+    nn::require_float_or_float64_input(ctx, i, "operand");
     if (ctx.input(i).dtype != ctx.input(0).dtype) {
       ctx.fail("input ", i, " has dtype ", dtype_name(ctx.input(i).dtype), " but input 0 has ",
                dtype_name(ctx.input(0).dtype));

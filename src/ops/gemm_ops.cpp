@@ -33,7 +33,7 @@ void check_fused_activation(const InferContext& ctx) {
 
 void infer_gemm(InferContext& ctx) {
   check_fused_activation(ctx);
-  nn::require_float_input(ctx, 0, "A");
+  nn::require_float_or_float64_input(ctx, 0, "A");
   require_same_dtype(ctx, 1);
   const Shape& a = ctx.input(0).shape;
   const Shape& b = ctx.input(1).shape;
@@ -63,7 +63,7 @@ void infer_gemm(InferContext& ctx) {
 }
 
 void infer_matmul(InferContext& ctx) {
-  nn::require_float_input(ctx, 0, "A");
+  nn::require_float_or_float64_input(ctx, 0, "A");
   require_same_dtype(ctx, 1);
   const Shape& a = ctx.input(0).shape;
   const Shape& b = ctx.input(1).shape;

@@ -23,6 +23,14 @@ void require_float_input(const InferContext& ctx, size_t index, std::string_view
   }
 }
 
+void require_float_or_float64_input(const InferContext& ctx, size_t index, std::string_view what) {
+  const DType dtype = ctx.input(index).dtype;
+  if (!is_float_compute_dtype(dtype) && dtype != DType::kFloat64) {
+    fail_at(label_of(ctx), ErrorCode::kUnsupported, "input ", index, " (", what, ") has dtype ",
+            dtype_name(dtype), "; supported: float32, float16, bfloat16, float64");
+  }
+}
+
 void require_same_dtype(const InferContext& ctx, size_t index, std::string_view what) {
   if (ctx.input(index).dtype != ctx.input(0).dtype) {
     ctx.fail("input ", index, " (", what, ") has dtype ", dtype_name(ctx.input(index).dtype),

@@ -49,6 +49,8 @@ void infer_with_node_errors(InferContext& ctx) {
 bool is_float_compute_dtype(DType dtype);
 // Fails with kUnsupported naming the node, the input and its dtype unless it is a float dtype.
 void require_float_input(const InferContext& ctx, size_t index, std::string_view what);
+// The same with float64 allowed too (ops whose CPU kernels compute in double; CUDA refuses them).
+void require_float_or_float64_input(const InferContext& ctx, size_t index, std::string_view what);
 // Fails unless input `index` has input 0's dtype (named `what`, X being input 0).
 void require_same_dtype(const InferContext& ctx, size_t index, std::string_view what);
 // Fails unless input `index` has at least `min_rank` dimensions.

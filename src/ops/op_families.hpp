@@ -44,5 +44,9 @@ void register_tensor_scatter_ops(OpRegistry& registry);    // TensorScatter (ops
 void register_bitcast_ops(OpRegistry& registry);           // BitCast (opset 26)
 // NonZero, Unique, Compress, NonMaxSuppression (output sizes depend on input data)
 void register_data_dependent_ops(OpRegistry& registry);
+void register_optimizer_ops(OpRegistry& registry);  // Adagrad, Adam, Momentum (preview.training)
+void register_roi_align_ops(OpRegistry& registry);    // RoiAlign
+void register_deform_conv_ops(OpRegistry& registry);  // DeformConv (opset 19)
+void register_ml_ops(OpRegistry& registry);  // ai.onnx.ml Binarizer, ArrayFeatureExtractor
 
 }  // namespace kiln::ops

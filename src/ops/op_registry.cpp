@@ -68,6 +68,10 @@ const OpRegistry& op_registry() {
     register_tensor_scatter_ops(r);
     register_bitcast_ops(r);
     register_data_dependent_ops(r);
+    register_optimizer_ops(r);
+    register_roi_align_ops(r);
+    register_deform_conv_ops(r);
+    register_ml_ops(r);
     return r;
   }();
   return registry;

@@ -27,7 +27,15 @@ Shape nchw_input_shape(const InferContext& ctx, bool nhwc) {
 }
 
 void infer_pool(InferContext& ctx) {
-  nn::require_float_input(ctx, 0, "X");
+  const DType x_dtype = ctx.input(0).dtype;
+  // MaxPool also takes int8 and uint8 (opset 12); the CPU kernel compares them as float32.
+  if (ctx.op() == "MaxPool" && (x_dtype == DType::kInt8 || x_dtype == DType::kUInt8)) {
+  } else if (ctx.op() == "MaxPool" && !nn::is_float_compute_dtype(x_dtype)) {
+    nn::fail_at(label_of(ctx), ErrorCode::kUnsupported, "input 0 (X) has dtype ",
+                dtype_name(x_dtype), "; supported: float32, float16, bfloat16, int8, uint8");
+  } else {
+    nn::require_float_input(ctx, 0, "X");
+  }
   nn::require_min_rank(ctx, 0, "X", 3);
   const bool nhwc = nn::is_nhwc_layout(ctx.attrs());
   const bool indices = ctx.num_outputs() > 1;

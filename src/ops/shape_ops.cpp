@@ -57,7 +57,9 @@ void infer_squeeze(InferContext& ctx) {
     for (int64_t d : data.shape) {
       if (d == kDynamicDim) {
         ctx.fail("Squeeze without axes needs every input dimension to be known, got ",
-                 shape_to_string(data.shape));
+                 shape_to_string(data.shape),
+                 " (whether a dynamic dim is 1 at run time decides the output's rank, and kiln "
+                 "engines have static ranks)");
       }
       if (d != 1) out.push_back(d);
     }
@@ -90,11 +92,12 @@ void infer_squeeze(InferContext& ctx) {
 
 void infer_unsqueeze(InferContext& ctx) {
   const ValueInfo& data = ctx.input(0);
-  const int64_t count = index_vector_length(ctx, 1, "axes");
+  // A scalar axes names one axis: ONNX's shape inference, its reference and ONNX Runtime take it.
+  const int64_t count = index_vector_length(ctx, 1, "axes", true);
   if (count == kDynamicDim) ctx.fail("the length of the 'axes' input must be known");
   const int64_t out_rank = static_cast<int64_t>(data.shape.size()) + count;
   ctx.output(0).dtype = data.dtype;
-  const auto axes = known_indices(ctx, 1, "axes");
+  const auto axes = known_indices(ctx, 1, "axes", true);
   if (!axes) {
     ctx.output(0).shape = Shape(static_cast<size_t>(out_rank), kDynamicDim);
     return;

@@ -6,7 +6,7 @@ namespace kiln::ops {
 namespace {
 
 void infer_softmax(InferContext& ctx) {
-  nn::require_float_input(ctx, 0, "input");
+  nn::require_float_or_float64_input(ctx, 0, "input");
   const Shape& x = ctx.input(0).shape;
   if (x.empty()) ctx.fail("input must have rank >= 1, got a scalar");
   normalize_axis(ctx, ctx.attrs().get_int_or("axis", -1), static_cast<int64_t>(x.size()));

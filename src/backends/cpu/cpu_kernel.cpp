@@ -47,6 +47,10 @@ const CpuKernelRegistry& cpu_kernels() {
     register_tensor_scatter_kernels(r);
     register_bitcast_kernels(r);
     register_data_dependent_kernels(r);
+    register_optimizer_kernels(r);
+    register_roi_align_kernels(r);
+    register_deform_conv_kernels(r);
+    register_ml_kernels(r);
     return r;
   }();
   return registry;

@@ -88,5 +88,9 @@ void register_swiglu_kernels(CpuKernelRegistry& registry);
 void register_tensor_scatter_kernels(CpuKernelRegistry& registry);
 void register_bitcast_kernels(CpuKernelRegistry& registry);
 void register_data_dependent_kernels(CpuKernelRegistry& registry);  // NonZero, Unique, Compress, NMS
+void register_optimizer_kernels(CpuKernelRegistry& registry);
+void register_roi_align_kernels(CpuKernelRegistry& registry);
+void register_deform_conv_kernels(CpuKernelRegistry& registry);
+void register_ml_kernels(CpuKernelRegistry& registry);
 
 }  // namespace kiln::cpu

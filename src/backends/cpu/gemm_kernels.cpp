@@ -1,4 +1,5 @@
-// Gemm and MatMul on the CPU through cblas_sgemm.
+// Gemm and MatMul on the CPU through cblas_sgemm (float32; float16/bfloat16 arrive converted)
+// and cblas_dgemm (float64).
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -10,10 +11,28 @@
 namespace kiln::cpu {
 namespace {
 
+// Fails with kUnsupported unless inputs and output are all float32 or all float64.
+bool require_gemm_dtypes(const KernelContext& ctx, size_t inputs) {
+  const DType dtype = ctx.inputs[0].dtype;
+  if (dtype != DType::kFloat32 && dtype != DType::kFloat64) {
+    ctx.fail(ErrorCode::kUnsupported, "input 0 has unsupported dtype ", dtype_name(dtype),
+             "; supported: float32, float16, bfloat16, float64");
+  }
+  for (size_t i = 1; i < inputs; ++i) {
+    if (ctx.has_input(i) && ctx.inputs[i].dtype != dtype) {
+      ctx.fail(ErrorCode::kInvalidArgument, "input ", i, " has dtype ",
+               dtype_name(ctx.inputs[i].dtype), " but input 0 has ", dtype_name(dtype));
+    }
+  }
+  if (ctx.outputs[0].dtype != dtype) {
+    ctx.fail(ErrorCode::kInvalidArgument, "output 0 has dtype ", dtype_name(ctx.outputs[0].dtype),
+             " but input 0 has ", dtype_name(dtype));
+  }
+  return dtype == DType::kFloat64;
+}
+
+template <typename T>
 void gemm_compute(KernelContext& ctx) {
-  nn::require_float32_input(ctx, 0);
-  nn::require_float32_input(ctx, 1);
-  nn::require_float32_output(ctx, 0);
   const TensorView& a = ctx.inputs[0];
   const TensorView& b = ctx.inputs[1];
   if (a.shape.size() != 2 || b.shape.size() != 2) {
@@ -22,8 +41,8 @@ void gemm_compute(KernelContext& ctx) {
   }
   const bool trans_a = ctx.attrs.get_int_or("transA", 0) != 0;
   const bool trans_b = ctx.attrs.get_int_or("transB", 0) != 0;
-  const float alpha = ctx.attrs.get_float_or("alpha", 1.0f);
-  const float beta = ctx.attrs.get_float_or("beta", 1.0f);
+  const T alpha = static_cast<T>(ctx.attrs.get_float_or("alpha", 1.0f));
+  const T beta = static_cast<T>(ctx.attrs.get_float_or("beta", 1.0f));
   const int64_t m = trans_a ? a.shape[1] : a.shape[0];
   const int64_t k = trans_a ? a.shape[0] : a.shape[1];
   const int64_t n = trans_b ? b.shape[0] : b.shape[1];
@@ -32,11 +51,10 @@ void gemm_compute(KernelContext& ctx) {
              " and B ", shape_to_string(b.shape), " differ");
   }
   nn::require_output_shape(ctx, 0, Shape{m, n});
-  float* y = ctx.outputs[0].as<float>();
+  T* y = ctx.outputs[0].as<T>();
 
-  float blas_beta = 0.0f;
-  if (ctx.has_input(2) && beta != 0.0f) {
-    nn::require_float32_input(ctx, 2);
+  T blas_beta = T{0};
+  if (ctx.has_input(2) && beta != T{0}) {
     const TensorView& c = ctx.inputs[2];
     // Unidirectional broadcast of C (rank 0..2) to [m, n]: a dim of 1 repeats.
     const Shape padded = [&] {
@@ -49,7 +67,7 @@ void gemm_compute(KernelContext& ctx) {
       ctx.fail(ErrorCode::kInvalidArgument, "C ", shape_to_string(c.shape),
                " cannot broadcast to [", m, ", ", n, "]");
     }
-    const float* c_data = c.as<const float>();
+    const T* c_data = c.as<const T>();
     const int64_t row_step = padded[0] == 1 ? 0 : padded[1];
     const int64_t col_step = padded[1] == 1 ? 0 : 1;
     for (int64_t i = 0; i < m; ++i) {
@@ -57,8 +75,8 @@ void gemm_compute(KernelContext& ctx) {
     }
     blas_beta = beta;
   }
-  nn::sgemm_row_major(ctx, trans_a, trans_b, m, n, k, alpha, a.as<const float>(), a.shape[1],
-                      b.as<const float>(), b.shape[1], blas_beta, y, n);
+  nn::gemm_row_major(ctx, trans_a, trans_b, m, n, k, alpha, a.as<const T>(), a.shape[1],
+                     b.as<const T>(), b.shape[1], blas_beta, y, n);
 }
 
 // Batch offsets (in matrices) of an operand broadcast to `out_batch`.
@@ -87,10 +105,8 @@ std::vector<int64_t> broadcast_batch_offsets(const Shape& operand_batch, const S
   return offsets;
 }
 
+template <typename T>
 void matmul_compute(KernelContext& ctx) {
-  nn::require_float32_input(ctx, 0);
-  nn::require_float32_input(ctx, 1);
-  nn::require_float32_output(ctx, 0);
   const TensorView& a = ctx.inputs[0];
   const TensorView& b = ctx.inputs[1];
   if (a.shape.empty() || b.shape.empty()) {
@@ -123,35 +139,35 @@ void matmul_compute(KernelContext& ctx) {
   if (b.shape.size() >= 2) expected.push_back(n);
   nn::require_output_shape(ctx, 0, expected);
 
-  const float* a_data = a.as<const float>();
-  const float* b_data = b.as<const float>();
-  float* y = ctx.outputs[0].as<float>();
+  const T* a_data = a.as<const T>();
+  const T* b_data = b.as<const T>();
+  T* y = ctx.outputs[0].as<T>();
   const int64_t batches = shape_numel(out_batch);
   const int64_t ldb = b.shape.size() >= 2 ? n : 1;
   if (shape_numel(batch_b) == 1 && shape_numel(batch_a) == batches) {
     // B is shared by every batch: one GEMM over the stacked rows of A.
-    nn::sgemm_row_major(ctx, false, false, batches * m, n, k, 1.0f, a_data, k, b_data, ldb, 0.0f, y,
-                        n);
+    nn::gemm_row_major(ctx, false, false, batches * m, n, k, T{1}, a_data, k, b_data, ldb, T{0}, y,
+                       n);
     return;
   }
   const std::vector<int64_t> offsets_a = broadcast_batch_offsets(batch_a, out_batch);
   const std::vector<int64_t> offsets_b = broadcast_batch_offsets(batch_b, out_batch);
   for (int64_t i = 0; i < batches; ++i) {
     const auto idx = static_cast<size_t>(i);
-    nn::sgemm_row_major(ctx, false, false, m, n, k, 1.0f, a_data + offsets_a[idx] * m * k, k,
-                        b_data + offsets_b[idx] * k * n, ldb, 0.0f, y + i * m * n, n);
+    nn::gemm_row_major(ctx, false, false, m, n, k, T{1}, a_data + offsets_a[idx] * m * k, k,
+                       b_data + offsets_b[idx] * k * n, ldb, T{0}, y + i * m * n, n);
   }
 }
 
 // kiln's fusions: MatMul's optional bias (input 2, length N, added to every row), then the
 // activation named by kiln_activation.
+template <typename T>
 void apply_epilogue(KernelContext& ctx, bool has_bias) {
-  float* y = ctx.outputs[0].as<float>();
+  T* y = ctx.outputs[0].as<T>();
   const int64_t total = ctx.outputs[0].numel();
   if (has_bias && ctx.has_input(2)) {
-    nn::require_float32_input(ctx, 2);
     const int64_t n = ctx.inputs[2].numel();
-    const float* bias = ctx.inputs[2].as<const float>();
+    const T* bias = ctx.inputs[2].as<const T>();
     if (n == 0 || ctx.outputs[0].shape.empty() || ctx.outputs[0].shape.back() != n) {
       ctx.fail(ErrorCode::kInvalidArgument, "bias of ", n, " elements does not match output ",
                shape_to_string(ctx.outputs[0].shape));
@@ -161,20 +177,30 @@ void apply_epilogue(KernelContext& ctx, bool has_bias) {
   const std::string activation = ctx.attrs.get_string_or("kiln_activation", "");
   if (activation == "Relu") {
     // The scalar table's Relu, so NaN stays NaN as in a standalone Relu (and PyTorch, ONNX Runtime).
-    for (int64_t i = 0; i < total; ++i) y[i] = kiln_relu<float>(y[i]);
+    for (int64_t i = 0; i < total; ++i) y[i] = kiln_relu<T>(y[i]);
   } else if (!activation.empty()) {
     ctx.fail(ErrorCode::kUnsupported, "fused activation '", activation, "'");
   }
 }
 
 void gemm_kernel(KernelContext& ctx) {
-  gemm_compute(ctx);
-  apply_epilogue(ctx, false);  // Gemm's C is its own bias
+  if (require_gemm_dtypes(ctx, 3)) {
+    gemm_compute<double>(ctx);
+    apply_epilogue<double>(ctx, false);  // Gemm's C is its own bias
+  } else {
+    gemm_compute<float>(ctx);
+    apply_epilogue<float>(ctx, false);
+  }
 }
 
 void matmul_kernel(KernelContext& ctx) {
-  matmul_compute(ctx);
-  apply_epilogue(ctx, true);
+  if (require_gemm_dtypes(ctx, 3)) {
+    matmul_compute<double>(ctx);
+    apply_epilogue<double>(ctx, true);
+  } else {
+    matmul_compute<float>(ctx);
+    apply_epilogue<float>(ctx, true);
+  }
 }
 
 }  // namespace

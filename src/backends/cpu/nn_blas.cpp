@@ -6,11 +6,18 @@
 #include <cstdlib>
 #include <limits>
 #include <string>
+#include <type_traits>
 
 namespace kiln::cpu::nn {
 namespace {
 
 using SgemmFn = decltype(&cblas_sgemm);
+using DgemmFn = decltype(&cblas_dgemm);
+
+struct BlasGemms {
+  SgemmFn sgemm = nullptr;
+  DgemmFn dgemm = nullptr;
+};
 
 // OpenBLAS chooses its kernels from the CPU model when it is loaded. On virtual machines whose
 // CPUID names a generic "Intel Xeon Processor" it falls back to its Prescott (SSE3) kernels, which
@@ -29,7 +36,7 @@ const char* kernel_family_for_this_cpu() {
   return nullptr;
 }
 
-SgemmFn load_sgemm() {
+BlasGemms load_gemms() {
   const char* family = std::getenv("OPENBLAS_CORETYPE") == nullptr ? kernel_family_for_this_cpu() : nullptr;
   if (family != nullptr) setenv("OPENBLAS_CORETYPE", family, 0);
   void* library = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
@@ -40,27 +47,29 @@ SgemmFn load_sgemm() {
     fail(ErrorCode::kUnsupported, "the CPU backend needs OpenBLAS (libopenblas.so.0, Debian package libopenblas0): ",
          error ? error : "not found");
   }
-  auto sgemm = reinterpret_cast<SgemmFn>(dlsym(library, "cblas_sgemm"));
-  if (sgemm == nullptr) fail(ErrorCode::kUnsupported, "libopenblas.so.0 has no cblas_sgemm");
-  return sgemm;
+  BlasGemms gemms;
+  gemms.sgemm = reinterpret_cast<SgemmFn>(dlsym(library, "cblas_sgemm"));
+  gemms.dgemm = reinterpret_cast<DgemmFn>(dlsym(library, "cblas_dgemm"));
+  if (gemms.sgemm == nullptr) fail(ErrorCode::kUnsupported, "libopenblas.so.0 has no cblas_sgemm");
+  if (gemms.dgemm == nullptr) fail(ErrorCode::kUnsupported, "libopenblas.so.0 has no cblas_dgemm");
+  return gemms;
 }
 
-SgemmFn sgemm() {
-  static const SgemmFn loaded = load_sgemm();  // a failure throws and is retried by the next call
+const BlasGemms& gemms() {
+  static const BlasGemms loaded = load_gemms();  // a failure throws and is retried by the next call
   return loaded;
 }
 
-}  // namespace
-
-void sgemm_row_major(const KernelContext& ctx, bool transpose_a, bool transpose_b, int64_t m,
-                     int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
-                     int64_t ldb, float beta, float* c, int64_t ldc) {
+template <typename T>
+void blas_gemm(const KernelContext& ctx, bool transpose_a, bool transpose_b, int64_t m,
+                    int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
+                    int64_t ldb, T beta, T* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
   if (k == 0) {
     // No products: C = beta * C (beta 0 clears, even NaNs, as BLAS does).
     for (int64_t i = 0; i < m; ++i) {
-      float* row = c + i * ldc;
-      for (int64_t j = 0; j < n; ++j) row[j] = beta == 0.0f ? 0.0f : beta * row[j];
+      T* row = c + i * ldc;
+      for (int64_t j = 0; j < n; ++j) row[j] = beta == T{0} ? T{0} : beta * row[j];
     }
     return;
   }
@@ -71,10 +80,33 @@ void sgemm_row_major(const KernelContext& ctx, bool transpose_a, bool transpose_
                " exceeds the BLAS limit of 2^31-1");
     }
   }
-  sgemm()(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
-              transpose_b ? CblasTrans : CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
-              static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta,
-              c, static_cast<int>(ldc));
+  const auto call = [&](auto fn) {
+    fn(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
+       transpose_b ? CblasTrans : CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
+       static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
+       static_cast<int>(ldc));
+  };
+  if constexpr (std::is_same_v<T, float>) {
+    call(gemms().sgemm);
+  } else {
+    call(gemms().dgemm);
+  }
+}
+
+}  // namespace
+
+void sgemm_row_major(const KernelContext& ctx, bool transpose_a, bool transpose_b, int64_t m,
+                     int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
+                     int64_t ldb, float beta, float* c, int64_t ldc) {
+  blas_gemm<float>(ctx, transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c,
+                        ldc);
+}
+
+void dgemm_row_major(const KernelContext& ctx, bool transpose_a, bool transpose_b, int64_t m,
+                     int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
+                     const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  blas_gemm<double>(ctx, transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c,
+                         ldc);
 }
 
 }  // namespace kiln::cpu::nn

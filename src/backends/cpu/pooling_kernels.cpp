@@ -264,6 +264,45 @@ void layout_aware(KernelContext& ctx) {
   }
 }
 
+// MaxPool over int8/uint8 X: every value is exact in float32, so the float kernel compares
+// widened copies and the maxima narrow back exactly (a window with no in-bounds tap, whose float
+// maximum is -inf, becomes the dtype's lowest value).
+template <typename Int>
+void max_pool_integer(KernelContext& ctx) {
+  const TensorView& x = ctx.inputs[0];
+  std::vector<float> widened(static_cast<size_t>(x.numel()));
+  const Int* x_data = x.as<const Int>();
+  for (size_t i = 0; i < widened.size(); ++i) widened[i] = static_cast<float>(x_data[i]);
+  TensorView& y = ctx.outputs[0];
+  std::vector<float> pooled(static_cast<size_t>(y.numel()));
+  std::vector<TensorView> inputs(ctx.inputs.begin(), ctx.inputs.end());
+  inputs[0] = TensorView{DType::kFloat32, x.shape, widened.data()};
+  std::vector<TensorView> outputs(ctx.outputs.begin(), ctx.outputs.end());
+  outputs[0] = TensorView{DType::kFloat32, y.shape, pooled.data()};
+  KernelContext widened_ctx{ctx.node_name, ctx.op, ctx.attrs, inputs, outputs};
+  layout_aware<max_pool_kernel>(widened_ctx);
+  Int* y_data = y.as<Int>();
+  for (size_t i = 0; i < pooled.size(); ++i) {
+    const float lowest = static_cast<float>(std::numeric_limits<Int>::lowest());
+    y_data[i] = static_cast<Int>(std::max(pooled[i], lowest));
+  }
+}
+
+void max_pool_any_dtype(KernelContext& ctx) {
+  const DType dtype = ctx.inputs[0].dtype;
+  if (ctx.outputs[0].dtype != dtype) {
+    ctx.fail(ErrorCode::kInvalidArgument, "output 0 has dtype ", dtype_name(ctx.outputs[0].dtype),
+             " but X has ", dtype_name(dtype));
+  }
+  if (dtype == DType::kUInt8) {
+    max_pool_integer<uint8_t>(ctx);
+  } else if (dtype == DType::kInt8) {
+    max_pool_integer<int8_t>(ctx);
+  } else {
+    layout_aware<max_pool_kernel>(ctx);
+  }
+}
+
 // Scatters X into zeros at its indices, which address the unpooled shape flattened row-major;
 // that shape sits at the origin of the output (output_shape may be larger). Copies element bytes,
 // so every dtype works.
@@ -303,7 +342,7 @@ void max_unpool_kernel(KernelContext& ctx) {
 }  // namespace
 
 void register_pooling_kernels(CpuKernelRegistry& registry) {
-  nn::add_float_kernel<layout_aware<max_pool_kernel>>(registry, "MaxPool");
+  nn::add_float_kernel<max_pool_any_dtype>(registry, "MaxPool");
   nn::add_float_kernel<layout_aware<average_pool_kernel>>(registry, "AveragePool");
   registry.add("MaxUnpool", {max_unpool_kernel, false});
   nn::add_float_kernel<lp_pool_kernel>(registry, "LpPool");

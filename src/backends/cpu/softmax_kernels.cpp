@@ -1,4 +1,5 @@
 // Softmax and LogSoftmax on the CPU: subtract the maximum, sum the exponentials in double.
+// float32 (float16/bfloat16 arrive converted) and float64.
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -8,10 +9,8 @@
 namespace kiln::cpu {
 namespace {
 
-template <bool kLog>
-void softmax_kernel(KernelContext& ctx) {
-  nn::require_float32_input(ctx, 0);
-  nn::require_float32_output(ctx, 0);
+template <bool kLog, typename T>
+void softmax_typed(KernelContext& ctx) {
   const TensorView& x = ctx.inputs[0];
   const auto rank = static_cast<int64_t>(x.shape.size());
   int64_t axis = ctx.attrs.get_int_or("axis", -1);
@@ -24,28 +23,28 @@ void softmax_kernel(KernelContext& ctx) {
   const int64_t extent = x.shape[static_cast<size_t>(axis)];
   const int64_t inner = shape_numel(Shape(x.shape.begin() + axis + 1, x.shape.end()));
   const int64_t outer = shape_numel(Shape(x.shape.begin(), x.shape.begin() + axis));
-  const float* in = x.as<const float>();
-  float* out = ctx.outputs[0].as<float>();
+  const T* in = x.as<const T>();
+  T* out = ctx.outputs[0].as<T>();
   std::vector<double> sums(static_cast<size_t>(inner));
-  std::vector<float> maxima(static_cast<size_t>(inner));
-  std::vector<float> factors(static_cast<size_t>(inner));
+  std::vector<T> maxima(static_cast<size_t>(inner));
+  std::vector<T> factors(static_cast<size_t>(inner));
   for (int64_t o = 0; o < outer; ++o) {
-    const float* xo = in + o * extent * inner;
-    float* yo = out + o * extent * inner;
-    std::fill(maxima.begin(), maxima.end(), -std::numeric_limits<float>::infinity());
+    const T* xo = in + o * extent * inner;
+    T* yo = out + o * extent * inner;
+    std::fill(maxima.begin(), maxima.end(), -std::numeric_limits<T>::infinity());
     std::fill(sums.begin(), sums.end(), 0.0);
     // Rows along the axis are strided by `inner`; walking i innermost keeps memory contiguous.
     for (int64_t e = 0; e < extent; ++e) {
       for (int64_t i = 0; i < inner; ++i) {
         // A NaN never wins the comparison but still poisons the sum below.
-        float& m = maxima[static_cast<size_t>(i)];
+        T& m = maxima[static_cast<size_t>(i)];
         m = xo[e * inner + i] > m ? xo[e * inner + i] : m;
       }
     }
     for (int64_t e = 0; e < extent; ++e) {
       for (int64_t i = 0; i < inner; ++i) {
-        // exp in float (the result is float anyway); the sum accumulates in double.
-        const float exp_value = std::exp(xo[e * inner + i] - maxima[static_cast<size_t>(i)]);
+        // exp in T (the result is T anyway); the sum accumulates in double.
+        const T exp_value = std::exp(xo[e * inner + i] - maxima[static_cast<size_t>(i)]);
         sums[static_cast<size_t>(i)] += exp_value;
         if constexpr (!kLog) yo[e * inner + i] = exp_value;
       }
@@ -53,8 +52,8 @@ void softmax_kernel(KernelContext& ctx) {
     // Softmax scales by 1/sum; LogSoftmax subtracts max + log(sum).
     for (int64_t i = 0; i < inner; ++i) {
       const auto j = static_cast<size_t>(i);
-      factors[j] = kLog ? static_cast<float>(maxima[j] + std::log(sums[j]))
-                        : static_cast<float>(1.0 / sums[j]);
+      factors[j] = kLog ? static_cast<T>(maxima[j] + std::log(sums[j]))
+                        : static_cast<T>(1.0 / sums[j]);
     }
     for (int64_t e = 0; e < extent; ++e) {
       for (int64_t i = 0; i < inner; ++i) {
@@ -65,6 +64,21 @@ void softmax_kernel(KernelContext& ctx) {
         }
       }
     }
+  }
+}
+
+template <bool kLog>
+void softmax_kernel(KernelContext& ctx) {
+  const DType dtype = ctx.inputs[0].dtype;
+  if ((dtype != DType::kFloat32 && dtype != DType::kFloat64) || ctx.outputs[0].dtype != dtype) {
+    ctx.fail(ErrorCode::kUnsupported, "input 0 ", dtype_name(dtype), " and output 0 ",
+             dtype_name(ctx.outputs[0].dtype),
+             ": supported are float32, float16, bfloat16 and float64, the same for both");
+  }
+  if (dtype == DType::kFloat64) {
+    softmax_typed<kLog, double>(ctx);
+  } else {
+    softmax_typed<kLog, float>(ctx);
   }
 }
 

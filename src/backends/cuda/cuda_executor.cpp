@@ -96,6 +96,21 @@ std::string cpu_only_tensor(const format::EngineModel& model, const format::Laye
   return "";
 }
 
+// "float64 tensor 'x'" when `layer` is one whose CPU kernel takes a dtype its CUDA kernel does not:
+// float64 Softmax/LogSoftmax/MatMul/Gemm (the CUDA kernels compute float32/float16/bfloat16 only,
+// and would read the doubles as other values) and int8/uint8 MaxPool; "" otherwise.
+std::string cpu_only_dtype_of(const format::EngineModel& model, const format::Layer& layer) {
+  static const std::set<std::string> kFloatOnlyOps = {"Softmax", "LogSoftmax", "MatMul", "Gemm",
+                                                      "MaxPool"};
+  if (!kFloatOnlyOps.count(layer.op) || layer.inputs.empty() || layer.inputs[0] < 0) return "";
+  const format::TensorDesc& x = model.tensors.at(static_cast<size_t>(layer.inputs[0]));
+  if (x.dtype == DType::kFloat32 || x.dtype == DType::kFloat16 || x.dtype == DType::kBFloat16) {
+    return "";
+  }
+  return std::string(dtype_name(x.dtype)) + " tensor '" + x.name +
+         "' (its cuda kernel takes float32, float16 and bfloat16)";
+}
+
 }  // namespace
 
 std::vector<const CudaKernel*> find_cuda_kernels(const detail::EngineState& engine) {
@@ -115,6 +130,8 @@ std::vector<const CudaKernel*> find_cuda_kernels(const detail::EngineState& engi
     if (kernels[l] && kernels[l]->check_attributes) kernels[l]->check_attributes(layer.name, layer.op, layer.attrs);
     if (const std::string tensor = cpu_only_tensor(model, layer); !tensor.empty()) {
       cpu_only_layers.push_back("layer '" + layer.name + "' (op '" + layer.op + "'): " + tensor);
+    } else if (const std::string dtype = cpu_only_dtype_of(model, layer); !dtype.empty()) {
+      cpu_only_layers.push_back("layer '" + layer.name + "' (op '" + layer.op + "'): " + dtype);
     }
   }
   if (!missing.empty()) {
@@ -128,7 +145,8 @@ std::vector<const CudaKernel*> find_cuda_kernels(const detail::EngineState& engi
     for (const std::string& m : cpu_only_layers) list += "\n  " + m;
     fail(ErrorCode::kUnsupported, engine.source,
          ": the cuda backend has no kernels for uint16/uint32/uint64 tensors or float8 tensors (float8e8m0 "
-         "too), nor for int4/uint4/int2/uint2 or float4e2m1 tensors (",
+         "too), nor for int4/uint4/int2/uint2 or float4e2m1 tensors, nor float64 Softmax/LogSoftmax/"
+         "MatMul/Gemm or int8/uint8 MaxPool (",
          cpu_only_layers.size(), " layer(s)); build this model for the cpu target:", list);
   }
   return kernels;

@@ -16,6 +16,7 @@
 
 #include "base/error.hpp"
 #include "frontend/onnx/build_time_control_flow.hpp"
+#include "frontend/onnx/extra_domains.hpp"
 #include "frontend/onnx/function_inliner.hpp"
 #include "frontend/onnx/function_ops.hpp"
 #include "frontend/onnx/onnx_proto.hpp"
@@ -293,6 +294,14 @@ class Importer final : public ImportGraphHost {
   std::string unsupported_reason(const FlatNode& node) const {
     const std::string where =
         detail::concat("node '", node.name, "': op '", node.op_type, "' ", describe_domain(node));
+    if (const std::string refusal = extra_domain_refusal(node.op_type, node.domain);
+        !refusal.empty()) {
+      return where + " " + refusal;
+    }
+    if (node.domain.empty() && node.opset == 0) {
+      return where + " is in the ai.onnx domain, which the model does not import";
+    }
+    if (is_extra_domain_op(node.op_type, node.domain)) return "";
     if ((!node.domain.empty() || ops::find_op(node.op_type) == nullptr) &&
         !is_expanded_function_op(node.op_type, node.domain) && !is_renamed_legacy_op(node.op_type, node.domain)) {
       return where + " is not supported by kiln";
@@ -418,8 +427,11 @@ class Importer final : public ImportGraphHost {
       NormalizedNode n;
       n.name = node->name;
       n.op_type = node->op_type;
-      n.domain = node->domain;
-      n.opset = node->opset;
+      // kiln's op names are unique, so the other domains' ops it runs become plain kiln ops.
+      // Their opset numbers are their domain's, so they skip the ai.onnx opset rewrites.
+      const bool extra = is_extra_domain_op(node->op_type, node->domain);
+      n.domain = extra ? std::string() : node->domain;
+      n.opset = extra ? kMaxDocumentedOpset : node->opset;
       n.inputs = node->inputs;
       n.outputs = node->outputs;
       for (const FlatAttribute& attr : node->attributes) {
@@ -611,8 +623,14 @@ ir::Graph import_model_bytes(std::span<const uint8_t> bytes, const ImportOptions
   const proto::Model model = proto::parse_model(bytes, options.source);
   if (!model.has_graph) fail(ErrorCode::kCorruptFile, options.source, ": ModelProto has no graph");
   std::optional<int64_t> opset;
+  bool imports_extra_domain = false;
   for (const proto::OperatorSetId& id : model.opset_imports) {
     if (canonical_domain(id.domain).empty()) opset = id.version;
+    imports_extra_domain = imports_extra_domain || is_extra_domain(id.domain);
+  }
+  if (!opset && imports_extra_domain) {
+    // Only ai.onnx.preview.training / ai.onnx.ml ops: ai.onnx nodes, if any, are refused by name.
+    return Importer(model, options).run(0);
   }
   if (!opset) {
     fail(ErrorCode::kUnsupported, options.source,

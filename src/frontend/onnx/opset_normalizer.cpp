@@ -258,6 +258,10 @@ void normalize_node(NormalizedNode& node, const AddConstantFn& add_constant) {
     ints_attribute_to_input(node, "split", 1, add_constant);
   } else if (op == "DFT" && node.domain.empty() && node.opset < 20) {
     dft_axis_attribute_to_input(node, add_constant);
+  } else if (op == "RoiAlign" && node.domain.empty() && node.opset < 16 &&
+             !node.attrs.has("coordinate_transformation_mode")) {
+    // Opset 10 had no such attribute and sampled as output_half_pixel does (16's default differs).
+    node.attrs.set("coordinate_transformation_mode", Attribute::of_string("output_half_pixel"));
   } else if (op == "Clip") {  // min/max attributes (opset < 11)
     float_attribute_to_input(node, "min", 1, add_constant);
     float_attribute_to_input(node, "max", 2, add_constant);

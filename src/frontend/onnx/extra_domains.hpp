@@ -1,0 +1,26 @@
+// The ops kiln runs from ONNX domains other than ai.onnx: the ai.onnx.preview.training optimizers
+// (Adagrad, Adam, Momentum: one update step, plain arithmetic) and the simplest ai.onnx.ml ops
+// (Binarizer, ArrayFeatureExtractor on numeric tensors). The importer gives such a
+// node kiln's op of the same name; every other op of these domains stays refused by name.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace kiln::onnx {
+
+inline constexpr std::string_view kTrainingDomain = "ai.onnx.preview.training";
+inline constexpr std::string_view kMlDomain = "ai.onnx.ml";
+
+// True when `op_type` of (canonical, non-empty) `domain` is one of the ops above.
+bool is_extra_domain_op(std::string_view op_type, const std::string& domain);
+
+// True for ai.onnx.preview.training and ai.onnx.ml: a model importing one of these but no ai.onnx
+// opset is still imported (its ai.onnx nodes, if any, are refused by name).
+bool is_extra_domain(const std::string& domain);
+
+// Why kiln refuses `op_type` of `domain` when it has a reason beyond "not supported" (Gradient:
+// kiln does not differentiate graphs); "" otherwise.
+std::string extra_domain_refusal(std::string_view op_type, const std::string& domain);
+
+}  // namespace kiln::onnx
