@@ -437,13 +437,40 @@ def export_module(module: torch.nn.Module, inputs: tuple,
                                for x in inputs)
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
+    from ._output_containers import register_output_containers
+
+    register_output_containers()  # transformers' caches in the outputs (see that module)
     # The math form of scaled_dot_product_attention decomposes into matmuls and a softmax that
     # kiln builds; CUDA's fused kernels (_scaled_dot_product_efficient_attention, ...) have no
     # ONNX form.
     with torch.no_grad(), sdpa_kernel([SDPBackend.MATH]):
         program = torch.export.export(module, inputs, dynamic_shapes=dynamic_shapes)
-        program = program.run_decompositions()
+        program = _run_decompositions(program)
     return program.module()
+
+
+def _run_decompositions(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """``program.run_decompositions()``, with the outputs seen as a flat tuple while it retraces.
+
+    The retrace rebuilds the output containers, and a container whose unflatten runs tensor ops
+    (transformers' DynamicCache concatenates each layer's keys onto an empty tensor it creates)
+    leaves new inline constants in the graph that the exported program's verifier rejects
+    ("Constant tensor lifted_tensor_0 is not in the constants dictionary"). The decomposed
+    program gets the model's own output structure back, so its module still returns what the
+    model returns."""
+    import torch.utils._pytree as pytree
+
+    signature = program.module_call_graph[0].signature
+    out_spec = signature.out_spec if signature is not None else None
+    if out_spec is None or out_spec.is_leaf():
+        return program.run_decompositions()
+    signature.out_spec = pytree.tree_structure(tuple(range(out_spec.num_leaves)))
+    try:
+        decomposed = program.run_decompositions()
+    finally:
+        signature.out_spec = out_spec
+    decomposed.module_call_graph[0].signature.out_spec = out_spec
+    return decomposed
 
 
 def compile(module: torch.nn.Module, inputs: "torch.Tensor | Sequence[torch.Tensor]", *,
