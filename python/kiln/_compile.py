@@ -450,7 +450,8 @@ def export_module(module: torch.nn.Module, inputs: tuple,
 
 
 def _run_decompositions(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
-    """``program.run_decompositions()``, with the outputs seen as a flat tuple while it retraces.
+    """``program.run_decompositions()`` with kiln's additions to the table (:mod:`kiln._decompositions`),
+    with the outputs seen as a flat tuple while it retraces.
 
     The retrace rebuilds the output containers, and a container whose unflatten runs tensor ops
     (transformers' DynamicCache concatenates each layer's keys onto an empty tensor it creates)
@@ -460,13 +461,16 @@ def _run_decompositions(program: torch.export.ExportedProgram) -> torch.export.E
     model returns."""
     import torch.utils._pytree as pytree
 
+    from ._decompositions import kiln_decompositions
+
+    table = kiln_decompositions()
     signature = program.module_call_graph[0].signature
     out_spec = signature.out_spec if signature is not None else None
     if out_spec is None or out_spec.is_leaf():
-        return program.run_decompositions()
+        return program.run_decompositions(table)
     signature.out_spec = pytree.tree_structure(tuple(range(out_spec.num_leaves)))
     try:
-        decomposed = program.run_decompositions()
+        decomposed = program.run_decompositions(table)
     finally:
         signature.out_spec = out_spec
     decomposed.module_call_graph[0].signature.out_spec = out_spec
