@@ -444,7 +444,41 @@ def _short(text: str, limit: int = 600) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
-def check(zoo_model: ZooModel, target: str) -> dict:
+def _grow_batch(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """``x`` with dim 0 made ``batch`` long by repeating its rows (keeps token ids and masks
+    valid)."""
+    reps = -(-batch // x.shape[0])
+    return torch.cat([x] * reps)[:batch]
+
+
+def check_dynamic_batch(model: nn.Module, inputs: tuple, device: str) -> dict:
+    """Compiles again with ``dynamic_batch=(1, BATCH, 4)`` and runs batches BATCH and 3 against
+    eager PyTorch. Returns {"status", "max_rel_error", "fallbacks"} or {"status", "error"}."""
+    import kiln
+
+    result: dict = {"status": "error"}
+    try:
+        compiled = kiln.compile(model, inputs, device=device, dynamic_batch=(1, BATCH, 4))
+        result["fallbacks"] = len(compiled.kiln_report.fallbacks)
+        errors = []
+        for batch in (BATCH, 3):
+            grown = tuple(_grow_batch(x, batch) for x in inputs)
+            with torch.no_grad():
+                want = _leaves(model(*grown))
+                got = _leaves(compiled(*[x.to(device) for x in grown]))
+            if len(got) != len(want):
+                raise AssertionError(f"{len(got)} output tensors, eager gives {len(want)}")
+            errors += [relative_error(g.cpu(), w) for g, w in zip(got, want)]
+        result["max_rel_error"] = max(errors) if errors else 0.0
+        accurate = result["max_rel_error"] <= TOLERANCE
+        result["status"] = ("pass" if accurate and not result["fallbacks"]
+                            else "fallback" if accurate else "mismatch")
+    except Exception as error:
+        result["error"] = _short(f"{type(error).__name__}: {error}", 400)
+    return result
+
+
+def check(zoo_model: ZooModel, target: str, dynamic_batch: bool = False) -> dict:
     import kiln
 
     row: dict = {"model": zoo_model.name, "family": zoo_model.family, "note": zoo_model.note,
@@ -482,6 +516,9 @@ def check(zoo_model: ZooModel, target: str) -> dict:
         accurate = row["max_rel_error"] <= TOLERANCE
         row["status"] = ("pass" if accurate and not row["fallbacks"] and row["engines"]
                          else "fallback" if accurate else "mismatch")
+        if dynamic_batch:
+            stage = "dynamic batch"
+            row["dynamic_batch"] = check_dynamic_batch(model, inputs, device)
     except Exception as error:  # record and go on to the next model
         row["stage"] = stage
         row["error"] = _short(f"{type(error).__name__}: {error}")
@@ -538,13 +575,16 @@ def write_markdown(results: dict, meta: dict, path: Path) -> None:
         f"tolerance of tests/gpu/test_cuda_models.py (max \\|kiln - torch\\| / max \\|torch\\| "
         f"<= {TOLERANCE:g}); **fallback** = within tolerance but some nodes ran in PyTorch; "
         "**mismatch** = outside tolerance; **error** = a stage failed. All outputs the model "
-        "returns are compared, ModelOutputs and caches flattened.",
+        "returns are compared, ModelOutputs and caches flattened. *Dynamic batch* (with "
+        f"`--dynamic-batch`): compiled again with `dynamic_batch=(1, {BATCH}, 4)` and run at "
+        f"batches {BATCH} and 3 (status, max rel. error); *not run* where that option was not "
+        "given.",
         "",
         "Totals: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f" of {len(rows)}.",
         "",
         "| model | family | status | engines | nodes left to PyTorch | max rel. error | "
-        "compile s | notes |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "compile s | dynamic batch | notes |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         error = r.get("max_rel_error")
@@ -555,8 +595,15 @@ def write_markdown(results: dict, meta: dict, path: Path) -> None:
         if r.get("error"):
             detail = f"{r.get('stage', '')}: {_short(r['error'], 240)}".replace("|", "\\|")
         notes = "; ".join(x for x in (r.get("note", ""), detail) if x)
+        dynamic = r.get("dynamic_batch") or {}
+        dynamic_text = dynamic.get("status", "not run")
+        if dynamic.get("error"):
+            dynamic_text += ": " + _short(dynamic["error"], 160).replace("|", "\\|")
+        elif "max_rel_error" in dynamic:
+            dynamic_text += f" ({dynamic['max_rel_error']:.1e})"
         lines.append(f"| {r['model']} | {r['family']} | {r['status']} | {r.get('engines', '')} "
-                     f"| {left} | {err_text} | {r.get('compile_s', '')} | {notes} |")
+                     f"| {left} | {err_text} | {r.get('compile_s', '')} | {dynamic_text} "
+                     f"| {notes} |")
     lines.append("")
     path.write_text("\n".join(lines))
 
@@ -585,6 +632,9 @@ def main() -> None:
     parser.add_argument("--markdown-only", action="store_true")
     parser.add_argument("--fresh", action="store_true", help="drop earlier entries of the JSON")
     parser.add_argument("--list", action="store_true")
+    parser.add_argument("--dynamic-batch", action="store_true",
+                        help=f"also compile with dynamic_batch=(1, {BATCH}, 4) and run batches "
+                        f"{BATCH} and 3")
     args = parser.parse_args()
     if args.list:
         for m in ZOO:
@@ -604,10 +654,10 @@ def main() -> None:
         torch.set_num_threads(max(1, os.cpu_count() or 1))
         data["meta"] = _versions(args.target)
         for name in args.models or [m.name for m in ZOO]:
-            row = check(BY_NAME[name], args.target)
+            row = check(BY_NAME[name], args.target, args.dynamic_batch)
             data["results"][name] = row
             brief = {k: row.get(k) for k in ("model", "status", "engines", "max_rel_error",
-                                             "compile_s", "seconds")}
+                                             "compile_s", "seconds", "dynamic_batch")}
             brief["fallbacks"] = len(row.get("fallbacks") or [])
             if row.get("error"):
                 brief["error"] = _short(row["error"], 300)

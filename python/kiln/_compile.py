@@ -427,14 +427,30 @@ def _check_dynamic_batch(dynamic_batch, inputs) -> tuple[int, int, int] | None:
     return lo, opt, hi
 
 
+def _shape_specs_for_signature(module: torch.nn.Module, specs: tuple) -> tuple:
+    """``specs`` (one per positional input) shaped as torch.export wants them for
+    ``module.forward``'s signature: the inputs a ``*args`` parameter collects are one tuple."""
+    import inspect
+
+    try:
+        parameters = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):  # no introspectable signature: leave it to torch.export
+        return specs
+    if not any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):
+        return specs
+    named = sum(1 for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                                    inspect.Parameter.POSITIONAL_OR_KEYWORD))
+    return specs[:named] + (specs[named:],)
+
+
 def export_module(module: torch.nn.Module, inputs: tuple,
                   dynamic_batch: tuple[int, int, int] | None) -> torch.fx.GraphModule:
     """torch.export + core-aten decompositions, unlifted (parameters as get_attr)."""
     dynamic_shapes = None
     if dynamic_batch is not None:
         batch = torch.export.Dim("batch", min=dynamic_batch[0], max=dynamic_batch[2])
-        dynamic_shapes = tuple({0: batch} if isinstance(x, torch.Tensor) else None
-                               for x in inputs)
+        dynamic_shapes = _shape_specs_for_signature(
+            module, tuple({0: batch} if isinstance(x, torch.Tensor) else None for x in inputs))
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from ._output_containers import register_output_containers

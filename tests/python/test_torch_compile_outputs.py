@@ -138,3 +138,35 @@ def test_encoder_decoder_cache_registered_after_dynamic_cache(monkeypatch):
         assert torch.equal(rebuilt.cross_attention_cache.keys[0], torch.ones(1, 1, 3))
     finally:
         pytree._deregister_pytree_node(EncoderDecoderCache)
+
+
+class VarPositional(nn.Module):
+    """forward(self, x, *rest): a wrapper calling a model with keyword inputs has this
+    shape (the zoo's KeywordCall); torch.export wants the dynamic shapes of *inputs as one
+    tuple."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(4, 3)
+
+    def forward(self, x, *rest):
+        y = self.linear(x)
+        for r in rest:
+            y = y + self.linear(r)
+        return {"y": y, "parts": [self.linear(r) for r in rest]}
+
+
+def test_dynamic_batch_with_var_positional_forward():
+    torch.manual_seed(0)
+    model = VarPositional().eval()
+    inputs = tuple(torch.randn(2, 4) for _ in range(3))
+    compiled = kiln.compile(model, inputs, dynamic_batch=(1, 2, 5))
+    assert compiled.kiln_report.fully_compiled, compiled.kiln_report
+    for batch in (2, 5):
+        grown = tuple(torch.randn(batch, 4) for _ in range(3))
+        with torch.no_grad():
+            got, want = compiled(*grown), model(*grown)
+        torch.testing.assert_close(got["y"], want["y"], atol=2e-5, rtol=1e-5)
+        assert len(got["parts"]) == 2
+        for g, w in zip(got["parts"], want["parts"]):
+            torch.testing.assert_close(g, w, atol=2e-5, rtol=1e-5)
