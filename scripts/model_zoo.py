@@ -565,6 +565,12 @@ def write_markdown(results: dict, meta: dict, path: Path) -> None:
         f"{meta.get('target', 'cpu')}",
         "```",
         "",
+        "torchvision and transformers are not among kiln's requirements: install them to rerun "
+        "(a model whose package is missing is recorded as skipped). A torchvision whose compiled "
+        "ops do not load (a CUDA build beside a CPU torch) still serves: these models need none "
+        "of them. Add `--dynamic-batch` for the dynamic-batch column, `--models NAME ...` to "
+        "rerun some models (results merge into the JSON).",
+        "",
         f"Last run: target **{meta.get('target')}**, torch {meta.get('torch')}, torchvision "
         f"{meta.get('torchvision')}, transformers {meta.get('transformers')}, "
         f"{meta.get('date')}, {meta.get('machine')}. Batch {BATCH}; images {IMAGE}x{IMAGE} "
