@@ -427,23 +427,70 @@ def _check_dynamic_batch(dynamic_batch, inputs) -> tuple[int, int, int] | None:
     return lo, opt, hi
 
 
+def _shape_specs_for_signature(module: torch.nn.Module, specs: tuple) -> tuple:
+    """``specs`` (one per positional input) shaped as torch.export wants them for
+    ``module.forward``'s signature: the inputs a ``*args`` parameter collects are one tuple."""
+    import inspect
+
+    try:
+        parameters = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):  # no introspectable signature: leave it to torch.export
+        return specs
+    if not any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):
+        return specs
+    named = sum(1 for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                                    inspect.Parameter.POSITIONAL_OR_KEYWORD))
+    return specs[:named] + (specs[named:],)
+
+
 def export_module(module: torch.nn.Module, inputs: tuple,
                   dynamic_batch: tuple[int, int, int] | None) -> torch.fx.GraphModule:
     """torch.export + core-aten decompositions, unlifted (parameters as get_attr)."""
     dynamic_shapes = None
     if dynamic_batch is not None:
         batch = torch.export.Dim("batch", min=dynamic_batch[0], max=dynamic_batch[2])
-        dynamic_shapes = tuple({0: batch} if isinstance(x, torch.Tensor) else None
-                               for x in inputs)
+        dynamic_shapes = _shape_specs_for_signature(
+            module, tuple({0: batch} if isinstance(x, torch.Tensor) else None for x in inputs))
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
+    from ._output_containers import register_output_containers
+
+    register_output_containers()  # transformers' caches in the outputs (see that module)
     # The math form of scaled_dot_product_attention decomposes into matmuls and a softmax that
     # kiln builds; CUDA's fused kernels (_scaled_dot_product_efficient_attention, ...) have no
     # ONNX form.
     with torch.no_grad(), sdpa_kernel([SDPBackend.MATH]):
         program = torch.export.export(module, inputs, dynamic_shapes=dynamic_shapes)
-        program = program.run_decompositions()
+        program = _run_decompositions(program)
     return program.module()
+
+
+def _run_decompositions(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """``program.run_decompositions()`` with kiln's additions to the table (:mod:`kiln._decompositions`),
+    with the outputs seen as a flat tuple while it retraces.
+
+    The retrace rebuilds the output containers, and a container whose unflatten runs tensor ops
+    (transformers' DynamicCache concatenates each layer's keys onto an empty tensor it creates)
+    leaves new inline constants in the graph that the exported program's verifier rejects
+    ("Constant tensor lifted_tensor_0 is not in the constants dictionary"). The decomposed
+    program gets the model's own output structure back, so its module still returns what the
+    model returns."""
+    import torch.utils._pytree as pytree
+
+    from ._decompositions import kiln_decompositions
+
+    table = kiln_decompositions()
+    signature = program.module_call_graph[0].signature
+    out_spec = signature.out_spec if signature is not None else None
+    if out_spec is None or out_spec.is_leaf():
+        return program.run_decompositions(table)
+    signature.out_spec = pytree.tree_structure(tuple(range(out_spec.num_leaves)))
+    try:
+        decomposed = program.run_decompositions(table)
+    finally:
+        signature.out_spec = out_spec
+    decomposed.module_call_graph[0].signature.out_spec = out_spec
+    return decomposed
 
 
 def compile(module: torch.nn.Module, inputs: "torch.Tensor | Sequence[torch.Tensor]", *,
