@@ -111,10 +111,7 @@ CASES = {
 
 
 
-BLOCK_SHAPES = ["flash:w2", "flash:w4", "flash:w4p", "flash:w8", "flash:w2x2", "flash:w4x2"]
-# Shapes with two row tiles per warp are built for head tiles up to 64 only; on larger heads the
-# forced name is passed over and the layer chooses among the others.
-SMALL_HEAD_SHAPES = {"flash:w2x2", "flash:w4x2"}
+BLOCK_SHAPES = ["flash:w2", "flash:w4", "flash:w4p", "flash:w8"]
 
 
 @pytest.mark.parametrize("block", BLOCK_SHAPES)
@@ -133,10 +130,7 @@ def test_every_block_shape_matches_cpu(name, block, tmp_path, monkeypatch):
     engine_bytes = kiln.build_onnx(model, target="cuda", precision="fp16")
     tactics = [layer["attributes"].get("kiln_tactic") for layer in engine_layers(engine_bytes, tmp_path)
                if layer["op"] == "FusedAttention"]
-    if block in SMALL_HEAD_SHAPES and max(dim, value_dim) > 64:
-        assert len(tactics) == 1 and tactics[0] in BLOCK_SHAPES and tactics[0] not in SMALL_HEAD_SHAPES, tactics
-    else:
-        assert tactics == [block]
+    assert tactics == [block]
     got = kiln.Engine(engine_bytes).run(feeds)["y"].astype(np.float64)
     scale = max(1.0, float(np.abs(want).max()))
     err = float(np.abs(got - want).max())

@@ -59,20 +59,15 @@ AttentionParams make_params(const LaunchContext& ctx, const ops::AttentionGeomet
 // ---- block shapes (tactics) -------------------------------------------------------------------
 
 // One block shape of the kernel. Fewer warps per block waste less past short sequence ends and fit
-// more blocks on an SM; more warps share each K/V tile among more query rows. Two row tiles per
-// warp reuse each K/V fragment twice (less shared-memory traffic per multiply) but double the
-// accumulators, so they are built for head tiles up to 64 only. Reading the mask ahead hides its
-// latency at the cost of registers.
+// more blocks on an SM; more warps share each K/V tile among more query rows. Reading the mask
+// ahead hides its latency at the cost of registers.
 struct BlockShape {
   const char* name;  // the recorded tactic
   int warps;
-  int row_tiles;     // 16-row query tiles per warp
   bool preload_mask;
-  int max_tile_dim;  // the largest head tile (64 or 128) the shape is built for
 };
-constexpr BlockShape kBlockShapes[] = {
-    {"flash:w2", 2, 1, false, 128}, {"flash:w4", 4, 1, false, 128},  {"flash:w4p", 4, 1, true, 128},
-    {"flash:w8", 8, 1, false, 128}, {"flash:w2x2", 2, 2, false, 64}, {"flash:w4x2", 4, 2, false, 64}};
+constexpr BlockShape kBlockShapes[] = {{"flash:w2", 2, false}, {"flash:w4", 4, false}, {"flash:w4p", 4, true},
+                                       {"flash:w8", 8, false}};
 constexpr int kDefaultShape = 1;  // used when nothing was timed or recorded
 
 std::optional<int> find_block_shape(const std::string& name) {
@@ -82,11 +77,8 @@ std::optional<int> find_block_shape(const std::string& name) {
   return std::nullopt;
 }
 
-bool shape_fits(int shape, int tile_dim) { return tile_dim <= kBlockShapes[shape].max_tile_dim; }
-
-// Calls f.template operator()<T, kDim, kWarps, kRowTiles, kPreload>() for the dtype, head-dim tile
-// and block shape `shape` (an index into kBlockShapes that fits the tile: callers check
-// shape_fits).
+// Calls f.template operator()<T, kDim, kWarps, kPreload>() for the dtype, head-dim tile and
+// block shape `shape` (an index into kBlockShapes; callers pass only valid ones).
 template <typename F>
 void dispatch_kernel(const LaunchContext& ctx, int tile_dim, int shape, F&& f) {
   dispatch_float(ctx, ctx.outputs[0].dtype, [&]<typename T>() {
@@ -96,15 +88,11 @@ void dispatch_kernel(const LaunchContext& ctx, int tile_dim, int shape, F&& f) {
       // One instantiation per table entry, so the table is the only list of shapes.
       const auto with_dim = [&]<int kDim>() {
         [&]<size_t... kShapes>(std::index_sequence<kShapes...>) {
-          const auto one = [&]<size_t kShape>() {
-            constexpr BlockShape entry = kBlockShapes[kShape];
-            if constexpr (kDim <= entry.max_tile_dim) {
-              if (shape == static_cast<int>(kShape)) {
-                f.template operator()<T, kDim, entry.warps, entry.row_tiles, entry.preload_mask>();
-              }
-            }
-          };
-          (one.template operator()<kShapes>(), ...);
+          ((shape == static_cast<int>(kShapes)
+                ? (f.template operator()<T, kDim, kBlockShapes[kShapes].warps, kBlockShapes[kShapes].preload_mask>(),
+                   0)
+                : 0),
+           ...);
         }(std::make_index_sequence<std::size(kBlockShapes)>{});
       };
       if (tile_dim == 64) {
@@ -130,16 +118,12 @@ bool aligned16(const void* pointer) { return reinterpret_cast<uintptr_t>(pointer
 bool launch_kernel(const LaunchContext& ctx, const AttentionState& state, int shape, const AttentionParams& params,
                    cudaStream_t stream) {
   const ops::AttentionGeometry& g = state.geometry;
-  if (!shape_fits(shape, state.tile_dim)) {
-    ctx.fail(ErrorCode::kInternal, "block shape ", kBlockShapes[shape].name, " is not built for head tile ",
-             state.tile_dim);
-  }
   bool launched = false;
-  dispatch_kernel(ctx, state.tile_dim, shape, [&]<typename T, int kDim, int kWarps, int kRowTiles, bool kPreload>() {
-    using Layout = attention::TileLayout<kDim, kWarps, kRowTiles>;
+  dispatch_kernel(ctx, state.tile_dim, shape, [&]<typename T, int kDim, int kWarps, bool kPreload>() {
+    using Layout = attention::TileLayout<kDim, kWarps>;
     const dim3 grid(static_cast<unsigned>((g.query_length + Layout::kBlockRows - 1) / Layout::kBlockRows),
                     static_cast<unsigned>(g.heads), static_cast<unsigned>(g.batch));
-    attention::flash_attention_kernel<T, kDim, kWarps, kRowTiles, 1, kPreload>
+    attention::flash_attention_kernel<T, kDim, kWarps, 1, kPreload>
         <<<grid, kWarps * 32, Layout::kBytes, stream>>>(params);
     launched = cudaPeekAtLastError() == cudaSuccess;
   });
@@ -149,12 +133,10 @@ bool launch_kernel(const LaunchContext& ctx, const AttentionState& state, int sh
 // The kernels need more than the default 48 KB of dynamic shared memory.
 void set_shared_limits(const LaunchContext& ctx, int tile_dim) {
   for (int shape = 0; shape < static_cast<int>(std::size(kBlockShapes)); ++shape) {
-    if (!shape_fits(shape, tile_dim)) continue;
-    dispatch_kernel(ctx, tile_dim, shape, [&]<typename T, int kDim, int kWarps, int kRowTiles, bool kPreload>() {
-      KILN_CUDA_CHECK(
-          cudaFuncSetAttribute(attention::flash_attention_kernel<T, kDim, kWarps, kRowTiles, 1, kPreload>,
-                               cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               static_cast<int>(attention::TileLayout<kDim, kWarps, kRowTiles>::kBytes)));
+    dispatch_kernel(ctx, tile_dim, shape, [&]<typename T, int kDim, int kWarps, bool kPreload>() {
+      KILN_CUDA_CHECK(cudaFuncSetAttribute(attention::flash_attention_kernel<T, kDim, kWarps, 1, kPreload>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(attention::TileLayout<kDim, kWarps>::kBytes)));
     });
   }
 }
@@ -173,8 +155,7 @@ std::string attention_key(const LaunchContext& ctx, const ops::AttentionGeometry
 }
 
 // KILN_ATTENTION_BLOCK=<tactic name> (flash:w2, ...) forces that block shape whatever is recorded
-// (tests run every shape this way) on the layers whose head tile it is built for; the others
-// choose as if unset. Unset or empty: none. Any other value fails naming it.
+// (tests run every shape this way); unset or empty: none. Any other value fails naming it.
 std::optional<int> forced_block_shape(const LaunchContext& ctx) {
   const char* value = std::getenv("KILN_ATTENTION_BLOCK");
   if (value == nullptr || *value == '\0') return std::nullopt;
@@ -189,13 +170,12 @@ std::optional<int> forced_block_shape(const LaunchContext& ctx) {
 // layer's tensors, else the default.
 int choose_block_shape(LaunchContext& ctx, const AttentionState& state) {
   const std::string key = attention_key(ctx, state.geometry);
-  if (const std::optional<int> forced = forced_block_shape(ctx); forced && shape_fits(*forced, state.tile_dim)) {
+  if (const std::optional<int> forced = forced_block_shape(ctx)) {
     report_tactic(ctx, key, kBlockShapes[*forced].name);
     return *forced;
   }
-  // A recorded name that is unknown or does not fit (an edited engine) is ignored, not trusted.
   if (const std::optional<std::string> known = known_tactic(ctx, key)) {
-    if (const std::optional<int> shape = find_block_shape(*known); shape && shape_fits(*shape, state.tile_dim)) {
+    if (const std::optional<int> shape = find_block_shape(*known)) {
       report_tactic(ctx, key, *known);
       return *shape;
     }
@@ -207,7 +187,6 @@ int choose_block_shape(LaunchContext& ctx, const AttentionState& state) {
   int best = kDefaultShape;
   float best_ms = std::numeric_limits<float>::infinity();
   for (int shape = 0; shape < static_cast<int>(std::size(kBlockShapes)); ++shape) {
-    if (!shape_fits(shape, state.tile_dim)) continue;
     const float ms =
         time_on_stream(ctx.stream, 10, [&] { return launch_kernel(ctx, state, shape, params, ctx.stream); });
     if (tactic_logging()) {

@@ -1,10 +1,9 @@
 // The tensor-core kernel behind FusedAttention on CUDA (contract in ops/attention.hpp; launched
 // by attention_kernels.cu, which picks the block shape as a tactic).
 //
-// A flash-attention style kernel on mma.sync: a block of kWarps warps owns 16 * kRowTiles * kWarps
-// query rows of one (batch, head) and streams 64-key tiles of K and V through shared memory; each
-// warp computes the score tiles of its 16 * kRowTiles rows (two row tiles share every K and V
-// fragment a warp loads, halving shared-memory reads per multiply at twice the registers), updates a running max and sum per row (online softmax, float32)
+// A flash-attention style kernel on mma.sync: a block of kWarps warps owns 16 * kWarps query rows
+// of one (batch, head) and streams 64-key tiles of K and V through shared memory; each warp
+// computes its 16x64 score tile, updates a running max and sum per row (online softmax, float32)
 // and accumulates P·V into a float32 tile that is rescaled as the max moves. Scores never reach
 // global memory. Work past the sequence ends is skipped, not masked: a warp whose rows all lie past
 // the last query only helps load tiles, and the last key tile multiplies only its 16-key steps
@@ -41,13 +40,13 @@ __device__ __forceinline__ float finish(float accumulated, float row_sum, bool n
   return nan_to_zero && isnan(value) ? 0.0f : value;
 }
 
-// Each warp owns kRowTiles tiles of 16 query rows. Its Q fragments, score tile and output accumulator live in
+// Each warp owns 16 query rows. Its Q fragments, score tile and output accumulator live in
 // registers in the layouts of PTX's mma.m16n8k16 (a thread holds rows group and group + 8 of every
 // fragment, two adjacent columns each), so the softmax works on the score accumulators directly
 // and they become the A operand of P·V without leaving registers. Shared memory holds only the Q
 // tile (read once) and the K and V tiles, double-buffered: cp.async fetches tile i + 1 while
 // tile i is multiplied.
-constexpr int kRowTileRows = 16;
+constexpr int kRowsPerWarp = 16;
 constexpr int kBlockKeys = 64;  // keys per tile
 constexpr int kKeyStep = 16;    // keys per mma k-step of P·V (and per pair of score tiles)
 // Shared rows are padded by 8 elements (16 bytes): the 8 rows one ldmatrix phase reads then fall
@@ -55,9 +54,9 @@ constexpr int kKeyStep = 16;    // keys per mma k-step of P·V (and per pair of 
 constexpr int kRowPad = 8;
 constexpr float kLog2e = 1.4426950408889634f;
 
-template <int kDim, int kWarps, int kRowTiles>
+template <int kDim, int kWarps>
 struct TileLayout {
-  static constexpr int kBlockRows = kWarps * kRowTiles * kRowTileRows;  // query rows per block
+  static constexpr int kBlockRows = kWarps * kRowsPerWarp;            // query rows per block
   static constexpr int kStride = kDim + kRowPad;                      // elements per shared row
   static constexpr size_t kQ = size_t{kBlockRows} * kStride * 2;      // the Q tile
   static constexpr size_t kKeys = size_t{kBlockKeys} * kStride * 2;  // one K or V tile
@@ -141,12 +140,11 @@ __device__ __forceinline__ void load_tile_async(T* __restrict__ tile, const T* _
   }
 }
 
-// kWarps warps per block, kRowTiles tiles of 16 query rows per warp; kMinBlocks blocks per SM
-// asked of the register allocator (1: no bound).
-template <typename T, int kDim, int kWarps, int kRowTiles, int kMinBlocks, bool kPreloadMask>
+// kWarps warps per block (16 query rows each); kMinBlocks blocks per SM asked of the register
+// allocator (1: no bound).
+template <typename T, int kDim, int kWarps, int kMinBlocks, bool kPreloadMask>
 __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) flash_attention_kernel(const __grid_constant__ AttentionParams p) {
-  using Layout = TileLayout<kDim, kWarps, kRowTiles>;
-  constexpr int kWarpRows = kRowTiles * kRowTileRows;
+  using Layout = TileLayout<kDim, kWarps>;
   constexpr int kThreads = kWarps * 32;
   constexpr int kBlockRows = Layout::kBlockRows;
   constexpr int kStride = Layout::kStride;
@@ -166,7 +164,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) flash_attention_kerne
   const int b = blockIdx.z;
   const int h = blockIdx.y;
   const int row0 = blockIdx.x * kBlockRows;
-  const int warp_row = warp * kWarpRows;
+  const int warp_row = warp * kRowsPerWarp;
   // Warp-uniform: a warp with no query rows only loads tiles and meets the barriers.
   const bool computes = row0 + warp_row < p.query_length;
   const T* q = static_cast<const T*>(p.q) + b * p.q_strides[0] + h * p.q_strides[1];
@@ -174,8 +172,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) flash_attention_kerne
   const T* v = static_cast<const T*>(p.v) + b * p.v_strides[0] + h * p.v_strides[1];
   const T* mask = p.mask ? static_cast<const T*>(p.mask) + b * p.mask_strides[0] + h * p.mask_strides[1] : nullptr;
   const int tiles = (p.key_length + kBlockKeys - 1) / kBlockKeys;
-  // The query of fragment row r (group or group + 8) of row tile m.
-  auto query_of = [&](int m, int r) { return row0 + warp_row + m * kRowTileRows + group + 8 * r; };
+  const int queries[2] = {row0 + warp_row + group, row0 + warp_row + group + 8};
 
   auto fetch_keys = [&](int tile) {
     const int key0 = tile * kBlockKeys;
@@ -189,18 +186,13 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) flash_attention_kerne
   fetch_keys(0);
   commit_copies();
 
-  uint32_t q_fragments[kRowTiles][kDim / 16][4];
-  float out[kRowTiles][kDim / 8][4];
-  // Running max (log2 domain) and sum of each row tile's two fragment rows.
-  float row_max[kRowTiles][2];
-  float row_sum[kRowTiles][2];
+  uint32_t q_fragments[kDim / 16][4];
+  float out[kDim / 8][4];
 #pragma unroll
-  for (int m = 0; m < kRowTiles; ++m) {
-#pragma unroll
-    for (int j = 0; j < kDim / 8; ++j) out[m][j][0] = out[m][j][1] = out[m][j][2] = out[m][j][3] = 0.0f;
-    row_max[m][0] = row_max[m][1] = -INFINITY;
-    row_sum[m][0] = row_sum[m][1] = 0.0f;
-  }
+  for (int j = 0; j < kDim / 8; ++j) out[j][0] = out[j][1] = out[j][2] = out[j][3] = 0.0f;
+  // Running max (log2 domain) and sum of the two rows.
+  float row_max[2] = {-INFINITY, -INFINITY};
+  float row_sum[2] = {0.0f, 0.0f};
   const float scale = p.scale * kLog2e;
 
   for (int tile = 0; tile < tiles; ++tile) {
@@ -215,12 +207,8 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) flash_attention_kerne
     if (computes) {
       if (tile == 0) {
 #pragma unroll
-        for (int m = 0; m < kRowTiles; ++m) {
-#pragma unroll
-          for (int kk = 0; kk < kDim / 16; ++kk) {
-            load_matrices(q_fragments[m][kk],
-                          sQ + (warp_row + m * kRowTileRows + lane % 16) * kStride + kk * 16 + (lane / 16) * 8);
-          }
+        for (int kk = 0; kk < kDim / 16; ++kk) {
+          load_matrices(q_fragments[kk], sQ + (warp_row + lane % 16) * kStride + kk * 16 + (lane / 16) * 8);
         }
       }
       const T* keys = key_buffer(tile);
@@ -228,36 +216,27 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) flash_attention_kerne
       const int key0 = tile * kBlockKeys;
       const int steps = min(kSteps, (p.key_length - key0 + kKeyStep - 1) / kKeyStep);  // 16-key steps with keys
 
-      // The mask's value (log2 domain) at fragment element (n, e) of row tile m of this tile.
-      auto mask_value = [&](int m, int n, int e) {
+      // The mask's value (log2 domain) at fragment element (n, e) of this tile.
+      auto mask_value = [&](int n, int e) {
         const int key = key0 + n * 8 + pair * 2 + e % 2;
-        const int query = query_of(m, e / 2);
-        return mask != nullptr && key < p.key_length && query < p.query_length
-                   ? to_float(mask[query * p.mask_strides[2] + key * p.mask_strides[3]]) * kLog2e
+        return mask != nullptr && key < p.key_length && queries[e / 2] < p.query_length
+                   ? to_float(mask[queries[e / 2] * p.mask_strides[2] + key * p.mask_strides[3]]) * kLog2e
                    : 0.0f;
       };
-      // Read before the multiplications, their latency hides behind them (at 32 more registers
-      // per row tile).
-      [[maybe_unused]] float bias[kPreloadMask ? kRowTiles : 1][kPreloadMask ? kKeyTiles : 1][4];
+      // Read before the multiplications, their latency hides behind them (at 32 more registers).
+      float bias[kKeyTiles][4];
       if constexpr (kPreloadMask) {
 #pragma unroll
-        for (int m = 0; m < kRowTiles; ++m) {
+        for (int n = 0; n < kKeyTiles; ++n) {
 #pragma unroll
-          for (int n = 0; n < kKeyTiles; ++n) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) bias[m][n][e] = mask_value(m, n, e);
-          }
+          for (int e = 0; e < 4; ++e) bias[n][e] = mask_value(n, e);
         }
       }
 
-      // Scores of this warp's rows against the tile's keys, 16 keys (two 8-key tiles) a step;
-      // each K fragment serves every row tile.
-      float s[kRowTiles][kKeyTiles][4];
+      // Scores of this warp's 16 rows against the tile's keys, 16 keys (two 8-key tiles) a step.
+      float s[kKeyTiles][4];
 #pragma unroll
-      for (int m = 0; m < kRowTiles; ++m) {
-#pragma unroll
-        for (int n = 0; n < kKeyTiles; ++n) s[m][n][0] = s[m][n][1] = s[m][n][2] = s[m][n][3] = 0.0f;
-      }
+      for (int n = 0; n < kKeyTiles; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
 #pragma unroll
       for (int kk = 0; kk < kDim / 16; ++kk) {
         if (kk * 16 >= p.head_dim) break;  // zero padding of a smaller head dim adds nothing
@@ -266,75 +245,68 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) flash_attention_kerne
           if (n / 2 >= steps) break;
           uint32_t bk[4];  // B fragments (both k halves) of key tiles n and n + 1
           load_matrices(bk, keys + (n * 8 + (lane / 16) * 8 + lane % 8) * kStride + kk * 16 + ((lane / 8) % 2) * 8);
-#pragma unroll
-          for (int m = 0; m < kRowTiles; ++m) {
-            mma_16x8x16<T>(s[m][n], q_fragments[m][kk], bk[0], bk[1]);
-            mma_16x8x16<T>(s[m][n + 1], q_fragments[m][kk], bk[2], bk[3]);
-          }
+          mma_16x8x16<T>(s[n], q_fragments[kk], bk[0], bk[1]);
+          mma_16x8x16<T>(s[n + 1], q_fragments[kk], bk[2], bk[3]);
         }
       }
 
-      // Online softmax (log2 domain) on the fragments, per row tile; a row's 4 threads are lanes
-      // 4g..4g+3. P, rounded to T, is packed straight into A fragments: score tiles 2kk and
-      // 2kk + 1 make the 16 keys of step kk. Steps past the last key are neither exponentiated nor
-      // multiplied.
-      uint32_t p_fragments[kRowTiles][kSteps][4];
+      // Online softmax (log2 domain) on the fragments; a row's 4 threads are lanes 4g..4g+3.
+      float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-      for (int m = 0; m < kRowTiles; ++m) {
-        float tile_max[2] = {-INFINITY, -INFINITY};
+      for (int n = 0; n < kKeyTiles; ++n) {
 #pragma unroll
-        for (int n = 0; n < kKeyTiles; ++n) {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int key = key0 + n * 8 + pair * 2 + e % 2;
-            float x = s[m][n][e] * scale;
-            if constexpr (kPreloadMask) {
-              x += bias[m][n][e];
-            } else if (mask != nullptr) {
-              x += mask_value(m, n, e);
-            }
-            s[m][n][e] = key < p.key_length ? x : -INFINITY;
-            tile_max[e / 2] = fmaxf(tile_max[e / 2], s[m][n][e]);
+        for (int e = 0; e < 4; ++e) {
+          const int key = key0 + n * 8 + pair * 2 + e % 2;
+          float x = s[n][e] * scale;
+          if constexpr (kPreloadMask) {
+            x += bias[n][e];
+          } else if (mask != nullptr && key < p.key_length && queries[e / 2] < p.query_length) {
+            x += to_float(mask[queries[e / 2] * p.mask_strides[2] + key * p.mask_strides[3]]) * kLog2e;
           }
+          s[n][e] = key < p.key_length ? x : -INFINITY;
+          tile_max[e / 2] = fmaxf(tile_max[e / 2], s[n][e]);
         }
-        float rescale[2];
-        bool empty[2];
+      }
+      float rescale[2];
+      bool empty[2];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+        tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+        const float new_max = fmaxf(row_max[r], tile_max[r]);
+        // Every key so far masked: nothing accumulated, probabilities 0 (the sum stays 0).
+        empty[r] = new_max == -INFINITY;
+        rescale[r] = empty[r] ? 1.0f : exp2f(row_max[r] - new_max);
+        row_max[r] = new_max;
+      }
+      // P, rounded to T, packed straight into A fragments: score tiles 2kk and 2kk + 1 make the
+      // 16 keys of step kk. Steps past the last key are neither exponentiated nor multiplied.
+      uint32_t p_fragments[kSteps][4];
+      float tile_sum[2] = {0.0f, 0.0f};
+#pragma unroll
+      for (int n = 0; n < kKeyTiles; ++n) {
+        if (n / 2 >= steps) break;
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-          tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
-          tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-          const float new_max = fmaxf(row_max[m][r], tile_max[r]);
-          // Every key so far masked: nothing accumulated, probabilities 0 (the sum stays 0).
-          empty[r] = new_max == -INFINITY;
-          rescale[r] = empty[r] ? 1.0f : exp2f(row_max[m][r] - new_max);
-          row_max[m][r] = new_max;
+          const float low = empty[r] ? 0.0f : exp2f(s[n][2 * r] - row_max[r]);
+          const float high = empty[r] ? 0.0f : exp2f(s[n][2 * r + 1] - row_max[r]);
+          float rounded;
+          p_fragments[n / 2][(n % 2) * 2 + r] = pack_pair<T>(low, high, &rounded);
+          tile_sum[r] += rounded;
         }
-        float tile_sum[2] = {0.0f, 0.0f};
+      }
 #pragma unroll
-        for (int n = 0; n < kKeyTiles; ++n) {
-          if (n / 2 >= steps) break;
+      for (int r = 0; r < 2; ++r) {
+        tile_sum[r] += __shfl_xor_sync(0xffffffffu, tile_sum[r], 1);
+        tile_sum[r] += __shfl_xor_sync(0xffffffffu, tile_sum[r], 2);
+        row_sum[r] = row_sum[r] * rescale[r] + tile_sum[r];
+      }
 #pragma unroll
-          for (int r = 0; r < 2; ++r) {
-            const float low = empty[r] ? 0.0f : exp2f(s[m][n][2 * r] - row_max[m][r]);
-            const float high = empty[r] ? 0.0f : exp2f(s[m][n][2 * r + 1] - row_max[m][r]);
-            float rounded;
-            p_fragments[m][n / 2][(n % 2) * 2 + r] = pack_pair<T>(low, high, &rounded);
-            tile_sum[r] += rounded;
-          }
-        }
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          tile_sum[r] += __shfl_xor_sync(0xffffffffu, tile_sum[r], 1);
-          tile_sum[r] += __shfl_xor_sync(0xffffffffu, tile_sum[r], 2);
-          row_sum[m][r] = row_sum[m][r] * rescale[r] + tile_sum[r];
-        }
-#pragma unroll
-        for (int j = 0; j < kDim / 8; ++j) {
-          out[m][j][0] *= rescale[0];
-          out[m][j][1] *= rescale[0];
-          out[m][j][2] *= rescale[1];
-          out[m][j][3] *= rescale[1];
-        }
+      for (int j = 0; j < kDim / 8; ++j) {
+        out[j][0] *= rescale[0];
+        out[j][1] *= rescale[0];
+        out[j][2] *= rescale[1];
+        out[j][3] *= rescale[1];
       }
 
       // out += P · V; V's B fragments come transposed out of its row-major tile.
@@ -347,11 +319,8 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) flash_attention_kerne
           uint32_t bv[4];  // B fragments (both k halves) of value columns 8j.. and 8(j + 1)..
           load_matrices_transposed(bv, values + (kk * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride + j * 8 +
                                            (lane / 16) * 8);
-#pragma unroll
-          for (int m = 0; m < kRowTiles; ++m) {
-            mma_16x8x16<T>(out[m][j], p_fragments[m][kk], bv[0], bv[1]);
-            mma_16x8x16<T>(out[m][j + 1], p_fragments[m][kk], bv[2], bv[3]);
-          }
+          mma_16x8x16<T>(out[j], p_fragments[kk], bv[0], bv[1]);
+          mma_16x8x16<T>(out[j + 1], p_fragments[kk], bv[2], bv[3]);
         }
       }
     }
@@ -363,22 +332,18 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) flash_attention_kerne
   // and store them as 16-byte chunks.
   T* stage = sQ + warp_row * kStride;
 #pragma unroll
-  for (int m = 0; m < kRowTiles; ++m) {
+  for (int j = 0; j < kDim / 8; ++j) {
 #pragma unroll
-    for (int j = 0; j < kDim / 8; ++j) {
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const uint32_t bits = pack_pair<T>(finish(out[m][j][2 * r], row_sum[m][r], p.nan_to_zero),
-                                           finish(out[m][j][2 * r + 1], row_sum[m][r], p.nan_to_zero));
-        *reinterpret_cast<uint32_t*>(stage + (m * kRowTileRows + group + 8 * r) * kStride + j * 8 + pair * 2) =
-            bits;
-      }
+    for (int r = 0; r < 2; ++r) {
+      const uint32_t bits = pack_pair<T>(finish(out[j][2 * r], row_sum[r], p.nan_to_zero),
+                                         finish(out[j][2 * r + 1], row_sum[r], p.nan_to_zero));
+      *reinterpret_cast<uint32_t*>(stage + (group + 8 * r) * kStride + j * 8 + pair * 2) = bits;
     }
   }
   __syncwarp();
   T* out_base = static_cast<T*>(p.out) + b * p.out_strides[0] + h * p.out_strides[1];
   constexpr int kChunksPerRow = kDim / 8;
-  for (int c = lane; c < kWarpRows * kChunksPerRow; c += 32) {
+  for (int c = lane; c < kRowsPerWarp * kChunksPerRow; c += 32) {
     const int row = c / kChunksPerRow;
     const int col = (c % kChunksPerRow) * 8;
     const int query = row0 + warp_row + row;
