@@ -3,7 +3,9 @@
 # summary to $OUT (default out/gpu-check). Stages (default: all but profile and multigpu): build ctest
 # conformance runtime torch models generated bench overhead, profile (per-layer times of the
 # benchmark models)
-# and multigpu (two GPUs: device errors, safe mode, a thread per GPU; skips with fewer GPUs).
+# and multigpu (two GPUs: device errors, safe mode, a thread per GPU; skips with fewer GPUs) and
+# onnxcuda (the official ONNX backend cases on float32 CUDA engines; writes onnx_backend_cuda.json,
+# and with ONNX_UPDATE=1 rewrites tests/onnx_backend/expected_failures_cuda.txt).
 # Example: scripts/gpu-check.sh build conformance
 # Build dependencies missing there (nlohmann-json3-dev) may come unpacked in .deps/root/usr.
 # Environment: PYTHON (default python3: the one with torch), JOBS, KILN_GPU_CACHE (ONNX exports),
@@ -69,6 +71,8 @@ for stage in $STAGES; do
     generated) run_stage generated "$PYTHON" benchmarks/bench_generated.py --out "$OUT/generated.json" ;;
     bench) run_stage bench "$PYTHON" benchmarks/bench_models.py --out "$OUT/benchmarks.json" ${BENCH_ARGS:-} ;;
     overhead) run_stage overhead "$PYTHON" benchmarks/bench_overhead.py ;;
+    onnxcuda) run_stage onnxcuda "$PYTHON" tests/onnx_backend/run.py --target cuda --jobs 4 \
+        --out "$OUT/onnx_backend_cuda.json" ${ONNX_UPDATE:+--update-expected} ;;
     profile) run_stage profile "$PYTHON" benchmarks/profile_models.py ${PROFILE_ARGS:-} ;;
     *) note "unknown stage '$stage'"; status=2 ;;
   esac

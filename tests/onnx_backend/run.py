@@ -13,6 +13,10 @@ Cases run in worker processes, --chunk cases each, so that a crash takes down on
 then re-run case by case to name the culprit.
 
   python tests/onnx_backend/run.py [--jobs N] [-k SUBSTRING] [--out results.json] [--update-expected]
+                                   [--target cpu|cuda]
+
+--target cuda builds float32 CUDA engines instead (a GPU machine; ops without a CUDA kernel are
+refused by name) and keeps its own list, expected_failures_cuda.txt.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-EXPECTED = HERE / "expected_failures.txt"
+# The engines' target, for the workers too (they inherit the environment).
+TARGET = os.environ.get("KILN_BACKEND_TARGET", "cpu")
+EXPECTED = HERE / ("expected_failures.txt" if TARGET == "cpu" else f"expected_failures_{TARGET}.txt")
 # The build under test, as tests/python/conftest.py finds it.
 os.environ.setdefault("KILN_LIB_DIR", str(Path(os.environ.get("KILN_BUILD_DIR", REPO / "build")) / "lib"))
 
@@ -52,10 +58,11 @@ def write_expected(results: dict[str, dict]) -> None:
     status did not change; a new entry's reason is kiln's message (or the mismatch)."""
     old = load_expected() if EXPECTED.exists() else {}
     lines = [
-        "# The official ONNX backend cases kiln's CPU engines do not pass (tests/onnx_backend/run.py),",
+        f"# The official ONNX backend cases kiln's {TARGET.upper()} engines do not pass (tests/onnx_backend/run.py),",
         "# one per line: name<TAB>status<TAB>reason. test_onnx_backend.py fails when a case not listed",
         "# here fails, when a listed case passes (remove it) and when a listed case fails another way.",
-        "# Regenerate with `python tests/onnx_backend/run.py --update-expected` and review the diff.",
+        "# Regenerate with `python tests/onnx_backend/run.py --update-expected"
+        + ("" if TARGET == "cpu" else f" --target {TARGET}") + "` and review the diff.",
     ]
     for name in sorted(results):
         entry = results[name]
@@ -129,7 +136,7 @@ def run_case(case) -> tuple[str, str]:
     input_names = [i.name for i in model.graph.input if i.name not in initializers]
     output_names = [o.name for o in model.graph.output]
     try:
-        engine = kiln.Engine(kiln.build_onnx(case.model, target="cpu"))
+        engine = kiln.Engine(kiln.build_onnx(case.model, target=TARGET))
     except kiln.KilnError as error:
         return "refused", _first_lines(str(error))
     for index, (inputs, outputs) in enumerate(case.data_sets):
@@ -222,9 +229,14 @@ def main() -> int:
     parser.add_argument("--out", default="", help="write the results as JSON here")
     parser.add_argument("--update-expected", action="store_true",
                         help="rewrite expected_failures.txt from this run (all cases)")
+    parser.add_argument("--target", choices=["cpu", "cuda"], default=TARGET,
+                        help="the engines' target (default cpu; cuda needs a GPU)")
     parser.add_argument("--list", action="store_true", help="print the case names as JSON and stop")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.target != TARGET:  # re-read by this process's globals and by every worker
+        os.environ["KILN_BACKEND_TARGET"] = args.target
+        return subprocess.run([sys.executable, __file__, *sys.argv[1:]]).returncode
     if args.worker:
         _worker(*args.worker)
         return 0
