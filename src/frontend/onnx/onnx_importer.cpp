@@ -17,6 +17,7 @@
 #include "base/error.hpp"
 #include "frontend/onnx/build_time_control_flow.hpp"
 #include "frontend/onnx/extra_domains.hpp"
+#include "frontend/onnx/flex_attention.hpp"
 #include "frontend/onnx/function_inliner.hpp"
 #include "frontend/onnx/function_ops.hpp"
 #include "frontend/onnx/onnx_proto.hpp"
@@ -120,8 +121,9 @@ Shape shape_from_proto(const proto::TensorShape& shape, std::vector<std::string>
   return out;
 }
 
-// A node waiting for its inputs: a kiln op, or a node the build-time resolver expands (If, Loop,
-// Scan, sequence and optional ops), which also waits for the outer values its bodies read.
+// A node waiting for its inputs: a kiln op, or a node expanded once its inputs are defined (If,
+// Loop, Scan, sequence and optional ops by the build-time resolver; FlexAttention, whose expansion
+// inlines its modifier bodies), which also waits for the outer values its bodies read.
 struct PendingNode {
   NormalizedNode node;
   const FlatNode* structured = nullptr;
@@ -383,7 +385,7 @@ class Importer final : public ImportGraphHost {
     std::vector<const FlatNode*> kept;
     std::vector<PendingNode> out;
     for (const FlatNode& node : flat) {
-      if (BuildTimeControlFlow::handles(node.op_type, node.domain)) {
+      if (BuildTimeControlFlow::handles(node.op_type, node.domain) || is_flex_attention(node.op_type, node.domain)) {
         PendingNode pending;
         pending.node.name = node.name;
         pending.node.op_type = node.op_type;
@@ -485,8 +487,11 @@ class Importer final : public ImportGraphHost {
     while (!ready.empty()) {
       const size_t i = ready.top();
       ready.pop();
-      if (pending_nodes[i].structured) {
-        control_flow_.resolve(*pending_nodes[i].structured);
+      if (const FlatNode* structured = pending_nodes[i].structured;
+          structured && is_flex_attention(structured->op_type, structured->domain)) {
+        expand_flex_attention(*structured, *this);
+      } else if (structured) {
+        control_flow_.resolve(*structured);
       } else {
         add_node(*nodes[i]);
       }
