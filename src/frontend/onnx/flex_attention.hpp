@@ -18,7 +18,8 @@ namespace kiln::onnx {
 
 inline constexpr std::string_view kPreviewDomain = "ai.onnx.preview";
 
-// True for FlexAttention of ai.onnx.preview (canonical domain), the one op of that domain kiln runs.
+// True for FlexAttention of ai.onnx.preview (canonical domain), the one op of that domain kiln
+// runs.
 bool is_flex_attention(const std::string& op_type, const std::string& domain);
 
 // Adds the nodes computing `node` (a FlexAttention whose inputs and captured outer values are

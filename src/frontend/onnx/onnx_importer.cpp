@@ -385,7 +385,8 @@ class Importer final : public ImportGraphHost {
     std::vector<const FlatNode*> kept;
     std::vector<PendingNode> out;
     for (const FlatNode& node : flat) {
-      if (BuildTimeControlFlow::handles(node.op_type, node.domain) || is_flex_attention(node.op_type, node.domain)) {
+      if (BuildTimeControlFlow::handles(node.op_type, node.domain) ||
+          is_flex_attention(node.op_type, node.domain)) {
         PendingNode pending;
         pending.node.name = node.name;
         pending.node.op_type = node.op_type;
