@@ -131,7 +131,8 @@ def test_float16_computes_softmax_in_float32_like_the_reference(dims):
 
 
 @pytest.mark.parametrize("precision, np_dtype, tol", [(11, np.float32, 1e-5), (1, np.float64, 1e-5),
-                                                      (10, np.float32, 5e-3), (1, np.float16, 2e-3)])
+                                                      (10, np.float32, 5e-3), (16, np.float32, 3e-2),
+                                                      (1, np.float16, 2e-3)])
 def test_softmax_precision_sets_the_softmax_type(precision, np_dtype, tol):
     _check(_shapes(*SHAPES[1]), np_dtype, rtol=tol, atol=tol, softmax_precision=precision)
 
