@@ -87,6 +87,18 @@ def test_sequence_outside_the_range_is_refused(seq_compiled):
         seq_compiled(ids, mask)
 
 
+@pytest.mark.parametrize("format", ["exported_program", "torchscript"])
+def test_saved_module_keeps_the_dynamic_sequence(encoder, seq_compiled, format, tmp_path):
+    path = tmp_path / f"encoder.{format}"
+    kiln.save(seq_compiled, path, format=format)
+    loaded = kiln.load(path)
+    for length in (3, 20):
+        ids, mask = _inputs(2, length, seed=length)
+        with torch.no_grad():
+            expected = encoder(ids, mask)
+        torch.testing.assert_close(loaded(ids, mask), expected, atol=ATOL, rtol=RTOL)
+
+
 def test_dynamic_batch_and_sequence_together(encoder):
     """``dynamic_batch`` (the shorthand) combines with a dynamic sequence keyed by input name;
     batch and length vary independently."""
