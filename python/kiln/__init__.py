@@ -154,6 +154,8 @@ _LAZY = {
     "compile": ("_compile", "compile"),
     "CompileReport": ("_compile", "CompileReport"),
     "FullCompilationError": ("_compile", "FullCompilationError"),
+    "DynamicDim": ("_dynamic_shapes", "DynamicDim"),
+    "DynamicShapeError": ("_dynamic_shapes", "DynamicShapeError"),
     "save": ("save_load", "save"),
     "load": ("save_load", "load"),
 }

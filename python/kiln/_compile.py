@@ -27,11 +27,14 @@ from ._capi import InvalidArgumentError, UnsupportedError
 from ._partition import (SupportOracle, Decision, compute_node_count, extract_subgraph,
                          drop_constant_values, is_constant_expr, is_sym_node, op_name,
                          propose_partitions)
-from ._partition_lowering import (BatchRange, UnsupportedShapeError, build_engine, probe_node,
+from ._dynamic_shapes import (DimSpecs, DynamicDim, DynamicDimInfo, DynamicShapeError,
+                              explain_export_error, normalize, parameter_names, resolve_symbols,
+                              torch_dims, uses)
+from ._partition_lowering import (SymbolRanges, UnsupportedShapeError, build_engine, probe_node,
                                   to_onnx)
 
 __all__ = ["compile", "compile_graph_module", "CompileReport", "EngineInfo", "FallbackInfo",
-           "FullCompilationError"]
+           "FullCompilationError", "DynamicDim", "DynamicDimInfo", "DynamicShapeError"]
 
 _log = logging.getLogger("kiln.compile")
 _PRECISIONS = ("fp32", "fp16", "bf16", "tf32")
@@ -74,6 +77,8 @@ class CompileReport:
     dynamic_batch: tuple[int, int, int] | None
     engines: list[EngineInfo] = field(default_factory=list)
     fallbacks: list[FallbackInfo] = field(default_factory=list)
+    # Every dynamic dim (the batch included), with its range and the inputs' dims it sizes.
+    dynamic_dims: list[DynamicDimInfo] = field(default_factory=list)
 
     @property
     def fully_compiled(self) -> bool:
@@ -91,6 +96,8 @@ class CompileReport:
             lines.append(f"    ops: {ops}")
         for f in self.fallbacks:
             lines.append(f"  fallback {f.node}: {f.op}: {f.reason}")
+        for d in self.dynamic_dims:
+            lines.append(f"  dynamic dim {d}")
         return "\n".join(lines)
 
 
@@ -109,18 +116,8 @@ def _target_of(device: torch.device) -> tuple[str, int | None]:
     raise ValueError(f"kiln engines run on cpu or cuda devices, not {device}")
 
 
-def _batch_dims(gm: torch.fx.GraphModule):
-    """The sympy symbol of dim 0 of the user inputs, when dynamic."""
-    for node in gm.graph.nodes:
-        if node.op != "placeholder":
-            continue
-        val = node.meta.get("val")
-        if isinstance(val, torch.Tensor) and val.dim() > 0 and isinstance(val.shape[0],
-                                                                          torch.SymInt):
-            expr = val.shape[0].node.expr
-            if len(expr.free_symbols) == 1:
-                return next(iter(expr.free_symbols))
-    return None
+def _user_placeholders(gm: torch.fx.GraphModule) -> list[torch.fx.Node]:
+    return [node for node in gm.graph.nodes if node.op == "placeholder"]
 
 
 def _describe(name: str, val) -> str:
@@ -130,14 +127,24 @@ def _describe(name: str, val) -> str:
     return f"{name}: {str(val.dtype).replace('torch.', '')}{dims}"
 
 
-def _first_batch_input(inputs, batch: BatchRange | None):
-    if batch is None:
+def _batch_symbol(ranges: SymbolRanges | None):
+    """The symbol of the dim named "batch" (``dynamic_batch``), if any."""
+    if ranges is None:
+        return None
+    return next((symbol for symbol, dim in ranges.dims.items() if dim.name == "batch"), None)
+
+
+def _first_batch_input(inputs, ranges: SymbolRanges | None):
+    """A partition input whose dim 0 is the batch: it goes first, as the fake kernel reads the
+    batch of the outputs from the first input (:func:`kiln.runtime._fake_execute_engine`)."""
+    symbol = _batch_symbol(ranges)
+    if symbol is None:
         return None
     for node in inputs:
         val = node.meta.get("val")
         if (isinstance(val, torch.Tensor) and val.dim() > 0 and isinstance(val.shape[0],
                                                                            torch.SymInt)
-                and val.shape[0].node.expr == batch.symbol):
+                and val.shape[0].node.expr == symbol):
             return node
     return None
 
@@ -154,11 +161,19 @@ class _Built:
 def compile_graph_module(gm: torch.fx.GraphModule, *, precision: str = "fp32",
                          device: torch.device | str = "cpu",
                          dynamic_batch: tuple[int, int, int] | None = None,
+                         dynamic_dims: DimSpecs | None = None,
+                         input_names: Sequence[str] = (),
                          require_full_compilation: bool = False, min_block_size: int = 1,
                          probe_unknown_ops: bool = True) -> torch.fx.GraphModule:
     """Rewrites ``gm`` (an unlifted core-aten graph with ``meta["val"]`` on its nodes, as from
     ``torch.export(...).run_decompositions().module()``) in place: supported partitions become
-    kiln engines. Returns ``gm`` with ``kiln_report`` set."""
+    kiln engines. Returns ``gm`` with ``kiln_report`` set.
+
+    ``dynamic_dims`` (input index -> {dim -> :class:`DynamicDim`}, as from
+    :func:`kiln._dynamic_shapes.normalize`) says which dims of the placeholders are dynamic;
+    ``dynamic_batch`` alone means dim 0 of every tensor placeholder. Each engine's input profiles
+    come from the symbols torch.export gave those dims. ``input_names`` name the inputs in
+    messages."""
     if precision not in _PRECISIONS:
         raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
     device = torch.device(device)
@@ -168,13 +183,13 @@ def compile_graph_module(gm: torch.fx.GraphModule, *, precision: str = "fp32",
             f"precision={precision!r} needs CUDA engines: kiln's cpu target builds float32 "
             "engines only (a float16/bfloat16 module still compiles for the cpu with "
             "precision='fp32': its engines then take and return its 16-bit tensors)")
-    batch = None
-    if dynamic_batch is not None:
-        symbol = _batch_dims(gm)
-        if symbol is None:
-            raise ValueError("dynamic_batch was given but dim 0 of the inputs is not dynamic")
-        lo, opt, hi = dynamic_batch
-        batch = BatchRange(symbol, lo, opt, hi)
+    placeholders = _user_placeholders(gm)
+    if dynamic_dims is None and dynamic_batch is not None:
+        vals = [n.meta.get("val") for n in placeholders]
+        dynamic_dims = normalize(None, dynamic_batch, vals, input_names, check_examples=False)
+    ranges = None
+    if dynamic_dims:
+        ranges = SymbolRanges(resolve_symbols(placeholders, dynamic_dims, input_names))
 
     _drop_metadata_assertions(gm)
 
@@ -194,7 +209,7 @@ def compile_graph_module(gm: torch.fx.GraphModule, *, precision: str = "fp32",
             if key in built_cache:
                 built.append(built_cache[key])
                 continue
-            result = _build_partition(gm, nodes, batch, precision, target, device_index)
+            result = _build_partition(gm, nodes, ranges, precision, target, device_index)
             if isinstance(result, _Built):
                 built_cache[key] = result
                 built.append(result)
@@ -226,6 +241,11 @@ def compile_graph_module(gm: torch.fx.GraphModule, *, precision: str = "fp32",
 
     report = CompileReport(precision=precision, target=target, dynamic_batch=(
         tuple(dynamic_batch) if dynamic_batch is not None else None))
+    if dynamic_dims:
+        specs = {s.name: s for per_input in dynamic_dims.values() for s in per_input.values()}
+        report.dynamic_dims = [DynamicDimInfo(name, specs[name].min, specs[name].opt,
+                                              specs[name].max, places)
+                               for name, places in uses(dynamic_dims, input_names).items()]
 
     # Everything outside the engines runs in PyTorch; say why (decided before the graph is
     # rewritten: the rewrite copies the nodes).
@@ -301,16 +321,16 @@ def _raise_if_fallbacks(gm, oracle, partitions) -> None:
         raise FullCompilationError(fallbacks)
 
 
-def _build_partition(gm, nodes, batch, precision, target, device_index):
+def _build_partition(gm, nodes, ranges, precision, target, device_index):
     """A :class:`_Built`, or the exception that stopped it."""
     sub = extract_subgraph(gm, nodes)
-    first = _first_batch_input(sub.inputs, batch)
+    first = _first_batch_input(sub.inputs, ranges)
     if first is not None and sub.inputs[0] is not first:
         sub = extract_subgraph(gm, nodes, first_input=first)
     if not sub.inputs:
         return UnsupportedError("the partition has no tensor inputs (a constant computation)")
     try:
-        lowered = to_onnx(sub, batch)
+        lowered = to_onnx(sub, ranges)
     except UnsupportedShapeError as error:
         return UnsupportedError(str(error))
     except Exception as error:  # the ONNX exporter's own failures
@@ -405,28 +425,6 @@ def _as_tuple(inputs) -> tuple:
     return tuple(inputs)
 
 
-def _check_dynamic_batch(dynamic_batch, inputs) -> tuple[int, int, int] | None:
-    if dynamic_batch is None:
-        return None
-    if isinstance(dynamic_batch, int) or len(dynamic_batch) != 3:
-        raise ValueError(f"dynamic_batch must be (min, opt, max), got {dynamic_batch!r}")
-    lo, opt, hi = (int(v) for v in dynamic_batch)
-    if not 1 <= lo <= opt <= hi:
-        raise ValueError(f"dynamic_batch must satisfy 1 <= min <= opt <= max, got {dynamic_batch}")
-    for i, x in enumerate(inputs):
-        if isinstance(x, torch.Tensor):
-            if x.dim() == 0:
-                raise ValueError(f"dynamic_batch: input {i} is a scalar tensor (no batch dim)")
-            if not lo <= x.shape[0] <= hi:
-                raise ValueError(f"dynamic_batch {dynamic_batch}: input {i} has batch "
-                                 f"{x.shape[0]}, outside [{lo}, {hi}]")
-            if x.shape[0] < 2:
-                raise ValueError(
-                    f"dynamic_batch: trace with a batch of at least 2 (input {i} has "
-                    f"{x.shape[0]}); torch.export specialises a size of 1")
-    return lo, opt, hi
-
-
 def _shape_specs_for_signature(module: torch.nn.Module, specs: tuple) -> tuple:
     """``specs`` (one per positional input) shaped as torch.export wants them for
     ``module.forward``'s signature: the inputs a ``*args`` parameter collects are one tuple."""
@@ -444,13 +442,19 @@ def _shape_specs_for_signature(module: torch.nn.Module, specs: tuple) -> tuple:
 
 
 def export_module(module: torch.nn.Module, inputs: tuple,
-                  dynamic_batch: tuple[int, int, int] | None) -> torch.fx.GraphModule:
-    """torch.export + core-aten decompositions, unlifted (parameters as get_attr)."""
+                  dynamic_batch: tuple[int, int, int] | None = None,
+                  dynamic_dims: DimSpecs | None = None) -> torch.fx.GraphModule:
+    """torch.export + core-aten decompositions, unlifted (parameters as get_attr).
+    ``dynamic_dims``: as from :func:`kiln._dynamic_shapes.normalize`; ``dynamic_batch`` alone:
+    dim 0 of every tensor input. A constraint violation about those dims (torch fixing one to a
+    size) raises :class:`DynamicShapeError` naming them."""
+    names = parameter_names(module)
+    if dynamic_dims is None and dynamic_batch is not None:
+        dynamic_dims = normalize(None, dynamic_batch, inputs, names)
     dynamic_shapes = None
-    if dynamic_batch is not None:
-        batch = torch.export.Dim("batch", min=dynamic_batch[0], max=dynamic_batch[2])
-        dynamic_shapes = _shape_specs_for_signature(
-            module, tuple({0: batch} if isinstance(x, torch.Tensor) else None for x in inputs))
+    if dynamic_dims:
+        dynamic_shapes = _shape_specs_for_signature(module,
+                                                    torch_dims(dynamic_dims, len(inputs)))
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from ._output_containers import register_output_containers
@@ -460,7 +464,14 @@ def export_module(module: torch.nn.Module, inputs: tuple,
     # kiln builds; CUDA's fused kernels (_scaled_dot_product_efficient_attention, ...) have no
     # ONNX form.
     with torch.no_grad(), sdpa_kernel([SDPBackend.MATH]):
-        program = torch.export.export(module, inputs, dynamic_shapes=dynamic_shapes)
+        try:
+            program = torch.export.export(module, inputs, dynamic_shapes=dynamic_shapes)
+        except Exception as error:
+            explained = (explain_export_error(error, dynamic_dims, names) if dynamic_dims
+                         else None)
+            if explained is None:
+                raise
+            raise explained from error
         program = _run_decompositions(program)
     return program.module()
 
@@ -496,6 +507,7 @@ def _run_decompositions(program: torch.export.ExportedProgram) -> torch.export.E
 def compile(module: torch.nn.Module, inputs: "torch.Tensor | Sequence[torch.Tensor]", *,
             precision: str = "fp32", device: "torch.device | str | None" = None,
             dynamic_batch: "tuple[int, int, int] | None" = None,
+            dynamic_shapes: Any = None,
             require_full_compilation: bool = False, min_block_size: int = 1,
             probe_unknown_ops: bool = True, report: bool = False) -> torch.fx.GraphModule:
     """Compiles ``module`` for the example ``inputs`` (a tensor or a sequence of tensors).
@@ -505,8 +517,15 @@ def compile(module: torch.nn.Module, inputs: "torch.Tensor | Sequence[torch.Tens
       replacement.
     - ``device``: "cpu" or "cuda[:N]"; default: the inputs' device. Module and inputs are moved
       there.
-    - ``dynamic_batch``: ``(min, opt, max)`` for dim 0 of every input; default: static shapes.
-      Trace with a batch of at least 2.
+    - ``dynamic_shapes``: dynamic dims, per input, per dim: a sequence with one entry per input
+      (or a dict keyed by input index or ``forward`` parameter name), each None (static) or
+      ``{dim: (min, opt, max)}``. A tuple is a size of its own; a :class:`kiln.DynamicDim`
+      (``DynamicDim("seq", 1, 16, 128)``) used in several places is one size (input_ids' and
+      attention_mask's sequence length). Trace with sizes of at least 2 inside the ranges.
+      Default: static shapes. :class:`kiln.DynamicShapeError` names the input and dim of a bad
+      range, a dim out of range, an example outside its range or a dim torch.export fixes.
+    - ``dynamic_batch``: ``(min, opt, max)`` for dim 0 of every tensor input (one size named
+      "batch"); a shorthand that combines with ``dynamic_shapes``.
     - ``require_full_compilation``: raise :class:`FullCompilationError` listing every node that
       would run in PyTorch.
     - ``min_block_size``: runs of fewer supported compute nodes stay in PyTorch.
@@ -524,18 +543,23 @@ def compile(module: torch.nn.Module, inputs: "torch.Tensor | Sequence[torch.Tens
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
-    dynamic_batch = _check_dynamic_batch(dynamic_batch, inputs)
+    names = parameter_names(module)
+    dynamic_dims = normalize(dynamic_shapes, dynamic_batch, inputs, names)
+    if dynamic_batch is not None:
+        dynamic_batch = tuple(int(v) for v in dynamic_batch)
     module = module.eval().to(device)
     inputs = tuple(x.to(device) if isinstance(x, torch.Tensor) else x for x in inputs)
-    gm = export_module(module, inputs, dynamic_batch)
+    gm = export_module(module, inputs, dynamic_dims=dynamic_dims)
     gm = compile_graph_module(gm, precision=precision, device=device,
-                              dynamic_batch=dynamic_batch,
+                              dynamic_batch=dynamic_batch, dynamic_dims=dynamic_dims,
+                              input_names=names,
                               require_full_compilation=require_full_compilation,
                               min_block_size=min_block_size,
                               probe_unknown_ops=probe_unknown_ops)
     gm.kiln_example_inputs = [
         (tuple(x.shape), x.dtype) if isinstance(x, torch.Tensor) else x for x in inputs]
     gm.kiln_dynamic_batch = dynamic_batch
+    gm.kiln_dynamic_dims = dynamic_dims
     gm.kiln_device = device
     _log.info("%s", gm.kiln_report)
     if report:

@@ -23,49 +23,71 @@ ONNX_OPSET = 20
 _log = logging.getLogger("kiln.compile")
 
 
-@dataclass(frozen=True)
-class BatchRange:
-    """The dynamic batch: ``symbol`` (a sympy symbol of the exported graph) in [min, max]."""
+class SymbolRanges:
+    """The dynamic dims of the exported graph: sympy symbol -> :class:`kiln.DynamicDim` (its
+    min, opt and max), with one example size per symbol for tracing."""
 
-    symbol: object
-    min: int
-    opt: int
-    max: int
+    def __init__(self, dims: dict):
+        self.dims = dict(dims)
+        self.examples = _distinct_examples(self.dims)
 
-    def example(self) -> int:
-        # torch.export specialises sizes 0 and 1, so trace with at least 2 where allowed.
-        if self.opt >= 2:
-            return self.opt
-        return min(max(2, self.min), self.max)
+    def values(self, which: str) -> dict:
+        """symbol -> size at "min", "opt", "max" or "example"."""
+        if which == "example":
+            return dict(self.examples)
+        return {symbol: getattr(dim, which) for symbol, dim in self.dims.items()}
 
 
-def _concrete(dim, batch: BatchRange | None, value: int | None) -> int:
+def _distinct_examples(dims: dict) -> dict:
+    """One example size per symbol, each different: the ONNX exporter gives dims of equal example
+    sizes one symbol (duck sizing), which would tie the batch to the sequence length. torch.export
+    specialises sizes 0 and 1, so at least 2 where the range allows."""
+    used: set[int] = set()
+    examples = {}
+    for symbol, dim in sorted(dims.items(), key=lambda item: str(item[0])):
+        candidates = [dim.opt] + list(range(max(2, dim.min), dim.max + 1)) + [dim.opt]
+        value = next((v for v in candidates if v >= 2 and v not in used), None)
+        if value is None:  # no distinct size in range: share one (the exporter may tie them)
+            value = dim.opt if dim.opt >= 2 else min(max(2, dim.min), dim.max)
+        used.add(value)
+        examples[symbol] = value
+    return examples
+
+
+def _concrete(dim, ranges: SymbolRanges | None, which: str) -> int:
     if isinstance(dim, int):
         return dim
     expr = dim.node.expr
-    if batch is None:  # a probe: any size the graph was traced with will do
+    if ranges is None:  # a probe: any size the graph was traced with will do
         hint = dim.node.hint
         if hint is None:
             raise UnsupportedShapeError(f"size {expr} is data-dependent")
         return int(hint)
-    if expr.free_symbols - {batch.symbol}:
-        raise UnsupportedShapeError(f"size {expr} depends on sizes other than the batch")
-    return int(expr.subs(batch.symbol, value))
+    unknown = expr.free_symbols - set(ranges.dims)
+    if unknown:
+        raise UnsupportedShapeError(
+            f"size {expr} depends on sizes that are not dynamic dims given to kiln.compile "
+            f"({', '.join(sorted(map(str, unknown)))}; data-dependent?)")
+    return int(expr.subs(ranges.values(which)))
 
 
 class UnsupportedShapeError(Exception):
-    """A partition input whose shape kiln cannot describe with a batch profile."""
+    """A partition input whose shape kiln cannot describe with the dynamic dims' profiles."""
 
 
-def input_shapes(val: torch.Tensor, batch: BatchRange | None):
-    """(example, min, opt, max) shapes of one partition input; min..max are None when static."""
+def input_shapes(val: torch.Tensor, ranges: SymbolRanges | None):
+    """(example, (min, opt, max)) shapes of one partition input; the profile is None when static.
+    A dim that is an expression of the symbols (a flattened batch x sequence) gets the
+    expression's values at the symbols' min, opt and max (widened so that min <= opt <= max)."""
     dims = list(val.shape)
-    example = [_concrete(d, batch, batch.example() if batch else None) for d in dims]
-    if batch is None or all(isinstance(d, int) for d in dims):
+    example = [_concrete(d, ranges, "example") for d in dims]
+    if ranges is None or all(isinstance(d, int) for d in dims):
         return example, None
-    profile = tuple([_concrete(d, batch, v) for d in dims] for v in (batch.min, batch.opt,
-                                                                        batch.max))
-    return example, profile
+    lo, opt, hi = ([_concrete(d, ranges, which) for d in dims]
+                   for which in ("min", "opt", "max"))
+    lo_shape = [min(a, b, c) for a, b, c in zip(lo, opt, hi)]
+    hi_shape = [max(a, b, c) for a, b, c in zip(lo, opt, hi)]
+    return example, (lo_shape, opt, hi_shape)
 
 
 def _example_tensor(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -83,7 +105,7 @@ class LoweredPartition:
     profiles: dict[str, tuple]
 
 
-def to_onnx(sub: Subgraph, batch: BatchRange | None) -> LoweredPartition:
+def to_onnx(sub: Subgraph, ranges: SymbolRanges | None) -> LoweredPartition:
     """Exports the partition to ONNX. Inputs are named ``in_<i>``, outputs ``out_<i>``."""
     args = []
     dynamic_shapes = []
@@ -91,7 +113,7 @@ def to_onnx(sub: Subgraph, batch: BatchRange | None) -> LoweredPartition:
     input_names = [f"in_{i}" for i in range(len(sub.inputs))]
     for name, node in zip(input_names, sub.inputs):
         val = node.meta["val"]
-        example, profile = input_shapes(val, batch)
+        example, profile = input_shapes(val, ranges)
         args.append(_example_tensor(example, val.dtype, val.device))
         if profile is None:
             dynamic_shapes.append(None)

@@ -90,7 +90,8 @@ def _to_torchscript(module: torch.nn.Module, args: tuple) -> torch.jit.ScriptMod
             warnings.simplefilter("ignore", UserWarning)
             return torch.jit.script(plain)
     except Exception as error:  # TorchScript's compiler rejects some Python constructs
-        if getattr(module, "kiln_dynamic_batch", None) is not None:
+        if getattr(module, "kiln_dynamic_batch", None) is not None or getattr(
+                module, "kiln_dynamic_dims", None):
             warnings.warn(
                 "kiln.save(format='torchscript'): torch.jit.script failed "
                 f"({type(error).__name__}: {str(error).strip().splitlines()[0]}); tracing "
@@ -106,8 +107,9 @@ def save(module: torch.nn.Module, path: "str | os.PathLike", format: str = "expo
     ``format``: "exported_program" (``torch.export.save``; load with ``torch.export.load(path)
     .module()`` or :func:`load`) or "torchscript" (``torch.jit.script`` + ``torch.jit.save``; load
     with ``torch.jit.load`` in Python or C++). ``inputs``: example inputs; default: made from the
-    shapes kiln.compile was given. A dynamic batch is kept in both formats (TorchScript files are
-    made with torch.jit.script; if that fails, with torch.jit.trace, and a warning).
+    shapes kiln.compile was given. Dynamic dims (a dynamic batch, ``dynamic_shapes``) are kept in
+    both formats (TorchScript files are made with torch.jit.script; if that fails, with
+    torch.jit.trace, and a warning).
     """
     from . import runtime
 
@@ -118,12 +120,13 @@ def save(module: torch.nn.Module, path: "str | os.PathLike", format: str = "expo
     path = os.fspath(path)
     with torch.no_grad():
         if format == "exported_program":
+            from ._dynamic_shapes import normalize, torch_dims
+
+            dynamic_dims = getattr(module, "kiln_dynamic_dims", None)
             dynamic_batch = getattr(module, "kiln_dynamic_batch", None)
-            dynamic_shapes = None
-            if dynamic_batch is not None:
-                batch = torch.export.Dim("batch", min=dynamic_batch[0], max=dynamic_batch[2])
-                dynamic_shapes = tuple({0: batch} if isinstance(x, torch.Tensor) else None
-                                       for x in args)
+            if dynamic_dims is None and dynamic_batch is not None:
+                dynamic_dims = normalize(None, dynamic_batch, args, (), check_examples=False)
+            dynamic_shapes = torch_dims(dynamic_dims, len(args)) if dynamic_dims else None
             program = torch.export.export(module, args, dynamic_shapes=dynamic_shapes)
             with open(path, "wb") as file:  # (a path not ending in .pt2 makes torch warn)
                 torch.export.save(program, file)
