@@ -132,8 +132,7 @@ struct PendingNode {
 class Importer final : public ImportGraphHost {
  public:
   Importer(const proto::Model& model, const ImportOptions& options)
-      : model_(model),
-        graph_proto_(model.graph),
+      : graph_proto_(model.graph),
         options_(options),
         flattener_(model, options,
                    [this](const std::string& name) {
@@ -568,7 +567,6 @@ class Importer final : public ImportGraphHost {
     }
   }
 
-  const proto::Model& model_;
   const proto::Graph& graph_proto_;
   const ImportOptions& options_;
   ir::Graph graph_;
