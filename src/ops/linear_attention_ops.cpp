@@ -12,12 +12,6 @@ namespace kiln::ops {
 namespace nn {
 namespace {
 
-bool known(int64_t dim) {
-  return dim != kDynamicDim;
-}
-bool agree(int64_t a, int64_t b) {
-  return !known(a) || !known(b) || a == b;
-}
 int64_t times(int64_t a, int64_t b) {
   return known(a) && known(b) ? a * b : kDynamicDim;
 }

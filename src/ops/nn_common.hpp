@@ -63,4 +63,9 @@ int64_t product_or_dynamic(const Shape& shape, size_t begin, size_t end);
 // Row-major element strides of `shape`.
 std::vector<int64_t> row_major_strides(const Shape& shape);
 
+// Whether a dim is known at build time (not kDynamicDim).
+inline bool known(int64_t dim) { return dim != kDynamicDim; }
+// Whether two dims may be equal: either is unknown, or they are.
+inline bool agree(int64_t a, int64_t b) { return !known(a) || !known(b) || a == b; }
+
 }  // namespace kiln::ops::nn

@@ -4,23 +4,19 @@
 #include <string>
 
 #include "base/error.hpp"
+#include "ops/nn_common.hpp"
 #include "ops/onnx_attention.hpp"
 #include "ops/op_families.hpp"
 
 namespace kiln::ops {
 namespace {
 
+using nn::agree;
+using nn::known;
+
 constexpr const char* kInputNames[] = {
     "Q", "K", "V", "attn_mask", "past_key", "past_value", "nonpad_kv_seqlen"};
 
-bool known(int64_t dim) {
-  return dim != kDynamicDim;
-}
-
-// Whether two dims may be equal (either is unknown, or they are).
-bool agree(int64_t a, int64_t b) {
-  return !known(a) || !known(b) || a == b;
-}
 
 // The known one of two dims that agree.
 int64_t either(int64_t a, int64_t b) {

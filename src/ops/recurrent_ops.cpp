@@ -17,10 +17,6 @@ namespace {
 
 using nn::label_of;
 
-// Whether two dims can be equal (either dynamic, or the same).
-bool dims_agree(int64_t a, int64_t b) {
-  return a == kDynamicDim || b == kDynamicDim || a == b;
-}
 
 // Fails unless input `index` (when present) is `rank`-D with each dim agreeing with `want`.
 void require_input_shape(const InferContext& ctx, size_t index, std::string_view what, const Shape& want,
@@ -28,7 +24,7 @@ void require_input_shape(const InferContext& ctx, size_t index, std::string_view
   if (!ctx.has_input(index)) return;
   const Shape& got = ctx.input(index).shape;
   bool ok = got.size() == want.size();
-  for (size_t d = 0; ok && d < got.size(); ++d) ok = dims_agree(got[d], want[d]);
+  for (size_t d = 0; ok && d < got.size(); ++d) ok = nn::agree(got[d], want[d]);
   if (!ok) {
     ctx.fail("input ", index, " (", what, ") must be ", shape_to_string(want), " (", form, "), got ",
              shape_to_string(got));

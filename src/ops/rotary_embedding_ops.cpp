@@ -8,14 +8,6 @@ namespace kiln::ops {
 namespace nn {
 namespace {
 
-bool known(int64_t dim) {
-  return dim != kDynamicDim;
-}
-
-// True when a and b may be equal (either unknown, or equal).
-bool agree(int64_t a, int64_t b) {
-  return !known(a) || !known(b) || a == b;
-}
 
 void check_cache(const NodeLabel& node, const char* what, size_t index, const Shape& cache,
                  const RotaryGeometry& g, bool indexed) {
