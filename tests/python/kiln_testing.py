@@ -3,6 +3,7 @@ and kiln, and comparing the results."""
 
 from __future__ import annotations
 
+import functools
 import os
 import zlib
 from dataclasses import dataclass, field
@@ -168,3 +169,19 @@ def load_run_and_check(engine_bytes: bytes, feeds: dict, first: dict) -> tuple:
     first.setdefault("y", got)
     np.testing.assert_array_equal(got, first["y"])
     return engine, got
+
+
+@functools.lru_cache(maxsize=None)
+def cuda_backend_present() -> bool:
+    """Whether this kiln can build cuda engines (CI's sanitizer builds have no CUDA backend; a
+    machine without NVRTC cannot generate kernels): a cross-compiled one-Relu engine loads, or its
+    error is not one of those two."""
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])])
+    relu = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    try:
+        kiln.Engine(kiln.build_onnx(relu, target="cuda", cuda_arch=90, kernel_cache="off"))
+    except kiln.KilnError as error:
+        return not any(word in str(error) for word in ("built without CUDA", "NVRTC", "nvrtc"))
+    return True

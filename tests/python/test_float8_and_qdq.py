@@ -14,6 +14,7 @@ from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
 import kiln
+from kiln_testing import cuda_backend_present
 
 FLOAT8 = {
     TensorProto.FLOAT8E4M3FN: ml_dtypes.float8_e4m3fn,
@@ -269,17 +270,9 @@ def test_a_float8_zero_point_must_be_zero():
         engine.run({"x": x, "s": np.ones((), np.float32), "z": zero})
 
 
-def _cuda_backend_present() -> bool:
-    relu = _model("Relu", [("x", np.zeros(2, np.float32))], TensorProto.FLOAT)
-    try:
-        kiln.Engine(kiln.build_onnx(relu, target="cuda", cuda_arch=90, kernel_cache="off"))
-    except kiln.KilnError as error:
-        return not any(word in str(error) for word in ("built without CUDA", "NVRTC", "nvrtc"))
-    return True
-
 
 def test_a_cuda_build_refuses_float8_layers_naming_layer_and_dtype():
-    if not _cuda_backend_present():
+    if not cuda_backend_present():
         pytest.skip("this kiln has no CUDA backend (or no NVRTC) to build cuda engines with")
     x = np.zeros(4, np.float32)
     model = _model("Cast", [("x", x)], TensorProto.FLOAT8E4M3FN, to=TensorProto.FLOAT8E4M3FN)

@@ -14,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 import kiln
+from kiln_testing import cuda_backend_present
 
 SUB_BYTE = {
     TensorProto.INT4: ml_dtypes.int4, TensorProto.UINT4: ml_dtypes.uint4,
@@ -232,17 +233,9 @@ def test_bad_round_mode_is_refused_naming_node_and_attribute():
         kiln.build_onnx(model, target="cpu")
 
 
-def _cuda_backend_present() -> bool:
-    relu = _model("Relu", [("x", np.zeros(2, np.float32))], TensorProto.FLOAT)
-    try:
-        kiln.Engine(kiln.build_onnx(relu, target="cuda", cuda_arch=90, kernel_cache="off"))
-    except kiln.KilnError as error:
-        return not any(word in str(error) for word in ("built without CUDA", "NVRTC", "nvrtc"))
-    return True
-
 
 def test_a_cuda_build_refuses_sub_byte_layers_naming_layer_and_dtype():
-    if not _cuda_backend_present():
+    if not cuda_backend_present():
         pytest.skip("this kiln has no CUDA backend (or no NVRTC) to build cuda engines with")
     x = np.zeros(4, np.float32)
     model = _model("Cast", [("x", x)], TensorProto.INT4, to=TensorProto.INT4)

@@ -12,6 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import kiln
+from kiln_testing import cuda_backend_present
 
 UNSIGNED = [(np.uint16, TensorProto.UINT16), (np.uint32, TensorProto.UINT32), (np.uint64, TensorProto.UINT64)]
 IDS = ["uint16", "uint32", "uint64"]
@@ -237,22 +238,12 @@ def test_signed_only_ops_refuse_unsigned_inputs_naming_the_dtype():
         kiln.build_onnx(_model("Neg", [x], [TensorProto.UINT64], TensorProto.UINT64))
 
 
-def _cuda_backend_present() -> bool:
-    """Whether this kiln has its CUDA backend (CI's sanitizer builds do not): without it, a cross
-    compile cannot check cuda layers and a load says "built without CUDA"."""
-    relu = _model("Relu", [np.zeros(2, np.float32)], [TensorProto.FLOAT], TensorProto.FLOAT)
-    try:
-        kiln.Engine(kiln.build_onnx(relu, target="cuda", cuda_arch=90, kernel_cache="off"))
-    except kiln.KilnError as error:
-        return not any(word in str(error) for word in ("built without CUDA", "NVRTC", "nvrtc"))
-    return True
-
 
 def test_a_cuda_build_refuses_unsigned_layers_naming_layer_and_dtype():
     # The cuda backend has no kernels for these dtypes (several of its kernels pick their code by
     # element size alone): the cross-compiling build checks what a load checks, so the engine is
     # refused here, not run wrong on the GPU. A build on a GPU refuses it at the same check.
-    if not _cuda_backend_present():
+    if not cuda_backend_present():
         pytest.skip("this kiln has no CUDA backend (or no NVRTC) to build cuda engines with")
     x = np.zeros(4, dtype=np.uint32)
     model = _model("Add", [x, x], [TensorProto.UINT32] * 2, TensorProto.UINT32)
