@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_node_runner.hpp"
+#include "node_error_expectation.hpp"
 #include "base/half.hpp"
 #include "ops/op_registry.hpp"
 
@@ -114,17 +115,7 @@ double at(const HostTensor& t, const Index& index) {
   return read_as_double(view_of(t), flat_index(t.shape, index));
 }
 
-void expect_error(const std::function<void()>& fn, ErrorCode code, const std::string& fragment) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected kiln::Error containing '" << fragment << "'";
-  } catch (const Error& error) {
-    const std::string message = error.what();
-    EXPECT_EQ(error.code(), code) << message;
-    EXPECT_NE(message.find("test_node"), std::string::npos) << message;
-    EXPECT_NE(message.find(fragment), std::string::npos) << message;
-  }
-}
+using unit_test::expect_node_error;
 
 // ---- Conv -------------------------------------------------------------------------------------
 
@@ -245,7 +236,7 @@ TEST(CpuNnConv, KernelShapeAttributeMustMatchWeights) {
   const HostTensor w = random_float({3, 2, 3, 3}, rng);
   const HostTensor y = run1("Conv", make_attrs({{"kernel_shape", ints({3, 3})}}), {&x, &w});
   EXPECT_EQ(y.shape, (Shape{1, 3, 3, 3}));
-  expect_error(
+  expect_node_error(
       [&] {
         run1("Conv", make_attrs({{"kernel_shape", ints({2, 3})}}), {&x, &w});
       },
@@ -418,7 +409,7 @@ TEST(CpuNnMatMul, VectorsMatricesBatchesAndBroadcast) {
   }
   const HostTensor a = random_float({2, 3}, rng);
   const HostTensor b = random_float({4, 2}, rng);
-  expect_error([&] { run1("MatMul", {}, {&a, &b}); }, ErrorCode::kInvalidArgument, "K");
+  expect_node_error([&] { run1("MatMul", {}, {&a, &b}); }, ErrorCode::kInvalidArgument, "K");
 }
 
 // ---- normalization ----------------------------------------------------------------------------
@@ -441,19 +432,19 @@ TEST(CpuNnNormalization, BatchNormalizationInferenceMode) {
   });
   expect_close(y, x.shape, want, 1e-5, "BatchNormalization");
 
-  expect_error(
+  expect_node_error(
       [&] {
         run1("BatchNormalization", make_attrs({{"training_mode", int_attr(1)}}),
              {&x, &scale, &bias, &mean, &var});
       },
       ErrorCode::kUnsupported, "training_mode");
-  expect_error(
+  expect_node_error(
       [&] {
         run("BatchNormalization", {}, {&x, &scale, &bias, &mean, &var}, 3);
       },
       ErrorCode::kUnsupported, "output");
   const HostTensor wrong = random_float({4}, rng);
-  expect_error(
+  expect_node_error(
       [&] {
         run1("BatchNormalization", {}, {&x, &wrong, &bias, &mean, &var});
       },
@@ -514,7 +505,7 @@ TEST(CpuNnNormalization, LayerNormalizationOverTrailingAxesWithStatistics) {
   const HostTensor y_full =
       run1("LayerNormalization", make_attrs({{"axis", int_attr(1)}}), {&x, &scale_full});
   for (int64_t i = 0; i < y.numel(); ++i) EXPECT_EQ(y.data<float>()[i], y_full.data<float>()[i]);
-  expect_error(
+  expect_node_error(
       [&] {
         run1("LayerNormalization", make_attrs({{"axis", int_attr(3)}}), {&x, &scale});
       },
@@ -635,18 +626,18 @@ TEST(CpuNnPooling, GlobalPoolsAndIndicesOutput) {
   }
   expect_close(run1("GlobalAveragePool", {}, {&x}), {2, 3, 1, 1}, want_avg, 1e-6, "GAP");
   expect_close(run1("GlobalMaxPool", {}, {&x}), {2, 3, 1, 1}, want_max, 1e-6, "GMP");
-  expect_error(
+  expect_node_error(
       [&] {
         // The Indices output is computed for NCHW only (tests/unit/integer_linear_ops_test.cpp).
         run("MaxPool", make_attrs({{"kernel_shape", ints({2, 2})}, {"kiln_layout", str("NHWC")}}), {&x}, 2);
       },
       ErrorCode::kUnsupported, "Indices");
-  expect_error(
+  expect_node_error(
       [&] {
         run1("MaxPool", make_attrs({{"kernel_shape", ints({2})}}), {&x});
       },
       ErrorCode::kInvalidArgument, "kernel_shape");
-  expect_error(
+  expect_node_error(
       [&] {
         run1("AveragePool", make_attrs({{"kernel_shape", ints({2, 2})}, {"auto_pad", str("SAME")}}),
              {&x});
@@ -702,7 +693,7 @@ TEST(CpuNnSoftmax, SoftmaxAndLogSoftmaxAlongEachAxis) {
   // Large logits stay finite thanks to the max subtraction.
   const HostTensor big = make_float({2}, {1000.0f, 1000.0f});
   expect_close(run1("Softmax", {}, {&big}), {2}, {0.5, 0.5}, 1e-7, "Softmax large");
-  expect_error(
+  expect_node_error(
       [&] {
         run1("Softmax", make_attrs({{"axis", int_attr(3)}}), {&x});
       },
@@ -831,15 +822,15 @@ TEST(CpuNnReduce, IntegerSumMaxMinKeepExactValues) {
   const HostTensor min = run1("ReduceMin", attrs, {&x});
   ASSERT_EQ(min.shape, (Shape{}));
   EXPECT_EQ(min.data<int64_t>()[0], -7);
-  expect_error([&] { run1("ReduceMean", attrs, {&x}); }, ErrorCode::kUnsupported, "int64");
+  expect_node_error([&] { run1("ReduceMean", attrs, {&x}); }, ErrorCode::kUnsupported, "int64");
   const HostTensor bad_axes = make_int64({2}, {1, -1});
-  expect_error(
+  expect_node_error(
       [&] {
         run1("ReduceSum", attrs, {&x, &bad_axes});
       },
       ErrorCode::kInvalidArgument, "more than once");
   const HostTensor far_axes = make_int64({1}, {2});
-  expect_error(
+  expect_node_error(
       [&] {
         run1("ReduceSum", attrs, {&x, &far_axes});
       },
@@ -1022,26 +1013,26 @@ TEST(CpuNnResize, UnsupportedModesAreReported) {
   const HostTensor scales = make_float({4}, {1, 1, 2, 2});
   // tf_crop_and_resize needs sizes (spec and reference disagree on the output size with scales).
   const HostTensor roi = make_float({8}, {0, 0, 0, 0, 1, 1, 1, 1});
-  expect_error(
+  expect_node_error(
       [&] {
         run1("Resize", make_attrs({{"coordinate_transformation_mode", str("tf_crop_and_resize")}}),
              {&x, &roi, &scales});
       },
       ErrorCode::kUnsupported, "tf_crop_and_resize");
   // antialias applies to linear and cubic; the default mode is nearest.
-  expect_error(
+  expect_node_error(
       [&] {
         run1("Resize", make_attrs({{"antialias", int_attr(1)}}), {&x, nullptr, &scales});
       },
       ErrorCode::kUnsupported, "antialias");
-  expect_error(
+  expect_node_error(
       [&] {
         run1("Resize", make_attrs({{"mode", str("bicubic")}}), {&x, nullptr, &scales});
       },
       ErrorCode::kInvalidArgument, "mode");
-  expect_error([&] { run1("Resize", {}, {&x}); }, ErrorCode::kInvalidArgument, "sizes");
+  expect_node_error([&] { run1("Resize", {}, {&x}); }, ErrorCode::kInvalidArgument, "sizes");
   const HostTensor short_scales = make_float({2}, {2, 2});
-  expect_error(
+  expect_node_error(
       [&] {
         run1("Resize", {}, {&x, nullptr, &short_scales});
       },
@@ -1163,43 +1154,43 @@ TEST(CpuNnErrors, BadAttributesRanksAndDtypesNameTheNode) {
   std::mt19937 rng(70);
   const HostTensor x = random_float({1, 2, 5, 5}, rng);
   const HostTensor w = random_float({3, 2, 3, 3}, rng);
-  expect_error(
+  expect_node_error(
       [&] {
         run1("Conv", make_attrs({{"strides", ints({1, 1, 1})}}), {&x, &w});
       },
       ErrorCode::kInvalidArgument, "strides");
-  expect_error(
+  expect_node_error(
       [&] {
         run1("Conv", make_attrs({{"dilations", ints({0, 1})}}), {&x, &w});
       },
       ErrorCode::kInvalidArgument, "dilations");
-  expect_error(
+  expect_node_error(
       [&] {
         run1("Conv", make_attrs({{"strides", str("2")}}), {&x, &w});
       },
       ErrorCode::kInvalidArgument, "strides");
-  expect_error(
+  expect_node_error(
       [&] {
         run1("Conv", make_attrs({{"group", int_attr(2)}}), {&x, &w});
       },
       ErrorCode::kInvalidArgument, "group");
   const HostTensor x2 = random_float({2, 5}, rng);
-  expect_error([&] { run1("Conv", {}, {&x2, &w}); }, ErrorCode::kInvalidArgument, "rank");
+  expect_node_error([&] { run1("Conv", {}, {&x2, &w}); }, ErrorCode::kInvalidArgument, "rank");
   const HostTensor tiny = random_float({1, 2, 2, 2}, rng);
-  expect_error([&] { run1("Conv", {}, {&tiny, &w}); }, ErrorCode::kInvalidArgument, "smaller");
+  expect_node_error([&] { run1("Conv", {}, {&tiny, &w}); }, ErrorCode::kInvalidArgument, "smaller");
   const HostTensor xi = make_int64({1, 1, 2, 2}, {1, 2, 3, 4});
-  expect_error([&] { run1("Softmax", {}, {&xi}); }, ErrorCode::kUnsupported, "int64");
-  expect_error(
+  expect_node_error([&] { run1("Softmax", {}, {&xi}); }, ErrorCode::kUnsupported, "int64");
+  expect_node_error(
       [&] {
         run1("MaxPool", make_attrs({{"kernel_shape", ints({1, 1})}}), {&xi});
       },
       ErrorCode::kUnsupported, "int64");
   const HostTensor a = random_float({2, 3, 4}, rng);
-  expect_error([&] { run1("Gemm", {}, {&a, &a}); }, ErrorCode::kInvalidArgument, "matrix");
+  expect_node_error([&] { run1("Gemm", {}, {&a, &a}); }, ErrorCode::kInvalidArgument, "matrix");
   const HostTensor ga = random_float({2, 3}, rng), gb = random_float({3, 4}, rng);
   const HostTensor gc = random_float({3, 4}, rng);
-  expect_error([&] { run1("Gemm", {}, {&ga, &gb, &gc}); }, ErrorCode::kInvalidArgument, "C");
-  expect_error(
+  expect_node_error([&] { run1("Gemm", {}, {&ga, &gb, &gc}); }, ErrorCode::kInvalidArgument, "C");
+  expect_node_error(
       [&] {
         run1("ReduceSum", make_attrs({{"keepdims", int_attr(2)}}), {&a});
       },

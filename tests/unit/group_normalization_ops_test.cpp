@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_node_runner.hpp"
+#include "node_error_expectation.hpp"
 #include "base/half.hpp"
 #include "builder/build_from_graph.hpp"
 #include "graph_evaluation.hpp"
@@ -106,17 +107,7 @@ void expect_near_all(const HostTensor& got, const std::vector<double>& want, dou
   }
 }
 
-void expect_error(const std::function<void()>& fn, ErrorCode code, const std::string& fragment) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected kiln::Error containing '" << fragment << "'";
-  } catch (const Error& error) {
-    const std::string message = error.what();
-    EXPECT_EQ(error.code(), code) << message;
-    EXPECT_NE(message.find("test_node"), std::string::npos) << message;
-    EXPECT_NE(message.find(fragment), std::string::npos) << message;
-  }
-}
+using unit_test::expect_node_error;
 
 std::vector<ops::ValueInfo> infer(const std::string& op, const AttributeMap& attrs,
                                   std::vector<ops::ValueInfo> inputs) {
@@ -300,63 +291,63 @@ TEST(GroupNormErrors, NamedErrorsForBadInputsAndAttributes) {
   const HostTensor s4 = random_float({4}, rng), b4 = random_float({4}, rng);
   const HostTensor s3 = random_float({3}, rng);
   const auto groups = [](int64_t g) { return attrs_of({{"num_groups", Attribute::of_int(g)}}); };
-  expect_error(
+  expect_node_error(
       [&] {
         run1("GroupNormalization", groups(4), {&x, &s6, &b6});
       },
       ErrorCode::kInvalidArgument, "not divisible by num_groups = 4");
-  expect_error(
+  expect_node_error(
       [&] {
         run1("GroupNormalization", {}, {&x, &s6, &b6});
       },
       ErrorCode::kInvalidArgument, "num_groups");
-  expect_error(
+  expect_node_error(
       [&] {
         run1("GroupNormalization", groups(0), {&x, &s6, &b6});
       },
       ErrorCode::kInvalidArgument, "num_groups' must be > 0");
-  expect_error(
+  expect_node_error(
       [&] {
         run1("GroupNormalization", groups(2), {&x, &s4, &b4});
       },
       ErrorCode::kInvalidArgument, "scale (input 1)");
-  expect_error(
+  expect_node_error(
       [&] {
         run1("GroupNormalization", groups(3), {&x, &s3, &b6});
       },
       ErrorCode::kInvalidArgument, "B (input 2)");
-  expect_error(
+  expect_node_error(
       [&] {
         run1("InstanceNormalization", {}, {&x, &s3, &b6});
       },
       ErrorCode::kInvalidArgument, "expected [6]");
-  expect_error(
+  expect_node_error(
       [&] {
         run1("GroupNormalization",
              attrs_of({{"num_groups", Attribute::of_int(2)}, {"stash_type", Attribute::of_int(7)}}),
              {&x, &s6, &b6});
       },
       ErrorCode::kUnsupported, "stash_type");
-  expect_error(
+  expect_node_error(
       [&] {
         run1("GroupNormalization", attrs_of({{"num_groups", Attribute::of_float(2.0f)}}),
              {&x, &s6, &b6});
       },
       ErrorCode::kInvalidArgument, "num_groups");
   const HostTensor flat = random_float({6}, rng);
-  expect_error(
+  expect_node_error(
       [&] {
         run1("InstanceNormalization", {}, {&flat, &s6, &b6});
       },
       ErrorCode::kInvalidArgument, "rank >= 2");
   const HostTensor s2d = random_float({6, 1}, rng);
-  expect_error(
+  expect_node_error(
       [&] {
         run1("InstanceNormalization", {}, {&x, &s2d, &b6});
       },
       ErrorCode::kInvalidArgument, "must be 1-D");
   HostTensor ints(DType::kInt64, {2, 6, 4});
-  expect_error(
+  expect_node_error(
       [&] {
         run1("InstanceNormalization", {}, {&ints, &s6, &b6});
       },

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_node_runner.hpp"
+#include "node_error_expectation.hpp"
 #include "ops/op_registry.hpp"
 
 namespace kiln::cpu {
@@ -38,17 +39,7 @@ std::vector<HostTensor> run(const std::string& op, const AttributeMap& attrs,
   return run_node_on_cpu("test_node", op, attrs, inputs, outputs);
 }
 
-void expect_error(const std::function<void()>& fn, ErrorCode code, const std::string& fragment) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected kiln::Error containing '" << fragment << "'";
-  } catch (const Error& error) {
-    const std::string message = error.what();
-    EXPECT_EQ(error.code(), code) << message;
-    EXPECT_NE(message.find("test_node"), std::string::npos) << message;
-    EXPECT_NE(message.find(fragment), std::string::npos) << message;
-  }
-}
+using unit_test::expect_node_error;
 
 AttributeMap attrs_of(std::vector<std::pair<std::string, Attribute>> entries) {
   AttributeMap attrs;
@@ -79,10 +70,10 @@ TEST(RoiAlign, BadBatchIndexAndModeAreErrorsNamingTheNode) {
   const HostTensor x = ramp({1, 1, 4, 4});
   const HostTensor rois = floats({1, 4}, {0, 0, 3, 3});
   const HostTensor bad_index = int64s({1}, {1});
-  expect_error([&] { run("RoiAlign", {}, {&x, &rois, &bad_index}); }, ErrorCode::kInvalidArgument,
+  expect_node_error([&] { run("RoiAlign", {}, {&x, &rois, &bad_index}); }, ErrorCode::kInvalidArgument,
                "input 2 (batch_indices) [0] = 1 is outside [0, 1)");
   const HostTensor index = int64s({1}, {0});
-  expect_error([&] { run("RoiAlign", attrs_of({{"mode", Attribute::of_string("sum")}}), {&x, &rois, &index}); },
+  expect_node_error([&] { run("RoiAlign", attrs_of({{"mode", Attribute::of_string("sum")}}), {&x, &rois, &index}); },
                ErrorCode::kInvalidArgument, "attribute 'mode' must be \"avg\" or \"max\"");
 }
 
@@ -129,7 +120,7 @@ TEST(DeformConv, InferChecksTheOffsetAndMaskShapes) {
   EXPECT_EQ(out[0].shape, (Shape{1, 2, 3, 3}));
   std::vector<ops::ValueInfo> bad = inputs;
   bad[2].shape = {1, 18, 3, 3};
-  expect_error([&] { ops::infer_node(*ops::find_op("DeformConv"), "test_node", attrs, bad, out); },
+  expect_node_error([&] { ops::infer_node(*ops::find_op("DeformConv"), "test_node", attrs, bad, out); },
                ErrorCode::kInvalidArgument, "input 2 (offset) has 18 channels, expected offset_group 2");
 }
 
@@ -163,10 +154,10 @@ TEST(Optimizers, InputsThatMakeNoWholeGroupsAreErrorsNamingTheNode) {
   const HostTensor r = floats({}, {0.5f});
   const HostTensor t = int64s({}, {0});
   const HostTensor x = floats({2}, {1.0f, -2.0f});
-  expect_error([&] { run("Adam", {}, {&r, &t, &x, &x, &x}, 3); }, ErrorCode::kInvalidArgument,
+  expect_node_error([&] { run("Adam", {}, {&r, &t, &x, &x, &x}, 3); }, ErrorCode::kInvalidArgument,
                "takes R, T and 4 inputs per optimized tensor");
   const HostTensor t_float = floats({}, {0.0f});
-  expect_error([&] { run("Adagrad", {}, {&r, &t_float, &x, &x, &x}, 2); }, ErrorCode::kInvalidArgument,
+  expect_node_error([&] { run("Adagrad", {}, {&r, &t_float, &x, &x, &x}, 2); }, ErrorCode::kInvalidArgument,
                "input 1 (T) must be int64, got float32");
 }
 
@@ -183,7 +174,7 @@ TEST(MlOps, BinarizerAndArrayFeatureExtractor) {
   EXPECT_EQ(z.data<float>()[0], 2.0f);
   EXPECT_EQ(z.data<float>()[3], 1.0f);
   const HostTensor bad = int64s({1}, {3});
-  expect_error([&] { run("ArrayFeatureExtractor", {}, {&x, &bad}); }, ErrorCode::kInvalidArgument,
+  expect_node_error([&] { run("ArrayFeatureExtractor", {}, {&x, &bad}); }, ErrorCode::kInvalidArgument,
                "input 1 (Y) [0] = 3 is outside [0, 3)");
 }
 
@@ -212,7 +203,7 @@ TEST(WiderDtypes, Uint8MaxPoolKeepsItsValues) {
   EXPECT_EQ(y.data<uint8_t>()[0], 255);
   EXPECT_EQ(y.data<uint8_t>()[1], 200);
   HostTensor xi = tensor<int32_t>(DType::kInt32, {1, 1, 2, 2}, {1, 2, 3, 4});
-  expect_error([&] { run("MaxPool", attrs_of({{"kernel_shape", Attribute::of_ints({2, 2})}}), {&xi}); },
+  expect_node_error([&] { run("MaxPool", attrs_of({{"kernel_shape", Attribute::of_ints({2, 2})}}), {&xi}); },
                ErrorCode::kUnsupported, "supported: float32, float16, bfloat16, int8, uint8");
 }
 

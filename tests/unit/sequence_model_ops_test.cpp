@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_node_runner.hpp"
+#include "node_error_expectation.hpp"
 #include "ops/op_registry.hpp"
 
 namespace kiln::cpu {
@@ -43,17 +44,7 @@ std::vector<HostTensor> run(const std::string& op, const AttributeMap& attrs,
   return run_node_on_cpu("test_node", op, attrs, inputs, outputs);
 }
 
-void expect_error(const std::function<void()>& fn, ErrorCode code, const std::string& fragment) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected kiln::Error containing '" << fragment << "'";
-  } catch (const Error& error) {
-    const std::string message = error.what();
-    EXPECT_EQ(error.code(), code) << message;
-    EXPECT_NE(message.find("test_node"), std::string::npos) << message;
-    EXPECT_NE(message.find(fragment), std::string::npos) << message;
-  }
-}
+using unit_test::expect_node_error;
 
 std::vector<ops::ValueInfo> infer(const std::string& op, const AttributeMap& attrs,
                                   std::vector<ops::ValueInfo> inputs, size_t outputs = 1) {
@@ -138,19 +129,19 @@ TEST(SequenceModelOps, RotaryEmbeddingErrorsNameTheNode) {
   const HostTensor x4 = ramp({1, 2, 2, 4}, 0.0f, 1.0f);
   const HostTensor cache = ramp({4, 2}, 0.0f, 0.1f);
   const HostTensor pos = int64s({1, 2}, {0, 4});
-  expect_error([&] { run("RotaryEmbedding", {}, {&x3, &cache, &cache, &pos}); },
+  expect_node_error([&] { run("RotaryEmbedding", {}, {&x3, &cache, &cache, &pos}); },
                ErrorCode::kInvalidArgument, "needs attribute 'num_heads' > 0");
   AttributeMap odd;
   odd.set("rotary_embedding_dim", Attribute::of_int(3));
-  expect_error([&] { run("RotaryEmbedding", odd, {&x4, &cache, &cache, &pos}); },
+  expect_node_error([&] { run("RotaryEmbedding", odd, {&x4, &cache, &cache, &pos}); },
                ErrorCode::kInvalidArgument, "'rotary_embedding_dim' must be even");
-  expect_error([&] { run("RotaryEmbedding", {}, {&x4, &cache, &cache, &pos}); },
+  expect_node_error([&] { run("RotaryEmbedding", {}, {&x4, &cache, &cache, &pos}); },
                ErrorCode::kInvalidArgument, "position_ids) holds 4 at [0, 1]");
   const HostTensor short_cache = ramp({4, 1}, 0.0f, 0.1f);
-  expect_error([&] { run("RotaryEmbedding", {}, {&x4, &short_cache, &short_cache, &pos}); },
+  expect_node_error([&] { run("RotaryEmbedding", {}, {&x4, &short_cache, &short_cache, &pos}); },
                ErrorCode::kInvalidArgument, "input 1 (cos_cache) must be [max_position_id_plus_1");
   // Without position_ids the caches are per token.
-  expect_error([&] { run("RotaryEmbedding", {}, {&x4, &cache, &cache}); },
+  expect_node_error([&] { run("RotaryEmbedding", {}, {&x4, &cache, &cache}); },
                ErrorCode::kInvalidArgument, "must be [batch, sequence, rotary_dim / 2]");
 }
 
@@ -162,7 +153,7 @@ TEST(SequenceModelOps, RotaryEmbeddingInferKeepsDynamicDims) {
                           info(DType::kFloat16, {kDyn, 8}), info(DType::kInt64, {kDyn, kDyn})});
   EXPECT_EQ(out[0].dtype, DType::kFloat16);
   EXPECT_EQ(out[0].shape, (Shape{kDyn, kDyn, 64}));
-  expect_error(
+  expect_node_error(
       [&] {
         infer("RotaryEmbedding", attrs,
               {info(DType::kFloat32, {1, 2, 64}), info(DType::kFloat16, {4, 8}),
@@ -241,21 +232,21 @@ TEST(SequenceModelOps, LinearAttentionStateDtypeAndErrors) {
                                        info(DType::kFloat32, std::move(ks)),
                                        info(DType::kFloat32, std::move(vs))};
   };
-  expect_error([&] { infer("LinearAttention", attrs, shapes({1, 2, 32}, {1, 2, 16}, {1, 2, 12})); },
+  expect_node_error([&] { infer("LinearAttention", attrs, shapes({1, 2, 32}, {1, 2, 16}, {1, 2, 12})); },
                ErrorCode::kInvalidArgument, "update_rule 'gated' needs input 4 (decay)");
   AttributeMap linear = attrs;
   linear.set("update_rule", Attribute::of_string("linear"));
-  expect_error(
+  expect_node_error(
       [&] { infer("LinearAttention", linear, shapes({1, 2, 32}, {1, 2, 12}, {1, 2, 12})); },
       ErrorCode::kInvalidArgument, "input 1 (key) last dim must be kv_num_heads * d_k = 16");
   AttributeMap bad_heads = linear;
   bad_heads.set("q_num_heads", Attribute::of_int(3));
-  expect_error(
+  expect_node_error(
       [&] { infer("LinearAttention", bad_heads, shapes({1, 2, 24}, {1, 2, 16}, {1, 2, 12})); },
       ErrorCode::kInvalidArgument, "must be a positive multiple of 'kv_num_heads'");
   AttributeMap bad_rule = linear;
   bad_rule.set("update_rule", Attribute::of_string("softmax"));
-  expect_error(
+  expect_node_error(
       [&] { infer("LinearAttention", bad_rule, shapes({1, 2, 32}, {1, 2, 16}, {1, 2, 12})); },
       ErrorCode::kInvalidArgument, "got 'softmax'");
 }
@@ -302,13 +293,13 @@ TEST(SequenceModelOps, CausalConvWithStateSiluAndErrors) {
 
   AttributeMap gelu;
   gelu.set("activation", Attribute::of_string("gelu"));
-  expect_error([&] { run("CausalConvWithState", gelu, {&x, &w}); }, ErrorCode::kInvalidArgument,
+  expect_node_error([&] { run("CausalConvWithState", gelu, {&x, &w}); }, ErrorCode::kInvalidArgument,
                "'activation' must be none, silu or swish, got 'gelu'");
   const HostTensor w3 = floats({3, 1, 1}, {1, 1, 1});
-  expect_error([&] { run("CausalConvWithState", {}, {&x, &w3}); }, ErrorCode::kInvalidArgument,
+  expect_node_error([&] { run("CausalConvWithState", {}, {&x, &w3}); }, ErrorCode::kInvalidArgument,
                "input 1 (weight) must be [channels = 2, 1, kernel_size >= 1], got [3, 1, 1]");
   const HostTensor past = floats({1, 2, 2}, {0, 0, 0, 0});
-  expect_error([&] { run("CausalConvWithState", {}, {&x, &w, nullptr, &past}); },
+  expect_node_error([&] { run("CausalConvWithState", {}, {&x, &w, nullptr, &past}); },
                ErrorCode::kInvalidArgument, "input 3 (past_state) must be [batch, channels");
   const auto dyn =
       infer("CausalConvWithState", {},
@@ -336,7 +327,7 @@ TEST(SequenceModelOps, SwiGLUGatesTheValueInFloat32AndFloat64) {
   const HostTensor y64 = run("SwiGLU", {}, {&a64, &b64}).at(0);
   EXPECT_DOUBLE_EQ(y64.data<double>()[0], 0.1 / (1 + std::exp(-0.1)) * 3.0);
   const HostTensor b2 = floats({1, 3}, {1, 1, 1});
-  expect_error([&] { run("SwiGLU", {}, {&a, &b2}); }, ErrorCode::kInvalidArgument,
+  expect_node_error([&] { run("SwiGLU", {}, {&a, &b2}); }, ErrorCode::kInvalidArgument,
                "must have the same shape (SwiGLU does not broadcast)");
 }
 
@@ -354,7 +345,7 @@ TEST(SequenceModelOps, TensorScatterWritesLinearAndCircular) {
   const HostTensor y = run("TensorScatter", circular, {&cache, &update, &starts}).at(0);
   EXPECT_EQ(std::vector<int32_t>(y.data<int32_t>(), y.data<int32_t>() + 8),
             (std::vector<int32_t>{-1, 10, 11, -1, 13, -1, -1, 12}));
-  expect_error([&] { run("TensorScatter", {}, {&cache, &update, &starts}); },
+  expect_node_error([&] { run("TensorScatter", {}, {&cache, &update, &starts}); },
                ErrorCode::kInvalidArgument, "holds 3 for batch row 1: mode 'linear' needs");
   // Without write_indices every row writes at 0.
   const HostTensor y0 = run("TensorScatter", {}, {&cache, &update}).at(0);
@@ -362,11 +353,11 @@ TEST(SequenceModelOps, TensorScatterWritesLinearAndCircular) {
             (std::vector<int32_t>{10, 11, -1, -1, 12, 13, -1, -1}));
   AttributeMap batch_axis;
   batch_axis.set("axis", Attribute::of_int(0));
-  expect_error([&] { run("TensorScatter", batch_axis, {&cache, &update}); },
+  expect_node_error([&] { run("TensorScatter", batch_axis, {&cache, &update}); },
                ErrorCode::kInvalidArgument, "must not name the batch axis 0");
   const HostTensor float_cache = ramp({2, 4, 1}, 0, 1);
   const HostTensor long_update = ramp({2, 5, 1}, 0, 1);
-  expect_error([&] { run("TensorScatter", {}, {&float_cache, &long_update}); },
+  expect_node_error([&] { run("TensorScatter", {}, {&float_cache, &long_update}); },
                ErrorCode::kInvalidArgument, "where it may be shorter");
 }
 
@@ -382,11 +373,11 @@ TEST(SequenceModelOps, BitCastKeepsTheBytes) {
   EXPECT_EQ(static_cast<uint32_t>(y.data<int32_t>()[1]), 0xc0000000u);
   AttributeMap to_half;
   to_half.set("to", Attribute::of_int(static_cast<int64_t>(DType::kFloat16)));
-  expect_error([&] { run("BitCast", to_half, {&x}); }, ErrorCode::kInvalidArgument,
+  expect_node_error([&] { run("BitCast", to_half, {&x}); }, ErrorCode::kInvalidArgument,
                "(float16, 16 bits) must have the width of input 0 (float32, 32 bits)");
   AttributeMap to_string;
   to_string.set("to", Attribute::of_int(8));
-  expect_error([&] { run("BitCast", to_string, {&x}); }, ErrorCode::kUnsupported,
+  expect_node_error([&] { run("BitCast", to_string, {&x}); }, ErrorCode::kUnsupported,
                "attribute 'to' must be the ONNX number of a dtype kiln has, got 8");
 }
 

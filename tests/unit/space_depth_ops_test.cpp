@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_node_runner.hpp"
+#include "node_error_expectation.hpp"
 #include "ops/op_registry.hpp"
 #include "ops/space_depth_geometry.hpp"
 
@@ -36,17 +37,7 @@ HostTensor run1(const std::string& op, const AttributeMap& attrs, const HostTens
   return run_node_on_cpu("test_node", op, attrs, inputs, 1).at(0);
 }
 
-void expect_error(const std::function<void()>& fn, ErrorCode code, const std::string& fragment) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected kiln::Error containing '" << fragment << "'";
-  } catch (const Error& error) {
-    const std::string message = error.what();
-    EXPECT_EQ(error.code(), code) << message;
-    EXPECT_NE(message.find("test_node"), std::string::npos) << message;
-    EXPECT_NE(message.find(fragment), std::string::npos) << message;
-  }
-}
+using unit_test::expect_node_error;
 
 TEST(SpaceDepthCpu, DepthToSpaceDcrAndCrdFollowTheOnnxReshapes) {
   const int64_t n_dim = 2, c_dim = 12, h_dim = 3, w_dim = 5, b = 2;
@@ -164,7 +155,7 @@ TEST(SpaceDepthInfer, PropagatesDynamicDims) {
   EXPECT_EQ(out[0].shape, (Shape{1, 12, kDyn, 2}));
   out = infer("SpaceToDepth", attrs_of(2), {1, kDyn, 4, 4});
   EXPECT_EQ(out[0].shape, (Shape{1, kDyn, 2, 2}));
-  expect_error(
+  expect_node_error(
       [] {
         infer("SpaceToDepth", attrs_of(2), {kDyn, 3, kDyn, 5});
       },
@@ -173,33 +164,33 @@ TEST(SpaceDepthInfer, PropagatesDynamicDims) {
 
 TEST(SpaceDepthErrors, NamedErrorsForBadInputsAndAttributes) {
   const HostTensor x = iota({1, 8, 4, 6});
-  expect_error([&] { run1("DepthToSpace", attrs_of(3), x); }, ErrorCode::kInvalidArgument,
+  expect_node_error([&] { run1("DepthToSpace", attrs_of(3), x); }, ErrorCode::kInvalidArgument,
                "channels C (dim 1 of input [1, 8, 4, 6]) = 8 is not divisible by 9");
-  expect_error([&] { run1("SpaceToDepth", attrs_of(4), x); }, ErrorCode::kInvalidArgument,
+  expect_node_error([&] { run1("SpaceToDepth", attrs_of(4), x); }, ErrorCode::kInvalidArgument,
                "width W");
-  expect_error([&] { run1("SpaceToDepth", attrs_of(3), x); }, ErrorCode::kInvalidArgument,
+  expect_node_error([&] { run1("SpaceToDepth", attrs_of(3), x); }, ErrorCode::kInvalidArgument,
                "height H");
   const HostTensor rank3 = iota({8, 4, 6});
-  expect_error([&] { run1("DepthToSpace", attrs_of(2), rank3); }, ErrorCode::kInvalidArgument,
+  expect_node_error([&] { run1("DepthToSpace", attrs_of(2), rank3); }, ErrorCode::kInvalidArgument,
                "rank 4");
-  expect_error(
+  expect_node_error(
       [&] {
         run1("SpaceToDepth", attrs_of(2), iota({1, 1, 2, 2, 2}));
       },
       ErrorCode::kInvalidArgument, "rank 4");
-  expect_error([&] { run1("DepthToSpace", attrs_of(0), x); }, ErrorCode::kInvalidArgument,
+  expect_node_error([&] { run1("DepthToSpace", attrs_of(0), x); }, ErrorCode::kInvalidArgument,
                "blocksize");
-  expect_error([&] { run1("SpaceToDepth", attrs_of(-2), x); }, ErrorCode::kInvalidArgument,
+  expect_node_error([&] { run1("SpaceToDepth", attrs_of(-2), x); }, ErrorCode::kInvalidArgument,
                "blocksize");
-  expect_error([&] { run1("DepthToSpace", attrs_of(int64_t{1} << 40), x); },
+  expect_node_error([&] { run1("DepthToSpace", attrs_of(int64_t{1} << 40), x); },
                ErrorCode::kInvalidArgument, "blocksize");
-  expect_error([&] { run1("DepthToSpace", AttributeMap{}, x); }, ErrorCode::kInvalidArgument,
+  expect_node_error([&] { run1("DepthToSpace", AttributeMap{}, x); }, ErrorCode::kInvalidArgument,
                "missing required attribute 'blocksize'");
-  expect_error([&] { run1("DepthToSpace", attrs_of(2, "RDC"), x); }, ErrorCode::kInvalidArgument,
+  expect_node_error([&] { run1("DepthToSpace", attrs_of(2, "RDC"), x); }, ErrorCode::kInvalidArgument,
                "mode");
   AttributeMap float_blocksize;
   float_blocksize.set("blocksize", Attribute::of_float(2.0f));
-  expect_error([&] { run1("SpaceToDepth", float_blocksize, x); }, ErrorCode::kInvalidArgument,
+  expect_node_error([&] { run1("SpaceToDepth", float_blocksize, x); }, ErrorCode::kInvalidArgument,
                "blocksize");
 }
 
@@ -217,11 +208,11 @@ TEST(SpaceDepthErrors, OutputOfAnotherShapeOrDtypeIsNamed) {
   EXPECT_EQ(ops::resolve_space_depth(node, attrs_of(2), view_of(x), view_of(right)).output,
             right.shape);
   const HostTensor wrong_shape(DType::kInt64, {1, 4, 2, 2});
-  expect_error(
+  expect_node_error(
       [&] { ops::resolve_space_depth(node, attrs_of(2), view_of(x), view_of(wrong_shape)); },
       ErrorCode::kInvalidArgument, "output is int64 [1, 4, 2, 2], expected int64 [1, 1, 4, 4]");
   const HostTensor wrong_dtype(DType::kFloat32, {1, 1, 4, 4});
-  expect_error(
+  expect_node_error(
       [&] { ops::resolve_space_depth(node, attrs_of(2), view_of(x), view_of(wrong_dtype)); },
       ErrorCode::kInvalidArgument, "output is float32 [1, 1, 4, 4], expected int64");
 }
