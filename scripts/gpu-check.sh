@@ -3,7 +3,9 @@
 # summary to $OUT (default out/gpu-check). Stages (default: all but profile and multigpu): build ctest
 # conformance runtime torch models generated bench overhead, profile (per-layer times of the
 # benchmark models)
-# and multigpu (two GPUs: device errors, safe mode, a thread per GPU; skips with fewer GPUs) and
+# and multigpu (two GPUs: device errors, safe mode, a thread per GPU; skips with fewer GPUs),
+# sanitize (compute-sanitizer memcheck/racecheck/synccheck over a quarter of the conformance cases and
+# one model per family; SANITIZE_SHARDS=n checks every n-th case instead) and
 # onnxcuda (the official ONNX backend cases on float32 CUDA engines; writes onnx_backend_cuda.json,
 # and with ONNX_UPDATE=1 rewrites tests/onnx_backend/expected_failures_cuda.txt).
 # Example: scripts/gpu-check.sh build conformance
@@ -73,6 +75,7 @@ for stage in $STAGES; do
     overhead) run_stage overhead "$PYTHON" benchmarks/bench_overhead.py ;;
     onnxcuda) run_stage onnxcuda "$PYTHON" tests/onnx_backend/run.py --target cuda --jobs 4 \
         --out "$OUT/onnx_backend_cuda.json" ${ONNX_UPDATE:+--update-expected} ;;
+    sanitize) run_stage sanitize env OUT="$OUT" PYTHON="$PYTHON" scripts/gpu-sanitize.sh "${pytest_select[@]}" ;;
     profile) run_stage profile "$PYTHON" benchmarks/profile_models.py ${PROFILE_ARGS:-} ;;
     *) note "unknown stage '$stage'"; status=2 ;;
   esac

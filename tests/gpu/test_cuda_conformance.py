@@ -15,6 +15,7 @@ not run in fp16 engines, whose float16 edge would change them (1e-40 * inf is in
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 
 import numpy as np
@@ -40,7 +41,22 @@ def _tests_python():
     return Path(__file__).resolve().parents[1] / "python"
 
 
-CASES = list(ORT_CASES) + _load_family_cases()
+def _shard(cases: list[OpCase]) -> list[OpCase]:
+    """KILN_CONFORMANCE_SHARD="k/n" keeps every n-th case starting at the k-th (0 <= k < n), so
+    slow runs (compute-sanitizer: gpu-check's `sanitize` stage) cover a spread of every family."""
+    value = os.environ.get("KILN_CONFORMANCE_SHARD", "")
+    if not value:
+        return cases
+    try:
+        k, n = (int(part) for part in value.split("/"))
+    except ValueError:
+        raise ValueError(f'KILN_CONFORMANCE_SHARD must be "k/n" with 0 <= k < n, got {value!r}') from None
+    if not 0 <= k < n:
+        raise ValueError(f'KILN_CONFORMANCE_SHARD must be "k/n" with 0 <= k < n, got {value!r}')
+    return cases[k::n]
+
+
+CASES = _shard(list(ORT_CASES) + _load_family_cases())
 
 
 def _compare(got: dict, want: dict, fp16: bool, case: OpCase) -> None:
