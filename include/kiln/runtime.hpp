@@ -21,6 +21,9 @@ namespace detail {
 struct EngineState;
 struct ContextState;
 }  // namespace detail
+namespace backends {
+class Backend;
+}  // namespace backends
 
 // Which device an engine should run on.
 struct DeviceSpec {
@@ -204,6 +207,7 @@ class EngineBuffer {
   void* data_ = nullptr;
   size_t size_ = 0;
   int device_ = -1;  // -1: host memory
+  const backends::Backend* backend_ = nullptr;  // whose memory it is; lives as long as the process
 };
 
 // Waits until the work enqueued for `engine` on `stream` has finished (no-op for CPU engines).

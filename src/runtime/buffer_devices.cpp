@@ -2,11 +2,8 @@
 
 #include <algorithm>
 
+#include "backends/backend_registry.hpp"
 #include "base/error.hpp"
-
-#if KILN_WITH_CUDA
-#include <cuda_runtime_api.h>
-#endif
 
 namespace kiln::detail {
 
@@ -34,36 +31,18 @@ void check_pointer_place(CheckedBuffers& checked, int device, const NamedTensor&
 
 namespace {
 
-#if KILN_WITH_CUDA
 void check_one(CheckedBuffers& checked, int device, const NamedTensor& bound, const char* role) {
   const void* pointer = bound.tensor.data;
   if (pointer == nullptr || checked.contains(pointer)) return;
-  cudaPointerAttributes attributes{};
-  PointerPlace place;
-  if (cudaPointerGetAttributes(&attributes, pointer) == cudaSuccess) {
-    place.known = true;
-    place.device_memory = attributes.type == cudaMemoryTypeDevice;
-    place.device = attributes.device;
-  } else {
-    cudaGetLastError();  // not sticky, but it would be reported by the next unrelated check
-  }
-  check_pointer_place(checked, device, bound, role, place);
+  check_pointer_place(checked, device, bound, role, backends::locate_pointer(pointer));
 }
-#endif
 
 }  // namespace
 
 void check_buffer_devices(CheckedBuffers& checked, int device, std::span<const NamedTensor> inputs,
                           std::span<const NamedTensor> outputs) {
-#if KILN_WITH_CUDA
   for (const NamedTensor& in : inputs) check_one(checked, device, in, "input");
   for (const NamedTensor& out : outputs) check_one(checked, device, out, "output");
-#else
-  (void)checked;
-  (void)device;
-  (void)inputs;
-  (void)outputs;
-#endif
 }
 
 }  // namespace kiln::detail

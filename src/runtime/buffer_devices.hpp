@@ -1,11 +1,12 @@
-// Which GPU a caller's bound buffer lives on: CUDA engines reject device memory of another GPU
-// with a clear error instead of launching kernels on pointers their device cannot use.
+// Which GPU a caller's bound buffer lives on: engines bound to a device reject device memory of
+// another one with a clear error instead of launching kernels on pointers their device cannot use.
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <span>
 
+#include "backends/backend.hpp"
 #include "kiln/runtime.hpp"
 
 namespace kiln::detail {
@@ -28,19 +29,15 @@ class CheckedBuffers {
 // pointers the driver does not know, are left to the call (as before this check). Each pointer
 // that passes is remembered in `checked` when the driver answered for it (host buffers too, so
 // bound host I/O does not query the driver every call); one the driver could not answer for (no
-// driver, no GPU) is asked about again next call. No-op in builds without CUDA: nothing is asked
-// or remembered. A buffer freed and reallocated on another GPU at the same address while still in
+// driver, no GPU) is asked about again next call. The registered backends are asked
+// (backends::locate_pointer): in builds without a device backend nothing is asked or remembered. A buffer freed and reallocated on another GPU at the same address while still in
 // `checked` is not caught: the check is a safety net, not a guarantee.
 void check_buffer_devices(CheckedBuffers& checked, int device, std::span<const NamedTensor> inputs,
                           std::span<const NamedTensor> outputs);
 
-// What the driver said about one bound pointer, without CUDA's types, so that the decision below
-// is the same code, and tested, in every build.
-struct PointerPlace {
-  bool known = false;          // the driver answered (false: no driver, no GPU, an error)
-  bool device_memory = false;  // device memory, as opposed to host, pinned or managed memory
-  int device = -1;             // device_memory: the GPU it is on
-};
+// What the driver said about one bound pointer (backends/backend.hpp), without any driver's
+// types, so that the decision below is the same code, and tested, in every build.
+using backends::PointerPlace;
 
 // check_buffer_devices' decision for one non-null buffer that is not yet in `checked`, given
 // `place`: fails (kInvalidArgument, as above, `role` being "input" or "output") for device memory

@@ -8,23 +8,15 @@
 #include <utility>
 #include <vector>
 
+#include "backends/backend_registry.hpp"
+#include "backends/cpu/cpu_kernel.hpp"
 #include "base/error.hpp"
 #include "base/host_tensor.hpp"
 #include "format/engine_io.hpp"
 #include "runtime/engine_state.hpp"
 
-#if KILN_WITH_CUDA
-#include "backends/cuda/cuda_device.hpp"
-#include "backends/cuda/cuda_executor.hpp"
-#endif
-
 namespace kiln {
 namespace detail {
-
-TensorView EngineState::weight_view(int32_t index) const {
-  const format::TensorDesc& desc = tensor(index);
-  return TensorView{desc.dtype, desc.shape, const_cast<uint8_t*>(model.weights.data() + desc.weight_offset)};
-}
 
 namespace {
 
@@ -46,26 +38,6 @@ BindingInfo describe_binding(const format::EngineModel& model, const format::Bin
     }
   }
   return info;
-}
-
-void check_target(const EngineState& state, const DeviceSpec& device) {
-  const format::Target& target = state.model.target;
-  if (target.backend == "cpu") {
-    if (device.kind == DeviceSpec::Kind::kCuda) {
-      fail(ErrorCode::kIncompatible, state.source, ": engine was built for the cpu backend and cannot run on cuda:",
-           device.index, "; rebuild it with --target cuda");
-    }
-    return;
-  }
-  if (target.backend == "cuda") {
-#if !KILN_WITH_CUDA
-    fail(ErrorCode::kDeviceError, state.source, ": engine targets cuda sm_", target.sm_arch,
-         target.device_name.empty() ? "" : " (" + target.device_name + ")",
-         " but this kiln runtime was built without CUDA");
-#endif
-    return;
-  }
-  fail(ErrorCode::kIncompatible, state.source, ": engine targets unknown backend '", target.backend, "'");
 }
 
 // Finds which layers must run during shape propagation: those whose outputs' values some layer's
@@ -231,7 +203,8 @@ void mark_segments(EngineState& state) {
   }
 }
 
-void prepare(EngineState& state) {
+// `backend`: the engine's, or null when this runtime lacks it (check_loadable_off_device).
+void prepare(EngineState& state, const backends::Backend* backend) {
   const auto& model = state.model;
   // Ops and kernels: an engine from a newer kiln may use ops this runtime lacks.
   std::vector<std::string> missing;
@@ -307,55 +280,33 @@ void prepare(EngineState& state) {
   } else {
     mark_view_layers(state);
   }
-  // The CPU runs every layer of a cpu engine, and the shape-value layers of any engine.
-  const bool on_cpu = model.target.backend == "cpu";
-  for (size_t l = 0; l < model.layers.size(); ++l) {
-    const PreparedLayer& prepared = state.layers[l];
-    if ((on_cpu || prepared.computes_shape_values) && !prepared.kernel) {
-      missing.push_back("layer '" + model.layers[l].name + "' (op '" + model.layers[l].op + "')");
+  // The host runs the shape-value layers of every engine, with its backend's kernels. When that
+  // backend runs the engine, its own check (in bind) covers every layer, these included.
+  const backends::Backend& host = backends::host_backend();
+  if (backend != &host) {
+    for (size_t l = 0; l < model.layers.size(); ++l) {
+      if (state.layers[l].computes_shape_values && !host.supports(model, model.layers[l])) {
+        missing.push_back("layer '" + model.layers[l].name + "' (op '" + model.layers[l].op + "')");
+      }
     }
   }
   if (!missing.empty()) {
     std::string list;
     for (const std::string& m : missing) list += "\n  " + m;
-    fail(ErrorCode::kUnsupported, state.source, ": this runtime (kiln ", KILN_VERSION, ") has no cpu kernel for ",
-         missing.size(), " layer(s):", list);
+    fail(ErrorCode::kUnsupported, state.source, ": this runtime (kiln ", KILN_VERSION, ") has no ", host.name(),
+         " kernel for ", missing.size(), " layer(s):", list);
   }
 }
-
-#if KILN_WITH_CUDA
-void refuse_value_dependent_shapes(const EngineState& state) {
-  for (size_t l = 0; l < state.model.layers.size(); ++l) {
-    if (!state.layers[l].def->data_dependent_shapes) continue;
-    const format::Layer& layer = state.model.layers[l];
-    fail(ErrorCode::kUnsupported, state.source, ": layer '", layer.name, "' (", layer.op,
-         ") has output shapes that depend on its input data, which the cuda backend does not support yet; "
-         "build the engine for the cpu backend");
-  }
-  if (state.shapes_depend_on_input_values) {
-    fail(ErrorCode::kUnsupported, state.source,
-         ": the engine's shapes depend on input values, which the cuda backend does not support yet");
-  }
-}
-#endif
 
 std::shared_ptr<const EngineState> load_state(format::EngineModel model, std::string source, const DeviceSpec& device) {
   auto state = std::make_shared<EngineState>();
   state->model = std::move(model);
   state->source = std::move(source);
-  check_target(*state, device);
-  prepare(*state);
-#if KILN_WITH_CUDA
-  if (state->model.target.backend == "cuda") {
-    refuse_value_dependent_shapes(*state);
-    state->cuda = cuda::bind_engine_to_device(*state, device);
-    const int ordinal = cuda::engine_device(*state);
-    state->memory_limit = resolve_memory_limit(cuda::device_properties(ordinal).total_memory,
-                                               "the memory of GPU " + std::to_string(ordinal));
-    return state;
-  }
-#endif
-  state->memory_limit = host_memory_limit();
+  state->backend = &backends::backend_for(state->model.target, state->source);
+  state->backend->check_device(state->source, device);
+  prepare(*state, state->backend);
+  state->bound = state->backend->bind(*state, device);
+  state->memory_limit = state->bound->memory_limit();
   return state;
 }
 
@@ -365,13 +316,11 @@ void check_loadable_off_device(const format::EngineModel& model, const std::stri
   EngineState state;
   state.model = model;
   state.source = source;
-  prepare(state);
-#if KILN_WITH_CUDA
-  if (state.model.target.backend == "cuda") {
-    refuse_value_dependent_shapes(state);
-    cuda::find_cuda_kernels(state);
-  }
-#endif
+  // A runtime without the engine's backend checks what the host runs (the builder says whether
+  // it can build for that target at all).
+  state.backend = backends::find_backend(state.model.target.backend);
+  prepare(state, state.backend);
+  if (state.backend) state.backend->check_loadable(state);
 }
 
 }  // namespace detail

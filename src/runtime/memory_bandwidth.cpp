@@ -1,15 +1,10 @@
-// The GPU's peak DRAM bandwidth, for the per-layer profile. cudaDeviceProp's memoryClockRate and
-// memoryBusWidth fields are gone in CUDA 13; the device attributes that replace them remain.
+// The peak DRAM bandwidth of the engine's device, for the per-layer profile: its backend knows.
+#include "backends/backend_registry.hpp"
 #include "kiln/runtime.hpp"
-
-#if KILN_WITH_CUDA
-#include <cuda_runtime_api.h>
-#endif
 
 namespace kiln {
 
 double peak_memory_bandwidth_gb_per_s(const Engine& engine) {
-#if KILN_WITH_CUDA
   int device = -1;
   try {
     device = engine.device_index();
@@ -17,20 +12,8 @@ double peak_memory_bandwidth_gb_per_s(const Engine& engine) {
     return 0.0;  // a moved-from Engine: documented never to throw
   }
   if (device < 0) return 0.0;
-  int clock_khz = 0;
-  int bus_bits = 0;
-  if (cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, device) != cudaSuccess) {
-    cudaGetLastError();  // not sticky, but it would be reported by the next unrelated check
-    return 0.0;
-  }
-  if (clock_khz <= 0 || bus_bits <= 0) return 0.0;
-  // Double data rate: two transfers per memory clock, bus_bits / 8 bytes each.
-  return 2.0 * clock_khz * 1e3 * (bus_bits / 8.0) / 1e9;
-#else
-  (void)engine;
-  return 0.0;
-#endif
+  const backends::Backend* backend = backends::find_backend(engine.backend());
+  return backend ? backend->peak_memory_bandwidth_gb_per_s(device) : 0.0;
 }
 
 }  // namespace kiln

@@ -12,8 +12,6 @@
 namespace kiln::detail {
 namespace {
 
-alignas(256) uint8_t g_placeholder[256];
-
 [[noreturn]] void fail_over_limit(const EngineState& engine, std::string_view what, uint64_t bytes) {
   fail(ErrorCode::kOutOfMemory, engine.source, ": ", what, " needs ", format_bytes(bytes), ", more than ",
        describe_memory_limit(engine.memory_limit), "; check the input shapes");
@@ -119,7 +117,7 @@ void propagate_shapes(const EngineState& engine, std::span<const TensorView> inp
         in_views[i] = input_data[ti];
       } else {
         // Only Shape/Size layers read tensors that were not computed here; they use the shape alone.
-        in_views[i] = TensorView{model.tensors[ti].dtype, plan.shapes[ti], g_placeholder};
+        in_views[i] = TensorView{model.tensors[ti].dtype, plan.shapes[ti], placeholder_bytes()};
       }
     }
     std::vector<TensorView> out_views(layer.outputs.size());
@@ -135,7 +133,7 @@ void propagate_shapes(const EngineState& engine, std::span<const TensorView> inp
       plan.shape_values[t] = HostTensor(model.tensors[t].dtype, plan.shapes[t]);
       plan.has_shape_value[t] = true;
       out_views[o] = view_of(plan.shape_values[t]);
-      if (out_views[o].data == nullptr) out_views[o].data = g_placeholder;
+      if (out_views[o].data == nullptr) out_views[o].data = placeholder_bytes();
     }
     cpu::KernelContext ctx{layer.name, layer.op, layer.attrs, in_views, out_views};
     cpu::invoke_cpu_kernel(*prepared.kernel, ctx);
@@ -216,8 +214,6 @@ void place_in_arena(const EngineState& engine, bool place_shape_values, ShapePla
 }
 
 }  // namespace
-
-void* placeholder_bytes() { return g_placeholder; }
 
 bool ContextState::update_plan(bool place_shape_values) {
   std::vector<Shape> input_shapes(engine->inputs.size());

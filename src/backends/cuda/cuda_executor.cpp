@@ -8,18 +8,19 @@
 #include <set>
 
 #include "backends/cuda/cuda_check.hpp"
+#include "backends/cuda/cuda_device.hpp"
 #include "backends/cuda/cuda_kernel.hpp"
 #include "backends/cuda/device_buffer.hpp"
 #include "backends/cuda/generated_modules.hpp"
 #include "backends/cuda/library_handles.hpp"
 #include "base/checked_math.hpp"
-#include "runtime/context_state.hpp"
-#include "runtime/layer_traffic.hpp"
-#include "runtime/safe_mode.hpp"
 
 namespace kiln::cuda {
 
-struct DeviceEngine {
+using backends::CallState;
+using backends::EnginePlan;
+
+struct DeviceEngine final : backends::BoundEngine {
   int ordinal = 0;
   DeviceProperties props;
   DeviceBuffer weights;
@@ -30,10 +31,15 @@ struct DeviceEngine {
   DeviceEngine(const DeviceEngine&) = delete;
   DeviceEngine& operator=(const DeviceEngine&) = delete;
   // The last engine handle may go away on a thread whose current device is another GPU.
-  ~DeviceEngine() {
+  ~DeviceEngine() override {
     DeviceGuard guard(ordinal, DeviceGuard::BestEffort{});
     generated.reset();
     weights = DeviceBuffer();
+  }
+
+  int device() const override { return ordinal; }
+  MemoryLimit memory_limit() const override {
+    return resolve_memory_limit(props.total_memory, "the memory of GPU " + std::to_string(ordinal));
   }
 };
 
@@ -113,7 +119,28 @@ std::string cpu_only_dtype_of(const format::EngineModel& model, const format::La
 
 }  // namespace
 
-std::vector<const CudaKernel*> find_cuda_kernels(const detail::EngineState& engine) {
+bool supports_layer(const format::EngineModel& model, const format::Layer& layer) {
+  if (!cuda_kernels().find(layer.op)) return false;
+  // The CUDA MaxPool kernel writes the pooled values only; MaxPool's Indices output is CPU-only.
+  if (layer.op == "MaxPool" && layer.outputs.size() > 1) return false;
+  return cpu_only_tensor(model, layer).empty() && cpu_only_dtype_of(model, layer).empty();
+}
+
+void refuse_value_dependent_shapes(const EnginePlan& engine) {
+  for (size_t l = 0; l < engine.model.layers.size(); ++l) {
+    if (!engine.layers[l].def->data_dependent_shapes) continue;
+    const format::Layer& layer = engine.model.layers[l];
+    fail(ErrorCode::kUnsupported, engine.source, ": layer '", layer.name, "' (", layer.op,
+         ") has output shapes that depend on its input data, which the cuda backend does not support yet; "
+         "build the engine for the cpu backend");
+  }
+  if (engine.shapes_depend_on_input_values) {
+    fail(ErrorCode::kUnsupported, engine.source,
+         ": the engine's shapes depend on input values, which the cuda backend does not support yet");
+  }
+}
+
+std::vector<const CudaKernel*> find_cuda_kernels(const EnginePlan& engine) {
   const auto& model = engine.model;
   std::vector<const CudaKernel*> kernels(model.layers.size(), nullptr);
   std::vector<std::string> missing;
@@ -152,7 +179,7 @@ std::vector<const CudaKernel*> find_cuda_kernels(const detail::EngineState& engi
   return kernels;
 }
 
-std::shared_ptr<const DeviceEngine> bind_engine_to_device(const detail::EngineState& engine, const DeviceSpec& spec) {
+std::shared_ptr<const backends::BoundEngine> bind_engine_to_device(const EnginePlan& engine, const DeviceSpec& spec) {
   const auto& model = engine.model;
   auto bound = std::make_shared<DeviceEngine>();
   bound->ordinal = choose_device(model.target, spec, engine.source);
@@ -173,14 +200,12 @@ std::shared_ptr<const DeviceEngine> bind_engine_to_device(const detail::EngineSt
   return bound;
 }
 
-int engine_device(const detail::EngineState& engine) { return engine.cuda->ordinal; }
-
 // ---- per-context state ------------------------------------------------------------------------
 
 class DeviceContext {
  public:
-  explicit DeviceContext(std::shared_ptr<const detail::EngineState> engine_state)
-      : engine(std::move(engine_state)), device(engine->cuda.get()) {
+  DeviceContext(const EnginePlan& engine_plan, std::shared_ptr<const DeviceEngine> bound)
+      : engine(&engine_plan), device_engine(std::move(bound)), device(device_engine.get()) {
     DeviceGuard guard(device->ordinal);
     libs = std::make_unique<LibraryHandles>();
     KILN_CUDA_CHECK(cudaStreamCreateWithFlags(&own_stream, cudaStreamNonBlocking));
@@ -217,7 +242,8 @@ class DeviceContext {
     }
   }
 
-  std::shared_ptr<const detail::EngineState> engine;
+  const EnginePlan* engine;  // outlives the context (BackendContext's contract)
+  std::shared_ptr<const DeviceEngine> device_engine;
   const DeviceEngine* device;
   std::unique_ptr<LibraryHandles> libs;
   cudaStream_t own_stream = nullptr;
@@ -230,17 +256,6 @@ class DeviceContext {
   std::vector<DeviceBuffer> host_inputs;
   std::vector<DeviceBuffer> host_outputs;
 };
-
-std::shared_ptr<DeviceContext> create_device_context(std::shared_ptr<const detail::EngineState> engine) {
-  return std::make_shared<DeviceContext>(std::move(engine));
-}
-
-void set_cuda_graphs(detail::ContextState& context, bool enabled) {
-  if (!context.cuda) return;
-  context.cuda->graphs_enabled = enabled;
-}
-
-bool cuda_graphs_enabled(const detail::ContextState& context) { return context.cuda && context.cuda->graphs_enabled; }
 
 namespace {
 
@@ -258,8 +273,7 @@ struct LaunchViews {
 
 // Host copies of tensors whose values are known on the host: weights that infer functions read,
 // and shape values of the current plan.
-std::vector<const HostTensor*> host_values(const detail::ContextState& cs) {
-  const auto& engine = *cs.engine;
+std::vector<const HostTensor*> host_values(const EnginePlan& engine, const CallState& cs) {
   std::vector<const HostTensor*> values(engine.model.tensors.size(), nullptr);
   for (size_t t = 0; t < values.size(); ++t) {
     if (engine.weight_values[t]) {
@@ -289,7 +303,7 @@ LaunchContext make_launch(DeviceContext& dc, size_t layer, LaunchViews& scratch,
 
 // Device views of every tensor for this call. In graph mode inputs and outputs live in fixed arena
 // slots (the graph bakes their addresses); otherwise they are the caller's buffers.
-std::vector<TensorView> device_views(DeviceContext& dc, const detail::ContextState& cs,
+std::vector<TensorView> device_views(DeviceContext& dc, const CallState& cs,
                                      const DeviceContext::ShapeEntry& entry, bool use_slots) {
   const auto& model = dc.engine->model;
   std::vector<TensorView> views(model.tensors.size());
@@ -305,12 +319,12 @@ std::vector<TensorView> device_views(DeviceContext& dc, const detail::ContextSta
         views[t] = use_slots ? TensorView{desc.dtype, shape, base + entry.io_offsets[t]} : cs.data[t];
         break;
     }
-    if (views[t].data == nullptr) views[t].data = detail::placeholder_bytes();
+    if (views[t].data == nullptr) views[t].data = backends::placeholder_bytes();
   }
   return views;
 }
 
-DeviceContext::ShapeEntry& prepare_entry(DeviceContext& dc, detail::ContextState& cs) {
+DeviceContext::ShapeEntry& prepare_entry(DeviceContext& dc, CallState& cs) {
   if (const auto found = dc.entries.find(cs.plan.input_shapes); found != dc.entries.end()) return found->second;
   const auto& model = dc.engine->model;
   // I/O slots after the activations, sized with checked arithmetic and held to the engine's
@@ -342,7 +356,7 @@ DeviceContext::ShapeEntry& prepare_entry(DeviceContext& dc, detail::ContextState
   }
   // Kernels choose algorithms for these shapes (outside any capture).
   const std::vector<TensorView> views = device_views(dc, cs, entry, true);
-  const std::vector<const HostTensor*> host = host_values(cs);
+  const std::vector<const HostTensor*> host = host_values(*dc.engine, cs);
   entry.states.resize(model.layers.size());
   LaunchViews scratch;
   for (size_t l = 0; l < model.layers.size(); ++l) {
@@ -361,11 +375,11 @@ DeviceContext::ShapeEntry& prepare_entry(DeviceContext& dc, detail::ContextState
 }
 
 // `events`, when given, holds two events per layer recorded around its launch (profiling).
-void launch_layers(DeviceContext& dc, const detail::ContextState& cs, const DeviceContext::ShapeEntry& entry,
+void launch_layers(DeviceContext& dc, const CallState& cs, const DeviceContext::ShapeEntry& entry,
                    const std::vector<TensorView>& views, cudaStream_t stream,
                    const std::vector<cudaEvent_t>* events = nullptr) {
   const auto& model = dc.engine->model;
-  const std::vector<const HostTensor*> host = host_values(cs);
+  const std::vector<const HostTensor*> host = host_values(*dc.engine, cs);
   LaunchViews scratch;
   for (size_t l = 0; l < model.layers.size(); ++l) {
     const CudaKernel* kernel = dc.device->kernels[l];
@@ -382,9 +396,9 @@ void launch_layers(DeviceContext& dc, const detail::ContextState& cs, const Devi
 
 // Shape values computed on the host that device layers (or outputs) read. Activations stay in the
 // arena while the same shape entry is resident; outputs may move between calls.
-void upload_shape_values(const detail::ContextState& cs, const std::vector<TensorView>& views, cudaStream_t stream,
-                         bool outputs_only) {
-  const auto& tensors = cs.engine->model.tensors;
+void upload_shape_values(const EnginePlan& engine, const CallState& cs, const std::vector<TensorView>& views,
+                         cudaStream_t stream, bool outputs_only) {
+  const auto& tensors = engine.model.tensors;
   for (size_t t = 0; t < cs.plan.shape_values.size(); ++t) {
     if (!cs.plan.has_shape_value[t]) continue;
     if (outputs_only && tensors[t].kind != format::TensorKind::kOutput) continue;
@@ -409,7 +423,7 @@ void warn_device_switch_once(const DeviceContext& dc, int current) {
   static std::mutex mutex;
   static std::set<std::pair<const void*, int>> warned;
   std::lock_guard lock(mutex);
-  if (warned.insert({dc.engine.get(), current}).second) {
+  if (warned.insert({dc.engine, current}).second) {
     std::fprintf(stderr,
                  "kiln: warning: multi-device safe mode switched from cuda:%d to cuda:%d, where the engine lives\n",
                  current, dc.device->ordinal);
@@ -417,9 +431,8 @@ void warn_device_switch_once(const DeviceContext& dc, int current) {
 }
 
 // Binds and validates a call and brings the shape entry up to date (shape values in the arena).
-DeviceContext::ShapeEntry& prepare_call(detail::ContextState& cs, std::span<const NamedTensor> inputs,
+DeviceContext::ShapeEntry& prepare_call(DeviceContext& dc, CallState& cs, std::span<const NamedTensor> inputs,
                                         std::span<const NamedTensor> outputs, cudaStream_t stream, bool use_graph) {
-  DeviceContext& dc = *cs.cuda;
   cs.bind_inputs(inputs);
   cs.update_plan(/*place_shape_values=*/true);
   cs.check_outputs(outputs);
@@ -430,17 +443,16 @@ DeviceContext::ShapeEntry& prepare_call(detail::ContextState& cs, std::span<cons
   DeviceContext::ShapeEntry& entry = prepare_entry(dc, cs);
   const bool upload_all = dc.resident != &entry;
   if (upload_all || dc.engine->has_shape_value_outputs) {
-    upload_shape_values(cs, device_views(dc, cs, entry, use_graph), stream, /*outputs_only=*/!upload_all);
+    upload_shape_values(*dc.engine, cs, device_views(dc, cs, entry, use_graph), stream, /*outputs_only=*/!upload_all);
     dc.resident = &entry;
   }
   return entry;
 }
 
-void run(detail::ContextState& cs, std::span<const NamedTensor> inputs, std::span<const NamedTensor> outputs,
+void run(DeviceContext& dc, CallState& cs, std::span<const NamedTensor> inputs, std::span<const NamedTensor> outputs,
          cudaStream_t stream) {
-  DeviceContext& dc = *cs.cuda;
   const bool use_graph = dc.graphs_enabled;
-  DeviceContext::ShapeEntry& entry = prepare_call(cs, inputs, outputs, stream, use_graph);
+  DeviceContext::ShapeEntry& entry = prepare_call(dc, cs, inputs, outputs, stream, use_graph);
   const auto& model = dc.engine->model;
   if (!use_graph) {
     launch_layers(dc, cs, entry, device_views(dc, cs, entry, false), stream);
@@ -489,28 +501,24 @@ void run(detail::ContextState& cs, std::span<const NamedTensor> inputs, std::spa
   }
 }
 
-}  // namespace
-
-void execute_on_device(detail::ContextState& cs, std::span<const NamedTensor> inputs,
+void execute_on_device(DeviceContext& dc, CallState& cs, std::span<const NamedTensor> inputs,
                        std::span<const NamedTensor> outputs, void* stream) {
-  DeviceContext& dc = *cs.cuda;
-  if (!detail::multi_device_safe_mode()) {
+  if (!get_multi_device_safe_mode()) {
     check_current_device(dc);
-    run(cs, inputs, outputs, static_cast<cudaStream_t>(stream));
+    run(dc, cs, inputs, outputs, static_cast<cudaStream_t>(stream));
     return;
   }
   int current = -1;
   KILN_CUDA_CHECK(cudaGetDevice(&current));
   if (current != dc.device->ordinal) warn_device_switch_once(dc, current);
   DeviceGuard guard(dc.device->ordinal);
-  run(cs, inputs, outputs, static_cast<cudaStream_t>(stream));
+  run(dc, cs, inputs, outputs, static_cast<cudaStream_t>(stream));
 }
 
-std::vector<LayerTiming> profile_on_device(detail::ContextState& cs, std::span<const NamedTensor> inputs,
+std::vector<LayerTiming> profile_on_device(DeviceContext& dc, CallState& cs, std::span<const NamedTensor> inputs,
                                            std::span<const NamedTensor> outputs, int iterations) {
-  DeviceContext& dc = *cs.cuda;
   DeviceGuard guard(dc.device->ordinal);
-  DeviceContext::ShapeEntry* entry = &prepare_call(cs, inputs, outputs, nullptr, /*use_graph=*/false);
+  DeviceContext::ShapeEntry* entry = &prepare_call(dc, cs, inputs, outputs, nullptr, /*use_graph=*/false);
   const std::vector<TensorView> views = device_views(dc, cs, *entry, false);
   const auto& layers = dc.engine->model.layers;
   std::vector<cudaEvent_t> events(2 * layers.size(), nullptr);
@@ -538,13 +546,12 @@ std::vector<LayerTiming> profile_on_device(detail::ContextState& cs, std::span<c
     if (samples[l].empty()) continue;
     std::sort(samples[l].begin(), samples[l].end());
     timings.push_back({layers[l].name, layers[l].op, samples[l][samples[l].size() / 2],
-                       detail::layer_bytes(cs, l)});
+                       backends::layer_bytes(*dc.engine, cs.plan, l)});
   }
   return timings;
 }
 
-std::vector<Tensor> execute_from_host(detail::ContextState& cs, std::span<const NamedTensor> inputs) {
-  DeviceContext& dc = *cs.cuda;
+std::vector<Tensor> execute_from_host(DeviceContext& dc, CallState& cs, std::span<const NamedTensor> inputs) {
   DeviceGuard guard(dc.device->ordinal);
   // Validate and size everything on the host before touching the device.
   cs.bind_inputs(inputs);
@@ -572,7 +579,7 @@ std::vector<Tensor> execute_from_host(detail::ContextState& cs, std::span<const 
     dc.host_outputs[o].reserve(std::max<size_t>(r.bytes.size(), 1));
     device_outputs[o] = NamedTensor{dc.engine->outputs[o].name, TensorRef{r.dtype, r.shape, dc.host_outputs[o].get()}};
   }
-  run(cs, device_inputs, device_outputs, dc.own_stream);
+  run(dc, cs, device_inputs, device_outputs, dc.own_stream);
   for (size_t o = 0; o < results.size(); ++o) {
     if (results[o].bytes.empty()) continue;
     KILN_CUDA_CHECK(cudaMemcpyAsync(results[o].bytes.data(), dc.host_outputs[o].get(), results[o].bytes.size(),
@@ -580,6 +587,37 @@ std::vector<Tensor> execute_from_host(detail::ContextState& cs, std::span<const 
   }
   KILN_CUDA_CHECK(cudaStreamSynchronize(dc.own_stream));
   return results;
+}
+
+class CudaContext final : public backends::BackendContext {
+ public:
+  CudaContext(const EnginePlan& engine, std::shared_ptr<const DeviceEngine> bound) : dc_(engine, std::move(bound)) {}
+
+  std::vector<Tensor> execute(CallState& call, std::span<const NamedTensor> inputs) override {
+    return execute_from_host(dc_, call, inputs);
+  }
+  void execute(CallState& call, std::span<const NamedTensor> inputs, std::span<const NamedTensor> outputs,
+               void* stream) override {
+    execute_on_device(dc_, call, inputs, outputs, stream);
+  }
+  std::vector<LayerTiming> profile(CallState& call, std::span<const NamedTensor> inputs,
+                                   std::span<const NamedTensor> outputs, int iterations) override {
+    return profile_on_device(dc_, call, inputs, outputs, iterations);
+  }
+  // Device layers cannot read host memory: shape values get arena space and are uploaded.
+  bool places_shape_values() const override { return true; }
+  void set_graphs(bool enabled) override { dc_.graphs_enabled = enabled; }
+  bool graphs_enabled() const override { return dc_.graphs_enabled; }
+
+ private:
+  DeviceContext dc_;
+};
+
+}  // namespace
+
+std::unique_ptr<backends::BackendContext> create_device_context(const EnginePlan& engine,
+                                                                std::shared_ptr<const backends::BoundEngine> bound) {
+  return std::make_unique<CudaContext>(engine, std::static_pointer_cast<const DeviceEngine>(std::move(bound)));
 }
 
 }  // namespace kiln::cuda

@@ -1,23 +1,34 @@
 // The CUDA executor: binds an engine to a GPU (weights uploaded once), and runs contexts on the
 // caller's stream, capturing each set of input shapes into a CUDA graph that later calls replay.
+// cuda_backend.cpp puts it behind the Backend interface (src/backends/backend.hpp).
 #pragma once
 
 #include <memory>
-#include <span>
 #include <vector>
 
+#include "backends/backend.hpp"
+#include "format/engine_model.hpp"
 #include "kiln/runtime.hpp"
-
-namespace kiln::detail {
-struct EngineState;
-struct ContextState;
-}  // namespace kiln::detail
 
 namespace kiln::cuda {
 
-struct DeviceEngine;
-class DeviceContext;
 struct CudaKernel;  // cuda_kernel.hpp
+
+// Whether the CUDA backend has a kernel for `layer` that takes its op and its tensors' dtypes:
+// the per-layer test of find_cuda_kernels (attributes aside). Never throws.
+bool supports_layer(const format::EngineModel& model, const format::Layer& layer);
+
+// Throws kUnsupported, naming the first layer concerned, when the engine has a layer whose output
+// shapes depend on its input data or shapes that depend on input values (the CUDA executor plans
+// neither). Needs no GPU.
+void refuse_value_dependent_shapes(const backends::EnginePlan& engine);
+
+// The CUDA kernel of every layer that runs on the GPU (null for layers run during shape
+// propagation and views). Throws kUnsupported listing every such layer without a CUDA kernel in
+// this runtime, or else every such layer with a uint16/uint32/uint64 tensor (the CUDA backend has
+// no kernels for them), or the first layer whose kernel's check_attributes refuses its attributes.
+// Needs no GPU: a build for the cuda target checks its engine with it.
+std::vector<const CudaKernel*> find_cuda_kernels(const backends::EnginePlan& engine);
 
 // Picks the GPU (device.index if given, else the current device if its architecture matches,
 // else the first GPU of the engine's architecture), checks it, uploads the weights, loads the
@@ -25,30 +36,14 @@ struct CudaKernel;  // cuda_kernel.hpp
 // GPU), kIncompatible (architecture mismatch, naming both; a module the driver cannot run here),
 // kCorruptFile (a module the driver refuses), kUnsupported (layers without a CUDA kernel, all
 // listed).
-std::shared_ptr<const DeviceEngine> bind_engine_to_device(const detail::EngineState& engine, const DeviceSpec& device);
+std::shared_ptr<const backends::BoundEngine> bind_engine_to_device(const backends::EnginePlan& engine,
+                                                                    const DeviceSpec& device);
 
-// The CUDA kernel of every layer that runs on the GPU (null for layers run during shape
-// propagation and views). Throws kUnsupported listing every such layer without a CUDA kernel in
-// this runtime, or else every such layer with a uint16/uint32/uint64 tensor (the CUDA backend has
-// no kernels for them), or the first layer whose kernel's check_attributes refuses its attributes.
-// Needs no GPU: a build for the cuda target checks its engine with it.
-std::vector<const CudaKernel*> find_cuda_kernels(const detail::EngineState& engine);
-
-std::shared_ptr<DeviceContext> create_device_context(std::shared_ptr<const detail::EngineState> engine);
-
-// Device pointers in and out, on `stream` (null: the legacy default stream).
-void execute_on_device(detail::ContextState& context, std::span<const NamedTensor> inputs,
-                       std::span<const NamedTensor> outputs, void* stream);
-// Host tensors in and out: copies in, runs on the context's own stream, copies out, synchronises.
-std::vector<Tensor> execute_from_host(detail::ContextState& context, std::span<const NamedTensor> inputs);
-
-// Per-layer GPU times (see ExecutionContext::profile), on the default stream.
-std::vector<LayerTiming> profile_on_device(detail::ContextState& context, std::span<const NamedTensor> inputs,
-                                           std::span<const NamedTensor> outputs, int iterations);
-
-// The GPU ordinal an engine is bound to.
-int engine_device(const detail::EngineState& engine);
-void set_cuda_graphs(detail::ContextState& context, bool enabled);
-bool cuda_graphs_enabled(const detail::ContextState& context);
+// A context of `engine` on the GPU `bound` (what bind_engine_to_device returned for it): its own
+// stream, library handles, arena and captured graphs. Calls on device buffers run on the caller's
+// stream and check the current device (multi-device safe mode switches to the engine's instead);
+// calls on host tensors stage through the context's memory on its own stream and synchronise.
+std::unique_ptr<backends::BackendContext> create_device_context(const backends::EnginePlan& engine,
+                                                                std::shared_ptr<const backends::BoundEngine> bound);
 
 }  // namespace kiln::cuda

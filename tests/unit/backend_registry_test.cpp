@@ -1,0 +1,161 @@
+// The backend registry (src/backends/backend_registry.hpp) and the Backend interface of the
+// built-in backends: lookup by name, the messages for targets this runtime cannot run, and
+// supports() answered from the kernel registries.
+#include "backends/backend_registry.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+
+#include "base/error.hpp"
+#include "engine_model_builder.hpp"
+
+namespace kiln::backends {
+namespace {
+
+using format::TensorKind;
+using kiln::testing::add_tensor;
+using kiln::testing::layer;
+
+#if KILN_WITH_CUDA
+constexpr bool kCudaBuild = true;
+#else
+constexpr bool kCudaBuild = false;
+#endif
+
+bool has_name(const std::vector<std::string>& names, const std::string& name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+// Runs `call`, which must throw kiln::Error; returns it.
+template <typename Call>
+Error thrown_by(Call&& call) {
+  try {
+    call();
+  } catch (const Error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no kiln::Error was thrown";
+  return Error(ErrorCode::kInternal, "none");
+}
+
+TEST(BackendRegistry, FindsTheBuiltInBackendsByName) {
+  const Backend* cpu = find_backend("cpu");
+  ASSERT_NE(cpu, nullptr);
+  EXPECT_EQ(cpu->name(), "cpu");
+  EXPECT_EQ(&host_backend(), cpu);
+  EXPECT_EQ(find_backend("no-such-backend"), nullptr);
+  const std::vector<std::string> names = backend_names();
+  EXPECT_EQ(names.front(), "cpu");
+  EXPECT_EQ(has_name(names, "cuda"), kCudaBuild);
+  EXPECT_EQ(find_backend("cuda") != nullptr, kCudaBuild);
+}
+
+TEST(BackendRegistry, AnUnknownTargetNamesTheBackendsThisRuntimeHas) {
+  format::Target target;
+  target.backend = "tpu";
+  const Error e = thrown_by([&] { backend_for(target, "model.kiln"); });
+  EXPECT_EQ(e.code(), ErrorCode::kIncompatible);
+  const std::string message = e.what();
+  EXPECT_NE(message.find("model.kiln: engine targets unknown backend 'tpu'; this runtime has backends: cpu"),
+            std::string::npos)
+      << message;
+}
+
+TEST(BackendRegistry, ACudaTargetWithoutTheCudaBackendSaysTheRuntimeWasBuiltWithoutCuda) {
+  format::Target target;
+  target.backend = "cuda";
+  target.sm_arch = 90;
+  target.device_name = "NVIDIA H100";
+  if (kCudaBuild) {
+    EXPECT_EQ(&backend_for(target, "model.kiln"), find_backend("cuda"));
+    return;
+  }
+  const Error e = thrown_by([&] { backend_for(target, "model.kiln"); });
+  EXPECT_EQ(e.code(), ErrorCode::kDeviceError);
+  const std::string message = e.what();
+  EXPECT_NE(message.find("model.kiln: engine targets cuda sm_90 (NVIDIA H100) but this kiln runtime was built "
+                         "without CUDA (its backends: cpu"),
+            std::string::npos)
+      << message;
+}
+
+// A backend that runs nothing, to register beside the built-in ones.
+class NullBackend final : public Backend {
+ public:
+  const std::string& name() const override { return name_; }
+  void check_device(const std::string&, const DeviceSpec&) const override {}
+  bool supports(const format::EngineModel&, const format::Layer&) const override { return false; }
+  void check_loadable(const EnginePlan&) const override {}
+  std::shared_ptr<const BoundEngine> bind(const EnginePlan&, const DeviceSpec&) const override { return nullptr; }
+  std::unique_ptr<BackendContext> create_context(const EnginePlan&, std::shared_ptr<const BoundEngine>) const override {
+    return nullptr;
+  }
+  void* allocate(int, size_t) const override { return nullptr; }
+  void release(int, void*) const noexcept override {}
+  void copy_from_host(int, void*, const void*, size_t) const override {}
+  void copy_to_host(int, void*, const void*, size_t) const override {}
+  void synchronize(int, void*) const override {}
+  PointerPlace locate(const void*) const override { return {}; }
+  double peak_memory_bandwidth_gb_per_s(int) const override { return 0.0; }
+
+  explicit NullBackend(std::string name) : name_(std::move(name)) {}
+
+ private:
+  std::string name_;
+};
+
+TEST(BackendRegistry, RegistersABackendOnceUnderItsName) {
+  static const NullBackend extra("registry-test-null");
+  register_backend(extra);
+  EXPECT_EQ(find_backend("registry-test-null"), &extra);
+  EXPECT_TRUE(has_name(backend_names(), "registry-test-null"));
+  static const NullBackend second("registry-test-null");
+  const Error twice = thrown_by([&] { register_backend(second); });
+  EXPECT_EQ(twice.code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(find_backend("registry-test-null"), &extra);
+  static const NullBackend cpu_again("cpu");
+  EXPECT_EQ(thrown_by([&] { register_backend(cpu_again); }).code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(find_backend("cpu"), &host_backend());
+}
+
+// One layer `op` reading and writing `dtype` tensors (with an int64 second output when
+// `with_indices`).
+format::EngineModel one_layer_model(const std::string& op, DType dtype, bool with_indices = false) {
+  format::EngineModel m;
+  const int32_t x = add_tensor(m, "x", dtype, {2, 3}, TensorKind::kInput);
+  std::vector<int32_t> outputs{add_tensor(m, "y", dtype, {2, 3}, TensorKind::kOutput)};
+  if (with_indices) outputs.push_back(add_tensor(m, "indices", DType::kInt64, {2, 3}, TensorKind::kOutput));
+  m.layers.push_back(layer("node", op, {x}, outputs));
+  return m;
+}
+
+TEST(BackendSupports, TheCpuBackendSupportsTheOpsOfItsKernelRegistry) {
+  const Backend& cpu = *find_backend("cpu");
+  const format::EngineModel relu = one_layer_model("Relu", DType::kFloat32);
+  EXPECT_TRUE(cpu.supports(relu, relu.layers[0]));
+  const format::EngineModel unsigned_relu = one_layer_model("Relu", DType::kUInt32);
+  EXPECT_TRUE(cpu.supports(unsigned_relu, unsigned_relu.layers[0]));
+  const format::EngineModel unknown = one_layer_model("NoSuchOp", DType::kFloat32);
+  EXPECT_FALSE(cpu.supports(unknown, unknown.layers[0]));
+}
+
+TEST(BackendSupports, TheCudaBackendRefusesWhatItsLoadRefuses) {
+  const Backend* cuda = find_backend("cuda");
+  if (!cuda) GTEST_SKIP() << "this kiln has no CUDA backend";
+  const format::EngineModel relu = one_layer_model("Relu", DType::kFloat32);
+  EXPECT_TRUE(cuda->supports(relu, relu.layers[0]));
+  // No CUDA kernel takes uint32 tensors, or float64 Softmax; MaxPool's Indices output is CPU-only.
+  const format::EngineModel unsigned_relu = one_layer_model("Relu", DType::kUInt32);
+  EXPECT_FALSE(cuda->supports(unsigned_relu, unsigned_relu.layers[0]));
+  const format::EngineModel double_softmax = one_layer_model("Softmax", DType::kFloat64);
+  EXPECT_FALSE(cuda->supports(double_softmax, double_softmax.layers[0]));
+  const format::EngineModel max_pool_indices = one_layer_model("MaxPool", DType::kFloat32, true);
+  EXPECT_FALSE(cuda->supports(max_pool_indices, max_pool_indices.layers[0]));
+  const format::EngineModel unknown = one_layer_model("NoSuchOp", DType::kFloat32);
+  EXPECT_FALSE(cuda->supports(unknown, unknown.layers[0]));
+}
+
+}  // namespace
+}  // namespace kiln::backends
