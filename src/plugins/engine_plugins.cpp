@@ -17,8 +17,10 @@ void check_engine_plugins(const format::EngineModel& model, std::string_view sou
     const char* end = ref.version.data() + ref.version.size();
     const auto [ptr, ec] = std::from_chars(ref.version.data(), end, identity.version);
     if (ec != std::errc() || ptr != end || identity.version < 1) {
-      fail(ErrorCode::kCorruptFile, where, "names plugin ", ref.plugin_namespace, "::", ref.name,
-           " with version '", ref.version, "'; expected an integer >= 1");
+      // The format allows any version text; plugins registered here have integer versions.
+      fail(ErrorCode::kNotFound, where, "needs plugin ", plugin_label(identity.plugin_namespace, ref.name, ref.version),
+           ref.library.empty() ? std::string() : ", provided at build time by " + ref.library,
+           "; no plugin registered in this process has that version (plugin versions are integers >= 1)");
     }
     const RegisteredCreator& creator = require_creator(identity, where);
     PluginInstance check(creator, ref.fields);  // the plugin refuses fields it cannot run with

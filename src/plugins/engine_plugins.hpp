@@ -12,7 +12,7 @@ namespace kiln::plugins {
 // At engine load: every plugin the engine names (model.plugins, and every plugin layer) must be
 // registered, and its fields must make an instance. Throws kNotFound naming `source`, the plugin,
 // its version and the library that provided it at build time; the plugin's own error (naming it)
-// when its fields are refused; kCorruptFile for a malformed reference.
+// when its fields are refused; kCorruptFile for a malformed plugin layer.
 void check_engine_plugins(const format::EngineModel& model, std::string_view source);
 
 // At build time: one reference per distinct (namespace, name, version, library, fields) among the
