@@ -184,7 +184,7 @@ def test_missing_library_and_non_plugin_library(tmp_path, build_dir):
 
 
 def run_child(code, env, preload=""):
-    env = python_child_env(env)
+    env = dict(python_child_env(env))
     if preload:  # after the sanitizer runtime, when there is one
         env["LD_PRELOAD"] = " ".join(p for p in (env.get("LD_PRELOAD", ""), preload) if p)
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300,
