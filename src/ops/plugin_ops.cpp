@@ -9,6 +9,17 @@ namespace {
 // Plugins take and give any number of tensors; these bounds only keep counts sane.
 constexpr int kMaxPluginTensors = 64;
 
+void infer_plugin(InferContext& ctx);
+
+// The plugin's errors name the plugin; this adds the node.
+void infer_plugin_naming_node(InferContext& ctx) {
+  try {
+    infer_plugin(ctx);
+  } catch (const Error& e) {
+    throw Error(e.code(), detail::concat("node '", ctx.node_name(), "' (", ctx.op(), "): ", e.what()));
+  }
+}
+
 void infer_plugin(InferContext& ctx) {
   const auto instance = plugins::instance_of_layer(ctx.attrs(), ctx.node_name());
   std::vector<DType> dtypes(ctx.num_inputs(), DType::kFloat32);
@@ -33,7 +44,7 @@ void infer_plugin(InferContext& ctx) {
         case KILN_PLUGIN_DIM_COPY: out.shape.push_back(ctx.input(static_cast<size_t>(dim.input)).shape[static_cast<size_t>(dim.input_dim)]); break;
         case KILN_PLUGIN_DIM_DATA_DEPENDENT:
           if (ctx.op() != plugins::kDataDependentPluginOp) {
-            ctx.fail("plugin ", instance->creator().label(), " gave output ", o,
+            kiln::fail(ErrorCode::kInvalidArgument, "plugin ", instance->creator().label(), " gave output ", o,
                      " a data-dependent dimension, but the layer was built as one with fixed shapes");
           }
           out.shape.push_back(ctx.data_dependent_dim(dim.value));
@@ -46,9 +57,9 @@ void infer_plugin(InferContext& ctx) {
 }  // namespace
 
 void register_plugin_ops(OpRegistry& registry) {
-  registry.add(OpDef{std::string(plugins::kPluginOp), 0, kMaxPluginTensors, 1, kMaxPluginTensors, {}, &infer_plugin});
+  registry.add(OpDef{std::string(plugins::kPluginOp), 0, kMaxPluginTensors, 1, kMaxPluginTensors, {}, &infer_plugin_naming_node});
   OpDef data_dependent{std::string(plugins::kDataDependentPluginOp), 0, kMaxPluginTensors, 1, kMaxPluginTensors, {},
-                       &infer_plugin};
+                       &infer_plugin_naming_node};
   data_dependent.data_dependent_shapes = true;
   registry.add(std::move(data_dependent));
 }

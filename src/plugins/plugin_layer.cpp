@@ -279,7 +279,7 @@ std::shared_ptr<const PluginInstance> instance_of_layer(const AttributeMap& attr
     if (auto it = instances.find(key); it != instances.end()) return it->second;
   }
   const PluginIdentity identity = identity_of(attrs, layer);
-  const RegisteredCreator& creator = require_creator(identity, detail::concat("layer '", layer, "' "));
+  const RegisteredCreator& creator = require_creator(identity, "");  // callers name the layer
   auto instance = std::make_shared<const PluginInstance>(creator, attrs);
   std::lock_guard lock(mutex);
   return instances.emplace(key, std::move(instance)).first->second;

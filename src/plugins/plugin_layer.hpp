@@ -43,8 +43,9 @@ struct PluginIdentity {
 };
 PluginIdentity identity_of(const AttributeMap& attrs, std::string_view layer);
 
-// The registered creator for `identity`; throws kNotFound naming the plugin, its version, the
-// library that provided it at build time and the versions registered under its name, if any.
+// The registered creator for `identity`; throws kNotFound "<where>needs plugin ..." naming the
+// plugin, its version, the library that provided it at build time and the versions registered
+// under its name, if any.
 const RegisteredCreator& require_creator(const PluginIdentity& identity, std::string_view where);
 
 // An instance of a creator made from fields (kiln_plugin_create); destroyed with the object.
@@ -83,7 +84,8 @@ class PluginInstance {
 };
 
 // The instance for a plugin layer's attributes, made once per distinct identity and fields and
-// shared afterwards (thread-safe). Throws as require_creator and PluginInstance.
+// shared afterwards (thread-safe). Throws as require_creator and PluginInstance; the messages do
+// not name the layer (`layer` is only used for malformed identity attributes).
 std::shared_ptr<const PluginInstance> instance_of_layer(const AttributeMap& attrs, std::string_view layer);
 
 }  // namespace kiln::plugins

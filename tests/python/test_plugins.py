@@ -167,6 +167,16 @@ def test_node_attributes_are_checked_against_the_plugin_fields(plugin_path, attr
     assert message in str(error.value)
 
 
+def test_plugin_shape_errors_name_the_node_and_the_plugin(plugin_path):
+    kiln.load_plugin_library(plugin_path)
+    model = plugin_model()
+    model.graph.input[1].type.tensor_type.shape.dim[1].dim_value = 4
+    with pytest.raises(kiln.InvalidArgumentError) as error:
+        kiln.build_onnx(model, profiles={"A": ((2, 3), (2, 3), (2, 3)), "B": ((2, 4), (2, 4), (2, 4))})
+    assert ("node 'scaled' (Plugin): plugin kiln.test::ScaledAdd v2 (libkiln_test_plugin.so) infer: "
+            "A and B differ in dimension 1 (3 vs 4)") in str(error.value)
+
+
 def test_plugin_refuses_dtypes_it_does_not_take(plugin_path):
     kiln.load_plugin_library(plugin_path)
     model = plugin_model()

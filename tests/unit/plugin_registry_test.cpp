@@ -161,7 +161,8 @@ TEST(PluginLibrary, MissingFileIsNotFound) {
 }
 
 // y = ScaledAdd(a, b; alpha) for a and b float32 [n], naming plugin (ns, name, version).
-std::vector<uint8_t> make_plugin_engine(const std::string& name, int64_t version, float alpha) {
+std::vector<uint8_t> make_plugin_engine(const std::string& name, int64_t version, float alpha,
+                                        const std::string& ns = "kiln.test") {
   format::EngineModel m;
   using testing::add_tensor;
   const int32_t a = add_tensor(m, "a", DType::kFloat32, {4}, format::TensorKind::kInput);
@@ -171,11 +172,11 @@ std::vector<uint8_t> make_plugin_engine(const std::string& name, int64_t version
   m.inputs.push_back(testing::binding(m, b));
   m.outputs.push_back(testing::binding(m, y));
   format::Layer l = testing::layer("scaled0", std::string(plugins::kPluginOp), {a, b}, {y});
-  l.attrs.set(plugins::kNamespaceAttribute, Attribute::of_string("kiln.test"));
+  l.attrs.set(plugins::kNamespaceAttribute, Attribute::of_string(ns));
   l.attrs.set(plugins::kNameAttribute, Attribute::of_string(name));
   l.attrs.set(plugins::kVersionAttribute, Attribute::of_int(version));
   l.attrs.set(plugins::kLibraryAttribute, Attribute::of_string("libkiln_test_plugin.so"));
-  l.attrs.set("alpha", Attribute::of_float(alpha));
+  if (ns == "kiln.test") l.attrs.set("alpha", Attribute::of_float(alpha));
   m.layers.push_back(std::move(l));
   m.plugins = plugins::plugin_refs_of_layers(m);
   m.memory_plan.offsets.assign(m.tensors.size(), format::MemoryPlan::kNoOffset);
@@ -216,6 +217,23 @@ TEST(PluginEngine, UnregisteredPluginFailsAtLoadNamingPluginVersionAndLibrary) {
   EXPECT_NE(message.find("kiln.test::ScaledAdd v7"), std::string::npos) << message;
   EXPECT_NE(message.find("libkiln_test_plugin.so"), std::string::npos) << message;
   EXPECT_NE(message.find("registered versions of ScaledAdd: 1, 2"), std::string::npos) << message;
+}
+
+TEST(PluginEngine, PluginFailuresAtRunTimeNameTheLayerAndThePlugin) {
+  static const kiln_plugin_creator failing = make_creator("AlwaysFails", 1);
+  ASSERT_EQ(kiln_register_plugin_creator(&failing), KILN_OK) << kiln_last_error();
+  const auto bytes = make_plugin_engine("AlwaysFails", 1, 0.0f, "kiln.unit");
+  Engine engine = Engine::load_bytes(bytes.data(), bytes.size());
+  ExecutionContext context = engine.create_context();
+  std::vector<float> a(4, 1.0f), b(4, 2.0f);
+  const std::vector<NamedTensor> inputs = {{"a", TensorRef{DType::kFloat32, {4}, a.data()}},
+                                           {"b", TensorRef{DType::kFloat32, {4}, b.data()}}};
+  ErrorCode code = ErrorCode::kOk;
+  const std::string message = error_message([&] { context.execute(inputs); }, &code);
+  EXPECT_EQ(code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(message.find("node 'scaled0' (Plugin)"), std::string::npos) << message;
+  EXPECT_NE(message.find("plugin kiln.unit::AlwaysFails v1"), std::string::npos) << message;
+  EXPECT_NE(message.find("execute_cpu: the test plugin always fails"), std::string::npos) << message;
 }
 
 }  // namespace

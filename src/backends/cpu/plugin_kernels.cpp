@@ -15,6 +15,17 @@ struct AlignedFree {
   void operator()(void* p) const { std::free(p); }
 };
 
+void run_plugin(KernelContext& ctx);
+
+// The plugin's errors name the plugin; this adds the layer.
+void run_plugin_naming_layer(KernelContext& ctx) {
+  try {
+    run_plugin(ctx);
+  } catch (const Error& e) {
+    ctx.fail(e.code(), e.what());
+  }
+}
+
 void run_plugin(KernelContext& ctx) {
   const auto instance = plugins::instance_of_layer(ctx.attrs, ctx.node_name);
   // The plugin may rewrite output shapes (data-dependent dims), so every tensor gets its own copy.
@@ -45,7 +56,7 @@ void run_plugin(KernelContext& ctx) {
     const auto rounded = (static_cast<size_t>(workspace_bytes) + kWorkspaceAlignment - 1) / kWorkspaceAlignment *
                          kWorkspaceAlignment;
     workspace.reset(std::aligned_alloc(kWorkspaceAlignment, rounded));
-    if (!workspace) ctx.fail(ErrorCode::kOutOfMemory, "cannot allocate the plugin's ", workspace_bytes, " bytes of workspace");
+    if (!workspace) fail(ErrorCode::kOutOfMemory, "cannot allocate the plugin's ", workspace_bytes, " bytes of workspace");
   }
   instance->execute_cpu(inputs, outputs, workspace.get());
   if (ctx.op != plugins::kDataDependentPluginOp) return;
@@ -54,10 +65,13 @@ void run_plugin(KernelContext& ctx) {
     const Shape& written = output_shapes[o];
     const Shape& bound = ctx.outputs[o].shape;
     for (size_t d = 0; d < written.size(); ++d) {
-      if (written[d] < 0) ctx.fail(ErrorCode::kInvalidArgument, "plugin wrote output ", o, " dimension ", d, " = ", written[d]);
+      if (written[d] < 0) {
+        fail(ErrorCode::kInvalidArgument, "plugin ", instance->creator().label(), " wrote output ", o, " dimension ",
+             d, " = ", written[d]);
+      }
     }
     if (shape_numel(written) > shape_numel(bound)) {
-      ctx.fail(ErrorCode::kInvalidArgument, "plugin ", instance->creator().label(), " wrote output ", o, " with shape ",
+      fail(ErrorCode::kInvalidArgument, "plugin ", instance->creator().label(), " wrote output ", o, " with shape ",
                shape_to_string(written), ", more elements than its upper bound ", shape_to_string(bound));
     }
     ctx.outputs[o].shape = written;
@@ -68,8 +82,8 @@ void run_plugin(KernelContext& ctx) {
 
 void register_plugin_kernels(CpuKernelRegistry& registry) {
   // float_compute off: the plugin sees the dtypes it declared it supports.
-  registry.add(plugins::kPluginOp, CpuKernel{&run_plugin, false});
-  registry.add(plugins::kDataDependentPluginOp, CpuKernel{&run_plugin, false});
+  registry.add(plugins::kPluginOp, CpuKernel{&run_plugin_naming_layer, false});
+  registry.add(plugins::kDataDependentPluginOp, CpuKernel{&run_plugin_naming_layer, false});
 }
 
 }  // namespace kiln::cpu
