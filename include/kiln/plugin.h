@@ -3,26 +3,28 @@
  * C only, so a plugin built with another compiler or C++ standard library loads: every type here is
  * a plain struct of fixed-width integers, floats and pointers, every function pointer is a C
  * function, and nothing (no exception, no C++ object) crosses the boundary. docs/plugins.md walks
- * through writing, building and loading a plugin; include/kiln/plugin.hpp is an optional C++ helper.
+ * through writing, building and loading a plugin; include/kiln/plugin.hpp is an optional C++
+ * helper.
  *
  * A plugin library describes each op it provides with a kiln_plugin_creator (namespace, name,
  * version, the fields it accepts, and its functions) and registers it with
- * kiln_register_plugin_creator. It does so in two ways, so that it works however it is loaded:
- *   - from a load-time constructor (__attribute__((constructor)) or a C++ static initialiser), which
- *     covers linking the library in and LD_PRELOAD;
- *   - from its exported function kiln_plugin_init, which kiln_load_plugin_library (include/kiln/kiln.h)
- *     calls after dlopen.
+ * kiln_register_plugin_creator, in two ways, so that it works however it is loaded:
+ *   - from a load-time constructor (__attribute__((constructor)) or a C++ static initialiser):
+ *     linking the library in, LD_PRELOAD;
+ *   - from its exported function kiln_plugin_init, which kiln_load_plugin_library
+ *     (include/kiln/kiln.h) calls after dlopen.
  * Registering the same creator (same address) twice is harmless, so a library may do both.
  *
- * Lifetime: a creator and everything it points to (strings, field specs) must stay valid while the
- * library is loaded; kiln never unloads a plugin library it loaded. An instance (kiln_plugin_create)
- * lives until kiln_plugin_destroy; kiln may create several instances of one creator at once and
- * call one instance from several threads at once, so an instance's functions must not modify it.
+ * Lifetime: a creator and everything it points to (strings, field specs) must stay valid while
+ * the library is loaded; kiln never unloads a plugin library it loaded. An instance (create)
+ * lives until destroy; kiln may create several instances of one creator at once and call one
+ * instance from several threads at once, so an instance's functions must not modify it.
  *
- * Errors: every function that can fail returns a kiln_status and, on failure, writes a NUL-terminated
- * message into `error->message` (at most KILN_PLUGIN_ERROR_CAPACITY bytes with the NUL). kiln turns
- * it into a kiln error naming the plugin and the layer or node ("node 'n1' (plugin kiln.test::ScaledAdd
- * v1): <message>"). A function must not throw (a C++ plugin catches its exceptions) nor abort. */
+ * Errors: every function that can fail returns a kiln_status and, on failure, writes a
+ * NUL-terminated message into `error->message` (at most KILN_PLUGIN_ERROR_CAPACITY bytes with the
+ * NUL). kiln turns it into a kiln error naming the node or layer, the plugin, its library and the
+ * call: "node 'n1' (Plugin): plugin kiln.test::ScaledAdd v2 (libkiln_test_plugin.so) infer:
+ * <message>". A function must not throw (a C++ plugin catches its exceptions) nor abort. */
 #ifndef KILN_PLUGIN_H_
 #define KILN_PLUGIN_H_
 
@@ -51,9 +53,9 @@ typedef struct kiln_plugin_error {
 
 /* A field's kind; the values equal the engine format's attribute kinds (docs/engine-format.md). */
 typedef enum kiln_plugin_field_kind {
-  KILN_PLUGIN_FIELD_INT = 1,     /* int64 */
-  KILN_PLUGIN_FIELD_FLOAT = 2,   /* float32 */
-  KILN_PLUGIN_FIELD_STRING = 3,  /* UTF-8 */
+  KILN_PLUGIN_FIELD_INT = 1,    /* int64 */
+  KILN_PLUGIN_FIELD_FLOAT = 2,  /* float32 */
+  KILN_PLUGIN_FIELD_STRING = 3, /* UTF-8 */
   KILN_PLUGIN_FIELD_INTS = 4,
   KILN_PLUGIN_FIELD_FLOATS = 5,
   KILN_PLUGIN_FIELD_STRINGS = 6
@@ -62,9 +64,9 @@ typedef enum kiln_plugin_field_kind {
 /* One field a creator accepts. The builder refuses a node attribute that is not listed here, or has
  * another kind, and a node that lacks a field marked `required`. */
 typedef struct kiln_plugin_field_spec {
-  const char* name;  /* non-empty, unique per creator, not starting with "kiln_" */
+  const char* name; /* non-empty, unique per creator, not starting with "kiln_" */
   kiln_plugin_field_kind kind;
-  int32_t required;  /* nonzero: a node must give it */
+  int32_t required; /* nonzero: a node must give it */
 } kiln_plugin_field_spec;
 
 /* A field's value. Only the members for `kind` are meaningful: `i` (INT), `f` (FLOAT), `s`
@@ -105,14 +107,14 @@ typedef enum kiln_plugin_dim_kind {
 
 typedef struct kiln_plugin_dim {
   kiln_plugin_dim_kind kind;
-  int64_t value;      /* VALUE: the size; DATA_DEPENDENT: the upper bound */
-  int32_t input;      /* COPY: input index */
-  int32_t input_dim;  /* COPY: dimension of that input */
+  int64_t value;     /* VALUE: the size; DATA_DEPENDENT: the upper bound */
+  int32_t input;     /* COPY: input index */
+  int32_t input_dim; /* COPY: dimension of that input */
 } kiln_plugin_dim;
 
 typedef struct kiln_plugin_output_desc {
   kiln_dtype dtype;
-  int32_t ndim;  /* 0..KILN_PLUGIN_MAX_RANK */
+  int32_t ndim; /* 0..KILN_PLUGIN_MAX_RANK */
   kiln_plugin_dim dims[KILN_PLUGIN_MAX_RANK];
 } kiln_plugin_output_desc;
 
@@ -127,62 +129,69 @@ typedef struct kiln_plugin_tensor {
   void* data;
 } kiln_plugin_tensor;
 
-/* ---- the functions a creator provides ------------------------------------------------------------
+/* ---- the functions a creator provides ---------------------------------------------------------
+ *
  * `instance` is what create returned. Inputs: `num_inputs` as in the node (absent optional inputs
  * have ndim == -1 in descriptions, data == NULL at run time). */
 
 /* Needs: `fields` as validated against the creator's field specs (every listed kind matches, every
  * required field present; fields the node left out are absent). Returns KILN_OK and *instance (any
  * value, NULL included), or a failure (an invalid field value) with `error` set. */
-typedef kiln_status (*kiln_plugin_create_fn)(const kiln_plugin_field* fields, int32_t num_fields, void** instance,
-                                             kiln_plugin_error* error);
+typedef kiln_status (*kiln_plugin_create_fn)(const kiln_plugin_field* fields, int32_t num_fields,
+                                             void** instance, kiln_plugin_error* error);
 /* Releases what create made. Never fails. */
 typedef void (*kiln_plugin_destroy_fn)(void* instance);
 /* The instance's fields as they are to be stored in the engine (the plugin may add defaults or
  * normalise values); the engine is rebuilt from them at load with create. Returns KILN_OK with
  * *fields / *num_fields valid until destroy. */
-typedef kiln_status (*kiln_plugin_fields_fn)(void* instance, const kiln_plugin_field** fields, int32_t* num_fields,
-                                             kiln_plugin_error* error);
+typedef kiln_status (*kiln_plugin_fields_fn)(void* instance, const kiln_plugin_field** fields,
+                                             int32_t* num_fields, kiln_plugin_error* error);
 /* Whether the instance runs with these input dtypes (absent inputs: KILN_FLOAT32, ignore them).
- * Returns KILN_OK when it does; KILN_ERROR_UNSUPPORTED with `error` saying which dtypes it takes. */
-typedef kiln_status (*kiln_plugin_supports_fn)(void* instance, const kiln_dtype* input_dtypes, int32_t num_inputs,
-                                               kiln_plugin_error* error);
+ * Returns KILN_OK when it does; KILN_ERROR_UNSUPPORTED with `error` saying which dtypes it takes.
+ */
+typedef kiln_status (*kiln_plugin_supports_fn)(void* instance, const kiln_dtype* input_dtypes,
+                                               int32_t num_inputs, kiln_plugin_error* error);
 /* Output dtypes and dims from the inputs' descriptions (dims may be -1 at build time). Fills
  * outputs[0..num_outputs); `num_outputs` is the node's output count, which the plugin must refuse
  * when it is not one it produces. Called at build time and, for engines with dynamic shapes, at
  * run time with every dimension known; it must give the same answer for the same inputs. Returns
  * KILN_OK, or a failure (unsupported rank, shape mismatch, wrong input or output count). */
-typedef kiln_status (*kiln_plugin_infer_fn)(void* instance, const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
-                                            kiln_plugin_output_desc* outputs, int32_t num_outputs,
-                                            kiln_plugin_error* error);
+typedef kiln_status (*kiln_plugin_infer_fn)(void* instance, const kiln_plugin_tensor_desc* inputs,
+                                            int32_t num_inputs, kiln_plugin_output_desc* outputs,
+                                            int32_t num_outputs, kiln_plugin_error* error);
 /* Scratch bytes execute needs for these shapes (every dimension known; outputs at their upper
  * bounds). kiln passes a buffer at least this large, aligned to 64 bytes (NULL when 0). Returns
  * KILN_OK with *bytes >= 0. */
-typedef kiln_status (*kiln_plugin_workspace_fn)(void* instance, const kiln_plugin_tensor_desc* inputs,
-                                                int32_t num_inputs, const kiln_plugin_tensor_desc* outputs,
-                                                int32_t num_outputs, int64_t* bytes, kiln_plugin_error* error);
+typedef kiln_status (*kiln_plugin_workspace_fn)(void* instance,
+                                                const kiln_plugin_tensor_desc* inputs,
+                                                int32_t num_inputs,
+                                                const kiln_plugin_tensor_desc* outputs,
+                                                int32_t num_outputs, int64_t* bytes,
+                                                kiln_plugin_error* error);
 /* Runs the op on host memory: reads inputs, writes every element of every output (and, for
  * data-dependent dimensions, the outputs' shape[]). Returns KILN_OK, or a failure with `error`. */
-typedef kiln_status (*kiln_plugin_execute_cpu_fn)(void* instance, const kiln_plugin_tensor* inputs, int32_t num_inputs,
-                                                  kiln_plugin_tensor* outputs, int32_t num_outputs, void* workspace,
+typedef kiln_status (*kiln_plugin_execute_cpu_fn)(void* instance, const kiln_plugin_tensor* inputs,
+                                                  int32_t num_inputs, kiln_plugin_tensor* outputs,
+                                                  int32_t num_outputs, void* workspace,
                                                   kiln_plugin_error* error);
 /* Enqueues the op on `stream` (a cudaStream_t) with device pointers; returns once enqueued. Same
  * contract as execute_cpu otherwise. (Not yet called by kiln: CUDA engines refuse plugin layers at
  * build time for now.) */
 typedef kiln_status (*kiln_plugin_execute_cuda_fn)(void* instance, const kiln_plugin_tensor* inputs,
                                                    int32_t num_inputs, kiln_plugin_tensor* outputs,
-                                                   int32_t num_outputs, void* workspace, void* stream,
-                                                   kiln_plugin_error* error);
+                                                   int32_t num_outputs, void* workspace,
+                                                   void* stream, kiln_plugin_error* error);
 
 /* One op a plugin provides. (namespace, name, version) identifies it: an ONNX node of domain
  * `plugin_namespace` and op type `name` maps to it ("" or "ai.onnx" namespace: a standard op kiln's
  * core lacks). Required: abi_version, name, create, destroy, fields, infer and at least one of
  * execute_cpu / execute_cuda; supports and workspace may be NULL (any dtype; no scratch). */
 typedef struct kiln_plugin_creator {
-  uint32_t abi_version;  /* KILN_PLUGIN_ABI_VERSION */
+  uint32_t abi_version; /* KILN_PLUGIN_ABI_VERSION */
   const char* plugin_namespace;
   const char* name;
-  int32_t version;       /* >= 1; a node picks the highest unless it asks (attribute kiln_plugin_version) */
+  /* >= 1; a node takes the highest unless it asks (int attribute kiln_plugin_version) */
+  int32_t version;
   const kiln_plugin_field_spec* field_specs;
   int32_t num_field_specs;
   /* Nonzero when some output dimension may be KILN_PLUGIN_DIM_DATA_DEPENDENT. */

@@ -1,4 +1,5 @@
-// Plugin layers' op semantics: shapes and dtypes come from the plugin (src/plugins/plugin_layer.hpp).
+// Plugin layers' op semantics: shapes and dtypes come from the plugin
+// (src/plugins/plugin_layer.hpp).
 #include "ops/op_families.hpp"
 #include "ops/op_registry.hpp"
 #include "plugins/plugin_layer.hpp"
@@ -16,7 +17,8 @@ void infer_plugin_naming_node(InferContext& ctx) {
   try {
     infer_plugin(ctx);
   } catch (const Error& e) {
-    throw Error(e.code(), detail::concat("node '", ctx.node_name(), "' (", ctx.op(), "): ", e.what()));
+    throw Error(e.code(),
+                detail::concat("node '", ctx.node_name(), "' (", ctx.op(), "): ", e.what()));
   }
 }
 
@@ -40,12 +42,19 @@ void infer_plugin(InferContext& ctx) {
     for (int32_t d = 0; d < outputs[o].ndim; ++d) {
       const kiln_plugin_dim& dim = outputs[o].dims[d];
       switch (dim.kind) {
-        case KILN_PLUGIN_DIM_VALUE: out.shape.push_back(dim.value < 0 ? kDynamicDim : dim.value); break;
-        case KILN_PLUGIN_DIM_COPY: out.shape.push_back(ctx.input(static_cast<size_t>(dim.input)).shape[static_cast<size_t>(dim.input_dim)]); break;
+        case KILN_PLUGIN_DIM_VALUE:
+          out.shape.push_back(dim.value < 0 ? kDynamicDim : dim.value);
+          break;
+        case KILN_PLUGIN_DIM_COPY:
+          out.shape.push_back(
+              ctx.input(static_cast<size_t>(dim.input)).shape[static_cast<size_t>(dim.input_dim)]);
+          break;
         case KILN_PLUGIN_DIM_DATA_DEPENDENT:
           if (ctx.op() != plugins::kDataDependentPluginOp) {
-            kiln::fail(ErrorCode::kInvalidArgument, "plugin ", instance->creator().label(), " gave output ", o,
-                     " a data-dependent dimension, but the layer was built as one with fixed shapes");
+            kiln::fail(
+                ErrorCode::kInvalidArgument, "plugin ", instance->creator().label(),
+                " gave output ", o,
+                " a data-dependent dimension, but the layer was built as one with fixed shapes");
           }
           out.shape.push_back(ctx.data_dependent_dim(dim.value));
           break;
@@ -57,8 +66,19 @@ void infer_plugin(InferContext& ctx) {
 }  // namespace
 
 void register_plugin_ops(OpRegistry& registry) {
-  registry.add(OpDef{std::string(plugins::kPluginOp), 0, kMaxPluginTensors, 1, kMaxPluginTensors, {}, &infer_plugin_naming_node});
-  OpDef data_dependent{std::string(plugins::kDataDependentPluginOp), 0, kMaxPluginTensors, 1, kMaxPluginTensors, {},
+  registry.add(OpDef{std::string(plugins::kPluginOp),
+                     0,
+                     kMaxPluginTensors,
+                     1,
+                     kMaxPluginTensors,
+                     {},
+                     &infer_plugin_naming_node});
+  OpDef data_dependent{std::string(plugins::kDataDependentPluginOp),
+                       0,
+                       kMaxPluginTensors,
+                       1,
+                       kMaxPluginTensors,
+                       {},
                        &infer_plugin_naming_node};
   data_dependent.data_dependent_shapes = true;
   registry.add(std::move(data_dependent));

@@ -18,9 +18,11 @@ void check_engine_plugins(const format::EngineModel& model, std::string_view sou
     const auto [ptr, ec] = std::from_chars(ref.version.data(), end, identity.version);
     if (ec != std::errc() || ptr != end || identity.version < 1) {
       // The format allows any version text; plugins registered here have integer versions.
-      fail(ErrorCode::kNotFound, where, "needs plugin ", plugin_label(identity.plugin_namespace, ref.name, ref.version),
+      fail(ErrorCode::kNotFound, where, "needs plugin ",
+           plugin_label(identity.plugin_namespace, ref.name, ref.version),
            ref.library.empty() ? std::string() : ", provided at build time by " + ref.library,
-           "; no plugin registered in this process has that version (plugin versions are integers >= 1)");
+           "; no plugin registered in this process has that version (plugin versions are integers "
+           ">= 1)");
     }
     const RegisteredCreator& creator = require_creator(identity, where);
     PluginInstance check(creator, ref.fields);  // the plugin refuses fields it cannot run with
@@ -47,8 +49,8 @@ std::vector<format::PluginRef> plugin_refs_of_layers(const format::EngineModel& 
     }
     bool seen = false;
     for (const format::PluginRef& r : refs) {
-      seen |= r.plugin_namespace == ref.plugin_namespace && r.name == ref.name && r.version == ref.version &&
-              r.library == ref.library && r.fields == ref.fields;
+      seen |= r.plugin_namespace == ref.plugin_namespace && r.name == ref.name &&
+              r.version == ref.version && r.library == ref.library && r.fields == ref.fields;
     }
     if (!seen) refs.push_back(std::move(ref));
   }

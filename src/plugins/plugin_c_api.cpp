@@ -8,7 +8,9 @@
 
 namespace kiln {
 
-std::string load_plugin_library(const std::string& path) { return plugins::load_plugin_library(path); }
+std::string load_plugin_library(const std::string& path) {
+  return plugins::load_plugin_library(path);
+}
 
 }  // namespace kiln
 
@@ -20,7 +22,8 @@ kiln_status kiln_register_plugin_creator(const kiln_plugin_creator* creator) {
 
 kiln_status kiln_load_plugin_library(const char* path) {
   return kiln::capi::guarded(__func__, [&] {
-    if (path == nullptr) kiln::fail(kiln::ErrorCode::kInvalidArgument, "kiln_load_plugin_library: path is NULL");
+    if (path == nullptr)
+      kiln::fail(kiln::ErrorCode::kInvalidArgument, "kiln_load_plugin_library: path is NULL");
     kiln::plugins::load_plugin_library(path);
   });
 }

@@ -28,7 +28,9 @@ inline constexpr const char* kNameAttribute = "kiln_plugin_name";
 inline constexpr const char* kVersionAttribute = "kiln_plugin_version";
 inline constexpr const char* kLibraryAttribute = "kiln_plugin_library";
 
-inline bool is_plugin_op(std::string_view op) { return op == kPluginOp || op == kDataDependentPluginOp; }
+inline bool is_plugin_op(std::string_view op) {
+  return op == kPluginOp || op == kDataDependentPluginOp;
+}
 // True for the identity attributes above (not plugin fields).
 bool is_identity_attribute(std::string_view name);
 
@@ -71,12 +73,14 @@ class PluginInstance {
                                              size_t num_outputs) const;
   int64_t workspace_size(std::span<const kiln_plugin_tensor_desc> inputs,
                          std::span<const kiln_plugin_tensor_desc> outputs) const;
-  // kUnsupported when the plugin has no CPU implementation; else runs it (failures: kInvalidArgument).
-  void execute_cpu(std::span<const kiln_plugin_tensor> inputs, std::span<kiln_plugin_tensor> outputs,
-                   void* workspace) const;
+  // kUnsupported when the plugin has no CPU implementation; else runs it (failures:
+  // kInvalidArgument).
+  void execute_cpu(std::span<const kiln_plugin_tensor> inputs,
+                   std::span<kiln_plugin_tensor> outputs, void* workspace) const;
 
  private:
-  [[noreturn]] void fail_call(ErrorCode code, std::string_view call, const kiln_plugin_error& error) const;
+  [[noreturn]] void fail_call(ErrorCode code, std::string_view call,
+                              const kiln_plugin_error& error) const;
   std::string prefix() const;
 
   const RegisteredCreator& creator_;
@@ -86,6 +90,7 @@ class PluginInstance {
 // The instance for a plugin layer's attributes, made once per distinct identity and fields and
 // shared afterwards (thread-safe). Throws as require_creator and PluginInstance; the messages do
 // not name the layer (`layer` is only used for malformed identity attributes).
-std::shared_ptr<const PluginInstance> instance_of_layer(const AttributeMap& attrs, std::string_view layer);
+std::shared_ptr<const PluginInstance> instance_of_layer(const AttributeMap& attrs,
+                                                        std::string_view layer);
 
 }  // namespace kiln::plugins

@@ -21,21 +21,26 @@ std::string file_name_of(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-std::string library_label(const std::string& path) { return path.empty() ? "an unknown library" : path; }
+std::string library_label(const std::string& path) {
+  return path.empty() ? "an unknown library" : path;
+}
 
 void check_creator(const kiln_plugin_creator& c, const std::string& library_path) {
   const std::string where =
-      detail::concat("plugin creator ", c.name ? plugin_label(c.plugin_namespace ? c.plugin_namespace : "", c.name,
-                                                              std::to_string(c.version))
-                                               : std::string("(unnamed)"),
+      detail::concat("plugin creator ",
+                     c.name ? plugin_label(c.plugin_namespace ? c.plugin_namespace : "", c.name,
+                                           std::to_string(c.version))
+                            : std::string("(unnamed)"),
                      " from ", library_label(library_path));
   if (c.abi_version != KILN_PLUGIN_ABI_VERSION) {
-    fail(ErrorCode::kIncompatible, where, " uses plugin ABI version ", c.abi_version, " but this kiln runtime (",
-         KILN_VERSION, ") uses ABI version ", KILN_PLUGIN_ABI_VERSION, "; rebuild the plugin against this kiln's ",
-         "include/kiln/plugin.h");
+    fail(ErrorCode::kIncompatible, where, " uses plugin ABI version ", c.abi_version,
+         " but this kiln runtime (", KILN_VERSION, ") uses ABI version ", KILN_PLUGIN_ABI_VERSION,
+         "; rebuild the plugin against this kiln's ", "include/kiln/plugin.h");
   }
-  if (c.name == nullptr || c.name[0] == '\0') fail(ErrorCode::kInvalidArgument, where, ": empty name");
-  if (c.version < 1) fail(ErrorCode::kInvalidArgument, where, ": version must be >= 1, got ", c.version);
+  if (c.name == nullptr || c.name[0] == '\0')
+    fail(ErrorCode::kInvalidArgument, where, ": empty name");
+  if (c.version < 1)
+    fail(ErrorCode::kInvalidArgument, where, ": version must be >= 1, got ", c.version);
   const char* missing = !c.create    ? "create"
                         : !c.destroy ? "destroy"
                         : !c.fields  ? "fields"
@@ -46,8 +51,8 @@ void check_creator(const kiln_plugin_creator& c, const std::string& library_path
     fail(ErrorCode::kInvalidArgument, where, ": neither execute_cpu nor execute_cuda is set");
   }
   if (c.num_field_specs < 0 || (c.num_field_specs > 0 && !c.field_specs)) {
-    fail(ErrorCode::kInvalidArgument, where, ": ", c.num_field_specs, " field specs but field_specs is ",
-         c.field_specs ? "set" : "NULL");
+    fail(ErrorCode::kInvalidArgument, where, ": ", c.num_field_specs,
+         " field specs but field_specs is ", c.field_specs ? "set" : "NULL");
   }
   std::set<std::string_view> names;
   for (int32_t i = 0; i < c.num_field_specs; ++i) {
@@ -58,15 +63,19 @@ void check_creator(const kiln_plugin_creator& c, const std::string& library_path
            "'; names must be non-empty and not start with 'kiln_'");
     }
     if (spec.kind < KILN_PLUGIN_FIELD_INT || spec.kind > KILN_PLUGIN_FIELD_STRINGS) {
-      fail(ErrorCode::kInvalidArgument, where, ": field '", name, "' has unknown kind ", static_cast<int>(spec.kind));
+      fail(ErrorCode::kInvalidArgument, where, ": field '", name, "' has unknown kind ",
+           static_cast<int>(spec.kind));
     }
-    if (!names.insert(name).second) fail(ErrorCode::kInvalidArgument, where, ": field '", name, "' is listed twice");
+    if (!names.insert(name).second)
+      fail(ErrorCode::kInvalidArgument, where, ": field '", name, "' is listed twice");
   }
 }
 
 }  // namespace
 
-std::string normalize_namespace(std::string_view ns) { return ns == "ai.onnx" ? std::string() : std::string(ns); }
+std::string normalize_namespace(std::string_view ns) {
+  return ns == "ai.onnx" ? std::string() : std::string(ns);
+}
 
 std::string plugin_label(std::string_view ns, std::string_view name, std::string_view version) {
   return detail::concat(ns, ns.empty() ? "" : "::", name, " v", version);
@@ -76,15 +85,19 @@ std::string RegisteredCreator::label() const {
   return plugin_label(plugin_namespace, name, std::to_string(version));
 }
 
-std::string RegisteredCreator::library_file_name() const { return file_name_of(library_path); }
+std::string RegisteredCreator::library_file_name() const {
+  return file_name_of(library_path);
+}
 
 void PluginRegistry::add(const kiln_plugin_creator* creator, std::string library_path) {
-  if (creator == nullptr) fail(ErrorCode::kInvalidArgument, "kiln_register_plugin_creator: creator is NULL");
+  if (creator == nullptr)
+    fail(ErrorCode::kInvalidArgument, "kiln_register_plugin_creator: creator is NULL");
   check_creator(*creator, library_path);
   ++registrations;
   auto entry = std::make_unique<RegisteredCreator>();
   entry->creator = creator;
-  entry->plugin_namespace = normalize_namespace(creator->plugin_namespace ? creator->plugin_namespace : "");
+  entry->plugin_namespace =
+      normalize_namespace(creator->plugin_namespace ? creator->plugin_namespace : "");
   entry->name = creator->name;
   entry->version = creator->version;
   entry->library_path = std::move(library_path);
@@ -93,29 +106,36 @@ void PluginRegistry::add(const kiln_plugin_creator* creator, std::string library
     if (existing->creator == creator) return;  // the same creator again (constructor + init)
     if (existing->plugin_namespace == entry->plugin_namespace && existing->name == entry->name &&
         existing->version == entry->version) {
-      fail(ErrorCode::kInvalidArgument, "plugin ", entry->label(), " from ", library_label(entry->library_path),
-           " conflicts with the different creator of the same name and version already registered from ",
+      fail(ErrorCode::kInvalidArgument, "plugin ", entry->label(), " from ",
+           library_label(entry->library_path),
+           " conflicts with the different creator of the same name and version already registered "
+           "from ",
            library_label(existing->library_path));
     }
   }
   creators_.push_back(std::move(entry));
 }
 
-const RegisteredCreator* PluginRegistry::find(std::string_view ns, std::string_view name, int32_t version) const {
+const RegisteredCreator* PluginRegistry::find(std::string_view ns, std::string_view name,
+                                              int32_t version) const {
   const std::string normalized = normalize_namespace(ns);
   std::lock_guard lock(mutex_);
   for (const auto& c : creators_) {
-    if (c->plugin_namespace == normalized && c->name == name && c->version == version) return c.get();
+    if (c->plugin_namespace == normalized && c->name == name && c->version == version)
+      return c.get();
   }
   return nullptr;
 }
 
-const RegisteredCreator* PluginRegistry::find_latest(std::string_view ns, std::string_view name) const {
+const RegisteredCreator* PluginRegistry::find_latest(std::string_view ns,
+                                                     std::string_view name) const {
   const std::string normalized = normalize_namespace(ns);
   std::lock_guard lock(mutex_);
   const RegisteredCreator* best = nullptr;
   for (const auto& c : creators_) {
-    if (c->plugin_namespace == normalized && c->name == name && (!best || c->version > best->version)) best = c.get();
+    if (c->plugin_namespace == normalized && c->name == name &&
+        (!best || c->version > best->version))
+      best = c.get();
   }
   return best;
 }
@@ -134,7 +154,8 @@ std::vector<int32_t> PluginRegistry::versions(std::string_view ns, std::string_v
 std::vector<std::string> PluginRegistry::describe() const {
   std::lock_guard lock(mutex_);
   std::vector<std::string> out;
-  for (const auto& c : creators_) out.push_back(c->label() + " (" + library_label(c->library_path) + ")");
+  for (const auto& c : creators_)
+    out.push_back(c->label() + " (" + library_label(c->library_path) + ")");
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -147,7 +168,8 @@ PluginRegistry& plugin_registry() {
 void register_creator(const kiln_plugin_creator* creator) {
   std::string library;
   Dl_info info{};
-  if (creator != nullptr && dladdr(static_cast<const void*>(creator), &info) != 0 && info.dli_fname) {
+  if (creator != nullptr && dladdr(static_cast<const void*>(creator), &info) != 0 &&
+      info.dli_fname) {
     library = info.dli_fname;
   }
   plugin_registry().add(creator, std::move(library));
@@ -160,7 +182,8 @@ std::string load_plugin_library(const std::string& path) {
   void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
   if (handle == nullptr) {
     const char* why = dlerror();
-    fail(ErrorCode::kNotFound, "cannot load plugin library ", path, ": ", why ? why : "dlopen failed");
+    fail(ErrorCode::kNotFound, "cannot load plugin library ", path, ": ",
+         why ? why : "dlopen failed");
   }
   std::string resolved = path;
   if (void* init = dlsym(handle, KILN_PLUGIN_INIT_SYMBOL)) {
@@ -179,7 +202,8 @@ std::string load_plugin_library(const std::string& path) {
            static_cast<int>(status), why.empty() ? std::string() : ": " + why);
     }
   } else if (registrations.load() == before) {
-    fail(ErrorCode::kInvalidArgument, "plugin library ", path, " exports no ", KILN_PLUGIN_INIT_SYMBOL,
+    fail(ErrorCode::kInvalidArgument, "plugin library ", path, " exports no ",
+         KILN_PLUGIN_INIT_SYMBOL,
          " and registered no plugin creator when loaded; is it a kiln plugin?");
   }
   return resolved;

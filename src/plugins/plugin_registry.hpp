@@ -1,6 +1,7 @@
-// The process-wide registry of plugin creators (include/kiln/plugin.h), in libkiln_runtime.so: plugin
-// libraries register into it however they are loaded (constructor, kiln_plugin_init), the builder
-// maps ONNX nodes to its creators, and the runtime checks engines' plugin references against it.
+// The process-wide registry of plugin creators (include/kiln/plugin.h), in libkiln_runtime.so:
+// plugin libraries register into it however they are loaded (constructor, kiln_plugin_init), the
+// builder maps ONNX nodes to its creators, and the runtime checks engines' plugin references
+// against it.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +21,7 @@ struct RegisteredCreator {
   std::string plugin_namespace;  // normalised: "ai.onnx" is ""
   std::string name;
   int32_t version = 0;
-  std::string library_path;      // as the dynamic loader reports it ("" if unknown)
+  std::string library_path;  // as the dynamic loader reports it ("" if unknown)
 
   // "ns::name v3" (or "name v3" for the default namespace).
   std::string label() const;

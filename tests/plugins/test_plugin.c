@@ -1,10 +1,11 @@
 /* A plugin library for kiln's tests, written in C against include/kiln/plugin.h alone:
- *   kiln.test::ScaledAdd v1  Y = A + alpha * B        (float32, A and B of one shape; field alpha)
- *   kiln.test::ScaledAdd v2  Y = A + alpha * B + beta (fields alpha, beta)
- *   kiln.test::KeepPositive v1  Y = the elements of X above `threshold`, in order (1-D, data-dependent
- *                               length, at most numel(X)); uses a workspace.
- * It registers its creators from a constructor (linked in or LD_PRELOAD) and from kiln_plugin_init
- * (kiln_load_plugin_library); registering twice is harmless. */
+ *   kiln.test::ScaledAdd v1: Y = A + alpha * B (float32, A and B of one shape; field alpha)
+ *   kiln.test::ScaledAdd v2: Y = A + alpha * B + beta (fields alpha, beta)
+ *   kiln.test::KeepPositive v1: Y = the elements of X above `threshold`, in order (1-D, its
+ *     length depends on the data, at most numel(X)); uses a workspace.
+ *
+ * It registers its creators from a constructor (linked in or LD_PRELOAD) and from
+ * kiln_plugin_init (kiln_load_plugin_library); registering twice is harmless. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,8 +38,8 @@ typedef struct scaled_add {
   kiln_plugin_field fields[2];
 } scaled_add;
 
-static kiln_status scaled_add_create(const kiln_plugin_field* fields, int32_t num_fields, void** instance,
-                                     kiln_plugin_error* error, int with_beta) {
+static kiln_status scaled_add_create(const kiln_plugin_field* fields, int32_t num_fields,
+                                     void** instance, kiln_plugin_error* error, int with_beta) {
   scaled_add* self = (scaled_add*)calloc(1, sizeof(scaled_add));
   if (!self) return fail_with(error, KILN_ERROR_OUT_OF_MEMORY, "out of memory");
   self->alpha = 1.0f;
@@ -61,18 +62,22 @@ static kiln_status scaled_add_create(const kiln_plugin_field* fields, int32_t nu
   return KILN_OK;
 }
 
-static kiln_status scaled_add_create_v1(const kiln_plugin_field* f, int32_t n, void** instance, kiln_plugin_error* e) {
+static kiln_status scaled_add_create_v1(const kiln_plugin_field* f, int32_t n, void** instance,
+                                        kiln_plugin_error* e) {
   return scaled_add_create(f, n, instance, e, 0);
 }
 
-static kiln_status scaled_add_create_v2(const kiln_plugin_field* f, int32_t n, void** instance, kiln_plugin_error* e) {
+static kiln_status scaled_add_create_v2(const kiln_plugin_field* f, int32_t n, void** instance,
+                                        kiln_plugin_error* e) {
   return scaled_add_create(f, n, instance, e, 1);
 }
 
-static void destroy(void* instance) { free(instance); }
+static void destroy(void* instance) {
+  free(instance);
+}
 
-static kiln_status scaled_add_fields(void* instance, const kiln_plugin_field** fields, int32_t* num_fields,
-                                     kiln_plugin_error* error) {
+static kiln_status scaled_add_fields(void* instance, const kiln_plugin_field** fields,
+                                     int32_t* num_fields, kiln_plugin_error* error) {
   scaled_add* self = (scaled_add*)instance;
   (void)error;
   *fields = self->fields;
@@ -80,23 +85,28 @@ static kiln_status scaled_add_fields(void* instance, const kiln_plugin_field** f
   return KILN_OK;
 }
 
-static kiln_status float_only(void* instance, const kiln_dtype* dtypes, int32_t num_inputs, kiln_plugin_error* error) {
+static kiln_status float_only(void* instance, const kiln_dtype* dtypes, int32_t num_inputs,
+                              kiln_plugin_error* error) {
   (void)instance;
   for (int32_t i = 0; i < num_inputs; ++i) {
-    if (dtypes[i] != KILN_FLOAT32) return fail_with(error, KILN_ERROR_UNSUPPORTED, "takes float32 inputs only");
+    if (dtypes[i] != KILN_FLOAT32)
+      return fail_with(error, KILN_ERROR_UNSUPPORTED, "takes float32 inputs only");
   }
   return KILN_OK;
 }
 
-static kiln_status scaled_add_infer(void* instance, const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
-                                    kiln_plugin_output_desc* outputs, int32_t num_outputs, kiln_plugin_error* error) {
+static kiln_status scaled_add_infer(void* instance, const kiln_plugin_tensor_desc* inputs,
+                                    int32_t num_inputs, kiln_plugin_output_desc* outputs,
+                                    int32_t num_outputs, kiln_plugin_error* error) {
   (void)instance;
   if (num_inputs != 2 || num_outputs != 1) {
     return fail_with(error, KILN_ERROR_INVALID_ARGUMENT, "takes 2 inputs and gives 1 output");
   }
-  if (inputs[0].ndim != inputs[1].ndim) return fail_with(error, KILN_ERROR_INVALID_ARGUMENT, "A and B differ in rank");
+  if (inputs[0].ndim != inputs[1].ndim)
+    return fail_with(error, KILN_ERROR_INVALID_ARGUMENT, "A and B differ in rank");
   for (int32_t d = 0; d < inputs[0].ndim; ++d) {
-    if (inputs[0].shape[d] >= 0 && inputs[1].shape[d] >= 0 && inputs[0].shape[d] != inputs[1].shape[d]) {
+    if (inputs[0].shape[d] >= 0 && inputs[1].shape[d] >= 0 &&
+        inputs[0].shape[d] != inputs[1].shape[d]) {
       char message[128];
       snprintf(message, sizeof message, "A and B differ in dimension %d (%lld vs %lld)", (int)d,
                (long long)inputs[0].shape[d], (long long)inputs[1].shape[d]);
@@ -113,8 +123,9 @@ static kiln_status scaled_add_infer(void* instance, const kiln_plugin_tensor_des
   return KILN_OK;
 }
 
-static kiln_status scaled_add_execute(void* instance, const kiln_plugin_tensor* inputs, int32_t num_inputs,
-                                      kiln_plugin_tensor* outputs, int32_t num_outputs, void* workspace,
+static kiln_status scaled_add_execute(void* instance, const kiln_plugin_tensor* inputs,
+                                      int32_t num_inputs, kiln_plugin_tensor* outputs,
+                                      int32_t num_outputs, void* workspace,
                                       kiln_plugin_error* error) {
   const scaled_add* self = (const scaled_add*)instance;
   (void)num_inputs;
@@ -133,12 +144,36 @@ static const kiln_plugin_field_spec scaled_add_v1_specs[] = {{"alpha", KILN_PLUG
 static const kiln_plugin_field_spec scaled_add_v2_specs[] = {{"alpha", KILN_PLUGIN_FIELD_FLOAT, 1},
                                                              {"beta", KILN_PLUGIN_FIELD_FLOAT, 0}};
 
-static const kiln_plugin_creator scaled_add_v1 = {
-    KILN_PLUGIN_ABI_VERSION, "kiln.test", "ScaledAdd", 1, scaled_add_v1_specs, 1, 0,
-    scaled_add_create_v1, destroy, scaled_add_fields, float_only, scaled_add_infer, NULL, scaled_add_execute, NULL};
-static const kiln_plugin_creator scaled_add_v2 = {
-    KILN_PLUGIN_ABI_VERSION, "kiln.test", "ScaledAdd", 2, scaled_add_v2_specs, 2, 0,
-    scaled_add_create_v2, destroy, scaled_add_fields, float_only, scaled_add_infer, NULL, scaled_add_execute, NULL};
+static const kiln_plugin_creator scaled_add_v1 = {KILN_PLUGIN_ABI_VERSION,
+                                                  "kiln.test",
+                                                  "ScaledAdd",
+                                                  1,
+                                                  scaled_add_v1_specs,
+                                                  1,
+                                                  0,
+                                                  scaled_add_create_v1,
+                                                  destroy,
+                                                  scaled_add_fields,
+                                                  float_only,
+                                                  scaled_add_infer,
+                                                  NULL,
+                                                  scaled_add_execute,
+                                                  NULL};
+static const kiln_plugin_creator scaled_add_v2 = {KILN_PLUGIN_ABI_VERSION,
+                                                  "kiln.test",
+                                                  "ScaledAdd",
+                                                  2,
+                                                  scaled_add_v2_specs,
+                                                  2,
+                                                  0,
+                                                  scaled_add_create_v2,
+                                                  destroy,
+                                                  scaled_add_fields,
+                                                  float_only,
+                                                  scaled_add_infer,
+                                                  NULL,
+                                                  scaled_add_execute,
+                                                  NULL};
 
 /* ---- KeepPositive --------------------------------------------------------------------------- */
 
@@ -147,8 +182,8 @@ typedef struct keep_positive {
   kiln_plugin_field field;
 } keep_positive;
 
-static kiln_status keep_positive_create(const kiln_plugin_field* fields, int32_t num_fields, void** instance,
-                                        kiln_plugin_error* error) {
+static kiln_status keep_positive_create(const kiln_plugin_field* fields, int32_t num_fields,
+                                        void** instance, kiln_plugin_error* error) {
   keep_positive* self = (keep_positive*)calloc(1, sizeof(keep_positive));
   if (!self) return fail_with(error, KILN_ERROR_OUT_OF_MEMORY, "out of memory");
   for (int32_t i = 0; i < num_fields; ++i) {
@@ -161,33 +196,37 @@ static kiln_status keep_positive_create(const kiln_plugin_field* fields, int32_t
   return KILN_OK;
 }
 
-static kiln_status keep_positive_fields(void* instance, const kiln_plugin_field** fields, int32_t* num_fields,
-                                        kiln_plugin_error* error) {
+static kiln_status keep_positive_fields(void* instance, const kiln_plugin_field** fields,
+                                        int32_t* num_fields, kiln_plugin_error* error) {
   (void)error;
   *fields = &((keep_positive*)instance)->field;
   *num_fields = 1;
   return KILN_OK;
 }
 
-static kiln_status keep_positive_infer(void* instance, const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
-                                       kiln_plugin_output_desc* outputs, int32_t num_outputs,
-                                       kiln_plugin_error* error) {
+static kiln_status keep_positive_infer(void* instance, const kiln_plugin_tensor_desc* inputs,
+                                       int32_t num_inputs, kiln_plugin_output_desc* outputs,
+                                       int32_t num_outputs, kiln_plugin_error* error) {
   (void)instance;
   if (num_inputs != 1 || num_outputs != 1) {
     return fail_with(error, KILN_ERROR_INVALID_ARGUMENT, "takes 1 input and gives 1 output");
   }
   int64_t bound = 1;
-  for (int32_t d = 0; d < inputs[0].ndim; ++d) bound = inputs[0].shape[d] < 0 || bound < 0 ? -1 : bound * inputs[0].shape[d];
+  for (int32_t d = 0; d < inputs[0].ndim; ++d)
+    bound = inputs[0].shape[d] < 0 || bound < 0 ? -1 : bound * inputs[0].shape[d];
   outputs[0].dtype = KILN_FLOAT32;
   outputs[0].ndim = 1;
-  /* With a dynamic input dimension the bound is unknown at build time; kiln asks again at run time. */
+  /* With a dynamic input dimension the bound is unknown at build time; kiln asks again at run time.
+   */
   outputs[0].dims[0].kind = KILN_PLUGIN_DIM_DATA_DEPENDENT;
   outputs[0].dims[0].value = bound < 0 ? 0 : bound;
   return KILN_OK;
 }
 
-static kiln_status keep_positive_workspace(void* instance, const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
-                                           const kiln_plugin_tensor_desc* outputs, int32_t num_outputs, int64_t* bytes,
+static kiln_status keep_positive_workspace(void* instance, const kiln_plugin_tensor_desc* inputs,
+                                           int32_t num_inputs,
+                                           const kiln_plugin_tensor_desc* outputs,
+                                           int32_t num_outputs, int64_t* bytes,
                                            kiln_plugin_error* error) {
   (void)instance;
   (void)num_inputs;
@@ -198,8 +237,9 @@ static kiln_status keep_positive_workspace(void* instance, const kiln_plugin_ten
   return KILN_OK;
 }
 
-static kiln_status keep_positive_execute(void* instance, const kiln_plugin_tensor* inputs, int32_t num_inputs,
-                                         kiln_plugin_tensor* outputs, int32_t num_outputs, void* workspace,
+static kiln_status keep_positive_execute(void* instance, const kiln_plugin_tensor* inputs,
+                                         int32_t num_inputs, kiln_plugin_tensor* outputs,
+                                         int32_t num_outputs, void* workspace,
                                          kiln_plugin_error* error) {
   const keep_positive* self = (const keep_positive*)instance;
   (void)num_inputs;
@@ -219,14 +259,27 @@ static kiln_status keep_positive_execute(void* instance, const kiln_plugin_tenso
   return KILN_OK;
 }
 
-static const kiln_plugin_field_spec keep_positive_specs[] = {{"threshold", KILN_PLUGIN_FIELD_FLOAT, 0}};
+static const kiln_plugin_field_spec keep_positive_specs[] = {
+    {"threshold", KILN_PLUGIN_FIELD_FLOAT, 0}};
 
-static const kiln_plugin_creator keep_positive_v1 = {
-    KILN_PLUGIN_ABI_VERSION, "kiln.test", "KeepPositive", 1, keep_positive_specs, 1, 1,
-    keep_positive_create, destroy, keep_positive_fields, float_only, keep_positive_infer, keep_positive_workspace,
-    keep_positive_execute, NULL};
+static const kiln_plugin_creator keep_positive_v1 = {KILN_PLUGIN_ABI_VERSION,
+                                                     "kiln.test",
+                                                     "KeepPositive",
+                                                     1,
+                                                     keep_positive_specs,
+                                                     1,
+                                                     1,
+                                                     keep_positive_create,
+                                                     destroy,
+                                                     keep_positive_fields,
+                                                     float_only,
+                                                     keep_positive_infer,
+                                                     keep_positive_workspace,
+                                                     keep_positive_execute,
+                                                     NULL};
 
-/* ---- registration ----------------------------------------------------------------------------- */
+/* ---- registration -----------------------------------------------------------------------------
+ */
 
 EXPORT kiln_status kiln_plugin_init(uint32_t runtime_abi_version) {
   (void)runtime_abi_version;

@@ -186,6 +186,15 @@ def test_plugin_refuses_dtypes_it_does_not_take(plugin_path):
         kiln.build_onnx(model, profiles={"A": ((2, 3), (2, 3), (2, 3)), "B": ((2, 3), (2, 3), (2, 3))})
 
 
+def test_cuda_builds_refuse_plugin_layers(plugin_path):
+    # Cross-compiling (cuda_arch) reaches the check without a GPU, even in a build without CUDA.
+    kiln.load_plugin_library(plugin_path)
+    with pytest.raises(kiln.UnsupportedError, match="node 'scaled' runs plugin kiln.test::ScaledAdd v2, and plugin "
+                                                    "layers run on the cpu backend only for now"):
+        kiln.build_onnx(plugin_model(), target="cuda", cuda_arch=90,
+                        profiles={"A": ((2, 3), (2, 3), (2, 3)), "B": ((2, 3), (2, 3), (2, 3))})
+
+
 def test_missing_library_and_non_plugin_library(tmp_path, build_dir):
     with pytest.raises(kiln.NotFoundError, match="cannot load plugin library"):
         kiln.load_plugin_library(tmp_path / "libnothing.so")

@@ -14,9 +14,11 @@ using namespace kiln::plugin;
 TEST(PluginHelpers, GuardTurnsExceptionsIntoStatusAndMessage) {
   kiln_plugin_error error{};
   EXPECT_EQ(guard(&error, [] {}), KILN_OK);
-  EXPECT_EQ(guard(&error, [] { throw Failure(KILN_ERROR_UNSUPPORTED, "no int8"); }), KILN_ERROR_UNSUPPORTED);
+  EXPECT_EQ(guard(&error, [] { throw Failure(KILN_ERROR_UNSUPPORTED, "no int8"); }),
+            KILN_ERROR_UNSUPPORTED);
   EXPECT_STREQ(error.message, "no int8");
-  EXPECT_EQ(guard(&error, [] { throw std::runtime_error("bad shape"); }), KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(guard(&error, [] { throw std::runtime_error("bad shape"); }),
+            KILN_ERROR_INVALID_ARGUMENT);
   EXPECT_STREQ(error.message, "bad shape");
   EXPECT_EQ(guard(&error, [] { throw 42; }), KILN_ERROR_INTERNAL);
 }

@@ -30,15 +30,15 @@ kiln_status no_fields(void*, const kiln_plugin_field** fields, int32_t* count, k
   *count = 0;
   return KILN_OK;
 }
-kiln_status infer_copy(void*, const kiln_plugin_tensor_desc* in, int32_t, kiln_plugin_output_desc* out, int32_t,
-                       kiln_plugin_error*) {
+kiln_status infer_copy(void*, const kiln_plugin_tensor_desc* in, int32_t,
+                       kiln_plugin_output_desc* out, int32_t, kiln_plugin_error*) {
   out[0].dtype = in[0].dtype;
   out[0].ndim = in[0].ndim;
   for (int32_t d = 0; d < in[0].ndim; ++d) out[0].dims[d] = {KILN_PLUGIN_DIM_COPY, 0, 0, d};
   return KILN_OK;
 }
-kiln_status execute_fail(void*, const kiln_plugin_tensor*, int32_t, kiln_plugin_tensor*, int32_t, void*,
-                         kiln_plugin_error* error) {
+kiln_status execute_fail(void*, const kiln_plugin_tensor*, int32_t, kiln_plugin_tensor*, int32_t,
+                         void*, kiln_plugin_error* error) {
   std::snprintf(error->message, sizeof error->message, "the test plugin always fails");
   return KILN_ERROR_INVALID_ARGUMENT;
 }
@@ -76,7 +76,8 @@ TEST(PluginRegistry, TwoCreatorsUnderOneNameAndVersionNameBothLibraries) {
   plugins::PluginRegistry registry;
   registry.add(&first, "/opt/a/libfirst.so");
   ErrorCode code = ErrorCode::kOk;
-  const std::string message = error_message([&] { registry.add(&second, "/opt/b/libsecond.so"); }, &code);
+  const std::string message =
+      error_message([&] { registry.add(&second, "/opt/b/libsecond.so"); }, &code);
   EXPECT_EQ(code, ErrorCode::kInvalidArgument);
   EXPECT_NE(message.find("kiln.unit::Clash v1"), std::string::npos) << message;
   EXPECT_NE(message.find("/opt/a/libfirst.so"), std::string::npos) << message;
@@ -109,15 +110,19 @@ TEST(PluginRegistry, AnotherAbiVersionIsIncompatible) {
   creator.abi_version = KILN_PLUGIN_ABI_VERSION + 1;
   plugins::PluginRegistry registry;
   ErrorCode code = ErrorCode::kOk;
-  const std::string message = error_message([&] { registry.add(&creator, "/opt/libfuture.so"); }, &code);
+  const std::string message =
+      error_message([&] { registry.add(&creator, "/opt/libfuture.so"); }, &code);
   EXPECT_EQ(code, ErrorCode::kIncompatible);
-  EXPECT_NE(message.find("ABI version " + std::to_string(KILN_PLUGIN_ABI_VERSION + 1)), std::string::npos) << message;
+  EXPECT_NE(message.find("ABI version " + std::to_string(KILN_PLUGIN_ABI_VERSION + 1)),
+            std::string::npos)
+      << message;
   EXPECT_NE(message.find("/opt/libfuture.so"), std::string::npos) << message;
   EXPECT_EQ(registry.find("kiln.unit", "Future", 1), nullptr);
 
   // Through the C API: the status and kiln_last_error().
   EXPECT_EQ(kiln_register_plugin_creator(&creator), KILN_ERROR_INCOMPATIBLE);
-  EXPECT_NE(std::string(kiln_last_error()).find("kiln.unit::Future v1"), std::string::npos) << kiln_last_error();
+  EXPECT_NE(std::string(kiln_last_error()).find("kiln.unit::Future v1"), std::string::npos)
+      << kiln_last_error();
 }
 
 TEST(PluginRegistry, MalformedCreatorsAreRefused) {
@@ -146,15 +151,18 @@ TEST(PluginLibrary, LoadsAndRegistersItsCreatorsOnce) {
   EXPECT_NE(resolved.find("libkiln_test_plugin.so"), std::string::npos) << resolved;
   EXPECT_EQ(load_plugin_library(KILN_TEST_PLUGIN_PATH), resolved);  // again: harmless
   EXPECT_EQ(kiln_load_plugin_library(KILN_TEST_PLUGIN_PATH), KILN_OK);
-  const plugins::RegisteredCreator* v2 = plugins::plugin_registry().find("kiln.test", "ScaledAdd", 2);
+  const plugins::RegisteredCreator* v2 =
+      plugins::plugin_registry().find("kiln.test", "ScaledAdd", 2);
   ASSERT_NE(v2, nullptr);
   EXPECT_EQ(v2->library_file_name(), "libkiln_test_plugin.so");
-  EXPECT_EQ(plugins::plugin_registry().versions("kiln.test", "ScaledAdd"), (std::vector<int32_t>{1, 2}));
+  EXPECT_EQ(plugins::plugin_registry().versions("kiln.test", "ScaledAdd"),
+            (std::vector<int32_t>{1, 2}));
 }
 
 TEST(PluginLibrary, MissingFileIsNotFound) {
   ErrorCode code = ErrorCode::kOk;
-  const std::string message = error_message([] { load_plugin_library("/nonexistent/libnothing.so"); }, &code);
+  const std::string message =
+      error_message([] { load_plugin_library("/nonexistent/libnothing.so"); }, &code);
   EXPECT_EQ(code, ErrorCode::kNotFound);
   EXPECT_NE(message.find("/nonexistent/libnothing.so"), std::string::npos) << message;
   EXPECT_EQ(kiln_load_plugin_library(nullptr), KILN_ERROR_INVALID_ARGUMENT);
@@ -212,7 +220,8 @@ TEST(PluginEngine, UnregisteredPluginFailsAtLoadNamingPluginVersionAndLibrary) {
   load_plugin_library(KILN_TEST_PLUGIN_PATH);
   const auto bytes = make_plugin_engine("ScaledAdd", 7, 1.0f);
   ErrorCode code = ErrorCode::kOk;
-  const std::string message = error_message([&] { Engine::load_bytes(bytes.data(), bytes.size()); }, &code);
+  const std::string message =
+      error_message([&] { Engine::load_bytes(bytes.data(), bytes.size()); }, &code);
   EXPECT_EQ(code, ErrorCode::kNotFound);
   EXPECT_NE(message.find("kiln.test::ScaledAdd v7"), std::string::npos) << message;
   EXPECT_NE(message.find("libkiln_test_plugin.so"), std::string::npos) << message;
@@ -233,7 +242,8 @@ TEST(PluginEngine, PluginFailuresAtRunTimeNameTheLayerAndThePlugin) {
   EXPECT_EQ(code, ErrorCode::kInvalidArgument);
   EXPECT_NE(message.find("node 'scaled0' (Plugin)"), std::string::npos) << message;
   EXPECT_NE(message.find("plugin kiln.unit::AlwaysFails v1"), std::string::npos) << message;
-  EXPECT_NE(message.find("execute_cpu: the test plugin always fails"), std::string::npos) << message;
+  EXPECT_NE(message.find("execute_cpu: the test plugin always fails"), std::string::npos)
+      << message;
 }
 
 }  // namespace

@@ -37,8 +37,9 @@ void run_plugin(KernelContext& ctx) {
     const TensorView& in = ctx.inputs[i];
     const bool present = ctx.has_input(i) || in.present();
     input_shapes[i] = in.shape;
-    inputs[i] = {static_cast<kiln_dtype>(in.dtype), present ? static_cast<int32_t>(in.shape.size()) : -1,
-                 input_shapes[i].data(), in.data};
+    inputs[i] = {static_cast<kiln_dtype>(in.dtype),
+                 present ? static_cast<int32_t>(in.shape.size()) : -1, input_shapes[i].data(),
+                 in.data};
     input_descs[i] = {inputs[i].dtype, inputs[i].ndim, input_shapes[i].data()};
   }
   std::vector<kiln_plugin_tensor> outputs(ctx.outputs.size());
@@ -46,17 +47,19 @@ void run_plugin(KernelContext& ctx) {
   for (size_t o = 0; o < ctx.outputs.size(); ++o) {
     const TensorView& out = ctx.outputs[o];
     output_shapes[o] = out.shape;
-    outputs[o] = {static_cast<kiln_dtype>(out.dtype), static_cast<int32_t>(out.shape.size()), output_shapes[o].data(),
-                  out.data};
+    outputs[o] = {static_cast<kiln_dtype>(out.dtype), static_cast<int32_t>(out.shape.size()),
+                  output_shapes[o].data(), out.data};
     output_descs[o] = {outputs[o].dtype, outputs[o].ndim, out.shape.data()};
   }
   const int64_t workspace_bytes = instance->workspace_size(input_descs, output_descs);
   std::unique_ptr<void, AlignedFree> workspace;
   if (workspace_bytes > 0) {
-    const auto rounded = (static_cast<size_t>(workspace_bytes) + kWorkspaceAlignment - 1) / kWorkspaceAlignment *
-                         kWorkspaceAlignment;
+    const auto rounded = (static_cast<size_t>(workspace_bytes) + kWorkspaceAlignment - 1) /
+                         kWorkspaceAlignment * kWorkspaceAlignment;
     workspace.reset(std::aligned_alloc(kWorkspaceAlignment, rounded));
-    if (!workspace) fail(ErrorCode::kOutOfMemory, "cannot allocate the plugin's ", workspace_bytes, " bytes of workspace");
+    if (!workspace)
+      fail(ErrorCode::kOutOfMemory, "cannot allocate the plugin's ", workspace_bytes,
+           " bytes of workspace");
   }
   instance->execute_cpu(inputs, outputs, workspace.get());
   if (ctx.op != plugins::kDataDependentPluginOp) return;
@@ -66,13 +69,14 @@ void run_plugin(KernelContext& ctx) {
     const Shape& bound = ctx.outputs[o].shape;
     for (size_t d = 0; d < written.size(); ++d) {
       if (written[d] < 0) {
-        fail(ErrorCode::kInvalidArgument, "plugin ", instance->creator().label(), " wrote output ", o, " dimension ",
-             d, " = ", written[d]);
+        fail(ErrorCode::kInvalidArgument, "plugin ", instance->creator().label(), " wrote output ",
+             o, " dimension ", d, " = ", written[d]);
       }
     }
     if (shape_numel(written) > shape_numel(bound)) {
-      fail(ErrorCode::kInvalidArgument, "plugin ", instance->creator().label(), " wrote output ", o, " with shape ",
-               shape_to_string(written), ", more elements than its upper bound ", shape_to_string(bound));
+      fail(ErrorCode::kInvalidArgument, "plugin ", instance->creator().label(), " wrote output ", o,
+           " with shape ", shape_to_string(written), ", more elements than its upper bound ",
+           shape_to_string(bound));
     }
     ctx.outputs[o].shape = written;
   }

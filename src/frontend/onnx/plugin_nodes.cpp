@@ -10,15 +10,15 @@ bool has_plugin_for(std::string_view domain, std::string_view op_type) {
   return plugins::plugin_registry().find_latest(domain, op_type) != nullptr;
 }
 
-void convert_to_plugin_node(std::string_view source, const std::string& node_name, std::string& op_type,
-                            std::string& domain, AttributeMap& attrs) {
-  const std::string where = detail::concat(source, ": node '", node_name, "' (", domain, domain.empty() ? "" : "::",
-                                           op_type, ")");
+void convert_to_plugin_node(std::string_view source, const std::string& node_name,
+                            std::string& op_type, std::string& domain, AttributeMap& attrs) {
+  const std::string where = detail::concat(source, ": node '", node_name, "' (", domain,
+                                           domain.empty() ? "" : "::", op_type, ")");
   const plugins::RegisteredCreator* creator = nullptr;
   if (const Attribute* asked = attrs.find(plugins::kVersionAttribute)) {
     if (asked->kind != Attribute::Kind::kInt) {
-      fail(ErrorCode::kInvalidArgument, where, ": attribute '", plugins::kVersionAttribute, "' must be an int, got ",
-           attribute_kind_name(asked->kind));
+      fail(ErrorCode::kInvalidArgument, where, ": attribute '", plugins::kVersionAttribute,
+           "' must be an int, got ", attribute_kind_name(asked->kind));
     }
     creator = plugins::plugin_registry().find(domain, op_type, static_cast<int32_t>(asked->i));
     if (!creator) {
@@ -26,15 +26,16 @@ void convert_to_plugin_node(std::string_view source, const std::string& node_nam
       for (int32_t v : plugins::plugin_registry().versions(domain, op_type)) {
         versions += (versions.empty() ? "" : ", ") + std::to_string(v);
       }
-      fail(ErrorCode::kNotFound, where, ": asks for plugin version ", asked->i, " but the registered versions are ",
-           versions);
+      fail(ErrorCode::kNotFound, where, ": asks for plugin version ", asked->i,
+           " but the registered versions are ", versions);
     }
   } else {
     creator = plugins::plugin_registry().find_latest(domain, op_type);
   }
   KILN_ASSERT(creator != nullptr, "convert_to_plugin_node without a plugin for ", op_type);
   const kiln_plugin_creator& c = *creator->creator;
-  const std::string plugin = detail::concat("plugin ", creator->label(), " (", creator->library_file_name(), ")");
+  const std::string plugin =
+      detail::concat("plugin ", creator->label(), " (", creator->library_file_name(), ")");
 
   AttributeMap fields;
   for (const auto& [name, value] : attrs.items()) {
@@ -44,21 +45,25 @@ void convert_to_plugin_node(std::string_view source, const std::string& node_nam
       if (name == c.field_specs[i].name) spec = &c.field_specs[i];
     }
     std::string accepted;
-    for (int32_t i = 0; i < c.num_field_specs; ++i) accepted += (i ? ", " : "") + std::string(c.field_specs[i].name);
+    for (int32_t i = 0; i < c.num_field_specs; ++i)
+      accepted += (i ? ", " : "") + std::string(c.field_specs[i].name);
     if (!spec) {
-      fail(ErrorCode::kInvalidArgument, where, ": attribute '", name, "' is not a field of ", plugin,
+      fail(ErrorCode::kInvalidArgument, where, ": attribute '", name, "' is not a field of ",
+           plugin,
            accepted.empty() ? std::string(", which takes none") : ", which takes: " + accepted);
     }
     const auto expected = static_cast<Attribute::Kind>(spec->kind);
     if (value.kind != expected) {
-      fail(ErrorCode::kInvalidArgument, where, ": attribute '", name, "' is ", attribute_kind_name(value.kind), " but ",
-           plugin, " takes it as ", attribute_kind_name(expected));
+      fail(ErrorCode::kInvalidArgument, where, ": attribute '", name, "' is ",
+           attribute_kind_name(value.kind), " but ", plugin, " takes it as ",
+           attribute_kind_name(expected));
     }
     fields.set(name, value);
   }
   for (int32_t i = 0; i < c.num_field_specs; ++i) {
     if (c.field_specs[i].required && !fields.has(c.field_specs[i].name)) {
-      fail(ErrorCode::kInvalidArgument, where, ": ", plugin, " needs attribute '", c.field_specs[i].name, "' (",
+      fail(ErrorCode::kInvalidArgument, where, ": ", plugin, " needs attribute '",
+           c.field_specs[i].name, "' (",
            attribute_kind_name(static_cast<Attribute::Kind>(c.field_specs[i].kind)), ")");
     }
   }
@@ -75,7 +80,8 @@ void convert_to_plugin_node(std::string_view source, const std::string& node_nam
   out.set(plugins::kLibraryAttribute, Attribute::of_string(creator->library_file_name()));
   for (const auto& [name, value] : serialised.items()) out.set(name, value);
   attrs = std::move(out);
-  op_type = std::string(c.data_dependent_shapes ? plugins::kDataDependentPluginOp : plugins::kPluginOp);
+  op_type =
+      std::string(c.data_dependent_shapes ? plugins::kDataDependentPluginOp : plugins::kPluginOp);
   domain.clear();
 }
 

@@ -16,10 +16,10 @@ bool has_plugin_for(std::string_view domain, std::string_view op_type);
 // creator (the highest version, or the one the node's int attribute kiln_plugin_version names),
 // checks the node's attributes against the creator's fields, lets the plugin make an instance from
 // them and stores the fields it serialises with the plugin's identity. Rewrites `op_type`, `domain`
-// and `attrs`. Throws kInvalidArgument naming `source`, the node, the plugin and the attribute for an
-// unknown attribute, a wrong kind or a missing required field; kNotFound for a version that is not
-// registered; the plugin's own error when it refuses the values.
-void convert_to_plugin_node(std::string_view source, const std::string& node_name, std::string& op_type,
-                            std::string& domain, AttributeMap& attrs);
+// and `attrs`. Throws kInvalidArgument naming `source`, the node, the plugin and the attribute for
+// an unknown attribute, a wrong kind or a missing required field; kNotFound for a version that is
+// not registered; the plugin's own error when it refuses the values.
+void convert_to_plugin_node(std::string_view source, const std::string& node_name,
+                            std::string& op_type, std::string& domain, AttributeMap& attrs);
 
 }  // namespace kiln::onnx
