@@ -12,9 +12,12 @@
 namespace kiln::plugins {
 namespace {
 
-// Counts add() calls (duplicates included), so load_plugin_library can tell whether a library
-// registered anything from its constructors.
+// Counts add() calls (failed ones and duplicates included), and remembers the last failure, so
+// load_plugin_library can tell what a library without kiln_plugin_init did from its constructors.
 std::atomic<uint64_t> registrations{0};
+std::atomic<uint64_t> failed_registrations{0};
+std::mutex last_failure_mutex;
+std::string last_failure;
 
 std::string file_name_of(const std::string& path) {
   const size_t slash = path.find_last_of('/');
@@ -90,10 +93,21 @@ std::string RegisteredCreator::library_file_name() const {
 }
 
 void PluginRegistry::add(const kiln_plugin_creator* creator, std::string library_path) {
+  ++registrations;
+  try {
+    add_checked(creator, std::move(library_path));
+  } catch (const Error& e) {
+    ++failed_registrations;
+    std::lock_guard lock(last_failure_mutex);
+    last_failure = e.what();
+    throw;
+  }
+}
+
+void PluginRegistry::add_checked(const kiln_plugin_creator* creator, std::string library_path) {
   if (creator == nullptr)
     fail(ErrorCode::kInvalidArgument, "kiln_register_plugin_creator: creator is NULL");
   check_creator(*creator, library_path);
-  ++registrations;
   auto entry = std::make_unique<RegisteredCreator>();
   entry->creator = creator;
   entry->plugin_namespace =
@@ -178,6 +192,7 @@ void register_creator(const kiln_plugin_creator* creator) {
 std::string load_plugin_library(const std::string& path) {
   if (path.empty()) fail(ErrorCode::kInvalidArgument, "load_plugin_library: empty path");
   const uint64_t before = registrations.load();
+  const uint64_t failures_before = failed_registrations.load();
   dlerror();
   void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
   if (handle == nullptr) {
@@ -201,6 +216,10 @@ std::string load_plugin_library(const std::string& path) {
       fail(code, "plugin library ", resolved, ": ", KILN_PLUGIN_INIT_SYMBOL, " failed with status ",
            static_cast<int>(status), why.empty() ? std::string() : ": " + why);
     }
+  } else if (failed_registrations.load() != failures_before) {
+    std::lock_guard lock(last_failure_mutex);
+    fail(ErrorCode::kInvalidArgument, "plugin library ", path,
+         " failed to register a plugin creator while loading: ", last_failure);
   } else if (registrations.load() == before) {
     fail(ErrorCode::kInvalidArgument, "plugin library ", path, " exports no ",
          KILN_PLUGIN_INIT_SYMBOL,

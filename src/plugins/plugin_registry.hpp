@@ -52,6 +52,8 @@ class PluginRegistry {
   std::vector<std::string> describe() const;
 
  private:
+  void add_checked(const kiln_plugin_creator* creator, std::string library_path);
+
   mutable std::mutex mutex_;
   std::vector<std::unique_ptr<RegisteredCreator>> creators_;
 };
@@ -65,9 +67,10 @@ void register_creator(const kiln_plugin_creator* creator);
 
 // dlopens `path` (RTLD_NOW | RTLD_GLOBAL: kept loaded for the process's life), then calls its
 // exported kiln_plugin_init when it has one. Returns the path the loader resolved. Throws
-// kNotFound when the file cannot be loaded (with dlerror's text), kInvalidArgument when it
-// neither exports kiln_plugin_init nor registered a creator while loading, and what
-// kiln_plugin_init's failing registration reported.
+// kNotFound when the file cannot be loaded (with dlerror's text); kInvalidArgument when it
+// neither exports kiln_plugin_init nor registered a creator while loading, or (without
+// kiln_plugin_init) a registration from its constructors failed; what kiln_plugin_init's failing
+// registration reported.
 std::string load_plugin_library(const std::string& path);
 
 }  // namespace kiln::plugins

@@ -92,6 +92,12 @@ def test_cli_builds_and_runs_with_plugins_flag(kiln_cli, cli_engine, plugin_path
     run_and_check(kiln_cli, cli_engine, ["--plugins", plugin_path])
 
 
+def test_cli_bench_loads_plugins(kiln_cli, cli_engine, plugin_path):
+    out = cli(kiln_cli, "bench", cli_engine / "m.kiln", "--iterations", 3, "--warmup", 1, "--plugins", plugin_path,
+              "--json").stdout
+    assert json.loads(out)["iterations"] == 3
+
+
 def test_cli_runs_with_the_plugin_preloaded(kiln_cli, cli_engine, plugin_path):
     if os.environ.get("KILN_SANITIZER_PRELOAD"):
         pytest.skip("the CLI refuses a second sanitizer runtime in LD_PRELOAD")
@@ -235,3 +241,16 @@ def test_torch_runtime_exposes_load_plugin_library(plugin_path):
     import kiln.runtime
 
     assert kiln.runtime.load_plugin_library(plugin_path) == plugin_path
+    import torch
+
+    if not kiln.runtime.is_loaded():
+        try:
+            kiln.runtime.load_library()
+        except kiln.runtime.RuntimeLibraryNotFoundError:
+            pytest.skip("libkiln_torch.so not built")
+    # libkiln_torch.so shares libkiln_runtime.so, and so the registry, with this process.
+    engine = kiln.runtime.engine_from_bytes(
+        kiln.build_onnx(plugin_model(), profiles={"A": ((1, 3), (2, 3), (8, 3)), "B": ((1, 3), (2, 3), (8, 3))}))
+    a, b = torch.randn(4, 3), torch.randn(4, 3)
+    y = kiln.runtime.execute(engine, [a, b])[0]
+    np.testing.assert_allclose(y.numpy(), expected(a.numpy(), b.numpy())[0], rtol=1e-6, atol=1e-6)
