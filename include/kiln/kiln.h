@@ -158,6 +158,15 @@ kiln_status kiln_context_output(const kiln_context* context, const char* name, k
 kiln_status kiln_context_output_shape(const kiln_context* context, const char* name, int32_t* ndim,
                                       const int64_t** shape);
 
+/* Loads the plugin library at `path` (include/kiln/plugin.h; dlopen, kept loaded for the process's
+ * life) and registers its plugin creators: those its constructors registered and those its exported
+ * kiln_plugin_init registers. Loading a library already loaded is harmless. Engines that name one of
+ * its plugins then load. Failures: KILN_ERROR_NOT_FOUND when it cannot be loaded (the loader's
+ * message), KILN_ERROR_INCOMPATIBLE for a plugin of another ABI version, KILN_ERROR_INVALID_ARGUMENT
+ * for a NULL path, a library that is no kiln plugin, or a creator that conflicts with one already
+ * registered under the same namespace, name and version (the message names both libraries). */
+kiln_status kiln_load_plugin_library(const char* path);
+
 #ifdef __cplusplus
 }
 #endif

@@ -234,4 +234,11 @@ bool get_multi_device_safe_mode();
 std::string runtime_version();
 std::string engine_format_version();
 
+// Loads a plugin library (include/kiln/plugin.h) with dlopen, kept loaded for the process's life,
+// and registers its creators (its kiln_plugin_init, and whatever its constructors registered).
+// Returns the path the loader resolved. Throws kiln::Error: kNotFound when it cannot be loaded
+// (dlerror's text), kIncompatible for another plugin ABI version, kInvalidArgument for a file that
+// is no kiln plugin or a creator that conflicts with one already registered (naming both libraries).
+std::string load_plugin_library(const std::string& path);
+
 }  // namespace kiln

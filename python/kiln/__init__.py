@@ -43,6 +43,7 @@ __all__ = [
     "Binding",
     "Engine",
     "build_onnx",
+    "load_plugin_library",
     "runtime_version",
     "engine_format_version",
     "KilnError",
@@ -186,6 +187,18 @@ def _register_dynamo_backend_if_loaded() -> None:
             from . import torch_backend  # noqa: F401  (registers on import)
         except Exception:  # a broken torch install must not break `import kiln`
             pass
+
+
+def load_plugin_library(path: "str | os.PathLike") -> str:
+    """Loads a plugin library (include/kiln/plugin.h, docs/plugins.md) into this process and
+    registers its plugins, for building engines whose ONNX nodes map to them and for loading
+    engines that name them. Loading one twice is harmless. Returns the path as given. Raises
+    NotFoundError when the file cannot be loaded, IncompatibleError for a plugin built against
+    another plugin ABI version, InvalidArgumentError for a file that is no kiln plugin or a plugin
+    that conflicts with one already registered (the message names both libraries)."""
+    path = os.fspath(path)
+    _capi.check(_capi.runtime().kiln_load_plugin_library(path.encode()))
+    return path
 
 
 def runtime_version() -> str:

@@ -197,6 +197,7 @@ def runtime() -> ctypes.CDLL:
             _declare(lib, "kiln_get_multi_device_safe_mode", ctypes.c_int, [])
             _declare(lib, "kiln_context_output", _c_status,
                      [_p, cp, ctypes.POINTER(KilnTensor)])
+            _declare(lib, "kiln_load_plugin_library", _c_status, [cp])
             _declare(lib, "kiln_context_output_shape", _c_status,
                      [_p, cp, ctypes.POINTER(ctypes.c_int32),
                       ctypes.POINTER(ctypes.POINTER(ctypes.c_int64))])

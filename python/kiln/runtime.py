@@ -36,6 +36,7 @@ __all__ = [
     "RuntimeLibraryNotFoundError",
     "library_dirs",
     "load_library",
+    "load_plugin_library",
     "is_loaded",
     "engine_from_bytes",
     "execute",
@@ -118,6 +119,16 @@ def load_library(path: str | os.PathLike | None = None) -> str | None:
         _loaded_from = path
         _register_python_half()
         return path
+
+
+def load_plugin_library(path: str | os.PathLike) -> str:
+    """Loads a plugin library (docs/plugins.md) into this process, so that engines naming its
+    plugins load, here and in ``torch.classes.kiln.Engine``: the plugin registry lives in
+    ``libkiln_runtime.so``, which this process shares with ``libkiln_torch.so``. Same as
+    :func:`kiln.load_plugin_library`; raises its errors."""
+    from . import load_plugin_library as load
+
+    return load(path)
 
 
 def _ensure_loaded() -> None:

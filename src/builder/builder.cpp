@@ -39,6 +39,8 @@
 #include "passes/shape_inference.hpp"
 #include "passes/transpose_composition.hpp"
 #include "passes/variadic_expansion.hpp"
+#include "plugins/engine_plugins.hpp"
+#include "plugins/plugin_layer.hpp"
 #include "runtime/engine_state.hpp"
 #include "runtime/tactic_cache.hpp"
 
@@ -177,6 +179,17 @@ void lower_for_cuda(ir::Graph& graph, const BuilderConfig& config, const Resolve
   explanation.passes.insert(explanation.passes.end(), manager.records().begin(), manager.records().end());
 }
 
+// The CUDA backend does not run plugin layers yet (the plugin ABI has execute_cuda, but no CUDA
+// executor calls it): refuse them here rather than at load.
+void refuse_plugin_nodes_for_cuda(const ir::Graph& graph, const std::string& source) {
+  for (const ir::Node& node : graph.nodes) {
+    if (node.removed || !plugins::is_plugin_op(node.op_type)) continue;
+    const plugins::PluginIdentity identity = plugins::identity_of(node.attrs, node.name);
+    fail(ErrorCode::kUnsupported, source, ": node '", node.name, "' runs plugin ", identity.label(),
+         ", and plugin layers run on the cpu backend only for now; build this model with --target cpu");
+  }
+}
+
 // One call with zero-filled inputs at each input's opt shape.
 void run_once_at_opt_shapes(const Engine& engine, const format::EngineModel& model) {
   std::vector<std::vector<uint8_t>> storage;
@@ -232,6 +245,7 @@ format::EngineModel build_model_with_layout(ir::Graph graph, const BuilderConfig
   options.input_ranges = apply_input_profiles(graph, config);
   BuildExplanation explanation;
   optimize_graph(graph, &explanation.passes);
+  if (resolved.target.backend == "cuda") refuse_plugin_nodes_for_cuda(graph, source);
   if (resolved.target.backend == "cuda") lower_for_cuda(graph, config, resolved, explanation, layout);
   check_static_tensors_fit(graph, memory_limit);
   options.target = resolved.target;
@@ -243,6 +257,7 @@ format::EngineModel build_model_with_layout(ir::Graph graph, const BuilderConfig
   options.metadata_json = engine_metadata(std::move(resolved.metadata), graph, config, source,
                                           config.explain ? &explanation : nullptr);
   format::EngineModel model = emit_engine_model(graph, options);
+  model.plugins = plugins::plugin_refs_of_layers(model);
   check_arena_fits(model, memory_limit);
   model.kernels = std::move(kernels);
   return model;

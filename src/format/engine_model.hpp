@@ -83,11 +83,14 @@ struct MemoryPlan {
   std::vector<int32_t> last_use;
 };
 
+// A plugin an engine's layers use (src/plugins/plugin_layer.hpp); the runtime refuses to load the
+// engine unless it is registered (include/kiln/plugin.h).
 struct PluginRef {
   std::string plugin_namespace;
   std::string name;
   std::string version;
   AttributeMap fields;
+  std::string library;  // file name of the library that provided it at build time; may be empty
 };
 
 // A CUDA module generated and compiled at build time (src/codegen). Layers that run one of its

@@ -312,6 +312,8 @@ PluginRef decode_plugin(std::span<const uint8_t> body, const Where& where) {
       plugin.version = m.as_string();
     } else if (m.is(s::plugin::kFields)) {
       plugin.fields = decode_attributes(m, where);
+    } else if (m.is(s::plugin::kLibrary)) {
+      plugin.library = m.as_string();
     }
   }
   m.require(s::plugin::kName);

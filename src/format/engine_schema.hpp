@@ -171,6 +171,7 @@ inline constexpr Field kNamespace{1, Wire::kBytes, "namespace"};
 inline constexpr Field kName{2, Wire::kBytes, "name"};  // required
 inline constexpr Field kVersion{3, Wire::kBytes, "version"};
 inline constexpr Field kFields{4, Wire::kList, "fields"};  // items: attribute messages
+inline constexpr Field kLibrary{5, Wire::kBytes, "library"};  // the file that provided it at build time
 }  // namespace plugin
 
 namespace kernels {                                          // SectionId::kKernels (format 1.1)

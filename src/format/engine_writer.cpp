@@ -135,6 +135,7 @@ std::vector<uint8_t> plugins_section(const EngineModel& model) {
     pw.string_field(s::plugin::kName, plugin.name);
     pw.string_field(s::plugin::kVersion, plugin.version);
     write_attributes(pw, s::plugin::kFields, plugin.fields);
+    pw.string_field(s::plugin::kLibrary, plugin.library);
   });
   return out;
 }

@@ -48,5 +48,7 @@ void register_optimizer_ops(OpRegistry& registry);  // Adagrad, Adam, Momentum (
 void register_roi_align_ops(OpRegistry& registry);    // RoiAlign
 void register_deform_conv_ops(OpRegistry& registry);  // DeformConv (opset 19)
 void register_ml_ops(OpRegistry& registry);  // ai.onnx.ml Binarizer, ArrayFeatureExtractor
+// Plugin, PluginDataDependent: layers run by a plugin library (src/plugins/plugin_layer.hpp)
+void register_plugin_ops(OpRegistry& registry);
 
 }  // namespace kiln::ops

@@ -72,6 +72,7 @@ const OpRegistry& op_registry() {
     register_roi_align_ops(r);
     register_deform_conv_ops(r);
     register_ml_ops(r);
+    register_plugin_ops(r);
     return r;
   }();
   return registry;

@@ -13,6 +13,7 @@
 #include "base/error.hpp"
 #include "base/host_tensor.hpp"
 #include "format/engine_io.hpp"
+#include "plugins/engine_plugins.hpp"
 #include "runtime/engine_state.hpp"
 
 namespace kiln {
@@ -222,11 +223,7 @@ void prepare(EngineState& state, const backends::Backend* backend) {
     fail(ErrorCode::kUnsupported, state.source, ": this runtime (kiln ", KILN_VERSION,
          ") does not know the op of ", missing.size(), " layer(s):", list);
   }
-  if (!model.plugins.empty()) {
-    const format::PluginRef& p = model.plugins.front();
-    fail(ErrorCode::kUnsupported, state.source, ": engine needs plugin ", p.plugin_namespace, "::", p.name,
-         " version ", p.version, ", which is not registered in this process");
-  }
+  plugins::check_engine_plugins(model, state.source);
 
   state.producer.assign(model.tensors.size(), -1);
   state.first_use.assign(model.tensors.size(), -1);

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "base/checked_math.hpp"
+#include "kiln/runtime.hpp"
 #include "tools/cli_args.hpp"
 #include "tools/cli_tensors.hpp"
 #include "tools/commands.hpp"
@@ -39,6 +40,8 @@ options:
                           outputs, the bandwidth that implies and (CUDA) its share of the
                           GPU's peak DRAM bandwidth; with --json, as the "profile" member
   --json                  print the results as one JSON object
+  --plugins PATH          load the plugin library PATH (docs/plugins.md) before loading the
+                          engine; repeat per library
   -h, --help              show this help
 )";
 
@@ -207,6 +210,8 @@ int bench_command(std::span<const std::string> args) {
     } else if (flag == "--no-cuda-graph") {
       cursor.expect_no_value();
       cuda_graphs = false;
+    } else if (flag == "--plugins") {
+      load_plugin_library(cursor.value());
     } else if (flag == "--json") {
       cursor.expect_no_value();
       json = true;

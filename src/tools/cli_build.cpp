@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "base/error.hpp"
+#include "kiln/runtime.hpp"
 #include "base/json.hpp"
 #include "format/engine_io.hpp"
 #include "kiln/builder.hpp"
@@ -40,6 +41,8 @@ options:
                            input. opt defaults to min. Inputs with dynamic dims and no profile
                            get the builder's default range.
   --metadata JSON          a JSON object recorded in the engine (see kiln inspect)
+  --plugins PATH           load the plugin library PATH (docs/plugins.md): ONNX nodes of a domain
+                           and op type it registers become plugin layers; repeat per library
   --explain                print what each pass changed and, per node, which fusion group (one
                            generated kernel) it joined or why it joined none; also recorded in
                            the engine's metadata under kiln_build.explain
@@ -165,6 +168,8 @@ int build_command(std::span<const std::string> args) {
       return 0;
     } else if (flag == "-o" || flag == "--output") {
       output_path = cursor.value();
+    } else if (flag == "--plugins") {
+      load_plugin_library(cursor.value());
     } else if (flag == "--fp32" || flag == "--tf32" || flag == "--fp16" || flag == "--bf16") {
       cursor.expect_no_value();
       if (precision_flag && *precision_flag != flag) {

@@ -276,8 +276,13 @@ void print_text(const std::string& path, const EngineModel& model) {
             << ", " << (plan.is_static ? "static" : "dynamic (re-planned at run time)") << '\n';
   std::cout << "plugins (" << model.plugins.size() << "):\n";
   for (const format::PluginRef& plugin : model.plugins) {
-    std::cout << "  " << plugin.plugin_namespace << "::" << plugin.name << " v" << plugin.version
-              << '\n';
+    std::cout << "  " << plugin.plugin_namespace << (plugin.plugin_namespace.empty() ? "" : "::") << plugin.name
+              << " v" << plugin.version << " from " << (plugin.library.empty() ? "(unknown library)" : plugin.library);
+    if (plugin.fields.size() > 0) {
+      std::cout << "\n      fields:";
+      for (const auto& [name, attr] : plugin.fields.items()) std::cout << ' ' << name << '=' << attribute_text(attr);
+    }
+    std::cout << '\n';
   }
   print_kernel_modules(model, /*with_source=*/false);
   std::cout << "metadata:       " << model.metadata_json << '\n';
@@ -375,6 +380,13 @@ void print_json(const std::string& path, const EngineModel& model, bool with_sou
     out.key("namespace").value(plugin.plugin_namespace);
     out.key("name").value(plugin.name);
     out.key("version").value(plugin.version);
+    out.key("library").value(plugin.library);
+    out.key("fields").begin_object();
+    for (const auto& [name, attr] : plugin.fields.items()) {
+      out.key(name);
+      write_attribute_json(out, attr);
+    }
+    out.end_object();
     out.end_object();
   }
   out.end_array();

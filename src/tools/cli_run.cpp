@@ -7,6 +7,7 @@
 #include <system_error>
 
 #include "base/error.hpp"
+#include "kiln/runtime.hpp"
 #include "tools/cli_args.hpp"
 #include "tools/cli_tensors.hpp"
 #include "tools/commands.hpp"
@@ -31,6 +32,8 @@ options:
                           under an "input." prefix
   --no-cuda-graph         CUDA engines: launch the layers one by one instead of capturing them
                           into a CUDA graph (for debugging a kernel; same results)
+  --plugins PATH          load the plugin library PATH (docs/plugins.md) before loading the
+                          engine; repeat per library
   -h, --help              show this help
 
 bfloat16 tensors are stored in .npy files as raw bits with dtype '<u2', float8 tensors as their
@@ -47,6 +50,7 @@ int run_command(std::span<const std::string> args) {
   bool cuda_graphs = true;
   uint64_t seed = 0;
   std::optional<std::string> output_dir;
+  std::vector<std::string> plugin_libraries;
 
   ArgCursor cursor(args);
   while (cursor.next()) {
@@ -72,6 +76,8 @@ int run_command(std::span<const std::string> args) {
       seed = parse_unsigned(cursor.value(), "--seed");
     } else if (flag == "--output-dir") {
       output_dir = cursor.value();
+    } else if (flag == "--plugins") {
+      plugin_libraries.push_back(cursor.value());
     } else {
       cursor.reject();
     }
@@ -79,6 +85,7 @@ int run_command(std::span<const std::string> args) {
   if (!engine_path) throw UsageError("missing the engine file to run");
   if (save_inputs && !output_dir) throw UsageError("--save-inputs needs --output-dir");
 
+  for (const std::string& library : plugin_libraries) load_plugin_library(library);
   LoadedEngine loaded = load_engine(*engine_path);
   std::vector<OwnedInput> inputs = prepare_inputs(loaded, input_files, random_missing, seed);
   std::vector<NamedTensor> named = as_named_tensors(inputs);

@@ -82,7 +82,7 @@ inline EngineModel make_full_model() {
   m.memory_plan.first_use = {0, 0, 1, 0, 1, -1};
   m.memory_plan.last_use = {0, 0, 1, 1, 1, -1};
 
-  PluginRef plugin{"acme", "FancyNorm", "2.1", {}};
+  PluginRef plugin{"acme", "FancyNorm", "2.1", {}, "libacme_plugins.so"};
   plugin.fields.set("eps", Attribute::of_float(1e-5f));
   plugin.fields.set("groups", Attribute::of_ints({4, 8}));
   m.plugins = {plugin};
@@ -116,7 +116,7 @@ inline EngineModel make_small_model() {
   m.memory_plan.offsets = {MemoryPlan::kNoOffset, MemoryPlan::kNoOffset, MemoryPlan::kNoOffset};
   m.memory_plan.first_use = {0, 0, 0};
   m.memory_plan.last_use = {0, 0, 0};
-  m.plugins = {{"ns", "P", "1", {}}};
+  m.plugins = {{"ns", "P", "1", {}, ""}};
   return m;
 }
 
@@ -178,6 +178,7 @@ inline void expect_models_equal(const EngineModel& a, const EngineModel& b) {
     EXPECT_EQ(a.plugins[i].plugin_namespace, b.plugins[i].plugin_namespace);
     EXPECT_EQ(a.plugins[i].name, b.plugins[i].name);
     EXPECT_EQ(a.plugins[i].version, b.plugins[i].version);
+    EXPECT_EQ(a.plugins[i].library, b.plugins[i].library);
     EXPECT_TRUE(a.plugins[i].fields == b.plugins[i].fields);
   }
   ASSERT_EQ(a.kernels.size(), b.kernels.size());

@@ -51,6 +51,7 @@ const CpuKernelRegistry& cpu_kernels() {
     register_roi_align_kernels(r);
     register_deform_conv_kernels(r);
     register_ml_kernels(r);
+    register_plugin_kernels(r);
     return r;
   }();
   return registry;

@@ -92,5 +92,6 @@ void register_optimizer_kernels(CpuKernelRegistry& registry);
 void register_roi_align_kernels(CpuKernelRegistry& registry);
 void register_deform_conv_kernels(CpuKernelRegistry& registry);
 void register_ml_kernels(CpuKernelRegistry& registry);
+void register_plugin_kernels(CpuKernelRegistry& registry);  // Plugin layers: the plugin's execute_cpu
 
 }  // namespace kiln::cpu

@@ -22,9 +22,11 @@
 #include "frontend/onnx/function_ops.hpp"
 #include "frontend/onnx/onnx_proto.hpp"
 #include "frontend/onnx/opset_normalizer.hpp"
+#include "frontend/onnx/plugin_nodes.hpp"
 #include "frontend/onnx/tensor_decoder.hpp"
 #include "ops/op_registry.hpp"
 #include "passes/constant_folding.hpp"
+#include "plugins/plugin_layer.hpp"
 
 namespace kiln::onnx {
 namespace {
@@ -291,6 +293,15 @@ class Importer final : public ImportGraphHost {
     }
   }
 
+  // A node kiln's core does not implement (another domain, or an op the core lacks) whose
+  // (domain, op type) names a registered plugin creator.
+  bool maps_to_plugin(const FlatNode& node) const {
+    const bool core = node.domain.empty() && ops::find_op(node.op_type) != nullptr;
+    return !core && !is_extra_domain_op(node.op_type, node.domain) &&
+           !is_expanded_function_op(node.op_type, node.domain) && !is_renamed_legacy_op(node.op_type, node.domain) &&
+           has_plugin_for(node.domain, node.op_type);
+  }
+
   // Returns the reason a node cannot be imported, or "" when it can.
   std::string unsupported_reason(const FlatNode& node) const {
     const std::string where =
@@ -303,9 +314,14 @@ class Importer final : public ImportGraphHost {
       return where + " is in the ai.onnx domain, which the model does not import";
     }
     if (is_extra_domain_op(node.op_type, node.domain)) return "";
+    if (node.domain.empty() && plugins::is_plugin_op(node.op_type)) {
+      return where + " is kiln's internal plugin layer; a plugin op is a node of its own domain and op type";
+    }
     if ((!node.domain.empty() || ops::find_op(node.op_type) == nullptr) &&
-        !is_expanded_function_op(node.op_type, node.domain) && !is_renamed_legacy_op(node.op_type, node.domain)) {
-      return where + " is not supported by kiln";
+        !is_expanded_function_op(node.op_type, node.domain) && !is_renamed_legacy_op(node.op_type, node.domain) &&
+        !maps_to_plugin(node)) {
+      return where + " is not supported by kiln" +
+             (node.domain.empty() ? "" : " (and no plugin registers " + node.domain + "::" + node.op_type + ")");
     }
     std::string reason;
     for (const FlatAttribute& attr : node.attributes) {
@@ -438,6 +454,11 @@ class Importer final : public ImportGraphHost {
       n.outputs = node->outputs;
       for (const FlatAttribute& attr : node->attributes) {
         n.attrs.set(attr.name, convert_attribute(attr, *node));
+      }
+      if (maps_to_plugin(*node)) {
+        convert_to_plugin_node(options_.source, n.name, n.op_type, n.domain, n.attrs);
+        out.push_back(PendingNode{std::move(n), nullptr});
+        continue;
       }
       for (NormalizedNode& legacy : expand_pre_opset13_node(std::move(n), fresh_name)) {
         for (NormalizedNode& part : expand_function_op(std::move(legacy), fresh_name, add_constant)) {
