@@ -18,7 +18,7 @@ from setuptools.command.build_py import build_py
 from setuptools.dist import Distribution
 
 REPO = Path(__file__).resolve().parent
-LIBRARIES = ("libkiln_runtime.so", "libkiln.so", "libkiln_torch.so")
+LIBRARIES = ("libkiln_runtime.so", "libkiln.so", "libkiln_torch.so", "libkiln_plugins.so")
 
 
 def native_lib_dir() -> Path:

@@ -1,0 +1,68 @@
+"""libkiln_plugins.so as a user gets it: `kiln build --plugins`, `kiln inspect`, `kiln run`; dynamic
+shapes; the default-domain ops that kiln's core implements stay core layers with the library loaded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import onnx
+
+import kiln
+from kiln_plugins_testing import load, one_node_model, plugin_library, run_ort
+from test_kiln_plugins_batched_nms import make_inputs, reference_batched_nms
+from test_kiln_plugins_non_max_suppression import make_boxes, make_scores
+
+
+def cli(kiln_cli, *args):
+    result = subprocess.run([str(kiln_cli), *map(str, args)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"kiln {' '.join(map(str, args))}: rc {result.returncode}\n{result.stderr}"
+    return result
+
+
+def test_cli_builds_inspects_and_runs_a_plugin_model(tmp_path, build_dir, kiln_cli):
+    library = plugin_library(build_dir)
+    inputs = make_inputs(np.random.default_rng(0), 40, 3)
+    onnx.save(one_node_model("BatchedNMS", inputs, ["keep"], {"iou_threshold": 0.5, "top_k": 10}), tmp_path / "m.onnx")
+    cli(kiln_cli, "build", tmp_path / "m.onnx", "-o", tmp_path / "m.kiln", "--plugins", library)
+    doc = json.loads(cli(kiln_cli, "inspect", tmp_path / "m.kiln", "--json").stdout)
+    assert [(p["namespace"], p["name"], p["library"]) for p in doc["plugins"]] == [
+        ("kiln", "BatchedNMS", "libkiln_plugins.so")]
+    assert doc["plugins"][0]["fields"].keys() == {"iou_threshold", "top_k"}
+    args = []
+    for name, value in inputs.items():
+        np.save(tmp_path / f"{name}.npy", value)
+        args += ["--input", f"{name}={tmp_path / f'{name}.npy'}"]
+    cli(kiln_cli, "run", tmp_path / "m.kiln", *args, "--output-dir", tmp_path / "out", "--plugins", library)
+    want = reference_batched_nms(inputs["boxes"], inputs["scores"], inputs["idxs"], 0.5, 10)
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "keep.npy"), want)
+
+
+def test_dynamic_shapes_ask_the_bound_at_run_time(build_dir):
+    load(build_dir)
+    rng = np.random.default_rng(1)
+    scalars = {"max_output": np.array([4], np.int64), "iou": np.array([0.5], np.float32)}
+    model = one_node_model("NonMaxSuppression", {"boxes": make_boxes(rng, 1, 8, 0), "scores": make_scores(rng, 1, 2, 8),
+                                                 **scalars}, ["selected"], {}, constants=scalars)
+    for value in model.graph.input:
+        value.type.tensor_type.shape.dim[-1 if value.name == "scores" else 1].dim_param = "n"
+    engine = kiln.Engine(kiln.build_onnx(model, profiles={"boxes": ((1, 1, 4), (1, 16, 4), (1, 64, 4)),
+                                                          "scores": ((1, 2, 1), (1, 2, 16), (1, 2, 64))}))
+    for n in (1, 20, 64):
+        feeds = {"boxes": make_boxes(rng, 1, n, 0), "scores": make_scores(rng, 1, 2, n)}
+        want = run_ort("NonMaxSuppression", {**feeds, **scalars}, ["selected"], {})[0]
+        np.testing.assert_array_equal(engine.run(feeds)["selected"], want)
+
+
+def test_default_domain_ops_stay_core_layers(tmp_path, build_dir, kiln_cli):
+    # kiln's core implements NonMaxSuppression, RoiAlign and DeformConv: the plugins take only
+    # nodes of domain "kiln", whatever is loaded.
+    rng = np.random.default_rng(2)
+    inputs = {"boxes": make_boxes(rng, 1, 6, 0), "scores": make_scores(rng, 1, 1, 6),
+              "max_output": np.array([3], np.int64)}
+    onnx.save(one_node_model("NonMaxSuppression", inputs, ["selected"], {}, domain=""), tmp_path / "core.onnx")
+    cli(kiln_cli, "build", tmp_path / "core.onnx", "-o", tmp_path / "core.kiln", "--plugins", plugin_library(build_dir))
+    doc = json.loads(cli(kiln_cli, "inspect", tmp_path / "core.kiln", "--json").stdout)
+    assert not doc.get("plugins")
+    assert [layer["op"] for layer in doc["layers"]] == ["NonMaxSuppression"]
