@@ -16,8 +16,8 @@ const kiln_plugin_creator* const kCreators[] = {
 
 }  // namespace
 
-extern "C" __attribute__((visibility("default"))) kiln_status kiln_plugin_init(
-    uint32_t runtime_abi_version) {
+extern "C" __attribute__((visibility("default"))) kiln_status
+kiln_plugin_init(uint32_t runtime_abi_version) {
   (void)runtime_abi_version;  // the runtime checks each creator's abi_version itself
   for (const kiln_plugin_creator* creator : kCreators) {
     const kiln_status status = kiln_register_plugin_creator(creator);

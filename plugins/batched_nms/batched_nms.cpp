@@ -28,8 +28,9 @@ int64_t check_inputs(const kiln_plugin_tensor_desc* inputs, int32_t num_inputs) 
   const int64_t n = inputs[kBoxes].shape[0];
   expect_same_dim(n, inputs[kScores].shape[0], "the lengths of boxes and scores");
   expect_same_dim(n, inputs[kIdxs].shape[0], "the lengths of boxes and idxs");
-  return n >= 0 ? n : (inputs[kScores].shape[0] >= 0 ? inputs[kScores].shape[0]
-                                                     : inputs[kIdxs].shape[0]);
+  return n >= 0
+             ? n
+             : (inputs[kScores].shape[0] >= 0 ? inputs[kScores].shape[0] : inputs[kIdxs].shape[0]);
 }
 
 }  // namespace
@@ -122,8 +123,8 @@ void BatchedNms::infer(const kiln_plugin_tensor_desc* inputs, int32_t num_inputs
   outputs[0].dims[0] = plugin::data_dependent_dim(bound);
 }
 
-void BatchedNms::execute_cpu(const kiln_plugin_tensor* inputs, int32_t,
-                             kiln_plugin_tensor* outputs, int32_t, void*) const {
+void BatchedNms::execute_cpu(const kiln_plugin_tensor* inputs, int32_t, kiln_plugin_tensor* outputs,
+                             int32_t, void*) const {
   const std::vector<int64_t> kept =
       batched_nms_cpu(inputs[kBoxes], inputs[kScores], inputs[kIdxs], iou_threshold_, top_k_);
   std::copy(kept.begin(), kept.end(), static_cast<int64_t*>(outputs[0].data));

@@ -6,15 +6,24 @@ namespace kiln::plugins_lib {
 
 const char* dtype_name(kiln_dtype dtype) {
   switch (dtype) {
-    case KILN_FLOAT32: return "float32";
-    case KILN_FLOAT16: return "float16";
-    case KILN_FLOAT64: return "float64";
-    case KILN_BFLOAT16: return "bfloat16";
-    case KILN_INT8: return "int8";
-    case KILN_INT16: return "int16";
-    case KILN_INT32: return "int32";
-    case KILN_INT64: return "int64";
-    default: return "another dtype";
+    case KILN_FLOAT32:
+      return "float32";
+    case KILN_FLOAT16:
+      return "float16";
+    case KILN_FLOAT64:
+      return "float64";
+    case KILN_BFLOAT16:
+      return "bfloat16";
+    case KILN_INT8:
+      return "int8";
+    case KILN_INT16:
+      return "int16";
+    case KILN_INT32:
+      return "int32";
+    case KILN_INT64:
+      return "int64";
+    default:
+      return "another dtype";
   }
 }
 
@@ -48,9 +57,9 @@ uint16_t float_to_half(float f) {
     return static_cast<uint16_t>(sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u : 0u));
   }
   if (abs >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to inf
-  if (abs < 0x38800000u) {                                              // subnormal or zero
-    if (abs < 0x33000000u) return sign;                                 // below half the least
-    const uint32_t shift = 126 - (abs >> 23);  // 14..24: units of 2^-24
+  if (abs < 0x38800000u) {                                               // subnormal or zero
+    if (abs < 0x33000000u) return sign;                                  // below half the least
+    const uint32_t shift = 126 - (abs >> 23);                            // 14..24: units of 2^-24
     const uint32_t mantissa = (abs & 0x7fffffu) | 0x800000u;
     uint32_t value = mantissa >> shift;
     const uint32_t rest = mantissa & ((1u << shift) - 1);

@@ -52,11 +52,19 @@ inline int64_t load_index(const void* data, kiln_dtype dtype, int64_t i) {
   return static_cast<const int64_t*>(data)[i];
 }
 
-inline bool is_float(kiln_dtype d) { return d == KILN_FLOAT32 || d == KILN_FLOAT16; }
-inline bool is_index(kiln_dtype d) { return d == KILN_INT32 || d == KILN_INT64; }
+inline bool is_float(kiln_dtype d) {
+  return d == KILN_FLOAT32 || d == KILN_FLOAT16;
+}
+inline bool is_index(kiln_dtype d) {
+  return d == KILN_INT32 || d == KILN_INT64;
+}
 
-inline bool present(const kiln_plugin_tensor_desc& t) { return t.ndim >= 0; }
-inline bool present(const kiln_plugin_tensor& t) { return t.ndim >= 0 && t.data != nullptr; }
+inline bool present(const kiln_plugin_tensor_desc& t) {
+  return t.ndim >= 0;
+}
+inline bool present(const kiln_plugin_tensor& t) {
+  return t.ndim >= 0 && t.data != nullptr;
+}
 
 // Product of known dimensions, or -1 when one is dynamic (-1).
 int64_t known_numel(const kiln_plugin_tensor_desc& t);
@@ -112,8 +120,8 @@ struct CreatorGlue {
   }
   static kiln_status supports(void* instance, const kiln_dtype* dtypes, int32_t num_inputs,
                               kiln_plugin_error* error) {
-    return plugin::guard(
-        error, [&] { static_cast<const Op*>(instance)->supports(dtypes, num_inputs); });
+    return plugin::guard(error,
+                         [&] { static_cast<const Op*>(instance)->supports(dtypes, num_inputs); });
   }
   static kiln_status infer(void* instance, const kiln_plugin_tensor_desc* inputs,
                            int32_t num_inputs, kiln_plugin_output_desc* outputs,
@@ -126,7 +134,8 @@ struct CreatorGlue {
                                int32_t num_inputs, const kiln_plugin_tensor_desc* outputs,
                                int32_t num_outputs, int64_t* bytes, kiln_plugin_error* error) {
     return plugin::guard(error, [&] {
-      *bytes = static_cast<const Op*>(instance)->workspace(inputs, num_inputs, outputs, num_outputs);
+      *bytes =
+          static_cast<const Op*>(instance)->workspace(inputs, num_inputs, outputs, num_outputs);
     });
   }
   static kiln_status execute_cpu(void* instance, const kiln_plugin_tensor* inputs,
@@ -148,8 +157,8 @@ struct CreatorGlue {
   }
 
   static constexpr kiln_plugin_creator make(const char* name, int32_t version,
-                                            const kiln_plugin_field_spec* specs,
-                                            int32_t num_specs, bool data_dependent) {
+                                            const kiln_plugin_field_spec* specs, int32_t num_specs,
+                                            bool data_dependent) {
     return kiln_plugin_creator{KILN_PLUGIN_ABI_VERSION,
                                kNamespace,
                                name,

@@ -60,7 +60,8 @@ void DeformConv::supports(const kiln_dtype* dtypes, int32_t num_inputs) const {
   if (num_inputs < 3 || num_inputs > 5) return;  // infer names the count
   for (int32_t i = 0; i < num_inputs; ++i) {
     // Absent optional inputs come as float32; present ones must match X.
-    if (!is_float(dtypes[0]) || (dtypes[i] != dtypes[0] && !(i >= kBias && dtypes[i] == KILN_FLOAT32))) {
+    if (!is_float(dtypes[0]) ||
+        (dtypes[i] != dtypes[0] && !(i >= kBias && dtypes[i] == KILN_FLOAT32))) {
       refuse_dtype(std::string("takes X, W, offset, B and mask of one dtype, float32 or float16; "
                                "got ") +
                    dtype_name(dtypes[0]) + " and " + dtype_name(dtypes[i]));
@@ -180,10 +181,12 @@ void DeformConv::execute_cpu(const kiln_plugin_tensor* inputs, int32_t num_input
   const int64_t out_per_group = p.out_channels / p.group;
   float* columns = static_cast<float*>(workspace);
   std::vector<float> weights(static_cast<size_t>(plugin::numel(w)));
-  for (size_t i = 0; i < weights.size(); ++i) weights[i] = load_float(w.data, w.dtype, static_cast<int64_t>(i));
+  for (size_t i = 0; i < weights.size(); ++i)
+    weights[i] = load_float(w.data, w.dtype, static_cast<int64_t>(i));
   std::vector<float> acc(static_cast<size_t>(spatial));
   for (int64_t n = 0; n < p.batches; ++n) {
-    // columns[(c * kH + i) * kW + j][oh * oW + ow]: the masked sample tap (i, j) reads for (oh, ow).
+    // columns[(c * kH + i) * kW + j][oh * oW + ow]: the masked sample tap (i, j) reads for (oh,
+    // ow).
     for (int64_t c = 0; c < p.in_channels; ++c) {
       const int64_t og = c / channels_per_offset_group;
       const int64_t plane_base = (n * p.in_channels + c) * p.height * p.width;
@@ -205,7 +208,8 @@ void DeformConv::execute_cpu(const kiln_plugin_tensor* inputs, int32_t num_input
               const float ww = static_cast<float>(ow * p.stride_w - p.pad_w + j * p.dilation_w) +
                                load_float(off.data, off.dtype, dx_base + s);
               float v = deform_sample(plane, p.height, p.width, h, ww);
-              if (p.has_mask) v *= load_float(inputs[kMask].data, inputs[kMask].dtype, mask_base + s);
+              if (p.has_mask)
+                v *= load_float(inputs[kMask].data, inputs[kMask].dtype, mask_base + s);
               row[s] = v;
             }
           }
@@ -214,7 +218,8 @@ void DeformConv::execute_cpu(const kiln_plugin_tensor* inputs, int32_t num_input
     }
     for (int64_t oc = 0; oc < p.out_channels; ++oc) {
       const int64_t g = oc / out_per_group;
-      const float bias = p.has_bias ? load_float(inputs[kBias].data, inputs[kBias].dtype, oc) : 0.0f;
+      const float bias =
+          p.has_bias ? load_float(inputs[kBias].data, inputs[kBias].dtype, oc) : 0.0f;
       std::fill(acc.begin(), acc.end(), bias);
       for (int64_t cl = 0; cl < in_per_group; ++cl) {
         const int64_t c = g * in_per_group + cl;
@@ -256,12 +261,10 @@ void DeformConv::execute_cuda(const kiln_plugin_tensor*, int32_t, kiln_plugin_te
 #endif
 
 namespace {
-const kiln_plugin_field_spec kSpecs[] = {{"dilations", KILN_PLUGIN_FIELD_INTS, 0},
-                                         {"group", KILN_PLUGIN_FIELD_INT, 0},
-                                         {"kernel_shape", KILN_PLUGIN_FIELD_INTS, 0},
-                                         {"offset_group", KILN_PLUGIN_FIELD_INT, 0},
-                                         {"pads", KILN_PLUGIN_FIELD_INTS, 0},
-                                         {"strides", KILN_PLUGIN_FIELD_INTS, 0}};
+const kiln_plugin_field_spec kSpecs[] = {
+    {"dilations", KILN_PLUGIN_FIELD_INTS, 0},    {"group", KILN_PLUGIN_FIELD_INT, 0},
+    {"kernel_shape", KILN_PLUGIN_FIELD_INTS, 0}, {"offset_group", KILN_PLUGIN_FIELD_INT, 0},
+    {"pads", KILN_PLUGIN_FIELD_INTS, 0},         {"strides", KILN_PLUGIN_FIELD_INTS, 0}};
 }  // namespace
 
 const kiln_plugin_creator kDeformConvCreator =

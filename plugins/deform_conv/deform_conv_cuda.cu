@@ -10,10 +10,18 @@
 namespace kiln::plugins_lib {
 namespace {
 
-__device__ inline float to_float(float v) { return v; }
-__device__ inline float to_float(__half v) { return __half2float(v); }
-__device__ inline void store(float* p, float v) { *p = v; }
-__device__ inline void store(__half* p, float v) { *p = __float2half(v); }
+__device__ inline float to_float(float v) {
+  return v;
+}
+__device__ inline float to_float(__half v) {
+  return __half2float(v);
+}
+__device__ inline void store(float* p, float v) {
+  *p = v;
+}
+__device__ inline void store(__half* p, float v) {
+  *p = __float2half(v);
+}
 
 template <typename T>
 __global__ void deform_conv_kernel(DeformConvParams p, const T* x, const T* w, const T* offset,
@@ -62,10 +70,10 @@ void launch(const DeformConvParams& p, const void* x, const void* w, const void*
   if (total == 0) return;
   constexpr int kThreads = 256;
   const int64_t blocks = (total + kThreads - 1) / kThreads;
-  deform_conv_kernel<T><<<static_cast<unsigned>(blocks < 65535 ? blocks : 65535), kThreads, 0,
-                          stream>>>(p, static_cast<const T*>(x), static_cast<const T*>(w),
-                                    static_cast<const T*>(offset), static_cast<const T*>(bias),
-                                    static_cast<const T*>(mask), static_cast<T*>(y));
+  deform_conv_kernel<T>
+      <<<static_cast<unsigned>(blocks < 65535 ? blocks : 65535), kThreads, 0, stream>>>(
+          p, static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(offset),
+          static_cast<const T*>(bias), static_cast<const T*>(mask), static_cast<T*>(y));
 }
 
 }  // namespace

@@ -69,8 +69,8 @@ void NonMaxSuppression::infer(const kiln_plugin_tensor_desc* inputs, int32_t num
   expect_rank(inputs, kScores, "scores", 3);
   const int64_t* b = inputs[kBoxes].shape;
   const int64_t* s = inputs[kScores].shape;
-  if (b[2] >= 0 && b[2] != 4) refuse("boxes must be [batch, boxes, 4], got last dimension " +
-                                     std::to_string(b[2]));
+  if (b[2] >= 0 && b[2] != 4)
+    refuse("boxes must be [batch, boxes, 4], got last dimension " + std::to_string(b[2]));
   expect_same_dim(b[0], s[0], "the batch sizes of boxes and scores");
   expect_same_dim(b[1], s[2], "the box counts of boxes (dimension 1) and scores (dimension 2)");
   for (int32_t i = kMaxOutput; i < num_inputs; ++i) {
@@ -97,8 +97,7 @@ void NonMaxSuppression::execute_cpu(const kiln_plugin_tensor* inputs, int32_t nu
   const kiln_plugin_tensor& scores = inputs[kScores];
   const int64_t batches = scores.shape[0], classes = scores.shape[1], count = scores.shape[2];
   const double max_output = scalar_or(inputs, num_inputs, kMaxOutput, 0.0);
-  const float iou_threshold =
-      static_cast<float>(scalar_or(inputs, num_inputs, kIouThreshold, 0.0));
+  const float iou_threshold = static_cast<float>(scalar_or(inputs, num_inputs, kIouThreshold, 0.0));
   const bool has_score_threshold = num_inputs > kScoreThreshold && present(inputs[kScoreThreshold]);
   const float score_threshold =
       static_cast<float>(scalar_or(inputs, num_inputs, kScoreThreshold, 0.0));
@@ -107,7 +106,8 @@ void NonMaxSuppression::execute_cpu(const kiln_plugin_tensor* inputs, int32_t nu
   }
   int64_t* out = static_cast<int64_t*>(outputs[0].data);
   int64_t rows = 0;
-  const int64_t limit = max_output <= 0 ? 0 : static_cast<int64_t>(std::min<double>(max_output, count));
+  const int64_t limit =
+      max_output <= 0 ? 0 : static_cast<int64_t>(std::min<double>(max_output, count));
   std::vector<float> corners(static_cast<size_t>(count) * 4);
   std::vector<int64_t> order;
   std::vector<int64_t> selected;
@@ -115,7 +115,8 @@ void NonMaxSuppression::execute_cpu(const kiln_plugin_tensor* inputs, int32_t nu
     // Corners as (x1, y1, x2, y2) with x1 <= x2, y1 <= y2, whatever order the input gives.
     for (int64_t i = 0; i < count; ++i) {
       float v[4];
-      for (int k = 0; k < 4; ++k) v[k] = load_float(boxes.data, boxes.dtype, (batch * count + i) * 4 + k);
+      for (int k = 0; k < 4; ++k)
+        v[k] = load_float(boxes.data, boxes.dtype, (batch * count + i) * 4 + k);
       float* c = &corners[static_cast<size_t>(i) * 4];
       if (center_point_box_ == 1) {
         c[0] = v[0] - v[2] / 2;

@@ -20,8 +20,10 @@ RoiAlign::RoiAlign(const kiln_plugin_field* fields, int32_t num_fields) {
     refuse("output_height and output_width must be >= 1, got " + std::to_string(output_height_) +
            " and " + std::to_string(output_width_));
   }
-  if (sampling_ratio_ < 0) refuse("sampling_ratio must be >= 0, got " + std::to_string(sampling_ratio_));
-  if (!(spatial_scale_ > 0.0f)) refuse("spatial_scale must be > 0, got " + std::to_string(spatial_scale_));
+  if (sampling_ratio_ < 0)
+    refuse("sampling_ratio must be >= 0, got " + std::to_string(sampling_ratio_));
+  if (!(spatial_scale_ > 0.0f))
+    refuse("spatial_scale must be > 0, got " + std::to_string(spatial_scale_));
   fields_.add_string("coordinate_transformation_mode", coordinate_mode_);
   fields_.add_string("mode", mode_);
   fields_.add_int("output_height", output_height_);
@@ -65,9 +67,10 @@ void RoiAlign::infer(const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
 }
 
 RoiAlignParams RoiAlign::params_for(const kiln_plugin_tensor& x) const {
-  return RoiAlignParams{x.shape[1],     x.shape[2],      x.shape[3],
-                        output_height_, output_width_,   sampling_ratio_,
-                        spatial_scale_, coordinate_mode_ == "half_pixel", mode_ == "max"};
+  return RoiAlignParams{
+      x.shape[1],    x.shape[2],      x.shape[3],     output_height_,
+      output_width_, sampling_ratio_, spatial_scale_, coordinate_mode_ == "half_pixel",
+      mode_ == "max"};
 }
 
 void RoiAlign::execute_cpu(const kiln_plugin_tensor* inputs, int32_t, kiln_plugin_tensor* outputs,
@@ -113,8 +116,8 @@ void RoiAlign::execute_cuda(const kiln_plugin_tensor* inputs, int32_t, kiln_plug
                         stream);
 }
 #else
-void RoiAlign::execute_cuda(const kiln_plugin_tensor*, int32_t, kiln_plugin_tensor*, int32_t,
-                            void*, void*) const {
+void RoiAlign::execute_cuda(const kiln_plugin_tensor*, int32_t, kiln_plugin_tensor*, int32_t, void*,
+                            void*) const {
   cuda_not_implemented("RoiAlign");
 }
 #endif

@@ -46,7 +46,7 @@ extern const kiln_plugin_creator kRoiAlignCreator;
 
 // CUDA builds (roi_align_cuda.cu): enqueues the kernel. rois and x are device pointers.
 void launch_roi_align_cuda(const RoiAlignParams& params, const void* x, const void* rois,
-                           const void* batch_indices, bool indices_int32, void* y,
-                           bool float16, int64_t num_rois, int64_t batches, void* stream);
+                           const void* batch_indices, bool indices_int32, void* y, bool float16,
+                           int64_t num_rois, int64_t batches, void* stream);
 
 }  // namespace kiln::plugins_lib

@@ -45,7 +45,9 @@ __global__ void roi_align_kernel(RoiAlignParams p, const T* x, const T* rois,
     float roi[4];
     for (int k = 0; k < 4; ++k) roi[k] = to_float(rois[r * 4 + k]);
     const T* plane_data = x + (batch * p.channels + c) * p.height * p.width;
-    const auto plane = [&](int64_t yy, int64_t xx) { return to_float(plane_data[yy * p.width + xx]); };
+    const auto plane = [&](int64_t yy, int64_t xx) {
+      return to_float(plane_data[yy * p.width + xx]);
+    };
     y[i] = from_float<T>(roi_align_element(p, roi, ph, pw, plane));
   }
 }
@@ -57,10 +59,10 @@ void launch(const RoiAlignParams& p, const void* x, const void* rois, const void
   if (total == 0) return;
   constexpr int kThreads = 256;
   const int64_t blocks = (total + kThreads - 1) / kThreads;
-  roi_align_kernel<T, Index><<<static_cast<unsigned>(blocks < 65535 ? blocks : 65535), kThreads, 0,
-                               stream>>>(p, static_cast<const T*>(x), static_cast<const T*>(rois),
-                                         static_cast<const Index*>(indices), static_cast<T*>(y),
-                                         num_rois, batches);
+  roi_align_kernel<T, Index>
+      <<<static_cast<unsigned>(blocks < 65535 ? blocks : 65535), kThreads, 0, stream>>>(
+          p, static_cast<const T*>(x), static_cast<const T*>(rois),
+          static_cast<const Index*>(indices), static_cast<T*>(y), num_rois, batches);
 }
 
 }  // namespace

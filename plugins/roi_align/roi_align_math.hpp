@@ -1,6 +1,7 @@
 // One RoiAlign output element, shared by the CPU and CUDA kernels (host and device). ONNX RoiAlign
 // semantics as ONNX Runtime computes them, including its max mode: the maximum over sampling
-// points of the largest of the four weighted corner values (not the maximum of interpolated values).
+// points of the largest of the four weighted corner values (not the maximum of interpolated
+// values).
 #pragma once
 
 #include <cmath>
@@ -23,8 +24,7 @@ struct RoiAlignParams {
 // input coordinates before spatial_scale.
 template <typename Plane>
 KILN_PLUGIN_HOST_DEVICE inline float roi_align_element(const RoiAlignParams& p, const float* roi,
-                                                       int64_t ph, int64_t pw,
-                                                       const Plane& plane) {
+                                                       int64_t ph, int64_t pw, const Plane& plane) {
   const float offset = p.half_pixel ? 0.5f : 0.0f;
   const float start_w = roi[0] * p.spatial_scale - offset;
   const float start_h = roi[1] * p.spatial_scale - offset;
@@ -36,12 +36,14 @@ KILN_PLUGIN_HOST_DEVICE inline float roi_align_element(const RoiAlignParams& p, 
   }
   const float bin_h = roi_h / static_cast<float>(p.pooled_height);
   const float bin_w = roi_w / static_cast<float>(p.pooled_width);
-  const int64_t grid_h = p.sampling_ratio > 0
-                             ? p.sampling_ratio
-                             : static_cast<int64_t>(ceilf(roi_h / static_cast<float>(p.pooled_height)));
-  const int64_t grid_w = p.sampling_ratio > 0
-                             ? p.sampling_ratio
-                             : static_cast<int64_t>(ceilf(roi_w / static_cast<float>(p.pooled_width)));
+  const int64_t grid_h =
+      p.sampling_ratio > 0
+          ? p.sampling_ratio
+          : static_cast<int64_t>(ceilf(roi_h / static_cast<float>(p.pooled_height)));
+  const int64_t grid_w =
+      p.sampling_ratio > 0
+          ? p.sampling_ratio
+          : static_cast<int64_t>(ceilf(roi_w / static_cast<float>(p.pooled_width)));
   const int64_t count = grid_h * grid_w > 1 ? grid_h * grid_w : 1;
   float sum = 0.0f;
   float max_value = 0.0f;
