@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "common/box_overlap.hpp"
+#include "common/segmented_nms_cuda.hpp"
 
 namespace kiln::plugins_lib {
 namespace {
@@ -131,10 +132,62 @@ void BatchedNms::execute_cpu(const kiln_plugin_tensor* inputs, int32_t, kiln_plu
   outputs[0].shape[0] = static_cast<int64_t>(kept.size());
 }
 
+int64_t BatchedNms::workspace(const kiln_plugin_tensor_desc* inputs, int32_t,
+                              const kiln_plugin_tensor_desc*, int32_t) const {
+#if defined(KILN_PLUGINS_WITH_CUDA)
+  return segmented_nms_workspace_bytes(1, inputs[kScores].shape[0]);
+#else
+  (void)inputs;
+  return 0;
+#endif
+}
+
+#if defined(KILN_PLUGINS_WITH_CUDA)
+namespace {
+SegmentedNms segmented_nms_of(const kiln_plugin_tensor* inputs, float iou_threshold,
+                              int64_t top_k) {
+  SegmentedNms nms{};
+  nms.boxes = inputs[kBoxes].data;
+  nms.scores = inputs[kScores].data;
+  nms.float16 = inputs[kBoxes].dtype == KILN_FLOAT16;
+  nms.classes = inputs[kIdxs].data;
+  nms.classes_int32 = inputs[kIdxs].dtype == KILN_INT32;
+  nms.count = inputs[kScores].shape[0];
+  nms.iou_threshold = iou_threshold;
+  nms.limit = top_k;
+  return nms;
+}
+}  // namespace
+
+void BatchedNms::execute_cuda(const kiln_plugin_tensor* inputs, int32_t,
+                              kiln_plugin_tensor* outputs, int32_t, void* workspace,
+                              void* stream) const {
+  const SegmentedNms nms = segmented_nms_of(inputs, iou_threshold_, top_k_);
+  enqueue_segmented_nms(nms, workspace, stream);
+  write_kept_indices(nms, workspace, static_cast<int64_t*>(outputs[0].data), outputs[0].shape[0],
+                     false, nullptr, stream);
+  outputs[0].shape[0] = kept_count_and_wait(nms, workspace, stream);
+}
+
+void BatchedNmsPadded::execute_cuda(const kiln_plugin_tensor* inputs, int32_t,
+                                    kiln_plugin_tensor* outputs, int32_t, void* workspace,
+                                    void* stream) const {
+  const SegmentedNms nms = segmented_nms_of(inputs, iou_threshold_, top_k_);
+  enqueue_segmented_nms(nms, workspace, stream);
+  write_kept_indices(nms, workspace, static_cast<int64_t*>(outputs[0].data), top_k_, true,
+                     static_cast<int64_t*>(outputs[1].data), stream);
+}
+#else
 void BatchedNms::execute_cuda(const kiln_plugin_tensor*, int32_t, kiln_plugin_tensor*, int32_t,
                               void*, void*) const {
   cuda_not_implemented("BatchedNMS");
 }
+
+void BatchedNmsPadded::execute_cuda(const kiln_plugin_tensor*, int32_t, kiln_plugin_tensor*,
+                                    int32_t, void*, void*) const {
+  cuda_not_implemented("BatchedNMSPadded");
+}
+#endif
 
 BatchedNmsPadded::BatchedNmsPadded(const kiln_plugin_field* fields, int32_t num_fields)
     : BatchedNms(fields, num_fields, true) {}

@@ -26,15 +26,16 @@ class BatchedNms {
   void supports(const kiln_dtype* dtypes, int32_t num_inputs) const;
   void infer(const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
              kiln_plugin_output_desc* outputs, int32_t num_outputs) const;
-  int64_t workspace(const kiln_plugin_tensor_desc*, int32_t, const kiln_plugin_tensor_desc*,
-                    int32_t) const {
-    return 0;
-  }
+  // The CUDA kernel's (CUDA builds; the CPU kernel needs none).
+  int64_t workspace(const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
+                    const kiln_plugin_tensor_desc* outputs, int32_t num_outputs) const;
   void execute_cpu(const kiln_plugin_tensor* inputs, int32_t num_inputs,
                    kiln_plugin_tensor* outputs, int32_t num_outputs, void* workspace) const;
-  // Not implemented yet: fails with KILN_ERROR_UNSUPPORTED.
-  void execute_cuda(const kiln_plugin_tensor*, int32_t, kiln_plugin_tensor*, int32_t, void*,
-                    void*) const;
+  // CUDA builds: enqueues plugins/common/segmented_nms_cuda.hpp's kernels and synchronises the
+  // stream to learn the output's length. Else KILN_ERROR_UNSUPPORTED.
+  void execute_cuda(const kiln_plugin_tensor* inputs, int32_t num_inputs,
+                    kiln_plugin_tensor* outputs, int32_t num_outputs, void* workspace,
+                    void* stream) const;
 
  protected:
   BatchedNms(const kiln_plugin_field* fields, int32_t num_fields, bool padded);
@@ -53,6 +54,10 @@ class BatchedNmsPadded : public BatchedNms {
              kiln_plugin_output_desc* outputs, int32_t num_outputs) const;
   void execute_cpu(const kiln_plugin_tensor* inputs, int32_t num_inputs,
                    kiln_plugin_tensor* outputs, int32_t num_outputs, void* workspace) const;
+  // CUDA builds: enqueues the kernels without synchronising (fixed shapes: capture-safe).
+  void execute_cuda(const kiln_plugin_tensor* inputs, int32_t num_inputs,
+                    kiln_plugin_tensor* outputs, int32_t num_outputs, void* workspace,
+                    void* stream) const;
 };
 
 extern const kiln_plugin_creator kBatchedNmsCreator;

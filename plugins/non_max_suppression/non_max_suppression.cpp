@@ -13,6 +13,7 @@
 
 #include "common/box_overlap.hpp"
 #include "common/plugin_support.hpp"
+#include "common/segmented_nms_cuda.hpp"
 #include "non_max_suppression/non_max_suppression.hpp"
 
 namespace kiln::plugins_lib {
@@ -86,9 +87,16 @@ void NonMaxSuppression::infer(const kiln_plugin_tensor_desc* inputs, int32_t num
   outputs[0].dims[1] = plugin::value_dim(3);
 }
 
-int64_t NonMaxSuppression::workspace(const kiln_plugin_tensor_desc*, int32_t,
+int64_t NonMaxSuppression::workspace(const kiln_plugin_tensor_desc* inputs, int32_t,
                                      const kiln_plugin_tensor_desc*, int32_t) const {
+#if defined(KILN_PLUGINS_WITH_CUDA)
+  // The CUDA kernel's; the CPU kernel needs none (kiln does not say which one will run).
+  const int64_t* s = inputs[kScores].shape;
+  return segmented_nms_workspace_bytes(s[0] * s[1], s[2]);
+#else
+  (void)inputs;
   return 0;
+#endif
 }
 
 void NonMaxSuppression::execute_cpu(const kiln_plugin_tensor* inputs, int32_t num_inputs,
@@ -167,10 +175,40 @@ void NonMaxSuppression::execute_cpu(const kiln_plugin_tensor* inputs, int32_t nu
   outputs[0].shape[1] = 3;
 }
 
+#if defined(KILN_PLUGINS_WITH_CUDA)
+void NonMaxSuppression::execute_cuda(const kiln_plugin_tensor* inputs, int32_t num_inputs,
+                                     kiln_plugin_tensor* outputs, int32_t, void* workspace,
+                                     void* stream) const {
+  const auto scalar = [&](int32_t index, double fallback) {
+    return index < num_inputs ? read_device_scalar(inputs[index], fallback, stream) : fallback;
+  };
+  SegmentedNms nms{};
+  nms.boxes = inputs[kBoxes].data;
+  nms.scores = inputs[kScores].data;
+  nms.float16 = inputs[kBoxes].dtype == KILN_FLOAT16;
+  nms.batches = inputs[kScores].shape[0];
+  nms.classes_per_batch = inputs[kScores].shape[1];
+  nms.count = inputs[kScores].shape[2];
+  nms.format = center_point_box_ == 1 ? BoxFormat::kCenterXywh : BoxFormat::kYxyx;
+  nms.iou_threshold = static_cast<float>(scalar(kIouThreshold, 0.0));
+  if (!(nms.iou_threshold >= 0.0f && nms.iou_threshold <= 1.0f)) {
+    refuse("iou_threshold must be in [0, 1], got " + std::to_string(nms.iou_threshold));
+  }
+  nms.has_score_threshold = num_inputs > kScoreThreshold && present(inputs[kScoreThreshold]);
+  nms.score_threshold = static_cast<float>(scalar(kScoreThreshold, 0.0));
+  const double max_output = scalar(kMaxOutput, 0.0);
+  nms.limit = max_output <= 0 ? 0 : static_cast<int64_t>(std::min<double>(max_output, nms.count));
+  enqueue_segmented_nms(nms, workspace, stream);
+  outputs[0].shape[0] =
+      write_onnx_rows_and_wait(nms, workspace, static_cast<int64_t*>(outputs[0].data), stream);
+  outputs[0].shape[1] = 3;
+}
+#else
 void NonMaxSuppression::execute_cuda(const kiln_plugin_tensor*, int32_t, kiln_plugin_tensor*,
                                      int32_t, void*, void*) const {
   cuda_not_implemented("NonMaxSuppression");
 }
+#endif
 
 namespace {
 const kiln_plugin_field_spec kSpecs[] = {{"center_point_box", KILN_PLUGIN_FIELD_INT, 0}};

@@ -17,7 +17,9 @@ class NonMaxSuppression {
                     const kiln_plugin_tensor_desc* outputs, int32_t num_outputs) const;
   void execute_cpu(const kiln_plugin_tensor* inputs, int32_t num_inputs,
                    kiln_plugin_tensor* outputs, int32_t num_outputs, void* workspace) const;
-  // Not implemented yet: fails with KILN_ERROR_UNSUPPORTED.
+  // CUDA builds: enqueues plugins/common/segmented_nms_cuda.hpp's kernels, then synchronises the
+  // stream to learn the output's length (and to read the scalar inputs). Else
+  // KILN_ERROR_UNSUPPORTED.
   void execute_cuda(const kiln_plugin_tensor* inputs, int32_t num_inputs,
                     kiln_plugin_tensor* outputs, int32_t num_outputs, void* workspace,
                     void* stream) const;
