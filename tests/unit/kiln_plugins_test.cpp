@@ -52,13 +52,13 @@ Tensor tensor(kiln_dtype dtype, std::vector<int64_t> shape, const std::vector<T>
   return t;
 }
 
-Tensor absent() {
+[[maybe_unused]] Tensor absent() {
   Tensor t;
   t.absent = true;
   return t;
 }
 
-std::vector<float> uniform(size_t n, float lo, float hi, unsigned seed) {
+[[maybe_unused]] std::vector<float> uniform(size_t n, float lo, float hi, unsigned seed) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> d(lo, hi);
   std::vector<float> v(n);
@@ -80,7 +80,7 @@ kiln_plugin_field float_field(const char* name, float v) {
   f.f = v;
   return f;
 }
-kiln_plugin_field string_field(const char* name, const char* v) {
+[[maybe_unused]] kiln_plugin_field string_field(const char* name, const char* v) {
   kiln_plugin_field f{};
   f.name = name;
   f.kind = KILN_PLUGIN_FIELD_STRING;
