@@ -64,7 +64,7 @@ def deploy_step(kiln_lib: Path, work: Path, dlopen: str | None) -> None:
     with torch.inference_mode():
         got = program(*inputs)
     difference = (got - expected).abs().max().item()
-    loaded = "LD_PRELOAD" if os.environ.get("LD_PRELOAD") else f"dlopen of {dlopen}"
+    loaded = f"dlopen of {dlopen}" if dlopen else "LD_PRELOAD"
     print(f"deployed ({loaded}): max abs difference to eager {difference:.3g}")
     assert "kiln" not in sys.modules and "scaled_gelu_op" not in sys.modules
     if difference > 1e-4:
@@ -75,7 +75,8 @@ def all_steps(plugin: str, kiln_lib: Path, work: Path) -> None:
     me = [sys.executable, str(Path(__file__).resolve())]
     subprocess.run(me + ["compile", "--plugin", plugin, "--work", str(work)], check=True)
     deploy = me + ["deploy", "--kiln-lib", str(kiln_lib), "--work", str(work)]
-    subprocess.run(deploy, check=True, env={**os.environ, "LD_PRELOAD": plugin})
+    preload = " ".join(filter(None, [os.environ.get("LD_PRELOAD"), plugin]))
+    subprocess.run(deploy, check=True, env={**os.environ, "LD_PRELOAD": preload})
     subprocess.run(deploy + ["--dlopen", plugin], check=True)
 
 
