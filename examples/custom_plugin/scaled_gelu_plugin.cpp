@@ -1,8 +1,8 @@
 // mylib::scaled_gelu v1, a kiln plugin built out of kiln's tree against its installed headers:
 //   Y = alpha * X * 0.5 * (1 + erf(X / sqrt(2)))   (alpha times the exact GELU; float32, any shape)
-// It runs the torch.library custom op mylib::scaled_gelu(Tensor x, float alpha) of scaled_gelu_op.py
-// inside kiln engines. Written against include/kiln/plugin.h with the C++ helpers of plugin.hpp; only
-// C types cross into kiln.
+// It runs the torch.library custom op mylib::scaled_gelu(Tensor x, float alpha) of
+// scaled_gelu_op.py inside kiln engines. Written against include/kiln/plugin.h with the C++ helpers
+// of plugin.hpp; only C types cross into kiln.
 #include <cmath>
 #include <cstdint>
 

@@ -156,6 +156,7 @@ _LAZY = {
     "compile": ("_compile", "compile"),
     "CompileReport": ("_compile", "CompileReport"),
     "FullCompilationError": ("_compile", "FullCompilationError"),
+    "PluginFieldError": ("_plugin_ops", "PluginFieldError"),
     "DynamicDim": ("_dynamic_shapes", "DynamicDim"),
     "DynamicShapeError": ("_dynamic_shapes", "DynamicShapeError"),
     "save": ("save_load", "save"),

@@ -20,13 +20,20 @@ namespace {
 
 const char* field_kind_name(int32_t kind) {
   switch (kind) {
-    case KILN_PLUGIN_FIELD_INT: return "int";
-    case KILN_PLUGIN_FIELD_FLOAT: return "float";
-    case KILN_PLUGIN_FIELD_STRING: return "string";
-    case KILN_PLUGIN_FIELD_INTS: return "ints";
-    case KILN_PLUGIN_FIELD_FLOATS: return "floats";
-    case KILN_PLUGIN_FIELD_STRINGS: return "strings";
-    default: return "unknown";
+    case KILN_PLUGIN_FIELD_INT:
+      return "int";
+    case KILN_PLUGIN_FIELD_FLOAT:
+      return "float";
+    case KILN_PLUGIN_FIELD_STRING:
+      return "string";
+    case KILN_PLUGIN_FIELD_INTS:
+      return "ints";
+    case KILN_PLUGIN_FIELD_FLOATS:
+      return "floats";
+    case KILN_PLUGIN_FIELD_STRINGS:
+      return "strings";
+    default:
+      return "unknown";
   }
 }
 

@@ -134,9 +134,12 @@ def test_plugin_fields_that_do_not_fit_the_op_name_the_argument(installed, tmp_p
                 return scaled_gelu(x + 1, 2.0)
 
         kiln.load_plugin_library({str(plugin)!r})
+        print("DESCRIBE", kiln.describe_plugin("mylib", "scaled_gelu"),
+              kiln.describe_plugin("mylib", "scaled_gelu", 2))
         try:
             kiln.compile(M(), (torch.randn(2, 3),))
-        except kiln.InvalidArgumentError as error:
+        except kiln.PluginFieldError as error:
+            assert isinstance(error, kiln.InvalidArgumentError)
             print("ERROR", type(error).__name__, error)
         """, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -144,6 +147,9 @@ def test_plugin_fields_that_do_not_fit_the_op_name_the_argument(installed, tmp_p
             "mylib::scaled_gelu, which maps to plugin mylib::scaled_gelu v1 "
             "(libscaled_gelu_plugin.so), but its argument 'scale' (float) is not a field of the "
             "plugin, which takes: alpha (float, required)") in result.stdout
+    assert ("DESCRIBE {'data_dependent_shapes': False, 'fields': [{'kind': 'float', 'name': "
+            "'alpha', 'required': True}], 'library': 'libscaled_gelu_plugin.so', 'name': "
+            "'scaled_gelu', 'namespace': 'mylib', 'version': 1} None") in result.stdout
 
 
 def test_torchvision_ops_map_to_kiln_plugin_names(tmp_path):
