@@ -10,6 +10,11 @@ include(CMakePackageConfigHelpers)
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/kiln DESTINATION include COMPONENT runtime
         FILES_MATCHING PATTERN "*.h" PATTERN "*.hpp")
 set_property(TARGET kiln_runtime kiln APPEND PROPERTY INSTALL_RPATH "$ORIGIN")
+# cuBLASLt and cuDNN where this build found them (PyPI's nvidia-* wheels are not on the loader's
+# path); a machine that has them elsewhere finds them through its own loader path.
+if(KILN_WITH_CUDA)
+  set_property(TARGET kiln_runtime APPEND PROPERTY INSTALL_RPATH ${_kiln_cudnn_dir} ${_kiln_cublaslt_dir})
+endif()
 install(TARGETS kiln_runtime LIBRARY DESTINATION lib COMPONENT runtime)
 install(TARGETS kiln LIBRARY DESTINATION lib COMPONENT builder)
 if(TARGET kiln_cli)
