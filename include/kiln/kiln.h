@@ -167,6 +167,19 @@ kiln_status kiln_context_output_shape(const kiln_context* context, const char* n
  * registered under the same namespace, name and version (the message names both libraries). */
 kiln_status kiln_load_plugin_library(const char* path);
 
+/* Describes the plugin creator registered under (`plugin_namespace`, `name`) at `version`, or at
+ * its highest registered version when `version` is 0, as one JSON object in *json:
+ *   {"namespace": ..., "name": ..., "version": N, "library": "libfoo.so", "data_dependent_shapes":
+ *    false, "fields": [{"name": ..., "kind": "int|float|string|ints|floats|strings",
+ *    "required": true}, ...]}
+ * ("ai.onnx" and "" are one namespace, reported as ""). For front ends that map their own ops to
+ * plugins (kiln.compile maps torch.library custom ops this way). *json stays valid until this
+ * thread's next call of this function. Failures: KILN_ERROR_NOT_FOUND when no such creator is
+ * registered (the message lists the versions that are); KILN_ERROR_INVALID_ARGUMENT for a NULL
+ * argument or a negative version. */
+kiln_status kiln_describe_plugin(const char* plugin_namespace, const char* name, int32_t version,
+                                 const char** json);
+
 #ifdef __cplusplus
 }
 #endif

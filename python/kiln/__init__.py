@@ -44,6 +44,7 @@ __all__ = [
     "Engine",
     "build_onnx",
     "load_plugin_library",
+    "describe_plugin",
     "runtime_version",
     "engine_format_version",
     "KilnError",
@@ -155,6 +156,7 @@ _LAZY = {
     "compile": ("_compile", "compile"),
     "CompileReport": ("_compile", "CompileReport"),
     "FullCompilationError": ("_compile", "FullCompilationError"),
+    "PluginFieldError": ("_plugin_ops", "PluginFieldError"),
     "DynamicDim": ("_dynamic_shapes", "DynamicDim"),
     "DynamicShapeError": ("_dynamic_shapes", "DynamicShapeError"),
     "save": ("save_load", "save"),
@@ -199,6 +201,23 @@ def load_plugin_library(path: "str | os.PathLike") -> str:
     path = os.fspath(path)
     _capi.check(_capi.runtime().kiln_load_plugin_library(path.encode()))
     return path
+
+
+def describe_plugin(plugin_namespace: str, name: str, version: int = 0) -> "dict | None":
+    """The plugin creator registered under (``plugin_namespace``, ``name``) at ``version`` (0: its
+    highest registered version) as a dict: ``namespace``, ``name``, ``version``, ``library``,
+    ``data_dependent_shapes`` and ``fields`` (each ``{"name", "kind", "required"}``, kind one of
+    int, float, string, ints, floats, strings). None when no such plugin is registered."""
+    import ctypes
+    import json
+
+    text = ctypes.c_char_p()
+    status = _capi.runtime().kiln_describe_plugin(plugin_namespace.encode(), name.encode(),
+                                                  int(version), ctypes.byref(text))
+    if status == NotFoundError.status:
+        return None
+    _capi.check(status)
+    return json.loads(text.value.decode())
 
 
 def runtime_version() -> str:

@@ -198,6 +198,8 @@ def runtime() -> ctypes.CDLL:
             _declare(lib, "kiln_context_output", _c_status,
                      [_p, cp, ctypes.POINTER(KilnTensor)])
             _declare(lib, "kiln_load_plugin_library", _c_status, [cp])
+            _declare(lib, "kiln_describe_plugin", _c_status,
+                     [cp, cp, ctypes.c_int32, ctypes.POINTER(cp)])
             _declare(lib, "kiln_context_output_shape", _c_status,
                      [_p, cp, ctypes.POINTER(ctypes.c_int32),
                       ctypes.POINTER(ctypes.POINTER(ctypes.c_int64))])

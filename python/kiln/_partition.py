@@ -22,6 +22,8 @@ import torch.fx
 from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
 from torch.fx.passes.operator_support import OperatorSupportBase
 
+from ._plugin_ops import is_custom_op, map_node, plugin_identity
+
 # dtypes a kiln tensor can have (include/kiln/types.hpp).
 KILN_DTYPES = {
     torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int8, torch.int16,
@@ -203,6 +205,8 @@ class SupportOracle:
         for tensor in inputs + outputs:
             if tensor.dtype not in KILN_DTYPES:
                 return Decision(False, f"dtype {tensor.dtype} is not a kiln dtype")
+        if is_custom_op(node):
+            return self._decide_custom_op(node, name)
         rule = ATEN_SUPPORT.get(name)
         if rule is None:
             if self._probe is None:
@@ -218,6 +222,19 @@ class SupportOracle:
             if reason:
                 return Decision(False, f"{name}: {reason}")
         return Decision(True)
+
+
+    @staticmethod
+    def _decide_custom_op(node: torch.fx.Node, name: str) -> Decision:
+        """A custom op runs as a plugin layer when a plugin of its name is registered
+        (:mod:`kiln._plugin_ops`; raises when one is but its fields do not fit), else falls back:
+        kiln's own ops cannot compute it."""
+        if map_node(node) is not None:
+            return Decision(True)
+        namespace, plugin = plugin_identity(node.target)
+        return Decision(False, f"{name} is a custom op and no plugin registers {namespace}::"
+                               f"{plugin} (load one with kiln.load_plugin_library; "
+                               "docs/plugins.md)")
 
 
 class _OracleSupport(OperatorSupportBase):

@@ -18,6 +18,7 @@ import torch
 import torch.fx
 
 from ._partition import Subgraph, extract_subgraph
+from ._plugin_ops import translation_table
 
 ONNX_OPSET = 20
 _log = logging.getLogger("kiln.compile")
@@ -139,7 +140,8 @@ def to_onnx(sub: Subgraph, ranges: SymbolRanges | None) -> LoweredPartition:
             sub.module, tuple(args), dynamo=True, opset_version=ONNX_OPSET,
             input_names=input_names, output_names=output_names,
             dynamic_shapes=tuple(dynamic_shapes) if profiles else None,
-            optimize=True, verbose=False, external_data=False)
+            optimize=True, verbose=False, external_data=False,
+            custom_translation_table=translation_table(sub.module.graph) or None)
     model = program.model_proto
     return LoweredPartition(model.SerializeToString(), input_names, output_names, profiles)
 

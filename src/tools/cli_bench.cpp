@@ -239,9 +239,19 @@ int bench_command(std::span<const std::string> args) {
       buffer.copy_from_host(in.tensor.data, bytes);
       bound_inputs.push_back({in.name, {in.tensor.dtype, in.tensor.shape, buffer.data()}});
     }
+    // A data-dependent output's buffer must hold its upper bound where one is known (the run
+    // writes its result from the buffer's start), else the size this run produced.
+    const std::vector<Shape> planned = context.output_shapes(named);
     for (size_t o = 0; o < shaped.size(); ++o) {
-      EngineBuffer& buffer = buffers.emplace_back(loaded.engine, shaped[o].bytes.size());
-      bound_outputs.push_back({loaded.engine.outputs()[o].name, {shaped[o].dtype, shaped[o].shape, buffer.data()}});
+      const BindingInfo& binding = loaded.engine.outputs()[o];
+      Shape shape = shaped[o].shape;
+      if (binding.data_dependent_shape &&
+          std::all_of(planned[o].begin(), planned[o].end(), [](int64_t dim) { return dim >= 0; })) {
+        shape = planned[o];
+      }
+      const auto bytes = static_cast<size_t>(checked_byte_size(shape, shaped[o].dtype, binding.name));
+      EngineBuffer& buffer = buffers.emplace_back(loaded.engine, bytes);
+      bound_outputs.push_back({binding.name, {shaped[o].dtype, shape, buffer.data()}});
     }
   }
   auto call = [&] {

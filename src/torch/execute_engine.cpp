@@ -110,6 +110,19 @@ std::vector<at::Tensor> execute_engine(at::TensorList inputs,
   }
   void* stream = device.is_cuda() ? current_cuda_stream(device.index()) : nullptr;
   rethrow_kiln_errors(kOp, [&] { context->execute(named_inputs, named_outputs, stream); });
+  // A data-dependent output was written row-major from the start of its upper-bound buffer:
+  // return the part the run produced, in its actual shape.
+  bool any_data_dependent = false;
+  for (const BindingInfo& b : out_bindings) any_data_dependent |= b.data_dependent_shape;
+  if (any_data_dependent) {
+    const std::vector<Shape> actual = rethrow_kiln_errors(kOp, [&] { return context->last_output_shapes(); });
+    for (size_t o = 0; o < out_bindings.size(); ++o) {
+      if (!out_bindings[o].data_dependent_shape) continue;
+      int64_t count = 1;
+      for (const int64_t dim : actual[o]) count *= dim;
+      outputs[o] = outputs[o].view({-1}).narrow(0, 0, count).view(c10::IntArrayRef(actual[o]));
+    }
+  }
   return outputs;
 }
 

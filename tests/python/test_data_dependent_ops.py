@@ -151,3 +151,27 @@ def test_run_bound_reports_the_written_shape_and_refuses_a_small_buffer():
     small = np.zeros((1, 4), np.int64)
     with pytest.raises(kiln.InvalidArgumentError, match="output 'nz'.*up to 5"):
         engine.run_bound({"x": (x.ctypes.data, x.shape, x.dtype)}, {"nz": (small.ctypes.data, small.shape, small.dtype)})
+
+
+def test_torch_runtime_returns_the_shape_the_run_produced():
+    """libkiln_torch.so allocates a data-dependent output at its upper bound; the tensor it returns
+    must be the part the run wrote, in the actual shape (not the bound's)."""
+    torch = pytest.importorskip("torch")
+    import kiln.runtime
+
+    if not kiln.runtime.is_loaded():
+        try:
+            kiln.runtime.load_library()
+        except kiln.runtime.RuntimeLibraryNotFoundError:
+            pytest.skip("libkiln_torch.so not built")
+    model = _model([helper.make_node("NonZero", ["x"], ["nz"]),
+                    helper.make_node("Relu", ["x"], ["y"])],
+                   [("x", np.float32, [2, 3])], [("nz", np.int64), ("y", np.float32)])
+    engine = kiln.runtime.engine_from_bytes(kiln.build_onnx(model.SerializeToString()))
+    for values in ([[0, 2, 0], [3, 0, -1]], [[0, 0, 0], [0, 0, 0]], [[1, 1, 1], [1, 1, 1]]):
+        x = torch.tensor(values, dtype=torch.float32)
+        nz, y = kiln.runtime.execute(engine, [x])
+        want = np.stack(np.nonzero(x.numpy()))
+        assert tuple(nz.shape) == want.shape
+        np.testing.assert_array_equal(nz.numpy(), want)
+        np.testing.assert_array_equal(y.numpy(), np.maximum(x.numpy(), 0))

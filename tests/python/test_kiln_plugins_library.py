@@ -66,3 +66,25 @@ def test_default_domain_ops_stay_core_layers(tmp_path, build_dir, kiln_cli):
     doc = json.loads(cli(kiln_cli, "inspect", tmp_path / "core.kiln", "--json").stdout)
     assert not doc.get("plugins")
     assert [layer["op"] for layer in doc["layers"]] == ["NonMaxSuppression"]
+
+
+def test_installed_beside_the_runtime(tmp_path, build_dir):
+    # cmake --install's runtime component puts the plugin library next to libkiln_runtime.so, which
+    # it finds there (RUNPATH $ORIGIN) and loads against.
+    import shutil
+    import sys
+    from pathlib import Path
+
+    import pytest
+
+    cmake = Path(sys.executable).parent / "cmake"
+    cmake = str(cmake) if cmake.is_file() else shutil.which("cmake")
+    if cmake is None:
+        pytest.skip("cmake is missing")
+    subprocess.run([cmake, "--install", str(build_dir), "--prefix", str(tmp_path), "--component", "runtime"],
+                   check=True, capture_output=True, timeout=120)
+    installed = tmp_path / "lib" / "libkiln_plugins.so"
+    assert installed.is_file() and (tmp_path / "lib" / "libkiln_runtime.so").is_file()
+    assert not (tmp_path / "lib" / "libkiln.so").exists()
+    dynamic = subprocess.run(["readelf", "-d", str(installed)], capture_output=True, text=True, check=True).stdout
+    assert "$ORIGIN" in dynamic and "[libkiln_runtime.so]" in dynamic, dynamic

@@ -1,0 +1,248 @@
+"""torch ops that become kiln plugin layers in ``kiln.compile`` (docs/plugins.md, "torch custom ops").
+
+A node calling a ``torch.library`` custom op ``ns::name`` maps to the plugin registered under
+namespace ``ns`` and name ``name`` (highest version) when one is loaded in this process
+(:func:`kiln.load_plugin_library`). torchvision's ops map to the plugins of kiln's plugin library
+(:data:`TORCHVISION_PLUGINS`). The op's tensor arguments, in schema order, are the plugin's inputs;
+its other arguments are the plugin's fields, by their schema names (an argument that is None is
+left out; bool is an int field). The partition holding the node is exported to ONNX with the node as
+one node of domain = the plugin's namespace and op type = its name, which kiln's ONNX importer turns
+into the plugin layer.
+
+Without a registered plugin the node falls back to PyTorch (the report says which plugin would run
+it). A plugin that matches by name but not by fields raises :class:`PluginFieldError`, naming the
+op, the argument and the plugin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.fx
+
+from ._capi import InvalidArgumentError
+
+__all__ = ["TORCHVISION_PLUGINS", "PluginCall", "PluginFieldError", "is_custom_op",
+           "plugin_identity", "map_node", "translation_table"]
+
+# torch op -> (plugin namespace, plugin name) of kiln's plugin library (libkiln_plugins.so).
+TORCHVISION_PLUGINS: dict[str, tuple[str, str]] = {
+    "torchvision::nms": ("kiln", "NonMaxSuppression"),
+    "torchvision::roi_align": ("kiln", "RoiAlign"),
+    "torchvision::deform_conv2d": ("kiln", "DeformConv"),
+}
+
+# Namespaces of torch's own ops: never plugins.
+_TORCH_NAMESPACES = {"aten", "prims", "quantized", "_quantized"}
+
+# ONNX attribute types of the plugin field kinds (kiln_plugin_field_kind).
+_FIELD_KINDS = ("int", "float", "string", "ints", "floats", "strings")
+
+
+class PluginFieldError(InvalidArgumentError):
+    """A torch op whose name matches a registered plugin but whose arguments do not fit its fields."""
+
+
+@dataclass(frozen=True)
+class PluginCall:
+    """How one node runs as a plugin layer."""
+
+    op: str  # "mylib::scaled_gelu"
+    plugin: dict  # kiln.describe_plugin's answer
+    inputs: tuple  # the node's tensor arguments (fx nodes), in schema order
+    fields: tuple  # ((name, kind, value), ...) in schema order
+
+    @property
+    def label(self) -> str:
+        p = self.plugin
+        return f"{p['namespace']}::{p['name']} v{p['version']} ({p['library']})"
+
+
+def _qualified_name(op: torch._ops.OpOverload) -> str:
+    return op._schema.name  # "ns::name"
+
+
+def is_custom_op(node: torch.fx.Node) -> bool:
+    """A call of an op outside torch's own namespaces (a torch.library custom op, torchvision's)."""
+    target = node.target
+    return (node.op == "call_function" and isinstance(target, torch._ops.OpOverload)
+            and target.namespace not in _TORCH_NAMESPACES)
+
+
+def plugin_identity(op: torch._ops.OpOverload) -> tuple[str, str]:
+    """(namespace, name) of the plugin that would run ``op``."""
+    qualified = _qualified_name(op)
+    if qualified in TORCHVISION_PLUGINS:
+        return TORCHVISION_PLUGINS[qualified]
+    namespace, _, name = qualified.partition("::")
+    return namespace, name
+
+
+def _bind(op: torch._ops.OpOverload, args, kwargs) -> list[tuple[Any, Any]]:
+    """[(schema argument, value)] with defaults filled in."""
+    bound = []
+    for i, argument in enumerate(op._schema.arguments):
+        if i < len(args) and not argument.kwarg_only:
+            value = args[i]
+        elif argument.name in kwargs:
+            value = kwargs[argument.name]
+        elif argument.has_default_value():
+            value = argument.default_value
+        else:
+            raise PluginFieldError(f"torch op {_qualified_name(op)}: argument "
+                                   f"'{argument.name}' has no value")
+        bound.append((argument, value))
+    return bound
+
+
+def _type_text(argument) -> str:
+    return str(argument.type)
+
+
+def _is_tensor_argument(argument) -> bool:
+    text = _type_text(argument)
+    return text in ("Tensor", "Optional[Tensor]", "Tensor?") or "Tensor" in text
+
+
+def _kind_of(argument) -> str | None:
+    """The plugin field kind a schema argument's type gives, or None."""
+    text = _type_text(argument).replace("Optional[", "").rstrip("]").rstrip("?")
+    simple = {"float": "float", "int": "int", "SymInt": "int", "bool": "int", "str": "string"}
+    if text in simple:
+        return simple[text]
+    lists = {"List[float": "floats", "List[int": "ints", "List[SymInt": "ints",
+             "List[bool": "ints", "List[str": "strings", "float[": "floats", "int[": "ints",
+             "SymInt[": "ints", "bool[": "ints", "str[": "strings"}
+    for prefix, kind in lists.items():
+        if text.startswith(prefix):
+            return kind
+    return None
+
+
+def _convert(value, kind: str):
+    """``value`` as the plugin field kind ``kind``, or raises ValueError."""
+    if kind == "int":
+        if isinstance(value, (bool, int)):
+            return int(value)
+    elif kind == "float":
+        if isinstance(value, (bool, int, float)):
+            return float(value)
+    elif kind == "string":
+        if isinstance(value, str):
+            return value
+    elif kind in ("ints", "floats", "strings") and isinstance(value, (list, tuple)):
+        return [_convert(v, kind[:-1]) for v in value]
+    raise ValueError(f"{value!r} is not {kind}")
+
+
+def map_node(node: torch.fx.Node) -> PluginCall | None:
+    """The plugin call for a custom-op node, or None when no plugin of its name is registered.
+    Raises :class:`PluginFieldError` when one is but the op's arguments do not fit its fields."""
+    from . import describe_plugin
+
+    op = node.target
+    qualified = _qualified_name(op)
+    namespace, name = plugin_identity(op)
+    plugin = describe_plugin(namespace, name)
+    if plugin is None:
+        return None
+    label = f"{plugin['namespace']}::{plugin['name']} v{plugin['version']} ({plugin['library']})"
+    where = f"kiln.compile: node '{node.name}' calls torch op {qualified}, which maps to plugin {label}"
+    specs = {f["name"]: f for f in plugin["fields"]}
+    accepted = ", ".join(f"{f['name']} ({f['kind']}{', required' if f['required'] else ''})"
+                         for f in plugin["fields"]) or "none"
+    returns = op._schema.returns
+    if len(returns) != 1 or _type_text(returns[0]) != "Tensor":
+        raise PluginFieldError(f"{where}, but the op returns {[str(r.type) for r in returns]}; "
+                               "a torch op maps to a plugin when it returns one Tensor")
+    inputs = []
+    fields = []
+    for argument, value in _bind(op, node.args, node.kwargs):
+        if _is_tensor_argument(argument):
+            if not isinstance(value, torch.fx.Node):
+                raise PluginFieldError(
+                    f"{where}, but its tensor argument '{argument.name}' is {value!r}: a plugin "
+                    "takes every tensor argument as an input (None is not one)")
+            inputs.append(value)
+            continue
+        if value is None:
+            continue
+        if isinstance(value, torch.fx.Node) or isinstance(value, (list, tuple)) and any(
+                isinstance(v, torch.fx.Node) for v in value):
+            raise PluginFieldError(
+                f"{where}, but its argument '{argument.name}' is computed in the graph (a "
+                "symbolic size?); plugin fields are constants")
+        spec = specs.get(argument.name)
+        if spec is None:
+            raise PluginFieldError(
+                f"{where}, but its argument '{argument.name}' ({_type_text(argument)}) is not a "
+                f"field of the plugin, which takes: {accepted}")
+        try:
+            converted = _convert(value, spec["kind"])
+        except ValueError:
+            raise PluginFieldError(
+                f"{where}, but its argument '{argument.name}' ({_type_text(argument)}, "
+                f"{value!r}) does not fit the plugin's field of kind {spec['kind']}") from None
+        fields.append((argument.name, spec["kind"], converted))
+    given = {f[0] for f in fields}
+    for spec in plugin["fields"]:
+        if spec["required"] and spec["name"] not in given:
+            raise PluginFieldError(
+                f"{where}, but the plugin needs field '{spec['name']}' ({spec['kind']}) and the "
+                "op has no argument of that name with a value")
+    return PluginCall(qualified, plugin, tuple(inputs), tuple(fields))
+
+
+def _onnx_op(plugin: dict, field_kinds: dict[str, str]):
+    """An onnxscript op of domain = the plugin's namespace and type = its name, with the fields
+    as attributes, for the exporter's custom translation table."""
+    import onnxscript
+    from onnx.defs import OpSchema
+
+    attr_types = {"int": OpSchema.AttrType.INT, "float": OpSchema.AttrType.FLOAT,
+                  "string": OpSchema.AttrType.STRING, "ints": OpSchema.AttrType.INTS,
+                  "floats": OpSchema.AttrType.FLOATS, "strings": OpSchema.AttrType.STRINGS}
+    tensor_types = [f"tensor({t})" for t in ("float", "float16", "bfloat16", "double", "int8",
+                                              "int16", "int32", "int64", "uint8", "bool")]
+    variadic = OpSchema.FormalParameterOption.Variadic
+    schema = OpSchema(
+        plugin["name"], plugin["namespace"], 1,
+        inputs=[OpSchema.FormalParameter("inputs", "T", param_option=variadic,
+                                         is_homogeneous=False)],
+        outputs=[OpSchema.FormalParameter("outputs", "T", param_option=variadic,
+                                          is_homogeneous=False)],
+        type_constraints=[("T", tensor_types, "")],
+        attributes=[OpSchema.Attribute(name, attr_types[kind], "")
+                    for name, kind in field_kinds.items()])
+    opset = onnxscript.values.Opset(plugin["namespace"], 1)
+    return onnxscript.values.Op(opset, plugin["name"], op_schema=schema)
+
+
+def translation_table(graph: torch.fx.Graph) -> dict:
+    """The ONNX exporter's ``custom_translation_table`` for the plugin nodes of ``graph``: each
+    custom op -> a function emitting its plugin node."""
+    table = {}
+    for node in graph.nodes:
+        if node.op != "call_function" or not is_custom_op(node) or node.target in table:
+            continue
+        call = map_node(node)
+        if call is None:
+            continue
+        op = node.target
+        onnx_op = _onnx_op(call.plugin, {f["name"]: f["kind"] for f in call.plugin["fields"]})
+        kinds = {f["name"]: f["kind"] for f in call.plugin["fields"]}
+
+        def translate(*args, _op=op, _onnx_op=onnx_op, _kinds=kinds, **kwargs):
+            inputs = []
+            attributes = {}
+            for argument, value in _bind(_op, args, kwargs):
+                if _is_tensor_argument(argument):
+                    inputs.append(value)
+                elif value is not None:
+                    attributes[argument.name] = _convert(value, _kinds[argument.name])
+            return _onnx_op(*inputs, **attributes)
+
+        table[op] = translate
+    return table
