@@ -3,16 +3,22 @@
 // its creators when loaded (constructor: linked in, LD_PRELOAD) and from kiln_plugin_init
 // (kiln_load_plugin_library, --plugins); registering twice is harmless.
 #include "batched_nms/batched_nms.hpp"
+#include "batched_nms/torchvision_nms.hpp"
 #include "deform_conv/deform_conv.hpp"
+#include "deform_conv/torchvision_deform_conv2d.hpp"
 #include "non_max_suppression/non_max_suppression.hpp"
 #include "roi_align/roi_align.hpp"
+#include "roi_align/torchvision_roi_align.hpp"
 
 namespace {
 
 const kiln_plugin_creator* const kCreators[] = {
     &kiln::plugins_lib::kNonMaxSuppressionCreator, &kiln::plugins_lib::kBatchedNmsCreator,
     &kiln::plugins_lib::kBatchedNmsPaddedCreator, &kiln::plugins_lib::kRoiAlignCreator,
-    &kiln::plugins_lib::kDeformConvCreator};
+    &kiln::plugins_lib::kDeformConvCreator,
+    // torchvision's op signatures, for kiln.compile's torchvision::nms / roi_align / deform_conv2d
+    &kiln::plugins_lib::kTorchvisionNmsCreator, &kiln::plugins_lib::kTorchvisionRoiAlignCreator,
+    &kiln::plugins_lib::kTorchvisionDeformConv2dCreator};
 
 }  // namespace
 

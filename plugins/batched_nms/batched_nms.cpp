@@ -41,9 +41,10 @@ std::vector<int64_t> batched_nms_cpu(const kiln_plugin_tensor& boxes,
                                      const kiln_plugin_tensor& idxs, float iou_threshold,
                                      int64_t top_k) {
   const int64_t n = scores.shape[0];
-  if (boxes.shape[0] != n || idxs.shape[0] != n) {
+  const bool classes = idxs.data != nullptr;
+  if (boxes.shape[0] != n || (classes && idxs.shape[0] != n)) {
     refuse("boxes, scores and idxs differ in length (" + std::to_string(boxes.shape[0]) + ", " +
-           std::to_string(n) + ", " + std::to_string(idxs.shape[0]) + ")");
+           std::to_string(n) + ", " + std::to_string(classes ? idxs.shape[0] : n) + ")");
   }
   std::vector<float> score(static_cast<size_t>(n));
   std::vector<int64_t> order;
@@ -70,7 +71,8 @@ std::vector<int64_t> batched_nms_cpu(const kiln_plugin_tensor& boxes,
   std::vector<int64_t> kept;
   for (int64_t i : order) {
     if (top_k >= 0 && static_cast<int64_t>(kept.size()) >= top_k) break;
-    std::vector<int64_t>& same_class = kept_by_class[load_index(idxs.data, idxs.dtype, i)];
+    std::vector<int64_t>& same_class =
+        kept_by_class[classes ? load_index(idxs.data, idxs.dtype, i) : 0];
     bool keep = true;
     for (int64_t j : same_class) {
       if (box_iou(&corners[i * 4], &corners[j * 4]) > iou_threshold) {

@@ -11,7 +11,7 @@ namespace kiln::plugins_lib {
 // The kept box indices of a batched NMS, in order of decreasing score (equal scores: increasing
 // index), at most `top_k` of them (top_k < 0: all). Boxes are [N, 4] (x1, y1, x2, y2); a box is
 // suppressed by a kept box of the same class (idxs) whose IoU with it is above `iou_threshold`.
-// NaN scores are never kept.
+// NaN scores are never kept. `idxs.data` null: one class.
 std::vector<int64_t> batched_nms_cpu(const kiln_plugin_tensor& boxes,
                                      const kiln_plugin_tensor& scores,
                                      const kiln_plugin_tensor& idxs, float iou_threshold,

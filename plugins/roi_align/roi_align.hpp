@@ -44,7 +44,8 @@ class RoiAlign {
 
 extern const kiln_plugin_creator kRoiAlignCreator;
 
-// CUDA builds (roi_align_cuda.cu): enqueues the kernel. rois and x are device pointers.
+// CUDA builds (roi_align_cuda.cu): enqueues the kernel. rois and x are device pointers;
+// batch_indices null: rois are torchvision's [K, 5] with the batch index in column 0.
 void launch_roi_align_cuda(const RoiAlignParams& params, const void* x, const void* rois,
                            const void* batch_indices, bool indices_int32, void* y, bool float16,
                            int64_t num_rois, int64_t batches, void* stream);

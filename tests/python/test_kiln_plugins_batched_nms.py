@@ -97,3 +97,13 @@ def test_fields_are_checked(build_dir):
     with pytest.raises(kiln.UnsupportedError, match="takes idxs as int64 or int32, got float32"):
         run_kiln(build_dir, "BatchedNMS", {**inputs, "idxs": np.zeros(4, np.float32)}, ["keep"],
                  {"iou_threshold": 0.5})
+
+
+@pytest.mark.parametrize("n", [0, 1, 40, 150])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_torchvision_nms_is_one_class(build_dir, n, dtype):
+    # kiln::TorchvisionNms: torchvision::nms's signature (dets, scores; field iou_threshold)
+    inputs = make_inputs(np.random.default_rng(n + 5), n, 1, dtype)
+    got = run_kiln(build_dir, "TorchvisionNms", {"dets": inputs["boxes"], "scores": inputs["scores"]}, ["keep"],
+                   {"iou_threshold": 0.35})["keep"]
+    np.testing.assert_array_equal(got, reference_batched_nms(inputs["boxes"], inputs["scores"], np.zeros(n), 0.35))

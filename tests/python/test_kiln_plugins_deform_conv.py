@@ -99,3 +99,22 @@ def test_inconsistent_shapes_are_refused(build_dir):
         run_kiln(build_dir, "DeformConv", inputs, ["Y"], {"offset_group": 2})
     with pytest.raises(kiln.InvalidArgumentError, match="X has 4 channels but W .* with group 2 takes 8"):
         run_kiln(build_dir, "DeformConv", inputs, ["Y"], {"group": 2})
+
+
+@pytest.mark.parametrize("use_mask", [0, 1])
+def test_torchvision_deform_conv2d_takes_torchvision_arguments(build_dir, use_mask):
+    # kiln::TorchvisionDeformConv2d: torchvision::deform_conv2d's order (input, weight, offset, mask,
+    # bias) and int fields; with use_mask=0 the mask input is a placeholder and ignored.
+    rng = np.random.default_rng(9 + use_mask)
+    inputs = make_inputs(rng, 2, 4, 7, 6, 4, (3, 2), 2, 2, 2, 1, 1, True, True)
+    attrs = {"kernel_shape": [3, 2], "group": 2, "offset_group": 2, "strides": [2, 2], "pads": [1, 1, 1, 1],
+             "dilations": [1, 1]}
+    onnx_inputs = dict(inputs) if use_mask else {k: v for k, v in inputs.items() if k != "mask"}
+    want = reference(onnx_inputs, attrs)
+    mask = inputs["mask"] if use_mask else np.zeros((2, 1), np.float32)
+    fields = {"stride_h": 2, "stride_w": 2, "pad_h": 1, "pad_w": 1, "dilation_h": 1, "dilation_w": 1, "groups": 2,
+              "offset_groups": 2, "use_mask": use_mask}
+    got = run_kiln(build_dir, "TorchvisionDeformConv2d", {"input": inputs["X"], "weight": inputs["W"],
+                                                          "offset": inputs["offset"], "mask": mask,
+                                                          "bias": inputs["B"]}, ["Y"], fields)["Y"]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

@@ -69,3 +69,25 @@ def test_bad_batch_index_and_fields_are_refused(build_dir):
         run_kiln(build_dir, "RoiAlign", {**inputs, "batch_indices": np.array([3], np.int64)}, ["Y"], {})
     with pytest.raises(kiln.InvalidArgumentError, match="mode must be avg or max, got 'median'"):
         run_kiln(build_dir, "RoiAlign", inputs, ["Y"], {"mode": "median"})
+
+
+@pytest.mark.parametrize("aligned", [0, 1])
+@pytest.mark.parametrize("sampling_ratio", [-1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_torchvision_roi_align_matches_onnxruntime(build_dir, aligned, sampling_ratio, dtype):
+    # kiln::TorchvisionRoiAlign: torchvision::roi_align's signature, rois [K, 5] with the batch index first
+    rng = np.random.default_rng(aligned * 10 + sampling_ratio + 1)
+    inputs = make_inputs(rng, 2, 3, 10, 9, 7, 0.5)
+    rois = np.concatenate([inputs["batch_indices"][:, None].astype(np.float32), inputs["rois"]], axis=1)
+    fields = {"spatial_scale": 0.5, "pooled_height": 3, "pooled_width": 2, "sampling_ratio": sampling_ratio,
+              "aligned": aligned}
+    attrs = {"spatial_scale": 0.5, "output_height": 3, "output_width": 2, "sampling_ratio": max(sampling_ratio, 0),
+             "coordinate_transformation_mode": "half_pixel" if aligned else "output_half_pixel"}
+    x = inputs["X"].astype(dtype)
+    rois = rois.astype(dtype)
+    want = run_ort("RoiAlign", {"X": x.astype(np.float32), "rois": rois[:, 1:].astype(np.float32),
+                                "batch_indices": inputs["batch_indices"]}, ["Y"], attrs, opset=16)[0]
+    got = run_kiln(build_dir, "TorchvisionRoiAlign", {"input": x, "rois": rois}, ["Y"], fields)["Y"]
+    assert got.dtype == dtype and got.shape == (7, 3, 3, 2)
+    tolerance = 1e-5 if dtype == np.float32 else 3e-3
+    np.testing.assert_allclose(got.astype(np.float32), want, rtol=tolerance, atol=tolerance)

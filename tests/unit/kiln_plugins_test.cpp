@@ -223,7 +223,8 @@ class Instance {
 
 TEST(KilnPlugins, RegistersItsCreatorsInNamespaceKiln) {
   for (const char* name :
-       {"NonMaxSuppression", "BatchedNMS", "BatchedNMSPadded", "RoiAlign", "DeformConv"}) {
+       {"NonMaxSuppression", "BatchedNMS", "BatchedNMSPadded", "RoiAlign", "DeformConv",
+        "TorchvisionNms", "TorchvisionRoiAlign", "TorchvisionDeformConv2d"}) {
     const kiln_plugin_creator& c = creator(name);
     EXPECT_STREQ(c.plugin_namespace, "kiln");
     EXPECT_NE(c.execute_cpu, nullptr) << name;
@@ -387,6 +388,25 @@ TEST(KilnPluginsCuda, BatchedNmsMatchesTheCpu) {
                               tensor<float>(KILN_FLOAT32, {0}, {}),
                               tensor<int64_t>(KILN_INT64, {0}, {})};
   expect_same(empty.run_cpu(none, 1), empty.run_cuda(none, 1), 0);
+}
+
+TEST(KilnPluginsCuda, TorchvisionSignaturesMatchTheCpu) {
+  SKIP_WITHOUT_GPU();
+  Instance nms("TorchvisionNms", {float_field("iou_threshold", 0.3f)});
+  std::vector<Tensor> nms_in = {tensor(KILN_FLOAT32, {80, 4}, boxes_xyxy(80, 12)),
+                                tensor(KILN_FLOAT32, {80}, uniform(80, 0, 1, 13))};
+  expect_same(nms.run_cpu(nms_in, 1), nms.run_cuda(nms_in, 1), 0);
+  Instance roi_align("TorchvisionRoiAlign",
+                     {float_field("spatial_scale", 0.5f), int_field("pooled_height", 2),
+                      int_field("pooled_width", 3), int_field("aligned", 1)});
+  std::vector<float> rois = boxes_xyxy(4, 14), with_batch;
+  for (int r = 0; r < 4; ++r) {
+    with_batch.push_back(static_cast<float>(r % 2));
+    with_batch.insert(with_batch.end(), rois.begin() + r * 4, rois.begin() + r * 4 + 4);
+  }
+  std::vector<Tensor> roi_in = {tensor(KILN_FLOAT32, {2, 2, 8, 9}, uniform(288, -1, 1, 15)),
+                                tensor(KILN_FLOAT32, {4, 5}, with_batch)};
+  expect_same(roi_align.run_cpu(roi_in, 1), roi_align.run_cuda(roi_in, 1), 1e-5f);
 }
 
 #else
