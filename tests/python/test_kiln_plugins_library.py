@@ -1,13 +1,20 @@
 """libkiln_plugins.so as a user gets it: `kiln build --plugins`, `kiln inspect`, `kiln run`; dynamic
-shapes; the default-domain ops that kiln's core implements stay core layers with the library loaded."""
+shapes; the default-domain ops that kiln's core implements stay core layers with the library loaded;
+cmake --install puts it beside the runtime; kiln.compile maps a torch op to one of its plugins."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 
 import kiln
 from kiln_plugins_testing import load, one_node_model, plugin_library, run_ort
@@ -71,12 +78,6 @@ def test_default_domain_ops_stay_core_layers(tmp_path, build_dir, kiln_cli):
 def test_installed_beside_the_runtime(tmp_path, build_dir):
     # cmake --install's runtime component puts the plugin library next to libkiln_runtime.so, which
     # it finds there (RUNPATH $ORIGIN) and loads against.
-    import shutil
-    import sys
-    from pathlib import Path
-
-    import pytest
-
     cmake = Path(sys.executable).parent / "cmake"
     cmake = str(cmake) if cmake.is_file() else shutil.which("cmake")
     if cmake is None:
@@ -88,3 +89,48 @@ def test_installed_beside_the_runtime(tmp_path, build_dir):
     assert not (tmp_path / "lib" / "libkiln.so").exists()
     dynamic = subprocess.run(["readelf", "-d", str(installed)], capture_output=True, text=True, check=True).stdout
     assert "$ORIGIN" in dynamic and "[libkiln_runtime.so]" in dynamic, dynamic
+
+
+def test_kiln_compile_maps_a_torch_op_of_torchvision_signature(tmp_path, build_dir):
+    # kiln.compile maps a torch custom op ns::name to plugin ns::name, tensor arguments as inputs and
+    # the others as fields by schema name (bool as int): kiln::TorchvisionRoiAlign takes
+    # torchvision::roi_align's schema that way. (torchvision does not import here, so the op is
+    # declared under the plugin's own name; a child process keeps the declaration out of this one.)
+    pytest.importorskip("torch")
+    script = tmp_path / "child.py"
+    script.write_text(textwrap.dedent("""
+        import sys, numpy as np, torch, kiln
+        from kiln_plugins_testing import run_ort
+        kiln.load_plugin_library(sys.argv[1])
+        lib = torch.library.Library("kiln", "FRAGMENT")
+        lib.define("TorchvisionRoiAlign(Tensor input, Tensor rois, float spatial_scale, SymInt pooled_height, "
+                   "SymInt pooled_width, int sampling_ratio, bool aligned) -> Tensor")
+
+        @torch.library.impl(lib, "TorchvisionRoiAlign", "CPU")
+        def _impl(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
+            return input.new_zeros(rois.shape[0], input.shape[1], pooled_height, pooled_width)
+
+        @torch.library.register_fake("kiln::TorchvisionRoiAlign", lib=lib)
+        def _fake(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
+            return input.new_empty(rois.shape[0], input.shape[1], pooled_height, pooled_width)
+
+        class M(torch.nn.Module):
+            def forward(self, x, rois):
+                return torch.ops.kiln.TorchvisionRoiAlign(x * 2, rois, 0.5, 3, 2, 2, True) + 1
+
+        x = torch.randn(2, 3, 9, 8)
+        rois = torch.tensor([[0, 1, 1, 9, 12], [1, 0.5, 2, 15, 15], [1, 3, 3, 4, 4]])
+        compiled = kiln.compile(M(), (x, rois))
+        assert not compiled.kiln_report.fallbacks, compiled.kiln_report.fallbacks
+        want = run_ort("RoiAlign", {"X": 2 * x.numpy(), "rois": rois[:, 1:].numpy(),
+                                    "batch_indices": rois[:, 0].numpy().astype(np.int64)}, ["Y"],
+                       {"spatial_scale": 0.5, "output_height": 3, "output_width": 2, "sampling_ratio": 2},
+                       opset=16)[0] + 1
+        np.testing.assert_allclose(compiled(x, rois).numpy(), want, rtol=1e-5, atol=1e-5)
+        print("ok")
+        """))
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*sys.path, here])}
+    result = subprocess.run([sys.executable, str(script), plugin_library(build_dir)], capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stdout + result.stderr
