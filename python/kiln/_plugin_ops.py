@@ -29,9 +29,9 @@ __all__ = ["TORCHVISION_PLUGINS", "PluginCall", "PluginFieldError", "is_custom_o
 
 # torch op -> (plugin namespace, plugin name) of kiln's plugin library (libkiln_plugins.so).
 TORCHVISION_PLUGINS: dict[str, tuple[str, str]] = {
-    "torchvision::nms": ("kiln", "NonMaxSuppression"),
-    "torchvision::roi_align": ("kiln", "RoiAlign"),
-    "torchvision::deform_conv2d": ("kiln", "DeformConv"),
+    "torchvision::nms": ("kiln", "TorchvisionNms"),
+    "torchvision::roi_align": ("kiln", "TorchvisionRoiAlign"),
+    "torchvision::deform_conv2d": ("kiln", "TorchvisionDeformConv2d"),
 }
 
 # Namespaces of torch's own ops: never plugins.
