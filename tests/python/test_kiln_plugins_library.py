@@ -91,32 +91,32 @@ def test_installed_beside_the_runtime(tmp_path, build_dir):
     assert "$ORIGIN" in dynamic and "[libkiln_runtime.so]" in dynamic, dynamic
 
 
-def test_kiln_compile_maps_a_torch_op_of_torchvision_signature(tmp_path, build_dir):
-    # kiln.compile maps a torch custom op ns::name to plugin ns::name, tensor arguments as inputs and
-    # the others as fields by schema name (bool as int): kiln::TorchvisionRoiAlign takes
-    # torchvision::roi_align's schema that way. (torchvision does not import here, so the op is
-    # declared under the plugin's own name; a child process keeps the declaration out of this one.)
+def test_kiln_compile_runs_torchvision_roi_align_as_a_plugin(tmp_path, build_dir):
+    # kiln.compile maps torchvision::roi_align to kiln::TorchvisionRoiAlign (python/kiln/_plugin_ops.py),
+    # tensor arguments as inputs and the others as fields by schema name (bool as int).
+    # torchvision does not import beside the CPU torch here, so the op is declared under its
+    # namespace with its schema, in a child process to keep the declaration out of this one.
     pytest.importorskip("torch")
     script = tmp_path / "child.py"
     script.write_text(textwrap.dedent("""
         import sys, numpy as np, torch, kiln
         from kiln_plugins_testing import run_ort
         kiln.load_plugin_library(sys.argv[1])
-        lib = torch.library.Library("kiln", "FRAGMENT")
-        lib.define("TorchvisionRoiAlign(Tensor input, Tensor rois, float spatial_scale, SymInt pooled_height, "
+        lib = torch.library.Library("torchvision", "DEF")
+        lib.define("roi_align(Tensor input, Tensor rois, float spatial_scale, SymInt pooled_height, "
                    "SymInt pooled_width, int sampling_ratio, bool aligned) -> Tensor")
 
-        @torch.library.impl(lib, "TorchvisionRoiAlign", "CPU")
+        @torch.library.impl(lib, "roi_align", "CPU")
         def _impl(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
             return input.new_zeros(rois.shape[0], input.shape[1], pooled_height, pooled_width)
 
-        @torch.library.register_fake("kiln::TorchvisionRoiAlign", lib=lib)
+        @torch.library.register_fake("torchvision::roi_align", lib=lib)
         def _fake(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
             return input.new_empty(rois.shape[0], input.shape[1], pooled_height, pooled_width)
 
         class M(torch.nn.Module):
             def forward(self, x, rois):
-                return torch.ops.kiln.TorchvisionRoiAlign(x * 2, rois, 0.5, 3, 2, 2, True) + 1
+                return torch.ops.torchvision.roi_align(x * 2, rois, 0.5, 3, 2, 2, True) + 1
 
         x = torch.randn(2, 3, 9, 8)
         rois = torch.tensor([[0, 1, 1, 9, 12], [1, 0.5, 2, 15, 15], [1, 3, 3, 4, 4]])
