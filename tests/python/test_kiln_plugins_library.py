@@ -18,6 +18,7 @@ import pytest
 
 import kiln
 from kiln_plugins_testing import load, one_node_model, plugin_library, run_ort
+from kiln_testing import python_child_env
 from test_kiln_plugins_batched_nms import make_inputs, reference_batched_nms
 from test_kiln_plugins_non_max_suppression import make_boxes, make_scores
 
@@ -130,7 +131,7 @@ def test_kiln_compile_runs_torchvision_roi_align_as_a_plugin(tmp_path, build_dir
         print("ok")
         """))
     here = os.path.dirname(os.path.abspath(__file__))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*sys.path, here])}
+    env = python_child_env({**os.environ, "PYTHONPATH": os.pathsep.join([*sys.path, here])})
     result = subprocess.run([sys.executable, str(script), plugin_library(build_dir)], capture_output=True, text=True,
                             timeout=300, env=env)
     assert result.returncode == 0 and "ok" in result.stdout, result.stdout + result.stderr
