@@ -77,10 +77,12 @@ std::optional<int> find_block_shape(const std::string& name) {
   return std::nullopt;
 }
 
-// Calls f.template operator()<T, kDim, kWarps, kPreload>() for the dtype, head-dim tile and
-// block shape `shape` (an index into kBlockShapes; callers pass only valid ones).
+// Calls f.template operator()<T, kDim, kWarps, kMask>() for the dtype, head-dim tile, block shape
+// `shape` (an index into kBlockShapes; callers pass only valid ones) and whether the layer has a
+// mask (a layer without one runs kernels with no mask code at all).
 template <typename F>
-void dispatch_kernel(const LaunchContext& ctx, int tile_dim, int shape, F&& f) {
+void dispatch_kernel(const LaunchContext& ctx, int tile_dim, int shape, bool has_mask, F&& f) {
+  using attention::MaskMode;
   dispatch_float(ctx, ctx.outputs[0].dtype, [&]<typename T>() {
     if constexpr (std::is_same_v<T, float>) {
       ctx.fail(ErrorCode::kInternal, "float32 reached the tensor-core attention kernel");
@@ -88,11 +90,16 @@ void dispatch_kernel(const LaunchContext& ctx, int tile_dim, int shape, F&& f) {
       // One instantiation per table entry, so the table is the only list of shapes.
       const auto with_dim = [&]<int kDim>() {
         [&]<size_t... kShapes>(std::index_sequence<kShapes...>) {
-          ((shape == static_cast<int>(kShapes)
-                ? (f.template operator()<T, kDim, kBlockShapes[kShapes].warps, kBlockShapes[kShapes].preload_mask>(),
-                   0)
-                : 0),
-           ...);
+          const auto run = [&]<size_t kShape>() {
+            constexpr BlockShape block = kBlockShapes[kShape];
+            if (!has_mask) {
+              f.template operator()<T, kDim, block.warps, MaskMode::kNone>();
+            } else {
+              f.template operator()<T, kDim, block.warps,
+                                    block.preload_mask ? MaskMode::kPreload : MaskMode::kRead>();
+            }
+          };
+          ((shape == static_cast<int>(kShapes) ? (run.template operator()<kShapes>(), 0) : 0), ...);
         }(std::make_index_sequence<std::size(kBlockShapes)>{});
       };
       if (tile_dim == 64) {
@@ -119,22 +126,22 @@ bool launch_kernel(const LaunchContext& ctx, const AttentionState& state, int sh
                    cudaStream_t stream) {
   const ops::AttentionGeometry& g = state.geometry;
   bool launched = false;
-  dispatch_kernel(ctx, state.tile_dim, shape, [&]<typename T, int kDim, int kWarps, bool kPreload>() {
+  dispatch_kernel(ctx, state.tile_dim, shape, params.mask != nullptr,
+                  [&]<typename T, int kDim, int kWarps, attention::MaskMode kMask>() {
     using Layout = attention::TileLayout<kDim, kWarps>;
     const dim3 grid(static_cast<unsigned>((g.query_length + Layout::kBlockRows - 1) / Layout::kBlockRows),
                     static_cast<unsigned>(g.heads), static_cast<unsigned>(g.batch));
-    attention::flash_attention_kernel<T, kDim, kWarps, 1, kPreload>
-        <<<grid, kWarps * 32, Layout::kBytes, stream>>>(params);
+    attention::flash_attention_kernel<T, kDim, kWarps, kMask><<<grid, kWarps * 32, Layout::kBytes, stream>>>(params);
     launched = cudaPeekAtLastError() == cudaSuccess;
   });
   return launched;
 }
 
 // The kernels need more than the default 48 KB of dynamic shared memory.
-void set_shared_limits(const LaunchContext& ctx, int tile_dim) {
+void set_shared_limits(const LaunchContext& ctx, int tile_dim, bool has_mask) {
   for (int shape = 0; shape < static_cast<int>(std::size(kBlockShapes)); ++shape) {
-    dispatch_kernel(ctx, tile_dim, shape, [&]<typename T, int kDim, int kWarps, bool kPreload>() {
-      KILN_CUDA_CHECK(cudaFuncSetAttribute(attention::flash_attention_kernel<T, kDim, kWarps, 1, kPreload>,
+    dispatch_kernel(ctx, tile_dim, shape, has_mask, [&]<typename T, int kDim, int kWarps, attention::MaskMode kMask>() {
+      KILN_CUDA_CHECK(cudaFuncSetAttribute(attention::flash_attention_kernel<T, kDim, kWarps, kMask>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            static_cast<int>(attention::TileLayout<kDim, kWarps>::kBytes)));
     });
@@ -187,6 +194,7 @@ int choose_block_shape(LaunchContext& ctx, const AttentionState& state) {
   int best = kDefaultShape;
   float best_ms = std::numeric_limits<float>::infinity();
   for (int shape = 0; shape < static_cast<int>(std::size(kBlockShapes)); ++shape) {
+    if (kBlockShapes[shape].preload_mask && !ctx.has_input(3)) continue;  // the same kernel as without
     const float ms =
         time_on_stream(ctx.stream, 10, [&] { return launch_kernel(ctx, state, shape, params, ctx.stream); });
     if (tactic_logging()) {
@@ -213,7 +221,7 @@ std::unique_ptr<LayerState> prepare_attention(LaunchContext& ctx, size_t* worksp
              ", value dim ", g.value_dim, ctx.attrs.get_int_or("k_transposed", 0) ? ", K transposed" : "");
   }
   state->tile_dim = std::max(g.head_dim, g.value_dim) <= 64 ? 64 : 128;
-  set_shared_limits(ctx, state->tile_dim);
+  set_shared_limits(ctx, state->tile_dim, ctx.has_input(3));
   state->shape = choose_block_shape(ctx, *state);
   return state;
 }

@@ -34,9 +34,10 @@ struct AttentionParams {
   bool nan_to_zero;
 };
 
-// The final value of one output element from its accumulated sum and the row's softmax sum.
-__device__ __forceinline__ float finish(float accumulated, float row_sum, bool nan_to_zero) {
-  const float value = accumulated / row_sum;  // row_sum 0 (every key masked) gives NaN like softmax
+// The final value of one output element from its accumulated sum and the inverse of the row's
+// softmax sum (inf when every key was masked: 0 * inf gives NaN, as softmax does).
+__device__ __forceinline__ float finish(float accumulated, float inverse_sum, bool nan_to_zero) {
+  const float value = accumulated * inverse_sum;
   return nan_to_zero && isnan(value) ? 0.0f : value;
 }
 
@@ -125,25 +126,59 @@ __device__ __forceinline__ uint32_t pack_pair(float low, float high, float* roun
   return bits;
 }
 
-// Queues the copy of `rows` rows of `width` valid elements (row stride `row_stride`, 16-byte
-// aligned) into a [rows][kDim] shared tile, zero-filling columns >= width and rows >= valid_rows.
+// How a kernel instantiation treats the additive mask: none (the layer has no mask input), read
+// in the softmax, or read ahead of the score multiplications (hides its latency, costs registers).
+enum class MaskMode { kNone, kRead, kPreload };
+
+// One thread's share of copying [kBlockKeys or kBlockRows][kDim] tiles with cp.async. The thread
+// always copies the same 16-byte column chunk of rows first_row, first_row + kRowsPerPass, ...,
+// so its offsets are computed once per kernel, not per chunk and tile.
 template <typename T, int kDim, int kThreads>
-__device__ __forceinline__ void load_tile_async(T* __restrict__ tile, const T* __restrict__ source, int64_t row_stride,
-                                                int rows, int valid_rows, int width) {
-  constexpr int kChunk = 8;  // 16 bytes of 16-bit values
-  constexpr int kChunksPerRow = kDim / kChunk;
-  for (int c = threadIdx.x; c < rows * kChunksPerRow; c += kThreads) {
-    const int row = c / kChunksPerRow;
-    const int col = (c % kChunksPerRow) * kChunk;
-    const bool valid = row < valid_rows && col < width;
-    copy_async_16(tile + row * (kDim + kRowPad) + col, valid ? source + row * row_stride + col : source, valid);
+struct TileCopier {
+  static constexpr int kChunk = 8;  // 16 bytes of 16-bit values
+  static constexpr int kChunksPerRow = kDim / kChunk;
+  static_assert(kThreads % kChunksPerRow == 0, "every pass must cover whole rows");
+  static constexpr int kRowsPerPass = kThreads / kChunksPerRow;
+  int first_row;
+  int shared_offset;     // elements into the shared tile
+  int64_t global_offset;  // elements from the source's first row
+  int64_t pass_stride;    // elements between the rows of consecutive passes
+  bool column_valid;      // the chunk lies inside the valid width
+
+  __device__ __forceinline__ TileCopier(int64_t row_stride, int width) {
+    first_row = threadIdx.x / kChunksPerRow;
+    const int column = (threadIdx.x % kChunksPerRow) * kChunk;
+    shared_offset = first_row * (kDim + kRowPad) + column;
+    global_offset = first_row * row_stride + column;
+    pass_stride = kRowsPerPass * row_stride;
+    column_valid = column < width;
   }
+
+  // Queues the copy of `rows` rows starting at `source` (16-byte aligned rows), zero-filling
+  // columns past the width and rows >= valid_rows.
+  template <int kRows>
+  __device__ __forceinline__ void copy(T* __restrict__ tile, const T* __restrict__ source, int valid_rows) const {
+    static_assert(kRows % kRowsPerPass == 0, "tiles must be whole passes");
+    const T* from = source + global_offset;
+#pragma unroll
+    for (int pass = 0; pass < kRows / kRowsPerPass; ++pass) {
+      const bool valid = column_valid && first_row + pass * kRowsPerPass < valid_rows;
+      copy_async_16(tile + shared_offset + pass * kRowsPerPass * (kDim + kRowPad), valid ? from : source, valid);
+      from += pass_stride;
+    }
+  }
+};
+
+// 2^x on the special-function unit; 2^-inf = 0 (no range fix-ups: inputs are <= 0 or -inf).
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
 }
 
-// kWarps warps per block (16 query rows each); kMinBlocks blocks per SM asked of the register
-// allocator (1: no bound).
-template <typename T, int kDim, int kWarps, int kMinBlocks, bool kPreloadMask>
-__global__ void __launch_bounds__(kWarps * 32, kMinBlocks) flash_attention_kernel(const __grid_constant__ AttentionParams p) {
+// kWarps warps per block (16 query rows each).
+template <typename T, int kDim, int kWarps, MaskMode kMask>
+__global__ void __launch_bounds__(kWarps * 32) flash_attention_kernel(const __grid_constant__ AttentionParams p) {
   using Layout = TileLayout<kDim, kWarps>;
   constexpr int kThreads = kWarps * 32;
   constexpr int kBlockRows = Layout::kBlockRows;
@@ -170,19 +205,33 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) flash_attention_kerne
   const T* q = static_cast<const T*>(p.q) + b * p.q_strides[0] + h * p.q_strides[1];
   const T* k = static_cast<const T*>(p.k) + b * p.k_strides[0] + h * p.k_strides[1];
   const T* v = static_cast<const T*>(p.v) + b * p.v_strides[0] + h * p.v_strides[1];
-  const T* mask = p.mask ? static_cast<const T*>(p.mask) + b * p.mask_strides[0] + h * p.mask_strides[1] : nullptr;
   const int tiles = (p.key_length + kBlockKeys - 1) / kBlockKeys;
-  const int queries[2] = {row0 + warp_row + group, row0 + warp_row + group + 8};
 
+  // The mask rows of this thread's two query rows; rows past the last query read the last one
+  // (their results are never stored), so mask reads need no row checks.
+  const T* mask_rows[2] = {nullptr, nullptr};
+  int64_t mask_key_stride = 0;
+  if constexpr (kMask != MaskMode::kNone) {
+    const T* mask = static_cast<const T*>(p.mask) + b * p.mask_strides[0] + h * p.mask_strides[1];
+    mask_key_stride = p.mask_strides[3];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mask_rows[r] = mask + min(row0 + warp_row + group + 8 * r, p.query_length - 1) * p.mask_strides[2] +
+                     2 * pair * mask_key_stride;
+    }
+  }
+
+  const TileCopier<T, kDim, kThreads> key_copier(p.k_strides[2], p.head_dim);
+  const TileCopier<T, kDim, kThreads> value_copier(p.v_strides[2], p.value_dim);
   auto fetch_keys = [&](int tile) {
     const int key0 = tile * kBlockKeys;
-    load_tile_async<T, kDim, kThreads>(key_buffer(tile), k + key0 * p.k_strides[2], p.k_strides[2], kBlockKeys,
-                                       p.key_length - key0, p.head_dim);
-    load_tile_async<T, kDim, kThreads>(value_buffer(tile), v + key0 * p.v_strides[2], p.v_strides[2], kBlockKeys,
-                                       p.key_length - key0, p.value_dim);
+    key_copier.template copy<kBlockKeys>(key_buffer(tile), k + key0 * p.k_strides[2], p.key_length - key0);
+    value_copier.template copy<kBlockKeys>(value_buffer(tile), v + key0 * p.v_strides[2], p.key_length - key0);
   };
-  load_tile_async<T, kDim, kThreads>(sQ, q + row0 * p.q_strides[2], p.q_strides[2], kBlockRows, p.query_length - row0,
-                                     p.head_dim);
+  {
+    const TileCopier<T, kDim, kThreads> query_copier(p.q_strides[2], p.head_dim);
+    query_copier.template copy<kBlockRows>(sQ, q + row0 * p.q_strides[2], p.query_length - row0);
+  }
   fetch_keys(0);
   commit_copies();
 
@@ -190,10 +239,127 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) flash_attention_kerne
   float out[kDim / 8][4];
 #pragma unroll
   for (int j = 0; j < kDim / 8; ++j) out[j][0] = out[j][1] = out[j][2] = out[j][3] = 0.0f;
-  // Running max (log2 domain) and sum of the two rows.
+  // Running max (log2 domain; -inf until a key is unmasked) and sum of the two rows.
   float row_max[2] = {-INFINITY, -INFINITY};
   float row_sum[2] = {0.0f, 0.0f};
   const float scale = p.scale * kLog2e;
+
+  // One key tile. kLast: the tile that holds the last key, where keys past it are skipped (whole
+  // 16-key steps) or get probability 0; every other tile is full and needs no key checks.
+  auto attend = [&]<bool kLast>(int tile) {
+    const T* keys = key_buffer(tile);
+    const T* values = value_buffer(tile);
+    const int key0 = tile * kBlockKeys;
+    // 16-key steps that hold keys
+    const int steps = kLast ? min(kSteps, (p.key_length - key0 + kKeyStep - 1) / kKeyStep) : kSteps;
+
+    // The mask's value (log2 domain) at fragment element (n, e); keys past the last read the
+    // last key's column, their scores are dropped below.
+    auto mask_value = [&](int n, int e) {
+      int column = n * 8 + e % 2;
+      if constexpr (kLast) column = min(column, p.key_length - 1 - key0 - 2 * pair);
+      return to_float(mask_rows[e / 2][(key0 + column) * mask_key_stride]) * kLog2e;
+    };
+    [[maybe_unused]] float bias[kKeyTiles][4];  // read before the multiplications, their latency hides behind them
+    if constexpr (kMask == MaskMode::kPreload) {
+#pragma unroll
+      for (int n = 0; n < kKeyTiles; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) bias[n][e] = mask_value(n, e);
+      }
+    }
+
+    // Scores of this warp's 16 rows against the tile's keys, 16 keys (two 8-key tiles) a step.
+    float s[kKeyTiles][4];
+#pragma unroll
+    for (int n = 0; n < kKeyTiles; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < kDim / 16; ++kk) {
+      if (kk * 16 >= p.head_dim) break;  // zero padding of a smaller head dim adds nothing
+#pragma unroll
+      for (int n = 0; n < kKeyTiles; n += 2) {
+        if (kLast && n / 2 >= steps) break;
+        uint32_t bk[4];  // B fragments (both k halves) of key tiles n and n + 1
+        load_matrices(bk, keys + (n * 8 + (lane / 16) * 8 + lane % 8) * kStride + kk * 16 + ((lane / 8) % 2) * 8);
+        mma_16x8x16<T>(s[n], q_fragments[kk], bk[0], bk[1]);
+        mma_16x8x16<T>(s[n + 1], q_fragments[kk], bk[2], bk[3]);
+      }
+    }
+
+    // Online softmax (log2 domain) on the fragments; a row's 4 threads are lanes 4g..4g+3.
+    float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int n = 0; n < kKeyTiles; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        float x = s[n][e] * scale;
+        if constexpr (kMask == MaskMode::kPreload) {
+          x += bias[n][e];
+        } else if constexpr (kMask == MaskMode::kRead) {
+          if (!kLast || n / 2 < steps) x += mask_value(n, e);
+        }
+        if constexpr (kLast) {
+          if (key0 + n * 8 + pair * 2 + e % 2 >= p.key_length) x = -INFINITY;
+        }
+        s[n][e] = x;
+        tile_max[e / 2] = fmaxf(tile_max[e / 2], x);
+      }
+    }
+    float rescale[2];
+    float subtract[2];  // the running max, or 0 while every key so far is masked (exp2 gives 0)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+      const float new_max = fmaxf(row_max[r], tile_max[r]);
+      subtract[r] = new_max == -INFINITY ? 0.0f : new_max;
+      rescale[r] = fast_exp2(row_max[r] - subtract[r]);  // 0 while nothing was accumulated
+      row_max[r] = new_max;
+    }
+    // P, rounded to T, packed straight into A fragments: score tiles 2kk and 2kk + 1 make the
+    // 16 keys of step kk. Steps past the last key are neither exponentiated nor multiplied.
+    uint32_t p_fragments[kSteps][4];
+    float tile_sum[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int n = 0; n < kKeyTiles; ++n) {
+      if (kLast && n / 2 >= steps) break;
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float rounded;
+        p_fragments[n / 2][(n % 2) * 2 + r] = pack_pair<T>(fast_exp2(s[n][2 * r] - subtract[r]),
+                                                           fast_exp2(s[n][2 * r + 1] - subtract[r]), &rounded);
+        tile_sum[r] += rounded;
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_sum[r] += __shfl_xor_sync(0xffffffffu, tile_sum[r], 1);
+      tile_sum[r] += __shfl_xor_sync(0xffffffffu, tile_sum[r], 2);
+      row_sum[r] = row_sum[r] * rescale[r] + tile_sum[r];
+    }
+#pragma unroll
+    for (int j = 0; j < kDim / 8; ++j) {
+      out[j][0] *= rescale[0];
+      out[j][1] *= rescale[0];
+      out[j][2] *= rescale[1];
+      out[j][3] *= rescale[1];
+    }
+
+    // out += P · V; V's B fragments come transposed out of its row-major tile.
+#pragma unroll
+    for (int kk = 0; kk < kSteps; ++kk) {
+      if (kLast && kk >= steps) break;
+#pragma unroll
+      for (int j = 0; j < kDim / 8; j += 2) {
+        if (j * 8 >= p.value_dim) break;
+        uint32_t bv[4];  // B fragments (both k halves) of value columns 8j.. and 8(j + 1)..
+        load_matrices_transposed(bv, values + (kk * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride + j * 8 +
+                                         (lane / 16) * 8);
+        mma_16x8x16<T>(out[j], p_fragments[kk], bv[0], bv[1]);
+        mma_16x8x16<T>(out[j + 1], p_fragments[kk], bv[2], bv[3]);
+      }
+    }
+  };
 
   for (int tile = 0; tile < tiles; ++tile) {
     if (tile + 1 < tiles) {  // the buffer it fills was last read before the previous barrier
@@ -211,117 +377,10 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) flash_attention_kerne
           load_matrices(q_fragments[kk], sQ + (warp_row + lane % 16) * kStride + kk * 16 + (lane / 16) * 8);
         }
       }
-      const T* keys = key_buffer(tile);
-      const T* values = value_buffer(tile);
-      const int key0 = tile * kBlockKeys;
-      const int steps = min(kSteps, (p.key_length - key0 + kKeyStep - 1) / kKeyStep);  // 16-key steps with keys
-
-      // The mask's value (log2 domain) at fragment element (n, e) of this tile.
-      auto mask_value = [&](int n, int e) {
-        const int key = key0 + n * 8 + pair * 2 + e % 2;
-        return mask != nullptr && key < p.key_length && queries[e / 2] < p.query_length
-                   ? to_float(mask[queries[e / 2] * p.mask_strides[2] + key * p.mask_strides[3]]) * kLog2e
-                   : 0.0f;
-      };
-      // Read before the multiplications, their latency hides behind them (at 32 more registers).
-      float bias[kKeyTiles][4];
-      if constexpr (kPreloadMask) {
-#pragma unroll
-        for (int n = 0; n < kKeyTiles; ++n) {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) bias[n][e] = mask_value(n, e);
-        }
-      }
-
-      // Scores of this warp's 16 rows against the tile's keys, 16 keys (two 8-key tiles) a step.
-      float s[kKeyTiles][4];
-#pragma unroll
-      for (int n = 0; n < kKeyTiles; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-#pragma unroll
-      for (int kk = 0; kk < kDim / 16; ++kk) {
-        if (kk * 16 >= p.head_dim) break;  // zero padding of a smaller head dim adds nothing
-#pragma unroll
-        for (int n = 0; n < kKeyTiles; n += 2) {
-          if (n / 2 >= steps) break;
-          uint32_t bk[4];  // B fragments (both k halves) of key tiles n and n + 1
-          load_matrices(bk, keys + (n * 8 + (lane / 16) * 8 + lane % 8) * kStride + kk * 16 + ((lane / 8) % 2) * 8);
-          mma_16x8x16<T>(s[n], q_fragments[kk], bk[0], bk[1]);
-          mma_16x8x16<T>(s[n + 1], q_fragments[kk], bk[2], bk[3]);
-        }
-      }
-
-      // Online softmax (log2 domain) on the fragments; a row's 4 threads are lanes 4g..4g+3.
-      float tile_max[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-      for (int n = 0; n < kKeyTiles; ++n) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int key = key0 + n * 8 + pair * 2 + e % 2;
-          float x = s[n][e] * scale;
-          if constexpr (kPreloadMask) {
-            x += bias[n][e];
-          } else if (mask != nullptr && key < p.key_length && queries[e / 2] < p.query_length) {
-            x += to_float(mask[queries[e / 2] * p.mask_strides[2] + key * p.mask_strides[3]]) * kLog2e;
-          }
-          s[n][e] = key < p.key_length ? x : -INFINITY;
-          tile_max[e / 2] = fmaxf(tile_max[e / 2], s[n][e]);
-        }
-      }
-      float rescale[2];
-      bool empty[2];
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
-        tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-        const float new_max = fmaxf(row_max[r], tile_max[r]);
-        // Every key so far masked: nothing accumulated, probabilities 0 (the sum stays 0).
-        empty[r] = new_max == -INFINITY;
-        rescale[r] = empty[r] ? 1.0f : exp2f(row_max[r] - new_max);
-        row_max[r] = new_max;
-      }
-      // P, rounded to T, packed straight into A fragments: score tiles 2kk and 2kk + 1 make the
-      // 16 keys of step kk. Steps past the last key are neither exponentiated nor multiplied.
-      uint32_t p_fragments[kSteps][4];
-      float tile_sum[2] = {0.0f, 0.0f};
-#pragma unroll
-      for (int n = 0; n < kKeyTiles; ++n) {
-        if (n / 2 >= steps) break;
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          const float low = empty[r] ? 0.0f : exp2f(s[n][2 * r] - row_max[r]);
-          const float high = empty[r] ? 0.0f : exp2f(s[n][2 * r + 1] - row_max[r]);
-          float rounded;
-          p_fragments[n / 2][(n % 2) * 2 + r] = pack_pair<T>(low, high, &rounded);
-          tile_sum[r] += rounded;
-        }
-      }
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        tile_sum[r] += __shfl_xor_sync(0xffffffffu, tile_sum[r], 1);
-        tile_sum[r] += __shfl_xor_sync(0xffffffffu, tile_sum[r], 2);
-        row_sum[r] = row_sum[r] * rescale[r] + tile_sum[r];
-      }
-#pragma unroll
-      for (int j = 0; j < kDim / 8; ++j) {
-        out[j][0] *= rescale[0];
-        out[j][1] *= rescale[0];
-        out[j][2] *= rescale[1];
-        out[j][3] *= rescale[1];
-      }
-
-      // out += P · V; V's B fragments come transposed out of its row-major tile.
-#pragma unroll
-      for (int kk = 0; kk < kSteps; ++kk) {
-        if (kk >= steps) break;
-#pragma unroll
-        for (int j = 0; j < kDim / 8; j += 2) {
-          if (j * 8 >= p.value_dim) break;
-          uint32_t bv[4];  // B fragments (both k halves) of value columns 8j.. and 8(j + 1)..
-          load_matrices_transposed(bv, values + (kk * 16 + ((lane / 8) % 2) * 8 + lane % 8) * kStride + j * 8 +
-                                           (lane / 16) * 8);
-          mma_16x8x16<T>(out[j], p_fragments[kk], bv[0], bv[1]);
-          mma_16x8x16<T>(out[j + 1], p_fragments[kk], bv[2], bv[3]);
-        }
+      if (tile + 1 < tiles) {
+        attend.template operator()<false>(tile);
+      } else {
+        attend.template operator()<true>(tile);
       }
     }
     __syncthreads();  // every warp is done with this tile's buffers before they are refilled
@@ -329,14 +388,16 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) flash_attention_kerne
   if (!computes) return;
 
   // Normalise, stage this warp's rows in its own rows of the Q tile (its Q is in registers now)
-  // and store them as 16-byte chunks.
+  // and store them as 16-byte chunks. A row whose keys were all masked has sum 0: 0 * inf gives
+  // NaN, as softmax does.
   T* stage = sQ + warp_row * kStride;
+  const float inverse_sum[2] = {1.0f / row_sum[0], 1.0f / row_sum[1]};
 #pragma unroll
   for (int j = 0; j < kDim / 8; ++j) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      const uint32_t bits = pack_pair<T>(finish(out[j][2 * r], row_sum[r], p.nan_to_zero),
-                                         finish(out[j][2 * r + 1], row_sum[r], p.nan_to_zero));
+      const uint32_t bits = pack_pair<T>(finish(out[j][2 * r], inverse_sum[r], p.nan_to_zero),
+                                         finish(out[j][2 * r + 1], inverse_sum[r], p.nan_to_zero));
       *reinterpret_cast<uint32_t*>(stage + (group + 8 * r) * kStride + j * 8 + pair * 2) = bits;
     }
   }
