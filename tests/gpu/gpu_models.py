@@ -129,7 +129,7 @@ def _export(name: str, path: Path, batch: int, dynamic: bool) -> None:
     if dynamic:
         batch_dim = torch.export.Dim("batch", min=1, max=1024)
         dynamic_shapes = tuple({0: batch_dim} for _ in inputs)
-    partial = path.with_suffix(".partial")
+    partial = path.with_suffix(f".{os.getpid()}.partial")  # concurrent exporters never share one
     with torch.no_grad():
         torch.onnx.export(model, tuple(inputs.values()), str(partial), input_names=list(inputs),
                           output_names=["y"], dynamo=True, external_data=False,
