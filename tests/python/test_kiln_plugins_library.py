@@ -17,10 +17,9 @@ import onnx
 import pytest
 
 import kiln
-from kiln_plugins_testing import load, one_node_model, plugin_library, run_ort
+from kiln_plugins_testing import (batched_nms_inputs, load, make_boxes, make_scores, one_node_model, plugin_library,
+                                  reference_batched_nms, run_ort)
 from kiln_testing import python_child_env
-from test_kiln_plugins_batched_nms import make_inputs, reference_batched_nms
-from test_kiln_plugins_non_max_suppression import make_boxes, make_scores
 
 
 def cli(kiln_cli, *args):
@@ -31,7 +30,7 @@ def cli(kiln_cli, *args):
 
 def test_cli_builds_inspects_and_runs_a_plugin_model(tmp_path, build_dir, kiln_cli):
     library = plugin_library(build_dir)
-    inputs = make_inputs(np.random.default_rng(0), 40, 3)
+    inputs = batched_nms_inputs(np.random.default_rng(0), 40, 3)
     onnx.save(one_node_model("BatchedNMS", inputs, ["keep"], {"iou_threshold": 0.5, "top_k": 10}), tmp_path / "m.onnx")
     cli(kiln_cli, "build", tmp_path / "m.onnx", "-o", tmp_path / "m.kiln", "--plugins", library)
     doc = json.loads(cli(kiln_cli, "inspect", tmp_path / "m.kiln", "--json").stdout)
