@@ -6,7 +6,7 @@
 namespace kiln::plugins_lib {
 namespace {
 
-class RoiAlign : public PluginOp {
+class RoiAlign : public RoiAlignOp {
  public:
   RoiAlign(const kiln_plugin_field* fields, int32_t num_fields) {
     coordinate_mode_ =
@@ -63,17 +63,7 @@ class RoiAlign : public PluginOp {
     }
     expect_same_dim(inputs[1].shape[0], inputs[2].shape[0],
                     "the roi counts of rois and batch_indices");
-    outputs[0].dtype = inputs[0].dtype;
-    outputs[0].ndim = 4;
-    outputs[0].dims[0] = plugin::copy_dim(1, 0);
-    outputs[0].dims[1] = plugin::copy_dim(0, 1);
-    outputs[0].dims[2] = plugin::value_dim(output_height_);
-    outputs[0].dims[3] = plugin::value_dim(output_width_);
-  }
-
-  int64_t workspace(const kiln_plugin_tensor_desc*, int32_t, const kiln_plugin_tensor_desc*,
-                    int32_t) const {
-    return roi_align_workspace_bytes();
+    describe_roi_align_output(outputs[0], inputs[0].dtype, output_height_, output_width_);
   }
 
   void execute_cpu(const kiln_plugin_tensor* inputs, int32_t, kiln_plugin_tensor* outputs,

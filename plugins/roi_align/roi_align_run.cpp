@@ -3,6 +3,16 @@
 
 namespace kiln::plugins_lib {
 
+void describe_roi_align_output(kiln_plugin_output_desc& output, kiln_dtype dtype,
+                               int64_t pooled_height, int64_t pooled_width) {
+  output.dtype = dtype;
+  output.ndim = 4;
+  output.dims[0] = plugin::copy_dim(1, 0);
+  output.dims[1] = plugin::copy_dim(0, 1);
+  output.dims[2] = plugin::value_dim(pooled_height);
+  output.dims[3] = plugin::value_dim(pooled_width);
+}
+
 void refuse_batch_index(const RoiAlignCall& call, int64_t roi, double value) {
   const std::string range = "[0, " + std::to_string(call.x.shape[0]) + ")";
   if (call.batch_indices == nullptr) {

@@ -19,6 +19,11 @@ struct RoiAlignCall {
   kiln_plugin_tensor& y;
 };
 
+// The output both ops declare: [rois, C, pooled_height, pooled_width] in X's dtype (X input 0, rois
+// input 1).
+void describe_roi_align_output(kiln_plugin_output_desc& output, kiln_dtype dtype,
+                               int64_t pooled_height, int64_t pooled_width);
+
 // Refuses (KILN_ERROR_INVALID_ARGUMENT) roi `roi`, whose batch index `value` is not in
 // [0, batches), in the words of the op's own layout. Both backends report it this way.
 [[noreturn]] void refuse_batch_index(const RoiAlignCall& call, int64_t roi, double value);
@@ -28,6 +33,15 @@ void roi_align_cpu(const RoiAlignCall& call);
 
 // Device scratch bytes roi_align_cuda needs (the flag naming the first bad roi): 8 in CUDA builds.
 int64_t roi_align_workspace_bytes();
+
+// The base of both op classes: their workspace is roi_align_workspace_bytes().
+class RoiAlignOp : public PluginOp {
+ public:
+  int64_t workspace(const kiln_plugin_tensor_desc*, int32_t, const kiln_plugin_tensor_desc*,
+                    int32_t) const {
+    return roi_align_workspace_bytes();
+  }
+};
 
 // Enqueues one thread per output element on `stream` (device pointers; `workspace` holds
 // roi_align_workspace_bytes()). Then, unless the stream is being captured into a CUDA graph,

@@ -6,7 +6,7 @@
 namespace kiln::plugins_lib {
 namespace {
 
-class TorchvisionRoiAlign : public PluginOp {
+class TorchvisionRoiAlign : public RoiAlignOp {
  public:
   TorchvisionRoiAlign(const kiln_plugin_field* fields, int32_t num_fields) {
     spatial_scale_ = plugin::float_field(fields, num_fields, "spatial_scale", 1.0f);
@@ -50,17 +50,7 @@ class TorchvisionRoiAlign : public PluginOp {
       refuse("rois must be [K, 5] (batch index, x1, y1, x2, y2), got last dimension " +
              std::to_string(inputs[1].shape[1]));
     }
-    outputs[0].dtype = inputs[0].dtype;
-    outputs[0].ndim = 4;
-    outputs[0].dims[0] = plugin::copy_dim(1, 0);
-    outputs[0].dims[1] = plugin::copy_dim(0, 1);
-    outputs[0].dims[2] = plugin::value_dim(pooled_height_);
-    outputs[0].dims[3] = plugin::value_dim(pooled_width_);
-  }
-
-  int64_t workspace(const kiln_plugin_tensor_desc*, int32_t, const kiln_plugin_tensor_desc*,
-                    int32_t) const {
-    return roi_align_workspace_bytes();
+    describe_roi_align_output(outputs[0], inputs[0].dtype, pooled_height_, pooled_width_);
   }
 
   void execute_cpu(const kiln_plugin_tensor* inputs, int32_t, kiln_plugin_tensor* outputs,

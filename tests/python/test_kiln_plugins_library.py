@@ -129,11 +129,7 @@ def test_kiln_compile_runs_torchvision_roi_align_as_a_plugin(tmp_path, build_dir
         np.testing.assert_allclose(compiled(x, rois).numpy(), want, rtol=1e-5, atol=1e-5)
         print("ok")
         """))
-    here = os.path.dirname(os.path.abspath(__file__))
-    env = python_child_env({**os.environ, "PYTHONPATH": os.pathsep.join([*sys.path, here])})
-    result = subprocess.run([sys.executable, str(script), plugin_library(build_dir)], capture_output=True, text=True,
-                            timeout=300, env=env)
-    assert result.returncode == 0 and "ok" in result.stdout, result.stdout + result.stderr
+    _run_child_with_the_library(script, build_dir)
 
 
 def test_kiln_compile_runs_torchvision_batched_nms_as_one_batched_nms_plugin(tmp_path, build_dir):
@@ -179,6 +175,11 @@ def test_kiln_compile_runs_torchvision_batched_nms_as_one_batched_nms_plugin(tmp
         assert len(set(inputs["idxs"][got])) > 1  # several classes kept: the offsets mattered
         print("ok")
         """))
+    _run_child_with_the_library(script, build_dir)
+
+
+def _run_child_with_the_library(script: Path, build_dir) -> None:
+    """Runs `script` (given the plugin library's path) in a child Python; it must print "ok"."""
     here = os.path.dirname(os.path.abspath(__file__))
     env = python_child_env({**os.environ, "PYTHONPATH": os.pathsep.join([*sys.path, here])})
     result = subprocess.run([sys.executable, str(script), plugin_library(build_dir)], capture_output=True, text=True,
