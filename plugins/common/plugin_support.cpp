@@ -137,4 +137,10 @@ void cuda_not_implemented(const char* op) {
                     " is not implemented for CUDA in libkiln_plugins.so yet (CPU only)");
 }
 
+void require_cuda([[maybe_unused]] const char* op) {
+#if !defined(KILN_PLUGINS_WITH_CUDA)
+  cuda_not_implemented(op);
+#endif
+}
+
 }  // namespace kiln::plugins_lib

@@ -92,7 +92,22 @@ class StoredFields {
   std::deque<std::vector<int64_t>> ints_;
 };
 
-// A plugin op as a C++ class. `Op` provides:
+// What every op class shares: the fields it stores in the engine (filled by its constructor) and,
+// unless it says otherwise, no workspace. Op classes derive from it and are defined, bodies inline,
+// in their own .cpp: only the creator (and what another op reuses) is declared in a header.
+class PluginOp {
+ public:
+  const StoredFields& stored_fields() const { return fields_; }
+  int64_t workspace(const kiln_plugin_tensor_desc*, int32_t, const kiln_plugin_tensor_desc*,
+                    int32_t) const {
+    return 0;
+  }
+
+ protected:
+  StoredFields fields_;
+};
+
+// A plugin op as a C++ class (usually a PluginOp). `Op` provides:
 //   Op(const kiln_plugin_field*, int32_t)          validates fields; throws Failure
 //   const StoredFields& stored_fields() const
 //   void supports(const kiln_dtype*, int32_t) const  throws Failure(KILN_ERROR_UNSUPPORTED)
@@ -180,5 +195,8 @@ struct CreatorGlue {
 // Thrown by execute_cuda where this library has no CUDA kernel for an op (or was built without
 // CUDA): kiln reports it as the plugin's UNSUPPORTED failure, naming the op.
 [[noreturn]] void cuda_not_implemented(const char* op);
+// cuda_not_implemented(op) in builds without CUDA; nothing in CUDA builds. For execute_cuda to
+// call before it reads its arguments.
+void require_cuda(const char* op);
 
 }  // namespace kiln::plugins_lib

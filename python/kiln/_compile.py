@@ -32,6 +32,7 @@ from ._dynamic_shapes import (DimSpecs, DynamicDim, DynamicDimInfo, DynamicShape
                               torch_dims, uses)
 from ._partition_lowering import (SymbolRanges, UnsupportedShapeError, build_engine, probe_node,
                                   to_onnx)
+from ._plugin_ops import fuse_batched_nms
 
 __all__ = ["compile", "compile_graph_module", "CompileReport", "EngineInfo", "FallbackInfo",
            "FullCompilationError", "DynamicDim", "DynamicDimInfo", "DynamicShapeError"]
@@ -192,6 +193,7 @@ def compile_graph_module(gm: torch.fx.GraphModule, *, precision: str = "fp32",
         ranges = SymbolRanges(resolve_symbols(placeholders, dynamic_dims, input_names))
 
     _drop_metadata_assertions(gm)
+    fuse_batched_nms(gm)
 
     def probe(node: torch.fx.Node) -> str | None:
         return probe_node(gm, node, target, device_index)

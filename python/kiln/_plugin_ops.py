@@ -25,13 +25,16 @@ import torch.fx
 from ._capi import InvalidArgumentError
 
 __all__ = ["TORCHVISION_PLUGINS", "PluginCall", "PluginFieldError", "is_custom_op",
-           "plugin_identity", "map_node", "translation_table"]
+           "plugin_identity", "map_node", "translation_table", "fuse_batched_nms"]
 
 # torch op -> (plugin namespace, plugin name) of kiln's plugin library (libkiln_plugins.so).
 TORCHVISION_PLUGINS: dict[str, tuple[str, str]] = {
     "torchvision::nms": ("kiln", "TorchvisionNms"),
     "torchvision::roi_align": ("kiln", "TorchvisionRoiAlign"),
     "torchvision::deform_conv2d": ("kiln", "TorchvisionDeformConv2d"),
+    # torchvision.ops.batched_nms is Python around torchvision::nms; fuse_batched_nms turns its
+    # exported form into this op.
+    "kiln_plugins::batched_nms": ("kiln", "BatchedNMS"),
 }
 
 # Namespaces of torch's own ops: never plugins.
@@ -246,3 +249,126 @@ def translation_table(graph: torch.fx.Graph) -> dict:
 
         table[op] = translate
     return table
+
+
+# ---- torchvision.ops.batched_nms ------------------------------------------------------------------
+#
+# batched_nms is not an op: torch.export sees the Python around torchvision::nms. For the sizes
+# export can trace (torchvision takes its per-class loop, which export cannot follow, only above
+# 4000 box coordinates on the CPU or 20000 on CUDA) that is the coordinate trick:
+#     nms(boxes + (idxs.to(boxes) * (boxes.max() + 1))[:, None], scores, iou_threshold)
+# fuse_batched_nms finds that form and replaces it by one call of kiln_plugins::batched_nms, which
+# kiln's plugin library runs as kiln::BatchedNMS (per-class suppression without the offsets, so
+# float16 boxes cannot overflow there).
+
+_BATCHED_NMS_LIBRARY = None
+
+
+def _batched_nms_op():
+    """kiln_plugins::batched_nms(boxes, scores, idxs, iou_threshold), defined on first use. Its
+    PyTorch kernel (taken when the node falls back) is the coordinate trick in float32."""
+    global _BATCHED_NMS_LIBRARY
+    if _BATCHED_NMS_LIBRARY is None:
+        lib = torch.library.Library("kiln_plugins", "FRAGMENT")
+        lib.define("batched_nms(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold) -> Tensor")
+
+        def kernel(boxes, scores, idxs, iou_threshold):
+            if boxes.numel() == 0:
+                return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+            wide = boxes.float()
+            offsets = idxs.to(wide) * (wide.max() + 1)
+            return torch.ops.torchvision.nms(wide + offsets[:, None], scores.float(), iou_threshold)
+
+        def fake(boxes, scores, idxs, iou_threshold):
+            kept = torch.library.get_ctx().new_dynamic_size()
+            return boxes.new_empty((kept,), dtype=torch.int64)
+
+        lib.impl("batched_nms", kernel, "CompositeExplicitAutograd")
+        torch.library.register_fake("kiln_plugins::batched_nms", fake, lib=lib)
+        _BATCHED_NMS_LIBRARY = lib
+    return torch.ops.kiln_plugins.batched_nms.default
+
+
+def _call_of(node, *targets: str):
+    """``node`` when it is a call of one of ``targets`` ("aten.max.default"), else None."""
+    if isinstance(node, torch.fx.Node) and node.op == "call_function" and str(node.target) in targets:
+        return node
+    return None
+
+
+def _through_column(node):
+    """The tensor that ``node`` makes a column of (``x[:, None]``: an unsqueeze at 1, maybe after
+    a full slice), or None."""
+    unsqueeze = _call_of(node, "aten.unsqueeze.default")
+    if unsqueeze is None or unsqueeze.args[1] not in (1, -1):
+        view = _call_of(node, "aten.view.default", "aten.reshape.default")
+        if view is None or len(view.args[1]) != 2 or view.args[1][1] != 1:
+            return None
+        return view.args[0]
+    source = unsqueeze.args[0]
+    full = _call_of(source, "aten.slice.Tensor")
+    if full is not None and tuple(full.args[1:]) in ((0, 0, 9223372036854775807), (0, None, None)):
+        return full.args[0]
+    return source
+
+
+def _coordinate_trick(nms: torch.fx.Node):
+    """(boxes, idxs) when the first argument of the torchvision::nms call ``nms`` is
+    ``boxes + (idxs.to(boxes) * (boxes.max() + c))[:, None]``, else None."""
+    add = _call_of(nms.args[0], "aten.add.Tensor")
+    if add is None:
+        return None
+    for boxes, shifted in (add.args[:2], add.args[1::-1]):
+        mul = _call_of(_through_column(shifted), "aten.mul.Tensor")
+        if mul is None or not isinstance(boxes, torch.fx.Node):
+            continue
+        for cast, scale in (mul.args[:2], mul.args[1::-1]):
+            cast = _call_of(cast, "aten._to_copy.default", "aten.to.dtype")
+            scale = _call_of(scale, "aten.add.Tensor")
+            if cast is None or scale is None:
+                continue
+            if any(_call_of(a, "aten.max.default") is not None and a.args[0] is boxes
+                   for a in scale.args[:2]):
+                return boxes, cast.args[0]
+    return None
+
+
+def fuse_batched_nms(gm: torch.fx.GraphModule) -> int:
+    """Replaces each exported torchvision.ops.batched_nms (the coordinate trick around
+    torchvision::nms) in ``gm`` by kiln_plugins::batched_nms, when kiln::BatchedNMS is registered.
+    Returns how many it replaced. The offset nodes go when nothing else reads them."""
+    from . import describe_plugin
+
+    nms_calls = [n for n in gm.graph.nodes if _call_of(n, "torchvision.nms.default") is not None]
+    if not nms_calls or describe_plugin("kiln", "BatchedNMS") is None:
+        return 0
+    replaced = 0
+    for nms in nms_calls:
+        found = _coordinate_trick(nms)
+        if found is None:
+            continue
+        boxes, idxs = found
+        shifted_boxes = nms.args[0]
+        with gm.graph.inserting_before(nms):
+            fused = gm.graph.call_function(_batched_nms_op(), (boxes, nms.args[1], idxs, nms.args[2]))
+        fused.meta.update(nms.meta)
+        nms.replace_all_uses_with(fused)
+        gm.graph.erase_node(nms)
+        _erase_if_unused(gm, shifted_boxes)
+        replaced += 1
+    if replaced:
+        gm.recompile()
+    return replaced
+
+
+def _erase_if_unused(gm: torch.fx.GraphModule, node) -> None:
+    """Erases ``node`` and then its producers that nothing else reads (pure aten calls only)."""
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        if (not isinstance(current, torch.fx.Node) or current.op != "call_function" or current.users
+                or not str(current.target).startswith("aten.")):
+            continue
+        inputs = list(current.all_input_nodes)
+        gm.graph.erase_node(current)
+        pending.extend(inputs)

@@ -1,6 +1,7 @@
 """Helpers for the tests of libkiln_plugins.so (plugins/, tests/python/test_kiln_plugins_*.py):
 one-node ONNX models in the plugins' domain, built by kiln with the library loaded, and the same
-node in the default domain run by ONNX Runtime as the reference."""
+node in the default domain run by ONNX Runtime as the reference; NumPy references and input makers
+that several of those test modules use."""
 
 from __future__ import annotations
 
@@ -75,3 +76,60 @@ def run_ort(op: str, inputs: dict, outputs: list[str], attrs: dict, *, opset: in
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     feeds = {k: v for k, v in inputs.items() if v is not None}
     return session.run(outputs, feeds)
+
+
+def reference_batched_nms(boxes, scores, idxs, iou_threshold, top_k=-1):
+    """torchvision semantics: per class, greedy in order of decreasing score, a box is dropped when its
+    IoU with a kept box of its class is above the threshold; the kept indices sorted by decreasing
+    score. Documented choices where torchvision leaves it open: equal scores in increasing index,
+    NaN scores never kept."""
+    boxes = boxes.astype(np.float64)
+    order = [i for i in np.argsort(-scores.astype(np.float64), kind="stable") if not np.isnan(scores[i])]
+    kept = []
+    for i in order:
+        if 0 <= top_k <= len(kept):
+            break
+        suppressed = False
+        for j in kept:
+            if idxs[j] != idxs[i]:
+                continue
+            ix1, iy1 = max(boxes[i, 0], boxes[j, 0]), max(boxes[i, 1], boxes[j, 1])
+            ix2, iy2 = min(boxes[i, 2], boxes[j, 2]), min(boxes[i, 3], boxes[j, 3])
+            inter = max(ix2 - ix1, 0) * max(iy2 - iy1, 0)
+            area = lambda b: (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
+            union = area(boxes[i]) + area(boxes[j]) - inter
+            if inter > 0 and union > 0 and inter / union > iou_threshold:
+                suppressed = True
+                break
+        if not suppressed:
+            kept.append(i)
+    return np.array(kept, np.int64)
+
+
+def batched_nms_inputs(rng, n, classes, dtype=np.float32, idx_dtype=np.int64):
+    """BatchedNMS inputs: n xyxy boxes, distinct scores, class ids in [0, classes)."""
+    xy = rng.uniform(0, 20, (n, 2))
+    wh = rng.uniform(1, 8, (n, 2))
+    boxes = np.concatenate([xy, xy + wh], axis=1).astype(dtype)
+    scores = (rng.permutation(n) / max(n, 1)).astype(dtype)
+    return {"boxes": boxes, "scores": scores, "idxs": rng.integers(0, classes, n).astype(idx_dtype)}
+
+
+def make_boxes(rng, batches, count, center_point_box):
+    """ONNX NonMaxSuppression boxes [batches, count, 4] in the layout center_point_box names."""
+    xy = rng.uniform(0, 10, (batches, count, 2))
+    wh = rng.uniform(0.5, 4, (batches, count, 2))
+    if center_point_box:
+        return np.concatenate([xy + wh / 2, wh], axis=2).astype(np.float32)
+    # [y1, x1, y2, x2], with some boxes given with their corners swapped (ONNX allows either order)
+    boxes = np.concatenate([xy[..., ::-1], (xy + wh)[..., ::-1]], axis=2)
+    swap = rng.random((batches, count)) < 0.2
+    boxes[swap] = boxes[swap][:, [2, 3, 0, 1]]
+    return boxes.astype(np.float32)
+
+
+def make_scores(rng, batches, classes, count):
+    """ONNX NonMaxSuppression scores [batches, classes, count]."""
+    # Distinct scores (exact in float16 too), so the order does not depend on tie-breaking.
+    return np.stack([np.stack([rng.permutation(count) / max(count, 1) for _ in range(classes)])
+                     for _ in range(batches)]).astype(np.float32)

@@ -186,6 +186,7 @@ def test_torchvision_ops_map_to_kiln_plugin_names(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert ("FALLBACK torchvision.roi_align.default | torchvision.roi_align.default is a custom op "
             "and no plugin registers kiln::TorchvisionRoiAlign") in result.stdout
-    assert ("TABLE [('torchvision::deform_conv2d', ('kiln', 'TorchvisionDeformConv2d')), ('torchvision::nms', "
+    assert ("TABLE [('kiln_plugins::batched_nms', ('kiln', 'BatchedNMS')), "
+            "('torchvision::deform_conv2d', ('kiln', 'TorchvisionDeformConv2d')), ('torchvision::nms', "
             "('kiln', 'TorchvisionNms')), ('torchvision::roi_align', ('kiln', 'TorchvisionRoiAlign'))]"
             in result.stdout)

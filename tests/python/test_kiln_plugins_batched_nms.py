@@ -8,43 +8,7 @@ import numpy as np
 import pytest
 
 import kiln
-from kiln_plugins_testing import run_kiln
-
-
-def reference_batched_nms(boxes, scores, idxs, iou_threshold, top_k=-1):
-    """torchvision semantics: per class, greedy in order of decreasing score, a box is dropped when its
-    IoU with a kept box of its class is above the threshold; the kept indices sorted by decreasing
-    score. Documented choices where torchvision leaves it open: equal scores in increasing index,
-    NaN scores never kept."""
-    boxes = boxes.astype(np.float64)
-    order = [i for i in np.argsort(-scores.astype(np.float64), kind="stable") if not np.isnan(scores[i])]
-    kept = []
-    for i in order:
-        if 0 <= top_k <= len(kept):
-            break
-        suppressed = False
-        for j in kept:
-            if idxs[j] != idxs[i]:
-                continue
-            ix1, iy1 = max(boxes[i, 0], boxes[j, 0]), max(boxes[i, 1], boxes[j, 1])
-            ix2, iy2 = min(boxes[i, 2], boxes[j, 2]), min(boxes[i, 3], boxes[j, 3])
-            inter = max(ix2 - ix1, 0) * max(iy2 - iy1, 0)
-            area = lambda b: (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
-            union = area(boxes[i]) + area(boxes[j]) - inter
-            if inter > 0 and union > 0 and inter / union > iou_threshold:
-                suppressed = True
-                break
-        if not suppressed:
-            kept.append(i)
-    return np.array(kept, np.int64)
-
-
-def make_inputs(rng, n, classes, dtype=np.float32, idx_dtype=np.int64):
-    xy = rng.uniform(0, 20, (n, 2))
-    wh = rng.uniform(1, 8, (n, 2))
-    boxes = np.concatenate([xy, xy + wh], axis=1).astype(dtype)
-    scores = (rng.permutation(n) / max(n, 1)).astype(dtype)
-    return {"boxes": boxes, "scores": scores, "idxs": rng.integers(0, classes, n).astype(idx_dtype)}
+from kiln_plugins_testing import batched_nms_inputs, reference_batched_nms, run_kiln
 
 
 @pytest.mark.parametrize("n, classes", [(0, 1), (1, 1), (30, 1), (60, 4), (200, 10)])
@@ -53,7 +17,7 @@ def make_inputs(rng, n, classes, dtype=np.float32, idx_dtype=np.int64):
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 def test_batched_nms_matches_reference(build_dir, n, classes, iou, top_k, dtype):
     rng = np.random.default_rng(n * 31 + classes)
-    inputs = make_inputs(rng, n, classes, dtype, np.int64 if classes % 2 else np.int32)
+    inputs = batched_nms_inputs(rng, n, classes, dtype, np.int64 if classes % 2 else np.int32)
     attrs = {"iou_threshold": iou} if top_k == -1 else {"iou_threshold": iou, "top_k": top_k}
     got = run_kiln(build_dir, "BatchedNMS", inputs, ["keep"], attrs)["keep"]
     want = reference_batched_nms(inputs["boxes"], inputs["scores"], inputs["idxs"], iou, top_k)
@@ -64,7 +28,7 @@ def test_batched_nms_matches_reference(build_dir, n, classes, iou, top_k, dtype)
 @pytest.mark.parametrize("n, classes, k", [(0, 1, 4), (50, 3, 10), (50, 3, 100), (8, 2, 0)])
 def test_padded_variant_pads_with_minus_one_and_counts(build_dir, n, classes, k):
     rng = np.random.default_rng(n + k)
-    inputs = make_inputs(rng, n, classes)
+    inputs = batched_nms_inputs(rng, n, classes)
     got = run_kiln(build_dir, "BatchedNMSPadded", inputs, ["keep", "count"], {"iou_threshold": 0.4, "max_output": k})
     want = reference_batched_nms(inputs["boxes"], inputs["scores"], inputs["idxs"], 0.4, k)
     assert got["keep"].shape == (k,) and got["count"].shape == ()
@@ -86,7 +50,7 @@ def test_all_suppressed_but_the_best_ties_and_nan(build_dir):
 
 
 def test_fields_are_checked(build_dir):
-    inputs = make_inputs(np.random.default_rng(0), 4, 1)
+    inputs = batched_nms_inputs(np.random.default_rng(0), 4, 1)
     with pytest.raises(kiln.InvalidArgumentError, match="needs attribute 'iou_threshold'"):
         run_kiln(build_dir, "BatchedNMS", inputs, ["keep"], {})
     with pytest.raises(kiln.InvalidArgumentError, match="top_k must be >= 0, or -1 for all, got -2"):
@@ -103,7 +67,7 @@ def test_fields_are_checked(build_dir):
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 def test_torchvision_nms_is_one_class(build_dir, n, dtype):
     # kiln::TorchvisionNms: torchvision::nms's signature (dets, scores; field iou_threshold)
-    inputs = make_inputs(np.random.default_rng(n + 5), n, 1, dtype)
+    inputs = batched_nms_inputs(np.random.default_rng(n + 5), n, 1, dtype)
     got = run_kiln(build_dir, "TorchvisionNms", {"dets": inputs["boxes"], "scores": inputs["scores"]}, ["keep"],
                    {"iou_threshold": 0.35})["keep"]
     np.testing.assert_array_equal(got, reference_batched_nms(inputs["boxes"], inputs["scores"], np.zeros(n), 0.35))

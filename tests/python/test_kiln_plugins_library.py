@@ -17,10 +17,9 @@ import onnx
 import pytest
 
 import kiln
-from kiln_plugins_testing import load, one_node_model, plugin_library, run_ort
+from kiln_plugins_testing import (batched_nms_inputs, load, make_boxes, make_scores, one_node_model, plugin_library,
+                                  reference_batched_nms, run_ort)
 from kiln_testing import python_child_env
-from test_kiln_plugins_batched_nms import make_inputs, reference_batched_nms
-from test_kiln_plugins_non_max_suppression import make_boxes, make_scores
 
 
 def cli(kiln_cli, *args):
@@ -31,7 +30,7 @@ def cli(kiln_cli, *args):
 
 def test_cli_builds_inspects_and_runs_a_plugin_model(tmp_path, build_dir, kiln_cli):
     library = plugin_library(build_dir)
-    inputs = make_inputs(np.random.default_rng(0), 40, 3)
+    inputs = batched_nms_inputs(np.random.default_rng(0), 40, 3)
     onnx.save(one_node_model("BatchedNMS", inputs, ["keep"], {"iou_threshold": 0.5, "top_k": 10}), tmp_path / "m.onnx")
     cli(kiln_cli, "build", tmp_path / "m.onnx", "-o", tmp_path / "m.kiln", "--plugins", library)
     doc = json.loads(cli(kiln_cli, "inspect", tmp_path / "m.kiln", "--json").stdout)
@@ -130,6 +129,57 @@ def test_kiln_compile_runs_torchvision_roi_align_as_a_plugin(tmp_path, build_dir
         np.testing.assert_allclose(compiled(x, rois).numpy(), want, rtol=1e-5, atol=1e-5)
         print("ok")
         """))
+    _run_child_with_the_library(script, build_dir)
+
+
+def test_kiln_compile_runs_torchvision_batched_nms_as_one_batched_nms_plugin(tmp_path, build_dir):
+    # torchvision.ops.batched_nms is Python around torchvision::nms; for sizes torch.export can trace
+    # it is the coordinate trick written out below. kiln.compile fuses that form into
+    # kiln_plugins::batched_nms, run by kiln::BatchedNMS (python/kiln/_plugin_ops.py,
+    # fuse_batched_nms). torchvision does not import beside the CPU torch here: the child declares
+    # torchvision::nms with its schema.
+    pytest.importorskip("torch")
+    script = tmp_path / "child.py"
+    script.write_text(textwrap.dedent("""
+        import sys, numpy as np, torch, kiln
+        from kiln_plugins_testing import batched_nms_inputs, reference_batched_nms
+        kiln.load_plugin_library(sys.argv[1])
+        lib = torch.library.Library("torchvision", "DEF")
+        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+
+        @torch.library.impl(lib, "nms", "CPU")
+        def _impl(dets, scores, iou_threshold):
+            raise AssertionError("torchvision::nms ran in PyTorch: the batched NMS was not fused")
+
+        @torch.library.register_fake("torchvision::nms", lib=lib)
+        def _fake(dets, scores, iou_threshold):
+            return dets.new_empty((torch.library.get_ctx().new_dynamic_size(),), dtype=torch.int64)
+
+        class BatchedNms(torch.nn.Module):
+            def forward(self, boxes, scores, idxs):
+                offsets = idxs.to(boxes) * (boxes.max() + torch.tensor(1).to(boxes))
+                return torch.ops.torchvision.nms(boxes + offsets[:, None], scores, 0.4)
+
+        inputs = batched_nms_inputs(np.random.default_rng(3), 60, 4)
+        args = tuple(torch.from_numpy(inputs[k]) for k in ("boxes", "scores", "idxs"))
+        compiled = kiln.compile(BatchedNms(), args)
+        report = compiled.kiln_report
+        # Left to PyTorch: only the check torch.export adds on the kept count (no tensor).
+        assert all("produces no tensor" in f.reason for f in report.fallbacks), report.fallbacks
+        ops = {op for engine in report.engines for op in engine.ops}
+        assert any("kiln_plugins.batched_nms" in op for op in ops), ops
+        assert not any("torchvision.nms" in op for op in ops), ops
+        want = reference_batched_nms(inputs["boxes"], inputs["scores"], inputs["idxs"], 0.4)
+        got = compiled(*args).numpy()
+        np.testing.assert_array_equal(got, want)
+        assert len(set(inputs["idxs"][got])) > 1  # several classes kept: the offsets mattered
+        print("ok")
+        """))
+    _run_child_with_the_library(script, build_dir)
+
+
+def _run_child_with_the_library(script: Path, build_dir) -> None:
+    """Runs `script` (given the plugin library's path) in a child Python; it must print "ok"."""
     here = os.path.dirname(os.path.abspath(__file__))
     env = python_child_env({**os.environ, "PYTHONPATH": os.pathsep.join([*sys.path, here])})
     result = subprocess.run([sys.executable, str(script), plugin_library(build_dir)], capture_output=True, text=True,

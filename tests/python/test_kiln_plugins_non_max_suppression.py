@@ -8,25 +8,11 @@ import itertools
 import numpy as np
 import pytest
 
-from kiln_plugins_testing import run_kiln, run_ort
+from kiln_plugins_testing import make_boxes, make_scores, run_kiln, run_ort
 
 
-def make_boxes(rng, batches, count, center_point_box):
-    xy = rng.uniform(0, 10, (batches, count, 2))
-    wh = rng.uniform(0.5, 4, (batches, count, 2))
-    if center_point_box:
-        return np.concatenate([xy + wh / 2, wh], axis=2).astype(np.float32)
-    # [y1, x1, y2, x2], with some boxes given with their corners swapped (ONNX allows either order)
-    boxes = np.concatenate([xy[..., ::-1], (xy + wh)[..., ::-1]], axis=2)
-    swap = rng.random((batches, count)) < 0.2
-    boxes[swap] = boxes[swap][:, [2, 3, 0, 1]]
-    return boxes.astype(np.float32)
 
 
-def make_scores(rng, batches, classes, count):
-    # Distinct scores (exact in float16 too), so the order does not depend on tie-breaking.
-    return np.stack([np.stack([rng.permutation(count) / max(count, 1) for _ in range(classes)])
-                     for _ in range(batches)]).astype(np.float32)
 
 
 CASES = list(itertools.product([(1, 1, 10), (2, 3, 24), (1, 2, 0), (1, 1, 1)], [0, 1], [0, 3, 100],

@@ -276,6 +276,53 @@ TEST(KilnPlugins, Float16InputsComputeInFloat32) {
   EXPECT_EQ(reinterpret_cast<const uint16_t*>(out[0].bytes.data())[0], 0x4100);
 }
 
+// The message a run gives, without the "execute_cpu: " / "execute_cuda: " prefix of Instance.
+template <typename Run>
+std::string failure_of(Run run) {
+  try {
+    run();
+  } catch (const std::runtime_error& e) {
+    const std::string message = e.what();
+    return message.substr(message.find(": ") + 2);
+  }
+  return "(no failure)";
+}
+
+std::vector<Tensor> roi_align_inputs(int64_t bad_batch) {
+  return {tensor(KILN_FLOAT32, {2, 1, 4, 4}, uniform(32, -1, 1, 21)),
+          tensor<float>(KILN_FLOAT32, {2, 4}, {0, 0, 2, 2, 1, 1, 3, 3}),
+          tensor<int64_t>(KILN_INT64, {2}, {0, bad_batch})};
+}
+
+std::vector<Tensor> torchvision_roi_align_inputs(float bad_batch) {
+  return {tensor(KILN_FLOAT32, {2, 1, 4, 4}, uniform(32, -1, 1, 22)),
+          tensor<float>(KILN_FLOAT32, {2, 5}, {1, 0, 0, 2, 2, bad_batch, 1, 1, 3, 3})};
+}
+
+TEST(KilnPlugins, RoiAlignRefusesABatchIndexOutsideTheBatch) {
+  Instance onnx("RoiAlign", {});
+  EXPECT_EQ(failure_of([&] { onnx.run_cpu(roi_align_inputs(2), 1); }),
+            "batch_indices[1] = 2 is outside [0, 2)");
+  Instance torchvision("TorchvisionRoiAlign", {});
+  EXPECT_EQ(failure_of([&] { torchvision.run_cpu(torchvision_roi_align_inputs(-1.0f), 1); }),
+            "rois[1, 0] = -1.000000 is not a batch index in [0, 2)");
+}
+
+#if !KILN_WITH_CUDA
+TEST(KilnPlugins, WithoutCudaNoOpAsksForCudaScratch) {
+  // Only the CUDA kernels of NMS and RoiAlign use scratch; a library built without CUDA asks none.
+  std::vector<Tensor> nms = {tensor(KILN_FLOAT32, {1, 3, 4}, std::vector<float>(12, 1.0f)),
+                             tensor(KILN_FLOAT32, {1, 2, 3}, std::vector<float>(6, 0.5f))};
+  Instance onnx_nms("NonMaxSuppression", {});
+  std::vector<Tensor> nms_out = onnx_nms.outputs(nms, 1);
+  EXPECT_EQ(onnx_nms.workspace(nms, nms_out), 0);
+  std::vector<Tensor> roi = roi_align_inputs(1);
+  Instance roi_align("RoiAlign", {});
+  std::vector<Tensor> roi_out = roi_align.outputs(roi, 1);
+  EXPECT_EQ(roi_align.workspace(roi, roi_out), 0);
+}
+#endif
+
 #if KILN_WITH_CUDA
 
 int gpu_count() {
@@ -407,6 +454,26 @@ TEST(KilnPluginsCuda, TorchvisionSignaturesMatchTheCpu) {
   std::vector<Tensor> roi_in = {tensor(KILN_FLOAT32, {2, 2, 8, 9}, uniform(288, -1, 1, 15)),
                                 tensor(KILN_FLOAT32, {4, 5}, with_batch)};
   expect_same(roi_align.run_cpu(roi_in, 1), roi_align.run_cuda(roi_in, 1), 1e-5f);
+}
+
+TEST(KilnPluginsCuda, RoiAlignRefusesABadBatchIndexAsTheCpuDoes) {
+  SKIP_WITHOUT_GPU();
+  Instance onnx("RoiAlign", {});
+  for (int64_t bad : {2, -1}) {
+    const std::string cpu = failure_of([&] { onnx.run_cpu(roi_align_inputs(bad), 1); });
+    EXPECT_NE(cpu.find("outside [0, 2)"), std::string::npos) << cpu;
+    EXPECT_EQ(failure_of([&] { onnx.run_cuda(roi_align_inputs(bad), 1); }), cpu);
+  }
+  Instance torchvision("TorchvisionRoiAlign", {});
+  for (float bad : {2.0f, -0.5f}) {
+    const std::string cpu =
+        failure_of([&] { torchvision.run_cpu(torchvision_roi_align_inputs(bad), 1); });
+    EXPECT_NE(cpu.find("is not a batch index in [0, 2)"), std::string::npos) << cpu;
+    EXPECT_EQ(failure_of([&] { torchvision.run_cuda(torchvision_roi_align_inputs(bad), 1); }),
+              cpu);
+  }
+  // A good index still runs after a refused one (the flag is reset per call).
+  expect_same(onnx.run_cpu(roi_align_inputs(1), 1), onnx.run_cuda(roi_align_inputs(1), 1), 1e-5f);
 }
 
 #else
