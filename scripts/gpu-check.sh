@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Builds kiln on a GPU machine and runs the GPU tests and benchmarks in one go, writing logs and a
-# summary to $OUT (default out/gpu-check). Stages (default: all but profile and multigpu): build ctest
-# conformance runtime torch models generated bench overhead, profile (per-layer times of the
-# benchmark models)
-# and multigpu (two GPUs: device errors, safe mode, a thread per GPU; skips with fewer GPUs),
-# sanitize (compute-sanitizer memcheck/racecheck/synccheck over a quarter of the conformance cases and
-# one model per family; SANITIZE_SHARDS=n checks every n-th case instead) and
-# onnxcuda (the official ONNX backend cases on float32 CUDA engines; writes onnx_backend_cuda.json,
-# and with ONNX_UPDATE=1 rewrites tests/onnx_backend/expected_failures_cuda.txt).
+# summary to $OUT (default out/gpu-check). Default stages: build ctest conformance runtime torch
+# plugins models generated bench overhead. Others, on request:
+#   profile    per-layer times of the benchmark models;
+#   multigpu   two GPUs: device errors, safe mode, a thread per GPU (skips with fewer GPUs);
+#   sanitize   compute-sanitizer memcheck/racecheck/synccheck over a quarter of the conformance cases
+#              and one model per family (SANITIZE_SHARDS=n checks every n-th case instead);
+#   onnxcuda   the official ONNX backend cases on float32 CUDA engines; writes onnx_backend_cuda.json,
+#              and with ONNX_UPDATE=1 rewrites tests/onnx_backend/expected_failures_cuda.txt;
+#   detection  torchvision's detection models through kiln.compile, NMS/RoIAlign as plugins.
+# The plugins stage runs the plugin library's CUDA unit tests and tests/gpu/test_cuda_plugin*.py.
 # Example: scripts/gpu-check.sh build conformance
 # Build dependencies missing there (nlohmann-json3-dev) may come unpacked in .deps/root/usr.
 # Environment: PYTHON (default python3: the one with torch), JOBS, KILN_GPU_CACHE (ONNX exports),
@@ -20,7 +22,7 @@ OUT=${OUT:-$REPO/out/gpu-check}
 PYTHON=${PYTHON:-python3}
 JOBS=${JOBS:-$(nproc)}
 BUILD=$REPO/build-gpu
-STAGES=${*:-build ctest conformance runtime torch models generated bench overhead}
+STAGES=${*:-build ctest conformance runtime torch plugins models generated bench overhead}
 mkdir -p "$OUT"
 summary=$OUT/summary.txt
 : > "$summary"
@@ -68,6 +70,9 @@ for stage in $STAGES; do
     torch) run_stage torch "$PYTHON" -m pytest -q --no-header -p no:cacheprovider tests/python/test_torch_runtime.py \
         tests/python/test_deploy_fresh_process.py tests/python/test_deploy_examples.py tests/python/test_torch_compile.py \
         tests/gpu/test_torch_compile_gpu.py ${PYTEST_ARGS:-} "${pytest_select[@]}" ;;
+    plugins) run_stage plugins bash -c "'$BUILD/tests/kiln_unit_tests' --gtest_filter='KilnPluginsCuda*' && \
+        $PYTHON -m pytest -q --no-header -p no:cacheprovider tests/gpu/test_cuda_plugin*.py ${PYTEST_ARGS:-} ${PYTEST_K:+-k '$PYTEST_K'}" ;;
+    detection) run_stage detection "$PYTHON" -m pytest -q -rf --no-header -p no:cacheprovider tests/gpu/test_cuda_detection_models.py ${PYTEST_ARGS:-} "${pytest_select[@]}" ;;
     multigpu) run_stage multigpu "$PYTHON" -m pytest -q -rs --no-header -p no:cacheprovider tests/gpu/test_cuda_multi_gpu.py ${PYTEST_ARGS:-} "${pytest_select[@]}" ;;
     models) run_stage models "$PYTHON" -m pytest -q -s --no-header -p no:cacheprovider tests/gpu/test_cuda_models.py ${PYTEST_ARGS:-} "${pytest_select[@]}" ;;
     generated) run_stage generated "$PYTHON" benchmarks/bench_generated.py --out "$OUT/generated.json" ;;
