@@ -174,9 +174,17 @@ typedef kiln_status (*kiln_plugin_execute_cpu_fn)(void* instance, const kiln_plu
                                                   int32_t num_inputs, kiln_plugin_tensor* outputs,
                                                   int32_t num_outputs, void* workspace,
                                                   kiln_plugin_error* error);
-/* Enqueues the op on `stream` (a cudaStream_t) with device pointers; returns once enqueued. Same
- * contract as execute_cpu otherwise. (Not yet called by kiln: CUDA engines refuse plugin layers at
- * build time for now.) */
+/* Enqueues the op on `stream` (a cudaStream_t of the engine's GPU, which is current) with device
+ * pointers; `workspace` is device memory. Same contract as execute_cpu otherwise. kiln calls it for
+ * a plugin layer of a cuda engine; a plugin without it (NULL) cannot be built into one (the build
+ * fails naming the plugin and the backend).
+ *   - Creators without data_dependent_shapes: kiln may call it while `stream` is being captured
+ *     into a CUDA graph (then replayed with the same pointers and shapes), so it must only enqueue
+ *     work: no synchronisation, no device<->host copy it waits for, no allocation.
+ *   - Creators with data_dependent_shapes: never called under capture. It writes the outputs'
+ *     shape[] before returning, so it synchronises `stream` itself where the sizes are on the
+ *     device (ideally one small device->host copy of the count); kiln plans the rest of the
+ *     engine from them. */
 typedef kiln_status (*kiln_plugin_execute_cuda_fn)(void* instance, const kiln_plugin_tensor* inputs,
                                                    int32_t num_inputs, kiln_plugin_tensor* outputs,
                                                    int32_t num_outputs, void* workspace,

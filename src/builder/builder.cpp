@@ -179,14 +179,18 @@ void lower_for_cuda(ir::Graph& graph, const BuilderConfig& config, const Resolve
   explanation.passes.insert(explanation.passes.end(), manager.records().begin(), manager.records().end());
 }
 
-// The CUDA backend does not run plugin layers yet (the plugin ABI has execute_cuda, but no CUDA
-// executor calls it): refuse them here rather than at load.
-void refuse_plugin_nodes_for_cuda(const ir::Graph& graph, const std::string& source) {
+// The CUDA backend runs a plugin layer with the plugin's execute_cuda: refuse, before any CUDA
+// lowering, a plugin that has none, naming it and the backend.
+void refuse_cpu_only_plugins_for_cuda(const ir::Graph& graph, const std::string& source) {
   for (const ir::Node& node : graph.nodes) {
     if (node.removed || !plugins::is_plugin_op(node.op_type)) continue;
     const plugins::PluginIdentity identity = plugins::identity_of(node.attrs, node.name);
-    fail(ErrorCode::kUnsupported, source, ": node '", node.name, "' runs plugin ", identity.label(),
-         ", and plugin layers run on the cpu backend only for now; build this model with --target cpu");
+    const plugins::RegisteredCreator& creator =
+        plugins::require_creator(identity, source + ": node '" + node.name + "': ");
+    if (creator.creator->execute_cuda) continue;
+    fail(ErrorCode::kUnsupported, source, ": node '", node.name, "' runs plugin ", creator.label(), " (",
+         creator.library_file_name(), "), which has no CUDA implementation (its execute_cuda is NULL), so the "
+         "cuda backend cannot run it; build this model with --target cpu");
   }
 }
 
@@ -245,7 +249,7 @@ format::EngineModel build_model_with_layout(ir::Graph graph, const BuilderConfig
   options.input_ranges = apply_input_profiles(graph, config);
   BuildExplanation explanation;
   optimize_graph(graph, &explanation.passes);
-  if (resolved.target.backend == "cuda") refuse_plugin_nodes_for_cuda(graph, source);
+  if (resolved.target.backend == "cuda") refuse_cpu_only_plugins_for_cuda(graph, source);
   if (resolved.target.backend == "cuda") lower_for_cuda(graph, config, resolved, explanation, layout);
   check_static_tensors_fit(graph, memory_limit);
   options.target = resolved.target;

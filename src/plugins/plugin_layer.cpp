@@ -314,6 +314,32 @@ void PluginInstance::execute_cpu(std::span<const kiln_plugin_tensor> inputs,
   }
 }
 
+void PluginInstance::execute_cuda(std::span<const kiln_plugin_tensor> inputs,
+                                  std::span<kiln_plugin_tensor> outputs, void* workspace,
+                                  void* stream) const {
+  if (!creator_.creator->execute_cuda) {
+    fail(ErrorCode::kUnsupported, prefix(), " has no CUDA implementation (execute_cuda is NULL)");
+  }
+  kiln_plugin_error error{};
+  if (creator_.creator->execute_cuda(handle_, inputs.data(), static_cast<int32_t>(inputs.size()),
+                                     outputs.data(), static_cast<int32_t>(outputs.size()),
+                                     workspace, stream, &error) != KILN_OK) {
+    fail_call(ErrorCode::kInvalidArgument, "execute_cuda", error);
+  }
+}
+
+Shape PluginInstance::checked_written_shape(size_t output, const Shape& written,
+                                            const Shape& bound) const {
+  bool valid = written.size() == bound.size();
+  for (const int64_t dim : written) valid = valid && dim >= 0;
+  if (!valid || shape_numel(written) > shape_numel(bound)) {
+    fail(ErrorCode::kInvalidArgument, prefix(), " wrote output ", output, " with shape ",
+         shape_to_string(written), ", which does not fit its upper bound ", shape_to_string(bound),
+         " (same rank, no negative dimension, at most as many elements)");
+  }
+  return written;
+}
+
 std::shared_ptr<const PluginInstance> instance_of_layer(const AttributeMap& attrs,
                                                         std::string_view layer) {
   static std::mutex mutex;

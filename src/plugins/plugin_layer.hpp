@@ -77,6 +77,17 @@ class PluginInstance {
   // kInvalidArgument).
   void execute_cpu(std::span<const kiln_plugin_tensor> inputs,
                    std::span<kiln_plugin_tensor> outputs, void* workspace) const;
+  // Whether the plugin has a CUDA implementation (execute_cuda is not NULL).
+  bool runs_on_cuda() const { return creator_.creator->execute_cuda != nullptr; }
+  // kUnsupported when the plugin has no CUDA implementation; else enqueues it on `stream` (a
+  // cudaStream_t) with device pointers (failures: kInvalidArgument).
+  void execute_cuda(std::span<const kiln_plugin_tensor> inputs,
+                    std::span<kiln_plugin_tensor> outputs, void* workspace, void* stream) const;
+  // The shape a data-dependent layer's output `output` got: `written` (what execute wrote into
+  // the output's shape[]) after checking it against `bound` (the shape its buffer was sized for):
+  // same rank, no negative dimension, at most as many elements. Throws kInvalidArgument naming
+  // the plugin, the output and both shapes.
+  Shape checked_written_shape(size_t output, const Shape& written, const Shape& bound) const;
 
  private:
   [[noreturn]] void fail_call(ErrorCode code, std::string_view call,

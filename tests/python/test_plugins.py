@@ -194,11 +194,14 @@ def test_plugin_refuses_dtypes_it_does_not_take(plugin_path):
         kiln.build_onnx(model, profiles={"A": ((2, 3), (2, 3), (2, 3)), "B": ((2, 3), (2, 3), (2, 3))})
 
 
-def test_cuda_builds_refuse_plugin_layers(plugin_path):
-    # Cross-compiling (cuda_arch) reaches the check without a GPU, even in a build without CUDA.
+def test_cuda_builds_refuse_plugins_without_a_cuda_implementation(plugin_path):
+    # The test plugin has execute_cpu only. Cross-compiling (cuda_arch) reaches the check without a
+    # GPU, even in a build without CUDA; the error names the node, the plugin, its library and the
+    # backend.
     kiln.load_plugin_library(plugin_path)
-    with pytest.raises(kiln.UnsupportedError, match="node 'scaled' runs plugin kiln.test::ScaledAdd v2, and plugin "
-                                                    "layers run on the cpu backend only for now"):
+    with pytest.raises(kiln.UnsupportedError, match=r"node 'scaled' runs plugin kiln.test::ScaledAdd v2 "
+                                                    r"\(libkiln_test_plugin.so\), which has no CUDA implementation "
+                                                    r"\(its execute_cuda is NULL\), so the cuda backend cannot run it"):
         kiln.build_onnx(plugin_model(), target="cuda", cuda_arch=90,
                         profiles={"A": ((2, 3), (2, 3), (2, 3)), "B": ((2, 3), (2, 3), (2, 3))})
 

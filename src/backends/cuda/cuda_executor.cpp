@@ -13,7 +13,9 @@
 #include "backends/cuda/device_buffer.hpp"
 #include "backends/cuda/generated_modules.hpp"
 #include "backends/cuda/library_handles.hpp"
+#include "backends/cuda/plugin_kernels.hpp"
 #include "base/checked_math.hpp"
+#include "plugins/plugin_layer.hpp"
 
 namespace kiln::cuda {
 
@@ -123,17 +125,13 @@ bool supports_layer(const format::EngineModel& model, const format::Layer& layer
   if (!cuda_kernels().find(layer.op)) return false;
   // The CUDA MaxPool kernel writes the pooled values only; MaxPool's Indices output is CPU-only.
   if (layer.op == "MaxPool" && layer.outputs.size() > 1) return false;
+  if (plugins::is_plugin_op(layer.op) && !plugin_cuda_refusal(layer.attrs, layer.name).empty()) return false;
   return cpu_only_tensor(model, layer).empty() && cpu_only_dtype_of(model, layer).empty();
 }
 
 void refuse_value_dependent_shapes(const EnginePlan& engine) {
-  for (size_t l = 0; l < engine.model.layers.size(); ++l) {
-    if (!engine.layers[l].def->data_dependent_shapes) continue;
-    const format::Layer& layer = engine.model.layers[l];
-    fail(ErrorCode::kUnsupported, engine.source, ": layer '", layer.name, "' (", layer.op,
-         ") has output shapes that depend on its input data, which the cuda backend does not support yet; "
-         "build the engine for the cpu backend");
-  }
+  // Layers with data-dependent output sizes are run segment by segment (run_segments below); shape
+  // propagation that reads input *values* would need the inputs on the host first.
   if (engine.shapes_depend_on_input_values) {
     fail(ErrorCode::kUnsupported, engine.source,
          ": the engine's shapes depend on input values, which the cuda backend does not support yet");
@@ -217,6 +215,9 @@ class DeviceContext {
     DeviceGuard guard(device->ordinal, DeviceGuard::BestEffort{});
     drop_graphs();
     entries.clear();  // layer states hold cuDNN/cuBLASLt descriptors and plans
+    segment_states.clear();
+    segment_arenas.clear();
+    segment_shape_values.clear();
     host_inputs.clear();
     host_outputs.clear();
     arena = DeviceBuffer();
@@ -255,6 +256,17 @@ class DeviceContext {
   // Staging for execute_from_host.
   std::vector<DeviceBuffer> host_inputs;
   std::vector<DeviceBuffer> host_outputs;
+
+  // Engines with data-dependent shapes (run_segments), per segment: its arena, a buffer for the
+  // shape values its device layers read that the plan gave no arena space, and the kernel states
+  // prepared for each set of shapes seen (a few kept; the key is every tensor's planned shape).
+  struct SegmentStates {
+    std::vector<std::unique_ptr<LayerState>> states;  // per layer of the segment, from its first
+    size_t workspace_bytes = 0;
+  };
+  std::vector<DeviceBuffer> segment_arenas;
+  std::vector<DeviceBuffer> segment_shape_values;
+  std::vector<std::map<std::vector<Shape>, SegmentStates>> segment_states;
 };
 
 namespace {
@@ -449,8 +461,201 @@ DeviceContext::ShapeEntry& prepare_call(DeviceContext& dc, CallState& cs, std::s
   return entry;
 }
 
+// ---- engines with data-dependent shapes ------------------------------------------------------
+//
+// Run eagerly, one segment after another (EnginePlan::segment_ends): segment k is planned (shapes,
+// arena) only once the data-dependent layer ending segment k-1 ran and reported the shapes it wrote
+// (its launch synchronises the stream to learn them: LaunchContext::written_shapes). Nothing is
+// captured into a CUDA graph: a captured segment would need its shapes, hence the sizes the layer
+// before it produced, fixed at capture time. Engines without such layers keep the graph path above.
+
+constexpr size_t kMaxCachedSegmentPlans = 16;
+
+size_t output_index(const EnginePlan& engine, const std::string& name) {
+  for (size_t o = 0; o < engine.outputs.size(); ++o)
+    if (engine.outputs[o].name == name) return o;
+  fail(ErrorCode::kInternal, "output '", name, "' is not one of the engine's outputs");
+}
+
+// Binds the device views of the tensors segment `segment` writes: activations in its arena (shape
+// values the plan left without arena space in a buffer of their own), outputs in the caller's
+// buffers (cs.caller_outputs, capacity checked) or, when `staged`, in the context's staging buffers.
+// Uploads the segment's shape values (computed on the host while it was planned).
+void bind_segment(DeviceContext& dc, CallState& cs, size_t segment, bool staged, std::vector<TensorView>& views,
+                  cudaStream_t stream) {
+  const EnginePlan& engine = *dc.engine;
+  const auto& model = engine.model;
+  const auto& plan = cs.plan;
+  const auto here = static_cast<int32_t>(segment);
+  if (dc.segment_arenas.size() <= segment) {
+    dc.segment_arenas.resize(segment + 1);
+    dc.segment_shape_values.resize(segment + 1);
+  }
+  dc.segment_arenas[segment].reserve(std::max<size_t>(plan.segment_arena_sizes.at(segment), kIoAlignment));
+  auto* arena = static_cast<uint8_t*>(dc.segment_arenas[segment].get());
+  // Shape values without an arena offset, packed into their own buffer.
+  std::vector<std::pair<size_t, size_t>> unplaced;  // (tensor, offset)
+  size_t unplaced_bytes = 0;
+  for (size_t t = 0; t < model.tensors.size(); ++t) {
+    if (engine.segment_of[t] != here || model.tensors[t].kind != format::TensorKind::kActivation) continue;
+    if (!plan.has_shape_value[t] || plan.offsets[t] != format::MemoryPlan::kNoOffset) continue;
+    unplaced.emplace_back(t, unplaced_bytes);
+    unplaced_bytes = align_up(unplaced_bytes + plan.shape_values[t].bytes.size(), kIoAlignment);
+  }
+  dc.segment_shape_values[segment].reserve(std::max<size_t>(unplaced_bytes, kIoAlignment));
+  for (const auto& [t, offset] : unplaced) {
+    views[t] = TensorView{model.tensors[t].dtype, plan.shapes[t],
+                          static_cast<uint8_t*>(dc.segment_shape_values[segment].get()) + offset};
+  }
+  for (size_t t = 0; t < model.tensors.size(); ++t) {
+    if (engine.segment_of[t] != here || model.tensors[t].kind != format::TensorKind::kActivation) continue;
+    if (plan.has_shape_value[t] && plan.offsets[t] == format::MemoryPlan::kNoOffset) continue;  // above
+    if (plan.offsets[t] == format::MemoryPlan::kNoOffset) {
+      fail(ErrorCode::kInternal, "tensor '", model.tensors[t].name, "' has no place in segment ", segment,
+           "'s arena");
+    }
+    views[t] = TensorView{model.tensors[t].dtype, plan.shapes[t], arena + plan.offsets[t]};
+  }
+  for (size_t o = 0; o < model.outputs.size(); ++o) {
+    const auto t = static_cast<size_t>(model.outputs[o].tensor);
+    if (engine.segment_of[t] != here) continue;
+    const Shape& planned = plan.shapes[t];
+    const std::string& name = engine.outputs[o].name;
+    const DType dtype = model.tensors[t].dtype;
+    if (staged) {
+      const auto bytes = static_cast<uint64_t>(checked_byte_size(planned, dtype, name));
+      if (bytes > engine.memory_limit.bytes) {
+        fail(ErrorCode::kOutOfMemory, engine.source, ": output '", name, "' (", dtype_name(dtype),
+             shape_to_string(planned), ") needs ", format_bytes(bytes), ", more than ",
+             describe_memory_limit(engine.memory_limit), "; check the input shapes");
+      }
+      dc.host_outputs.resize(model.outputs.size());
+      dc.host_outputs[o].reserve(std::max<size_t>(static_cast<size_t>(bytes), 1));
+      views[t] = TensorView{dtype, planned, dc.host_outputs[o].get()};
+      continue;
+    }
+    const TensorView& buffer = cs.caller_outputs.at(o);
+    if (shape_numel(buffer.shape) < shape_numel(planned)) {
+      fail(ErrorCode::kInvalidArgument, "output '", name, "': the buffer bound to it, ", dtype_name(buffer.dtype),
+           shape_to_string(buffer.shape), ", holds ", shape_numel(buffer.shape),
+           " elements, but for these inputs it needs up to ", shape_numel(planned), " (", shape_to_string(planned),
+           "; its shape depends on the input data)");
+    }
+    views[t] = TensorView{dtype, planned, buffer.data};
+  }
+  bool uploaded = false;
+  for (size_t t = 0; t < model.tensors.size(); ++t) {
+    if (engine.segment_of[t] != here) continue;
+    if (views[t].data == nullptr) views[t].data = backends::placeholder_bytes();
+    if (!plan.has_shape_value[t] || plan.shape_values[t].bytes.empty()) continue;
+    const HostTensor& value = plan.shape_values[t];
+    KILN_CUDA_CHECK(cudaMemcpyAsync(views[t].data, value.bytes.data(), value.bytes.size(), cudaMemcpyHostToDevice,
+                                    stream));
+    uploaded = true;
+  }
+  if (uploaded) KILN_CUDA_CHECK(cudaStreamSynchronize(stream));  // the host copies are the plan's temporaries
+}
+
+// The kernel states of layers [begin, end) for the shapes planned now (prepared once per set).
+DeviceContext::SegmentStates& prepare_segment(DeviceContext& dc, const CallState& cs, size_t segment, size_t begin,
+                                              size_t end, const std::vector<TensorView>& views,
+                                              const std::vector<const HostTensor*>& host) {
+  auto& cache = dc.segment_states.at(segment);
+  if (const auto found = cache.find(cs.plan.shapes); found != cache.end()) return found->second;
+  if (cache.size() >= kMaxCachedSegmentPlans) cache.clear();  // data-dependent sizes vary per call
+  DeviceContext::SegmentStates prepared;
+  prepared.states.resize(end - begin);
+  LaunchViews scratch;
+  for (size_t l = begin; l < end; ++l) {
+    const CudaKernel* kernel = dc.device->kernels[l];
+    if (!kernel || !kernel->prepare) continue;
+    LaunchContext ctx = make_launch(dc, l, scratch, views, host, dc.own_stream);
+    ctx.workspace_size = size_t{1} << 30;
+    size_t workspace = 0;
+    prepared.states[l - begin] = kernel->prepare(ctx, &workspace);
+    prepared.workspace_bytes = std::max(prepared.workspace_bytes, workspace);
+  }
+  return cache.emplace(cs.plan.shapes, std::move(prepared)).first->second;
+}
+
+// Runs an engine with data-dependent shapes whose inputs are bound (device pointers) and whose
+// segment 0 is planned. Leaves cs.plan with every tensor's real shape. `events`: as launch_layers.
+void run_segments(DeviceContext& dc, CallState& cs, bool staged, cudaStream_t stream,
+                  const std::vector<cudaEvent_t>* events = nullptr) {
+  const EnginePlan& engine = *dc.engine;
+  const auto& model = engine.model;
+  const auto& ends = engine.segment_ends;
+  if (dc.segment_states.size() < ends.size()) dc.segment_states.resize(ends.size());
+  std::vector<TensorView> views(model.tensors.size());
+  for (size_t t = 0; t < model.tensors.size(); ++t) {
+    if (model.tensors[t].kind == format::TensorKind::kWeight) views[t] = device_weight(dc, static_cast<int32_t>(t));
+    if (model.tensors[t].kind == format::TensorKind::kInput) views[t] = cs.data[t];
+    if (views[t].data == nullptr) views[t].data = backends::placeholder_bytes();
+  }
+  LaunchViews scratch;
+  size_t begin = 0;
+  for (size_t segment = 0; segment < ends.size(); ++segment) {
+    if (segment > 0) cs.plan_segment(segment);
+    bind_segment(dc, cs, segment, staged, views, stream);
+    const std::vector<const HostTensor*> host = host_values(engine, cs);
+    DeviceContext::SegmentStates& prepared = prepare_segment(dc, cs, segment, begin, ends[segment], views, host);
+    dc.workspace.reserve(std::max<size_t>(prepared.workspace_bytes, kIoAlignment));
+    for (size_t l = begin; l < ends[segment]; ++l) {
+      const CudaKernel* kernel = dc.device->kernels[l];
+      if (!kernel) continue;
+      const format::Layer& layer = model.layers[l];
+      LaunchContext ctx = make_launch(dc, l, scratch, views, host, stream);
+      ctx.workspace = dc.workspace.get();
+      ctx.workspace_size = dc.workspace.size();
+      ctx.state = prepared.states[l - begin].get();
+      const bool reports_shapes = engine.layers[l].def->data_dependent_shapes;
+      std::vector<Shape> written;
+      if (reports_shapes) {
+        for (const int32_t t : layer.outputs) written.push_back(cs.plan.shapes[static_cast<size_t>(t)]);
+        ctx.written_shapes = written;
+      }
+      if (events) KILN_CUDA_CHECK(cudaEventRecord((*events)[2 * l], stream));
+      kernel->launch(ctx);
+      if (events) KILN_CUDA_CHECK(cudaEventRecord((*events)[2 * l + 1], stream));
+      if (!reports_shapes) continue;
+      // The real output shapes, which the next segment is planned from.
+      for (size_t o = 0; o < layer.outputs.size(); ++o) {
+        const auto t = static_cast<size_t>(layer.outputs[o]);
+        const Shape& bound = cs.plan.shapes[t];
+        if (written[o].size() != bound.size() || shape_numel(written[o]) > shape_numel(bound)) {
+          fail(ErrorCode::kInternal, "layer '", layer.name, "' (", layer.op, ") reported shape ",
+               shape_to_string(written[o]), " for tensor '", model.tensors[t].name, "', beyond its bound ",
+               shape_to_string(bound));
+        }
+        cs.plan.shapes[t] = written[o];
+        views[t].shape = written[o];
+      }
+    }
+    begin = ends[segment];
+  }
+}
+
+// Binds a call on caller buffers of an engine with data-dependent shapes: outputs are kept aside
+// (cs.caller_outputs), bound with their capacity checked once their segment is planned.
+void bind_segmented_call(DeviceContext& dc, CallState& cs, std::span<const NamedTensor> inputs,
+                         std::span<const NamedTensor> outputs) {
+  cs.bind_inputs(inputs);
+  cs.update_plan(/*place_shape_values=*/true);
+  cs.check_outputs(outputs);
+  cs.caller_outputs.assign(dc.engine->outputs.size(), TensorView{});
+  for (const NamedTensor& out : outputs) {
+    cs.caller_outputs[output_index(*dc.engine, out.name)] =
+        TensorView{out.tensor.dtype, out.tensor.shape, out.tensor.data ? out.tensor.data : backends::placeholder_bytes()};
+  }
+}
+
 void run(DeviceContext& dc, CallState& cs, std::span<const NamedTensor> inputs, std::span<const NamedTensor> outputs,
          cudaStream_t stream) {
+  if (dc.engine->has_data_dependent_shapes()) {
+    bind_segmented_call(dc, cs, inputs, outputs);
+    run_segments(dc, cs, /*staged=*/false, stream);
+    return;
+  }
   const bool use_graph = dc.graphs_enabled;
   DeviceContext::ShapeEntry& entry = prepare_call(dc, cs, inputs, outputs, stream, use_graph);
   const auto& model = dc.engine->model;
@@ -518,16 +723,31 @@ void execute_on_device(DeviceContext& dc, CallState& cs, std::span<const NamedTe
 std::vector<LayerTiming> profile_on_device(DeviceContext& dc, CallState& cs, std::span<const NamedTensor> inputs,
                                            std::span<const NamedTensor> outputs, int iterations) {
   DeviceGuard guard(dc.device->ordinal);
-  DeviceContext::ShapeEntry* entry = &prepare_call(dc, cs, inputs, outputs, nullptr, /*use_graph=*/false);
-  const std::vector<TensorView> views = device_views(dc, cs, *entry, false);
+  const bool segmented = dc.engine->has_data_dependent_shapes();
+  DeviceContext::ShapeEntry* entry = nullptr;
+  std::vector<TensorView> views;
+  if (segmented) {
+    bind_segmented_call(dc, cs, inputs, outputs);
+  } else {
+    entry = &prepare_call(dc, cs, inputs, outputs, nullptr, /*use_graph=*/false);
+    views = device_views(dc, cs, *entry, false);
+  }
+  // One run; engines with data-dependent shapes re-plan from segment 0 for every run after the first.
+  bool first_run = true;
+  auto launch = [&](const std::vector<cudaEvent_t>* timed) {
+    if (!segmented) return launch_layers(dc, cs, *entry, views, nullptr, timed);
+    if (!first_run) cs.update_plan(/*place_shape_values=*/true);
+    first_run = false;
+    run_segments(dc, cs, /*staged=*/false, nullptr, timed);
+  };
   const auto& layers = dc.engine->model.layers;
   std::vector<cudaEvent_t> events(2 * layers.size(), nullptr);
   for (cudaEvent_t& event : events) KILN_CUDA_CHECK(cudaEventCreate(&event));
   std::vector<std::vector<float>> samples(layers.size());
   try {
-    launch_layers(dc, cs, *entry, views, nullptr);  // warm-up
+    launch(nullptr);  // warm-up
     for (int i = 0; i < std::max(iterations, 1); ++i) {
-      launch_layers(dc, cs, *entry, views, nullptr, &events);
+      launch(&events);
       KILN_CUDA_CHECK(cudaStreamSynchronize(nullptr));
       for (size_t l = 0; l < layers.size(); ++l) {
         if (!dc.device->kernels[l]) continue;
@@ -551,6 +771,28 @@ std::vector<LayerTiming> profile_on_device(DeviceContext& dc, CallState& cs, std
   return timings;
 }
 
+// execute_from_host for engines with data-dependent shapes, once the inputs are on the device: the
+// outputs are staged on the device at their bounds, then copied back in their real shapes.
+std::vector<Tensor> execute_segmented_from_host(DeviceContext& dc, CallState& cs,
+                                                std::span<const NamedTensor> device_inputs) {
+  const auto& model = dc.engine->model;
+  cs.bind_inputs(device_inputs);
+  cs.update_plan(/*place_shape_values=*/true);
+  run_segments(dc, cs, /*staged=*/true, dc.own_stream);
+  std::vector<Tensor> results(model.outputs.size());
+  for (size_t o = 0; o < results.size(); ++o) {
+    Tensor& r = results[o];
+    r.dtype = dc.engine->outputs[o].dtype;
+    r.shape = cs.plan.shapes[model.outputs[o].tensor];
+    r.bytes.resize(static_cast<size_t>(checked_byte_size(r.shape, r.dtype, dc.engine->outputs[o].name)));
+    if (r.bytes.empty()) continue;
+    KILN_CUDA_CHECK(cudaMemcpyAsync(r.bytes.data(), dc.host_outputs.at(o).get(), r.bytes.size(),
+                                    cudaMemcpyDeviceToHost, dc.own_stream));
+  }
+  KILN_CUDA_CHECK(cudaStreamSynchronize(dc.own_stream));
+  return results;
+}
+
 std::vector<Tensor> execute_from_host(DeviceContext& dc, CallState& cs, std::span<const NamedTensor> inputs) {
   DeviceGuard guard(dc.device->ordinal);
   // Validate and size everything on the host before touching the device.
@@ -568,6 +810,7 @@ std::vector<Tensor> execute_from_host(DeviceContext& dc, CallState& cs, std::spa
     }
     device_inputs[i].tensor.data = dc.host_inputs[i].get();
   }
+  if (dc.engine->has_data_dependent_shapes()) return execute_segmented_from_host(dc, cs, device_inputs);
   std::vector<Tensor> results(model.outputs.size());
   std::vector<NamedTensor> device_outputs(model.outputs.size());
   dc.host_outputs.resize(model.outputs.size());
@@ -607,7 +850,10 @@ class CudaContext final : public backends::BackendContext {
   // Device layers cannot read host memory: shape values get arena space and are uploaded.
   bool places_shape_values() const override { return true; }
   void set_graphs(bool enabled) override { dc_.graphs_enabled = enabled; }
-  bool graphs_enabled() const override { return dc_.graphs_enabled; }
+  // Engines with data-dependent shapes run uncaptured whatever the setting (run_segments).
+  bool graphs_enabled() const override {
+    return dc_.graphs_enabled && !dc_.engine->has_data_dependent_shapes();
+  }
 
  private:
   DeviceContext dc_;

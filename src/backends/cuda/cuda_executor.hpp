@@ -18,9 +18,10 @@ struct CudaKernel;  // cuda_kernel.hpp
 // the per-layer test of find_cuda_kernels (attributes aside). Never throws.
 bool supports_layer(const format::EngineModel& model, const format::Layer& layer);
 
-// Throws kUnsupported, naming the first layer concerned, when the engine has a layer whose output
-// shapes depend on its input data or shapes that depend on input values (the CUDA executor plans
-// neither). Needs no GPU.
+// Throws kUnsupported when the engine's shapes depend on input values (shape propagation would
+// read input data, which the CUDA executor keeps on the device). Layers whose output sizes depend
+// on their input data are supported: such engines run segment by segment, uncaptured (see
+// create_device_context). Needs no GPU.
 void refuse_value_dependent_shapes(const backends::EnginePlan& engine);
 
 // The CUDA kernel of every layer that runs on the GPU (null for layers run during shape
@@ -40,7 +41,10 @@ std::shared_ptr<const backends::BoundEngine> bind_engine_to_device(const backend
                                                                     const DeviceSpec& device);
 
 // A context of `engine` on the GPU `bound` (what bind_engine_to_device returned for it): its own
-// stream, library handles, arena and captured graphs. Calls on device buffers run on the caller's
+// stream, library handles, arena and captured graphs. Engines with a layer of data-dependent output
+// sizes (EnginePlan::segment_ends) run eagerly, never captured: each segment is planned once the
+// layer ending the previous one reported its real output shapes (its launch synchronises the
+// stream for that), and bound outputs are then written row-major from their buffers' start. Calls on device buffers run on the caller's
 // stream and check the current device (multi-device safe mode switches to the engine's instead);
 // calls on host tensors stage through the context's memory on its own stream and synchronise.
 std::unique_ptr<backends::BackendContext> create_device_context(const backends::EnginePlan& engine,

@@ -32,6 +32,7 @@ const CudaKernelRegistry& cuda_kernels() {
     register_conv_transpose_kernels(r);
     register_group_normalization_kernels(r);
     register_space_depth_kernels(r);
+    register_plugin_kernels(r);
     return r;
   }();
   return registry;

@@ -47,6 +47,11 @@ struct LaunchContext {
   void* workspace = nullptr;     // launch: at least the bytes prepare asked for; prepare: null
   size_t workspace_size = 0;     // prepare: the most it may ask for
   LayerState* state = nullptr;   // launch: what prepare returned
+  // For a layer whose op has data-dependent output sizes (OpDef::data_dependent_shapes): one entry
+  // per output, holding the upper bound its buffer was sized for; launch replaces each with the
+  // shape it actually wrote (row-major from the buffer's start) before returning. Such a launch may
+  // synchronise `stream`: the executor never launches these layers under capture. Empty otherwise.
+  std::span<Shape> written_shapes = {};
 
   bool has_input(size_t i) const { return i < inputs.size() && inputs[i].data != nullptr; }
 
@@ -98,5 +103,6 @@ void register_index_kernels(CudaKernelRegistry& registry);
 void register_conv_transpose_kernels(CudaKernelRegistry& registry);
 void register_group_normalization_kernels(CudaKernelRegistry& registry);
 void register_space_depth_kernels(CudaKernelRegistry& registry);
+void register_plugin_kernels(CudaKernelRegistry& registry);  // plugin layers: the plugin's execute_cuda
 
 }  // namespace kiln::cuda
