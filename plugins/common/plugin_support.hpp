@@ -171,6 +171,14 @@ struct CreatorGlue {
     });
   }
 
+  // A library built without CUDA declares no CUDA path, so kiln refuses its plugins in CUDA
+  // builds up front (naming plugin and backend) instead of failing at the first call.
+#ifdef KILN_PLUGINS_WITH_CUDA
+  static constexpr bool kWithCuda = true;
+#else
+  static constexpr bool kWithCuda = false;
+#endif
+
   static constexpr kiln_plugin_creator make(const char* name, int32_t version,
                                             const kiln_plugin_field_spec* specs, int32_t num_specs,
                                             bool data_dependent) {
@@ -188,7 +196,7 @@ struct CreatorGlue {
                                &infer,
                                &workspace,
                                &execute_cpu,
-                               &execute_cuda};
+                               kWithCuda ? &execute_cuda : nullptr};
   }
 };
 
