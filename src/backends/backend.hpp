@@ -15,9 +15,11 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "backends/engine_plan.hpp"
+#include "backends/kernel_support.hpp"
 #include "base/memory_limit.hpp"
 #include "format/engine_model.hpp"
 #include "kiln/runtime.hpp"
@@ -90,6 +92,10 @@ class Backend {
   // plugin layers, from the plugin registry; attributes and shapes are checked when the engine is
   // bound. Never throws.
   virtual std::string why_unsupported(const format::EngineModel& model, const format::Layer& layer) const = 0;
+  // The ops this backend has kernels for (sorted), and what the kernel of `op` takes (null when it
+  // has none): its registration, for the backend-ops conformance test and tools. Never throw.
+  virtual std::vector<std::string> kernel_ops() const { return {}; }
+  virtual const KernelSupport* kernel_support(std::string_view /*op*/) const { return nullptr; }
   // why_unsupported(model, layer) is "".
   bool supports(const format::EngineModel& model, const format::Layer& layer) const {
     return why_unsupported(model, layer).empty();

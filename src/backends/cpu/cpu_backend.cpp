@@ -328,6 +328,11 @@ class CpuBackend final : public backends::Backend {
     }
   }
 
+  std::vector<std::string> kernel_ops() const override { return cpu_kernels().ops(); }
+  const backends::KernelSupport* kernel_support(std::string_view op) const override {
+    return cpu_kernels().find_support(op);
+  }
+
   std::string why_unsupported(const format::EngineModel& model, const format::Layer& layer) const override {
     const backends::KernelSupport* support = cpu_kernels().find_support(layer.op);
     if (!support) return "the cpu backend has no kernel for op '" + layer.op + "'";

@@ -17,6 +17,11 @@ class CudaBackend final : public backends::Backend {
   // The device is chosen and checked when the engine is bound (it may be any GPU of its arch).
   void check_device(const std::string&, const DeviceSpec&) const override {}
 
+  std::vector<std::string> kernel_ops() const override { return cuda_kernels().ops(); }
+  const backends::KernelSupport* kernel_support(std::string_view op) const override {
+    return cuda_kernels().find_support(op);
+  }
+
   std::string why_unsupported(const format::EngineModel& model, const format::Layer& layer) const override {
     const backends::KernelSupport* support = cuda_kernels().find_support(layer.op);
     if (!support) return "the cuda backend has no kernel for op '" + layer.op + "'";
