@@ -180,6 +180,19 @@ kiln_status kiln_load_plugin_library(const char* path);
 kiln_status kiln_describe_plugin(const char* plugin_namespace, const char* name, int32_t version,
                                  const char** json);
 
+/* Whether `backend` ("cpu", "cuda") of this runtime has a kernel for op `op` (an ONNX op type as
+ * docs/ops.md lists it, or "Plugin") with inputs of `input_dtypes` (kiln_dtype codes, which are
+ * ONNX's TensorProto codes; -1 for an absent optional input) and outputs of `output_dtypes`
+ * (num_outputs may be 0 when unknown). Answers from the kernels' registrations, without building
+ * anything: *reason is "" when it has, else why not (e.g. "input 0 'input0' is float64; the cuda
+ * kernel takes float32, float16, bfloat16"); attributes and shapes are not considered. *reason
+ * stays valid until this thread's next call of this function. Failures: KILN_ERROR_NOT_FOUND for a
+ * backend this runtime lacks (the message lists those it has); KILN_ERROR_INVALID_ARGUMENT for a
+ * NULL argument or a code that is no kiln dtype. */
+kiln_status kiln_backend_supports(const char* backend, const char* op, const int32_t* input_dtypes,
+                                  size_t num_inputs, const int32_t* output_dtypes, size_t num_outputs,
+                                  const char** reason);
+
 #ifdef __cplusplus
 }
 #endif

@@ -45,6 +45,7 @@ __all__ = [
     "build_onnx",
     "load_plugin_library",
     "describe_plugin",
+    "supports",
     "runtime_version",
     "engine_format_version",
     "KilnError",
@@ -218,6 +219,41 @@ def describe_plugin(plugin_namespace: str, name: str, version: int = 0) -> "dict
         return None
     _capi.check(status)
     return json.loads(text.value.decode())
+
+
+def supports(op: str, input_dtypes, backend: str = "cpu", output_dtypes=()) -> "str | None":
+    """Whether ``backend`` has a kernel for ``op`` (an ONNX op type, docs/ops.md) with inputs of
+    ``input_dtypes`` and outputs of ``output_dtypes`` (each a kiln dtype name such as
+    ``"float16"``, a numpy dtype, or a kiln/ONNX TensorProto code; None for an absent optional
+    input). Answered from the kernels' registrations without building anything; attributes and
+    shapes are not considered. Returns None when it has, else the reason. Raises NotFoundError for
+    a backend this runtime lacks."""
+    import ctypes
+
+    def code(dtype) -> int:
+        if dtype is None:
+            return -1
+        if isinstance(dtype, int):
+            return dtype
+        if isinstance(dtype, str):
+            for c, name in _KILN_DTYPE_NAMES.items():
+                if name == dtype:
+                    return c
+        found = _NUMPY_TO_KILN.get(np.dtype(dtype))
+        if found is None:
+            raise InvalidArgumentError(f"kiln.supports: {dtype!r} is no kiln dtype")
+        return found
+
+    ins = [code(d) for d in input_dtypes]
+    outs = [code(d) for d in output_dtypes]
+    in_array = (ctypes.c_int32 * max(len(ins), 1))(*ins)
+    out_array = (ctypes.c_int32 * max(len(outs), 1))(*outs)
+    reason = ctypes.c_char_p()
+    _capi.check(_capi.runtime().kiln_backend_supports(
+        _c_string(backend, "backend"), _c_string(op, "op"), in_array, len(ins), out_array, len(outs),
+        ctypes.byref(reason)))
+    text = reason.value.decode() if reason.value else ""
+    return text or None
 
 
 def runtime_version() -> str:

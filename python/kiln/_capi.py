@@ -200,6 +200,9 @@ def runtime() -> ctypes.CDLL:
             _declare(lib, "kiln_load_plugin_library", _c_status, [cp])
             _declare(lib, "kiln_describe_plugin", _c_status,
                      [cp, cp, ctypes.c_int32, ctypes.POINTER(cp)])
+            _declare(lib, "kiln_backend_supports", _c_status,
+                     [cp, cp, ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t,
+                      ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t, ctypes.POINTER(cp)])
             _declare(lib, "kiln_context_output_shape", _c_status,
                      [_p, cp, ctypes.POINTER(ctypes.c_int32),
                       ctypes.POINTER(ctypes.POINTER(ctypes.c_int64))])

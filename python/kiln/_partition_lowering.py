@@ -189,7 +189,10 @@ def probe_node(gm: torch.fx.GraphModule, node: torch.fx.Node, target: str = "cpu
         if not sub.inputs:
             reason = "has no tensor inputs (left to PyTorch)"
         else:
-            build_engine(to_onnx(sub, None), precision="fp32", target=target, device=device)
+            lowered = to_onnx(sub, None)
+            reason = refused_by_kernel_registrations(lowered.onnx_bytes, target)
+            if reason is None:
+                build_engine(lowered, precision="fp32", target=target, device=device)
     except (UnsupportedError, InvalidArgumentError) as error:
         # Only what kiln says about the model; a missing library or an internal error is not
         # a property of the op and propagates.
@@ -200,6 +203,45 @@ def probe_node(gm: torch.fx.GraphModule, node: torch.fx.Node, target: str = "cpu
         reason = f"ONNX export failed: {type(error).__name__}: {_first_lines(str(error))}"
     _PROBE_CACHE[key] = reason
     return reason
+
+
+def refused_by_kernel_registrations(onnx_bytes: bytes, target: str) -> str | None:
+    """Asks ``kiln.supports`` about each node of the exported ONNX model whose op has a kernel on
+    ``target`` and whose input dtypes ONNX's shape inference knows: the reason ("kiln: node ...")
+    for the first one the kernel registrations refuse, else None. Ops without a kernel of their
+    name (the importer may rewrite them), plugin domains and nodes of unknown dtypes are left to
+    the trial build, as is every answer when ``target``'s backend is not in this runtime."""
+    import onnx
+
+    from . import NotFoundError, supports
+
+    try:
+        model = onnx.shape_inference.infer_shapes(onnx.load_from_string(onnx_bytes))
+    except Exception:  # inference failing is the build's to report
+        return None
+    graph = model.graph
+    dtypes = {v.name: v.type.tensor_type.elem_type
+              for v in list(graph.input) + list(graph.output) + list(graph.value_info)}
+    dtypes.update({init.name: init.data_type for init in graph.initializer})
+    known_ops: dict[str, bool] = {}
+    for node in graph.node:
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        if node.op_type not in known_ops:
+            try:
+                known_ops[node.op_type] = supports(node.op_type, [], backend=target) is None
+            except NotFoundError:
+                return None
+        if not known_ops[node.op_type]:
+            continue
+        inputs = [dtypes.get(name, 0) if name else -1 for name in node.input]
+        outputs = [dtypes.get(name, 0) for name in node.output]
+        if any(code == 0 for code in inputs + outputs):
+            continue
+        reason = supports(node.op_type, inputs, backend=target, output_dtypes=outputs)
+        if reason is not None:
+            return f"kiln: node '{node.name}' ({node.op_type}) on {target}: {reason}"
+    return None
 
 
 def _first_lines(text: str, count: int = 3) -> str:

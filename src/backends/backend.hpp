@@ -15,9 +15,11 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "backends/engine_plan.hpp"
+#include "backends/kernel_support.hpp"
 #include "base/memory_limit.hpp"
 #include "format/engine_model.hpp"
 #include "kiln/runtime.hpp"
@@ -83,9 +85,21 @@ class Backend {
   // engine of this backend can never run on `device`, so the caller learns that first.
   virtual void check_device(const std::string& source, const DeviceSpec& device) const = 0;
 
-  // Whether this backend has a kernel for `layer` of `model` that takes its op and the dtypes of
-  // its tensors (attributes are checked when the engine is bound). Never throws.
-  virtual bool supports(const format::EngineModel& model, const format::Layer& layer) const = 0;
+  // "" when this backend has a kernel for `layer` of `model` that takes its op and the dtypes of
+  // its tensors, else why not, naming what is missing or the tensor, its dtype and the dtypes the
+  // kernel takes (e.g. "input 0 'x' is float64; the cuda kernel takes float32, float16,
+  // bfloat16"). Answers from the kernel registrations (backends/kernel_support.hpp) and, for
+  // plugin layers, from the plugin registry; attributes and shapes are checked when the engine is
+  // bound. Never throws.
+  virtual std::string why_unsupported(const format::EngineModel& model, const format::Layer& layer) const = 0;
+  // The ops this backend has kernels for (sorted), and what the kernel of `op` takes (null when it
+  // has none): its registration, for the backend-ops conformance test and tools. Never throw.
+  virtual std::vector<std::string> kernel_ops() const { return {}; }
+  virtual const KernelSupport* kernel_support(std::string_view /*op*/) const { return nullptr; }
+  // why_unsupported(model, layer) is "".
+  bool supports(const format::EngineModel& model, const format::Layer& layer) const {
+    return why_unsupported(model, layer).empty();
+  }
 
   // The checks bind makes that need no device, for an engine built for another machine: throws
   // kUnsupported, naming every layer concerned, for layers this backend cannot run (and what

@@ -6,6 +6,7 @@
 #include <optional>
 #include <span>
 
+#include "backends/backend_registry.hpp"
 #include "base/checked_math.hpp"
 #include "base/error.hpp"
 #include "base/json.hpp"
@@ -241,6 +242,26 @@ void optimize_graph(ir::Graph& graph) { optimize_graph(graph, nullptr); }
 
 namespace {
 
+// An engine for the host backend (cpu) runs every layer there: each layer must be one that
+// backend's kernel registrations take, which is asked here so that the build fails naming the
+// node, op, backend and the dtype expected vs got, not a load. (Engines for another backend are
+// checked by check_loadable_off_device, which asks that backend, or by their run on its device.)
+void check_host_backend_supports(const format::EngineModel& model, const std::string& source) {
+  const backends::Backend& host = backends::host_backend();
+  if (model.target.backend != host.name()) return;
+  std::string list;
+  size_t count = 0;
+  for (const format::Layer& layer : model.layers) {
+    const std::string reason = host.why_unsupported(model, layer);
+    if (reason.empty()) continue;
+    list += "\n  node '" + layer.name + "' (op '" + layer.op + "'): " + reason;
+    ++count;
+  }
+  if (count > 0) {
+    fail(ErrorCode::kUnsupported, source, ": the ", host.name(), " backend cannot run ", count, " layer(s):", list);
+  }
+}
+
 format::EngineModel build_model_with_layout(ir::Graph graph, const BuilderConfig& config, const std::string& source,
                                             ConvLayout layout) {
   ResolvedConfig resolved = resolve_config(config);
@@ -262,6 +283,7 @@ format::EngineModel build_model_with_layout(ir::Graph graph, const BuilderConfig
                                           config.explain ? &explanation : nullptr);
   format::EngineModel model = emit_engine_model(graph, options);
   model.plugins = plugins::plugin_refs_of_layers(model);
+  check_host_backend_supports(model, source);
   check_arena_fits(model, memory_limit);
   model.kernels = std::move(kernels);
   return model;

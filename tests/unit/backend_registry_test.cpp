@@ -2,6 +2,7 @@
 // built-in backends: lookup by name, the messages for targets this runtime cannot run, and
 // supports() answered from the kernel registries.
 #include "backends/backend_registry.hpp"
+#include "backends/kernel_support.hpp"
 
 #include <gtest/gtest.h>
 
@@ -86,7 +87,9 @@ class NullBackend final : public Backend {
  public:
   const std::string& name() const override { return name_; }
   void check_device(const std::string&, const DeviceSpec&) const override {}
-  bool supports(const format::EngineModel&, const format::Layer&) const override { return false; }
+  std::string why_unsupported(const format::EngineModel&, const format::Layer&) const override {
+    return "a test backend runs nothing";
+  }
   void check_loadable(const EnginePlan&) const override {}
   std::shared_ptr<const BoundEngine> bind(const EnginePlan&, const DeviceSpec&) const override { return nullptr; }
   std::unique_ptr<BackendContext> create_context(const EnginePlan&, std::shared_ptr<const BoundEngine>) const override {
@@ -139,6 +142,28 @@ TEST(BackendSupports, TheCpuBackendSupportsTheOpsOfItsKernelRegistry) {
   EXPECT_TRUE(cpu.supports(unsigned_relu, unsigned_relu.layers[0]));
   const format::EngineModel unknown = one_layer_model("NoSuchOp", DType::kFloat32);
   EXPECT_FALSE(cpu.supports(unknown, unknown.layers[0]));
+  EXPECT_EQ(cpu.why_unsupported(unknown, unknown.layers[0]), "the cpu backend has no kernel for op 'NoSuchOp'");
+}
+
+TEST(BackendSupports, APluginLayerIsAnsweredByThePluginRegistry) {
+  const Backend& cpu = *find_backend("cpu");
+  format::EngineModel plugin = one_layer_model("Plugin", DType::kFloat32);
+  plugin.layers[0].attrs.set("kiln_plugin_namespace", Attribute::of_string("nobody"));
+  plugin.layers[0].attrs.set("kiln_plugin_name", Attribute::of_string("NoSuchPlugin"));
+  plugin.layers[0].attrs.set("kiln_plugin_version", Attribute::of_int(1));
+  const std::string reason = cpu.why_unsupported(plugin, plugin.layers[0]);
+  EXPECT_NE(reason.find("NoSuchPlugin"), std::string::npos) << reason;
+}
+
+TEST(KernelSupport, NamesTheTensorItsDtypeAndWhatTheKernelTakes) {
+  const format::EngineModel model = one_layer_model("Softmax", DType::kFloat64);
+  const KernelSupport support{.inputs = {{{0}, kNnFloatDTypes}}};
+  EXPECT_EQ(check_kernel_support(support, model, model.layers[0], "cuda"),
+            "input 0 'x' is float64; the cuda kernel takes float32, float16, bfloat16");
+  const KernelSupport no_float64{.every_tensor = DTypeSet::all().without({DType::kFloat64})};
+  EXPECT_NE(check_kernel_support(no_float64, model, model.layers[0], "gpu").find("input 0 'x' is float64"),
+            std::string::npos);
+  EXPECT_EQ(check_kernel_support(KernelSupport{}, model, model.layers[0], "cpu"), "");
 }
 
 TEST(BackendSupports, TheCudaBackendRefusesWhatItsLoadRefuses) {
@@ -155,6 +180,10 @@ TEST(BackendSupports, TheCudaBackendRefusesWhatItsLoadRefuses) {
   EXPECT_FALSE(cuda->supports(max_pool_indices, max_pool_indices.layers[0]));
   const format::EngineModel unknown = one_layer_model("NoSuchOp", DType::kFloat32);
   EXPECT_FALSE(cuda->supports(unknown, unknown.layers[0]));
+  EXPECT_EQ(cuda->why_unsupported(double_softmax, double_softmax.layers[0]),
+            "input 0 'x' is float64; the cuda kernel takes float32, float16, bfloat16");
+  EXPECT_NE(cuda->why_unsupported(unsigned_relu, unsigned_relu.layers[0]).find("input 0 'x' is uint32"),
+            std::string::npos);
 }
 
 }  // namespace

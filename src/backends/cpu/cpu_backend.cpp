@@ -244,8 +244,9 @@ std::string missing_kernel_list(const EnginePlan& engine, const backends::Backen
   std::string list;
   size_t count = 0;
   for (const format::Layer& layer : engine.model.layers) {
-    if (backend.supports(engine.model, layer)) continue;
-    list += "\n  layer '" + layer.name + "' (op '" + layer.op + "')";
+    const std::string reason = backend.why_unsupported(engine.model, layer);
+    if (reason.empty()) continue;
+    list += "\n  layer '" + layer.name + "' (op '" + layer.op + "'): " + reason;
     ++count;
   }
   if (count == 0) return "";
@@ -327,8 +328,15 @@ class CpuBackend final : public backends::Backend {
     }
   }
 
-  bool supports(const format::EngineModel&, const format::Layer& layer) const override {
-    return cpu_kernels().find(layer.op) != nullptr;
+  std::vector<std::string> kernel_ops() const override { return cpu_kernels().ops(); }
+  const backends::KernelSupport* kernel_support(std::string_view op) const override {
+    return cpu_kernels().find_support(op);
+  }
+
+  std::string why_unsupported(const format::EngineModel& model, const format::Layer& layer) const override {
+    const backends::KernelSupport* support = cpu_kernels().find_support(layer.op);
+    if (!support) return "the cpu backend has no kernel for op '" + layer.op + "'";
+    return backends::check_kernel_support(*support, model, layer, name_);
   }
 
   // The host runs every layer: each needs a CPU kernel.

@@ -6,9 +6,11 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "base/attributes.hpp"
 #include "base/error.hpp"
+#include "backends/kernel_support.hpp"
 #include "base/host_tensor.hpp"
 
 namespace kiln::cpu {
@@ -43,14 +45,23 @@ struct CpuKernel {
   bool float_compute = true;
 };
 
+// The CPU kernels by op, each with what it takes (backends/kernel_support.hpp). The CPU backend is
+// the reference: a kernel takes every dtype its op allows unless its registration says less.
 class CpuKernelRegistry {
  public:
   // Throws kInternal on a duplicate op.
-  void add(std::string_view op, CpuKernel kernel);
+  void add(std::string_view op, CpuKernel kernel, backends::KernelSupport support = {});
   const CpuKernel* find(std::string_view op) const;
+  // What the kernel of `op` takes, or null when there is none.
+  const backends::KernelSupport* find_support(std::string_view op) const;
+  std::vector<std::string> ops() const;  // sorted
 
  private:
-  std::unordered_map<std::string, CpuKernel> kernels_;
+  struct Entry {
+    CpuKernel kernel;
+    backends::KernelSupport support;
+  };
+  std::unordered_map<std::string, Entry> kernels_;
 };
 
 // Every built-in CPU kernel, built on first use (thread-safe).

@@ -82,12 +82,33 @@ void run_plugin(KernelContext& ctx) {
   }
 }
 
+// Whether the cpu runs this plugin layer, answered by the plugin registry: its creator is
+// registered, has a CPU implementation and takes the input dtypes (its `supports` call).
+std::string plugin_runs_on_cpu(const format::EngineModel& model, const format::Layer& layer) {
+  try {
+    const auto instance = plugins::instance_of_layer(layer.attrs, layer.name);
+    if (!instance->creator().creator->execute_cpu) {
+      return "plugin " + instance->creator().label() + " has no CPU implementation (execute_cpu)";
+    }
+    std::vector<DType> dtypes;
+    for (const int32_t id : layer.inputs) {
+      const bool known = id >= 0 && static_cast<size_t>(id) < model.tensors.size();
+      dtypes.push_back(known ? model.tensors[static_cast<size_t>(id)].dtype : DType::kFloat32);
+    }
+    instance->check_dtypes(dtypes);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 }  // namespace
 
 void register_plugin_kernels(CpuKernelRegistry& registry) {
   // float_compute off: the plugin sees the dtypes it declared it supports.
-  registry.add(plugins::kPluginOp, CpuKernel{&run_plugin_naming_layer, false});
-  registry.add(plugins::kDataDependentPluginOp, CpuKernel{&run_plugin_naming_layer, false});
+  registry.add(plugins::kPluginOp, CpuKernel{&run_plugin_naming_layer, false}, {.check = plugin_runs_on_cpu});
+  registry.add(plugins::kDataDependentPluginOp, CpuKernel{&run_plugin_naming_layer, false},
+               {.check = plugin_runs_on_cpu});
 }
 
 }  // namespace kiln::cpu

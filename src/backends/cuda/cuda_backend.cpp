@@ -4,6 +4,7 @@
 
 #include "backends/cuda/cuda_device.hpp"
 #include "backends/cuda/cuda_executor.hpp"
+#include "backends/cuda/cuda_kernel.hpp"
 #include "base/error.hpp"
 
 namespace kiln::cuda {
@@ -16,12 +17,35 @@ class CudaBackend final : public backends::Backend {
   // The device is chosen and checked when the engine is bound (it may be any GPU of its arch).
   void check_device(const std::string&, const DeviceSpec&) const override {}
 
-  bool supports(const format::EngineModel& model, const format::Layer& layer) const override {
-    return supports_layer(model, layer);
+  std::vector<std::string> kernel_ops() const override { return cuda_kernels().ops(); }
+  const backends::KernelSupport* kernel_support(std::string_view op) const override {
+    return cuda_kernels().find_support(op);
   }
 
+  std::string why_unsupported(const format::EngineModel& model, const format::Layer& layer) const override {
+    const backends::KernelSupport* support = cuda_kernels().find_support(layer.op);
+    if (!support) return "the cuda backend has no kernel for op '" + layer.op + "'";
+    return backends::check_kernel_support(*support, model, layer, name_);
+  }
+
+  // Every layer the device runs (not the shape-value layers the host runs, nor views) must be one
+  // its kernel registrations take; then the kernels' attribute checks.
   void check_loadable(const backends::EnginePlan& engine) const override {
     refuse_value_dependent_shapes(engine);
+    std::string list;
+    size_t count = 0;
+    for (size_t l = 0; l < engine.model.layers.size(); ++l) {
+      if (engine.layers[l].computes_shape_values || engine.layers[l].is_view) continue;
+      const format::Layer& layer = engine.model.layers[l];
+      const std::string reason = why_unsupported(engine.model, layer);
+      if (reason.empty()) continue;
+      list += "\n  layer '" + layer.name + "' (op '" + layer.op + "'): " + reason;
+      ++count;
+    }
+    if (count > 0) {
+      fail(ErrorCode::kUnsupported, engine.source, ": this runtime (kiln ", KILN_VERSION, ") cannot run ", count,
+           " layer(s) on the cuda backend (build them for the cpu target):", list);
+    }
     find_cuda_kernels(engine);
   }
 

@@ -1,16 +1,32 @@
 #include "backends/cuda/cuda_kernel.hpp"
 
+#include <algorithm>
+
 namespace kiln::cuda {
 
-void CudaKernelRegistry::add(std::string_view op, CudaKernel kernel) {
+void CudaKernelRegistry::add(std::string_view op, CudaKernel kernel, backends::KernelSupport support) {
   KILN_ASSERT(kernel.launch != nullptr, "CUDA kernel for ", op, " has no launch");
-  auto [it, inserted] = kernels_.emplace(std::string(op), kernel);
+  support.every_tensor = support.every_tensor.intersect(kCudaTensorDTypes);
+  auto [it, inserted] = kernels_.emplace(std::string(op), Entry{kernel, std::move(support)});
   KILN_ASSERT(inserted, "CUDA kernel for ", op, " registered twice");
 }
 
 const CudaKernel* CudaKernelRegistry::find(std::string_view op) const {
   auto it = kernels_.find(std::string(op));
-  return it == kernels_.end() ? nullptr : &it->second;
+  return it == kernels_.end() ? nullptr : &it->second.kernel;
+}
+
+const backends::KernelSupport* CudaKernelRegistry::find_support(std::string_view op) const {
+  auto it = kernels_.find(std::string(op));
+  return it == kernels_.end() ? nullptr : &it->second.support;
+}
+
+std::vector<std::string> CudaKernelRegistry::ops() const {
+  std::vector<std::string> out;
+  out.reserve(kernels_.size());
+  for (const auto& [op, entry] : kernels_) out.push_back(op);
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 const CudaKernelRegistry& cuda_kernels() {

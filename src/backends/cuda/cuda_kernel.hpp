@@ -10,8 +10,10 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "backends/cuda/cuda_device.hpp"
+#include "backends/kernel_support.hpp"
 #include "base/attributes.hpp"
 #include "base/error.hpp"
 #include "base/host_tensor.hpp"
@@ -74,13 +76,30 @@ struct CudaKernel {
                            const AttributeMap& attrs) = nullptr;
 };
 
+// The dtypes any CUDA kernel may read or write. No CUDA kernel is written for uint16/uint32/uint64,
+// float8 (float8e8m0 too) or int4/uint4/int2/uint2/float4e2m1 tensors (the CPU backend has them),
+// and several pick their code by element size alone, so layers with such tensors are refused
+// before they could run.
+inline constexpr backends::DTypeSet kCudaTensorDTypes{
+    DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64, DType::kInt8, DType::kUInt8,
+    DType::kInt16,   DType::kInt32,   DType::kInt64,    DType::kBool};
+
+// The CUDA kernels by op, each with what it takes (backends/kernel_support.hpp); every
+// registration is narrowed to kCudaTensorDTypes.
 class CudaKernelRegistry {
  public:
-  void add(std::string_view op, CudaKernel kernel);  // kInternal on a duplicate
+  void add(std::string_view op, CudaKernel kernel, backends::KernelSupport support = {});  // kInternal on a duplicate
   const CudaKernel* find(std::string_view op) const;
+  // What the kernel of `op` takes, or null when there is none.
+  const backends::KernelSupport* find_support(std::string_view op) const;
+  std::vector<std::string> ops() const;  // sorted
 
  private:
-  std::unordered_map<std::string, CudaKernel> kernels_;
+  struct Entry {
+    CudaKernel kernel;
+    backends::KernelSupport support;
+  };
+  std::unordered_map<std::string, Entry> kernels_;
 };
 
 // Every built-in CUDA kernel, built on first use (thread-safe).

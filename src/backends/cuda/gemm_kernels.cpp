@@ -354,8 +354,10 @@ void launch_gemm(LaunchContext& ctx) {
 }  // namespace
 
 void register_gemm_kernels(CudaKernelRegistry& registry) {
-  registry.add("MatMul", CudaKernel{prepare_gemm, launch_gemm});
-  registry.add("Gemm", CudaKernel{prepare_gemm, launch_gemm});
+  // float32/float16/bfloat16 only: a float64 GEMM would read the doubles as other values.
+  const backends::KernelSupport nn_float{.inputs = {{{0}, backends::kNnFloatDTypes}}};
+  registry.add("MatMul", CudaKernel{prepare_gemm, launch_gemm}, nn_float);
+  registry.add("Gemm", CudaKernel{prepare_gemm, launch_gemm}, nn_float);
 }
 
 }  // namespace kiln::cuda

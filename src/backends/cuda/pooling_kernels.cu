@@ -479,8 +479,17 @@ void launch_global_pool(LaunchContext& ctx) {
 }  // namespace
 }  // namespace nn
 
+namespace {
+// The MaxPool kernel writes the pooled values only: the Indices output is computed on the cpu.
+std::string refuse_max_pool_indices(const format::EngineModel&, const format::Layer& layer) {
+  return layer.outputs.size() > 1 ? "its Indices output (output 1) is computed by the cpu backend only" : "";
+}
+}  // namespace
+
 void register_pooling_kernels(CudaKernelRegistry& registry) {
-  registry.add("MaxPool", CudaKernel{nullptr, nn::launch_pool<true>});
+  // float32/float16/bfloat16 only (no int8/uint8 or float64 MaxPool).
+  registry.add("MaxPool", CudaKernel{nullptr, nn::launch_pool<true>},
+               {.inputs = {{{0}, backends::kNnFloatDTypes}}, .check = refuse_max_pool_indices});
   registry.add("AveragePool", CudaKernel{nullptr, nn::launch_pool<false>});
   registry.add("GlobalAveragePool",
                CudaKernel{nn::prepare_global_pool, nn::launch_global_pool<false>});

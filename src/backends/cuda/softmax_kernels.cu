@@ -242,8 +242,9 @@ void launch_softmax(LaunchContext& ctx) {
 }  // namespace nn
 
 void register_softmax_kernels(CudaKernelRegistry& registry) {
-  registry.add("Softmax", CudaKernel{nullptr, nn::launch_softmax<false>});
-  registry.add("LogSoftmax", CudaKernel{nullptr, nn::launch_softmax<true>});
+  const backends::KernelSupport nn_float{.inputs = {{{0}, backends::kNnFloatDTypes}}};
+  registry.add("Softmax", CudaKernel{nullptr, nn::launch_softmax<false>}, nn_float);
+  registry.add("LogSoftmax", CudaKernel{nullptr, nn::launch_softmax<true>}, nn_float);
 }
 
 }  // namespace kiln::cuda
