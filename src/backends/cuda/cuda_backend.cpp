@@ -32,26 +32,34 @@ class CudaBackend final : public backends::Backend {
   // its kernel registrations take; then the kernels' attribute checks.
   void check_loadable(const backends::EnginePlan& engine) const override {
     refuse_value_dependent_shapes(engine);
-    std::string list;
-    size_t count = 0;
+    std::string missing, refused;
+    size_t missing_count = 0, refused_count = 0;
     for (size_t l = 0; l < engine.model.layers.size(); ++l) {
       if (engine.layers[l].computes_shape_values || engine.layers[l].is_view) continue;
       const format::Layer& layer = engine.model.layers[l];
-      const std::string reason = why_unsupported(engine.model, layer);
-      if (reason.empty()) continue;
-      list += "\n  layer '" + layer.name + "' (op '" + layer.op + "'): " + reason;
-      ++count;
+      const std::string where = "\n  layer '" + layer.name + "' (op '" + layer.op + "')";
+      if (!cuda_kernels().find_support(layer.op)) {
+        missing += where;
+        ++missing_count;
+      } else if (const std::string reason = why_unsupported(engine.model, layer); !reason.empty()) {
+        refused += where + ": " + reason;
+        ++refused_count;
+      }
     }
-    if (count > 0) {
-      fail(ErrorCode::kUnsupported, engine.source, ": this runtime (kiln ", KILN_VERSION, ") cannot run ", count,
-           " layer(s) on the cuda backend (build them for the cpu target):", list);
+    if (missing_count > 0) {
+      fail(ErrorCode::kUnsupported, engine.source, ": this runtime (kiln ", KILN_VERSION, ") has no cuda kernel for ",
+           missing_count, " layer(s):", missing);
+    }
+    if (refused_count > 0) {
+      fail(ErrorCode::kUnsupported, engine.source, ": this runtime (kiln ", KILN_VERSION, ") cannot run ",
+           refused_count, " layer(s) on the cuda backend (build them for the cpu target):", refused);
     }
     find_cuda_kernels(engine);
   }
 
   std::shared_ptr<const backends::BoundEngine> bind(const backends::EnginePlan& engine,
                                                     const DeviceSpec& device) const override {
-    refuse_value_dependent_shapes(engine);
+    check_loadable(engine);  // the same refusals as a build for this target, before any device work
     return bind_engine_to_device(engine, device);
   }
 

@@ -85,49 +85,7 @@ int choose_device(const format::Target& target, const DeviceSpec& spec, const st
   return check(current);  // throws, naming the current device
 }
 
-// "uint32 tensor 'x'" for the first uint16/uint32/uint64, float8 (float8e8m0 too), int4/uint4/
-// int2/uint2 or float4e2m1 tensor `layer` reads or writes; "" when none. No CUDA kernel is written
-// for these dtypes (the CPU backend has them), and several CUDA kernels pick their code by element
-// size alone, so such a layer is refused before it could run.
-std::string cpu_only_tensor(const format::EngineModel& model, const format::Layer& layer) {
-  for (const std::vector<int32_t>* ids : {&layer.inputs, &layer.outputs}) {
-    for (const int32_t id : *ids) {
-      if (id < 0) continue;
-      const format::TensorDesc& tensor = model.tensors.at(static_cast<size_t>(id));
-      if (tensor.dtype == DType::kUInt16 || tensor.dtype == DType::kUInt32 || tensor.dtype == DType::kUInt64 ||
-          is_float8(tensor.dtype) || tensor.dtype == DType::kFloat8E8M0 ||
-          is_sub_byte(tensor.dtype)) {
-        return std::string(dtype_name(tensor.dtype)) + " tensor '" + tensor.name + "'";
-      }
-    }
-  }
-  return "";
-}
-
-// "float64 tensor 'x'" when `layer` is one whose CPU kernel takes a dtype its CUDA kernel does not:
-// float64 Softmax/LogSoftmax/MatMul/Gemm (the CUDA kernels compute float32/float16/bfloat16 only,
-// and would read the doubles as other values) and int8/uint8 MaxPool; "" otherwise.
-std::string cpu_only_dtype_of(const format::EngineModel& model, const format::Layer& layer) {
-  static const std::set<std::string> kFloatOnlyOps = {"Softmax", "LogSoftmax", "MatMul", "Gemm",
-                                                      "MaxPool"};
-  if (!kFloatOnlyOps.count(layer.op) || layer.inputs.empty() || layer.inputs[0] < 0) return "";
-  const format::TensorDesc& x = model.tensors.at(static_cast<size_t>(layer.inputs[0]));
-  if (x.dtype == DType::kFloat32 || x.dtype == DType::kFloat16 || x.dtype == DType::kBFloat16) {
-    return "";
-  }
-  return std::string(dtype_name(x.dtype)) + " tensor '" + x.name +
-         "' (its cuda kernel takes float32, float16 and bfloat16)";
-}
-
 }  // namespace
-
-bool supports_layer(const format::EngineModel& model, const format::Layer& layer) {
-  if (!cuda_kernels().find(layer.op)) return false;
-  // The CUDA MaxPool kernel writes the pooled values only; MaxPool's Indices output is CPU-only.
-  if (layer.op == "MaxPool" && layer.outputs.size() > 1) return false;
-  if (plugins::is_plugin_op(layer.op) && !plugin_cuda_refusal(layer.attrs, layer.name).empty()) return false;
-  return cpu_only_tensor(model, layer).empty() && cpu_only_dtype_of(model, layer).empty();
-}
 
 void refuse_value_dependent_shapes(const EnginePlan& engine) {
   // Layers with data-dependent output sizes are run segment by segment (run_segments below); shape
@@ -139,40 +97,23 @@ void refuse_value_dependent_shapes(const EnginePlan& engine) {
 }
 
 std::vector<const CudaKernel*> find_cuda_kernels(const EnginePlan& engine) {
+  // Which layers the backend takes (op, dtypes) is decided once, by the kernel registrations
+  // (CudaBackend::check_loadable); this finds the kernels and runs their attribute checks.
   const auto& model = engine.model;
   std::vector<const CudaKernel*> kernels(model.layers.size(), nullptr);
   std::vector<std::string> missing;
-  std::vector<std::string> cpu_only_layers;
   for (size_t l = 0; l < model.layers.size(); ++l) {
     if (engine.layers[l].computes_shape_values || engine.layers[l].is_view) continue;
     const format::Layer& layer = model.layers[l];
     kernels[l] = cuda_kernels().find(layer.op);
     if (!kernels[l]) missing.push_back("layer '" + layer.name + "' (op '" + layer.op + "')");
-    // The CUDA MaxPool kernel writes the pooled values only; MaxPool's Indices output is CPU-only.
-    if (kernels[l] && layer.op == "MaxPool" && layer.outputs.size() > 1) {
-      missing.push_back("layer '" + layer.name + "' (op 'MaxPool' with its Indices output)");
-    }
     if (kernels[l] && kernels[l]->check_attributes) kernels[l]->check_attributes(layer.name, layer.op, layer.attrs);
-    if (const std::string tensor = cpu_only_tensor(model, layer); !tensor.empty()) {
-      cpu_only_layers.push_back("layer '" + layer.name + "' (op '" + layer.op + "'): " + tensor);
-    } else if (const std::string dtype = cpu_only_dtype_of(model, layer); !dtype.empty()) {
-      cpu_only_layers.push_back("layer '" + layer.name + "' (op '" + layer.op + "'): " + dtype);
-    }
   }
   if (!missing.empty()) {
     std::string list;
     for (const std::string& m : missing) list += "\n  " + m;
     fail(ErrorCode::kUnsupported, engine.source, ": this runtime (kiln ", KILN_VERSION, ") has no cuda kernel for ",
          missing.size(), " layer(s):", list);
-  }
-  if (!cpu_only_layers.empty()) {
-    std::string list;
-    for (const std::string& m : cpu_only_layers) list += "\n  " + m;
-    fail(ErrorCode::kUnsupported, engine.source,
-         ": the cuda backend has no kernels for uint16/uint32/uint64 tensors or float8 tensors (float8e8m0 "
-         "too), nor for int4/uint4/int2/uint2 or float4e2m1 tensors, nor float64 Softmax/LogSoftmax/"
-         "MatMul/Gemm or int8/uint8 MaxPool (",
-         cpu_only_layers.size(), " layer(s)); build this model for the cpu target:", list);
   }
   return kernels;
 }

@@ -14,10 +14,6 @@ namespace kiln::cuda {
 
 struct CudaKernel;  // cuda_kernel.hpp
 
-// Whether the CUDA backend has a kernel for `layer` that takes its op and its tensors' dtypes:
-// the per-layer test of find_cuda_kernels (attributes aside). Never throws.
-bool supports_layer(const format::EngineModel& model, const format::Layer& layer);
-
 // Throws kUnsupported when the engine's shapes depend on input values (shape propagation would
 // read input data, which the CUDA executor keeps on the device). Layers whose output sizes depend
 // on their input data are supported: such engines run segment by segment, uncaptured (see
@@ -26,8 +22,8 @@ void refuse_value_dependent_shapes(const backends::EnginePlan& engine);
 
 // The CUDA kernel of every layer that runs on the GPU (null for layers run during shape
 // propagation and views). Throws kUnsupported listing every such layer without a CUDA kernel in
-// this runtime, or else every such layer with a uint16/uint32/uint64 tensor (the CUDA backend has
-// no kernels for them), or the first layer whose kernel's check_attributes refuses its attributes.
+// this runtime, or the first layer whose kernel's check_attributes refuses its attributes. Which
+// dtypes each kernel takes is checked before, by CudaBackend::check_loadable.
 // Needs no GPU: a build for the cuda target checks its engine with it.
 std::vector<const CudaKernel*> find_cuda_kernels(const backends::EnginePlan& engine);
 

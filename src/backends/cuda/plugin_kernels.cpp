@@ -124,10 +124,17 @@ std::string plugin_cuda_refusal(const AttributeMap& attrs, std::string_view laye
   }
 }
 
+namespace {
+// The kernel registration's condition: kiln.supports, the builder and load checks ask it.
+std::string plugin_layer_runs_on_cuda(const format::EngineModel&, const format::Layer& layer) {
+  return plugin_cuda_refusal(layer.attrs, layer.name);
+}
+}  // namespace
+
 void register_plugin_kernels(CudaKernelRegistry& registry) {
   const CudaKernel kernel{&prepare_plugin, &launch_plugin, &check_plugin_runs_on_cuda};
-  registry.add(plugins::kPluginOp, kernel);
-  registry.add(plugins::kDataDependentPluginOp, kernel);
+  registry.add(plugins::kPluginOp, kernel, {.check = plugin_layer_runs_on_cuda});
+  registry.add(plugins::kDataDependentPluginOp, kernel, {.check = plugin_layer_runs_on_cuda});
 }
 
 }  // namespace kiln::cuda
