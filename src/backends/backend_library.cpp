@@ -25,7 +25,7 @@ std::string loader_message() {
 LoadedBackend load_backend_library(const LibraryBackend& library) {
   LoadedBackend loaded;
   const std::string directory = runtime_directory();
-  const std::string path = directory + library.file;
+  const std::string path = library.file.find('/') == std::string::npos ? directory + library.file : library.file;
   const std::string where = directory.empty() ? "on the loader's path" : "beside " + directory + "libkiln_runtime.so";
   const std::string help = "; kiln's " + library.name + " backend is " + library.file + ", looked for " + where +
                            ", and it needs " + library.needs;
