@@ -48,8 +48,8 @@ const Backend* find_locked(const Registry& r, std::string_view name) {
 }
 
 LibrarySlot* find_library_locked(Registry& r, std::string_view name) {
-  const auto found =
-      std::find_if(r.libraries.begin(), r.libraries.end(), [&](const LibrarySlot& s) { return s.library.name == name; });
+  const auto found = std::find_if(r.libraries.begin(), r.libraries.end(),
+                                  [&](const LibrarySlot& s) { return s.library.name == name; });
   return found == r.libraries.end() ? nullptr : &*found;
 }
 
