@@ -350,6 +350,15 @@ def build_onnx(
         lib.kiln_free(out_ptr)
 
 
+def _check_threads(threads: "int | None") -> int:
+    """0 for None; InvalidArgumentError for anything but an int in [0, 1024]."""
+    if threads is None:
+        return 0
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 0 <= threads <= 1024:
+        raise InvalidArgumentError(f"threads must be None or an int in [0, 1024], got {threads!r}")
+    return threads
+
+
 @dataclass(frozen=True)
 class Binding:
     """An engine input or output. Dynamic dimensions are -1 in ``shape``."""
@@ -370,6 +379,10 @@ class Engine:
     ``device``: for CUDA engines the GPU's CUDA ordinal to bind to; None (default) picks the
     most compatible GPU, the current device when it fits. CPU engines take only None.
 
+    ``threads`` (CPU engines): the threads each call's kernels split their work over; None or 0
+    (default): the CPUs this process may use divided by the number of live CPU contexts, so
+    calls running at once share the cores. See ``set_threads``.
+
     ``run`` executes it on an execution context leased from the Engine's pool: a call takes an
     idle context, or creates one, and gives it back when its outputs are copied out. So one Engine
     may be used from any number of threads at once (each running call has its own context; the
@@ -378,12 +391,13 @@ class Engine:
     """
 
     def __init__(self, source: "bytes | bytearray | memoryview | str | os.PathLike",
-                 device: int | None = None):
+                 device: int | None = None, threads: int | None = None):
         self._lib = _capi.runtime()
         self._handle = ctypes.c_void_p()
-        self._lock = threading.Lock()  # guards _handle's lifetime, _idle and _cuda_graphs
+        self._lock = threading.Lock()  # guards _handle's lifetime, _idle, _cuda_graphs, _threads
         self._idle: list[ctypes.c_void_p] = []  # contexts no call is using
         self._cuda_graphs: bool | None = None  # set_cuda_graphs' choice, applied to every context
+        self._threads: int = _check_threads(threads)  # set_threads' choice, for every context
         if device is not None and (isinstance(device, bool) or not isinstance(device, int)
                                    or device < 0):
             raise InvalidArgumentError(f"device must be None or a CUDA ordinal >= 0, got {device!r}")
@@ -442,9 +456,11 @@ class Engine:
                 context = ctypes.c_void_p()
                 _capi.check(self._lib.kiln_context_create(self._handle, ctypes.byref(context)))
             graphs = self._cuda_graphs
+            threads = self._threads
         try:
             if graphs is not None:
                 _capi.check(self._lib.kiln_context_set_cuda_graphs(context, int(graphs)))
+            _capi.check(self._lib.kiln_context_set_threads(context, threads))
             yield context
         finally:
             with self._lock:
@@ -563,6 +579,28 @@ class Engine:
             self._cuda_graphs = bool(enabled)
             for context in self._idle:
                 _capi.check(self._lib.kiln_context_set_cuda_graphs(context, int(enabled)))
+
+    def set_threads(self, threads: int | None) -> None:
+        """CPU engines: the number of threads each call's kernels split their work over (the
+        calling thread included). None or 0 restores the default: the CPUs this process may use
+        divided by the number of live CPU contexts (at least 1), so calls running at once on
+        several threads share the cores instead of oversubscribing them. At most 1024. Applies to
+        every later call, whichever context of the pool runs it. No effect on CUDA engines."""
+        threads = _check_threads(threads)
+        with self._lock:
+            if not self._handle:
+                raise InvalidArgumentError("kiln.Engine is closed")
+            self._threads = threads
+            for context in self._idle:
+                _capi.check(self._lib.kiln_context_set_threads(context, threads))
+
+    @property
+    def threads(self) -> int:
+        """The thread count a call started now would use (the default resolved; 1 for CUDA)."""
+        with self._leased_context() as context:
+            out = ctypes.c_int()
+            _capi.check(self._lib.kiln_context_threads(context, ctypes.byref(out)))
+            return out.value
 
     def close(self) -> None:
         """Releases the engine and its idle contexts now (also done when the object is collected).

@@ -193,6 +193,8 @@ def runtime() -> ctypes.CDLL:
                      [_p, ctypes.c_size_t, ctypes.POINTER(cp), ctypes.POINTER(KilnTensor),
                       ctypes.c_size_t, ctypes.POINTER(cp), ctypes.POINTER(KilnTensor), _p])
             _declare(lib, "kiln_context_set_cuda_graphs", _c_status, [_p, ctypes.c_int])
+            _declare(lib, "kiln_context_set_threads", _c_status, [_p, ctypes.c_int])
+            _declare(lib, "kiln_context_threads", _c_status, [_p, ctypes.POINTER(ctypes.c_int)])
             _declare(lib, "kiln_set_multi_device_safe_mode", ctypes.c_int, [ctypes.c_int])
             _declare(lib, "kiln_get_multi_device_safe_mode", ctypes.c_int, [])
             _declare(lib, "kiln_context_output", _c_status,

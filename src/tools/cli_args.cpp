@@ -3,6 +3,8 @@
 #include <cctype>
 #include <limits>
 
+#include "kiln/runtime.hpp"
+
 namespace kiln::tools {
 
 bool ArgCursor::next() {
@@ -80,6 +82,14 @@ uint64_t parse_unsigned(const std::string& text, const std::string& what, bool a
     value *= scale;
   }
   return value;
+}
+
+int parse_threads(const std::string& text) {
+  const uint64_t threads = parse_unsigned(text, "--threads");
+  if (threads > static_cast<uint64_t>(kMaxContextThreads)) {
+    throw UsageError("--threads: expected 0 to " + std::to_string(kMaxContextThreads) + ", got " + text);
+  }
+  return static_cast<int>(threads);
 }
 
 Shape parse_dims(const std::string& text, const std::string& what) {

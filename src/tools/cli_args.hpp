@@ -51,6 +51,8 @@ class ArgCursor {
 // `allow_suffix`); throws UsageError naming `what`.
 uint64_t parse_unsigned(const std::string& text, const std::string& what,
                         bool allow_suffix = false);
+// Parses --threads' value: 0 (the default) to kiln::kMaxContextThreads; throws UsageError.
+int parse_threads(const std::string& text);
 // Parses "1x3x224x224" (a scalar is the empty string or "scalar").
 Shape parse_dims(const std::string& text, const std::string& what);
 

@@ -33,6 +33,8 @@ options:
                           (dynamic dims take their opt value)
   --seed N                seed of the random inputs (default 0)
   --host-io               time host-to-host calls instead (input and output copies included)
+  --threads N             CPU engines: threads one call's kernels split their work over
+                          (default: the CPUs this process may use; 0 means the default)
   --no-cuda-graph         CUDA engines: launch every kernel on each call instead of replaying a
                           captured CUDA graph
   --profile N             also time every layer (median of the runs, no CUDA graph) and print
@@ -179,6 +181,7 @@ int bench_command(std::span<const std::string> args) {
   uint64_t iterations = 100;
   uint64_t warmup = 10;
   uint64_t seed = 0;
+  int threads = 0;
   bool json = false;
   bool host_io = false;
   bool cuda_graphs = true;
@@ -207,6 +210,8 @@ int bench_command(std::span<const std::string> args) {
       host_io = true;
     } else if (flag == "--profile") {
       profile_top = parse_unsigned(cursor.value(), "--profile");
+    } else if (flag == "--threads") {
+      threads = parse_threads(cursor.value());
     } else if (flag == "--no-cuda-graph") {
       cursor.expect_no_value();
       cuda_graphs = false;
@@ -227,6 +232,7 @@ int bench_command(std::span<const std::string> args) {
   std::vector<NamedTensor> named = as_named_tensors(inputs);
   ExecutionContext context = loaded.engine.create_context();
   context.set_cuda_graphs(cuda_graphs);
+  context.set_threads(threads);
 
   // Bound mode: inputs copied into the engine's memory once; outputs sized by one host run.
   std::vector<EngineBuffer> buffers;

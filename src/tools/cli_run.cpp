@@ -30,6 +30,8 @@ options:
                           the name other than [A-Za-z0-9._-] become '_')
   --save-inputs           with --output-dir, also write the inputs used to DIR/<name>.npy
                           under an "input." prefix
+  --threads N             CPU engines: threads one call's kernels split their work over
+                          (default: the CPUs this process may use; 0 means the default)
   --no-cuda-graph         CUDA engines: launch the layers one by one instead of capturing them
                           into a CUDA graph (for debugging a kernel; same results)
   --plugins PATH          load the plugin library PATH (docs/plugins.md) before loading the
@@ -49,6 +51,7 @@ int run_command(std::span<const std::string> args) {
   bool save_inputs = false;
   bool cuda_graphs = true;
   uint64_t seed = 0;
+  int threads = 0;
   std::optional<std::string> output_dir;
   std::vector<std::string> plugin_libraries;
 
@@ -69,6 +72,8 @@ int run_command(std::span<const std::string> args) {
     } else if (flag == "--save-inputs") {
       cursor.expect_no_value();
       save_inputs = true;
+    } else if (flag == "--threads") {
+      threads = parse_threads(cursor.value());
     } else if (flag == "--no-cuda-graph") {
       cursor.expect_no_value();
       cuda_graphs = false;
@@ -92,6 +97,7 @@ int run_command(std::span<const std::string> args) {
 
   ExecutionContext context = loaded.engine.create_context();
   context.set_cuda_graphs(cuda_graphs);
+  context.set_threads(threads);
   const auto start = std::chrono::steady_clock::now();
   std::vector<Tensor> outputs = context.execute(named);
   const double ms =
