@@ -267,18 +267,31 @@ def engine_format_version() -> str:
 
 
 def _profiles_json(profiles: Mapping[str, Any]) -> dict:
+    """{name: {"min", "opt", "max"}} from (min, max), (min, opt, max) or {"min", "opt", "max"}
+    specs (opt defaults to min, as for the CLI's --profile); InvalidArgumentError otherwise."""
     out = {}
     for name, spec in profiles.items():
         if isinstance(spec, Mapping):
             missing = {"min", "max"} - set(spec)
             if missing:
-                raise ValueError(f"profile for {name!r} lacks {sorted(missing)}")
+                raise InvalidArgumentError(f"profile for {name!r} lacks {sorted(missing)}")
             lo, hi = spec["min"], spec["max"]
             opt = spec.get("opt", lo)
-        else:
+        elif isinstance(spec, (list, tuple)) and len(spec) == 2:
+            lo, hi = spec
+            opt = lo
+        elif isinstance(spec, (list, tuple)) and len(spec) == 3:
             lo, opt, hi = spec
-        out[name] = {"min": [int(d) for d in lo], "opt": [int(d) for d in opt],
-                     "max": [int(d) for d in hi]}
+        else:
+            raise InvalidArgumentError(
+                f"profile for {name!r}: expected (min, max), (min, opt, max) or a dict with min, "
+                f"max and optionally opt, got {spec!r}")
+        try:
+            out[name] = {"min": [int(d) for d in lo], "opt": [int(d) for d in opt],
+                         "max": [int(d) for d in hi]}
+        except (TypeError, ValueError) as e:
+            raise InvalidArgumentError(f"profile for {name!r}: shapes must be sequences of ints, "
+                                       f"got {spec!r}") from e
     return out
 
 
@@ -295,12 +308,17 @@ def build_onnx(
     kernel_cache: "str | os.PathLike | None" = None,
     cuda_arch: int | None = None,
     explain: bool = False,
+    base_dir: "str | os.PathLike | None" = None,
 ) -> bytes:
     """Compiles an ONNX model into engine bytes.
 
     ``model`` is a path, the serialized model bytes, or an object with ``SerializeToString``
-    (an ``onnx.ModelProto``). ``profiles`` maps a dynamic input's name to ``(min, opt, max)``
-    shapes or to ``{"min": .., "opt": .., "max": ..}`` (opt defaults to min). ``timing_cache`` (cuda)
+    (an ``onnx.ModelProto``). ``base_dir`` is where the external data files of a model given as
+    bytes or a ModelProto are (e.g. one loaded with ``onnx.load(path, load_external_data=False)``:
+    pass the directory of ``path``); a model given as a path finds them next to itself, and
+    base_dir then overrides that directory. ``profiles`` maps a dynamic input's name to
+    ``(min, max)``, ``(min, opt, max)`` shapes or ``{"min": .., "opt": .., "max": ..}`` (opt
+    defaults to min, as for ``kiln build --profile``). ``timing_cache`` (cuda)
     is a file of GEMM/convolution tactics reused by later builds and extended by this one.
     ``kernel_cache`` (cuda) is the directory of compiled generated kernels reused across builds
     (None: ``$KILN_KERNEL_CACHE``, else ``~/.cache/kiln/kernels``; ``"off"``: no cache).
@@ -311,7 +329,7 @@ def build_onnx(
     a fixed 1 GiB of scratch memory that an engine cannot change yet.
     """
     if precision not in _PRECISIONS:
-        raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
+        raise InvalidArgumentError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
     config: dict[str, Any] = {"precision": precision, "target": target}
     if profiles:
         config["profiles"] = _profiles_json(profiles)
@@ -336,9 +354,19 @@ def build_onnx(
     out_size = ctypes.c_size_t()
     if hasattr(model, "SerializeToString"):
         model = model.SerializeToString()
+    if base_dir is not None and not isinstance(model, (bytes, bytearray, memoryview)):
+        # A path with another data directory: read it here and build from bytes.
+        try:
+            with open(os.fspath(model), "rb") as f:
+                model = f.read()
+        except FileNotFoundError as e:
+            raise NotFoundError(f"{os.fspath(model)}: no such file") from e
+        except OSError as e:
+            raise IoError(f"{os.fspath(model)}: {e.strerror or e}") from e
     if isinstance(model, (bytes, bytearray, memoryview)):
         data = bytes(model)
-        _capi.check(lib.kiln_build_onnx_bytes(data, len(data), b"", config_json,
+        directory = b"" if base_dir is None else _c_path(base_dir, "base_dir")
+        _capi.check(lib.kiln_build_onnx_bytes(data, len(data), directory, config_json,
                                               ctypes.byref(out_ptr), ctypes.byref(out_size)))
     else:
         path = _c_path(model, "model path")

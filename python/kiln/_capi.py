@@ -50,7 +50,9 @@ class KilnError(Exception):
             self.status = status
 
 
-class InvalidArgumentError(KilnError):
+class InvalidArgumentError(KilnError, ValueError):
+    """A bad argument (also a ValueError, as Python's own argument checks raise)."""
+
     status = 1
 
 
@@ -58,7 +60,9 @@ class NotFoundError(KilnError):
     status = 2
 
 
-class UnsupportedError(KilnError):
+class UnsupportedError(KilnError, NotImplementedError):
+    """Something kiln does not do (yet) (also a NotImplementedError)."""
+
     status = 3
 
 
