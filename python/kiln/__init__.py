@@ -162,6 +162,7 @@ _LAZY = {
     "DynamicShapeError": ("_dynamic_shapes", "DynamicShapeError"),
     "save": ("save_load", "save"),
     "load": ("save_load", "load"),
+    "compare": ("compare", "compare"),  # engine vs ONNX Runtime (needs onnxruntime)
 }
 
 
