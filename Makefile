@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_ARGS ?=
-DEBIAN_PACKAGES := libopenblas-dev libgtest-dev libgmock-dev nlohmann-json3-dev libxxhash-dev g++ make
+DEBIAN_PACKAGES := libopenblas-dev libdnnl-dev libgtest-dev libgmock-dev nlohmann-json3-dev libxxhash-dev g++ make
 
 export KILN_BUILD_DIR := $(abspath $(BUILD_DIR))
 

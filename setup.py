@@ -18,7 +18,9 @@ from setuptools.command.build_py import build_py
 from setuptools.dist import Distribution
 
 REPO = Path(__file__).resolve().parent
-LIBRARIES = ("libkiln_runtime.so", "libkiln.so", "libkiln_torch.so", "libkiln_plugins.so")
+# libkiln_backend_cuda.so (CUDA builds) sits beside libkiln_runtime.so, which loads it on the first
+# cuda engine.
+LIBRARIES = ("libkiln_runtime.so", "libkiln_backend_cuda.so", "libkiln.so", "libkiln_torch.so", "libkiln_plugins.so")
 
 
 def native_lib_dir() -> Path:

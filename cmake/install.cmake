@@ -1,6 +1,7 @@
 # `cmake --install <build> --prefix P [--component C]`: an installed kiln that out-of-tree code
 # builds against (examples/custom_plugin) and deploys with.
 #   runtime: include/kiln/*.h(pp), lib/libkiln_runtime.so, lib/libkiln_plugins.so,
+#            lib/libkiln_backend_cuda.so (CUDA builds; loaded on the first cuda engine),
 #            lib/cmake/kiln/kilnConfig*.cmake
 #   builder: lib/libkiln.so, bin/kiln
 #   torch:   lib/libkiln_torch.so (when built)
@@ -11,12 +12,16 @@ include(CMakePackageConfigHelpers)
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/kiln DESTINATION include COMPONENT runtime
         FILES_MATCHING PATTERN "*.h" PATTERN "*.hpp")
 set_property(TARGET kiln_runtime kiln APPEND PROPERTY INSTALL_RPATH "$ORIGIN")
-# cuBLASLt and cuDNN where this build found them (PyPI's nvidia-* wheels are not on the loader's
-# path); a machine that has them elsewhere finds them through its own loader path.
-if(KILN_WITH_CUDA)
-  set_property(TARGET kiln_runtime APPEND PROPERTY INSTALL_RPATH ${_kiln_cudnn_dir} ${_kiln_cublaslt_dir})
-endif()
 install(TARGETS kiln_runtime LIBRARY DESTINATION lib COMPONENT runtime)
+# The cuda backend beside the runtime, which loads it from its own directory on the first cuda
+# engine: a CPU-only deployment may leave it (and the CUDA libraries) out. It finds the runtime
+# through $ORIGIN, and cuBLASLt and cuDNN where this build found them (PyPI's nvidia-* wheels are
+# not on the loader's path); a machine that has them elsewhere finds them through its own loader path.
+if(TARGET kiln_backend_cuda)
+  set_property(TARGET kiln_backend_cuda APPEND PROPERTY INSTALL_RPATH "$ORIGIN" ${_kiln_cudnn_dir}
+               ${_kiln_cublaslt_dir})
+  install(TARGETS kiln_backend_cuda LIBRARY DESTINATION lib COMPONENT runtime)
+endif()
 install(TARGETS kiln LIBRARY DESTINATION lib COMPONENT builder)
 if(TARGET kiln_cli)
   set_property(TARGET kiln_cli APPEND PROPERTY INSTALL_RPATH "$ORIGIN/../lib")

@@ -1,4 +1,5 @@
-# Fails when libkiln_runtime.so names a forbidden library in its dynamic section, or (NVRTC, which
+# Fails when libkiln_runtime.so names a forbidden library (the builder, ONNX, protobuf, torch, Python,
+# NVRTC, any CUDA library) in its dynamic section, or (NVRTC, which
 # only the builder loads, with dlopen) refers to one of its symbols.
 execute_process(COMMAND readelf -d ${LIBRARY} OUTPUT_VARIABLE dynamic RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
@@ -9,8 +10,11 @@ message(STATUS "libkiln_runtime.so needs:\n${needed}")
 if(NOT needed)
   message(FATAL_ERROR "readelf showed no NEEDED entries: the check is not looking at a real library")
 endif()
-# kiln_plugins: kiln's plugin library depends on the runtime, never the reverse.
-foreach(forbidden protobuf onnx torch c10 libkiln.so python nvrtc kiln_plugins)
+# kiln_plugins: kiln's plugin library depends on the runtime, never the reverse. The CUDA libraries
+# (runtime, cuBLAS/cuBLASLt, cuDNN, driver) and kiln's cuda backend are loaded (dlopen) on the first
+# cuda engine, never linked, so a CPU deployment needs none of them.
+foreach(forbidden protobuf onnx torch c10 libkiln.so python nvrtc kiln_plugins libcudart libcublas libcudnn
+                  libcuda.so kiln_backend_cuda)
   string(FIND "${needed}" "${forbidden}" at)
   if(NOT at EQUAL -1)
     message(FATAL_ERROR "libkiln_runtime.so depends on '${forbidden}':\n${needed}")

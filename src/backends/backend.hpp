@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "backends/engine_plan.hpp"
+#include "base/error.hpp"
 #include "backends/kernel_support.hpp"
 #include "base/memory_limit.hpp"
 #include "format/engine_model.hpp"
@@ -31,6 +32,13 @@ struct PointerPlace {
   bool known = false;          // the driver answered (false: no driver, no device, an error)
   bool device_memory = false;  // device memory, as opposed to host, pinned or managed memory
   int device = -1;             // device_memory: the device it is on
+};
+
+// One device of a backend, as a builder choosing a target for it needs to know it.
+struct DeviceInfo {
+  std::string name;         // e.g. "NVIDIA H100 80GB HBM3"
+  int arch = 0;             // the backend's architecture number (cuda: compute capability x 10)
+  size_t total_memory = 0;  // bytes
 };
 
 // An engine bound to where it runs (a GPU, or the host): its weights and kernels there. Made by
@@ -104,6 +112,14 @@ class Backend {
   // why_unsupported(model, layer) is "".
   bool supports(const format::EngineModel& model, const format::Layer& layer) const {
     return why_unsupported(model, layer).empty();
+  }
+
+  // The devices of this machine this backend can run on: how many (0 when it has no devices of its
+  // own, as the host backend, or no driver or device answers; never throws), and one of them
+  // (throws kDeviceError when the driver cannot answer, kInvalidArgument for a backend without).
+  virtual int device_count() const { return 0; }
+  virtual DeviceInfo device_info(int ordinal) const {
+    fail(ErrorCode::kInvalidArgument, "the ", name(), " backend has no device ", ordinal);
   }
 
   // The checks bind makes that need no device, for an engine built for another machine: throws

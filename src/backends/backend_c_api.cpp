@@ -58,7 +58,7 @@ kiln_status kiln_backend_supports(const char* backend, const char* op, const int
       std::string names;
       for (const std::string& name : kiln::backends::backend_names()) names += (names.empty() ? "" : ", ") + name;
       kiln::fail(ErrorCode::kNotFound, "kiln_backend_supports: no backend '", backend, "' in this runtime (it has ",
-                 names, ")");
+                 names, "): this kiln runtime ", kiln::backends::why_absent(backend));
     }
     const kiln::format::EngineModel model =
         kiln::backends::describe_layer(op, input_dtypes, num_inputs, output_dtypes, num_outputs);

@@ -1,11 +1,8 @@
 #include "builder/builder_config.hpp"
 
+#include "backends/backend_registry.hpp"
 #include "base/error.hpp"
 #include "codegen/kernel_cache.hpp"
-
-#if KILN_WITH_CUDA
-#include "backends/cuda/cuda_device.hpp"
-#endif
 
 namespace kiln::builder {
 namespace {
@@ -33,8 +30,13 @@ format::Target resolve_cuda_target(const BuilderConfig& config) {
     target.sm_arch = config.cuda_arch;
     return target;
   }
-#if KILN_WITH_CUDA
-  const int count = cuda::device_count();
+  // The GPUs are asked through the cuda backend (which loads its library: only here, not for
+  // cross-compiling above, which needs no GPU).
+  const backends::Backend* cuda = backends::find_backend("cuda");
+  if (!cuda) {
+    fail(ErrorCode::kUnsupported, "target 'cuda' is not available: this kiln ", backends::why_absent("cuda"));
+  }
+  const int count = cuda->device_count();
   if (count == 0) {
     fail(ErrorCode::kDeviceError, "target 'cuda' needs a GPU to build on (kernels are chosen by timing them on ",
          "the target), and this machine has none");
@@ -43,16 +45,12 @@ format::Target resolve_cuda_target(const BuilderConfig& config) {
     fail(ErrorCode::kInvalidArgument, "device ", config.device, " does not exist: this machine has ", count,
          " CUDA device(s)");
   }
-  const cuda::DeviceProperties props = cuda::device_properties(config.device);
+  const backends::DeviceInfo device = cuda->device_info(config.device);
   format::Target target;
   target.backend = "cuda";
-  target.sm_arch = props.sm_arch;
-  target.device_name = props.name;
+  target.sm_arch = device.arch;
+  target.device_name = device.name;
   return target;
-#else
-  (void)config;
-  fail(ErrorCode::kUnsupported, "target 'cuda' is not available: this kiln was built without CUDA");
-#endif
 }
 
 DType precision_dtype(Precision precision) {

@@ -343,7 +343,9 @@ Shape PluginInstance::checked_written_shape(size_t output, const Shape& written,
 std::shared_ptr<const PluginInstance> instance_of_layer(const AttributeMap& attrs,
                                                         std::string_view layer) {
   static std::mutex mutex;
-  static std::map<std::string, std::shared_ptr<const PluginInstance>> instances;
+  // Never destroyed: at process exit the plugin libraries may already be finalised, and destroying
+  // an instance calls its library's destroy (a crash at exit otherwise). Reachable, so no leak report.
+  static auto& instances = *new std::map<std::string, std::shared_ptr<const PluginInstance>>();
   const std::string key = key_of(attrs);
   {
     std::lock_guard lock(mutex);

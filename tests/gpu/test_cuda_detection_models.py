@@ -3,10 +3,10 @@ retinanet_resnet50_fpn and maskrcnn_resnet50_fpn (random weights, eval mode, one
 go through kiln.compile in fp16 with their NMS and RoIAlign as plugins of libkiln_plugins.so
 (torchvision::nms, torchvision::roi_align; batched_nms's coordinate trick fused into
 kiln::BatchedNMS), are saved as ExportedProgram and TorchScript, and run in a fresh process that
-holds only torch, libkiln_torch.so, libkiln_runtime.so and libkiln_plugins.so, matching eager
-PyTorch: the same detections (same labels, boxes within 1e-2 relative, scores within fp16
-tolerance). The same process without the plugin library gets the missing-plugin error of the
-engine, not a crash.
+holds only torch, libkiln_torch.so, libkiln_runtime.so (with libkiln_backend_cuda.so beside it) and
+libkiln_plugins.so, matching eager PyTorch: the same detections (same labels, boxes within 1e-2
+relative, scores within fp16 tolerance). The same process without the plugin library gets the
+missing-plugin error of the engine, not a crash.
 
 Skips without torchvision. A model that cannot go through kiln.compile, or that kiln compiles
 without running its NMS / RoIAlign as plugins, fails with what kiln said (not a skip)."""
@@ -167,7 +167,8 @@ def _fresh(lib_dir: Path, program: Path, io_path: Path, fmt: str, with_plugins: 
 @pytest.fixture(scope="module")
 def deploy_libs(tmp_path_factory):
     lib = tmp_path_factory.mktemp("deploy_lib")
-    for name in ("libkiln_runtime.so", "libkiln_torch.so", "libkiln_plugins.so"):
+    # libkiln_backend_cuda.so: the cuda backend, which the runtime loads from its own directory.
+    for name in ("libkiln_runtime.so", "libkiln_backend_cuda.so", "libkiln_torch.so", "libkiln_plugins.so"):
         shutil.copy2(BUILD / "lib" / name, lib / name)
     return lib
 

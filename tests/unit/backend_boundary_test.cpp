@@ -1,8 +1,8 @@
 // The runtime knows backends only through src/backends/backend.hpp and the registry: no file
 // under src/runtime includes a CUDA header or a CUDA backend header or tests KILN_WITH_CUDA; the
 // CUDA backend includes no private runtime header (but the tactic cache); among the shared
-// backend files only the registration list (builtin_backends.cpp) tests KILN_WITH_CUDA. Scans
-// the source tree.
+// backend files only the registration list (builtin_backends.cpp) tests KILN_WITH_CUDA; nothing
+// outside src/backends/cuda reaches it or CUDA directly. Scans the source tree.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -92,6 +92,29 @@ TEST(BackendBoundary, TheRuntimeHasNoCudaIncludesAndNoCudaBuildTests) {
                                 << joined(includes);
   const std::vector<std::string> tests = lines_matching(runtime, kTestsCudaBuild);
   EXPECT_TRUE(tests.empty()) << "src/runtime tests KILN_WITH_CUDA; ask the backend registry instead:" << joined(tests);
+}
+
+// The cuda backend is a library of its own (libkiln_backend_cuda.so) that the runtime loads on the
+// first cuda engine; the runtime, builder, CLI, torch integration and plugin registry link none of
+// it, so none of them may include its headers or CUDA's, or test the CUDA build (but the registry's
+// list, builtin_backends.cpp): they reach it through src/backends/backend.hpp.
+TEST(BackendBoundary, NothingOutsideTheCudaBackendReachesItOrCudaDirectly) {
+  std::vector<fs::path> outside;
+  for (const fs::path& file : sources_in(kSource / "src", true)) {
+    const std::string relative = fs::relative(file, kSource).generic_string();
+    if (!relative.starts_with("src/backends/cuda/") && relative != "src/backends/builtin_backends.cpp") {
+      outside.push_back(file);
+    }
+  }
+  ASSERT_GT(outside.size(), 100u);
+  const std::vector<std::string> includes = lines_matching(outside, kIncludesCuda);
+  EXPECT_TRUE(includes.empty()) << "code outside src/backends/cuda includes the cuda backend's or CUDA's headers; "
+                                   "go through src/backends/backend.hpp (the runtime loads the cuda backend "
+                                   "only for cuda engines):"
+                                << joined(includes);
+  const std::vector<std::string> tests = lines_matching(outside, kTestsCudaBuild);
+  EXPECT_TRUE(tests.empty()) << "code outside src/backends/cuda tests KILN_WITH_CUDA; ask the backend registry:"
+                             << joined(tests);
 }
 
 TEST(BackendBoundary, TheCudaBackendIncludesNoRuntimeHeader) {

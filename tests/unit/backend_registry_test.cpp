@@ -2,6 +2,7 @@
 // built-in backends: lookup by name, the messages for targets this runtime cannot run, and
 // supports() answered from the kernel registries.
 #include "backends/backend_registry.hpp"
+#include "backends/backend_library.hpp"
 #include "backends/kernel_support.hpp"
 
 #include <gtest/gtest.h>
@@ -80,6 +81,50 @@ TEST(BackendRegistry, ACudaTargetWithoutTheCudaBackendSaysTheRuntimeWasBuiltWith
                          "without CUDA (its backends: cpu"),
             std::string::npos)
       << message;
+}
+
+TEST(BackendRegistry, WhyAbsentSaysWhyABackendCannotBeUsed) {
+  EXPECT_EQ(why_absent("cpu"), "");
+  EXPECT_EQ(why_absent("no-such-backend"), "has no backend 'no-such-backend'");
+  // In a CUDA build the library beside the runtime loads here (it needs no GPU to load).
+  if (kCudaBuild) {
+    EXPECT_EQ(why_absent("cuda"), "");
+  } else {
+    EXPECT_EQ(why_absent("cuda"), "was built without CUDA");
+  }
+}
+
+// The loader of backend libraries, on libraries that are not one: each error names the file, says
+// what went wrong, and what the backend needs.
+TEST(BackendLibrary, AMissingLibraryIsAnErrorNamingItAndWhatTheBackendNeeds) {
+  const LoadedBackend loaded =
+      load_backend_library({"tpu", "libkiln_backend_tpu_absent.so", "kiln_backend_tpu_entry", "a TPU driver"});
+  EXPECT_EQ(loaded.backend, nullptr);
+  for (const char* part : {"libkiln_backend_tpu_absent.so", "cannot open shared object file",
+                           "beside ", "libkiln_runtime.so", "it needs a TPU driver"}) {
+    EXPECT_NE(loaded.error.find(part), std::string::npos) << part << " not in: " << loaded.error;
+  }
+}
+
+TEST(BackendLibrary, ALibraryWithoutTheEntryPointIsAnErrorNamingTheEntryPoint) {
+  // kiln's test plugin library is a real shared library without a backend entry point.
+  const LoadedBackend loaded = load_backend_library({"tpu", KILN_TEST_PLUGIN_PATH, "kiln_backend_tpu_entry", "x"});
+  EXPECT_EQ(loaded.backend, nullptr);
+  EXPECT_NE(loaded.error.find(std::string(KILN_TEST_PLUGIN_PATH) + " has no entry point kiln_backend_tpu_entry"),
+            std::string::npos)
+      << loaded.error;
+}
+
+TEST(BackendLibrary, TheCudaBackendLibraryLoadsAndRefusesAnotherName) {
+  if (!kCudaBuild) GTEST_SKIP() << "built without CUDA: there is no libkiln_backend_cuda.so";
+  const LoadedBackend loaded =
+      load_backend_library({"cuda", "libkiln_backend_cuda.so", "kiln_backend_cuda_entry", "CUDA"});
+  ASSERT_NE(loaded.backend, nullptr) << loaded.error;
+  EXPECT_EQ(loaded.backend, find_backend("cuda"));  // one library, one backend, however it is reached
+  const LoadedBackend renamed =
+      load_backend_library({"other", "libkiln_backend_cuda.so", "kiln_backend_cuda_entry", "CUDA"});
+  EXPECT_EQ(renamed.backend, nullptr);
+  EXPECT_NE(renamed.error.find("holds a backend named 'cuda', not 'other'"), std::string::npos) << renamed.error;
 }
 
 // A backend that runs nothing, to register beside the built-in ones.

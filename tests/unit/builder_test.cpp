@@ -1,15 +1,12 @@
 #include <gtest/gtest.h>
 
-#if KILN_WITH_CUDA
-#include "backends/cuda/cuda_device.hpp"
-#endif
-
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <random>
 #include <set>
 
+#include "backends/backend_registry.hpp"
 #include "backends/cpu/cpu_node_runner.hpp"
 #include "base/json.hpp"
 #include "builder/build_from_graph.hpp"
@@ -373,10 +370,12 @@ TEST(BuilderConfigValidation, CudaTargetNeedsCudaAndAGpu) {
 #if !KILN_WITH_CUDA
   expect_build_error(config, {ErrorCode::kUnsupported, "this kiln was built without CUDA"});
 #else
-  if (cuda::device_count() == 0) {
+  const backends::Backend* cuda = backends::find_backend("cuda");
+  ASSERT_NE(cuda, nullptr) << backends::why_absent("cuda");
+  if (cuda->device_count() == 0) {
     expect_build_error(config, {ErrorCode::kDeviceError, "needs a GPU to build on"});
   } else {
-    config.device = cuda::device_count();
+    config.device = cuda->device_count();
     expect_build_error(config, {ErrorCode::kInvalidArgument, "does not exist"});
   }
 #endif

@@ -1,22 +1,63 @@
 // Conv on the CPU: im2col + SGEMM per (image, group); depthwise convolutions (one input channel
 // per group) run a direct loop, and pointwise ones multiply the input in place. kiln_layout =
-// "NHWC" is honoured by permuting to NCHW around the same code: this is the reference, not the
-// fast path.
+// "NHWC" is honoured by permuting to NCHW around the same code: this is the reference. The fast
+// path is oneDNN (onednn_conv.hpp), taken first where kiln has it.
 #include <algorithm>
 #include <string>
 #include <vector>
 
+#include "backends/cpu/conv_geometry.hpp"
 #include "backends/cpu/nn_blas.hpp"
 #include "backends/cpu/nn_kernel_common.hpp"
 #include "backends/cpu/nn_layout.hpp"
 #include "backends/cpu/nn_window3d.hpp"
+#include "backends/cpu/onednn_conv.hpp"
 #include "ops/nn_layout.hpp"
 #include "ops/scalar_math.h"
 
 namespace kiln::cpu {
+
+namespace nn {
+
+ConvGeometry check_conv_call(const KernelContext& ctx) {
+  nn::require_float32_input(ctx, 0);
+  nn::require_float32_input(ctx, 1);
+  nn::require_float32_output(ctx, 0);
+  const TensorView& x = ctx.inputs[0];
+  const TensorView& weights = ctx.inputs[1];
+  const bool has_bias = ctx.has_input(2);
+  if (has_bias) nn::require_float32_input(ctx, 2);
+  if (weights.shape.size() != x.shape.size() || x.shape.size() < 3) {
+    ctx.fail(ErrorCode::kInvalidArgument, "X ", shape_to_string(x.shape), " and W ",
+             shape_to_string(weights.shape), " must have the same rank >= 3");
+  }
+  ConvGeometry g;
+  g.batch = x.shape[0];
+  g.channels = x.shape[1];
+  g.out_channels = weights.shape[0];
+  g.group = ctx.attrs.get_int_or("group", 1);
+  g.has_bias = has_bias;
+  if (g.group < 1 || g.channels != weights.shape[1] * g.group || g.out_channels % g.group != 0) {
+    ctx.fail(ErrorCode::kInvalidArgument, "channels of X ", shape_to_string(x.shape), " and W ",
+             shape_to_string(weights.shape), " do not match group ", g.group);
+  }
+  if (has_bias && ctx.inputs[2].numel() != g.out_channels) {
+    ctx.fail(ErrorCode::kInvalidArgument, "B must have ", g.out_channels, " elements, got ",
+             shape_to_string(ctx.inputs[2].shape));
+  }
+  g.window = resolve_window3d(
+      ctx, std::vector<int64_t>(weights.shape.begin() + 2, weights.shape.end()), false,
+      g.out_channels);
+  return g;
+}
+
+}  // namespace nn
+
 namespace {
 
+using nn::ConvGeometry;
 using nn::Window3d;
+using nn::check_conv_call;
 
 // Writes the im2col matrix of one group for the output lines [line_begin, line_end), where a
 // line is one (od, oh) pair: row (c, kd, kh, kw), column (line, ow).
@@ -104,32 +145,15 @@ bool is_pointwise(const Window3d& w) {
 }
 
 void conv_compute(KernelContext& ctx) {
-  nn::require_float32_input(ctx, 0);
-  nn::require_float32_input(ctx, 1);
-  nn::require_float32_output(ctx, 0);
+  const ConvGeometry geometry = check_conv_call(ctx);
+  const Window3d& w = geometry.window;
+  const int64_t batch = geometry.batch;
+  const int64_t channels = geometry.channels;
+  const int64_t out_channels = geometry.out_channels;
+  const int64_t group = geometry.group;
   const TensorView& x = ctx.inputs[0];
   const TensorView& weights = ctx.inputs[1];
-  const bool has_bias = ctx.has_input(2);
-  if (has_bias) nn::require_float32_input(ctx, 2);
-  if (weights.shape.size() != x.shape.size() || x.shape.size() < 3) {
-    ctx.fail(ErrorCode::kInvalidArgument, "X ", shape_to_string(x.shape), " and W ",
-             shape_to_string(weights.shape), " must have the same rank >= 3");
-  }
-  const int64_t batch = x.shape[0];
-  const int64_t channels = x.shape[1];
-  const int64_t out_channels = weights.shape[0];
-  const int64_t group = ctx.attrs.get_int_or("group", 1);
-  if (group < 1 || channels != weights.shape[1] * group || out_channels % group != 0) {
-    ctx.fail(ErrorCode::kInvalidArgument, "channels of X ", shape_to_string(x.shape), " and W ",
-             shape_to_string(weights.shape), " do not match group ", group);
-  }
-  if (has_bias && ctx.inputs[2].numel() != out_channels) {
-    ctx.fail(ErrorCode::kInvalidArgument, "B must have ", out_channels, " elements, got ",
-             shape_to_string(ctx.inputs[2].shape));
-  }
-  const Window3d w = nn::resolve_window3d(
-      ctx, std::vector<int64_t>(weights.shape.begin() + 2, weights.shape.end()), false,
-      out_channels);
+  const bool has_bias = geometry.has_bias;
 
   const int64_t group_in = channels / group;
   const int64_t group_out = out_channels / group;
@@ -214,6 +238,12 @@ void conv_nchw(KernelContext& ctx) {
 }
 
 void conv_kernel(KernelContext& ctx) {
+  // The fast path where it takes the call (onednn_conv.hpp), unless KILN_CPU_CONV asks for the
+  // reference.
+  if (onednn::requested_conv_choice() != onednn::ConvChoice::kReference &&
+      onednn::try_run_conv(ctx)) {
+    return;
+  }
   if (ops::nn::is_nhwc_layout(ctx.attrs)) {
     nn::run_nhwc_as_nchw(ctx, {1, 3}, conv_nchw);  // X, W (KRSC -> KCRS), residual
   } else {

@@ -32,6 +32,8 @@ struct HostArenas {
   std::unique_ptr<uint8_t, FreeDeleter> host_arena;
   std::vector<uint64_t> segment_arena_capacity;
   std::vector<std::unique_ptr<uint8_t, FreeDeleter>> segment_arenas;
+  // What each layer's kernel prepared in this context (KernelContext::state), by layer index.
+  std::vector<std::unique_ptr<KernelState>> layer_states;
 };
 
 // One call: the engine, the runtime's state of the context and its arenas.
@@ -110,7 +112,14 @@ void run_layers(Call& s, size_t begin, size_t end, std::vector<double>* timings)
       if (layer.inputs[i] >= 0) in_views[i] = s.data[static_cast<size_t>(layer.inputs[i])];
     out_views.assign(layer.outputs.size(), TensorView{});
     for (size_t o = 0; o < layer.outputs.size(); ++o) out_views[o] = s.data[static_cast<size_t>(layer.outputs[o])];
-    KernelContext ctx{layer.name, layer.op, layer.attrs, in_views, out_views};
+    uint64_t constant_inputs = 0;
+    for (size_t i = 0; i < layer.inputs.size() && i < 64; ++i) {
+      if (layer.inputs[i] >= 0 && model.tensors[static_cast<size_t>(layer.inputs[i])].kind == format::TensorKind::kWeight) {
+        constant_inputs |= uint64_t{1} << i;
+      }
+    }
+    if (s.arenas.layer_states.size() != model.layers.size()) s.arenas.layer_states.resize(model.layers.size());
+    KernelContext ctx{layer.name, layer.op, layer.attrs, in_views, out_views, &s.arenas.layer_states[l], constant_inputs};
     const auto start = std::chrono::steady_clock::now();
     invoke_cpu_kernel(*s.engine->layers[l].kernel, ctx);
     if (timings) {

@@ -2,6 +2,8 @@
 // checked against, so kernels favour exactness; GEMM and convolution go through BLAS.
 #pragma once
 
+#include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -15,6 +17,13 @@
 
 namespace kiln::cpu {
 
+// What a kernel keeps for one layer of one execution context between calls (a prepared oneDNN
+// primitive and its reordered weights). Contexts never run concurrently with themselves, so a
+// state needs no locking.
+struct KernelState {
+  virtual ~KernelState() = default;
+};
+
 // Everything one kernel call sees. Inputs are dense row-major host tensors; an absent optional
 // input has data == nullptr. Outputs are already allocated by the executor with the shapes and
 // dtypes that the op's infer function gave, and must be completely written.
@@ -24,7 +33,15 @@ struct KernelContext {
   const AttributeMap& attrs;
   std::span<const TensorView> inputs;
   std::span<TensorView> outputs;
+  // The layer's state slot in this context, empty on its first call; null when the call has no
+  // layer behind it (constant folding, shape computations, run_node_on_cpu), in which case the
+  // kernel prepares nothing ahead and runs its reference path.
+  std::unique_ptr<KernelState>* state = nullptr;
+  // Bit i is set when input i is one of the engine's weights: its contents are the same on every
+  // call, so a kernel may keep what it derives from them in `state`.
+  uint64_t constant_inputs = 0;
 
+  bool input_is_constant(size_t i) const { return i < 64 && (constant_inputs >> i) & 1u; }
   bool has_input(size_t i) const { return i < inputs.size() && inputs[i].data != nullptr; }
 
   // Throws kiln::Error(code) "node '<name>' (<op>): <message>".

@@ -59,7 +59,7 @@ void invoke_cpu_kernel(const CpuKernel& kernel, KernelContext& ctx) {
     t.dtype = DType::kFloat32;
     t.data = storage.back().data();
   }
-  KernelContext converted{ctx.node_name, ctx.op, ctx.attrs, inputs, outputs};
+  KernelContext converted{ctx.node_name, ctx.op, ctx.attrs, inputs, outputs, ctx.state, ctx.constant_inputs};
   kernel.fn(converted);
   for (size_t i = 0; i < outputs.size(); ++i) {
     if (is_half_type(ctx.outputs[i].dtype)) convert_from_float(outputs[i].as<const float>(), ctx.outputs[i]);

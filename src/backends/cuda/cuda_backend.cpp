@@ -28,6 +28,12 @@ class CudaBackend final : public backends::Backend {
     return backends::check_kernel_support(*support, model, layer, name_);
   }
 
+  int device_count() const override { return cuda::device_count(); }
+  backends::DeviceInfo device_info(int ordinal) const override {
+    const DeviceProperties props = device_properties(ordinal);
+    return {.name = props.name, .arch = props.sm_arch, .total_memory = props.total_memory};
+  }
+
   // Every layer the device runs (not the shape-value layers the host runs, nor views) must be one
   // its kernel registrations take; then the kernels' attribute checks.
   void check_loadable(const backends::EnginePlan& engine) const override {
