@@ -1,8 +1,9 @@
-// Intra-op parallelism of the CPU backend: each CPU execution context owns a pool of threads that
-// the kernels of its calls split their work over (today the GEMM wrapper, nn_blas.cpp, which
-// splits one BLAS call into column or row strips). OpenBLAS itself is kept at one thread
-// (nn_blas.cpp), so the process runs at most the contexts' pool sizes added up: threads never
-// multiply, however many contexts run at once.
+// Intra-op parallelism of the CPU backend: each CPU execution context has a thread count, and
+// the kernels of its calls split their work over that many threads: the GEMM wrapper
+// (nn_blas.cpp) over the context's own pool, in column or row strips of one BLAS call, and
+// oneDNN's convolution (onednn_conv.cpp) over OpenMP, whose per-thread count IntraOpScope sets.
+// OpenBLAS itself is kept at one thread (nn_blas.cpp), so the process runs at most the contexts'
+// thread counts added up: threads never multiply, however many contexts run at once.
 //
 // The default pool size is the CPUs this process may run on divided by the number of live CPU
 // contexts (at least 1), worked out again at each call, so N contexts running at once on C cores
@@ -59,7 +60,9 @@ ThreadPool* current_thread_pool();
 // current_thread_pool()'s size, 1 when there is none.
 int current_intra_op_threads();
 
-// Makes `pool` the current one on this thread until destroyed (restores the previous one).
+// Makes `pool` the current one on this thread until destroyed (restores the previous one). When
+// an OpenMP runtime is loaded (oneDNN's), also sets this thread's OpenMP thread count to the
+// pool's size (1 without a pool) and restores it afterwards.
 class IntraOpScope {
  public:
   explicit IntraOpScope(ThreadPool* pool);
@@ -69,6 +72,7 @@ class IntraOpScope {
 
  private:
   ThreadPool* previous_;
+  int previous_openmp_threads_ = 0;  // 0: no OpenMP runtime in the process
 };
 
 // The CPUs this process may run on (its affinity mask; std::thread::hardware_concurrency when
