@@ -144,6 +144,16 @@ kiln_status kiln_context_execute_bound(kiln_context* context, size_t num_inputs,
 /* CUDA engines: capture each set of input shapes into a CUDA graph and replay it (1, default)
  * or launch every kernel on each call (0). No effect on CPU engines. */
 kiln_status kiln_context_set_cuda_graphs(kiln_context* context, int enabled);
+/* CPU engines: the number of threads one call's kernels split their work over, the calling
+ * thread included (intra-op parallelism). 0 restores the default: the CPUs this process may run
+ * on divided by the number of live CPU contexts, at least 1, worked out at each call, so
+ * contexts running at once on different threads share the cores instead of oversubscribing them
+ * (kiln keeps OpenBLAS at one thread per call). Takes 0 to 1024; anything else fails with
+ * KILN_ERROR_INVALID_ARGUMENT and leaves the setting unchanged. No effect on CUDA engines. */
+kiln_status kiln_context_set_threads(kiln_context* context, int threads);
+/* Writes to *threads the thread count the context's next call uses (the default resolved; 1 for
+ * CUDA engines). Fails with KILN_ERROR_INVALID_ARGUMENT for a null pointer. */
+kiln_status kiln_context_threads(const kiln_context* context, int* threads);
 
 /* Multi-device safe mode (process-wide, off by default): see kiln::set_multi_device_safe_mode.
  * Returns the previous mode. */

@@ -83,6 +83,9 @@ struct BindingInfo {
 
 class ExecutionContext;
 class EngineBuffer;
+
+// The most threads ExecutionContext::set_threads accepts.
+inline constexpr int kMaxContextThreads = 1024;
 void synchronize(const class Engine& engine, void* stream);
 
 // Engine and ExecutionContext are movable; a moved-from one throws kInvalidArgument from every
@@ -172,6 +175,16 @@ class ExecutionContext {
   // No effect on CPU engines.
   void set_cuda_graphs(bool enabled);
   bool cuda_graphs() const;
+
+  // CPU engines: the number of threads one call's kernels split their work over (intra-op
+  // parallelism; the calling thread is one of them). 0 restores the default: the CPUs this
+  // process may run on divided by the number of live CPU contexts, at least 1, worked out at each
+  // call, so contexts running at once share the cores instead of oversubscribing them. kiln keeps
+  // OpenBLAS at one thread per call, so its threads never multiply with these. Throws
+  // kInvalidArgument outside [0, kMaxContextThreads]. No effect on CUDA engines.
+  void set_threads(int threads);
+  // The thread count the next call uses (the default resolved); 1 for CUDA engines.
+  int threads() const;
 
  private:
   explicit ExecutionContext(std::unique_ptr<detail::ContextState> state);

@@ -162,6 +162,7 @@ _LAZY = {
     "DynamicShapeError": ("_dynamic_shapes", "DynamicShapeError"),
     "save": ("save_load", "save"),
     "load": ("save_load", "load"),
+    "compare": ("compare", "compare"),  # engine vs ONNX Runtime (needs onnxruntime)
 }
 
 
@@ -267,18 +268,31 @@ def engine_format_version() -> str:
 
 
 def _profiles_json(profiles: Mapping[str, Any]) -> dict:
+    """{name: {"min", "opt", "max"}} from (min, max), (min, opt, max) or {"min", "opt", "max"}
+    specs (opt defaults to min, as for the CLI's --profile); InvalidArgumentError otherwise."""
     out = {}
     for name, spec in profiles.items():
         if isinstance(spec, Mapping):
             missing = {"min", "max"} - set(spec)
             if missing:
-                raise ValueError(f"profile for {name!r} lacks {sorted(missing)}")
+                raise InvalidArgumentError(f"profile for {name!r} lacks {sorted(missing)}")
             lo, hi = spec["min"], spec["max"]
             opt = spec.get("opt", lo)
-        else:
+        elif isinstance(spec, (list, tuple)) and len(spec) == 2:
+            lo, hi = spec
+            opt = lo
+        elif isinstance(spec, (list, tuple)) and len(spec) == 3:
             lo, opt, hi = spec
-        out[name] = {"min": [int(d) for d in lo], "opt": [int(d) for d in opt],
-                     "max": [int(d) for d in hi]}
+        else:
+            raise InvalidArgumentError(
+                f"profile for {name!r}: expected (min, max), (min, opt, max) or a dict with min, "
+                f"max and optionally opt, got {spec!r}")
+        try:
+            out[name] = {"min": [int(d) for d in lo], "opt": [int(d) for d in opt],
+                         "max": [int(d) for d in hi]}
+        except (TypeError, ValueError) as e:
+            raise InvalidArgumentError(f"profile for {name!r}: shapes must be sequences of ints, "
+                                       f"got {spec!r}") from e
     return out
 
 
@@ -295,12 +309,17 @@ def build_onnx(
     kernel_cache: "str | os.PathLike | None" = None,
     cuda_arch: int | None = None,
     explain: bool = False,
+    base_dir: "str | os.PathLike | None" = None,
 ) -> bytes:
     """Compiles an ONNX model into engine bytes.
 
     ``model`` is a path, the serialized model bytes, or an object with ``SerializeToString``
-    (an ``onnx.ModelProto``). ``profiles`` maps a dynamic input's name to ``(min, opt, max)``
-    shapes or to ``{"min": .., "opt": .., "max": ..}`` (opt defaults to min). ``timing_cache`` (cuda)
+    (an ``onnx.ModelProto``). ``base_dir`` is where the external data files of a model given as
+    bytes or a ModelProto are (e.g. one loaded with ``onnx.load(path, load_external_data=False)``:
+    pass the directory of ``path``); a model given as a path finds them next to itself, and
+    base_dir then overrides that directory. ``profiles`` maps a dynamic input's name to
+    ``(min, max)``, ``(min, opt, max)`` shapes or ``{"min": .., "opt": .., "max": ..}`` (opt
+    defaults to min, as for ``kiln build --profile``). ``timing_cache`` (cuda)
     is a file of GEMM/convolution tactics reused by later builds and extended by this one.
     ``kernel_cache`` (cuda) is the directory of compiled generated kernels reused across builds
     (None: ``$KILN_KERNEL_CACHE``, else ``~/.cache/kiln/kernels``; ``"off"``: no cache).
@@ -311,7 +330,7 @@ def build_onnx(
     a fixed 1 GiB of scratch memory that an engine cannot change yet.
     """
     if precision not in _PRECISIONS:
-        raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
+        raise InvalidArgumentError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
     config: dict[str, Any] = {"precision": precision, "target": target}
     if profiles:
         config["profiles"] = _profiles_json(profiles)
@@ -336,9 +355,19 @@ def build_onnx(
     out_size = ctypes.c_size_t()
     if hasattr(model, "SerializeToString"):
         model = model.SerializeToString()
+    if base_dir is not None and not isinstance(model, (bytes, bytearray, memoryview)):
+        # A path with another data directory: read it here and build from bytes.
+        try:
+            with open(os.fspath(model), "rb") as f:
+                model = f.read()
+        except FileNotFoundError as e:
+            raise NotFoundError(f"{os.fspath(model)}: no such file") from e
+        except OSError as e:
+            raise IoError(f"{os.fspath(model)}: {e.strerror or e}") from e
     if isinstance(model, (bytes, bytearray, memoryview)):
         data = bytes(model)
-        _capi.check(lib.kiln_build_onnx_bytes(data, len(data), b"", config_json,
+        directory = b"" if base_dir is None else _c_path(base_dir, "base_dir")
+        _capi.check(lib.kiln_build_onnx_bytes(data, len(data), directory, config_json,
                                               ctypes.byref(out_ptr), ctypes.byref(out_size)))
     else:
         path = _c_path(model, "model path")
@@ -348,6 +377,15 @@ def build_onnx(
         return ctypes.string_at(out_ptr, out_size.value)
     finally:
         lib.kiln_free(out_ptr)
+
+
+def _check_threads(threads: "int | None") -> int:
+    """0 for None; InvalidArgumentError for anything but an int in [0, 1024]."""
+    if threads is None:
+        return 0
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 0 <= threads <= 1024:
+        raise InvalidArgumentError(f"threads must be None or an int in [0, 1024], got {threads!r}")
+    return threads
 
 
 @dataclass(frozen=True)
@@ -370,6 +408,10 @@ class Engine:
     ``device``: for CUDA engines the GPU's CUDA ordinal to bind to; None (default) picks the
     most compatible GPU, the current device when it fits. CPU engines take only None.
 
+    ``threads`` (CPU engines): the threads each call's kernels split their work over; None or 0
+    (default): the CPUs this process may use divided by the number of live CPU contexts, so
+    calls running at once share the cores. See ``set_threads``.
+
     ``run`` executes it on an execution context leased from the Engine's pool: a call takes an
     idle context, or creates one, and gives it back when its outputs are copied out. So one Engine
     may be used from any number of threads at once (each running call has its own context; the
@@ -378,12 +420,13 @@ class Engine:
     """
 
     def __init__(self, source: "bytes | bytearray | memoryview | str | os.PathLike",
-                 device: int | None = None):
+                 device: int | None = None, threads: int | None = None):
         self._lib = _capi.runtime()
         self._handle = ctypes.c_void_p()
-        self._lock = threading.Lock()  # guards _handle's lifetime, _idle and _cuda_graphs
+        self._lock = threading.Lock()  # guards _handle's lifetime, _idle, _cuda_graphs, _threads
         self._idle: list[ctypes.c_void_p] = []  # contexts no call is using
         self._cuda_graphs: bool | None = None  # set_cuda_graphs' choice, applied to every context
+        self._threads: int = _check_threads(threads)  # set_threads' choice, for every context
         if device is not None and (isinstance(device, bool) or not isinstance(device, int)
                                    or device < 0):
             raise InvalidArgumentError(f"device must be None or a CUDA ordinal >= 0, got {device!r}")
@@ -442,9 +485,11 @@ class Engine:
                 context = ctypes.c_void_p()
                 _capi.check(self._lib.kiln_context_create(self._handle, ctypes.byref(context)))
             graphs = self._cuda_graphs
+            threads = self._threads
         try:
             if graphs is not None:
                 _capi.check(self._lib.kiln_context_set_cuda_graphs(context, int(graphs)))
+            _capi.check(self._lib.kiln_context_set_threads(context, threads))
             yield context
         finally:
             with self._lock:
@@ -563,6 +608,28 @@ class Engine:
             self._cuda_graphs = bool(enabled)
             for context in self._idle:
                 _capi.check(self._lib.kiln_context_set_cuda_graphs(context, int(enabled)))
+
+    def set_threads(self, threads: int | None) -> None:
+        """CPU engines: the number of threads each call's kernels split their work over (the
+        calling thread included). None or 0 restores the default: the CPUs this process may use
+        divided by the number of live CPU contexts (at least 1), so calls running at once on
+        several threads share the cores instead of oversubscribing them. At most 1024. Applies to
+        every later call, whichever context of the pool runs it. No effect on CUDA engines."""
+        threads = _check_threads(threads)
+        with self._lock:
+            if not self._handle:
+                raise InvalidArgumentError("kiln.Engine is closed")
+            self._threads = threads
+            for context in self._idle:
+                _capi.check(self._lib.kiln_context_set_threads(context, threads))
+
+    @property
+    def threads(self) -> int:
+        """The thread count a call started now would use (the default resolved; 1 for CUDA)."""
+        with self._leased_context() as context:
+            out = ctypes.c_int()
+            _capi.check(self._lib.kiln_context_threads(context, ctypes.byref(out)))
+            return out.value
 
     def close(self) -> None:
         """Releases the engine and its idle contexts now (also done when the object is collected).

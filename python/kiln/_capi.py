@@ -50,7 +50,9 @@ class KilnError(Exception):
             self.status = status
 
 
-class InvalidArgumentError(KilnError):
+class InvalidArgumentError(KilnError, ValueError):
+    """A bad argument (also a ValueError, as Python's own argument checks raise)."""
+
     status = 1
 
 
@@ -58,7 +60,9 @@ class NotFoundError(KilnError):
     status = 2
 
 
-class UnsupportedError(KilnError):
+class UnsupportedError(KilnError, NotImplementedError):
+    """Something kiln does not do (yet) (also a NotImplementedError)."""
+
     status = 3
 
 
@@ -193,6 +197,8 @@ def runtime() -> ctypes.CDLL:
                      [_p, ctypes.c_size_t, ctypes.POINTER(cp), ctypes.POINTER(KilnTensor),
                       ctypes.c_size_t, ctypes.POINTER(cp), ctypes.POINTER(KilnTensor), _p])
             _declare(lib, "kiln_context_set_cuda_graphs", _c_status, [_p, ctypes.c_int])
+            _declare(lib, "kiln_context_set_threads", _c_status, [_p, ctypes.c_int])
+            _declare(lib, "kiln_context_threads", _c_status, [_p, ctypes.POINTER(ctypes.c_int)])
             _declare(lib, "kiln_set_multi_device_safe_mode", ctypes.c_int, [ctypes.c_int])
             _declare(lib, "kiln_get_multi_device_safe_mode", ctypes.c_int, [])
             _declare(lib, "kiln_context_output", _c_status,

@@ -114,7 +114,7 @@ def _target_of(device: torch.device) -> tuple[str, int | None]:
         return "cpu", None
     if device.type == "cuda":
         return "cuda", device.index if device.index is not None else torch.cuda.current_device()
-    raise ValueError(f"kiln engines run on cpu or cuda devices, not {device}")
+    raise InvalidArgumentError(f"kiln engines run on cpu or cuda devices, not {device}")
 
 
 def _user_placeholders(gm: torch.fx.GraphModule) -> list[torch.fx.Node]:
@@ -176,11 +176,11 @@ def compile_graph_module(gm: torch.fx.GraphModule, *, precision: str = "fp32",
     come from the symbols torch.export gave those dims. ``input_names`` name the inputs in
     messages."""
     if precision not in _PRECISIONS:
-        raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
+        raise InvalidArgumentError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
     device = torch.device(device)
     target, device_index = _target_of(device)
     if target == "cpu" and precision in ("fp16", "bf16", "tf32"):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"precision={precision!r} needs CUDA engines: kiln's cpu target builds float32 "
             "engines only (a float16/bfloat16 module still compiles for the cpu with "
             "precision='fp32': its engines then take and return its 16-bit tensors)")

@@ -17,12 +17,14 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from ._capi import InvalidArgumentError
+
 __all__ = ["DynamicDim", "DynamicShapeError", "DynamicDimInfo"]
 
 BATCH_NAME = "batch"
 
 
-class DynamicShapeError(ValueError):
+class DynamicShapeError(InvalidArgumentError):
     """A dynamic dim that cannot be honoured: a bad range, a dim index out of range, an example
     input outside its range, or torch.export fixing the dim to one size. The message names the
     input, the dim and the problem."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.fx
 
+from ._capi import UnsupportedError
 from ._partition import Subgraph, extract_subgraph
 from ._plugin_ops import translation_table
 
@@ -72,7 +73,7 @@ def _concrete(dim, ranges: SymbolRanges | None, which: str) -> int:
     return int(expr.subs(ranges.values(which)))
 
 
-class UnsupportedShapeError(Exception):
+class UnsupportedShapeError(UnsupportedError):
     """A partition input whose shape kiln cannot describe with the dynamic dims' profiles."""
 
 

@@ -137,7 +137,7 @@ def _convert(value, kind: str):
             return value
     elif kind in ("ints", "floats", "strings") and isinstance(value, (list, tuple)):
         return [_convert(v, kind[:-1]) for v in value]
-    raise ValueError(f"{value!r} is not {kind}")
+    raise InvalidArgumentError(f"{value!r} is not {kind}")
 
 
 def map_node(node: torch.fx.Node) -> PluginCall | None:

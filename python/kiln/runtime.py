@@ -31,6 +31,8 @@ from typing import Any, Sequence
 
 import torch
 
+from ._capi import IncompatibleError, InvalidArgumentError, LibraryNotFoundError
+
 __all__ = [
     "LIBRARY_NAME",
     "RuntimeLibraryNotFoundError",
@@ -56,7 +58,7 @@ _python_half_registered = False
 _loaded_from: str | None = None
 
 
-class RuntimeLibraryNotFoundError(ImportError):
+class RuntimeLibraryNotFoundError(LibraryNotFoundError):
     """libkiln_torch.so could not be found or loaded."""
 
 
@@ -146,7 +148,7 @@ class FakeEngine:
     def __init__(self, **fields: Any):
         version = int(fields.get("state_version", ENGINE_STATE_VERSION))
         if version > ENGINE_STATE_VERSION:
-            raise RuntimeError(
+            raise IncompatibleError(
                 f"kiln.Engine: saved by a newer kiln (engine state version {version}); this "
                 f"kiln.runtime understands up to {ENGINE_STATE_VERSION}; upgrade kiln")
         self._fields = fields
@@ -218,7 +220,7 @@ def _fake_engine_of(engine: Any) -> FakeEngine:
         return wrapped
     if isinstance(engine, torch.ScriptObject):
         return FakeEngine.__obj_unflatten__(engine.__obj_flatten__())
-    raise TypeError(f"kiln::execute_engine: expected a kiln Engine, got {type(engine).__name__}")
+    raise InvalidArgumentError(f"kiln::execute_engine: expected a kiln Engine, got {type(engine).__name__}")
 
 
 def _fake_execute_engine(inputs: Sequence[torch.Tensor], engine: Any) -> list[torch.Tensor]:
@@ -277,7 +279,7 @@ def _device_index(device: Any) -> tuple[int, bool]:
     if device.type == "cpu":
         return -1, True
     if device.type != "cuda":
-        raise ValueError(f"kiln engines run on cpu or cuda, not {device}")
+        raise InvalidArgumentError(f"kiln engines run on cpu or cuda, not {device}")
     return (-1 if device.index is None else device.index), False
 
 
@@ -292,14 +294,14 @@ def engine_from_bytes(data: bytes | bytearray | memoryview | torch.Tensor, devic
     if isinstance(data, torch.Tensor):
         tensor = data.detach().to("cpu").reshape(-1)
         if tensor.dtype != torch.uint8:
-            raise TypeError(f"engine bytes must be a uint8 tensor, got {tensor.dtype}")
+            raise InvalidArgumentError(f"engine bytes must be a uint8 tensor, got {tensor.dtype}")
     else:
         raw = bytes(data)
         tensor = torch.frombuffer(bytearray(raw), dtype=torch.uint8) if raw else torch.empty(0, dtype=torch.uint8)
     index, wants_cpu = _device_index(device)
     engine = torch.classes.kiln.Engine(tensor, index)
     if wants_cpu and engine.backend() != "cpu":
-        raise RuntimeError(f"kiln.Engine: the engine was built for {engine.backend()} and cannot run on the cpu")
+        raise IncompatibleError(f"kiln.Engine: the engine was built for {engine.backend()} and cannot run on the cpu")
     return engine
 
 

@@ -15,6 +15,8 @@ from typing import Any, Sequence
 
 import torch
 
+from ._capi import InvalidArgumentError, UnsupportedError
+
 __all__ = ["save", "load", "FORMATS"]
 
 FORMATS = ("exported_program", "torchscript")
@@ -25,7 +27,7 @@ def _example_inputs(module: torch.nn.Module, inputs) -> tuple:
         return (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
     spec = getattr(module, "kiln_example_inputs", None)
     if spec is None:
-        raise ValueError("kiln.save: pass inputs= (the module was not made by kiln.compile)")
+        raise InvalidArgumentError("kiln.save: pass inputs= (the module was not made by kiln.compile)")
     device = getattr(module, "kiln_device", torch.device("cpu"))
     made = []
     for item in spec:
@@ -49,7 +51,7 @@ def _plain_outputs(module: torch.nn.Module, flat):
     children = [spec.child(i) for i in range(spec.num_children)] if hasattr(spec, "child") else []
     if spec.type in (tuple, list) and all(c.is_leaf() for c in children):
         return tuple(flat) if spec.type is tuple else list(flat)
-    raise NotImplementedError(
+    raise UnsupportedError(
         f"kiln.save(format='torchscript'): outputs structured as {spec} are not supported; "
         "return a tensor or a tuple of tensors, or save as an exported_program")
 
@@ -114,7 +116,7 @@ def save(module: torch.nn.Module, path: "str | os.PathLike", format: str = "expo
     from . import runtime
 
     if format not in FORMATS:
-        raise ValueError(f"kiln.save: format must be one of {FORMATS}, got {format!r}")
+        raise InvalidArgumentError(f"kiln.save: format must be one of {FORMATS}, got {format!r}")
     runtime.load_library()
     args = _example_inputs(module, inputs)
     path = os.fspath(path)
@@ -141,14 +143,14 @@ def _format_of(path: str) -> str:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
     except zipfile.BadZipFile as error:
-        raise ValueError(f"kiln.load: {path} is neither a TorchScript nor an ExportedProgram "
+        raise InvalidArgumentError(f"kiln.load: {path} is neither a TorchScript nor an ExportedProgram "
                          "file (not a zip archive)") from error
     if any(name.endswith("serialized_exported_program.json") or "/models/" in name
            for name in names):
         return "exported_program"
     if any(name.endswith("/data.pkl") or name.endswith("/constants.pkl") for name in names):
         return "torchscript"
-    raise ValueError(f"kiln.load: {path} is neither a TorchScript nor an ExportedProgram file")
+    raise InvalidArgumentError(f"kiln.load: {path} is neither a TorchScript nor an ExportedProgram file")
 
 
 def load(path: "str | os.PathLike", device: Any = None) -> torch.nn.Module:

@@ -25,6 +25,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ._capi import InvalidArgumentError
+
 __all__ = ["kiln_backend", "register"]
 
 _log = logging.getLogger("kiln.compile")
@@ -110,7 +112,7 @@ class _KilnGraph:
         dynamic_batch = options.pop("dynamic_batch", None)
         try:
             if torch.device(device).type not in ("cpu", "cuda"):
-                raise ValueError(f"kiln engines do not run on {device}")
+                raise InvalidArgumentError(f"kiln engines do not run on {device}")
             exported = export_module(self.module, inputs, dynamic_batch)
             compiled = compile_graph_module(exported, device=device,
                                             dynamic_batch=dynamic_batch, **options)
@@ -149,7 +151,7 @@ def kiln_backend(gm: torch.fx.GraphModule, example_inputs: Sequence[Any], *,
     merged = {**(options or {}), **kwargs}
     unknown = sorted(set(merged) - set(_OPTIONS))
     if unknown:
-        raise ValueError(f"kiln backend: unknown option(s) {unknown}; known: {list(_OPTIONS)}")
+        raise InvalidArgumentError(f"kiln backend: unknown option(s) {unknown}; known: {list(_OPTIONS)}")
     return _KilnGraph(gm, example_inputs, merged)
 
 

@@ -80,6 +80,11 @@ class BackendContext {
   // setting and reports false.
   virtual void set_graphs(bool enabled) = 0;
   virtual bool graphs_enabled() const = 0;
+  // Intra-op host threads (ExecutionContext::set_threads): `threads` >= 0 (the runtime checks),
+  // 0 for the backend's default. threads() is the count the next call uses. A backend that runs
+  // no kernels on the host ignores the setting and reports 1.
+  virtual void set_threads(int /*threads*/) {}
+  virtual int threads() const { return 1; }
 };
 
 class Backend {

@@ -297,6 +297,23 @@ kiln_status kiln_context_set_cuda_graphs(kiln_context* context, int enabled) {
   });
 }
 
+kiln_status kiln_context_set_threads(kiln_context* context, int threads) {
+  const char* call = __func__;
+  return guarded(call, [&] {
+    live_context(context, call);
+    context->context.set_threads(threads);
+  });
+}
+
+kiln_status kiln_context_threads(const kiln_context* context, int* threads) {
+  const char* call = __func__;
+  return guarded(call, [&] {
+    live_context(context, call);
+    require_non_null(threads, "threads");
+    *threads = context->context.threads();
+  });
+}
+
 int kiln_set_multi_device_safe_mode(int enabled) { return kiln::set_multi_device_safe_mode(enabled != 0) ? 1 : 0; }
 int kiln_get_multi_device_safe_mode(void) { return kiln::get_multi_device_safe_mode() ? 1 : 0; }
 

@@ -181,6 +181,16 @@ void ExecutionContext::set_cuda_graphs(bool enabled) { state().backend_context->
 
 bool ExecutionContext::cuda_graphs() const { return state().backend_context->graphs_enabled(); }
 
+void ExecutionContext::set_threads(int threads) {
+  if (threads < 0 || threads > kMaxContextThreads) {
+    fail(ErrorCode::kInvalidArgument, "set_threads: expected 0 (the default) to ", kMaxContextThreads,
+         " threads, got ", threads);
+  }
+  state().backend_context->set_threads(threads);
+}
+
+int ExecutionContext::threads() const { return state().backend_context->threads(); }
+
 std::vector<Shape> ExecutionContext::output_shapes(std::span<const NamedTensor> inputs) {
   detail::ContextState& s = state();
   s.bind_inputs(inputs);

@@ -1,7 +1,11 @@
 #include "tools/cli_args.hpp"
 
+#include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <limits>
+
+#include "kiln/runtime.hpp"
 
 namespace kiln::tools {
 
@@ -33,6 +37,17 @@ std::string ArgCursor::value() {
   if (index_ + 1 >= args_.size()) throw UsageError("option " + flag_ + " needs a value");
   ++index_;
   return args_[index_];
+}
+
+std::optional<std::string> ArgCursor::count_value_if_given() {
+  if (has_inline_value_) return inline_value_;
+  if (index_ + 1 >= args_.size()) return std::nullopt;
+  const std::string& next = args_[index_ + 1];
+  if (next.empty() || !std::all_of(next.begin(), next.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return std::nullopt;
+  }
+  ++index_;
+  return next;
 }
 
 void ArgCursor::expect_no_value() const {
@@ -80,6 +95,24 @@ uint64_t parse_unsigned(const std::string& text, const std::string& what, bool a
     value *= scale;
   }
   return value;
+}
+
+double parse_seconds(const std::string& text, const std::string& what) {
+  const bool plain = !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+    return (c >= '0' && c <= '9') || c == '.';
+  }) && std::count(text.begin(), text.end(), '.') <= 1 && text != ".";
+  if (!plain) throw UsageError(what + ": expected a number of seconds, got '" + text + "'");
+  const double seconds = std::strtod(text.c_str(), nullptr);
+  if (seconds > 1e7) throw UsageError(what + ": '" + text + "' is too long");
+  return seconds;
+}
+
+int parse_threads(const std::string& text) {
+  const uint64_t threads = parse_unsigned(text, "--threads");
+  if (threads > static_cast<uint64_t>(kMaxContextThreads)) {
+    throw UsageError("--threads: expected 0 to " + std::to_string(kMaxContextThreads) + ", got " + text);
+  }
+  return static_cast<int>(threads);
 }
 
 Shape parse_dims(const std::string& text, const std::string& what) {

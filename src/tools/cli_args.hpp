@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -32,6 +33,9 @@ class ArgCursor {
   // The current flag's value: the text after '=', else the next argument. Throws UsageError
   // when there is none.
   std::string value();
+  // For flags whose value is optional and a count: the text after '=', else the next argument when
+  // it is a decimal number (consumed), else nothing.
+  std::optional<std::string> count_value_if_given();
   // For flags without a value: throws UsageError when one was given with '='.
   void expect_no_value() const;
   // Throws UsageError("unknown option ...") or ("unexpected argument ...") for the current one.
@@ -51,6 +55,10 @@ class ArgCursor {
 // `allow_suffix`); throws UsageError naming `what`.
 uint64_t parse_unsigned(const std::string& text, const std::string& what,
                         bool allow_suffix = false);
+// Parses a non-negative decimal number of seconds ("2", "0.5"); throws UsageError naming `what`.
+double parse_seconds(const std::string& text, const std::string& what);
+// Parses --threads' value: 0 (the default) to kiln::kMaxContextThreads; throws UsageError.
+int parse_threads(const std::string& text);
 // Parses "1x3x224x224" (a scalar is the empty string or "scalar").
 Shape parse_dims(const std::string& text, const std::string& what);
 

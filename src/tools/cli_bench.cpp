@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -11,6 +12,7 @@
 #include <utility>
 
 #include "base/checked_math.hpp"
+#include "base/error.hpp"
 #include "kiln/runtime.hpp"
 #include "tools/cli_args.hpp"
 #include "tools/cli_tensors.hpp"
@@ -23,22 +25,32 @@ namespace {
 constexpr std::string_view kBenchHelp = R"(usage: kiln bench ENGINE.kiln [options]
 
 Run an engine repeatedly on one execution context and report the latency of each execute call
-(min, mean, p50, p90, p99, max) and the throughput. By default inputs and outputs stay in the
-engine's memory (GPU memory for CUDA engines) and a call is timed until its work has finished.
+(min, mean, p50, p90, p99, max) and the throughput in calls/s and samples/s (a call's samples are
+its first input's first dimension, the batch). By default inputs and outputs stay in the engine's
+memory (GPU memory for CUDA engines) and a call is timed until its work has finished.
 
 options:
   --iterations N          timed runs (default 100, at least 1)
+  --duration SECONDS      keep running until this much time has passed too (e.g. 10 or 0.5;
+                          default 0: --iterations alone)
   --warmup N              untimed runs first (default 10)
   --input NAME=FILE.npy   the value of input NAME; inputs without one are random
                           (dynamic dims take their opt value)
+  --shapes NAME:DIMS[,NAME:DIMS...]
+                          the shape of a random input, e.g. x:8x3x224x224 (dynamic engines: any
+                          shape in the engine's range); repeat or separate with ','
   --seed N                seed of the random inputs (default 0)
+  --threads N             CPU engines: threads one call's kernels split their work over
+                          (default: the CPUs this process may use; 0 means the default)
   --host-io               time host-to-host calls instead (input and output copies included)
   --no-cuda-graph         CUDA engines: launch every kernel on each call instead of replaying a
                           captured CUDA graph
-  --profile N             also time every layer (median of the runs, no CUDA graph) and print
-                          the N slowest, with the bytes of each layer's inputs, weights and
-                          outputs, the bandwidth that implies and (CUDA) its share of the
-                          GPU's peak DRAM bandwidth; with --json, as the "profile" member
+  --profile [N]           also time every layer (median of the runs, no CUDA graph) and print
+                          the N slowest (default 10), with the bytes of each layer's inputs,
+                          weights and outputs, the bandwidth that implies and (CUDA) its share
+                          of the GPU's peak DRAM bandwidth; with --json, the "profile" member
+                          lists every layer in launch order as well
+  --export-times FILE     write every timed call's latency (ms, in run order) to FILE as JSON
   --json                  print the results as one JSON object
   --plugins PATH          load the plugin library PATH (docs/plugins.md) before loading the
                           engine; repeat per library
@@ -140,6 +152,7 @@ void print_profile(std::vector<LayerTiming> timings, uint64_t top, double peak_g
 void write_profile_json(JsonWriter& out, std::vector<LayerTiming> timings, uint64_t top,
                         double peak_gb_per_s) {
   const auto [total_ms, total_bytes] = summed(timings);
+  const std::vector<LayerTiming> in_launch_order = timings;
   sort_slowest_first(timings);
   out.key("profile").begin_object();
   out.key("layers").value(static_cast<uint64_t>(timings.size()));
@@ -157,6 +170,16 @@ void write_profile_json(JsonWriter& out, std::vector<LayerTiming> timings, uint6
     out.end_object();
   }
   out.end_array();
+  out.key("all_layers").begin_array();
+  for (const LayerTiming& t : in_launch_order) {
+    out.begin_object();
+    out.key("name").value(t.name);
+    out.key("op").value(t.op);
+    out.key("ms").value(t.milliseconds);
+    out.key("bytes").value(t.bytes);
+    out.end_object();
+  }
+  out.end_array();
   out.key("slowest_layers").begin_array();
   for (size_t i = 0; i < timings.size() && i < top; ++i) {
     out.begin_object();
@@ -171,6 +194,25 @@ void write_profile_json(JsonWriter& out, std::vector<LayerTiming> timings, uint6
   out.end_object();
 }
 
+// The calls' latencies, for --export-times.
+void export_times(const std::string& path, const std::string& engine_path,
+                  const std::vector<double>& latencies_ms) {
+  JsonWriter out;
+  out.begin_object();
+  out.key("engine").value(engine_path);
+  out.key("latency_ms").begin_array();
+  for (double ms : latencies_ms) out.value(ms);
+  out.end_array();
+  out.end_object();
+  std::ofstream file(path, std::ios::trunc);
+  if (!file) fail(ErrorCode::kIoError, path, ": cannot open for writing (--export-times)");
+  file << out.str() << '\n';
+  file.close();
+  if (!file) fail(ErrorCode::kIoError, path, ": write failed (--export-times)");
+}
+
+constexpr uint64_t kDefaultProfileTop = 10;
+
 }  // namespace
 
 int bench_command(std::span<const std::string> args) {
@@ -179,10 +221,14 @@ int bench_command(std::span<const std::string> args) {
   uint64_t iterations = 100;
   uint64_t warmup = 10;
   uint64_t seed = 0;
+  int threads = 0;
   bool json = false;
   bool host_io = false;
   bool cuda_graphs = true;
   uint64_t profile_top = 0;
+  double duration_s = 0.0;
+  std::vector<InputShape> shapes;
+  std::optional<std::string> times_path;
 
   ArgCursor cursor(args);
   while (cursor.next()) {
@@ -206,7 +252,17 @@ int bench_command(std::span<const std::string> args) {
       cursor.expect_no_value();
       host_io = true;
     } else if (flag == "--profile") {
-      profile_top = parse_unsigned(cursor.value(), "--profile");
+      const std::optional<std::string> top = cursor.count_value_if_given();
+      profile_top = top ? parse_unsigned(*top, "--profile") : kDefaultProfileTop;
+      if (profile_top == 0) throw UsageError("--profile: N must be at least 1");
+    } else if (flag == "--duration") {
+      duration_s = parse_seconds(cursor.value(), "--duration");
+    } else if (flag == "--shapes") {
+      parse_shapes_option(cursor.value(), shapes);
+    } else if (flag == "--export-times") {
+      times_path = cursor.value();
+    } else if (flag == "--threads") {
+      threads = parse_threads(cursor.value());
     } else if (flag == "--no-cuda-graph") {
       cursor.expect_no_value();
       cuda_graphs = false;
@@ -223,10 +279,11 @@ int bench_command(std::span<const std::string> args) {
   if (profile_top && host_io) throw UsageError("--profile times bound calls; it cannot be used with --host-io");
 
   LoadedEngine loaded = load_engine(*engine_path);
-  std::vector<OwnedInput> inputs = prepare_inputs(loaded, input_files, true, seed);
+  std::vector<OwnedInput> inputs = prepare_inputs(loaded, input_files, true, seed, shapes);
   std::vector<NamedTensor> named = as_named_tensors(inputs);
   ExecutionContext context = loaded.engine.create_context();
   context.set_cuda_graphs(cuda_graphs);
+  context.set_threads(threads);
 
   // Bound mode: inputs copied into the engine's memory once; outputs sized by one host run.
   std::vector<EngineBuffer> buffers;
@@ -267,20 +324,25 @@ int bench_command(std::span<const std::string> args) {
   std::vector<double> latencies_ms;
   latencies_ms.reserve(iterations);
   const auto total_start = std::chrono::steady_clock::now();
-  for (uint64_t i = 0; i < iterations; ++i) {
+  double total_s = 0.0;
+  while (latencies_ms.size() < iterations || total_s < duration_s) {
     const auto start = std::chrono::steady_clock::now();
     call();
-    latencies_ms.push_back(
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-            .count());
+    const auto end = std::chrono::steady_clock::now();
+    latencies_ms.push_back(std::chrono::duration<double, std::milli>(end - start).count());
+    total_s = std::chrono::duration<double>(end - total_start).count();
   }
-  const double total_s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - total_start).count();
+  iterations = latencies_ms.size();
+  if (times_path) export_times(*times_path, *engine_path, latencies_ms);
+  // Samples per call: the first input's leading dimension (its batch), 1 for scalars.
+  const int64_t batch =
+      !inputs.empty() && !inputs[0].tensor.shape.empty() ? inputs[0].tensor.shape[0] : 1;
 
   std::vector<double> sorted = latencies_ms;
   std::sort(sorted.begin(), sorted.end());
   const double mean = std::accumulate(sorted.begin(), sorted.end(), 0.0) / sorted.size();
   const double throughput = total_s > 0 ? static_cast<double>(iterations) / total_s : 0.0;
+  const double samples_per_s = throughput * static_cast<double>(batch);
   std::vector<LayerTiming> timings;
   if (profile_top) timings = context.profile(bound_inputs, bound_outputs);
   const double peak_gb_per_s = profile_top ? peak_memory_bandwidth_gb_per_s(loaded.engine) : 0.0;
@@ -292,6 +354,9 @@ int bench_command(std::span<const std::string> args) {
     out.key("backend").value(loaded.engine.backend());
     out.key("iterations").value(iterations);
     out.key("warmup").value(warmup);
+    out.key("duration_s").value(total_s);
+    out.key("threads").value(context.threads());
+    out.key("batch").value(batch);
     out.key("latency_ms").begin_object();
     out.key("min").value(sorted.front());
     out.key("mean").value(mean);
@@ -301,6 +366,7 @@ int bench_command(std::span<const std::string> args) {
     out.key("max").value(sorted.back());
     out.end_object();
     out.key("throughput_per_s").value(throughput);
+    out.key("samples_per_s").value(samples_per_s);
     if (profile_top) write_profile_json(out, std::move(timings), profile_top, peak_gb_per_s);
     out.end_object();
     std::cout << out.str() << '\n';
@@ -311,12 +377,16 @@ int bench_command(std::span<const std::string> args) {
     std::cout << "input  " << input.name << ": " << dtype_name(input.tensor.dtype) << ' '
               << shape_to_string(input.tensor.shape) << '\n';
   }
-  std::cout << iterations << " iterations after " << warmup << " warm-up\n";
+  std::cout << iterations << " iterations after " << warmup << " warm-up, " << std::fixed
+            << std::setprecision(2) << total_s << " s";
+  if (loaded.engine.backend() == "cpu") std::cout << ", " << context.threads() << " thread(s)";
+  std::cout << '\n';
   std::cout << std::fixed << std::setprecision(4);
   std::cout << "latency (ms): min " << sorted.front() << "  mean " << mean << "  p50 "
             << percentile(sorted, 50) << "  p90 " << percentile(sorted, 90) << "  p99 "
             << percentile(sorted, 99) << "  max " << sorted.back() << '\n';
-  std::cout << std::setprecision(1) << "throughput: " << throughput << " inferences/s\n";
+  std::cout << std::setprecision(1) << "throughput: " << throughput << " calls/s, "
+            << samples_per_s << " samples/s (batch " << batch << ")\n";
   if (profile_top) print_profile(std::move(timings), profile_top, peak_gb_per_s);
   return 0;
 }

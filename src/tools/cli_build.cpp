@@ -1,5 +1,9 @@
 // kiln build: ONNX model -> engine file.
+#include <algorithm>
 #include <chrono>
+#include <iomanip>
+#include <map>
+#include <sstream>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -9,6 +13,7 @@
 #include "kiln/runtime.hpp"
 #include "base/json.hpp"
 #include "format/engine_io.hpp"
+#include "format/engine_schema.hpp"
 #include "kiln/builder.hpp"
 #include "tools/cli_args.hpp"
 #include "tools/commands.hpp"
@@ -43,6 +48,9 @@ options:
   --metadata JSON          a JSON object recorded in the engine (see kiln inspect)
   --plugins PATH           load the plugin library PATH (docs/plugins.md): ONNX nodes of a domain
                            and op type it registers become plugin layers; repeat per library
+  --verbose                print the build's phases and their times, each pass's changes and
+                           time, the layers by op, the fusion groups and (cuda) the tactic chosen
+                           per layer; records the explanation in the engine as --explain does
   --explain                print what each pass changed and, per node, which fusion group (one
                            generated kernel) it joined or why it joined none; also recorded in
                            the engine's metadata under kiln_build.explain
@@ -77,6 +85,75 @@ void print_explanation(const std::vector<uint8_t>& engine, const std::string& pa
       std::cout << reason->as_string();
     }
     std::cout << "\n";
+  }
+}
+
+// "85 ms" below a second, "12.34 s" above.
+std::string format_seconds(double seconds) {
+  std::ostringstream out;
+  out << std::fixed;
+  if (seconds < 1.0) {
+    out << std::setprecision(seconds < 0.01 ? 1 : 0) << seconds * 1e3 << " ms";
+  } else {
+    out << std::setprecision(2) << seconds << " s";
+  }
+  return out.str();
+}
+
+// What --verbose adds after the "built" line: the phases, the passes, the layers by op, the
+// fusion groups and the tactics recorded in the layers.
+void print_verbose(const std::vector<uint8_t>& engine, const std::string& path, double build_s, double write_s) {
+  const format::EngineModel model =
+      format::read_engine(std::make_shared<const std::vector<uint8_t>>(engine), path);
+  std::cout << "phases: build " << format_seconds(build_s) << " (import, passes, planning, serialization), write "
+            << format_seconds(write_s) << "\n";
+  const json::Value metadata = json::parse(model.metadata_json);
+  const json::Value* build = metadata.find("kiln_build");
+  const json::Value* explain = build ? build->find("explain") : nullptr;
+  if (explain != nullptr) {
+    const auto& passes = explain->find("passes")->as_array();
+    double passes_ms = 0.0;
+    for (const json::Value& pass : passes) passes_ms += pass.find("ms")->as_number();
+    std::cout << "passes (" << passes.size() << ", " << std::fixed << std::setprecision(1) << passes_ms
+              << " ms in all):\n";
+    for (const json::Value& pass : passes) {
+      std::cout << "  " << std::left << std::setw(28) << pass.find("pass")->as_string() << std::right
+                << std::setw(5) << pass.find("changes")->as_int64() << " change(s) " << std::setw(9)
+                << std::setprecision(3) << pass.find("ms")->as_number() << " ms\n";
+    }
+    const json::Value& fusion = *explain->find("fusion");
+    std::cout << "fusion: " << fusion.find("groups")->as_int64() << " generated kernel(s) from "
+              << fusion.find("members")->as_int64() << " node(s)\n";
+  }
+  std::map<std::string, int> by_op;
+  for (const format::Layer& layer : model.layers) ++by_op[layer.op];
+  std::cout << "layers: " << model.layers.size() << " (";
+  bool first = true;
+  for (const auto& [op, count] : by_op) {
+    std::cout << (first ? "" : ", ") << op << " " << count;
+    first = false;
+  }
+  std::cout << ")\n";
+  int tactics = 0;
+  for (const format::Layer& layer : model.layers) {
+    const std::string tactic = layer.attrs.get_string_or("kiln_tactic", "");
+    if (tactic.empty()) continue;
+    if (tactics++ == 0) std::cout << "tactics:\n";
+    std::cout << "  " << layer.op << " '" << layer.name << "': " << tactic << "\n";
+  }
+  if (tactics == 0) std::cout << "tactics: none recorded (cpu engines, or tactics chosen at first run)\n";
+}
+
+// Fails when `path` is a kiln engine file rather than an ONNX model (a common slip: the output of
+// an earlier build passed back in).
+void reject_engine_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[sizeof(format::schema::kMagic)] = {};
+  if (!in.read(magic, sizeof(magic))) return;  // short or unreadable: the importer reports it
+  if (std::equal(std::begin(magic), std::end(magic), std::begin(format::schema::kMagic))) {
+    fail(ErrorCode::kInvalidArgument, path,
+         ": this is a kiln engine, not an ONNX model (run it with kiln run or kiln bench, describe "
+         "it with kiln inspect; build takes the .onnx file it came from)");
   }
 }
 
@@ -156,6 +233,8 @@ int build_command(std::span<const std::string> args) {
   std::optional<std::string> model_path;
   std::optional<std::string> output_path;
   std::optional<std::string> precision_flag;
+  bool verbose = false;
+  bool explain_flag = false;
 
   ArgCursor cursor(args);
   while (cursor.next()) {
@@ -213,6 +292,12 @@ int build_command(std::span<const std::string> args) {
       }
       config.profiles.push_back(std::move(profile));
     } else if (flag == "--explain") {
+      cursor.expect_no_value();
+      config.explain = true;
+      explain_flag = true;
+    } else if (flag == "--verbose" || flag == "-v") {
+      cursor.expect_no_value();
+      verbose = true;
       config.explain = true;
     } else if (flag == "--metadata") {
       config.metadata_json = cursor.value();
@@ -227,23 +312,28 @@ int build_command(std::span<const std::string> args) {
   }
   if (!model_path) throw UsageError("missing the ONNX model to build");
   if (!output_path) throw UsageError("missing -o OUT.kiln");
+  reject_engine_file(*model_path);
 
   const auto start = std::chrono::steady_clock::now();
   const std::vector<uint8_t> engine = build_engine_from_onnx_file(*model_path, config);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
+  const auto write_start = std::chrono::steady_clock::now();
   std::ofstream out(*output_path, std::ios::binary | std::ios::trunc);
   if (!out) fail(ErrorCode::kIoError, *output_path, ": cannot open for writing");
   out.write(reinterpret_cast<const char*>(engine.data()),
             static_cast<std::streamsize>(engine.size()));
   out.close();
   if (!out) fail(ErrorCode::kIoError, *output_path, ": write failed");
+  const double write_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - write_start).count();
 
   std::cout << "built " << *output_path << " from " << *model_path << ": " << engine.size()
             << " bytes, target " << config.target << ", precision "
-            << precision_name(config.precision) << ", " << seconds << " s\n";
-  if (config.explain) print_explanation(engine, *output_path);
+            << precision_name(config.precision) << ", " << format_seconds(seconds) << "\n";
+  if (verbose) print_verbose(engine, *output_path, seconds, write_seconds);
+  if (explain_flag) print_explanation(engine, *output_path);
   return 0;
 }
 

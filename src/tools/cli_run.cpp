@@ -25,11 +25,16 @@ options:
                           to a float input of another width (and int to int), with a note.
   --random                inputs without --input get random values (floats in [-1, 1),
                           integers in [0, 4), bools 0/1); dynamic dims take their opt value
+  --shapes NAME:DIMS[,NAME:DIMS...]
+                          the shape of a random input, e.g. x:8x3x224x224 (dynamic engines: any
+                          shape in the engine's range); repeat or separate with ','
   --seed N                seed of the random inputs (default 0)
   --output-dir DIR        write each output to DIR/<name>.npy (DIR is created; characters of
                           the name other than [A-Za-z0-9._-] become '_')
   --save-inputs           with --output-dir, also write the inputs used to DIR/<name>.npy
                           under an "input." prefix
+  --threads N             CPU engines: threads one call's kernels split their work over
+                          (default: the CPUs this process may use; 0 means the default)
   --no-cuda-graph         CUDA engines: launch the layers one by one instead of capturing them
                           into a CUDA graph (for debugging a kernel; same results)
   --plugins PATH          load the plugin library PATH (docs/plugins.md) before loading the
@@ -49,8 +54,10 @@ int run_command(std::span<const std::string> args) {
   bool save_inputs = false;
   bool cuda_graphs = true;
   uint64_t seed = 0;
+  int threads = 0;
   std::optional<std::string> output_dir;
   std::vector<std::string> plugin_libraries;
+  std::vector<InputShape> shapes;
 
   ArgCursor cursor(args);
   while (cursor.next()) {
@@ -63,12 +70,16 @@ int run_command(std::span<const std::string> args) {
       return 0;
     } else if (flag == "--input") {
       input_files.push_back(parse_input_option(cursor.value()));
+    } else if (flag == "--shapes") {
+      parse_shapes_option(cursor.value(), shapes);
     } else if (flag == "--random") {
       cursor.expect_no_value();
       random_missing = true;
     } else if (flag == "--save-inputs") {
       cursor.expect_no_value();
       save_inputs = true;
+    } else if (flag == "--threads") {
+      threads = parse_threads(cursor.value());
     } else if (flag == "--no-cuda-graph") {
       cursor.expect_no_value();
       cuda_graphs = false;
@@ -84,14 +95,18 @@ int run_command(std::span<const std::string> args) {
   }
   if (!engine_path) throw UsageError("missing the engine file to run");
   if (save_inputs && !output_dir) throw UsageError("--save-inputs needs --output-dir");
+  if (!shapes.empty() && !random_missing && input_files.empty()) {
+    throw UsageError("--shapes sets the shape of random inputs: add --random (or --input files)");
+  }
 
   for (const std::string& library : plugin_libraries) load_plugin_library(library);
   LoadedEngine loaded = load_engine(*engine_path);
-  std::vector<OwnedInput> inputs = prepare_inputs(loaded, input_files, random_missing, seed);
+  std::vector<OwnedInput> inputs = prepare_inputs(loaded, input_files, random_missing, seed, shapes);
   std::vector<NamedTensor> named = as_named_tensors(inputs);
 
   ExecutionContext context = loaded.engine.create_context();
   context.set_cuda_graphs(cuda_graphs);
+  context.set_threads(threads);
   const auto start = std::chrono::steady_clock::now();
   std::vector<Tensor> outputs = context.execute(named);
   const double ms =

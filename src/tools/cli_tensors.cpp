@@ -196,9 +196,28 @@ InputFile parse_input_option(const std::string& text) {
   return InputFile{text.substr(0, eq), text.substr(eq + 1)};
 }
 
+void parse_shapes_option(const std::string& text, std::vector<InputShape>& shapes) {
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t end = text.find(',', start);
+    const std::string item = text.substr(start, end == std::string::npos ? end : end - start);
+    const size_t colon = item.rfind(':');
+    if (colon == std::string::npos || colon == 0) {
+      throw UsageError("--shapes: expected NAME:DIMS (e.g. x:4x3x224x224), got '" + item + "'");
+    }
+    InputShape shape{item.substr(0, colon), parse_dims(item.substr(colon + 1), "--shapes " + item)};
+    for (const InputShape& existing : shapes) {
+      if (existing.name == shape.name) throw UsageError("--shapes given twice for '" + shape.name + "'");
+    }
+    shapes.push_back(std::move(shape));
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+}
+
 std::vector<OwnedInput> prepare_inputs(const LoadedEngine& loaded,
                                        const std::vector<InputFile>& files, bool random_missing,
-                                       uint64_t seed) {
+                                       uint64_t seed, const std::vector<InputShape>& shapes) {
   const std::vector<BindingInfo>& bindings = loaded.engine.inputs();
   std::string input_names;
   for (const BindingInfo& b : bindings) input_names += (input_names.empty() ? "" : ", ") + b.name;
@@ -216,6 +235,15 @@ std::vector<OwnedInput> prepare_inputs(const LoadedEngine& loaded,
     }
   }
 
+  for (const InputShape& shape : shapes) {
+    bool known = false;
+    for (const BindingInfo& b : bindings) known = known || b.name == shape.name;
+    if (!known) {
+      fail(ErrorCode::kNotFound, "--shapes ", shape.name, ":", shape_to_string(shape.shape),
+           ": the engine has no input named '", shape.name, "' (inputs: ", input_names, ")");
+    }
+  }
+
   std::mt19937_64 rng(seed);
   std::vector<OwnedInput> inputs;
   std::vector<std::string> missing;
@@ -224,6 +252,10 @@ std::vector<OwnedInput> prepare_inputs(const LoadedEngine& loaded,
     const InputFile* file = nullptr;
     for (const InputFile& f : files) {
       if (f.name == binding.name) file = &f;
+    }
+    const InputShape* given_shape = nullptr;
+    for (const InputShape& shape : shapes) {
+      if (shape.name == binding.name) given_shape = &shape;
     }
     if (file != nullptr) {
       Tensor tensor = read_npy(file->path);
@@ -249,10 +281,14 @@ std::vector<OwnedInput> prepare_inputs(const LoadedEngine& loaded,
         }
         // Other mismatches reach the runtime, whose error names expected vs got.
       }
+      if (given_shape != nullptr && given_shape->shape != tensor.shape) {
+        fail(ErrorCode::kInvalidArgument, "input '", binding.name, "': --shapes gives ",
+             shape_to_string(given_shape->shape), " but ", file->path, " holds ", shape_to_string(tensor.shape));
+      }
       inputs.push_back(OwnedInput{binding.name, std::move(tensor)});
     } else if (random_missing) {
-      inputs.push_back(
-          OwnedInput{binding.name, random_tensor(binding.name, binding.dtype, default_shape(loaded, i), rng)});
+      const Shape shape = given_shape != nullptr ? given_shape->shape : default_shape(loaded, i);
+      inputs.push_back(OwnedInput{binding.name, random_tensor(binding.name, binding.dtype, shape, rng)});
     } else {
       missing.push_back(binding.name);
     }

@@ -27,6 +27,16 @@ struct InputFile {
 };
 InputFile parse_input_option(const std::string& text);
 
+// "--shapes NAME:DIMS[,NAME:DIMS...]" (trtexec's syntax): the shape a dynamic input takes at
+// run time. The name ends at the last ':' of each item (names may contain ':').
+struct InputShape {
+  std::string name;
+  Shape shape;
+};
+// Appends the items of one --shapes value to `shapes`; throws UsageError for a malformed item or
+// a name given twice.
+void parse_shapes_option(const std::string& text, std::vector<InputShape>& shapes);
+
 struct OwnedInput {
   std::string name;
   Tensor tensor;
@@ -36,10 +46,12 @@ struct OwnedInput {
 // them (a float file is converted to a float binding of another width, an integer file to an
 // integer binding, with a note on stderr). The others are random when `random_missing`
 // (floats uniform in [-1, 1), integers in [0, 4), bools 0/1; dynamic dims take their opt value),
-// else an error names them. A file for a name the engine lacks is an error (kNotFound).
+// else an error names them. A random input named in `shapes` takes that shape instead of the
+// opt one; a file input named there must have it (kInvalidArgument). A file or a shape for a name
+// the engine lacks is an error (kNotFound). The runtime checks the shapes against the ranges.
 std::vector<OwnedInput> prepare_inputs(const LoadedEngine& loaded,
                                        const std::vector<InputFile>& files, bool random_missing,
-                                       uint64_t seed);
+                                       uint64_t seed, const std::vector<InputShape>& shapes = {});
 // Borrowed views of `inputs` for ExecutionContext::execute.
 std::vector<NamedTensor> as_named_tensors(std::vector<OwnedInput>& inputs);
 

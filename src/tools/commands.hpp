@@ -12,5 +12,6 @@ int build_command(std::span<const std::string> args);
 int run_command(std::span<const std::string> args);
 int inspect_command(std::span<const std::string> args);
 int bench_command(std::span<const std::string> args);
+int compare_command(std::span<const std::string> args);
 
 }  // namespace kiln::tools

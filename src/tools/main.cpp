@@ -23,6 +23,7 @@ commands:
   run       run an engine on .npy inputs (or random ones) and save the outputs
   inspect   describe an engine file: bindings, layers, memory plan, metadata
   bench     measure an engine's latency and throughput
+  compare   run an engine and compare its outputs with saved ones (.npy files or .npz)
 
 options:
   -h, --help     show this help (or "kiln <command> --help" for a command's options)
@@ -41,6 +42,7 @@ constexpr Command kCommands[] = {
     {"run", kiln::tools::run_command},
     {"inspect", kiln::tools::inspect_command},
     {"bench", kiln::tools::bench_command},
+    {"compare", kiln::tools::compare_command},
 };
 
 int report(std::string_view command, std::string_view message, int status) {
@@ -85,6 +87,6 @@ int main(int argc, char** argv) {
       return report(command.name, e.what(), kExitRuntimeError);
     }
   }
-  return report("", "unknown command '" + first + "' (commands: build, run, inspect, bench)",
+  return report("", "unknown command '" + first + "' (commands: build, run, inspect, bench, compare)",
                 kExitUsageError);
 }

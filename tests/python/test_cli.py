@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from engine_bytes import fake_cubin, with_kernel_modules
 from kiln_testing import run_ort
 
-COMMANDS = ["build", "run", "inspect", "bench"]
+COMMANDS = ["build", "run", "inspect", "bench", "compare"]
 
 
 def small_cnn(batch="batch") -> onnx.ModelProto:

@@ -276,6 +276,26 @@ TEST_F(CApiMisuse, StreamArgumentsAreCheckedAsTheHeaderSays) {
   kiln_context_release(context);
 }
 
+// kiln.h: kiln_context_set_threads takes 0 to 1024 and leaves the setting alone otherwise;
+// kiln_context_threads reads it back (the default resolved for 0).
+TEST_F(CApiMisuse, ContextThreadsAreCheckedAndReadBack) {
+  kiln_context* context = nullptr;
+  ASSERT_EQ(kiln_context_create(engine_, &context), KILN_OK);
+  int threads = 0;
+  ASSERT_EQ(kiln_context_threads(context, &threads), KILN_OK) << kiln_last_error();
+  EXPECT_GE(threads, 1);
+  ASSERT_EQ(kiln_context_set_threads(context, 3), KILN_OK) << kiln_last_error();
+  EXPECT_EQ(kiln_context_set_threads(context, -1), KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(mentions(last_error(), "got -1")) << last_error();
+  EXPECT_EQ(kiln_context_set_threads(context, 1025), KILN_ERROR_INVALID_ARGUMENT);
+  ASSERT_EQ(kiln_context_threads(context, &threads), KILN_OK);
+  EXPECT_EQ(threads, 3);
+  EXPECT_EQ(kiln_context_threads(context, nullptr), KILN_ERROR_INVALID_ARGUMENT);
+  EXPECT_FALSE(run(context, input_values(2, 0)).empty()) << kiln_last_error();
+  kiln_context_release(context);
+  EXPECT_EQ(kiln_context_set_threads(context, 1), KILN_ERROR_INVALID_ARGUMENT);
+}
+
 TEST(CApiGuard, ExceptionsOtherThanKilnsNameTheCallAndKeepTheirText) {
   using capi::guarded;
   EXPECT_EQ(guarded("kiln_example", [] { throw std::length_error("vector::_M_default_append"); }),

@@ -10,6 +10,7 @@
 
 #include "backends/cpu/cpu_kernel.hpp"
 #include "backends/cpu/cpu_node_runner.hpp"
+#include "backends/cpu/intra_op_threads.hpp"
 #include "base/checked_math.hpp"
 #include "base/error.hpp"
 
@@ -273,6 +274,7 @@ class CpuContext final : public backends::BackendContext {
   explicit CpuContext(const EnginePlan& engine) : engine_(engine) {}
 
   std::vector<Tensor> execute(CallState& state, std::span<const NamedTensor> inputs) override {
+    const IntraOpScope scope(pool());
     Call s{&engine_, state, arenas_};
     s.bind_inputs(inputs);
     s.update_plan(/*place_shape_values=*/false);
@@ -288,6 +290,7 @@ class CpuContext final : public backends::BackendContext {
     if (stream != nullptr) {
       fail(ErrorCode::kInvalidArgument, "a stream was given, but this engine runs on the cpu backend (pass null)");
     }
+    const IntraOpScope scope(pool());
     Call s{&engine_, state, arenas_};
     bind_bound_call(s, inputs, outputs);
     run_on_cpu(s, OutputBinder{});
@@ -295,6 +298,7 @@ class CpuContext final : public backends::BackendContext {
 
   std::vector<LayerTiming> profile(CallState& state, std::span<const NamedTensor> inputs,
                                    std::span<const NamedTensor> outputs, int iterations) override {
+    const IntraOpScope scope(pool());
     Call s{&engine_, state, arenas_};
     const auto& layers = engine_.model.layers;
     std::vector<std::vector<double>> samples(layers.size());
@@ -320,10 +324,29 @@ class CpuContext final : public backends::BackendContext {
   bool places_shape_values() const override { return false; }
   void set_graphs(bool) override {}
   bool graphs_enabled() const override { return false; }
+  void set_threads(int threads) override { requested_threads_ = threads; }
+  int threads() const override {
+    return requested_threads_ > 0 ? requested_threads_ : default_intra_op_threads();
+  }
 
  private:
+  // The pool of this call's size (threads(): the default follows the live contexts), or null for
+  // one thread. Resized between calls only.
+  ThreadPool* pool() {
+    const int wanted = threads();
+    if (wanted <= 1) return nullptr;
+    if (!pool_ || pool_->size() != wanted) {
+      pool_.reset();
+      pool_ = std::make_unique<ThreadPool>(wanted);
+    }
+    return pool_.get();
+  }
+
   const EnginePlan& engine_;
   HostArenas arenas_;
+  const LiveCpuContext live_;
+  int requested_threads_ = 0;  // 0: default_intra_op_threads()
+  std::unique_ptr<ThreadPool> pool_;
 };
 
 class CpuBackend final : public backends::Backend {

@@ -3,10 +3,13 @@
 #include <cblas.h>
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <limits>
 #include <string>
 #include <type_traits>
+
+#include "backends/cpu/intra_op_threads.hpp"
 
 namespace kiln::cpu::nn {
 namespace {
@@ -52,12 +55,35 @@ BlasGemms load_gemms() {
   gemms.dgemm = reinterpret_cast<DgemmFn>(dlsym(library, "cblas_dgemm"));
   if (gemms.sgemm == nullptr) fail(ErrorCode::kUnsupported, "libopenblas.so.0 has no cblas_sgemm");
   if (gemms.dgemm == nullptr) fail(ErrorCode::kUnsupported, "libopenblas.so.0 has no cblas_dgemm");
+  // kiln splits GEMMs over the calling context's own threads (intra_op_threads.hpp); OpenBLAS
+  // threads on top of those would multiply with them (and with other contexts running at once),
+  // so OpenBLAS runs each call on the thread that makes it.
+  using SetThreadsFn = void (*)(int);
+  if (auto set_threads = reinterpret_cast<SetThreadsFn>(dlsym(library, "openblas_set_num_threads"))) {
+    set_threads(1);
+  }
   return gemms;
 }
 
 const BlasGemms& gemms() {
   static const BlasGemms loaded = load_gemms();  // a failure throws and is retried by the next call
   return loaded;
+}
+
+// Strips of C are multiples of this many rows or columns (one SIMD-friendly block), and a GEMM
+// is split only when each strip gets at least kMinStripWork multiply-adds: below that, waking
+// the pool costs more than it saves.
+constexpr int64_t kStripAlign = 16;
+constexpr int64_t kMinStripWork = int64_t{1} << 17;
+
+// How many strips a GEMM of m x n x k is cut into on a pool of `threads`: 1 (run on the caller)
+// for small products.
+int64_t parallel_strips(int64_t m, int64_t n, int64_t k, int threads) {
+  const int64_t extent = std::max(m, n);
+  const int64_t by_extent = (extent + kStripAlign - 1) / kStripAlign;
+  const double work = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+  const auto by_work = static_cast<int64_t>(std::min(work / kMinStripWork, 1e9));
+  return std::max<int64_t>(1, std::min({static_cast<int64_t>(threads), by_extent, by_work}));
 }
 
 template <typename T>
@@ -80,17 +106,43 @@ void blas_gemm(const KernelContext& ctx, bool transpose_a, bool transpose_b, int
                " exceeds the BLAS limit of 2^31-1");
     }
   }
-  const auto call = [&](auto fn) {
-    fn(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
-       transpose_b ? CblasTrans : CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
-       static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
-       static_cast<int>(ldc));
+  // One strip of C: rows [row, row + rows) and columns [col, col + cols).
+  const auto strip = [&](int64_t row, int64_t rows, int64_t col, int64_t cols) {
+    const T* a_strip = a + (transpose_a ? row : row * lda);
+    const T* b_strip = b + (transpose_b ? col * ldb : col);
+    T* c_strip = c + row * ldc + col;
+    const auto call = [&](auto fn) {
+      fn(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
+         transpose_b ? CblasTrans : CblasNoTrans, static_cast<int>(rows), static_cast<int>(cols),
+         static_cast<int>(k), alpha, a_strip, static_cast<int>(lda), b_strip,
+         static_cast<int>(ldb), beta, c_strip, static_cast<int>(ldc));
+    };
+    if constexpr (std::is_same_v<T, float>) {
+      call(gemms().sgemm);
+    } else {
+      call(gemms().dgemm);
+    }
   };
-  if constexpr (std::is_same_v<T, float>) {
-    call(gemms().sgemm);
-  } else {
-    call(gemms().dgemm);
+  ThreadPool* pool = current_thread_pool();
+  const int64_t strips = pool ? parallel_strips(m, n, k, pool->size()) : 1;
+  if (strips <= 1) {
+    strip(0, m, 0, n);
+    return;
   }
+  // The longer side of C is cut into `strips` pieces, multiples of kStripAlign where possible.
+  const bool split_columns = n >= m;
+  const int64_t extent = split_columns ? n : m;
+  const int64_t step = (extent / strips + kStripAlign - 1) / kStripAlign * kStripAlign;
+  pool->parallel_for(static_cast<size_t>(strips), [&](size_t s) {
+    const int64_t begin = std::min(static_cast<int64_t>(s) * step, extent);
+    const int64_t end = s + 1 == static_cast<size_t>(strips) ? extent : std::min(begin + step, extent);
+    if (begin >= end) return;
+    if (split_columns) {
+      strip(0, m, begin, end - begin);
+    } else {
+      strip(begin, end - begin, 0, n);
+    }
+  });
 }
 
 }  // namespace

@@ -1,0 +1,156 @@
+#include "backends/cpu/intra_op_threads.hpp"
+
+#include <dlfcn.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <atomic>
+
+namespace kiln::cpu {
+namespace {
+
+thread_local ThreadPool* t_current_pool = nullptr;
+std::atomic<int> g_live_contexts{0};
+
+// The OpenMP runtime's thread-count calls, when one is in the process (oneDNN's convolution runs
+// on OpenMP, onednn_conv.cpp): looked up, not linked, so a runtime without oneDNN needs none.
+struct OpenMpThreads {
+  int (*get)() = nullptr;
+  void (*set)(int) = nullptr;
+};
+
+const OpenMpThreads& openmp() {
+  static const OpenMpThreads calls = [] {
+    OpenMpThreads found;
+    found.get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "omp_get_max_threads"));
+    found.set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
+    if (found.get == nullptr || found.set == nullptr) found = {};
+    return found;
+  }();
+  return calls;
+}
+
+}  // namespace
+
+ThreadPool::ThreadPool(int threads) {
+  const int workers = std::max(threads, 1) - 1;
+  workers_.reserve(static_cast<size_t>(workers));
+  for (int i = 0; i < workers; ++i) workers_.emplace_back([this] { work(); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  for (std::thread& worker : workers_) worker.join();
+}
+
+void ThreadPool::drain() {
+  while (true) {
+    size_t index;
+    const std::function<void(size_t)>* task;
+    {
+      std::lock_guard lock(mutex_);
+      if (next_ >= count_ || task_ == nullptr) return;
+      index = next_++;
+      task = task_;
+    }
+    try {
+      (*task)(index);
+    } catch (...) {
+      std::lock_guard lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+      next_ = count_;  // the remaining tasks are skipped
+    }
+  }
+}
+
+void ThreadPool::work() {
+  size_t seen = 0;
+  while (true) {
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+      if (stopping_) return;
+      seen = generation_;
+      ++running_;
+    }
+    drain();
+    {
+      std::lock_guard lock(mutex_);
+      --running_;
+    }
+    done_.notify_all();
+  }
+}
+
+void ThreadPool::parallel_for(size_t count, const std::function<void(size_t)>& task) {
+  if (count == 0) return;
+  if (workers_.empty() || count == 1) {
+    for (size_t i = 0; i < count; ++i) task(i);
+    return;
+  }
+  {
+    std::lock_guard lock(mutex_);
+    task_ = &task;
+    count_ = count;
+    next_ = 0;
+    error_ = nullptr;
+    ++generation_;
+  }
+  wake_.notify_all();
+  drain();
+  std::exception_ptr error;
+  {
+    std::unique_lock lock(mutex_);
+    // Every index has been taken; wait until the workers that took one have finished it.
+    done_.wait(lock, [&] { return running_ == 0; });
+    task_ = nullptr;
+    count_ = 0;
+    error = error_;
+    error_ = nullptr;
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+ThreadPool* current_thread_pool() { return t_current_pool; }
+
+int current_intra_op_threads() { return t_current_pool ? t_current_pool->size() : 1; }
+
+IntraOpScope::IntraOpScope(ThreadPool* pool) : previous_(t_current_pool) {
+  t_current_pool = pool;
+  // OpenMP's thread count is per calling thread: kernels on OpenMP (oneDNN) use as many threads as
+  // the pool has, and the caller's own setting comes back when the call ends.
+  if (const OpenMpThreads& omp = openmp(); omp.set != nullptr) {
+    previous_openmp_threads_ = omp.get();
+    omp.set(pool ? pool->size() : 1);
+  }
+}
+
+IntraOpScope::~IntraOpScope() {
+  t_current_pool = previous_;
+  if (previous_openmp_threads_ > 0) openmp().set(previous_openmp_threads_);
+}
+
+int available_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int count = CPU_COUNT(&set);
+    if (count > 0) return count;
+  }
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+LiveCpuContext::LiveCpuContext() { g_live_contexts.fetch_add(1, std::memory_order_relaxed); }
+
+LiveCpuContext::~LiveCpuContext() { g_live_contexts.fetch_sub(1, std::memory_order_relaxed); }
+
+int default_intra_op_threads() {
+  const int live = std::max(g_live_contexts.load(std::memory_order_relaxed), 1);
+  return std::max(available_cpus() / live, 1);
+}
+
+}  // namespace kiln::cpu

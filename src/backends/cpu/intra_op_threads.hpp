@@ -1,0 +1,96 @@
+// Intra-op parallelism of the CPU backend: each CPU execution context has a thread count, and
+// the kernels of its calls split their work over that many threads: the GEMM wrapper
+// (nn_blas.cpp) over the context's own pool, in column or row strips of one BLAS call, and
+// oneDNN's convolution (onednn_conv.cpp) over OpenMP, whose per-thread count IntraOpScope sets.
+// OpenBLAS itself is kept at one thread (nn_blas.cpp), so the process runs at most the contexts'
+// thread counts added up: threads never multiply, however many contexts run at once.
+//
+// The default pool size is the CPUs this process may run on divided by the number of live CPU
+// contexts (at least 1), worked out again at each call, so N contexts running at once on C cores
+// use about C threads in all.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace kiln::cpu {
+
+// A fixed set of worker threads plus the calling thread. parallel_for calls come from one thread
+// at a time (the context's); the pool is not re-entrant (a task must not call parallel_for).
+class ThreadPool {
+ public:
+  // `threads` >= 1 in all: threads - 1 workers are started, the caller is the last one.
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // Runs task(i) for every i in [0, count), spread over the pool and the calling thread; returns
+  // when all have finished. When tasks throw, the first exception is rethrown after all finished.
+  void parallel_for(size_t count, const std::function<void(size_t)>& task);
+
+ private:
+  void work();
+  // Takes and runs task indices of the current job until none is left.
+  void drain();
+
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::condition_variable done_;
+  const std::function<void(size_t)>* task_ = nullptr;  // guarded by mutex_
+  size_t count_ = 0;
+  size_t next_ = 0;
+  size_t running_ = 0;      // workers inside the current job
+  size_t generation_ = 0;   // bumped per job, so a worker joins each job once
+  bool stopping_ = false;
+  std::exception_ptr error_;
+};
+
+// The pool the kernels running on this thread may use, or null (run serially): set by the CPU
+// context for the duration of a call (IntraOpScope).
+ThreadPool* current_thread_pool();
+// current_thread_pool()'s size, 1 when there is none.
+int current_intra_op_threads();
+
+// Makes `pool` the current one on this thread until destroyed (restores the previous one). When
+// an OpenMP runtime is loaded (oneDNN's), also sets this thread's OpenMP thread count to the
+// pool's size (1 without a pool) and restores it afterwards.
+class IntraOpScope {
+ public:
+  explicit IntraOpScope(ThreadPool* pool);
+  ~IntraOpScope();
+  IntraOpScope(const IntraOpScope&) = delete;
+  IntraOpScope& operator=(const IntraOpScope&) = delete;
+
+ private:
+  ThreadPool* previous_;
+  int previous_openmp_threads_ = 0;  // 0: no OpenMP runtime in the process
+};
+
+// The CPUs this process may run on (its affinity mask; std::thread::hardware_concurrency when
+// unknown), at least 1.
+int available_cpus();
+
+// Counts the live CPU execution contexts for the default thread count: one LiveCpuContext per
+// context, for its lifetime.
+class LiveCpuContext {
+ public:
+  LiveCpuContext();
+  ~LiveCpuContext();
+  LiveCpuContext(const LiveCpuContext&) = delete;
+  LiveCpuContext& operator=(const LiveCpuContext&) = delete;
+};
+
+// available_cpus() / live CPU contexts, at least 1: the thread count of a context that was not
+// given one.
+int default_intra_op_threads();
+
+}  // namespace kiln::cpu

@@ -1,0 +1,155 @@
+// Intra-op threads of the CPU backend (backends/cpu/intra_op_threads.hpp): the pool runs every
+// task once, a GEMM split over it gives the single-threaded result, and ExecutionContext's
+// thread count has the documented default and limits.
+#include <dlfcn.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <mutex>
+#include <random>
+#include <set>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "add_relu_engine.hpp"
+#include "backends/cpu/cpu_node_runner.hpp"
+#include "backends/cpu/intra_op_threads.hpp"
+#include "graph_test_builder.hpp"
+#include "kiln/runtime.hpp"
+
+namespace kiln::cpu {
+namespace {
+
+TEST(IntraOpThreads, PoolRunsEveryTaskOnceOnSeveralThreads) {
+  ThreadPool pool(3);
+  EXPECT_EQ(pool.size(), 3);
+  for (int round = 0; round < 3; ++round) {  // the pool is reused between jobs
+    std::vector<std::atomic<int>> runs(40);
+    std::mutex mutex;
+    std::set<std::thread::id> threads;
+    pool.parallel_for(runs.size(), [&](size_t i) {
+      runs[i].fetch_add(1);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      std::lock_guard lock(mutex);
+      threads.insert(std::this_thread::get_id());
+    });
+    for (size_t i = 0; i < runs.size(); ++i) EXPECT_EQ(runs[i].load(), 1) << "task " << i;
+    EXPECT_GT(threads.size(), 1u) << "every task ran on one thread";
+  }
+}
+
+TEST(IntraOpThreads, PoolRethrowsATaskErrorAndStaysUsable) {
+  ThreadPool pool(2);
+  EXPECT_THROW(pool.parallel_for(10,
+                                 [](size_t i) {
+                                   if (i == 3) throw std::runtime_error("task 3");
+                                 }),
+               std::runtime_error);
+  std::atomic<int> done{0};
+  pool.parallel_for(5, [&](size_t) { done.fetch_add(1); });
+  EXPECT_EQ(done.load(), 5);
+}
+
+TEST(IntraOpThreads, ScopeSetsAndRestoresTheCurrentPool) {
+  EXPECT_EQ(current_thread_pool(), nullptr);
+  EXPECT_EQ(current_intra_op_threads(), 1);
+  ThreadPool pool(2);
+  {
+    const IntraOpScope scope(&pool);
+    EXPECT_EQ(current_thread_pool(), &pool);
+    EXPECT_EQ(current_intra_op_threads(), 2);
+  }
+  EXPECT_EQ(current_thread_pool(), nullptr);
+}
+
+// oneDNN runs on OpenMP: a call's scope gives OpenMP the pool's size on the calling thread and
+// restores the caller's own count afterwards.
+TEST(IntraOpThreads, ScopeSetsOpenMpThreadsWhereOpenMpIsLoaded) {
+  auto get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "omp_get_max_threads"));
+  if (get == nullptr) GTEST_SKIP() << "no OpenMP runtime in this process (kiln built without oneDNN)";
+  const int before = get();
+  ThreadPool pool(3);
+  {
+    const IntraOpScope scope(&pool);
+    EXPECT_EQ(get(), 3);
+    {
+      const IntraOpScope serial(nullptr);
+      EXPECT_EQ(get(), 1);
+    }
+    EXPECT_EQ(get(), 3);
+  }
+  EXPECT_EQ(get(), before);
+}
+
+// MatMul and transposed Gemm split into row or column strips give what one thread gives.
+TEST(IntraOpThreads, SplitGemmMatchesOneThread) {
+  std::mt19937 rng(5);
+  struct Case {
+    int64_t m, k, n;
+    bool trans_a, trans_b;
+  };
+  for (const Case& c : {Case{64, 96, 300, false, false}, Case{333, 80, 40, false, false},
+                        Case{70, 64, 250, true, true}, Case{260, 48, 33, true, false}}) {
+    const HostTensor a = testing::random_tensor_f32(c.trans_a ? Shape{c.k, c.m} : Shape{c.m, c.k}, rng);
+    const HostTensor b = testing::random_tensor_f32(c.trans_b ? Shape{c.n, c.k} : Shape{c.k, c.n}, rng);
+    AttributeMap attrs;
+    attrs.set("transA", Attribute::of_int(c.trans_a));
+    attrs.set("transB", Attribute::of_int(c.trans_b));
+    const std::vector<const HostTensor*> inputs{&a, &b};
+    const std::vector<HostTensor> serial = run_node_on_cpu("g", "Gemm", attrs, inputs, 1);
+    ThreadPool pool(3);
+    const IntraOpScope scope(&pool);
+    const std::vector<HostTensor> split = run_node_on_cpu("g", "Gemm", attrs, inputs, 1);
+    ASSERT_EQ(split[0].shape, (Shape{c.m, c.n}));
+    for (int64_t i = 0; i < c.m * c.n; ++i) {
+      const float want = serial[0].data<float>()[i];
+      ASSERT_NEAR(split[0].data<float>()[i], want, 1e-5f * (1.0f + std::fabs(want)))
+          << "m=" << c.m << " n=" << c.n << " element " << i;
+    }
+  }
+}
+
+TEST(IntraOpThreads, ContextThreadsDefaultToTheCpusSharedByLiveContexts) {
+  const auto bytes = testing::make_add_relu_engine(false);
+  Engine engine = Engine::load_bytes(bytes.data(), bytes.size());
+  ExecutionContext first = engine.create_context();
+  const int cpus = available_cpus();
+  EXPECT_EQ(first.threads(), cpus);
+  {
+    ExecutionContext second = engine.create_context();
+    EXPECT_EQ(first.threads(), std::max(cpus / 2, 1));
+    EXPECT_EQ(second.threads(), std::max(cpus / 2, 1));
+  }
+  EXPECT_EQ(first.threads(), cpus);
+  first.set_threads(3);
+  EXPECT_EQ(first.threads(), 3);
+  std::vector<float> x = testing::iota_values(8, -2.0f);
+  NamedTensor in{"x", {DType::kFloat32, {2, 4}, x.data()}};
+  const std::vector<Tensor> out = first.execute(std::span<const NamedTensor>(&in, 1));
+  EXPECT_EQ(out[0].shape, (Shape{2, 4}));
+  first.set_threads(0);
+  EXPECT_EQ(first.threads(), cpus);
+}
+
+TEST(IntraOpThreads, ContextRejectsThreadCountsOutOfRange) {
+  const auto bytes = testing::make_add_relu_engine(false);
+  Engine engine = Engine::load_bytes(bytes.data(), bytes.size());
+  ExecutionContext context = engine.create_context();
+  context.set_threads(2);
+  for (int bad : {-1, kMaxContextThreads + 1}) {
+    try {
+      context.set_threads(bad);
+      FAIL() << "set_threads(" << bad << ") was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+      EXPECT_NE(std::string(e.what()).find(std::to_string(bad)), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(context.threads(), 2) << "a refused count changed the setting";
+}
+
+}  // namespace
+}  // namespace kiln::cpu
