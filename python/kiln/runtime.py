@@ -31,7 +31,21 @@ from typing import Any, Sequence
 
 import torch
 
-from ._capi import IncompatibleError, InvalidArgumentError, LibraryNotFoundError
+try:
+    from ._capi import IncompatibleError, InvalidArgumentError, LibraryNotFoundError
+except ImportError:  # kiln/runtime.py deployed alone, without the kiln package around it
+
+    class _KilnError(Exception):
+        """An error reported by kiln (the package's KilnError when the package is present)."""
+
+    class InvalidArgumentError(_KilnError, ValueError):  # type: ignore[no-redef]
+        """A bad argument (also a ValueError)."""
+
+    class IncompatibleError(_KilnError):  # type: ignore[no-redef]
+        """An engine or library from an incompatible kiln."""
+
+    class LibraryNotFoundError(_KilnError, ImportError):  # type: ignore[no-redef]
+        """A kiln shared library could not be found or loaded."""
 
 __all__ = [
     "LIBRARY_NAME",
