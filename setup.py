@@ -20,7 +20,7 @@ from setuptools.dist import Distribution
 REPO = Path(__file__).resolve().parent
 # libkiln_backend_cuda.so (CUDA builds) sits beside libkiln_runtime.so, which loads it on the first
 # cuda engine.
-LIBRARIES = ("libkiln_runtime.so", "libkiln_backend_cuda.so", "libkiln.so", "libkiln_torch.so", "libkiln_plugins.so")
+LIBRARIES = ("libkiln_runtime.so", "libkiln_backend_cuda.so", "libkiln_cpu_onednn.so", "libkiln.so", "libkiln_torch.so", "libkiln_plugins.so")
 
 
 def native_lib_dir() -> Path:

@@ -22,6 +22,12 @@ if(TARGET kiln_backend_cuda)
                ${_kiln_cublaslt_dir})
   install(TARGETS kiln_backend_cuda LIBRARY DESTINATION lib COMPONENT runtime)
 endif()
+# The oneDNN convolution beside the runtime, which loads it at the first convolution when present
+# (a deployment without oneDNN leaves it out and runs the reference convolution).
+if(TARGET kiln_cpu_onednn)
+  set_property(TARGET kiln_cpu_onednn APPEND PROPERTY INSTALL_RPATH "$ORIGIN")
+  install(TARGETS kiln_cpu_onednn LIBRARY DESTINATION lib COMPONENT runtime)
+endif()
 install(TARGETS kiln LIBRARY DESTINATION lib COMPONENT builder)
 if(TARGET kiln_cli)
   set_property(TARGET kiln_cli APPEND PROPERTY INSTALL_RPATH "$ORIGIN/../lib")

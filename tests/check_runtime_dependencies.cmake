@@ -1,5 +1,5 @@
 # Fails when libkiln_runtime.so names a forbidden library (the builder, ONNX, protobuf, torch, Python,
-# NVRTC, any CUDA library) in its dynamic section, or (NVRTC, which
+# NVRTC, any CUDA library, oneDNN) in its dynamic section, or (NVRTC, which
 # only the builder loads, with dlopen) refers to one of its symbols.
 execute_process(COMMAND readelf -d ${LIBRARY} OUTPUT_VARIABLE dynamic RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
@@ -12,9 +12,10 @@ if(NOT needed)
 endif()
 # kiln_plugins: kiln's plugin library depends on the runtime, never the reverse. The CUDA libraries
 # (runtime, cuBLAS/cuBLASLt, cuDNN, driver) and kiln's cuda backend are loaded (dlopen) on the first
-# cuda engine, never linked, so a CPU deployment needs none of them.
+# cuda engine, never linked, so a CPU deployment needs none of them. oneDNN (libdnnl) and kiln's
+# oneDNN convolution are loaded at the first convolution when present, never linked.
 foreach(forbidden protobuf onnx torch c10 libkiln.so python nvrtc kiln_plugins libcudart libcublas libcudnn
-                  libcuda.so kiln_backend_cuda)
+                  libcuda.so kiln_backend_cuda libdnnl kiln_cpu_onednn)
   string(FIND "${needed}" "${forbidden}" at)
   if(NOT at EQUAL -1)
     message(FATAL_ERROR "libkiln_runtime.so depends on '${forbidden}':\n${needed}")

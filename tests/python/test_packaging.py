@@ -32,7 +32,7 @@ def test_wheel_carries_libraries_and_entry_point(wheel, build_dir):
     for expected in ("kiln/__init__.py", "kiln/runtime.py", "kiln/_compile.py", "kiln/lib/libkiln_runtime.so",
                      "kiln/lib/libkiln.so"):
         assert expected in names, (expected, names)
-    for optional in ("libkiln_torch.so", "libkiln_plugins.so", "libkiln_backend_cuda.so"):
+    for optional in ("libkiln_torch.so", "libkiln_plugins.so", "libkiln_backend_cuda.so", "libkiln_cpu_onednn.so"):
         if (build_dir / "lib" / optional).is_file():
             assert f"kiln/lib/{optional}" in names, (optional, names)
     assert "-none-any" not in wheel.name, "a wheel with shared libraries must be platform-tagged"

@@ -1,7 +1,6 @@
 // Intra-op threads of the CPU backend (backends/cpu/intra_op_threads.hpp): the pool runs every
 // task once, a GEMM split over it gives the single-threaded result, and ExecutionContext's
 // thread count has the documented default and limits.
-#include <dlfcn.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -67,23 +66,6 @@ TEST(IntraOpThreads, ScopeSetsAndRestoresTheCurrentPool) {
 
 // oneDNN runs on OpenMP: a call's scope gives OpenMP the pool's size on the calling thread and
 // restores the caller's own count afterwards.
-TEST(IntraOpThreads, ScopeSetsOpenMpThreadsWhereOpenMpIsLoaded) {
-  auto get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "omp_get_max_threads"));
-  if (get == nullptr) GTEST_SKIP() << "no OpenMP runtime in this process (kiln built without oneDNN)";
-  const int before = get();
-  ThreadPool pool(3);
-  {
-    const IntraOpScope scope(&pool);
-    EXPECT_EQ(get(), 3);
-    {
-      const IntraOpScope serial(nullptr);
-      EXPECT_EQ(get(), 1);
-    }
-    EXPECT_EQ(get(), 3);
-  }
-  EXPECT_EQ(get(), before);
-}
-
 // MatMul and transposed Gemm split into row or column strips give what one thread gives.
 TEST(IntraOpThreads, SplitGemmMatchesOneThread) {
   std::mt19937 rng(5);

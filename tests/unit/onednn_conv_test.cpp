@@ -2,6 +2,7 @@
 // kernel, over groups, depthwise, strides, pads, dilations, 1-D/2-D/3-D, NHWC, bias, the fused
 // residual and Relu, and NaN/Inf inputs (Relu(NaN) must stay NaN, which oneDNN's own relu does
 // not do); plus what the prepared layer state keeps between calls and the KILN_CPU_CONV switch.
+#include <dlfcn.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_kernel.hpp"
+#include "backends/cpu/intra_op_threads.hpp"
 #include "backends/cpu/onednn_conv.hpp"
 #include "base/attributes.hpp"
 #include "base/error.hpp"
@@ -176,7 +178,12 @@ std::vector<ConvCase> cases() {
 class OnednnConv : public ::testing::Test {
  protected:
   void SetUp() override {
+#if KILN_WITH_ONEDNN
+    // Built with oneDNN: its library must load (a silent fallback would skip the whole suite).
+    ASSERT_TRUE(onednn::available()) << onednn::describe();
+#else
     if (!onednn::available()) GTEST_SKIP() << "kiln was built without oneDNN";
+#endif
   }
 };
 
@@ -258,6 +265,29 @@ TEST_F(OnednnConv, DeclinesCallsWithoutALayerState) {
   KernelContext ctx{"conv", "Conv", call.attrs, in, out};
   EXPECT_FALSE(onednn::try_run_conv(ctx));
   EXPECT_EQ(y[0], -7.0f) << "a declined call must leave the output alone";
+}
+
+// oneDNN's OpenMP thread count is this thread's; a call under a context's pool of 3 uses 3 and gives
+// the caller's setting back. The OpenMP runtime is libdnnl's, found through the oneDNN library's
+// dependencies (the runtime loads it RTLD_LOCAL).
+TEST_F(OnednnConv, GivesTheCallersOpenMpThreadCountBack) {
+  void* library = dlopen("libkiln_cpu_onednn.so", RTLD_NOW | RTLD_NOLOAD);
+  ASSERT_NE(library, nullptr) << "the oneDNN library is loaded once available() said so";
+  const auto get = reinterpret_cast<int (*)()>(dlsym(library, "omp_get_max_threads"));
+  const auto set = reinterpret_cast<void (*)(int)>(dlsym(library, "omp_set_num_threads"));
+  ASSERT_NE(get, nullptr);
+  ASSERT_NE(set, nullptr);
+  set(5);
+  std::mt19937 rng(3);
+  ConvCall call({.name = "threads", .x = {1, 8, 12, 12}, .out_channels = 8}, rng);
+  std::unique_ptr<KernelState> state;
+  {
+    ThreadPool pool(3);
+    const IntraOpScope scope(&pool);
+    expect_same(call.run_onednn(state), call.run_reference(), "under a pool of 3");
+  }
+  EXPECT_EQ(get(), 5);
+  dlclose(library);
 }
 
 TEST_F(OnednnConv, DescribesTheIsaItDispatchesTo) {

@@ -1,6 +1,5 @@
 #include "backends/cpu/intra_op_threads.hpp"
 
-#include <dlfcn.h>
 #include <sched.h>
 
 #include <algorithm>
@@ -11,24 +10,6 @@ namespace {
 
 thread_local ThreadPool* t_current_pool = nullptr;
 std::atomic<int> g_live_contexts{0};
-
-// The OpenMP runtime's thread-count calls, when one is in the process (oneDNN's convolution runs
-// on OpenMP, onednn_conv.cpp): looked up, not linked, so a runtime without oneDNN needs none.
-struct OpenMpThreads {
-  int (*get)() = nullptr;
-  void (*set)(int) = nullptr;
-};
-
-const OpenMpThreads& openmp() {
-  static const OpenMpThreads calls = [] {
-    OpenMpThreads found;
-    found.get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "omp_get_max_threads"));
-    found.set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
-    if (found.get == nullptr || found.set == nullptr) found = {};
-    return found;
-  }();
-  return calls;
-}
 
 }  // namespace
 
@@ -119,20 +100,9 @@ ThreadPool* current_thread_pool() { return t_current_pool; }
 
 int current_intra_op_threads() { return t_current_pool ? t_current_pool->size() : 1; }
 
-IntraOpScope::IntraOpScope(ThreadPool* pool) : previous_(t_current_pool) {
-  t_current_pool = pool;
-  // OpenMP's thread count is per calling thread: kernels on OpenMP (oneDNN) use as many threads as
-  // the pool has, and the caller's own setting comes back when the call ends.
-  if (const OpenMpThreads& omp = openmp(); omp.set != nullptr) {
-    previous_openmp_threads_ = omp.get();
-    omp.set(pool ? pool->size() : 1);
-  }
-}
+IntraOpScope::IntraOpScope(ThreadPool* pool) : previous_(t_current_pool) { t_current_pool = pool; }
 
-IntraOpScope::~IntraOpScope() {
-  t_current_pool = previous_;
-  if (previous_openmp_threads_ > 0) openmp().set(previous_openmp_threads_);
-}
+IntraOpScope::~IntraOpScope() { t_current_pool = previous_; }
 
 int available_cpus() {
   cpu_set_t set;

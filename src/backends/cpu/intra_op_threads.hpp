@@ -1,7 +1,7 @@
 // Intra-op parallelism of the CPU backend: each CPU execution context has a thread count, and
 // the kernels of its calls split their work over that many threads: the GEMM wrapper
 // (nn_blas.cpp) over the context's own pool, in column or row strips of one BLAS call, and
-// oneDNN's convolution (onednn_conv.cpp) over OpenMP, whose per-thread count IntraOpScope sets.
+// oneDNN's convolution (onednn_conv_library.cpp) over OpenMP, with as many threads as the pool.
 // OpenBLAS itself is kept at one thread (nn_blas.cpp), so the process runs at most the contexts'
 // thread counts added up: threads never multiply, however many contexts run at once.
 //
@@ -60,9 +60,8 @@ ThreadPool* current_thread_pool();
 // current_thread_pool()'s size, 1 when there is none.
 int current_intra_op_threads();
 
-// Makes `pool` the current one on this thread until destroyed (restores the previous one). When
-// an OpenMP runtime is loaded (oneDNN's), also sets this thread's OpenMP thread count to the
-// pool's size (1 without a pool) and restores it afterwards.
+// Makes `pool` the current one on this thread until destroyed (restores the previous one). Kernels
+// on OpenMP (oneDNN's convolution) set their thread count from it (onednn_conv_library.cpp).
 class IntraOpScope {
  public:
   explicit IntraOpScope(ThreadPool* pool);
@@ -72,7 +71,6 @@ class IntraOpScope {
 
  private:
   ThreadPool* previous_;
-  int previous_openmp_threads_ = 0;  // 0: no OpenMP runtime in the process
 };
 
 // The CPUs this process may run on (its affinity mask; std::thread::hardware_concurrency when

@@ -1,18 +1,12 @@
 #include "backends/cpu/onednn_conv.hpp"
 
+#include <dlfcn.h>
+
 #include <cstdlib>
-#include <cstring>
-#include <unordered_map>
+#include <mutex>
 #include <string_view>
 
-#include "backends/cpu/conv_geometry.hpp"
-#include "backends/cpu/nn_kernel_common.hpp"
-#include "ops/nn_layout.hpp"
-#include "ops/scalar_math.h"
-
-#ifdef KILN_WITH_ONEDNN
-#include <oneapi/dnnl/dnnl.hpp>
-#endif
+#include "backends/cpu/onednn/onednn_library.hpp"
 
 namespace kiln::cpu::onednn {
 
@@ -26,271 +20,60 @@ ConvChoice requested_conv_choice() {
        "\": expected \"reference\" or \"onednn\" (or unset for the default, oneDNN where available)");
 }
 
-#ifndef KILN_WITH_ONEDNN
-
-bool available() { return false; }
-std::string describe() { return "oneDNN: not built in"; }
-bool try_run_conv(KernelContext&) { return false; }
-
-#else
-
 namespace {
 
-using dnnl::memory;
-using Tag = memory::format_tag;
+constexpr const char* kLibraryFile = "libkiln_cpu_onednn.so";
 
-dnnl::engine& cpu_engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
-
-const char* isa_name(dnnl::cpu_isa isa) {
-  switch (isa) {
-    case dnnl::cpu_isa::sse41: return "sse41";
-    case dnnl::cpu_isa::avx: return "avx";
-    case dnnl::cpu_isa::avx2: return "avx2";
-    case dnnl::cpu_isa::avx2_vnni: return "avx2_vnni";
-    case dnnl::cpu_isa::avx512_mic: return "avx512_mic";
-    case dnnl::cpu_isa::avx512_mic_4ops: return "avx512_mic_4ops";
-    case dnnl::cpu_isa::avx512_core: return "avx512_core";
-    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
-    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
-    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
-    default: return "no JIT ISA (reference code)";
-  }
-}
-
-// What a prepared layer depends on besides its attributes (fixed per layer): rebuilt on change.
-struct ConvKey {
-  Shape x, w, y;
-  bool has_bias = false;
-  bool has_residual = false;
-  bool operator==(const ConvKey&) const = default;
+struct LoadedLibrary {
+  const LibraryEntry* entry = nullptr;
+  std::string why_not;  // set when entry is null
 };
 
-ConvKey key_of(const KernelContext& ctx) {
-  return ConvKey{ctx.inputs[0].shape, ctx.inputs[1].shape, ctx.outputs[0].shape, ctx.has_input(2),
-                 ctx.has_input(3)};
+// The directory of libkiln_runtime.so (this code), with a trailing '/'; "" when it cannot be told.
+std::string runtime_directory() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<const void*>(&runtime_directory), &info) == 0 || info.dli_fname == nullptr) return "";
+  const std::string path = info.dli_fname;
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "" : path.substr(0, slash + 1);
 }
 
-// One layer's primitive and everything it reuses between calls. `user_*` memories describe the
-// caller's tensors (their data handles are set per call); the others are the primitive's layouts,
-// with buffers only where they differ from the caller's.
-struct ConvState final : KernelState {
-  ConvKey key;
-  bool declined = false;  // oneDNN has no implementation for this case: the reference runs
-  dnnl::stream stream;
-  dnnl::convolution_forward primitive;
-  bool relu = false;
-  memory user_src, user_weights, user_bias, user_dst, user_residual;
-  memory src, weights, dst;
-  bool reorder_src = false, reorder_weights = false, reorder_dst = false;
-  dnnl::reorder src_reorder, weights_reorder, dst_reorder, residual_reorder;
-  bool weights_ready = false;  // constant weights already reordered into `weights`
-};
-
-// Layout of the primitive's src/dst. "any" lets oneDNN choose (blocked on AVX2/AVX-512, with a
-// reorder around each convolution); "plain" keeps the caller's layout (no reorders, but oneDNN
-// then often runs im2col+GEMM). KILN_ONEDNN_CONV_LAYOUT is for measurement.
-bool plain_activations() {
-  const char* value = std::getenv("KILN_ONEDNN_CONV_LAYOUT");
-  return value != nullptr && std::string_view(value) == "plain";
-}
-
-// Builds the primitive for this call's shapes; returns false when oneDNN has no implementation.
-bool prepare(const KernelContext& ctx, const nn::ConvGeometry& g, bool nhwc, ConvState& s) {
-  const nn::Window3d& w = g.window;
-  const bool three_d = ctx.inputs[0].shape.size() == 5;
-  // 1-D convolutions run as 2-D ones of height 1 (the same memory); 3-D as 3-D.
-  const size_t first = three_d ? 0 : 1;
-  memory::dims spatial_in, spatial_out, kernel, strides, dilations, pad_l, pad_r;
-  for (size_t i = first; i < 3; ++i) {
-    spatial_in.push_back(w.in[i]);
-    spatial_out.push_back(w.out[i]);
-    kernel.push_back(w.kernel[i]);
-    strides.push_back(w.stride[i]);
-    dilations.push_back(w.dilation[i] - 1);  // oneDNN counts the gaps
-    pad_l.push_back(w.pad_begin[i]);
-    pad_r.push_back(w.pad_end[i]);
-  }
-  memory::dims src_dims{g.batch, g.channels};
-  src_dims.insert(src_dims.end(), spatial_in.begin(), spatial_in.end());
-  memory::dims dst_dims{g.batch, g.out_channels};
-  dst_dims.insert(dst_dims.end(), spatial_out.begin(), spatial_out.end());
-  const bool grouped = g.group > 1;
-  memory::dims weight_dims =
-      grouped ? memory::dims{g.group, g.out_channels / g.group, g.channels / g.group}
-              : memory::dims{g.out_channels, g.channels};
-  weight_dims.insert(weight_dims.end(), kernel.begin(), kernel.end());
-
-  const Tag activation_tag = nhwc ? Tag::nhwc : three_d ? Tag::ncdhw : Tag::nchw;
-  const Tag weight_tag = nhwc ? (grouped ? Tag::gohwi : Tag::ohwi)
-                              : three_d ? (grouped ? Tag::goidhw : Tag::oidhw)
-                                        : (grouped ? Tag::goihw : Tag::oihw);
-  const auto f32 = memory::data_type::f32;
-  const memory::desc user_src(src_dims, f32, activation_tag);
-  const memory::desc user_dst(dst_dims, f32, activation_tag);
-  const memory::desc user_weights(weight_dims, f32, weight_tag);
-  const memory::desc bias({g.out_channels}, f32, Tag::x);
-  const bool plain = nhwc || plain_activations();
-  const memory::desc src_any = plain ? user_src : memory::desc(src_dims, f32, Tag::any);
-  const memory::desc dst_any = plain ? user_dst : memory::desc(dst_dims, f32, Tag::any);
-  const memory::desc weights_any(weight_dims, f32, Tag::any);
-
-  const auto desc = g.has_bias
-      ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                        dnnl::algorithm::convolution_direct, src_any, weights_any,
-                                        bias, dst_any, strides, dilations, pad_l, pad_r)
-      : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                        dnnl::algorithm::convolution_direct, src_any, weights_any,
-                                        dst_any, strides, dilations, pad_l, pad_r);
-  // The residual is a sum post-op (dst holds it before the primitive runs). Relu is not a post-op:
-  // oneDNN's relu (max with 0) turns NaN into 0, while kiln's (and ONNX Runtime's, PyTorch's)
-  // keeps NaN, so it runs as a separate pass after the primitive.
-  dnnl::post_ops post_ops;
-  if (ctx.has_input(3)) post_ops.append_sum(1.0f);
-  dnnl::primitive_attr attr;
-  attr.set_post_ops(post_ops);
-  dnnl::convolution_forward::primitive_desc pd;
-  try {
-    pd = dnnl::convolution_forward::primitive_desc(desc, attr, cpu_engine());
-  } catch (const dnnl::error&) {
-    return false;
-  }
-  dnnl::engine& engine = cpu_engine();
-  s.stream = dnnl::stream(engine);
-  s.primitive = dnnl::convolution_forward(pd);
-  s.relu = ctx.attrs.get_string_or("kiln_activation", "") == "Relu";
-  s.user_src = memory(user_src, engine, DNNL_MEMORY_NONE);
-  s.user_dst = memory(user_dst, engine, DNNL_MEMORY_NONE);
-  s.user_weights = memory(user_weights, engine, DNNL_MEMORY_NONE);
-  s.user_bias = memory(bias, engine, DNNL_MEMORY_NONE);
-  s.user_residual = memory(user_dst, engine, DNNL_MEMORY_NONE);
-  s.reorder_src = pd.src_desc() != user_src;
-  s.reorder_dst = pd.dst_desc() != user_dst;
-  s.reorder_weights = pd.weights_desc() != user_weights;
-  s.src = s.reorder_src ? memory(pd.src_desc(), engine) : s.user_src;
-  s.dst = s.reorder_dst ? memory(pd.dst_desc(), engine) : s.user_dst;
-  s.weights = s.reorder_weights ? memory(pd.weights_desc(), engine) : s.user_weights;
-  if (s.reorder_src) s.src_reorder = dnnl::reorder(s.user_src, s.src);
-  if (s.reorder_weights) s.weights_reorder = dnnl::reorder(s.user_weights, s.weights);
-  if (s.reorder_dst) {
-    s.dst_reorder = dnnl::reorder(s.dst, s.user_dst);
-    if (ctx.has_input(3)) s.residual_reorder = dnnl::reorder(s.user_residual, s.dst);
-  }
-  s.weights_ready = false;
-  return true;
-}
-
-// Shapes viewed in NCHW order, for the checks the reference makes.
-struct NchwViews {
-  std::vector<TensorView> inputs;
-  std::vector<TensorView> outputs;
-};
-
-NchwViews nchw_views(const KernelContext& ctx) {
-  NchwViews v{std::vector<TensorView>(ctx.inputs.begin(), ctx.inputs.end()),
-              std::vector<TensorView>(ctx.outputs.begin(), ctx.outputs.end())};
-  for (size_t i : {size_t{0}, size_t{1}, size_t{3}}) {
-    if (i < v.inputs.size() && v.inputs[i].data && v.inputs[i].shape.size() == 4) {
-      v.inputs[i].shape = ops::nn::nhwc_to_nchw(v.inputs[i].shape);
+// Loaded once per process, from the runtime's directory; never unloaded (layer states it made
+// live in contexts). A missing library is not an error: the reference convolution runs.
+const LoadedLibrary& library() {
+  static LoadedLibrary loaded;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const std::string path = runtime_directory() + kLibraryFile;
+    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr) {
+      const char* why = dlerror();
+      loaded.why_not = why ? why : "cannot load " + path;
+      return;
     }
-  }
-  if (v.outputs[0].shape.size() == 4) v.outputs[0].shape = ops::nn::nhwc_to_nchw(v.outputs[0].shape);
-  return v;
-}
-
-void run_prepared(KernelContext& ctx, ConvState& s) {
-  auto* y = ctx.outputs[0].as<float>();
-  s.user_src.set_data_handle(const_cast<void*>(ctx.inputs[0].data));
-  s.user_dst.set_data_handle(y);
-  if (s.reorder_src) s.src_reorder.execute(s.stream, s.user_src, s.src);
-  if (!s.reorder_weights) {
-    s.user_weights.set_data_handle(const_cast<void*>(ctx.inputs[1].data));
-  } else if (!s.weights_ready) {
-    s.user_weights.set_data_handle(const_cast<void*>(ctx.inputs[1].data));
-    s.weights_reorder.execute(s.stream, s.user_weights, s.weights);
-    // Engine weights never change: reorder them once per context.
-    s.weights_ready = ctx.input_is_constant(1);
-  }
-  if (ctx.has_input(3)) {
-    const TensorView& residual = ctx.inputs[3];
-    if (s.reorder_dst) {
-      s.user_residual.set_data_handle(const_cast<void*>(residual.data));
-      s.residual_reorder.execute(s.stream, s.user_residual, s.dst);
-    } else if (residual.data != y) {
-      std::memcpy(y, residual.data, static_cast<size_t>(residual.numel()) * sizeof(float));
+    using EntryFn = const LibraryEntry* (*)(const char*);
+    const auto entry_fn = reinterpret_cast<EntryFn>(dlsym(handle, "kiln_cpu_onednn_entry"));
+    loaded.entry = entry_fn ? entry_fn(KILN_VERSION) : nullptr;
+    if (loaded.entry == nullptr) {
+      loaded.why_not = path + " has no kiln_cpu_onednn_entry of kiln " KILN_VERSION;
+      dlclose(handle);
     }
-  }
-  std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, s.src}, {DNNL_ARG_WEIGHTS, s.weights}, {DNNL_ARG_DST, s.dst}};
-  if (ctx.has_input(2)) {
-    s.user_bias.set_data_handle(const_cast<void*>(ctx.inputs[2].data));
-    args.emplace(DNNL_ARG_BIAS, s.user_bias);
-  }
-  s.primitive.execute(s.stream, args);
-  if (s.reorder_dst) s.dst_reorder.execute(s.stream, s.dst, s.user_dst);
-  s.stream.wait();
-  if (s.relu) {
-    const int64_t n = ctx.outputs[0].numel();
-    for (int64_t i = 0; i < n; ++i) y[i] = kiln_relu<float>(y[i]);
-  }
+  });
+  return loaded;
 }
 
 }  // namespace
 
-bool available() { return true; }
+bool available() { return library().entry != nullptr; }
 
 std::string describe() {
-  const dnnl_version_t* v = dnnl_version();
-  return "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
-         std::to_string(v->patch) + ", ISA " + isa_name(dnnl::get_effective_cpu_isa());
+  const LoadedLibrary& loaded = library();
+  return loaded.entry ? loaded.entry->describe() : "oneDNN: not available (" + loaded.why_not + ")";
 }
 
 bool try_run_conv(KernelContext& ctx) {
-  if (ctx.state == nullptr) return false;
-  const size_t rank = ctx.inputs[0].shape.size();
-  if (rank < 3 || rank > 5 || ctx.outputs[0].numel() == 0 || ctx.inputs[0].numel() == 0) {
-    return false;
-  }
-  for (size_t i = 0; i < ctx.inputs.size() && i < 4; ++i) {
-    if (ctx.has_input(i) && ctx.inputs[i].dtype != DType::kFloat32) return false;
-  }
-  if (ctx.outputs[0].dtype != DType::kFloat32) return false;
-  const bool nhwc = ops::nn::is_nhwc_layout(ctx.attrs);
-  if (nhwc && rank != 4) return false;
-
-  auto* state = dynamic_cast<ConvState*>(ctx.state->get());
-  if (state == nullptr || !(state->key == key_of(ctx))) {
-    // Checked as the reference checks them, in NCHW order.
-    NchwViews views = nhwc ? nchw_views(ctx) : NchwViews{};
-    const KernelContext nchw{ctx.node_name, ctx.op, ctx.attrs,
-                             nhwc ? std::span<const TensorView>(views.inputs) : ctx.inputs,
-                             nhwc ? std::span<TensorView>(views.outputs) : ctx.outputs};
-    const nn::ConvGeometry geometry = nn::check_conv_call(nchw);
-    if (ctx.has_input(3) && ctx.inputs[3].shape != ctx.outputs[0].shape) {
-      ctx.fail(ErrorCode::kInvalidArgument, "residual ", shape_to_string(ctx.inputs[3].shape),
-               " must have the output's shape ", shape_to_string(ctx.outputs[0].shape));
-    }
-    const std::string activation = ctx.attrs.get_string_or("kiln_activation", "");
-    if (!activation.empty() && activation != "Relu") {
-      ctx.fail(ErrorCode::kUnsupported, "fused activation '", activation, "'");
-    }
-    auto fresh = std::make_unique<ConvState>();
-    fresh->key = key_of(ctx);
-    fresh->declined = !prepare(ctx, geometry, nhwc, *fresh);
-    state = fresh.get();
-    *ctx.state = std::move(fresh);
-  }
-  if (state->declined) return false;
-  try {
-    run_prepared(ctx, *state);
-  } catch (const dnnl::error& error) {
-    ctx.fail(ErrorCode::kInternal, "oneDNN convolution failed: ", error.what());
-  }
-  return true;
+  const LoadedLibrary& loaded = library();
+  return loaded.entry != nullptr && loaded.entry->try_run_conv(ctx);
 }
-
-#endif  // KILN_WITH_ONEDNN
 
 }  // namespace kiln::cpu::onednn

@@ -1,7 +1,8 @@
 // Convolution on oneDNN: the CPU backend's fast path for Conv, a tactic beside the reference
 // kernel (conv_kernels.cpp chooses between them) and checked against it by
-// tests/unit/onednn_conv_test.cpp. Built only when kiln found oneDNN (KILN_WITH_ONEDNN); without
-// it every call here declines and the reference runs.
+// tests/unit/onednn_conv_test.cpp. The oneDNN code lives in libkiln_cpu_onednn.so (built when
+// kiln found oneDNN: KILN_WITH_ONEDNN), which these calls load from the runtime's directory on
+// first use; where it (or libdnnl) is missing every call here declines and the reference runs.
 #pragma once
 
 #include <string>
@@ -18,11 +19,11 @@ enum class ConvChoice { kAuto, kReference, kOnednn };
 // variable and the accepted values for anything else.
 ConvChoice requested_conv_choice();
 
-// True when kiln was built with oneDNN.
+// True when libkiln_cpu_onednn.so (and the libdnnl it needs) loaded. Never throws.
 bool available();
 
 // One line for logs and tools: "oneDNN 2.6.3, ISA avx512_core_bf16" (the instruction set oneDNN
-// dispatches to on this CPU, which ONEDNN_MAX_CPU_ISA may lower), or "oneDNN: not built in".
+// dispatches to on this CPU, which ONEDNN_MAX_CPU_ISA may lower), or "oneDNN: not available (<why>)".
 std::string describe();
 
 // Runs Conv (with the builder's fused residual input 3 and kiln_activation Relu) on oneDNN and
