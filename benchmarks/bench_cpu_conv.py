@@ -1,8 +1,9 @@
 """kiln's CPU convolutions side by side with ONNX Runtime: ResNet-18 and MobileNetV2 (full size,
 224x224, from tests/python/cpu_conv_models.py) at batch 1, for each thread count, p50 latency of
 kiln with KILN_CPU_CONV=reference, kiln with KILN_CPU_CONV=onednn, and onnxruntime. Each (runner,
-threads) pair runs in its own process so OpenBLAS/OpenMP thread pools start with the count asked
-(OPENBLAS_NUM_THREADS, OMP_NUM_THREADS; onnxruntime's intra_op_num_threads).
+threads) pair runs in its own process; kiln's thread count is its context's (kiln.Engine(threads=),
+which sets oneDNN's OpenMP count per call and keeps OpenBLAS at one thread), onnxruntime's its
+intra_op_num_threads.
 
   python benchmarks/bench_cpu_conv.py --threads 1 2 --iterations 50
 """
@@ -36,7 +37,7 @@ def measure(runner: str, onnx_path: str, engine_path: str, threads: int, iterati
     else:
         import kiln
 
-        engine = kiln.Engine(Path(engine_path).read_bytes())
+        engine = kiln.Engine(Path(engine_path).read_bytes(), threads=threads)  # the context's intra-op threads
         run = lambda: engine.run({"x": x})  # noqa: E731
     for _ in range(5):
         run()
@@ -76,7 +77,7 @@ def main() -> None:
             for threads in args.threads:
                 row = {"model": name, "batch": 1, "threads": threads}
                 for runner, conv in (("kiln", "reference"), ("kiln", "onednn"), ("onnxruntime", None)):
-                    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
+                    env = dict(os.environ)
                     if conv:
                         env["KILN_CPU_CONV"] = conv
                     out = subprocess.run([sys.executable, __file__, "--iterations", str(args.iterations), "--child",

@@ -29,6 +29,10 @@ FUZZ_TARGETS=(engine_load engine_inspect onnx_import onnx_build npy json)
 # The tests that start threads; TSan runs only these (the whole suite under TSan takes too long).
 TSAN_FILTER=${TSAN_FILTER:-'*Thread*:*Concurren*:*Parallel*:Runtime.*'}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+# LeakSanitizer's tracking of dynamic TLS (__tls_get_addr) mis-sizes the blocks of libraries loaded
+# with dlopen in threads they did not start (oneDNN's OpenMP workers): its leak scan then crashes
+# ("Tracer caught signal 11"). Without that interception LSan still scans static TLS and stacks.
+export LSAN_OPTIONS=${LSAN_OPTIONS:-intercept_tls_get_addr=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 
 stages=("$@")
