@@ -3,10 +3,7 @@
 #include <dlfcn.h>
 
 namespace kiln::backends {
-namespace {
 
-// The directory of the library holding this code (libkiln_runtime.so), with a trailing '/'; ""
-// when the loader cannot tell.
 std::string runtime_directory() {
   Dl_info info{};
   if (dladdr(reinterpret_cast<const void*>(&runtime_directory), &info) == 0 || info.dli_fname == nullptr) return "";
@@ -14,6 +11,8 @@ std::string runtime_directory() {
   const size_t slash = path.rfind('/');
   return slash == std::string::npos ? "" : path.substr(0, slash + 1);
 }
+
+namespace {
 
 std::string loader_message() {
   const char* message = dlerror();

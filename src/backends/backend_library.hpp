@@ -13,6 +13,11 @@ struct LoadedBackend {
   std::string error;                 // why not (set when backend is null), naming the library
 };
 
+// The directory libkiln_runtime.so (the library holding this code) was loaded from, with a
+// trailing '/'; "" when the loader cannot tell. Where kiln's optional libraries are looked for.
+// Never throws.
+std::string runtime_directory();
+
 // Loads `library` and returns its backend (the registry calls it once per library; another call
 // gets the library the loader already has).
 // Looks for library.file in the directory libkiln_runtime.so was loaded from, else (when that

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <string_view>
 
+#include "backends/backend_library.hpp"
 #include "backends/cpu/onednn/onednn_library.hpp"
 
 namespace kiln::cpu::onednn {
@@ -29,22 +30,13 @@ struct LoadedLibrary {
   std::string why_not;  // set when entry is null
 };
 
-// The directory of libkiln_runtime.so (this code), with a trailing '/'; "" when it cannot be told.
-std::string runtime_directory() {
-  Dl_info info{};
-  if (dladdr(reinterpret_cast<const void*>(&runtime_directory), &info) == 0 || info.dli_fname == nullptr) return "";
-  const std::string path = info.dli_fname;
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? "" : path.substr(0, slash + 1);
-}
-
 // Loaded once per process, from the runtime's directory; never unloaded (layer states it made
 // live in contexts). A missing library is not an error: the reference convolution runs.
 const LoadedLibrary& library() {
   static LoadedLibrary loaded;
   static std::once_flag once;
   std::call_once(once, [] {
-    const std::string path = runtime_directory() + kLibraryFile;
+    const std::string path = backends::runtime_directory() + kLibraryFile;
     void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (handle == nullptr) {
       const char* why = dlerror();
