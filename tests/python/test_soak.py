@@ -38,6 +38,10 @@ def _model() -> bytes:
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux's /proc to read the resident set")
 def test_load_run_close_cycles_do_not_grow_memory():
+    if os.environ.get("KILN_SANITIZER_PRELOAD"):
+        # ASan keeps freed blocks in its quarantine (256 MB by default), so the resident set grows
+        # with whatever a cycle frees; leaks are LeakSanitizer's there, and this runs in the plain suite.
+        pytest.skip("the resident set under ASan includes its quarantine of freed memory")
     engine_bytes = kiln.build_onnx(_model(), target="cpu")
     assert len(engine_bytes) > 500_000  # the weights travel in every load
     x = np.random.default_rng(1).standard_normal((4, 16, 12, 12)).astype(np.float32)
