@@ -71,16 +71,18 @@ const char* isa_name(dnnl::cpu_isa isa) {
 }
 
 // What a prepared layer depends on besides its attributes (fixed per layer): rebuilt on change.
+// oneDNN splits a primitive's work for the OpenMP thread count at its creation, so that is part of it.
 struct ConvKey {
   Shape x, w, y;
   bool has_bias = false;
   bool has_residual = false;
+  int threads = 1;
   bool operator==(const ConvKey&) const = default;
 };
 
 ConvKey key_of(const KernelContext& ctx) {
   return ConvKey{ctx.inputs[0].shape, ctx.inputs[1].shape, ctx.outputs[0].shape, ctx.has_input(2),
-                 ctx.has_input(3)};
+                 ctx.has_input(3), current_intra_op_threads()};
 }
 
 // One layer's primitive and everything it reuses between calls. `user_*` memories describe the
@@ -268,6 +270,8 @@ bool try_run_conv_on_library(KernelContext& ctx) {
   const bool nhwc = ops::nn::is_nhwc_layout(ctx.attrs);
   if (nhwc && rank != 4) return false;
 
+  // The primitive is created (its work split) and run with the context's thread count.
+  const OpenMpThreadsScope threads(current_intra_op_threads());
   auto* state = dynamic_cast<ConvState*>(ctx.state->get());
   if (state == nullptr || !(state->key == key_of(ctx))) {
     // Checked as the reference checks them, in NCHW order.
@@ -291,7 +295,6 @@ bool try_run_conv_on_library(KernelContext& ctx) {
     *ctx.state = std::move(fresh);
   }
   if (state->declined) return false;
-  const OpenMpThreadsScope threads(current_intra_op_threads());
   try {
     run_prepared(ctx, *state);
   } catch (const dnnl::error& error) {
