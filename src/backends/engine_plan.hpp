@@ -37,6 +37,9 @@ struct PreparedLayer {
   // A Reshape-like layer whose output is its input's bytes under another shape: the output shares
   // the input's arena memory and the layer launches nothing.
   bool is_view = false;
+  // Bit i: input i is an engine weight (constant across calls), so kernels may cache what they
+  // derive from it (KernelContext::constant_inputs). Inputs past 64 are never marked.
+  uint64_t weight_inputs = 0;
   // For a view that selects a contiguous slab (Gather of one index, or a Slice, along an axis
   // whose outer dims are all 1): the axis and the first index taken; the output then starts
   // view_start * (elements after view_axis) elements into its input. -1: no offset.

@@ -215,6 +215,13 @@ void prepare(EngineState& state, const backends::Backend* backend) {
     PreparedLayer& prepared = state.layers[l];
     prepared.def = ops::find_op(layer.op);
     prepared.kernel = cpu::cpu_kernels().find(layer.op);
+    for (size_t i = 0; i < layer.inputs.size() && i < 64; ++i) {
+      const int32_t t = layer.inputs[i];
+      if (t >= 0 && static_cast<size_t>(t) < model.tensors.size() &&
+          model.tensors[static_cast<size_t>(t)].kind == format::TensorKind::kWeight) {
+        prepared.weight_inputs |= uint64_t{1} << i;
+      }
+    }
     if (!prepared.def) missing.push_back("layer '" + layer.name + "' (op '" + layer.op + "')");
   }
   if (!missing.empty()) {

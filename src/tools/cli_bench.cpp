@@ -170,26 +170,21 @@ void write_profile_json(JsonWriter& out, std::vector<LayerTiming> timings, uint6
     out.end_object();
   }
   out.end_array();
-  out.key("all_layers").begin_array();
-  for (const LayerTiming& t : in_launch_order) {
+  // One layer's timing; the slowest-layers list adds its bandwidth.
+  const auto write_timing = [&out](const LayerTiming& t, bool with_bandwidth) {
     out.begin_object();
     out.key("name").value(t.name);
     out.key("op").value(t.op);
     out.key("ms").value(t.milliseconds);
     out.key("bytes").value(t.bytes);
+    if (with_bandwidth) out.key("gb_per_s").value(gb_per_s(t.bytes, t.milliseconds));
     out.end_object();
-  }
+  };
+  out.key("all_layers").begin_array();
+  for (const LayerTiming& t : in_launch_order) write_timing(t, false);
   out.end_array();
   out.key("slowest_layers").begin_array();
-  for (size_t i = 0; i < timings.size() && i < top; ++i) {
-    out.begin_object();
-    out.key("name").value(timings[i].name);
-    out.key("op").value(timings[i].op);
-    out.key("ms").value(timings[i].milliseconds);
-    out.key("bytes").value(timings[i].bytes);
-    out.key("gb_per_s").value(gb_per_s(timings[i].bytes, timings[i].milliseconds));
-    out.end_object();
-  }
+  for (size_t i = 0; i < timings.size() && i < top; ++i) write_timing(timings[i], true);
   out.end_array();
   out.end_object();
 }

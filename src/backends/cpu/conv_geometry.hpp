@@ -24,4 +24,8 @@ struct ConvGeometry {
 // shapes that do not match.
 ConvGeometry check_conv_call(const KernelContext& ctx);
 
+// Conv's and ConvTranspose's shared operand checks: X, W and Y float32, and B (input 2) when
+// present. Returns whether B is present; throws naming the node otherwise.
+bool require_float32_conv_operands(const KernelContext& ctx);
+
 }  // namespace kiln::cpu::nn

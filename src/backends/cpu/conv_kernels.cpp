@@ -19,14 +19,19 @@ namespace kiln::cpu {
 
 namespace nn {
 
-ConvGeometry check_conv_call(const KernelContext& ctx) {
+bool require_float32_conv_operands(const KernelContext& ctx) {
   nn::require_float32_input(ctx, 0);
   nn::require_float32_input(ctx, 1);
   nn::require_float32_output(ctx, 0);
-  const TensorView& x = ctx.inputs[0];
-  const TensorView& weights = ctx.inputs[1];
   const bool has_bias = ctx.has_input(2);
   if (has_bias) nn::require_float32_input(ctx, 2);
+  return has_bias;
+}
+
+ConvGeometry check_conv_call(const KernelContext& ctx) {
+  const bool has_bias = require_float32_conv_operands(ctx);
+  const TensorView& x = ctx.inputs[0];
+  const TensorView& weights = ctx.inputs[1];
   if (weights.shape.size() != x.shape.size() || x.shape.size() < 3) {
     ctx.fail(ErrorCode::kInvalidArgument, "X ", shape_to_string(x.shape), " and W ",
              shape_to_string(weights.shape), " must have the same rank >= 3");

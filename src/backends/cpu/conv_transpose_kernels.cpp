@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "backends/cpu/conv_geometry.hpp"
 #include "backends/cpu/nn_blas.hpp"
 #include "backends/cpu/nn_kernel_common.hpp"
 #include "backends/cpu/nn_window3d.hpp"
@@ -64,13 +65,9 @@ void col2im_add(const float* cols, int64_t group_out, const Window3d& w, int64_t
 }
 
 void conv_transpose_kernel(KernelContext& ctx) {
-  nn::require_float32_input(ctx, 0);
-  nn::require_float32_input(ctx, 1);
-  nn::require_float32_output(ctx, 0);
+  const bool has_bias = nn::require_float32_conv_operands(ctx);
   const TensorView& x = ctx.inputs[0];
   const TensorView& weights = ctx.inputs[1];
-  const bool has_bias = ctx.has_input(2);
-  if (has_bias) nn::require_float32_input(ctx, 2);
   if (weights.shape.size() != x.shape.size() || x.shape.size() < 3 || x.shape.size() > 5) {
     ctx.fail(ErrorCode::kInvalidArgument, "X ", shape_to_string(x.shape), " and W ",
              shape_to_string(weights.shape), " must have the same rank, 3 to 5");

@@ -104,6 +104,7 @@ void run_layers(Call& s, size_t begin, size_t end, std::vector<double>* timings)
   const auto& model = s.engine->model;
   std::vector<TensorView> in_views;
   std::vector<TensorView> out_views;
+  if (s.arenas.layer_states.size() != model.layers.size()) s.arenas.layer_states.resize(model.layers.size());
   for (size_t l = begin; l < end; ++l) {
     if (s.engine->layers[l].computes_shape_values || s.engine->layers[l].is_view) continue;
     const format::Layer& layer = model.layers[l];
@@ -112,14 +113,8 @@ void run_layers(Call& s, size_t begin, size_t end, std::vector<double>* timings)
       if (layer.inputs[i] >= 0) in_views[i] = s.data[static_cast<size_t>(layer.inputs[i])];
     out_views.assign(layer.outputs.size(), TensorView{});
     for (size_t o = 0; o < layer.outputs.size(); ++o) out_views[o] = s.data[static_cast<size_t>(layer.outputs[o])];
-    uint64_t constant_inputs = 0;
-    for (size_t i = 0; i < layer.inputs.size() && i < 64; ++i) {
-      if (layer.inputs[i] >= 0 && model.tensors[static_cast<size_t>(layer.inputs[i])].kind == format::TensorKind::kWeight) {
-        constant_inputs |= uint64_t{1} << i;
-      }
-    }
-    if (s.arenas.layer_states.size() != model.layers.size()) s.arenas.layer_states.resize(model.layers.size());
-    KernelContext ctx{layer.name, layer.op, layer.attrs, in_views, out_views, &s.arenas.layer_states[l], constant_inputs};
+    KernelContext ctx{layer.name, layer.op, layer.attrs, in_views, out_views, &s.arenas.layer_states[l],
+                      s.engine->layers[l].weight_inputs};
     const auto start = std::chrono::steady_clock::now();
     invoke_cpu_kernel(*s.engine->layers[l].kernel, ctx);
     if (timings) {

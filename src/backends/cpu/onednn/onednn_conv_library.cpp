@@ -77,12 +77,18 @@ struct ConvKey {
   bool has_bias = false;
   bool has_residual = false;
   int threads = 1;
-  bool operator==(const ConvKey&) const = default;
 };
 
 ConvKey key_of(const KernelContext& ctx) {
   return ConvKey{ctx.inputs[0].shape, ctx.inputs[1].shape, ctx.outputs[0].shape, ctx.has_input(2),
                  ctx.has_input(3), current_intra_op_threads()};
+}
+
+// key == key_of(ctx), without building (allocating) a key on every call.
+bool same_key(const ConvKey& key, const KernelContext& ctx) {
+  return key.x == ctx.inputs[0].shape && key.w == ctx.inputs[1].shape && key.y == ctx.outputs[0].shape &&
+         key.has_bias == ctx.has_input(2) && key.has_residual == ctx.has_input(3) &&
+         key.threads == current_intra_op_threads();
 }
 
 // One layer's primitive and everything it reuses between calls. `user_*` memories describe the
@@ -273,7 +279,7 @@ bool try_run_conv_on_library(KernelContext& ctx) {
   // The primitive is created (its work split) and run with the context's thread count.
   const OpenMpThreadsScope threads(current_intra_op_threads());
   auto* state = dynamic_cast<ConvState*>(ctx.state->get());
-  if (state == nullptr || !(state->key == key_of(ctx))) {
+  if (state == nullptr || !same_key(state->key, ctx)) {
     // Checked as the reference checks them, in NCHW order.
     NchwViews views = nhwc ? nchw_views(ctx) : NchwViews{};
     const KernelContext nchw{ctx.node_name, ctx.op, ctx.attrs,
