@@ -224,7 +224,9 @@ def compile_graph_module(gm: torch.fx.GraphModule, *, precision: str = "fp32",
             for node in nodes:
                 if node.target is operator.getitem:
                     continue
-                reason = probe(node)
+                # A build this time: the registrations that may have accepted the node do not
+                # see its attributes and shapes.
+                reason = probe_node(gm, node, target, device_index, trial_build=True)
                 if reason is not None:
                     oracle.decisions[node] = Decision(False, reason)
                     culprits.append(FallbackInfo(node.name, op_name(node), reason))

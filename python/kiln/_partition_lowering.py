@@ -155,7 +155,13 @@ def build_engine(lowered: LoweredPartition, *, precision: str, target: str,
                       profiles=lowered.profiles or None, device=device)
 
 
-_PROBE_CACHE: dict[tuple, str | None] = {}
+@dataclass
+class _Probe:
+    reason: str | None
+    built: bool  # whether a trial build gave the answer (else the kernel registrations did)
+
+
+_PROBE_CACHE: dict[tuple, _Probe] = {}
 
 
 def _probe_key(node: torch.fx.Node) -> tuple:
@@ -174,25 +180,33 @@ def _probe_key(node: torch.fx.Node) -> tuple:
 
 
 def probe_node(gm: torch.fx.GraphModule, node: torch.fx.Node, target: str = "cpu",
-               device: int | None = None) -> str | None:
-    """Exports ``node`` alone to ONNX and builds it for ``target`` (fp32). Returns None when kiln
-    builds it, else the reason (the exporter's or kiln's error, first lines). Symbolic sizes are
-    probed as static ones: the op's support does not depend on them."""
+               device: int | None = None, trial_build: bool = False) -> str | None:
+    """Exports ``node`` alone to ONNX and asks whether kiln runs it on ``target``. Returns None
+    when it does, else the reason (the exporter's or kiln's error, first lines). The target's
+    kernel registrations answer when they cover every node of the export
+    (:func:`kernel_registrations_verdict`); otherwise, or with ``trial_build`` (the partitioner's
+    second look at a partition that failed to build: the registrations do not see attributes or
+    shapes), a float32 engine is built. Symbolic sizes are probed as static ones: the op's
+    support does not depend on them."""
     from . import InvalidArgumentError, UnsupportedError
 
     key = (target, device) + _probe_key(node)
-    if key in _PROBE_CACHE:
-        return _PROBE_CACHE[key]
+    cached = _PROBE_CACHE.get(key)
+    if cached is not None and (cached.built or not trial_build or cached.reason is not None):
+        return cached.reason
     members = [node] + [u for u in node.users if u.target is operator.getitem]
     reason = None
+    built = False
     try:
         sub = extract_subgraph(gm, members)
         if not sub.inputs:
             reason = "has no tensor inputs (left to PyTorch)"
         else:
             lowered = to_onnx(sub, None)
-            reason = refused_by_kernel_registrations(lowered.onnx_bytes, target)
-            if reason is None:
+            verdict = kernel_registrations_verdict(lowered.onnx_bytes, target)
+            reason = verdict.refusal
+            if reason is None and (trial_build or not verdict.conclusive):
+                built = True
                 build_engine(lowered, precision="fp32", target=target, device=device)
     except (UnsupportedError, InvalidArgumentError) as error:
         # Only what kiln says about the model; a missing library or an internal error is not
@@ -202,16 +216,26 @@ def probe_node(gm: torch.fx.GraphModule, node: torch.fx.Node, target: str = "cpu
         reason = str(error)
     except Exception as error:  # the exporter failing on one op is a fallback, not a failure
         reason = f"ONNX export failed: {type(error).__name__}: {_first_lines(str(error))}"
-    _PROBE_CACHE[key] = reason
+    _PROBE_CACHE[key] = _Probe(reason, built)
     return reason
 
 
-def refused_by_kernel_registrations(onnx_bytes: bytes, target: str) -> str | None:
+@dataclass
+class RegistrationsVerdict:
+    """What a backend's kernel registrations say about a model: ``refusal`` names the first node
+    they refuse (None if none); ``conclusive`` says they spoke for every node (each a
+    standard-domain op with a kernel of its name and known dtypes), so that no trial build can
+    add to their answer short of attributes and shapes."""
+
+    refusal: str | None
+    conclusive: bool
+
+
+def kernel_registrations_verdict(onnx_bytes: bytes, target: str) -> RegistrationsVerdict:
     """Asks ``kiln.supports`` about each node of the exported ONNX model whose op has a kernel on
-    ``target`` and whose input dtypes ONNX's shape inference knows: the reason ("kiln: node ...")
-    for the first one the kernel registrations refuse, else None. Ops without a kernel of their
-    name (the importer may rewrite them), plugin domains and nodes of unknown dtypes are left to
-    the trial build, as is every answer when ``target``'s backend is not in this runtime."""
+    ``target`` and whose input dtypes ONNX's shape inference knows. Ops without a kernel of their
+    name (the importer may rewrite them), plugin domains and nodes of unknown dtypes make the
+    verdict inconclusive, as does a ``target`` whose backend is not in this runtime."""
     import onnx
 
     from . import NotFoundError, supports
@@ -219,30 +243,41 @@ def refused_by_kernel_registrations(onnx_bytes: bytes, target: str) -> str | Non
     try:
         model = onnx.shape_inference.infer_shapes(onnx.load_from_string(onnx_bytes))
     except Exception:  # inference failing is the build's to report
-        return None
+        return RegistrationsVerdict(None, False)
     graph = model.graph
     dtypes = {v.name: v.type.tensor_type.elem_type
               for v in list(graph.input) + list(graph.output) + list(graph.value_info)}
     dtypes.update({init.name: init.data_type for init in graph.initializer})
     known_ops: dict[str, bool] = {}
+    conclusive = True
     for node in graph.node:
         if node.domain not in ("", "ai.onnx"):
+            conclusive = False
             continue
         if node.op_type not in known_ops:
             try:
                 known_ops[node.op_type] = supports(node.op_type, [], backend=target) is None
             except NotFoundError:
-                return None
+                return RegistrationsVerdict(None, False)
         if not known_ops[node.op_type]:
+            conclusive = False
             continue
         inputs = [dtypes.get(name, 0) if name else -1 for name in node.input]
         outputs = [dtypes.get(name, 0) for name in node.output]
         if any(code == 0 for code in inputs + outputs):
+            conclusive = False
             continue
         reason = supports(node.op_type, inputs, backend=target, output_dtypes=outputs)
         if reason is not None:
-            return f"kiln: node '{node.name}' ({node.op_type}) on {target}: {reason}"
-    return None
+            return RegistrationsVerdict(
+                f"kiln: node '{node.name}' ({node.op_type}) on {target}: {reason}", True)
+    return RegistrationsVerdict(None, conclusive and len(graph.node) > 0)
+
+
+def refused_by_kernel_registrations(onnx_bytes: bytes, target: str) -> str | None:
+    """The reason the kernel registrations of ``target`` refuse a node of the model, else None
+    (see :func:`kernel_registrations_verdict`)."""
+    return kernel_registrations_verdict(onnx_bytes, target).refusal
 
 
 def _first_lines(text: str, count: int = 3) -> str:

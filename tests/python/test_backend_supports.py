@@ -47,3 +47,78 @@ def test_the_probe_precheck_leaves_what_the_registrations_take_to_the_build():
     assert refused_by_kernel_registrations(_one_node_model("NoSuchOp", TensorProto.FLOAT), "cpu") is None
     # A backend this runtime lacks: the build decides (and says so).
     assert refused_by_kernel_registrations(_one_node_model("Relu", TensorProto.FLOAT), "nosuch") is None
+
+
+def test_the_verdict_is_conclusive_only_when_every_node_has_a_registered_kernel():
+    from kiln._partition_lowering import kernel_registrations_verdict
+
+    verdict = kernel_registrations_verdict(_one_node_model("Relu", TensorProto.FLOAT), "cpu")
+    assert verdict.refusal is None and verdict.conclusive
+    for op, backend in (("NoSuchOp", "cpu"), ("Relu", "nosuch")):
+        verdict = kernel_registrations_verdict(_one_node_model(op, TensorProto.FLOAT), backend)
+        assert verdict.refusal is None and not verdict.conclusive
+
+
+class _CountingBuilds:
+    """Stands in for the partitioner's build_engine: counts the builds and refuses every model
+    that holds an op of ``refused_op`` (as a kernel would on an attribute the registrations do
+    not see)."""
+
+    def __init__(self, real, refused_op=None):
+        self.real, self.refused_op, self.calls = real, refused_op, 0
+
+    def __call__(self, lowered, **kwargs):
+        self.calls += 1
+        if self.refused_op and any(n.op_type == self.refused_op
+                                   for n in onnx.load_from_string(lowered.onnx_bytes).graph.node):
+            raise kiln.UnsupportedError(f"test refuses {self.refused_op}")
+        return self.real(lowered, **kwargs)
+
+
+def _atan_module():
+    import torch
+
+    class AtanBetweenRelus(torch.nn.Module):
+        def forward(self, x):
+            return torch.relu(torch.atan(torch.relu(x) * 2.0) + 1.0)
+
+    return AtanBetweenRelus().eval(), (torch.randn(2, 8),)
+
+
+def test_a_probe_that_the_registrations_answer_builds_nothing(monkeypatch):
+    import torch
+
+    import kiln._compile as compile_module
+    import kiln._partition_lowering as lowering
+
+    module, inputs = _atan_module()
+    exported = torch.export.export(module, inputs).run_decompositions().module()
+    atan = next(n for n in exported.graph.nodes if "atan" in str(n.target))
+    builds = _CountingBuilds(lowering.build_engine)
+    monkeypatch.setattr(lowering, "build_engine", builds)
+    monkeypatch.setattr(compile_module, "build_engine", builds)
+    monkeypatch.setattr(lowering, "_PROBE_CACHE", {})
+    assert lowering.probe_node(exported, atan, "cpu") is None
+    assert builds.calls == 0
+    # The partitioner's second look builds, and the cached registrations' answer does not stop it.
+    assert lowering.probe_node(exported, atan, "cpu", trial_build=True) is None
+    assert builds.calls == 1
+
+
+def test_a_node_the_registrations_take_but_the_build_refuses_falls_back_alone(monkeypatch):
+    import torch
+
+    import kiln._compile as compile_module
+    import kiln._partition_lowering as lowering
+
+    module, inputs = _atan_module()
+    builds = _CountingBuilds(lowering.build_engine, refused_op="Atan")
+    monkeypatch.setattr(lowering, "build_engine", builds)
+    monkeypatch.setattr(compile_module, "build_engine", builds)
+    monkeypatch.setattr(lowering, "_PROBE_CACHE", {})
+    compiled = kiln.compile(module, inputs, min_block_size=1, report=True)
+    report = compiled.kiln_report
+    assert [f.op for f in report.fallbacks] == ["aten.atan.default"], report
+    assert "test refuses Atan" in report.fallbacks[0].reason
+    assert report.engines, report
+    torch.testing.assert_close(compiled(*inputs), module(*inputs))
