@@ -19,10 +19,9 @@ std::vector<int64_t> batched_nms_cpu(const kiln_plugin_tensor& boxes,
 
 // Field iou_threshold (float, required); top_k (int, default -1: every kept box). Output: keep
 // [num_kept] int64, data-dependent, at most min(N, top_k).
-class BatchedNms {
+class BatchedNms : public PluginOp {
  public:
   BatchedNms(const kiln_plugin_field* fields, int32_t num_fields);
-  const StoredFields& stored_fields() const { return fields_; }
   void supports(const kiln_dtype* dtypes, int32_t num_inputs) const;
   void infer(const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
              kiln_plugin_output_desc* outputs, int32_t num_outputs) const;
@@ -41,7 +40,6 @@ class BatchedNms {
   BatchedNms(const kiln_plugin_field* fields, int32_t num_fields, bool padded);
   float iou_threshold_ = 0.0f;
   int64_t top_k_ = -1;
-  StoredFields fields_;
 };
 
 // Fixed-size outputs, for CUDA graphs and static shapes: field max_output K (int, required, >= 0)

@@ -8,13 +8,12 @@
 
 namespace kiln::plugins_lib {
 
-class DeformConv {
+class DeformConv : public PluginOp {
  public:
   // Fields (ONNX names): dilations [2] (default 1, 1), group (>= 1, default 1), kernel_shape [2]
   // (default: W's), offset_group (>= 1, default 1), pads [4] (h_begin, w_begin, h_end, w_end;
   // default 0), strides [2] (default 1, 1).
   DeformConv(const kiln_plugin_field* fields, int32_t num_fields);
-  const StoredFields& stored_fields() const { return fields_; }
   void supports(const kiln_dtype* dtypes, int32_t num_inputs) const;
   // Inputs X [N, C, H, W], W [oC, C/group, kH, kW], offset [N, offset_group*kH*kW*2, oH, oW]
   // ((dy, dx) pairs per kernel position), optional B [oC], optional mask
@@ -37,7 +36,6 @@ class DeformConv {
 
   std::vector<int64_t> dilations_, kernel_shape_, pads_, strides_;
   int64_t group_ = 1, offset_group_ = 1;
-  StoredFields fields_;
 };
 
 extern const kiln_plugin_creator kDeformConvCreator;

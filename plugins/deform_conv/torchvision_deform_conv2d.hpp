@@ -9,32 +9,6 @@
 
 namespace kiln::plugins_lib {
 
-class TorchvisionDeformConv2d {
- public:
-  TorchvisionDeformConv2d(const kiln_plugin_field* fields, int32_t num_fields);
-  const StoredFields& stored_fields() const { return fields_; }
-  void supports(const kiln_dtype* dtypes, int32_t num_inputs) const;
-  void infer(const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
-             kiln_plugin_output_desc* outputs, int32_t num_outputs) const;
-  int64_t workspace(const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
-                    const kiln_plugin_tensor_desc* outputs, int32_t num_outputs) const;
-  void execute_cpu(const kiln_plugin_tensor* inputs, int32_t num_inputs,
-                   kiln_plugin_tensor* outputs, int32_t num_outputs, void* workspace) const;
-  void execute_cuda(const kiln_plugin_tensor* inputs, int32_t num_inputs,
-                    kiln_plugin_tensor* outputs, int32_t num_outputs, void* workspace,
-                    void* stream) const;
-
- private:
-  static DeformConv inner_from(const kiln_plugin_field* fields, int32_t num_fields);
-  // torchvision's (input, weight, offset, mask, bias) as DeformConv's (X, W, offset, B, mask).
-  template <typename T>
-  std::vector<T> onnx_order(const T* inputs, int32_t num_inputs, const T& absent) const;
-
-  int64_t use_mask_ = 1;
-  DeformConv inner_;
-  StoredFields fields_;
-};
-
 extern const kiln_plugin_creator kTorchvisionDeformConv2dCreator;
 
 }  // namespace kiln::plugins_lib
