@@ -1,5 +1,6 @@
 // Data movement ops: rearrange, select or pad elements without computing on them.
 #include <algorithm>
+#include <string>
 
 #include "base/checked_math.hpp"
 #include "ops/op_families.hpp"
@@ -260,6 +261,13 @@ void check_scatter_inputs(const InferContext& ctx) {
   if (updates.dtype != data.dtype) {
     ctx.fail("updates has dtype ", dtype_name(updates.dtype), " but data has ",
              dtype_name(data.dtype));
+  }
+  if (reduction != "none") {
+    // A reduction computes on the elements: numeric dtypes only (float16/bfloat16 in float32).
+    require_dtype(ctx, std::string("data (reduction '").append(reduction).append("')"), data.dtype,
+                  {DType::kFloat32, DType::kFloat64, DType::kFloat16, DType::kBFloat16,
+                   DType::kInt8, DType::kInt16, DType::kInt32, DType::kInt64, DType::kUInt8,
+                   DType::kUInt16, DType::kUInt32, DType::kUInt64});
   }
 }
 

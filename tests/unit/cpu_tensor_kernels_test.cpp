@@ -1031,6 +1031,38 @@ TEST(CpuTensorDataMovement, ScatterNDAndTrilu) {
   expect_values(run1("Trilu", {}, {&m, &k1}), {0, 2, 3, 0, 0, 6, 0, 0, 0}, "upper k=1");
 }
 
+// float16/bfloat16 reductions compute in float32 and round back; bool data has no reduction (its
+// refusal comes from the op's infer function, so a build names the node, not a run).
+TEST(CpuTensorDataMovement, ScatterReductionsOnHalfFloatsAndNoneOnBool) {
+  const AttributeMap add = attrs_of({{"reduction", Attribute::of_string("add")}});
+  const AttributeMap max = attrs_of({{"reduction", Attribute::of_string("max")}});
+  for (const DType dtype : {DType::kFloat16, DType::kBFloat16}) {
+    const std::string name(dtype_name(dtype));
+    const HostTensor data = tensor(dtype, {4, 2}, {1, 2, 3, 4, 5, 6, 7, 8});
+    const HostTensor indices = i64({2, 1}, {3, -4});
+    const HostTensor updates = tensor(dtype, {2, 2}, {10, 20, 30, 0.5});
+    expect_values(run1("ScatterND", add, {&data, &indices, &updates}), {31, 2.5, 3, 4, 5, 6, 17, 28},
+                  "ScatterND add " + name);
+    expect_values(run1("ScatterND", max, {&data, &indices, &updates}), {30, 2, 3, 4, 5, 6, 10, 20},
+                  "ScatterND max " + name);
+    const HostTensor square = tensor(dtype, {2, 2}, {1, 2, 3, 4});
+    const HostTensor rows = i64({1, 2}, {1, 0});
+    const HostTensor values = tensor(dtype, {1, 2}, {0.25, 3});
+    expect_values(run1("ScatterElements", add, {&square, &rows, &values}), {1, 5, 3.25, 4},
+                  "ScatterElements add " + name);
+  }
+  const HostTensor flags = tensor(DType::kBool, {2}, {1, 0});
+  const HostTensor at0 = i64({1, 1}, {0});
+  const HostTensor flag = tensor(DType::kBool, {1}, {1});
+  for (const std::string op : {"ScatterND", "ScatterElements"}) {
+    const HostTensor indices = op == "ScatterND" ? at0 : i64v({0});
+    const Error e = error_of([&] { run1(op, add, {&flags, &indices, &flag}); });
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << op;
+    EXPECT_NE(std::string(e.what()).find("reduction 'add'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("bool"), std::string::npos) << e.what();
+  }
+}
+
 // ---- infer with dynamic dims and unknown values ----------------------------------------------
 
 ops::ValueInfo info(DType dtype, Shape shape, const HostTensor* value = nullptr) {

@@ -8,6 +8,7 @@
 #include "backends/cpu/cpu_kernel.hpp"
 #include "backends/cpu/tensor_dispatch.hpp"
 #include "backends/cpu/tensor_strided.hpp"
+#include "base/half.hpp"
 #include "ops/tensor_op_utils.hpp"
 
 namespace kiln::cpu {
@@ -389,6 +390,38 @@ void scatter_reduce(T* dst, const T* src, int64_t n, const std::string& reductio
   }
 }
 
+// float16/bfloat16 bits reduced in float32 and rounded back (as float_compute kernels do).
+template <float (*ToFloat)(uint16_t), uint16_t (*FromFloat)(float)>
+void scatter_reduce_16bit(uint16_t* dst, const uint16_t* src, int64_t n,
+                          const std::string& reduction) {
+  for (int64_t i = 0; i < n; ++i) {
+    float value = ToFloat(dst[i]);
+    const float update = ToFloat(src[i]);
+    scatter_reduce(&value, &update, 1, reduction);
+    dst[i] = FromFloat(value);
+  }
+}
+
+// Reduces `n` updates at `src` into `dst`, both elements of `dtype`; false for a dtype without
+// arithmetic (the op's infer function refuses reductions on those).
+bool scatter_reduce_bytes(DType dtype, uint8_t* dst, const uint8_t* src, int64_t n,
+                          const std::string& reduction) {
+  if (dtype == DType::kFloat16 || dtype == DType::kBFloat16) {
+    auto* d = reinterpret_cast<uint16_t*>(dst);
+    const auto* s = reinterpret_cast<const uint16_t*>(src);
+    if (dtype == DType::kFloat16) {
+      scatter_reduce_16bit<half_to_float, float_to_half>(d, s, n, reduction);
+    } else {
+      scatter_reduce_16bit<bfloat16_to_float, float_to_bfloat16>(d, s, n, reduction);
+    }
+    return true;
+  }
+  return dispatch_among<KILN_NUMERIC_TYPES>(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    scatter_reduce(reinterpret_cast<T*>(dst), reinterpret_cast<const T*>(src), n, reduction);
+  });
+}
+
 void scatter_nd_kernel(KernelContext& ctx) {
   const TensorView& data = ctx.inputs[0];
   const TensorView& indices = ctx.inputs[1];
@@ -424,10 +457,9 @@ void scatter_nd_kernel(KernelContext& ctx) {
                   static_cast<size_t>(slice) * esize);
       continue;
     }
-    const bool ok = dispatch_among<KILN_NUMERIC_TYPES>(data.dtype, [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      scatter_reduce(out.as<T>() + offset, updates.as<const T>() + t * slice, slice, reduction);
-    });
+    const bool ok = scatter_reduce_bytes(
+        data.dtype, out.as<uint8_t>() + static_cast<size_t>(offset) * esize,
+        updates.as<const uint8_t>() + static_cast<size_t>(t * slice) * esize, slice, reduction);
     if (!ok) {
       ctx.fail(ErrorCode::kUnsupported, "reduction '", reduction, "' is not supported for ",
                dtype_name(data.dtype));
@@ -473,10 +505,9 @@ void scatter_elements_kernel(KernelContext& ctx) {
     if (reduction == "none") {
       std::memcpy(out.as<uint8_t>() + static_cast<size_t>(offset) * esize, updates.as<const uint8_t>() + i * esize, esize);
     } else {
-      const bool ok = dispatch_among<KILN_NUMERIC_TYPES>(data.dtype, [&](auto tag) {
-        using T = typename decltype(tag)::type;
-        scatter_reduce(out.as<T>() + offset, updates.as<const T>() + i, 1, reduction);
-      });
+      const bool ok =
+          scatter_reduce_bytes(data.dtype, out.as<uint8_t>() + static_cast<size_t>(offset) * esize,
+                               updates.as<const uint8_t>() + i * esize, 1, reduction);
       if (!ok) ctx.fail(ErrorCode::kUnsupported, "reduction '", reduction, "' is not supported for ", dtype_name(data.dtype));
     }
     for (size_t d = rank; d-- > 0;) {  // the next coordinate of the indices, row-major
