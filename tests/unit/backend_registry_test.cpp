@@ -236,5 +236,32 @@ TEST(BackendSupports, TheCudaBackendRefusesWhatItsLoadRefuses) {
             std::string::npos);
 }
 
+// What the CUDA kernels compute in, as the backend-ops conformance test found it: no float64
+// CumSum/ArgMax/ArgMin/TopK, no float16/bfloat16 Range, FusedAttention in float16/bfloat16 only,
+// generated FusedGroup kernels in float32/float16/bfloat16/bool, ScatterND reductions on 4- and
+// 8-byte arithmetic types (a copy without one takes any dtype).
+TEST(BackendSupports, TheCudaRegistrationsClaimOnlyWhatTheKernelsCompute) {
+  const Backend* cuda = find_backend("cuda");
+  if (!cuda) GTEST_SKIP() << "this kiln has no CUDA backend";
+  const auto supports = [&](const format::EngineModel& m) { return cuda->supports(m, m.layers[0]); };
+  for (const char* op : {"CumSum", "ArgMax", "ArgMin", "TopK"}) {
+    EXPECT_TRUE(supports(one_layer_model(op, DType::kInt64))) << op;
+    EXPECT_FALSE(supports(one_layer_model(op, DType::kFloat64))) << op;
+  }
+  EXPECT_TRUE(supports(one_layer_model("Range", DType::kFloat64)));
+  EXPECT_FALSE(supports(one_layer_model("Range", DType::kBFloat16)));
+  EXPECT_TRUE(supports(one_layer_model("FusedAttention", DType::kFloat16)));
+  EXPECT_FALSE(supports(one_layer_model("FusedAttention", DType::kFloat32)));
+  EXPECT_TRUE(supports(one_layer_model("FusedGroup", DType::kBFloat16)));
+  EXPECT_FALSE(supports(one_layer_model("FusedGroup", DType::kInt32)));
+  format::EngineModel scatter = one_layer_model("ScatterND", DType::kFloat16);
+  EXPECT_TRUE(supports(scatter));
+  scatter.layers[0].attrs.set("reduction", Attribute::of_string("add"));
+  EXPECT_EQ(cuda->why_unsupported(scatter, scatter.layers[0]),
+            "its reduction 'add' on float16 data (the cuda kernel reduces float32, float64, int32 and int64)");
+  scatter.tensors[0].dtype = DType::kFloat32;
+  EXPECT_TRUE(supports(scatter));
+}
+
 }  // namespace
 }  // namespace kiln::backends

@@ -243,7 +243,10 @@ void launch_attention(LaunchContext& ctx) {
 }  // namespace
 
 void register_attention_kernels(CudaKernelRegistry& registry) {
-  registry.add("FusedAttention", CudaKernel{prepare_attention, launch_attention});
+  // The tensor-core kernel computes float16/bfloat16 only (the builder fuses only such attention;
+  // prepare_attention checks the head dims).
+  registry.add("FusedAttention", CudaKernel{prepare_attention, launch_attention},
+               {.inputs = {{{0}, {DType::kFloat16, DType::kBFloat16}}}});
 }
 
 }  // namespace kiln::cuda

@@ -806,6 +806,25 @@ void launch_scatter_nd(LaunchContext& ctx) {
   check_launch(ctx);
 }
 
+// ScatterND's reductions run as 4- and 8-byte atomics on float32, float64, int32 and int64 data
+// (launch_scatter_nd refuses the others); without a reduction every dtype is copied.
+std::string refuse_scatter_reduction_dtypes(const format::EngineModel& model,
+                                            const format::Layer& layer) {
+  const Attribute* reduction = layer.attrs.find("reduction");
+  if (reduction == nullptr || reduction->kind != Attribute::Kind::kString || reduction->s == "none")
+    return "";
+  if (layer.inputs.empty() || layer.inputs[0] < 0 ||
+      static_cast<size_t>(layer.inputs[0]) >= model.tensors.size()) {
+    return "";  // check_kernel_support reports bad tensor indices
+  }
+  const DType dtype = model.tensors[static_cast<size_t>(layer.inputs[0])].dtype;
+  if (dtype == DType::kFloat32 || dtype == DType::kFloat64 || dtype == DType::kInt32 ||
+      dtype == DType::kInt64)
+    return "";
+  return "its reduction '" + reduction->s + "' on " + std::string(dtype_name(dtype)) +
+         " data (the cuda kernel reduces float32, float64, int32 and int64)";
+}
+
 }  // namespace
 
 void register_data_movement_kernels(CudaKernelRegistry& registry) {
@@ -820,7 +839,8 @@ void register_data_movement_kernels(CudaKernelRegistry& registry) {
   registry.add("Tile", CudaKernel{nullptr, launch_tile});
   registry.add("Expand", CudaKernel{nullptr, launch_expand});
   registry.add("Trilu", CudaKernel{nullptr, launch_trilu});
-  registry.add("ScatterND", CudaKernel{nullptr, launch_scatter_nd});
+  registry.add("ScatterND", CudaKernel{nullptr, launch_scatter_nd},
+               {.check = refuse_scatter_reduction_dtypes});
 }
 
 }  // namespace kiln::cuda

@@ -283,7 +283,11 @@ void launch_group(LaunchContext& ctx) {
 }  // namespace
 
 void register_fused_kernels(CudaKernelRegistry& registry) {
-  registry.add("FusedGroup", CudaKernel{prepare_group, launch_group});
+  // Generated kernels load, compute and store float32, float16, bfloat16 and bool only
+  // (codegen/group_plan.cpp refuses a group with another dtype; the fusion never forms one).
+  registry.add(
+      "FusedGroup", CudaKernel{prepare_group, launch_group},
+      {.every_tensor = {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kBool}});
 }
 
 }  // namespace kiln::cuda

@@ -940,10 +940,16 @@ void launch_topk(LaunchContext& ctx) {
 }  // namespace
 
 void register_index_kernels(CudaKernelRegistry& registry) {
-  registry.add("CumSum", CudaKernel{nullptr, launch_cumsum});
-  registry.add("ArgMax", CudaKernel{nullptr, launch_arg_reduce<true>});
-  registry.add("ArgMin", CudaKernel{nullptr, launch_arg_reduce<false>});
-  registry.add("TopK", CudaKernel{prepare_topk, launch_topk});
+  // The kernels dispatch over float32, float16, bfloat16, int32 and int64 (dispatch_numeric): no
+  // float64 (the CPU's).
+  const backends::KernelSupport data{
+      .inputs = {
+          {{0},
+           {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kInt32, DType::kInt64}}}};
+  registry.add("CumSum", CudaKernel{nullptr, launch_cumsum}, data);
+  registry.add("ArgMax", CudaKernel{nullptr, launch_arg_reduce<true>}, data);
+  registry.add("ArgMin", CudaKernel{nullptr, launch_arg_reduce<false>}, data);
+  registry.add("TopK", CudaKernel{prepare_topk, launch_topk}, data);
 }
 
 }  // namespace kiln::cuda

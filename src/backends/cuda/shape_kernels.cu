@@ -212,7 +212,11 @@ void register_shape_kernels(CudaKernelRegistry& registry) {
   registry.add("Shape", CudaKernel{nullptr, launch_shape});
   registry.add("Size", CudaKernel{nullptr, launch_size});
   registry.add("ConstantOfShape", CudaKernel{nullptr, launch_constant_of_shape});
-  registry.add("Range", CudaKernel{nullptr, launch_range});
+  // Range computes in float32, float64, int32 and int64 (dispatch_arithmetic; float16/bfloat16
+  // ranges are the CPU's).
+  registry.add(
+      "Range", CudaKernel{nullptr, launch_range},
+      {.inputs = {{{0, 1, 2}, {DType::kFloat32, DType::kFloat64, DType::kInt32, DType::kInt64}}}});
   registry.add("EyeLike", CudaKernel{nullptr, launch_eye_like});
 }
 
