@@ -16,7 +16,7 @@ void OpRegistry::add(OpDef def) {
   KILN_ASSERT(def.infer != nullptr, "op ", def.name, " has no infer function");
   std::string name = def.name;
   auto [it, inserted] = defs_.emplace(name, std::move(def));
-  KILN_ASSERT(inserted, "op ", name, " registered twice");
+  if (!inserted) fail(ErrorCode::kInternal, "op '", name, "' is registered twice");
 }
 
 const OpDef* OpRegistry::find(std::string_view name) const {
@@ -35,44 +35,7 @@ std::vector<std::string> OpRegistry::names() const {
 const OpRegistry& op_registry() {
   static const OpRegistry registry = [] {
     OpRegistry r;
-    register_conv_ops(r);
-    register_gemm_ops(r);
-    register_normalization_ops(r);
-    register_pooling_ops(r);
-    register_softmax_ops(r);
-    register_reduce_ops(r);
-    register_resize_ops(r);
-    register_elementwise_ops(r);
-    register_shape_ops(r);
-    register_data_movement_ops(r);
-    register_attention_ops(r);
-    register_fused_ops(r);
-    register_index_ops(r);
-    register_bitwise_ops(r);
-    register_grid_sample_ops(r);
-    register_det_ops(r);
-    register_recurrent_ops(r);
-    register_spectral_ops(r);
-    register_conv_transpose_ops(r);
-    register_group_normalization_ops(r);
-    register_space_depth_ops(r);
-    register_col2im_ops(r);
-    register_einsum_ops(r);
-    register_onnx_attention_ops(r);
-    register_quantize_ops(r);
-    register_integer_linear_ops(r);
-    register_rotary_embedding_ops(r);
-    register_linear_attention_ops(r);
-    register_causal_conv_ops(r);
-    register_swiglu_ops(r);
-    register_tensor_scatter_ops(r);
-    register_bitcast_ops(r);
-    register_data_dependent_ops(r);
-    register_optimizer_ops(r);
-    register_roi_align_ops(r);
-    register_deform_conv_ops(r);
-    register_ml_ops(r);
-    register_plugin_ops(r);
+    register_families(r, op_families());
     return r;
   }();
   return registry;

@@ -11,8 +11,9 @@
 #include <vector>
 
 #include "base/attributes.hpp"
-#include "base/error.hpp"
 #include "backends/kernel_support.hpp"
+#include "base/error.hpp"
+#include "base/family_registration.hpp"
 #include "base/host_tensor.hpp"
 
 namespace kiln::cpu {
@@ -84,42 +85,11 @@ class CpuKernelRegistry {
 // Every built-in CPU kernel, built on first use (thread-safe).
 const CpuKernelRegistry& cpu_kernels();
 
-// One registration function per family, in src/backends/cpu/<family>_kernels.cpp.
-void register_conv_kernels(CpuKernelRegistry& registry);
-void register_gemm_kernels(CpuKernelRegistry& registry);
-void register_normalization_kernels(CpuKernelRegistry& registry);
-void register_pooling_kernels(CpuKernelRegistry& registry);
-void register_softmax_kernels(CpuKernelRegistry& registry);
-void register_reduce_kernels(CpuKernelRegistry& registry);
-void register_resize_kernels(CpuKernelRegistry& registry);
-void register_elementwise_kernels(CpuKernelRegistry& registry);
-void register_shape_kernels(CpuKernelRegistry& registry);
-void register_data_movement_kernels(CpuKernelRegistry& registry);
-void register_attention_kernels(CpuKernelRegistry& registry);
-void register_fused_kernels(CpuKernelRegistry& registry);
-void register_index_kernels(CpuKernelRegistry& registry);
-void register_conv_transpose_kernels(CpuKernelRegistry& registry);
-void register_group_normalization_kernels(CpuKernelRegistry& registry);
-void register_space_depth_kernels(CpuKernelRegistry& registry);
-void register_col2im_kernels(CpuKernelRegistry& registry);
-void register_onnx_attention_kernels(CpuKernelRegistry& registry);
-void register_quantize_kernels(CpuKernelRegistry& registry);
-void register_integer_linear_kernels(CpuKernelRegistry& registry);
-void register_grid_sample_kernels(CpuKernelRegistry& registry);
-void register_det_kernels(CpuKernelRegistry& registry);
-void register_recurrent_kernels(CpuKernelRegistry& registry);
-void register_spectral_kernels(CpuKernelRegistry& registry);
-void register_rotary_embedding_kernels(CpuKernelRegistry& registry);
-void register_linear_attention_kernels(CpuKernelRegistry& registry);
-void register_causal_conv_kernels(CpuKernelRegistry& registry);
-void register_swiglu_kernels(CpuKernelRegistry& registry);
-void register_tensor_scatter_kernels(CpuKernelRegistry& registry);
-void register_bitcast_kernels(CpuKernelRegistry& registry);
-void register_data_dependent_kernels(CpuKernelRegistry& registry);  // NonZero, Unique, Compress, NMS
-void register_optimizer_kernels(CpuKernelRegistry& registry);
-void register_roi_align_kernels(CpuKernelRegistry& registry);
-void register_deform_conv_kernels(CpuKernelRegistry& registry);
-void register_ml_kernels(CpuKernelRegistry& registry);
-void register_plugin_kernels(CpuKernelRegistry& registry);  // Plugin layers: the plugin's execute_cpu
+// The CPU kernel families: each src/backends/cpu/<family>_kernels.cpp defines
+// `void register_<family>_kernels(CpuKernelRegistry& registry)`. This is their table, sorted by
+// name and generated at build time from those definitions (base/family_registration.hpp), so
+// adding a family edits no list; cpu_kernels() registers them all.
+using CpuKernelFamily = Family<CpuKernelRegistry>;
+std::span<const CpuKernelFamily> cpu_kernel_families();
 
 }  // namespace kiln::cpu

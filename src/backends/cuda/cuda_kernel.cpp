@@ -8,7 +8,7 @@ void CudaKernelRegistry::add(std::string_view op, CudaKernel kernel, backends::K
   KILN_ASSERT(kernel.launch != nullptr, "CUDA kernel for ", op, " has no launch");
   support.every_tensor = support.every_tensor.intersect(kCudaTensorDTypes);
   auto [it, inserted] = kernels_.emplace(std::string(op), Entry{kernel, std::move(support)});
-  KILN_ASSERT(inserted, "CUDA kernel for ", op, " registered twice");
+  if (!inserted) fail(ErrorCode::kInternal, "the CUDA kernel of op '", op, "' is registered twice");
 }
 
 const CudaKernel* CudaKernelRegistry::find(std::string_view op) const {
@@ -32,23 +32,7 @@ std::vector<std::string> CudaKernelRegistry::ops() const {
 const CudaKernelRegistry& cuda_kernels() {
   static const CudaKernelRegistry registry = [] {
     CudaKernelRegistry r;
-    register_elementwise_kernels(r);
-    register_gemm_kernels(r);
-    register_conv_kernels(r);
-    register_normalization_kernels(r);
-    register_pooling_kernels(r);
-    register_softmax_kernels(r);
-    register_reduce_kernels(r);
-    register_data_movement_kernels(r);
-    register_shape_kernels(r);
-    register_resize_kernels(r);
-    register_attention_kernels(r);
-    register_fused_kernels(r);
-    register_index_kernels(r);
-    register_conv_transpose_kernels(r);
-    register_group_normalization_kernels(r);
-    register_space_depth_kernels(r);
-    register_plugin_kernels(r);
+    register_families(r, cuda_kernel_families());
     return r;
   }();
   return registry;

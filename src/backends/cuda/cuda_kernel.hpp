@@ -16,6 +16,7 @@
 #include "backends/kernel_support.hpp"
 #include "base/attributes.hpp"
 #include "base/error.hpp"
+#include "base/family_registration.hpp"
 #include "base/host_tensor.hpp"
 
 namespace kiln::cuda {
@@ -105,23 +106,11 @@ class CudaKernelRegistry {
 // Every built-in CUDA kernel, built on first use (thread-safe).
 const CudaKernelRegistry& cuda_kernels();
 
-// One registration function per family, in src/backends/cuda/<family>*.{cu,cpp}.
-void register_elementwise_kernels(CudaKernelRegistry& registry);
-void register_gemm_kernels(CudaKernelRegistry& registry);
-void register_conv_kernels(CudaKernelRegistry& registry);
-void register_normalization_kernels(CudaKernelRegistry& registry);
-void register_pooling_kernels(CudaKernelRegistry& registry);
-void register_softmax_kernels(CudaKernelRegistry& registry);
-void register_reduce_kernels(CudaKernelRegistry& registry);
-void register_data_movement_kernels(CudaKernelRegistry& registry);
-void register_shape_kernels(CudaKernelRegistry& registry);
-void register_resize_kernels(CudaKernelRegistry& registry);
-void register_attention_kernels(CudaKernelRegistry& registry);
-void register_fused_kernels(CudaKernelRegistry& registry);
-void register_index_kernels(CudaKernelRegistry& registry);
-void register_conv_transpose_kernels(CudaKernelRegistry& registry);
-void register_group_normalization_kernels(CudaKernelRegistry& registry);
-void register_space_depth_kernels(CudaKernelRegistry& registry);
-void register_plugin_kernels(CudaKernelRegistry& registry);  // plugin layers: the plugin's execute_cuda
+// The CUDA kernel families: each src/backends/cuda/<family>*.{cpp,cu} with kernels defines
+// `void register_<family>_kernels(CudaKernelRegistry& registry)`. This is their table, sorted by
+// name and generated at build time from those definitions in src/backends/cuda only
+// (base/family_registration.hpp), so adding a family edits no list; cuda_kernels() registers them.
+using CudaKernelFamily = Family<CudaKernelRegistry>;
+std::span<const CudaKernelFamily> cuda_kernel_families();
 
 }  // namespace kiln::cuda
