@@ -47,9 +47,10 @@ void infer_array_feature_extractor(InferContext& ctx) {
 }  // namespace
 
 void register_ml_ops(OpRegistry& registry) {
-  registry.add(OpDef{"Binarizer", 1, 1, 1, 1, {}, &nn::infer_with_node_errors<infer_binarizer>});
+  registry.add(OpDef{"Binarizer", 1, 1, 1, 1, {}, &nn::infer_with_node_errors<infer_binarizer>, false,
+                     "ai.onnx.ml"});
   registry.add(OpDef{"ArrayFeatureExtractor", 2, 2, 1, 1, {},
-                     &nn::infer_with_node_errors<infer_array_feature_extractor>});
+                     &nn::infer_with_node_errors<infer_array_feature_extractor>, false, "ai.onnx.ml"});
 }
 
 }  // namespace kiln::ops

@@ -86,6 +86,10 @@ struct OpDef {
   // their upper bounds. The CPU kernel gets outputs allocated at the bounds and sets each
   // output view's shape to the shape it wrote (row-major from the start of the buffer).
   bool data_dependent_shapes = false;
+  // The ONNX domain whose nodes of this op type the importer maps to this op: "" for ai.onnx (and
+  // kiln's own ops, which only the builder creates), else e.g. "ai.onnx.ml". Op types are unique
+  // across domains, so the IR needs no domain once a node is imported.
+  std::string domain = {};
 };
 
 class OpRegistry {

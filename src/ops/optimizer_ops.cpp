@@ -116,7 +116,8 @@ void infer_optimizer(InferContext& ctx) {
 void register_optimizer_ops(OpRegistry& registry) {
   for (const char* name : {"Adagrad", "Adam", "Momentum"}) {
     registry.add(
-        OpDef{name, 5, 1 << 20, 2, 1 << 20, {}, &nn::infer_with_node_errors<infer_optimizer>});
+        OpDef{name, 5, 1 << 20, 2, 1 << 20, {}, &nn::infer_with_node_errors<infer_optimizer>, false,
+              "ai.onnx.preview.training"});
   }
 }
 

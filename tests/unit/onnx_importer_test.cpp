@@ -715,6 +715,28 @@ TEST(OnnxImporter, AllUnsupportedNodesAreReportedInOneError) {
   EXPECT_EQ(std::count(message.begin(), message.end(), '\n'), 2);
 }
 
+TEST(OnnxImporter, OpsOfOtherDomainsAreTakenFromTheDomainTheirOpDefNames) {
+  // Binarizer's OpDef names ai.onnx.ml: a node of that domain imports as kiln's Binarizer ...
+  ModelSpec m = small_model();
+  m.opsets = {{"", 17}, {"ai.onnx.ml", 1}};
+  m.graph.nodes.push_back({"Binarizer", {"y"}, {"z"}, "binarize", "ai.onnx.ml", {}});
+  m.graph.outputs = {{"z", kOnnxFloat, true, {"batch", 4}}};
+  const ir::Graph g = import_spec(m);
+  ASSERT_EQ(g.nodes.size(), 4u);
+  EXPECT_EQ(g.nodes[3].op_type, "Binarizer");
+  EXPECT_EQ(g.nodes[3].domain, "");
+  // ... and an ai.onnx node of that name is not an ONNX op.
+  m.graph.nodes.back().domain = "";
+  expect_error([&] { import_spec(m); }, ErrorCode::kUnsupported,
+               {"node 'binarize': op 'Binarizer' (domain 'ai.onnx', opset 17) is not supported by kiln"});
+  // A model importing only such a domain is imported too (its domain is one the registry has).
+  ModelSpec ml_only = small_model();
+  ml_only.opsets = {{"ai.onnx.ml", 1}};
+  ml_only.graph.nodes = {{"Binarizer", {"x"}, {"y"}, "binarize", "ai.onnx.ml", {}}};
+  ml_only.graph.outputs = {{"y", kOnnxFloat, true, {"batch", 3}}};
+  EXPECT_EQ(import_spec(ml_only).nodes.at(0).op_type, "Binarizer");
+}
+
 TEST(OnnxImporter, UnsupportedAttributeTypesAreReported) {
   ModelSpec m = small_model();
   AttributeSpec graph_attr;

@@ -1,7 +1,7 @@
-// The ops kiln runs from ONNX domains other than ai.onnx: the ai.onnx.preview.training optimizers
-// (Adagrad, Adam, Momentum: one update step, plain arithmetic) and the simplest ai.onnx.ml ops
-// (Binarizer, ArrayFeatureExtractor on numeric tensors). The importer gives such a
-// node kiln's op of the same name; every other op of these domains stays refused by name.
+// The ops kiln runs from ONNX domains other than ai.onnx (the ai.onnx.preview.training optimizers,
+// ai.onnx.ml's Binarizer and ArrayFeatureExtractor, ...): those whose OpDef names the domain
+// (ops::OpDef::domain), so an op family of another domain needs no edit here. The importer gives
+// such a node kiln's op of the same name; every other op of these domains stays refused by name.
 #pragma once
 
 #include <string>
@@ -10,13 +10,12 @@
 namespace kiln::onnx {
 
 inline constexpr std::string_view kTrainingDomain = "ai.onnx.preview.training";
-inline constexpr std::string_view kMlDomain = "ai.onnx.ml";
 
-// True when `op_type` of (canonical, non-empty) `domain` is one of the ops above.
+// True when the registry has an op `op_type` of the (canonical, non-empty) `domain`.
 bool is_extra_domain_op(std::string_view op_type, const std::string& domain);
 
-// True for ai.onnx.preview.training and ai.onnx.ml: a model importing one of these but no ai.onnx
-// opset is still imported (its ai.onnx nodes, if any, are refused by name).
+// True for a domain other than ai.onnx that some registered op comes from: a model importing one
+// of these but no ai.onnx opset is still imported (its ai.onnx nodes, if any, are refused by name).
 bool is_extra_domain(const std::string& domain);
 
 // Why kiln refuses `op_type` of `domain` when it has a reason beyond "not supported" (Gradient:

@@ -293,10 +293,16 @@ class Importer final : public ImportGraphHost {
     }
   }
 
+  // An ai.onnx node whose op the registry has as an ai.onnx op (not one of another domain's).
+  static bool is_ai_onnx_op(const FlatNode& node) {
+    const ops::OpDef* def = node.domain.empty() ? ops::find_op(node.op_type) : nullptr;
+    return def != nullptr && def->domain.empty();
+  }
+
   // A node kiln's core does not implement (another domain, or an op the core lacks) whose
   // (domain, op type) names a registered plugin creator.
   bool maps_to_plugin(const FlatNode& node) const {
-    const bool core = node.domain.empty() && ops::find_op(node.op_type) != nullptr;
+    const bool core = is_ai_onnx_op(node);
     return !core && !is_extra_domain_op(node.op_type, node.domain) &&
            !is_expanded_function_op(node.op_type, node.domain) && !is_renamed_legacy_op(node.op_type, node.domain) &&
            has_plugin_for(node.domain, node.op_type);
@@ -317,7 +323,7 @@ class Importer final : public ImportGraphHost {
     if (node.domain.empty() && plugins::is_plugin_op(node.op_type)) {
       return where + " is kiln's internal plugin layer; a plugin op is a node of its own domain and op type";
     }
-    if ((!node.domain.empty() || ops::find_op(node.op_type) == nullptr) &&
+    if (!is_ai_onnx_op(node) &&
         !is_expanded_function_op(node.op_type, node.domain) && !is_renamed_legacy_op(node.op_type, node.domain) &&
         !maps_to_plugin(node)) {
       return where + " is not supported by kiln" +
