@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs gpu-check stages on the GPU machine in a process that outlives the device tool's call, so a
+# session whose calls are capped at 10 minutes can run 20 minutes of stages: each call starts the
+# driver if it is not running yet, waits up to POLL seconds, prints the progress and packs what is
+# done into $OUT/gpu-detached.tgz. Call it again (within the machine's idle time) until it prints
+# ALLDONE. Build dependencies the machine lacks come in .deps/root (see gpu-check.sh).
+#   PLAN=correctness (default): build, then every correctness stage side by side (ctest+conformance,
+#     runtime+torch, plugins+detection, sanitize, onnxcuda with ONNX_UPDATE=1, models); no timings.
+#   PLAN=full: build; generated, bench and overhead alone on the GPU; then the correctness stages.
+#   STAGE_TIMEOUT (default 400 s) caps each side-by-side group; RESULTS (default out/gpu-detached).
+set -u
+cd "$(dirname "$0")/.."
+R=${RESULTS:-$PWD/out/gpu-detached}
+PLAN=${PLAN:-correctness}
+
+drive() {
+  export PYTHON=${PYTHON:-python3} JOBS=${JOBS:-$(nproc)}
+  local t=${STAGE_TIMEOUT:-400}
+  log() { echo "$(date +%T) $*" >> "$R/driver.log"; }
+  group() {  # name, gpu-check stages...
+    local name=$1; shift
+    OUT=$R/$name timeout "$t" scripts/gpu-check.sh "$@" > /dev/null 2>&1
+    log "$name ($*) rc=$?"
+  }
+  log "start, plan $PLAN"
+  group build build
+  cat "$R/build/summary.txt" >> "$R/driver.log"
+  [ "$PLAN" = full ] && group timings generated bench overhead
+  group ctest ctest conformance &
+  group runtime runtime torch &
+  group plugins plugins detection &
+  group sanitize sanitize &
+  (export ONNX_UPDATE=1; group onnxcuda onnxcuda; cp tests/onnx_backend/expected_failures_cuda.txt "$R/onnxcuda/") &
+  group models models &
+  wait
+  log done
+  touch "$R/DONE"
+}
+
+if [ "${1:-}" = --drive ]; then drive; exit 0; fi
+if [ ! -f "$R/started" ]; then
+  mkdir -p "$R" && touch "$R/started"
+  # Its own session: the device tool's end of call must not take the driver with it.
+  RESULTS=$R PLAN=$PLAN setsid nohup bash "$0" --drive > "$R/driver.out" 2>&1 < /dev/null &
+fi
+end=$((SECONDS + ${POLL:-500}))
+while [ $SECONDS -lt $end ] && [ ! -f "$R/DONE" ]; do sleep 10; done
+cat "$R/driver.log"
+for s in "$R"/*/summary.txt; do [ -f "$s" ] && { echo "== $s"; cat "$s"; }; done
+[ -n "${OUT:-}" ] && tar czf "$OUT/gpu-detached.tgz" -C "$(dirname "$R")" "$(basename "$R")" --exclude='*.onnx'
+if [ -f "$R/DONE" ]; then echo ALLDONE; fi
