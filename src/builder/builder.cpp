@@ -51,9 +51,11 @@ namespace {
 
 // The user's metadata plus what the engine was built from, under "kiln_build" (a user key of that
 // name wins).
-// What --explain records: each pass's changes and time, and the fusion grouping's decisions.
+// What --explain records: each pass's changes and time, the epilogues Conv/MatMul/Gemm did not
+// take, and the fusion grouping's decisions.
 struct BuildExplanation {
   std::vector<passes::PassRecord> passes;
+  std::vector<passes::EpilogueMiss> epilogues;
   passes::FusionReport fusion;
 };
 
@@ -79,8 +81,19 @@ json::Value explanation_json(const BuildExplanation& explanation) {
   fusion.set("groups", json::Value(static_cast<int64_t>(explanation.fusion.groups)));
   fusion.set("members", json::Value(static_cast<int64_t>(explanation.fusion.members)));
   fusion.set("decisions", std::move(decisions));
+  json::Value epilogues{json::Array{}};
+  for (const passes::EpilogueMiss& miss : explanation.epilogues) {
+    json::Value entry{json::Object{}};
+    entry.set("node", json::Value(miss.node));
+    entry.set("op", json::Value(miss.op));
+    entry.set("reader", json::Value(miss.reader));
+    entry.set("reader_op", json::Value(miss.reader_op));
+    entry.set("reason", json::Value(miss.reason));
+    epilogues.as_array().push_back(std::move(entry));
+  }
   json::Value out{json::Object{}};
   out.set("passes", std::move(passes));
+  out.set("epilogues", std::move(epilogues));
   out.set("fusion", std::move(fusion));
   return out;
 }
@@ -216,11 +229,14 @@ void run_once_at_opt_shapes(const Engine& engine, const format::EngineModel& mod
 
 namespace {
 
-void optimize_graph(ir::Graph& graph, std::vector<passes::PassRecord>* records) {
+void optimize_graph(ir::Graph& graph, std::vector<passes::PassRecord>* records,
+                    std::vector<passes::EpilogueMiss>* epilogue_misses) {
   // Inference node by node with folding in between, rather than inference alone: shape arithmetic
   // on static shapes (Shape -> Size -> Sub -> ConstantOfShape -> Concat, as ONNX's function
   // expansions write it) becomes constant before the node that needs its value (a Reshape's
-  // shape) is inferred.
+  // shape) is inferred. Inputs get their symbolic dims first (idempotent: the profiles gave them
+  // already, graphs built by hand get them here).
+  graph.assign_input_symbols();
   passes::fold_constants(graph);
   passes::PassManager manager;
   // Einsum has no kernels: it becomes Transpose/Reshape/MatMul/ReduceSum for every target.
@@ -229,8 +245,9 @@ void optimize_graph(ir::Graph& graph, std::vector<passes::PassRecord>* records) 
   manager.add("identity_elimination", [](ir::Graph& g) { return passes::eliminate_identities(g); });
   manager.add("batch_norm_folding", [](ir::Graph& g) { return passes::fold_batch_norm(g); });
   manager.add("dead_code_elimination", [](ir::Graph& g) { return passes::eliminate_dead_code(g).nodes_removed; });
-  manager.add("conv_fusion", [](ir::Graph& g) { return size_t(passes::fuse_conv_epilogues(g)); });
-  manager.add("matmul_fusion", [](ir::Graph& g) { return size_t(passes::fuse_matmul_epilogues(g)); });
+  manager.add("conv_fusion", [&](ir::Graph& g) { return size_t(passes::fuse_conv_epilogues(g, epilogue_misses)); });
+  manager.add("matmul_fusion",
+              [&](ir::Graph& g) { return size_t(passes::fuse_matmul_epilogues(g, epilogue_misses)); });
   manager.run(graph);
   graph.verify();
   if (records) records->insert(records->end(), manager.records().begin(), manager.records().end());
@@ -238,7 +255,7 @@ void optimize_graph(ir::Graph& graph, std::vector<passes::PassRecord>* records) 
 
 }  // namespace
 
-void optimize_graph(ir::Graph& graph) { optimize_graph(graph, nullptr); }
+void optimize_graph(ir::Graph& graph) { optimize_graph(graph, nullptr, nullptr); }
 
 namespace {
 
@@ -269,7 +286,7 @@ format::EngineModel build_model_with_layout(ir::Graph graph, const BuilderConfig
   EmitOptions options;
   options.input_ranges = apply_input_profiles(graph, config);
   BuildExplanation explanation;
-  optimize_graph(graph, &explanation.passes);
+  optimize_graph(graph, &explanation.passes, &explanation.epilogues);
   if (resolved.target.backend == "cuda") refuse_cpu_only_plugins_for_cuda(graph, source);
   if (resolved.target.backend == "cuda") lower_for_cuda(graph, config, resolved, explanation, layout);
   check_static_tensors_fit(graph, memory_limit);

@@ -112,6 +112,7 @@ InputRanges apply_input_profiles(ir::Graph& graph, const BuilderConfig& config) 
     check_max_shape_fits(input, ranges);
     all_ranges.push_back(std::move(ranges));
   }
+  graph.assign_input_symbols();
   return all_ranges;
 }
 

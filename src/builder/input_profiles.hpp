@@ -15,7 +15,8 @@ using InputRanges = std::vector<std::vector<format::DimRange>>;
 
 // Validates the profiles against the graph's inputs (each names an existing input, ranks match,
 // min <= opt <= max, static dims are not contradicted) and rewrites input shapes where a dynamic
-// dim's range is one value. Dynamic dims no profile covers get the config's default range.
+// dim's range is one value. Dynamic dims no profile covers get the config's default range. Then
+// gives the dims left dynamic their symbols (ir::Graph::assign_input_symbols).
 // Throws kInvalidArgument naming the input and dimension, or naming the input and its largest
 // allowed shape when that shape's byte size does not fit in int64.
 InputRanges apply_input_profiles(ir::Graph& graph, const BuilderConfig& config);

@@ -28,6 +28,7 @@ void infer_bitwise(InferContext& ctx) {
   }
   ctx.output(0).dtype = dtype;
   ctx.output(0).shape = shape;
+  ctx.link_broadcast(0);
 }
 
 // BitShift takes integers (signed ones since opset 28) and a required direction.

@@ -65,19 +65,39 @@ void infer_conv(InferContext& ctx) {
   Shape out{x[0], out_channels};
   out.insert(out.end(), geometry.output.begin(), geometry.output.end());
   // Fused by the builder (kiln extension): input 3 is a residual added before the activation.
-  if (ctx.has_input(3)) {
-    nn::require_same_dtype(ctx, 3, "residual");
-    if (ctx.input(3).shape.size() != out.size()) {
-      ctx.fail("residual input must have the output's rank ", out.size(), ", got ",
-               shape_to_string(ctx.input(3).shape));
-    }
-  }
   const std::string activation = ctx.attrs().get_string_or("kiln_activation", "");
   if (!activation.empty() && activation != "Relu") {
     ctx.fail("attribute 'kiln_activation' must be \"Relu\", got \"", activation, "\"");
   }
   ctx.output(0).dtype = ctx.input(0).dtype;
   ctx.output(0).shape = nhwc ? nn::nchw_to_nhwc(out) : std::move(out);
+  // Fused by the builder (kiln extension): input 3 is a residual added before the activation. It
+  // has the output's shape: the fusion proved it, for dynamic dims through their symbols, so a
+  // run where they differ (inputs that share an ONNX dim_param bound to different sizes) fails
+  // here rather than reading a residual of another size.
+  if (ctx.has_input(3)) {
+    nn::require_same_dtype(ctx, 3, "residual");
+    const Shape& residual = ctx.input(3).shape;
+    const Shape& y = ctx.output(0).shape;
+    bool same = residual.size() == y.size();
+    for (size_t d = 0; same && d < y.size(); ++d) {
+      same = residual[d] == y[d] || residual[d] == kDynamicDim || y[d] == kDynamicDim;
+    }
+    if (!same) {
+      ctx.fail("residual input (input 3) must have the output's shape ", shape_to_string(y), ", got ",
+               shape_to_string(residual));
+    }
+    ctx.link_same_shape(0, 3);
+  }
+  // Symbolic dims: the batch; the output channels (W's dim 0 in either layout); spatial axes whose
+  // window keeps the extent.
+  const size_t channel_axis = nhwc ? 3 : 1;
+  const size_t first_spatial = nhwc ? 1 : 2;
+  ctx.link_dim(0, 0, 0, 0);
+  ctx.link_dim(0, channel_axis, 1, 0);
+  for (size_t i = 0; i < geometry.keeps_extent.size(); ++i) {
+    if (geometry.keeps_extent[i]) ctx.link_dim(0, first_spatial + i, 0, first_spatial + i);
+  }
 }
 
 }  // namespace

@@ -188,6 +188,7 @@ void infer_conv_transpose(InferContext& ctx) {
   out.insert(out.end(), geometry.output.begin(), geometry.output.end());
   ctx.output(0).dtype = ctx.input(0).dtype;
   ctx.output(0).shape = std::move(out);
+  ctx.link_dim(0, 0, 0, 0);  // symbolic dims: the batch
 }
 
 }  // namespace

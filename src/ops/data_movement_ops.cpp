@@ -26,6 +26,7 @@ void infer_transpose(InferContext& ctx) {
     }
     seen[static_cast<size_t>(perm[i])] = true;
     out[i] = data.shape[static_cast<size_t>(perm[i])];
+    ctx.link_dim(0, i, 0, static_cast<size_t>(perm[i]));
   }
   ctx.output(0).dtype = data.dtype;
   ctx.output(0).shape = out;
@@ -68,6 +69,13 @@ void infer_concat(InferContext& ctx) {
   }
   ctx.output(0).dtype = first.dtype;
   ctx.output(0).shape = out;
+  // Symbolic dims: outside the axis every input has the output's extent.
+  for (int64_t d = 0; d < rank; ++d) {
+    if (d == axis && ctx.num_inputs() > 1) continue;  // one input: the axis is its own
+    std::vector<DimRef> sources;
+    for (size_t i = 0; i < ctx.num_inputs(); ++i) sources.push_back(DimRef{i, static_cast<size_t>(d)});
+    ctx.link_equal_dims(0, static_cast<size_t>(d), std::move(sources));
+  }
 }
 
 void infer_split(InferContext& ctx) {
@@ -103,6 +111,8 @@ void infer_split(InferContext& ctx) {
     ctx.output(i).dtype = data.dtype;
     ctx.output(i).shape = data.shape;
     ctx.output(i).shape[axis] = sizes[i];
+    for (size_t d = 0; d < data.shape.size(); ++d)
+      if (d != axis) ctx.link_dim(i, d, 0, d);
   }
 }
 
@@ -133,10 +143,15 @@ void infer_slice(InferContext& ctx) {
       resolve_axes(node_ref(ctx), axes_value.value_or(std::vector<int64_t>{}),
                    static_cast<size_t>(count), rank, "starts");
   const bool values_known = starts && ends && (steps || !ctx.has_input(4));
+  // Symbolic dims: a dim no axis names keeps its extent, as does one sliced whole (from 0 to
+  // INT64_MAX by 1, e.g. an export's x[:, 0:64] written for every axis).
+  std::vector<bool> keeps(out.size(), true);
   for (size_t i = 0; i < axes.size(); ++i) {
     const auto axis = static_cast<size_t>(axes[i]);
     const int64_t step = steps ? (*steps)[i] : 1;
     if (step == 0) ctx.fail("steps must not contain 0");
+    const bool whole = values_known && (*starts)[i] == 0 && (*ends)[i] == INT64_MAX && step == 1;
+    keeps[axis] = keeps[axis] && whole;
     if (!values_known || out[axis] == kDynamicDim) {
       out[axis] = kDynamicDim;
     } else {
@@ -144,6 +159,8 @@ void infer_slice(InferContext& ctx) {
     }
   }
   ctx.output(0).shape = out;
+  for (size_t d = 0; d < out.size(); ++d)
+    if (keeps[d]) ctx.link_dim(0, d, 0, d);
 }
 
 void infer_gather(InferContext& ctx) {
@@ -159,6 +176,11 @@ void infer_gather(InferContext& ctx) {
              data.shape.end());
   ctx.output(0).dtype = data.dtype;
   ctx.output(0).shape = out;
+  // Symbolic dims: data's dims around the axis, indices' dims in its place.
+  const size_t index_rank = indices.shape.size();
+  for (size_t d = 0; d < axis; ++d) ctx.link_dim(0, d, 0, d);
+  for (size_t d = 0; d < index_rank; ++d) ctx.link_dim(0, axis + d, 1, d);
+  for (size_t d = axis + 1; d < data.shape.size(); ++d) ctx.link_dim(0, d - 1 + index_rank, 0, d);
 }
 
 void infer_gather_elements(InferContext& ctx) {
@@ -173,6 +195,7 @@ void infer_gather_elements(InferContext& ctx) {
   normalize_axis(ctx, int_attr(ctx, "axis", 0), rank);
   ctx.output(0).dtype = data.dtype;
   ctx.output(0).shape = indices.shape;
+  ctx.link_same_shape(0, 1);
 }
 
 void infer_gather_nd(InferContext& ctx) {
@@ -221,6 +244,7 @@ void infer_pad(InferContext& ctx) {
   const std::vector<int64_t> full =
       resolve_pads(node_ref(ctx), *pads, axes.value_or(std::vector<int64_t>{}), rank);
   for (size_t i = 0; i < out.size(); ++i) {
+    if (full[i] == 0 && full[i + out.size()] == 0) ctx.link_dim(0, i, 0, i);  // not padded
     if (out[i] == kDynamicDim) continue;
     const auto padded = add_no_overflow(out[i], full[i]);
     const auto total = padded ? add_no_overflow(*padded, full[i + out.size()]) : std::nullopt;
@@ -290,6 +314,7 @@ void infer_scatter_nd(InferContext& ctx) {
   }
   ctx.output(0).dtype = data.dtype;
   ctx.output(0).shape = data.shape;
+  ctx.link_same_shape(0, 0);
 }
 
 // ScatterElements: data with the updates written (or reduced) at the positions indices names along
@@ -310,6 +335,7 @@ void infer_scatter_elements(InferContext& ctx) {
   normalize_axis(ctx, int_attr(ctx, "axis", 0), rank);
   ctx.output(0).dtype = data.dtype;
   ctx.output(0).shape = data.shape;
+  ctx.link_same_shape(0, 0);
 }
 
 // ReverseSequence: each batch entry's first sequence_lens[b] steps along time_axis reversed.
@@ -329,6 +355,7 @@ void infer_reverse_sequence(InferContext& ctx) {
   }
   ctx.output(0).dtype = input.dtype;
   ctx.output(0).shape = input.shape;
+  ctx.link_same_shape(0, 0);
 }
 
 void infer_trilu(InferContext& ctx) {
@@ -339,6 +366,7 @@ void infer_trilu(InferContext& ctx) {
   if (ctx.has_input(1)) index_vector_length(ctx, 1, "k", true);
   ctx.output(0).dtype = data.dtype;
   ctx.output(0).shape = data.shape;
+  ctx.link_same_shape(0, 0);
 }
 
 OpDef def(std::string name, int min_inputs, int max_inputs, InferFn infer,

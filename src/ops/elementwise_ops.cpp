@@ -31,6 +31,7 @@ void infer_unary(InferContext& ctx, std::initializer_list<DType> allowed, bool b
   require_dtype(ctx, "input 0", x.dtype, allowed);
   ctx.output(0).dtype = bool_output ? DType::kBool : x.dtype;
   ctx.output(0).shape = x.shape;
+  ctx.link_same_shape(0, 0);
 }
 
 // Broadcast shape of inputs [first, num_inputs), requiring one dtype among `allowed`.
@@ -52,6 +53,7 @@ void infer_broadcast(InferContext& ctx, std::initializer_list<DType> allowed, bo
   const Shape shape = broadcast_inputs(ctx, 0, allowed);
   ctx.output(0).dtype = bool_output ? DType::kBool : ctx.input(0).dtype;
   ctx.output(0).shape = shape;
+  ctx.link_broadcast(0);
 }
 
 void infer_float_unary(InferContext& ctx) {
@@ -111,6 +113,7 @@ void infer_pow(InferContext& ctx) {
                  DType::kInt32, DType::kInt64, DType::kUInt8, DType::kUInt16, DType::kUInt32, DType::kUInt64});
   ctx.output(0).dtype = base.dtype;
   ctx.output(0).shape = broadcast_shapes(ctx, base.shape, exponent.shape);
+  ctx.link_broadcast(0);
 }
 
 void infer_variadic(InferContext& ctx) {
@@ -135,6 +138,7 @@ void infer_clip(InferContext& ctx) {
   }
   ctx.output(0).dtype = x.dtype;
   ctx.output(0).shape = x.shape;
+  ctx.link_same_shape(0, 0);  // min and max are scalars
 }
 
 void infer_where(InferContext& ctx) {
@@ -144,6 +148,7 @@ void infer_where(InferContext& ctx) {
   const Shape xy = broadcast_inputs(ctx, 1, kNumericOrBoolTypes);
   ctx.output(0).dtype = ctx.input(1).dtype;
   ctx.output(0).shape = broadcast_shapes(ctx, ctx.input(0).shape, xy);
+  ctx.link_broadcast(0);
 }
 
 constexpr std::initializer_list<DType> kCastTypes = {
@@ -175,6 +180,7 @@ void infer_cast(InferContext& ctx) {
   require_dtype(ctx, "input 0", ctx.input(0).dtype, kCastTypes);
   ctx.output(0).dtype = static_cast<DType>(to);
   ctx.output(0).shape = ctx.input(0).shape;
+  ctx.link_same_shape(0, 0);
 }
 
 void infer_cast_like(InferContext& ctx) {
@@ -183,6 +189,7 @@ void infer_cast_like(InferContext& ctx) {
   require_dtype(ctx, "target_type (input 1)", ctx.input(1).dtype, kCastTypes);
   ctx.output(0).dtype = ctx.input(1).dtype;
   ctx.output(0).shape = ctx.input(0).shape;
+  ctx.link_same_shape(0, 0);
 }
 
 OpDef def(std::string name, int min_inputs, int max_inputs, InferFn infer) {

@@ -1,4 +1,5 @@
 // Gemm (Y = alpha * op(A) * op(B) + beta * C) and MatMul (numpy matmul semantics).
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,8 @@ void infer_gemm(InferContext& ctx) {
   }
   ctx.output(0).dtype = ctx.input(0).dtype;
   ctx.output(0).shape = {m, n};
+  ctx.link_dim(0, 0, 0, trans_a ? 1 : 0);  // M
+  ctx.link_dim(0, 1, 1, trans_b ? 0 : 1);  // N
 }
 
 void infer_matmul(InferContext& ctx) {
@@ -90,6 +93,16 @@ void infer_matmul(InferContext& ctx) {
   check_fused_activation(ctx);
   ctx.output(0).dtype = ctx.input(0).dtype;
   ctx.output(0).shape = std::move(out);
+  // Symbolic dims: the batch dims broadcast A's and B's; M is A's, N is B's.
+  const size_t batch = std::max(batch_a.size(), batch_b.size());
+  for (size_t d = 0; d < batch; ++d) {
+    std::vector<DimRef> sources;
+    if (d + batch_a.size() >= batch) sources.push_back(DimRef{0, d + batch_a.size() - batch});
+    if (d + batch_b.size() >= batch) sources.push_back(DimRef{1, d + batch_b.size() - batch});
+    ctx.link_broadcast_dims(0, d, std::move(sources));
+  }
+  if (a.size() >= 2) ctx.link_dim(0, batch, 0, a.size() - 2);
+  if (b.size() >= 2) ctx.link_dim(0, batch + (a.size() >= 2 ? 1 : 0), 1, b.size() - 1);
 }
 
 }  // namespace

@@ -89,6 +89,7 @@ void infer_group_norm(InferContext& ctx) {
                      ctx.input(2).shape);
   ctx.output(0).dtype = ctx.input(0).dtype;
   ctx.output(0).shape = ctx.input(0).shape;
+  ctx.link_same_shape(0, 0);
 }
 
 }  // namespace

@@ -173,6 +173,7 @@ void infer_cumsum(InferContext& ctx) {
   }
   ctx.output(0).dtype = ctx.input(0).dtype;
   ctx.output(0).shape = x;
+  ctx.link_same_shape(0, 0);
 }
 
 void infer_arg_reduce(InferContext& ctx) {

@@ -98,7 +98,14 @@ WindowGeometry resolve_window(const NodeLabel& node, const AttributeMap& attrs,
   g.pad_begin.assign(rank, 0);
   g.pad_end.assign(rank, 0);
   g.output.assign(rank, kDynamicDim);
+  g.keeps_extent.assign(rank, false);
   for (size_t i = 0; i < rank; ++i) {
+    if (g.strides[i] == 1 && g.kernel[i] >= 1) {
+      // Padded by exactly the dilated kernel's extent minus one (pads are >= 0).
+      const std::optional<int64_t> reach = mul_no_overflow(g.kernel[i] - 1, g.dilations[i]);
+      const bool pads_reach = reach && (valid ? *reach == 0 : pads[i] <= *reach && pads[i + rank] == *reach - pads[i]);
+      g.keeps_extent[i] = same_upper || same_lower || pads_reach;
+    }
     if (g.kernel[i] != kDynamicDim && g.kernel[i] < 1) {
       fail_at(node, ErrorCode::kInvalidArgument, "kernel extents must be >= 1, got ",
               list_to_string(g.kernel));

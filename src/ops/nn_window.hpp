@@ -20,6 +20,10 @@ struct WindowGeometry {
   std::vector<int64_t> pad_begin;  // resolved pads (auto_pad applied); 0 when not yet known
   std::vector<int64_t> pad_end;
   std::vector<int64_t> output;  // output extent; kDynamicDim when it depends on unknown dims
+  // Per spatial axis: whether the output extent equals the input extent for every input extent
+  // (stride 1 with SAME padding, or explicit pads that add up to the dilated kernel minus one),
+  // which the builder's symbolic dims carry through (InferContext::link_dim).
+  std::vector<bool> keeps_extent;
 };
 
 // `input_spatial` are the input's spatial dims (may hold kDynamicDim). `kernel` holds the window

@@ -32,6 +32,7 @@ void infer_batch_norm(InferContext& ctx) {
   }
   ctx.output(0).dtype = ctx.input(0).dtype;
   ctx.output(0).shape = x;
+  ctx.link_same_shape(0, 0);
 }
 
 DType stash_dtype(const InferContext& ctx) {
@@ -78,11 +79,13 @@ void infer_layer_norm(InferContext& ctx) {
   }
   ctx.output(0).dtype = ctx.input(0).dtype;
   ctx.output(0).shape = x;
+  ctx.link_same_shape(0, 0);
   Shape stats = x;
   for (auto i = static_cast<size_t>(axis); i < stats.size(); ++i) stats[i] = 1;
   for (size_t i = 1; i < ctx.num_outputs(); ++i) {
     ctx.output(i).dtype = stash;
     ctx.output(i).shape = stats;
+    for (size_t d = 0; d < static_cast<size_t>(axis); ++d) ctx.link_dim(i, d, 0, d);  // the leading dims
   }
 }
 
@@ -95,6 +98,7 @@ void infer_lrn(InferContext& ctx) {
   if (size < 1) ctx.fail("attribute 'size' must be >= 1, got ", size);
   ctx.output(0).dtype = ctx.input(0).dtype;
   ctx.output(0).shape = ctx.input(0).shape;
+  ctx.link_same_shape(0, 0);
 }
 
 }  // namespace

@@ -12,6 +12,39 @@ const ValueInfo& InferContext::input(size_t i) const {
   return i < inputs_.size() ? inputs_[i] : kAbsent;
 }
 
+void InferContext::link_dim(size_t output, size_t dim, size_t input, size_t input_dim) {
+  if (links_) links_->push_back(DimLink{DimLink::Kind::kEqual, output, dim, {DimRef{input, input_dim}}});
+}
+
+void InferContext::link_equal_dims(size_t output, size_t dim, std::vector<DimRef> sources) {
+  if (links_ && !sources.empty()) links_->push_back(DimLink{DimLink::Kind::kEqual, output, dim, std::move(sources)});
+}
+
+void InferContext::link_broadcast_dims(size_t output, size_t dim, std::vector<DimRef> sources) {
+  if (links_) links_->push_back(DimLink{DimLink::Kind::kBroadcast, output, dim, std::move(sources)});
+}
+
+void InferContext::link_same_shape(size_t output, size_t input) {
+  if (!links_ || !has_input(input)) return;
+  for (size_t d = 0; d < inputs_[input].shape.size(); ++d) link_dim(output, d, input, d);
+}
+
+void InferContext::link_broadcast(size_t output, size_t first, size_t end) {
+  if (!links_) return;
+  end = std::min(end, inputs_.size());
+  size_t rank = 0;
+  for (size_t i = first; i < end; ++i)
+    if (inputs_[i].present) rank = std::max(rank, inputs_[i].shape.size());
+  for (size_t d = 0; d < rank; ++d) {
+    DimLink link{DimLink::Kind::kBroadcast, output, d, {}};
+    for (size_t i = first; i < end; ++i) {
+      const size_t in_rank = inputs_[i].present ? inputs_[i].shape.size() : 0;
+      if (d + in_rank >= rank) link.sources.push_back(DimRef{i, d + in_rank - rank});
+    }
+    links_->push_back(std::move(link));
+  }
+}
+
 void OpRegistry::add(OpDef def) {
   KILN_ASSERT(def.infer != nullptr, "op ", def.name, " has no infer function");
   std::string name = def.name;
@@ -69,7 +102,7 @@ void check_output_sizes(const OpDef& def, std::string_view node_name,
 namespace {
 void run_infer(const OpDef& def, std::string_view node_name, const AttributeMap& attrs,
                std::span<const ValueInfo> inputs, std::vector<ValueInfo>& outputs,
-               std::span<const std::string_view> output_names, bool want_bounds) {
+               std::span<const std::string_view> output_names, bool want_bounds, std::vector<DimLink>* links) {
   const auto n_in = static_cast<int>(inputs.size());
   const auto n_out = static_cast<int>(outputs.size());
   if (n_in < def.min_inputs || n_in > def.max_inputs) {
@@ -86,7 +119,7 @@ void run_infer(const OpDef& def, std::string_view node_name, const AttributeMap&
            i, " is missing");
     }
   }
-  InferContext ctx(node_name, def.name, attrs, inputs, outputs, want_bounds);
+  InferContext ctx(node_name, def.name, attrs, inputs, outputs, want_bounds, links);
   def.infer(ctx);
   check_output_sizes(def, node_name, outputs, output_names);
 }
@@ -94,15 +127,15 @@ void run_infer(const OpDef& def, std::string_view node_name, const AttributeMap&
 
 void infer_node(const OpDef& def, std::string_view node_name, const AttributeMap& attrs,
                 std::span<const ValueInfo> inputs, std::vector<ValueInfo>& outputs,
-                std::span<const std::string_view> output_names) {
-  run_infer(def, node_name, attrs, inputs, outputs, output_names, false);
+                std::span<const std::string_view> output_names, std::vector<DimLink>* links) {
+  run_infer(def, node_name, attrs, inputs, outputs, output_names, false, links);
 }
 
 void infer_node_bounds(const OpDef& def, std::string_view node_name, const AttributeMap& attrs,
                        std::span<const ValueInfo> inputs, std::vector<ValueInfo>& outputs,
                        std::span<const std::string_view> output_names) {
   KILN_ASSERT(def.data_dependent_shapes, "infer_node_bounds on op ", def.name, ", whose sizes do not depend on data");
-  run_infer(def, node_name, attrs, inputs, outputs, output_names, true);
+  run_infer(def, node_name, attrs, inputs, outputs, output_names, true, nullptr);
 }
 
 Shape broadcast_shapes(const InferContext& ctx, const Shape& a, const Shape& b) {

@@ -8,6 +8,7 @@
 // Clip's min/max attributes become inputs 1 and 2. docs/ops.md lists every op and its form.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <span>
 #include <string>
@@ -33,11 +34,40 @@ struct ValueInfo {
   bool present = true;
 };
 
+// A fact an infer function states about one output dim for the builder's symbolic dims
+// (docs/architecture.md#symbolic-dims): the dim equals given input dims, or is their broadcast.
+// Links only say what the op's definition guarantees in every run it accepts; the builder gives
+// the output dim a symbol from them, and an output dim without a link gets none (unknown). A wrong
+// link would let a pass treat two different sizes as one, so each is also checked against the
+// static dims of every build (the builder fails with kInternal when a link and the inferred dims
+// disagree).
+struct DimRef {
+  size_t input = 0;
+  size_t dim = 0;
+};
+struct DimLink {
+  enum class Kind : uint8_t {
+    kEqual,      // the output dim equals each source dim (the op requires them all equal)
+    kBroadcast,  // the output dim is the numpy broadcast of the source dims (absent ones are 1)
+  };
+  Kind kind = Kind::kEqual;
+  size_t output = 0;
+  size_t dim = 0;
+  std::vector<DimRef> sources;
+};
+
 class InferContext {
  public:
   InferContext(std::string_view node_name, std::string_view op, const AttributeMap& attrs,
-               std::span<const ValueInfo> inputs, std::vector<ValueInfo>& outputs, bool want_bounds = false)
-      : node_name_(node_name), op_(op), attrs_(attrs), inputs_(inputs), outputs_(outputs), want_bounds_(want_bounds) {}
+               std::span<const ValueInfo> inputs, std::vector<ValueInfo>& outputs, bool want_bounds = false,
+               std::vector<DimLink>* links = nullptr)
+      : node_name_(node_name),
+        op_(op),
+        attrs_(attrs),
+        inputs_(inputs),
+        outputs_(outputs),
+        want_bounds_(want_bounds),
+        links_(links) {}
 
   std::string_view node_name() const { return node_name_; }
   std::string_view op() const { return op_; }
@@ -54,6 +84,23 @@ class InferContext {
   // dimension can be, from the input shapes and attributes) when infer_node_bounds asks for bounds.
   int64_t data_dependent_dim(int64_t bound) const { return want_bounds_ ? bound : kDynamicDim; }
 
+  // ---- dim links (see DimLink); no-ops unless the caller (the builder) records them ----------
+  // Whether links are recorded: an infer function may skip work that only computes links.
+  bool records_dim_links() const { return links_ != nullptr; }
+  // Output `output`'s dim `dim` equals input `input`'s dim `input_dim`.
+  void link_dim(size_t output, size_t dim, size_t input, size_t input_dim);
+  // Output `output`'s dim `dim` equals each of `sources` (the op requires them equal, e.g. Concat's
+  // non-axis dims).
+  void link_equal_dims(size_t output, size_t dim, std::vector<DimRef> sources);
+  // Output `output`'s dim `dim` is the numpy broadcast of `sources` (inputs too short to have the
+  // dim are left out: they broadcast as 1).
+  void link_broadcast_dims(size_t output, size_t dim, std::vector<DimRef> sources);
+  // Every dim of output `output` equals the same dim of input `input` (shape-preserving ops).
+  void link_same_shape(size_t output, size_t input);
+  // Every dim of output `output` is the numpy broadcast of the present inputs [first, end)
+  // (right-aligned; end clamped to the inputs there are).
+  void link_broadcast(size_t output, size_t first = 0, size_t end = SIZE_MAX);
+
   // Throws kiln::Error(kInvalidArgument) "node '<name>' (<op>): <message>".
   template <typename... Parts>
   [[noreturn]] void fail(Parts&&... parts) const {
@@ -68,6 +115,7 @@ class InferContext {
   std::span<const ValueInfo> inputs_;
   std::vector<ValueInfo>& outputs_;
   bool want_bounds_ = false;
+  std::vector<DimLink>* links_ = nullptr;
 };
 
 using InferFn = void (*)(InferContext&);
@@ -113,9 +161,11 @@ const OpDef* find_op(std::string_view name);
 // `output_names[i]` when given, else its index) and the dims when a dim is below kDynamicDim or the
 // static dims' byte size does not fit in int64 (base/checked_math.hpp), so no caller allocates,
 // strides or plans with a wrapped size.
+// `links`, when given, receives the dim links the infer function declares (the builder's symbolic
+// dims); the runtime passes none.
 void infer_node(const OpDef& def, std::string_view node_name, const AttributeMap& attrs,
                 std::span<const ValueInfo> inputs, std::vector<ValueInfo>& outputs,
-                std::span<const std::string_view> output_names = {});
+                std::span<const std::string_view> output_names = {}, std::vector<DimLink>* links = nullptr);
 
 // For an op with data_dependent_shapes: as infer_node, but every output shape is the upper bound
 // of the real one, static when the input shapes are. Same checks and failures as infer_node.

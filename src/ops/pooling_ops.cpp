@@ -78,6 +78,17 @@ void infer_pool(InferContext& ctx) {
   }
   ctx.output(0).dtype = ctx.input(0).dtype;
   ctx.output(0).shape = nhwc ? nn::nchw_to_nhwc(out) : std::move(out);
+  // Symbolic dims: batch and channels, and spatial axes whose window keeps the extent, in the
+  // layout's own positions (Indices exists for NCHW only).
+  const size_t channel_axis = nhwc ? 3 : 1;
+  const size_t first_spatial = nhwc ? 1 : 2;
+  for (size_t o = 0; o < ctx.num_outputs(); ++o) {
+    ctx.link_dim(o, 0, 0, 0);
+    ctx.link_dim(o, channel_axis, 0, channel_axis);
+    for (size_t i = 0; i < geometry.keeps_extent.size(); ++i) {
+      if (geometry.keeps_extent[i]) ctx.link_dim(o, first_spatial + i, 0, first_spatial + i);
+    }
+  }
 }
 
 void infer_global_pool(InferContext& ctx) {
@@ -88,6 +99,8 @@ void infer_global_pool(InferContext& ctx) {
   for (size_t i = 2; i < out.size(); ++i) out[i] = 1;
   ctx.output(0).dtype = ctx.input(0).dtype;
   ctx.output(0).shape = nhwc ? nn::nchw_to_nhwc(out) : std::move(out);
+  ctx.link_dim(0, 0, 0, 0);
+  ctx.link_dim(0, nhwc ? 3 : 1, 0, nhwc ? 3 : 1);
 }
 
 // MaxUnpool: X [N, C, spatial...] and its MaxPool indices (int64, X's shape) scattered into

@@ -68,6 +68,7 @@ void infer_quantize_linear(InferContext& ctx) {
                           int_attr(ctx, "axis", 1), int_attr(ctx, "block_size", 0));
   ctx.output(0).dtype = out;
   ctx.output(0).shape = x.shape;
+  ctx.link_same_shape(0, 0);
 }
 
 void infer_dequantize_linear(InferContext& ctx) {
@@ -93,6 +94,7 @@ void infer_dequantize_linear(InferContext& ctx) {
   ctx.output(0).dtype = output_dtype != 0 ? dtype_attr(ctx, "output_dtype", output_dtype, kFloatTypes)
                                           : scale;
   ctx.output(0).shape = x.shape;
+  ctx.link_same_shape(0, 0);
 }
 
 }  // namespace

@@ -73,6 +73,12 @@ void infer_reduce(InferContext& ctx) {
   }
   const std::vector<bool> mask = nn::reduce_axis_mask(label_of(ctx), axes, x.size(), noop);
   ctx.output(0).shape = nn::reduced_shape(x, mask, keepdims);
+  // Symbolic dims: the dims not reduced keep theirs (in place with keepdims, packed without).
+  size_t out_dim = 0;
+  for (size_t d = 0; d < x.size(); ++d) {
+    if (!mask[d]) ctx.link_dim(0, out_dim, 0, d);
+    if (!mask[d] || keepdims) ++out_dim;
+  }
 }
 
 }  // namespace

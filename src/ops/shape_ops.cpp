@@ -1,6 +1,8 @@
 // Shape ops: ops that change or report shapes, and ops that create tensors from shapes.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <optional>
 
 #include "base/checked_math.hpp"
 #include "ops/op_families.hpp"
@@ -8,6 +10,38 @@
 
 namespace kiln::ops {
 namespace {
+
+// Symbolic dims of a Reshape to a known `target`: a 0 (allowzero off) copies the input's dim; the
+// -1 is the input's one dynamic dim when every other dim on both sides is static and the static
+// products agree (then numel / product is that dim, whatever its size).
+void link_reshape_dims(InferContext& ctx, const Shape& in, const std::vector<int64_t>& target, bool allowzero,
+                       const Shape& out) {
+  for (size_t i = 0; i < target.size(); ++i)
+    if (target[i] == 0 && !allowzero) ctx.link_dim(0, i, 0, i);
+  const auto minus_one = std::find(target.begin(), target.end(), -1);
+  if (minus_one == target.end()) return;
+  const auto k = static_cast<size_t>(minus_one - target.begin());
+  if (out[k] != kDynamicDim) return;
+  auto static_product = [](const Shape& shape, size_t skip, size_t* dynamic_at, size_t* dynamic_count) {
+    std::optional<int64_t> product = 1;
+    for (size_t i = 0; i < shape.size(); ++i) {
+      if (i == skip) continue;
+      if (shape[i] == kDynamicDim) {
+        *dynamic_at = i;
+        ++*dynamic_count;
+      } else if (product) {
+        product = mul_no_overflow(*product, shape[i]);
+      }
+    }
+    return product;
+  };
+  size_t in_dynamic = 0, in_count = 0, out_dynamic = 0, out_count = 0;
+  const std::optional<int64_t> in_product = static_product(in, SIZE_MAX, &in_dynamic, &in_count);
+  const std::optional<int64_t> out_product = static_product(out, k, &out_dynamic, &out_count);
+  if (in_count == 1 && out_count == 0 && in_product && out_product && *in_product == *out_product && *in_product != 0) {
+    ctx.link_dim(0, k, 0, in_dynamic);
+  }
+}
 
 void infer_reshape(InferContext& ctx) {
   const int64_t allowzero = int_attr(ctx, "allowzero", 0);
@@ -17,6 +51,7 @@ void infer_reshape(InferContext& ctx) {
   ctx.output(0).dtype = data.dtype;
   if (const auto target = known_indices(ctx, 1, "shape")) {
     ctx.output(0).shape = reshape_output_shape(node_ref(ctx), data.shape, *target, allowzero != 0);
+    link_reshape_dims(ctx, data.shape, *target, allowzero != 0, ctx.output(0).shape);
   } else if (rank == 1 && shape_is_static(data.shape)) {
     ctx.output(0).shape = {shape_numel(data.shape)};
   } else {
@@ -46,6 +81,9 @@ void infer_flatten(InferContext& ctx) {
   ctx.output(0).dtype = data.dtype;
   ctx.output(0).shape = {dims_product(data.shape, 0, split),
                          dims_product(data.shape, split, data.shape.size())};
+  // Symbolic dims: a side made of one input dim is that dim.
+  if (split == 1) ctx.link_dim(0, 0, 0, 0);
+  if (data.shape.size() == split + 1) ctx.link_dim(0, 1, 0, split);
 }
 
 void infer_squeeze(InferContext& ctx) {
@@ -85,7 +123,9 @@ void infer_squeeze(InferContext& ctx) {
     drop[static_cast<size_t>(axis)] = true;
   }
   for (int64_t i = 0; i < rank; ++i) {
-    if (!drop[static_cast<size_t>(i)]) out.push_back(data.shape[static_cast<size_t>(i)]);
+    if (drop[static_cast<size_t>(i)]) continue;
+    ctx.link_dim(0, out.size(), 0, static_cast<size_t>(i));
+    out.push_back(data.shape[static_cast<size_t>(i)]);
   }
   ctx.output(0).shape = out;
 }
@@ -108,7 +148,14 @@ void infer_unsqueeze(InferContext& ctx) {
   std::vector<bool> inserted(static_cast<size_t>(out_rank), false);
   for (int64_t axis : dims) inserted[static_cast<size_t>(axis)] = true;
   size_t next = 0;
-  for (size_t i = 0; i < out.size(); ++i) out[i] = inserted[i] ? 1 : data.shape[next++];
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (inserted[i]) {
+      out[i] = 1;
+      continue;
+    }
+    ctx.link_dim(0, i, 0, next);
+    out[i] = data.shape[next++];
+  }
   ctx.output(0).shape = out;
 }
 
@@ -128,6 +175,7 @@ void infer_size(InferContext& ctx) {
 void infer_identity(InferContext& ctx) {
   ctx.output(0).dtype = ctx.input(0).dtype;
   ctx.output(0).shape = ctx.input(0).shape;
+  ctx.link_same_shape(0, 0);
 }
 
 void infer_dropout(InferContext& ctx) {
@@ -147,9 +195,11 @@ void infer_dropout(InferContext& ctx) {
   }
   ctx.output(0).dtype = data.dtype;
   ctx.output(0).shape = data.shape;
+  ctx.link_same_shape(0, 0);
   if (ctx.num_outputs() > 1) {
     ctx.output(1).dtype = DType::kBool;
     ctx.output(1).shape = data.shape;
+    ctx.link_same_shape(1, 0);
   }
 }
 
@@ -164,6 +214,12 @@ void infer_expand(InferContext& ctx) {
       if ((*values)[i] < 0) ctx.fail("shape has negative dimension ", (*values)[i]);
     }
     target = *values;
+    // Symbolic dims: where the shape asks for 1 (or is too short to ask), the dim is data's.
+    const size_t rank = std::max(data.shape.size(), target.size());
+    for (size_t d = rank - data.shape.size(); d < rank; ++d) {
+      const bool asks_one = d + target.size() < rank || target[d + target.size() - rank] == 1;
+      if (asks_one) ctx.link_dim(0, d, 0, d + data.shape.size() - rank);
+    }
   }
   ctx.output(0).shape = broadcast_shapes(ctx, data.shape, target);
 }
@@ -235,6 +291,7 @@ void infer_eye_like(InferContext& ctx) {
   }
   ctx.output(0).dtype = static_cast<DType>(dtype);
   ctx.output(0).shape = data.shape;
+  ctx.link_same_shape(0, 0);
 }
 
 void infer_tile(InferContext& ctx) {
@@ -257,6 +314,7 @@ void infer_tile(InferContext& ctx) {
         out[i] = *tiled;
       }
       if ((*repeats)[i] == 0) out[i] = 0;
+      if ((*repeats)[i] == 1) ctx.link_dim(0, i, 0, i);
     }
   }
   ctx.output(0).shape = out;

@@ -12,6 +12,7 @@ void infer_softmax(InferContext& ctx) {
   normalize_axis(ctx, ctx.attrs().get_int_or("axis", -1), static_cast<int64_t>(x.size()));
   ctx.output(0).dtype = ctx.input(0).dtype;
   ctx.output(0).shape = x;
+  ctx.link_same_shape(0, 0);
 }
 
 }  // namespace

@@ -5,17 +5,6 @@
 namespace kiln::passes {
 namespace {
 
-// The single live reader of `value`, or -1 when there are several, none, or it is a graph output.
-int32_t sole_reader(const ir::Graph& graph, ir::ValueId value) {
-  if (is_graph_output(graph, value)) return -1;
-  const std::vector<int32_t> readers = consumers_of(graph, value);
-  if (readers.size() != 1) return -1;
-  const ir::Node& reader = graph.nodes[static_cast<size_t>(readers[0])];
-  int reads = 0;
-  for (ir::ValueId in : reader.inputs) reads += in == value;
-  return reads == 1 ? readers[0] : -1;
-}
-
 // Moves the Conv at `conv` to position `at` (replacing the node there) with `outputs`.
 void absorb_into(ir::Graph& graph, size_t conv, size_t at) {
   ir::Node fused = std::move(graph.nodes[conv]);
@@ -26,9 +15,33 @@ void absorb_into(ir::Graph& graph, size_t conv, size_t at) {
   for (ir::ValueId out : graph.nodes[at].outputs) graph.value(out).producer = static_cast<int32_t>(at);
 }
 
+void note_miss(const ir::Graph& graph, std::vector<EpilogueMiss>* misses, size_t conv, int32_t reader,
+               std::string reason) {
+  if (!misses) return;
+  const ir::Node& node = graph.nodes[conv];
+  const ir::Node& r = graph.nodes[static_cast<size_t>(reader)];
+  misses->push_back(EpilogueMiss{node.name, node.op_type, r.name, r.op_type, std::move(reason)});
+}
+
+// The Relu after `conv` (which may already hold a residual), or a miss when one reads it but not as
+// its only reader.
+void fuse_relu(ir::Graph& graph, size_t conv, std::vector<EpilogueMiss>* misses, int& fusions) {
+  const ir::ValueId out = graph.nodes[conv].outputs[0];
+  const int32_t reader = sole_reader(graph, out);
+  if (reader >= 0 && graph.nodes[static_cast<size_t>(reader)].op_type == "Relu") {
+    graph.nodes[conv].attrs.set("kiln_activation", Attribute::of_string("Relu"));
+    absorb_into(graph, conv, static_cast<size_t>(reader));
+    ++fusions;
+    return;
+  }
+  std::string reason;
+  const int32_t blocked = blocked_reader(graph, out, "Relu", &reason);
+  if (blocked >= 0) note_miss(graph, misses, conv, blocked, std::move(reason));
+}
+
 }  // namespace
 
-int fuse_conv_epilogues(ir::Graph& graph) {
+int fuse_conv_epilogues(ir::Graph& graph, std::vector<EpilogueMiss>* misses) {
   int fusions = 0;
   for (size_t index = 0; index < graph.nodes.size(); ++index) {
     size_t conv = index;
@@ -36,29 +49,29 @@ int fuse_conv_epilogues(ir::Graph& graph) {
     if (graph.nodes[conv].attrs.has("kiln_activation") || graph.nodes[conv].inputs.size() > 3) continue;
 
     // Residual Add: the Conv's output plus a tensor of the same shape and dtype.
-    int32_t reader = sole_reader(graph, graph.nodes[conv].outputs[0]);
+    const ir::ValueId conv_out = graph.nodes[conv].outputs[0];
+    const int32_t reader = sole_reader(graph, conv_out);
     if (reader >= 0 && graph.nodes[static_cast<size_t>(reader)].op_type == "Add") {
       const ir::Node& add = graph.nodes[static_cast<size_t>(reader)];
-      const ir::ValueId conv_out = graph.nodes[conv].outputs[0];
       const ir::ValueId other = add.inputs[0] == conv_out ? add.inputs[1] : add.inputs[0];
-      const ir::Value& o = graph.value(other);
-      const ir::Value& c = graph.value(conv_out);
-      if (other != conv_out && o.shape == c.shape && o.dtype == c.dtype && shape_is_static(c.shape)) {
+      const std::string mismatch = residual_mismatch(graph, conv_out, other);
+      if (mismatch.empty()) {
         ir::Node& node = graph.nodes[conv];
         node.inputs.resize(3, ir::kNoValue);
         node.inputs.push_back(other);
         absorb_into(graph, conv, static_cast<size_t>(reader));
         conv = static_cast<size_t>(reader);
         ++fusions;
+      } else {
+        note_miss(graph, misses, conv, reader, mismatch);
+        continue;  // a Relu after the Add is not the Conv's
       }
+    } else {
+      std::string reason;
+      const int32_t blocked = blocked_reader(graph, conv_out, "Add", &reason);
+      if (blocked >= 0) note_miss(graph, misses, conv, blocked, std::move(reason));
     }
-    // Relu.
-    reader = sole_reader(graph, graph.nodes[conv].outputs[0]);
-    if (reader >= 0 && graph.nodes[static_cast<size_t>(reader)].op_type == "Relu") {
-      graph.nodes[conv].attrs.set("kiln_activation", Attribute::of_string("Relu"));
-      absorb_into(graph, conv, static_cast<size_t>(reader));
-      ++fusions;
-    }
+    fuse_relu(graph, conv, misses, fusions);
   }
   if (fusions) graph.compact();
   return fusions;

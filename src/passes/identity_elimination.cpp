@@ -47,8 +47,9 @@ bool is_no_op(const ir::Graph& graph, const ir::Node& node) {
   const std::string& op = node.op_type;
   if (op == "Pad") return node.inputs.size() >= 2 && all_equal(constant_input(graph, node, 1), 0);
   if (op == "Cast") return true;
-  // Slice and Expand copy only when the shape stays the same, which needs static shapes to know.
-  if (in.shape != out.shape || !shape_is_static(in.shape)) return false;
+  // Slice and Expand copy only when the shape provably stays the same: static dims equal, dynamic
+  // ones of one symbol (which a Slice gives a dim it leaves whole, an Expand one it broadcasts to 1).
+  if (!graph.same_shape(node.inputs[0], node.outputs[0])) return false;
   if (op == "Slice") {
     // Every dim keeps its length, so with unit steps the slice starts at 0 and keeps all.
     return node.inputs.size() >= 3 && (node.inputs.size() < 5 || node.inputs[4] == ir::kNoValue ||

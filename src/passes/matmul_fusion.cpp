@@ -7,15 +7,6 @@
 namespace kiln::passes {
 namespace {
 
-// The single live reader of `value` (read once), or -1.
-int32_t sole_reader(const ir::Graph& graph, ir::ValueId value) {
-  if (is_graph_output(graph, value)) return -1;
-  const std::vector<int32_t> readers = consumers_of(graph, value);
-  if (readers.size() != 1) return -1;
-  const ir::Node& reader = graph.nodes[static_cast<size_t>(readers[0])];
-  return std::count(reader.inputs.begin(), reader.inputs.end(), value) == 1 ? readers[0] : -1;
-}
-
 // Moves node `from` into position `at`, taking the outputs of the node there.
 void absorb_into(ir::Graph& graph, size_t from, size_t at) {
   ir::Node fused = std::move(graph.nodes[from]);
@@ -25,14 +16,34 @@ void absorb_into(ir::Graph& graph, size_t from, size_t at) {
   graph.nodes[at] = std::move(fused);
 }
 
-// A constant that adds the same vector of N values to every row: shape [..., N] with all leading
-// dims 1. Returns the id of a 1-D [N] constant holding it (a new value when the shape differs).
-ir::ValueId row_bias(ir::Graph& graph, ir::ValueId candidate, int64_t n, DType dtype) {
-  if (!graph.is_constant(candidate)) return ir::kNoValue;
+void note_miss(const ir::Graph& graph, std::vector<EpilogueMiss>* misses, size_t node, int32_t reader,
+               std::string reason) {
+  if (!misses) return;
+  const ir::Node& n = graph.nodes[node];
+  const ir::Node& r = graph.nodes[static_cast<size_t>(reader)];
+  misses->push_back(EpilogueMiss{n.name, n.op_type, r.name, r.op_type, std::move(reason)});
+}
+
+// Why `candidate` cannot be the bias of a product whose last dim is `n`: "" when it is a constant
+// of dtype `dtype` with shape [..., N] and every leading dim 1 (one vector of N values added to
+// every row).
+std::string why_not_row_bias(const ir::Graph& graph, ir::ValueId candidate, int64_t n, DType dtype) {
   const ir::Value& value = graph.value(candidate);
-  if (value.dtype != dtype || value.shape.empty() || value.shape.back() != n || shape_numel(value.shape) != n) {
-    return ir::kNoValue;
+  const std::string what = "Add's other input '" + value.name + "'";
+  if (!graph.is_constant(candidate)) return what + " is not a constant (a bias must be)";
+  if (value.dtype != dtype) {
+    return what + " is " + std::string(dtype_name(value.dtype)) + ", the product " + std::string(dtype_name(dtype));
   }
+  if (value.shape.empty() || value.shape.back() != n || shape_numel(value.shape) != n) {
+    return what + " of shape " + shape_to_string(value.shape) + " is not one row of " + std::to_string(n) +
+           " values";
+  }
+  return "";
+}
+
+// The id of a 1-D [N] constant holding row bias `candidate` (a new value when its shape differs).
+ir::ValueId as_row_bias(ir::Graph& graph, ir::ValueId candidate, int64_t n) {
+  const ir::Value& value = graph.value(candidate);
   if (value.shape.size() == 1) return candidate;
   auto reshaped = std::make_shared<HostTensor>(*value.constant);
   reshaped->shape = {n};
@@ -41,7 +52,7 @@ ir::ValueId row_bias(ir::Graph& graph, ir::ValueId candidate, int64_t n, DType d
 
 }  // namespace
 
-int fuse_matmul_epilogues(ir::Graph& graph) {
+int fuse_matmul_epilogues(ir::Graph& graph, std::vector<EpilogueMiss>* misses) {
   int fusions = 0;
   for (size_t index = 0; index < graph.nodes.size(); ++index) {
     size_t node = index;
@@ -49,29 +60,51 @@ int fuse_matmul_epilogues(ir::Graph& graph) {
     if (graph.nodes[node].removed || (op != "MatMul" && op != "Gemm")) continue;
     if (graph.nodes[node].attrs.has("kiln_activation")) continue;
 
+    const ir::ValueId out = graph.nodes[node].outputs[0];
     if (op == "MatMul" && graph.nodes[node].inputs.size() == 2) {
-      const ir::ValueId out = graph.nodes[node].outputs[0];
       const ir::Value& b = graph.value(graph.nodes[node].inputs[1]);
       const int32_t reader = sole_reader(graph, out);
-      if (reader >= 0 && b.shape.size() >= 2 && b.shape.back() != kDynamicDim &&
-          graph.nodes[static_cast<size_t>(reader)].op_type == "Add") {
+      if (reader >= 0 && graph.nodes[static_cast<size_t>(reader)].op_type == "Add") {
         const ir::Node& add = graph.nodes[static_cast<size_t>(reader)];
         const ir::ValueId other = add.inputs[0] == out ? add.inputs[1] : add.inputs[0];
-        const ir::ValueId bias = row_bias(graph, other, b.shape.back(), graph.value(out).dtype);
-        // The Add must not broadcast the product to a larger shape.
-        if (bias != ir::kNoValue && graph.value(other).shape.size() <= graph.value(out).shape.size()) {
+        std::string reason;
+        if (b.shape.size() < 2) {
+          reason = "B is a vector, so the product has no rows for a bias";
+        } else if (b.shape.back() == kDynamicDim) {
+          reason = "B's last dim (N) is dynamic, and a bias needs its length";
+        } else if (graph.value(other).shape.size() > graph.value(out).shape.size()) {
+          // The Add must not broadcast the product to a larger shape.
+          reason = "Add's other input '" + graph.value(other).name + "' has dims " + graph.describe_dims(other) +
+                   ", more than the product's " + graph.describe_dims(out) + ": the Add broadcasts";
+        } else {
+          reason = why_not_row_bias(graph, other, b.shape.back(), graph.value(out).dtype);
+        }
+        if (reason.empty()) {
+          const ir::ValueId bias = as_row_bias(graph, other, b.shape.back());
           graph.nodes[node].inputs.push_back(bias);
           absorb_into(graph, node, static_cast<size_t>(reader));
           node = static_cast<size_t>(reader);
           ++fusions;
+        } else {
+          note_miss(graph, misses, node, reader, std::move(reason));
+          continue;  // a Relu after the Add is not the MatMul's
         }
+      } else {
+        std::string reason;
+        const int32_t blocked = blocked_reader(graph, out, "Add", &reason);
+        if (blocked >= 0) note_miss(graph, misses, node, blocked, std::move(reason));
       }
     }
-    const int32_t reader = sole_reader(graph, graph.nodes[node].outputs[0]);
+    const ir::ValueId product = graph.nodes[node].outputs[0];
+    const int32_t reader = sole_reader(graph, product);
     if (reader >= 0 && graph.nodes[static_cast<size_t>(reader)].op_type == "Relu") {
       graph.nodes[node].attrs.set("kiln_activation", Attribute::of_string("Relu"));
       absorb_into(graph, node, static_cast<size_t>(reader));
       ++fusions;
+    } else {
+      std::string reason;
+      const int32_t blocked = blocked_reader(graph, product, "Relu", &reason);
+      if (blocked >= 0) note_miss(graph, misses, node, blocked, std::move(reason));
     }
   }
   if (fusions) graph.compact();

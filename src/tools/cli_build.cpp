@@ -51,9 +51,10 @@ options:
   --verbose                print the build's phases and their times, each pass's changes and
                            time, the layers by op, the fusion groups and (cuda) the tactic chosen
                            per layer; records the explanation in the engine as --explain does
-  --explain                print what each pass changed and, per node, which fusion group (one
-                           generated kernel) it joined or why it joined none; also recorded in
-                           the engine's metadata under kiln_build.explain
+  --explain                print what each pass changed, each Add or Relu a Conv, MatMul or Gemm
+                           did not fuse as its epilogue and why, and, per node, which fusion
+                           group (one generated kernel) it joined or why it joined none; also
+                           recorded in the engine's metadata under kiln_build.explain
   -h, --help               show this help
 )";
 
@@ -69,6 +70,16 @@ void print_explanation(const std::vector<uint8_t>& engine, const std::string& pa
   for (const json::Value& pass : explain->find("passes")->as_array()) {
     std::cout << "  " << pass.find("pass")->as_string() << ": " << pass.find("changes")->as_int64()
               << " change(s), " << pass.find("ms")->as_number() << " ms\n";
+  }
+  // Engines built before epilogue misses were recorded have no "epilogues".
+  if (const json::Value* epilogues = explain->find("epilogues")) {
+    const auto& misses = epilogues->as_array();
+    std::cout << "epilogue fusion: " << misses.size() << " epilogue(s) not fused\n";
+    for (const json::Value& m : misses) {
+      std::cout << "  node '" << m.find("node")->as_string() << "' (" << m.find("op")->as_string()
+                << "): not fused with '" << m.find("reader")->as_string() << "' ("
+                << m.find("reader_op")->as_string() << "): " << m.find("reason")->as_string() << "\n";
+    }
   }
   const json::Value& fusion = *explain->find("fusion");
   const auto& decisions = fusion.find("decisions")->as_array();

@@ -206,15 +206,19 @@ TEST(BuilderEmission, DynamicModelRecordsLivenessAndRanges) {
     EXPECT_GE(m.memory_plan.first_use[t], 0) << m.tensors[t].name;
     EXPECT_GE(m.memory_plan.last_use[t], m.memory_plan.first_use[t]) << m.tensors[t].name;
   }
-  // relu1 (written by the fused conv1+relu1, layer 0) is read by conv2 (layer 1) and by the Add
-  // (layer 2): with a dynamic batch the residual Add is not fused, as its operands' shapes are only
-  // known to match at run time.
+  // With a dynamic batch the residual Add fuses as with a static one: both operands' batch dims
+  // carry x's symbol. So relu1 (written by the fused conv1+relu1, layer 0) is read only by
+  // conv2+add+relu2 (layer 1), as its input and its residual.
+  ASSERT_EQ(m.layers.size(), 2u);
+  ASSERT_EQ(m.layers.back().inputs.size(), 4u);
+  EXPECT_EQ(m.layers.back().inputs[3], m.layers.front().outputs[0]);
+  EXPECT_EQ(m.layers.back().attrs.get_string("kiln_activation"), "Relu");
   int found = 0;
   for (size_t t = 0; t < m.tensors.size(); ++t) {
     if (m.tensors[t].name != "relu1") continue;
     ++found;
     EXPECT_EQ(m.memory_plan.first_use[t], 0);
-    EXPECT_EQ(m.memory_plan.last_use[t], 2);
+    EXPECT_EQ(m.memory_plan.last_use[t], 1);
   }
   EXPECT_EQ(found, 1);
 }
