@@ -13,8 +13,9 @@ template <typename... Parts>
        link.dim, " to input dims, but ", std::forward<Parts>(parts)...);
 }
 
-// The symbol output dim `link` gets, after checking the link against the inferred dims.
-ir::SymbolId resolve_link(const ir::Graph& graph, const ir::Node& node, const ops::DimLink& link) {
+}  // namespace
+
+ir::SymbolId symbol_from_link(const ir::Graph& graph, const ir::Node& node, const ops::DimLink& link) {
   if (link.output >= node.outputs.size()) bad_link(node, link, "the node has ", node.outputs.size(), " outputs");
   const ir::ValueId out = node.outputs[link.output];
   const Shape& out_shape = graph.value(out).shape;
@@ -69,8 +70,6 @@ ir::SymbolId resolve_link(const ir::Graph& graph, const ir::Node& node, const op
   return symbol;
 }
 
-}  // namespace
-
 void infer_node_outputs(ir::Graph& graph, size_t node_index) {
   ir::Node& node = graph.nodes.at(node_index);
   const bool default_domain = node.domain.empty() || node.domain == "ai.onnx";
@@ -105,7 +104,7 @@ void infer_node_outputs(ir::Graph& graph, size_t node_index) {
   // Resolved from the inputs' symbols only (an output is never its own node's input), so the order
   // of links does not matter; a later link of the same dim wins only over no symbol.
   for (const ops::DimLink& link : links) {
-    const ir::SymbolId symbol = resolve_link(graph, node, link);
+    const ir::SymbolId symbol = symbol_from_link(graph, node, link);
     ir::SymbolId& slot = graph.value(node.outputs[link.output]).dim_symbols[link.dim];
     if (symbol != ir::kNoSymbol && slot == ir::kNoSymbol) slot = symbol;
   }
