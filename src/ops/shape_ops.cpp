@@ -51,7 +51,7 @@ void infer_reshape(InferContext& ctx) {
   ctx.output(0).dtype = data.dtype;
   if (const auto target = known_indices(ctx, 1, "shape")) {
     ctx.output(0).shape = reshape_output_shape(node_ref(ctx), data.shape, *target, allowzero != 0);
-    link_reshape_dims(ctx, data.shape, *target, allowzero != 0, ctx.output(0).shape);
+    if (ctx.records_dim_links()) link_reshape_dims(ctx, data.shape, *target, allowzero != 0, ctx.output(0).shape);
   } else if (rank == 1 && shape_is_static(data.shape)) {
     ctx.output(0).shape = {shape_numel(data.shape)};
   } else {

@@ -22,6 +22,7 @@ ir::SymbolId symbol_from_link(const ir::Graph& graph, const ir::Node& node, cons
   if (link.dim >= out_shape.size()) bad_link(node, link, "the output has rank ", out_shape.size());
   const int64_t out_dim = out_shape[link.dim];
   struct Source {
+    size_t input;
     ir::ValueId value;
     size_t dim;
     int64_t size;
@@ -32,12 +33,12 @@ ir::SymbolId symbol_from_link(const ir::Graph& graph, const ir::Node& node, cons
     if (in == ir::kNoValue) bad_link(node, link, "input ", ref.input, " is absent");
     const Shape& in_shape = graph.value(in).shape;
     if (ref.dim >= in_shape.size()) bad_link(node, link, "input ", ref.input, " has rank ", in_shape.size());
-    sources.push_back(Source{in, ref.dim, in_shape[ref.dim]});
+    sources.push_back(Source{ref.input, in, ref.dim, in_shape[ref.dim]});
   }
   if (link.kind == ops::DimLink::Kind::kEqual) {
     for (const Source& s : sources) {
       if (out_dim != kDynamicDim && s.size != kDynamicDim && s.size != out_dim) {
-        bad_link(node, link, "the output dim is ", out_dim, " and input dim ", s.dim, " is ", s.size);
+        bad_link(node, link, "the output dim is ", out_dim, " and input ", s.input, " dim ", s.dim, " is ", s.size);
       }
     }
     if (out_dim != kDynamicDim) return ir::kNoSymbol;
@@ -47,12 +48,16 @@ ir::SymbolId symbol_from_link(const ir::Graph& graph, const ir::Node& node, cons
     }
     return ir::kNoSymbol;
   }
-  // kBroadcast: static 1s take no part; the rest must all be the same symbol.
+  // kBroadcast: a static source other than 1 is the output's size; all static ones broadcast to it.
   bool all_static = true;
   int64_t broadcast = 1;
   for (const Source& s : sources) {
     all_static = all_static && s.size != kDynamicDim;
-    if (s.size != kDynamicDim && s.size != 1) broadcast = s.size;
+    if (s.size == kDynamicDim || s.size == 1) continue;
+    if (out_dim != kDynamicDim && s.size != out_dim) {
+      bad_link(node, link, "the output dim is ", out_dim, " and input ", s.input, " dim ", s.dim, " is ", s.size);
+    }
+    broadcast = s.size;
   }
   if (all_static && out_dim != kDynamicDim && out_dim != broadcast) {
     bad_link(node, link, "the output dim is ", out_dim, " and the broadcast of its sources ", broadcast);

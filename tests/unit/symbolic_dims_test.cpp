@@ -277,8 +277,9 @@ TEST(SymbolicDims, ALinkThatContradictsStaticDimsIsAnInternalError) {
       EXPECT_NE(std::string(error.what()).find("node 'add' (Add)"), std::string::npos) << error.what();
     }
   };
-  expect_internal(add, {Kind::kEqual, 0, 0, {{0, 1}}}, "the output dim is 2 and input dim 1 is 3");
-  expect_internal(add, {Kind::kBroadcast, 0, 1, {{0, 0}}}, "the broadcast of its sources 2");
+  expect_internal(add, {Kind::kEqual, 0, 0, {{0, 1}}}, "the output dim is 2 and input 0 dim 1 is 3");
+  expect_internal(add, {Kind::kBroadcast, 0, 1, {{1, 0}}}, "the output dim is 3 and input 1 dim 0 is 2");
+  expect_internal(add, {Kind::kBroadcast, 0, 1, {}}, "the broadcast of its sources 1");
   expect_internal(add, {Kind::kEqual, 1, 0, {{0, 0}}}, "the node has 1 outputs");
   expect_internal(add, {Kind::kEqual, 0, 2, {{0, 0}}}, "the output has rank 2");
   expect_internal(add, {Kind::kEqual, 0, 0, {{0, 5}}}, "input 0 has rank 2");
