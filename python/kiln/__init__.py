@@ -325,7 +325,9 @@ def build_onnx(
     (None: ``$KILN_KERNEL_CACHE``, else ``~/.cache/kiln/kernels``; ``"off"``: no cache).
     ``cuda_arch`` (cuda) builds for compute capability ``sm_<cuda_arch>`` (90: H100/H200) without
     that GPU: nothing is timed, tactics are chosen when the engine first runs. ``explain`` records
-    in the engine's metadata what each pass changed and which fusion group each node joined.
+    in the engine's metadata what each pass changed, which fusion group each node joined and, under
+    ``kiln_build.explain.epilogues``, each Add or Relu a Conv, MatMul or Gemm did not take into its
+    epilogue and why (such as dynamic dims not provably equal).
     ``workspace_limit`` takes only its default, 1 GiB (``UnsupportedError`` otherwise): kernels get
     a fixed 1 GiB of scratch memory that an engine cannot change yet.
     """
