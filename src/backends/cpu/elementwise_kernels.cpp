@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "backends/cpu/cpu_kernel.hpp"
+#include "backends/cpu/intra_op_threads.hpp"
+#include "backends/cpu/simd_math.hpp"
 #include "backends/cpu/tensor_broadcast.hpp"
 #include "backends/cpu/tensor_dispatch.hpp"
 #include "base/float8.hpp"
@@ -223,12 +225,44 @@ struct NotOp : NoAttrs {
   uint8_t operator()(uint8_t x) const { return kiln_not<float>(x != 0) ? 1 : 0; }
 };
 
+// The vectorised loop (simd_math.hpp) of the ops that have one.
+template <typename Op>
+constexpr std::optional<simd::Unary> kVectorForm = std::nullopt;
+template <>
+constexpr std::optional<simd::Unary> kVectorForm<SigmoidOp> = simd::Unary::kSigmoid;
+template <>
+constexpr std::optional<simd::Unary> kVectorForm<TanhOp> = simd::Unary::kTanh;
+template <>
+constexpr std::optional<simd::Unary> kVectorForm<ErfOp> = simd::Unary::kErf;
+template <>
+constexpr std::optional<simd::Unary> kVectorForm<ExpOp> = simd::Unary::kExp;
+
+template <typename Op>
+std::optional<simd::Unary> vector_form(const Op&) {
+  return kVectorForm<Op>;
+}
+std::optional<simd::Unary> vector_form(const GeluOp& op) {
+  return op.tanh_form ? simd::Unary::kGeluTanh : simd::Unary::kGelu;
+}
+
+// Elements per chunk below which a loop stays on one thread (waking the pool costs more).
+constexpr int64_t kElementwiseGrain = 1 << 15;
+
 template <typename Op, typename... Ts>
 void unary_kernel(KernelContext& ctx) {
   const Op op(ctx);
   const TensorView& x = ctx.inputs[0];
   const TensorView& y = ctx.outputs[0];
   const int64_t n = x.numel();
+  if (const std::optional<simd::Unary> form = vector_form(op);
+      form && x.dtype == DType::kFloat32 && y.dtype == DType::kFloat32 && simd::level() != simd::Level::kScalar) {
+    const float* in = x.as<const float>();
+    float* out = y.as<float>();
+    parallel_chunks(n, kElementwiseGrain, [&](int64_t begin, int64_t end) {
+      simd::unary(*form, in + begin, out + begin, end - begin);
+    });
+    return;
+  }
   const bool ok = dispatch_among<Ts...>(compute_dtype(x.dtype), [&](auto tag) {
     using T = typename decltype(tag)::type;
     using R = decltype(op(T{}));

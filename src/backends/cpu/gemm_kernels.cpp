@@ -2,10 +2,13 @@
 // and cblas_dgemm (float64).
 #include <algorithm>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "backends/cpu/nn_blas.hpp"
 #include "backends/cpu/nn_kernel_common.hpp"
+#include "backends/cpu/onednn_conv.hpp"
+#include "backends/cpu/simd_math.hpp"
 #include "ops/scalar_math.h"
 
 namespace kiln::cpu {
@@ -172,7 +175,13 @@ void apply_epilogue(KernelContext& ctx, bool has_bias) {
       ctx.fail(ErrorCode::kInvalidArgument, "bias of ", n, " elements does not match output ",
                shape_to_string(ctx.outputs[0].shape));
     }
-    for (int64_t i = 0; i < total; ++i) y[i] += bias[i % n];
+    for (int64_t row = 0; row < total; row += n) {
+      if constexpr (std::is_same_v<T, float>) {
+        simd::add(y + row, bias, y + row, n);
+      } else {
+        for (int64_t j = 0; j < n; ++j) y[row + j] += bias[j];
+      }
+    }
   }
   const std::string activation = ctx.attrs.get_string_or("kiln_activation", "");
   if (activation == "Relu") {
@@ -194,6 +203,9 @@ void gemm_kernel(KernelContext& ctx) {
 }
 
 void matmul_kernel(KernelContext& ctx) {
+  // oneDNN with packed weights where it takes the call (onednn_conv.hpp), unless
+  // KILN_CPU_MATMUL=reference asks for the reference kernel.
+  if (onednn::requested_matmul_choice() != onednn::ConvChoice::kReference && onednn::try_run_matmul(ctx)) return;
   if (require_gemm_dtypes(ctx, 3)) {
     matmul_compute<double>(ctx);
     apply_epilogue<double>(ctx, true);

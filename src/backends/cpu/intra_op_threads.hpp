@@ -10,7 +10,9 @@
 // use about C threads in all.
 #pragma once
 
+#include <algorithm>
 #include <condition_variable>
+#include <cstdint>
 #include <cstddef>
 #include <exception>
 #include <functional>
@@ -59,6 +61,25 @@ class ThreadPool {
 ThreadPool* current_thread_pool();
 // current_thread_pool()'s size, 1 when there is none.
 int current_intra_op_threads();
+
+// Runs fn(begin, end) over [0, total) in at most current_intra_op_threads() contiguous chunks of
+// at least `grain` items each (one chunk on the calling thread when total < 2 * grain or there is
+// no pool): for loops whose items cost about the same.
+template <typename Fn>
+void parallel_chunks(int64_t total, int64_t grain, Fn&& fn) {
+  if (total <= 0) return;
+  ThreadPool* pool = current_thread_pool();
+  const int64_t by_size = grain > 0 ? total / grain : total;
+  const int64_t chunks = pool ? std::min<int64_t>(pool->size(), by_size) : 1;
+  if (chunks <= 1) {
+    fn(int64_t{0}, total);
+    return;
+  }
+  pool->parallel_for(static_cast<size_t>(chunks), [&](size_t c) {
+    const auto chunk = static_cast<int64_t>(c);
+    fn(total * chunk / chunks, total * (chunk + 1) / chunks);
+  });
+}
 
 // Makes `pool` the current one on this thread until destroyed (restores the previous one). Kernels
 // on OpenMP (oneDNN's convolution) set their thread count from it (onednn_conv_library.cpp).

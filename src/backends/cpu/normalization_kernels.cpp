@@ -3,7 +3,9 @@
 #include <cmath>
 #include <vector>
 
+#include "backends/cpu/intra_op_threads.hpp"
 #include "backends/cpu/nn_kernel_common.hpp"
+#include "backends/cpu/simd_math.hpp"
 
 namespace kiln::cpu {
 namespace {
@@ -130,7 +132,7 @@ void layer_norm_kernel(KernelContext& ctx) {
     }
     const float* residual = ctx.inputs[3].as<const float>();
     summed.resize(static_cast<size_t>(x.numel()));
-    for (size_t i = 0; i < summed.size(); ++i) summed[i] = in[i] + residual[i];
+    simd::add(in, residual, summed.data(), x.numel());
     in = summed.data();
   }
   float* out = ctx.outputs[0].as<float>();
@@ -138,6 +140,23 @@ void layer_norm_kernel(KernelContext& ctx) {
       ctx.outputs.size() > 1 && ctx.outputs[1].data ? ctx.outputs[1].as<float>() : nullptr;
   float* inv_std_out =
       ctx.outputs.size() > 2 && ctx.outputs[2].data ? ctx.outputs[2].as<float>() : nullptr;
+  if (simd::level() != simd::Level::kScalar && inner > 0) {
+    // The vector loops, rows over the context's threads: statistics in double as below, the
+    // normalisation itself in float (within a few ulp of the double formula).
+    parallel_chunks(outer, std::max<int64_t>(1, (int64_t{1} << 14) / inner), [&](int64_t begin, int64_t end) {
+      for (int64_t row = begin; row < end; ++row) {
+        const float* xr = in + row * inner;
+        const double mean = simd::sum(xr, inner) / static_cast<double>(inner);
+        const double variance = simd::sum_squared_deviations(xr, mean, inner) / static_cast<double>(inner);
+        const double inv_std = 1.0 / std::sqrt(variance + epsilon);
+        simd::normalize_row(xr, static_cast<float>(mean), static_cast<float>(inv_std), scale.data(),
+                            bias.empty() ? nullptr : bias.data(), out + row * inner, inner);
+        if (mean_out) mean_out[row] = static_cast<float>(mean);
+        if (inv_std_out) inv_std_out[row] = static_cast<float>(inv_std);
+      }
+    });
+    return;
+  }
   for (int64_t row = 0; row < outer; ++row) {
     const float* xr = in + row * inner;
     float* yr = out + row * inner;

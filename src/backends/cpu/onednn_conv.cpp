@@ -11,15 +11,23 @@
 
 namespace kiln::cpu::onednn {
 
-ConvChoice requested_conv_choice() {
-  const char* value = std::getenv("KILN_CPU_CONV");
+namespace {
+
+ConvChoice requested_choice(const char* variable) {
+  const char* value = std::getenv(variable);
   if (value == nullptr || *value == '\0') return ConvChoice::kAuto;
   const std::string_view choice(value);
   if (choice == "reference") return ConvChoice::kReference;
   if (choice == "onednn") return ConvChoice::kOnednn;
-  fail(ErrorCode::kInvalidArgument, "KILN_CPU_CONV=\"", choice,
+  fail(ErrorCode::kInvalidArgument, variable, "=\"", choice,
        "\": expected \"reference\" or \"onednn\" (or unset for the default, oneDNN where available)");
 }
+
+}  // namespace
+
+ConvChoice requested_conv_choice() { return requested_choice("KILN_CPU_CONV"); }
+
+ConvChoice requested_matmul_choice() { return requested_choice("KILN_CPU_MATMUL"); }
 
 namespace {
 
@@ -66,6 +74,11 @@ std::string describe() {
 bool try_run_conv(KernelContext& ctx) {
   const LoadedLibrary& loaded = library();
   return loaded.entry != nullptr && loaded.entry->try_run_conv(ctx);
+}
+
+bool try_run_matmul(KernelContext& ctx) {
+  const LoadedLibrary& loaded = library();
+  return loaded.entry != nullptr && loaded.entry->try_run_matmul(ctx);
 }
 
 }  // namespace kiln::cpu::onednn

@@ -19,6 +19,9 @@ enum class ConvChoice { kAuto, kReference, kOnednn };
 // variable and the accepted values for anything else.
 ConvChoice requested_conv_choice();
 
+// KILN_CPU_MATMUL, the same for MatMul (try_run_matmul).
+ConvChoice requested_matmul_choice();
+
 // True when libkiln_cpu_onednn.so (and the libdnnl it needs) loaded. Never throws.
 bool available();
 
@@ -34,5 +37,13 @@ std::string describe();
 // and rebuilt when its shapes change, kept in *ctx.state. Throws kiln::Error naming the node for
 // calls the reference rejects too (mismatched shapes), and kInternal when oneDNN fails to run.
 bool try_run_conv(KernelContext& ctx);
+
+// Runs MatMul A [.., M, K] x B [K, N] (+ the builder's fused bias input 2 and kiln_activation
+// Relu) on oneDNN as one [rows, K] x [K, N] product with B packed once per context into oneDNN's
+// blocked layout, and returns true; or returns false without touching the output: no layer state,
+// B not an engine weight, a dtype other than float32, other shapes (batched B, vectors), or no
+// oneDNN implementation. Relu runs as kiln's own pass (NaN stays NaN). Throws kInternal when
+// oneDNN fails to run.
+bool try_run_matmul(KernelContext& ctx);
 
 }  // namespace kiln::cpu::onednn

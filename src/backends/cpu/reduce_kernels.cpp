@@ -1,5 +1,6 @@
 // Reduce* on the CPU. One pass over the input in memory order, accumulating into one accumulator
 // per output element (double for floating data, int64 for integer data).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -7,7 +8,9 @@
 #include <string_view>
 #include <vector>
 
+#include "backends/cpu/intra_op_threads.hpp"
 #include "backends/cpu/nn_kernel_common.hpp"
+#include "backends/cpu/simd_math.hpp"
 #include "ops/nn_reduce_axes.hpp"
 
 namespace kiln::cpu {
@@ -143,6 +146,62 @@ void reduce(Reduction r, const TensorView& x, const std::vector<bool>& mask, T* 
   }
 }
 
+// The fast path for float32 Sum, Mean and Max whose reduced axes (size-1 axes aside) are one
+// contiguous block, [outer, reduced, inner] (global pooling in NCHW and NHWC, row statistics):
+// rows reduced with the vector loops, or rows of `inner` accumulated in double, over the
+// context's threads. Same accumulation type as the reference (double sums; Max exact), so only
+// the summation order differs. Returns false for other cases.
+bool try_reduce_contiguous(Reduction r, const TensorView& x, const std::vector<bool>& mask, float* out) {
+  if (r != Reduction::kSum && r != Reduction::kMean && r != Reduction::kMax) return false;
+  if (simd::level() == simd::Level::kScalar) return false;
+  int64_t outer = 1, reduced = 1, inner = 1;
+  int state = 0;  // 0: before the block, 1: in it, 2: after it
+  for (size_t i = 0; i < x.shape.size(); ++i) {
+    const int64_t dim = x.shape[i];
+    if (dim == 1) continue;
+    if (mask[i]) {
+      if (state == 2) return false;
+      state = 1;
+      reduced *= dim;
+    } else {
+      if (state == 1) state = 2;
+      (state == 0 ? outer : inner) *= dim;
+    }
+  }
+  if (reduced == 0 || outer * inner == 0) return false;
+  if (r == Reduction::kMax && inner != 1) return false;
+  const float* in = x.as<const float>();
+  const double divisor = r == Reduction::kMean ? static_cast<double>(reduced) : 1.0;
+  if (inner == 1) {
+    parallel_chunks(outer, std::max<int64_t>(1, (int64_t{1} << 15) / reduced), [&](int64_t begin, int64_t end) {
+      for (int64_t o = begin; o < end; ++o) {
+        const float* row = in + o * reduced;
+        out[o] = r == Reduction::kMax ? simd::max(row, reduced)
+                                      : static_cast<float>(simd::sum(row, reduced) / divisor);
+      }
+    });
+    return true;
+  }
+  // Columns: out[o, i] = sum over j of in[o, j, i], in strips of the inner axis.
+  constexpr int64_t kStrip = 512;
+  const int64_t strips = (inner + kStrip - 1) / kStrip;
+  parallel_chunks(outer * strips, std::max<int64_t>(1, (int64_t{1} << 15) / (reduced * kStrip)),
+                  [&](int64_t begin, int64_t end) {
+    double acc[kStrip];
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t o = task / strips;
+      const int64_t first = task % strips * kStrip;
+      const int64_t width = std::min(kStrip, inner - first);
+      std::fill(acc, acc + width, 0.0);
+      const float* base = in + o * reduced * inner + first;
+      for (int64_t j = 0; j < reduced; ++j) simd::accumulate(base + j * inner, acc, width);
+      float* dst = out + o * inner + first;
+      for (int64_t i = 0; i < width; ++i) dst[i] = static_cast<float>(acc[i] / divisor);
+    }
+  });
+  return true;
+}
+
 template <Reduction kReduction>
 void reduce_kernel(KernelContext& ctx) {
   const TensorView& x = ctx.inputs[0];
@@ -161,6 +220,7 @@ void reduce_kernel(KernelContext& ctx) {
   const bool integer_ok = ops::nn::reduce_accepts_integers(ctx.op);
   switch (x.dtype) {
     case DType::kFloat32:
+      if (try_reduce_contiguous(kReduction, x, mask, ctx.outputs[0].as<float>())) return;
       reduce<float, double>(kReduction, x, mask, ctx.outputs[0].as<float>(), out_count);
       return;
     case DType::kFloat64:

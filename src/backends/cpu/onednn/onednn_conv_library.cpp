@@ -255,7 +255,134 @@ void run_prepared(KernelContext& ctx, ConvState& s) {
   }
 }
 
+// ---- MatMul -------------------------------------------------------------------------------------
+
+// What a prepared MatMul depends on besides its attributes: rebuilt on change.
+struct MatmulKey {
+  Shape a, b, y;
+  bool has_bias = false;
+  int threads = 1;
+};
+
+bool same_key(const MatmulKey& key, const KernelContext& ctx) {
+  return key.a == ctx.inputs[0].shape && key.b == ctx.inputs[1].shape && key.y == ctx.outputs[0].shape &&
+         key.has_bias == ctx.has_input(2) && key.threads == current_intra_op_threads();
+}
+
+// One MatMul layer's primitive, with its constant B packed once into the layout oneDNN chose.
+struct MatmulState final : KernelState {
+  MatmulKey key;
+  bool declined = false;
+  dnnl::stream stream;
+  dnnl::matmul primitive;
+  bool relu = false;
+  memory user_a, user_b, user_bias, user_dst;
+  memory weights;
+  bool reorder_weights = false;
+  dnnl::reorder weights_reorder;
+  bool weights_ready = false;
+};
+
+// A [.., M, K] x B [K, N] (+ bias [N]) with B constant, as one [rows, K] x [K, N] product:
+// the call shapes the reference accepts, else false (the reference then reports what is wrong).
+bool matmul_shapes_fit(const KernelContext& ctx, int64_t& rows, int64_t& k, int64_t& n) {
+  const TensorView& a = ctx.inputs[0];
+  const TensorView& b = ctx.inputs[1];
+  if (a.shape.size() < 2 || b.shape.size() != 2) return false;
+  k = a.shape.back();
+  n = b.shape[1];
+  if (b.shape[0] != k || k == 0 || n == 0) return false;
+  rows = a.numel() / k;
+  Shape expected(a.shape.begin(), a.shape.end() - 1);
+  expected.push_back(n);
+  if (ctx.outputs[0].shape != expected || rows == 0) return false;
+  if (ctx.has_input(2) && (ctx.inputs[2].numel() != n || ctx.inputs[2].dtype != DType::kFloat32)) return false;
+  return true;
+}
+
+bool prepare_matmul(const KernelContext& ctx, int64_t rows, int64_t k, int64_t n, MatmulState& s) {
+  const auto f32 = memory::data_type::f32;
+  const memory::desc a_md({rows, k}, f32, Tag::ab);
+  const memory::desc b_md({k, n}, f32, Tag::ab);
+  const memory::desc b_any({k, n}, f32, Tag::any);
+  const memory::desc bias_md({1, n}, f32, Tag::ab);
+  const memory::desc dst_md({rows, n}, f32, Tag::ab);
+  dnnl::matmul::primitive_desc pd;
+  try {
+    pd = ctx.has_input(2) ? dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_any, bias_md, dst_md), cpu_engine())
+                          : dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_any, dst_md), cpu_engine());
+  } catch (const dnnl::error&) {
+    return false;
+  }
+  dnnl::engine& engine = cpu_engine();
+  s.stream = dnnl::stream(engine);
+  s.primitive = dnnl::matmul(pd);
+  s.relu = ctx.attrs.get_string_or("kiln_activation", "") == "Relu";
+  s.user_a = memory(a_md, engine, DNNL_MEMORY_NONE);
+  s.user_b = memory(b_md, engine, DNNL_MEMORY_NONE);
+  s.user_bias = memory(bias_md, engine, DNNL_MEMORY_NONE);
+  s.user_dst = memory(dst_md, engine, DNNL_MEMORY_NONE);
+  s.reorder_weights = pd.weights_desc() != b_md;
+  s.weights = s.reorder_weights ? memory(pd.weights_desc(), engine) : s.user_b;
+  if (s.reorder_weights) s.weights_reorder = dnnl::reorder(s.user_b, s.weights);
+  s.weights_ready = false;
+  return true;
+}
+
+void run_matmul(KernelContext& ctx, MatmulState& s) {
+  auto* y = ctx.outputs[0].as<float>();
+  s.user_a.set_data_handle(const_cast<void*>(ctx.inputs[0].data));
+  s.user_dst.set_data_handle(y);
+  if (!s.reorder_weights) {
+    s.user_b.set_data_handle(const_cast<void*>(ctx.inputs[1].data));
+  } else if (!s.weights_ready) {
+    s.user_b.set_data_handle(const_cast<void*>(ctx.inputs[1].data));
+    s.weights_reorder.execute(s.stream, s.user_b, s.weights);
+    s.weights_ready = true;  // B is an engine weight (checked by the caller): packed once
+  }
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, s.user_a}, {DNNL_ARG_WEIGHTS, s.weights}, {DNNL_ARG_DST, s.user_dst}};
+  if (ctx.has_input(2)) {
+    s.user_bias.set_data_handle(const_cast<void*>(ctx.inputs[2].data));
+    args.emplace(DNNL_ARG_BIAS, s.user_bias);
+  }
+  s.primitive.execute(s.stream, args);
+  s.stream.wait();
+  if (s.relu) {
+    const int64_t total = ctx.outputs[0].numel();
+    for (int64_t i = 0; i < total; ++i) y[i] = kiln_relu<float>(y[i]);
+  }
+}
+
 }  // namespace
+
+bool try_run_matmul_on_library(KernelContext& ctx) {
+  if (ctx.state == nullptr || !ctx.input_is_constant(1)) return false;
+  if (ctx.inputs[0].dtype != DType::kFloat32 || ctx.inputs[1].dtype != DType::kFloat32 ||
+      ctx.outputs[0].dtype != DType::kFloat32) {
+    return false;
+  }
+  const std::string activation = ctx.attrs.get_string_or("kiln_activation", "");
+  if (!activation.empty() && activation != "Relu") return false;
+  int64_t rows = 0, k = 0, n = 0;
+  if (!matmul_shapes_fit(ctx, rows, k, n)) return false;
+  const OpenMpThreadsScope threads(current_intra_op_threads());
+  auto* state = dynamic_cast<MatmulState*>(ctx.state->get());
+  if (state == nullptr || !same_key(state->key, ctx)) {
+    auto fresh = std::make_unique<MatmulState>();
+    fresh->key = MatmulKey{ctx.inputs[0].shape, ctx.inputs[1].shape, ctx.outputs[0].shape, ctx.has_input(2),
+                           current_intra_op_threads()};
+    fresh->declined = !prepare_matmul(ctx, rows, k, n, *fresh);
+    state = fresh.get();
+    *ctx.state = std::move(fresh);
+  }
+  if (state->declined) return false;
+  try {
+    run_matmul(ctx, *state);
+  } catch (const dnnl::error& error) {
+    ctx.fail(ErrorCode::kInternal, "oneDNN matmul failed: ", error.what());
+  }
+  return true;
+}
 
 std::string describe_library() {
   const dnnl_version_t* v = dnnl_version();
@@ -314,7 +441,8 @@ bool try_run_conv_on_library(KernelContext& ctx) {
 
 extern "C" const kiln::cpu::onednn::LibraryEntry* kiln_cpu_onednn_entry(const char* runtime_version) {
   static const kiln::cpu::onednn::LibraryEntry entry{&kiln::cpu::onednn::describe_library,
-                                                     &kiln::cpu::onednn::try_run_conv_on_library};
+                                                     &kiln::cpu::onednn::try_run_conv_on_library,
+                                                     &kiln::cpu::onednn::try_run_matmul_on_library};
   // The two libraries share C++ types (KernelContext, LayerState): only one build's pair may meet.
   if (runtime_version == nullptr || std::strcmp(runtime_version, KILN_VERSION) != 0) return nullptr;
   return &entry;

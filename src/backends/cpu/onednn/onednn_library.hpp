@@ -1,5 +1,5 @@
 // The entry point of libkiln_cpu_onednn.so (onednn_conv_library.cpp), which the runtime loads
-// lazily (onednn_conv.cpp): the oneDNN convolution's two calls, as onednn_conv.hpp documents them.
+// lazily (onednn_conv.cpp): the oneDNN convolution's and matmul's calls, as onednn_conv.hpp documents them.
 #pragma once
 
 #include <string>
@@ -11,6 +11,7 @@ namespace kiln::cpu::onednn {
 struct LibraryEntry {
   std::string (*describe)();               // onednn_conv.hpp's describe(), when loaded
   bool (*try_run_conv)(KernelContext& ctx);  // onednn_conv.hpp's try_run_conv(), when loaded
+  bool (*try_run_matmul)(KernelContext& ctx);  // onednn_conv.hpp's try_run_matmul(), when loaded
 };
 
 }  // namespace kiln::cpu::onednn
