@@ -7,6 +7,7 @@
 #include <span>
 
 #include "backends/backend_registry.hpp"
+#include "backends/cpu/onednn_conv.hpp"
 #include "base/checked_math.hpp"
 #include "base/error.hpp"
 #include "base/json.hpp"
@@ -193,6 +194,24 @@ void lower_for_cuda(ir::Graph& graph, const BuilderConfig& config, const Resolve
   explanation.passes.insert(explanation.passes.end(), manager.records().begin(), manager.records().end());
 }
 
+// The CPU target's lowering. oneDNN's float32 convolutions (brgemm and depthwise kernels) run
+// NHWC natively; NCHW activations made every call reorder its input and output, about as much time
+// as the convolutions themselves in MobileNetV2. So regions of convolutions keep their activations
+// NHWC, depthwise ones included (KILN_CONV_LAYOUT=nchw keeps NCHW, for comparisons). Only where
+// this process has oneDNN: without it the reference convolution would permute around each call.
+void lower_for_cpu(ir::Graph& graph, const ResolvedConfig& resolved, BuildExplanation& explanation,
+                   ConvLayout layout) {
+  if (resolved.precision != DType::kFloat32 || layout == ConvLayout::kNchw || !cpu::onednn::available()) return;
+  passes::PassManager manager;
+  manager.add("layout_nhwc", [](ir::Graph& g) {
+    return size_t(passes::convert_conv_regions_to_nhwc(g, /*include_depthwise=*/true, /*include_float32=*/true));
+  });
+  // Layout edges meet the model's own permutes: composed, and cancelled where they undo each other.
+  manager.add("transpose_composition", [](ir::Graph& g) { return passes::compose_transposes(g); });
+  manager.run(graph);
+  explanation.passes.insert(explanation.passes.end(), manager.records().begin(), manager.records().end());
+}
+
 // The CUDA backend runs a plugin layer with the plugin's execute_cuda: refuse, before any CUDA
 // lowering, a plugin that has none, naming it and the backend.
 void refuse_cpu_only_plugins_for_cuda(const ir::Graph& graph, const std::string& source) {
@@ -289,6 +308,7 @@ format::EngineModel build_model_with_layout(ir::Graph graph, const BuilderConfig
   optimize_graph(graph, &explanation.passes, &explanation.epilogues);
   if (resolved.target.backend == "cuda") refuse_cpu_only_plugins_for_cuda(graph, source);
   if (resolved.target.backend == "cuda") lower_for_cuda(graph, config, resolved, explanation, layout);
+  if (resolved.target.backend == backends::host_backend().name()) lower_for_cpu(graph, resolved, explanation, layout);
   check_static_tensors_fit(graph, memory_limit);
   options.target = resolved.target;
   options.precision = resolved.precision;

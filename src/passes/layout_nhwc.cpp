@@ -65,7 +65,7 @@ struct NodePlan {
 
 class Planner {
  public:
-  explicit Planner(const ir::Graph& graph) : graph_(graph) {}
+  Planner(const ir::Graph& graph, bool include_float32) : graph_(graph), include_float32_(include_float32) {}
 
   // `plans` holds the plans of the nodes before this one (producers come first).
   NodePlan plan(const ir::Node& node, const std::vector<NodePlan>& plans) const {
@@ -77,7 +77,9 @@ class Planner {
     const std::string& op = node.op_type;
     if (op == "Conv") {
       if (node.attrs.has(ops::nn::kLayoutAttribute) || node.inputs.size() < 2) return p;
-      if (!is_activation(node.inputs[0]) || !is_half_float(graph_.value(node.inputs[0]).dtype)) {
+      const DType dtype = graph_.value(node.inputs[0]).dtype;
+      if (!is_activation(node.inputs[0]) ||
+          !(is_half_float(dtype) || (include_float32_ && dtype == DType::kFloat32))) {
         return p;
       }
       const ir::ValueId w = node.inputs[1];
@@ -178,6 +180,7 @@ class Planner {
   }
 
   const ir::Graph& graph_;
+  const bool include_float32_;
 };
 
 bool is_layout_transpose(const ir::Node& node, const std::array<int64_t, 4>& perm) {
@@ -246,10 +249,10 @@ ir::Node transpose_node(std::string name, ir::ValueId in, ir::ValueId out,
 
 }  // namespace
 
-int convert_conv_regions_to_nhwc(ir::Graph& graph, bool include_depthwise) {
+int convert_conv_regions_to_nhwc(ir::Graph& graph, bool include_depthwise, bool include_float32) {
   graph.compact();  // producers must be node indices
   const size_t node_count = graph.nodes.size();
-  const Planner planner(graph);
+  const Planner planner(graph, include_float32);
   std::vector<NodePlan> plans;
   plans.reserve(node_count);
   for (const ir::Node& node : graph.nodes) plans.push_back(planner.plan(node, plans));

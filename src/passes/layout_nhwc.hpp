@@ -1,5 +1,6 @@
 // Keeps fp16/bf16 activations NHWC between convolutions on the CUDA backend, so that cuDNN's
-// tensor-core convolutions need no NCHW <-> NHWC transposes of their own around every call.
+// tensor-core convolutions need no NCHW <-> NHWC transposes of their own around every call; and
+// float32 ones on the CPU backend, whose oneDNN convolutions would otherwise reorder around each.
 #pragma once
 
 #include "ir/graph.hpp"
@@ -20,9 +21,10 @@ namespace kiln::passes {
 // "<name>.nhwc") and where region tensors are read outside it or are graph outputs (perm [0, 3, 1,
 // 2], writing the original value, whose name and NCHW shape stay). Requires inferred shapes;
 // re-infers them. Other regions holding a depthwise Conv (group > 1, one input channel per group)
-// stay NCHW unless `include_depthwise`. Returns the number of
-// Convs converted.
-int convert_conv_regions_to_nhwc(ir::Graph& graph, bool include_depthwise = false);
+// stay NCHW unless `include_depthwise`. With `include_float32`, float32 Convs start regions too
+// (the CPU target: oneDNN's convolutions run NHWC natively). Returns the number of Convs converted.
+int convert_conv_regions_to_nhwc(ir::Graph& graph, bool include_depthwise = false,
+                                 bool include_float32 = false);
 
 // Whether `node` is a depthwise Conv as the pass above sees one: group > 1 and one input channel
 // per group (W's dim 1 is 1; its last dim once the conv is NHWC, kiln_layout = "NHWC").

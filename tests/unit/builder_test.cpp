@@ -8,6 +8,7 @@
 
 #include "backends/backend_registry.hpp"
 #include "backends/cpu/cpu_node_runner.hpp"
+#include "backends/cpu/onednn_conv.hpp"
 #include "base/json.hpp"
 #include "builder/build_from_graph.hpp"
 #include "builder/builder_config.hpp"
@@ -108,6 +109,21 @@ const format::Binding* find_binding(const std::vector<format::Binding>& bindings
   return nullptr;
 }
 
+// Sets an environment variable for the scope; the previous value comes back after.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) previous_ = old, had_ = true;
+    setenv(name, value, 1);
+  }
+  ~ScopedEnv() { had_ ? setenv(name_, previous_.c_str(), 1) : unsetenv(name_); }
+
+ private:
+  const char* name_;
+  std::string previous_;
+  bool had_ = false;
+};
+
 // x[1,3,8,8] -> Conv -> Relu -> Conv -> Add(relu) -> Relu -> Identity -> "y".
 GraphBuilder small_cnn(Shape input_shape) {
   std::mt19937 rng(11);
@@ -128,6 +144,9 @@ GraphBuilder small_cnn(Shape input_shape) {
 }
 
 TEST(BuilderEmission, StaticModelIsConsistent) {
+  // NCHW, so that the layers are the fused convolutions alone (CpuConvolutionRegionsRunNhwc below
+  // checks the CPU target's NHWC regions).
+  const ScopedEnv nchw("KILN_CONV_LAYOUT", "nchw");
   GraphBuilder b = small_cnn({1, 3, 8, 8});
   const EngineModel m = build_engine_model(std::move(b.graph), BuilderConfig{});
   expect_consistent(m);
@@ -187,6 +206,7 @@ TEST(BuilderEmission, WeightBytesAreTheConstants) {
 }
 
 TEST(BuilderEmission, DynamicModelRecordsLivenessAndRanges) {
+  const ScopedEnv nchw("KILN_CONV_LAYOUT", "nchw");  // layer indices as below
   GraphBuilder b = small_cnn({kDynamicDim, 3, 8, 8});
   BuilderConfig config;
   config.profiles.push_back(InputProfile{"x", {1, 3, 8, 8}, {4, 3, 8, 8}, {16, 3, 8, 8}});
@@ -221,6 +241,45 @@ TEST(BuilderEmission, DynamicModelRecordsLivenessAndRanges) {
     EXPECT_EQ(m.memory_plan.last_use[t], 1);
   }
   EXPECT_EQ(found, 1);
+}
+
+// The CPU target keeps a region of convolutions NHWC where oneDNN is there to run them: one
+// Transpose in, NHWC convolutions, one Transpose out, computing what the NCHW engine computes.
+TEST(BuilderEmission, CpuConvolutionRegionsRunNhwc) {
+  if (!cpu::onednn::available()) GTEST_SKIP() << "no oneDNN here: the CPU target keeps NCHW";
+  const EngineModel nhwc = build_engine_model(small_cnn({1, 3, 8, 8}).graph, BuilderConfig{});
+  expect_consistent(nhwc);
+  std::vector<std::string> ops;
+  for (const format::Layer& layer : nhwc.layers) ops.push_back(layer.op);
+  EXPECT_EQ(ops, (std::vector<std::string>{"Transpose", "Conv", "Conv", "Transpose"}));
+  for (const format::Layer& layer : nhwc.layers) {
+    if (layer.op == "Conv") {
+      EXPECT_EQ(layer.attrs.get_string_or("kiln_layout", ""), "NHWC");
+    }
+  }
+  EngineModel nchw;
+  {
+    const ScopedEnv layout("KILN_CONV_LAYOUT", "nchw");
+    nchw = build_engine_model(small_cnn({1, 3, 8, 8}).graph, BuilderConfig{});
+  }
+  std::vector<float> x(3 * 8 * 8);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * static_cast<float>(i));
+  const std::vector<NamedTensor> inputs{{"x", TensorRef{DType::kFloat32, Shape{1, 3, 8, 8}, x.data()}}};
+  auto run = [&](const EngineModel& m) {
+    const std::vector<uint8_t> bytes = format::write_engine(m);
+    Engine engine = Engine::load_bytes(bytes.data(), bytes.size());
+    ExecutionContext context = engine.create_context();
+    return context.execute(inputs).at(0);
+  };
+  const Tensor got = run(nhwc);
+  const Tensor want = run(nchw);
+  ASSERT_EQ(got.shape, want.shape);
+  for (size_t i = 0; i < want.bytes.size() / 4; ++i) {
+    float g, w;
+    std::memcpy(&g, got.bytes.data() + 4 * i, 4);
+    std::memcpy(&w, want.bytes.data() + 4 * i, 4);
+    EXPECT_NEAR(g, w, 1e-4f * (1.0f + std::fabs(w))) << "element " << i;
+  }
 }
 
 TEST(BuilderEmission, UncoveredDynamicDimsGetTheDefaultRange) {

@@ -189,5 +189,139 @@ TEST(CpuFastPaths, ReductionsOverContiguousAndOtherAxes) {
   }
 }
 
+// [N, C, H, W] -> [N, H, W, C] and back.
+Tensor permuted(const Tensor& t, bool to_nhwc) {
+  const Shape& s = t.shape;
+  Tensor out{to_nhwc ? Shape{s[0], s[2], s[3], s[1]} : Shape{s[0], s[3], s[1], s[2]}, std::vector<float>(t.values.size())};
+  const int64_t n = s[0];
+  const int64_t c = to_nhwc ? s[1] : s[3], h = to_nhwc ? s[2] : s[1], w = to_nhwc ? s[3] : s[2];
+  for (int64_t in = 0; in < n; ++in)
+    for (int64_t ic = 0; ic < c; ++ic)
+      for (int64_t ih = 0; ih < h; ++ih)
+        for (int64_t iw = 0; iw < w; ++iw) {
+          const int64_t nchw = ((in * c + ic) * h + ih) * w + iw, nhwc = ((in * h + ih) * w + iw) * c + ic;
+          out.values[static_cast<size_t>(to_nhwc ? nhwc : nchw)] = t.values[static_cast<size_t>(to_nhwc ? nchw : nhwc)];
+        }
+  return out;
+}
+
+TEST(CpuFastPaths, NhwcPoolsMatchTheNchwKernelsWithNanAndThreads) {
+  std::mt19937 rng(6);
+  struct Case {
+    std::string op;
+    std::vector<std::pair<std::string, Attribute>> attrs;
+  };
+  const std::vector<Case> cases{
+      {"MaxPool", {{"kernel_shape", Attribute::of_ints({3, 3})}, {"strides", Attribute::of_ints({2, 2})},
+                   {"pads", Attribute::of_ints({1, 1, 1, 1})}}},
+      {"MaxPool", {{"kernel_shape", Attribute::of_ints({2, 3})}, {"dilations", Attribute::of_ints({2, 1})},
+                   {"ceil_mode", Attribute::of_int(1)}, {"strides", Attribute::of_ints({2, 2})}}},
+      {"AveragePool", {{"kernel_shape", Attribute::of_ints({3, 3})}, {"pads", Attribute::of_ints({1, 0, 2, 1})},
+                       {"count_include_pad", Attribute::of_int(1)}}},
+      {"AveragePool", {{"kernel_shape", Attribute::of_ints({2, 2})}, {"strides", Attribute::of_ints({2, 2})}}},
+      {"GlobalAveragePool", {}},
+      {"GlobalMaxPool", {}},
+  };
+  for (const Shape& shape : {Shape{2, 5, 9, 8}, Shape{1, 300, 6, 7}, Shape{3, 1, 1, 1}}) {
+    Tensor nchw = random_tensor(shape, rng);
+    nchw.values[1] = std::numeric_limits<float>::quiet_NaN();
+    nchw.values[nchw.values.size() / 2] = -std::numeric_limits<float>::infinity();
+    const Tensor nhwc = permuted(nchw, true);
+    for (const Case& c : cases) {
+      AttributeMap attrs;
+      for (const auto& [name, value] : c.attrs) attrs.set(name, value);
+      // The NCHW kernel's output shape, from a first run on a large enough buffer.
+      const bool global = c.op.rfind("Global", 0) == 0;
+      Shape y_nchw{shape[0], shape[1], 1, 1};
+      if (!global) {
+        const int64_t kh = c.attrs[0].second.ints[0], kw = c.attrs[0].second.ints[1];
+        int64_t pad_h = 0, pad_w = 0, dil_h = 1, stride = 1;
+        bool ceil = false;
+        for (const auto& [name, value] : c.attrs) {
+          if (name == "strides") stride = value.ints[0];  // the same along both axes here
+          if (name == "pads") pad_h = value.ints[0] + value.ints[2], pad_w = value.ints[1] + value.ints[3];
+          if (name == "dilations") dil_h = value.ints[0];
+          if (name == "ceil_mode") ceil = true;
+        }
+        auto extent = [&](int64_t in, int64_t k, int64_t pad, int64_t dil) {
+          const int64_t span = in + pad - ((k - 1) * dil + 1);
+          return (ceil ? (span + stride - 1) / stride : span / stride) + 1;
+        };
+        if (shape[2] + pad_h < (kh - 1) * dil_h + 1 || shape[3] + pad_w < kw) continue;  // window too large
+        y_nchw = Shape{shape[0], shape[1], extent(shape[2], kh, pad_h, dil_h), extent(shape[3], kw, pad_w, 1)};
+      }
+      const Shape y_nhwc{y_nchw[0], y_nchw[2], y_nchw[3], y_nchw[1]};
+      const Tensor want_nchw{y_nchw, run(c.op, attrs, {nchw}, y_nchw)};
+      const std::vector<float> want = permuted(want_nchw, true).values;
+      AttributeMap nhwc_attrs = attrs;
+      nhwc_attrs.set("kiln_layout", Attribute::of_string("NHWC"));
+      const std::string name = c.op + shape_to_string(shape);
+      expect_close(run(c.op, nhwc_attrs, {nhwc}, y_nhwc), want, 1e-6f, name + " (one thread)");
+      ThreadPool pool(3);
+      const IntraOpScope scope(&pool);
+      expect_close(run(c.op, nhwc_attrs, {nhwc}, y_nhwc), want, 1e-6f, name + " (pool of 3)");
+    }
+  }
+}
+
+// Transposes whose output rows are short and strided in the input run in tiles: every element
+// against the index arithmetic, for float32 and 16-bit elements.
+TEST(CpuFastPaths, TransposesInTilesMoveEveryElement) {
+  struct Case {
+    Shape in;
+    std::vector<int64_t> perm;
+  };
+  const std::vector<Case> cases{
+      {{1, 3, 224, 224}, {0, 2, 3, 1}},  // NCHW -> NHWC (rows of 3)
+      {{2, 17, 5, 3}, {0, 2, 3, 1}},
+      {{2, 5, 3, 17}, {0, 3, 1, 2}},     // NHWC -> NCHW
+      {{7, 33}, {1, 0}},
+      {{4, 3, 2}, {2, 1, 0}},
+      {{3, 1, 40, 5}, {3, 1, 2, 0}},
+  };
+  for (const Case& c : cases) {
+    const size_t rank = c.in.size();
+    Shape out_shape(rank);
+    for (size_t i = 0; i < rank; ++i) out_shape[i] = c.in[static_cast<size_t>(c.perm[i])];
+    const int64_t total = shape_numel(c.in);
+    std::vector<float> x(static_cast<size_t>(total));
+    std::vector<uint16_t> x16(static_cast<size_t>(total));
+    for (int64_t i = 0; i < total; ++i) {
+      x[static_cast<size_t>(i)] = static_cast<float>(i);
+      x16[static_cast<size_t>(i)] = static_cast<uint16_t>(i * 7);
+    }
+    std::vector<float> y(static_cast<size_t>(total), -1.0f);
+    std::vector<uint16_t> y16(static_cast<size_t>(total), 0);
+    AttributeMap attrs;
+    attrs.set("perm", Attribute::of_ints(c.perm));
+    for (int half = 0; half < 2; ++half) {
+      std::vector<TensorView> in{half ? TensorView{DType::kFloat16, c.in, x16.data()} : TensorView{DType::kFloat32, c.in, x.data()}};
+      std::vector<TensorView> out{half ? TensorView{DType::kFloat16, out_shape, y16.data()}
+                                       : TensorView{DType::kFloat32, out_shape, y.data()}};
+      KernelContext ctx{"t", "Transpose", attrs, in, out};
+      cpu_kernels().find("Transpose")->fn(ctx);
+    }
+    // Walk the output index and compare with the input element it names.
+    std::vector<int64_t> index(rank, 0);
+    std::vector<int64_t> in_strides(rank, 1);
+    for (size_t i = rank - 1; i-- > 0;) in_strides[i] = in_strides[i + 1] * c.in[i + 1];
+    size_t errors = 0;
+    for (int64_t o = 0; o < total && errors < 5; ++o) {
+      int64_t source = 0;
+      for (size_t i = 0; i < rank; ++i) source += index[i] * in_strides[static_cast<size_t>(c.perm[i])];
+      if (y[static_cast<size_t>(o)] != static_cast<float>(source) ||
+          y16[static_cast<size_t>(o)] != static_cast<uint16_t>(source * 7)) {
+        ++errors;
+        ADD_FAILURE() << shape_to_string(c.in) << ": output element " << o << " is " << y[static_cast<size_t>(o)]
+                      << ", expected input element " << source;
+      }
+      for (size_t i = rank; i-- > 0;) {
+        if (++index[i] < out_shape[i]) break;
+        index[i] = 0;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kiln::cpu

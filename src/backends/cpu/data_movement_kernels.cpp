@@ -43,6 +43,61 @@ void check_output_shape(const KernelContext& ctx, const Shape& expected, const S
   }
 }
 
+// A transpose whose output rows are short and strided in the input (NCHW -> NHWC: rows of C
+// elements, HW apart) spends its time in per-row overhead and cache misses. When some other
+// output axis reads the input contiguously, the copy runs as 2-D transposes between those two
+// axes in square tiles instead, for every position of the remaining axes. Returns false when the
+// tensor has no such pair.
+template <typename T>
+bool transpose_in_tiles(const T* src, T* dst, const Shape& out_shape, const std::vector<int64_t>& in_strides) {
+  const StridedLoop<1> loop = make_strided_loop<1>(out_shape, {in_strides});
+  const size_t rank = loop.dims.size();
+  if (rank < 2 || loop.strides[rank - 1][0] == 1 || loop.dims[rank - 1] > 64) return false;
+  size_t contiguous = rank;
+  for (size_t d = 0; d + 1 < rank; ++d) {
+    if (loop.strides[d][0] == 1) contiguous = d;
+  }
+  if (contiguous == rank) return false;
+  // Output strides of the merged loop (dense, row-major).
+  std::vector<int64_t> out_strides(rank);
+  int64_t stride = 1;
+  for (size_t d = rank; d-- > 0;) {
+    out_strides[d] = stride;
+    stride *= loop.dims[d];
+  }
+  const int64_t rows = loop.dims[contiguous];  // read along these
+  const int64_t cols = loop.dims[rank - 1];    // written along these
+  const int64_t row_out = out_strides[contiguous], col_in = loop.strides[rank - 1][0];
+  // The other axes, as an odometer.
+  std::vector<size_t> others;
+  for (size_t d = 0; d + 1 < rank; ++d) {
+    if (d != contiguous) others.push_back(d);
+  }
+  std::vector<int64_t> index(others.size(), 0);
+  constexpr int64_t kTile = 16;
+  while (true) {
+    int64_t in_base = 0, out_base = 0;
+    for (size_t i = 0; i < others.size(); ++i) {
+      in_base += index[i] * loop.strides[others[i]][0];
+      out_base += index[i] * out_strides[others[i]];
+    }
+    for (int64_t r0 = 0; r0 < rows; r0 += kTile) {
+      const int64_t r1 = std::min(rows, r0 + kTile);
+      for (int64_t c = 0; c < cols; ++c) {
+        const T* from = src + in_base + c * col_in;
+        T* to = dst + out_base + c;
+        for (int64_t r = r0; r < r1; ++r) to[r * row_out] = from[r];
+      }
+    }
+    size_t i = others.size();
+    while (i-- > 0) {
+      if (++index[i] < loop.dims[others[i]]) break;
+      index[i] = 0;
+    }
+    if (i == static_cast<size_t>(-1)) return true;
+  }
+}
+
 void transpose_kernel(KernelContext& ctx) {
   const TensorView& in = ctx.inputs[0];
   const TensorView& out = ctx.outputs[0];
@@ -53,6 +108,18 @@ void transpose_kernel(KernelContext& ctx) {
   const std::vector<int64_t> in_strides = dense_strides(in.shape);
   std::vector<int64_t> strides(rank);
   for (size_t i = 0; i < rank; ++i) strides[i] = in_strides[static_cast<size_t>(perm[i])];
+  if (out.numel() > 0) {
+    switch (dtype_size(in.dtype)) {
+      case 4:
+        if (transpose_in_tiles(in.as<const uint32_t>(), out.as<uint32_t>(), out.shape, strides)) return;
+        break;
+      case 2:
+        if (transpose_in_tiles(in.as<const uint16_t>(), out.as<uint16_t>(), out.shape, strides)) return;
+        break;
+      default:
+        break;
+    }
+  }
   copy_strided(in.data, out.data, dtype_size(in.dtype), out.shape, strides);
 }
 

@@ -193,6 +193,7 @@ void apply_epilogue(KernelContext& ctx, bool has_bias) {
 }
 
 void gemm_kernel(KernelContext& ctx) {
+  if (onednn::requested_matmul_choice() != onednn::ConvChoice::kReference && onednn::try_run_matmul(ctx)) return;
   if (require_gemm_dtypes(ctx, 3)) {
     gemm_compute<double>(ctx);
     apply_epilogue<double>(ctx, false);  // Gemm's C is its own bias

@@ -42,8 +42,9 @@ bool try_run_conv(KernelContext& ctx);
 // Relu) on oneDNN as one [rows, K] x [K, N] product with B packed once per context into oneDNN's
 // blocked layout, and returns true; or returns false without touching the output: no layer state,
 // B not an engine weight, a dtype other than float32, other shapes (batched B, vectors), or no
-// oneDNN implementation. Relu runs as kiln's own pass (NaN stays NaN). Throws kInternal when
-// oneDNN fails to run.
+// oneDNN implementation. Relu runs as kiln's own pass (NaN stays NaN). Gemm too, where it is such
+// a product: transA = 0, alpha = 1, B [K, N] or (transB) [N, K], C absent or a row of N with
+// beta = 1. Throws kInternal when oneDNN fails to run.
 bool try_run_matmul(KernelContext& ctx);
 
 }  // namespace kiln::cpu::onednn

@@ -8,9 +8,11 @@
 #include <limits>
 #include <vector>
 
+#include "backends/cpu/intra_op_threads.hpp"
 #include "backends/cpu/nn_kernel_common.hpp"
 #include "backends/cpu/nn_layout.hpp"
 #include "backends/cpu/nn_window3d.hpp"
+#include "backends/cpu/simd_math.hpp"
 #include "ops/max_unpool.hpp"
 #include "ops/nn_layout.hpp"
 
@@ -254,10 +256,126 @@ void global_pool_kernel(KernelContext& ctx) {
   }
 }
 
+// ---- NHWC without permutes ---------------------------------------------------------------------
+// The pooling ops of an NHWC region (the CPU target keeps convolution regions NHWC) computed in
+// place: every window position reads a row of C contiguous channels, so the loops run along C.
+// Same arithmetic as the NCHW kernels (maxima with NaN winning, sums in double), rows of output
+// pixels split over the context's threads.
+
+// Global pooling of [N, H, W, C] into [N, 1, 1, C].
+template <bool kMax>
+void global_pool_nhwc(KernelContext& ctx) {
+  const Shape& x = ctx.inputs[0].shape;
+  const int64_t batch = x[0], pixels = x[1] * x[2], channels = x[3];
+  const float* in = ctx.inputs[0].as<const float>();
+  float* out = ctx.outputs[0].as<float>();
+  constexpr int64_t kStrip = 256;
+  const int64_t strips = (channels + kStrip - 1) / kStrip;
+  parallel_chunks(batch * strips, std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, pixels * kStrip)),
+                  [&](int64_t begin, int64_t end) {
+    double sums[kStrip];
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / strips;
+      const int64_t first = task % strips * kStrip;
+      const int64_t width = std::min(kStrip, channels - first);
+      const float* base = in + n * pixels * channels + first;
+      float* y = out + n * channels + first;
+      if constexpr (kMax) {
+        std::fill(y, y + width, -std::numeric_limits<float>::infinity());
+        for (int64_t p = 0; p < pixels; ++p) {
+          const float* row = base + p * channels;
+          for (int64_t c = 0; c < width; ++c) y[c] = (row[c] > y[c] || row[c] != row[c]) && y[c] == y[c] ? row[c] : y[c];
+        }
+      } else {
+        std::fill(sums, sums + width, 0.0);
+        for (int64_t p = 0; p < pixels; ++p) simd::accumulate(base + p * channels, sums, width);
+        for (int64_t c = 0; c < width; ++c) y[c] = static_cast<float>(sums[c] / static_cast<double>(pixels));
+      }
+    }
+  });
+}
+
+// MaxPool (no Indices) and AveragePool of [N, H, W, C], 2-D windows.
+template <bool kMax>
+void window_pool_nhwc(KernelContext& ctx, const Window3d& w) {
+  const auto taps = in_bounds_taps(w);
+  const bool include_pad = !kMax && ctx.attrs.get_int_or("count_include_pad", 0) != 0;
+  const Shape& x = ctx.inputs[0].shape;
+  const int64_t batch = x[0], in_h = x[1], in_w = x[2], channels = x[3];
+  const int64_t out_h = w.out[1], out_w = w.out[2];
+  const float* in = ctx.inputs[0].as<const float>();
+  float* out = ctx.outputs[0].as<float>();
+  parallel_chunks(batch * out_h, std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(1, out_w * channels)),
+                  [&](int64_t begin, int64_t end) {
+    std::vector<double> sums(kMax ? 0 : static_cast<size_t>(channels));
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t n = row / out_h, oh = row % out_h;
+      const AxisTaps& th = taps[1][static_cast<size_t>(oh)];
+      for (int64_t ow = 0; ow < out_w; ++ow) {
+        const AxisTaps& tw = taps[2][static_cast<size_t>(ow)];
+        float* y = out + ((n * out_h + oh) * out_w + ow) * channels;
+        if constexpr (kMax) std::fill(y, y + channels, -std::numeric_limits<float>::infinity());
+        if constexpr (!kMax) std::fill(sums.begin(), sums.end(), 0.0);
+        for (int64_t a = 0; a < th.count; ++a) {
+          const int64_t ih = th.first + a * w.dilation[1];
+          for (int64_t b = 0; b < tw.count; ++b) {
+            const int64_t iw = tw.first + b * w.dilation[2];
+            const float* src = in + ((n * in_h + ih) * in_w + iw) * channels;
+            if constexpr (kMax) {
+              // A NaN, once taken, stays (it wins over every number, as in the NCHW kernel).
+              for (int64_t c = 0; c < channels; ++c) y[c] = (src[c] > y[c] || src[c] != src[c]) && y[c] == y[c] ? src[c] : y[c];
+            } else {
+              simd::accumulate(src, sums.data(), channels);
+            }
+          }
+        }
+        if constexpr (!kMax) {
+          const int64_t divisor = include_pad ? points_within(w, 1, oh, -w.pad_begin[1], w.in[1] + w.pad_end[1]) *
+                                                    points_within(w, 2, ow, -w.pad_begin[2], w.in[2] + w.pad_end[2])
+                                              : th.count * tw.count;
+          for (int64_t c = 0; c < channels; ++c) {
+            y[c] = divisor > 0 ? static_cast<float>(sums[static_cast<size_t>(c)] / static_cast<double>(divisor))
+                               : std::numeric_limits<float>::quiet_NaN();
+          }
+        }
+      }
+    }
+  });
+}
+
+// The pools above where they apply: 4-D float32 in and out, and (windowed pools) one output.
+template <KernelFn NchwKernel>
+bool try_pool_nhwc(KernelContext& ctx) {
+  const TensorView& x = ctx.inputs[0];
+  if (x.shape.size() != 4 || x.dtype != DType::kFloat32 || ctx.outputs[0].dtype != DType::kFloat32) return false;
+  simd::level();  // the vector loops' level for this call
+  if constexpr (NchwKernel == &global_pool_kernel<false> || NchwKernel == &global_pool_kernel<true>) {
+    nn::require_output_shape(ctx, 0, Shape{x.shape[0], 1, 1, x.shape[3]});
+    global_pool_nhwc<NchwKernel == &global_pool_kernel<true>>(ctx);
+    return true;
+  } else if constexpr (NchwKernel == &max_pool_kernel || NchwKernel == &average_pool_kernel) {
+    if (ctx.outputs.size() > 1 || ctx.attrs.get_ints("kernel_shape").size() != 2) return false;
+    // The window in NCHW terms (its checks are the NCHW kernel's).
+    std::vector<TensorView> inputs(ctx.inputs.begin(), ctx.inputs.end());
+    inputs[0].shape = ops::nn::nhwc_to_nchw(x.shape);
+    std::vector<TensorView> outputs(ctx.outputs.begin(), ctx.outputs.end());
+    if (outputs[0].shape.size() != 4) return false;
+    outputs[0].shape = ops::nn::nhwc_to_nchw(outputs[0].shape);
+    const KernelContext nchw{ctx.node_name, ctx.op, ctx.attrs, inputs, outputs};
+    const Window3d w = pool_window(nchw);
+    nn::require_output_shape(ctx, 0, Shape{x.shape[0], w.out[1], w.out[2], x.shape[3]});
+    window_pool_nhwc<NchwKernel == &max_pool_kernel>(ctx, w);
+    return true;
+  } else {
+    return false;
+  }
+}
+
 // Dispatches on kiln_layout.
 template <KernelFn NchwKernel>
 void layout_aware(KernelContext& ctx) {
   if (ops::nn::is_nhwc_layout(ctx.attrs)) {
+    if (try_pool_nhwc<NchwKernel>(ctx)) return;
     nn::run_nhwc_as_nchw(ctx, {}, NchwKernel);
   } else {
     NchwKernel(ctx);

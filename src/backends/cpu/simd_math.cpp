@@ -1,5 +1,6 @@
 #include "backends/cpu/simd_math.hpp"
 
+#include <atomic>
 #include <cstdlib>
 #include <limits>
 #include <string_view>
@@ -250,6 +251,10 @@ void add(const float* a, const float* b, float* y, int64_t n) {
 
 const Level kWidest = widest_level();
 
+// The level the loops below dispatch on: level() sets it from KILN_CPU_SIMD, so kernels that ask
+// once per call switch when the variable does, without reading the environment per loop.
+std::atomic<Level> g_current{kWidest};
+
 }  // namespace
 
 const char* level_name(Level level) {
@@ -263,7 +268,10 @@ const char* level_name(Level level) {
 
 Level level() {
   const char* value = std::getenv("KILN_CPU_SIMD");
-  if (value == nullptr || *value == '\0') return kWidest;
+  if (value == nullptr || *value == '\0') {
+    g_current.store(kWidest, std::memory_order_relaxed);
+    return kWidest;
+  }
   const std::string_view wanted(value);
   Level asked;
   if (wanted == "scalar") {
@@ -276,13 +284,15 @@ Level level() {
     fail(ErrorCode::kInvalidArgument, "KILN_CPU_SIMD=\"", wanted,
          "\": expected \"scalar\", \"avx2\" or \"avx512\" (or unset for the widest this CPU has)");
   }
-  return asked < kWidest ? asked : kWidest;
+  const Level chosen = asked < kWidest ? asked : kWidest;
+  g_current.store(chosen, std::memory_order_relaxed);
+  return chosen;
 }
 
 // Each entry point runs the level's version of the same loop.
 #if KILN_SIMD_X86
 #define KILN_SIMD_DISPATCH(call)                 \
-  switch (level()) {                             \
+  switch (g_current.load(std::memory_order_relaxed)) { \
     case Level::kAvx512: return avx512::call;    \
     case Level::kAvx2: return avx2::call;        \
     case Level::kScalar: break;                  \

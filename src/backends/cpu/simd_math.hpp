@@ -18,8 +18,10 @@ namespace kiln::cpu::simd {
 enum class Level { kScalar, kAvx2, kAvx512 };
 
 // The level the fast paths run at: the widest this CPU supports, or lower where KILN_CPU_SIMD
-// ("scalar", "avx2", "avx512") asks for it (read on every call, so tests may switch it; a level
-// the CPU lacks falls back to the widest it has). Throws kInvalidArgument for another value.
+// ("scalar", "avx2", "avx512") asks for it (a level the CPU lacks falls back to the widest it
+// has). Read on every call, which also sets the level the loops below dispatch on: kernels call it
+// once per call, so tests may switch the variable between calls. Throws kInvalidArgument for
+// another value.
 Level level();
 const char* level_name(Level level);
 

@@ -269,7 +269,8 @@ bool same_key(const MatmulKey& key, const KernelContext& ctx) {
          key.has_bias == ctx.has_input(2) && key.threads == current_intra_op_threads();
 }
 
-// One MatMul layer's primitive, with its constant B packed once into the layout oneDNN chose.
+// One MatMul (or Gemm) layer's primitive, with its constant B packed once into the layout oneDNN
+// chose.
 struct MatmulState final : KernelState {
   MatmulKey key;
   bool declined = false;
@@ -283,15 +284,34 @@ struct MatmulState final : KernelState {
   bool weights_ready = false;
 };
 
+// Gemm's B is stored [N, K] when transB = 1.
+bool transposed_b(const KernelContext& ctx) {
+  return ctx.op == "Gemm" && ctx.attrs.get_int_or("transB", 0) != 0;
+}
+
 // A [.., M, K] x B [K, N] (+ bias [N]) with B constant, as one [rows, K] x [K, N] product:
 // the call shapes the reference accepts, else false (the reference then reports what is wrong).
+// Gemm: A [M, K] (transA = 0), alpha = 1, and C absent (or beta = 0) or a bias of N elements
+// ([N] or [1, N]) with beta = 1.
 bool matmul_shapes_fit(const KernelContext& ctx, int64_t& rows, int64_t& k, int64_t& n) {
   const TensorView& a = ctx.inputs[0];
   const TensorView& b = ctx.inputs[1];
   if (a.shape.size() < 2 || b.shape.size() != 2) return false;
+  const bool gemm = ctx.op == "Gemm";
+  if (gemm) {
+    if (a.shape.size() != 2 || ctx.attrs.get_int_or("transA", 0) != 0 || ctx.attrs.get_float_or("alpha", 1.0f) != 1.0f) {
+      return false;
+    }
+    if (ctx.has_input(2)) {
+      const Shape& c = ctx.inputs[2].shape;
+      const bool row = c.size() == 1 || (c.size() == 2 && c[0] == 1);
+      if (!row || ctx.attrs.get_float_or("beta", 1.0f) != 1.0f) return false;
+    }
+  }
   k = a.shape.back();
-  n = b.shape[1];
-  if (b.shape[0] != k || k == 0 || n == 0) return false;
+  const bool transposed = transposed_b(ctx);
+  n = transposed ? b.shape[0] : b.shape[1];
+  if ((transposed ? b.shape[1] : b.shape[0]) != k || k == 0 || n == 0) return false;
   rows = a.numel() / k;
   Shape expected(a.shape.begin(), a.shape.end() - 1);
   expected.push_back(n);
@@ -303,7 +323,7 @@ bool matmul_shapes_fit(const KernelContext& ctx, int64_t& rows, int64_t& k, int6
 bool prepare_matmul(const KernelContext& ctx, int64_t rows, int64_t k, int64_t n, MatmulState& s) {
   const auto f32 = memory::data_type::f32;
   const memory::desc a_md({rows, k}, f32, Tag::ab);
-  const memory::desc b_md({k, n}, f32, Tag::ab);
+  const memory::desc b_md({k, n}, f32, transposed_b(ctx) ? Tag::ba : Tag::ab);
   const memory::desc b_any({k, n}, f32, Tag::any);
   const memory::desc bias_md({1, n}, f32, Tag::ab);
   const memory::desc dst_md({rows, n}, f32, Tag::ab);
