@@ -27,6 +27,7 @@
 #include "passes/conv_bias_epilogue.hpp"
 #include "passes/conv_fusion.hpp"
 #include "passes/conv_padding.hpp"
+#include "passes/cpu_activation_fusion.hpp"
 #include "passes/matmul_fusion.hpp"
 #include "passes/dead_code_elimination.hpp"
 #include "passes/fusion_grouping.hpp"
@@ -212,6 +213,17 @@ void lower_for_cpu(ir::Graph& graph, const ResolvedConfig& resolved, BuildExplan
   explanation.passes.insert(explanation.passes.end(), manager.records().begin(), manager.records().end());
 }
 
+// After the common passes (conv_fusion took Relu and residual Adds): the activations that follow
+// a Conv go into it, applied to its output while that is in cache (MobileNetV2's ReLU6,
+// EfficientNet's SiLU), in either layout.
+void fuse_for_cpu(ir::Graph& graph, const ResolvedConfig& resolved, BuildExplanation& explanation) {
+  if (resolved.precision != DType::kFloat32) return;
+  passes::PassManager manager;
+  manager.add("cpu_activation_fusion", [](ir::Graph& g) { return size_t(passes::fuse_cpu_conv_activations(g)); });
+  manager.run(graph);
+  explanation.passes.insert(explanation.passes.end(), manager.records().begin(), manager.records().end());
+}
+
 // The CUDA backend runs a plugin layer with the plugin's execute_cuda: refuse, before any CUDA
 // lowering, a plugin that has none, naming it and the backend.
 void refuse_cpu_only_plugins_for_cuda(const ir::Graph& graph, const std::string& source) {
@@ -308,7 +320,10 @@ format::EngineModel build_model_with_layout(ir::Graph graph, const BuilderConfig
   optimize_graph(graph, &explanation.passes, &explanation.epilogues);
   if (resolved.target.backend == "cuda") refuse_cpu_only_plugins_for_cuda(graph, source);
   if (resolved.target.backend == "cuda") lower_for_cuda(graph, config, resolved, explanation, layout);
-  if (resolved.target.backend == backends::host_backend().name()) lower_for_cpu(graph, resolved, explanation, layout);
+  if (resolved.target.backend == backends::host_backend().name()) {
+    lower_for_cpu(graph, resolved, explanation, layout);
+    fuse_for_cpu(graph, resolved, explanation);
+  }
   check_static_tensors_fit(graph, memory_limit);
   options.target = resolved.target;
   options.precision = resolved.precision;

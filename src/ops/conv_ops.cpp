@@ -1,5 +1,8 @@
 // Conv (opset 11+ form): X [N, C, D1..Dn], W [M, C/group, k1..kn], optional B [M]; kiln's fusion
-// adds an optional residual input 3 and attribute kiln_activation ("Relu"). With kiln_layout =
+// adds an optional residual input 3 and attribute kiln_activation, applied after the residual:
+// "Relu" (every target), or for the CPU target (passes/cpu_activation_fusion.hpp) "Clip" (bounds
+// kiln_clip_min / kiln_clip_max, absent: unbounded), "Sigmoid", "Tanh", "HardSwish" and "Silu"
+// (x * sigmoid(x)), each as the scalar table computes the op. With kiln_layout =
 // "NHWC" (2-D only, see nn_layout.hpp) X, Y and the residual are [N, H, W, C] and W is
 // [M, kH, kW, C/group].
 #include <string>
@@ -66,8 +69,10 @@ void infer_conv(InferContext& ctx) {
   out.insert(out.end(), geometry.output.begin(), geometry.output.end());
   // Fused by the builder (kiln extension): input 3 is a residual added before the activation.
   const std::string activation = ctx.attrs().get_string_or("kiln_activation", "");
-  if (!activation.empty() && activation != "Relu") {
-    ctx.fail("attribute 'kiln_activation' must be \"Relu\", got \"", activation, "\"");
+  if (!activation.empty() && activation != "Relu" && activation != "Clip" && activation != "Sigmoid" &&
+      activation != "Tanh" && activation != "HardSwish" && activation != "Silu") {
+    ctx.fail("attribute 'kiln_activation' must be \"Relu\", \"Clip\", \"Sigmoid\", \"Tanh\", \"HardSwish\" or "
+             "\"Silu\", got \"", activation, "\"");
   }
   ctx.output(0).dtype = ctx.input(0).dtype;
   ctx.output(0).shape = nhwc ? nn::nchw_to_nhwc(out) : std::move(out);

@@ -74,6 +74,7 @@ float scalar_reference(Unary f, float x) {
     case Unary::kErf: return kiln_erf<float>(x);
     case Unary::kGelu: return kiln_gelu<float>(x);
     case Unary::kGeluTanh: return kiln_gelu_tanh<float>(x);
+    case Unary::kSilu: return kiln_mul<float>(x, kiln_sigmoid<float>(x));
   }
   return 0.0f;
 }
@@ -98,6 +99,7 @@ const char* name_of(Unary f) {
     case Unary::kErf: return "erf";
     case Unary::kGelu: return "gelu";
     case Unary::kGeluTanh: return "gelu_tanh";
+    case Unary::kSilu: return "silu";
   }
   return "?";
 }
@@ -147,6 +149,7 @@ Tolerance tolerance_of(Unary f) {
     case Unary::kErf: return {3, 0, 1e-37f};
     case Unary::kGelu: return {0, 4, 1e-37f};
     case Unary::kGeluTanh: return {0, 4, 1e-37f};
+    case Unary::kSilu: return {3, 0, 1e-35f};  // below that, sigmoid(x) is a denormal of few bits
   }
   return {0};
 }
@@ -154,7 +157,8 @@ Tolerance tolerance_of(Unary f) {
 TEST(CpuSimd, UnaryFunctionsMatchTheScalarTableAtEveryLevel) {
   const std::vector<const char*> levels = vector_levels();
   if (levels.empty()) GTEST_SKIP() << "this CPU has no vector level (AVX2+FMA or AVX-512)";
-  for (Unary f : {Unary::kExp, Unary::kSigmoid, Unary::kTanh, Unary::kErf, Unary::kGelu, Unary::kGeluTanh}) {
+  for (Unary f : {Unary::kExp, Unary::kSigmoid, Unary::kTanh, Unary::kErf, Unary::kGelu, Unary::kGeluTanh,
+                  Unary::kSilu}) {
     const float limit = f == Unary::kExp ? 110.0f : 30.0f;
     const std::vector<float> xs = sample(limit, 509);
     const Tolerance tolerance = tolerance_of(f);
@@ -205,7 +209,8 @@ TEST(CpuSimd, NanInfinityAndZeroAreTheScalarTables) {
   const std::vector<float> xs{nan, -nan, inf, -inf, 0.0f, -0.0f};
   for (const char* level : vector_levels()) {
     const ScopedSimdLevel scope(level);
-    for (Unary f : {Unary::kExp, Unary::kSigmoid, Unary::kTanh, Unary::kErf, Unary::kGelu, Unary::kGeluTanh}) {
+    for (Unary f : {Unary::kExp, Unary::kSigmoid, Unary::kTanh, Unary::kErf, Unary::kGelu, Unary::kGeluTanh,
+                  Unary::kSilu}) {
       const std::vector<float> ys = run(f, xs);
       for (size_t i = 0; i < xs.size(); ++i) {
         const float want = scalar_reference(f, xs[i]);
@@ -253,6 +258,31 @@ TEST(CpuSimd, EveryTailLengthAndInPlaceCalls) {
       }
       EXPECT_EQ(e[static_cast<size_t>(n)], -5.0f);
       EXPECT_NEAR(total, want_total, 1e-12 * want_total);
+    }
+  }
+}
+
+// Clip (and Relu, Clip to [0, inf)) exactly as the scalar table, NaN and signed zeros included.
+TEST(CpuSimd, ClipIsTheScalarTables) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> xs{nan, -nan, inf, -inf, 0.0f, -0.0f, 6.0f, 6.5f, -1e-40f, 1e-40f, 3.0f, -3.0f};
+  for (int i = 0; i < 40; ++i) xs.push_back(0.37f * static_cast<float>(i) - 7.0f);
+  const std::vector<std::pair<float, float>> bounds{{0.0f, 6.0f}, {0.0f, inf}, {-1.0f, 1.0f}, {-inf, 2.0f}};
+  for (const char* level : vector_levels()) {
+    const ScopedSimdLevel scope(level);
+    for (const auto& [low, high] : bounds) {
+      std::vector<float> ys(xs.size());
+      simd::clip(xs.data(), low, high, ys.data(), static_cast<int64_t>(xs.size()));
+      for (size_t i = 0; i < xs.size(); ++i) {
+        const float want = kiln_clip<float>(xs[i], low, high);
+        if (std::isnan(want)) {
+          EXPECT_TRUE(std::isnan(ys[i])) << xs[i];
+          continue;
+        }
+        EXPECT_EQ(ys[i], want) << "clip(" << xs[i] << ", " << low << ", " << high << ") at " << level;
+        EXPECT_EQ(std::signbit(ys[i]), std::signbit(want)) << "clip(" << xs[i] << ", " << low << ") at " << level;
+      }
     }
   }
 }

@@ -217,6 +217,37 @@ TEST_F(OnednnConv, NanAndInfPropagateAsInTheReference) {
   }
 }
 
+// The CPU target's other fused activations (passes/cpu_activation_fusion.hpp), applied after the
+// primitive by kiln's vector loops: against the reference's scalar formulas, NaN and Inf included.
+TEST_F(OnednnConv, FusedActivationsMatchTheReference) {
+  std::mt19937 rng(12);
+  const std::vector<std::pair<std::string, std::vector<std::pair<std::string, float>>>> activations{
+      {"Clip", {{"kiln_clip_min", 0.0f}, {"kiln_clip_max", 6.0f}}},
+      {"Clip", {{"kiln_clip_max", 0.5f}}},
+      {"Sigmoid", {}},
+      {"Tanh", {}},
+      {"HardSwish", {}},
+      {"Silu", {}}};
+  for (const ConvCase& c : cases()) {
+    if (c.name != "3x3_s2_residual_relu" && c.name != "pointwise" && c.name != "depthwise" &&
+        c.name != "nhwc_depthwise" && c.name != "conv1d") {
+      continue;
+    }
+    for (const auto& [activation, bounds] : activations) {
+      ConvCase fused = c;
+      fused.relu = false;
+      ConvCall call(fused, rng);
+      for (float& v : call.x) v *= 4.0f;  // past Clip's bounds and into Sigmoid's tails
+      call.attrs.set("kiln_activation", Attribute::of_string(activation));
+      for (const auto& [name, value] : bounds) call.attrs.set(name, Attribute::of_float(value));
+      call.x[1] = std::numeric_limits<float>::quiet_NaN();
+      call.x[call.x.size() / 3] = std::numeric_limits<float>::infinity();
+      std::unique_ptr<KernelState> state;
+      expect_same(call.run_onednn(state), call.run_reference(), c.name + " + " + activation);
+    }
+  }
+}
+
 TEST_F(OnednnConv, WeightsThatAreNotEngineWeightsAreReadOnEveryCall) {
   std::mt19937 rng(3);
   ConvCase c{.name = "changing_weights", .x = {1, 16, 8, 8}, .out_channels = 16};

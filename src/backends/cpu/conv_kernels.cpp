@@ -7,13 +7,13 @@
 #include <vector>
 
 #include "backends/cpu/conv_geometry.hpp"
+#include "backends/cpu/fused_activation.hpp"
 #include "backends/cpu/nn_blas.hpp"
 #include "backends/cpu/nn_kernel_common.hpp"
 #include "backends/cpu/nn_layout.hpp"
 #include "backends/cpu/nn_window3d.hpp"
 #include "backends/cpu/onednn_conv.hpp"
 #include "ops/nn_layout.hpp"
-#include "ops/scalar_math.h"
 
 namespace kiln::cpu {
 
@@ -215,7 +215,8 @@ void conv_compute(KernelContext& ctx) {
   }
 }
 
-// The builder's fusion: y = activation(conv(x) + residual), residual being input 3.
+// The builder's fusion: y = activation(conv(x) + residual), residual being input 3, the activation
+// any of fused_activation.hpp's.
 void apply_fused_epilogue(KernelContext& ctx) {
   float* y = ctx.outputs[0].as<float>();
   const int64_t n = ctx.outputs[0].numel();
@@ -228,13 +229,7 @@ void apply_fused_epilogue(KernelContext& ctx) {
     const float* residual = ctx.inputs[3].as<const float>();
     for (int64_t i = 0; i < n; ++i) y[i] += residual[i];
   }
-  const std::string activation = ctx.attrs.get_string_or("kiln_activation", "");
-  if (activation == "Relu") {
-    // The scalar table's Relu, so NaN stays NaN as in a standalone Relu (and PyTorch, ONNX Runtime).
-    for (int64_t i = 0; i < n; ++i) y[i] = kiln_relu<float>(y[i]);
-  } else if (!activation.empty()) {
-    ctx.fail(ErrorCode::kUnsupported, "fused activation '", activation, "'");
-  }
+  apply_fused_activation_reference(fused_activation_of(ctx), y, n);
 }
 
 void conv_nchw(KernelContext& ctx) {

@@ -23,6 +23,8 @@ ThreadPool::~ThreadPool() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
+    ++generation_;  // ends the workers' polls
+    published_generation_.store(generation_, std::memory_order_release);
   }
   wake_.notify_all();
   for (std::thread& worker : workers_) worker.join();
@@ -48,20 +50,47 @@ void ThreadPool::drain() {
   }
 }
 
+namespace {
+
+inline void relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Polls `ready` for up to `limit`; true when it became true.
+template <typename Ready>
+bool poll_for(std::chrono::microseconds limit, Ready&& ready) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!ready()) {
+    for (int i = 0; i < 64; ++i) {
+      relax();
+      if (ready()) return true;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 void ThreadPool::work() {
   size_t seen = 0;
   while (true) {
+    poll_for(kSpin, [&] { return published_generation_.load(std::memory_order_acquire) != seen; });
     {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
       if (stopping_) return;
       seen = generation_;
       ++running_;
+      published_running_.store(running_, std::memory_order_release);
     }
     drain();
     {
       std::lock_guard lock(mutex_);
       --running_;
+      published_running_.store(running_, std::memory_order_release);
     }
     done_.notify_all();
   }
@@ -80,10 +109,13 @@ void ThreadPool::parallel_for(size_t count, const std::function<void(size_t)>& t
     next_ = 0;
     error_ = nullptr;
     ++generation_;
+    published_generation_.store(generation_, std::memory_order_release);
   }
   wake_.notify_all();
   drain();
   std::exception_ptr error;
+  // Every index has been taken; the workers that took one finish soon.
+  poll_for(kSpin, [&] { return published_running_.load(std::memory_order_acquire) == 0; });
   {
     std::unique_lock lock(mutex_);
     // Every index has been taken; wait until the workers that took one have finished it.

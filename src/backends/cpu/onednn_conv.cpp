@@ -45,7 +45,17 @@ const LoadedLibrary& library() {
   static std::once_flag once;
   std::call_once(once, [] {
     const std::string path = backends::runtime_directory() + kLibraryFile;
+    // libdnnl's OpenMP runtime (libgomp) reads its waiting policy from the environment when it
+    // loads, with this dlopen. Its default spins a thread for milliseconds after each parallel
+    // region, which on cores shared with other busy processes made a 2-thread ResNet-18 call ~30x
+    // slower; OMP_WAIT_POLICY=passive sleeps at once, which made a 2-thread MobileNetV2 call slower
+    // than a 1-thread one (every layer waits for a thread to wake). Unless the user chose
+    // (OMP_WAIT_POLICY or GOMP_SPINCOUNT set), threads poll about 0.1-0.3 ms, the gap between
+    // layers, then sleep; the variable is removed again so the process environment is unchanged.
+    const bool choose_spin = std::getenv("OMP_WAIT_POLICY") == nullptr && std::getenv("GOMP_SPINCOUNT") == nullptr;
+    if (choose_spin) setenv("GOMP_SPINCOUNT", "10000", 0);
     void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (choose_spin) unsetenv("GOMP_SPINCOUNT");
     if (handle == nullptr) {
       const char* why = dlerror();
       loaded.why_not = why ? why : "cannot load " + path;

@@ -193,8 +193,13 @@ void unary(Unary f, const float* x, float* y, int64_t n) {
       case Unary::kErf: y[i] = kiln_erf<float>(x[i]); break;
       case Unary::kGelu: y[i] = kiln_gelu<float>(x[i]); break;
       case Unary::kGeluTanh: y[i] = kiln_gelu_tanh<float>(x[i]); break;
+      case Unary::kSilu: y[i] = kiln_mul<float>(x[i], kiln_sigmoid<float>(x[i])); break;
     }
   }
+}
+
+void clip(const float* x, float low, float high, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = kiln_clip<float>(x[i], low, high);
 }
 
 float max(const float* x, int64_t n) {
@@ -304,6 +309,7 @@ Level level() {
 
 void unary(Unary f, const float* x, float* y, int64_t n) { KILN_SIMD_DISPATCH(unary(f, x, y, n)); }
 float max(const float* x, int64_t n) { KILN_SIMD_DISPATCH(max(x, n)); }
+void clip(const float* x, float low, float high, float* y, int64_t n) { KILN_SIMD_DISPATCH(clip(x, low, high, y, n)); }
 double exp_shifted_sum(const float* x, float shift, float* y, int64_t n) {
   KILN_SIMD_DISPATCH(exp_shifted_sum(x, shift, y, n));
 }

@@ -4,7 +4,7 @@
 // formulas (ops/scalar_math.h) as the scalar level. kiln itself is compiled for baseline x86-64,
 // where the compiler vectorises plain loops with SSE2 at best and calls libm once per element.
 //
-// Accuracy: exp, sigmoid, tanh, erf and gelu are within a few ulp of the scalar table (exp is
+// Accuracy: exp, sigmoid, silu (x sigmoid(x)), tanh, erf and gelu are within a few ulp of the scalar table (exp is
 // Cephes' polynomial, erf and tanh minimax fits; tests/unit/cpu_simd_test.cpp measures the ulp
 // distance over every float of the ranges that matter); NaN, infinities, signed zeros and
 // denormal results follow the scalar formulas. Gelu of negative x is computed from erfc, so it is
@@ -25,10 +25,14 @@ enum class Level { kScalar, kAvx2, kAvx512 };
 Level level();
 const char* level_name(Level level);
 
-enum class Unary { kExp, kSigmoid, kTanh, kErf, kGelu, kGeluTanh };
+enum class Unary { kExp, kSigmoid, kTanh, kErf, kGelu, kGeluTanh, kSilu };
 
 // y[i] = f(x[i]) for i < n; x == y is allowed.
 void unary(Unary f, const float* x, float* y, int64_t n);
+
+// y[i] = min(max(x[i], low), high), NaN when x[i] is (low and high are not NaN); -0 stays -0
+// where low is 0, as the scalar table's Clip (and Relu, which is low = 0, high = infinity).
+void clip(const float* x, float low, float high, float* y, int64_t n);
 
 // The largest element of x[0, n) (n > 0), NaN when any is NaN.
 float max(const float* x, int64_t n);

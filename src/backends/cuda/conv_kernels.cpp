@@ -150,6 +150,12 @@ std::optional<DepthwiseConvPlan> plan_own_depthwise(const LaunchContext& ctx, bo
 }
 
 std::unique_ptr<LayerState> prepare_conv(LaunchContext& ctx, size_t* workspace_bytes) {
+  // The CPU target fuses other activations too (passes/cpu_activation_fusion.hpp); cuDNN's fused
+  // call applies ReLU alone.
+  if (const std::string activation = ctx.attrs.get_string_or("kiln_activation", "");
+      !activation.empty() && activation != "Relu") {
+    ctx.fail(ErrorCode::kUnsupported, "fused activation '", activation, "' (the cuda backend fuses Relu only)");
+  }
   const bool nhwc = ops::nn::is_nhwc_layout(ctx.attrs);
   if (nhwc && (ctx.inputs[0].shape.size() != 4 || ctx.inputs[1].shape.size() != 4 ||
                ctx.outputs[0].shape.size() != 4)) {

@@ -11,11 +11,11 @@
 #include <unordered_map>
 
 #include "backends/cpu/conv_geometry.hpp"
+#include "backends/cpu/fused_activation.hpp"
 #include "backends/cpu/intra_op_threads.hpp"
 #include "backends/cpu/nn_kernel_common.hpp"
 #include "backends/cpu/onednn/onednn_library.hpp"
 #include "ops/nn_layout.hpp"
-#include "ops/scalar_math.h"
 
 namespace kiln::cpu::onednn {
 
@@ -99,7 +99,7 @@ struct ConvState final : KernelState {
   bool declined = false;  // oneDNN has no implementation for this case: the reference runs
   dnnl::stream stream;
   dnnl::convolution_forward primitive;
-  bool relu = false;
+  FusedActivation activation;
   memory user_src, user_weights, user_bias, user_dst, user_residual;
   memory src, weights, dst;
   bool reorder_src = false, reorder_weights = false, reorder_dst = false;
@@ -162,9 +162,10 @@ bool prepare(const KernelContext& ctx, const nn::ConvGeometry& g, bool nhwc, Con
       : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
                                         dnnl::algorithm::convolution_direct, src_any, weights_any,
                                         dst_any, strides, dilations, pad_l, pad_r);
-  // The residual is a sum post-op (dst holds it before the primitive runs). Relu is not a post-op:
-  // oneDNN's relu (max with 0) turns NaN into 0, while kiln's (and ONNX Runtime's, PyTorch's)
-  // keeps NaN, so it runs as a separate pass after the primitive.
+  // The residual is a sum post-op (dst holds it before the primitive runs). The activation is not a
+  // post-op: oneDNN's relu and clip (max/min with the bound) turn NaN into the bound, while kiln's
+  // (and ONNX Runtime's, PyTorch's) keep NaN, so it runs as kiln's vector pass after the primitive,
+  // on the output still in cache.
   dnnl::post_ops post_ops;
   if (ctx.has_input(3)) post_ops.append_sum(1.0f);
   dnnl::primitive_attr attr;
@@ -178,7 +179,7 @@ bool prepare(const KernelContext& ctx, const nn::ConvGeometry& g, bool nhwc, Con
   dnnl::engine& engine = cpu_engine();
   s.stream = dnnl::stream(engine);
   s.primitive = dnnl::convolution_forward(pd);
-  s.relu = ctx.attrs.get_string_or("kiln_activation", "") == "Relu";
+  s.activation = fused_activation_of(ctx);
   s.user_src = memory(user_src, engine, DNNL_MEMORY_NONE);
   s.user_dst = memory(user_dst, engine, DNNL_MEMORY_NONE);
   s.user_weights = memory(user_weights, engine, DNNL_MEMORY_NONE);
@@ -249,10 +250,7 @@ void run_prepared(KernelContext& ctx, ConvState& s) {
   s.primitive.execute(s.stream, args);
   if (s.reorder_dst) s.dst_reorder.execute(s.stream, s.dst, s.user_dst);
   s.stream.wait();
-  if (s.relu) {
-    const int64_t n = ctx.outputs[0].numel();
-    for (int64_t i = 0; i < n; ++i) y[i] = kiln_relu<float>(y[i]);
-  }
+  apply_fused_activation(s.activation, y, ctx.outputs[0].numel());
 }
 
 // ---- MatMul -------------------------------------------------------------------------------------
@@ -367,10 +365,7 @@ void run_matmul(KernelContext& ctx, MatmulState& s) {
   }
   s.primitive.execute(s.stream, args);
   s.stream.wait();
-  if (s.relu) {
-    const int64_t total = ctx.outputs[0].numel();
-    for (int64_t i = 0; i < total; ++i) y[i] = kiln_relu<float>(y[i]);
-  }
+  if (s.relu) apply_fused_activation(FusedActivation{FusedActivation::Kind::kRelu}, y, ctx.outputs[0].numel());
 }
 
 }  // namespace
@@ -437,10 +432,7 @@ bool try_run_conv_on_library(KernelContext& ctx) {
       ctx.fail(ErrorCode::kInvalidArgument, "residual ", shape_to_string(ctx.inputs[3].shape),
                " must have the output's shape ", shape_to_string(ctx.outputs[0].shape));
     }
-    const std::string activation = ctx.attrs.get_string_or("kiln_activation", "");
-    if (!activation.empty() && activation != "Relu") {
-      ctx.fail(ErrorCode::kUnsupported, "fused activation '", activation, "'");
-    }
+    fused_activation_of(ctx);  // fails for an activation the CPU does not apply
     auto fresh = std::make_unique<ConvState>();
     fresh->key = key_of(ctx);
     fresh->declined = !prepare(ctx, geometry, nhwc, *fresh);
