@@ -172,8 +172,28 @@ std::vector<ConvCase> cases() {
   v.push_back({.name = "nhwc_residual_relu", .x = {1, 16, 8, 8}, .out_channels = 16, .residual = true,
                .relu = true, .nhwc = true});
   v.push_back({.name = "nhwc_depthwise", .x = {1, 16, 8, 8}, .out_channels = 16, .group = 16, .nhwc = true});
+  // Winograd's cases (3x3, stride 1, 64+ channels, 196+ output pixels), with the direct convolution
+  // for calls whose tensors are not all finite.
+  v.push_back({.name = "winograd", .x = {1, 64, 16, 16}, .out_channels = 64});
+  v.push_back({.name = "winograd_nhwc_residual_relu", .x = {2, 64, 10, 12}, .out_channels = 96, .residual = true,
+               .relu = true, .nhwc = true});
   return v;
 }
+
+// Sets an environment variable for the scope; the previous value comes back after.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) previous_ = old, had_ = true;
+    ::setenv(name, value, 1);
+  }
+  ~ScopedEnv() { had_ ? ::setenv(name_, previous_.c_str(), 1) : ::unsetenv(name_); }
+
+ private:
+  const char* name_;
+  std::string previous_;
+  bool had_ = false;
+};
 
 class OnednnConv : public ::testing::Test {
  protected:
@@ -245,6 +265,40 @@ TEST_F(OnednnConv, FusedActivationsMatchTheReference) {
       std::unique_ptr<KernelState> state;
       expect_same(call.run_onednn(state), call.run_reference(), c.name + " + " + activation);
     }
+  }
+}
+
+// Winograd runs where it applies (its rounding differs from the direct kernel's somewhere), a call
+// with a NaN or an infinity in X or the residual runs the direct convolution (Winograd's transforms
+// would spread them over whole output tiles), and the next finite call is Winograd's again.
+TEST_F(OnednnConv, WinogradWhereItAppliesDirectForNonFiniteInputs) {
+  std::mt19937 rng(17);
+  for (const std::string name : {"winograd", "winograd_nhwc_residual_relu"}) {
+    ConvCase c;
+    for (const ConvCase& candidate : cases())
+      if (candidate.name == name) c = candidate;
+    ConvCall call(c, rng);
+    std::vector<float> direct;
+    {
+      const ScopedEnv off("KILN_CPU_WINOGRAD", "off");
+      std::unique_ptr<KernelState> state;
+      direct = call.run_onednn(state);
+    }
+    std::unique_ptr<KernelState> state;
+    const std::vector<float> winograd = call.run_onednn(state);
+    expect_same(winograd, call.run_reference(), name);
+    EXPECT_NE(winograd, direct) << name << ": every element as the direct kernel's, so Winograd did not run";
+
+    ConvCall poisoned = call;
+    poisoned.x[5] = std::numeric_limits<float>::quiet_NaN();
+    poisoned.x[poisoned.x.size() - 7] = -std::numeric_limits<float>::infinity();
+    expect_same(poisoned.run_onednn(state), poisoned.run_reference(), name + " with NaN/Inf in X");
+    if (!call.residual.empty()) {
+      ConvCall residual = call;
+      residual.residual[3] = std::numeric_limits<float>::infinity();
+      expect_same(residual.run_onednn(state), residual.run_reference(), name + " with Inf in the residual");
+    }
+    EXPECT_EQ(call.run_onednn(state), winograd) << name << ": finite again, Winograd again";
   }
 }
 

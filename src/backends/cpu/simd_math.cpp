@@ -1,6 +1,7 @@
 #include "backends/cpu/simd_math.hpp"
 
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <limits>
 #include <string_view>
@@ -202,6 +203,13 @@ void clip(const float* x, float low, float high, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = kiln_clip<float>(x[i], low, high);
 }
 
+bool all_finite(const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(x[i])) return false;
+  }
+  return true;
+}
+
 float max(const float* x, int64_t n) {
   float result = x[0];
   for (int64_t i = 0; i < n; ++i) {
@@ -309,6 +317,7 @@ Level level() {
 
 void unary(Unary f, const float* x, float* y, int64_t n) { KILN_SIMD_DISPATCH(unary(f, x, y, n)); }
 float max(const float* x, int64_t n) { KILN_SIMD_DISPATCH(max(x, n)); }
+bool all_finite(const float* x, int64_t n) { KILN_SIMD_DISPATCH(all_finite(x, n)); }
 void clip(const float* x, float low, float high, float* y, int64_t n) { KILN_SIMD_DISPATCH(clip(x, low, high, y, n)); }
 double exp_shifted_sum(const float* x, float shift, float* y, int64_t n) {
   KILN_SIMD_DISPATCH(exp_shifted_sum(x, shift, y, n));
