@@ -2,7 +2,9 @@
 MobileNetV2, EfficientNet-B0 (torchvision, 224x224) and BERT-base (transformers, 128 tokens) with
 random weights, at each batch size and thread count, p50 latency of one call. Each (runner, model,
 batch, threads) runs in its own process; kiln's threads are its context's (kiln.Engine(threads=)),
-ONNX Runtime's its intra_op_num_threads (inter_op 1).
+ONNX Runtime's its intra_op_num_threads (inter_op 1). With --rounds N the two runners' processes
+alternate N times per configuration and each reports the median of its N medians, so that a
+machine shared with other work loads both alike.
 
 Two steps, as torchvision and transformers need not be importable beside kiln's own torch:
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -101,6 +104,7 @@ def main() -> None:
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=1, help="alternate the runners' processes this many times")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -119,14 +123,21 @@ def main() -> None:
         for batch in args.batches:
             for threads in args.threads:
                 row = {"model": name, "batch": batch, "threads": threads}
-                for runner in ("kiln", "onnxruntime"):
-                    out = subprocess.run([sys.executable, __file__, "--iterations", str(args.iterations), "--child",
-                                          runner, str(path), name, str(batch), str(threads)],
-                                         capture_output=True, text=True)
-                    if out.returncode != 0:
-                        row[f"{runner}_error"] = out.stderr.strip().splitlines()[-1:]
-                        continue
-                    row[f"{runner}_ms"] = round(float(out.stdout.strip().splitlines()[-1]), 2)
+                medians: dict[str, list[float]] = {"kiln": [], "onnxruntime": []}
+                for _ in range(max(args.rounds, 1)):
+                    for runner in medians:
+                        if f"{runner}_error" in row:
+                            continue
+                        out = subprocess.run([sys.executable, __file__, "--iterations", str(args.iterations),
+                                              "--child", runner, str(path), name, str(batch), str(threads)],
+                                             capture_output=True, text=True)
+                        if out.returncode != 0:
+                            row[f"{runner}_error"] = out.stderr.strip().splitlines()[-1:]
+                            continue
+                        medians[runner].append(float(out.stdout.strip().splitlines()[-1]))
+                for runner, values in medians.items():
+                    if values:
+                        row[f"{runner}_ms"] = round(statistics.median(values), 2)
                 if "kiln_ms" in row and "onnxruntime_ms" in row:
                     row["kiln_speedup_vs_onnxruntime"] = round(row["onnxruntime_ms"] / row["kiln_ms"], 3)
                 rows.append(row)

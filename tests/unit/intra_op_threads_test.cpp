@@ -52,6 +52,41 @@ TEST(IntraOpThreads, PoolRethrowsATaskErrorAndStaysUsable) {
   EXPECT_EQ(done.load(), 5);
 }
 
+// A context times its calls on all its threads and on one, keeps the faster, and tries the other
+// way every kExplore-th call; the first call each way (primitives being built) is not counted.
+TEST(IntraOpThreads, ThreadCountChoiceKeepsTheFasterWayAndTriesTheOther) {
+  ThreadCountChoice choice;
+  // All threads first (one uncounted call, one counted), then one thread likewise.
+  EXPECT_TRUE(choice.next_uses_all_threads());
+  choice.record(true, 500.0);  // building: ignored
+  EXPECT_TRUE(choice.next_uses_all_threads());
+  choice.record(true, 10.0);
+  EXPECT_FALSE(choice.next_uses_all_threads());
+  choice.record(false, 900.0);  // building: ignored
+  EXPECT_FALSE(choice.next_uses_all_threads());
+  choice.record(false, 6.0);
+  // One thread was faster: it runs, except every kExplore-th call.
+  int all = 0;
+  for (uint64_t call = 1; call <= 4 * ThreadCountChoice::kExplore; ++call) {
+    const bool uses_all = choice.next_uses_all_threads();
+    all += uses_all;
+    choice.record(uses_all, uses_all ? 10.0 : 6.0);
+  }
+  EXPECT_EQ(all, 4);
+  // The machine frees up: all threads get faster, and after a few explorations win.
+  for (int call = 0; call < 40 * static_cast<int>(ThreadCountChoice::kExplore); ++call) {
+    const bool uses_all = choice.next_uses_all_threads();
+    choice.record(uses_all, uses_all ? 3.0 : 6.0);
+  }
+  int one = 0;
+  for (uint64_t call = 1; call <= 2 * ThreadCountChoice::kExplore; ++call) {
+    const bool uses_all = choice.next_uses_all_threads();
+    one += !uses_all;
+    choice.record(uses_all, uses_all ? 3.0 : 6.0);
+  }
+  EXPECT_EQ(one, 2);
+}
+
 TEST(IntraOpThreads, ScopeSetsAndRestoresTheCurrentPool) {
   EXPECT_EQ(current_thread_pool(), nullptr);
   EXPECT_EQ(current_intra_op_threads(), 1);

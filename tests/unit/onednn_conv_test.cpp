@@ -302,6 +302,26 @@ TEST_F(OnednnConv, WinogradWhereItAppliesDirectForNonFiniteInputs) {
   }
 }
 
+// A context runs some calls on its threads and some on one (ThreadCountChoice): the layer keeps a
+// primitive per thread count, sharing the packed weights, and each gives the reference's result.
+TEST_F(OnednnConv, AlternatesBetweenOneThreadAndThePool) {
+  std::mt19937 rng(19);
+  for (const std::string name : {"3x3_s2_residual_relu", "winograd", "nhwc_depthwise"}) {
+    ConvCase c;
+    for (const ConvCase& candidate : cases())
+      if (candidate.name == name) c = candidate;
+    ConvCall call(c, rng);
+    const std::vector<float> want = call.run_reference();
+    std::unique_ptr<KernelState> state;
+    ThreadPool pool(2);
+    for (int round = 0; round < 3; ++round) {
+      expect_same(call.run_onednn(state), want, name + " on one thread");
+      const IntraOpScope scope(&pool);
+      expect_same(call.run_onednn(state), want, name + " on two threads");
+    }
+  }
+}
+
 TEST_F(OnednnConv, WeightsThatAreNotEngineWeightsAreReadOnEveryCall) {
   std::mt19937 rng(3);
   ConvCase c{.name = "changing_weights", .x = {1, 16, 8, 8}, .out_channels = 16};

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 
 #include "backends/cpu/cpu_kernel.hpp"
 #include "backends/cpu/cpu_node_runner.hpp"
@@ -269,7 +270,7 @@ class CpuContext final : public backends::BackendContext {
   explicit CpuContext(const EnginePlan& engine) : engine_(engine) {}
 
   std::vector<Tensor> execute(CallState& state, std::span<const NamedTensor> inputs) override {
-    const IntraOpScope scope(pool());
+    const TimedCall timed(*this);
     Call s{&engine_, state, arenas_};
     s.bind_inputs(inputs);
     s.update_plan(/*place_shape_values=*/false);
@@ -285,7 +286,7 @@ class CpuContext final : public backends::BackendContext {
     if (stream != nullptr) {
       fail(ErrorCode::kInvalidArgument, "a stream was given, but this engine runs on the cpu backend (pass null)");
     }
-    const IntraOpScope scope(pool());
+    const TimedCall timed(*this);
     Call s{&engine_, state, arenas_};
     bind_bound_call(s, inputs, outputs);
     run_on_cpu(s, OutputBinder{});
@@ -325,6 +326,32 @@ class CpuContext final : public backends::BackendContext {
   }
 
  private:
+  // One execute call: on the context's threads or on the calling thread alone, as the choice says
+  // (ThreadCountChoice), timed for it. A call that throws is not counted.
+  class TimedCall {
+   public:
+    explicit TimedCall(CpuContext& context)
+        : context_(context),
+          pool_(context.pool()),
+          all_threads_(pool_ == nullptr || context.choice_.next_uses_all_threads()),
+          scope_(all_threads_ ? pool_ : nullptr),
+          start_(std::chrono::steady_clock::now()) {}
+    ~TimedCall() {
+      if (pool_ == nullptr || std::uncaught_exceptions() > 0) return;
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_).count();
+      context_.choice_.record(all_threads_, ms);
+    }
+    TimedCall(const TimedCall&) = delete;
+    TimedCall& operator=(const TimedCall&) = delete;
+
+   private:
+    CpuContext& context_;
+    ThreadPool* pool_;
+    bool all_threads_;
+    IntraOpScope scope_;
+    std::chrono::steady_clock::time_point start_;
+  };
+
   // The pool of this call's size (threads(): the default follows the live contexts), or null for
   // one thread. Resized between calls only.
   ThreadPool* pool() {
@@ -333,6 +360,7 @@ class CpuContext final : public backends::BackendContext {
     if (!pool_ || pool_->size() != wanted) {
       pool_.reset();
       pool_ = std::make_unique<ThreadPool>(wanted);
+      choice_ = ThreadCountChoice{};  // timed afresh for the new size
     }
     return pool_.get();
   }
@@ -342,6 +370,7 @@ class CpuContext final : public backends::BackendContext {
   const LiveCpuContext live_;
   int requested_threads_ = 0;  // 0: default_intra_op_threads()
   std::unique_ptr<ThreadPool> pool_;
+  ThreadCountChoice choice_;
 };
 
 class CpuBackend final : public backends::Backend {

@@ -128,6 +128,20 @@ void ThreadPool::parallel_for(size_t count, const std::function<void(size_t)>& t
   if (error) std::rethrow_exception(error);
 }
 
+bool ThreadCountChoice::next_uses_all_threads() {
+  if (samples_[1] < 2) return true;  // the first counted sample each way first
+  if (samples_[0] < 2) return false;
+  const bool all_is_faster = average_[1] <= average_[0];
+  return ++calls_ % kExplore == 0 ? !all_is_faster : all_is_faster;
+}
+
+void ThreadCountChoice::record(bool all_threads, double milliseconds) {
+  const size_t way = all_threads ? 1 : 0;
+  const int seen = samples_[way]++;
+  if (seen == 0) return;  // built the primitives
+  average_[way] = seen == 1 ? milliseconds : 0.75 * average_[way] + 0.25 * milliseconds;
+}
+
 ThreadPool* current_thread_pool() { return t_current_pool; }
 
 int current_intra_op_threads() { return t_current_pool ? t_current_pool->size() : 1; }

@@ -107,6 +107,25 @@ class IntraOpScope {
   ThreadPool* previous_;
 };
 
+// Whether a context of several threads runs its next call on all of them or on its calling thread
+// alone. On cores shared with other busy processes, a thread that reaches the end of a parallel
+// step waits for a partner the scheduler has put aside, for a time slice or more, at every step:
+// MobileNetV2 took 30 ms on two such threads and 4 ms on one. So the context times its calls both
+// ways and runs the faster, trying the other way again every kExplore-th call (load comes and goes).
+// The first call each way is not counted (it builds the layers' primitives for that thread count).
+class ThreadCountChoice {
+ public:
+  bool next_uses_all_threads();
+  void record(bool all_threads, double milliseconds);
+
+  static constexpr uint64_t kExplore = 32;
+
+ private:
+  double average_[2] = {0.0, 0.0};  // milliseconds per call: [0] one thread, [1] all
+  int samples_[2] = {0, 0};
+  uint64_t calls_ = 0;
+};
+
 // The CPUs this process may run on (its affinity mask; std::thread::hardware_concurrency when
 // unknown), at least 1.
 int available_cpus();

@@ -72,25 +72,27 @@ const char* isa_name(dnnl::cpu_isa isa) {
 }
 
 // What a prepared layer depends on besides its attributes (fixed per layer): rebuilt on change.
-// oneDNN splits a primitive's work for the OpenMP thread count at its creation, so that is part of it.
 struct ConvKey {
   Shape x, w, y;
   bool has_bias = false;
   bool has_residual = false;
-  int threads = 1;
 };
 
 ConvKey key_of(const KernelContext& ctx) {
   return ConvKey{ctx.inputs[0].shape, ctx.inputs[1].shape, ctx.outputs[0].shape, ctx.has_input(2),
-                 ctx.has_input(3), current_intra_op_threads()};
+                 ctx.has_input(3)};
 }
 
 // key == key_of(ctx), without building (allocating) a key on every call.
 bool same_key(const ConvKey& key, const KernelContext& ctx) {
   return key.x == ctx.inputs[0].shape && key.w == ctx.inputs[1].shape && key.y == ctx.outputs[0].shape &&
-         key.has_bias == ctx.has_input(2) && key.has_residual == ctx.has_input(3) &&
-         key.threads == current_intra_op_threads();
+         key.has_bias == ctx.has_input(2) && key.has_residual == ctx.has_input(3);
 }
+
+// oneDNN splits a primitive's work for the OpenMP thread count at its creation. A context may run a
+// call on one thread or on all of its threads (intra_op_threads.hpp, ThreadCountChoice), so a layer
+// keeps its primitives per thread count in two slots: one thread, and the context's count.
+size_t thread_slot(int threads) { return threads > 1 ? 1 : 0; }
 
 // One primitive of a layer and everything it reuses between calls. `user_*` memories describe the
 // caller's tensors (their data handles are set per call); the others are the primitive's layouts,
@@ -108,20 +110,34 @@ struct ConvPlan {
   bool weights_ready = false;  // constant weights already reordered into `weights`
 };
 
-// A layer's state: its primitive (Winograd's where it applies, else the direct convolution), and
-// for a Winograd layer the direct one, built on the first call whose tensors hold a NaN or an
-// infinity (Winograd's transforms spread those over whole output tiles).
+// A layer's primitives for one OpenMP thread count: Winograd's where it applies, else the direct
+// convolution; and for a Winograd layer the direct one, built on the first call whose tensors hold
+// a NaN or an infinity (Winograd's transforms spread those over whole output tiles).
+struct ConvPrimitives {
+  int threads = 0;  // 0: not built yet
+  ConvPlan main;
+  std::unique_ptr<ConvPlan> direct;
+};
+
 struct ConvState final : KernelState {
   ConvKey key;
   bool declined = false;  // oneDNN has no implementation for this case: the reference runs
   dnnl::stream stream;
   FusedActivation activation;
-  ConvPlan main;
   bool winograd = false;
-  std::unique_ptr<ConvPlan> direct;  // Winograd layers' fallback, built when first needed
-  nn::ConvGeometry geometry;         // what the fallback is built from
+  nn::ConvGeometry geometry;  // what the primitives are built from
   bool nhwc = false;
+  ConvPrimitives by_threads[2];  // thread_slot()
 };
+
+// Packed weights are the same bytes whatever the thread count: a plan whose weight layout is another
+// plan's shares its buffer (each still packs it on its first call, which rewrites the same bytes).
+void share_weights(ConvPlan& plan, const ConvPlan& other) {
+  if (plan.reorder_weights && other.reorder_weights && other.weights &&
+      plan.weights.get_desc() == other.weights.get_desc()) {
+    plan.weights = other.weights;
+  }
+}
 
 // Layout of the primitive's src/dst. "any" lets oneDNN choose (blocked on AVX2/AVX-512, with a
 // reorder around each convolution); "plain" keeps the caller's layout (no reorders, but oneDNN
@@ -247,14 +263,33 @@ bool make_plan(const KernelContext& ctx, const nn::ConvGeometry& g, bool nhwc, d
   return true;
 }
 
-// Builds the layer's state for this call's shapes; false when oneDNN has no implementation.
+// Builds the layer's state for this call's shapes and thread count; false when oneDNN has no
+// implementation.
 bool prepare(const KernelContext& ctx, const nn::ConvGeometry& g, bool nhwc, ConvState& s) {
   s.stream = dnnl::stream(cpu_engine());
   s.activation = fused_activation_of(ctx);
   s.geometry = g;
   s.nhwc = nhwc;
-  s.winograd = winograd_candidate(ctx, g) && make_plan(ctx, g, nhwc, dnnl::algorithm::convolution_winograd, s.main);
-  return s.winograd || make_plan(ctx, g, nhwc, dnnl::algorithm::convolution_direct, s.main);
+  const int threads = current_intra_op_threads();
+  ConvPrimitives& slot = s.by_threads[thread_slot(threads)];
+  s.winograd = winograd_candidate(ctx, g) && make_plan(ctx, g, nhwc, dnnl::algorithm::convolution_winograd, slot.main);
+  if (!s.winograd && !make_plan(ctx, g, nhwc, dnnl::algorithm::convolution_direct, slot.main)) return false;
+  slot.threads = threads;
+  return true;
+}
+
+// The primitives for the current thread count, built on first use; null when oneDNN has none.
+ConvPrimitives* primitives_for_this_call(const KernelContext& ctx, ConvState& s) {
+  const int threads = current_intra_op_threads();
+  const size_t index = thread_slot(threads);
+  ConvPrimitives& slot = s.by_threads[index];
+  if (slot.threads == threads) return &slot;
+  slot = ConvPrimitives{};
+  const auto algorithm = s.winograd ? dnnl::algorithm::convolution_winograd : dnnl::algorithm::convolution_direct;
+  if (!make_plan(ctx, s.geometry, s.nhwc, algorithm, slot.main)) return nullptr;
+  share_weights(slot.main, s.by_threads[1 - index].main);
+  slot.threads = threads;
+  return &slot;
 }
 
 // Shapes viewed in NCHW order, for the checks the reference makes.
@@ -314,25 +349,29 @@ void run_plan(KernelContext& ctx, dnnl::stream& stream, ConvPlan& s) {
 }
 
 // Runs the layer: Winograd when its input and residual are finite, else the direct convolution.
-void run_prepared(KernelContext& ctx, ConvState& s) {
+// False when oneDNN has no primitive for this thread count (the reference then runs).
+bool run_prepared(KernelContext& ctx, ConvState& s) {
+  ConvPrimitives* primitives = primitives_for_this_call(ctx, s);
+  if (primitives == nullptr) return false;
   bool finite = true;
   if (s.winograd) {
     finite = simd::all_finite(ctx.inputs[0].as<const float>(), ctx.inputs[0].numel()) &&
              (!ctx.has_input(3) || simd::all_finite(ctx.inputs[3].as<const float>(), ctx.inputs[3].numel()));
   }
   if (finite) {
-    run_plan(ctx, s.stream, s.main);
+    run_plan(ctx, s.stream, primitives->main);
   } else {
-    if (!s.direct) {
+    if (!primitives->direct) {
       auto direct = std::make_unique<ConvPlan>();
       if (!make_plan(ctx, s.geometry, s.nhwc, dnnl::algorithm::convolution_direct, *direct)) {
         ctx.fail(ErrorCode::kInternal, "oneDNN has a Winograd convolution but no direct one for this layer");
       }
-      s.direct = std::move(direct);
+      primitives->direct = std::move(direct);
     }
-    run_plan(ctx, s.stream, *s.direct);
+    run_plan(ctx, s.stream, *primitives->direct);
   }
   apply_fused_activation(s.activation, ctx.outputs[0].as<float>(), ctx.outputs[0].numel());
+  return true;
 }
 
 // ---- MatMul -------------------------------------------------------------------------------------
@@ -341,18 +380,17 @@ void run_prepared(KernelContext& ctx, ConvState& s) {
 struct MatmulKey {
   Shape a, b, y;
   bool has_bias = false;
-  int threads = 1;
 };
 
 bool same_key(const MatmulKey& key, const KernelContext& ctx) {
   return key.a == ctx.inputs[0].shape && key.b == ctx.inputs[1].shape && key.y == ctx.outputs[0].shape &&
-         key.has_bias == ctx.has_input(2) && key.threads == current_intra_op_threads();
+         key.has_bias == ctx.has_input(2);
 }
 
-// One MatMul (or Gemm) layer's primitive, with its constant B packed once into the layout oneDNN
-// chose.
-struct MatmulState final : KernelState {
-  MatmulKey key;
+// One MatMul (or Gemm) layer's primitive for one thread count, with its constant B packed once into
+// the layout oneDNN chose.
+struct MatmulState {
+  int threads = 0;  // 0: not built yet
   bool declined = false;
   dnnl::stream stream;
   dnnl::matmul primitive;
@@ -429,6 +467,12 @@ bool prepare_matmul(const KernelContext& ctx, int64_t rows, int64_t k, int64_t n
   return true;
 }
 
+// A MatMul layer's primitives per thread slot (thread_slot()).
+struct MatmulLayer final : KernelState {
+  MatmulKey key;
+  MatmulState by_threads[2];
+};
+
 void run_matmul(KernelContext& ctx, MatmulState& s) {
   auto* y = ctx.outputs[0].as<float>();
   s.user_a.set_data_handle(const_cast<void*>(ctx.inputs[0].data));
@@ -462,15 +506,27 @@ bool try_run_matmul_on_library(KernelContext& ctx) {
   if (!activation.empty() && activation != "Relu") return false;
   int64_t rows = 0, k = 0, n = 0;
   if (!matmul_shapes_fit(ctx, rows, k, n)) return false;
-  const OpenMpThreadsScope threads(current_intra_op_threads());
-  auto* state = dynamic_cast<MatmulState*>(ctx.state->get());
-  if (state == nullptr || !same_key(state->key, ctx)) {
-    auto fresh = std::make_unique<MatmulState>();
-    fresh->key = MatmulKey{ctx.inputs[0].shape, ctx.inputs[1].shape, ctx.outputs[0].shape, ctx.has_input(2),
-                           current_intra_op_threads()};
-    fresh->declined = !prepare_matmul(ctx, rows, k, n, *fresh);
-    state = fresh.get();
+  const int thread_count = current_intra_op_threads();
+  const OpenMpThreadsScope threads(thread_count);
+  auto* layer = dynamic_cast<MatmulLayer*>(ctx.state->get());
+  if (layer == nullptr || !same_key(layer->key, ctx)) {
+    auto fresh = std::make_unique<MatmulLayer>();
+    fresh->key = MatmulKey{ctx.inputs[0].shape, ctx.inputs[1].shape, ctx.outputs[0].shape, ctx.has_input(2)};
+    layer = fresh.get();
     *ctx.state = std::move(fresh);
+  }
+  const size_t index = thread_slot(thread_count);
+  MatmulState* state = &layer->by_threads[index];
+  if (state->threads != thread_count) {
+    *state = MatmulState{};
+    state->threads = thread_count;
+    state->declined = !prepare_matmul(ctx, rows, k, n, *state);
+    // Packed B is the same bytes whatever the thread count: share the other slot's buffer.
+    const MatmulState& other = layer->by_threads[1 - index];
+    if (!state->declined && state->reorder_weights && other.threads != 0 && !other.declined &&
+        other.reorder_weights && other.weights.get_desc() == state->weights.get_desc()) {
+      state->weights = other.weights;
+    }
   }
   if (state->declined) return false;
   try {
@@ -523,11 +579,10 @@ bool try_run_conv_on_library(KernelContext& ctx) {
   }
   if (state->declined) return false;
   try {
-    run_prepared(ctx, *state);
+    return run_prepared(ctx, *state);
   } catch (const dnnl::error& error) {
     ctx.fail(ErrorCode::kInternal, "oneDNN convolution failed: ", error.what());
   }
-  return true;
 }
 
 
