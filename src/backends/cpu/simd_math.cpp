@@ -66,13 +66,8 @@ inline M mask_or(M a, M b) { return static_cast<M>(a | b); }
 inline bool mask_any(M a) { return a != 0; }
 inline F select(M m, F if_true, F if_false) { return _mm512_mask_blend_ps(m, if_false, if_true); }
 inline F round_nearest(F a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-inline I to_int(F a) { return _mm512_cvtps_epi32(a); }
-inline I shift_right_1(I a) { return _mm512_srai_epi32(a, 1); }
-inline I isub(I a, I b) { return _mm512_sub_epi32(a, b); }
-// 2^k for k in [-126, 127].
-inline F pow2(I k) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(k, _mm512_set1_epi32(127)), 23));
-}
+// p 2^n for integral n in [-150, 129], rounded once (AVX-512's scalef).
+inline F scale_by_pow2(F p, F n) { return _mm512_scalef_ps(p, n); }
 inline float horizontal_max(F a) { return _mm512_reduce_max_ps(a); }
 inline D dzero() { return _mm512_setzero_pd(); }
 inline D dset1(double v) { return _mm512_set1_pd(v); }
@@ -129,11 +124,16 @@ inline M mask_or(M a, M b) { return _mm256_or_ps(a, b); }
 inline bool mask_any(M a) { return _mm256_movemask_ps(a) != 0; }
 inline F select(M m, F if_true, F if_false) { return _mm256_blendv_ps(if_false, if_true, m); }
 inline F round_nearest(F a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-inline I to_int(F a) { return _mm256_cvtps_epi32(a); }
-inline I shift_right_1(I a) { return _mm256_srai_epi32(a, 1); }
-inline I isub(I a, I b) { return _mm256_sub_epi32(a, b); }
+// 2^k for k in [-126, 127].
 inline F pow2(I k) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k, _mm256_set1_epi32(127)), 23));
+}
+// p 2^n for integral n in [-150, 129]: two steps of 2^(n/2), so that a denormal result is rounded
+// once (the first product is exact).
+inline F scale_by_pow2(F p, F n) {
+  const I k = _mm256_cvtps_epi32(n);
+  const I half_k = _mm256_srai_epi32(k, 1);
+  return _mm256_mul_ps(_mm256_mul_ps(p, pow2(half_k)), pow2(_mm256_sub_epi32(k, half_k)));
 }
 inline float horizontal_max(F a) {
   __m128 m = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
