@@ -287,6 +287,25 @@ TEST(CpuSimd, ClipIsTheScalarTables) {
   }
 }
 
+TEST(CpuSimd, ColumnSumsOverEveryWidth) {
+  for (const char* level : vector_levels()) {
+    const ScopedSimdLevel scope(level);
+    for (int64_t width = 0; width <= 70; ++width) {
+      const int64_t rows = 5, stride = width + 3;
+      std::vector<float> x(static_cast<size_t>(rows * stride));
+      for (size_t i = 0; i < x.size(); ++i) x[i] = 0.125f * static_cast<float>(i % 29) - 1.0f;
+      std::vector<double> acc(static_cast<size_t>(width) + 1, 0.5);  // one guard element
+      simd::accumulate_rows(x.data(), rows, stride, acc.data(), width);
+      for (int64_t c = 0; c < width; ++c) {
+        double want = 0.5;
+        for (int64_t r = 0; r < rows; ++r) want += x[static_cast<size_t>(r * stride + c)];
+        EXPECT_DOUBLE_EQ(acc[static_cast<size_t>(c)], want) << "width " << width << ", column " << c << ", " << level;
+      }
+      EXPECT_EQ(acc[static_cast<size_t>(width)], 0.5) << "wrote past the row, width " << width;
+    }
+  }
+}
+
 TEST(CpuSimd, MaxIsNanWhenAnyElementIs) {
   for (const char* level : vector_levels()) {
     const ScopedSimdLevel scope(level);

@@ -288,7 +288,7 @@ void global_pool_nhwc(KernelContext& ctx) {
         }
       } else {
         std::fill(sums, sums + width, 0.0);
-        for (int64_t p = 0; p < pixels; ++p) simd::accumulate(base + p * channels, sums, width);
+        simd::accumulate_rows(base, pixels, channels, sums, width);
         for (int64_t c = 0; c < width; ++c) y[c] = static_cast<float>(sums[c] / static_cast<double>(pixels));
       }
     }

@@ -194,7 +194,7 @@ bool try_reduce_contiguous(Reduction r, const TensorView& x, const std::vector<b
       const int64_t width = std::min(kStrip, inner - first);
       std::fill(acc, acc + width, 0.0);
       const float* base = in + o * reduced * inner + first;
-      for (int64_t j = 0; j < reduced; ++j) simd::accumulate(base + j * inner, acc, width);
+      simd::accumulate_rows(base, reduced, inner, acc, width);
       float* dst = out + o * inner + first;
       for (int64_t i = 0; i < width; ++i) dst[i] = static_cast<float>(acc[i] / divisor);
     }

@@ -232,6 +232,10 @@ void accumulate(const float* x, double* acc, int64_t n) {
   for (int64_t i = 0; i < n; ++i) acc[i] += x[i];
 }
 
+void accumulate_rows(const float* x, int64_t rows, int64_t stride, double* acc, int64_t width) {
+  for (int64_t r = 0; r < rows; ++r) accumulate(x + r * stride, acc, width);
+}
+
 double sum(const float* x, int64_t n) {
   double total = 0.0;
   for (int64_t i = 0; i < n; ++i) total += x[i];
@@ -324,6 +328,9 @@ double exp_shifted_sum(const float* x, float shift, float* y, int64_t n) {
 }
 double sum(const float* x, int64_t n) { KILN_SIMD_DISPATCH(sum(x, n)); }
 void accumulate(const float* x, double* acc, int64_t n) { KILN_SIMD_DISPATCH(accumulate(x, acc, n)); }
+void accumulate_rows(const float* x, int64_t rows, int64_t stride, double* acc, int64_t width) {
+  KILN_SIMD_DISPATCH(accumulate_rows(x, rows, stride, acc, width));
+}
 double sum_squared_deviations(const float* x, double mean, int64_t n) {
   KILN_SIMD_DISPATCH(sum_squared_deviations(x, mean, n));
 }

@@ -46,6 +46,10 @@ double exp_shifted_sum(const float* x, float shift, float* y, int64_t n);
 // acc[i] += x[i] for i < n, in double.
 void accumulate(const float* x, double* acc, int64_t n);
 
+// acc[i] += x[r * stride + i] over r < rows, for i < width, in double (column sums: global pooling
+// of NHWC tensors, reductions over leading axes).
+void accumulate_rows(const float* x, int64_t rows, int64_t stride, double* acc, int64_t width);
+
 // Sum of x[0, n) and sum of (x[i] - mean)^2, accumulated in double.
 double sum(const float* x, int64_t n);
 double sum_squared_deviations(const float* x, double mean, int64_t n);
