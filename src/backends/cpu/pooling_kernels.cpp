@@ -282,10 +282,7 @@ void global_pool_nhwc(KernelContext& ctx) {
       float* y = out + n * channels + first;
       if constexpr (kMax) {
         std::fill(y, y + width, -std::numeric_limits<float>::infinity());
-        for (int64_t p = 0; p < pixels; ++p) {
-          const float* row = base + p * channels;
-          for (int64_t c = 0; c < width; ++c) y[c] = (row[c] > y[c] || row[c] != row[c]) && y[c] == y[c] ? row[c] : y[c];
-        }
+        for (int64_t p = 0; p < pixels; ++p) simd::max_into(base + p * channels, y, width);
       } else {
         std::fill(sums, sums + width, 0.0);
         simd::accumulate_rows(base, pixels, channels, sums, width);
@@ -323,7 +320,7 @@ void window_pool_nhwc(KernelContext& ctx, const Window3d& w) {
             const float* src = in + ((n * in_h + ih) * in_w + iw) * channels;
             if constexpr (kMax) {
               // A NaN, once taken, stays (it wins over every number, as in the NCHW kernel).
-              for (int64_t c = 0; c < channels; ++c) y[c] = (src[c] > y[c] || src[c] != src[c]) && y[c] == y[c] ? src[c] : y[c];
+              simd::max_into(src, y, channels);
             } else {
               simd::accumulate(src, sums.data(), channels);
             }

@@ -203,6 +203,10 @@ void clip(const float* x, float low, float high, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = kiln_clip<float>(x[i], low, high);
 }
 
+void max_into(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = (x[i] > y[i] || x[i] != x[i]) && y[i] == y[i] ? x[i] : y[i];
+}
+
 bool all_finite(const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     if (!std::isfinite(x[i])) return false;
@@ -322,6 +326,7 @@ Level level() {
 void unary(Unary f, const float* x, float* y, int64_t n) { KILN_SIMD_DISPATCH(unary(f, x, y, n)); }
 float max(const float* x, int64_t n) { KILN_SIMD_DISPATCH(max(x, n)); }
 bool all_finite(const float* x, int64_t n) { KILN_SIMD_DISPATCH(all_finite(x, n)); }
+void max_into(const float* x, float* y, int64_t n) { KILN_SIMD_DISPATCH(max_into(x, y, n)); }
 void clip(const float* x, float low, float high, float* y, int64_t n) { KILN_SIMD_DISPATCH(clip(x, low, high, y, n)); }
 double exp_shifted_sum(const float* x, float shift, float* y, int64_t n) {
   KILN_SIMD_DISPATCH(exp_shifted_sum(x, shift, y, n));

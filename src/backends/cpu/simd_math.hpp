@@ -34,6 +34,9 @@ void unary(Unary f, const float* x, float* y, int64_t n);
 // where low is 0, as the scalar table's Clip (and Relu, which is low = 0, high = infinity).
 void clip(const float* x, float low, float high, float* y, int64_t n);
 
+// y[i] = max(y[i], x[i]) for i < n, a NaN on either side winning (and staying), as MaxPool's.
+void max_into(const float* x, float* y, int64_t n);
+
 // True when no element of x[0, n) is NaN or infinite.
 bool all_finite(const float* x, int64_t n);
 
