@@ -9,7 +9,7 @@
 #include "base/error.hpp"
 #include "ops/scalar_math.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__)
 #define KILN_SIMD_X86 1
 #include <immintrin.h>
 #else
@@ -22,16 +22,24 @@ namespace {
 #if KILN_SIMD_X86
 
 // Each instruction set's vector primitives, then the shared loops compiled for it. The target
-// pragma applies to every function defined up to its pop, the included loops and their lambdas too.
+// pragma (GCC's, or clang's attribute push) applies to every function defined up to its pop, the
+// included loops too.
 // GCC 12's intrinsic headers trip -Wuninitialized (their _mm*_undefined_* idiom), and vector
 // arguments of functions compiled for a wider target than the file's trip -Wpsabi; neither
 // applies here (every caller of these functions is compiled for the same target).
+#if !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")
+#endif
 namespace avx512 {
 
 using F = __m512;
@@ -87,10 +95,14 @@ inline double dsum(D a) { return _mm512_reduce_add_pd(a); }
 #include "backends/cpu/simd_math_body.inc"
 
 }  // namespace avx512
+#if defined(__clang__)
+#pragma clang attribute pop
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
 #pragma GCC pop_options
-
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#endif
 namespace avx2 {
 
 using F = __m256;
@@ -163,8 +175,12 @@ inline double dsum(D a) {
 #include "backends/cpu/simd_math_body.inc"
 
 }  // namespace avx2
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
 #pragma GCC diagnostic pop
+#endif
 
 Level widest_level() {
   __builtin_cpu_init();
