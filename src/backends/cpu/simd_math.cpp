@@ -288,9 +288,32 @@ void add(const float* a, const float* b, float* y, int64_t n) {
 
 const Level kWidest = widest_level();
 
-// The level the loops below dispatch on: level() sets it from KILN_CPU_SIMD, so kernels that ask
-// once per call switch when the variable does, without reading the environment per loop.
-std::atomic<Level> g_current{kWidest};
+// KILN_CPU_SIMD's level, or null for unset or an unknown value (level() reports those).
+const Level* requested_level(const char* value, Level& storage) {
+  if (value == nullptr || *value == '\0') return nullptr;
+  const std::string_view wanted(value);
+  if (wanted == "scalar") {
+    storage = Level::kScalar;
+  } else if (wanted == "avx2") {
+    storage = Level::kAvx2;
+  } else if (wanted == "avx512") {
+    storage = Level::kAvx512;
+  } else {
+    return nullptr;
+  }
+  return &storage;
+}
+
+Level initial_level() {
+  Level storage;
+  const Level* asked = requested_level(std::getenv("KILN_CPU_SIMD"), storage);
+  return asked && *asked < kWidest ? *asked : kWidest;
+}
+
+// The level the loops below dispatch on: the process's KILN_CPU_SIMD at start, then set by each
+// level() call, so kernels that ask once per call switch when the variable does, without reading
+// the environment per loop.
+std::atomic<Level> g_current{initial_level()};
 
 }  // namespace
 
@@ -305,23 +328,13 @@ const char* level_name(Level level) {
 
 Level level() {
   const char* value = std::getenv("KILN_CPU_SIMD");
-  if (value == nullptr || *value == '\0') {
-    g_current.store(kWidest, std::memory_order_relaxed);
-    return kWidest;
-  }
-  const std::string_view wanted(value);
-  Level asked;
-  if (wanted == "scalar") {
-    asked = Level::kScalar;
-  } else if (wanted == "avx2") {
-    asked = Level::kAvx2;
-  } else if (wanted == "avx512") {
-    asked = Level::kAvx512;
-  } else {
-    fail(ErrorCode::kInvalidArgument, "KILN_CPU_SIMD=\"", wanted,
+  Level storage;
+  const Level* asked = requested_level(value, storage);
+  if (asked == nullptr && value != nullptr && *value != '\0') {
+    fail(ErrorCode::kInvalidArgument, "KILN_CPU_SIMD=\"", value,
          "\": expected \"scalar\", \"avx2\" or \"avx512\" (or unset for the widest this CPU has)");
   }
-  const Level chosen = asked < kWidest ? asked : kWidest;
+  const Level chosen = asked && *asked < kWidest ? *asked : kWidest;
   g_current.store(chosen, std::memory_order_relaxed);
   return chosen;
 }
