@@ -5,16 +5,6 @@
 namespace kiln::passes {
 namespace {
 
-// Moves the Conv at `conv` to position `at` (replacing the node there) with `outputs`.
-void absorb_into(ir::Graph& graph, size_t conv, size_t at) {
-  ir::Node fused = std::move(graph.nodes[conv]);
-  graph.nodes[conv] = ir::Node{};
-  graph.nodes[conv].removed = true;
-  fused.outputs = graph.nodes[at].outputs;
-  graph.nodes[at] = std::move(fused);
-  for (ir::ValueId out : graph.nodes[at].outputs) graph.value(out).producer = static_cast<int32_t>(at);
-}
-
 void note_miss(const ir::Graph& graph, std::vector<EpilogueMiss>* misses, size_t conv, int32_t reader,
                std::string reason) {
   if (!misses) return;

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <optional>
 
+#include "passes/epilogue_fusion.hpp"
 #include "passes/pass.hpp"
 
 namespace kiln::passes {
@@ -26,16 +27,6 @@ std::optional<float> scalar_constant(const ir::Graph& graph, ir::ValueId id) {
   const HostTensor& t = *graph.value(id).constant;
   if (t.dtype != DType::kFloat32 || shape_numel(t.shape) != 1) return std::nullopt;
   return t.data<float>()[0];
-}
-
-// Moves the Conv at `conv` to position `at` (replacing the node there), taking that node's outputs.
-void absorb_into(ir::Graph& graph, size_t conv, size_t at) {
-  ir::Node fused = std::move(graph.nodes[conv]);
-  graph.nodes[conv] = ir::Node{};
-  graph.nodes[conv].removed = true;
-  fused.outputs = graph.nodes[at].outputs;
-  graph.nodes[at] = std::move(fused);
-  for (ir::ValueId out : graph.nodes[at].outputs) graph.value(out).producer = static_cast<int32_t>(at);
 }
 
 void remove(ir::Graph& graph, size_t index) {

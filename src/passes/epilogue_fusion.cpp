@@ -6,6 +6,15 @@
 
 namespace kiln::passes {
 
+void absorb_into(ir::Graph& graph, size_t from, size_t at) {
+  ir::Node fused = std::move(graph.nodes[from]);
+  graph.nodes[from] = ir::Node{};
+  graph.nodes[from].removed = true;
+  fused.outputs = graph.nodes[at].outputs;
+  graph.nodes[at] = std::move(fused);
+  for (ir::ValueId out : graph.nodes[at].outputs) graph.value(out).producer = static_cast<int32_t>(at);
+}
+
 int32_t sole_reader(const ir::Graph& graph, ir::ValueId value) {
   if (is_graph_output(graph, value)) return -1;
   const std::vector<int32_t> readers = consumers_of(graph, value);

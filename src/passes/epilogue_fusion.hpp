@@ -19,6 +19,10 @@ struct EpilogueMiss {
   std::string reason;     // why, e.g. "Add's other input 'x' has dims [?a, 64] vs [?b, 64]: ..."
 };
 
+// Moves the node at `from` (a Conv, MatMul or Gemm) to position `at`, replacing the epilogue node
+// there and taking its outputs (so later readers see the fused node); `from` becomes removed.
+void absorb_into(ir::Graph& graph, size_t from, size_t at);
+
 // The single live reader of `value` when it reads it once and `value` is no graph output; -1
 // otherwise.
 int32_t sole_reader(const ir::Graph& graph, ir::ValueId value);

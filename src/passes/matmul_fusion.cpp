@@ -7,15 +7,6 @@
 namespace kiln::passes {
 namespace {
 
-// Moves node `from` into position `at`, taking the outputs of the node there.
-void absorb_into(ir::Graph& graph, size_t from, size_t at) {
-  ir::Node fused = std::move(graph.nodes[from]);
-  graph.nodes[from] = ir::Node{};
-  graph.nodes[from].removed = true;
-  fused.outputs = graph.nodes[at].outputs;
-  graph.nodes[at] = std::move(fused);
-}
-
 void note_miss(const ir::Graph& graph, std::vector<EpilogueMiss>* misses, size_t node, int32_t reader,
                std::string reason) {
   if (!misses) return;
