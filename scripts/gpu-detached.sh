@@ -47,5 +47,5 @@ end=$((SECONDS + ${POLL:-500}))
 while [ $SECONDS -lt $end ] && [ ! -f "$R/DONE" ]; do sleep 10; done
 cat "$R/driver.log"
 for s in "$R"/*/summary.txt; do [ -f "$s" ] && { echo "== $s"; cat "$s"; }; done
-[ -n "${OUT:-}" ] && tar czf "$OUT/gpu-detached.tgz" -C "$(dirname "$R")" "$(basename "$R")" --exclude='*.onnx'
+[ -n "${OUT:-}" ] && tar czf "$OUT/gpu-detached.tgz" --exclude="*.onnx" -C "$(dirname "$R")" "$(basename "$R")"
 if [ -f "$R/DONE" ]; then echo ALLDONE; fi

@@ -304,7 +304,8 @@ TEST(CpuFastPaths, TransposesInTilesMoveEveryElement) {
     // Walk the output index and compare with the input element it names.
     std::vector<int64_t> index(rank, 0);
     std::vector<int64_t> in_strides(rank, 1);
-    for (size_t i = rank - 1; i-- > 0;) in_strides[i] = in_strides[i + 1] * c.in[i + 1];
+    // (Counting down from rank, not rank - 1: no wrap-around for GCC 13 to see at rank 0.)
+    for (size_t i = rank; i-- > 1;) in_strides[i - 1] = in_strides[i] * c.in[i];
     size_t errors = 0;
     for (int64_t o = 0; o < total && errors < 5; ++o) {
       int64_t source = 0;
