@@ -11,7 +11,7 @@
 #   detection  torchvision's detection models through kiln.compile, NMS/RoIAlign as plugins.
 # The plugins stage runs the plugin library's CUDA unit tests and tests/gpu/test_cuda_plugin*.py.
 # Example: scripts/gpu-check.sh build conformance
-# Build dependencies missing there (nlohmann-json3-dev) may come unpacked in .deps/root/usr.
+# Build dependencies missing there (nlohmann-json3-dev, libxxhash-dev) may come unpacked in .deps/root/usr.
 # Environment: PYTHON (default python3: the one with torch), JOBS, KILN_GPU_CACHE (ONNX exports),
 # PYTEST_ARGS (extra pytest arguments, split on spaces), PYTEST_K (a pytest -k expression, spaces
 # allowed: PYTEST_K="mobilenet or vit" runs part of a stage), CMAKE_ARGS (extra configure arguments).
@@ -59,7 +59,7 @@ for stage in $STAGES; do
       # The distribution's g++ links libstdc++ as a shared library, as the deployment targets do.
       compilers=""
       [ -x /usr/bin/g++ ] && compilers="-DCMAKE_CXX_COMPILER=/usr/bin/g++ -DCMAKE_CUDA_HOST_COMPILER=/usr/bin/g++"
-      # A machine without network gets build dependencies (nlohmann-json3-dev) carried as Debian
+      # A machine without network gets build dependencies (nlohmann-json3-dev, libxxhash-dev) carried as Debian
       # packages unpacked into .deps/root (../shared/tools/carry-debs.sh).
       [ -d .deps/root/usr ] && compilers="$compilers -DCMAKE_PREFIX_PATH=$REPO/.deps/root/usr"
       run_stage build bash -c "cmake -S . -B '$BUILD' -G Ninja -DCMAKE_BUILD_TYPE=Release $compilers \

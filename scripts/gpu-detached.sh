@@ -3,7 +3,8 @@
 # session whose calls are capped at 10 minutes can run 20 minutes of stages: each call starts the
 # driver if it is not running yet, waits up to POLL seconds, prints the progress and packs what is
 # done into $OUT/gpu-detached.tgz. Call it again (within the machine's idle time) until it prints
-# ALLDONE. Build dependencies the machine lacks come in .deps/root (see gpu-check.sh).
+# ALLDONE. Build dependencies the machine lacks come in .deps/root (see gpu-check.sh): there,
+# ../shared/tools/carry-debs.sh nlohmann-json3-dev libxxhash-dev, and carry [".deps/root"].
 #   PLAN=correctness (default): build, then every correctness stage side by side (ctest+conformance,
 #     runtime+torch, plugins+detection, sanitize, onnxcuda with ONNX_UPDATE=1, models); no timings.
 #   PLAN=full: build; generated, bench and overhead alone on the GPU; then the correctness stages.
