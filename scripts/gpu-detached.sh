@@ -21,11 +21,18 @@ drive() {
   group() {  # name, gpu-check stages...
     local name=$1; shift
     OUT=$R/$name timeout "$t" scripts/gpu-check.sh "$@" > /dev/null 2>&1
-    log "$name ($*) rc=$?"
+    local rc=$?
+    log "$name ($*) rc=$rc"
+    return $rc
   }
   log "start, plan $PLAN"
   group build build
+  local built=$?
   cat "$R/build/summary.txt" >> "$R/driver.log"
+  if [ $built -ne 0 ]; then  # nothing else can run: say so at once (build.log says why)
+    tail -n 40 "$R/build/build.log" >> "$R/driver.log"
+    log done; touch "$R/DONE"; return
+  fi
   [ "$PLAN" = full ] && group timings generated bench overhead
   group ctest ctest conformance &
   group runtime runtime torch &
