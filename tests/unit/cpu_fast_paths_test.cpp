@@ -16,6 +16,7 @@
 #include "backends/cpu/cpu_kernel.hpp"
 #include "backends/cpu/intra_op_threads.hpp"
 #include "base/attributes.hpp"
+#include "float_comparison.hpp"
 
 namespace kiln::cpu {
 namespace {
@@ -71,21 +72,6 @@ std::vector<float> run(const std::string& op, const AttributeMap& attrs, std::ve
   return y;
 }
 
-void expect_close(const std::vector<float>& got, const std::vector<float>& want, float tolerance,
-                  const std::string& name) {
-  ASSERT_EQ(got.size(), want.size()) << name;
-  size_t mismatches = 0;
-  for (size_t i = 0; i < got.size() && mismatches < 5; ++i) {
-    const bool ok = std::isnan(want[i]) ? std::isnan(got[i])
-                    : std::isinf(want[i]) ? got[i] == want[i]
-                                          : std::fabs(got[i] - want[i]) <= tolerance * (1.0f + std::fabs(want[i]));
-    if (!ok) {
-      ++mismatches;
-      ADD_FAILURE() << name << ": element " << i << " is " << got[i] << ", reference " << want[i];
-    }
-  }
-}
-
 // The kernel's output with the fast paths, on one thread and under a pool of 3, against the
 // reference loops.
 void check(const std::string& name, const std::string& op, const AttributeMap& attrs,
@@ -96,10 +82,10 @@ void check(const std::string& name, const std::string& op, const AttributeMap& a
     const ScopedEnv scalar("KILN_CPU_SIMD", "scalar");
     want = run(op, attrs, inputs, out_shape, axes);
   }
-  expect_close(run(op, attrs, inputs, out_shape, axes), want, tolerance, name + " (one thread)");
+  testing::expect_floats_close(run(op, attrs, inputs, out_shape, axes), want, tolerance, name + " (one thread)");
   ThreadPool pool(3);
   const IntraOpScope scope(&pool);
-  expect_close(run(op, attrs, inputs, out_shape, axes), want, tolerance, name + " (pool of 3)");
+  testing::expect_floats_close(run(op, attrs, inputs, out_shape, axes), want, tolerance, name + " (pool of 3)");
 }
 
 TEST(CpuFastPaths, UnaryActivationsOverLargeAndTinyTensors) {
@@ -256,10 +242,10 @@ TEST(CpuFastPaths, NhwcPoolsMatchTheNchwKernelsWithNanAndThreads) {
       AttributeMap nhwc_attrs = attrs;
       nhwc_attrs.set("kiln_layout", Attribute::of_string("NHWC"));
       const std::string name = c.op + shape_to_string(shape);
-      expect_close(run(c.op, nhwc_attrs, {nhwc}, y_nhwc), want, 1e-6f, name + " (one thread)");
+      testing::expect_floats_close(run(c.op, nhwc_attrs, {nhwc}, y_nhwc), want, 1e-6f, name + " (one thread)");
       ThreadPool pool(3);
       const IntraOpScope scope(&pool);
-      expect_close(run(c.op, nhwc_attrs, {nhwc}, y_nhwc), want, 1e-6f, name + " (pool of 3)");
+      testing::expect_floats_close(run(c.op, nhwc_attrs, {nhwc}, y_nhwc), want, 1e-6f, name + " (pool of 3)");
     }
   }
 }

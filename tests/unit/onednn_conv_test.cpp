@@ -19,6 +19,7 @@
 #include "backends/cpu/onednn_conv.hpp"
 #include "base/attributes.hpp"
 #include "base/error.hpp"
+#include "float_comparison.hpp"
 
 namespace kiln::cpu {
 namespace {
@@ -130,17 +131,7 @@ struct ConvCall {
 };
 
 void expect_same(const std::vector<float>& got, const std::vector<float>& want, const std::string& name) {
-  ASSERT_EQ(got.size(), want.size()) << name;
-  size_t mismatches = 0;
-  for (size_t i = 0; i < got.size() && mismatches < 5; ++i) {
-    const bool ok = std::isnan(want[i]) ? std::isnan(got[i])
-                    : std::isinf(want[i]) ? got[i] == want[i]
-                                          : std::fabs(got[i] - want[i]) <= 1e-4f * (1.0f + std::fabs(want[i]));
-    if (!ok) {
-      ++mismatches;
-      ADD_FAILURE() << name << ": element " << i << " is " << got[i] << ", reference " << want[i];
-    }
-  }
+  testing::expect_floats_close(got, want, 1e-4f, name);
 }
 
 std::vector<ConvCase> cases() {
