@@ -148,7 +148,9 @@ kiln_status kiln_context_set_cuda_graphs(kiln_context* context, int enabled);
  * thread included (intra-op parallelism). 0 restores the default: the CPUs this process may run
  * on divided by the number of live CPU contexts, at least 1, worked out at each call, so
  * contexts running at once on different threads share the cores instead of oversubscribing them
- * (kiln keeps OpenBLAS at one thread per call). Takes 0 to 1024; anything else fails with
+ * (kiln keeps OpenBLAS at one thread per call). A default count of two or more is a guess about
+ * the machine's load, so such a context times its calls on all its threads and on the calling
+ * thread alone and runs the faster; a count set here is used on every call. Takes 0 to 1024; anything else fails with
  * KILN_ERROR_INVALID_ARGUMENT and leaves the setting unchanged. No effect on CUDA engines. */
 kiln_status kiln_context_set_threads(kiln_context* context, int threads);
 /* Writes to *threads the thread count the context's next call uses (the default resolved; 1 for

@@ -180,7 +180,9 @@ class ExecutionContext {
   // parallelism; the calling thread is one of them). 0 restores the default: the CPUs this
   // process may run on divided by the number of live CPU contexts, at least 1, worked out at each
   // call, so contexts running at once share the cores instead of oversubscribing them. kiln keeps
-  // OpenBLAS at one thread per call, so its threads never multiply with these. Throws
+  // OpenBLAS at one thread per call, so its threads never multiply with these. A default count
+  // of two or more is a guess, so such a context times its calls on all its threads and on the
+  // calling thread alone and runs the faster; a count set here is used on every call. Throws
   // kInvalidArgument outside [0, kMaxContextThreads]. No effect on CUDA engines.
   void set_threads(int threads);
   // The thread count the next call uses (the default resolved); 1 for CUDA engines.

@@ -412,7 +412,9 @@ class Engine:
 
     ``threads`` (CPU engines): the threads each call's kernels split their work over; None or 0
     (default): the CPUs this process may use divided by the number of live CPU contexts, so
-    calls running at once share the cores. See ``set_threads``.
+    calls running at once share the cores (a default of several threads runs each call on them
+    or on the calling thread alone, whichever its timings say is faster); a number given here is
+    used on every call. See ``set_threads``.
 
     ``run`` executes it on an execution context leased from the Engine's pool: a call takes an
     idle context, or creates one, and gives it back when its outputs are copied out. So one Engine

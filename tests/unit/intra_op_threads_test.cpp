@@ -87,6 +87,17 @@ TEST(IntraOpThreads, ThreadCountChoiceKeepsTheFasterWayAndTriesTheOther) {
   EXPECT_EQ(one, 2);
 }
 
+// A thread count the user set is kept on every call, however the timings come out: only the
+// default count is chosen by timing.
+TEST(IntraOpThreads, ThreadCountChoiceKeepsAUserCountWhateverTheTimings) {
+  ThreadCountChoice choice(/*adaptive=*/false);
+  for (int call = 0; call < 4 * static_cast<int>(ThreadCountChoice::kExplore); ++call) {
+    ASSERT_TRUE(choice.next_uses_all_threads()) << "call " << call;
+    choice.record(true, 100.0);   // all threads: slow
+    choice.record(false, 1.0);    // one thread: fast (as if measured)
+  }
+}
+
 TEST(IntraOpThreads, ScopeSetsAndRestoresTheCurrentPool) {
   EXPECT_EQ(current_thread_pool(), nullptr);
   EXPECT_EQ(current_intra_op_threads(), 1);

@@ -320,14 +320,17 @@ class CpuContext final : public backends::BackendContext {
   bool places_shape_values() const override { return false; }
   void set_graphs(bool) override {}
   bool graphs_enabled() const override { return false; }
-  void set_threads(int threads) override { requested_threads_ = threads; }
+  void set_threads(int threads) override {
+    requested_threads_ = threads;
+    choice_ = ThreadCountChoice{/*adaptive=*/threads == 0};
+  }
   int threads() const override {
     return requested_threads_ > 0 ? requested_threads_ : default_intra_op_threads();
   }
 
  private:
   // One execute call: on the context's threads or on the calling thread alone, as the choice says
-  // (ThreadCountChoice), timed for it. A call that throws is not counted.
+  // (ThreadCountChoice: only for the default count), timed for it. A call that throws is not counted.
   class TimedCall {
    public:
     explicit TimedCall(CpuContext& context)
@@ -360,7 +363,7 @@ class CpuContext final : public backends::BackendContext {
     if (!pool_ || pool_->size() != wanted) {
       pool_.reset();
       pool_ = std::make_unique<ThreadPool>(wanted);
-      choice_ = ThreadCountChoice{};  // timed afresh for the new size
+      choice_ = ThreadCountChoice{/*adaptive=*/requested_threads_ == 0};  // timed afresh for the new size
     }
     return pool_.get();
   }

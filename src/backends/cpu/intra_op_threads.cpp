@@ -129,6 +129,7 @@ void ThreadPool::parallel_for(size_t count, const std::function<void(size_t)>& t
 }
 
 bool ThreadCountChoice::next_uses_all_threads() {
+  if (!adaptive_) return true;
   if (samples_[1] < 2) return true;  // the first counted sample each way first
   if (samples_[0] < 2) return false;
   const bool all_is_faster = average_[1] <= average_[0];
@@ -136,6 +137,7 @@ bool ThreadCountChoice::next_uses_all_threads() {
 }
 
 void ThreadCountChoice::record(bool all_threads, double milliseconds) {
+  if (!adaptive_) return;
   const size_t way = all_threads ? 1 : 0;
   const int seen = samples_[way]++;
   if (seen == 0) return;  // built the primitives

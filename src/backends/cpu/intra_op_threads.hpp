@@ -113,14 +113,20 @@ class IntraOpScope {
 // MobileNetV2 took 30 ms on two such threads and 4 ms on one. So the context times its calls both
 // ways and runs the faster, trying the other way again every kExplore-th call (load comes and goes).
 // The first call each way is not counted (it builds the layers' primitives for that thread count).
+// Only a count kiln guessed is second-guessed so: a count the user set is theirs to keep (a
+// fixed choice always says all threads and ignores its timings).
 class ThreadCountChoice {
  public:
+  // adaptive: the context runs the default thread count (the user set none).
+  explicit ThreadCountChoice(bool adaptive = true) : adaptive_(adaptive) {}
+
   bool next_uses_all_threads();
   void record(bool all_threads, double milliseconds);
 
   static constexpr uint64_t kExplore = 32;
 
  private:
+  bool adaptive_;
   double average_[2] = {0.0, 0.0};  // milliseconds per call: [0] one thread, [1] all
   int samples_[2] = {0, 0};
   uint64_t calls_ = 0;
