@@ -52,6 +52,56 @@ TEST(IntraOpThreads, PoolRethrowsATaskErrorAndStaysUsable) {
   EXPECT_EQ(done.load(), 5);
 }
 
+// A test team for install_shared_team: runs the body on threads of its own and counts its jobs.
+std::atomic<int> g_team_jobs{0};
+std::atomic<int> g_team_widest{0};
+void run_on_test_team(size_t count, int threads, void (*body)(void*, size_t), void* arg) {
+  g_team_jobs.fetch_add(1);
+  g_team_widest.store(std::max(g_team_widest.load(), threads));
+  std::atomic<size_t> next{0};
+  const auto work = [&] {
+    for (size_t i = next.fetch_add(1); i < count; i = next.fetch_add(1)) body(arg, i);
+  };
+  std::vector<std::thread> helpers;
+  for (int t = 1; t < threads; ++t) helpers.emplace_back(work);
+  work();
+  for (std::thread& helper : helpers) helper.join();
+}
+
+// Once a shared team is installed (oneDNN's OpenMP team in production), pools hand it their jobs:
+// every task still runs once, at most the pool's size of threads is asked for, a task's error
+// comes back to the caller and the pool runs on its own workers again once the team is gone.
+TEST(IntraOpThreads, PoolHandsItsJobsToTheSharedTeam) {
+  const SharedTeamRun before = shared_team();
+  install_shared_team(&run_on_test_team);
+#if defined(__SANITIZE_THREAD__)
+  EXPECT_EQ(shared_team(), nullptr) << "ThreadSanitizer builds keep the pools' own workers";
+#else
+  ASSERT_EQ(shared_team(), &run_on_test_team);
+  g_team_jobs = 0;
+  g_team_widest = 0;
+  ThreadPool pool(3);
+  std::vector<std::atomic<int>> runs(40);
+  pool.parallel_for(runs.size(), [&](size_t i) { runs[i].fetch_add(1); });
+  for (size_t i = 0; i < runs.size(); ++i) EXPECT_EQ(runs[i].load(), 1) << "task " << i;
+  EXPECT_EQ(g_team_jobs.load(), 1);
+  EXPECT_EQ(g_team_widest.load(), 3);
+  pool.parallel_for(2, [&](size_t) {});  // fewer tasks than threads: as many threads as tasks
+  EXPECT_EQ(g_team_jobs.load(), 2);
+  EXPECT_THROW(pool.parallel_for(10,
+                                 [](size_t i) {
+                                   if (i == 3) throw std::runtime_error("task 3");
+                                 }),
+               std::runtime_error);
+  install_shared_team(nullptr);
+  std::atomic<int> done{0};
+  pool.parallel_for(5, [&](size_t) { done.fetch_add(1); });
+  EXPECT_EQ(done.load(), 5);
+  EXPECT_EQ(g_team_jobs.load(), 3) << "the pool kept using an uninstalled team";
+#endif
+  install_shared_team(before);
+}
+
 // A context times its calls on all its threads and on one, keeps the faster, and tries the other
 // way every kExplore-th call; the first call each way (primitives being built) is not counted.
 TEST(IntraOpThreads, ThreadCountChoiceKeepsTheFasterWayAndTriesTheOther) {

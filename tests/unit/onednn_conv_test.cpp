@@ -5,13 +5,19 @@
 #include <dlfcn.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <random>
+#include <set>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "backends/cpu/cpu_kernel.hpp"
@@ -314,6 +320,33 @@ TEST_F(OnednnConv, AlternatesBetweenOneAndSeveralOpenMpWorkers) {
       expect_same(call.run_onednn(state), want, name + " on two threads");
     }
   }
+}
+
+// Loading the library hands the pools oneDNN's OpenMP team, so a call's convolutions and the
+// kernels between them run on the same threads (intra_op_threads.hpp says why).
+TEST_F(OnednnConv, LoadingTheLibraryInstallsItsOpenMpTeamForThePools) {
+#if KILN_ONEDNN_OPENMP_TEAM && !defined(__SANITIZE_THREAD__)
+  ASSERT_NE(shared_team(), nullptr) << onednn::describe();
+  ThreadPool pool(2);
+  std::vector<std::atomic<int>> runs(64);
+  std::mutex mutex;
+  std::set<std::thread::id> threads;
+  pool.parallel_for(runs.size(), [&](size_t i) {
+    runs[i].fetch_add(1);
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    std::lock_guard lock(mutex);
+    threads.insert(std::this_thread::get_id());
+  });
+  for (size_t i = 0; i < runs.size(); ++i) EXPECT_EQ(runs[i].load(), 1) << "task " << i;
+  EXPECT_EQ(threads.size(), 2u);
+  EXPECT_THROW(pool.parallel_for(8,
+                                 [](size_t i) {
+                                   if (i == 5) throw std::runtime_error("task 5");
+                                 }),
+               std::runtime_error);
+#else
+  EXPECT_EQ(shared_team(), nullptr) << "no OpenMP team in this build, yet one is installed";
+#endif
 }
 
 TEST_F(OnednnConv, WeightsThatAreNotEngineWeightsAreReadOnEveryCall) {

@@ -10,14 +10,21 @@ namespace {
 
 thread_local ThreadPool* t_current_pool = nullptr;
 std::atomic<int> g_live_contexts{0};
+std::atomic<SharedTeamRun> g_shared_team{nullptr};
 
 }  // namespace
 
-ThreadPool::ThreadPool(int threads) {
-  const int workers = std::max(threads, 1) - 1;
-  workers_.reserve(static_cast<size_t>(workers));
-  for (int i = 0; i < workers; ++i) workers_.emplace_back([this] { work(); });
+void install_shared_team(SharedTeamRun run) {
+#if defined(__SANITIZE_THREAD__)
+  (void)run;
+#else
+  g_shared_team.store(run, std::memory_order_release);
+#endif
 }
+
+SharedTeamRun shared_team() { return g_shared_team.load(std::memory_order_acquire); }
+
+ThreadPool::ThreadPool(int threads) : threads_(std::max(threads, 1)) {}
 
 ThreadPool::~ThreadPool() {
   {
@@ -96,11 +103,42 @@ void ThreadPool::work() {
   }
 }
 
+void ThreadPool::run_on_team(SharedTeamRun team, size_t count, const std::function<void(size_t)>& task) {
+  struct Job {
+    const std::function<void(size_t)>* task;
+    std::atomic<bool> failed{false};
+    std::mutex mutex;
+    std::exception_ptr error;
+  } job;
+  job.task = &task;
+  const auto body = [](void* arg, size_t index) {
+    auto& j = *static_cast<Job*>(arg);
+    if (j.failed.load(std::memory_order_relaxed)) return;  // the remaining tasks are skipped
+    try {
+      (*j.task)(index);
+    } catch (...) {
+      std::lock_guard lock(j.mutex);
+      if (!j.error) j.error = std::current_exception();
+      j.failed.store(true, std::memory_order_relaxed);
+    }
+  };
+  team(count, static_cast<int>(std::min<size_t>(count, static_cast<size_t>(threads_))), body, &job);
+  if (job.error) std::rethrow_exception(job.error);
+}
+
 void ThreadPool::parallel_for(size_t count, const std::function<void(size_t)>& task) {
   if (count == 0) return;
-  if (workers_.empty() || count == 1) {
+  if (threads_ == 1 || count == 1) {
     for (size_t i = 0; i < count; ++i) task(i);
     return;
+  }
+  if (const SharedTeamRun team = shared_team()) {
+    run_on_team(team, count, task);
+    return;
+  }
+  if (workers_.empty()) {  // the first job on the pool's own workers
+    workers_.reserve(static_cast<size_t>(threads_ - 1));
+    for (int i = 1; i < threads_; ++i) workers_.emplace_back([this] { work(); });
   }
   {
     std::lock_guard lock(mutex_);

@@ -24,8 +24,24 @@
 
 namespace kiln::cpu {
 
-// A fixed set of worker threads plus the calling thread. parallel_for calls come from one thread
-// at a time (the context's); the pool is not re-entrant (a task must not call parallel_for).
+// Another thread team that pools hand their jobs to once it is installed: the OpenMP team oneDNN's
+// primitives run on (libkiln_cpu_onednn.so installs it when it loads). Two teams on the same cores
+// take turns badly: while a convolution runs on OpenMP's threads, the pool's worker polls for its
+// next job (and OpenMP's while the pool runs a fused activation), so three threads want two cores
+// at every layer; MobileNetV2 at batch 1 ran no faster on 2 threads than on 1 that way. With one
+// team every parallel step of a call runs on the same threads. run(count, threads, body, arg)
+// calls body(arg, i) once for every i in [0, count) on at most `threads` threads, the caller one
+// of them, and returns when all have returned; body must not throw.
+using SharedTeamRun = void (*)(size_t count, int threads, void (*body)(void* arg, size_t index), void* arg);
+// Installs `run` for every pool of the process (null: the pools' own workers again). Ignored in
+// ThreadSanitizer builds, which do not see OpenMP's synchronisation.
+void install_shared_team(SharedTeamRun run);
+// The installed team, or null.
+SharedTeamRun shared_team();
+
+// A set of worker threads plus the calling thread, or the shared team (above) when one is
+// installed: then the pool's own workers are never started. parallel_for calls come from one
+// thread at a time (the context's); the pool is not re-entrant (a task must not call parallel_for).
 // Between jobs a worker polls for the next one for a short while (kSpin) before it sleeps, and the
 // caller polls for the workers to finish before it sleeps: a network's layers come back to back,
 // and a sleeping thread takes tens of microseconds to wake, more than many layers take (MobileNetV2
@@ -33,13 +49,14 @@ namespace kiln::cpu {
 // cores shared with other busy processes yields them soon.
 class ThreadPool {
  public:
-  // `threads` >= 1 in all: threads - 1 workers are started, the caller is the last one.
+  // `threads` >= 1 in all: threads - 1 workers (started at the first job that needs them), the
+  // caller is the last one.
   explicit ThreadPool(int threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
-  int size() const { return static_cast<int>(workers_.size()) + 1; }
+  int size() const { return threads_; }
 
   // Runs task(i) for every i in [0, count), spread over the pool and the calling thread; returns
   // when all have finished. When tasks throw, the first exception is rethrown after all finished.
@@ -49,6 +66,10 @@ class ThreadPool {
   void work();
   // Takes and runs task indices of the current job until none is left.
   void drain();
+  // parallel_for on the shared team.
+  void run_on_team(SharedTeamRun team, size_t count, const std::function<void(size_t)>& task);
+
+  int threads_;
 
   // How long a waiting thread polls before it sleeps.
   static constexpr std::chrono::microseconds kSpin{100};

@@ -67,6 +67,8 @@ const LoadedLibrary& library() {
     if (loaded.entry == nullptr) {
       loaded.why_not = path + " has no kiln_cpu_onednn_entry of kiln " KILN_VERSION;
       dlclose(handle);
+    } else if (loaded.entry->run_on_team != nullptr) {
+      install_shared_team(loaded.entry->run_on_team);  // one thread team for the whole process
     }
   });
   return loaded;

@@ -588,10 +588,29 @@ bool try_run_conv_on_library(KernelContext& ctx) {
 
 }  // namespace kiln::cpu::onednn
 
+namespace kiln::cpu::onednn {
+namespace {
+
+#if KILN_ONEDNN_OPENMP_TEAM
+// The pools' jobs on oneDNN's own OpenMP team (intra_op_threads.hpp, SharedTeamRun). Dynamic
+// scheduling: a job's tasks are chunks that need not cost the same.
+void run_on_openmp_team(size_t count, int threads, void (*body)(void* arg, size_t index), void* arg) {
+  const auto total = static_cast<long long>(count);
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+  for (long long i = 0; i < total; ++i) body(arg, static_cast<size_t>(i));
+}
+constexpr SharedTeamRun kTeam = &run_on_openmp_team;
+#else
+constexpr SharedTeamRun kTeam = nullptr;
+#endif
+
+}  // namespace
+}  // namespace kiln::cpu::onednn
+
 extern "C" const kiln::cpu::onednn::LibraryEntry* kiln_cpu_onednn_entry(const char* runtime_version) {
-  static const kiln::cpu::onednn::LibraryEntry entry{&kiln::cpu::onednn::describe_library,
-                                                     &kiln::cpu::onednn::try_run_conv_on_library,
-                                                     &kiln::cpu::onednn::try_run_matmul_on_library};
+  static const kiln::cpu::onednn::LibraryEntry entry{
+      &kiln::cpu::onednn::describe_library, &kiln::cpu::onednn::try_run_conv_on_library,
+      &kiln::cpu::onednn::try_run_matmul_on_library, kiln::cpu::onednn::kTeam};
   // The two libraries share C++ types (KernelContext, LayerState): only one build's pair may meet.
   if (runtime_version == nullptr || std::strcmp(runtime_version, KILN_VERSION) != 0) return nullptr;
   return &entry;

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "backends/cpu/cpu_kernel.hpp"
+#include "backends/cpu/intra_op_threads.hpp"
 
 namespace kiln::cpu::onednn {
 
@@ -12,6 +13,9 @@ struct LibraryEntry {
   std::string (*describe)();               // onednn_conv.hpp's describe(), when loaded
   bool (*try_run_conv)(KernelContext& ctx);  // onednn_conv.hpp's try_run_conv(), when loaded
   bool (*try_run_matmul)(KernelContext& ctx);  // onednn_conv.hpp's try_run_matmul(), when loaded
+  // The OpenMP team oneDNN runs on, for the pools to share (intra_op_threads.hpp); null when the
+  // library was built without OpenMP (its oneDNN uses another threading runtime).
+  SharedTeamRun run_on_team;
 };
 
 }  // namespace kiln::cpu::onednn
