@@ -7,6 +7,10 @@
 
 namespace kiln::cpu {
 
+// Output elements below which a loop stays on the calling thread (waking threads costs more), and
+// the least a thread is given.
+inline constexpr int64_t kBroadcastGrain = 1 << 15;
+
 // out[i] = fn(a[i'], b[i'']) with numpy broadcasting of a and b to out's shape.
 template <typename A, typename B, typename R, typename Fn>
 void broadcast_binary(const TensorView& a, const TensorView& b, const TensorView& out, Fn&& fn) {
@@ -15,7 +19,7 @@ void broadcast_binary(const TensorView& a, const TensorView& b, const TensorView
   const A* pa = a.as<const A>();
   const B* pb = b.as<const B>();
   R* po = out.as<R>();
-  for_each_row(loop, {0, 0},
+  parallel_for_each_row(loop, {0, 0}, kBroadcastGrain,
                [&](int64_t o, std::array<int64_t, 2> in, int64_t n, std::array<int64_t, 2> st) {
                  R* dst = po + o;
                  const A* x = pa + in[0];
@@ -45,7 +49,7 @@ void broadcast_ternary(const TensorView& a, const TensorView& b, const TensorVie
   const B* pb = b.as<const B>();
   const C* pc = c.as<const C>();
   R* po = out.as<R>();
-  for_each_row(loop, {0, 0, 0},
+  parallel_for_each_row(loop, {0, 0, 0}, kBroadcastGrain,
                [&](int64_t o, std::array<int64_t, 3> in, int64_t n, std::array<int64_t, 3> st) {
                  R* dst = po + o;
                  const A* x = pa + in[0];
