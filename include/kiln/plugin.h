@@ -37,11 +37,15 @@
 extern "C" {
 #endif
 
-/* The ABI version this header describes. A plugin stores it in kiln_plugin_creator.abi_version; the
- * runtime refuses (KILN_ERROR_INCOMPATIBLE, naming the plugin, its ABI version and the runtime's) a
- * creator whose version differs, because the struct layouts may then differ. Any change to a struct
- * or a function's meaning in this header increments it. */
-#define KILN_PLUGIN_ABI_VERSION 1
+/* The ABI version this header describes. A plugin stores it in kiln_plugin_creator.abi_version. Any
+ * change to a struct or a function's meaning in this header increments it. The runtime takes
+ * creators of every version from KILN_PLUGIN_ABI_OLDEST_VERSION to its own, calling each through
+ * that version's contract, and refuses others (KILN_ERROR_INCOMPATIBLE, naming the plugin, its ABI
+ * version and the runtime's).
+ *   1: the first.
+ *   2: `workspace` is told which backend will execute (kiln_plugin_workspace_fn's `backend`). */
+#define KILN_PLUGIN_ABI_VERSION 2
+#define KILN_PLUGIN_ABI_OLDEST_VERSION 1
 
 /* The most dimensions a plugin output may have (kiln's engine format allows 16). */
 #define KILN_PLUGIN_MAX_RANK 16
@@ -159,15 +163,31 @@ typedef kiln_status (*kiln_plugin_supports_fn)(void* instance, const kiln_dtype*
 typedef kiln_status (*kiln_plugin_infer_fn)(void* instance, const kiln_plugin_tensor_desc* inputs,
                                             int32_t num_inputs, kiln_plugin_output_desc* outputs,
                                             int32_t num_outputs, kiln_plugin_error* error);
-/* Scratch bytes execute needs for these shapes (every dimension known; outputs at their upper
- * bounds). kiln passes a buffer at least this large, aligned to 64 bytes (NULL when 0). Returns
- * KILN_OK with *bytes >= 0. */
-typedef kiln_status (*kiln_plugin_workspace_fn)(void* instance,
+/* Which implementation of a plugin runs a layer: execute_cpu (host memory) or execute_cuda. */
+typedef enum kiln_plugin_backend {
+  KILN_PLUGIN_BACKEND_CPU = 0,
+  KILN_PLUGIN_BACKEND_CUDA = 1
+} kiln_plugin_backend;
+
+/* Scratch bytes the execute call of `backend` needs for these shapes (every dimension known;
+ * outputs at their upper bounds). kiln passes that call a buffer at least this large, aligned to 64
+ * bytes (NULL when 0): host memory for KILN_PLUGIN_BACKEND_CPU, device memory for
+ * KILN_PLUGIN_BACKEND_CUDA. kiln asks only for a backend whose execute function the creator has.
+ * Returns KILN_OK with *bytes >= 0. */
+typedef kiln_status (*kiln_plugin_workspace_fn)(void* instance, kiln_plugin_backend backend,
                                                 const kiln_plugin_tensor_desc* inputs,
                                                 int32_t num_inputs,
                                                 const kiln_plugin_tensor_desc* outputs,
                                                 int32_t num_outputs, int64_t* bytes,
                                                 kiln_plugin_error* error);
+/* The workspace call of ABI version 1 creators, which does not say the backend: kiln calls a
+ * version 1 creator's `workspace` member through this type (the same bytes for either backend). */
+typedef kiln_status (*kiln_plugin_workspace_v1_fn)(void* instance,
+                                                   const kiln_plugin_tensor_desc* inputs,
+                                                   int32_t num_inputs,
+                                                   const kiln_plugin_tensor_desc* outputs,
+                                                   int32_t num_outputs, int64_t* bytes,
+                                                   kiln_plugin_error* error);
 /* Runs the op on host memory: reads inputs, writes every element of every output (and, for
  * data-dependent dimensions, the outputs' shape[]). Returns KILN_OK, or a failure with `error`. */
 typedef kiln_status (*kiln_plugin_execute_cpu_fn)(void* instance, const kiln_plugin_tensor* inputs,
@@ -195,7 +215,7 @@ typedef kiln_status (*kiln_plugin_execute_cuda_fn)(void* instance, const kiln_pl
  * core lacks). Required: abi_version, name, create, destroy, fields, infer and at least one of
  * execute_cpu / execute_cuda; supports and workspace may be NULL (any dtype; no scratch). */
 typedef struct kiln_plugin_creator {
-  uint32_t abi_version; /* KILN_PLUGIN_ABI_VERSION */
+  uint32_t abi_version; /* KILN_PLUGIN_ABI_VERSION (or an older version the runtime takes) */
   const char* plugin_namespace;
   const char* name;
   /* >= 1; a node takes the highest unless it asks (int attribute kiln_plugin_version) */
@@ -209,6 +229,8 @@ typedef struct kiln_plugin_creator {
   kiln_plugin_fields_fn fields;
   kiln_plugin_supports_fn supports;
   kiln_plugin_infer_fn infer;
+  /* A version 1 creator stores its kiln_plugin_workspace_v1_fn here, cast (in C, through
+   * void (*)(void) to keep -Wcast-function-type quiet). */
   kiln_plugin_workspace_fn workspace;
   kiln_plugin_execute_cpu_fn execute_cpu;
   kiln_plugin_execute_cuda_fn execute_cuda;

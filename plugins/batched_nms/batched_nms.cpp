@@ -134,14 +134,14 @@ void BatchedNms::execute_cpu(const kiln_plugin_tensor* inputs, int32_t, kiln_plu
   outputs[0].shape[0] = static_cast<int64_t>(kept.size());
 }
 
-int64_t BatchedNms::workspace(const kiln_plugin_tensor_desc* inputs, int32_t,
+int64_t BatchedNms::workspace(kiln_plugin_backend backend, const kiln_plugin_tensor_desc* inputs, int32_t,
                               const kiln_plugin_tensor_desc*, int32_t) const {
 #if defined(KILN_PLUGINS_WITH_CUDA)
-  return segmented_nms_workspace_bytes(1, inputs[kScores].shape[0]);
-#else
-  (void)inputs;
-  return 0;
+  if (backend == KILN_PLUGIN_BACKEND_CUDA) return segmented_nms_workspace_bytes(1, inputs[kScores].shape[0]);
 #endif
+  (void)backend;
+  (void)inputs;
+  return 0;  // the CPU kernel needs none
 }
 
 #if defined(KILN_PLUGINS_WITH_CUDA)

@@ -26,7 +26,7 @@ class BatchedNms : public PluginOp {
   void infer(const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
              kiln_plugin_output_desc* outputs, int32_t num_outputs) const;
   // The CUDA kernel's (CUDA builds; the CPU kernel needs none).
-  int64_t workspace(const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
+  int64_t workspace(kiln_plugin_backend backend, const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
                     const kiln_plugin_tensor_desc* outputs, int32_t num_outputs) const;
   void execute_cpu(const kiln_plugin_tensor* inputs, int32_t num_inputs,
                    kiln_plugin_tensor* outputs, int32_t num_outputs, void* workspace) const;

@@ -15,7 +15,7 @@ class TorchvisionNms : public PluginOp {
   void supports(const kiln_dtype* dtypes, int32_t num_inputs) const;
   void infer(const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
              kiln_plugin_output_desc* outputs, int32_t num_outputs) const;
-  int64_t workspace(const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
+  int64_t workspace(kiln_plugin_backend backend, const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
                     const kiln_plugin_tensor_desc* outputs, int32_t num_outputs) const;
   void execute_cpu(const kiln_plugin_tensor* inputs, int32_t num_inputs,
                    kiln_plugin_tensor* outputs, int32_t num_outputs, void* workspace) const;
@@ -60,14 +60,14 @@ void TorchvisionNms::infer(const kiln_plugin_tensor_desc* inputs, int32_t num_in
   outputs[0].dims[0] = plugin::data_dependent_dim(n < 0 ? 0 : n);
 }
 
-int64_t TorchvisionNms::workspace(const kiln_plugin_tensor_desc* inputs, int32_t,
+int64_t TorchvisionNms::workspace(kiln_plugin_backend backend, const kiln_plugin_tensor_desc* inputs, int32_t,
                                   const kiln_plugin_tensor_desc*, int32_t) const {
 #if defined(KILN_PLUGINS_WITH_CUDA)
-  return segmented_nms_workspace_bytes(1, inputs[1].shape[0]);
-#else
-  (void)inputs;
-  return 0;
+  if (backend == KILN_PLUGIN_BACKEND_CUDA) return segmented_nms_workspace_bytes(1, inputs[1].shape[0]);
 #endif
+  (void)backend;
+  (void)inputs;
+  return 0;  // the CPU kernel needs none
 }
 
 void TorchvisionNms::execute_cpu(const kiln_plugin_tensor* inputs, int32_t,

@@ -93,13 +93,13 @@ class StoredFields {
 };
 
 // What every op class shares: the fields it stores in the engine (filled by its constructor) and,
-// unless it says otherwise, no workspace. Op classes derive from it and are defined, bodies inline,
+// unless it says otherwise, no workspace on either backend. Op classes derive from it and are defined, bodies inline,
 // in their own .cpp: only the creator (and what another op reuses) is declared in a header.
 class PluginOp {
  public:
   const StoredFields& stored_fields() const { return fields_; }
-  int64_t workspace(const kiln_plugin_tensor_desc*, int32_t, const kiln_plugin_tensor_desc*,
-                    int32_t) const {
+  int64_t workspace(kiln_plugin_backend, const kiln_plugin_tensor_desc*, int32_t,
+                    const kiln_plugin_tensor_desc*, int32_t) const {
     return 0;
   }
 
@@ -112,8 +112,8 @@ class PluginOp {
 //   const StoredFields& stored_fields() const
 //   void supports(const kiln_dtype*, int32_t) const  throws Failure(KILN_ERROR_UNSUPPORTED)
 //   void infer(const kiln_plugin_tensor_desc*, int32_t, kiln_plugin_output_desc*, int32_t) const
-//   int64_t workspace(const kiln_plugin_tensor_desc*, int32_t, const kiln_plugin_tensor_desc*,
-//                     int32_t) const
+//   int64_t workspace(kiln_plugin_backend, const kiln_plugin_tensor_desc*, int32_t,
+//                     const kiln_plugin_tensor_desc*, int32_t) const   bytes for that backend's execute
 //   void execute_cpu(const kiln_plugin_tensor*, int32_t, kiln_plugin_tensor*, int32_t, void*) const
 //   void execute_cuda(const kiln_plugin_tensor*, int32_t, kiln_plugin_tensor*, int32_t, void*,
 //                     void* stream) const
@@ -145,12 +145,11 @@ struct CreatorGlue {
       static_cast<const Op*>(instance)->infer(inputs, num_inputs, outputs, num_outputs);
     });
   }
-  static kiln_status workspace(void* instance, const kiln_plugin_tensor_desc* inputs,
+  static kiln_status workspace(void* instance, kiln_plugin_backend backend, const kiln_plugin_tensor_desc* inputs,
                                int32_t num_inputs, const kiln_plugin_tensor_desc* outputs,
                                int32_t num_outputs, int64_t* bytes, kiln_plugin_error* error) {
     return plugin::guard(error, [&] {
-      *bytes =
-          static_cast<const Op*>(instance)->workspace(inputs, num_inputs, outputs, num_outputs);
+      *bytes = static_cast<const Op*>(instance)->workspace(backend, inputs, num_inputs, outputs, num_outputs);
     });
   }
   static kiln_status execute_cpu(void* instance, const kiln_plugin_tensor* inputs,

@@ -156,7 +156,7 @@ void DeformConv::infer(const kiln_plugin_tensor_desc* inputs, int32_t num_inputs
   outputs[0].dims[3] = plugin::value_dim(p.out_width);
 }
 
-int64_t DeformConv::workspace(const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
+int64_t DeformConv::workspace(kiln_plugin_backend, const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
                               const kiln_plugin_tensor_desc*, int32_t) const {
   const DeformConvParams p = params_for(inputs, num_inputs);
   return p.in_channels * p.kernel_h * p.kernel_w * p.out_height * p.out_width *

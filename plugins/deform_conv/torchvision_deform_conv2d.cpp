@@ -9,7 +9,7 @@ class TorchvisionDeformConv2d : public PluginOp {
   void supports(const kiln_dtype* dtypes, int32_t num_inputs) const;
   void infer(const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
              kiln_plugin_output_desc* outputs, int32_t num_outputs) const;
-  int64_t workspace(const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
+  int64_t workspace(kiln_plugin_backend backend, const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
                     const kiln_plugin_tensor_desc* outputs, int32_t num_outputs) const;
   void execute_cpu(const kiln_plugin_tensor* inputs, int32_t num_inputs,
                    kiln_plugin_tensor* outputs, int32_t num_outputs, void* workspace) const;
@@ -101,13 +101,13 @@ void TorchvisionDeformConv2d::infer(const kiln_plugin_tensor_desc* inputs, int32
   inner_.infer(onnx.data(), 5, outputs, num_outputs);
 }
 
-int64_t TorchvisionDeformConv2d::workspace(const kiln_plugin_tensor_desc* inputs,
+int64_t TorchvisionDeformConv2d::workspace(kiln_plugin_backend backend, const kiln_plugin_tensor_desc* inputs,
                                            int32_t num_inputs,
                                            const kiln_plugin_tensor_desc* outputs,
                                            int32_t num_outputs) const {
   const std::vector<kiln_plugin_tensor_desc> onnx =
       onnx_order(inputs, num_inputs, kiln_plugin_tensor_desc{KILN_FLOAT32, -1, nullptr});
-  return inner_.workspace(onnx.data(), 5, outputs, num_outputs);
+  return inner_.workspace(backend, onnx.data(), 5, outputs, num_outputs);
 }
 
 void TorchvisionDeformConv2d::execute_cpu(const kiln_plugin_tensor* inputs, int32_t num_inputs,

@@ -25,7 +25,7 @@ class NonMaxSuppression : public PluginOp {
   void supports(const kiln_dtype* dtypes, int32_t num_inputs) const;
   void infer(const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
              kiln_plugin_output_desc* outputs, int32_t num_outputs) const;
-  int64_t workspace(const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
+  int64_t workspace(kiln_plugin_backend backend, const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
                     const kiln_plugin_tensor_desc* outputs, int32_t num_outputs) const;
   void execute_cpu(const kiln_plugin_tensor* inputs, int32_t num_inputs,
                    kiln_plugin_tensor* outputs, int32_t num_outputs, void* workspace) const;
@@ -109,16 +109,17 @@ void NonMaxSuppression::infer(const kiln_plugin_tensor_desc* inputs, int32_t num
   outputs[0].dims[1] = plugin::value_dim(3);
 }
 
-int64_t NonMaxSuppression::workspace(const kiln_plugin_tensor_desc* inputs, int32_t,
+int64_t NonMaxSuppression::workspace(kiln_plugin_backend backend, const kiln_plugin_tensor_desc* inputs, int32_t,
                                      const kiln_plugin_tensor_desc*, int32_t) const {
 #if defined(KILN_PLUGINS_WITH_CUDA)
-  // The CUDA kernel's; the CPU kernel needs none (kiln does not say which one will run).
-  const int64_t* s = inputs[kScores].shape;
-  return segmented_nms_workspace_bytes(s[0] * s[1], s[2]);
-#else
-  (void)inputs;
-  return 0;
+  if (backend == KILN_PLUGIN_BACKEND_CUDA) {
+    const int64_t* s = inputs[kScores].shape;
+    return segmented_nms_workspace_bytes(s[0] * s[1], s[2]);
+  }
 #endif
+  (void)backend;
+  (void)inputs;
+  return 0;  // the CPU kernel needs none
 }
 
 void NonMaxSuppression::execute_cpu(const kiln_plugin_tensor* inputs, int32_t num_inputs,

@@ -34,12 +34,12 @@ void roi_align_cpu(const RoiAlignCall& call);
 // Device scratch bytes roi_align_cuda needs (the flag naming the first bad roi): 8 in CUDA builds.
 int64_t roi_align_workspace_bytes();
 
-// The base of both op classes: their workspace is roi_align_workspace_bytes().
+// The base of both op classes: their CUDA workspace is roi_align_workspace_bytes(); the CPU needs none.
 class RoiAlignOp : public PluginOp {
  public:
-  int64_t workspace(const kiln_plugin_tensor_desc*, int32_t, const kiln_plugin_tensor_desc*,
-                    int32_t) const {
-    return roi_align_workspace_bytes();
+  int64_t workspace(kiln_plugin_backend backend, const kiln_plugin_tensor_desc*, int32_t,
+                    const kiln_plugin_tensor_desc*, int32_t) const {
+    return backend == KILN_PLUGIN_BACKEND_CUDA ? roi_align_workspace_bytes() : 0;
   }
 };
 

@@ -286,16 +286,22 @@ std::vector<kiln_plugin_output_desc> PluginInstance::infer(
   return outputs;
 }
 
-int64_t PluginInstance::workspace_size(std::span<const kiln_plugin_tensor_desc> inputs,
+int64_t PluginInstance::workspace_size(kiln_plugin_backend backend,
+                                       std::span<const kiln_plugin_tensor_desc> inputs,
                                        std::span<const kiln_plugin_tensor_desc> outputs) const {
-  if (!creator_.creator->workspace) return 0;
+  const kiln_plugin_creator& c = *creator_.creator;
+  if (!c.workspace) return 0;
   int64_t bytes = 0;
   kiln_plugin_error error{};
-  if (creator_.creator->workspace(handle_, inputs.data(), static_cast<int32_t>(inputs.size()),
-                                  outputs.data(), static_cast<int32_t>(outputs.size()), &bytes,
-                                  &error) != KILN_OK) {
-    fail_call(ErrorCode::kInvalidArgument, "workspace", error);
-  }
+  const auto num_inputs = static_cast<int32_t>(inputs.size());
+  const auto num_outputs = static_cast<int32_t>(outputs.size());
+  // Each creator is called through the contract of the ABI version it was built for.
+  const kiln_status status =
+      c.abi_version == 1
+          ? reinterpret_cast<kiln_plugin_workspace_v1_fn>(reinterpret_cast<void (*)()>(c.workspace))(handle_, inputs.data(), num_inputs,
+                                                                       outputs.data(), num_outputs, &bytes, &error)
+          : c.workspace(handle_, backend, inputs.data(), num_inputs, outputs.data(), num_outputs, &bytes, &error);
+  if (status != KILN_OK) fail_call(ErrorCode::kInvalidArgument, "workspace", error);
   if (bytes < 0)
     fail(ErrorCode::kInvalidArgument, prefix(), " workspace: returned ", bytes, " bytes");
   return bytes;

@@ -71,7 +71,10 @@ class PluginInstance {
   // creator that did not declare them).
   std::vector<kiln_plugin_output_desc> infer(std::span<const kiln_plugin_tensor_desc> inputs,
                                              size_t num_outputs) const;
-  int64_t workspace_size(std::span<const kiln_plugin_tensor_desc> inputs,
+  // Scratch bytes the plugin's execute call for `backend` needs (0 without a workspace function;
+  // an ABI version 1 creator is not told the backend). kInvalidArgument on failure or a negative
+  // answer.
+  int64_t workspace_size(kiln_plugin_backend backend, std::span<const kiln_plugin_tensor_desc> inputs,
                          std::span<const kiln_plugin_tensor_desc> outputs) const;
   // kUnsupported when the plugin has no CPU implementation; else runs it (failures:
   // kInvalidArgument).

@@ -35,10 +35,10 @@ void check_creator(const kiln_plugin_creator& c, const std::string& library_path
                                            std::to_string(c.version))
                             : std::string("(unnamed)"),
                      " from ", library_label(library_path));
-  if (c.abi_version != KILN_PLUGIN_ABI_VERSION) {
+  if (c.abi_version < KILN_PLUGIN_ABI_OLDEST_VERSION || c.abi_version > KILN_PLUGIN_ABI_VERSION) {
     fail(ErrorCode::kIncompatible, where, " uses plugin ABI version ", c.abi_version,
-         " but this kiln runtime (", KILN_VERSION, ") uses ABI version ", KILN_PLUGIN_ABI_VERSION,
-         "; rebuild the plugin against this kiln's ", "include/kiln/plugin.h");
+         " but this kiln runtime (", KILN_VERSION, ") takes ABI versions ", KILN_PLUGIN_ABI_OLDEST_VERSION,
+         " to ", KILN_PLUGIN_ABI_VERSION, "; rebuild the plugin against this kiln's ", "include/kiln/plugin.h");
   }
   if (c.name == nullptr || c.name[0] == '\0')
     fail(ErrorCode::kInvalidArgument, where, ": empty name");

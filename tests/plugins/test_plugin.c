@@ -1,11 +1,13 @@
 /* A plugin library for kiln's tests, written in C against include/kiln/plugin.h alone:
  *   kiln.test::ScaledAdd v1: Y = A + alpha * B (float32, A and B of one shape; field alpha)
- *   kiln.test::ScaledAdd v2: Y = A + alpha * B + beta (fields alpha, beta)
+ *   kiln.test::ScaledAdd v2: Y = A + alpha * B + beta (fields alpha, beta); plugin ABI version 2,
+ *     with a CPU-only workspace
  *   kiln.test::KeepPositive v1: Y = the elements of X above `threshold`, in order (1-D, its
  *     length depends on the data, at most numel(X)); uses a workspace.
  *
  * It registers its creators from a constructor (linked in or LD_PRELOAD) and from
  * kiln_plugin_init (kiln_load_plugin_library); registering twice is harmless. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +142,36 @@ static kiln_status scaled_add_execute(void* instance, const kiln_plugin_tensor* 
   return KILN_OK;
 }
 
+/* Version 2 is an ABI version 2 creator whose workspace depends on the backend: 64 bytes of host
+ * scratch for the CPU, and a refusal when asked for any backend it has no execute function of
+ * (kiln must not ask). Its execute checks it got the scratch. */
+static kiln_status scaled_add_workspace(void* instance, kiln_plugin_backend backend,
+                                        const kiln_plugin_tensor_desc* inputs, int32_t num_inputs,
+                                        const kiln_plugin_tensor_desc* outputs, int32_t num_outputs,
+                                        int64_t* bytes, kiln_plugin_error* error) {
+  (void)instance;
+  (void)inputs;
+  (void)num_inputs;
+  (void)outputs;
+  (void)num_outputs;
+  if (backend != KILN_PLUGIN_BACKEND_CPU) {
+    return fail_with(error, KILN_ERROR_INVALID_ARGUMENT, "asked for the workspace of a backend it lacks");
+  }
+  *bytes = 64;
+  return KILN_OK;
+}
+
+static kiln_status scaled_add_execute_with_workspace(void* instance, const kiln_plugin_tensor* inputs,
+                                                     int32_t num_inputs, kiln_plugin_tensor* outputs,
+                                                     int32_t num_outputs, void* workspace,
+                                                     kiln_plugin_error* error) {
+  if (workspace == NULL || (uintptr_t)workspace % 64 != 0) {
+    return fail_with(error, KILN_ERROR_INTERNAL, "no 64-byte aligned workspace");
+  }
+  memset(workspace, 0xff, 64); /* all of it is ours */
+  return scaled_add_execute(instance, inputs, num_inputs, outputs, num_outputs, NULL, error);
+}
+
 static const kiln_plugin_field_spec scaled_add_v1_specs[] = {{"alpha", KILN_PLUGIN_FIELD_FLOAT, 1}};
 static const kiln_plugin_field_spec scaled_add_v2_specs[] = {{"alpha", KILN_PLUGIN_FIELD_FLOAT, 1},
                                                              {"beta", KILN_PLUGIN_FIELD_FLOAT, 0}};
@@ -159,7 +191,7 @@ static const kiln_plugin_creator scaled_add_v1 = {KILN_PLUGIN_ABI_VERSION,
                                                   NULL,
                                                   scaled_add_execute,
                                                   NULL};
-static const kiln_plugin_creator scaled_add_v2 = {KILN_PLUGIN_ABI_VERSION,
+static const kiln_plugin_creator scaled_add_v2 = {2, /* ABI version 2: workspace knows the backend */
                                                   "kiln.test",
                                                   "ScaledAdd",
                                                   2,
@@ -171,8 +203,8 @@ static const kiln_plugin_creator scaled_add_v2 = {KILN_PLUGIN_ABI_VERSION,
                                                   scaled_add_fields,
                                                   float_only,
                                                   scaled_add_infer,
-                                                  NULL,
-                                                  scaled_add_execute,
+                                                  scaled_add_workspace,
+                                                  scaled_add_execute_with_workspace,
                                                   NULL};
 
 /* ---- KeepPositive --------------------------------------------------------------------------- */
@@ -262,7 +294,9 @@ static kiln_status keep_positive_execute(void* instance, const kiln_plugin_tenso
 static const kiln_plugin_field_spec keep_positive_specs[] = {
     {"threshold", KILN_PLUGIN_FIELD_FLOAT, 0}};
 
-static const kiln_plugin_creator keep_positive_v1 = {KILN_PLUGIN_ABI_VERSION,
+/* An ABI version 1 creator (built before the workspace call said the backend): kiln calls its
+ * workspace through the version 1 signature. */
+static const kiln_plugin_creator keep_positive_v1 = {1,
                                                      "kiln.test",
                                                      "KeepPositive",
                                                      1,
@@ -274,7 +308,7 @@ static const kiln_plugin_creator keep_positive_v1 = {KILN_PLUGIN_ABI_VERSION,
                                                      keep_positive_fields,
                                                      float_only,
                                                      keep_positive_infer,
-                                                     keep_positive_workspace,
+                                                     (kiln_plugin_workspace_fn)(void (*)(void))keep_positive_workspace,
                                                      keep_positive_execute,
                                                      NULL};
 

@@ -142,11 +142,11 @@ class Instance {
     return result;
   }
 
-  int64_t workspace(std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const {
+  int64_t workspace(kiln_plugin_backend backend, std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const {
     std::vector<kiln_plugin_tensor_desc> in = descs(inputs), out = descs(outputs);
     int64_t bytes = 0;
     kiln_plugin_error error{};
-    EXPECT_EQ(c_.workspace(self_, in.data(), static_cast<int32_t>(in.size()), out.data(),
+    EXPECT_EQ(c_.workspace(self_, backend, in.data(), static_cast<int32_t>(in.size()), out.data(),
                            static_cast<int32_t>(out.size()), &bytes, &error),
               KILN_OK)
         << error.message;
@@ -155,7 +155,7 @@ class Instance {
 
   std::vector<Tensor> run_cpu(std::vector<Tensor> inputs, int32_t count) const {
     std::vector<Tensor> outs = outputs(inputs, count);
-    std::vector<unsigned char> scratch(static_cast<size_t>(workspace(inputs, outs)) + 64);
+    std::vector<unsigned char> scratch(static_cast<size_t>(workspace(KILN_PLUGIN_BACKEND_CPU, inputs, outs)) + 64);
     std::vector<kiln_plugin_tensor> in, out;
     for (Tensor& t : inputs) {
       in.push_back({t.dtype, t.absent ? -1 : static_cast<int32_t>(t.shape.size()), t.shape.data(),
@@ -195,7 +195,7 @@ class Instance {
           {t.dtype, static_cast<int32_t>(t.shape.size()), t.shape.data(), device_copy(t)});
     }
     Tensor scratch_desc;
-    scratch_desc.bytes.resize(static_cast<size_t>(workspace(inputs, outs)));
+    scratch_desc.bytes.resize(static_cast<size_t>(workspace(KILN_PLUGIN_BACKEND_CUDA, inputs, outs)));
     void* scratch = device_copy(scratch_desc);
     cudaStream_t stream = nullptr;
     EXPECT_EQ(cudaStreamCreate(&stream), cudaSuccess);
@@ -312,20 +312,23 @@ TEST(KilnPlugins, RoiAlignRefusesABatchIndexOutsideTheBatch) {
             "rois[1, 0] = -1.000000 is not a batch index in [0, 2)");
 }
 
-#if !KILN_WITH_CUDA
-TEST(KilnPlugins, WithoutCudaNoOpAsksForCudaScratch) {
-  // Only the CUDA kernels of NMS and RoiAlign use scratch; a library built without CUDA asks none.
+TEST(KilnPlugins, OnlyCudaKernelsAskForScratch) {
+  // Only the CUDA kernels of NMS and RoiAlign use scratch: asked for the CPU backend's workspace
+  // they want none in every build, and a library built without CUDA wants none for CUDA either.
   std::vector<Tensor> nms = {tensor(KILN_FLOAT32, {1, 3, 4}, std::vector<float>(12, 1.0f)),
                              tensor(KILN_FLOAT32, {1, 2, 3}, std::vector<float>(6, 0.5f))};
   Instance onnx_nms("NonMaxSuppression", {});
   std::vector<Tensor> nms_out = onnx_nms.outputs(nms, 1);
-  EXPECT_EQ(onnx_nms.workspace(nms, nms_out), 0);
+  EXPECT_EQ(onnx_nms.workspace(KILN_PLUGIN_BACKEND_CPU, nms, nms_out), 0);
   std::vector<Tensor> roi = roi_align_inputs(1);
   Instance roi_align("RoiAlign", {});
   std::vector<Tensor> roi_out = roi_align.outputs(roi, 1);
-  EXPECT_EQ(roi_align.workspace(roi, roi_out), 0);
-}
+  EXPECT_EQ(roi_align.workspace(KILN_PLUGIN_BACKEND_CPU, roi, roi_out), 0);
+#if !KILN_WITH_CUDA
+  EXPECT_EQ(onnx_nms.workspace(KILN_PLUGIN_BACKEND_CUDA, nms, nms_out), 0);
+  EXPECT_EQ(roi_align.workspace(KILN_PLUGIN_BACKEND_CUDA, roi, roi_out), 0);
 #endif
+}
 
 #if KILN_WITH_CUDA
 

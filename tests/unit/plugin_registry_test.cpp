@@ -105,6 +105,27 @@ TEST(PluginRegistry, DefaultDomainSpellingsAreOneNamespace) {
   EXPECT_NE(registry.find_latest("ai.onnx", "Gelu2"), nullptr);
 }
 
+// The runtime takes every ABI version from the oldest it knows to its own, and refuses 0 (below it)
+// as well as versions from the future.
+TEST(PluginRegistry, TakesEveryKnownAbiVersionAndRefusesOthers) {
+  for (uint32_t version = KILN_PLUGIN_ABI_OLDEST_VERSION; version <= KILN_PLUGIN_ABI_VERSION; ++version) {
+    kiln_plugin_creator creator = make_creator("Versioned", 1);
+    creator.abi_version = version;
+    plugins::PluginRegistry registry;
+    EXPECT_NO_THROW(registry.add(&creator, "libv.so")) << "ABI version " << version;
+  }
+  kiln_plugin_creator too_old = make_creator("Versioned", 1);
+  too_old.abi_version = KILN_PLUGIN_ABI_OLDEST_VERSION - 1;
+  plugins::PluginRegistry registry;
+  ErrorCode code = ErrorCode::kOk;
+  const std::string message = error_message([&] { registry.add(&too_old, "libold.so"); }, &code);
+  EXPECT_EQ(code, ErrorCode::kIncompatible);
+  EXPECT_NE(message.find("takes ABI versions " + std::to_string(KILN_PLUGIN_ABI_OLDEST_VERSION) + " to " +
+                         std::to_string(KILN_PLUGIN_ABI_VERSION)),
+            std::string::npos)
+      << message;
+}
+
 TEST(PluginRegistry, AnotherAbiVersionIsIncompatible) {
   static kiln_plugin_creator creator = make_creator("Future", 1);
   creator.abi_version = KILN_PLUGIN_ABI_VERSION + 1;

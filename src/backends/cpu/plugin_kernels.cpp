@@ -51,7 +51,7 @@ void run_plugin(KernelContext& ctx) {
                   output_shapes[o].data(), out.data};
     output_descs[o] = {outputs[o].dtype, outputs[o].ndim, out.shape.data()};
   }
-  const int64_t workspace_bytes = instance->workspace_size(input_descs, output_descs);
+  const int64_t workspace_bytes = instance->workspace_size(KILN_PLUGIN_BACKEND_CPU, input_descs, output_descs);
   std::unique_ptr<void, AlignedFree> workspace;
   if (workspace_bytes > 0) {
     const auto rounded = (static_cast<size_t>(workspace_bytes) + kWorkspaceAlignment - 1) /

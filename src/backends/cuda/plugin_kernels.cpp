@@ -60,7 +60,7 @@ std::unique_ptr<LayerState> prepare_plugin(LaunchContext& ctx, size_t* workspace
   }
   int64_t bytes = 0;
   try {
-    bytes = state->instance->workspace_size(inputs, outputs);
+    bytes = state->instance->workspace_size(KILN_PLUGIN_BACKEND_CUDA, inputs, outputs);
   } catch (const Error& e) {
     ctx.fail(e.code(), e.what());
   }
