@@ -23,7 +23,7 @@ from kiln_plugins_testing import load
 BUILD_DIR = Path(os.environ.get("KILN_BUILD_DIR", Path(__file__).resolve().parents[2] / "build"))
 
 # Each case: feeds that keep different numbers of boxes (1.0 packs them, 40.0 spreads them).
-NMS_CASES = [(0, 1.0), (1, 10.0), (2, 40.0), (3, 1.0)]
+NMS_CASES = [(0, 1.0), (1, 10.0), (2, 40.0), (3, 1.0)]  # (seed, spread)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_plugin_layers_match_the_cpu_engine(plugins, name):
     build, feeds, _ = MODELS[name]
     cpu, cuda = engines(build())
     for seed in range(4):  # the first run eager, then capture and replays where the engine is captured
-        inputs = nms_feeds(*NMS_CASES[seed]) if name == "nms" else feeds(seed)
+        inputs = nms_feeds(NMS_CASES[seed][0], spread=NMS_CASES[seed][1]) if name == "nms" else feeds(seed)
         assert_outputs_match(cuda.run(inputs), cpu.run(inputs), f"{name}, call {seed}")
 
 
@@ -61,7 +61,7 @@ def test_data_dependent_nms_gives_the_real_shape_through_kiln_engine(plugins):
     assert [o.name for o in cuda.outputs] == ["selected", "doubled"]
     counts = []
     for case in NMS_CASES:
-        inputs = nms_feeds(*case)
+        inputs = nms_feeds(case[0], spread=case[1])
         got, want = cuda.run(inputs), cpu.run(inputs)
         assert_outputs_match(got, want, f"nms feeds {case}")
         assert got["selected"].shape[1] == 3 and np.all(got["selected"][:, 2] < NMS_BOXES)
@@ -73,7 +73,7 @@ def test_data_dependent_nms_on_device_buffers(plugins):
     cpu, cuda = engines(nms_model())
     bound = 2 * NMS_MAX_PER_CLASS  # the upper bound of selected's rows
     for case in NMS_CASES:
-        inputs = nms_feeds(*case)
+        inputs = nms_feeds(case[0], spread=case[1])
         want = cpu.run(inputs)
         dev_in = {k: torch.from_numpy(v).cuda() for k, v in inputs.items()}
         # Buffers at the bound, filled with a marker so that rows written past the real count show.
@@ -110,7 +110,7 @@ def test_data_dependent_nms_through_torch_ops(plugins):
     kr.load_library()
     engine = kr.engine_from_bytes(kiln.build_onnx(model, target="cuda"), "cuda:0")
     for case in NMS_CASES:
-        inputs = nms_feeds(*case)
+        inputs = nms_feeds(case[0], spread=case[1])
         want = cpu.run(inputs)["selected"]
         (selected,) = torch.ops.kiln.execute_engine([torch.from_numpy(inputs["boxes"]).cuda(),
                                                      torch.from_numpy(inputs["scores"]).cuda()], engine)

@@ -122,3 +122,22 @@ def test_a_node_the_registrations_take_but_the_build_refuses_falls_back_alone(mo
     assert "test refuses Atan" in report.fallbacks[0].reason
     assert report.engines, report
     torch.testing.assert_close(compiled(*inputs), module(*inputs))
+
+
+def test_the_cuda_elementwise_registrations_claim_only_what_their_kernels_run():
+    # The first GPU run of the backend-ops conformance test found claims the kernels refused at run
+    # time (float64/int8/uint8 arithmetic, bool ReduceMax); and a CUDA Dropout copied its input
+    # whatever a run-time training_mode said.
+    if not cuda_backend_present():
+        pytest.skip("this kiln has no CUDA backend")
+    assert kiln.supports("Add", ["float16", "float16"], backend="cuda") is None
+    assert kiln.supports("Add", ["int64", "int64"], backend="cuda") is None
+    for dtype in ("float64", "int8", "uint8"):
+        reason = kiln.supports("Add", [dtype, dtype], backend="cuda")
+        assert reason is not None and f"is {dtype}; the cuda kernel takes" in reason, reason
+    assert kiln.supports("ReduceMax", ["bool"], backend="cuda") is not None
+    assert kiln.supports("Identity", ["float64"], backend="cuda") is None  # a copy of any dtype
+    assert kiln.supports("Relu", ["int8"], backend="cuda") is not None
+    assert kiln.supports("Dropout", ["float32"], backend="cuda") is None
+    reason = kiln.supports("Dropout", ["float32", "float32", "bool"], backend="cuda")
+    assert reason is not None and "training_mode is an input read at run time" in reason, reason

@@ -393,7 +393,9 @@ size_t run_conformance(const std::string& backend_name, Mode mode) {
 // regressed): raise them when cases are added. The cuda count is what its registrations claim of
 // the cases (the same on or off a device).
 constexpr size_t kCpuCaseFloor = 1114;
-constexpr size_t kCudaCaseFloor = 791;
+// 690 since the elementwise and reduction registrations stopped claiming float64, int8, uint8 and
+// bool cases their kernels refuse (the first GPU run of this test found 97 such claims).
+constexpr size_t kCudaCaseFloor = 690;
 
 TEST(BackendOpsConformance, CpuKernelsRunWhatTheirRegistrationsClaim) {
   if (!backends::find_backend("cpu")) GTEST_SKIP() << "this kiln has no cpu backend";

@@ -79,14 +79,17 @@ TEST(MgpuCheckedBuffers, HostBuffersPassAndAreRememberedWhereTheDriverAnswers) {
   // Host memory is never device memory of another GPU, so it passes in every build. With CUDA and a
   // GPU the driver places it and it is remembered; without CUDA nothing is asked, and a CUDA build
   // on a machine without a GPU gets no answer, so nothing is remembered there.
+  // Asked first: asking loads the cuda backend, which locate_pointer must find loaded (ctest runs
+  // each test in a fresh process, where nothing has loaded it yet).
+  const bool answers = driver_answers();
   std::vector<float> x(6, 1.0f), y(2, 0.0f);
   const std::vector<NamedTensor> inputs{{"x", TensorRef{DType::kFloat32, {2, 3}, x.data()}}};
   const std::vector<NamedTensor> outputs{{"y", TensorRef{DType::kFloat32, {2}, y.data()}},
                                          {"empty", TensorRef{DType::kFloat32, {0}, nullptr}}};
   CheckedBuffers checked;
   EXPECT_NO_THROW(check_buffer_devices(checked, 0, inputs, outputs));
-  EXPECT_EQ(checked.contains(x.data()), driver_answers());
-  EXPECT_EQ(checked.contains(y.data()), driver_answers());
+  EXPECT_EQ(checked.contains(x.data()), answers);
+  EXPECT_EQ(checked.contains(y.data()), answers);
   // A second call (the pointers remembered or not) passes the same way.
   EXPECT_NO_THROW(check_buffer_devices(checked, 0, inputs, outputs));
 }

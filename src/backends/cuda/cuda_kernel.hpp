@@ -85,6 +85,10 @@ inline constexpr backends::DTypeSet kCudaTensorDTypes{
     DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64, DType::kInt8, DType::kUInt8,
     DType::kInt16,   DType::kInt32,   DType::kInt64,    DType::kBool};
 
+// What the elementwise and reduction kernels compute on (dispatch_numeric in cuda_common.cuh).
+inline constexpr backends::DTypeSet kCudaNumericDTypes{DType::kFloat32, DType::kFloat16, DType::kBFloat16,
+                                                       DType::kInt32, DType::kInt64};
+
 // The CUDA kernels by op, each with what it takes (backends/kernel_support.hpp); every
 // registration is narrowed to kCudaTensorDTypes.
 class CudaKernelRegistry {

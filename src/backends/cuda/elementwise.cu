@@ -169,8 +169,8 @@ void launch_unary(LaunchContext& ctx) {
     } else {
       integer_unary_kernel<<<grid_for(n), kBlockSize, 0, ctx.stream>>>(in.as<const int32_t>(), out.as<int32_t>(), n, op);
     }
-  } else if (in.dtype == DType::kBool || in.dtype == DType::kUInt8 || in.dtype == DType::kInt8) {
-    if (op != UnaryOp::kIdentity) ctx.fail(ErrorCode::kUnsupported, "dtype ", dtype_name(in.dtype), " is not supported");
+  } else if (op == UnaryOp::kIdentity && in.dtype != DType::kFloat32 && in.dtype != DType::kFloat16 &&
+             in.dtype != DType::kBFloat16) {  // Identity and Dropout of any other dtype: a copy
     KILN_CUDA_CHECK(cudaMemcpyAsync(out.data, in.data, out.nbytes(), cudaMemcpyDeviceToDevice, ctx.stream));
     return;
   } else {
@@ -557,15 +557,52 @@ void launch_cast(LaunchContext& ctx) {
   check_launch(ctx);
 }
 
+// Dropout runs as a copy: a training_mode the engine reads at run time could ask for dropping, which
+// the copy would silently ignore (the CPU kernel refuses it per call; here the flag is in device
+// memory), and the mask output is not written.
+std::string refuse_dropout_it_cannot_copy(const format::EngineModel& model, const format::Layer& layer) {
+  if (layer.outputs.size() > 1) return "its mask output (output 1) is computed by the cpu backend only";
+  if (layer.inputs.size() > 2 && layer.inputs[2] >= 0) {
+    const auto id = static_cast<size_t>(layer.inputs[2]);
+    if (id >= model.tensors.size() || model.tensors[id].kind != format::TensorKind::kWeight) {
+      return "its training_mode is an input read at run time (the cuda kernel runs inference only; a constant "
+             "false runs)";
+    }
+  }
+  return "";
+}
+
 }  // namespace
 
+// What each launch function dispatches on (every dtype the registration claims must run: the
+// backend-ops conformance test builds and runs each on the GPU).
 void register_elementwise_kernels(CudaKernelRegistry& registry) {
-  for (const auto& [name, spec] : unary_specs()) registry.add(name, CudaKernel{nullptr, launch_unary});
-  for (const auto& [name, op] : binary_ops()) registry.add(name, CudaKernel{nullptr, launch_binary});
-  registry.add("Clip", CudaKernel{nullptr, launch_clip});
-  registry.add("IsNaN", CudaKernel{nullptr, launch_predicate});
-  registry.add("IsInf", CudaKernel{nullptr, launch_predicate});
-  registry.add("Not", CudaKernel{nullptr, launch_predicate});
+  using backends::DTypeSet;
+  using backends::KernelSupport;
+  for (const auto& [name, spec] : unary_specs()) {
+    KernelSupport support;  // Identity and Dropout copy any dtype
+    if (spec.op != UnaryOp::kIdentity) support.every_tensor = spec.integers ? kCudaNumericDTypes : backends::kNnFloatDTypes;
+    if (name == "Dropout") support.check = refuse_dropout_it_cannot_copy;
+    registry.add(name, CudaKernel{nullptr, launch_unary}, support);
+  }
+  for (const auto& [name, op] : binary_ops()) {
+    KernelSupport support{.every_tensor = kCudaNumericDTypes};
+    if (op == BinaryOp::kAnd || op == BinaryOp::kOr || op == BinaryOp::kXor) {
+      support.every_tensor = DTypeSet{DType::kBool};
+    } else if (is_comparison(op)) {
+      support.every_tensor = DTypeSet{DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kInt32, DType::kInt64,
+                                      DType::kBool};
+    } else if (op == BinaryOp::kMean || op == BinaryOp::kPRelu) {
+      support.every_tensor = backends::kNnFloatDTypes;
+    }
+    registry.add(name, CudaKernel{nullptr, launch_binary}, support);
+  }
+  registry.add("Clip", CudaKernel{nullptr, launch_clip}, {.every_tensor = kCudaNumericDTypes});
+  const KernelSupport float_predicate{.every_tensor = DTypeSet{DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kBool},
+                                      .inputs = {{{0}, backends::kNnFloatDTypes}}};
+  registry.add("IsNaN", CudaKernel{nullptr, launch_predicate}, float_predicate);
+  registry.add("IsInf", CudaKernel{nullptr, launch_predicate}, float_predicate);
+  registry.add("Not", CudaKernel{nullptr, launch_predicate}, {.every_tensor = DTypeSet{DType::kBool}});
   registry.add("Where", CudaKernel{nullptr, launch_where});
   registry.add("Cast", CudaKernel{nullptr, launch_cast});
   registry.add("CastLike", CudaKernel{nullptr, launch_cast});

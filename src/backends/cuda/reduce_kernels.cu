@@ -679,7 +679,8 @@ void launch_row_reduce(const LaunchContext& ctx, ReduceOp op, const TensorView& 
 
 void register_reduce_kernels(CudaKernelRegistry& registry) {
   for (const auto& [name, op] : nn::reduce_ops()) {
-    registry.add(name, CudaKernel{nn::prepare_reduce, nn::launch_reduce});
+    // dispatch_numeric's dtypes (no float64 or bool); axes, when an input, are int64.
+    registry.add(name, CudaKernel{nn::prepare_reduce, nn::launch_reduce}, {.every_tensor = kCudaNumericDTypes});
   }
 }
 
