@@ -32,7 +32,7 @@ from ._dynamic_shapes import (DimSpecs, DynamicDim, DynamicDimInfo, DynamicShape
                               torch_dims, uses)
 from ._partition_lowering import (SymbolRanges, UnsupportedShapeError, build_engine, probe_node,
                                   to_onnx)
-from ._plugin_ops import fuse_batched_nms
+from ._plugin_ops import batched_nms_as_one_op, fuse_batched_nms
 
 __all__ = ["compile", "compile_graph_module", "CompileReport", "EngineInfo", "FallbackInfo",
            "FullCompilationError", "DynamicDim", "DynamicDimInfo", "DynamicShapeError"]
@@ -467,7 +467,7 @@ def export_module(module: torch.nn.Module, inputs: tuple,
     # The math form of scaled_dot_product_attention decomposes into matmuls and a softmax that
     # kiln builds; CUDA's fused kernels (_scaled_dot_product_efficient_attention, ...) have no
     # ONNX form.
-    with torch.no_grad(), sdpa_kernel([SDPBackend.MATH]):
+    with torch.no_grad(), sdpa_kernel([SDPBackend.MATH]), batched_nms_as_one_op():
         try:
             program = torch.export.export(module, inputs, dynamic_shapes=dynamic_shapes)
         except Exception as error:

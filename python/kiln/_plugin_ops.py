@@ -16,6 +16,8 @@ op, the argument and the plugin.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -287,6 +289,67 @@ def _batched_nms_op():
         torch.library.register_fake("kiln_plugins::batched_nms", fake, lib=lib)
         _BATCHED_NMS_LIBRARY = lib
     return torch.ops.kiln_plugins.batched_nms.default
+
+
+@contextlib.contextmanager
+def batched_nms_as_one_op():
+    """While torch.export traces (kiln.compile), torchvision.ops.batched_nms is one call of
+    kiln_plugins::batched_nms, whose fake kernel gives the kept count as a new dynamic size.
+    torchvision's own batched_nms branches in Python on the box count (``boxes.numel() == 0``,
+    ``> 4000``), which after a data-dependent filter (the detection heads' score threshold) is an
+    unbacked size that export cannot branch on: torchvision's detection models did not export at
+    all. The op then runs as kiln::BatchedNMS where that plugin is registered, and as the same
+    coordinate trick in PyTorch where it falls back. The detection heads' MultiScaleRoIAlign
+    (_multiscale_roi_align) sizes its result from the same count, so it is replaced as well
+    (_multiscale_roi_align_by_masks). No-op when torchvision is not imported."""
+    boxes_module = sys.modules.get("torchvision.ops.boxes")
+    ops_module = sys.modules.get("torchvision.ops")
+    if boxes_module is None:
+        yield
+        return
+    op = _batched_nms_op()
+
+    def batched_nms(boxes, scores, idxs, iou_threshold):
+        return op(boxes, scores, idxs, float(iou_threshold))
+
+    saved = [(module, "batched_nms", module.batched_nms) for module in (boxes_module, ops_module)
+             if module is not None and hasattr(module, "batched_nms")]
+    poolers = sys.modules.get("torchvision.ops.poolers")
+    if poolers is not None and hasattr(poolers, "_multiscale_roi_align"):
+        saved.append((poolers, "_multiscale_roi_align", poolers._multiscale_roi_align))
+    for module, name, _ in saved:
+        setattr(module, name, batched_nms if name == "batched_nms" else _multiscale_roi_align_by_masks)
+    try:
+        yield
+    finally:
+        for module, name, original in saved:
+            setattr(module, name, original)
+
+
+def _multiscale_roi_align_by_masks(x_filtered, boxes, output_size, sampling_ratio, scales, mapper):
+    """torchvision's _multiscale_roi_align without data-dependent sizes: it gathers each level's
+    rois (``rois[torch.where(levels == level)]``) and sizes its result by ``len(rois)``, which
+    export cannot do once the box count is data-dependent. Here every level's RoiAlign runs on all
+    rois and each roi takes its own level's result (torch.where, so no other level's values reach
+    it): the same values, for a few more RoiAligns on the few hundred boxes a detection head
+    keeps."""
+    from torchvision.ops import roi_align
+    from torchvision.ops.poolers import _convert_to_roi_format
+
+    if scales is None or mapper is None:
+        raise ValueError("scales and mapper should not be None")
+    rois = _convert_to_roi_format(boxes)
+    if len(x_filtered) == 1:
+        return roi_align(x_filtered[0], rois, output_size=output_size, spatial_scale=scales[0],
+                         sampling_ratio=sampling_ratio)
+    levels = mapper(boxes)
+    dtype = x_filtered[0].dtype
+    result = None
+    for level, (feature, scale) in enumerate(zip(x_filtered, scales)):
+        pooled = roi_align(feature, rois, output_size=output_size, spatial_scale=scale,
+                           sampling_ratio=sampling_ratio).to(dtype)
+        result = pooled if result is None else torch.where((levels == level)[:, None, None, None], pooled, result)
+    return result
 
 
 def _call_of(node, *targets: str):

@@ -3,6 +3,8 @@
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
+#include <cstring>
 #include <sstream>
 #include <string>
 
@@ -100,6 +102,22 @@ std::vector<at::Tensor> execute_engine(at::TensorList inputs,
   const std::vector<Shape> shapes =
       rethrow_kiln_errors(kOp, [&] { return context->output_shapes(named_inputs); });
   std::vector<at::Tensor> outputs(out_bindings.size());
+  // An output written after a data-dependent layer may have no size bound before the run (a dim
+  // of -1, e.g. rows of NonZero's result feeding another layer). A CPU engine then allocates its
+  // outputs itself, and they are copied into tensors of their actual shapes.
+  const bool unbounded = std::any_of(shapes.begin(), shapes.end(), [](const Shape& shape) {
+    return std::any_of(shape.begin(), shape.end(), [](int64_t d) { return d < 0; });
+  });
+  if (unbounded && !device.is_cuda()) {
+    std::vector<Tensor> results = rethrow_kiln_errors(kOp, [&] { return context->execute(named_inputs); });
+    for (size_t o = 0; o < out_bindings.size(); ++o) {
+      outputs[o] = at::empty(c10::IntArrayRef(results[o].shape),
+                             at::TensorOptions().dtype(to_torch_dtype(out_bindings[o].dtype)).device(device));
+      if (!results[o].bytes.empty()) std::memcpy(outputs[o].data_ptr(), results[o].bytes.data(), results[o].bytes.size());
+    }
+    return outputs;
+  }
+  TORCH_CHECK(!unbounded, kOp, ": an output of this cuda engine has no size bound before the run");
   std::vector<NamedTensor> named_outputs(out_bindings.size());
   for (size_t o = 0; o < out_bindings.size(); ++o) {
     outputs[o] =

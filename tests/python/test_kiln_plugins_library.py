@@ -178,6 +178,70 @@ def test_kiln_compile_runs_torchvision_batched_nms_as_one_batched_nms_plugin(tmp
     _run_child_with_the_library(script, build_dir)
 
 
+def test_kiln_compile_exports_batched_nms_after_a_data_dependent_filter(tmp_path, build_dir):
+    # torchvision's batched_nms branches in Python on the box count; after a score threshold that
+    # count is data-dependent and torch.export stops (torchvision's detection models did not
+    # export). kiln.compile traces torchvision.ops.boxes.batched_nms as one kiln_plugins::batched_nms
+    # (python/kiln/_plugin_ops.py, batched_nms_as_one_op). torchvision does not import beside the CPU
+    # torch here: the child stands in a module of that name whose batched_nms branches the same way.
+    pytest.importorskip("torch")
+    script = tmp_path / "child.py"
+    script.write_text(textwrap.dedent("""
+        import sys, types, numpy as np, torch, kiln
+        from kiln_plugins_testing import batched_nms_inputs, reference_batched_nms
+        kiln.load_plugin_library(sys.argv[1])
+        lib = torch.library.Library("torchvision", "DEF")
+        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+
+        @torch.library.register_fake("torchvision::nms", lib=lib)
+        def _fake(dets, scores, iou_threshold):
+            return dets.new_empty((torch.library.get_ctx().new_dynamic_size(),), dtype=torch.int64)
+
+        @torch.library.impl(lib, "nms", "CPU")
+        def _nms(dets, scores, iou_threshold):  # one class: batched NMS with equal idxs
+            same = np.zeros(len(dets), dtype=np.int64)
+            return torch.from_numpy(reference_batched_nms(dets.numpy(), scores.numpy(), same, iou_threshold))
+
+        def torchvision_like_batched_nms(boxes, scores, idxs, iou_threshold):
+            if boxes.numel() == 0:  # what stops torch.export on a data-dependent count
+                return torch.empty((0,), dtype=torch.int64)
+            offsets = idxs.to(boxes) * (boxes.max() + 1)
+            return torch.ops.torchvision.nms(boxes + offsets[:, None], scores, iou_threshold)
+
+        boxes_module = types.ModuleType("torchvision.ops.boxes")
+        boxes_module.batched_nms = torchvision_like_batched_nms
+        sys.modules["torchvision.ops.boxes"] = boxes_module
+
+        class Head(torch.nn.Module):
+            def forward(self, boxes, scores, idxs):
+                keep = torch.where(scores > 0.2)[0]
+                b, s, i = boxes[keep], scores[keep], idxs[keep]
+                return keep[sys.modules["torchvision.ops.boxes"].batched_nms(b, s, i, 0.4)]
+
+        inputs = batched_nms_inputs(np.random.default_rng(5), 60, 4)
+        args = tuple(torch.from_numpy(inputs[k]) for k in ("boxes", "scores", "idxs"))
+        try:
+            torch.export.export(Head(), args)
+            raise AssertionError("the stand-in should not export by itself")
+        except Exception as error:
+            assert "data-dependent" in str(error), error
+        compiled = kiln.compile(Head(), args)
+        assert boxes_module.batched_nms is torchvision_like_batched_nms  # restored after the export
+        # One kiln_plugins::batched_nms node, not torchvision's Python: in an engine where its inputs'
+        # sizes are known; here they come from a data-dependent filter, which kiln's partitioner
+        # leaves to PyTorch (its fallback kernel is the coordinate trick around torchvision::nms).
+        report = compiled.kiln_report
+        ops = {op for engine in report.engines for op in engine.ops} | {f.op for f in report.fallbacks}
+        assert any("kiln_plugins.batched_nms" in op for op in ops), ops
+        assert not any("torchvision.nms" in op for op in ops), ops
+        keep = np.nonzero(inputs["scores"] > 0.2)[0]
+        want = keep[reference_batched_nms(inputs["boxes"][keep], inputs["scores"][keep], inputs["idxs"][keep], 0.4)]
+        np.testing.assert_array_equal(compiled(*args).numpy(), want)
+        print("ok")
+        """))
+    _run_child_with_the_library(script, build_dir)
+
+
 def _run_child_with_the_library(script: Path, build_dir) -> None:
     """Runs `script` (given the plugin library's path) in a child Python; it must print "ok"."""
     here = os.path.dirname(os.path.abspath(__file__))

@@ -170,3 +170,25 @@ def test_dynamic_batch_with_var_positional_forward():
         assert len(got["parts"]) == 2
         for g, w in zip(got["parts"], want["parts"]):
             torch.testing.assert_close(g, w, atol=2e-5, rtol=1e-5)
+
+
+def test_an_engine_output_sized_by_the_data_comes_back_in_its_actual_shape():
+    # torch.where's indices are a NonZero in the engine; the engine's output of them has no size
+    # bound before the run, so the CPU engine allocates it and execute_engine returns it at the size
+    # the run produced (it once failed: "Trying to create tensor with negative dimension -1").
+    class Filter(nn.Module):
+        def forward(self, boxes, scores):
+            keep = torch.where(scores > 0.5)[0]
+            return boxes[keep] * 2
+
+    gen = torch.Generator().manual_seed(0)
+    boxes, scores = torch.rand(60, 4, generator=gen), torch.rand(60, generator=gen)
+    compiled = kiln.compile(Filter(), (boxes, scores))
+    assert compiled.kiln_report.engines, compiled.kiln_report
+    sizes = set()
+    for threshold_share in (0.0, 0.3, 0.9):
+        scores = torch.rand(60, generator=gen) * (1 - threshold_share) + threshold_share
+        got = compiled(boxes, scores)
+        assert torch.equal(got, Filter()(boxes, scores))
+        sizes.add(got.shape[0])
+    assert len(sizes) > 1, sizes
