@@ -59,37 +59,7 @@ StridedLoop<N> make_strided_loop(const Shape& out,
   return loop;
 }
 
-// Calls row(out_offset, offsets, count, inner_strides) for every innermost row, in row-major
-// order of the output. `offsets` start at `base`.
-template <size_t N, typename RowFn>
-void for_each_row(const StridedLoop<N>& loop, const std::array<int64_t, N>& base, RowFn&& row) {
-  if (loop.numel == 0) return;
-  if (loop.dims.empty()) {
-    row(int64_t{0}, base, int64_t{1}, std::array<int64_t, N>{});
-    return;
-  }
-  const size_t rank = loop.dims.size();
-  const int64_t inner = loop.dims[rank - 1];
-  const std::array<int64_t, N>& inner_strides = loop.strides[rank - 1];
-  std::vector<int64_t> counter(rank - 1, 0);
-  std::array<int64_t, N> offsets = base;
-  int64_t out_offset = 0;
-  while (true) {
-    row(out_offset, offsets, inner, inner_strides);
-    out_offset += inner;
-    size_t d = rank - 1;
-    while (d-- > 0) {
-      for (size_t k = 0; k < N; ++k) offsets[k] += loop.strides[d][k];
-      if (++counter[d] < loop.dims[d]) break;
-      for (size_t k = 0; k < N; ++k) offsets[k] -= loop.strides[d][k] * loop.dims[d];
-      counter[d] = 0;
-      if (d == 0) return;
-    }
-    if (rank == 1) return;
-  }
-}
-
-// for_each_row restricted to rows [first, last) of the loop (rows numbered in output order; a
+// The rows [first, last) of the loop, as for_each_row (below) calls them (rows numbered in output order; a
 // loop has numel / dims.back() rows): for splitting one loop over threads.
 template <size_t N, typename RowFn>
 void for_each_row_in(const StridedLoop<N>& loop, const std::array<int64_t, N>& base, int64_t first,
@@ -121,6 +91,15 @@ void for_each_row_in(const StridedLoop<N>& loop, const std::array<int64_t, N>& b
       counter[d] = 0;
     }
   }
+}
+
+// Calls row(out_offset, offsets, count, inner_strides) for every innermost row, in row-major
+// order of the output. `offsets` start at `base`.
+template <size_t N, typename RowFn>
+void for_each_row(const StridedLoop<N>& loop, const std::array<int64_t, N>& base, RowFn&& row) {
+  if (loop.numel == 0) return;
+  const int64_t rows = loop.dims.empty() ? 1 : loop.numel / loop.dims.back();
+  for_each_row_in(loop, base, 0, rows, row);
 }
 
 // for_each_row spread over the current intra-op pool (intra_op_threads.hpp) in contiguous runs of
