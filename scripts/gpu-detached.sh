@@ -8,6 +8,8 @@
 #   PLAN=correctness (default): build, then every correctness stage side by side (ctest+conformance,
 #     runtime+torch, plugins+detection, sanitize, onnxcuda with ONNX_UPDATE=1, models); no timings.
 #   PLAN=full: build; generated, bench and overhead alone on the GPU; then the correctness stages.
+#   TIMING_STAGES (default "generated bench overhead") are the stages PLAN=full runs alone; add
+#     `profile` (with PROFILE_ARGS) for per-layer times.
 #   STAGE_TIMEOUT (default 400 s) caps each side-by-side group; RESULTS (default out/gpu-detached).
 set -u
 cd "$(dirname "$0")/.."
@@ -33,7 +35,8 @@ drive() {
     tail -n 40 "$R/build/build.log" >> "$R/driver.log"
     log done; touch "$R/DONE"; return
   fi
-  [ "$PLAN" = full ] && group timings generated bench overhead
+  # shellcheck disable=SC2086  # a list of stage names
+  [ "$PLAN" = full ] && group timings ${TIMING_STAGES:-generated bench overhead}
   group ctest ctest conformance &
   group runtime runtime torch &
   group plugins plugins detection &
