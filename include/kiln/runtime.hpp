@@ -156,8 +156,9 @@ class ExecutionContext {
   const Engine& engine() const;
 
   // The outputs' shapes (in the engine's output order) that execute() would produce for `inputs`,
-  // validated as execute() validates them. Reads input data only for CPU engines whose shapes
-  // depend on input values (then `inputs` must be host tensors); otherwise only shapes matter.
+  // validated as execute() validates them. Reads input data only for engines whose shapes depend
+  // on input values: CPU engines read host tensors; CUDA engines copy those inputs (host or device
+  // memory) to the host after waiting for all work on the device; otherwise only shapes matter.
   // Updates this context's shape plan, so a following execute() on the same shapes is cheaper.
   // For outputs whose shape depends on the input data, this is the upper bound where one is known
   // before running (the output of a data-dependent layer whose inputs' shapes are known), and the

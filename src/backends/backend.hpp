@@ -76,6 +76,11 @@ class BackendContext {
   // The `place_shape_values` this context's calls pass to CallState::update_plan, so that
   // ExecutionContext::output_shapes plans what execute will reuse.
   virtual bool places_shape_values() const = 0;
+  // ExecutionContext::output_shapes, after bind_inputs: a backend whose inputs may be device
+  // memory sets CallState::input_values for the engine's value inputs
+  // (EnginePlan::value_input_tensors) once every queued write to them has finished. The default
+  // does nothing: shape propagation reads host inputs where they are.
+  virtual void read_input_values(CallState& /*call*/) {}
   // CUDA graph capture (ExecutionContext::set_cuda_graphs): a backend without graphs ignores the
   // setting and reports false.
   virtual void set_graphs(bool enabled) = 0;

@@ -71,6 +71,8 @@ struct EnginePlan {
   std::vector<int32_t> last_use;
   // True when any shape-value layer reads an input's data: then cached shapes are keyed by values too.
   bool shapes_depend_on_input_values = false;
+  // The input tensors whose values shape propagation reads (empty unless the flag above is set).
+  std::vector<int32_t> value_input_tensors;
   // True when some output is computed by a shape-value layer.
   bool has_shape_value_outputs = false;
 
@@ -127,6 +129,11 @@ class CallState {
   // Engines with data-dependent shapes, calls on caller buffers: each output's buffer, whose
   // shape gives its capacity (checked when its layer is planned). Per output binding.
   std::vector<TensorView> caller_outputs;
+  // Engines whose shapes depend on input values (EnginePlan::value_input_tensors), on a backend
+  // whose inputs are not host memory: per tensor, a host copy of such an input's value, which the
+  // backend sets after bind_inputs and before update_plan (and keeps alive through the call);
+  // shape propagation reads it instead of `data`. Null elsewhere; bind_inputs resets it.
+  std::vector<const HostTensor*> input_values;
 
   // Validates names, dtypes, shapes, ranges and pointers of `inputs`; resets `data` and binds the
   // inputs' entries.

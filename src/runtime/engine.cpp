@@ -64,6 +64,7 @@ void mark_shape_value_layers(EngineState& state) {
     if (producer < 0) {
       if (model.tensors[static_cast<size_t>(t)].kind == format::TensorKind::kInput) {
         state.shapes_depend_on_input_values = true;
+        state.value_input_tensors.push_back(t);
       }
       continue;
     }

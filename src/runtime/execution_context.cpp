@@ -81,6 +81,7 @@ int32_t ContextState::output_tensor(const std::string& name) const {
 void ContextState::bind_inputs(std::span<const NamedTensor> inputs) {
   ran = false;
   data.assign(engine->model.tensors.size(), TensorView{});
+  input_values.assign(engine->model.tensors.size(), nullptr);
   const auto& bindings = engine->inputs;
   std::vector<bool> seen(bindings.size(), false);
   for (const NamedTensor& in : inputs) {
@@ -194,6 +195,7 @@ int ExecutionContext::threads() const { return state().backend_context->threads(
 std::vector<Shape> ExecutionContext::output_shapes(std::span<const NamedTensor> inputs) {
   detail::ContextState& s = state();
   s.bind_inputs(inputs);
+  s.backend_context->read_input_values(s);
   // The same plan flavour the engine's executor asks for, so that execute() can reuse it.
   s.update_plan(s.backend_context->places_shape_values());
   std::vector<Shape> shapes;

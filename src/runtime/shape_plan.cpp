@@ -40,9 +40,13 @@ void start_propagation(const EngineState& engine, ShapePlan& plan) {
 }
 
 // Shapes (and host-computed values) of layers [begin, end); earlier layers' are in `plan`.
-void propagate_shapes(const EngineState& engine, std::span<const TensorView> input_data, ShapePlan& plan,
-                      size_t begin, size_t end) {
+// `input_values`: host copies of value inputs where the inputs are not host memory (CallState).
+void propagate_shapes(const EngineState& engine, std::span<const TensorView> input_data,
+                      std::span<const HostTensor* const> input_values, ShapePlan& plan, size_t begin, size_t end) {
   const auto& model = engine.model;
+  auto input_value = [&](size_t t) {
+    return t < input_values.size() && input_values[t] ? view_of(*input_values[t]) : input_data[t];
+  };
 
   std::vector<ops::ValueInfo> in_info;
   std::vector<ops::ValueInfo> out_info;
@@ -68,7 +72,7 @@ void propagate_shapes(const EngineState& engine, std::span<const TensorView> inp
       } else if (plan.has_shape_value[ti]) {
         in_info[i].value = &plan.shape_values[ti];
       } else if (model.tensors[ti].kind == format::TensorKind::kInput && engine.shapes_depend_on_input_values) {
-        const TensorView& view = input_data[ti];
+        const TensorView view = input_value(ti);
         HostTensor& copy = value_copies.emplace_back(view.dtype, view.shape);
         std::memcpy(copy.bytes.data(), view.data, copy.bytes.size());
         in_info[i].value = &copy;
@@ -114,7 +118,7 @@ void propagate_shapes(const EngineState& engine, std::span<const TensorView> inp
       } else if (plan.has_shape_value[ti]) {
         in_views[i] = view_of(plan.shape_values[ti]);
       } else if (model.tensors[ti].kind == format::TensorKind::kInput && engine.shapes_depend_on_input_values) {
-        in_views[i] = input_data[ti];
+        in_views[i] = input_value(ti);
       } else {
         // Only Shape/Size layers read tensors that were not computed here; they use the shape alone.
         in_views[i] = TensorView{model.tensors[ti].dtype, plan.shapes[ti], placeholder_bytes()};
@@ -228,7 +232,7 @@ bool ContextState::update_plan(bool place_shape_values) {
   have_plan = false;
   plan.input_shapes = std::move(input_shapes);
   start_propagation(*engine, plan);
-  propagate_shapes(*engine, data, plan, 0, engine->segment_ends.front());
+  propagate_shapes(*engine, data, input_values, plan, 0, engine->segment_ends.front());
   place_in_arena(*engine, place_shape_values, plan, 0);
   plan.planned_segments = 1;
   have_plan = true;
@@ -238,7 +242,7 @@ bool ContextState::update_plan(bool place_shape_values) {
 void ContextState::plan_segment(size_t segment) {
   KILN_ASSERT(segment == plan.planned_segments && segment < engine->segment_ends.size(), "segment ", segment,
               " planned out of order");
-  propagate_shapes(*engine, data, plan, engine->segment_ends[segment - 1], engine->segment_ends[segment]);
+  propagate_shapes(*engine, data, input_values, plan, engine->segment_ends[segment - 1], engine->segment_ends[segment]);
   place_in_arena(*engine, /*place_shape_values=*/false, plan, segment);
   plan.planned_segments = segment + 1;
 }

@@ -37,7 +37,6 @@ class CudaBackend final : public backends::Backend {
   // Every layer the device runs (not the shape-value layers the host runs, nor views) must be one
   // its kernel registrations take; then the kernels' attribute checks.
   void check_loadable(const backends::EnginePlan& engine) const override {
-    refuse_value_dependent_shapes(engine);
     std::string missing, refused;
     size_t missing_count = 0, refused_count = 0;
     for (size_t l = 0; l < engine.model.layers.size(); ++l) {

@@ -87,15 +87,6 @@ int choose_device(const format::Target& target, const DeviceSpec& spec, const st
 
 }  // namespace
 
-void refuse_value_dependent_shapes(const EnginePlan& engine) {
-  // Layers with data-dependent output sizes are run segment by segment (run_segments below); shape
-  // propagation that reads input *values* would need the inputs on the host first.
-  if (engine.shapes_depend_on_input_values) {
-    fail(ErrorCode::kUnsupported, engine.source,
-         ": the engine's shapes depend on input values, which the cuda backend does not support yet");
-  }
-}
-
 std::vector<const CudaKernel*> find_cuda_kernels(const EnginePlan& engine) {
   // Which layers the backend takes (op, dtypes) is decided once, by the kernel registrations
   // (CudaBackend::check_loadable); this finds the kernels and runs their attribute checks.
@@ -159,6 +150,7 @@ class DeviceContext {
     segment_states.clear();
     segment_arenas.clear();
     segment_shape_values.clear();
+    input_value_copies.clear();
     host_inputs.clear();
     host_outputs.clear();
     arena = DeviceBuffer();
@@ -208,6 +200,8 @@ class DeviceContext {
   std::vector<DeviceBuffer> segment_arenas;
   std::vector<DeviceBuffer> segment_shape_values;
   std::vector<std::map<std::vector<Shape>, SegmentStates>> segment_states;
+  // Engines whose shapes depend on input values: host copies of those inputs (CallState::input_values).
+  std::vector<HostTensor> input_value_copies;
 };
 
 namespace {
@@ -225,7 +219,7 @@ struct LaunchViews {
 };
 
 // Host copies of tensors whose values are known on the host: weights that infer functions read,
-// and shape values of the current plan.
+// shape values of the current plan and the inputs shapes depend on.
 std::vector<const HostTensor*> host_values(const EnginePlan& engine, const CallState& cs) {
   std::vector<const HostTensor*> values(engine.model.tensors.size(), nullptr);
   for (size_t t = 0; t < values.size(); ++t) {
@@ -233,9 +227,55 @@ std::vector<const HostTensor*> host_values(const EnginePlan& engine, const CallS
       values[t] = engine.weight_values[t].get();
     } else if (cs.plan.has_shape_value[t]) {
       values[t] = &cs.plan.shape_values[t];
+    } else if (t < cs.input_values.size() && cs.input_values[t]) {
+      values[t] = cs.input_values[t];
     }
   }
   return values;
+}
+
+// Engines run segment by segment, uncaptured (run_segments): those with data-dependent output
+// sizes, and those whose shapes depend on input values (a captured graph would bake the shapes,
+// and the kernel states the values, of one call).
+bool runs_segmented(const EnginePlan& engine) {
+  return engine.has_data_dependent_shapes() || engine.shapes_depend_on_input_values;
+}
+
+// Copies the inputs whose values shape propagation reads to the host (CallState::input_values),
+// once they are bound to device pointers. The copy waits for work queued on `stream`.
+void fetch_input_values(DeviceContext& dc, CallState& cs, cudaStream_t stream) {
+  const EnginePlan& engine = *dc.engine;
+  if (!engine.shapes_depend_on_input_values) return;
+  dc.input_value_copies.resize(engine.value_input_tensors.size());
+  for (size_t i = 0; i < engine.value_input_tensors.size(); ++i) {
+    const auto t = static_cast<size_t>(engine.value_input_tensors[i]);
+    const TensorView& bound = cs.data[t];
+    HostTensor& copy = dc.input_value_copies[i];
+    copy = HostTensor(bound.dtype, bound.shape);
+    if (!copy.bytes.empty()) {
+      KILN_CUDA_CHECK(cudaMemcpyAsync(copy.bytes.data(), bound.data, copy.bytes.size(), cudaMemcpyDefault, stream));
+    }
+    cs.input_values[t] = &copy;
+  }
+  KILN_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+// The key of prepared kernel states in run_segments: every tensor's planned shape and every value
+// the host knows that a kernel may have read while it was prepared (shape values, value inputs),
+// their bytes packed eight to an entry.
+std::vector<Shape> plan_key(const EnginePlan& engine, const CallState& cs) {
+  std::vector<Shape> key = cs.plan.shapes;
+  auto append_bytes = [&key](const HostTensor& value) {
+    Shape packed((value.bytes.size() + 7) / 8 + 1, 0);
+    packed[0] = static_cast<int64_t>(value.bytes.size());
+    if (!value.bytes.empty()) std::memcpy(packed.data() + 1, value.bytes.data(), value.bytes.size());
+    key.push_back(std::move(packed));
+  };
+  for (size_t t = 0; t < cs.plan.has_shape_value.size(); ++t)
+    if (cs.plan.has_shape_value[t]) append_bytes(cs.plan.shape_values[t]);
+  for (const int32_t t : engine.value_input_tensors)
+    if (const HostTensor* value = cs.input_values.at(static_cast<size_t>(t))) append_bytes(*value);
+  return key;
 }
 
 LaunchContext make_launch(DeviceContext& dc, size_t layer, LaunchViews& scratch, const std::vector<TensorView>& data,
@@ -502,8 +542,9 @@ DeviceContext::SegmentStates& prepare_segment(DeviceContext& dc, const CallState
                                               size_t end, const std::vector<TensorView>& views,
                                               const std::vector<const HostTensor*>& host) {
   auto& cache = dc.segment_states.at(segment);
-  if (const auto found = cache.find(cs.plan.shapes); found != cache.end()) return found->second;
-  if (cache.size() >= kMaxCachedSegmentPlans) cache.clear();  // data-dependent sizes vary per call
+  std::vector<Shape> key = plan_key(*dc.engine, cs);
+  if (const auto found = cache.find(key); found != cache.end()) return found->second;
+  if (cache.size() >= kMaxCachedSegmentPlans) cache.clear();  // data-dependent sizes and values vary per call
   DeviceContext::SegmentStates prepared;
   prepared.states.resize(end - begin);
   LaunchViews scratch;
@@ -516,7 +557,7 @@ DeviceContext::SegmentStates& prepare_segment(DeviceContext& dc, const CallState
     prepared.states[l - begin] = kernel->prepare(ctx, &workspace);
     prepared.workspace_bytes = std::max(prepared.workspace_bytes, workspace);
   }
-  return cache.emplace(cs.plan.shapes, std::move(prepared)).first->second;
+  return cache.emplace(std::move(key), std::move(prepared)).first->second;
 }
 
 // Runs an engine with data-dependent shapes whose inputs are bound (device pointers) and whose
@@ -576,11 +617,12 @@ void run_segments(DeviceContext& dc, CallState& cs, bool staged, cudaStream_t st
   }
 }
 
-// Binds a call on caller buffers of an engine with data-dependent shapes: outputs are kept aside
+// Binds a call on caller buffers of an engine that runs segmented: outputs are kept aside
 // (cs.caller_outputs), bound with their capacity checked once their segment is planned.
 void bind_segmented_call(DeviceContext& dc, CallState& cs, std::span<const NamedTensor> inputs,
-                         std::span<const NamedTensor> outputs) {
+                         std::span<const NamedTensor> outputs, cudaStream_t stream) {
   cs.bind_inputs(inputs);
+  fetch_input_values(dc, cs, stream);
   cs.update_plan(/*place_shape_values=*/true);
   cs.check_outputs(outputs);
   cs.caller_outputs.assign(dc.engine->outputs.size(), TensorView{});
@@ -592,8 +634,8 @@ void bind_segmented_call(DeviceContext& dc, CallState& cs, std::span<const Named
 
 void run(DeviceContext& dc, CallState& cs, std::span<const NamedTensor> inputs, std::span<const NamedTensor> outputs,
          cudaStream_t stream) {
-  if (dc.engine->has_data_dependent_shapes()) {
-    bind_segmented_call(dc, cs, inputs, outputs);
+  if (runs_segmented(*dc.engine)) {
+    bind_segmented_call(dc, cs, inputs, outputs, stream);
     run_segments(dc, cs, /*staged=*/false, stream);
     return;
   }
@@ -664,11 +706,11 @@ void execute_on_device(DeviceContext& dc, CallState& cs, std::span<const NamedTe
 std::vector<LayerTiming> profile_on_device(DeviceContext& dc, CallState& cs, std::span<const NamedTensor> inputs,
                                            std::span<const NamedTensor> outputs, int iterations) {
   DeviceGuard guard(dc.device->ordinal);
-  const bool segmented = dc.engine->has_data_dependent_shapes();
+  const bool segmented = runs_segmented(*dc.engine);
   DeviceContext::ShapeEntry* entry = nullptr;
   std::vector<TensorView> views;
   if (segmented) {
-    bind_segmented_call(dc, cs, inputs, outputs);
+    bind_segmented_call(dc, cs, inputs, outputs, nullptr);
   } else {
     entry = &prepare_call(dc, cs, inputs, outputs, nullptr, /*use_graph=*/false);
     views = device_views(dc, cs, *entry, false);
@@ -718,6 +760,7 @@ std::vector<Tensor> execute_segmented_from_host(DeviceContext& dc, CallState& cs
                                                 std::span<const NamedTensor> device_inputs) {
   const auto& model = dc.engine->model;
   cs.bind_inputs(device_inputs);
+  fetch_input_values(dc, cs, dc.own_stream);
   cs.update_plan(/*place_shape_values=*/true);
   run_segments(dc, cs, /*staged=*/true, dc.own_stream);
   std::vector<Tensor> results(model.outputs.size());
@@ -751,7 +794,7 @@ std::vector<Tensor> execute_from_host(DeviceContext& dc, CallState& cs, std::spa
     }
     device_inputs[i].tensor.data = dc.host_inputs[i].get();
   }
-  if (dc.engine->has_data_dependent_shapes()) return execute_segmented_from_host(dc, cs, device_inputs);
+  if (runs_segmented(*dc.engine)) return execute_segmented_from_host(dc, cs, device_inputs);
   std::vector<Tensor> results(model.outputs.size());
   std::vector<NamedTensor> device_outputs(model.outputs.size());
   dc.host_outputs.resize(model.outputs.size());
@@ -790,11 +833,16 @@ class CudaContext final : public backends::BackendContext {
   }
   // Device layers cannot read host memory: shape values get arena space and are uploaded.
   bool places_shape_values() const override { return true; }
-  void set_graphs(bool enabled) override { dc_.graphs_enabled = enabled; }
-  // Engines with data-dependent shapes run uncaptured whatever the setting (run_segments).
-  bool graphs_enabled() const override {
-    return dc_.graphs_enabled && !dc_.engine->has_data_dependent_shapes();
+  // No stream is known here: every queued write to the inputs must finish first.
+  void read_input_values(CallState& call) override {
+    if (!dc_.engine->shapes_depend_on_input_values) return;
+    DeviceGuard guard(dc_.device->ordinal);
+    KILN_CUDA_CHECK(cudaDeviceSynchronize());
+    fetch_input_values(dc_, call, dc_.own_stream);
   }
+  void set_graphs(bool enabled) override { dc_.graphs_enabled = enabled; }
+  // Engines that run segmented run uncaptured whatever the setting (run_segments).
+  bool graphs_enabled() const override { return dc_.graphs_enabled && !runs_segmented(*dc_.engine); }
 
  private:
   DeviceContext dc_;

@@ -14,12 +14,6 @@ namespace kiln::cuda {
 
 struct CudaKernel;  // cuda_kernel.hpp
 
-// Throws kUnsupported when the engine's shapes depend on input values (shape propagation would
-// read input data, which the CUDA executor keeps on the device). Layers whose output sizes depend
-// on their input data are supported: such engines run segment by segment, uncaptured (see
-// create_device_context). Needs no GPU.
-void refuse_value_dependent_shapes(const backends::EnginePlan& engine);
-
 // The CUDA kernel of every layer that runs on the GPU (null for layers run during shape
 // propagation and views). Throws kUnsupported listing every such layer without a CUDA kernel in
 // this runtime, or the first layer whose kernel's check_attributes refuses its attributes. Which
@@ -40,7 +34,10 @@ std::shared_ptr<const backends::BoundEngine> bind_engine_to_device(const backend
 // stream, library handles, arena and captured graphs. Engines with a layer of data-dependent output
 // sizes (EnginePlan::segment_ends) run eagerly, never captured: each segment is planned once the
 // layer ending the previous one reported its real output shapes (its launch synchronises the
-// stream for that), and bound outputs are then written row-major from their buffers' start. Calls on device buffers run on the caller's
+// stream for that), and bound outputs are then written row-major from their buffers' start.
+// Engines whose shapes depend on input values run the same way, after the inputs whose values
+// shape propagation reads are copied to the host (the call synchronises the stream for that).
+// Calls on device buffers run on the caller's
 // stream and check the current device (multi-device safe mode switches to the engine's instead);
 // calls on host tensors stage through the context's memory on its own stream and synchronise.
 std::unique_ptr<backends::BackendContext> create_device_context(const backends::EnginePlan& engine,
