@@ -66,7 +66,7 @@ for stage in $STAGES; do
         -DPython3_EXECUTABLE=\$(command -v $PYTHON) -DCMAKE_CUDA_ARCHITECTURES=90 ${CMAKE_ARGS:-} && cmake --build '$BUILD' -j $JOBS" ;;
     ctest) run_stage ctest bash -c "cd '$BUILD' && ctest -j 8 --output-on-failure" ;;
     conformance) run_stage conformance "$PYTHON" -m pytest -q --tb=line -rf --no-header -p no:cacheprovider tests/gpu/test_cuda_conformance.py ${PYTEST_ARGS:-} "${pytest_select[@]}" ;;
-    runtime) run_stage runtime "$PYTHON" -m pytest -q --no-header -p no:cacheprovider tests/gpu/test_cuda_runtime.py tests/gpu/test_cuda_fusion.py tests/gpu/test_cuda_attention.py tests/gpu/test_cuda_layout.py tests/gpu/test_cuda_new_op_models.py tests/gpu/test_cuda_depthwise.py tests/gpu/test_cuda_misuse.py tests/gpu/test_cuda_soak.py tests/gpu/test_cuda_value_shapes.py ${PYTEST_ARGS:-} "${pytest_select[@]}" ;;
+    runtime) run_stage runtime "$PYTHON" -m pytest -q --no-header -p no:cacheprovider tests/gpu/test_cuda_runtime.py tests/gpu/test_cuda_fusion.py tests/gpu/test_cuda_attention.py tests/gpu/test_cuda_layout.py tests/gpu/test_cuda_new_op_models.py tests/gpu/test_cuda_depthwise.py tests/gpu/test_cuda_misuse.py tests/gpu/test_cuda_soak.py tests/gpu/test_cuda_value_shapes.py tests/gpu/test_cuda_host_layers.py ${PYTEST_ARGS:-} "${pytest_select[@]}" ;;
     torch) run_stage torch "$PYTHON" -m pytest -q --no-header -p no:cacheprovider tests/python/test_torch_runtime.py \
         tests/python/test_deploy_fresh_process.py tests/python/test_deploy_examples.py tests/python/test_torch_compile.py \
         tests/gpu/test_torch_compile_gpu.py ${PYTEST_ARGS:-} "${pytest_select[@]}" ;;

@@ -50,6 +50,12 @@ struct BuilderConfig {
   // so GEMM/convolution/generated-kernel tactics are chosen when the engine is first run on its
   // GPU. 0 (default): build on GPU `device` and time the tactics there.
   int cuda_arch = 0;
+  // cuda: layers that no CUDA kernel of this kiln takes (an op, a dtype such as uint32 or float8,
+  // an attribute choice) run on the host with the CPU kernel, their data copied between the GPU
+  // and host memory; such an engine synchronises at each of them and runs without CUDA graphs.
+  // They are listed in the metadata (kiln_build.host_layers). false: such a layer fails the build
+  // (kUnsupported, listing every one and why the GPU does not run it).
+  bool allow_host_layers = true;
 };
 
 // Imports, optimises and emits an engine. Throws kiln::Error: kNotFound/kIoError (paths),

@@ -13,7 +13,9 @@ extern "C" {
  *   "precision": "fp32"|"tf32"|"fp16"|"bf16", "target": "cpu"|"cuda", "device": int,
  *   "workspace_limit": int, "timing_cache": "FILE", "kernel_cache": "DIR" or "off",
  *   "cuda_arch": int (build for sm_<cuda_arch> without that GPU, untuned; see BuilderConfig),
- *   "explain": bool (record pass and fusion decisions in the metadata), "metadata": {...},
+ *   "explain": bool (record pass and fusion decisions in the metadata), "allow_host_layers": bool
+ *   (default true; false: a layer no cuda kernel takes fails the build instead of running on the
+ *   host, see BuilderConfig), "metadata": {...},
  *   "profiles": {"input_name": {"min": [..], "opt": [..], "max": [..]}, ...}.
  * "workspace_limit" takes only its default, 1073741824 (any other value is KILN_ERROR_UNSUPPORTED):
  * kernels get a fixed 1 GiB of scratch memory that an engine cannot change yet.

@@ -309,6 +309,7 @@ def build_onnx(
     kernel_cache: "str | os.PathLike | None" = None,
     cuda_arch: int | None = None,
     explain: bool = False,
+    allow_host_layers: bool = True,
     base_dir: "str | os.PathLike | None" = None,
 ) -> bytes:
     """Compiles an ONNX model into engine bytes.
@@ -327,7 +328,11 @@ def build_onnx(
     that GPU: nothing is timed, tactics are chosen when the engine first runs. ``explain`` records
     in the engine's metadata what each pass changed, which fusion group each node joined and, under
     ``kiln_build.explain.epilogues``, each Add or Relu a Conv, MatMul or Gemm did not take into its
-    epilogue and why (such as dynamic dims not provably equal).
+    epilogue and why (such as dynamic dims not provably equal). A cuda engine runs a layer that no
+    cuda kernel takes (an op, a dtype such as uint32 or float8, an attribute choice) on the host
+    with the CPU kernel, synchronising there and without CUDA graphs; such layers are listed in
+    the metadata under ``kiln_build.host_layers``, and ``allow_host_layers=False`` refuses them
+    (``UnsupportedError`` listing each).
     ``workspace_limit`` takes only its default, 1 GiB (``UnsupportedError`` otherwise): kernels get
     a fixed 1 GiB of scratch memory that an engine cannot change yet.
     """
@@ -350,6 +355,8 @@ def build_onnx(
         config["cuda_arch"] = int(cuda_arch)
     if explain:
         config["explain"] = True
+    if not allow_host_layers:
+        config["allow_host_layers"] = False
     config_json = json.dumps(config).encode()
 
     lib = _capi.builder()

@@ -151,8 +151,10 @@ def build_engine(lowered: LoweredPartition, *, precision: str, target: str,
                  device: int | None) -> bytes:
     from . import build_onnx
 
+    # Ops without a CUDA kernel stay in PyTorch (which runs them on the GPU) rather than becoming
+    # host layers of the engine.
     return build_onnx(lowered.onnx_bytes, precision=precision, target=target,
-                      profiles=lowered.profiles or None, device=device)
+                      profiles=lowered.profiles or None, device=device, allow_host_layers=False)
 
 
 @dataclass

@@ -128,10 +128,13 @@ class Backend {
   }
 
   // The checks bind makes that need no device, for an engine built for another machine: throws
-  // kUnsupported, naming every layer concerned, for layers this backend cannot run (and what
-  // else it cannot run, e.g. value-dependent shapes). The builder calls it through
-  // check_loadable_off_device.
+  // kUnsupported, naming every layer concerned, for layers this backend cannot run. The builder
+  // calls it through check_loadable_off_device.
   virtual void check_loadable(const EnginePlan& engine) const = 0;
+  // The layers of `engine` that a device backend runs on the host instead (no kernel of its own
+  // takes them), each "layer 'name' (op 'Op'): why not on the device", in layer order; empty for
+  // backends without such a fallback. Needs no device; throws as check_loadable.
+  virtual std::vector<std::string> host_layers(const EnginePlan& /*engine*/) const { return {}; }
 
   // Binds a prepared engine to `device` (DeviceSpec{} lets the backend choose): makes the checks
   // of check_loadable, picks and checks the device, puts the weights and kernels where they run.

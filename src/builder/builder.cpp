@@ -437,6 +437,28 @@ format::EngineModel build_engine_model(ir::Graph graph, const BuilderConfig& con
   return build_model_with_layout(std::move(graph), config, source, conv_layout_override());
 }
 
+// The layers a cuda engine would run on the host (layer_placement.hpp), from the checks a load
+// makes without a device: refused unless the config allows them, else recorded in the metadata
+// (kiln_build.host_layers).
+void check_host_layers(format::EngineModel& model, const BuilderConfig& config, const std::string& source) {
+  const std::vector<std::string> host = detail::check_loadable_off_device(model, source);
+  if (host.empty()) return;
+  if (!config.allow_host_layers) {
+    std::string list;
+    for (const std::string& h : host) list += "\n  " + h;
+    fail(ErrorCode::kUnsupported, source, ": ", host.size(), " layer(s) would run on the host, since no cuda kernel takes ",
+         "them, and host layers are not allowed (allow_host_layers):", list);
+  }
+  json::Value metadata = json::parse(model.metadata_json);
+  json::Array listed(host.begin(), host.end());
+  if (const json::Value* build = metadata.find("kiln_build")) {
+    json::Value updated = *build;
+    updated.set("host_layers", json::Value(std::move(listed)));
+    metadata.set("kiln_build", std::move(updated));
+  }
+  model.metadata_json = json::serialize(metadata);
+}
+
 std::vector<uint8_t> build_engine_from_graph(ir::Graph graph, const BuilderConfig& config,
                                              const std::string& source) {
   // Cross-compiled engines (cuda_arch) are not run here: their tactics are chosen on their GPU.
@@ -444,7 +466,7 @@ std::vector<uint8_t> build_engine_from_graph(ir::Graph graph, const BuilderConfi
   // the build rather than the deployment.
   if (config.target != "cuda" || config.cuda_arch != 0) {
     format::EngineModel model = build_engine_model(std::move(graph), config, source);
-    if (config.target == "cuda") detail::check_loadable_off_device(model, source);
+    if (config.target == "cuda") check_host_layers(model, config, source);
     return format::write_engine(model);
   }
   // Run it once on the target GPU at the inputs' opt shapes: every layer must have a kernel there
@@ -454,6 +476,7 @@ std::vector<uint8_t> build_engine_from_graph(ir::Graph graph, const BuilderConfi
   const bool half = config.precision == Precision::kFp16 || config.precision == Precision::kBf16;
   if (forced != ConvLayout::kChosen || !half || !has_depthwise_conv(graph)) {
     format::EngineModel model = build_model_with_layout(std::move(graph), config, source, forced);
+    check_host_layers(model, config, source);
     TacticCache tactics;
     if (!config.timing_cache.empty()) tactics.load(config.timing_cache);
     tune_on_gpu(model, config, tactics);
@@ -469,6 +492,7 @@ std::vector<uint8_t> build_engine_from_graph(ir::Graph graph, const BuilderConfi
     nhwc_tactics.load(config.timing_cache);
   }
   format::EngineModel nchw = build_model_with_layout(graph, config, source, ConvLayout::kChosen);
+  check_host_layers(nchw, config, source);
   tune_on_gpu(nchw, config, nchw_tactics);
   const double nchw_ms = time_on_gpu(nchw, config);
   // The NHWC variant is only a candidate: if it cannot be built or run, the NCHW engine stands
@@ -478,6 +502,7 @@ std::vector<uint8_t> build_engine_from_graph(ir::Graph graph, const BuilderConfi
   std::string nhwc_error;
   try {
     nhwc = build_model_with_layout(std::move(graph), config, source, ConvLayout::kNhwc);
+    check_host_layers(*nhwc, config, source);
     tune_on_gpu(*nhwc, config, nhwc_tactics);
     nhwc_ms = time_on_gpu(*nhwc, config);
   } catch (const Error& e) {

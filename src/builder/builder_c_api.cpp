@@ -84,6 +84,8 @@ BuilderConfig parse_config(const char* config_json) {
       config.cuda_arch = static_cast<int>(std::clamp<int64_t>(value.as_int64(what), -1, 100000));
     } else if (key == "explain") {
       config.explain = value.as_bool(what);
+    } else if (key == "allow_host_layers") {
+      config.allow_host_layers = value.as_bool(what);
     } else if (key == "metadata") {
       value.as_object(what);
       config.metadata_json = json::serialize(value);
@@ -93,7 +95,7 @@ BuilderConfig parse_config(const char* config_json) {
     } else {
       fail(ErrorCode::kInvalidArgument, "config_json: unknown key '", key,
            "' (expected precision, target, device, workspace_limit, timing_cache, kernel_cache, ",
-           "cuda_arch, explain, metadata, profiles)");
+           "cuda_arch, explain, allow_host_layers, metadata, profiles)");
     }
   }
   return config;

@@ -317,7 +317,7 @@ std::shared_ptr<const EngineState> load_state(format::EngineModel model, std::st
 
 }  // namespace
 
-void check_loadable_off_device(const format::EngineModel& model, const std::string& source) {
+std::vector<std::string> check_loadable_off_device(const format::EngineModel& model, const std::string& source) {
   EngineState state;
   state.model = model;
   state.source = source;
@@ -325,7 +325,9 @@ void check_loadable_off_device(const format::EngineModel& model, const std::stri
   // it can build for that target at all).
   state.backend = backends::find_backend(state.model.target.backend);
   prepare(state, state.backend);
-  if (state.backend) state.backend->check_loadable(state);
+  if (!state.backend) return {};
+  state.backend->check_loadable(state);
+  return state.backend->host_layers(state);
 }
 
 }  // namespace detail

@@ -24,7 +24,8 @@ struct EngineState : backends::EnginePlan {
 // The checks a load makes that need no device, on an engine built for another machine (a
 // cross-compiled cuda engine): every op known, the host kernels of the layers the host runs, and
 // the target backend's Backend::check_loadable when this runtime has that backend. Throws what
-// Engine::load_bytes would (kUnsupported listing the layers).
-void check_loadable_off_device(const format::EngineModel& model, const std::string& source);
+// Engine::load_bytes would (kUnsupported listing the layers). Returns the layers that backend would
+// run on the host (Backend::host_layers; empty without the backend).
+std::vector<std::string> check_loadable_off_device(const format::EngineModel& model, const std::string& source);
 
 }  // namespace kiln::detail

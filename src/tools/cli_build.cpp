@@ -46,6 +46,9 @@ options:
                            input. opt defaults to min. Inputs with dynamic dims and no profile
                            get the builder's default range.
   --metadata JSON          a JSON object recorded in the engine (see kiln inspect)
+  --no-host-layers         cuda: fail when a layer has no cuda kernel that takes it, instead of
+                           running it on the host (listed as a warning, and in the metadata
+                           under kiln_build.host_layers)
   --plugins PATH           load the plugin library PATH (docs/plugins.md): ONNX nodes of a domain
                            and op type it registers become plugin layers; repeat per library
   --verbose                print the build's phases and their times, each pass's changes and
@@ -57,6 +60,20 @@ options:
                            recorded in the engine's metadata under kiln_build.explain
   -h, --help               show this help
 )";
+
+// Warns, on stderr, about the layers a cuda engine runs on the host (kiln_build.host_layers).
+void warn_host_layers(const std::vector<uint8_t>& engine, const std::string& path) {
+  const format::EngineModel model =
+      format::read_engine(std::make_shared<const std::vector<uint8_t>>(engine), path);
+  const json::Value metadata = json::parse(model.metadata_json);
+  const json::Value* build = metadata.find("kiln_build");
+  const json::Value* host = build ? build->find("host_layers") : nullptr;
+  if (host == nullptr || host->as_array().empty()) return;
+  std::cerr << "warning: " << host->as_array().size()
+            << " layer(s) run on the host, since no cuda kernel takes them; each call synchronises at "
+               "them and runs without CUDA graphs (--no-host-layers refuses them):\n";
+  for (const json::Value& layer : host->as_array()) std::cerr << "  " << layer.as_string("host layer") << "\n";
+}
 
 // Prints the explanation the builder recorded in the engine's metadata (--explain).
 void print_explanation(const std::vector<uint8_t>& engine, const std::string& path) {
@@ -302,6 +319,9 @@ int build_command(std::span<const std::string> args) {
         }
       }
       config.profiles.push_back(std::move(profile));
+    } else if (flag == "--no-host-layers") {
+      cursor.expect_no_value();
+      config.allow_host_layers = false;
     } else if (flag == "--explain") {
       cursor.expect_no_value();
       config.explain = true;
@@ -343,6 +363,7 @@ int build_command(std::span<const std::string> args) {
   std::cout << "built " << *output_path << " from " << *model_path << ": " << engine.size()
             << " bytes, target " << config.target << ", precision "
             << precision_name(config.precision) << ", " << format_seconds(seconds) << "\n";
+  if (config.target == "cuda") warn_host_layers(engine, *output_path);
   if (verbose) print_verbose(engine, *output_path, seconds, write_seconds);
   if (explain_flag) print_explanation(engine, *output_path);
   return 0;

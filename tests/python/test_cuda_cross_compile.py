@@ -231,32 +231,65 @@ def _runtime_has_cuda() -> bool:
     return True
 
 
-def test_a_layer_no_cuda_kernel_runs_fails_the_cross_compile_not_the_deployment(nvrtc):
+def _cumprod_model():
+    axis = numpy_helper.from_array(np.array(0, dtype=np.int64), "axis")
+    graph = helper.make_graph([helper.make_node("CumProd", ["x", "axis"], ["y"], name="running_product"),
+                               helper.make_node("Relu", ["y"], ["z"], name="after")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 5])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, [4, 5])], [axis])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 26)])
+
+
+def test_a_layer_no_cuda_kernel_takes_runs_on_the_host_and_is_listed(nvrtc, tmp_path):
     # CumProd has a CPU kernel and no CUDA one (yet; pick another such op when it gets one): the
-    # build checks what a load checks without a GPU, so the engine is refused here, naming the
-    # layer, rather than at load on the GPU machine.
+    # build checks what a load checks without a GPU and lists the layer the engine will run on the
+    # host, with the reason, in the metadata; the Relu after it stays on the GPU.
     if not _runtime_has_cuda():
         pytest.skip("this kiln has no CUDA backend, so no list of CUDA kernels to check against")
-    axis = numpy_helper.from_array(np.array(0, dtype=np.int64), "axis")
-    graph = helper.make_graph([helper.make_node("CumProd", ["x", "axis"], ["y"], name="running_product")], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 5])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 5])], [axis])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 26)])
+    engine = kiln.build_onnx(_cumprod_model(), target="cuda", cuda_arch=90, kernel_cache="off")
+    host = _inspect(engine, tmp_path)["metadata"]["kiln_build"]["host_layers"]
+    assert host == ["layer 'running_product' (op 'CumProd'): the cuda backend has no kernel for op 'CumProd'"]
+
+
+def test_the_cli_warns_about_host_layers_and_can_refuse_them(nvrtc, tmp_path):
+    if not _runtime_has_cuda():
+        pytest.skip("this kiln has no CUDA backend, so no list of CUDA kernels to check against")
+    import onnx
+    onnx.save(_cumprod_model(), tmp_path / "m.onnx")
+    base = [str(KILN_CLI), "build", str(tmp_path / "m.onnx"), "--target", "cuda", "--cuda-arch", "90",
+            "--kernel-cache", "off", "-o", str(tmp_path / "m.kiln")]
+    built = subprocess.run(base, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    assert "warning: 1 layer(s) run on the host" in built.stderr
+    assert "layer 'running_product' (op 'CumProd')" in built.stderr
+    refused = subprocess.run(base + ["--no-host-layers"], capture_output=True, text=True)
+    assert refused.returncode != 0
+    assert "host layers are not allowed" in refused.stderr and "running_product" in refused.stderr
+
+
+def test_allow_host_layers_false_fails_the_cross_compile_naming_the_layer(nvrtc):
+    if not _runtime_has_cuda():
+        pytest.skip("this kiln has no CUDA backend, so no list of CUDA kernels to check against")
+    model = _cumprod_model()
     assert kiln.build_onnx(model, target="cpu")  # the CPU runs it
-    with pytest.raises(kiln.KilnError, match=r"no cuda kernel for 1 layer\(s\):\n  layer 'running_product' \(op 'CumProd'\)"):
-        kiln.build_onnx(model, target="cuda", cuda_arch=90)
+    with pytest.raises(kiln.UnsupportedError, match=r"host layers are not allowed \(allow_host_layers\):\n"
+                                                    r"  layer 'running_product' \(op 'CumProd'\): the cuda backend "
+                                                    r"has no kernel for op 'CumProd'$"):
+        kiln.build_onnx(model, target="cuda", cuda_arch=90, kernel_cache="off", allow_host_layers=False)
 
 
-def test_a_layer_with_data_dependent_shapes_fails_the_cross_compile_naming_it(nvrtc):
-    # NonZero's output size depends on its input data. The cuda backend plans such layers (segment
-    # by segment, as plugin layers use it) but has no NonZero kernel: the check names the layer.
+def test_a_host_layer_with_data_dependent_shapes_is_listed_or_refused_by_name(nvrtc, tmp_path):
+    # NonZero's output size depends on its input data. The cuda backend plans such layers segment
+    # by segment (as plugin layers use it) but has no NonZero kernel: the host runs it.
     if not _runtime_has_cuda():
         pytest.skip("this kiln has no CUDA backend, so it cannot check a cuda engine")
     graph = helper.make_graph([helper.make_node("NonZero", ["x"], ["y"], name="where_nonzero")], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 5])],
                               [helper.make_tensor_value_info("y", TensorProto.INT64, [2, None])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    assert kiln.build_onnx(model, target="cpu")
-    with pytest.raises(kiln.UnsupportedError, match=r"no cuda kernel for 1 layer\(s\):\s+layer 'where_nonzero' "
-                                                    r"\(op 'NonZero'\)"):
-        kiln.build_onnx(model, target="cuda", cuda_arch=90)
+    engine = kiln.build_onnx(model, target="cuda", cuda_arch=90, kernel_cache="off")
+    assert _inspect(engine, tmp_path)["metadata"]["kiln_build"]["host_layers"] == [
+        "layer 'where_nonzero' (op 'NonZero'): the cuda backend has no kernel for op 'NonZero'"]
+    with pytest.raises(kiln.UnsupportedError, match=r"host layers are not allowed \(allow_host_layers\):\s+"
+                                                    r"layer 'where_nonzero' \(op 'NonZero'\)"):
+        kiln.build_onnx(model, target="cuda", cuda_arch=90, allow_host_layers=False)

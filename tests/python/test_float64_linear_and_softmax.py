@@ -136,7 +136,7 @@ def test_unsqueeze_takes_a_scalar_axes(axes, shape):
 def test_cuda_build_refuses_the_layer_by_name(op, inputs, attrs):
     model = _model(op, inputs, **attrs)
     try:
-        engine = kiln.build_onnx(model, target="cuda", cuda_arch=90)
+        engine = kiln.build_onnx(model, target="cuda", cuda_arch=90, allow_host_layers=False)
     except kiln.KilnError as error:
         assert f"layer 'f64_node' (op '{op}')" in str(error) and "; the cuda kernel takes float32" in str(error)
         return

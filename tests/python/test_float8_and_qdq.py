@@ -277,5 +277,5 @@ def test_a_cuda_build_refuses_float8_layers_naming_layer_and_dtype():
     x = np.zeros(4, np.float32)
     model = _model("Cast", [("x", x)], TensorProto.FLOAT8E4M3FN, to=TensorProto.FLOAT8E4M3FN)
     with pytest.raises(kiln.UnsupportedError,
-                       match=r"cannot run 1 layer\(s\) on the cuda backend.*\n  layer 'the_node' \(op 'Cast'\): output 0 'y' is float8e4m3fn; the cuda kernel takes"):
-        kiln.build_onnx(model, target="cuda", cuda_arch=90, kernel_cache="off")
+                       match=r"host layers are not allowed \(allow_host_layers\):\n  layer 'the_node' \(op 'Cast'\): output 0 'y' is float8e4m3fn; the cuda kernel takes"):
+        kiln.build_onnx(model, target="cuda", cuda_arch=90, kernel_cache="off", allow_host_layers=False)

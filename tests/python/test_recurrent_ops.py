@@ -298,9 +298,9 @@ def test_cuda_build_refuses_the_layer_by_name():
     # the layer (kiln.compile then leaves the layer to PyTorch).
     model, _ = _make_case("LSTM")
     try:
-        engine = kiln.build_onnx(model, target="cuda", cuda_arch=90)
+        engine = kiln.build_onnx(model, target="cuda", cuda_arch=90, allow_host_layers=False)
     except kiln.KilnError as error:
-        assert "no cuda kernel for 1 layer(s):\n  layer 'lstm_layer' (op 'LSTM')" in str(error)
+        assert "host layers are not allowed (allow_host_layers):\n  layer 'lstm_layer' (op 'LSTM'): the cuda backend has no kernel" in str(error)
         return
     with pytest.raises(kiln.KilnError, match="built without CUDA"):  # a runtime without the CUDA backend
         kiln.Engine(engine)

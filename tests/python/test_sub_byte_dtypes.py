@@ -240,5 +240,5 @@ def test_a_cuda_build_refuses_sub_byte_layers_naming_layer_and_dtype():
     x = np.zeros(4, np.float32)
     model = _model("Cast", [("x", x)], TensorProto.INT4, to=TensorProto.INT4)
     with pytest.raises(kiln.UnsupportedError,
-                       match=r"cannot run 1 layer\(s\) on the cuda backend.*\n  layer 'the_node' \(op 'Cast'\): output 0 'y' is int4; the cuda kernel takes"):
-        kiln.build_onnx(model, target="cuda", cuda_arch=90, kernel_cache="off")
+                       match=r"host layers are not allowed \(allow_host_layers\):\n  layer 'the_node' \(op 'Cast'\): output 0 'y' is int4; the cuda kernel takes"):
+        kiln.build_onnx(model, target="cuda", cuda_arch=90, kernel_cache="off", allow_host_layers=False)

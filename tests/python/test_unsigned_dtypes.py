@@ -249,6 +249,6 @@ def test_a_cuda_build_refuses_unsigned_layers_naming_layer_and_dtype():
     model = _model("Add", [x, x], [TensorProto.UINT32] * 2, TensorProto.UINT32)
     assert kiln.build_onnx(model, target="cpu")
     with pytest.raises(kiln.UnsupportedError,
-                       match=r"on the cuda backend.*\n  layer 'the_node' \(op 'Add'\): input 0 '.*' is uint32; "
+                       match=r"host layers are not allowed \(allow_host_layers\):\n  layer 'the_node' \(op 'Add'\): input 0 '.*' is uint32; "
                              r"the cuda kernel takes float32, "):
-        kiln.build_onnx(model, target="cuda", cuda_arch=90, kernel_cache="off")
+        kiln.build_onnx(model, target="cuda", cuda_arch=90, kernel_cache="off", allow_host_layers=False)

@@ -62,6 +62,8 @@ void invoke_cpu_kernel(const CpuKernel& kernel, KernelContext& ctx) {
   KernelContext converted{ctx.node_name, ctx.op, ctx.attrs, inputs, outputs, ctx.state, ctx.constant_inputs};
   kernel.fn(converted);
   for (size_t i = 0; i < outputs.size(); ++i) {
+    // An op with data-dependent sizes reports what it wrote through its output views' shapes.
+    ctx.outputs[i].shape = outputs[i].shape;
     if (is_half_type(ctx.outputs[i].dtype)) convert_from_float(outputs[i].as<const float>(), ctx.outputs[i]);
   }
 }

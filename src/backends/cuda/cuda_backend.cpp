@@ -5,6 +5,7 @@
 #include "backends/cuda/cuda_device.hpp"
 #include "backends/cuda/cuda_executor.hpp"
 #include "backends/cuda/cuda_kernel.hpp"
+#include "backends/cuda/layer_placement.hpp"
 #include "base/error.hpp"
 
 namespace kiln::cuda {
@@ -34,32 +35,12 @@ class CudaBackend final : public backends::Backend {
     return {.name = props.name, .arch = props.sm_arch, .total_memory = props.total_memory};
   }
 
-  // Every layer the device runs (not the shape-value layers the host runs, nor views) must be one
-  // its kernel registrations take; then the kernels' attribute checks.
-  void check_loadable(const backends::EnginePlan& engine) const override {
-    std::string missing, refused;
-    size_t missing_count = 0, refused_count = 0;
-    for (size_t l = 0; l < engine.model.layers.size(); ++l) {
-      if (engine.layers[l].computes_shape_values || engine.layers[l].is_view) continue;
-      const format::Layer& layer = engine.model.layers[l];
-      const std::string where = "\n  layer '" + layer.name + "' (op '" + layer.op + "')";
-      if (!cuda_kernels().find_support(layer.op)) {
-        missing += where;
-        ++missing_count;
-      } else if (const std::string reason = why_unsupported(engine.model, layer); !reason.empty()) {
-        refused += where + ": " + reason;
-        ++refused_count;
-      }
-    }
-    if (missing_count > 0) {
-      fail(ErrorCode::kUnsupported, engine.source, ": this runtime (kiln ", KILN_VERSION, ") has no cuda kernel for ",
-           missing_count, " layer(s):", missing);
-    }
-    if (refused_count > 0) {
-      fail(ErrorCode::kUnsupported, engine.source, ": this runtime (kiln ", KILN_VERSION, ") cannot run ",
-           refused_count, " layer(s) on the cuda backend (build them for the cpu target):", refused);
-    }
-    find_cuda_kernels(engine);
+  // Every layer the executor runs (not the shape-value layers, nor views) runs on the GPU with a
+  // CUDA kernel that takes it or else on the host with the CPU backend's (layer_placement.hpp).
+  void check_loadable(const backends::EnginePlan& engine) const override { place_layers(engine); }
+
+  std::vector<std::string> host_layers(const backends::EnginePlan& engine) const override {
+    return place_layers(engine).host_reasons;
   }
 
   std::shared_ptr<const backends::BoundEngine> bind(const backends::EnginePlan& engine,

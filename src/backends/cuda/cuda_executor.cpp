@@ -7,11 +7,14 @@
 #include <mutex>
 #include <set>
 
+#include "backends/cpu/cpu_kernel.hpp"
+#include "backends/cpu/cpu_node_runner.hpp"
 #include "backends/cuda/cuda_check.hpp"
 #include "backends/cuda/cuda_device.hpp"
 #include "backends/cuda/cuda_kernel.hpp"
 #include "backends/cuda/device_buffer.hpp"
 #include "backends/cuda/generated_modules.hpp"
+#include "backends/cuda/layer_placement.hpp"
 #include "backends/cuda/library_handles.hpp"
 #include "backends/cuda/plugin_kernels.hpp"
 #include "base/checked_math.hpp"
@@ -28,6 +31,9 @@ struct DeviceEngine final : backends::BoundEngine {
   DeviceBuffer weights;
   std::unique_ptr<GeneratedModules> generated;  // the engine's kernel modules, loaded once
   std::vector<const CudaKernel*> kernels;  // per layer; null for layers that run on the host
+  // Per layer: the CPU kernel of a host layer (layer_placement.hpp), else null.
+  std::vector<const cpu::CpuKernel*> host_kernels;
+  bool has_host_layers = false;
 
   DeviceEngine() = default;
   DeviceEngine(const DeviceEngine&) = delete;
@@ -87,35 +93,16 @@ int choose_device(const format::Target& target, const DeviceSpec& spec, const st
 
 }  // namespace
 
-std::vector<const CudaKernel*> find_cuda_kernels(const EnginePlan& engine) {
-  // Which layers the backend takes (op, dtypes) is decided once, by the kernel registrations
-  // (CudaBackend::check_loadable); this finds the kernels and runs their attribute checks.
-  const auto& model = engine.model;
-  std::vector<const CudaKernel*> kernels(model.layers.size(), nullptr);
-  std::vector<std::string> missing;
-  for (size_t l = 0; l < model.layers.size(); ++l) {
-    if (engine.layers[l].computes_shape_values || engine.layers[l].is_view) continue;
-    const format::Layer& layer = model.layers[l];
-    kernels[l] = cuda_kernels().find(layer.op);
-    if (!kernels[l]) missing.push_back("layer '" + layer.name + "' (op '" + layer.op + "')");
-    if (kernels[l] && kernels[l]->check_attributes) kernels[l]->check_attributes(layer.name, layer.op, layer.attrs);
-  }
-  if (!missing.empty()) {
-    std::string list;
-    for (const std::string& m : missing) list += "\n  " + m;
-    fail(ErrorCode::kUnsupported, engine.source, ": this runtime (kiln ", KILN_VERSION, ") has no cuda kernel for ",
-         missing.size(), " layer(s):", list);
-  }
-  return kernels;
-}
-
 std::shared_ptr<const backends::BoundEngine> bind_engine_to_device(const EnginePlan& engine, const DeviceSpec& spec) {
   const auto& model = engine.model;
   auto bound = std::make_shared<DeviceEngine>();
   bound->ordinal = choose_device(model.target, spec, engine.source);
   bound->props = device_properties(bound->ordinal);
 
-  bound->kernels = find_cuda_kernels(engine);
+  LayerPlacement placement = place_layers(engine);
+  bound->kernels = std::move(placement.device);
+  bound->host_kernels = std::move(placement.host);
+  bound->has_host_layers = !placement.host_reasons.empty();
 
   DeviceGuard guard(bound->ordinal);
   if (!model.weights.empty()) {
@@ -151,6 +138,7 @@ class DeviceContext {
     segment_arenas.clear();
     segment_shape_values.clear();
     input_value_copies.clear();
+    host_states.clear();
     host_inputs.clear();
     host_outputs.clear();
     arena = DeviceBuffer();
@@ -202,6 +190,10 @@ class DeviceContext {
   std::vector<std::map<std::vector<Shape>, SegmentStates>> segment_states;
   // Engines whose shapes depend on input values: host copies of those inputs (CallState::input_values).
   std::vector<HostTensor> input_value_copies;
+  // Host layers: per layer, the CPU kernel's state in this context; the staging of one layer's
+  // inputs and outputs.
+  std::vector<std::unique_ptr<cpu::KernelState>> host_states;
+  std::vector<HostTensor> host_staging;
 };
 
 namespace {
@@ -235,10 +227,12 @@ std::vector<const HostTensor*> host_values(const EnginePlan& engine, const CallS
 }
 
 // Engines run segment by segment, uncaptured (run_segments): those with data-dependent output
-// sizes, and those whose shapes depend on input values (a captured graph would bake the shapes,
-// and the kernel states the values, of one call).
-bool runs_segmented(const EnginePlan& engine) {
-  return engine.has_data_dependent_shapes() || engine.shapes_depend_on_input_values;
+// sizes, those whose shapes depend on input values (a captured graph would bake the shapes, and
+// the kernel states the values, of one call) and those with host layers (which run on the calling
+// thread between synchronisations).
+bool runs_segmented(const DeviceContext& dc) {
+  const EnginePlan& engine = *dc.engine;
+  return engine.has_data_dependent_shapes() || engine.shapes_depend_on_input_values || dc.device->has_host_layers;
 }
 
 // Copies the inputs whose values shape propagation reads to the host (CallState::input_values),
@@ -560,6 +554,60 @@ DeviceContext::SegmentStates& prepare_segment(DeviceContext& dc, const CallState
   return cache.emplace(std::move(key), std::move(prepared)).first->second;
 }
 
+// Runs host layer `l` with its CPU kernel: waits for the stream, copies the inputs the host does
+// not know to host memory, runs the kernel on the calling thread and copies the outputs back
+// (their real shapes into `written` for an op with data-dependent sizes), then waits again, as the
+// staging is reused by the next host layer.
+void run_host_layer(DeviceContext& dc, size_t l, const cpu::CpuKernel& kernel, const std::vector<TensorView>& views,
+                    const std::vector<const HostTensor*>& host, std::span<Shape> written, cudaStream_t stream) {
+  const EnginePlan& engine = *dc.engine;
+  const format::Layer& layer = engine.model.layers[l];
+  auto& staging = dc.host_staging;
+  staging.clear();
+  staging.reserve(layer.inputs.size() + layer.outputs.size());  // views below point into it
+  std::vector<TensorView> inputs(layer.inputs.size());
+  for (size_t i = 0; i < layer.inputs.size(); ++i) {
+    const int32_t t = layer.inputs[i];
+    if (t < 0) continue;  // absent: a null view
+    const auto ti = static_cast<size_t>(t);
+    if (host[ti]) {
+      inputs[i] = view_of(*host[ti]);
+    } else if (engine.model.tensors[ti].kind == format::TensorKind::kWeight) {
+      inputs[i] = engine.weight_view(t);
+    } else {
+      HostTensor& copy = staging.emplace_back(views[ti].dtype, views[ti].shape);
+      if (!copy.bytes.empty()) {
+        KILN_CUDA_CHECK(cudaMemcpyAsync(copy.bytes.data(), views[ti].data, copy.bytes.size(), cudaMemcpyDeviceToHost,
+                                        stream));
+      }
+      inputs[i] = view_of(copy);
+    }
+    if (inputs[i].data == nullptr) inputs[i].data = backends::placeholder_bytes();
+  }
+  std::vector<TensorView> outputs(layer.outputs.size());
+  for (size_t o = 0; o < layer.outputs.size(); ++o) {
+    const TensorView& bound = views[static_cast<size_t>(layer.outputs[o])];
+    outputs[o] = view_of(staging.emplace_back(bound.dtype, bound.shape));
+    if (outputs[o].data == nullptr) outputs[o].data = backends::placeholder_bytes();
+  }
+  KILN_CUDA_CHECK(cudaStreamSynchronize(stream));
+  if (dc.host_states.size() < engine.model.layers.size()) dc.host_states.resize(engine.model.layers.size());
+  cpu::KernelContext ctx{layer.name, layer.op, layer.attrs, inputs, outputs, &dc.host_states[l],
+                         engine.layers[l].weight_inputs};
+  cpu::invoke_cpu_kernel(kernel, ctx);
+  for (size_t o = 0; o < layer.outputs.size(); ++o) {
+    const TensorView& bound = views[static_cast<size_t>(layer.outputs[o])];
+    if (o < written.size()) written[o] = outputs[o].shape;  // within the bound: checked by the caller
+    const auto bytes = static_cast<size_t>(shape_numel(outputs[o].shape)) * dtype_size(outputs[o].dtype);
+    if (bytes > bound.nbytes()) {
+      fail(ErrorCode::kInternal, "host layer '", layer.name, "' (", layer.op, ") wrote ",
+           shape_to_string(outputs[o].shape), " into a buffer for ", shape_to_string(bound.shape));
+    }
+    if (bytes) KILN_CUDA_CHECK(cudaMemcpyAsync(bound.data, outputs[o].data, bytes, cudaMemcpyHostToDevice, stream));
+  }
+  KILN_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
 // Runs an engine with data-dependent shapes whose inputs are bound (device pointers) and whose
 // segment 0 is planned. Leaves cs.plan with every tensor's real shape. `events`: as launch_layers.
 void run_segments(DeviceContext& dc, CallState& cs, bool staged, cudaStream_t stream,
@@ -584,20 +632,25 @@ void run_segments(DeviceContext& dc, CallState& cs, bool staged, cudaStream_t st
     dc.workspace.reserve(std::max<size_t>(prepared.workspace_bytes, kIoAlignment));
     for (size_t l = begin; l < ends[segment]; ++l) {
       const CudaKernel* kernel = dc.device->kernels[l];
-      if (!kernel) continue;
+      const cpu::CpuKernel* host_kernel = dc.device->host_kernels[l];
+      if (!kernel && !host_kernel) continue;
       const format::Layer& layer = model.layers[l];
-      LaunchContext ctx = make_launch(dc, l, scratch, views, host, stream);
-      ctx.workspace = dc.workspace.get();
-      ctx.workspace_size = dc.workspace.size();
-      ctx.state = prepared.states[l - begin].get();
       const bool reports_shapes = engine.layers[l].def->data_dependent_shapes;
       std::vector<Shape> written;
       if (reports_shapes) {
         for (const int32_t t : layer.outputs) written.push_back(cs.plan.shapes[static_cast<size_t>(t)]);
-        ctx.written_shapes = written;
       }
       if (events) KILN_CUDA_CHECK(cudaEventRecord((*events)[2 * l], stream));
-      kernel->launch(ctx);
+      if (host_kernel) {
+        run_host_layer(dc, l, *host_kernel, views, host, written, stream);
+      } else {
+        LaunchContext ctx = make_launch(dc, l, scratch, views, host, stream);
+        ctx.workspace = dc.workspace.get();
+        ctx.workspace_size = dc.workspace.size();
+        ctx.state = prepared.states[l - begin].get();
+        ctx.written_shapes = written;
+        kernel->launch(ctx);
+      }
       if (events) KILN_CUDA_CHECK(cudaEventRecord((*events)[2 * l + 1], stream));
       if (!reports_shapes) continue;
       // The real output shapes, which the next segment is planned from.
@@ -634,7 +687,7 @@ void bind_segmented_call(DeviceContext& dc, CallState& cs, std::span<const Named
 
 void run(DeviceContext& dc, CallState& cs, std::span<const NamedTensor> inputs, std::span<const NamedTensor> outputs,
          cudaStream_t stream) {
-  if (runs_segmented(*dc.engine)) {
+  if (runs_segmented(dc)) {
     bind_segmented_call(dc, cs, inputs, outputs, stream);
     run_segments(dc, cs, /*staged=*/false, stream);
     return;
@@ -706,7 +759,7 @@ void execute_on_device(DeviceContext& dc, CallState& cs, std::span<const NamedTe
 std::vector<LayerTiming> profile_on_device(DeviceContext& dc, CallState& cs, std::span<const NamedTensor> inputs,
                                            std::span<const NamedTensor> outputs, int iterations) {
   DeviceGuard guard(dc.device->ordinal);
-  const bool segmented = runs_segmented(*dc.engine);
+  const bool segmented = runs_segmented(dc);
   DeviceContext::ShapeEntry* entry = nullptr;
   std::vector<TensorView> views;
   if (segmented) {
@@ -733,7 +786,7 @@ std::vector<LayerTiming> profile_on_device(DeviceContext& dc, CallState& cs, std
       launch(&events);
       KILN_CUDA_CHECK(cudaStreamSynchronize(nullptr));
       for (size_t l = 0; l < layers.size(); ++l) {
-        if (!dc.device->kernels[l]) continue;
+        if (!dc.device->kernels[l] && !dc.device->host_kernels[l]) continue;
         float ms = 0.0f;
         KILN_CUDA_CHECK(cudaEventElapsedTime(&ms, events[2 * l], events[2 * l + 1]));
         samples[l].push_back(ms);
@@ -794,7 +847,7 @@ std::vector<Tensor> execute_from_host(DeviceContext& dc, CallState& cs, std::spa
     }
     device_inputs[i].tensor.data = dc.host_inputs[i].get();
   }
-  if (runs_segmented(*dc.engine)) return execute_segmented_from_host(dc, cs, device_inputs);
+  if (runs_segmented(dc)) return execute_segmented_from_host(dc, cs, device_inputs);
   std::vector<Tensor> results(model.outputs.size());
   std::vector<NamedTensor> device_outputs(model.outputs.size());
   dc.host_outputs.resize(model.outputs.size());
@@ -842,7 +895,7 @@ class CudaContext final : public backends::BackendContext {
   }
   void set_graphs(bool enabled) override { dc_.graphs_enabled = enabled; }
   // Engines that run segmented run uncaptured whatever the setting (run_segments).
-  bool graphs_enabled() const override { return dc_.graphs_enabled && !runs_segmented(*dc_.engine); }
+  bool graphs_enabled() const override { return dc_.graphs_enabled && !runs_segmented(dc_); }
 
  private:
   DeviceContext dc_;

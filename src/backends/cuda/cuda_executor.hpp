@@ -12,21 +12,12 @@
 
 namespace kiln::cuda {
 
-struct CudaKernel;  // cuda_kernel.hpp
-
-// The CUDA kernel of every layer that runs on the GPU (null for layers run during shape
-// propagation and views). Throws kUnsupported listing every such layer without a CUDA kernel in
-// this runtime, or the first layer whose kernel's check_attributes refuses its attributes. Which
-// dtypes each kernel takes is checked before, by CudaBackend::check_loadable.
-// Needs no GPU: a build for the cuda target checks its engine with it.
-std::vector<const CudaKernel*> find_cuda_kernels(const backends::EnginePlan& engine);
-
 // Picks the GPU (device.index if given, else the current device if its architecture matches,
 // else the first GPU of the engine's architecture), checks it, uploads the weights, loads the
 // engine's generated kernel modules and finds a kernel for every layer. Throws kDeviceError (no
 // GPU), kIncompatible (architecture mismatch, naming both; a module the driver cannot run here),
-// kCorruptFile (a module the driver refuses), kUnsupported (layers without a CUDA kernel, all
-// listed).
+// kCorruptFile (a module the driver refuses), kUnsupported (layers neither a CUDA kernel nor the
+// host can run, all listed: layer_placement.hpp).
 std::shared_ptr<const backends::BoundEngine> bind_engine_to_device(const backends::EnginePlan& engine,
                                                                     const DeviceSpec& device);
 
