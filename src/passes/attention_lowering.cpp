@@ -51,18 +51,18 @@ class AttentionLowering {
     }
     g_ = ops::resolve_onnx_attention(describe_node(node), node.attrs, inputs, count_);
     dtype_ = graph.value(node.inputs[0]).dtype;
-    if (g_.mask_keys != kDynamicDim) {
-      unsupported("attn_mask covers ", g_.mask_keys, " of ", g_.total_length, " keys; such a mask runs on the CPU backend only for now");
-    }
-    if (g_.has_nonpad) unsupported("input 6 (nonpad_kv_seqlen) runs on the CPU backend only for now");
-    if (g_.left_window >= 0 || g_.right_window >= 0) {
-      unsupported("a sliding window (left_window_size ", g_.left_window, ", right_window_size ", g_.right_window,
-                  ") runs on the CPU backend only for now");
-    }
+    // What the lowering does not spell yet: the node stays an Attention node, which only the CPU
+    // kernel runs (a host layer of a CUDA engine).
+    kept_ = g_.mask_keys != kDynamicDim || g_.has_nonpad || g_.left_window >= 0 || g_.right_window >= 0;
+    if (kept_) return;
     if (!node.attrs.has("scale") && g_.head_size == kDynamicDim) {
       unsupported("the default scale 1/sqrt(head_size) needs a static head size; give 'scale'");
     }
   }
+
+  // The node has a feature the lowering does not take (a mask shorter than the keys,
+  // nonpad_kv_seqlen, a sliding window): lower() must not be called.
+  bool kept() const { return kept_; }
 
   void lower(std::vector<ir::Node>& out) {
     out_ = &out;
@@ -253,6 +253,7 @@ class AttentionLowering {
   size_t count_ = 0;
   ops::OnnxAttentionGeometry g_;
   DType dtype_ = DType::kFloat32;
+  bool kept_ = false;
   std::vector<ir::Node>* out_ = nullptr;
 };
 
@@ -271,6 +272,7 @@ int lower_attention(ir::Graph& graph) {
   for (const ir::Node& node : graph.nodes) {
     if (!node.removed) names.insert(node.name);
   }
+  int lowered = 0;
   std::vector<ir::Node> rewritten;
   rewritten.reserve(graph.nodes.size() + 24 * static_cast<size_t>(count));
   std::vector<size_t> added;
@@ -281,9 +283,15 @@ int lower_attention(ir::Graph& graph) {
       rewritten.push_back(std::move(node));
       continue;
     }
+    AttentionLowering lowering(graph, node, names);
+    if (lowering.kept()) {
+      rewritten.push_back(std::move(node));
+      continue;
+    }
     for (ValueId out : node.outputs) results.emplace_back(out, graph.value(out).shape);
     const size_t first = rewritten.size();
-    AttentionLowering(graph, node, names).lower(rewritten);
+    lowering.lower(rewritten);
+    ++lowered;
     for (size_t n = first; n < rewritten.size(); ++n) added.push_back(n);
   }
   graph.nodes = std::move(rewritten);
@@ -300,7 +308,7 @@ int lower_attention(ir::Graph& graph) {
            shape_to_string(now));
     }
   }
-  return count;
+  return lowered;
 }
 
 }  // namespace kiln::passes

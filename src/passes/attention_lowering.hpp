@@ -9,7 +9,10 @@
 //   → Softmax(-1) [→ Where(IsNaN(P), 0, P) when a mask can mask a whole row] → MatMul(P, V)
 //   [rank 3: Transpose(0, 2, 1, 3) → Reshape(·, [0, 0, -1])]
 // present_key / present_value / qk_matmul_output (modes 0-3) are the matching intermediate
-// values. The CPU target keeps the node (its CPU kernel is the reference for this lowering).
+// values. The CPU target keeps the node (its CPU kernel is the reference for this lowering), and so
+// does this pass where a node has what the lowering does not spell yet (a mask shorter than the
+// keys, opset 24's nonpad_kv_seqlen, opset 25's sliding window): a CUDA engine runs such a node
+// as a host layer.
 #pragma once
 
 #include "ir/graph.hpp"
@@ -17,7 +20,7 @@
 namespace kiln::passes {
 
 // Rewrites every ONNX Attention node (shapes must be inferred; the new nodes' shapes are).
-// Returns the number rewritten. Throws kUnsupported naming the node for what kiln cannot lower
+// Returns the number rewritten (kept nodes are not counted). Throws kUnsupported naming the node for what kiln cannot lower
 // (see ops/onnx_attention.hpp: what the op itself rejects, plus a causal mask or default scale
 // that needs a dynamic head size).
 int lower_attention(ir::Graph& graph);
