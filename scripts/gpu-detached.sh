@@ -10,6 +10,8 @@
 #   PLAN=full: build; generated, bench and overhead alone on the GPU; then the correctness stages.
 #   TIMING_STAGES (default "generated bench overhead") are the stages PLAN=full runs alone; add
 #     `profile` (with PROFILE_ARGS) for per-layer times.
+#   GROUPS (default "ctest runtime plugins sanitize onnxcuda models") picks the side-by-side groups:
+#     ctest = ctest+conformance, runtime = runtime+torch, plugins = plugins+detection.
 #   STAGE_TIMEOUT (default 400 s) caps each side-by-side group; RESULTS (default out/gpu-detached).
 set -u
 cd "$(dirname "$0")/.."
@@ -37,12 +39,18 @@ drive() {
   fi
   # shellcheck disable=SC2086  # a list of stage names
   [ "$PLAN" = full ] && group timings ${TIMING_STAGES:-generated bench overhead}
-  group ctest ctest conformance &
-  group runtime runtime torch &
-  group plugins plugins detection &
-  group sanitize sanitize &
-  (export ONNX_UPDATE=1; group onnxcuda onnxcuda; cp tests/onnx_backend/expected_failures_cuda.txt "$R/onnxcuda/") &
-  group models models &
+  local g
+  for g in ${GROUPS:-ctest runtime plugins sanitize onnxcuda models}; do
+    case $g in
+      ctest) group ctest ctest conformance & ;;
+      runtime) group runtime runtime torch & ;;
+      plugins) group plugins plugins detection & ;;
+      sanitize) group sanitize sanitize & ;;
+      onnxcuda) (export ONNX_UPDATE=1; group onnxcuda onnxcuda; cp tests/onnx_backend/expected_failures_cuda.txt "$R/onnxcuda/") & ;;
+      models) group models models & ;;
+      *) log "unknown group $g" ;;
+    esac
+  done
   wait
   log done
   touch "$R/DONE"
