@@ -10,7 +10,7 @@
 #   PLAN=full: build; generated, bench and overhead alone on the GPU; then the correctness stages.
 #   TIMING_STAGES (default "generated bench overhead") are the stages PLAN=full runs alone; add
 #     `profile` (with PROFILE_ARGS) for per-layer times.
-#   GROUPS (default "ctest runtime plugins sanitize onnxcuda models") picks the side-by-side groups:
+#   CHECK_GROUPS (default "ctest runtime plugins sanitize onnxcuda models") picks the side-by-side groups:
 #     ctest = ctest+conformance, runtime = runtime+torch, plugins = plugins+detection.
 #   STAGE_TIMEOUT (default 400 s) caps each side-by-side group; RESULTS (default out/gpu-detached).
 set -u
@@ -40,7 +40,7 @@ drive() {
   # shellcheck disable=SC2086  # a list of stage names
   [ "$PLAN" = full ] && group timings ${TIMING_STAGES:-generated bench overhead}
   local g
-  for g in ${GROUPS:-ctest runtime plugins sanitize onnxcuda models}; do
+  for g in ${CHECK_GROUPS:-ctest runtime plugins sanitize onnxcuda models}; do
     case $g in
       ctest) group ctest ctest conformance & ;;
       runtime) group runtime runtime torch & ;;
