@@ -293,3 +293,18 @@ def test_a_host_layer_with_data_dependent_shapes_is_listed_or_refused_by_name(nv
     with pytest.raises(kiln.UnsupportedError, match=r"host layers are not allowed \(allow_host_layers\):\s+"
                                                     r"layer 'where_nonzero' \(op 'NonZero'\)"):
         kiln.build_onnx(model, target="cuda", cuda_arch=90, allow_host_layers=False)
+
+
+def test_an_engine_whose_shapes_depend_on_input_values_cross_compiles(nvrtc, tmp_path):
+    # Expand to a shape fed as an input: the cuda backend plans from the input's value at run time
+    # (tests/gpu/test_cuda_value_shapes.py runs it); the build no longer refuses it.
+    if not _runtime_has_cuda():
+        pytest.skip("this kiln has no CUDA backend, so it cannot check a cuda engine")
+    graph = helper.make_graph([helper.make_node("Expand", ["x", "shape"], ["y"], name="grow"),
+                               helper.make_node("Relu", ["y"], ["z"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5]),
+                               helper.make_tensor_value_info("shape", TensorProto.INT64, [2])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, [None, 5])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    engine = kiln.build_onnx(model, target="cuda", cuda_arch=90, kernel_cache="off", allow_host_layers=False)
+    assert "host_layers" not in _inspect(engine, tmp_path)["metadata"]["kiln_build"]
