@@ -327,6 +327,11 @@ void run_plan(KernelContext& ctx, dnnl::stream& stream, ConvPlan& s) {
     }
     // Engine weights never change: reorder them once per context.
     s.weights_ready = ctx.input_is_constant(1);
+    if (s.weights_ready && s.plain_weights) {  // the plain copy was only a step on the way
+      stream.wait();
+      s.plain_weights = memory();
+      s.plain_weights_reorder = dnnl::reorder();
+    }
   }
   if (ctx.has_input(3)) {
     const TensorView& residual = ctx.inputs[3];
