@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "base/error.hpp"
+#include "base/json.hpp"
 #include "format/engine_io.hpp"
 #include "tools/cli_args.hpp"
 #include "tools/commands.hpp"
@@ -243,6 +244,16 @@ void print_bindings(const EngineModel& model, const std::vector<format::Binding>
   }
 }
 
+// The layers a cuda engine runs on the host, as its build recorded them (kiln_build.host_layers).
+void print_host_layers(const EngineModel& model) {
+  const json::Value metadata = json::parse(model.metadata_json);
+  const json::Value* build = metadata.find("kiln_build");
+  const json::Value* host = build ? build->find("host_layers") : nullptr;
+  if (host == nullptr) return;
+  std::cout << "host layers (" << host->as_array().size() << "; no cuda kernel takes them):\n";
+  for (const json::Value& layer : host->as_array()) std::cout << "  " << layer.as_string("host layer") << '\n';
+}
+
 void print_text(const std::string& path, const EngineModel& model) {
   std::cout << "engine:         " << path << '\n'
             << "format version: " << version_text(model.version) << '\n'
@@ -285,6 +296,7 @@ void print_text(const std::string& path, const EngineModel& model) {
     std::cout << '\n';
   }
   print_kernel_modules(model, /*with_source=*/false);
+  print_host_layers(model);
   std::cout << "metadata:       " << model.metadata_json << '\n';
 }
 

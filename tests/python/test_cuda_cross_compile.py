@@ -262,6 +262,9 @@ def test_the_cli_warns_about_host_layers_and_can_refuse_them(nvrtc, tmp_path):
     assert built.returncode == 0, built.stderr
     assert "warning: 1 layer(s) run on the host" in built.stderr
     assert "layer 'running_product' (op 'CumProd')" in built.stderr
+    inspected = subprocess.run([str(KILN_CLI), "inspect", str(tmp_path / "m.kiln")], capture_output=True, text=True,
+                               check=True).stdout
+    assert "host layers (1; no cuda kernel takes them):\n  layer 'running_product' (op 'CumProd')" in inspected
     refused = subprocess.run(base + ["--no-host-layers"], capture_output=True, text=True)
     assert refused.returncode != 0
     assert "host layers are not allowed" in refused.stderr and "running_product" in refused.stderr
