@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <limits>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -254,60 +255,67 @@ TEST(CpuFastPaths, NhwcPoolsMatchTheNchwKernelsWithNanAndThreads) {
 }
 
 // Transposes whose output rows are short and strided in the input run in tiles: every element
-// against the index arithmetic, for float32 and 16-bit elements.
+// against the index arithmetic, for float32 and 16-bit elements, on one thread and split over a
+// pool (blocks of rows and positions of the other axes).
 TEST(CpuFastPaths, TransposesInTilesMoveEveryElement) {
-  struct Case {
-    Shape in;
-    std::vector<int64_t> perm;
-  };
-  const std::vector<Case> cases{
-      {{1, 3, 224, 224}, {0, 2, 3, 1}},  // NCHW -> NHWC (rows of 3)
-      {{2, 17, 5, 3}, {0, 2, 3, 1}},
-      {{2, 5, 3, 17}, {0, 3, 1, 2}},     // NHWC -> NCHW
-      {{7, 33}, {1, 0}},
-      {{4, 3, 2}, {2, 1, 0}},
-      {{3, 1, 40, 5}, {3, 1, 2, 0}},
-  };
-  for (const Case& c : cases) {
-    const size_t rank = c.in.size();
-    Shape out_shape(rank);
-    for (size_t i = 0; i < rank; ++i) out_shape[i] = c.in[static_cast<size_t>(c.perm[i])];
-    const int64_t total = shape_numel(c.in);
-    std::vector<float> x(static_cast<size_t>(total));
-    std::vector<uint16_t> x16(static_cast<size_t>(total));
-    for (int64_t i = 0; i < total; ++i) {
-      x[static_cast<size_t>(i)] = static_cast<float>(i);
-      x16[static_cast<size_t>(i)] = static_cast<uint16_t>(i * 7);
-    }
-    std::vector<float> y(static_cast<size_t>(total), -1.0f);
-    std::vector<uint16_t> y16(static_cast<size_t>(total), 0);
-    AttributeMap attrs;
-    attrs.set("perm", Attribute::of_ints(c.perm));
-    for (int half = 0; half < 2; ++half) {
-      std::vector<TensorView> in{half ? TensorView{DType::kFloat16, c.in, x16.data()} : TensorView{DType::kFloat32, c.in, x.data()}};
-      std::vector<TensorView> out{half ? TensorView{DType::kFloat16, out_shape, y16.data()}
-                                       : TensorView{DType::kFloat32, out_shape, y.data()}};
-      KernelContext ctx{"t", "Transpose", attrs, in, out};
-      cpu_kernels().find("Transpose")->fn(ctx);
-    }
-    // Walk the output index and compare with the input element it names.
-    std::vector<int64_t> index(rank, 0);
-    std::vector<int64_t> in_strides(rank, 1);
-    // (Counting down from rank, not rank - 1: no wrap-around for GCC 13 to see at rank 0.)
-    for (size_t i = rank; i-- > 1;) in_strides[i - 1] = in_strides[i] * c.in[i];
-    size_t errors = 0;
-    for (int64_t o = 0; o < total && errors < 5; ++o) {
-      int64_t source = 0;
-      for (size_t i = 0; i < rank; ++i) source += index[i] * in_strides[static_cast<size_t>(c.perm[i])];
-      if (y[static_cast<size_t>(o)] != static_cast<float>(source) ||
-          y16[static_cast<size_t>(o)] != static_cast<uint16_t>(source * 7)) {
-        ++errors;
-        ADD_FAILURE() << shape_to_string(c.in) << ": output element " << o << " is " << y[static_cast<size_t>(o)]
-                      << ", expected input element " << source;
+  for (int pooled = 0; pooled < 2; ++pooled) {
+    ThreadPool pool(3);
+    std::optional<IntraOpScope> scope;
+    if (pooled) scope.emplace(&pool);
+    struct Case {
+      Shape in;
+      std::vector<int64_t> perm;
+    };
+    const std::vector<Case> cases{
+        {{1, 3, 224, 224}, {0, 2, 3, 1}},  // NCHW -> NHWC (rows of 3)
+        {{2, 17, 5, 3}, {0, 2, 3, 1}},
+        {{2, 5, 3, 17}, {0, 3, 1, 2}},     // NHWC -> NCHW
+        {{7, 33}, {1, 0}},
+        {{4, 3, 2}, {2, 1, 0}},
+        {{3, 1, 40, 5}, {3, 1, 2, 0}},
+        {{4, 3, 100, 101}, {0, 2, 3, 1}},  // several blocks of rows at several positions
+    };
+    for (const Case& c : cases) {
+      const size_t rank = c.in.size();
+      Shape out_shape(rank);
+      for (size_t i = 0; i < rank; ++i) out_shape[i] = c.in[static_cast<size_t>(c.perm[i])];
+      const int64_t total = shape_numel(c.in);
+      std::vector<float> x(static_cast<size_t>(total));
+      std::vector<uint16_t> x16(static_cast<size_t>(total));
+      for (int64_t i = 0; i < total; ++i) {
+        x[static_cast<size_t>(i)] = static_cast<float>(i);
+        x16[static_cast<size_t>(i)] = static_cast<uint16_t>(i * 7);
       }
-      for (size_t i = rank; i-- > 0;) {
-        if (++index[i] < out_shape[i]) break;
-        index[i] = 0;
+      std::vector<float> y(static_cast<size_t>(total), -1.0f);
+      std::vector<uint16_t> y16(static_cast<size_t>(total), 0);
+      AttributeMap attrs;
+      attrs.set("perm", Attribute::of_ints(c.perm));
+      for (int half = 0; half < 2; ++half) {
+        std::vector<TensorView> in{half ? TensorView{DType::kFloat16, c.in, x16.data()} : TensorView{DType::kFloat32, c.in, x.data()}};
+        std::vector<TensorView> out{half ? TensorView{DType::kFloat16, out_shape, y16.data()}
+                                         : TensorView{DType::kFloat32, out_shape, y.data()}};
+        KernelContext ctx{"t", "Transpose", attrs, in, out};
+        cpu_kernels().find("Transpose")->fn(ctx);
+      }
+      // Walk the output index and compare with the input element it names.
+      std::vector<int64_t> index(rank, 0);
+      std::vector<int64_t> in_strides(rank, 1);
+      // (Counting down from rank, not rank - 1: no wrap-around for GCC 13 to see at rank 0.)
+      for (size_t i = rank; i-- > 1;) in_strides[i - 1] = in_strides[i] * c.in[i];
+      size_t errors = 0;
+      for (int64_t o = 0; o < total && errors < 5; ++o) {
+        int64_t source = 0;
+        for (size_t i = 0; i < rank; ++i) source += index[i] * in_strides[static_cast<size_t>(c.perm[i])];
+        if (y[static_cast<size_t>(o)] != static_cast<float>(source) ||
+            y16[static_cast<size_t>(o)] != static_cast<uint16_t>(source * 7)) {
+          ++errors;
+          ADD_FAILURE() << shape_to_string(c.in) << (pooled ? " (pool of 3)" : "") << ": output element " << o
+                        << " is " << y[static_cast<size_t>(o)] << ", expected input element " << source;
+        }
+        for (size_t i = rank; i-- > 0;) {
+          if (++index[i] < out_shape[i]) break;
+          index[i] = 0;
+        }
       }
     }
   }

@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "backends/cpu/cpu_kernel.hpp"
+#include "backends/cpu/intra_op_threads.hpp"
 #include "backends/cpu/tensor_dispatch.hpp"
 #include "backends/cpu/tensor_strided.hpp"
 #include "base/half.hpp"
@@ -46,8 +47,8 @@ void check_output_shape(const KernelContext& ctx, const Shape& expected, const S
 // A transpose whose output rows are short and strided in the input (NCHW -> NHWC: rows of C
 // elements, HW apart) spends its time in per-row overhead and cache misses. When some other
 // output axis reads the input contiguously, the copy runs as 2-D transposes between those two
-// axes in square tiles instead, for every position of the remaining axes. Returns false when the
-// tensor has no such pair.
+// axes in square tiles instead, for every position of the remaining axes, blocks of rows split
+// over the context's threads. Returns false when the tensor has no such pair.
 template <typename T>
 bool transpose_in_tiles(const T* src, T* dst, const Shape& out_shape, const std::vector<int64_t>& in_strides) {
   const StridedLoop<1> loop = make_strided_loop<1>(out_shape, {in_strides});
@@ -68,34 +69,39 @@ bool transpose_in_tiles(const T* src, T* dst, const Shape& out_shape, const std:
   const int64_t rows = loop.dims[contiguous];  // read along these
   const int64_t cols = loop.dims[rank - 1];    // written along these
   const int64_t row_out = out_strides[contiguous], col_in = loop.strides[rank - 1][0];
-  // The other axes, as an odometer.
-  std::vector<size_t> others;
+  std::vector<size_t> others;  // the other axes
+  int64_t positions = 1;       // of the other axes
   for (size_t d = 0; d + 1 < rank; ++d) {
-    if (d != contiguous) others.push_back(d);
+    if (d == contiguous) continue;
+    others.push_back(d);
+    positions *= loop.dims[d];
   }
-  std::vector<int64_t> index(others.size(), 0);
-  constexpr int64_t kTile = 16;
-  while (true) {
-    int64_t in_base = 0, out_base = 0;
-    for (size_t i = 0; i < others.size(); ++i) {
-      in_base += index[i] * loop.strides[others[i]][0];
-      out_base += index[i] * out_strides[others[i]];
-    }
-    for (int64_t r0 = 0; r0 < rows; r0 += kTile) {
-      const int64_t r1 = std::min(rows, r0 + kTile);
-      for (int64_t c = 0; c < cols; ++c) {
-        const T* from = src + in_base + c * col_in;
-        T* to = dst + out_base + c;
-        for (int64_t r = r0; r < r1; ++r) to[r * row_out] = from[r];
+  // Tasks of kBlock rows at one position of the other axes, split over the context's threads;
+  // within a task, square tiles of kTile rows by the columns.
+  constexpr int64_t kTile = 16, kBlock = 512;
+  const int64_t blocks = (rows + kBlock - 1) / kBlock;
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, std::min(rows, kBlock) * cols));
+  parallel_chunks(positions * blocks, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      int64_t position = task / blocks, in_base = 0, out_base = 0;
+      for (size_t i = others.size(); i-- > 0;) {
+        const int64_t index = position % loop.dims[others[i]];
+        position /= loop.dims[others[i]];
+        in_base += index * loop.strides[others[i]][0];
+        out_base += index * out_strides[others[i]];
+      }
+      const int64_t first = task % blocks * kBlock, last = std::min(rows, first + kBlock);
+      for (int64_t r0 = first; r0 < last; r0 += kTile) {
+        const int64_t r1 = std::min(last, r0 + kTile);
+        for (int64_t c = 0; c < cols; ++c) {
+          const T* from = src + in_base + c * col_in;
+          T* to = dst + out_base + c;
+          for (int64_t r = r0; r < r1; ++r) to[r * row_out] = from[r];
+        }
       }
     }
-    size_t i = others.size();
-    while (i-- > 0) {
-      if (++index[i] < loop.dims[others[i]]) break;
-      index[i] = 0;
-    }
-    if (i == static_cast<size_t>(-1)) return true;
-  }
+  });
+  return true;
 }
 
 void transpose_kernel(KernelContext& ctx) {
