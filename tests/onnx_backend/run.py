@@ -15,8 +15,10 @@ then re-run case by case to name the culprit.
   python tests/onnx_backend/run.py [--jobs N] [-k SUBSTRING] [--out results.json] [--update-expected]
                                    [--target cpu|cuda]
 
---target cuda builds float32 CUDA engines instead (a GPU machine; ops without a CUDA kernel are
-refused by name) and keeps its own list, expected_failures_cuda.txt.
+--target cuda builds float32 CUDA engines instead (a GPU machine; layers no CUDA kernel takes run
+as host layers) and keeps its own list, expected_failures_cuda.txt. --build-only only builds each
+case (status built or refused; a cuda case for sm_90, so no GPU is needed): what the target's load
+checks take, as a first look where no GPU is at hand.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 # The engines' target, for the workers too (they inherit the environment).
 TARGET = os.environ.get("KILN_BACKEND_TARGET", "cpu")
+# --build-only: build each case (a cuda one for sm_90 without a GPU) and stop; status "built".
+BUILD_ONLY = os.environ.get("KILN_BACKEND_BUILD_ONLY") == "1"
 EXPECTED = HERE / ("expected_failures.txt" if TARGET == "cpu" else f"expected_failures_{TARGET}.txt")
 # The build under test, as tests/python/conftest.py finds it.
 os.environ.setdefault("KILN_LIB_DIR", str(Path(os.environ.get("KILN_BUILD_DIR", REPO / "build")) / "lib"))
@@ -136,6 +140,9 @@ def run_case(case) -> tuple[str, str]:
     input_names = [i.name for i in model.graph.input if i.name not in initializers]
     output_names = [o.name for o in model.graph.output]
     try:
+        if BUILD_ONLY:
+            kiln.build_onnx(case.model, target=TARGET, **({"cuda_arch": 90} if TARGET == "cuda" else {}))
+            return "built", ""
         engine = kiln.Engine(kiln.build_onnx(case.model, target=TARGET))
     except kiln.KilnError as error:
         return "refused", _first_lines(str(error))
@@ -232,10 +239,15 @@ def main() -> int:
     parser.add_argument("--target", choices=["cpu", "cuda"], default=TARGET,
                         help="the engines' target (default cpu; cuda needs a GPU)")
     parser.add_argument("--list", action="store_true", help="print the case names as JSON and stop")
+    parser.add_argument("--build-only", action="store_true",
+                        help="only build each case (cuda: for sm_90, no GPU needed), status built or refused: "
+                             "what a target's load checks take, without running anything")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.target != TARGET:  # re-read by this process's globals and by every worker
+    if args.target != TARGET or (args.build_only and not BUILD_ONLY):  # re-read by this process and every worker
         os.environ["KILN_BACKEND_TARGET"] = args.target
+        if args.build_only:
+            os.environ["KILN_BACKEND_BUILD_ONLY"] = "1"
         return subprocess.run([sys.executable, __file__, *sys.argv[1:]]).returncode
     if args.worker:
         _worker(*args.worker)
@@ -258,6 +270,8 @@ def main() -> int:
     if args.out:
         Path(args.out).write_text(json.dumps({"counts": counts, "results": results}, indent=1, sort_keys=True))
     if args.update_expected:
+        if args.build_only:
+            parser.error("--update-expected needs the cases run, not only built")
         if args.k:
             parser.error("--update-expected needs the whole suite (no -k)")
         write_expected(results)
