@@ -238,6 +238,11 @@ def test_cuda_builds_keep_windows_and_nonpad_as_host_layers(case, tmp_path):
         if any(word in str(error) for word in ("NVRTC", "nvrtc", "without CUDA")):
             pytest.skip(f"no CUDA build here: {str(error)[:120]}")
         raise
+    try:
+        kiln.Engine(engine)  # no GPU here: what matters is why it does not load
+    except kiln.KilnError as error:
+        if "built without CUDA" in str(error):
+            pytest.skip("this kiln has no CUDA backend, so no CUDA kernels to place the layers by")
     path = tmp_path / "window.kiln"
     path.write_bytes(engine)
     cli = Path(os.environ.get("KILN_BUILD_DIR", Path(__file__).resolve().parents[2] / "build")) / "bin" / "kiln"
