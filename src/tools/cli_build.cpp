@@ -62,11 +62,8 @@ options:
 )";
 
 // Warns, on stderr, about the layers a cuda engine runs on the host (kiln_build.host_layers).
-void warn_host_layers(const std::vector<uint8_t>& engine, const std::string& path) {
-  const format::EngineModel model =
-      format::read_engine(std::make_shared<const std::vector<uint8_t>>(engine), path);
-  const json::Value metadata = json::parse(model.metadata_json);
-  const json::Value* build = metadata.find("kiln_build");
+// `build`: the metadata's kiln_build object, or null.
+void warn_host_layers(const json::Value* build) {
   const json::Value* host = build ? build->find("host_layers") : nullptr;
   if (host == nullptr || host->as_array().empty()) return;
   std::cerr << "warning: " << host->as_array().size()
@@ -76,11 +73,7 @@ void warn_host_layers(const std::vector<uint8_t>& engine, const std::string& pat
 }
 
 // Prints the explanation the builder recorded in the engine's metadata (--explain).
-void print_explanation(const std::vector<uint8_t>& engine, const std::string& path) {
-  const format::EngineModel model =
-      format::read_engine(std::make_shared<const std::vector<uint8_t>>(engine), path);
-  const json::Value metadata = json::parse(model.metadata_json);
-  const json::Value* build = metadata.find("kiln_build");
+void print_explanation(const json::Value* build) {
   const json::Value* explain = build ? build->find("explain") : nullptr;
   if (explain == nullptr) return;
   std::cout << "passes:\n";
@@ -130,13 +123,9 @@ std::string format_seconds(double seconds) {
 
 // What --verbose adds after the "built" line: the phases, the passes, the layers by op, the
 // fusion groups and the tactics recorded in the layers.
-void print_verbose(const std::vector<uint8_t>& engine, const std::string& path, double build_s, double write_s) {
-  const format::EngineModel model =
-      format::read_engine(std::make_shared<const std::vector<uint8_t>>(engine), path);
+void print_verbose(const format::EngineModel& model, const json::Value* build, double build_s, double write_s) {
   std::cout << "phases: build " << format_seconds(build_s) << " (import, passes, planning, serialization), write "
             << format_seconds(write_s) << "\n";
-  const json::Value metadata = json::parse(model.metadata_json);
-  const json::Value* build = metadata.find("kiln_build");
   const json::Value* explain = build ? build->find("explain") : nullptr;
   if (explain != nullptr) {
     const auto& passes = explain->find("passes")->as_array();
@@ -363,9 +352,15 @@ int build_command(std::span<const std::string> args) {
   std::cout << "built " << *output_path << " from " << *model_path << ": " << engine.size()
             << " bytes, target " << config.target << ", precision "
             << precision_name(config.precision) << ", " << format_seconds(seconds) << "\n";
-  if (config.target == "cuda") warn_host_layers(engine, *output_path);
-  if (verbose) print_verbose(engine, *output_path, seconds, write_seconds);
-  if (explain_flag) print_explanation(engine, *output_path);
+  if (config.target != "cuda" && !verbose && !explain_flag) return 0;
+  // The engine as written, read back once for what the build recorded in it.
+  const format::EngineModel model =
+      format::read_engine(std::make_shared<const std::vector<uint8_t>>(engine), *output_path);
+  const json::Value metadata = json::parse(model.metadata_json);
+  const json::Value* build = metadata.find("kiln_build");
+  if (config.target == "cuda") warn_host_layers(build);
+  if (verbose) print_verbose(model, build, seconds, write_seconds);
+  if (explain_flag) print_explanation(build);
   return 0;
 }
 
