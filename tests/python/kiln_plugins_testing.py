@@ -115,6 +115,23 @@ def batched_nms_inputs(rng, n, classes, dtype=np.float32, idx_dtype=np.int64):
     return {"boxes": boxes, "scores": scores, "idxs": rng.integers(0, classes, n).astype(idx_dtype)}
 
 
+def declare_torchvision_nms(cpu_impl):
+    """Declares torchvision::nms (its schema, a fake with a data-dependent size, `cpu_impl` as its
+    CPU kernel) for child scripts where torchvision does not import beside the CPU torch. Returns the
+    library, which must stay alive while the op is used."""
+    import torch
+
+    lib = torch.library.Library("torchvision", "DEF")
+    lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    lib.impl("nms", cpu_impl, "CPU")
+
+    @torch.library.register_fake("torchvision::nms", lib=lib)
+    def _fake(dets, scores, iou_threshold):
+        return dets.new_empty((torch.library.get_ctx().new_dynamic_size(),), dtype=torch.int64)
+
+    return lib
+
+
 def make_boxes(rng, batches, count, center_point_box):
     """ONNX NonMaxSuppression boxes [batches, count, 4] in the layout center_point_box names."""
     xy = rng.uniform(0, 10, (batches, count, 2))

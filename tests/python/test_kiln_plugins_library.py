@@ -142,18 +142,13 @@ def test_kiln_compile_runs_torchvision_batched_nms_as_one_batched_nms_plugin(tmp
     script = tmp_path / "child.py"
     script.write_text(textwrap.dedent("""
         import sys, numpy as np, torch, kiln
-        from kiln_plugins_testing import batched_nms_inputs, reference_batched_nms
+        from kiln_plugins_testing import batched_nms_inputs, declare_torchvision_nms, reference_batched_nms
         kiln.load_plugin_library(sys.argv[1])
-        lib = torch.library.Library("torchvision", "DEF")
-        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
 
-        @torch.library.impl(lib, "nms", "CPU")
         def _impl(dets, scores, iou_threshold):
             raise AssertionError("torchvision::nms ran in PyTorch: the batched NMS was not fused")
 
-        @torch.library.register_fake("torchvision::nms", lib=lib)
-        def _fake(dets, scores, iou_threshold):
-            return dets.new_empty((torch.library.get_ctx().new_dynamic_size(),), dtype=torch.int64)
+        lib = declare_torchvision_nms(_impl)
 
         class BatchedNms(torch.nn.Module):
             def forward(self, boxes, scores, idxs):
@@ -188,19 +183,14 @@ def test_kiln_compile_exports_batched_nms_after_a_data_dependent_filter(tmp_path
     script = tmp_path / "child.py"
     script.write_text(textwrap.dedent("""
         import sys, types, numpy as np, torch, kiln
-        from kiln_plugins_testing import batched_nms_inputs, reference_batched_nms
+        from kiln_plugins_testing import batched_nms_inputs, declare_torchvision_nms, reference_batched_nms
         kiln.load_plugin_library(sys.argv[1])
-        lib = torch.library.Library("torchvision", "DEF")
-        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
 
-        @torch.library.register_fake("torchvision::nms", lib=lib)
-        def _fake(dets, scores, iou_threshold):
-            return dets.new_empty((torch.library.get_ctx().new_dynamic_size(),), dtype=torch.int64)
-
-        @torch.library.impl(lib, "nms", "CPU")
         def _nms(dets, scores, iou_threshold):  # one class: batched NMS with equal idxs
             same = np.zeros(len(dets), dtype=np.int64)
             return torch.from_numpy(reference_batched_nms(dets.numpy(), scores.numpy(), same, iou_threshold))
+
+        lib = declare_torchvision_nms(_nms)
 
         def torchvision_like_batched_nms(boxes, scores, idxs, iou_threshold):
             if boxes.numel() == 0:  # what stops torch.export on a data-dependent count
