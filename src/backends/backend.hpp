@@ -135,6 +135,12 @@ class Backend {
   // takes them), each "layer 'name' (op 'Op'): why not on the device", in layer order; empty for
   // backends without such a fallback. Needs no device; throws as check_loadable.
   virtual std::vector<std::string> host_layers(const EnginePlan& /*engine*/) const { return {}; }
+  // True when this backend's kernel for `layer` computes its output 0 correctly with it placed
+  // over the bytes of input `input` (same shape and dtype): the runtime's memory plan may then
+  // give that output the input's storage where the input is read by no later layer, which saves
+  // the bytes and the copy a kernel would make (a convolution's residual). False by default.
+  // Never throws.
+  virtual bool writes_over_input(const format::Layer& /*layer*/, size_t /*input*/) const { return false; }
 
   // Binds a prepared engine to `device` (DeviceSpec{} lets the backend choose): makes the checks
   // of check_loadable, picks and checks the device, puts the weights and kernels where they run.

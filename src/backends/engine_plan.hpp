@@ -45,6 +45,9 @@ struct PreparedLayer {
   // view_start * (elements after view_axis) elements into its input. -1: no offset.
   int view_axis = -1;
   int64_t view_start = 0;
+  // The input whose bytes its output 0 is written over (the input dies here and the backend's
+  // kernel takes the alias: Backend::writes_over_input), -1 when the output has bytes of its own.
+  int in_place_input = -1;
   // Its op's output sizes depend on input data (OpDef::data_dependent_shapes) and it runs in the
   // executor (not during shape propagation): the plan stops after it (see EnginePlan::segment_ends).
   bool ends_segment = false;
@@ -62,9 +65,10 @@ struct EnginePlan {
   std::vector<std::shared_ptr<const HostTensor>> weight_values;
   // Per tensor: index of the producing layer, -1 for inputs and weights.
   std::vector<int32_t> producer;
-  // Per tensor: the activation whose memory it shares (itself unless a view layer wrote it).
+  // Per tensor: the activation whose memory it shares (itself unless a view layer wrote it, or a
+  // layer wrote it over an input that died there: PreparedLayer::in_place_input).
   std::vector<int32_t> storage_of;
-  bool has_views = false;
+  bool has_views = false;  // some tensor shares another's storage (views or in-place outputs)
   // Per activation tensor: [first_use, last_use] layer indices, for re-planning the arena; for the
   // tensor that owns shared storage, the span of every tensor sharing it.
   std::vector<int32_t> first_use;

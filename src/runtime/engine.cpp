@@ -182,6 +182,47 @@ void mark_view_layers(EngineState& state) {
   }
 }
 
+// Layers whose backend kernel writes output 0 over an input (Backend::writes_over_input) get that
+// input's storage where the input is an activation of the same dtype that no later layer reads
+// (its storage's live range, views included, ends at this layer): the output then owns the
+// storage's remaining live range. Runs after mark_view_layers, whose ranges it reads.
+void mark_in_place_layers(EngineState& state, const backends::Backend& backend) {
+  const auto& model = state.model;
+  for (size_t l = 0; l < model.layers.size(); ++l) {
+    const format::Layer& layer = model.layers[l];
+    PreparedLayer& prepared = state.layers[l];
+    if (prepared.is_view || prepared.computes_shape_values || layer.outputs.empty()) continue;
+    const auto out = static_cast<size_t>(layer.outputs[0]);
+    const format::TensorDesc& out_desc = model.tensors[out];
+    if (out_desc.kind != format::TensorKind::kActivation) continue;
+    for (size_t i = 0; i < layer.inputs.size(); ++i) {
+      if (layer.inputs[i] < 0 || !backend.writes_over_input(layer, i)) continue;
+      const auto in = static_cast<size_t>(layer.inputs[i]);
+      const auto root = static_cast<size_t>(state.storage_of[in]);
+      const int32_t in_producer = state.producer[in];
+      if (model.tensors[in].kind != format::TensorKind::kActivation || model.tensors[in].dtype != out_desc.dtype ||
+          model.tensors[in].shape != out_desc.shape || in_producer < 0 ||
+          state.layers[static_cast<size_t>(in_producer)].computes_shape_values ||
+          state.last_use[root] != static_cast<int32_t>(l)) {
+        continue;
+      }
+      // Read once more, by this layer alone, and only where it is the same input slot (a layer
+      // reading the tensor through two inputs would see it change under it).
+      size_t reads = 0;
+      for (const int32_t t : layer.inputs)
+        if (t >= 0 && state.storage_of[static_cast<size_t>(t)] == static_cast<int32_t>(root)) ++reads;
+      if (reads != 1) continue;
+      prepared.in_place_input = static_cast<int>(i);
+      state.has_views = true;
+      // The output and whatever shares its storage (views of it) move to the input's storage.
+      for (size_t t = 0; t < model.tensors.size(); ++t)
+        if (state.storage_of[t] == static_cast<int32_t>(out)) state.storage_of[t] = static_cast<int32_t>(root);
+      state.last_use[root] = std::max(state.last_use[root], state.last_use[out]);
+      break;
+    }
+  }
+}
+
 // Splits the layers into segments after each data-dependent layer that the executor runs (one
 // that runs during shape propagation learns its shapes there).
 void mark_segments(EngineState& state) {
@@ -284,6 +325,7 @@ void prepare(EngineState& state, const backends::Backend* backend) {
     for (size_t t = 0; t < model.tensors.size(); ++t) state.storage_of[t] = static_cast<int32_t>(t);
   } else {
     mark_view_layers(state);
+    if (backend) mark_in_place_layers(state, *backend);
   }
   // The host runs the shape-value layers of every engine, with its backend's kernels. When that
   // backend runs the engine, its own check (in bind) covers every layer, these included.

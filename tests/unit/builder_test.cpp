@@ -18,6 +18,7 @@
 #include "kiln/kiln_builder.h"
 #include "kiln/runtime.hpp"
 #include "onnx_test_model.hpp"
+#include "scoped_env.hpp"
 
 namespace kiln::builder {
 namespace {
@@ -109,20 +110,7 @@ const format::Binding* find_binding(const std::vector<format::Binding>& bindings
   return nullptr;
 }
 
-// Sets an environment variable for the scope; the previous value comes back after.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) previous_ = old, had_ = true;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() { had_ ? setenv(name_, previous_.c_str(), 1) : unsetenv(name_); }
-
- private:
-  const char* name_;
-  std::string previous_;
-  bool had_ = false;
-};
+using testing::ScopedEnv;
 
 // x[1,3,8,8] -> Conv -> Relu -> Conv -> Add(relu) -> Relu -> Identity -> "y".
 GraphBuilder small_cnn(Shape input_shape) {

@@ -21,29 +21,12 @@
 #include "backends/cpu/intra_op_threads.hpp"
 #include "base/attributes.hpp"
 #include "float_comparison.hpp"
+#include "scoped_env.hpp"
 
 namespace kiln::cpu {
 namespace {
 
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) previous_ = old, had_ = true;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() {
-    if (had_) {
-      setenv(name_, previous_.c_str(), 1);
-    } else {
-      unsetenv(name_);
-    }
-  }
-
- private:
-  const char* name_;
-  std::string previous_;
-  bool had_ = false;
-};
+using testing::ScopedEnv;
 
 struct Tensor {
   Shape shape;

@@ -11,6 +11,7 @@
 #include "kiln/runtime.hpp"
 #include "add_relu_engine.hpp"
 #include "engine_model_builder.hpp"
+#include "scoped_env.hpp"
 
 namespace kiln {
 namespace {
@@ -342,6 +343,85 @@ TEST(Runtime, OuterSlabsTakenByGatherOrSliceAreViewsAtAnOffsetWhenAligned) {
   for (const LayerTiming& t : ctx.profile(in, out, 2)) timed.push_back(t.name);
   EXPECT_EQ(timed, (std::vector<std::string>{"neg", "small_neg", "gather_inner", "gather_unaligned", "relu0", "relu1",
                                              "relu2", "relu3"}));
+}
+
+// r = Neg(x); c = Conv(x, 2I, residual r) = 2x - x = x; y = Relu(c). With `read_again`, also
+// z = Sub(c, r) = 2x, which reads the residual after the convolution.
+std::vector<uint8_t> conv_residual_engine(bool read_again) {
+  format::EngineModel m;
+  const Shape shape{1, 16, 32, 32};  // 64 KiB of floats per activation
+  const int32_t x = add_tensor(m, "x", DType::kFloat32, shape, TensorKind::kInput);
+  const int32_t w = add_tensor(m, "w", DType::kFloat32, {16, 16, 1, 1}, TensorKind::kWeight);
+  const int32_t r = add_tensor(m, "r", DType::kFloat32, shape, TensorKind::kActivation);
+  const int32_t c = add_tensor(m, "c", DType::kFloat32, shape, TensorKind::kActivation);
+  const int32_t y = add_tensor(m, "y", DType::kFloat32, shape, TensorKind::kOutput);
+  static std::vector<float> blob;
+  blob.assign(16 * 16, 0.0f);
+  for (size_t k = 0; k < 16; ++k) blob[k * 16 + k] = 2.0f;
+  m.tensors[static_cast<size_t>(w)].weight_size = blob.size() * sizeof(float);
+  m.weights = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(blob.data()), blob.size() * sizeof(float));
+  m.inputs.push_back(binding(m, x));
+  m.outputs.push_back(binding(m, y));
+  m.layers.push_back(layer("neg", "Neg", {x}, {r}));
+  m.layers.push_back(layer("conv", "Conv", {x, w, -1, r}, {c}));
+  m.layers.push_back(layer("relu", "Relu", {c}, {y}));
+  if (read_again) {
+    const int32_t z = add_tensor(m, "z", DType::kFloat32, shape, TensorKind::kOutput);
+    m.outputs.push_back(binding(m, z));
+    m.layers.push_back(layer("sub", "Sub", {c, r}, {z}));
+  }
+  m.memory_plan.offsets.assign(m.tensors.size(), format::MemoryPlan::kNoOffset);
+  m.memory_plan.first_use.assign(m.tensors.size(), -1);
+  m.memory_plan.last_use.assign(m.tensors.size(), -1);
+  return format::write_engine(m);
+}
+
+TEST(Runtime, ConvolutionOutputIsWrittenOverAResidualThatDiesThere) {
+  // The residual r dies at the convolution: its output takes r's bytes (CpuBackend::
+  // writes_over_input), so the arena holds one 64 KiB activation at a time and fits a limit of
+  // 96 KiB that r and c side by side would not. Both convolution paths take the alias.
+  std::vector<float> xs(16 * 32 * 32);
+  for (size_t i = 0; i < xs.size(); ++i) xs[i] = static_cast<float>(static_cast<int>(i % 37) - 18) / 8.0f;
+  for (const char* conv : {"", "reference"}) {
+    SCOPED_TRACE(std::string("KILN_CPU_CONV=") + conv);
+    const testing::ScopedEnv choice("KILN_CPU_CONV", conv);
+    const testing::ScopedEnv limit("KILN_MEMORY_LIMIT", "96K");
+    const auto bytes = conv_residual_engine(false);
+    Engine engine = Engine::load_bytes(bytes.data(), bytes.size());
+    ExecutionContext ctx = engine.create_context();
+    std::vector<float> ys(xs.size(), -1.0f);
+    std::vector<NamedTensor> in = {{"x", {DType::kFloat32, {1, 16, 32, 32}, xs.data()}}};
+    std::vector<NamedTensor> out = {{"y", {DType::kFloat32, {1, 16, 32, 32}, ys.data()}}};
+    ctx.execute(in, out);
+    for (size_t i = 0; i < xs.size(); ++i) ASSERT_EQ(ys[i], std::max(0.0f, xs[i])) << i;
+  }
+}
+
+TEST(Runtime, ConvolutionResidualReadAgainLaterKeepsItsOwnBytes) {
+  // r is read by Sub after the convolution: c must not take its bytes (z would read c - c = 0),
+  // so the arena needs both and a 96 KiB limit refuses the call.
+  std::vector<float> xs(16 * 32 * 32);
+  for (size_t i = 0; i < xs.size(); ++i) xs[i] = static_cast<float>(static_cast<int>(i % 29) - 14) / 4.0f;
+  const auto bytes = conv_residual_engine(true);
+  std::vector<float> ys(xs.size()), zs(xs.size());
+  std::vector<NamedTensor> in = {{"x", {DType::kFloat32, {1, 16, 32, 32}, xs.data()}}};
+  std::vector<NamedTensor> out = {{"y", {DType::kFloat32, {1, 16, 32, 32}, ys.data()}},
+                                  {"z", {DType::kFloat32, {1, 16, 32, 32}, zs.data()}}};
+  {
+    Engine engine = Engine::load_bytes(bytes.data(), bytes.size());
+    ExecutionContext ctx = engine.create_context();
+    ctx.execute(in, out);
+    for (size_t i = 0; i < xs.size(); ++i) {
+      ASSERT_EQ(ys[i], std::max(0.0f, xs[i])) << i;
+      ASSERT_EQ(zs[i], 2.0f * xs[i]) << i;
+    }
+  }
+  const testing::ScopedEnv limit("KILN_MEMORY_LIMIT", "96K");
+  Engine engine = Engine::load_bytes(bytes.data(), bytes.size());
+  ExecutionContext ctx = engine.create_context();
+  ErrorCode code{};
+  const std::string message = error_message([&] { ctx.execute(in, out); }, &code);
+  EXPECT_EQ(code, ErrorCode::kOutOfMemory) << message;
 }
 
 TEST(RuntimeCApi, MultiDeviceSafeModeIsOffByDefaultAndReturnsThePreviousMode) {

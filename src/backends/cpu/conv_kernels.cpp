@@ -3,6 +3,7 @@
 // "NHWC" is honoured by permuting to NCHW around the same code: this is the reference. The fast
 // path is oneDNN (onednn_conv.hpp), taken first where kiln has it.
 #include <algorithm>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -233,6 +234,20 @@ void apply_fused_epilogue(KernelContext& ctx) {
 }
 
 void conv_nchw(KernelContext& ctx) {
+  // The memory plan may place the output over the residual (CpuBackend::writes_over_input): the
+  // convolution writes the output before the residual is added, so the residual is set aside.
+  if (ctx.has_input(3) && ctx.inputs[3].data == ctx.outputs[0].data) {
+    const TensorView& residual = ctx.inputs[3];
+    HostTensor saved(residual.dtype, residual.shape);
+    std::memcpy(saved.bytes.data(), residual.data, saved.bytes.size());
+    std::vector<TensorView> inputs(ctx.inputs.begin(), ctx.inputs.end());
+    inputs[3] = view_of(saved);
+    KernelContext aside = ctx;
+    aside.inputs = inputs;
+    conv_compute(aside);
+    apply_fused_epilogue(aside);
+    return;
+  }
   conv_compute(ctx);
   apply_fused_epilogue(ctx);
 }

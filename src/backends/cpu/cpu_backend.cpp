@@ -398,6 +398,12 @@ class CpuBackend final : public backends::Backend {
     return backends::check_kernel_support(*support, model, layer, name_);
   }
 
+  // A fused convolution's residual (input 3): oneDNN's sum post-op accumulates into the output's
+  // bytes, and the reference kernel copies the residual aside before writing the output.
+  bool writes_over_input(const format::Layer& layer, size_t input) const override {
+    return layer.op == "Conv" && input == 3;
+  }
+
   // The host runs every layer: each needs a CPU kernel.
   void check_loadable(const EnginePlan& engine) const override {
     if (const std::string missing = missing_kernel_list(engine, *this); !missing.empty()) {
