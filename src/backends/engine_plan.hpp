@@ -4,6 +4,7 @@
 // change a CallState only through its calls.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -77,6 +78,10 @@ struct EnginePlan {
   bool shapes_depend_on_input_values = false;
   // The input tensors whose values shape propagation reads (empty unless the flag above is set).
   std::vector<int32_t> value_input_tensors;
+  // `tensor` is one of value_input_tensors.
+  bool is_value_input(int32_t tensor) const {
+    return std::find(value_input_tensors.begin(), value_input_tensors.end(), tensor) != value_input_tensors.end();
+  }
   // True when some output is computed by a shape-value layer.
   bool has_shape_value_outputs = false;
 

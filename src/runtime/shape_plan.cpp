@@ -71,7 +71,8 @@ void propagate_shapes(const EngineState& engine, std::span<const TensorView> inp
         in_info[i].value = engine.weight_values[ti].get();
       } else if (plan.has_shape_value[ti]) {
         in_info[i].value = &plan.shape_values[ti];
-      } else if (model.tensors[ti].kind == format::TensorKind::kInput && engine.shapes_depend_on_input_values) {
+      } else if (engine.is_value_input(t)) {
+        // Only these are on the host where the engine runs on a device (CallState::input_values).
         const TensorView view = input_value(ti);
         HostTensor& copy = value_copies.emplace_back(view.dtype, view.shape);
         std::memcpy(copy.bytes.data(), view.data, copy.bytes.size());
@@ -117,7 +118,7 @@ void propagate_shapes(const EngineState& engine, std::span<const TensorView> inp
         in_views[i] = view_of(*engine.weight_values[ti]);
       } else if (plan.has_shape_value[ti]) {
         in_views[i] = view_of(plan.shape_values[ti]);
-      } else if (model.tensors[ti].kind == format::TensorKind::kInput && engine.shapes_depend_on_input_values) {
+      } else if (engine.is_value_input(t)) {
         in_views[i] = input_value(ti);
       } else {
         // Only Shape/Size layers read tensors that were not computed here; they use the shape alone.

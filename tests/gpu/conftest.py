@@ -22,3 +22,11 @@ def pytest_sessionstart(session):
     # fails there (tests/python/test_gpu_suite_collects.py).
     if not torch.cuda.is_available() and not session.config.option.collectonly:
         raise pytest.UsageError("tests/gpu needs a CUDA GPU; run it on the GPU machine (scripts/gpu-check.sh)")
+
+
+def pytest_runtest_logreport(report):
+    # A failure's details are printed when it happens, not only in the closing summary: a later
+    # test that kills the process (a segfault in the library) would otherwise take them with it.
+    if report.failed:
+        sys.stderr.write(f"\n---- FAILED {report.nodeid} ({report.when})\n{report.longreprtext}\n----\n")
+        sys.stderr.flush()

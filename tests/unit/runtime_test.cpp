@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <functional>
 #include <thread>
 
@@ -422,6 +424,38 @@ TEST(Runtime, ConvolutionResidualReadAgainLaterKeepsItsOwnBytes) {
   ErrorCode code{};
   const std::string message = error_message([&] { ctx.execute(in, out); }, &code);
   EXPECT_EQ(code, ErrorCode::kOutOfMemory) << message;
+}
+
+TEST(Runtime, ShapesFromInputValuesReadOnlyTheInputsThatGiveThem) {
+  // y = ReduceSum(x, axes): its shape reads the value of `axes`, never the bytes of `x`, which for a
+  // device engine are not host memory (a CUDA engine's planner once copied them and crashed). Here
+  // x's bytes are a page the process may not read.
+  format::EngineModel m;
+  const int32_t x = add_tensor(m, "x", DType::kFloat32, {4, 4}, TensorKind::kInput);
+  const int32_t axes = add_tensor(m, "axes", DType::kInt64, {1}, TensorKind::kInput);
+  const int32_t y = add_tensor(m, "y", DType::kFloat32, {kDynamicDim}, TensorKind::kOutput);
+  m.inputs.push_back(binding(m, x));
+  m.inputs.push_back(binding(m, axes));
+  m.outputs.push_back(binding(m, y));
+  format::Layer reduce = layer("reduce", "ReduceSum", {x, axes}, {y});
+  reduce.attrs.set("keepdims", Attribute::of_int(0));
+  m.layers.push_back(reduce);
+  m.memory_plan.offsets.assign(m.tensors.size(), format::MemoryPlan::kNoOffset);
+  m.memory_plan.first_use.assign(m.tensors.size(), -1);
+  m.memory_plan.last_use.assign(m.tensors.size(), -1);
+  const auto bytes = format::write_engine(m);
+  Engine engine = Engine::load_bytes(bytes.data(), bytes.size());
+  ExecutionContext ctx = engine.create_context();
+  const long page = sysconf(_SC_PAGESIZE);
+  void* unreadable = mmap(nullptr, static_cast<size_t>(page), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(unreadable, MAP_FAILED);
+  for (const int64_t axis : {int64_t{0}, int64_t{1}}) {
+    int64_t axis_value = axis;
+    std::vector<NamedTensor> in = {{"x", {DType::kFloat32, {4, 4}, unreadable}},
+                                   {"axes", {DType::kInt64, {1}, &axis_value}}};
+    EXPECT_EQ(ctx.output_shapes(in), (std::vector<Shape>{{4}}));
+  }
+  munmap(unreadable, static_cast<size_t>(page));
 }
 
 TEST(RuntimeCApi, MultiDeviceSafeModeIsOffByDefaultAndReturnsThePreviousMode) {
