@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backends/cpu/intra_op_threads.hpp"
+#include "backends/cpu/middle_axis_mean.hpp"
 #include "backends/cpu/nn_kernel_common.hpp"
 #include "backends/cpu/nn_layout.hpp"
 #include "backends/cpu/nn_window3d.hpp"
@@ -269,27 +270,23 @@ void global_pool_nhwc(KernelContext& ctx) {
   const int64_t batch = x[0], pixels = x[1] * x[2], channels = x[3];
   const float* in = ctx.inputs[0].as<const float>();
   float* out = ctx.outputs[0].as<float>();
-  constexpr int64_t kStrip = 256;
-  const int64_t strips = (channels + kStrip - 1) / kStrip;
-  parallel_chunks(batch * strips, std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, pixels * kStrip)),
-                  [&](int64_t begin, int64_t end) {
-    double sums[kStrip];
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / strips;
-      const int64_t first = task % strips * kStrip;
-      const int64_t width = std::min(kStrip, channels - first);
-      const float* base = in + n * pixels * channels + first;
-      float* y = out + n * channels + first;
-      if constexpr (kMax) {
+  if constexpr (!kMax) {
+    middle_axis_mean(in, batch, pixels, channels, static_cast<double>(pixels), out);  // no pixels: NaN
+  } else {
+    constexpr int64_t kStrip = 256;
+    const int64_t strips = (channels + kStrip - 1) / kStrip;
+    parallel_chunks(batch * strips, std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, pixels * kStrip)),
+                    [&](int64_t begin, int64_t end) {
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t n = task / strips;
+        const int64_t first = task % strips * kStrip;
+        const int64_t width = std::min(kStrip, channels - first);
+        float* y = out + n * channels + first;
         std::fill(y, y + width, -std::numeric_limits<float>::infinity());
-        for (int64_t p = 0; p < pixels; ++p) simd::max_into(base + p * channels, y, width);
-      } else {
-        std::fill(sums, sums + width, 0.0);
-        simd::accumulate_rows(base, pixels, channels, sums, width);
-        for (int64_t c = 0; c < width; ++c) y[c] = static_cast<float>(sums[c] / static_cast<double>(pixels));
+        for (int64_t p = 0; p < pixels; ++p) simd::max_into(in + (n * pixels + p) * channels + first, y, width);
       }
-    }
-  });
+    });
+  }
 }
 
 // MaxPool (no Indices) and AveragePool of [N, H, W, C], 2-D windows.

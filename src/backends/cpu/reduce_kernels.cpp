@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backends/cpu/intra_op_threads.hpp"
+#include "backends/cpu/middle_axis_mean.hpp"
 #include "backends/cpu/nn_kernel_common.hpp"
 #include "backends/cpu/simd_math.hpp"
 #include "ops/nn_reduce_axes.hpp"
@@ -182,23 +183,8 @@ bool try_reduce_contiguous(Reduction r, const TensorView& x, const std::vector<b
     });
     return true;
   }
-  // Columns: out[o, i] = sum over j of in[o, j, i], in strips of the inner axis.
-  constexpr int64_t kStrip = 512;
-  const int64_t strips = (inner + kStrip - 1) / kStrip;
-  parallel_chunks(outer * strips, std::max<int64_t>(1, (int64_t{1} << 15) / (reduced * kStrip)),
-                  [&](int64_t begin, int64_t end) {
-    double acc[kStrip];
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t o = task / strips;
-      const int64_t first = task % strips * kStrip;
-      const int64_t width = std::min(kStrip, inner - first);
-      std::fill(acc, acc + width, 0.0);
-      const float* base = in + o * reduced * inner + first;
-      simd::accumulate_rows(base, reduced, inner, acc, width);
-      float* dst = out + o * inner + first;
-      for (int64_t i = 0; i < width; ++i) dst[i] = static_cast<float>(acc[i] / divisor);
-    }
-  });
+  // Columns: out[o, i] = sum over j of in[o, j, i].
+  middle_axis_mean(in, outer, reduced, inner, divisor, out);
   return true;
 }
 
