@@ -12,6 +12,9 @@
 #     `profile` (with PROFILE_ARGS) for per-layer times.
 #   CHECK_GROUPS (default "ctest runtime plugins sanitize onnxcuda models") picks the side-by-side groups:
 #     ctest = ctest+conformance, runtime = runtime+torch, plugins = plugins+detection.
+#   FOCUS_K (a pytest -k expression, e.g. "value_shapes or host_layers or soak"): right after the
+#     build, before anything else, the runtime stage's tests it selects run alone (group "focus"),
+#     so that what a session changed is known first even if the machine goes away.
 #   STAGE_TIMEOUT (default 400 s) caps each side-by-side group; RESULTS (default out/gpu-detached).
 set -u
 cd "$(dirname "$0")/.."
@@ -37,6 +40,7 @@ drive() {
     tail -n 40 "$R/build/build.log" >> "$R/driver.log"
     log done; touch "$R/DONE"; return
   fi
+  [ -n "${FOCUS_K:-}" ] && (export PYTEST_K=$FOCUS_K; group focus runtime)
   # shellcheck disable=SC2086  # a list of stage names
   [ "$PLAN" = full ] && group timings ${TIMING_STAGES:-generated bench overhead}
   local g
