@@ -13,7 +13,7 @@
 # Example: scripts/gpu-check.sh build conformance
 # Build dependencies missing there (nlohmann-json3-dev, libxxhash-dev) may come unpacked in .deps/root/usr.
 # Environment: PYTHON (default python3: the one with torch), JOBS, KILN_GPU_CACHE (ONNX exports),
-# PYTEST_ARGS (extra pytest arguments, split on spaces), PYTEST_K (a pytest -k expression, spaces
+# ONNX_JOBS (onnxcuda worker processes, default 8), PYTEST_ARGS (extra pytest arguments, split on spaces), PYTEST_K (a pytest -k expression, spaces
 # allowed: PYTEST_K="mobilenet or vit" runs part of a stage), CMAKE_ARGS (extra configure arguments).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -78,7 +78,7 @@ for stage in $STAGES; do
     generated) run_stage generated "$PYTHON" benchmarks/bench_generated.py --out "$OUT/generated.json" ;;
     bench) run_stage bench "$PYTHON" benchmarks/bench_models.py --out "$OUT/benchmarks.json" ${BENCH_ARGS:-} ;;
     overhead) run_stage overhead "$PYTHON" benchmarks/bench_overhead.py ;;
-    onnxcuda) run_stage onnxcuda "$PYTHON" tests/onnx_backend/run.py --target cuda --jobs 4 \
+    onnxcuda) run_stage onnxcuda "$PYTHON" tests/onnx_backend/run.py --target cuda --jobs "${ONNX_JOBS:-8}" \
         --out "$OUT/onnx_backend_cuda.json" ${ONNX_UPDATE:+--update-expected} ;;
     sanitize) run_stage sanitize env OUT="$OUT" PYTHON="$PYTHON" scripts/gpu-sanitize.sh "${pytest_select[@]}" ;;
     profile) run_stage profile "$PYTHON" benchmarks/profile_models.py ${PROFILE_ARGS:-} ;;

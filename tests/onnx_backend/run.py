@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -214,16 +214,20 @@ def case_names() -> list[str]:
     return json.loads(listed.stdout.strip().splitlines()[-1])
 
 
-def run_all(names: list[str], jobs: int, chunk: int = 0, timeout: float = 900.0) -> dict[str, dict]:
+def run_all(names: list[str], jobs: int, chunk: int = 0, timeout: float = 900.0,
+            on_chunk=None) -> dict[str, dict]:
     """Every case's result. Each worker generates all cases once (a few seconds), so by default
-    (chunk 0) the cases go out in two chunks per job, not one worker per hundred."""
+    (chunk 0) the cases go out in two chunks per job, not one worker per hundred. `on_chunk`, when
+    given, is called with the results so far each time a chunk ends (in the order they end)."""
     if chunk <= 0:
         chunk = max(1, -(-len(names) // (2 * max(1, jobs))))
     chunks = [names[i:i + chunk] for i in range(0, len(names), chunk)]
     results: dict[str, dict] = {}
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for part in pool.map(lambda c: _run_chunk(c, timeout), chunks):
-            results.update(part)
+        for done in as_completed([pool.submit(_run_chunk, c, timeout) for c in chunks]):
+            results.update(done.result())
+            if on_chunk:
+                on_chunk(results)
     return results
 
 
@@ -263,12 +267,18 @@ def main() -> int:
 
     names = [c.name for c in case_module.all_cases() if args.k in c.name]
     start = time.time()
-    results = run_all(names, args.jobs, args.chunk, args.timeout)
-    counts = collections.Counter(r["status"] for r in results.values())
-    print(f"{len(names)} cases in {time.time() - start:.0f} s: " +
-          ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    if args.out:
-        Path(args.out).write_text(json.dumps({"counts": counts, "results": results}, indent=1, sort_keys=True))
+
+    def report(results: dict, complete: bool) -> None:
+        # Written after every chunk too, so that a run stopped part-way still tells what it ran.
+        counts = collections.Counter(r["status"] for r in results.values())
+        print(f"{len(results)} of {len(names)} cases in {time.time() - start:.0f} s: " +
+              ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), flush=True)
+        if args.out:
+            Path(args.out).write_text(json.dumps({"complete": complete, "counts": counts, "results": results},
+                                                 indent=1, sort_keys=True))
+
+    results = run_all(names, args.jobs, args.chunk, args.timeout, on_chunk=lambda r: report(r, False))
+    report(results, True)
     if args.update_expected:
         if args.build_only:
             parser.error("--update-expected needs the cases run, not only built")
