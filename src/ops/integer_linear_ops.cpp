@@ -9,6 +9,7 @@
 #include "ops/nn_common.hpp"
 #include "ops/nn_window.hpp"
 #include "ops/op_families.hpp"
+#include "ops/quantize_params.hpp"
 
 namespace kiln::ops {
 
@@ -121,6 +122,9 @@ void infer_qlinear_matmul(InferContext& ctx) {
                dtype_name(ctx.input(i).dtype), ", expected a_scale's ", dtype_name(scale));
     }
   }
+  check_known_scale(ctx, 1, "a_scale");
+  check_known_scale(ctx, 4, "b_scale");
+  check_known_scale(ctx, 6, "y_scale");
   const IntegerMatMulGeometry g =
       resolve_integer_matmul(node_ref(ctx), ctx.input(0).shape, ctx.input(3).shape);
   const NodeRef node = node_ref(ctx);
@@ -182,6 +186,7 @@ void infer_qlinear_conv(InferContext& ctx) {
   for (const auto& [index, what] : {std::pair<size_t, const char*>{1, "x_scale"}, {4, "w_scale"}, {6, "y_scale"}}) {
     require_dtype(ctx, std::string("input ") + std::to_string(index) + " (" + what + ")",
                   ctx.input(index).dtype, {DType::kFloat32});
+    check_known_scale(ctx, index, what);
   }
   require_one_element(ctx, 1, "x_scale");
   require_one_element(ctx, 2, "x_zero_point");

@@ -1,8 +1,12 @@
 // QuantizeLinear and DequantizeLinear (ONNX opsets 10-25): per-tensor, per-axis (`axis`) and
 // blocked (`block_size`) scales; int8/uint8/int16/uint16, int4/uint4/int2/uint2, float8 and
 // float4e2m1 quantized values; float32/float16/bfloat16 and float8e8m0 (MX) scales.
+#include <cmath>
+#include <cstring>
 #include <string>
 
+#include "base/float8.hpp"
+#include "base/half.hpp"
 #include "ops/nn_common.hpp"
 #include "ops/op_families.hpp"
 #include "ops/quantize_params.hpp"
@@ -48,6 +52,7 @@ void infer_quantize_linear(InferContext& ctx) {
   require_dtype(ctx, "input 0 (x)", x.dtype,
                 {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kInt32});
   require_dtype(ctx, "input 1 (y_scale)", ctx.input(1).dtype, kScaleTypes);
+  check_known_scale(ctx, 1, "y_scale");
   check_saturate(ctx);
   if (const int64_t precision = int_attr(ctx, "precision", 0); precision != 0) {
     dtype_attr(ctx, "precision", precision, kFloatTypes);
@@ -81,6 +86,7 @@ void infer_dequantize_linear(InferContext& ctx) {
   require_dtype(ctx, "input 0 (x)", x.dtype, inputs);
   const DType scale = ctx.input(1).dtype;
   require_dtype(ctx, "input 1 (x_scale)", scale, kScaleTypes);
+  check_known_scale(ctx, 1, "x_scale");
   if (ctx.has_input(2) && ctx.input(2).dtype != x.dtype) {
     ctx.fail("input 2 (x_zero_point) has dtype ", dtype_name(ctx.input(2).dtype),
              ", expected x's dtype ", dtype_name(x.dtype));
@@ -98,6 +104,30 @@ void infer_dequantize_linear(InferContext& ctx) {
 }
 
 }  // namespace
+
+void check_known_scale(const InferContext& ctx, size_t input, const char* name) {
+  const HostTensor* scale = ctx.input(input).value;
+  if (scale == nullptr) return;
+  const int64_t count = shape_numel(scale->shape);
+  const size_t width = dtype_size(scale->dtype);
+  if (static_cast<size_t>(count) * width > scale->bytes.size()) return;  // not a dense value
+  for (int64_t i = 0; i < count; ++i) {
+    const uint8_t* at = scale->bytes.data() + static_cast<size_t>(i) * width;
+    float value = 0.0f;
+    uint16_t bits16 = 0;
+    switch (scale->dtype) {
+      case DType::kFloat32: std::memcpy(&value, at, sizeof value); break;
+      case DType::kFloat16: std::memcpy(&bits16, at, 2); value = half_to_float(bits16); break;
+      case DType::kBFloat16: std::memcpy(&bits16, at, 2); value = bfloat16_to_float(bits16); break;
+      case DType::kFloat8E8M0: value = float8e8m0_to_float(*at); break;
+      default: return;  // refused by the dtype check
+    }
+    if (!(value > 0.0f) || !std::isfinite(value)) {
+      ctx.fail("input ", input, " (", name, ") is ", value, count > 1 ? " at element " + std::to_string(i) : "",
+               ": a quantization scale must be finite and greater than zero");
+    }
+  }
+}
 
 bool is_quantized_dtype(DType dtype) {
   for (const DType t : kQuantizedTypes) {

@@ -10,6 +10,12 @@
 
 namespace kiln::ops {
 
+// Fails naming input `input` (`name`, e.g. "y_scale") when its value is known at build time (a
+// weight or a folded constant) and an element is not finite and greater than zero: quantizing
+// divides by the scale, and a zero, negative or NaN one describes no quantization a runtime could
+// honour. A scale computed at run time is not checked.
+void check_known_scale(const InferContext& ctx, size_t input, const char* name);
+
 // The input seen as [outer, axis_length, inner]; input element (o, a, i) uses scale element
 // scale_index(o, a, i). Per-tensor: every stride 0. Per-axis: block 1, axis stride 1. Blocked
 // (scale [outer..., blocks, inner...]): outer stride blocks * inner, axis stride inner, inner 1.
