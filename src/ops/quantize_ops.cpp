@@ -2,11 +2,9 @@
 // blocked (`block_size`) scales; int8/uint8/int16/uint16, int4/uint4/int2/uint2, float8 and
 // float4e2m1 quantized values; float32/float16/bfloat16 and float8e8m0 (MX) scales.
 #include <cmath>
-#include <cstring>
 #include <string>
 
-#include "base/float8.hpp"
-#include "base/half.hpp"
+#include "base/host_tensor.hpp"
 #include "ops/nn_common.hpp"
 #include "ops/op_families.hpp"
 #include "ops/quantize_params.hpp"
@@ -108,21 +106,11 @@ void infer_dequantize_linear(InferContext& ctx) {
 void check_known_scale(const InferContext& ctx, size_t input, const char* name) {
   const HostTensor* scale = ctx.input(input).value;
   if (scale == nullptr) return;
-  const int64_t count = shape_numel(scale->shape);
-  const size_t width = dtype_size(scale->dtype);
-  if (static_cast<size_t>(count) * width > scale->bytes.size()) return;  // not a dense value
+  const TensorView view = view_of(*scale);
+  const int64_t count = view.numel();
   for (int64_t i = 0; i < count; ++i) {
-    const uint8_t* at = scale->bytes.data() + static_cast<size_t>(i) * width;
-    float value = 0.0f;
-    uint16_t bits16 = 0;
-    switch (scale->dtype) {
-      case DType::kFloat32: std::memcpy(&value, at, sizeof value); break;
-      case DType::kFloat16: std::memcpy(&bits16, at, 2); value = half_to_float(bits16); break;
-      case DType::kBFloat16: std::memcpy(&bits16, at, 2); value = bfloat16_to_float(bits16); break;
-      case DType::kFloat8E8M0: value = float8e8m0_to_float(*at); break;
-      default: return;  // refused by the dtype check
-    }
-    if (!(value > 0.0f) || !std::isfinite(value)) {
+    const double value = read_as_double(view, i);
+    if (!(value > 0.0) || !std::isfinite(value)) {
       ctx.fail("input ", input, " (", name, ") is ", value, count > 1 ? " at element " + std::to_string(i) : "",
                ": a quantization scale must be finite and greater than zero");
     }

@@ -209,18 +209,9 @@ void place_in_arena(const EngineState& engine, bool place_shape_values, ShapePla
     if (prepared.in_place_input >= 0) {
       const auto in = static_cast<size_t>(model.layers[l].inputs[static_cast<size_t>(prepared.in_place_input)]);
       const auto out = static_cast<size_t>(model.layers[l].outputs[0]);
-      if (engine.segment_of[out] != static_cast<int32_t>(segment)) continue;
-      // Written over its input's bytes: it must not need more of them (the kernel checks the shapes).
-      const uint64_t out_bytes = static_cast<uint64_t>(
-          checked_byte_size(plan.shapes[out], model.tensors[out].dtype, model.tensors[out].name));
-      const uint64_t in_bytes = static_cast<uint64_t>(
-          checked_byte_size(plan.shapes[in], model.tensors[in].dtype, model.tensors[in].name));
-      if (out_bytes > in_bytes) {
-        fail(ErrorCode::kInvalidArgument, "layer '", model.layers[l].name, "' (", model.layers[l].op, "): output '",
-             model.tensors[out].name, "' ", shape_to_string(plan.shapes[out]), " is written over input '",
-             model.tensors[in].name, "' ", shape_to_string(plan.shapes[in]),
-             ", which it must equal in shape; check the input shapes");
-      }
+      // Backend::writes_over_input's contract: the op's inference gives the output its input's shape.
+      KILN_ASSERT(plan.shapes[out] == plan.shapes[in], "layer '", model.layers[l].name, "' writes ",
+                  shape_to_string(plan.shapes[out]), " over ", shape_to_string(plan.shapes[in]));
       plan.offsets[out] = plan.offsets[in];
       continue;
     }

@@ -277,8 +277,10 @@ def main() -> int:
             Path(args.out).write_text(json.dumps({"complete": complete, "counts": counts, "results": results},
                                                  indent=1, sort_keys=True))
 
-    results = run_all(names, args.jobs, args.chunk, args.timeout, on_chunk=lambda r: report(r, False))
-    report(results, True)
+    results = run_all(names, args.jobs, args.chunk, args.timeout,
+                      on_chunk=lambda r: report(r, complete=len(r) == len(names)))
+    if not names:
+        report(results, complete=True)
     if args.update_expected:
         if args.build_only:
             parser.error("--update-expected needs the cases run, not only built")

@@ -31,10 +31,7 @@ std::vector<uint8_t> make_nonzero_engine() {
   m.layers.push_back(layer("nonzero0", "NonZero", {x}, {nz}));
   m.layers.push_back(layer("transpose0", "Transpose", {nz}, {tr}));
   m.layers.push_back(layer("add0", "Add", {tr, tr}, {y}));
-  m.memory_plan.offsets.assign(m.tensors.size(), format::MemoryPlan::kNoOffset);
-  m.memory_plan.first_use.assign(m.tensors.size(), -1);
-  m.memory_plan.last_use.assign(m.tensors.size(), -1);
-  return format::write_engine(m);
+  return testing::write_unplanned_engine(m);
 }
 
 std::vector<int64_t> nonzero_positions(const std::vector<float>& x) {

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "format/engine_io.hpp"
 #include "format/engine_model.hpp"
 
 namespace kiln::testing {
@@ -28,6 +29,15 @@ inline format::Layer layer(std::string name, std::string op, std::vector<int32_t
   l.inputs = std::move(in);
   l.outputs = std::move(out);
   return l;
+}
+
+// The bytes of `m` with no recorded memory plan (no offsets, no live ranges): the runtime plans
+// the arena itself when it loads the engine.
+inline std::vector<uint8_t> write_unplanned_engine(format::EngineModel& m) {
+  m.memory_plan.offsets.assign(m.tensors.size(), format::MemoryPlan::kNoOffset);
+  m.memory_plan.first_use.assign(m.tensors.size(), -1);
+  m.memory_plan.last_use.assign(m.tensors.size(), -1);
+  return format::write_engine(m);
 }
 
 }  // namespace kiln::testing

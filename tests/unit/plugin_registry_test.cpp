@@ -208,10 +208,7 @@ std::vector<uint8_t> make_plugin_engine(const std::string& name, int64_t version
   if (ns == "kiln.test") l.attrs.set("alpha", Attribute::of_float(alpha));
   m.layers.push_back(std::move(l));
   m.plugins = plugins::plugin_refs_of_layers(m);
-  m.memory_plan.offsets.assign(m.tensors.size(), format::MemoryPlan::kNoOffset);
-  m.memory_plan.first_use.assign(m.tensors.size(), -1);
-  m.memory_plan.last_use.assign(m.tensors.size(), -1);
-  return format::write_engine(m);
+  return testing::write_unplanned_engine(m);
 }
 
 TEST(PluginEngine, RecordsItsPluginsAndRunsThemOnTheCpu) {

@@ -130,10 +130,7 @@ TEST(Runtime, RejectsEnginesWithOpsItLacks) {
   m.inputs.push_back(binding(m, x));
   m.outputs.push_back(binding(m, y));
   m.layers.push_back(layer("mystery", "FutureOp", {x}, {y}));
-  m.memory_plan.offsets.assign(m.tensors.size(), format::MemoryPlan::kNoOffset);
-  m.memory_plan.first_use.assign(m.tensors.size(), -1);
-  m.memory_plan.last_use.assign(m.tensors.size(), -1);
-  const auto bytes = format::write_engine(m);
+  const auto bytes = testing::write_unplanned_engine(m);
   ErrorCode code{};
   const std::string message = error_message([&] { Engine::load_bytes(bytes.data(), bytes.size()); }, &code);
   EXPECT_EQ(code, ErrorCode::kUnsupported);
@@ -171,10 +168,7 @@ TEST(Runtime, ComputesShapeValuesAtRunTime) {
   concat.attrs.set("axis", Attribute::of_int(0));
   m.layers.push_back(concat);
   m.layers.push_back(layer("flatten", "Reshape", {x, target}, {y}));
-  m.memory_plan.offsets.assign(m.tensors.size(), format::MemoryPlan::kNoOffset);
-  m.memory_plan.first_use.assign(m.tensors.size(), -1);
-  m.memory_plan.last_use.assign(m.tensors.size(), -1);
-  const auto bytes = format::write_engine(m);
+  const auto bytes = testing::write_unplanned_engine(m);
   Engine engine = Engine::load_bytes(bytes.data(), bytes.size());
   ExecutionContext ctx = engine.create_context();
   for (int64_t n : {4, 1, 4}) {
@@ -248,10 +242,7 @@ TEST(Runtime, ReshapeBetweenActivationsIsAViewAndIsNotLaunched) {
   m.layers.push_back(layer("neg", "Neg", {x}, {negated}));
   m.layers.push_back(layer("view", "Reshape", {negated, shape}, {reshaped}));
   m.layers.push_back(layer("relu", "Relu", {reshaped}, {y}));
-  m.memory_plan.offsets.assign(m.tensors.size(), format::MemoryPlan::kNoOffset);
-  m.memory_plan.first_use.assign(m.tensors.size(), -1);
-  m.memory_plan.last_use.assign(m.tensors.size(), -1);
-  const auto bytes = format::write_engine(m);
+  const auto bytes = testing::write_unplanned_engine(m);
   Engine engine = Engine::load_bytes(bytes.data(), bytes.size());
   ExecutionContext ctx = engine.create_context();
   const std::vector<float> xs = {1.0f, -2.0f, 3.0f, -4.0f, 5.0f, -6.0f};
@@ -315,10 +306,7 @@ TEST(Runtime, OuterSlabsTakenByGatherOrSliceAreViewsAtAnOffsetWhenAligned) {
   m.layers.push_back(layer("relu1", "Relu", {sliced}, {y1}));
   m.layers.push_back(layer("relu2", "Relu", {inner}, {y2}));
   m.layers.push_back(layer("relu3", "Relu", {small_picked}, {y3}));
-  m.memory_plan.offsets.assign(m.tensors.size(), format::MemoryPlan::kNoOffset);
-  m.memory_plan.first_use.assign(m.tensors.size(), -1);
-  m.memory_plan.last_use.assign(m.tensors.size(), -1);
-  const auto bytes = format::write_engine(m);
+  const auto bytes = testing::write_unplanned_engine(m);
   Engine engine = Engine::load_bytes(bytes.data(), bytes.size());
   ExecutionContext ctx = engine.create_context();
   std::vector<float> xs(3 * 4 * 16), ss(9);
@@ -372,10 +360,7 @@ std::vector<uint8_t> conv_residual_engine(bool read_again) {
     m.outputs.push_back(binding(m, z));
     m.layers.push_back(layer("sub", "Sub", {c, r}, {z}));
   }
-  m.memory_plan.offsets.assign(m.tensors.size(), format::MemoryPlan::kNoOffset);
-  m.memory_plan.first_use.assign(m.tensors.size(), -1);
-  m.memory_plan.last_use.assign(m.tensors.size(), -1);
-  return format::write_engine(m);
+  return testing::write_unplanned_engine(m);
 }
 
 TEST(Runtime, ConvolutionOutputIsWrittenOverAResidualThatDiesThere) {
@@ -440,10 +425,7 @@ TEST(Runtime, ShapesFromInputValuesReadOnlyTheInputsThatGiveThem) {
   format::Layer reduce = layer("reduce", "ReduceSum", {x, axes}, {y});
   reduce.attrs.set("keepdims", Attribute::of_int(0));
   m.layers.push_back(reduce);
-  m.memory_plan.offsets.assign(m.tensors.size(), format::MemoryPlan::kNoOffset);
-  m.memory_plan.first_use.assign(m.tensors.size(), -1);
-  m.memory_plan.last_use.assign(m.tensors.size(), -1);
-  const auto bytes = format::write_engine(m);
+  const auto bytes = testing::write_unplanned_engine(m);
   Engine engine = Engine::load_bytes(bytes.data(), bytes.size());
   ExecutionContext ctx = engine.create_context();
   const long page = sysconf(_SC_PAGESIZE);
