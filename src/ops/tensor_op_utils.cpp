@@ -269,7 +269,9 @@ std::vector<int64_t> resolve_split_sizes(const NodeRef& node, int64_t dim,
     int64_t total = 0;
     for (int64_t s : *split) {
       if (s < 0) node.fail(ErrorCode::kInvalidArgument, "split has negative size ", s);
-      total += s;
+      const std::optional<int64_t> sum = add_no_overflow(total, s);
+      if (!sum) node.fail(ErrorCode::kInvalidArgument, "split sizes overflow int64 (entry ", s, ")");
+      total = *sum;
     }
     if (total != dim) {
       node.fail(ErrorCode::kInvalidArgument, "split sizes sum to ", total,
