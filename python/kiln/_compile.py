@@ -32,6 +32,8 @@ from ._dynamic_shapes import (DimSpecs, DynamicDim, DynamicDimInfo, DynamicShape
                               torch_dims, uses)
 from ._partition_lowering import (SymbolRanges, UnsupportedShapeError, build_engine, probe_node,
                                   to_onnx)
+from ._example_decisions import (ExampleAssumption, export_with_example_decisions,
+                                 is_data_dependent_guard)
 from ._plugin_ops import batched_nms_as_one_op, fuse_batched_nms
 
 __all__ = ["compile", "compile_graph_module", "CompileReport", "EngineInfo", "FallbackInfo",
@@ -80,6 +82,9 @@ class CompileReport:
     fallbacks: list[FallbackInfo] = field(default_factory=list)
     # Every dynamic dim (the batch included), with its range and the inputs' dims it sizes.
     dynamic_dims: list[DynamicDimInfo] = field(default_factory=list)
+    # Data-dependent branches the export took from the example inputs, each asserted at run time
+    # (kiln._example_decisions).
+    assumptions: list[ExampleAssumption] = field(default_factory=list)
 
     @property
     def fully_compiled(self) -> bool:
@@ -99,6 +104,8 @@ class CompileReport:
             lines.append(f"  fallback {f.node}: {f.op}: {f.reason}")
         for d in self.dynamic_dims:
             lines.append(f"  dynamic dim {d}")
+        for a in self.assumptions:
+            lines.append(f"  assumed {a}")
         return "\n".join(lines)
 
 
@@ -245,6 +252,7 @@ def compile_graph_module(gm: torch.fx.GraphModule, *, precision: str = "fp32",
 
     report = CompileReport(precision=precision, target=target, dynamic_batch=(
         tuple(dynamic_batch) if dynamic_batch is not None else None))
+    report.assumptions = list(getattr(gm, "kiln_example_assumptions", []))
     if dynamic_dims:
         specs = {s.name: s for per_input in dynamic_dims.values() for s in per_input.values()}
         report.dynamic_dims = [DynamicDimInfo(name, specs[name].min, specs[name].opt,
@@ -467,17 +475,23 @@ def export_module(module: torch.nn.Module, inputs: tuple,
     # The math form of scaled_dot_product_attention decomposes into matmuls and a softmax that
     # kiln builds; CUDA's fused kernels (_scaled_dot_product_efficient_attention, ...) have no
     # ONNX form.
+    assumptions: list[ExampleAssumption] = []
     with torch.no_grad(), sdpa_kernel([SDPBackend.MATH]), batched_nms_as_one_op():
         try:
             program = torch.export.export(module, inputs, dynamic_shapes=dynamic_shapes)
         except Exception as error:
-            explained = (explain_export_error(error, dynamic_dims, names) if dynamic_dims
-                         else None)
-            if explained is None:
-                raise
-            raise explained from error
+            if not is_data_dependent_guard(error):
+                explained = (explain_export_error(error, dynamic_dims, names) if dynamic_dims
+                             else None)
+                if explained is None:
+                    raise
+                raise explained from error
+            program, assumptions = export_with_example_decisions(module, inputs, dynamic_shapes,
+                                                                 error)
         program = _run_decompositions(program)
-    return program.module()
+    gm = program.module()
+    gm.kiln_example_assumptions = assumptions
+    return gm
 
 
 def _run_decompositions(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:

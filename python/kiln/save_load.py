@@ -56,6 +56,13 @@ def _plain_outputs(module: torch.nn.Module, flat):
         "return a tensor or a tuple of tensors, or save as an exported_program")
 
 
+def _check_condition(condition: bool, message: str) -> None:
+    """A run-time assertion of the exported graph (see :mod:`kiln._example_decisions`) in a form
+    TorchScript keeps."""
+    if not condition:
+        raise RuntimeError(message)
+
+
 def _torchscript_ready(module: torch.nn.Module) -> torch.nn.Module:
     """kiln.compile's GraphModules flatten their inputs through pytree code and call a guard
     module, neither of which TorchScript takes, and call aten overloads (``aten.add.Tensor``),
@@ -75,6 +82,11 @@ def _torchscript_ready(module: torch.nn.Module) -> torch.nn.Module:
             continue
         if node.op == "call_function" and node.target is torch.ops.aten.sym_size.int:
             env[node] = graph.call_method("size", (env[node.args[0]], node.args[1]))
+            continue
+        if node.op == "call_function" and node.target is torch.ops.aten._assert_scalar.default:
+            # TorchScript drops an aten._assert_scalar whose result nobody reads; a raise stays.
+            env[node] = graph.call_function(_check_condition, tuple(
+                torch.fx.node.map_arg(node.args, lambda n: env[n])))
             continue
         copy = graph.node_copy(node, lambda n: env[n])
         if copy.op == "call_function" and isinstance(copy.target, torch._ops.OpOverload):
