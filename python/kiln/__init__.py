@@ -163,6 +163,7 @@ _LAZY = {
     "save": ("save_load", "save"),
     "load": ("save_load", "load"),
     "compare": ("compare", "compare"),  # engine vs ONNX Runtime (needs onnxruntime)
+    "compare_engines": ("compare", "compare_engines"),  # engine vs engine
     "quantize": ("_quantize", "quantize"),  # Q/DQ from calibration (needs onnx)
     "QuantizationReport": ("_quantize", "QuantizationReport"),
 }

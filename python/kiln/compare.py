@@ -22,7 +22,7 @@ import numpy as np
 
 from ._capi import InvalidArgumentError, KilnError, UnsupportedError
 
-__all__ = ["compare", "Comparison", "OutputComparison", "main"]
+__all__ = ["compare", "compare_engines", "Comparison", "OutputComparison", "main"]
 
 
 @dataclass
@@ -38,6 +38,11 @@ class OutputComparison:
     mismatches: int = 0
     elements: int = 0
     problem: str = ""
+    # Cosine similarity of the two outputs as flat vectors (None when either has a NaN or is
+    # all zeros), and for outputs of rank >= 2 with more than one class on the last axis the
+    # share of rows whose argmax agrees (a classifier's top-1 agreement).
+    cosine: float | None = None
+    top1_agreement: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -49,13 +54,14 @@ class Comparison:
     atol: float
     rtol: float
     outputs: list[OutputComparison] = field(default_factory=list)
+    label: str = "kiln vs onnxruntime"
 
     @property
     def passed(self) -> bool:
         return all(o.passed for o in self.outputs)
 
     def __str__(self) -> str:
-        lines = [f"kiln vs onnxruntime (atol {self.atol:g}, rtol {self.rtol:g})"]
+        lines = [f"{self.label} (atol {self.atol:g}, rtol {self.rtol:g})"]
         for o in self.outputs:
             status = "PASS" if o.passed else "FAIL"
             if o.problem:
@@ -63,7 +69,10 @@ class Comparison:
             else:
                 lines.append(f"{status} {o.name}: max abs {o.max_abs_error:.3e}, max rel "
                              f"{o.max_rel_error:.3e}, mean abs {o.mean_abs_error:.3e}, "
-                             f"{o.mismatches} of {o.elements} outside tolerance")
+                             f"{o.mismatches} of {o.elements} outside tolerance"
+                             + (f", cosine {o.cosine:.6f}" if o.cosine is not None else "")
+                             + (f", top-1 agreement {o.top1_agreement:.2%}"
+                                if o.top1_agreement is not None else ""))
         lines.append("all outputs match" if self.passed else "outputs differ")
         return "\n".join(lines)
 
@@ -87,9 +96,9 @@ def _random_feeds(engine, seed: int) -> dict[str, np.ndarray]:
 
 
 def _compare_output(name: str, got: np.ndarray, want: np.ndarray, atol: float,
-                    rtol: float) -> OutputComparison:
+                    rtol: float, other: str = "onnxruntime") -> OutputComparison:
     if got.shape != want.shape:
-        return OutputComparison(name, problem=f"shape {list(got.shape)}, onnxruntime {list(want.shape)}")
+        return OutputComparison(name, problem=f"shape {list(got.shape)}, {other} {list(want.shape)}")
     result = OutputComparison(name, elements=int(got.size))
     if got.size == 0:
         return result
@@ -109,6 +118,12 @@ def _compare_output(name: str, got: np.ndarray, want: np.ndarray, atol: float,
     with np.errstate(invalid="ignore"):
         outside = ~(diff <= atol + rtol * np.abs(b))
     result.mismatches = int((outside & finite).sum() + one.sum())
+    if not (nan_a.any() or nan_b.any()) and np.isfinite(a).all() and np.isfinite(b).all():
+        norms = float(np.linalg.norm(a)) * float(np.linalg.norm(b))
+        if norms > 0:
+            result.cosine = float(np.dot(a.ravel(), b.ravel()) / norms)
+    if a.ndim >= 2 and a.shape[-1] > 1:
+        result.top1_agreement = float((a.argmax(axis=-1) == b.argmax(axis=-1)).mean())
     return result
 
 
@@ -151,6 +166,38 @@ def compare(model: Any, engine: Any, feeds: Mapping[str, Any] | None = None, *,
                 name, problem=f"dtype {value.dtype}, onnxruntime {reference.dtype}"))
             continue
         result.outputs.append(_compare_output(name, value, reference, atol, rtol))
+    return result
+
+
+def _as_engine(engine: Any):
+    from . import Engine
+
+    if isinstance(engine, Engine):
+        return engine
+    return Engine(engine if isinstance(engine, (bytes, bytearray, memoryview)) else os.fspath(engine))
+
+
+def compare_engines(engine_a: Any, engine_b: Any, feeds: Mapping[str, Any] | None = None, *,
+                    atol: float = 1e-5, rtol: float = 1e-5, seed: int = 0) -> Comparison:
+    """Runs two kiln engines (kiln.Engine objects, engine bytes or engine file paths) on the same
+    inputs, ``feeds`` or random ones drawn for ``engine_a`` as :func:`compare` draws them, and
+    compares each output of ``engine_a`` with ``engine_b``'s of the same name (``engine_b`` is
+    the reference of the relative error): a quantized or reduced-precision engine against the
+    float32 engine of the same model. Each output reports the errors, the cosine similarity and,
+    for a classifier's scores, the top-1 agreement. Raises what kiln.Engine raises."""
+    a, b = _as_engine(engine_a), _as_engine(engine_b)
+    feeds = _random_feeds(a, seed) if feeds is None else {k: np.asarray(v) for k, v in feeds.items()}
+    got, want = a.run(feeds), b.run(feeds)
+    result = Comparison(atol, rtol, label="engine a vs engine b")
+    for name, value in got.items():
+        if name not in want:
+            result.outputs.append(OutputComparison(name, problem="engine b has no output of this name"))
+            continue
+        reference = np.asarray(want[name])
+        if value.dtype != reference.dtype:
+            result.outputs.append(OutputComparison(name, problem=f"dtype {value.dtype}, engine b {reference.dtype}"))
+            continue
+        result.outputs.append(_compare_output(name, value, reference, atol, rtol, other="engine b"))
     return result
 
 

@@ -76,3 +76,25 @@ def test_python_dash_m(files):
     assert dyn.returncode == 0, dyn.stdout + dyn.stderr
     missing = run_module(files / "dynamic.onnx", files / "dynamic.kiln")
     assert missing.returncode == 1 and "dynamic" in missing.stderr, missing.stderr
+
+
+def test_compare_engines_reports_cosine_and_top1_between_two_engines(files):
+    same = kiln.compare_engines(files / "model.kiln", (files / "model.kiln").read_bytes())
+    assert same.passed and same.label == "engine a vs engine b"
+    output = same.outputs[0]
+    assert output.cosine == pytest.approx(1.0) and output.top1_agreement == 1.0
+    assert "cosine 1.000000" in str(same) and "top-1 agreement 100.00%" in str(same)
+    different = kiln.compare_engines(files / "other.kiln", files / "model.kiln")
+    assert not different.passed
+    assert different.outputs[0].cosine is not None and different.outputs[0].cosine < 0.9999
+    assert different.outputs[0].mismatches > 0
+
+
+def test_compare_engines_runs_both_on_the_given_feeds(files):
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 8, 8)).astype(np.float32)
+    dynamic = kiln.Engine(str(files / "dynamic.kiln"))
+    result = kiln.compare_engines(dynamic, files / "model.kiln", {"x": x})
+    assert result.passed  # the same model at the same batch
+    wider = np.concatenate([x, x])
+    with pytest.raises(kiln.KilnError):
+        kiln.compare_engines(dynamic, files / "model.kiln", {"x": wider})  # batch 4 is not model.kiln's

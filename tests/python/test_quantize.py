@@ -147,6 +147,10 @@ def test_quantized_engine_keeps_the_float_models_accuracy(trained, digits, dtype
     assert cosine >= 0.99, f"{name} {dtype}/{method}: logits' cosine similarity {cosine:.4f}"
     # The quantization is real: the logits are not the float model's to the last bit.
     assert not np.array_equal(logits, float_logits)
+    # kiln.compare_engines reports the same agreement per output.
+    report = kiln.compare_engines(kiln.build_onnx(quantized.SerializeToString()), kiln.build_onnx(model),
+                                  {"x": x_test[:BATCH]}, atol=1e-2, rtol=1e-2)
+    assert report.outputs[0].cosine >= 0.99 and report.outputs[0].top1_agreement >= 0.9
 
 
 def test_every_conv_and_linear_is_quantized_and_the_report_says_so(trained, digits, capsys):
