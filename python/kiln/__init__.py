@@ -166,6 +166,8 @@ _LAZY = {
     "compare_engines": ("compare", "compare_engines"),  # engine vs engine
     "quantize": ("_quantize", "quantize"),  # Q/DQ from calibration (needs onnx)
     "QuantizationReport": ("_quantize", "QuantizationReport"),
+    "quantization_sensitivity": ("_quantize", "quantization_sensitivity"),
+    "LayerSensitivity": ("_quantize", "LayerSensitivity"),
 }
 
 

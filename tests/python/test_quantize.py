@@ -252,3 +252,20 @@ def test_observers_pick_ranges_that_clip_outliers_but_not_the_bulk():
     empty.see_range(np.zeros(4))
     empty.see(np.zeros(4))
     assert empty.threshold("entropy", 99.99, 127) == 0.0
+
+
+def test_sensitivity_quantizes_each_layer_alone_and_ranks_them(trained, digits):
+    name, model = trained
+    (x_train, _), (x_test, _) = digits
+    ranked = kiln.quantization_sensitivity(model, _calibration_batches(x_train, 2),
+                                           [{"x": x_test[:BATCH]}], method="minmax")
+    original = onnx.load_model_from_string(model)
+    weights = {t.name for t in original.graph.initializer}
+    expected = {n.name for n in original.graph.node
+                if n.op_type in ("Conv", "Gemm", "MatMul") and n.input[1] in weights}
+    assert {r.node for r in ranked} == expected
+    cosines = [r.cosine for r in ranked]
+    assert cosines == sorted(cosines)
+    # One layer quantized changes the outputs a little, never to something else.
+    assert all(0.99 <= c < 1.0 for c in cosines), ranked
+    assert all(r.max_abs_error > 0 for r in ranked)
