@@ -16,9 +16,12 @@ that later builds quantize identically without calibration data.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -53,6 +56,53 @@ class QuantizationReport:
         return "\n".join(lines)
 
 
+def _export_module(module, calibration_batches):
+    """A torch module to ONNX (torch.onnx.export, dynamo exporter, opset 20), traced with the
+    first calibration batch, and the batches as ONNX feeds. Batches are tensors (one input),
+    tuples of tensors (positional inputs) or dicts keyed by ``forward``'s parameter names; the
+    model keeps the first batch's shapes."""
+    import inspect
+
+    import onnx
+    import torch
+
+    batches = list(calibration_batches or [])
+    if not batches:
+        raise InvalidArgumentError("kiln.quantize: a torch module needs calibration batches (its "
+                                   "first one is the export's example input)")
+    parameters = [p.name for p in inspect.signature(module.forward).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+    def as_args(batch, index):
+        if isinstance(batch, torch.Tensor) or isinstance(batch, np.ndarray):
+            batch = (batch,)
+        if isinstance(batch, Mapping):
+            unknown = [k for k in batch if k not in parameters]
+            if unknown:
+                raise InvalidArgumentError(f"kiln.quantize: calibration batch {index} names "
+                                           f"{unknown}, not parameters of forward {parameters}")
+            batch = tuple(batch[p] for p in parameters if p in batch)
+        if not isinstance(batch, (tuple, list)) or len(batch) > len(parameters):
+            raise InvalidArgumentError(f"kiln.quantize: calibration batch {index} is not a tensor, "
+                                       f"a tuple of tensors or a dict by forward's parameters")
+        return tuple(torch.as_tensor(np.asarray(x) if isinstance(x, np.ndarray) else x)
+                     for x in batch)
+
+    first = as_args(batches[0], 0)
+    names = parameters[:len(first)]
+    module = module.eval()
+    with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(module, first, dynamo=True, opset_version=20,
+                                    input_names=names, optimize=True, verbose=False,
+                                    external_data=False)
+    model = onnx.ModelProto()
+    model.CopyFrom(program.model_proto)
+    feeds = [{n: a.detach().cpu().numpy() for n, a in zip(names, as_args(b, i))}
+             for i, b in enumerate(batches)]
+    return model, feeds
+
+
 def _load(model: Any):
     import onnx
 
@@ -65,8 +115,15 @@ def _load(model: Any):
     if isinstance(model, (str, os.PathLike)):
         return onnx.load(os.fspath(model))
     raise InvalidArgumentError(
-        "kiln.quantize: model must be an ONNX file path, serialized bytes or an onnx.ModelProto, "
-        f"got {type(model).__name__} (export a torch module with torch.onnx.export first)")
+        "kiln.quantize: model must be a torch.nn.Module, an ONNX file path, serialized bytes or an "
+        f"onnx.ModelProto, got {type(model).__name__}")
+
+
+def _is_torch_module(model: Any) -> bool:
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(model, torch.nn.Module)
 
 
 def _opset(model) -> int:
@@ -242,6 +299,9 @@ def quantize(model: Any, calibration_batches: Iterable[Any] | None = None, *, dt
              cache: "str | os.PathLike | None" = None, report: bool = False):
     """Returns a copy of the ONNX ``model`` (a path, bytes or ModelProto) with Q/DQ nodes around
     its Conv, Gemm and MatMul layers (module doc), ready for ``kiln.build_onnx`` / ``kiln build``.
+    A ``torch.nn.Module`` is first exported to ONNX (``torch.onnx.export``, opset 20) with the
+    first calibration batch as its example input (its shapes are the model's); its batches are
+    tensors, tuples of tensors or dicts keyed by ``forward``'s parameter names.
 
     - ``calibration_batches``: an iterable of input feeds (dicts of arrays by input name; a bare
       array for a one-input model), representative of real inputs. Not needed when ``cache``
@@ -269,6 +329,8 @@ def quantize(model: Any, calibration_batches: Iterable[Any] | None = None, *, dt
     if not 0.0 < float(percentile) <= 100.0:
         raise InvalidArgumentError(f"kiln.quantize: percentile must be in (0, 100], got {percentile}")
     largest, min_opset = _DTYPES[dtype]
+    if _is_torch_module(model):
+        model, calibration_batches = _export_module(model, calibration_batches)
     model = _load(model)
     opset = _opset(model)
     if opset < min_opset:

@@ -103,7 +103,8 @@ def _accuracy(engine_bytes: bytes, x: np.ndarray, y: np.ndarray, batch: int) -> 
     engine = kiln.Engine(engine_bytes)
     logits = []
     for start in range(0, len(y) - batch + 1, batch):
-        logits.append(engine.run({"x": x[start:start + batch]})["logits"])
+        (only_output,) = engine.run({"x": x[start:start + batch]}).values()
+        logits.append(only_output)
     engine.close()
     logits = np.concatenate(logits)
     return float((logits.argmax(1) == y[:len(logits)]).mean()), logits
@@ -220,8 +221,8 @@ def test_bad_arguments_are_clear_errors(digits):
         kiln.quantize(model, [])
     with pytest.raises(kiln.InvalidArgumentError, match="lacks input"):
         kiln.quantize(model, [{"y": x_train[:BATCH]}])
-    with pytest.raises(kiln.InvalidArgumentError, match="must be an ONNX file path"):
-        kiln.quantize(DigitsCnn(), [x_train[:BATCH]])
+    with pytest.raises(kiln.InvalidArgumentError, match="must be a torch.nn.Module, an ONNX file path"):
+        kiln.quantize(42, [x_train[:BATCH]])
     old = onnx.load_model_from_string(model)
     old.opset_import[0].version = 11
     with pytest.raises(kiln.InvalidArgumentError, match="opset is 11; int8 Q/DQ needs opset 13"):
@@ -269,3 +270,20 @@ def test_sensitivity_quantizes_each_layer_alone_and_ranks_them(trained, digits):
     # One layer quantized changes the outputs a little, never to something else.
     assert all(0.99 <= c < 1.0 for c in cosines), ranked
     assert all(r.max_abs_error > 0 for r in ranked)
+
+
+def test_a_torch_module_is_exported_and_quantized(digits):
+    (x_train, y_train), (x_test, y_test) = digits
+    torch.manual_seed(0)
+    module = _train(DigitsCnn(), x_train, y_train, epochs=8)
+    batches = [torch.from_numpy(x_train[i * BATCH:(i + 1) * BATCH]) for i in range(8)]
+    quantized = kiln.quantize(module, batches, method="minmax")
+    assert [i.name for i in quantized.graph.input] == ["x"]
+    accuracy, _ = _accuracy(kiln.build_onnx(quantized.SerializeToString()), x_test, y_test, BATCH)
+    with torch.no_grad():
+        eager = float((module(torch.from_numpy(x_test)).argmax(1).numpy() == y_test).mean())
+    assert accuracy >= eager - 0.01, (accuracy, eager)
+    with pytest.raises(kiln.InvalidArgumentError, match="needs calibration batches"):
+        kiln.quantize(module, [])
+    with pytest.raises(kiln.InvalidArgumentError, match="not parameters of forward"):
+        kiln.quantize(module, [{"image": batches[0]}])
