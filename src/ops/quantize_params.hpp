@@ -8,6 +8,13 @@
 #include "kiln/types.hpp"
 #include "ops/tensor_op_utils.hpp"
 
+// The CUDA kernels index scales with the same function as the CPU's.
+#if defined(__CUDACC__)
+#define KILN_QUANTIZE_INDEX_FN __host__ __device__ __forceinline__
+#else
+#define KILN_QUANTIZE_INDEX_FN inline
+#endif
+
 namespace kiln::ops {
 
 // Fails naming input `input` (`name`, e.g. "y_scale") when its value is known at build time (a
@@ -28,7 +35,7 @@ struct QuantizeLayout {
   int64_t scale_axis_stride = 0;   // scale elements per block (0: per-tensor)
   int64_t scale_inner_stride = 0;  // 1 for blocked scales, else 0
 
-  int64_t scale_index(int64_t o, int64_t a, int64_t i) const {
+  KILN_QUANTIZE_INDEX_FN int64_t scale_index(int64_t o, int64_t a, int64_t i) const {
     return o * scale_outer_stride + (a / block) * scale_axis_stride + i * scale_inner_stride;
   }
 };
