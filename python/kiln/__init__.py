@@ -166,8 +166,8 @@ _LAZY = {
     "compare_engines": ("compare", "compare_engines"),  # engine vs engine
     "quantize": ("_quantize", "quantize"),  # Q/DQ from calibration (needs onnx)
     "QuantizationReport": ("_quantize", "QuantizationReport"),
-    "quantization_sensitivity": ("_quantize", "quantization_sensitivity"),
-    "LayerSensitivity": ("_quantize", "LayerSensitivity"),
+    "quantization_sensitivity": ("_quantization_sensitivity", "quantization_sensitivity"),
+    "LayerSensitivity": ("_quantization_sensitivity", "LayerSensitivity"),
 }
 
 

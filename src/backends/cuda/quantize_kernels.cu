@@ -57,8 +57,9 @@ __global__ void quantize_kernel(const X* __restrict__ x, const S* __restrict__ s
 }
 
 template <typename Q, typename S, typename Y>
-__global__ void dequantize_kernel(const Q* __restrict__ x, const S* __restrict__ scale, const Q* __restrict__ zero_point,
-                                  Y* __restrict__ out, ops::QuantizeLayout layout, int64_t n) {
+__global__ void dequantize_kernel(const Q* __restrict__ x, const S* __restrict__ scale,
+                                  const Q* __restrict__ zero_point, Y* __restrict__ out, ops::QuantizeLayout layout,
+                                  int64_t n) {
   for (int64_t i = first_index<int64_t>(); i < n; i += grid_stride<int64_t>()) {
     const int64_t s = scale_index(layout, i);
     float shifted = static_cast<float>(x[i]);
