@@ -287,3 +287,56 @@ def test_a_torch_module_is_exported_and_quantized(digits):
         kiln.quantize(module, [])
     with pytest.raises(kiln.InvalidArgumentError, match="not parameters of forward"):
         kiln.quantize(module, [{"image": batches[0]}])
+
+
+def _calibrate_cli(*args):
+    import os
+    import subprocess
+    import sys
+
+    from kiln_testing import python_child_env
+
+    return subprocess.run([sys.executable, "-m", "kiln.calibrate", *map(str, args)], capture_output=True,
+                          text=True, timeout=300, env=python_child_env(dict(os.environ)))
+
+
+def test_the_command_line_writes_a_quantized_model_from_a_folder_of_batches(digits, tmp_path):
+    (x_train, y_train), (x_test, y_test) = digits
+    torch.manual_seed(0)
+    model = _to_onnx(_train(DigitsCnn(), x_train, y_train, epochs=8), BATCH)
+    (tmp_path / "model.onnx").write_bytes(model)
+    batches = tmp_path / "batches"
+    batches.mkdir()
+    for i, feeds in enumerate(_calibration_batches(x_train, 4)):
+        np.savez(batches / f"{i:03d}.npz", **feeds)
+    cache = tmp_path / "ranges.json"
+    done = _calibrate_cli(tmp_path / "model.onnx", tmp_path / "int8.onnx", "--batches", batches,
+                          "--method", "minmax", "--cache", cache, "--exclude", "Gemm")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "node(s) quantized" in done.stdout and "kept /head/Gemm: excluded by the caller" in done.stdout
+    api = kiln.quantize(model, [np.load(p) for p in sorted(batches.iterdir())], method="minmax",
+                        exclude=["Gemm"])
+    written = onnx.load(str(tmp_path / "int8.onnx"))
+    assert written.graph == api.graph  # the same model as the Python call makes
+    # The cache alone is enough the second time.
+    again = _calibrate_cli(tmp_path / "model.onnx", tmp_path / "again.onnx", "--method", "minmax",
+                           "--cache", cache, "--exclude", "Gemm")
+    assert again.returncode == 0, again.stderr
+    assert onnx.load(str(tmp_path / "again.onnx")).graph == written.graph
+    single = tmp_path / "npy"
+    single.mkdir()
+    np.save(single / "0.npy", x_train[:BATCH])
+    assert _calibrate_cli(tmp_path / "model.onnx", tmp_path / "npy.onnx", "--batches", single).returncode == 0
+
+
+def test_the_command_line_names_bad_input(tmp_path):
+    assert _calibrate_cli(tmp_path / "m.onnx", tmp_path / "o.onnx").returncode == 2  # no --batches
+    missing = _calibrate_cli(tmp_path / "m.onnx", tmp_path / "o.onnx", "--batches", tmp_path / "nowhere")
+    assert missing.returncode == 1 and "is not a folder" in missing.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    none = _calibrate_cli(tmp_path / "m.onnx", tmp_path / "o.onnx", "--batches", empty)
+    assert none.returncode == 1 and "has no .npz or .npy file" in none.stderr
+    (empty / "a.npy").write_bytes(b"not numpy")
+    broken = _calibrate_cli(tmp_path / "m.onnx", tmp_path / "o.onnx", "--batches", empty)
+    assert broken.returncode == 1 and "a.npy" in broken.stderr
