@@ -96,8 +96,9 @@ stage_asan() {
 
 # Test files that load libkiln_torch.so, which the sanitizer build does not make (and the GPU
 # suite's collection, a check of its imports that runs in a child without the preload).
+# (test_quantize_models.py: full-size ResNet-50 and BERT-base, a minute here, several under ASan.)
 PYTHON_TORCH_TESTS=(test_torch_runtime.py test_torch_compile.py test_deploy_examples.py
-  test_deploy_fresh_process.py test_packaging.py test_gpu_suite_collects.py)
+  test_deploy_fresh_process.py test_packaging.py test_gpu_suite_collects.py test_quantize_models.py)
 
 stage_python() {
   if ! have_libfuzzer || [ ! -f "$FUZZ_BUILD/lib/libkiln.so" ]; then
