@@ -81,6 +81,35 @@ def _adaptive_pool_global(node: torch.fx.Node) -> str | None:
     return None
 
 
+# PyTorch's PT2E quantize ops (quantized_decomposed) -> the positions of their quant_min,
+# quant_max and dtype arguments. Exported to ONNX they become QuantizeLinear, which clamps to the
+# dtype's whole range, so a narrower range (int8 in [-127, 127]) would change results: such nodes
+# stay in PyTorch. (The dequantize ops do not clamp; any range exports exactly.)
+_QUANT_RANGE_ARGS = {
+    "quantized_decomposed.quantize_per_tensor.default": (3, 4, 5),
+    "quantized_decomposed.quantize_per_tensor.tensor": (3, 4, 5),
+    "quantized_decomposed.quantize_per_channel.default": (4, 5, 6),
+}
+
+
+def _quant_range_reason(node: torch.fx.Node, name: str) -> str | None:
+    """None when the node's quant_min/quant_max are its dtype's whole range, else why not."""
+    positions = _QUANT_RANGE_ARGS.get(name)
+    if positions is None:
+        return None
+    low_at, high_at, dtype_at = positions
+    if len(node.args) <= dtype_at:
+        return f"{name}: quant_min, quant_max and dtype must be given positionally"
+    low, high, dtype = node.args[low_at], node.args[high_at], node.args[dtype_at]
+    if not isinstance(dtype, torch.dtype) or dtype.is_floating_point:
+        return f"{name}: quantized dtype {dtype} (kiln: integer codes here)"
+    info = torch.iinfo(dtype)
+    if (low, high) != (info.min, info.max):
+        return (f"{name}: quant range [{low}, {high}] is narrower than {dtype}'s [{info.min}, "
+                f"{info.max}] (ONNX QuantizeLinear clamps to the whole range)")
+    return None
+
+
 @dataclass(frozen=True)
 class OpRule:
     """``nn_float``: float tensors must be float32/16/bf16. ``check`` returns a reason to fall
@@ -207,6 +236,8 @@ class SupportOracle:
                 return Decision(False, f"dtype {tensor.dtype} is not a kiln dtype")
         if is_custom_op(node):
             return self._decide_custom_op(node, name)
+        if (reason := _quant_range_reason(node, name)) is not None:
+            return Decision(False, reason)
         rule = ATEN_SUPPORT.get(name)
         if rule is None:
             if self._probe is None:

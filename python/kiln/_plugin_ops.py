@@ -40,7 +40,7 @@ TORCHVISION_PLUGINS: dict[str, tuple[str, str]] = {
 }
 
 # Namespaces of torch's own ops: never plugins.
-_TORCH_NAMESPACES = {"aten", "prims", "quantized", "_quantized"}
+_TORCH_NAMESPACES = {"aten", "prims", "quantized", "_quantized", "quantized_decomposed"}
 
 # ONNX attribute types of the plugin field kinds (kiln_plugin_field_kind).
 _FIELD_KINDS = ("int", "float", "string", "ints", "floats", "strings")
