@@ -134,14 +134,11 @@ def compare(model: Any, engine: Any, feeds: Mapping[str, Any] | None = None, *,
     random ones (static inputs only; floats in [-1, 1), integers in [0, 4)), and compares each
     engine output with ONNX Runtime's of the same name. Raises UnsupportedError without
     onnxruntime, KilnError when ONNX Runtime fails, and what kiln.Engine raises."""
-    from . import Engine
-
     try:
         import onnxruntime as ort
     except ImportError as e:
         raise UnsupportedError("kiln.compare needs onnxruntime (pip install onnxruntime)") from e
-    if not isinstance(engine, Engine):
-        engine = Engine(engine if isinstance(engine, (bytes, bytearray, memoryview)) else os.fspath(engine))
+    engine = _as_engine(engine)
     if hasattr(model, "SerializeToString"):
         model = model.SerializeToString()
     elif not isinstance(model, (bytes, bytearray, memoryview)):
@@ -155,17 +152,22 @@ def compare(model: Any, engine: Any, feeds: Mapping[str, Any] | None = None, *,
         want = dict(zip(names, session.run(None, feeds)))
     except Exception as e:  # ORT's own exception types
         raise KilnError(f"onnxruntime failed on the model: {e}") from e
-    result = Comparison(atol, rtol)
+    return _compare_outputs(got, want, Comparison(atol, rtol), "onnxruntime")
+
+
+def _compare_outputs(got: Mapping[str, np.ndarray], want: Mapping[str, Any], result: Comparison,
+                     other: str) -> Comparison:
+    """Each output of ``got`` against ``want``'s of the same name (``other`` names the reference
+    in the problems reported), appended to ``result``."""
     for name, value in got.items():
         if name not in want:
-            result.outputs.append(OutputComparison(name, problem="onnxruntime has no output of this name"))
+            result.outputs.append(OutputComparison(name, problem=f"{other} has no output of this name"))
             continue
         reference = np.asarray(want[name])
         if value.dtype != reference.dtype:
-            result.outputs.append(OutputComparison(
-                name, problem=f"dtype {value.dtype}, onnxruntime {reference.dtype}"))
+            result.outputs.append(OutputComparison(name, problem=f"dtype {value.dtype}, {other} {reference.dtype}"))
             continue
-        result.outputs.append(_compare_output(name, value, reference, atol, rtol))
+        result.outputs.append(_compare_output(name, value, reference, result.atol, result.rtol, other))
     return result
 
 
@@ -188,17 +190,7 @@ def compare_engines(engine_a: Any, engine_b: Any, feeds: Mapping[str, Any] | Non
     a, b = _as_engine(engine_a), _as_engine(engine_b)
     feeds = _random_feeds(a, seed) if feeds is None else {k: np.asarray(v) for k, v in feeds.items()}
     got, want = a.run(feeds), b.run(feeds)
-    result = Comparison(atol, rtol, label="engine a vs engine b")
-    for name, value in got.items():
-        if name not in want:
-            result.outputs.append(OutputComparison(name, problem="engine b has no output of this name"))
-            continue
-        reference = np.asarray(want[name])
-        if value.dtype != reference.dtype:
-            result.outputs.append(OutputComparison(name, problem=f"dtype {value.dtype}, engine b {reference.dtype}"))
-            continue
-        result.outputs.append(_compare_output(name, value, reference, atol, rtol, other="engine b"))
-    return result
+    return _compare_outputs(got, want, Comparison(atol, rtol, label="engine a vs engine b"), "engine b")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -205,6 +205,15 @@ def test_the_cache_makes_a_second_quantization_identical_without_data(digits, tm
     cache.write_text(json.dumps(saved))
     with pytest.raises(kiln.InvalidArgumentError, match="has no range for tensor"):
         kiln.quantize(model, None, cache=cache)
+    negative = tmp_path / "negative.json"
+    kiln.quantize(model, _calibration_batches(x_train, 1), cache=negative)
+    ranges = json.loads(negative.read_text())
+    ranges["amax"][next(iter(ranges["amax"]))] = -1.0
+    negative.write_text(json.dumps(ranges))
+    with pytest.raises(kiln.InvalidArgumentError, match="not a finite number >= 0"):
+        kiln.quantize(model, None, cache=negative)
+    with pytest.raises(kiln.InvalidArgumentError, match="calibration_batches are needed"):
+        kiln.quantize(model, None, cache=tmp_path / "absent.json")
     cache.write_text("{not json")
     with pytest.raises(kiln.InvalidArgumentError, match="calibration cache"):
         kiln.quantize(model, None, cache=cache)

@@ -93,13 +93,9 @@ void launch_quantize(LaunchContext& ctx) {
         const float lowest = static_cast<float>(std::numeric_limits<Q>::lowest());
         const float highest = static_cast<float>(std::numeric_limits<Q>::max());
         const Q* zero_point = ctx.has_input(2) ? ctx.inputs[2].as<const Q>() : nullptr;
-        if (half_division) {
-          quantize_kernel<X, S, Q, true><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(
-              x.as<const X>(), scale.as<const S>(), zero_point, out.as<Q>(), layout, n, lowest, highest);
-        } else {
-          quantize_kernel<X, S, Q, false><<<grid_for(n), kBlockSize, 0, ctx.stream>>>(
-              x.as<const X>(), scale.as<const S>(), zero_point, out.as<Q>(), layout, n, lowest, highest);
-        }
+        auto* kernel = half_division ? quantize_kernel<X, S, Q, true> : quantize_kernel<X, S, Q, false>;
+        kernel<<<grid_for(n), kBlockSize, 0, ctx.stream>>>(x.as<const X>(), scale.as<const S>(), zero_point,
+                                                            out.as<Q>(), layout, n, lowest, highest);
       });
     });
   });
